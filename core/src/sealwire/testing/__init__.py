@@ -1,0 +1,1 @@
+"""Test support shipped with core: the vector loader and the binding contract suite."""

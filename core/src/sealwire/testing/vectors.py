@@ -1,0 +1,45 @@
+"""Locate and load the published conformance vectors.
+
+The vectors are never copied into the repository. They are read from the
+folder named by ``SEALWIRE_VECTORS`` or, by default, ``shared/vectors`` beside
+the repository's root. A missing file is an error, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["VECTORS_ENV", "load_json", "vectors_dir", "vectors_path"]
+
+VECTORS_ENV = "SEALWIRE_VECTORS"
+
+
+def vectors_dir() -> Path:
+    """The vectors folder: ``$SEALWIRE_VECTORS`` or ``<repo>/../shared/vectors``."""
+    configured = os.environ.get(VECTORS_ENV)
+    if configured:
+        return Path(configured)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent.parent / "shared" / "vectors"
+        if (parent / "pyproject.toml").is_file() and candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / "shared" / "vectors"
+
+
+def vectors_path(relative: str) -> Path:
+    """Path of one vector file; raises ``FileNotFoundError`` when it is missing."""
+    path = vectors_dir() / relative
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"test vector file {path} is missing; set {VECTORS_ENV} to the vectors folder"
+        )
+    return path
+
+
+def load_json(relative: str) -> Any:
+    """Parse one JSON vector file (the Noise ``.txt`` files are JSON too)."""
+    return json.loads(vectors_path(relative).read_text(encoding="utf-8"))

@@ -1,0 +1,1 @@
+"""MLS (RFC 9420) group binding and engine for Sealwire."""

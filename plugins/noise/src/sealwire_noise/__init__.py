@@ -1,0 +1,1 @@
+"""Noise (XX, IK) live sessions for Sealwire over TCP, WebSocket and UDP."""

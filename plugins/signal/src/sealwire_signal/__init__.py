@@ -1,0 +1,1 @@
+"""Signal (X3DH / PQXDH + Double Ratchet) mailbox binding for Sealwire."""
