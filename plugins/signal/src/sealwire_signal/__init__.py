@@ -1,1 +1,108 @@
-"""Signal (X3DH / PQXDH + Double Ratchet) mailbox binding for Sealwire."""
+"""Signal (X3DH / PQXDH + Double Ratchet) mailbox binding for Sealwire.
+
+The protocol cores are sans-I/O: :mod:`X3DH/PQXDH <sealwire_signal._x3dh>`,
+the :mod:`Double Ratchet <sealwire_signal._ratchet>` (with its
+:mod:`header-encryption <sealwire_signal._header_encryption>` variant), the
+:mod:`wire profile <sealwire_signal._wire>` and the
+:mod:`state codec <sealwire_signal._state_codec>`.
+"""
+
+from __future__ import annotations
+
+from sealwire_signal._chain import (
+    MAX_SKIP,
+    MAX_SKIPPED_KEYS,
+    SKIPPED_KEY_LIFETIME,
+    Header,
+    RatchetState,
+)
+from sealwire_signal._crypto import DHKeyPair, Rng
+from sealwire_signal._errors import (
+    BadSignatureError,
+    DuplicateMessageError,
+    EnvelopeDecodeError,
+    MessageDecryptError,
+    NoSessionError,
+    SkippedKeyLimitError,
+    UnknownPrekeyError,
+    UnsupportedVersionError,
+    WeakKeyError,
+)
+from sealwire_signal._ratchet import decrypt, encrypt, init_alice, init_bob, prune
+from sealwire_signal._session import (
+    Session,
+    accept_session,
+    open_envelope,
+    seal_frame,
+    start_session,
+)
+from sealwire_signal._state_codec import (
+    StoredPrekey,
+    decode_prekey,
+    decode_session,
+    encode_prekey,
+    encode_session,
+)
+from sealwire_signal._wire import Envelope, PrekeyPart, decode_bundle, encode_bundle
+from sealwire_signal._x3dh import (
+    Initiation,
+    KemPrekey,
+    OneTimePrekey,
+    PrekeyBundle,
+    SharedSecret,
+    SignedPrekey,
+    VerifiedBundle,
+    initiate,
+    respond,
+    sign_kem_prekey,
+    sign_signed_prekey,
+)
+
+__all__ = [
+    "MAX_SKIP",
+    "MAX_SKIPPED_KEYS",
+    "SKIPPED_KEY_LIFETIME",
+    "BadSignatureError",
+    "DHKeyPair",
+    "DuplicateMessageError",
+    "Envelope",
+    "EnvelopeDecodeError",
+    "Header",
+    "Initiation",
+    "KemPrekey",
+    "MessageDecryptError",
+    "NoSessionError",
+    "OneTimePrekey",
+    "PrekeyBundle",
+    "PrekeyPart",
+    "RatchetState",
+    "Rng",
+    "Session",
+    "SharedSecret",
+    "SignedPrekey",
+    "SkippedKeyLimitError",
+    "StoredPrekey",
+    "UnknownPrekeyError",
+    "UnsupportedVersionError",
+    "VerifiedBundle",
+    "WeakKeyError",
+    "accept_session",
+    "decode_bundle",
+    "decode_prekey",
+    "decode_session",
+    "decrypt",
+    "encode_bundle",
+    "encode_prekey",
+    "encode_session",
+    "encrypt",
+    "init_alice",
+    "init_bob",
+    "initiate",
+    "open_envelope",
+    "prune",
+    "respond",
+    "seal_frame",
+    "sign_kem_prekey",
+    "sign_signed_prekey",
+    "start_session",
+]

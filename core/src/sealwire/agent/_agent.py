@@ -1,0 +1,463 @@
+"""The programmer's face of Sealwire: an :class:`Agent` (ARCHITECTURE layer 9).
+
+An agent has an identity, a store, the loaded plugins and a policy. It serves
+incoming A2A requests through one handler, and sends, streams, gets and
+cancels tasks at peers over whatever binding the policy picks for each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from sealwire import __version__
+from sealwire.agent._card import build_card
+from sealwire.agent._mailbox import MailboxRouter
+from sealwire.agent._rpc import RpcConnection
+from sealwire.agent._session import (
+    accept_message,
+    read_hello,
+    read_hello_datagram,
+    refuse_message,
+    send_hello,
+    send_hello_datagram,
+)
+from sealwire.agent._tasks import Handler, TaskManager, agent_message
+from sealwire.binding import (
+    Binding,
+    BindingContext,
+    MailboxBinding,
+    Negotiation,
+    PeerIdentity,
+    SecureChannel,
+    SessionBinding,
+)
+from sealwire.codec import (
+    ExtendedAgentCardNotConfiguredError,
+    Method,
+    PushNotificationNotSupportedError,
+    Request,
+    UnsupportedOperationError,
+)
+from sealwire.errors import PolicyError, SealwireError, StateError, TrustError
+from sealwire.identity import Identity, TrustMode, TrustStore, VerifiedCard, verify_card
+from sealwire.model import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    ListTasksRequest,
+    ListTasksResponse,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    StreamResponse,
+    SubscribeToTaskRequest,
+    Task,
+)
+from sealwire.plugins import Registry, load_registry
+from sealwire.policy import Decision, Policy, PolicyConfig, Situation
+from sealwire.store import StateStore
+from sealwire.transport import DatagramEndpoint, FrameStream
+
+__all__ = ["Agent"]
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 15.0
+"""Seconds a handshake may take before the connection is dropped."""
+
+
+class Agent:
+    """A Sealwire agent: serve A2A requests and call peers over secure bindings.
+
+    Use it as an async context manager: ``start()`` opens the listeners (and the
+    relay mailbox, if configured) and signs the card naming them; ``stop()``
+    closes everything.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        store: StateStore,
+        *,
+        name: str = "sealwire-agent",
+        description: str = "A Sealwire agent",
+        listen: Sequence[str] = (),
+        relay: Any = None,
+        relay_address: str | None = None,
+        policy: PolicyConfig | None = None,
+        trust_mode: TrustMode = TrustMode.TOFU,
+        registry: Registry | None = None,
+        binding_options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.name = name
+        self.description = description
+        self.listen_urls = tuple(listen)
+        self.relay = relay
+        self.relay_address = relay_address
+        self.registry = registry if registry is not None else load_registry()
+        self.policy = Policy(
+            policy or PolicyConfig(), self.registry.bindings, self.registry.policy_rules
+        )
+        self.trust = TrustStore(store, trust_mode)
+        self.binding_options = dict(binding_options or {})
+        self.tasks = TaskManager(store)
+        self._card: VerifiedCard | None = None
+        self._bindings: dict[str, Binding] = {}
+        self._listeners: list[Any] = []
+        self._connections: dict[tuple[str, str], RpcConnection] = {}
+        self._connecting: dict[tuple[str, str], asyncio.Lock] = {}
+        self._served: set[RpcConnection] = set()
+        self._mailbox: MailboxRouter | None = None
+
+    @property
+    def agent_id(self) -> str:
+        return self.identity.agent_id
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def on_message(self, handler: Handler) -> Handler:
+        """Register the handler for incoming messages (usable as a decorator)."""
+        self.tasks.handler = handler
+        return handler
+
+    @property
+    def card(self) -> VerifiedCard:
+        """This agent's signed card (available after :meth:`start`)."""
+        if self._card is None:
+            raise StateError("the agent is not started: its card names its listeners")
+        return self._card
+
+    async def start(self) -> VerifiedCard:
+        """Open the listeners, sign the card, start the mailbox. Returns the card.
+
+        Core transports listen first; then the bindings are created with a card
+        naming those addresses; bindings that serve a carrier of their own (HTTP)
+        listen next, and if that changed an address the card is signed again.
+        """
+        if self._card is not None:
+            return self._card
+        urls = [
+            await self._listen(url) if self._core_scheme(url) else url for url in self.listen_urls
+        ]
+        offers = self.policy.local_offers()
+        self._card = self._sign_card(offers, urls)
+        context = BindingContext(
+            identity=self.identity,
+            card=self._card,
+            store=self.store,
+            trust=self.trust,
+            relay=self.relay,
+        )
+        for cls in offers:
+            options = self.binding_options.get(cls.info.name, {})
+            self._bindings[cls.info.name] = cls(attrs.evolve(context, options=options))
+        served = [
+            await self._serve_by_binding(url) if not self._core_scheme(url) else url for url in urls
+        ]
+        if served != urls:
+            self._card = self._sign_card(offers, served)
+            for binding in self._bindings.values():
+                binding.context = attrs.evolve(binding.context, card=self._card)
+        mailboxes = {n: b for n, b in self._bindings.items() if isinstance(b, MailboxBinding)}
+        if mailboxes and self.relay is not None:
+            self._mailbox = MailboxRouter(self, mailboxes)
+            await self._mailbox.start()
+        return self._card
+
+    def _sign_card(self, offers: Sequence[type[Binding]], urls: Sequence[str]) -> VerifiedCard:
+        return verify_card(
+            build_card(
+                self.identity,
+                name=self.name,
+                description=self.description,
+                version=__version__,
+                bindings=offers,
+                listen_urls=urls,
+                relay_address=self.relay_address,
+                options=self.binding_options,
+            )
+        )
+
+    def _core_scheme(self, url: str) -> bool:
+        return urlsplit(url).scheme in self.registry.transports
+
+    async def stop(self) -> None:
+        """Close connections, listeners and the mailbox; running tasks end CANCELED."""
+        if self._mailbox is not None:
+            await self._mailbox.stop()
+        for conn in [*self._connections.values(), *self._served]:
+            await conn.close()
+        for listener in self._listeners:
+            await listener.close()
+        await self.tasks.close()
+        self._listeners.clear()
+        self._connections.clear()
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- serving -----------------------------------------------------------------------------
+
+    async def _listen(self, url: str) -> str:
+        provider = self.registry.transport(urlsplit(url).scheme)
+        handler = self._accept_datagram if provider.datagram else self._accept_stream
+        listener = await provider.serve(url, handler)
+        self._listeners.append(listener)
+        return str(listener.url)
+
+    async def _serve_by_binding(self, url: str) -> str:
+        for binding in self._bindings.values():
+            if isinstance(binding, SessionBinding):
+                listener = await binding.serve(url, self.dispatch)
+                if listener is not None:
+                    self._listeners.append(listener)
+                    return str(listener.url)
+        raise StateError(f"no transport or binding serves {url}")
+
+    def _session_binding(self, negotiation: Negotiation) -> SessionBinding:
+        cls = self.policy.check_incoming(negotiation, self.card)
+        binding = self._bindings.get(cls.info.name)
+        if not isinstance(binding, SessionBinding):
+            raise PolicyError(f"binding {cls.info.name} does not serve sessions")
+        return binding
+
+    async def _accept_stream(self, stream: FrameStream) -> None:
+        try:
+            negotiation = await read_hello(stream)
+            try:
+                binding = self._session_binding(negotiation)
+            except PolicyError as exc:
+                await stream.send(refuse_message(str(exc)))
+                raise
+            await stream.send(accept_message())
+            channel = await asyncio.wait_for(
+                binding.respond(stream, negotiation), HANDSHAKE_TIMEOUT
+            )
+        except (SealwireError, TimeoutError) as exc:
+            log.info("refused an incoming session: %s", exc)
+            await stream.close()
+            return
+        await self._serve_channel(channel)
+
+    async def _accept_datagram(self, endpoint: DatagramEndpoint) -> None:
+        try:
+            negotiation = await read_hello_datagram(endpoint)
+            try:
+                binding = self._session_binding(negotiation)
+            except PolicyError as exc:
+                await endpoint.send(refuse_message(str(exc)))
+                raise
+            await endpoint.send(accept_message())
+            channel = await asyncio.wait_for(
+                binding.respond_datagram(endpoint, negotiation), HANDSHAKE_TIMEOUT
+            )
+        except (SealwireError, TimeoutError) as exc:
+            log.info("refused an incoming datagram session: %s", exc)
+            await endpoint.close()
+            return
+        await self._serve_channel(channel)
+
+    async def _serve_channel(self, channel: SecureChannel) -> None:
+        try:
+            self._check_peer(channel.peer)
+        except SealwireError as exc:
+            log.info("refused peer %s: %s", channel.peer.agent_id, exc)
+            await channel.close()
+            return
+        conn = RpcConnection(channel, self.dispatch)
+        self._served.add(conn)
+        conn.start()
+        await conn.closed.wait()
+        self._served.discard(conn)
+
+    def serve_channel_soon(self, channel: SecureChannel, binding: str) -> None:
+        """Serve requests arriving on a channel the peer opened (a first mailbox message)."""
+        try:
+            self._check_peer(channel.peer)
+        except SealwireError as exc:
+            log.info("refused peer %s: %s", channel.peer.agent_id, exc)
+            return
+        key = (channel.peer.agent_id, binding)
+        conn = RpcConnection(channel, self.dispatch, on_close=lambda c: self._forget(key, c))
+        self._connections[key] = conn
+        conn.start()
+
+    def _check_peer(self, peer: PeerIdentity) -> None:
+        if peer.agent_id in self.policy.config.deny_peers:
+            raise TrustError(f"peer {peer.agent_id} is denied by configuration")
+        if peer.card is not None:
+            self.trust.check(peer.card)
+
+    async def dispatch(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
+        """Serve one A2A request from a verified peer (yields one result, or a stream)."""
+        params = request.params
+        method = request.method
+        if method is Method.SEND_MESSAGE:
+            yield await self.tasks.send(params, peer)
+        elif method is Method.SEND_STREAMING_MESSAGE:
+            async for event in self.tasks.stream(params, peer):
+                yield event
+        elif method is Method.GET_TASK:
+            yield self.tasks.get(params.id, peer, params.history_length)
+        elif method is Method.LIST_TASKS:
+            yield self.tasks.list(params, peer)
+        elif method is Method.CANCEL_TASK:
+            yield await self.tasks.cancel(params.id, peer)
+        elif method is Method.SUBSCRIBE_TO_TASK:
+            async for event in self.tasks.subscribe(params.id, peer):
+                yield event
+        elif method is Method.GET_EXTENDED_AGENT_CARD:
+            raise ExtendedAgentCardNotConfiguredError("this agent has no extended card")
+        elif "PUSH" in method.name:
+            raise PushNotificationNotSupportedError("push notifications are not supported")
+        else:
+            raise UnsupportedOperationError(f"{method.value} is not supported")
+
+    # -- calling peers -----------------------------------------------------------------------
+
+    def peer(self, card: Mapping[str, Any] | VerifiedCard) -> VerifiedCard:
+        """Verify a peer's signed card and check it against the trust store."""
+        verified = card if isinstance(card, VerifiedCard) else verify_card(card)
+        if verified.identity.agent_id in self.policy.config.deny_peers:
+            raise TrustError(f"peer {verified.identity.agent_id} is denied by configuration")
+        self.trust.check(verified)
+        return verified
+
+    def explain(self, peer: VerifiedCard, situation: Situation | None = None) -> Decision:
+        """The policy's decision for ``peer`` in ``situation``, with its reason."""
+        return self.policy.decide(peer, situation or Situation(), self.card)
+
+    async def connect(
+        self, peer: VerifiedCard, situation: Situation | None = None
+    ) -> RpcConnection:
+        """The connection to ``peer`` over the binding the policy picks (reused)."""
+        decision = self.explain(peer, situation)
+        key = (peer.identity.agent_id, decision.binding)
+        lock = self._connecting.setdefault(key, asyncio.Lock())
+        async with lock:
+            conn = self._connections.get(key)
+            if conn is not None and not conn.closed.is_set():
+                return conn
+            channel = await self._open_channel(peer, decision)
+            if channel.peer.agent_id != peer.identity.agent_id:
+                await channel.close()
+                raise TrustError("the peer that answered is not the agent named by its card")
+            conn = RpcConnection(
+                channel, self.dispatch, on_close=lambda c, k=key: self._forget(k, c)
+            )
+            self._connections[key] = conn
+            conn.start()
+            return conn
+
+    def _forget(self, key: tuple[str, str], conn: RpcConnection) -> None:
+        if self._connections.get(key) is conn:
+            del self._connections[key]
+
+    async def _open_channel(self, peer: VerifiedCard, decision: Decision) -> SecureChannel:
+        binding = self._bindings[decision.binding]
+        if isinstance(binding, MailboxBinding):
+            if self._mailbox is None:
+                raise StateError("a mailbox binding needs a relay: configure one")
+            return self._mailbox.channel(peer, decision)
+        if not isinstance(binding, SessionBinding):
+            raise PolicyError(f"binding {decision.binding} cannot carry calls to one peer")
+        negotiation = decision.negotiation
+        channel = await binding.connect(decision.url, peer, negotiation)
+        if channel is not None:
+            return channel
+        provider = self.registry.transport(urlsplit(decision.url).scheme)
+        if provider.datagram:
+            endpoint = await provider.connect(decision.url)
+            try:
+                await send_hello_datagram(endpoint, negotiation)
+                return await asyncio.wait_for(
+                    binding.initiate_datagram(endpoint, peer, negotiation), HANDSHAKE_TIMEOUT
+                )
+            except BaseException:
+                await endpoint.close()
+                raise
+        stream = await provider.connect(decision.url)
+        try:
+            await send_hello(stream, negotiation)
+            return await asyncio.wait_for(
+                binding.initiate(stream, peer, negotiation), HANDSHAKE_TIMEOUT
+            )
+        except BaseException:
+            await stream.close()
+            raise
+
+    async def send_message(
+        self,
+        peer: VerifiedCard,
+        message: str | Sequence[Part] | Message,
+        *,
+        situation: Situation | None = None,
+    ) -> Task | Message:
+        """``SendMessage``: returns the task once it settles, or the peer's reply message."""
+        conn = await self.connect(peer, situation)
+        response = await conn.call(
+            Method.SEND_MESSAGE, SendMessageRequest(message=_user_message(message))
+        )
+        return response.task if response.task is not None else response.message
+
+    async def stream_message(
+        self,
+        peer: VerifiedCard,
+        message: str | Sequence[Part] | Message,
+        *,
+        situation: Situation | None = None,
+    ) -> AsyncIterator[StreamResponse]:
+        """``SendStreamingMessage``: the task, then its status and artifact updates."""
+        conn = await self.connect(peer, situation)
+        async for event in conn.stream(
+            Method.SEND_STREAMING_MESSAGE, SendMessageRequest(message=_user_message(message))
+        ):
+            yield event
+
+    async def get_task(
+        self, peer: VerifiedCard, task_id: str, *, history_length: int | None = None
+    ) -> Task:
+        conn = await self.connect(peer)
+        result: Task = await conn.call(
+            Method.GET_TASK, GetTaskRequest(id=task_id, history_length=history_length)
+        )
+        return result
+
+    async def list_tasks(
+        self, peer: VerifiedCard, *, context_id: str | None = None
+    ) -> ListTasksResponse:
+        conn = await self.connect(peer)
+        result: ListTasksResponse = await conn.call(
+            Method.LIST_TASKS, ListTasksRequest(context_id=context_id)
+        )
+        return result
+
+    async def cancel_task(self, peer: VerifiedCard, task_id: str) -> Task:
+        conn = await self.connect(peer)
+        result: Task = await conn.call(Method.CANCEL_TASK, CancelTaskRequest(id=task_id))
+        return result
+
+    async def subscribe_task(
+        self, peer: VerifiedCard, task_id: str
+    ) -> AsyncIterator[StreamResponse]:
+        conn = await self.connect(peer)
+        async for event in conn.stream(
+            Method.SUBSCRIBE_TO_TASK, SubscribeToTaskRequest(id=task_id)
+        ):
+            yield event
+
+
+def _user_message(content: str | Sequence[Part] | Message) -> Message:
+    return agent_message(content, role=Role.USER)

@@ -1,0 +1,220 @@
+"""Calls over mailbox bindings: each frame sealed on its own and carried by the relay.
+
+A :class:`MailboxChannel` looks like any other secure channel to the RPC
+layer: ``send`` seals a frame for the peer and hands it to the relay,
+``receive`` yields frames the router opened from this agent's mailbox. One
+channel per (peer, binding); a first message from a new peer creates one.
+
+The relay's payload is ``len(binding name) || binding name || envelope`` so
+the router knows which binding opens it. An opened frame is written to the
+store before the relay delivery is acknowledged, and replayed after a restart
+until it has been handed on: a crash between the two loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sealwire.binding import (
+    ChannelClosed,
+    MailboxBinding,
+    Negotiation,
+    OpenedMessage,
+    PeerIdentity,
+    Property,
+)
+from sealwire.errors import DecodeError, SealwireError
+from sealwire.identity import VerifiedCard, verify_card
+
+if TYPE_CHECKING:
+    from sealwire.agent._agent import Agent
+    from sealwire.policy import Decision
+
+__all__ = ["MailboxChannel", "MailboxRouter", "unwrap", "wrap"]
+
+log = logging.getLogger(__name__)
+
+INBOX_NAMESPACE = "mailbox.inbox"
+MAX_CHANNEL_BACKLOG = 1024
+"""Opened frames waiting for a slow RPC reader; beyond it the channel is dropped
+(the frames stay in the store's inbox and are replayed on restart)."""
+
+
+def wrap(binding: str, envelope: bytes) -> bytes:
+    name = binding.encode()
+    return bytes([len(name)]) + name + envelope
+
+
+def unwrap(payload: bytes) -> tuple[str, bytes]:
+    if not payload or len(payload) < 1 + payload[0]:
+        raise DecodeError("truncated mailbox payload", field="mailbox.binding")
+    size = payload[0]
+    try:
+        name = payload[1 : 1 + size].decode("ascii")
+    except UnicodeDecodeError:
+        raise DecodeError("bad binding name", field="mailbox.binding") from None
+    return name, payload[1 + size :]
+
+
+class MailboxChannel:
+    """A secure channel to one peer over a mailbox binding and the relay."""
+
+    def __init__(
+        self,
+        router: MailboxRouter,
+        binding: MailboxBinding,
+        peer: VerifiedCard,
+        negotiation: Negotiation,
+        address: str,
+    ) -> None:
+        self._router = router
+        self._binding = binding
+        self._card = peer
+        self._negotiation = negotiation
+        self._address = address
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_CHANNEL_BACKLOG)
+        self._closed = False
+
+    @property
+    def peer(self) -> PeerIdentity:
+        return PeerIdentity(
+            agent_id=self._card.identity.agent_id, identity=self._card.identity, card=self._card
+        )
+
+    @property
+    def properties(self) -> frozenset[Property]:
+        return self._binding.info.properties
+
+    async def send(self, frame: bytes) -> None:
+        if self._closed:
+            raise ChannelClosed("mailbox channel closed")
+        envelope = await self._binding.seal(self._card, frame, self._negotiation)
+        await self._router.relay.send(
+            self._address, str(uuid.uuid4()), wrap(self._binding.info.name, envelope)
+        )
+
+    async def receive(self) -> bytes:
+        frame = await self.queue.get()
+        if frame is None:
+            raise ChannelClosed("mailbox channel closed")
+        return frame
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+            self._router.forget(self)
+
+
+class MailboxRouter:
+    """Reads this agent's mailbox, opens envelopes and routes frames to channels."""
+
+    def __init__(self, agent: Agent, bindings: dict[str, MailboxBinding]) -> None:
+        self.agent = agent
+        self.relay: Any = agent.relay
+        self.bindings = bindings
+        self.channels: dict[tuple[str, str], MailboxChannel] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        for binding in self.bindings.values():
+            await binding.publish_prekeys()
+        for key in self.agent.store.keys(INBOX_NAMESPACE):
+            raw = self.agent.store.get(INBOX_NAMESPACE, key)
+            if raw is not None:
+                self._replay(key, raw)
+        self._reader = asyncio.create_task(self._read(), name="sealwire-mailbox")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for channel in list(self.channels.values()):
+            await channel.close()
+
+    def forget(self, channel: MailboxChannel) -> None:
+        for key, value in list(self.channels.items()):
+            if value is channel:
+                del self.channels[key]
+
+    def channel(self, peer: VerifiedCard, decision: Decision) -> MailboxChannel:
+        """The channel to ``peer`` over the binding ``decision`` names."""
+        key = (peer.identity.agent_id, decision.binding)
+        channel = self.channels.get(key)
+        if channel is None:
+            channel = MailboxChannel(
+                self, self.bindings[decision.binding], peer, decision.negotiation, decision.url
+            )
+            self.channels[key] = channel
+        return channel
+
+    def _incoming_channel(self, binding: MailboxBinding, peer: VerifiedCard) -> MailboxChannel:
+        key = (peer.identity.agent_id, binding.info.name)
+        channel = self.channels.get(key)
+        if channel is not None:
+            return channel
+        offer = peer.offer(binding.info.name)
+        if offer is None:
+            raise SealwireError(
+                f"peer {peer.identity.agent_id} offers no {binding.info.name} mailbox to answer to"
+            )
+        negotiation = Negotiation(
+            chosen=offer.uri,
+            initiator_offers=tuple(o.uri for o in self.agent.card.offers),
+            responder_offers=tuple(o.uri for o in peer.offers),
+        )
+        channel = MailboxChannel(self, binding, peer, negotiation, offer.url)
+        self.channels[key] = channel
+        self.agent.serve_channel_soon(channel, binding.info.name)
+        return channel
+
+    async def _read(self) -> None:
+        async for delivery in self.relay.subscribe():
+            try:
+                name, envelope = unwrap(delivery.envelope)
+                binding = self.bindings.get(name)
+                if binding is None:
+                    raise DecodeError(f"no mailbox binding {name!r}", field="mailbox.binding")
+                opened = await binding.open(envelope)
+            except SealwireError as exc:
+                # Malformed, replayed or forged: acknowledged so it is not redelivered forever.
+                log.info("dropping mailbox message %s: %s", delivery.message_id, exc)
+                await self.relay.ack([delivery.message_id])
+                continue
+            record = self._record(name, opened)
+            self.agent.store.put(INBOX_NAMESPACE, opened.message_id, record)
+            await self.relay.ack([delivery.message_id])
+            self._replay(opened.message_id, record)
+
+    @staticmethod
+    def _record(binding: str, opened: OpenedMessage) -> bytes:
+        card = opened.sender.card
+        if card is None:
+            raise SealwireError("a mailbox binding must name the sender's card")
+        return json.dumps(
+            {
+                "binding": binding,
+                "card": dict(card.card),
+                "frame": base64.b64encode(opened.frame).decode(),
+            }
+        ).encode()
+
+    def _replay(self, key: str, raw: bytes) -> None:
+        try:
+            record = json.loads(raw)
+            binding = self.bindings[record["binding"]]
+            peer = verify_card(record["card"])
+            channel = self._incoming_channel(binding, peer)
+            channel.queue.put_nowait(base64.b64decode(record["frame"]))
+        except (SealwireError, KeyError, ValueError, asyncio.QueueFull) as exc:
+            log.warning("cannot route stored mailbox message: %s", type(exc).__name__)
+            return
+        self.agent.store.delete(INBOX_NAMESPACE, key)

@@ -1,0 +1,422 @@
+"""The serving side of A2A tasks: lifecycle, handlers, events, persistence.
+
+Rules of this file:
+
+* A task moves SUBMITTED -> WORKING -> a terminal state (COMPLETED, FAILED,
+  CANCELED, REJECTED) or an interrupted one (INPUT_REQUIRED, AUTH_REQUIRED);
+  a new message to an interrupted task resumes it. Nothing leaves a terminal
+  state.
+* Only the agent that created a task may read, cancel or subscribe to it;
+  to anyone else it does not exist (no existence oracle).
+* Every change of a task is written to the store before the event that
+  announces it is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import attrs
+
+from sealwire.binding import PeerIdentity
+from sealwire.codec import (
+    InvalidParamsError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+    from_json,
+    to_json,
+)
+from sealwire.model import (
+    Artifact,
+    ListTasksRequest,
+    ListTasksResponse,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    SendMessageResponse,
+    StreamResponse,
+    Task,
+    TaskArtifactUpdateEvent,
+    TaskState,
+    TaskStatus,
+    TaskStatusUpdateEvent,
+)
+from sealwire.store import StateStore
+
+__all__ = ["Handler", "TaskContext", "TaskManager", "agent_message"]
+
+log = logging.getLogger(__name__)
+
+TASKS_NAMESPACE = "a2a.tasks"
+MAX_LIVE_TASKS = 10_000
+"""Tasks kept in memory with their subscribers; older finished ones are read from the store."""
+MAX_SUBSCRIBER_BACKLOG = 1024
+"""Events queued for one slow subscriber before it is dropped."""
+
+INTERRUPTED = frozenset({TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED})
+
+
+def _now() -> str:
+    return (
+        datetime.datetime.now(datetime.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def agent_message(
+    content: str | Sequence[Part] | Message,
+    *,
+    task_id: str | None = None,
+    context_id: str | None = None,
+    role: Role = Role.AGENT,
+) -> Message:
+    """A message from this agent: text, parts, or a message passed through."""
+    if isinstance(content, Message):
+        return content
+    parts = (Part.from_text(content),) if isinstance(content, str) else tuple(content)
+    return Message(
+        message_id=str(uuid.uuid4()), role=role, parts=parts, task_id=task_id, context_id=context_id
+    )
+
+
+Handler = Callable[["TaskContext"], Awaitable[None]]
+"""Serves an incoming message: reports progress and results through the context."""
+
+
+class TaskContext:
+    """What a handler sees of the task it serves, and how it reports on it."""
+
+    def __init__(self, run: _TaskRun, message: Message, peer: PeerIdentity) -> None:
+        self._run = run
+        self.message = message
+        """The message that started or resumed the task."""
+        self.peer = peer
+        """The verified identity of the agent that sent it."""
+
+    @property
+    def task(self) -> Task:
+        return self._run.task
+
+    @property
+    def task_id(self) -> str:
+        return self._run.task.id
+
+    @property
+    def context_id(self) -> str:
+        return self._run.task.context_id
+
+    def _message(self, content: str | Sequence[Part] | Message | None) -> Message | None:
+        if content is None:
+            return None
+        return agent_message(content, task_id=self.task_id, context_id=self.context_id)
+
+    async def working(self, message: str | Sequence[Part] | Message | None = None) -> None:
+        """Report progress (state WORKING)."""
+        await self._run.set_state(TaskState.WORKING, self._message(message))
+
+    async def artifact(
+        self,
+        parts: Sequence[Part] | str,
+        *,
+        name: str | None = None,
+        artifact_id: str | None = None,
+        append: bool = False,
+        last_chunk: bool = True,
+    ) -> str:
+        """Publish an artifact (or a chunk of one); returns its id."""
+        if isinstance(parts, str):
+            parts = (Part.from_text(parts),)
+        artifact = Artifact(
+            artifact_id=artifact_id or str(uuid.uuid4()), parts=tuple(parts), name=name
+        )
+        await self._run.add_artifact(artifact, append=append, last_chunk=last_chunk)
+        return artifact.artifact_id
+
+    async def complete(self, message: str | Sequence[Part] | Message | None = None) -> None:
+        await self._run.set_state(TaskState.COMPLETED, self._message(message))
+
+    async def fail(self, message: str | Sequence[Part] | Message | None = None) -> None:
+        await self._run.set_state(TaskState.FAILED, self._message(message))
+
+    async def reject(self, message: str | Sequence[Part] | Message | None = None) -> None:
+        await self._run.set_state(TaskState.REJECTED, self._message(message))
+
+    async def require_input(self, message: str | Sequence[Part] | Message) -> None:
+        """Pause the task until the caller sends another message to it."""
+        await self._run.set_state(TaskState.INPUT_REQUIRED, self._message(message))
+
+    async def reply(self, message: str | Sequence[Part] | Message) -> None:
+        """Answer with a message instead of a task (only before any task update)."""
+        await self._run.set_reply(self._message(message))
+
+
+@attrs.define
+class _TaskRun:
+    manager: TaskManager
+    owner: str
+    task: Task
+    reply: Message | None = None
+    worker: asyncio.Task[None] | None = None
+    subscribers: list[asyncio.Queue[StreamResponse | None]] = attrs.Factory(list)
+    updated: bool = False
+
+    @property
+    def state(self) -> TaskState:
+        return self.task.status.state
+
+    def settled(self) -> bool:
+        return self.reply is not None or self.state.is_terminal or self.state in INTERRUPTED
+
+    def _publish(self, event: StreamResponse | None) -> None:
+        for queue in list(self.subscribers):
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.subscribers.remove(queue)
+
+    async def set_state(
+        self, state: TaskState, message: Message | None, *, by_handler: bool = True
+    ) -> None:
+        if self.state.is_terminal:
+            raise TaskNotCancelableError(f"task {self.task.id} is already {self.state.name}")
+        history = self.task.history + ((message,) if message is not None else ())
+        status = TaskStatus(state=state, message=message, timestamp=_now())
+        self.task = attrs.evolve(self.task, status=status, history=history)
+        self.updated = self.updated or by_handler
+        self.manager.save(self)
+        self._publish(
+            StreamResponse(
+                status_update=TaskStatusUpdateEvent(
+                    task_id=self.task.id, context_id=self.task.context_id, status=status
+                )
+            )
+        )
+        if self.settled():
+            self._publish(None)
+
+    async def add_artifact(self, artifact: Artifact, *, append: bool, last_chunk: bool) -> None:
+        if self.state.is_terminal:
+            raise TaskNotCancelableError(f"task {self.task.id} is already {self.state.name}")
+        artifacts = list(self.task.artifacts)
+        index = next(
+            (i for i, a in enumerate(artifacts) if a.artifact_id == artifact.artifact_id), None
+        )
+        if index is not None and append:
+            old = artifacts[index]
+            artifacts[index] = attrs.evolve(old, parts=old.parts + artifact.parts)
+        elif index is not None:
+            artifacts[index] = artifact
+        else:
+            artifacts.append(artifact)
+        self.task = attrs.evolve(self.task, artifacts=tuple(artifacts))
+        self.updated = True
+        self.manager.save(self)
+        self._publish(
+            StreamResponse(
+                artifact_update=TaskArtifactUpdateEvent(
+                    task_id=self.task.id,
+                    context_id=self.task.context_id,
+                    artifact=artifact,
+                    append=append,
+                    last_chunk=last_chunk,
+                )
+            )
+        )
+
+    async def set_reply(self, message: Message | None) -> None:
+        if self.updated:
+            raise InvalidParamsError("a handler cannot reply with a message after task updates")
+        self.reply = message
+        self._publish(StreamResponse(message=message))
+        self._publish(None)
+
+
+def _cut_history(task: Task, history_length: int | None) -> Task:
+    """The task with only its last ``history_length`` messages (all when ``None``)."""
+    if history_length is None:
+        return task
+    if history_length < 0:
+        raise InvalidParamsError("historyLength must not be negative")
+    kept = task.history[len(task.history) - history_length :] if history_length else ()
+    return attrs.evolve(task, history=kept)
+
+
+class TaskManager:
+    """Runs handlers for incoming messages and answers the A2A task methods."""
+
+    def __init__(self, store: StateStore, handler: Handler | None = None) -> None:
+        self.store = store
+        self.handler = handler
+        self._runs: dict[str, _TaskRun] = {}
+
+    def save(self, run: _TaskRun) -> None:
+        record = {"owner": run.owner, "task": to_json(run.task)}
+        self.store.put(TASKS_NAMESPACE, run.task.id, json.dumps(record).encode())
+
+    def _load(self, task_id: str, owner: str) -> _TaskRun:
+        run = self._runs.get(task_id)
+        if run is None:
+            raw = self.store.get(TASKS_NAMESPACE, task_id)
+            if raw is not None:
+                record = json.loads(raw)
+                run = _TaskRun(
+                    manager=self, owner=record["owner"], task=from_json(Task, record["task"])
+                )
+        if run is None or run.owner != owner:
+            raise TaskNotFoundError(f"task {task_id} not found")
+        return run
+
+    def _remember(self, run: _TaskRun) -> None:
+        self._runs[run.task.id] = run
+        if len(self._runs) > MAX_LIVE_TASKS:
+            for task_id, old in list(self._runs.items()):
+                if old.settled() and old.worker is not None and old.worker.done():
+                    del self._runs[task_id]
+                    if len(self._runs) <= MAX_LIVE_TASKS:
+                        break
+
+    def _start(self, params: SendMessageRequest, peer: PeerIdentity) -> _TaskRun:
+        message = params.message
+        if message.task_id:
+            run = self._load(message.task_id, peer.agent_id)
+            if run.state not in INTERRUPTED:
+                raise UnsupportedOperationError(
+                    f"task {message.task_id} is {run.state.name} and does not take new messages"
+                )
+            run.task = attrs.evolve(run.task, history=(*run.task.history, message))
+        else:
+            task = Task(
+                id=str(uuid.uuid4()),
+                context_id=message.context_id or str(uuid.uuid4()),
+                status=TaskStatus(state=TaskState.SUBMITTED, timestamp=_now()),
+                history=(message,),
+            )
+            run = _TaskRun(manager=self, owner=peer.agent_id, task=task)
+        self._remember(run)
+        self.save(run)
+        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
+        run.subscribers.append(queue)
+        run.worker = asyncio.create_task(self._work(run, message, peer))
+        return run
+
+    async def _work(self, run: _TaskRun, message: Message, peer: PeerIdentity) -> None:
+        context = TaskContext(run, message, peer)
+        try:
+            if self.handler is None:
+                raise UnsupportedOperationError("this agent has no handler for messages")
+            await run.set_state(TaskState.WORKING, None, by_handler=False)
+            await self.handler(context)
+            if not run.settled():
+                await run.set_state(TaskState.COMPLETED, None, by_handler=False)
+        except asyncio.CancelledError:
+            if not run.state.is_terminal:
+                await run.set_state(TaskState.CANCELED, None, by_handler=False)
+        except Exception as exc:
+            log.warning("handler failed for task %s: %s", run.task.id, type(exc).__name__)
+            if run.reply is None and not run.state.is_terminal:
+                await run.set_state(
+                    TaskState.FAILED,
+                    agent_message(
+                        f"the agent failed: {type(exc).__name__}",
+                        task_id=run.task.id,
+                        context_id=run.task.context_id,
+                    ),
+                )
+
+    async def send(self, params: SendMessageRequest, peer: PeerIdentity) -> SendMessageResponse:
+        """``SendMessage``: run until the task settles and return it (or the reply
+        message); with ``returnImmediately``, return the task as soon as it exists."""
+        run = self._start(params, peer)
+        queue = run.subscribers[-1]
+        config = params.configuration
+        try:
+            if config is None or not config.return_immediately:
+                while await queue.get() is not None:
+                    pass
+        finally:
+            with contextlib.suppress(ValueError):
+                run.subscribers.remove(queue)
+        if run.reply is not None:
+            return SendMessageResponse(message=run.reply)
+        history = config.history_length if config is not None else None
+        return SendMessageResponse(task=_cut_history(run.task, history))
+
+    async def stream(
+        self, params: SendMessageRequest, peer: PeerIdentity
+    ) -> AsyncIterator[StreamResponse]:
+        """``SendStreamingMessage``: the task, then every event until it settles."""
+        run = self._start(params, peer)
+        queue = run.subscribers[-1]
+        first = await queue.get()
+        if first is not None and first.message is not None:
+            yield first
+            return
+        yield StreamResponse(task=run.task)
+        async for event in self._drain(run, queue):
+            yield event
+
+    async def _drain(
+        self, run: _TaskRun, queue: asyncio.Queue[StreamResponse | None]
+    ) -> AsyncIterator[StreamResponse]:
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            with contextlib.suppress(ValueError):
+                run.subscribers.remove(queue)
+
+    def get(self, task_id: str, peer: PeerIdentity, history_length: int | None = None) -> Task:
+        """``GetTask``: the task as it is now, history cut to ``history_length``."""
+        return _cut_history(self._load(task_id, peer.agent_id).task, history_length)
+
+    def list(self, request: ListTasksRequest, peer: PeerIdentity) -> ListTasksResponse:
+        """``ListTasks``: this peer's tasks, optionally of one context."""
+        tasks = []
+        for task_id in self.store.keys(TASKS_NAMESPACE):
+            with contextlib.suppress(TaskNotFoundError):
+                task = self._load(task_id, peer.agent_id).task
+                if request.context_id in (None, "", task.context_id):
+                    tasks.append(task)
+        return ListTasksResponse(tasks=tuple(tasks))
+
+    async def cancel(self, task_id: str, peer: PeerIdentity) -> Task:
+        """``CancelTask``: stop the handler; a finished task cannot be canceled."""
+        run = self._load(task_id, peer.agent_id)
+        if run.state.is_terminal:
+            raise TaskNotCancelableError(f"task {task_id} is already {run.state.name}")
+        if run.worker is not None and not run.worker.done():
+            run.worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.worker
+        if not run.state.is_terminal:
+            await run.set_state(TaskState.CANCELED, None)
+        return run.task
+
+    async def subscribe(self, task_id: str, peer: PeerIdentity) -> AsyncIterator[StreamResponse]:
+        """``SubscribeToTask``: the task now, then its events until it settles."""
+        run = self._load(task_id, peer.agent_id)
+        if run.state.is_terminal:
+            raise UnsupportedOperationError(f"task {task_id} is {run.state.name}")
+        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
+        run.subscribers.append(queue)
+        yield StreamResponse(task=run.task)
+        async for event in self._drain(run, queue):
+            yield event
+
+    async def close(self) -> None:
+        """Cancel running handlers (their tasks end CANCELED)."""
+        workers = [r.worker for r in self._runs.values() if r.worker and not r.worker.done()]
+        for worker in workers:
+            worker.cancel()
+        for worker in workers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await worker

@@ -1,0 +1,389 @@
+"""The contract every protocol plugin implements (ARCHITECTURE layer 3).
+
+A binding protects and carries one plaintext unit, the A2A frame
+(:func:`sealwire.codec.encode_frame`), and comes in one of three shapes:
+
+* :class:`SessionBinding` - two online peers; a handshake over a byte stream
+  (or datagram endpoint) yields a :class:`SecureChannel`.
+* :class:`MailboxBinding` - seal a frame for a peer that may be offline, open
+  a sealed frame; prekeys go through the relay's directory.
+* :class:`GroupBinding` - one frame encrypted for a whole group.
+
+Core decides, bindings bind: the policy picks a binding and hands it a
+:class:`Negotiation` that the binding must bind into its handshake (Noise
+prologue, TLS exporter, signed envelope header) so that a man in the middle
+cannot force a weaker choice.
+
+A plugin contributes binding *classes* through the ``sealwire_bindings`` hook;
+core instantiates each with a :class:`BindingContext` (the agent's keys, store,
+trust store and relay), so hooks never see secrets.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import attrs
+
+from sealwire.errors import DecodeError, StateError
+
+if TYPE_CHECKING:
+    from sealwire.codec import Request
+    from sealwire.identity import Identity, PublicIdentity, TrustStore, VerifiedCard
+    from sealwire.store import StateStore
+    from sealwire.transport import DatagramEndpoint, FrameStream, Listener
+
+Dispatcher = Callable[["Request", "PeerIdentity"], AsyncIterator[Any]]
+"""Serves one verified A2A request: yields one result, or a stream of them."""
+
+__all__ = [
+    "BINDING_URI_PREFIX",
+    "Binding",
+    "BindingContext",
+    "BindingInfo",
+    "ChannelClosed",
+    "Dispatcher",
+    "GroupBinding",
+    "GroupEvent",
+    "GroupMessage",
+    "GroupMembershipChanged",
+    "MailboxBinding",
+    "Negotiation",
+    "OpenedMessage",
+    "PeerIdentity",
+    "Property",
+    "SecureChannel",
+    "SessionBinding",
+    "Shape",
+    "binding_uri",
+    "parse_binding_uri",
+]
+
+BINDING_URI_PREFIX = "urn:sealwire:binding:"
+
+
+class Property(enum.StrEnum):
+    """Security and delivery properties a binding offers (what policy can require)."""
+
+    MUTUAL_AUTH = "mutual_auth"
+    FORWARD_SECRECY = "forward_secrecy"
+    POST_COMPROMISE_SECURITY = "post_compromise_security"
+    ASYNC = "async"
+    GROUP = "group"
+    DATAGRAM = "datagram"
+    HTTP_INTEROP = "http_interop"
+    POST_QUANTUM = "post_quantum"
+
+
+class Shape(enum.StrEnum):
+    """The three conversation shapes of the contract."""
+
+    SESSION = "session"
+    MAILBOX = "mailbox"
+    GROUP = "group"
+
+
+def binding_uri(name: str, major: int) -> str:
+    """The card's ``protocolBinding`` URI for a binding: ``urn:sealwire:binding:<name>:<major>``."""
+    return f"{BINDING_URI_PREFIX}{name}:{major}"
+
+
+def parse_binding_uri(uri: str) -> tuple[str, int]:
+    """Split a Sealwire binding URI into (name, major); DecodeError when it is not one."""
+    if not uri.startswith(BINDING_URI_PREFIX):
+        raise DecodeError("not a Sealwire binding URI", field="protocolBinding")
+    name, sep, major = uri[len(BINDING_URI_PREFIX) :].rpartition(":")
+    if not sep or not name or not major.isdigit() or len(major) > 6:
+        raise DecodeError("malformed Sealwire binding URI", field="protocolBinding")
+    return name, int(major)
+
+
+@attrs.frozen(kw_only=True)
+class BindingInfo:
+    """What a binding declares about itself.
+
+    ``name`` is unique among loaded plugins; ``major`` is the wire version named
+    in the card URI; ``version`` is the distribution's version (read with
+    ``importlib.metadata.version``); ``properties`` are what policy can require;
+    ``schemes`` are the transport URL schemes a session binding can run over.
+    """
+
+    name: str
+    version: str
+    major: int
+    shape: Shape
+    properties: frozenset[Property]
+    schemes: frozenset[str] = frozenset()
+    description: str = ""
+
+    @property
+    def uri(self) -> str:
+        return binding_uri(self.name, self.major)
+
+
+@attrs.frozen(kw_only=True)
+class Negotiation:
+    """The policy's decision, to be bound into the binding's handshake.
+
+    ``chosen`` is the binding URI picked; ``initiator_offers`` and
+    ``responder_offers`` are the binding URIs each side offers, in preference
+    order (the responder's from its signed card). Any change to any of them
+    changes :meth:`transcript`, so a handshake that binds it fails under a
+    downgrade.
+    """
+
+    chosen: str
+    initiator_offers: tuple[str, ...]
+    responder_offers: tuple[str, ...]
+
+    def transcript(self) -> bytes:
+        """Canonical, unambiguous bytes of the decision (length-prefixed UTF-8)."""
+        out = bytearray(b"sealwire-negotiation/1")
+        for part in (
+            self.chosen,
+            *self._offers("i", self.initiator_offers),
+            *self._offers("r", self.responder_offers),
+        ):
+            raw = part.encode("utf-8")
+            out += len(raw).to_bytes(2, "big") + raw
+        return bytes(out)
+
+    @staticmethod
+    def _offers(side: str, offers: tuple[str, ...]) -> list[str]:
+        return [f"{side}{len(offers)}", *offers]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen,
+            "initiatorOffers": list(self.initiator_offers),
+            "responderOffers": list(self.responder_offers),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Negotiation:
+        """Decode a negotiation received from a peer (hostile input)."""
+        if not isinstance(data, Mapping):
+            raise DecodeError("expected an object", field="negotiation")
+        chosen = data.get("chosen")
+        if not isinstance(chosen, str) or len(chosen) > 256:
+            raise DecodeError("expected a binding URI", field="negotiation.chosen")
+        return cls(
+            chosen=chosen,
+            initiator_offers=_uri_list(data.get("initiatorOffers"), "initiatorOffers"),
+            responder_offers=_uri_list(data.get("responderOffers"), "responderOffers"),
+        )
+
+
+MAX_OFFERS = 32
+"""More bindings than any agent offers; bounds what a peer can make us parse."""
+
+
+def _uri_list(value: Any, name: str) -> tuple[str, ...]:
+    field = f"negotiation.{name}"
+    if not isinstance(value, list) or len(value) > MAX_OFFERS:
+        raise DecodeError(f"expected a list of at most {MAX_OFFERS} URIs", field=field)
+    if not all(isinstance(v, str) and len(v) <= 256 for v in value):
+        raise DecodeError("expected binding URIs", field=field)
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class PeerIdentity:
+    """A peer whose identity the binding has verified (card signature and trust store)."""
+
+    agent_id: str
+    identity: PublicIdentity
+    card: VerifiedCard | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BindingContext:
+    """What core gives a binding instance: the local agent's keys and services.
+
+    ``relay`` is the relay client (``sealwire.relay.RelayClient``) when the
+    agent has one configured; ``clock`` returns UNIX seconds.
+    """
+
+    identity: Identity = attrs.field(repr=False)
+    card: VerifiedCard
+    store: StateStore = attrs.field(repr=False)
+    trust: TrustStore = attrs.field(repr=False)
+    relay: Any = None
+    clock: Callable[[], float] = attrs.field(repr=False, default=time.time)
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class ChannelClosed(StateError):
+    """The secure channel is closed (by either side)."""
+
+
+class SecureChannel(Protocol):
+    """A live, mutually authenticated channel of frames (result of a session handshake)."""
+
+    @property
+    def peer(self) -> PeerIdentity: ...
+
+    @property
+    def properties(self) -> frozenset[Property]: ...
+
+    async def send(self, frame: bytes) -> None: ...
+
+    async def receive(self) -> bytes:
+        """The next frame; raises :class:`ChannelClosed` when the peer closed."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Binding(abc.ABC):
+    """Base of every binding. Subclasses set ``info`` and take a context."""
+
+    info: ClassVar[BindingInfo]
+
+    def __init__(self, context: BindingContext) -> None:
+        self.context = context
+
+    @classmethod
+    def card_parameters(
+        cls, identity: PublicIdentity, options: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """Public parameters to publish in the agent card for this binding (no secrets).
+
+        A class method: the card is built and signed before any binding
+        instance exists (instances get the signed card in their context).
+        ``options`` are this binding's options from the agent configuration.
+        """
+        return {}
+
+
+class SessionBinding(Binding):
+    """Two online peers: handshake over a stream or datagram endpoint."""
+
+    @abc.abstractmethod
+    async def initiate(
+        self, stream: FrameStream, peer: VerifiedCard, negotiation: Negotiation
+    ) -> SecureChannel:
+        """Run the initiator's handshake; the peer's identity must match ``peer``."""
+
+    @abc.abstractmethod
+    async def respond(self, stream: FrameStream, negotiation: Negotiation) -> SecureChannel:
+        """Run the responder's handshake; learn and verify the initiator's identity."""
+
+    async def connect(
+        self, url: str, peer: VerifiedCard, negotiation: Negotiation
+    ) -> SecureChannel | None:
+        """Open a channel on a carrier of the binding's own (HTTP for TLS).
+
+        ``None`` (the default) means: core connects a transport for ``url``,
+        sends the hello, then calls :meth:`initiate`.
+        """
+        return None
+
+    async def serve(self, url: str, dispatch: Dispatcher) -> Listener | None:
+        """Serve requests on a carrier of the binding's own, or ``None`` to let core
+        listen with its transports and call :meth:`respond`.
+
+        ``dispatch(request, peer)`` serves one verified request; the returned
+        listener has a ``url`` and an async ``close()``.
+        """
+        return None
+
+    async def initiate_datagram(
+        self, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
+    ) -> SecureChannel:
+        """The initiator's handshake over datagrams (bindings with DATAGRAM only)."""
+        raise StateError(f"binding {self.info.name} does not run over datagrams")
+
+    async def respond_datagram(
+        self, endpoint: DatagramEndpoint, negotiation: Negotiation
+    ) -> SecureChannel:
+        """The responder's handshake over datagrams (bindings with DATAGRAM only)."""
+        raise StateError(f"binding {self.info.name} does not run over datagrams")
+
+
+@attrs.frozen(kw_only=True)
+class OpenedMessage:
+    """A frame a mailbox or group binding opened and authenticated.
+
+    ``message_id`` is unique per sender and is what replay protection and the
+    relay's idempotence key on.
+    """
+
+    sender: PeerIdentity
+    frame: bytes = attrs.field(repr=False)
+    message_id: str
+
+
+class MailboxBinding(Binding):
+    """A peer that may be offline: each frame sealed on its own."""
+
+    @abc.abstractmethod
+    async def seal(self, peer: VerifiedCard, frame: bytes, negotiation: Negotiation) -> bytes:
+        """Seal ``frame`` for ``peer`` (fetching its prekeys if there is no session yet)."""
+
+    @abc.abstractmethod
+    async def open(self, envelope: bytes) -> OpenedMessage:
+        """Open an envelope; the new state is committed to the store before returning."""
+
+    @abc.abstractmethod
+    async def publish_prekeys(self) -> None:
+        """Publish or replenish this agent's prekeys in the relay's directory."""
+
+
+@attrs.frozen(kw_only=True)
+class GroupMessage:
+    """An application frame received in a group."""
+
+    group_id: bytes
+    epoch: int
+    message: OpenedMessage
+
+
+@attrs.frozen(kw_only=True)
+class GroupMembershipChanged:
+    """A commit moved the group to a new epoch."""
+
+    group_id: bytes
+    epoch: int
+    members: tuple[str, ...]
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+GroupEvent = GroupMessage | GroupMembershipChanged
+
+
+class GroupBinding(Binding):
+    """A group of agents sharing one encrypted channel."""
+
+    @abc.abstractmethod
+    async def create_group(self, group_id: bytes) -> None:
+        """Create a new group with this agent as its only member."""
+
+    @abc.abstractmethod
+    async def add_members(self, group_id: bytes, members: Sequence[VerifiedCard]) -> None:
+        """Add agents to the group (a commit, and a Welcome for the new members)."""
+
+    @abc.abstractmethod
+    async def remove_members(self, group_id: bytes, agent_ids: Sequence[str]) -> None:
+        """Remove agents from the group (a commit)."""
+
+    @abc.abstractmethod
+    async def update(self, group_id: bytes) -> None:
+        """Refresh this agent's own keys in the group (post-compromise security)."""
+
+    @abc.abstractmethod
+    async def seal(self, group_id: bytes, frame: bytes) -> bytes:
+        """Encrypt ``frame`` once for the whole group."""
+
+    @abc.abstractmethod
+    async def process(self, group_id: bytes, message: bytes) -> GroupEvent | None:
+        """Process one message from the group log (handshake or application)."""
+
+    @abc.abstractmethod
+    def export_secret(self, group_id: bytes, label: str, context: bytes, length: int) -> bytes:
+        """The epoch's exporter secret for ``label`` and ``context``."""

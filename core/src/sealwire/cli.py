@@ -1,0 +1,171 @@
+"""The ``sealwire`` command line (ARCHITECTURE layer 11).
+
+Every failure is one line on stderr (``sealwire: error: ...``) and a non-zero
+exit code; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sealwire import __version__
+from sealwire.agent._card import build_card
+from sealwire.config import default_home, init_home, open_home
+from sealwire.errors import SealwireError
+from sealwire.identity import verify_card
+from sealwire.plugins import Registry, load_registry
+from sealwire.policy import Policy, Situation
+
+__all__ = ["main"]
+
+SITUATIONS = {
+    "online": Situation(online=True),
+    "offline": Situation(online=False),
+    "group": Situation(group=True),
+    "http": Situation(external_http=True),
+    "datagram": Situation(datagram=True, online=True),
+}
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home) if args.home else default_home()
+
+
+def cmd_init(args: argparse.Namespace, registry: Registry) -> int:
+    identity = init_home(
+        _home(args),
+        name=args.name,
+        listen=tuple(args.listen),
+        relay=args.relay,
+        post_quantum=args.post_quantum,
+        registry=registry,
+    )
+    print(f"created agent {identity.agent_id} in {_home(args)}")
+    return 0
+
+
+def _local_card(args: argparse.Namespace, registry: Registry) -> dict[str, Any]:
+    config, identity, store = open_home(_home(args), registry)
+    store.close()
+    policy = Policy(config.policy, registry.bindings, registry.policy_rules)
+    return build_card(
+        identity,
+        name=config.name,
+        description=config.description,
+        version=__version__,
+        bindings=policy.local_offers(),
+        listen_urls=config.listen,
+        relay_address=config.relay,
+        options=config.bindings,
+    )
+
+
+def cmd_card(args: argparse.Namespace, registry: Registry) -> int:
+    print(json.dumps(_local_card(args, registry), indent=2))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace, registry: Registry) -> int:
+    for plugin in registry.plugins:
+        print(f"plugin {plugin.name}: {plugin.distribution} {plugin.version}")
+    for name, cls in sorted(registry.bindings.items()):
+        info = cls.info
+        props = ", ".join(sorted(info.properties))
+        print(f"binding {name} {info.version} ({info.uri}, {info.shape}): {props}")
+    if not registry.bindings:
+        print("no bindings installed")
+    return 0
+
+
+def _read_card(path: str) -> Any:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        return json.loads(text)
+    except OSError as exc:
+        raise SealwireError(f"cannot read card {path}: {exc.strerror}") from None
+    except ValueError:
+        raise SealwireError(f"card {path} is not JSON") from None
+
+
+def cmd_policy_explain(args: argparse.Namespace, registry: Registry) -> int:
+    peer = verify_card(_read_card(args.peer_card))
+    config, _identity, store = open_home(_home(args), registry)
+    store.close()
+    local = verify_card(_local_card(args, registry))
+    policy = Policy(config.policy, registry.bindings, registry.policy_rules)
+    decision = policy.decide(peer, SITUATIONS[args.situation], local)
+    print(f"peer: {peer.identity.agent_id} ({peer.name})")
+    print(decision.explain())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
+    from sealwire.demo import run_demo
+
+    return asyncio.run(run_demo(registry, transport=args.transport))
+
+
+def build_parser(registry: Registry) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sealwire", description=("End-to-end security for agent-to-agent (A2A) communication.")
+    )
+    parser.add_argument("--version", action="version", version=f"sealwire {__version__}")
+    parser.add_argument("--home", help="agent home folder (default $SEALWIRE_HOME or .sealwire)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create an identity, a store and a configuration")
+    p.add_argument("--name", default="sealwire-agent")
+    p.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="transport URL to serve sessions on, e.g. tcp://127.0.0.1:7000",
+    )
+    p.add_argument("--relay", help="relay URL for mailboxes and groups")
+    p.add_argument("--post-quantum", action="store_true", help="add ML-DSA-65 and ML-KEM-768 keys")
+    p.set_defaults(run=cmd_init)
+
+    sub.add_parser("card", help="print this agent's signed card").set_defaults(run=cmd_card)
+    sub.add_parser("plugins", help="list plugins and bindings").set_defaults(run=cmd_plugins)
+
+    p = sub.add_parser("policy", help="binding policy")
+    psub = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    e = psub.add_parser("explain", help="which binding would be used with a peer, and why")
+    e.add_argument("peer_card", help="the peer's signed card (JSON file, or - for stdin)")
+    e.add_argument("--situation", choices=sorted(SITUATIONS), default="online")
+    e.set_defaults(run=cmd_policy_explain)
+
+    p = sub.add_parser("demo", help="two local agents exchange a task over a secure binding")
+    p.add_argument("--transport", choices=["tcp", "ws", "udp"], default="tcp")
+    p.set_defaults(run=cmd_demo)
+
+    for command in registry.cli_commands.values():
+        p = sub.add_parser(command.name, help=command.help)
+        command.configure(p)
+        p.set_defaults(run=lambda a, _r, c=command: c.run(a))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sealwire`` command."""
+    try:
+        registry = load_registry()
+        args = build_parser(registry).parse_args(argv)
+        code: int = args.run(args, registry)
+        return code
+    except SealwireError as exc:
+        print(f"sealwire: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The plugin manager and the typed registry built from the hooks (ARCHITECTURE layer 4).
+
+:func:`load_registry` builds a pluggy manager (never at import time), loads the
+entry point group ``sealwire``, then the built-ins, checks every
+implementation against its spec, and merges what the hooks contribute into a
+:class:`Registry`. A blocked plugin name is never loaded. Two components of one
+kind with the same name are an error naming both plugins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+import attrs
+import pluggy
+
+from sealwire import hookspecs
+from sealwire.binding import Binding, parse_binding_uri
+from sealwire.components import (
+    CliCommand,
+    RelayBackendProvider,
+    StoreKeyProvider,
+    TransportProvider,
+)
+from sealwire.errors import ConfigurationError
+from sealwire.policy import PolicyRule
+from sealwire.store import StoreBackend
+
+__all__ = [
+    "BLOCK_ENV",
+    "ENTRY_POINT_GROUP",
+    "PluginInfo",
+    "Registry",
+    "build_manager",
+    "load_registry",
+]
+
+ENTRY_POINT_GROUP = "sealwire"
+BLOCK_ENV = "SEALWIRE_BLOCK_PLUGINS"
+"""Comma-separated plugin (entry point) names never to load."""
+
+T = TypeVar("T")
+
+
+@attrs.frozen(kw_only=True)
+class PluginInfo:
+    """A loaded plugin: its name and the distribution that ships it."""
+
+    name: str
+    distribution: str
+    version: str
+
+
+@attrs.frozen(kw_only=True)
+class Registry:
+    """Everything the loaded plugins contribute, merged and checked by core."""
+
+    plugins: tuple[PluginInfo, ...]
+    bindings: Mapping[str, type[Binding]]
+    transports: Mapping[str, TransportProvider]
+    store_backends: Mapping[str, StoreBackend]
+    store_key_providers: tuple[StoreKeyProvider, ...]
+    relay_backends: Mapping[str, RelayBackendProvider]
+    policy_rules: tuple[PolicyRule, ...]
+    cli_commands: Mapping[str, CliCommand]
+
+    def binding(self, name: str) -> type[Binding]:
+        """The binding class called ``name``; ConfigurationError when none is loaded."""
+        try:
+            return self.bindings[name]
+        except KeyError:
+            loaded = ", ".join(sorted(self.bindings)) or "none"
+            raise ConfigurationError(f"no binding {name!r} is loaded (loaded: {loaded})") from None
+
+    def binding_for_uri(self, uri: str) -> type[Binding] | None:
+        """The loaded binding that speaks ``uri`` (name and major version), if any."""
+        name, major = parse_binding_uri(uri)
+        cls = self.bindings.get(name)
+        return cls if cls is not None and cls.info.major == major else None
+
+    def transport(self, scheme: str) -> TransportProvider:
+        """The transport for a URL scheme; ConfigurationError when none provides it."""
+        try:
+            return self.transports[scheme]
+        except KeyError:
+            raise ConfigurationError(f"no transport for scheme {scheme!r}") from None
+
+
+def blocked_from_env() -> frozenset[str]:
+    """Plugin names blocked by ``$SEALWIRE_BLOCK_PLUGINS``."""
+    raw = os.environ.get(BLOCK_ENV, "")
+    return frozenset(name.strip() for name in raw.split(",") if name.strip())
+
+
+def build_manager(
+    *,
+    block: Iterable[str] = (),
+    extra_plugins: Sequence[object] = (),
+    load_entry_points: bool = True,
+) -> tuple[pluggy.PluginManager, tuple[PluginInfo, ...]]:
+    """A plugin manager with entry points, built-ins and ``extra_plugins`` registered."""
+    from sealwire import _builtins
+
+    blocked = frozenset(block) | blocked_from_env()
+    pm = pluggy.PluginManager("sealwire")
+    pm.add_hookspecs(hookspecs)
+    infos: list[PluginInfo] = []
+    for name in blocked:
+        pm.set_blocked(name)
+    if load_entry_points:
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+                continue
+            dist = ep.dist
+            try:
+                module = ep.load()
+            except Exception as exc:  # any import failure of a third-party plugin
+                shipped = f" (from {dist.name} {dist.version})" if dist else ""
+                raise ConfigurationError(
+                    f"plugin {ep.name!r}{shipped} failed to load: {type(exc).__name__}: {exc}"
+                ) from exc
+            pm.register(module, name=ep.name)
+            infos.append(
+                PluginInfo(
+                    name=ep.name,
+                    distribution=dist.name if dist else "?",
+                    version=dist.version if dist else "?",
+                )
+            )
+    if not pm.is_blocked("builtins"):
+        pm.register(_builtins, name="builtins")
+        infos.append(PluginInfo(name="builtins", distribution="sealwire", version=_version()))
+    for plugin in extra_plugins:
+        name = pm.register(plugin)
+        if name is not None:
+            infos.append(PluginInfo(name=name, distribution="(in process)", version="-"))
+    pm.check_pending()
+    return pm, tuple(infos)
+
+
+def _version() -> str:
+    from sealwire import __version__
+
+    return __version__
+
+
+def _contributions(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, Any]]:
+    """(plugin name, component) for every component each plugin contributes."""
+    out: list[tuple[str, Any]] = []
+    caller = getattr(pm.hook, hook_name)
+    for impl in reversed(caller.get_hookimpls()):  # registration order
+        result = impl.function()
+        for component in result or ():
+            out.append((impl.plugin_name, component))
+    return out
+
+
+def _merge(
+    pairs: list[tuple[str, T]], kind: str, name_of: Callable[[T], str] = lambda c: c.name
+) -> dict[str, T]:
+    merged: dict[str, T] = {}
+    owner: dict[str, str] = {}
+    for plugin, component in pairs:
+        name = name_of(component)
+        if name in merged:
+            raise ConfigurationError(
+                f"{kind} {name!r} is provided twice: by plugin {owner[name]!r} "
+                f"and by plugin {plugin!r}"
+            )
+        merged[name] = component
+        owner[name] = plugin
+    return merged
+
+
+def load_registry(
+    *,
+    block: Iterable[str] = (),
+    extra_plugins: Sequence[object] = (),
+    load_entry_points: bool = True,
+) -> Registry:
+    """Load every plugin and merge their contributions into a :class:`Registry`."""
+    pm, infos = build_manager(
+        block=block, extra_plugins=extra_plugins, load_entry_points=load_entry_points
+    )
+    bindings = _merge(_contributions(pm, "sealwire_bindings"), "binding", lambda cls: cls.info.name)
+    for name, cls in bindings.items():
+        if not (isinstance(cls, type) and issubclass(cls, Binding)):
+            raise ConfigurationError(f"binding {name!r} is not a sealwire.binding.Binding class")
+    return Registry(
+        plugins=infos,
+        bindings=bindings,
+        transports=_merge(
+            _contributions(pm, "sealwire_transports"), "transport", lambda t: t.scheme
+        ),
+        store_backends=_merge(_contributions(pm, "sealwire_state_stores"), "store"),
+        store_key_providers=tuple(c for _, c in _contributions(pm, "sealwire_store_key_providers")),
+        relay_backends=_merge(_contributions(pm, "sealwire_relay_backends"), "relay backend"),
+        policy_rules=tuple(
+            _merge(_contributions(pm, "sealwire_policy_rules"), "policy rule").values()
+        ),
+        cli_commands=_merge(_contributions(pm, "sealwire_cli_commands"), "CLI command"),
+    )

@@ -1,0 +1,368 @@
+"""Choosing a binding per peer, with the reason (ARCHITECTURE layer 5).
+
+decision = f(peer's signed card, situation, configuration):
+
+1. candidates are the peer card's offers (its preference order) that a loaded
+   binding speaks;
+2. configuration removes denied bindings and those lacking a required
+   property (globally or for this peer); a denied peer gets no binding at all;
+3. a per-peer override names the binding outright;
+4. plugin rules (``sealwire_policy_rules``) may pick among what is left;
+5. the default rules implement the architecture's table: group -> a group
+   binding (mls), external HTTP -> an HTTP binding (tls), datagrams -> a
+   datagram binding (noise over UDP), peer offline -> an async binding
+   (signal), peer online -> a live session binding (noise).
+
+The decision carries a :class:`~sealwire.binding.Negotiation` that the binding
+binds into its handshake, so a downgrade is detected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from sealwire.binding import Binding, BindingInfo, Negotiation, Property, Shape
+from sealwire.errors import ConfigurationError, PolicyError
+
+if TYPE_CHECKING:
+    from sealwire.identity import OfferedBinding, VerifiedCard
+
+__all__ = [
+    "Candidate",
+    "Decision",
+    "PeerOverride",
+    "Policy",
+    "PolicyConfig",
+    "PolicyRule",
+    "Situation",
+]
+
+
+@attrs.frozen(kw_only=True)
+class Situation:
+    """What the caller knows about this exchange.
+
+    ``online`` is ``None`` when unknown (treated as online: a live session is
+    tried first).
+    """
+
+    online: bool | None = None
+    group: bool = False
+    external_http: bool = False
+    datagram: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.group:
+            parts.append("group")
+        if self.external_http:
+            parts.append("external HTTP")
+        if self.datagram:
+            parts.append("datagrams")
+        parts.append(
+            {True: "peer online", False: "peer offline", None: "peer presence unknown"}[self.online]
+        )
+        return ", ".join(parts)
+
+
+@attrs.frozen(kw_only=True)
+class Candidate:
+    """A binding both sides speak: the peer's offer and our binding's declaration."""
+
+    offer: OfferedBinding
+    info: BindingInfo
+
+
+@attrs.frozen(kw_only=True)
+class PolicyRule:
+    """A plugin's rule: ``decide`` returns (candidate, reason) or ``None`` to pass."""
+
+    name: str
+    decide: Callable[[VerifiedCard, Situation, Sequence[Candidate]], tuple[Candidate, str] | None]
+
+
+@attrs.frozen(kw_only=True)
+class Decision:
+    """The binding chosen for a peer, why, and what the others were rejected for."""
+
+    candidate: Candidate
+    reason: str
+    negotiation: Negotiation
+    rejected: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def binding(self) -> str:
+        return self.candidate.info.name
+
+    @property
+    def url(self) -> str:
+        return self.candidate.offer.url
+
+    def explain(self) -> str:
+        """A human-readable account of the decision."""
+        lines = [
+            f"binding: {self.binding} ({self.candidate.offer.uri})",
+            f"url: {self.url}",
+            f"reason: {self.reason}",
+            f"properties: {', '.join(sorted(self.candidate.info.properties))}",
+        ]
+        lines += [f"not chosen: {uri}: {why}" for uri, why in self.rejected]
+        return "\n".join(lines)
+
+
+@attrs.frozen(kw_only=True)
+class PeerOverride:
+    """Configuration for one peer (``[policy.peers."<agent id>"]``)."""
+
+    binding: str | None = None
+    require: frozenset[Property] = frozenset()
+    deny_bindings: frozenset[str] = frozenset()
+
+
+@attrs.frozen(kw_only=True)
+class PolicyConfig:
+    """The ``[policy]`` table of an agent's TOML configuration.
+
+    Keys: ``require`` (properties every binding must have), ``deny_bindings``,
+    ``deny_peers`` (agent ids), ``prefer`` (binding names tried first, in this
+    order, for our own card's offers) and ``peers`` (per agent id: ``binding``,
+    ``require``, ``deny_bindings``).
+    """
+
+    require: frozenset[Property] = frozenset()
+    deny_bindings: frozenset[str] = frozenset()
+    deny_peers: frozenset[str] = frozenset()
+    prefer: tuple[str, ...] = ("noise", "signal", "mls", "tls")
+    peers: Mapping[str, PeerOverride] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_toml(cls, text: str) -> PolicyConfig:
+        """Parse a TOML document and read its ``[policy]`` table."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"policy configuration is not valid TOML: {exc}") from None
+        return cls.from_mapping(data.get("policy", {}))
+
+    @classmethod
+    def from_file(cls, path: Path) -> PolicyConfig:
+        try:
+            return cls.from_toml(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> PolicyConfig:
+        """Validate a ``[policy]`` mapping; ConfigurationError names the bad key."""
+        _expect_keys(data, {"require", "deny_bindings", "deny_peers", "prefer", "peers"}, "policy")
+        peers_data = data.get("peers", {})
+        if not isinstance(peers_data, Mapping):
+            raise ConfigurationError("policy.peers: expected a table")
+        peers = {str(k): _peer_override(v, f"policy.peers.{k}") for k, v in peers_data.items()}
+        kwargs: dict[str, Any] = {
+            "require": _properties(data.get("require", []), "policy.require"),
+            "deny_bindings": frozenset(
+                _strings(data.get("deny_bindings", []), "policy.deny_bindings")
+            ),
+            "deny_peers": frozenset(_strings(data.get("deny_peers", []), "policy.deny_peers")),
+            "peers": peers,
+        }
+        if "prefer" in data:
+            kwargs["prefer"] = tuple(_strings(data["prefer"], "policy.prefer"))
+        return cls(**kwargs)
+
+
+def _expect_keys(data: Any, allowed: set[str], where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(f"{where}: expected a table")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown key {unknown[0]!r}")
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(f"{where}: expected a list of strings")
+    return list(value)
+
+
+def _properties(value: Any, where: str) -> frozenset[Property]:
+    out = set()
+    for name in _strings(value, where):
+        try:
+            out.add(Property(name))
+        except ValueError:
+            known = ", ".join(p.value for p in Property)
+            raise ConfigurationError(
+                f"{where}: unknown property {name!r} (known: {known})"
+            ) from None
+    return frozenset(out)
+
+
+def _peer_override(value: Any, where: str) -> PeerOverride:
+    _expect_keys(value, {"binding", "require", "deny_bindings"}, where)
+    binding = value.get("binding")
+    if binding is not None and not isinstance(binding, str):
+        raise ConfigurationError(f"{where}.binding: expected a binding name")
+    return PeerOverride(
+        binding=binding,
+        require=_properties(value.get("require", []), f"{where}.require"),
+        deny_bindings=frozenset(_strings(value.get("deny_bindings", []), f"{where}.deny_bindings")),
+    )
+
+
+def _first(candidates: Sequence[Candidate], test: Callable[[Candidate], bool]) -> Candidate | None:
+    return next((c for c in candidates if test(c)), None)
+
+
+def _default_rule(situation: Situation, candidates: Sequence[Candidate]) -> tuple[Candidate, str]:
+    def has(prop: Property) -> Callable[[Candidate], bool]:
+        return lambda c: prop in c.info.properties
+
+    def live(c: Candidate) -> bool:
+        return c.info.shape is Shape.SESSION and Property.HTTP_INTEROP not in c.info.properties
+
+    def datagram(c: Candidate) -> bool:
+        return Property.DATAGRAM in c.info.properties and c.offer.url.startswith("udp://")
+
+    table: list[tuple[bool, Callable[[Candidate], bool], str]] = [
+        (situation.group, has(Property.GROUP), "a group conversation needs a group binding"),
+        (
+            situation.external_http,
+            has(Property.HTTP_INTEROP),
+            "external HTTP infrastructure needs an HTTP-interoperable binding",
+        ),
+        (situation.datagram, datagram, "datagram traffic needs a datagram binding over UDP"),
+        (
+            situation.online is False,
+            has(Property.ASYNC),
+            "the peer is offline: an asynchronous (mailbox) binding reaches it",
+        ),
+        (not situation.group, live, "the peer is online: a live session binding"),
+        (
+            not situation.group,
+            has(Property.ASYNC),
+            "no live session binding in common: an asynchronous binding works online too",
+        ),
+    ]
+    for applies, test, why in table:
+        if not applies:
+            continue
+        found = _first(candidates, test)
+        if found is not None:
+            return found, f"{why} (first such in the peer's preference order)"
+        if situation.group or situation.external_http or situation.datagram:
+            raise PolicyError(f"{why}, and the peer offers none that is allowed")
+    raise PolicyError("no allowed binding fits the situation")
+
+
+class Policy:
+    """Decides which binding to use with a peer (never delegated to a hook)."""
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        bindings: Mapping[str, type[Binding]],
+        rules: Iterable[PolicyRule] = (),
+    ) -> None:
+        self.config = config
+        self.bindings = bindings
+        self.rules = tuple(rules)
+
+    def local_offers(self) -> tuple[type[Binding], ...]:
+        """Our own bindings in the order our card offers them (preferred first, denied out)."""
+        allowed = [
+            cls
+            for name, cls in self.bindings.items()
+            if name not in self.config.deny_bindings and self.config.require <= cls.info.properties
+        ]
+        rank = {name: i for i, name in enumerate(self.config.prefer)}
+        return tuple(sorted(allowed, key=lambda c: (rank.get(c.info.name, len(rank)), c.info.name)))
+
+    def _candidates(self, peer: VerifiedCard) -> tuple[list[Candidate], list[tuple[str, str]]]:
+        override = self.config.peers.get(peer.identity.agent_id, PeerOverride())
+        required = self.config.require | override.require
+        denied = self.config.deny_bindings | override.deny_bindings
+        candidates: list[Candidate] = []
+        rejected: list[tuple[str, str]] = []
+        for offer in peer.offers:
+            cls = self.bindings.get(offer.name)
+            if cls is None or cls.info.major != offer.major:
+                rejected.append((offer.uri, "no loaded binding speaks it"))
+            elif offer.name in denied:
+                rejected.append((offer.uri, "denied by configuration"))
+            elif not required <= cls.info.properties:
+                missing = ", ".join(sorted(required - cls.info.properties))
+                rejected.append((offer.uri, f"lacks required properties: {missing}"))
+            else:
+                candidates.append(Candidate(offer=offer, info=cls.info))
+        return candidates, rejected
+
+    def decide(
+        self, peer: VerifiedCard, situation: Situation, local_card: VerifiedCard
+    ) -> Decision:
+        """Choose a binding for ``peer``; PolicyError says why none fits."""
+        agent_id = peer.identity.agent_id
+        if agent_id in self.config.deny_peers:
+            raise PolicyError(f"peer {agent_id} is denied by configuration")
+        candidates, rejected = self._candidates(peer)
+        if not candidates:
+            reasons = "; ".join(f"{uri}: {why}" for uri, why in rejected) or "it offers none"
+            raise PolicyError(f"no binding in common with peer {agent_id} ({reasons})")
+        chosen, reason = self._choose(peer, situation, candidates)
+        rejected += [
+            (c.offer.uri, "another binding was preferred") for c in candidates if c is not chosen
+        ]
+        negotiation = Negotiation(
+            chosen=chosen.offer.uri,
+            initiator_offers=tuple(o.uri for o in local_card.offers),
+            responder_offers=tuple(o.uri for o in peer.offers),
+        )
+        return Decision(
+            candidate=chosen,
+            reason=f"{reason} [{situation.describe()}]",
+            negotiation=negotiation,
+            rejected=tuple(rejected),
+        )
+
+    def _choose(
+        self, peer: VerifiedCard, situation: Situation, candidates: list[Candidate]
+    ) -> tuple[Candidate, str]:
+        override = self.config.peers.get(peer.identity.agent_id)
+        if override is not None and override.binding is not None:
+            found = _first(candidates, lambda c: c.info.name == override.binding)
+            if found is None:
+                raise PolicyError(
+                    f"configuration requires binding {override.binding!r} for this peer, "
+                    "which is not among the allowed bindings it offers"
+                )
+            return found, "per-peer override in configuration"
+        for rule in self.rules:
+            picked = rule.decide(peer, situation, tuple(candidates))
+            if picked is not None:
+                if picked[0] not in candidates:
+                    raise PolicyError(f"policy rule {rule.name!r} picked a binding not allowed")
+                return picked[0], f"rule {rule.name!r}: {picked[1]}"
+        return _default_rule(situation, candidates)
+
+    def check_incoming(self, negotiation: Negotiation, local_card: VerifiedCard) -> type[Binding]:
+        """Responder side: accept a negotiation only if it matches what we offer.
+
+        The initiator's view of our offers must equal our signed card's (a
+        stale or altered card is a possible downgrade), and the chosen binding
+        must be one we offer and allow.
+        """
+        ours = tuple(o.uri for o in local_card.offers)
+        if negotiation.responder_offers != ours:
+            raise PolicyError("the peer's view of our offered bindings differs from our card")
+        if negotiation.chosen not in ours:
+            raise PolicyError(f"binding {negotiation.chosen} is not one we offer")
+        for cls in self.local_offers():
+            if cls.info.uri == negotiation.chosen:
+                return cls
+        raise PolicyError(f"binding {negotiation.chosen} is not allowed by our policy")

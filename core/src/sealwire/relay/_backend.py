@@ -1,0 +1,137 @@
+"""The storage contract of the relay (:class:`RelayBackend`) and backend selection.
+
+A backend stores ciphertext and public keys only. Its operations are atomic on
+their own: a one-time prekey or KeyPackage is handed out once even under
+concurrent fetches, an enqueue is idempotent by ``(mailbox, sender,
+message_id)``, and a group log accepts one commit per epoch, the next one only.
+
+Backends are found through the ``sealwire_relay_backends`` hook (see
+:class:`sealwire.components.RelayBackendProvider`); ``sqlite`` and ``nats`` are
+built in (:data:`BUILTIN_RELAY_BACKENDS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from sealwire.components import RelayBackendProvider
+from sealwire.errors import ConfigurationError
+from sealwire.relay._model import Delivery, FetchedPrekeys, GroupLogEntry
+
+__all__ = ["BUILTIN_RELAY_BACKENDS", "RelayBackend", "open_backend"]
+
+DEDUPE_RETENTION_SECONDS = 7 * 24 * 3600
+"""How long an acknowledged message id is remembered, so a late retry of it is
+recognised as a duplicate: far above any sender's retry horizon, while the
+record of acknowledged ids stays bounded."""
+
+
+@runtime_checkable
+class RelayBackend(Protocol):
+    """Where a relay keeps its directories, mailboxes and group logs."""
+
+    async def start(self) -> None:
+        """Open connections and create tables or streams (idempotent)."""
+
+    async def close(self) -> None: ...
+
+    async def publish_prekeys(
+        self,
+        agent_id: str,
+        binding: str,
+        bundle: bytes,
+        one_time: Mapping[str, Mapping[str, bytes]],
+        *,
+        max_per_pool: int,
+        max_pools: int,
+    ) -> None:
+        """Replace the bundle and add one-time keys (an existing key id is kept as is).
+
+        Raises LimitExceeded("prekeys") and stores nothing when a pool would
+        exceed ``max_per_pool`` or there would be more than ``max_pools`` pools.
+        """
+
+    async def fetch_prekeys(self, agent_id: str, binding: str) -> FetchedPrekeys | None:
+        """The bundle and one key taken from each pool (None when no bundle)."""
+
+    async def count_prekeys(self, agent_id: str, binding: str) -> dict[str, int]: ...
+
+    async def publish_key_package(
+        self, agent_id: str, key_package_id: str, key_package: bytes, *, max_count: int
+    ) -> None:
+        """Add a KeyPackage (an existing id is kept); LimitExceeded beyond ``max_count``."""
+
+    async def fetch_key_package(self, agent_id: str) -> bytes | None:
+        """Take the oldest KeyPackage of ``agent_id``: each is handed out once."""
+
+    async def count_key_packages(self, agent_id: str) -> int: ...
+
+    async def enqueue(self, mailbox: str, delivery: Delivery, *, max_depth: int) -> bool:
+        """Store ``delivery``; False when ``(sender, message_id)`` was already accepted.
+
+        Raises LimitExceeded("mailbox_depth") when ``max_depth`` messages wait.
+        """
+
+    async def fetch(self, mailbox: str, limit: int) -> list[Delivery]:
+        """The oldest unacknowledged messages, in order of acceptance."""
+
+    async def ack(self, mailbox: str, message_ids: Sequence[str]) -> int:
+        """Acknowledge (remove) messages by id, of any sender; the number removed."""
+
+    async def group_members(self, group_id: bytes) -> frozenset[str] | None:
+        """The member list, or None for a group never created."""
+
+    async def set_group_members(
+        self, group_id: bytes, members: frozenset[str], *, expected: frozenset[str] | None
+    ) -> bool:
+        """Replace the member list if it still is ``expected``; False when it changed."""
+
+    async def append_group(self, group_id: bytes, entry: GroupLogEntry, *, max_entries: int) -> int:
+        """Append to the log and return the entry's sequence number.
+
+        A commit is accepted only for the epoch after the last commit's (any
+        epoch for the first); otherwise EpochConflictError. ``entry.seq`` is
+        ignored.
+        """
+
+    async def fetch_group_log(self, group_id: bytes, after: int, limit: int) -> list[GroupLogEntry]:
+        """Entries with ``seq > after``, in order."""
+
+
+def _open_sqlite(options: Mapping[str, Any]) -> RelayBackend:
+    from sealwire.relay._sqlite_backend import SqliteBackend
+
+    return SqliteBackend.from_options(options)
+
+
+def _open_nats(options: Mapping[str, Any]) -> RelayBackend:
+    from sealwire.relay._nats_backend import NatsBackend
+
+    return NatsBackend.from_options(options)
+
+
+BUILTIN_RELAY_BACKENDS: tuple[RelayBackendProvider, ...] = (
+    RelayBackendProvider(name="sqlite", open=_open_sqlite),
+    RelayBackendProvider(name="nats", open=_open_nats),
+)
+
+
+def open_backend(name: str, options: Mapping[str, Any]) -> RelayBackend:
+    """The backend called ``name``: from the plugin registry, else a built-in one."""
+    providers = {p.name: p for p in BUILTIN_RELAY_BACKENDS}
+    try:
+        from sealwire.plugins import load_registry
+
+        providers.update(load_registry().relay_backends)
+    except Exception:  # a broken plugin must not keep the built-in relay from starting
+        pass
+    provider = providers.get(name)
+    if provider is None:
+        raise ConfigurationError(
+            f"no relay backend {name!r} (available: {', '.join(sorted(providers))})"
+        )
+    backend: object = provider.open(options)
+    if not isinstance(backend, RelayBackend):
+        raise ConfigurationError(f"relay backend {name!r} does not implement RelayBackend")
+    return backend

@@ -1,0 +1,205 @@
+"""Value types of the relay API and the helpers that read them off the wire.
+
+Bytes travel as unpadded base64url strings inside JSON bodies. Every reader
+here raises :class:`~sealwire.errors.DecodeError` naming the field, and
+nothing else, on hostile input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from sealwire.errors import DecodeError
+from sealwire.identity import is_agent_id
+
+__all__ = [
+    "Delivery",
+    "FetchedPrekeys",
+    "GroupLogEntry",
+    "MAILBOX_PATH",
+    "b64d",
+    "b64e",
+    "mailbox_address",
+    "parse_mailbox_address",
+]
+
+MAILBOX_PATH = "/v1/mailboxes/"
+"""A mailbox address is the home relay's base URL, this path, and the agent id."""
+
+# Identifiers chosen by clients (message ids, key ids, pool and binding names) are
+# stored as keys and echoed back: 200 characters is far above a UUID or a hex hash.
+MAX_ID_CHARS = 200
+# A JSON body deeper than this is hostile (json.loads recursion is bounded anyway).
+MAX_JSON_DEPTH = 8
+
+
+@attrs.frozen(kw_only=True)
+class Delivery:
+    """A sealed message waiting in a mailbox.
+
+    ``message_id`` is the sender's id (idempotence key together with ``sender``);
+    ``sender`` the agent id the relay authenticated; ``envelope`` the opaque
+    ciphertext; ``received_at`` UNIX seconds when the (first) relay accepted it.
+    """
+
+    message_id: str
+    sender: str
+    envelope: bytes = attrs.field(repr=lambda v: f"<{len(v)} bytes>")
+    received_at: float
+
+
+@attrs.frozen
+class FetchedPrekeys:
+    """A prekey bundle and at most one one-time key per pool (``None``: pool empty)."""
+
+    bundle: bytes
+    one_time: Mapping[str, tuple[str, bytes] | None]
+
+
+@attrs.frozen(kw_only=True)
+class GroupLogEntry:
+    """One entry of a group's log.
+
+    ``seq`` orders the log (increasing, not necessarily contiguous); ``kind`` is
+    ``"commit"`` or ``"application"``; ``epoch`` the epoch the sender was in.
+    """
+
+    seq: int
+    kind: str
+    epoch: int
+    sender: str
+    message: bytes = attrs.field(repr=lambda v: f"<{len(v)} bytes>")
+    received_at: float
+
+
+def mailbox_address(relay_url: str, agent_id: str) -> str:
+    """The mailbox address of ``agent_id`` homed on the relay at ``relay_url``."""
+    return relay_url.rstrip("/") + MAILBOX_PATH + agent_id
+
+
+def parse_mailbox_address(value: str) -> tuple[str | None, str]:
+    """``(home relay base URL or None, agent id)``; a bare agent id has no home."""
+    if is_agent_id(value):
+        return None, value
+    base, sep, agent_id = value.rpartition(MAILBOX_PATH)
+    if not sep or not base or not is_agent_id(agent_id):
+        raise DecodeError("expected an agent id or a mailbox address", field="recipient")
+    return base.rstrip("/"), agent_id
+
+
+def b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64d(value: object, field: str, *, max_bytes: int | None = None) -> bytes:
+    """Decode an unpadded base64url string; DecodeError naming ``field``."""
+    if not isinstance(value, str):
+        raise DecodeError("expected a base64url string", field=field)
+    if max_bytes is not None and len(value) > (max_bytes * 4 + 2) // 3:
+        raise DecodeError("too long", field=field)
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise DecodeError("invalid base64url", field=field) from None
+
+
+def decode_body(raw: bytes) -> dict[str, Any]:
+    """A request or response body: a JSON object, else DecodeError."""
+    try:
+        value = json.loads(raw) if raw else {}
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise DecodeError("invalid JSON", field="body") from None
+    if not isinstance(value, dict):
+        raise DecodeError("expected a JSON object", field="body")
+    return value
+
+
+def get_str(body: Mapping[str, Any], name: str, *, max_chars: int = MAX_ID_CHARS) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_chars:
+        raise DecodeError(f"expected a string of 1..{max_chars} characters", field=name)
+    return value
+
+
+def get_agent_id(body: Mapping[str, Any], name: str = "agent_id") -> str:
+    value = body.get(name)
+    if not is_agent_id(value):
+        raise DecodeError("expected an agent id", field=name)
+    assert isinstance(value, str)
+    return value
+
+
+def get_int(body: Mapping[str, Any], name: str, *, low: int = 0, high: int = 2**63 - 1) -> int:
+    value = body.get(name)
+    if type(value) is not int or not low <= value <= high:
+        raise DecodeError(f"expected an integer in [{low}, {high}]", field=name)
+    return value
+
+
+def get_str_list(body: Mapping[str, Any], name: str, *, max_items: int) -> list[str]:
+    value = body.get(name)
+    if not isinstance(value, list) or len(value) > max_items:
+        raise DecodeError(f"expected a list of at most {max_items} strings", field=name)
+    for item in value:
+        if not isinstance(item, str) or not item or len(item) > MAX_ID_CHARS:
+            raise DecodeError("expected non-empty strings", field=name)
+    return value
+
+
+def delivery_to_json(d: Delivery) -> dict[str, Any]:
+    return {
+        "message_id": d.message_id,
+        "sender": d.sender,
+        "envelope": b64e(d.envelope),
+        "received_at": d.received_at,
+    }
+
+
+def delivery_from_json(obj: object) -> Delivery:
+    if not isinstance(obj, dict):
+        raise DecodeError("expected an object", field="delivery")
+    at = obj.get("received_at")
+    if not isinstance(at, (int, float)):
+        raise DecodeError("expected a number", field="received_at")
+    return Delivery(
+        message_id=get_str(obj, "message_id"),
+        sender=get_agent_id(obj, "sender"),
+        envelope=b64d(obj.get("envelope"), "envelope"),
+        received_at=float(at),
+    )
+
+
+def entry_to_json(e: GroupLogEntry) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "kind": e.kind,
+        "epoch": e.epoch,
+        "sender": e.sender,
+        "message": b64e(e.message),
+        "received_at": e.received_at,
+    }
+
+
+def entry_from_json(obj: object) -> GroupLogEntry:
+    if not isinstance(obj, dict):
+        raise DecodeError("expected an object", field="entry")
+    kind = obj.get("kind")
+    at = obj.get("received_at")
+    if kind not in ("commit", "application"):
+        raise DecodeError("expected commit or application", field="kind")
+    if not isinstance(at, (int, float)):
+        raise DecodeError("expected a number", field="received_at")
+    return GroupLogEntry(
+        seq=get_int(obj, "seq"),
+        kind=kind,
+        epoch=get_int(obj, "epoch"),
+        sender=get_agent_id(obj, "sender"),
+        message=b64d(obj.get("message"), "message"),
+        received_at=float(at),
+    )

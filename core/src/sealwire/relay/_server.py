@@ -1,0 +1,245 @@
+"""Configuration and running of a relay: ``sealwire relay serve``.
+
+:func:`serve_relay` runs a relay until interrupted (what the CLI calls);
+:func:`running_relay` runs one inside an existing event loop (tests, embedding).
+
+A configuration file is TOML with a ``[relay]`` table::
+
+    [relay]
+    host = "127.0.0.1"
+    port = 8700
+    public_url = "http://127.0.0.1:8700"   # default: http://host:port
+    identity = "relay-identity.key"         # created (mode 0600) if missing
+    backend = "sqlite"                      # or "nats", or a plugin's backend
+
+    [relay.sqlite]
+    path = "relay.sqlite3"
+
+    [relay.nats]
+    servers = ["nats://127.0.0.1:4222"]
+
+    [relay.limits]
+    max_message_bytes = 262144
+
+    [[relay.peers]]                         # federation: other relays
+    relay_id = "sw1..."
+    url = "http://127.0.0.1:8701"
+
+Relative paths are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import tomllib
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import uvicorn
+
+from sealwire.errors import ConfigurationError
+from sealwire.identity import Identity, is_agent_id
+from sealwire.relay._app import RelayApp
+from sealwire.relay._backend import RelayBackend, open_backend
+from sealwire.relay._federation import Forwarder
+from sealwire.relay._limits import RelayLimits
+from sealwire.relay._service import RelayService
+
+__all__ = ["PeerRelay", "RelayConfig", "RunningRelay", "running_relay", "serve_relay"]
+
+log = logging.getLogger("sealwire.relay")
+
+# Clients send the relay nothing over its WebSockets but control frames: 64 KiB
+# bounds what one connection may make the server buffer.
+WS_MAX_CLIENT_MESSAGE = 64 * 1024
+
+
+@attrs.frozen
+class PeerRelay:
+    """Another relay of the federation: its id (its identity's agent id) and base URL."""
+
+    relay_id: str
+    url: str
+
+
+@attrs.frozen(kw_only=True)
+class RelayConfig:
+    """Everything a relay needs; :meth:`from_toml` reads it from a file."""
+
+    host: str = "127.0.0.1"
+    port: int = 8700
+    public_url: str | None = None
+    identity_path: Path = Path("relay-identity.key")
+    backend: str = "sqlite"
+    backend_options: Mapping[str, Any] = attrs.field(factory=dict)
+    peers: tuple[PeerRelay, ...] = ()
+    limits: RelayLimits = attrs.field(factory=RelayLimits)
+
+    @property
+    def url(self) -> str:
+        """The base URL agents and peers use (``public_url``, else ``http://host:port``)."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> RelayConfig:
+        """Read the ``[relay]`` table of a TOML file (see the module docstring)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read relay configuration {path}: {exc}") from None
+        table = data.get("relay", {})
+        if not isinstance(table, dict):
+            raise ConfigurationError("[relay] must be a table")
+        return cls.from_mapping(table, base=path.parent)
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], *, base: Path = Path()) -> RelayConfig:
+        known = {
+            "host",
+            "port",
+            "public_url",
+            "identity",
+            "backend",
+            "sqlite",
+            "nats",
+            "limits",
+            "peers",
+        }
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigurationError(f"unknown [relay] settings: {', '.join(unknown)}")
+        backend = _typed(table, "backend", str, "sqlite")
+        options = dict(_typed(table, backend, dict, {})) if backend in ("sqlite", "nats") else {}
+        if backend == "sqlite":
+            options["path"] = str(base / options.get("path", "relay.sqlite3"))
+        return cls(
+            host=_typed(table, "host", str, "127.0.0.1"),
+            port=_typed(table, "port", int, 8700),
+            public_url=table.get("public_url"),
+            identity_path=base / _typed(table, "identity", str, "relay-identity.key"),
+            backend=backend,
+            backend_options=options,
+            peers=tuple(_peer(p) for p in _typed(table, "peers", list, [])),
+            limits=RelayLimits.from_mapping(_typed(table, "limits", dict, {})),
+        )
+
+
+def _typed(table: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
+    value = table.get(name, default)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ConfigurationError(f"relay setting {name} must be of type {kind.__name__}")
+    return value
+
+
+def _peer(value: object) -> PeerRelay:
+    if not isinstance(value, dict) or not is_agent_id(value.get("relay_id")):
+        raise ConfigurationError("each [[relay.peers]] needs a relay_id (an agent id) and a url")
+    url = value.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigurationError("a peer relay's url must be http:// or https://")
+    return PeerRelay(value["relay_id"], url.rstrip("/"))
+
+
+def load_or_create_identity(path: Path) -> Identity:
+    """The relay's identity from ``path``, created there (mode 0600) the first time."""
+    try:
+        return Identity.from_storage_bytes(path.read_bytes())
+    except FileNotFoundError:
+        pass
+    identity = Identity.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(identity.private_bytes_for_storage())
+        f.flush()
+        os.fsync(f.fileno())
+    return identity
+
+
+@attrs.frozen(kw_only=True)
+class RunningRelay:
+    """A relay serving in this process: its URL, id and service."""
+
+    url: str
+    relay_id: str
+    service: RelayService = attrs.field(repr=False)
+    server: asyncio.Task[None] = attrs.field(repr=False)
+
+    async def wait(self) -> None:
+        """Until the server stops (a signal, or an error that is raised here)."""
+        await asyncio.shield(self.server)
+
+
+@contextlib.asynccontextmanager
+async def running_relay(
+    config: RelayConfig,
+    *,
+    identity: Identity | None = None,
+    backend: RelayBackend | None = None,
+    clock: Callable[[], float] = time.time,
+    random: Callable[[int], bytes] = os.urandom,
+) -> AsyncIterator[RunningRelay]:
+    """Serve a relay in the running event loop for the duration of the block."""
+    identity = identity or load_or_create_identity(config.identity_path)
+    backend = backend or open_backend(config.backend, config.backend_options)
+    await backend.start()
+    peers = {p.relay_id: p.url for p in config.peers}
+    service = RelayService(
+        backend=backend, public_url=config.url, limits=config.limits, peers=peers, clock=clock
+    )
+    app = RelayApp(service, identity, random=random, peer_relays=frozenset(peers))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            ws="websockets-sansio",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            ws_max_size=WS_MAX_CLIENT_MESSAGE,
+            timeout_graceful_shutdown=1,
+        )
+    )
+    serving: asyncio.Task[None] = asyncio.create_task(server.serve())
+    forwarders = [
+        asyncio.create_task(Forwarder(service, identity, rid, url).run())
+        for rid, url in peers.items()
+    ]
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()
+                raise ConfigurationError(f"relay could not listen on {config.host}:{config.port}")
+            await asyncio.sleep(0.01)
+        yield RunningRelay(
+            url=config.url, relay_id=identity.agent_id, service=service, server=serving
+        )
+    finally:
+        for task in forwarders:
+            task.cancel()
+        await asyncio.gather(*forwarders, return_exceptions=True)
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        await backend.close()
+
+
+async def _serve_forever(config: RelayConfig) -> None:
+    async with running_relay(config) as relay:
+        log.warning("relay %s at %s (backend %s)", relay.relay_id, relay.url, config.backend)
+        await relay.wait()
+
+
+def serve_relay(config: RelayConfig) -> int:
+    """Run the relay until interrupted (SIGINT/SIGTERM); the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(config))
+    return 0

@@ -1,0 +1,329 @@
+"""The relay's operations, independent of HTTP: checks, limits, routing, storage.
+
+Each public coroutine takes the authenticated :class:`Principal` and the
+decoded JSON body and returns the JSON answer. Authorization rules:
+
+* an agent publishes and counts only its own prekeys and KeyPackages, and
+  reads and acknowledges only its own mailbox;
+* anyone authenticated may fetch another agent's prekeys or KeyPackage and
+  send to any mailbox;
+* a group's log and member list are open to its members only; the first agent
+  to set a group's members creates it (and must be among them);
+* only configured peer relays may deliver federated messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sealwire.errors import DecodeError
+from sealwire.relay._auth import Principal
+from sealwire.relay._backend import RelayBackend
+from sealwire.relay._errors import ForbiddenError, LimitExceeded, NotFoundError
+from sealwire.relay._limits import RelayLimits
+from sealwire.relay._model import (
+    MAX_ID_CHARS,
+    Delivery,
+    GroupLogEntry,
+    b64d,
+    b64e,
+    delivery_to_json,
+    entry_to_json,
+    get_agent_id,
+    get_int,
+    get_str,
+    get_str_list,
+    parse_mailbox_address,
+)
+
+__all__ = ["Notifier", "RelayService", "outbox_name"]
+
+log = logging.getLogger("sealwire.relay")
+
+# A federation delivery carries at most this many messages: bounds one request's
+# work and body (the body limit applies too).
+MAX_FORWARD_BATCH = 100
+MAX_ACK_IDS = 1_000
+DEFAULT_FETCH = 100
+
+
+def outbox_name(peer_relay_id: str) -> str:
+    """The mailbox holding messages accepted for agents homed on ``peer_relay_id``."""
+    return "outbox:" + peer_relay_id
+
+
+def dead_letter_name(peer_relay_id: str) -> str:
+    """Where messages a peer relay refused for good are kept (never dropped silently)."""
+    return "refused:" + peer_relay_id
+
+
+class Notifier:
+    """Wakes coroutines waiting on a key (a mailbox or a group) when it changes."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, tuple[asyncio.Event, int]] = {}
+
+    def notify(self, key: str) -> None:
+        entry = self._events.pop(key, None)
+        if entry is not None:
+            entry[0].set()
+
+    async def wait(self, key: str, timeout: float) -> None:
+        event, waiters = self._events.get(key, (asyncio.Event(), 0))
+        self._events[key] = (event, waiters + 1)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            current = self._events.get(key)
+            if current is not None and current[0] is event:
+                if current[1] <= 1:
+                    del self._events[key]
+                else:
+                    self._events[key] = (event, current[1] - 1)
+
+
+class RelayService:
+    """The operations of one relay over a backend."""
+
+    def __init__(
+        self,
+        *,
+        backend: RelayBackend,
+        public_url: str,
+        limits: RelayLimits,
+        peers: Mapping[str, str],
+        clock: Callable[[], float],
+    ) -> None:
+        self.backend = backend
+        self.public_url = public_url.rstrip("/")
+        self.limits = limits
+        self.peer_urls = {rid: url.rstrip("/") for rid, url in peers.items()}
+        self._peer_by_url = {url: rid for rid, url in self.peer_urls.items()}
+        self.clock = clock
+        self.notifier = Notifier()
+
+    # -- prekeys ----------------------------------------------------------------
+
+    async def publish_prekeys(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        binding = get_str(body, "binding")
+        bundle = b64d(body.get("bundle"), "bundle", max_bytes=self.limits.max_message_bytes)
+        self.limits.check_size(bundle, "prekey bundle")
+        raw = body.get("one_time", {})
+        if not isinstance(raw, dict) or len(raw) > self.limits.max_pools:
+            raise DecodeError(f"expected at most {self.limits.max_pools} pools", field="one_time")
+        one_time: dict[str, dict[str, bytes]] = {}
+        for pool, keys in raw.items():
+            if not isinstance(keys, dict) or len(keys) > self.limits.max_one_time_per_pool:
+                raise LimitExceeded("prekeys", f"pool {pool[:40]!r} is too large or malformed")
+            if not pool or len(pool) > MAX_ID_CHARS:
+                raise DecodeError("bad pool name", field="one_time")
+            one_time[pool] = {}
+            for kid, blob in keys.items():
+                if not kid or len(kid) > MAX_ID_CHARS:
+                    raise DecodeError("bad key id", field=f"one_time.{pool}")
+                value = b64d(blob, f"one_time.{pool}", max_bytes=self.limits.max_message_bytes)
+                one_time[pool][kid] = value
+        await self.backend.publish_prekeys(
+            who.agent_id,
+            binding,
+            bundle,
+            one_time,
+            max_per_pool=self.limits.max_one_time_per_pool,
+            max_pools=self.limits.max_pools,
+        )
+        return {}
+
+    async def fetch_prekeys(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        agent_id = get_agent_id(body)
+        fetched = await self.backend.fetch_prekeys(agent_id, get_str(body, "binding"))
+        if fetched is None:
+            raise NotFoundError("no prekey bundle for this agent and binding")
+        return {
+            "bundle": b64e(fetched.bundle),
+            "one_time": {
+                pool: None if key is None else {"id": key[0], "key": b64e(key[1])}
+                for pool, key in fetched.one_time.items()
+            },
+        }
+
+    async def count_prekeys(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"counts": await self.backend.count_prekeys(who.agent_id, get_str(body, "binding"))}
+
+    # -- KeyPackages ----------------------------------------------------------
+
+    async def publish_key_package(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        kp = b64d(body.get("key_package"), "key_package", max_bytes=self.limits.max_message_bytes)
+        self.limits.check_size(kp, "KeyPackage")
+        await self.backend.publish_key_package(
+            who.agent_id,
+            get_str(body, "key_package_id"),
+            kp,
+            max_count=self.limits.max_key_packages,
+        )
+        return {}
+
+    async def fetch_key_package(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        kp = await self.backend.fetch_key_package(get_agent_id(body))
+        if kp is None:
+            raise NotFoundError("no KeyPackage left for this agent")
+        return {"key_package": b64e(kp)}
+
+    async def count_key_packages(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"count": await self.backend.count_key_packages(who.agent_id)}
+
+    # -- mailboxes --------------------------------------------------------------
+
+    async def send(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        home, agent_id = parse_mailbox_address(get_str(body, "recipient", max_chars=2048))
+        message_id = get_str(body, "message_id")
+        envelope = b64d(body.get("envelope"), "envelope", max_bytes=self.limits.max_message_bytes)
+        self.limits.check_size(envelope, "envelope")
+        now = self.clock()
+        if home is None or home == self.public_url:
+            delivery = Delivery(
+                message_id=message_id, sender=who.agent_id, envelope=envelope, received_at=now
+            )
+            fresh = await self._deliver_local(agent_id, delivery)
+            return {"duplicate": not fresh}
+        peer = self._peer_by_url.get(home)
+        if peer is None:
+            raise NotFoundError(f"no federation link to the relay at {home[:200]}")
+        item = {"recipient": agent_id, "message_id": message_id, "envelope": b64e(envelope)}
+        wrapped = Delivery(
+            message_id=f"{agent_id}/{who.agent_id}/{message_id}",
+            sender=who.agent_id,
+            envelope=json.dumps(item).encode(),
+            received_at=now,
+        )
+        fresh = await self.backend.enqueue(
+            outbox_name(peer), wrapped, max_depth=self.limits.max_mailbox_depth
+        )
+        self.notifier.notify(outbox_name(peer))
+        return {"duplicate": not fresh, "forwarded_to": peer}
+
+    async def _deliver_local(self, agent_id: str, delivery: Delivery) -> bool:
+        fresh = await self.backend.enqueue(
+            agent_id, delivery, max_depth=self.limits.max_mailbox_depth
+        )
+        if fresh:
+            self.notifier.notify(agent_id)
+        return fresh
+
+    async def fetch(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        limit = self._limit(body)
+        batch = await self.backend.fetch(who.agent_id, limit)
+        return {"messages": [delivery_to_json(d) for d in batch]}
+
+    async def ack(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        ids = get_str_list(body, "message_ids", max_items=MAX_ACK_IDS)
+        return {"acknowledged": await self.backend.ack(who.agent_id, ids)}
+
+    def _limit(self, body: Mapping[str, Any]) -> int:
+        if "limit" not in body:
+            return DEFAULT_FETCH
+        return get_int(body, "limit", low=1, high=self.limits.max_fetch)
+
+    # -- federation (receiving side) -----------------------------------------------
+
+    async def federation_deliver(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        if not who.is_peer_relay:
+            raise ForbiddenError("only configured peer relays may deliver")
+        items = body.get("items")
+        if not isinstance(items, list) or len(items) > MAX_FORWARD_BATCH:
+            raise DecodeError(f"expected at most {MAX_FORWARD_BATCH} items", field="items")
+        return {"results": [await self._accept_forwarded(item) for item in items]}
+
+    async def _accept_forwarded(self, item: object) -> str:
+        """``accepted``, ``duplicate``, ``retry`` (a limit; try later) or ``refused``."""
+        try:
+            if not isinstance(item, dict):
+                raise DecodeError("expected an object", field="items")
+            envelope = b64d(item.get("envelope"), "envelope")
+            self.limits.check_size(envelope, "envelope")
+            delivery = Delivery(
+                message_id=get_str(item, "message_id"),
+                sender=get_agent_id(item, "sender"),
+                envelope=envelope,
+                received_at=float(get_int(item, "received_at_ms")) / 1000,
+            )
+            fresh = await self._deliver_local(get_agent_id(item, "recipient"), delivery)
+        except LimitExceeded as exc:
+            return "refused" if exc.limit == "message_size" else "retry"
+        except DecodeError:
+            return "refused"
+        return "accepted" if fresh else "duplicate"
+
+    # -- groups -------------------------------------------------------------------
+
+    async def _require_member(self, who: Principal, group_id: bytes) -> frozenset[str]:
+        members = await self.backend.group_members(group_id)
+        if members is None:
+            raise NotFoundError("no such group")
+        if who.agent_id not in members:
+            raise ForbiddenError("not a member of this group")
+        return members
+
+    async def set_group_members(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        group_id = _group_id(body)
+        wanted = get_str_list(body, "members", max_items=self.limits.max_group_members)
+        members = frozenset(get_agent_id({"m": m}, "m") for m in wanted)
+        current = await self.backend.group_members(group_id)
+        if current is not None and who.agent_id not in current:
+            raise ForbiddenError("not a member of this group")
+        if current is None and who.agent_id not in members:
+            raise ForbiddenError("the creator of a group must be one of its members")
+        if not await self.backend.set_group_members(group_id, members, expected=current):
+            raise ForbiddenError("the member list changed meanwhile; fetch it and retry")
+        return {"members": sorted(members)}
+
+    async def get_group_members(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"members": sorted(await self._require_member(who, _group_id(body)))}
+
+    async def append(self, who: Principal, body: Mapping[str, Any], kind: str) -> dict[str, Any]:
+        group_id = _group_id(body)
+        message = b64d(body.get("message"), "message", max_bytes=self.limits.max_message_bytes)
+        self.limits.check_size(message, "group message")
+        await self._require_member(who, group_id)
+        entry = GroupLogEntry(
+            seq=0,
+            kind=kind,
+            epoch=get_int(body, "epoch"),
+            sender=who.agent_id,
+            message=message,
+            received_at=self.clock(),
+        )
+        seq = await self.backend.append_group(
+            group_id, entry, max_entries=self.limits.max_group_log
+        )
+        self.notifier.notify(group_key(group_id))
+        return {"seq": seq}
+
+    async def group_log(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        group_id = _group_id(body)
+        await self._require_member(who, group_id)
+        after = get_int(body, "after") if "after" in body else 0
+        limit = self._limit(body)
+        entries = await self.backend.fetch_group_log(group_id, after, limit)
+        return {"entries": [entry_to_json(e) for e in entries]}
+
+
+# A group id is opaque to the relay (MLS allows any bytes); bound it all the same.
+MAX_GROUP_ID_BYTES = 256
+
+
+def _group_id(body: Mapping[str, Any]) -> bytes:
+    group_id = b64d(body.get("group_id"), "group_id", max_bytes=MAX_GROUP_ID_BYTES)
+    if not group_id:
+        raise DecodeError("empty group id", field="group_id")
+    return group_id
+
+
+def group_key(group_id: bytes) -> str:
+    """The notifier key of a group's log."""
+    return "group:" + b64e(group_id)

@@ -1,0 +1,322 @@
+"""The embedded relay backend: one SQLite file (WAL), the default.
+
+Each operation is one short transaction run to completion on the event loop
+thread (no await inside), so operations are atomic with respect to each other
+in this process, and ``BEGIN IMMEDIATE`` makes them atomic against another
+process sharing the file. WAL with ``synchronous=NORMAL`` survives the relay
+being killed: a committed transaction is in the WAL before the answer is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sealwire.errors import ConfigurationError
+from sealwire.relay._backend import DEDUPE_RETENTION_SECONDS
+from sealwire.relay._errors import EpochConflictError, LimitExceeded
+from sealwire.relay._model import Delivery, FetchedPrekeys, GroupLogEntry
+
+__all__ = ["SqliteBackend"]
+
+SCHEMA_VERSION = 1
+# Acknowledged ids older than the retention are pruned once per this many acks.
+PRUNE_EVERY_ACKS = 1_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bundles (
+    agent_id TEXT, binding TEXT, bundle BLOB NOT NULL, pools TEXT NOT NULL,
+    PRIMARY KEY (agent_id, binding));
+CREATE TABLE IF NOT EXISTS one_time (
+    id INTEGER PRIMARY KEY, agent_id TEXT, binding TEXT, pool TEXT, key_id TEXT, blob BLOB,
+    UNIQUE (agent_id, binding, pool, key_id));
+CREATE TABLE IF NOT EXISTS key_packages (
+    id INTEGER PRIMARY KEY, agent_id TEXT, kp_id TEXT, kp BLOB, UNIQUE (agent_id, kp_id));
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, mailbox TEXT, sender TEXT, message_id TEXT,
+    envelope BLOB, received_at REAL, acked_at REAL,
+    UNIQUE (mailbox, sender, message_id));
+CREATE INDEX IF NOT EXISTS messages_pending ON messages (mailbox, acked_at, id);
+CREATE TABLE IF NOT EXISTS groups (group_id BLOB PRIMARY KEY, members TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS group_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, group_id BLOB, kind TEXT, epoch INTEGER,
+    sender TEXT, message BLOB, received_at REAL);
+CREATE INDEX IF NOT EXISTS group_log_by_group ON group_log (group_id, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS one_commit_per_epoch
+    ON group_log (group_id, epoch) WHERE kind = 'commit';
+"""
+
+
+class SqliteBackend:
+    """Relay storage in one SQLite file (``path``; ``:memory:`` for tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = str(path)
+        self._db: sqlite3.Connection | None = None
+        self._acks = 0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SqliteBackend:
+        """Options: ``path`` (default ``relay.sqlite3`` in the working directory)."""
+        unknown = set(options) - {"path"}
+        if unknown:
+            raise ConfigurationError(f"unknown sqlite relay options: {sorted(unknown)}")
+        return cls(options.get("path", "relay.sqlite3"))
+
+    async def start(self) -> None:
+        if self._db is not None:
+            return
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise ConfigurationError(f"relay database schema {row[0]} is not {SCHEMA_VERSION}")
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        if db is None:
+            raise ConfigurationError("relay backend not started")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- prekey directory ---------------------------------------------------
+
+    async def publish_prekeys(
+        self,
+        agent_id: str,
+        binding: str,
+        bundle: bytes,
+        one_time: Mapping[str, Mapping[str, bytes]],
+        *,
+        max_per_pool: int,
+        max_pools: int,
+    ) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT pools FROM bundles WHERE agent_id=? AND binding=?", (agent_id, binding)
+            ).fetchone()
+            pools = sorted(set(json.loads(row[0]) if row else ()) | set(one_time))
+            if len(pools) > max_pools:
+                raise LimitExceeded("prekeys", f"more than {max_pools} one-time prekey pools")
+            db.execute(
+                "INSERT OR REPLACE INTO bundles VALUES (?, ?, ?, ?)",
+                (agent_id, binding, bundle, json.dumps(pools)),
+            )
+            for pool, keys in one_time.items():
+                db.executemany(
+                    "INSERT OR IGNORE INTO one_time (agent_id, binding, pool, key_id, blob)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(agent_id, binding, pool, kid, blob) for kid, blob in keys.items()],
+                )
+                if self._pool_size(db, agent_id, binding, pool) > max_per_pool:
+                    raise LimitExceeded("prekeys", f"pool {pool!r} over {max_per_pool} keys")
+
+    @staticmethod
+    def _pool_size(db: sqlite3.Connection, agent_id: str, binding: str, pool: str) -> int:
+        row = db.execute(
+            "SELECT count(*) FROM one_time WHERE agent_id=? AND binding=? AND pool=?",
+            (agent_id, binding, pool),
+        ).fetchone()
+        return int(row[0])
+
+    async def fetch_prekeys(self, agent_id: str, binding: str) -> FetchedPrekeys | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT bundle, pools FROM bundles WHERE agent_id=? AND binding=?",
+                (agent_id, binding),
+            ).fetchone()
+            if row is None:
+                return None
+            taken: dict[str, tuple[str, bytes] | None] = {}
+            for pool in json.loads(row[1]):
+                key = db.execute(
+                    "SELECT id, key_id, blob FROM one_time WHERE agent_id=? AND binding=?"
+                    " AND pool=? ORDER BY id LIMIT 1",
+                    (agent_id, binding, pool),
+                ).fetchone()
+                if key is not None:
+                    db.execute("DELETE FROM one_time WHERE id=?", (key[0],))
+                taken[pool] = None if key is None else (key[1], bytes(key[2]))
+            return FetchedPrekeys(bytes(row[0]), taken)
+
+    async def count_prekeys(self, agent_id: str, binding: str) -> dict[str, int]:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT pools FROM bundles WHERE agent_id=? AND binding=?", (agent_id, binding)
+            ).fetchone()
+            pools = json.loads(row[0]) if row else []
+            return {p: self._pool_size(db, agent_id, binding, p) for p in pools}
+
+    # -- KeyPackage directory -----------------------------------------------
+
+    async def publish_key_package(
+        self, agent_id: str, key_package_id: str, key_package: bytes, *, max_count: int
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO key_packages (agent_id, kp_id, kp) VALUES (?, ?, ?)",
+                (agent_id, key_package_id, key_package),
+            )
+            if self._kp_count(db, agent_id) > max_count:
+                raise LimitExceeded("key_packages", f"more than {max_count} KeyPackages")
+
+    @staticmethod
+    def _kp_count(db: sqlite3.Connection, agent_id: str) -> int:
+        row = db.execute("SELECT count(*) FROM key_packages WHERE agent_id=?", (agent_id,))
+        return int(row.fetchone()[0])
+
+    async def fetch_key_package(self, agent_id: str) -> bytes | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id, kp FROM key_packages WHERE agent_id=? ORDER BY id LIMIT 1", (agent_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM key_packages WHERE id=?", (row[0],))
+            return bytes(row[1])
+
+    async def count_key_packages(self, agent_id: str) -> int:
+        with self._tx() as db:
+            return self._kp_count(db, agent_id)
+
+    # -- mailboxes ----------------------------------------------------------
+
+    async def enqueue(self, mailbox: str, delivery: Delivery, *, max_depth: int) -> bool:
+        with self._tx() as db:
+            seen = db.execute(
+                "SELECT 1 FROM messages WHERE mailbox=? AND sender=? AND message_id=?",
+                (mailbox, delivery.sender, delivery.message_id),
+            ).fetchone()
+            if seen is not None:
+                return False
+            depth = db.execute(
+                "SELECT count(*) FROM messages WHERE mailbox=? AND acked_at IS NULL", (mailbox,)
+            ).fetchone()[0]
+            if depth >= max_depth:
+                raise LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
+            db.execute(
+                "INSERT INTO messages (mailbox, sender, message_id, envelope, received_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    mailbox,
+                    delivery.sender,
+                    delivery.message_id,
+                    delivery.envelope,
+                    delivery.received_at,
+                ),
+            )
+            return True
+
+    async def fetch(self, mailbox: str, limit: int) -> list[Delivery]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT message_id, sender, envelope, received_at FROM messages"
+                " WHERE mailbox=? AND acked_at IS NULL ORDER BY id LIMIT ?",
+                (mailbox, limit),
+            ).fetchall()
+        return [
+            Delivery(message_id=r[0], sender=r[1], envelope=bytes(r[2]), received_at=r[3])
+            for r in rows
+        ]
+
+    async def ack(self, mailbox: str, message_ids: Sequence[str]) -> int:
+        # An acknowledged message keeps its id (and drops its envelope) so that a
+        # late retry of the same message is still recognised as a duplicate.
+        with self._tx() as db:
+            removed = 0
+            for message_id in message_ids:
+                cur = db.execute(
+                    "UPDATE messages SET acked_at=received_at, envelope=x''"
+                    " WHERE mailbox=? AND message_id=? AND acked_at IS NULL",
+                    (mailbox, message_id),
+                )
+                removed += cur.rowcount
+            self._acks += len(message_ids)
+            if self._acks >= PRUNE_EVERY_ACKS:
+                self._acks = 0
+                newest = db.execute("SELECT max(received_at) FROM messages").fetchone()[0]
+                db.execute(
+                    "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?",
+                    ((newest or 0) - DEDUPE_RETENTION_SECONDS,),
+                )
+            return removed
+
+    # -- groups ---------------------------------------------------------------
+
+    async def group_members(self, group_id: bytes) -> frozenset[str] | None:
+        with self._tx() as db:
+            row = db.execute("SELECT members FROM groups WHERE group_id=?", (group_id,)).fetchone()
+        return None if row is None else frozenset(json.loads(row[0]))
+
+    async def set_group_members(
+        self, group_id: bytes, members: frozenset[str], *, expected: frozenset[str] | None
+    ) -> bool:
+        with self._tx() as db:
+            row = db.execute("SELECT members FROM groups WHERE group_id=?", (group_id,)).fetchone()
+            current = None if row is None else frozenset(json.loads(row[0]))
+            if current != expected:
+                return False
+            encoded = json.dumps(sorted(members))
+            db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?)", (group_id, encoded))
+            return True
+
+    async def append_group(self, group_id: bytes, entry: GroupLogEntry, *, max_entries: int) -> int:
+        with self._tx() as db:
+            count = db.execute(
+                "SELECT count(*) FROM group_log WHERE group_id=?", (group_id,)
+            ).fetchone()[0]
+            if count >= max_entries:
+                raise LimitExceeded("group_log", f"group log holds {max_entries} entries")
+            if entry.kind == "commit":
+                last = db.execute(
+                    "SELECT max(epoch) FROM group_log WHERE group_id=? AND kind='commit'",
+                    (group_id,),
+                ).fetchone()[0]
+                if last is not None and entry.epoch != last + 1:
+                    raise EpochConflictError(
+                        f"the log accepts a commit for epoch {last + 1}, not {entry.epoch}",
+                        expected_epoch=last + 1,
+                    )
+            cur = db.execute(
+                "INSERT INTO group_log (group_id, kind, epoch, sender, message, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (group_id, entry.kind, entry.epoch, entry.sender, entry.message, entry.received_at),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    async def fetch_group_log(self, group_id: bytes, after: int, limit: int) -> list[GroupLogEntry]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT seq, kind, epoch, sender, message, received_at FROM group_log"
+                " WHERE group_id=? AND seq>? ORDER BY seq LIMIT ?",
+                (group_id, after, limit),
+            ).fetchall()
+        return [
+            GroupLogEntry(
+                seq=r[0], kind=r[1], epoch=r[2], sender=r[3], message=bytes(r[4]), received_at=r[5]
+            )
+            for r in rows
+        ]

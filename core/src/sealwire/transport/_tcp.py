@@ -1,0 +1,187 @@
+"""Frame streams over TCP with 4-byte length-prefixed framing (see ``_framing``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from sealwire.transport._base import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_FRAME,
+    FrameStream,
+    ListenerBase,
+    TransportClosed,
+    TransportError,
+    check_limit,
+    format_address,
+    run_handler,
+)
+from sealwire.transport._framing import encode_frame, read_frame
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "TcpListener", "TcpStream", "connect_tcp", "serve_tcp"]
+
+log = logging.getLogger("sealwire.transport")
+
+CLOSE_FLUSH_TIMEOUT = 5.0
+"""Seconds ``close()`` waits for unsent bytes to drain before aborting the connection."""
+
+DEFAULT_MAX_CONNECTIONS = 1024
+"""Connections a listener serves at once; more are closed on arrival. Each may
+hold a frame of up to ``max_frame_size`` in memory, so this bounds the total."""
+
+
+def _peer_of(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return format_address("tcp", str(peer[0]), int(peer[1]))
+    return "tcp://unknown"
+
+
+class TcpStream:
+    """A :class:`FrameStream` over one TCP connection."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_frame_size: int
+    ) -> None:
+        self.max_frame_size = max_frame_size
+        self.peer_address = _peer_of(writer)
+        self._reader = reader
+        self._writer = writer
+        self._send_lock = asyncio.Lock()
+        self._receive_lock = asyncio.Lock()
+        self._closed = False
+
+    async def send(self, frame: bytes) -> None:
+        data = encode_frame(frame, self.max_frame_size)
+        async with self._send_lock:
+            if self._closed or self._writer.is_closing():
+                raise TransportClosed("stream closed")
+            try:
+                self._writer.write(data)
+                await self._writer.drain()
+            except (ConnectionError, OSError) as exc:
+                await self.close()
+                raise TransportClosed(f"connection lost: {type(exc).__name__}") from None
+
+    async def receive(self) -> bytes:
+        async with self._receive_lock:
+            if self._closed:
+                raise TransportClosed("stream closed")
+            try:
+                return await read_frame(self._reader, self.max_frame_size)
+            except (ConnectionError, OSError) as exc:
+                await self.close()
+                raise TransportClosed(f"connection lost: {type(exc).__name__}") from None
+            except Exception:
+                # A bad length prefix or EOF: the stream cannot be resynchronised.
+                await self.close()
+                raise
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        try:
+            async with asyncio.timeout(CLOSE_FLUSH_TIMEOUT):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            self._writer.transport.abort()  # the peer does not read: drop unsent bytes
+        except (ConnectionError, OSError):
+            pass
+
+    def __repr__(self) -> str:
+        return f"<TcpStream {self.peer_address} closed={self._closed}>"
+
+
+async def connect_tcp(
+    host: str,
+    port: int,
+    *,
+    max_frame_size: int = DEFAULT_MAX_FRAME,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> TcpStream:
+    """Open a TCP connection; :class:`TransportError` when it fails or times out."""
+    check_limit(max_frame_size, "max_frame_size")
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        raise TransportError(
+            f"connecting to {format_address('tcp', host, port)} timed out"
+        ) from None
+    except OSError as exc:
+        raise TransportError(
+            f"cannot connect to {format_address('tcp', host, port)}: {type(exc).__name__}"
+        ) from None
+    return TcpStream(reader, writer, max_frame_size)
+
+
+class TcpListener(ListenerBase):
+    """A TCP server; each accepted connection runs the handler with a :class:`TcpStream`."""
+
+    def __init__(
+        self,
+        handler: Callable[[FrameStream], Awaitable[None]],
+        max_frame_size: int,
+        max_connections: int,
+    ) -> None:
+        super().__init__()
+        self.url = ""
+        self._handler = handler
+        self._max_frame_size = max_frame_size
+        self._max_connections = max_connections
+        self._streams: set[TcpStream] = set()
+        self._server: asyncio.Server | None = None
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stream = TcpStream(reader, writer, self._max_frame_size)
+        if self._closed or len(self._streams) >= self._max_connections:
+            log.warning("refused %s: listener full or closing", stream.peer_address)
+            await stream.close()
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._track(task)
+        self._streams.add(stream)
+        try:
+            await run_handler(self._handler, stream, stream.peer_address, stream.close)
+        finally:
+            self._streams.discard(stream)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        for stream in list(self._streams):
+            await stream.close()
+        await self._finish_tasks()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+async def serve_tcp(
+    host: str,
+    port: int,
+    handler: Callable[[FrameStream], Awaitable[None]],
+    *,
+    max_frame_size: int = DEFAULT_MAX_FRAME,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+) -> TcpListener:
+    """Listen on ``host:port`` (port 0 picks a free port; see ``listener.url``)."""
+    check_limit(max_frame_size, "max_frame_size")
+    check_limit(max_connections, "max_connections")
+    listener = TcpListener(handler, max_frame_size, max_connections)
+    try:
+        server = await asyncio.start_server(listener._accept, host, port)
+    except OSError as exc:
+        raise TransportError(
+            f"cannot listen on {format_address('tcp', host, port)}: {type(exc).__name__}"
+        ) from None
+    listener._server = server
+    bound = server.sockets[0].getsockname()
+    listener.url = format_address("tcp", str(bound[0]), int(bound[1]))
+    return listener

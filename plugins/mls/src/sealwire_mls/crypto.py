@@ -1,0 +1,319 @@
+"""MLS cipher suites and their labeled operations (RFC 9420 §5, §17.1).
+
+A :class:`CipherSuite` bundles the hash, KDF, AEAD, HPKE suite and signature
+scheme of one registered MLS cipher suite, and offers the RFC's derived
+operations: ``ExpandWithLabel``, ``DeriveSecret``, ``DeriveTreeSecret``
+(§8), ``RefHash`` (§5.2), ``SignWithLabel``/``VerifyWithLabel`` (§5.1.2)
+and ``EncryptWithLabel``/``DecryptWithLabel`` (§5.1.3).
+
+Keys cross this API as bytes (MLS structs hold bytes); loaded key objects
+are cached per suite in bounded LRU maps so a repeated key is not reloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from attrs import field, frozen
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from sealwire_mls.codec import Writer
+from sealwire_mls.errors import (
+    MLSAuthenticationError,
+    MLSDecodeError,
+    MLSLocalError,
+    MLSProtocolError,
+)
+from sealwire_mls.hpke import AEAD_EXPORT_ONLY, HPKESuite, KeyCache, hpke_suite
+
+__all__ = [
+    "LABEL_PREFIX",
+    "SUPPORTED_CIPHER_SUITES",
+    "CipherSuite",
+    "cipher_suite",
+]
+
+#: Every MLS label is prefixed with the protocol version string (§5.1.3, §8).
+LABEL_PREFIX = b"MLS 1.0 "
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "SHA256": hashes.SHA256,
+    "SHA384": hashes.SHA384,
+    "SHA512": hashes.SHA512,
+}
+_AEAD_CLASSES: dict[int, Any] = {0x0001: AESGCM, 0x0002: AESGCM, 0x0003: ChaCha20Poly1305}
+
+
+class _Signer:
+    """One TLS SignatureScheme as MLS uses it (§5.1.2): raw EdDSA keys, ECDSA
+    private scalars (big-endian), uncompressed points and DER signatures."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        curves: dict[str, tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]] = {
+            "ecdsa_secp256r1_sha256": (ec.SECP256R1(), hashes.SHA256(), 32),
+            "ecdsa_secp384r1_sha384": (ec.SECP384R1(), hashes.SHA384(), 48),
+            "ecdsa_secp521r1_sha512": (ec.SECP521R1(), hashes.SHA512(), 66),
+        }
+        self._ecdsa = curves.get(name)
+        self._eddsa: Any = {"ed25519": ed25519, "ed448": ed448}.get(name)
+
+    def _eddsa_classes(self) -> tuple[Any, Any]:
+        mod = self._eddsa
+        if mod is ed25519:
+            return ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey
+        return ed448.Ed448PrivateKey, ed448.Ed448PublicKey
+
+    def load_private(self, data: bytes) -> Any:
+        try:
+            if self._ecdsa is not None:
+                return ec.derive_private_key(int.from_bytes(data, "big"), self._ecdsa[0])
+            return self._eddsa_classes()[0].from_private_bytes(data)
+        except ValueError:
+            raise MLSDecodeError("invalid signature private key", field="signature_key") from None
+
+    def load_public(self, data: bytes) -> Any:
+        try:
+            if self._ecdsa is not None:
+                return ec.EllipticCurvePublicKey.from_encoded_point(self._ecdsa[0], data)
+            return self._eddsa_classes()[1].from_public_bytes(data)
+        except ValueError:
+            raise MLSDecodeError("invalid signature public key", field="signature_key") from None
+
+    def private_bytes(self, key: Any) -> bytes:
+        if self._ecdsa is not None:
+            return int(key.private_numbers().private_value).to_bytes(self._ecdsa[2], "big")
+        return bytes(key.private_bytes_raw())
+
+    def public_bytes(self, key: Any) -> bytes:
+        if self._ecdsa is not None:
+            return bytes(key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
+        return bytes(key.public_bytes_raw())
+
+    def generate(self) -> Any:
+        if self._ecdsa is not None:
+            return ec.generate_private_key(self._ecdsa[0])
+        return self._eddsa_classes()[0].generate()
+
+    def sign(self, key: Any, data: bytes) -> bytes:
+        if self._ecdsa is not None:
+            return bytes(key.sign(data, ec.ECDSA(self._ecdsa[1])))
+        return bytes(key.sign(data))
+
+    def verify(self, key: Any, signature: bytes, data: bytes) -> None:
+        try:
+            if self._ecdsa is not None:
+                key.verify(signature, data, ec.ECDSA(self._ecdsa[1]))
+            else:
+                key.verify(signature, data)
+        except (InvalidSignature, ValueError):
+            raise MLSAuthenticationError() from None
+
+
+@frozen(kw_only=True)
+class CipherSuite:
+    """One MLS cipher suite (RFC 9420 §5.1, registry §17.1); get it with :func:`cipher_suite`.
+
+    ``Nh`` is the hash / KDF output length, ``Nk`` and ``Nn`` the AEAD key
+    and nonce lengths.
+    """
+
+    id: int
+    name: str
+    hash_name: str
+    Nh: int
+    Nk: int
+    Nn: int
+    kem_id: int
+    kdf_id: int
+    aead_id: int
+    signature_scheme: str
+    _hpke: HPKESuite = field(repr=False, eq=False)
+    _signer: _Signer = field(repr=False, eq=False)
+    _sig_private: KeyCache[bytes, Any] = field(factory=KeyCache, repr=False, eq=False)
+    _sig_public: KeyCache[bytes, Any] = field(factory=KeyCache, repr=False, eq=False)
+
+    # -- hash, MAC, KDF (§5.1) -------------------------------------------
+
+    def hash(self, data: bytes) -> bytes:
+        """Hash(data) with the suite's hash function."""
+        digest = hashes.Hash(_HASHES[self.hash_name]())
+        digest.update(data)
+        return digest.finalize()
+
+    def mac(self, key: bytes, data: bytes) -> bytes:
+        """MAC(key, data): HMAC with the suite's hash (§5.1)."""
+        return self._hpke.kdf.extract(key, data)
+
+    def kdf_extract(self, salt: bytes, ikm: bytes) -> bytes:
+        """KDF.Extract(salt, ikm): HKDF-Extract."""
+        return self._hpke.kdf.extract(salt, ikm)
+
+    def kdf_expand(self, prk: bytes, info: bytes, length: int) -> bytes:
+        """KDF.Expand(prk, info, length): HKDF-Expand."""
+        return self._hpke.kdf.expand(prk, info, length)
+
+    def expand_with_label(self, secret: bytes, label: bytes, context: bytes, length: int) -> bytes:
+        """ExpandWithLabel (§8): Expand(secret, KDFLabel, length).
+
+        ``struct { uint16 length; opaque label<V> = "MLS 1.0 " + Label;
+        opaque context<V>; } KDFLabel;``
+        """
+        info = Writer().uint16(length).opaque(LABEL_PREFIX + label).opaque(context).getvalue()
+        return self._hpke.kdf.expand(secret, info, length)
+
+    def derive_secret(self, secret: bytes, label: bytes) -> bytes:
+        """DeriveSecret(secret, label) = ExpandWithLabel(secret, label, "", Nh) (§8)."""
+        return self.expand_with_label(secret, label, b"", self.Nh)
+
+    def derive_tree_secret(
+        self, secret: bytes, label: bytes, generation: int, length: int
+    ) -> bytes:
+        """DeriveTreeSecret (§9): ExpandWithLabel(secret, label, uint32 generation, length)."""
+        return self.expand_with_label(secret, label, generation.to_bytes(4, "big"), length)
+
+    def ref_hash(self, label: bytes, value: bytes) -> bytes:
+        """RefHash(label, value) (§5.2): Hash of ``struct { opaque label<V>; opaque value<V>; }``.
+
+        ``label`` is used as given (e.g. ``b"MLS 1.0 KeyPackage Reference"``).
+        """
+        return self.hash(Writer().opaque(label).opaque(value).getvalue())
+
+    # -- AEAD ---------------------------------------------------------------
+
+    def _aead(self, key: bytes, nonce: bytes) -> Any:
+        if len(key) != self.Nk or len(nonce) != self.Nn:
+            raise MLSLocalError("AEAD key or nonce has the wrong length")
+        return _AEAD_CLASSES[self.aead_id](key)
+
+    def aead_encrypt(self, key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+        """AEAD.Seal(key, nonce, aad, plaintext)."""
+        return bytes(self._aead(key, nonce).encrypt(nonce, plaintext, aad))
+
+    def aead_decrypt(self, key: bytes, nonce: bytes, aad: bytes, ciphertext: bytes) -> bytes:
+        """AEAD.Open; :class:`MLSAuthenticationError` if the tag does not verify."""
+        try:
+            return bytes(self._aead(key, nonce).decrypt(nonce, ciphertext, aad))
+        except InvalidTag:
+            raise MLSAuthenticationError() from None
+
+    # -- signatures (§5.1.2) -------------------------------------------------
+
+    @staticmethod
+    def _sign_content(label: bytes, content: bytes) -> bytes:
+        # struct { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; } SignContent;
+        return Writer().opaque(LABEL_PREFIX + label).opaque(content).getvalue()
+
+    def sign_with_label(self, signature_priv: bytes, label: bytes, content: bytes) -> bytes:
+        """SignWithLabel(SignatureKey, Label, Content) (§5.1.2)."""
+        key = self._sig_private.get(bytes(signature_priv), self._signer.load_private)
+        return self._signer.sign(key, self._sign_content(label, content))
+
+    def verify_with_label(
+        self, signature_pub: bytes, label: bytes, content: bytes, signature: bytes
+    ) -> None:
+        """VerifyWithLabel (§5.1.2); raises :class:`MLSAuthenticationError` on failure."""
+        try:
+            key = self._sig_public.get(bytes(signature_pub), self._signer.load_public)
+        except MLSDecodeError:
+            raise MLSAuthenticationError() from None
+        self._signer.verify(key, bytes(signature), self._sign_content(label, content))
+
+    def signature_key_pair(self) -> tuple[bytes, bytes]:
+        """A fresh signature key pair, serialized (private, public)."""
+        key = self._signer.generate()
+        priv = self._signer.private_bytes(key)
+        self._sig_private.get(priv, lambda _: key)
+        return priv, self._signer.public_bytes(key.public_key())
+
+    def signature_public_key(self, signature_priv: bytes) -> bytes:
+        """The serialized public key for a serialized signature private key."""
+        key = self._sig_private.get(bytes(signature_priv), self._signer.load_private)
+        return self._signer.public_bytes(key.public_key())
+
+    # -- public-key encryption (§5.1.3) --------------------------------------
+
+    @staticmethod
+    def _encrypt_context(label: bytes, context: bytes) -> bytes:
+        # struct { opaque label<V> = "MLS 1.0 " + Label; opaque context<V>; } EncryptContext;
+        return Writer().opaque(LABEL_PREFIX + label).opaque(context).getvalue()
+
+    def encrypt_with_label(
+        self, pub: bytes, label: bytes, context: bytes, plaintext: bytes
+    ) -> tuple[bytes, bytes]:
+        """EncryptWithLabel (§5.1.3): SealBase(pub, EncryptContext, "", plaintext)."""
+        return self._hpke.seal(pub, self._encrypt_context(label, context), b"", plaintext)
+
+    def decrypt_with_label(
+        self, priv: bytes, label: bytes, context: bytes, kem_output: bytes, ciphertext: bytes
+    ) -> bytes:
+        """DecryptWithLabel (§5.1.3); :class:`MLSAuthenticationError` on failure."""
+        info = self._encrypt_context(label, context)
+        try:
+            return self._hpke.open(kem_output, priv, info, b"", ciphertext)
+        except MLSDecodeError:
+            raise MLSAuthenticationError() from None
+
+    def derive_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
+        """HPKE DeriveKeyPair(ikm) (RFC 9180 §7.1.3): (private, public), serialized."""
+        return self._hpke.derive_key_pair(ikm)
+
+    def hpke_key_pair(self) -> tuple[bytes, bytes]:
+        """A fresh HPKE key pair, serialized (private, public)."""
+        return self._hpke.generate_key_pair()
+
+    def hpke_public_key(self, priv: bytes) -> bytes:
+        """The serialized HPKE public key for a serialized HPKE private key."""
+        return self._hpke.public_key(priv)
+
+    def hpke(self) -> HPKESuite:
+        """The suite's HPKE instance (for export and external init, §8.3)."""
+        return self._hpke
+
+
+# id -> (name, KEM, KDF, AEAD, hash, signature scheme) (RFC 9420 §17.1).
+_REGISTRY: dict[int, tuple[str, int, int, int, str, str]] = {
+    1: ("MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", 0x20, 1, 1, "SHA256", "ed25519"),
+    2: ("MLS_128_DHKEMP256_AES128GCM_SHA256_P256", 0x10, 1, 1, "SHA256", "ecdsa_secp256r1_sha256"),
+    3: ("MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519", 0x20, 1, 3, "SHA256", "ed25519"),
+    4: ("MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448", 0x21, 3, 2, "SHA512", "ed448"),
+    5: ("MLS_256_DHKEMP521_AES256GCM_SHA512_P521", 0x12, 3, 2, "SHA512", "ecdsa_secp521r1_sha512"),
+    6: ("MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448", 0x21, 3, 3, "SHA512", "ed448"),
+    7: ("MLS_256_DHKEMP384_AES256GCM_SHA384_P384", 0x11, 2, 2, "SHA384", "ecdsa_secp384r1_sha384"),
+}
+
+#: The cipher suite ids this engine implements (all of RFC 9420 §17.1).
+SUPPORTED_CIPHER_SUITES: frozenset[int] = frozenset(_REGISTRY)
+
+
+@functools.cache
+def _build(suite_id: int) -> CipherSuite:
+    name, kem, kdf, aead, hash_name, scheme = _REGISTRY[suite_id]
+    hpke = hpke_suite(kem, kdf, aead)
+    assert aead != AEAD_EXPORT_ONLY
+    return CipherSuite(
+        id=suite_id,
+        name=name,
+        hash_name=hash_name,
+        Nh=hpke.kdf.Nh,
+        Nk=hpke.Nk,
+        Nn=hpke.Nn,
+        kem_id=kem,
+        kdf_id=kdf,
+        aead_id=aead,
+        signature_scheme=scheme,
+        hpke=hpke,
+        signer=_Signer(scheme),
+    )
+
+
+def cipher_suite(suite_id: int) -> CipherSuite:
+    """The (cached, one per id) :class:`CipherSuite`; :class:`MLSProtocolError` if unsupported."""
+    if suite_id not in _REGISTRY:
+        raise MLSProtocolError(f"unsupported cipher suite {suite_id}")
+    return _build(suite_id)

@@ -1,0 +1,284 @@
+"""LeafNodes and KeyPackages (RFC 9420 §7.2-7.3, §10).
+
+A decoded :class:`LeafNode` or :class:`KeyPackage` is unverified until its
+``verify`` / :func:`validate_key_package` call returns. Time is passed in
+(seconds since the Unix epoch): the engine has no clock of its own.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import attrs
+from attrs import frozen
+
+from sealwire_mls.codec import Reader, Writer
+from sealwire_mls.credentials import Credential
+from sealwire_mls.crypto import CipherSuite
+from sealwire_mls.errors import MLSDecodeError, MLSLocalError, MLSProtocolError
+from sealwire_mls.extensions import (
+    PROTOCOL_VERSION_MLS10,
+    Capabilities,
+    Extension,
+    check_unique_extensions,
+    decode_extensions,
+    encode_extensions,
+)
+
+__all__ = [
+    "KEY_PACKAGE_REF_LABEL",
+    "MAX_LIFETIME_SECONDS",
+    "KeyPackage",
+    "LeafNode",
+    "LeafNodeSource",
+    "Lifetime",
+    "validate_key_package",
+    "validate_leaf_node",
+]
+
+#: RefHash label of a KeyPackageRef (§5.2).
+KEY_PACKAGE_REF_LABEL = b"MLS 1.0 KeyPackage Reference"
+#: The longest LeafNode lifetime Sealwire accepts (§7.2: "Applications MUST
+#: define a maximum total lifetime"): 90 days, so a leaked KeyPackage ages out.
+MAX_LIFETIME_SECONDS = 90 * 24 * 3600
+
+
+class LeafNodeSource(IntEnum):
+    """``uint8 LeafNodeSource`` (§7.2)."""
+
+    KEY_PACKAGE = 1
+    UPDATE = 2
+    COMMIT = 3
+
+
+@frozen
+class Lifetime:
+    """``struct { uint64 not_before; uint64 not_after; } Lifetime;`` (§7.2)."""
+
+    not_before: int
+    not_after: int
+
+    def contains(self, now: int) -> bool:
+        """Whether ``now`` lies within the lifetime."""
+        return self.not_before <= now <= self.not_after
+
+
+@frozen(kw_only=True)
+class LeafNode:
+    """A ``LeafNode`` (§7.2). Build and sign with :meth:`create`."""
+
+    encryption_key: bytes
+    signature_key: bytes
+    credential: Credential
+    capabilities: Capabilities
+    leaf_node_source: int
+    lifetime: Lifetime | None = None
+    parent_hash: bytes = b""
+    extensions: tuple[Extension, ...] = ()
+    signature: bytes = b""
+
+    def _encode_content(self, w: Writer) -> None:
+        w.opaque(self.encryption_key).opaque(self.signature_key)
+        self.credential.encode(w)
+        self.capabilities.encode(w)
+        w.uint8(self.leaf_node_source)
+        if self.leaf_node_source == LeafNodeSource.KEY_PACKAGE:
+            lifetime = self.lifetime if self.lifetime is not None else Lifetime(0, 0)
+            w.uint64(lifetime.not_before).uint64(lifetime.not_after)
+        elif self.leaf_node_source == LeafNodeSource.COMMIT:
+            w.opaque(self.parent_hash)
+        encode_extensions(w, self.extensions)
+
+    # struct {
+    #     HPKEPublicKey encryption_key;
+    #     SignaturePublicKey signature_key;
+    #     Credential credential;
+    #     Capabilities capabilities;
+    #     LeafNodeSource leaf_node_source;
+    #     select (LeafNodeTBS.leaf_node_source) {
+    #         case key_package: Lifetime lifetime;
+    #         case update:      struct{};
+    #         case commit:      opaque parent_hash<V>;
+    #     };
+    #     Extension extensions<V>;
+    #     select (LeafNodeTBS.leaf_node_source) {
+    #         case key_package: struct{};
+    #         case update:      opaque group_id<V>; uint32 leaf_index;
+    #         case commit:      opaque group_id<V>; uint32 leaf_index;
+    #     };
+    # } LeafNodeTBS;
+    def tbs(self, group_id: bytes | None = None, leaf_index: int | None = None) -> bytes:
+        """The ``LeafNodeTBS`` bytes; group_id / leaf_index are needed unless key_package."""
+        w = Writer()
+        self._encode_content(w)
+        if self.leaf_node_source != LeafNodeSource.KEY_PACKAGE:
+            if group_id is None or leaf_index is None:
+                raise MLSLocalError("LeafNodeTBS needs group_id and leaf_index")
+            w.opaque(group_id).uint32(leaf_index)
+        return w.getvalue()
+
+    # struct {
+    #     ... the LeafNodeTBS fields up to extensions ...
+    #     /* SignWithLabel(., "LeafNodeTBS", LeafNodeTBS) */
+    #     opaque signature<V>;
+    # } LeafNode;
+    def encode(self, w: Writer) -> None:
+        """Write the ``LeafNode`` struct."""
+        self._encode_content(w)
+        w.opaque(self.signature)
+
+    def to_bytes(self) -> bytes:
+        """The encoded ``LeafNode``."""
+        w = Writer()
+        self.encode(w)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, r: Reader) -> LeafNode:
+        """Read a ``LeafNode`` (unverified)."""
+        encryption_key = r.opaque("encryption_key")
+        signature_key = r.opaque("signature_key")
+        credential = Credential.decode(r)
+        capabilities = Capabilities.decode(r)
+        source = r.uint8("leaf_node_source")
+        lifetime, parent_hash = None, b""
+        if source == LeafNodeSource.KEY_PACKAGE:
+            lifetime = Lifetime(r.uint64("not_before"), r.uint64("not_after"))
+        elif source == LeafNodeSource.COMMIT:
+            parent_hash = r.opaque("parent_hash")
+        elif source != LeafNodeSource.UPDATE:
+            raise MLSDecodeError(f"unknown leaf_node_source {source}", field="leaf_node_source")
+        return cls(
+            encryption_key=encryption_key,
+            signature_key=signature_key,
+            credential=credential,
+            capabilities=capabilities,
+            leaf_node_source=source,
+            lifetime=lifetime,
+            parent_hash=parent_hash,
+            extensions=decode_extensions(r),
+            signature=r.opaque("signature"),
+        )
+
+    def sign(
+        self,
+        cs: CipherSuite,
+        signature_priv: bytes,
+        group_id: bytes | None = None,
+        leaf_index: int | None = None,
+    ) -> LeafNode:
+        """This node with a fresh ``SignWithLabel(., "LeafNodeTBS", LeafNodeTBS)``."""
+        sig = cs.sign_with_label(signature_priv, b"LeafNodeTBS", self.tbs(group_id, leaf_index))
+        return attrs.evolve(self, signature=sig)
+
+    def verify(
+        self, cs: CipherSuite, group_id: bytes | None = None, leaf_index: int | None = None
+    ) -> None:
+        """Check the signature; :class:`MLSAuthenticationError` if it fails."""
+        tbs = self.tbs(group_id, leaf_index)
+        cs.verify_with_label(self.signature_key, b"LeafNodeTBS", tbs, self.signature)
+
+
+def validate_leaf_node(
+    leaf: LeafNode,
+    cs: CipherSuite,
+    *,
+    source: LeafNodeSource,
+    group_id: bytes | None = None,
+    leaf_index: int | None = None,
+    now: int | None = None,
+) -> None:
+    """The per-node checks of §7.3 (group-wide ones are in :mod:`sealwire_mls.tree`).
+
+    Checks the signature, the source, that the credential type and every
+    extension are listed in the capabilities, and, when ``now`` is given,
+    the lifetime (bounded by :data:`MAX_LIFETIME_SECONDS`).
+    """
+    if leaf.leaf_node_source != source:
+        raise MLSProtocolError(f"leaf_node_source is {leaf.leaf_node_source}, expected {source}")
+    leaf.verify(cs, group_id, leaf_index)
+    if leaf.credential.credential_type not in leaf.capabilities.credentials:
+        raise MLSProtocolError("credential type not listed in capabilities")
+    check_unique_extensions(leaf.extensions)
+    for ext in leaf.extensions:
+        if not leaf.capabilities.supports_extension(ext.extension_type):
+            raise MLSProtocolError(f"extension {ext.extension_type} not in capabilities")
+    if now is not None and leaf.lifetime is not None:
+        span = leaf.lifetime.not_after - leaf.lifetime.not_before
+        if not leaf.lifetime.contains(now) or span > MAX_LIFETIME_SECONDS:
+            raise MLSProtocolError("leaf node lifetime is not valid now")
+
+
+@frozen(kw_only=True)
+class KeyPackage:
+    """A ``KeyPackage`` (§10). Build and sign with :meth:`sign`."""
+
+    version: int = PROTOCOL_VERSION_MLS10
+    cipher_suite: int
+    init_key: bytes
+    leaf_node: LeafNode
+    extensions: tuple[Extension, ...] = ()
+    signature: bytes = b""
+
+    # struct {
+    #     ProtocolVersion version;
+    #     CipherSuite cipher_suite;
+    #     HPKEPublicKey init_key;
+    #     LeafNode leaf_node;
+    #     Extension extensions<V>;
+    # } KeyPackageTBS;
+    def tbs(self) -> bytes:
+        """The ``KeyPackageTBS`` bytes."""
+        w = Writer().uint16(self.version).uint16(self.cipher_suite).opaque(self.init_key)
+        self.leaf_node.encode(w)
+        encode_extensions(w, self.extensions)
+        return w.getvalue()
+
+    # struct {
+    #     ... the KeyPackageTBS fields ...
+    #     /* SignWithLabel(., "KeyPackageTBS", KeyPackageTBS) */
+    #     opaque signature<V>;
+    # } KeyPackage;
+    def encode(self, w: Writer) -> None:
+        """Write the ``KeyPackage`` struct."""
+        w.fixed(self.tbs()).opaque(self.signature)
+
+    def to_bytes(self) -> bytes:
+        """The encoded ``KeyPackage``."""
+        return Writer().fixed(self.tbs()).opaque(self.signature).getvalue()
+
+    @classmethod
+    def decode(cls, r: Reader) -> KeyPackage:
+        """Read a ``KeyPackage`` (unverified: call :func:`validate_key_package`)."""
+        return cls(
+            version=r.uint16("version"),
+            cipher_suite=r.uint16("cipher_suite"),
+            init_key=r.opaque("init_key"),
+            leaf_node=LeafNode.decode(r),
+            extensions=decode_extensions(r),
+            signature=r.opaque("signature"),
+        )
+
+    def sign(self, cs: CipherSuite, signature_priv: bytes) -> KeyPackage:
+        """This KeyPackage with a fresh signature over ``KeyPackageTBS``."""
+        sig = cs.sign_with_label(signature_priv, b"KeyPackageTBS", self.tbs())
+        return attrs.evolve(self, signature=sig)
+
+    def ref(self, cs: CipherSuite) -> bytes:
+        """``KeyPackageRef = RefHash("MLS 1.0 KeyPackage Reference", KeyPackage)`` (§5.2)."""
+        return cs.ref_hash(KEY_PACKAGE_REF_LABEL, self.to_bytes())
+
+
+def validate_key_package(kp: KeyPackage, cs: CipherSuite, *, now: int | None = None) -> None:
+    """KeyPackage validation (§10.1) against the group's cipher suite ``cs``.
+
+    Raises :class:`MLSProtocolError` for a forbidden value and
+    :class:`MLSAuthenticationError` for a bad signature.
+    """
+    if kp.version != PROTOCOL_VERSION_MLS10 or kp.cipher_suite != cs.id:
+        raise MLSProtocolError("KeyPackage version or cipher suite does not match the group")
+    cs.verify_with_label(kp.leaf_node.signature_key, b"KeyPackageTBS", kp.tbs(), kp.signature)
+    validate_leaf_node(kp.leaf_node, cs, source=LeafNodeSource.KEY_PACKAGE, now=now)
+    check_unique_extensions(kp.extensions)
+    if kp.init_key == kp.leaf_node.encryption_key:
+        raise MLSProtocolError("KeyPackage init_key equals the leaf encryption_key")

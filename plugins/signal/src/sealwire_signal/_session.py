@@ -1,0 +1,133 @@
+"""A pairwise Signal session and its sans-I/O operations: start, seal, accept, open.
+
+A :class:`Session` is one X3DH/PQXDH agreement plus the Double Ratchet state
+that follows it. The initiator attaches the initial-message fields
+(:class:`PrekeyPart`) to every envelope until the peer's first reply arrives
+(X3DH §3.3 lets the initial message carry several ratchet messages; a mailbox
+may lose or reorder the first one). The ratchet's associated data is the X3DH
+``AD`` followed by the envelope's associated prefix, so the sender and
+recipient ids, the message id, the negotiation transcript and the prekey ids
+are all authenticated.
+"""
+
+from __future__ import annotations
+
+import attrs
+from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
+
+from sealwire.errors import RemoteProtocolError
+from sealwire_signal import _ratchet
+from sealwire_signal._chain import RatchetState
+from sealwire_signal._crypto import DHKeyPair, Rng
+from sealwire_signal._wire import MESSAGE_ID_LEN, Envelope, PrekeyPart
+from sealwire_signal._x3dh import VerifiedBundle, initiate, respond
+
+__all__ = ["Session", "accept_session", "open_envelope", "seal_frame", "start_session"]
+
+
+@attrs.frozen(kw_only=True)
+class Session:
+    """A pairwise session as kept in the store.
+
+    ``base_key`` is the initiator's ephemeral key EK_A: it names the agreement,
+    so a repeated initial message is matched to the session it created.
+    ``pending`` is set on the initiator's side until the first reply.
+    ``peer_card`` is the peer's signed agent card (JSON bytes) the session was
+    made with: from ``seal``'s argument, or from the initial message.
+    """
+
+    local_id: str
+    peer_id: str
+    peer_identity_key: bytes
+    associated_data: bytes
+    base_key: bytes
+    ratchet: RatchetState
+    pending: PrekeyPart | None = None
+    peer_card: bytes = attrs.field(default=b"", repr=False)
+
+
+def start_session(
+    *, local_id: str, peer_id: str, identity: DHKeyPair, peer: VerifiedBundle, rng: Rng,
+    header_encryption: bool = False, local_card: bytes = b"", peer_card: bytes = b"",
+) -> Session:  # fmt: skip
+    """Alice: X3DH/PQXDH with the peer's verified bundle, then RatchetInitAlice.
+
+    ``local_card`` (our signed card) travels in the initial message so the peer
+    can verify who we are; ``peer_card`` is kept with the session.
+    """
+    init = initiate(identity, peer, rng)
+    ratchet = _ratchet.init_alice(
+        init.shared.secret, init.remote_ratchet_key, rng, header_encryption=header_encryption
+    )
+    pending = PrekeyPart(
+        identity_key=init.identity_key, ephemeral_key=init.ephemeral_key,
+        signed_prekey_id=init.signed_prekey_id, one_time_prekey_id=init.one_time_prekey_id,
+        kem_prekey_id=init.kem_prekey_id, kem_ciphertext=init.kem_ciphertext, card=local_card,
+    )  # fmt: skip
+    return Session(
+        local_id=local_id, peer_id=peer_id, peer_identity_key=peer.bundle.identity_key,
+        associated_data=init.shared.associated_data, base_key=init.ephemeral_key,
+        ratchet=ratchet, pending=pending, peer_card=peer_card,
+    )  # fmt: skip
+
+
+def seal_frame(
+    session: Session, frame: bytes, *, negotiation: bytes, rng: Rng
+) -> tuple[Session, Envelope]:
+    """Encrypt one frame; commit the returned session before sending the envelope."""
+    draft = Envelope(
+        sender_id=session.local_id, recipient_id=session.peer_id,
+        message_id=rng(MESSAGE_ID_LEN), negotiation=negotiation, prekey=session.pending,
+        header_encryption=session.ratchet.header_encryption, header=b"", ciphertext=b"",
+    )  # fmt: skip
+    ad = session.associated_data + draft.associated_prefix()
+    ratchet, header, ciphertext = _ratchet.encrypt(session.ratchet, frame, ad, rng)
+    envelope = attrs.evolve(draft, header=header, ciphertext=ciphertext)
+    return attrs.evolve(session, ratchet=ratchet), envelope
+
+
+def open_envelope(
+    session: Session, envelope: Envelope, *, now: float, rng: Rng
+) -> tuple[Session, bytes]:
+    """Decrypt an envelope on an existing session; the given session is never modified."""
+    if envelope.sender_id != session.peer_id or envelope.recipient_id != session.local_id:
+        raise RemoteProtocolError("envelope addressed to another session")
+    if envelope.prekey is not None and envelope.prekey.ephemeral_key != session.base_key:
+        raise RemoteProtocolError("initial message of another session")
+    ad = session.associated_data + envelope.associated_prefix()
+    ratchet, frame = _ratchet.decrypt(
+        session.ratchet, envelope.header, envelope.ciphertext, ad, now=now, rng=rng
+    )
+    # The first reply proves the peer holds the session: stop sending the initial part.
+    return attrs.evolve(session, ratchet=ratchet, pending=None), frame
+
+
+def accept_session(
+    *, local_id: str, envelope: Envelope, identity: DHKeyPair, signed_prekey: DHKeyPair,
+    one_time_prekey: DHKeyPair | None, kem_prekey: MLKEM768PrivateKey | None,
+    now: float, rng: Rng,
+) -> tuple[Session, bytes]:  # fmt: skip
+    """Bob: X3DH/PQXDH respond, RatchetInitBob, then decrypt the initial message.
+
+    The caller has looked up the prekeys the envelope names and checked that
+    ``envelope.prekey.identity_key`` is the sender's X25519 key from its signed
+    card; on success it deletes the one-time prekeys (X3DH §3.4).
+    """
+    part = envelope.prekey
+    if part is None:
+        raise RemoteProtocolError("not an initial message")
+    shared = respond(
+        identity=identity, signed_prekey=signed_prekey, one_time_prekey=one_time_prekey,
+        kem_prekey=kem_prekey, initiator_identity=part.identity_key,
+        ephemeral_key=part.ephemeral_key, kem_ciphertext=part.kem_ciphertext,
+    )  # fmt: skip
+    ratchet = _ratchet.init_bob(
+        shared.secret, signed_prekey, header_encryption=envelope.header_encryption
+    )
+    session = Session(
+        local_id=local_id, peer_id=envelope.sender_id, peer_identity_key=part.identity_key,
+        associated_data=shared.associated_data, base_key=part.ephemeral_key, ratchet=ratchet,
+        peer_card=part.card,
+    )  # fmt: skip
+    opened, frame = open_envelope(session, envelope, now=now, rng=rng)
+    return opened, frame

@@ -1,0 +1,244 @@
+"""Versioned serialization of sessions and prekeys for the agent's store.
+
+Records are compact JSON objects ``{"format": ..., "v": N, ...}`` with bytes in
+unpadded URL-safe base64. The store encrypts them at rest; this module still
+decodes them as untrusted input (a corrupted file must give EnvelopeDecodeError,
+never a crash). Reading an older version runs the registered migrations in
+order (``MIGRATIONS[(format, v)]`` turns version ``v`` into ``v + 1``); a newer
+version than :data:`STATE_VERSION` is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from sealwire_signal._chain import MAX_PREVIOUS_CHAINS, MAX_SKIPPED_KEYS, RatchetState
+from sealwire_signal._crypto import KEY_LEN, DHKeyPair
+from sealwire_signal._errors import EnvelopeDecodeError, UnsupportedVersionError
+from sealwire_signal._session import Session
+from sealwire_signal._wire import PrekeyPart, Reader
+
+__all__ = [
+    "MIGRATIONS",
+    "PREKEY_FORMAT",
+    "SESSION_FORMAT",
+    "STATE_VERSION",
+    "StoredPrekey",
+    "decode_prekey",
+    "decode_session",
+    "encode_prekey",
+    "encode_session",
+]
+
+STATE_VERSION = 1
+SESSION_FORMAT = "sealwire-signal/session"
+PREKEY_FORMAT = "sealwire-signal/prekey"
+MAX_RECORD_LEN = 1 << 20
+"""A session holds at most MAX_SKIPPED_KEYS skipped keys (~200 KiB as JSON); 1 MiB bounds it."""
+
+Record = dict[str, Any]
+MIGRATIONS: dict[tuple[str, int], Callable[[Record], Record]] = {}
+"""Upgrade steps, ``(format, v) -> function(record at v) -> record at v + 1``."""
+
+
+@attrs.frozen(kw_only=True)
+class StoredPrekey:
+    """A prekey's secret as kept in the store.
+
+    ``kind`` is ``spk`` (signed X25519), ``opk`` (one-time X25519) or ``kem``
+    (ML-KEM-768; ``private`` is its 64-byte seed). ``retired`` is when a newer
+    key replaced it (kept for a grace period), ``last_resort`` marks the PQSPK.
+    """
+
+    kind: str
+    id: int
+    private: bytes = attrs.field(repr=False)
+    created: float
+    signature: bytes = b""
+    last_resort: bool = False
+    retired: float | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _opt(data: bytes | None) -> str | None:
+    return None if data is None else _b64(data)
+
+
+class _Fields:
+    """Typed, bounded access to a decoded JSON object."""
+
+    def __init__(self, record: Any, what: str) -> None:
+        if not isinstance(record, dict):
+            raise EnvelopeDecodeError("expected an object", field=what)
+        self.record, self.what = record, what
+
+    def _get(self, name: str, kind: type | tuple[type, ...]) -> Any:
+        value = self.record.get(name)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            raise EnvelopeDecodeError("missing or mistyped", field=f"{self.what}.{name}")
+        return value
+
+    def text(self, name: str) -> str:
+        return str(self._get(name, str))
+
+    def integer(self, name: str, limit: int = 0xFFFF_FFFF) -> int:
+        value = int(self._get(name, int))
+        if not 0 <= value <= limit:
+            raise EnvelopeDecodeError("out of range", field=f"{self.what}.{name}")
+        return value
+
+    def number(self, name: str) -> float:
+        value = float(self._get(name, (int, float)))
+        if not math.isfinite(value):
+            raise EnvelopeDecodeError("not a finite number", field=f"{self.what}.{name}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        return bool(self._get(name, bool))
+
+    def raw(self, name: str, length: int | None = None) -> bytes:
+        return _unb64(self._get(name, str), f"{self.what}.{name}", length)
+
+    def optional_raw(self, name: str, length: int | None = None) -> bytes | None:
+        return None if self.record.get(name) is None else self.raw(name, length)
+
+    def items(self, name: str, limit: int) -> list[Any]:
+        value = self._get(name, list)
+        if len(value) > limit:
+            raise EnvelopeDecodeError("too many entries", field=f"{self.what}.{name}")
+        return list(value)
+
+
+def _unb64(text: Any, field: str, length: int | None = None) -> bytes:
+    if not isinstance(text, str):
+        raise EnvelopeDecodeError("expected base64 text", field=field)
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise EnvelopeDecodeError("bad base64", field=field) from None
+    if length is not None and len(raw) != length:
+        raise EnvelopeDecodeError(f"expected {length} bytes", field=field)
+    return raw
+
+
+def _load(data: bytes, fmt: str) -> Record:
+    if len(data) > MAX_RECORD_LEN:
+        raise EnvelopeDecodeError("record too large", field=fmt)
+    try:
+        record = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise EnvelopeDecodeError("not JSON", field=fmt) from None
+    head = _Fields(record, fmt)
+    if head.text("format") != fmt:
+        raise EnvelopeDecodeError("wrong record format", field=fmt)
+    version = head.integer("v")
+    if version > STATE_VERSION:
+        raise UnsupportedVersionError(f"state version {version}", field=fmt)
+    while version < STATE_VERSION:
+        migrate = MIGRATIONS.get((fmt, version))
+        if migrate is None:
+            raise UnsupportedVersionError(f"no migration from {version}", field=fmt)
+        record = migrate(record)
+        version += 1
+    return dict(record)
+
+
+def _dump(record: Record) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def _encode_ratchet(s: RatchetState) -> Record:
+    return {
+        "dhs": _b64(s.dhs.private_bytes_for_storage()), "dhr": _opt(s.dhr), "rk": _b64(s.rk),
+        "cks": _opt(s.cks), "ckr": _opt(s.ckr), "ns": s.ns, "nr": s.nr, "pn": s.pn,
+        "skipped": [[_b64(c), n, _b64(mk), exp] for (c, n), (mk, exp) in s.skipped.items()],
+        "previous": [_b64(c) for c in s.previous], "he": s.header_encryption,
+        "hks": _opt(s.hks), "hkr": _opt(s.hkr), "nhks": _opt(s.nhks), "nhkr": _opt(s.nhkr),
+    }  # fmt: skip
+
+
+def _decode_skipped(f: _Fields) -> dict[tuple[bytes, int], tuple[bytes, float]]:
+    skipped: dict[tuple[bytes, int], tuple[bytes, float]] = {}
+    for entry in f.items("skipped", MAX_SKIPPED_KEYS):
+        if not isinstance(entry, list) or len(entry) != 4:
+            raise EnvelopeDecodeError("bad skipped-key entry", field="ratchet.skipped")
+        e = _Fields(dict(zip(("c", "n", "mk", "exp"), entry, strict=True)), "ratchet.skipped")
+        skipped[(e.raw("c", KEY_LEN), e.integer("n"))] = (e.raw("mk", KEY_LEN), e.number("exp"))
+    return skipped
+
+
+def _decode_ratchet(record: Any) -> RatchetState:
+    f = _Fields(record, "ratchet")
+    previous = [_unb64(c, "ratchet.previous", KEY_LEN) for c in f.items("previous", 64)]
+    return RatchetState(
+        dhs=DHKeyPair.from_private_bytes(f.raw("dhs", KEY_LEN)),
+        dhr=f.optional_raw("dhr", KEY_LEN), rk=f.raw("rk", KEY_LEN),
+        cks=f.optional_raw("cks", KEY_LEN), ckr=f.optional_raw("ckr", KEY_LEN),
+        ns=f.integer("ns"), nr=f.integer("nr"), pn=f.integer("pn"),
+        skipped=_decode_skipped(f), previous=tuple(previous[-MAX_PREVIOUS_CHAINS:]),
+        header_encryption=f.flag("he"),
+        hks=f.optional_raw("hks", KEY_LEN), hkr=f.optional_raw("hkr", KEY_LEN),
+        nhks=f.optional_raw("nhks", KEY_LEN), nhkr=f.optional_raw("nhkr", KEY_LEN),
+    )  # fmt: skip
+
+
+def encode_session(session: Session) -> bytes:
+    """Serialize a session (format :data:`SESSION_FORMAT`, version :data:`STATE_VERSION`)."""
+    pending = None if session.pending is None else session.pending.to_bytes()
+    return _dump({
+        "format": SESSION_FORMAT, "v": STATE_VERSION, "local": session.local_id,
+        "peer": session.peer_id, "peer_ik": _b64(session.peer_identity_key),
+        "ad": _b64(session.associated_data), "base": _b64(session.base_key),
+        "pending": _opt(pending), "card": _b64(session.peer_card),
+        "ratchet": _encode_ratchet(session.ratchet),
+    })  # fmt: skip
+
+
+def decode_session(data: bytes) -> Session:
+    """Read a stored session (migrating older versions); EnvelopeDecodeError if corrupt."""
+    f = _Fields(_load(data, SESSION_FORMAT), "session")
+    pending_raw = f.optional_raw("pending")
+    pending = None
+    if pending_raw is not None:
+        reader = Reader(pending_raw, "session.pending")
+        pending = PrekeyPart.read(reader)
+        reader.finish()
+    return Session(
+        local_id=f.text("local"), peer_id=f.text("peer"),
+        peer_identity_key=f.raw("peer_ik", KEY_LEN), associated_data=f.raw("ad", 66),
+        base_key=f.raw("base", KEY_LEN), ratchet=_decode_ratchet(f.record.get("ratchet")),
+        pending=pending, peer_card=f.raw("card"),
+    )  # fmt: skip
+
+
+def encode_prekey(prekey: StoredPrekey) -> bytes:
+    return _dump({
+        "format": PREKEY_FORMAT, "v": STATE_VERSION, "kind": prekey.kind, "id": prekey.id,
+        "private": _b64(prekey.private), "created": prekey.created,
+        "signature": _b64(prekey.signature), "last_resort": prekey.last_resort,
+        "retired": prekey.retired,
+    })  # fmt: skip
+
+
+def decode_prekey(data: bytes) -> StoredPrekey:
+    f = _Fields(_load(data, PREKEY_FORMAT), "prekey")
+    kind = f.text("kind")
+    if kind not in ("spk", "opk", "kem"):
+        raise EnvelopeDecodeError("unknown prekey kind", field="prekey.kind")
+    retired = None if f.record.get("retired") is None else f.number("retired")
+    return StoredPrekey(
+        kind=kind, id=f.integer("id"),
+        private=f.raw("private", 64 if kind == "kem" else KEY_LEN),
+        created=f.number("created"), signature=f.raw("signature"),
+        last_resort=f.flag("last_resort"), retired=retired,
+    )  # fmt: skip

@@ -1,0 +1,189 @@
+"""The plugin system: every hook, entry points, duplicates, the block list, the docs."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from testonly_binding import PlaintextTestBinding, PlaintextTestPlugin
+
+from sealwire import hookimpl, hookspecs
+from sealwire.binding import Binding
+from sealwire.cli import main
+from sealwire.components import (
+    CliCommand,
+    RelayBackendProvider,
+    StoreKeyProvider,
+    TransportProvider,
+)
+from sealwire.errors import ConfigurationError, SealwireError
+from sealwire.plugins import BLOCK_ENV, load_registry
+from sealwire.policy import PolicyRule
+from sealwire.store import MemoryStore, StoreBackend, StoreKey
+
+ROOT = Path(__file__).resolve().parents[2]
+HOOKS = [
+    n for n, _ in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("sealwire_")
+]
+
+
+def registry_with(*plugins: object):
+    return load_registry(extra_plugins=plugins, load_entry_points=False)
+
+
+def test_hook_sealwire_bindings() -> None:
+    registry = registry_with(PlaintextTestPlugin())
+    assert registry.binding("testonly-plaintext") is PlaintextTestBinding
+
+    class Again:
+        @hookimpl
+        def sealwire_bindings(self) -> Sequence[type[Binding]]:
+            return [PlaintextTestBinding]
+
+    with pytest.raises(ConfigurationError, match=r"provided twice.*by plugin"):
+        registry_with(PlaintextTestPlugin(), Again())
+
+
+def test_hook_sealwire_transports() -> None:
+    registry = registry_with()
+    assert {"tcp", "ws", "udp"} <= set(registry.transports)
+    assert registry.transport("udp").datagram
+
+    class Duplicate:
+        @hookimpl
+        def sealwire_transports(self) -> Sequence[TransportProvider]:
+            return [registry.transports["tcp"]]
+
+    with pytest.raises(ConfigurationError, match="transport 'tcp' is provided twice"):
+        registry_with(Duplicate())
+
+
+def test_hook_sealwire_state_stores() -> None:
+    backend = StoreBackend(name="custom", open=lambda _url, _key: MemoryStore())
+
+    class Stores:
+        @hookimpl
+        def sealwire_state_stores(self) -> Sequence[StoreBackend]:
+            return [backend]
+
+    registry = registry_with(Stores())
+    assert registry.store_backends["custom"] is backend
+    assert {"sqlite", "memory"} <= set(registry.store_backends)
+
+
+def test_hook_sealwire_store_key_providers(tmp_path: Path, monkeypatch) -> None:
+    from sealwire.config import init_home, open_home
+
+    key = StoreKey.generate()
+
+    class Vault:
+        @hookimpl
+        def sealwire_store_key_providers(self) -> Sequence[StoreKeyProvider]:
+            return [StoreKeyProvider(name="vault", load=lambda: key)]
+
+    monkeypatch.delenv("SEALWIRE_STORE_KEY", raising=False)
+    registry = registry_with(Vault())
+    identity = init_home(tmp_path, name="v", registry=registry)
+    assert not (tmp_path / "store.key").exists()  # the vault's key was used, none written
+    _config, loaded, store = open_home(tmp_path, registry)
+    store.close()
+    assert loaded.agent_id == identity.agent_id
+    with pytest.raises(SealwireError):
+        open_home(tmp_path, registry_with())  # without the vault there is no key
+
+
+def test_hook_sealwire_relay_backends() -> None:
+    provider = RelayBackendProvider(name="custom-relay", open=lambda options: object())
+
+    class Relay:
+        @hookimpl
+        def sealwire_relay_backends(self) -> Sequence[RelayBackendProvider]:
+            return [provider]
+
+    assert registry_with(Relay()).relay_backends["custom-relay"] is provider
+
+
+def test_hook_sealwire_policy_rules() -> None:
+    rule = PolicyRule(
+        name="always-first", decide=lambda peer, situation, cands: (cands[0], "the first one")
+    )
+
+    class Rules:
+        @hookimpl
+        def sealwire_policy_rules(self) -> Sequence[PolicyRule]:
+            return [rule]
+
+    assert registry_with(Rules()).policy_rules == (rule,)
+
+
+def test_hook_sealwire_cli_commands(capsys) -> None:
+    seen = []
+
+    class Hello:
+        @hookimpl
+        def sealwire_cli_commands(self) -> Sequence[CliCommand]:
+            return [
+                CliCommand(
+                    name="hello",
+                    help="say hello",
+                    configure=lambda p: p.add_argument("who"),
+                    run=lambda args: seen.append(args.who) or 0,
+                )
+            ]
+
+    from sealwire import cli
+
+    registry = registry_with(Hello())
+    assert "hello" in registry.cli_commands
+    parser = cli.build_parser(registry)
+    args = parser.parse_args(["hello", "world"])
+    assert args.run(args, registry) == 0
+    assert seen == ["world"]
+
+
+def test_every_hook_has_a_test_here() -> None:
+    source = Path(__file__).read_text()
+    for hook in HOOKS:
+        assert f"def test_hook_{hook}(" in source, hook
+
+
+def test_every_hook_signature_is_documented() -> None:
+    docs = (ROOT / "docs" / "writing-a-plugin.md").read_text()
+    for hook in HOOKS:
+        signature = inspect.signature(getattr(hookspecs, hook))
+        rendered = f"def {hook}{signature}".replace("'", "")
+        assert rendered in docs, rendered
+
+
+def test_installed_plugins_load_through_entry_points() -> None:
+    registry = load_registry()
+    names = {p.name for p in registry.plugins}
+    assert "builtins" in names
+
+
+def test_block_list_keeps_a_plugin_out(monkeypatch) -> None:
+    monkeypatch.setenv(BLOCK_ENV, "builtins")
+    registry = load_registry(load_entry_points=False)
+    assert "tcp" not in registry.transports
+
+
+def test_plugins_command_lists_bindings(capsys) -> None:
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "plugin builtins: sealwire" in out
+
+
+def test_core_never_imports_a_plugin() -> None:
+    for path in (ROOT / "core" / "src" / "sealwire").rglob("*.py"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith("sealwire_"), f"{path} imports {name}"
