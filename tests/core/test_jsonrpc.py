@@ -219,6 +219,13 @@ def test_errors_carry_the_request_id() -> None:
     assert isinstance(info.value, DecodeError)
 
 
+def test_requests_check_their_params_and_id() -> None:
+    with pytest.raises(TypeError, match="GetTaskRequest"):
+        Request(id=1, method=Method.GET_TASK, params=CancelTaskRequest(id="t"))
+    with pytest.raises(TypeError, match="id"):
+        Request(id=True, method=Method.CANCEL_TASK, params=CancelTaskRequest(id="t"))
+
+
 def test_missing_params_are_an_empty_object() -> None:
     request = parse_request({"jsonrpc": "2.0", "id": 3, "method": "GetExtendedAgentCard"})
     assert request.params == GetExtendedAgentCardRequest()

@@ -94,7 +94,10 @@ def _strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     if origin is tuple:
         return st.lists(_strategy_for(typing.get_args(tp)[0]), max_size=2).map(tuple)
     if origin is Mapping:
-        return json_objects
+        value_type = typing.get_args(tp)[1]
+        if value_type is Any:
+            return json_objects
+        return st.dictionaries(st.text(max_size=5), _strategy_for(value_type), max_size=2)
     raise TypeError(tp)
 
 

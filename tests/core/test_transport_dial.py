@@ -27,8 +27,14 @@ async def echo(conn: FrameStream | DatagramEndpoint) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:1", "udp://127.0.0.1:1", "tcp://:1", "tcp://127.0.0.1", "tcp://h:99999",
-     "not a url"],
+    [
+        "http://127.0.0.1:1",
+        "udp://127.0.0.1:1",
+        "tcp://:1",
+        "tcp://127.0.0.1",
+        "tcp://h:99999",
+        "not a url",
+    ],
 )
 async def test_stream_urls_are_checked(url: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -9,7 +9,10 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sealwire.errors import DecodeError
 from sealwire.transport import (
     FrameStream,
     FrameTooLargeError,
@@ -183,9 +186,14 @@ async def test_handler_failure_is_logged_without_payload(caplog: pytest.LogCaptu
 
 async def test_listener_close_closes_its_connections() -> None:
     handler, outcome = recording_handler()
-    listener = await serve("tcp://127.0.0.1:0", handler)
+
+    async def greet_then_record(stream: FrameStream) -> None:
+        await stream.send(b"ready")
+        await handler(stream)
+
+    listener = await serve("tcp://127.0.0.1:0", greet_then_record)
     stream = await connect(listener.url)
-    await asyncio.sleep(0.05)
+    assert await stream.receive() == b"ready"  # the handler runs
     await listener.close()
     await listener.close()
     assert isinstance(await asyncio.wait_for(outcome, 5), TransportClosed)
@@ -198,11 +206,13 @@ async def test_listener_close_closes_its_connections() -> None:
 
 async def test_connection_limit() -> None:
     async def hold(stream: FrameStream) -> None:
+        await stream.send(b"ready")
         await stream.receive()
 
     async with await serve("tcp://127.0.0.1:0", hold, max_connections=2) as listener:
         kept = [await connect(listener.url) for _ in range(2)]
-        await asyncio.sleep(0.05)
+        for stream in kept:
+            assert await stream.receive() == b"ready"
         extra = await connect(listener.url)
         with pytest.raises(TransportClosed):
             await asyncio.wait_for(extra.receive(), 5)
@@ -216,3 +226,37 @@ async def test_connect_refused_is_a_transport_error() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(TransportError, match="cannot connect"):
         await connect(f"tcp://127.0.0.1:{port}")
+
+
+async def feed_raw(blob: bytes) -> list[bytes | BaseException]:
+    """Write raw bytes to a server, close, and return what its receive() produced."""
+    seen: list[bytes | BaseException] = []
+    done = asyncio.Event()
+
+    async def handler(stream: FrameStream) -> None:
+        try:
+            while True:
+                seen.append(await stream.receive())
+        except Exception as exc:
+            seen.append(exc)
+        finally:
+            done.set()
+
+    async with await serve("tcp://127.0.0.1:0", handler, max_frame_size=64) as listener:
+        port = int(listener.url.rsplit(":", 1)[1])
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(blob)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait_for(done.wait(), 5)
+    return seen
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_give_frames_then_closed_or_decode_error(blob: bytes) -> None:
+    seen = asyncio.run(feed_raw(blob))
+    *frames, end = seen
+    assert all(isinstance(f, bytes) and len(f) <= 64 for f in frames)
+    assert isinstance(end, TransportClosed | DecodeError)

@@ -70,19 +70,20 @@ async def test_peer_limit_drops_new_addresses() -> None:
 
 
 async def test_listener_close_ends_handlers() -> None:
-    ended = asyncio.Event()
+    started, ended = asyncio.Event(), asyncio.Event()
 
     async def handler(endpoint: DatagramEndpoint) -> None:
         try:
             while True:
                 await endpoint.receive()
+                started.set()
         except TransportClosed:
             ended.set()
 
     listener = await serve_datagram("udp://127.0.0.1:0", handler)
     client = await connect_datagram(listener.url)
     await client.send(b"start")
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(started.wait(), 5)
     await listener.close()
     await listener.close()
     await asyncio.wait_for(ended.wait(), 5)

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect as raw_connect
 
 from sealwire.errors import DecodeError
@@ -83,10 +91,12 @@ async def test_text_message_is_a_decode_error() -> None:
         except Exception as exc:
             outcome.set_result(exc)
 
-    async with await serve("ws://127.0.0.1:0", handler) as listener:
-        async with raw_connect(listener.url) as ws:
-            await ws.send("text, not binary")
-            error = await asyncio.wait_for(outcome, 5)
+    async with (
+        await serve("ws://127.0.0.1:0", handler) as listener,
+        raw_connect(listener.url) as ws,
+    ):
+        await ws.send("text, not binary")
+        error = await asyncio.wait_for(outcome, 5)
     assert isinstance(error, DecodeError) and not isinstance(error, FrameTooLargeError)
 
 
@@ -129,3 +139,51 @@ async def test_connect_failure_is_a_transport_error() -> None:
         url = tcp.url.replace("tcp://", "ws://")
         with pytest.raises(TransportError):
             await connect(url, timeout=2)
+
+
+def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and a
+    client context that trusts exactly that certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sealwire test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cafile=str(cert_file))
+    return server, client
+
+
+async def test_wss_round_trip(tmp_path: Path) -> None:
+    server_ctx, client_ctx = self_signed(tmp_path)
+    async with await serve("wss://127.0.0.1:0", echo, ssl=server_ctx) as listener:
+        assert listener.url.startswith("wss://127.0.0.1:")
+        stream = await connect(listener.url, ssl=client_ctx)
+        assert stream.peer_address.startswith("wss://")
+        await stream.send(b"over tls")
+        assert await stream.receive() == b"over tls"
+        await stream.close()
+        with pytest.raises(TransportError):  # the default trust store rejects it
+            await connect(listener.url, timeout=5)

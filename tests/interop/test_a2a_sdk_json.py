@@ -9,16 +9,20 @@ turns back into an equal SDK object; and JSON Sealwire produces parses with
 
 from __future__ import annotations
 
+import enum
 import json
+import typing
+from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import pytest
 from a2a import types as sdk
 from a2a.client.transports.jsonrpc import JsonRpcTransport
 from a2a.server.request_handlers.response_helpers import build_error_response
 from google.protobuf import json_format
 from google.protobuf.message import Message as ProtoMessage
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonrpc.jsonrpc2 import JSONRPC20Request, JSONRPC20Response
 
@@ -171,7 +175,55 @@ def _list_request() -> sdk.ListTasksRequest:
     return request
 
 
+def _schemes() -> list[sdk.SecurityScheme]:
+    scopes = {"read": "read things", "write": "write things"}
+    flows = [
+        sdk.OAuthFlows(
+            authorization_code=sdk.AuthorizationCodeOAuthFlow(
+                authorization_url="https://a",
+                token_url="https://t",
+                refresh_url="https://r",
+                scopes=scopes,
+                pkce_required=True,
+            )
+        ),
+        sdk.OAuthFlows(
+            client_credentials=sdk.ClientCredentialsOAuthFlow(token_url="https://t", scopes=scopes)
+        ),
+        sdk.OAuthFlows(implicit=sdk.ImplicitOAuthFlow(authorization_url="https://a")),
+        sdk.OAuthFlows(password=sdk.PasswordOAuthFlow(token_url="https://t", scopes=scopes)),
+        sdk.OAuthFlows(
+            device_code=sdk.DeviceCodeOAuthFlow(
+                device_authorization_url="https://d", token_url="https://t", scopes=scopes
+            )
+        ),
+    ]
+    return [
+        *(
+            sdk.SecurityScheme(
+                oauth2_security_scheme=sdk.OAuth2SecurityScheme(
+                    flows=f, oauth2_metadata_url="https://m", description="oauth"
+                )
+            )
+            for f in flows
+        ),
+        sdk.SecurityScheme(
+            api_key_security_scheme=sdk.APIKeySecurityScheme(
+                location="header", name="X-Key", description="key"
+            )
+        ),
+        sdk.SecurityScheme(
+            open_id_connect_security_scheme=sdk.OpenIdConnectSecurityScheme(
+                open_id_connect_url="https://oidc"
+            )
+        ),
+        sdk.SecurityScheme(mtls_security_scheme=sdk.MutualTlsSecurityScheme(description="m")),
+        sdk.SecurityScheme(mtls_security_scheme=sdk.MutualTlsSecurityScheme()),
+    ]
+
+
 SDK_OBJECTS: list[tuple[ProtoMessage, type]] = [
+    *((scheme, model.SecurityScheme) for scheme in _schemes()),
     (_message(), model.Message),
     (
         sdk.Message(message_id="m", role=sdk.Role.ROLE_AGENT, parts=[sdk.Part(text="")]),
@@ -343,6 +395,93 @@ def test_timestamps_keep_their_meaning_not_their_spelling() -> None:
     sdk_status = json_format.ParseDict(to_json(status), sdk.TaskStatus())
     assert sdk_status.timestamp.ToJsonString() == "2024-03-01T09:00:00.500Z"
     assert from_json(model.TaskStatus, to_json(status)) == status
+
+
+# -- every model type, generated: ours -> ParseDict -> MessageToDict -> ours -----------------
+
+JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)  # Struct numbers are doubles: stay exact
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6)
+)
+JSON = st.recursive(
+    JSON_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=4), inner, max_size=2)
+    ),
+    max_leaves=5,
+)
+CANONICAL_TIMESTAMPS = st.sampled_from(
+    ["2025-06-01T12:30:45Z", "1999-12-31T23:59:59.500Z", "2030-01-02T03:04:05.000006Z"]
+)
+
+
+def _sdk_compatible(tp: Any, required: bool) -> st.SearchStrategy[Any]:
+    """Values json_format writes back unchanged (required strings are never empty)."""
+    args = typing.get_args(tp)
+    if type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        return st.none() | _sdk_compatible(inner, False)
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return st.text(min_size=1 if required else 0, max_size=8)
+    if tp is int:
+        return st.integers(-(2**31), 2**31 - 1)
+    simple = {
+        bool: st.booleans(),
+        bytes: st.binary(max_size=8),
+        Any: JSON.filter(lambda v: v is not None),
+    }
+    if tp in simple:
+        return simple[tp]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return st.sampled_from(list(tp))
+    if isinstance(tp, type) and attrs.has(tp):
+        return st.deferred(lambda: _sdk_compatible_model(tp))
+    if origin is tuple:
+        return st.lists(_sdk_compatible(args[0], True), max_size=2).map(tuple)
+    if origin is Mapping and args[1] is Any:
+        return st.dictionaries(st.text(max_size=4), JSON, max_size=2)
+    if origin is Mapping:
+        return st.dictionaries(st.text(max_size=4), _sdk_compatible(args[1], True), max_size=2)
+    raise TypeError(tp)
+
+
+def _sdk_compatible_model(cls: type) -> st.SearchStrategy[Any]:
+    hints = typing.get_type_hints(cls)
+    oneof: tuple[str, ...] = getattr(cls, "ONEOF", ())
+    fields = {}
+    for f in attrs.fields(cls):
+        if f.metadata.get("json") == "timestamp":
+            fields[f.name] = st.none() | CANONICAL_TIMESTAMPS
+        elif f.name not in oneof:
+            fields[f.name] = _sdk_compatible(hints[f.name], f.default is attrs.NOTHING)
+    if not oneof:
+        return st.builds(cls, **fields)
+    return st.one_of(
+        [
+            st.builds(
+                cls,
+                **fields,
+                **{name: _sdk_compatible(hints[name], True).filter(lambda v: v is not None)},
+            )
+            for name in oneof
+        ]
+    )
+
+
+@pytest.mark.parametrize("cls", model.MODEL_TYPES, ids=[c.__name__ for c in model.MODEL_TYPES])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_model_type_survives_the_sdk(cls: type, data: st.DataObject) -> None:
+    sdk_cls = getattr(sdk, cls.__name__)  # the model's class names are the proto's
+    ours = data.draw(_sdk_compatible_model(cls))
+    encoded = to_json(ours)
+    sdk_obj = json_format.ParseDict(encoded, sdk_cls())
+    assert json_format.MessageToDict(sdk_obj) == encoded
+    assert from_json(cls, json_format.MessageToDict(sdk_obj)) == ours
 
 
 SDK_CLIENT_CALLS: list[tuple[str, ProtoMessage]] = [

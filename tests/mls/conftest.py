@@ -6,8 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from attrs import frozen
 
-from sealwire_mls.crypto import SUPPORTED_CIPHER_SUITES
+from sealwire_mls.credentials import Credential, CredentialType
+from sealwire_mls.crypto import SUPPORTED_CIPHER_SUITES, cipher_suite
+from sealwire_mls.extensions import Capabilities
+from sealwire_mls.keypackage import KeyPackage, LeafNode, LeafNodeSource, Lifetime
 
 
 class VectorTally:
@@ -58,3 +62,41 @@ def tally() -> Callable[[str], VectorTally]:
 def suite_supported() -> Callable[[Any], bool]:
     """Whether a vector case's ``cipher_suite`` is implemented."""
     return lambda case: case["cipher_suite"] in SUPPORTED_CIPHER_SUITES
+
+
+@frozen
+class Member:
+    """A would-be group member: its KeyPackage and the private keys behind it."""
+
+    key_package: KeyPackage
+    init_priv: bytes
+    encryption_priv: bytes
+    signature_priv: bytes
+
+    @property
+    def leaf(self) -> LeafNode:
+        return self.key_package.leaf_node
+
+
+def make_member(suite_id: int, name: bytes) -> Member:
+    """A fresh member with a signed KeyPackage for ``suite_id``."""
+    suite = cipher_suite(suite_id)
+    sig_priv, sig_pub = suite.signature_key_pair()
+    enc_priv, enc_pub = suite.hpke_key_pair()
+    init_priv, init_pub = suite.hpke_key_pair()
+    leaf = LeafNode(
+        encryption_key=enc_pub,
+        signature_key=sig_pub,
+        credential=Credential.basic(name),
+        capabilities=Capabilities(cipher_suites=(suite_id,), credentials=(CredentialType.BASIC,)),
+        leaf_node_source=LeafNodeSource.KEY_PACKAGE,
+        lifetime=Lifetime(0, 2**63),
+    ).sign(suite, sig_priv)
+    kp = KeyPackage(cipher_suite=suite_id, init_key=init_pub, leaf_node=leaf).sign(suite, sig_priv)
+    return Member(kp, init_priv, enc_priv, sig_priv)
+
+
+@pytest.fixture
+def member() -> Callable[[int, bytes], Member]:
+    """Factory of :class:`Member` values."""
+    return make_member

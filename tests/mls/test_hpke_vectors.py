@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 
 from sealwire.testing.vectors import load_json
 from sealwire_mls.errors import MLSAuthenticationError
-from sealwire_mls.hpke import hpke_suite, is_supported
+from sealwire_mls.hpke import KeyCache, hpke_suite, is_supported
 
 h = bytes.fromhex
 
@@ -100,3 +100,12 @@ def test_open_failure_keeps_sequence() -> None:
     assert receiver.seq == 0
     assert receiver.open(b"", ct) == b"one"
     assert "secrets redacted" in repr(receiver)
+
+
+def test_key_cache_is_bounded() -> None:
+    cache: KeyCache[int, int] = KeyCache(size=3)
+    for i in range(10):
+        assert cache.get(i, lambda k: k * 2) == i * 2
+    assert cache.get(9, lambda k: -1) == 18  # hit
+    assert cache.get(0, lambda k: -1) == -1  # evicted long ago
+    assert "4 entries" not in repr(cache) and "3 entries" in repr(cache)

@@ -17,7 +17,14 @@ from typing import Any
 
 from sealwire.testing.vectors import load_json
 from sealwire_mls.crypto import cipher_suite
-from sealwire_mls.schedule import GroupContext, joiner_secret, key_schedule, mls_exporter
+from sealwire_mls.schedule import (
+    GroupContext,
+    external_init_receive,
+    external_init_send,
+    joiner_secret,
+    key_schedule,
+    mls_exporter,
+)
 
 h = bytes.fromhex
 _SECRETS = [
@@ -77,3 +84,14 @@ def test_epoch_secrets_are_redacted() -> None:
     suite = cipher_suite(1)
     secrets = key_schedule(suite, b"\x01" * 32, None, b"ctx")
     assert secrets.epoch_secret.hex() not in repr(secrets)
+
+
+def test_external_init_round_trip_with_vector_external_key() -> None:
+    v = load_json("mls/key-schedule.json")[0]
+    suite = cipher_suite(v["cipher_suite"])
+    epoch = v["epochs"][0]
+    priv, pub = suite.derive_key_pair(h(epoch["external_secret"]))
+    assert pub.hex() == epoch["external_pub"]
+    kem_output, init_secret = external_init_send(suite, pub)
+    assert external_init_receive(suite, priv, kem_output) == init_secret
+    assert len(init_secret) == suite.Nh

@@ -12,10 +12,16 @@ from __future__ import annotations
 import itertools
 
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sealwire.errors import AuthenticationError
+from sealwire.errors import (
+    AuthenticationError,
+    DecodeError,
+    RemoteProtocolError,
+    SealwireError,
+)
 from sealwire.store import SqliteStore, StoreKey
 from sealwire_signal import (
     DuplicateMessageError,
@@ -75,7 +81,7 @@ actions = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(he=st.booleans(), pq=st.booleans(), script=actions, seed=st.integers(0, 2**32))
 def test_random_conversation_reads_every_kept_message_once(
     kit, tmp_path_factory, he, pq, script, seed
@@ -155,3 +161,29 @@ def _deliver(receive, who, raw, frame, read) -> None:
             return
         raise AssertionError("a duplicate was accepted")
     receive(who, raw)
+
+
+@settings(max_examples=60, deadline=None)
+@given(he=st.booleans(), data=st.data())
+def test_tampered_envelopes_fail_and_change_nothing(kit, he, data):
+    """Any flipped byte: a typed error, the session untouched, the genuine copy still opens."""
+    rng = kit.seeded_rng(77)
+    alice_keys, bob_keys = kit.make_agent(rng), kit.make_agent(rng)
+    verified = bob_keys.bundle.verify(bob_keys.signing.public_key(), one_time=bob_keys.one_time)
+    alice = start_session(local_id="a", peer_id="b", identity=alice_keys.identity,
+                          peer=verified, rng=rng, header_encryption=he)  # fmt: skip
+    alice, first = seal_frame(alice, b"first", negotiation=b"n", rng=rng)
+    bob, _ = accept_session(
+        local_id="b", envelope=first, identity=bob_keys.identity, signed_prekey=bob_keys.spk,
+        one_time_prekey=bob_keys.opk, kem_prekey=bob_keys.kem_last_resort, now=0.0, rng=rng,
+    )  # fmt: skip
+    alice, second = seal_frame(alice, b"second", negotiation=b"n", rng=rng)
+    raw = bytearray(second.to_bytes())
+    raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
+    before = encode_session(bob)
+    with pytest.raises(SealwireError) as caught:
+        open_envelope(bob, Envelope.from_bytes(bytes(raw)), now=0.0, rng=rng)
+    assert isinstance(caught.value, (DecodeError, AuthenticationError, RemoteProtocolError))
+    assert encode_session(bob) == before
+    _, frame = open_envelope(bob, second, now=0.0, rng=rng)
+    assert frame == b"second"

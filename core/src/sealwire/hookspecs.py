@@ -1,3 +1,4 @@
+# mypy: disable-error-code="empty-body"
 """The pluggy hook specifications of Sealwire (project name ``sealwire``).
 
 Rules of this file:

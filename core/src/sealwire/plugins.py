@@ -134,9 +134,9 @@ def build_manager(
         pm.register(_builtins, name="builtins")
         infos.append(PluginInfo(name="builtins", distribution="sealwire", version=_version()))
     for plugin in extra_plugins:
-        name = pm.register(plugin)
-        if name is not None:
-            infos.append(PluginInfo(name=name, distribution="(in process)", version="-"))
+        registered = pm.register(plugin)
+        if registered is not None:
+            infos.append(PluginInfo(name=registered, distribution="(in process)", version="-"))
     pm.check_pending()
     return pm, tuple(infos)
 
@@ -158,8 +158,12 @@ def _contributions(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, 
     return out
 
 
+def _own_name(component: Any) -> str:
+    return str(component.name)
+
+
 def _merge(
-    pairs: list[tuple[str, T]], kind: str, name_of: Callable[[T], str] = lambda c: c.name
+    pairs: list[tuple[str, T]], kind: str, name_of: Callable[[T], str] = _own_name
 ) -> dict[str, T]:
     merged: dict[str, T] = {}
     owner: dict[str, str] = {}

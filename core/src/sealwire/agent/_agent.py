@@ -8,6 +8,7 @@ cancels tasks at peers over whatever binding the policy picks for each.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -39,6 +40,7 @@ from sealwire.binding import (
 )
 from sealwire.codec import (
     ExtendedAgentCardNotConfiguredError,
+    InvalidAgentResponseError,
     Method,
     PushNotificationNotSupportedError,
     Request,
@@ -55,6 +57,7 @@ from sealwire.model import (
     Part,
     Role,
     SendMessageRequest,
+    SendMessageResponse,
     StreamResponse,
     SubscribeToTaskRequest,
     Task,
@@ -290,7 +293,7 @@ class Agent:
             log.info("refused peer %s: %s", channel.peer.agent_id, exc)
             return
         key = (channel.peer.agent_id, binding)
-        conn = RpcConnection(channel, self.dispatch, on_close=lambda c: self._forget(key, c))
+        conn = RpcConnection(channel, self.dispatch, on_close=functools.partial(self._forget, key))
         self._connections[key] = conn
         conn.start()
 
@@ -355,7 +358,7 @@ class Agent:
                 await channel.close()
                 raise TrustError("the peer that answered is not the agent named by its card")
             conn = RpcConnection(
-                channel, self.dispatch, on_close=lambda c, k=key: self._forget(k, c)
+                channel, self.dispatch, on_close=functools.partial(self._forget, key)
             )
             self._connections[key] = conn
             conn.start()
@@ -407,10 +410,14 @@ class Agent:
     ) -> Task | Message:
         """``SendMessage``: returns the task once it settles, or the peer's reply message."""
         conn = await self.connect(peer, situation)
-        response = await conn.call(
+        response: SendMessageResponse = await conn.call(
             Method.SEND_MESSAGE, SendMessageRequest(message=_user_message(message))
         )
-        return response.task if response.task is not None else response.message
+        if response.task is not None:
+            return response.task
+        if response.message is None:
+            raise InvalidAgentResponseError("the peer answered with neither a task nor a message")
+        return response.message
 
     async def stream_message(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -184,7 +185,10 @@ class RpcConnection:
         else:
             task = asyncio.create_task(self._serve(request))
         self._inbound[request.id] = task
-        task.add_done_callback(lambda _t, rid=request.id: self._inbound.pop(rid, None))
+        task.add_done_callback(functools.partial(self._request_done, request.id))
+
+    def _request_done(self, request_id: int | str, _task: asyncio.Task[None]) -> None:
+        self._inbound.pop(request_id, None)
 
     async def _send_error(self, request_id: int | str, error: A2AError) -> None:
         with contextlib.suppress(ChannelClosed, TransportClosed):

@@ -355,14 +355,17 @@ class TaskManager:
     ) -> AsyncIterator[StreamResponse]:
         """``SendStreamingMessage``: the task, then every event until it settles."""
         run = self._start(params, peer)
+        submitted = run.task  # the worker has not run yet: this is the task as created
         queue = run.subscribers[-1]
         first = await queue.get()
         if first is not None and first.message is not None:
-            yield first
+            yield first  # the handler answered with a message: no task
             return
-        yield StreamResponse(task=run.task)
-        async for event in self._drain(run, queue):
-            yield event
+        yield StreamResponse(task=submitted)
+        if first is not None:
+            yield first
+            async for event in self._drain(run, queue):
+                yield event
 
     async def _drain(
         self, run: _TaskRun, queue: asyncio.Queue[StreamResponse | None]

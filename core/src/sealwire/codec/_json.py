@@ -7,7 +7,11 @@ Rules of this file:
   cached.
 * Encoding omits what protobuf's ``json_format.MessageToDict`` omits: absent
   optional fields, empty lists and maps, ``false``/``0``/``""`` of fields
-  without presence. Bytes are standard base64 with padding.
+  without presence; a set message field is always written, even empty
+  (``"capabilities": {}``), and so is a required string (even ``""``, which
+  the decoder would otherwise take as missing). Bytes are standard base64
+  with padding. So ``to_json`` of a card is ``MessageToDict`` of it, the base
+  of the canonical form a2a-sdk signs and verifies (spec §8.4).
 * Decoding is strict the way proto3 JSON parsers are: a wrong type, a missing
   required field, an unknown enum value or a broken oneof raises
   :class:`InvalidParamsError` naming the field path
@@ -244,6 +248,22 @@ def _tuple_codec(item: Any) -> tuple[Decoder, Encoder]:
     return decode, lambda items: [encode_item(x) for x in items]
 
 
+def _map_codec(value_type: Any) -> tuple[Decoder, Encoder]:
+    decode_value, encode_value = _codec_for(value_type)
+
+    def decode(value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            _fail(path, f"expected an object, got {_kind_name(value)}")
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                _fail(path, "object keys must be strings")
+            out[key] = decode_value(item, f"{path}.{key[:MAX_KEY_IN_PATH]}")
+        return out
+
+    return decode, lambda items: {key: encode_value(item) for key, item in items.items()}
+
+
 def _codec_for(tp: Any) -> tuple[Decoder, Encoder]:
     """Decoder and encoder for one (non-optional) type hint."""
     origin = typing.get_origin(tp)
@@ -264,7 +284,8 @@ def _codec_for(tp: Any) -> tuple[Decoder, Encoder]:
     if origin is tuple:
         return _tuple_codec(typing.get_args(tp)[0])
     if origin is Mapping:
-        return _decode_object, _copy_json
+        value_type = typing.get_args(tp)[1]
+        return (_decode_object, _copy_json) if value_type is Any else _map_codec(value_type)
     raise TypeError(f"no JSON codec for {tp!r}")  # a bug in the model, found at import of tests
 
 
@@ -289,6 +310,7 @@ class _Field:
     encode: Encoder
     required: bool
     default: Any
+    fill: bool  # pass ``default`` when missing: the attrs field has none (a repeated field)
 
 
 class _Plan:
@@ -308,16 +330,21 @@ class _Plan:
             else:
                 decode, encode = _codec_for(tp)
             default = f.default
-            if default is attrs.NOTHING and typing.get_origin(tp) is tuple:
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                default = default.factory()
+            fill = default is attrs.NOTHING and typing.get_origin(tp) is tuple
+            if fill:
                 default = ()  # proto3 cannot tell an empty repeated field from a missing one
             required = default is attrs.NOTHING
-            self.fields.append(_Field(f.name, _camel(f.name), decode, encode, required, default))
+            self.fields.append(
+                _Field(f.name, _camel(f.name), decode, encode, required, default, fill)
+            )
 
     def encode(self, obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in self.fields:
             value = getattr(obj, f.name)
-            if not f.required and (value is None or value == f.default):
+            if not f.required and value is None:
                 continue
             out[f.json_name] = f.encode(value)
         return out
@@ -335,7 +362,8 @@ class _Plan:
             if value is None:
                 if f.required:
                     _fail(where, "required field is missing")
-                kwargs[f.name] = f.default
+                if f.fill:
+                    kwargs[f.name] = f.default
                 continue
             kwargs[f.name] = f.decode(value, where)
         if self.oneof:

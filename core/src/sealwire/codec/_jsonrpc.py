@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeAlias
 
-from attrs import frozen
+from attrs import field, frozen
 
 from sealwire.codec._errors import (
     A2AError,
@@ -151,13 +151,23 @@ V03_ALIASES: Mapping[str, Method] = {
 _BY_WIRE_NAME: dict[str, Method] = {m.value: m for m in Method} | dict(V03_ALIASES)
 
 
+def _check_id(_instance: Any, _attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError("a JSON-RPC id is a string or an integer")
+
+
 @frozen
 class Request:
     """A JSON-RPC request: ``params`` is an instance of ``method.params_class``."""
 
-    id: RequestId
+    id: RequestId = field(validator=_check_id)
     method: Method
     params: Any
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.params, self.method.params_class):
+            expected = self.method.params_class.__name__
+            raise TypeError(f"{self.method.value} takes {expected} params")
 
 
 @frozen

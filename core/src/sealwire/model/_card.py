@@ -1,20 +1,21 @@
-"""The agent card and its parts (A2A v1.0 spec §4.4, §8).
+"""The agent card and its parts (A2A v1.0 spec §4.4, §4.5, §8).
 
-``security_schemes`` and ``security_requirements`` are kept as checked JSON
-objects (their OpenAPI-like shapes are not interpreted by Sealwire, which
-authenticates peers by its own bindings).
+The security schemes are typed as the proto defines them (OpenAPI-like), so a
+card re-encodes exactly as a2a-sdk encodes it: its signature (spec §8.4) is
+over that encoding. Sealwire itself authenticates peers by its bindings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from attrs import field, frozen
 
-from sealwire.model._message import blank_to_none, empty_to_none
+from sealwire.model._message import _check_one_of, blank_to_none
 
 __all__ = [
+    "APIKeySecurityScheme",
     "AgentCapabilities",
     "AgentCard",
     "AgentCardSignature",
@@ -22,7 +23,172 @@ __all__ = [
     "AgentInterface",
     "AgentProvider",
     "AgentSkill",
+    "AuthorizationCodeOAuthFlow",
+    "ClientCredentialsOAuthFlow",
+    "DeviceCodeOAuthFlow",
+    "HTTPAuthSecurityScheme",
+    "ImplicitOAuthFlow",
+    "MutualTlsSecurityScheme",
+    "OAuth2SecurityScheme",
+    "OAuthFlows",
+    "OpenIdConnectSecurityScheme",
+    "PasswordOAuthFlow",
+    "SecurityRequirement",
+    "SecurityScheme",
+    "StringList",
 ]
+
+
+def _no_scopes() -> Mapping[str, str]:
+    return {}
+
+
+@frozen
+class StringList:
+    """A list of strings as a message (proto ``StringList``): ``{"list": [...]}``."""
+
+    list: tuple[str, ...] = ()
+
+
+@frozen
+class SecurityRequirement:
+    """Scheme names mapped to the scopes required (spec §4.5.1); one entry must hold."""
+
+    schemes: Mapping[str, StringList] = field(factory=dict)
+
+
+@frozen(kw_only=True)
+class APIKeySecurityScheme:
+    """An API key in a header, query parameter or cookie (spec §4.5.3)."""
+
+    location: str
+    name: str
+    description: str | None = field(default=None, converter=blank_to_none)
+
+
+@frozen(kw_only=True)
+class HTTPAuthSecurityScheme:
+    """HTTP authentication, e.g. ``Bearer`` (spec §4.5.4)."""
+
+    scheme: str
+    bearer_format: str | None = field(default=None, converter=blank_to_none)
+    description: str | None = field(default=None, converter=blank_to_none)
+
+
+@frozen(kw_only=True)
+class AuthorizationCodeOAuthFlow:
+    """OAuth 2.0 authorization code flow (spec §4.5.8)."""
+
+    authorization_url: str
+    token_url: str
+    scopes: Mapping[str, str] = field(factory=_no_scopes)
+    refresh_url: str | None = field(default=None, converter=blank_to_none)
+    pkce_required: bool = False
+
+
+@frozen(kw_only=True)
+class ClientCredentialsOAuthFlow:
+    """OAuth 2.0 client credentials flow (spec §4.5.9)."""
+
+    token_url: str
+    scopes: Mapping[str, str] = field(factory=_no_scopes)
+    refresh_url: str | None = field(default=None, converter=blank_to_none)
+
+
+@frozen(kw_only=True)
+class ImplicitOAuthFlow:
+    """OAuth 2.0 implicit flow (deprecated; spec §4.5.10)."""
+
+    authorization_url: str | None = field(default=None, converter=blank_to_none)
+    refresh_url: str | None = field(default=None, converter=blank_to_none)
+    scopes: Mapping[str, str] = field(factory=_no_scopes)
+
+
+@frozen(kw_only=True)
+class PasswordOAuthFlow:
+    """OAuth 2.0 password flow (deprecated; spec §4.5.11)."""
+
+    token_url: str | None = field(default=None, converter=blank_to_none)
+    refresh_url: str | None = field(default=None, converter=blank_to_none)
+    scopes: Mapping[str, str] = field(factory=_no_scopes)
+
+
+@frozen(kw_only=True)
+class DeviceCodeOAuthFlow:
+    """OAuth 2.0 device authorization flow, RFC 8628 (spec §4.5.12)."""
+
+    device_authorization_url: str
+    token_url: str
+    scopes: Mapping[str, str] = field(factory=_no_scopes)
+    refresh_url: str | None = field(default=None, converter=blank_to_none)
+
+
+@frozen(kw_only=True)
+class OAuthFlows:
+    """Exactly one OAuth 2.0 flow (spec §4.5.7)."""
+
+    ONEOF: ClassVar[tuple[str, ...]] = (
+        "authorization_code",
+        "client_credentials",
+        "implicit",
+        "password",
+        "device_code",
+    )
+
+    authorization_code: AuthorizationCodeOAuthFlow | None = None
+    client_credentials: ClientCredentialsOAuthFlow | None = None
+    implicit: ImplicitOAuthFlow | None = None
+    password: PasswordOAuthFlow | None = None
+    device_code: DeviceCodeOAuthFlow | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check_one_of(self, self.ONEOF)
+
+
+@frozen(kw_only=True)
+class OAuth2SecurityScheme:
+    """OAuth 2.0 (spec §4.5.5)."""
+
+    flows: OAuthFlows
+    oauth2_metadata_url: str | None = field(default=None, converter=blank_to_none)
+    description: str | None = field(default=None, converter=blank_to_none)
+
+
+@frozen(kw_only=True)
+class OpenIdConnectSecurityScheme:
+    """OpenID Connect discovery (spec §4.5.6)."""
+
+    open_id_connect_url: str
+    description: str | None = field(default=None, converter=blank_to_none)
+
+
+@frozen(kw_only=True)
+class MutualTlsSecurityScheme:
+    """Mutual TLS (spec §4.5.13)."""
+
+    description: str | None = field(default=None, converter=blank_to_none)
+
+
+@frozen(kw_only=True)
+class SecurityScheme:
+    """Exactly one way to authenticate to the agent (spec §4.5.2)."""
+
+    ONEOF: ClassVar[tuple[str, ...]] = (
+        "api_key_security_scheme",
+        "http_auth_security_scheme",
+        "oauth2_security_scheme",
+        "open_id_connect_security_scheme",
+        "mtls_security_scheme",
+    )
+
+    api_key_security_scheme: APIKeySecurityScheme | None = None
+    http_auth_security_scheme: HTTPAuthSecurityScheme | None = None
+    oauth2_security_scheme: OAuth2SecurityScheme | None = None
+    open_id_connect_security_scheme: OpenIdConnectSecurityScheme | None = None
+    mtls_security_scheme: MutualTlsSecurityScheme | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check_one_of(self, self.ONEOF)
 
 
 @frozen(kw_only=True)
@@ -78,7 +244,7 @@ class AgentSkill:
     examples: tuple[str, ...] = ()
     input_modes: tuple[str, ...] = ()
     output_modes: tuple[str, ...] = ()
-    security_requirements: tuple[Mapping[str, Any], ...] = ()
+    security_requirements: tuple[SecurityRequirement, ...] = ()
 
 
 @frozen(kw_only=True)
@@ -111,7 +277,7 @@ class AgentCard:
     skills: tuple[AgentSkill, ...] = ()
     provider: AgentProvider | None = None
     documentation_url: str | None = None
-    security_schemes: Mapping[str, Any] | None = field(default=None, converter=empty_to_none)
-    security_requirements: tuple[Mapping[str, Any], ...] = ()
+    security_schemes: Mapping[str, SecurityScheme] = field(factory=dict)
+    security_requirements: tuple[SecurityRequirement, ...] = ()
     signatures: tuple[AgentCardSignature, ...] = ()
     icon_url: str | None = None

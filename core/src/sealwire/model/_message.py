@@ -2,14 +2,19 @@
 
 Rules of the model modules:
 
-* Every type is a frozen attrs class; sequences are tuples, JSON objects are
-  ``Mapping[str, Any]`` and JSON values ``Any``.
+* Every type is a frozen attrs class; sequences are tuples, free-form JSON
+  objects are ``Mapping[str, Any]``, JSON values ``Any``, and proto maps
+  ``Mapping[str, X]`` (empty by default: an empty map is an absent one).
 * A field's JSON name is its attribute name in camelCase (proto3 JSON).
-* A field without a default is required on the wire. A field whose default is
-  ``None`` is absent when ``None``. Proto3 string fields without presence use
-  :func:`blank_to_none`, so ``""`` and "absent" are one value, as in protobuf.
+* A field without a default is required on the wire, except a repeated one
+  (proto3 cannot tell an empty list from a missing one, so a missing list is
+  empty). A field whose default is ``None`` is absent when ``None``. Proto3
+  string fields without presence use :func:`blank_to_none`, so ``""`` and
+  "absent" are one value, as in protobuf.
 * A class with ``ONEOF`` holds exactly one of those fields (a proto ``oneof``).
-* ``metadata={"json": "timestamp"}`` marks an RFC 3339 timestamp string.
+* ``metadata={"json": "timestamp"}`` marks an RFC 3339 timestamp string; it
+  is carried as written (protobuf may respell it, e.g. ``.5Z`` as ``.500Z``).
+* ``Part.data`` cannot be JSON ``null`` (``None`` means "no data").
 """
 
 from __future__ import annotations
@@ -28,11 +33,6 @@ TIMESTAMP = {"json": "timestamp"}
 
 def blank_to_none(value: str | None) -> str | None:
     """Converter for proto3 strings without presence: ``""`` is the same as absent."""
-    return value or None
-
-
-def empty_to_none(value: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """Converter for proto3 maps: an empty map is the same as an absent one."""
     return value or None
 
 

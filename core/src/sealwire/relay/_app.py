@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -44,9 +44,9 @@ __all__ = ["RelayApp"]
 
 log = logging.getLogger("sealwire.relay")
 
-Scope = Mapping[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Handler = Callable[[Principal, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 # A WebSocket pushes at most this many unacknowledged deliveries ahead of the
@@ -209,7 +209,7 @@ class RelayApp:
             after = int(query.get("after", ["0"])[0])
         except ValueError:
             raise DecodeError("expected an integer", field="after") from None
-        await self.service._require_member(who, group_id)
+        await self.service.require_member(who, group_id)
         return self._push_group(group_id, after, send)
 
     async def _push_group(self, group_id: bytes, after: int, send: Send) -> None:

@@ -25,10 +25,14 @@ this relay process (exact when one relay process uses the streams).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+
+import attrs
 
 from sealwire.errors import ConfigurationError
 from sealwire.relay._backend import DEDUPE_RETENTION_SECONDS
@@ -38,12 +42,19 @@ from sealwire.relay._model import Delivery, FetchedPrekeys, GroupLogEntry, b64d,
 try:
     import nats
     import nats.errors
-    from nats.js.api import StorageType, StreamConfig
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
     from nats.js.errors import APIError, NotFoundError
 except ImportError:  # pragma: no cover - the optional extra is not installed
     nats = None  # type: ignore[assignment]
 
 __all__ = ["NatsBackend"]
+
+# A fetch of more than this many messages streams them through an ephemeral
+# consumer rather than asking for them one by one.
+CONSUMER_FETCH_MIN = 8
+CONSUMER_IDLE_SECONDS = 30.0
+# Acknowledgements are carried out this many at a time.
+ACK_PARALLEL = 32
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream error code: Nats-Expected-Last-Subject-Sequence failed
 # Concurrent appends to one group retry their compare-and-set this many times
@@ -52,6 +63,14 @@ MAX_APPEND_RETRIES = 200
 # Depth counts are kept for this many mailboxes (recounted from the stream after).
 MAX_DEPTH_CACHE = 100_000
 EXPECT = "Nats-Expected-Last-Subject-Sequence"
+
+
+@attrs.frozen
+class _Msg:
+    seq: int
+    subject: str
+    data: bytes
+    headers: Mapping[str, str]
 
 
 class NatsBackend:
@@ -284,6 +303,8 @@ class NatsBackend:
         async with self._io():
             if await self._acked(mailbox, mid, sender):
                 return False
+            if await self._last(f"{self._s}_MBOX", subject) is not None:
+                return False  # pending already: a duplicate, even when the mailbox is full
             if await self._depth_of(mailbox) >= max_depth:
                 raise LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
             headers = {"Sw-At": repr(delivery.received_at)}
@@ -297,16 +318,45 @@ class NatsBackend:
             self._depth[mailbox] = self._depth.get(mailbox, 0) + 1
             return True
 
-    async def _pending(self, mailbox: str, subject: str, limit: int) -> list[Any]:
-        found: list[Any] = []
-        seq = self._floor.get(mailbox, 1)
+    async def _pending(self, mailbox: str, subject: str, limit: int) -> list[_Msg]:
+        """The first ``limit`` messages on ``subject`` (oldest first)."""
+        start = self._floor.get(mailbox, 1)
+        if limit > CONSUMER_FETCH_MIN:
+            return await self._pending_by_consumer(subject, start, limit)
+        found: list[_Msg] = []
         while len(found) < limit:
-            msg = await self._next(f"{self._s}_MBOX", subject, seq)
+            msg = await self._next(f"{self._s}_MBOX", subject, start)
             if msg is None:
                 break
-            found.append(msg)
-            seq = msg.seq + 1
+            found.append(_Msg(msg.seq, msg.subject, msg.data or b"", msg.headers or {}))
+            start = msg.seq + 1
         return found
+
+    async def _pending_by_consumer(self, subject: str, start: int, limit: int) -> list[_Msg]:
+        # One ephemeral consumer streams a whole batch: three round trips instead
+        # of one per message. It never acks and is deleted at once (the server
+        # drops it by itself after CONSUMER_IDLE_SECONDS should we die first).
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start, filter_subject=subject, mem_storage=True,
+            inactive_threshold=CONSUMER_IDLE_SECONDS,
+        )  # fmt: skip
+        sub = await self._js.pull_subscribe(subject, stream=f"{self._s}_MBOX", config=config)
+        name: str | None = None
+        try:
+            info = await sub.consumer_info()
+            name = info.name
+            want = min(limit, int(info.num_pending or 0))
+            msgs = await sub.fetch(want, timeout=5) if want else []
+        finally:
+            await sub.unsubscribe()
+            if name is not None:
+                with contextlib.suppress(APIError, nats.errors.Error):
+                    await self._js.delete_consumer(f"{self._s}_MBOX", name)
+        return [
+            _Msg(m.metadata.sequence.stream, m.subject, m.data or b"", m.headers or {})
+            for m in msgs
+        ]
 
     async def fetch(self, mailbox: str, limit: int) -> list[Delivery]:
         async with self._io():
@@ -322,8 +372,8 @@ class NatsBackend:
                 Delivery(
                     message_id=b64d(mid, "message_id").decode(),
                     sender=sender,
-                    envelope=bytes(msg.data or b""),
-                    received_at=float((msg.headers or {}).get("Sw-At", 0.0)),
+                    envelope=bytes(msg.data),
+                    received_at=float(msg.headers.get("Sw-At", 0.0)),
                 )
             )
         return out
@@ -331,20 +381,26 @@ class NatsBackend:
     async def ack(self, mailbox: str, message_ids: Sequence[str]) -> int:
         removed = 0
         async with self._io():
-            for mid in message_ids:
-                for msg in await self._pending(
-                    mailbox, self._mb(mailbox, b64e(mid.encode()), "*"), 64
-                ):
-                    sender = msg.subject.rsplit(".", 1)[1]
-                    # Tombstone first, then delete: an enqueue racing with us sees one of them.
-                    await self._js.publish(self._tomb(mailbox, mid, sender), b"")
-                    try:
-                        await self._js.delete_msg(f"{self._s}_MBOX", msg.seq)
-                    except APIError:
-                        continue  # acknowledged concurrently
-                    removed += 1
+            for i in range(0, len(message_ids), ACK_PARALLEL):
+                chunk = message_ids[i : i + ACK_PARALLEL]
+                counts = await asyncio.gather(*(self._ack_one(mailbox, mid) for mid in chunk))
+                removed += sum(counts)
             if mailbox in self._depth:
                 self._depth[mailbox] = max(0, self._depth[mailbox] - removed)
+        return removed
+
+    async def _ack_one(self, mailbox: str, mid: str) -> int:
+        removed = 0
+        copies = await self._pending(mailbox, self._mb(mailbox, b64e(mid.encode()), "*"), 8)
+        for msg in copies:  # one per sender that used this id
+            sender = msg.subject.rsplit(".", 1)[1]
+            # Tombstone first, then delete: an enqueue racing with us sees one of them.
+            await self._js.publish(self._tomb(mailbox, mid, sender), b"")
+            try:
+                await self._js.delete_msg(f"{self._s}_MBOX", msg.seq)
+            except APIError:
+                continue  # acknowledged concurrently
+            removed += 1
         return removed
 
     # -- groups ------------------------------------------------------------------------

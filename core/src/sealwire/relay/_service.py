@@ -108,12 +108,20 @@ class RelayService:
         self.clock = clock
         self.notifier = Notifier()
 
+    def _blob(self, value: object, field: str, what: str) -> bytes:
+        """Decode a base64url blob, refusing one over ``max_message_bytes`` before decoding."""
+        limit = self.limits.max_message_bytes
+        if isinstance(value, str) and len(value) > (limit * 4 + 2) // 3:
+            raise LimitExceeded("message_size", f"{what} exceeds {limit} bytes")
+        data = b64d(value, field)
+        self.limits.check_size(data, what)
+        return data
+
     # -- prekeys ----------------------------------------------------------------
 
     async def publish_prekeys(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         binding = get_str(body, "binding")
-        bundle = b64d(body.get("bundle"), "bundle", max_bytes=self.limits.max_message_bytes)
-        self.limits.check_size(bundle, "prekey bundle")
+        bundle = self._blob(body.get("bundle"), "bundle", "prekey bundle")
         raw = body.get("one_time", {})
         if not isinstance(raw, dict) or len(raw) > self.limits.max_pools:
             raise DecodeError(f"expected at most {self.limits.max_pools} pools", field="one_time")
@@ -127,8 +135,7 @@ class RelayService:
             for kid, blob in keys.items():
                 if not kid or len(kid) > MAX_ID_CHARS:
                     raise DecodeError("bad key id", field=f"one_time.{pool}")
-                value = b64d(blob, f"one_time.{pool}", max_bytes=self.limits.max_message_bytes)
-                one_time[pool][kid] = value
+                one_time[pool][kid] = self._blob(blob, f"one_time.{pool}", "one-time prekey")
         await self.backend.publish_prekeys(
             who.agent_id,
             binding,
@@ -158,8 +165,7 @@ class RelayService:
     # -- KeyPackages ----------------------------------------------------------
 
     async def publish_key_package(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
-        kp = b64d(body.get("key_package"), "key_package", max_bytes=self.limits.max_message_bytes)
-        self.limits.check_size(kp, "KeyPackage")
+        kp = self._blob(body.get("key_package"), "key_package", "KeyPackage")
         await self.backend.publish_key_package(
             who.agent_id,
             get_str(body, "key_package_id"),
@@ -182,8 +188,7 @@ class RelayService:
     async def send(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         home, agent_id = parse_mailbox_address(get_str(body, "recipient", max_chars=2048))
         message_id = get_str(body, "message_id")
-        envelope = b64d(body.get("envelope"), "envelope", max_bytes=self.limits.max_message_bytes)
-        self.limits.check_size(envelope, "envelope")
+        envelope = self._blob(body.get("envelope"), "envelope", "envelope")
         now = self.clock()
         if home is None or home == self.public_url:
             delivery = Delivery(
@@ -244,8 +249,7 @@ class RelayService:
         try:
             if not isinstance(item, dict):
                 raise DecodeError("expected an object", field="items")
-            envelope = b64d(item.get("envelope"), "envelope")
-            self.limits.check_size(envelope, "envelope")
+            envelope = self._blob(item.get("envelope"), "envelope", "envelope")
             delivery = Delivery(
                 message_id=get_str(item, "message_id"),
                 sender=get_agent_id(item, "sender"),
@@ -261,7 +265,7 @@ class RelayService:
 
     # -- groups -------------------------------------------------------------------
 
-    async def _require_member(self, who: Principal, group_id: bytes) -> frozenset[str]:
+    async def require_member(self, who: Principal, group_id: bytes) -> frozenset[str]:
         members = await self.backend.group_members(group_id)
         if members is None:
             raise NotFoundError("no such group")
@@ -283,13 +287,12 @@ class RelayService:
         return {"members": sorted(members)}
 
     async def get_group_members(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
-        return {"members": sorted(await self._require_member(who, _group_id(body)))}
+        return {"members": sorted(await self.require_member(who, _group_id(body)))}
 
     async def append(self, who: Principal, body: Mapping[str, Any], kind: str) -> dict[str, Any]:
         group_id = _group_id(body)
-        message = b64d(body.get("message"), "message", max_bytes=self.limits.max_message_bytes)
-        self.limits.check_size(message, "group message")
-        await self._require_member(who, group_id)
+        message = self._blob(body.get("message"), "message", "group message")
+        await self.require_member(who, group_id)
         entry = GroupLogEntry(
             seq=0,
             kind=kind,
@@ -306,7 +309,7 @@ class RelayService:
 
     async def group_log(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         group_id = _group_id(body)
-        await self._require_member(who, group_id)
+        await self.require_member(who, group_id)
         after = get_int(body, "after") if "after" in body else 0
         limit = self._limit(body)
         entries = await self.backend.fetch_group_log(group_id, after, limit)

@@ -1,9 +1,10 @@
 """Persistent agent state (ARCHITECTURE layer 7): keys, sessions, group states, trust.
 
-:class:`SqliteStore` is the default (one file, WAL, every value sealed with
-AES-256-GCM); :class:`MemoryStore` has the same semantics without
-persistence. Plugins add backends through the ``sealwire_state_stores`` hook
-(:class:`StoreBackend`) and key sources through ``sealwire_store_key_providers``.
+:class:`SqliteStore` is the default: one file, WAL, every value sealed with
+AES-256-GCM (namespaces and key names are stored in the clear).
+:class:`MemoryStore` has the same semantics without persistence. Plugins add
+backends through the ``sealwire_state_stores`` hook (:class:`StoreBackend`)
+and key sources through ``sealwire_store_key_providers``.
 """
 
 from __future__ import annotations

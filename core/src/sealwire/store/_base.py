@@ -108,16 +108,22 @@ def check_value(value: bytes) -> bytes:
 
 
 class _MemoryTransaction:
-    """Writes staged over the committed data; ``None`` marks a deletion."""
+    """Writes staged over the committed data; ``None`` marks a deletion.
 
-    def __init__(self, data: dict[str, dict[str, bytes]]) -> None:
+    Each call takes the store's lock, so another thread using this object waits
+    for the transaction to end and then gets :class:`StateError`.
+    """
+
+    def __init__(self, data: dict[str, dict[str, bytes]], lock: threading.RLock) -> None:
         self._data = data
+        self._lock = lock
         self.staged: dict[tuple[str, str], bytes | None] = {}
         self.active = True
 
     def _check(self) -> None:
-        if not self.active:
-            raise StateError("the transaction is over")
+        with self._lock:
+            if not self.active:
+                raise StateError("the transaction is over")
 
     def get(self, namespace: str, key: str) -> bytes | None:
         self._check()
@@ -177,7 +183,7 @@ class MemoryStore:
 
     def _run(self) -> _MemoryTransaction:
         self._enter()
-        return _MemoryTransaction(self._data)
+        return _MemoryTransaction(self._data, self._lock)
 
     def get(self, namespace: str, key: str) -> bytes | None:
         with self._lock:

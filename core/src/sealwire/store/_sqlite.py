@@ -157,32 +157,46 @@ def _create_private(path: Path) -> None:
 
 
 class _SqliteTransaction:
-    """The :class:`StoreTransaction` handed out by :meth:`SqliteStore.transaction`."""
+    """The :class:`StoreTransaction` handed out by :meth:`SqliteStore.transaction`.
+
+    Each call takes the store's lock, so another thread using this object waits
+    for the transaction to end and then gets :class:`StateError`.
+    """
 
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
         self.active = True
 
-    def _check(self) -> SqliteStore:
-        if not self.active:
-            raise StateError("the transaction is over")
-        return self._store
+    @contextmanager
+    def _open(self) -> Iterator[SqliteStore]:
+        with self._store._lock:
+            if not self.active:
+                raise StateError("the transaction is over")
+            yield self._store
 
     def get(self, namespace: str, key: str) -> bytes | None:
-        return self._check()._get(namespace, key)
+        with self._open() as store:
+            return store._get(namespace, key)
 
     def put(self, namespace: str, key: str, value: bytes) -> None:
-        self._check()._put(namespace, key, value)
+        with self._open() as store:
+            store._put(namespace, key, value)
 
     def delete(self, namespace: str, key: str) -> bool:
-        return self._check()._delete(namespace, key)
+        with self._open() as store:
+            return store._delete(namespace, key)
 
     def keys(self, namespace: str, prefix: str = "") -> list[str]:
-        return self._check()._keys(namespace, prefix)
+        with self._open() as store:
+            return store._keys(namespace, prefix)
 
 
 class SqliteStore:
-    """A :class:`StateStore` in one SQLite file, every value sealed with AES-256-GCM."""
+    """A :class:`StateStore` in one SQLite file, every value sealed with AES-256-GCM.
+
+    Values are confidential and bound to their ``(namespace, key)``; the names
+    themselves, value sizes and the times of writes are not hidden.
+    """
 
     def __init__(self, conn: sqlite3.Connection, key: StoreKey, path: str) -> None:
         """Use :meth:`open`."""
@@ -272,13 +286,20 @@ class SqliteStore:
     def _keys(self, namespace: str, prefix: str) -> list[str]:
         check_name(namespace, "namespace")
         check_prefix(prefix)
-        # BINARY collation compares UTF-8 bytes, which orders like code points.
+        # BINARY collation compares UTF-8 bytes, which orders like code points, and
+        # the keys with a prefix are one contiguous run starting at the prefix.
+        found: list[str] = []
         with _sqlite_errors():
-            rows = self._conn.execute(
-                "SELECT key FROM kv WHERE namespace = ? AND substr(key, 1, ?) = ? ORDER BY key",
-                (namespace, len(prefix), prefix),
-            ).fetchall()
-        return [str(r[0]) for r in rows]
+            cursor = self._conn.execute(
+                "SELECT key FROM kv WHERE namespace = ? AND key >= ? ORDER BY key",
+                (namespace, prefix),
+            )
+            for (key,) in cursor:
+                if not key.startswith(prefix):
+                    break
+                found.append(key)
+            cursor.close()
+        return found
 
     # -- the StateStore API ----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any
 from attrs import field, frozen
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hpke as _rust_hpke
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -134,6 +135,9 @@ class CipherSuite:
     aead_id: int
     signature_scheme: str
     _hpke: HPKESuite = field(repr=False, eq=False)
+    # cryptography's own single-shot base-mode HPKE, where it covers the suite:
+    # it opens ~2.5x faster than the HPKESuite built from primitives.
+    _fast_hpke: Any = field(default=None, repr=False, eq=False)
     _signer: _Signer = field(repr=False, eq=False)
     _sig_private: KeyCache[bytes, Any] = field(factory=KeyCache, repr=False, eq=False)
     _sig_public: KeyCache[bytes, Any] = field(factory=KeyCache, repr=False, eq=False)
@@ -247,7 +251,11 @@ class CipherSuite:
         self, pub: bytes, label: bytes, context: bytes, plaintext: bytes
     ) -> tuple[bytes, bytes]:
         """EncryptWithLabel (§5.1.3): SealBase(pub, EncryptContext, "", plaintext)."""
-        return self._hpke.seal(pub, self._encrypt_context(label, context), b"", plaintext)
+        info = self._encrypt_context(label, context)
+        if self._fast_hpke is None:
+            return self._hpke.seal(pub, info, b"", plaintext)
+        sealed = self._fast_hpke.encrypt(plaintext, self._hpke.public_key_object(pub), info)
+        return bytes(sealed[: self._hpke.Npk]), bytes(sealed[self._hpke.Npk :])
 
     def decrypt_with_label(
         self, priv: bytes, label: bytes, context: bytes, kem_output: bytes, ciphertext: bytes
@@ -255,8 +263,11 @@ class CipherSuite:
         """DecryptWithLabel (§5.1.3); :class:`MLSAuthenticationError` on failure."""
         info = self._encrypt_context(label, context)
         try:
-            return self._hpke.open(kem_output, priv, info, b"", ciphertext)
-        except MLSDecodeError:
+            if self._fast_hpke is None or len(kem_output) != self._hpke.Npk:
+                return self._hpke.open(kem_output, priv, info, b"", ciphertext)
+            key = self._hpke.private_key(priv)
+            return bytes(self._fast_hpke.decrypt(bytes(kem_output) + ciphertext, key, info))
+        except (MLSDecodeError, InvalidTag, ValueError):
             raise MLSAuthenticationError() from None
 
     def derive_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
@@ -291,6 +302,30 @@ _REGISTRY: dict[int, tuple[str, int, int, int, str, str]] = {
 SUPPORTED_CIPHER_SUITES: frozenset[int] = frozenset(_REGISTRY)
 
 
+_RUST_KEMS = {
+    0x10: _rust_hpke.KEM.P256,
+    0x11: _rust_hpke.KEM.P384,
+    0x12: _rust_hpke.KEM.P521,
+    0x20: _rust_hpke.KEM.X25519,
+}
+_RUST_KDFS = {
+    1: _rust_hpke.KDF.HKDF_SHA256,
+    2: _rust_hpke.KDF.HKDF_SHA384,
+    3: _rust_hpke.KDF.HKDF_SHA512,
+}
+_RUST_AEADS = {
+    1: _rust_hpke.AEAD.AES_128_GCM,
+    2: _rust_hpke.AEAD.AES_256_GCM,
+    3: _rust_hpke.AEAD.CHACHA20_POLY1305,
+}
+
+
+def _rust_suite(kem: int, kdf: int, aead: int) -> Any:
+    if kem not in _RUST_KEMS:
+        return None
+    return _rust_hpke.Suite(_RUST_KEMS[kem], _RUST_KDFS[kdf], _RUST_AEADS[aead])
+
+
 @functools.cache
 def _build(suite_id: int) -> CipherSuite:
     name, kem, kdf, aead, hash_name, scheme = _REGISTRY[suite_id]
@@ -308,6 +343,7 @@ def _build(suite_id: int) -> CipherSuite:
         aead_id=aead,
         signature_scheme=scheme,
         hpke=hpke,
+        fast_hpke=_rust_suite(kem, kdf, aead),
         signer=_Signer(scheme),
     )
 

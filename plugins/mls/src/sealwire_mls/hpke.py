@@ -173,7 +173,9 @@ class _ECCurve:
         return ec.generate_private_key(self._curve)
 
     def load_private(self, data: bytes) -> Any:
-        if len(data) != self.Nsk:
+        # Accept scalars shorter than Nsk: some implementations drop leading
+        # zero bytes of P-521 keys (the value, not the length, is what counts).
+        if not 0 < len(data) <= self.Nsk:
             raise MLSDecodeError("wrong private key length", field="hpke_private_key")
         try:
             return ec.derive_private_key(int.from_bytes(data, "big"), self._curve)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 import attrs
-from attrs import frozen
+from attrs import field, frozen
 
 from sealwire_mls.codec import Reader, Writer
 from sealwire_mls.credentials import Credential
@@ -76,6 +76,8 @@ class LeafNode:
     parent_hash: bytes = b""
     extensions: tuple[Extension, ...] = ()
     signature: bytes = b""
+    # The encoding, memoized: tree hashes and KeyPackages re-encode leaves often.
+    _encoded: bytes | None = field(default=None, init=False, eq=False, repr=False)
 
     def _encode_content(self, w: Writer) -> None:
         w.opaque(self.encryption_key).opaque(self.signature_key)
@@ -124,14 +126,17 @@ class LeafNode:
     # } LeafNode;
     def encode(self, w: Writer) -> None:
         """Write the ``LeafNode`` struct."""
-        self._encode_content(w)
-        w.opaque(self.signature)
+        w.fixed(self.to_bytes())
 
     def to_bytes(self) -> bytes:
-        """The encoded ``LeafNode``."""
-        w = Writer()
-        self.encode(w)
-        return w.getvalue()
+        """The encoded ``LeafNode`` (computed once per object)."""
+        if self._encoded is None:
+            w = Writer()
+            self._encode_content(w)
+            w.opaque(self.signature)
+            object.__setattr__(self, "_encoded", w.getvalue())
+        assert self._encoded is not None
+        return self._encoded
 
     @classmethod
     def decode(cls, r: Reader) -> LeafNode:

@@ -51,10 +51,12 @@ __all__ = [
     "GroupContext",
     "external_init_receive",
     "external_init_send",
+    "initial_epoch_secrets",
     "joiner_secret",
     "key_schedule",
     "mls_exporter",
     "next_epoch_secrets",
+    "welcome_secret",
 ]
 
 #: ``ProtocolVersion mls10 = 1`` (§6).
@@ -156,6 +158,12 @@ def joiner_secret(
     return suite.expand_with_label(prk, b"joiner", group_context, suite.Nh)
 
 
+def welcome_secret(suite: CipherSuite, joiner: bytes, psk_secret: bytes | None) -> bytes:
+    """``DeriveSecret(Extract(joiner_secret, psk_secret), "welcome")`` (§8); None means zeros."""
+    member_prk = suite.kdf_extract(joiner, psk_secret or bytes(suite.Nh))
+    return suite.derive_secret(member_prk, b"welcome")
+
+
 _EPOCH_LABELS = {
     "sender_data_secret": b"sender data",
     "encryption_secret": b"encryption",
@@ -181,12 +189,24 @@ def key_schedule(
     """
     member_prk = suite.kdf_extract(joiner, psk_secret or bytes(suite.Nh))
     epoch_secret = suite.expand_with_label(member_prk, b"epoch", group_context, suite.Nh)
+    welcome = suite.derive_secret(member_prk, b"welcome")
+    return _from_epoch_secret(suite, epoch_secret, joiner, welcome)
+
+
+def initial_epoch_secrets(suite: CipherSuite, epoch_secret: bytes) -> EpochSecrets:
+    """Epoch 0 of a new group (§11): the secrets derived from a fresh ``epoch_secret``.
+
+    There is no joiner or welcome secret in epoch 0 (both are empty).
+    """
+    return _from_epoch_secret(suite, epoch_secret, b"", b"")
+
+
+def _from_epoch_secret(
+    suite: CipherSuite, epoch_secret: bytes, joiner: bytes, welcome: bytes
+) -> EpochSecrets:
     derived = {name: suite.derive_secret(epoch_secret, lbl) for name, lbl in _EPOCH_LABELS.items()}
     return EpochSecrets(
-        joiner_secret=joiner,
-        welcome_secret=suite.derive_secret(member_prk, b"welcome"),
-        epoch_secret=epoch_secret,
-        **derived,
+        joiner_secret=joiner, welcome_secret=welcome, epoch_secret=epoch_secret, **derived
     )
 
 

@@ -78,7 +78,10 @@ class NoiseProtocol:
         if pattern.is_hybrid != bool(plus) or (plus and kem != KEM_NAME):
             raise NoiseConfigurationError("hfs pattern and +MLKEM768 must come together")
         return cls(
-            name=name, pattern=pattern, suite=cipher_suite(dh_name, cipher, hash_name), hybrid=bool(plus)
+            name=name,
+            pattern=pattern,
+            suite=cipher_suite(dh_name, cipher, hash_name),
+            hybrid=bool(plus),
         )
 
 
@@ -343,6 +346,8 @@ class HandshakeState:
         after that many messages, on both sides in step.
         """
         c1, c2 = self.split()
+        send: CipherState | None
+        recv: CipherState | None
         send, recv = (c1, c2) if self.initiator else (c2, c1)
         if self.protocol.pattern.one_way:
             send, recv = (c1, None) if self.initiator else (None, c1)

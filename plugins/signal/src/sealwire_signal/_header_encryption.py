@@ -129,7 +129,8 @@ def decrypt_he(
 def _older_header_keys(state: RatchetState) -> list[bytes]:
     keys = dict.fromkeys(chain for chain, _ in state.skipped)
     keys.update(dict.fromkeys(state.previous))
-    keys.pop(state.hkr, None)  # type: ignore[arg-type]
+    if state.hkr is not None:
+        keys.pop(state.hkr, None)
     return list(keys)
 
 

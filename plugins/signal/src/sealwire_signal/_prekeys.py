@@ -228,7 +228,8 @@ class PrekeyStore:
         if one_time_id is not None:
             tx.delete(NAMESPACE, f"opk/{one_time_id}")
             self._cache.pop(f"opk/{one_time_id}", None)
-        if kem_id is not None and not self.is_last_resort(kem_id):
+        raw = None if kem_id is None else tx.get(NAMESPACE, f"kem/{kem_id}")
+        if raw is not None and not decode_prekey(raw).last_resort:
             tx.delete(NAMESPACE, f"kem/{kem_id}")
             self._cache.pop(f"kem/{kem_id}", None)
 

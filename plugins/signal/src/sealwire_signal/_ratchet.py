@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import attrs
 
-from sealwire.errors import StateError
+from sealwire.errors import InternalError, StateError
 from sealwire_signal._chain import (
     MAX_COUNTER,
     ROOT_INFO,
@@ -70,7 +70,8 @@ def encrypt(
     cks, mk = kdf_ck(state.cks)
     header = Header(state.dhs.public, state.pn, state.ns)
     if state.header_encryption:
-        assert state.hks is not None  # set whenever cks is
+        if state.hks is None:
+            raise InternalError("header-encryption state with a sending chain but no HKs")
         wire_header = hencrypt(state.hks, header, rng)
     else:
         wire_header = header.to_bytes()

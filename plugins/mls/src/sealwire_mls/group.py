@@ -1,0 +1,579 @@
+"""MLS group state: create, commit, process, join (RFC 9420 §11, §12).
+
+Rules of this module:
+
+* A :class:`Group` holds one epoch. Every incoming message is processed on
+  staged copies (tree copy, staged secret-tree keys) and swapped in only when
+  all checks passed, so a failure leaves the group unchanged.
+* Our own commit is staged by :meth:`Group.commit` and applied only by
+  :meth:`Group.merge_pending_commit` once the delivery service accepted it
+  (§14: one commit per epoch), or dropped by :meth:`discard_pending_commit`.
+* Randomness is passed in (``random(n) -> bytes``); there is no clock.
+* Supported: member senders; Add, Update, Remove, PreSharedKey (external and
+  resumption) and GroupContextExtensions proposals, by value or reference.
+  External commits, external senders and ReInit raise MLSProtocolError.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from attrs import evolve, field, frozen
+
+from sealwire_mls import tree_math as tm
+from sealwire_mls.crypto import CipherSuite, cipher_suite
+from sealwire_mls.errors import MLSProtocolError, MLSStateError
+from sealwire_mls.framing import (
+    AuthenticatedContent,
+    ContentType,
+    FramedContent,
+    FramedContentAuthData,
+    PrivateMessage,
+    PublicMessage,
+    Sender,
+    SenderType,
+    WireFormat,
+    protect_private,
+    protect_public,
+    unprotect_private,
+    unprotect_public,
+)
+from sealwire_mls.keypackage import (
+    KeyPackage,
+    LeafNode,
+    LeafNodeSource,
+    validate_key_package,
+    validate_leaf_node,
+)
+from sealwire_mls.proposals import (
+    PROPOSAL_REF_LABEL,
+    Add,
+    Commit,
+    GroupContextExtensions,
+    PreSharedKey,
+    Proposal,
+    ProposalRef,
+    Remove,
+    Update,
+)
+from sealwire_mls.psk import PreSharedKeyID, PSKType, psk_secret
+from sealwire_mls.schedule import (
+    EpochSecrets,
+    GroupContext,
+    initial_epoch_secrets,
+    joiner_secret,
+    key_schedule,
+    mls_exporter,
+    welcome_secret,
+)
+from sealwire_mls.secret_tree import SecretTree
+from sealwire_mls.transcript import (
+    confirmation_tag,
+    confirmed_transcript_hash,
+    interim_transcript_hash,
+    verify_confirmation_tag,
+)
+from sealwire_mls.tree import RatchetTree
+from sealwire_mls.treekem import TreeKEMPrivate, create_update_path, process_update_path
+from sealwire_mls.welcome import (
+    GroupInfo,
+    GroupSecrets,
+    MLSMessage,
+    Welcome,
+    joiner_private_keys,
+    tree_from_group_info,
+)
+
+__all__ = ["ApplicationMessage", "CommitApplied", "Group", "ProposalReceived"]
+
+Random = Callable[[int], bytes]
+#: Proposals kept per epoch for commits that reference them: bounds memory
+#: against a member flooding proposals (the epoch's commit clears them).
+MAX_PENDING_PROPOSALS = 256
+#: Resumption PSKs of past epochs kept for PreSharedKey proposals (§8.6).
+MAX_RESUMPTION_EPOCHS = 8
+# Proposals that do not require an UpdatePath in the Commit (§12.4).
+_PATHLESS = (Add, PreSharedKey)
+
+
+@frozen(kw_only=True)
+class ApplicationMessage:
+    """Application data from ``sender`` (a leaf index), with its authenticated data."""
+
+    sender: int
+    data: bytes
+    authenticated_data: bytes
+
+
+@frozen(kw_only=True)
+class ProposalReceived:
+    """A proposal stored for a later commit; ``ref`` is its ProposalRef (§5.2)."""
+
+    sender: Sender
+    proposal: Proposal
+    ref: bytes
+
+
+@frozen(kw_only=True)
+class CommitApplied:
+    """A commit took the group to ``epoch``; ``removed_me`` ends our membership."""
+
+    committer: int
+    epoch: int
+    added: tuple[int, ...]
+    removed: tuple[int, ...]
+    removed_me: bool = False
+
+
+@frozen(kw_only=True)
+class _Epoch:
+    context: GroupContext
+    tree: RatchetTree  # never mutated once in an _Epoch: stage on .copy()
+    private: TreeKEMPrivate
+    secrets: EpochSecrets = field(repr=False)
+    interim: bytes
+    secret_tree: SecretTree
+
+
+@frozen(kw_only=True)
+class _Applied:
+    added: tuple[int, ...]
+    key_packages: tuple[KeyPackage, ...]
+    removed: tuple[int, ...]
+    extensions: tuple[Any, ...]
+    psks: tuple[PreSharedKeyID, ...]
+    path_required: bool
+
+
+class Group:
+    """One member's view of an MLS group (sans-I/O: bytes in, bytes and events out)."""
+
+    __slots__ = ("_active", "_epoch", "_pending", "_proposals", "_psks", "_resumption",
+                 "_sig_priv", "_suite")  # fmt: skip
+
+    def __init__(
+        self, suite: CipherSuite, epoch: _Epoch, signature_priv: bytes, psks: Mapping[bytes, bytes]
+    ) -> None:
+        self._suite, self._epoch, self._sig_priv = suite, epoch, signature_priv
+        self._psks = dict(psks)
+        self._pending: tuple[_Epoch, CommitApplied] | None = None
+        self._proposals: OrderedDict[bytes, tuple[Sender, Proposal]] = OrderedDict()
+        self._resumption: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self._active = True
+        self._remember_resumption()
+
+    def __repr__(self) -> str:
+        return f"Group(epoch={self.epoch}, leaf={self.leaf_index}, <secrets redacted>)"
+
+    # -- creation and joining (§11, §12.4.3.1) ---------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        suite_id: int,
+        group_id: bytes,
+        leaf: LeafNode,
+        *,
+        encryption_priv: bytes,
+        signature_priv: bytes,
+        random: Random,
+        extensions: Sequence[Any] = (),
+        external_psks: Mapping[bytes, bytes] | None = None,
+    ) -> Group:
+        """A one-member group at epoch 0 with a fresh random ``epoch_secret`` (§11)."""
+        suite = cipher_suite(suite_id)
+        tree = RatchetTree.create(suite, leaf)
+        context = GroupContext(
+            cipher_suite=suite_id, group_id=group_id, epoch=0, tree_hash=tree.tree_hash(),
+            confirmed_transcript_hash=b"", extensions=tuple(extensions),
+        )  # fmt: skip
+        secrets = initial_epoch_secrets(suite, random(suite.Nh))
+        tag = confirmation_tag(suite, secrets.confirmation_key, b"")
+        epoch = _Epoch(
+            context=context, tree=tree, private=TreeKEMPrivate(0, {0: encryption_priv}),
+            secrets=secrets, interim=interim_transcript_hash(suite, b"", tag),
+            secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
+        )  # fmt: skip
+        return cls(suite, epoch, signature_priv, external_psks or {})
+
+    @classmethod
+    def join(
+        cls,
+        welcome: Welcome,
+        key_package: KeyPackage,
+        *,
+        init_priv: bytes,
+        encryption_priv: bytes,
+        signature_priv: bytes,
+        ratchet_tree: RatchetTree | None = None,
+        external_psks: Mapping[bytes, bytes] | None = None,
+    ) -> Group:
+        """Join from a Welcome (§12.4.3.1): decrypt, verify, rebuild the epoch."""
+        suite = cipher_suite(key_package.cipher_suite)
+        secrets = welcome.group_secrets(suite, key_package.ref(suite), init_priv)
+        group = cls.__new__(cls)
+        group._suite, group._psks = suite, dict(external_psks or {})
+        group._resumption = OrderedDict()
+        psk = group._psk_secret(secrets.psks)
+        info = welcome.group_info(suite, welcome_secret(suite, secrets.joiner_secret, psk))
+        context = info.group_context
+        tree = ratchet_tree or tree_from_group_info(suite, info)
+        signer = tree.leaf(info.signer)
+        if signer is None:
+            raise MLSProtocolError("GroupInfo signer is a blank leaf")
+        info.verify(suite, signer.signature_key)
+        tree.validate(context.group_id)
+        if tree.tree_hash() != context.tree_hash:
+            raise MLSProtocolError("ratchet tree does not match the GroupContext tree hash")
+        me = next((i for i, leaf in tree.leaves() if leaf == key_package.leaf_node), None)
+        if me is None:
+            raise MLSProtocolError("our leaf is not in the tree")
+        private = joiner_private_keys(suite, tree, me, info.signer, secrets, encryption_priv)
+        epoch_secrets = key_schedule(suite, secrets.joiner_secret, psk, context.to_bytes())
+        cth = context.confirmed_transcript_hash
+        verify_confirmation_tag(suite, epoch_secrets.confirmation_key, cth, info.confirmation_tag)
+        epoch = _Epoch(
+            context=context, tree=tree, private=private, secrets=epoch_secrets,
+            interim=interim_transcript_hash(suite, cth, info.confirmation_tag),
+            secret_tree=SecretTree(suite, epoch_secrets.encryption_secret, tree.n_leaves),
+        )  # fmt: skip
+        Group.__init__(group, suite, epoch, signature_priv, group._psks)
+        return group
+
+    # -- accessors ---------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch number."""
+        return self._epoch.context.epoch
+
+    @property
+    def group_id(self) -> bytes:
+        """The group id."""
+        return self._epoch.context.group_id
+
+    @property
+    def leaf_index(self) -> int:
+        """Our leaf index."""
+        return self._epoch.private.leaf_index
+
+    @property
+    def context(self) -> GroupContext:
+        """The current GroupContext."""
+        return self._epoch.context
+
+    @property
+    def members(self) -> list[tuple[int, LeafNode]]:
+        """``(leaf index, LeafNode)`` of every member."""
+        return list(self._epoch.tree.leaves())
+
+    @property
+    def active(self) -> bool:
+        """False once a commit removed us."""
+        return self._active
+
+    def epoch_authenticator(self) -> bytes:
+        """The epoch authenticator (§8.7), to compare out of band."""
+        return self._epoch.secrets.epoch_authenticator
+
+    def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
+        """MLS-Exporter(label, context, length) of the current epoch (§8.5)."""
+        return mls_exporter(
+            self._suite, self._epoch.secrets.exporter_secret, label, context, length
+        )
+
+    def ratchet_tree(self) -> RatchetTree:
+        """A copy of the current ratchet tree."""
+        return self._epoch.tree.copy()
+
+    # -- sending -------------------------------------------------------------------
+
+    def _check_active(self) -> None:
+        if not self._active:
+            raise MLSStateError("we are no longer a member of this group")
+
+    def encrypt(
+        self, data: bytes, random: Random, authenticated_data: bytes = b"", padding: int = 0
+    ) -> bytes:
+        """An MLSMessage(PrivateMessage) carrying application ``data`` (§6.3)."""
+        self._check_active()
+        e, me = self._epoch, Sender.member(self.leaf_index)
+        content = FramedContent(
+            group_id=e.context.group_id, epoch=e.context.epoch, sender=me, content=data,
+            authenticated_data=authenticated_data, content_type=ContentType.APPLICATION,
+        )  # fmt: skip
+        ac = AuthenticatedContent.sign(
+            self._suite, WireFormat.PRIVATE_MESSAGE, content, self._sig_priv, e.context
+        )
+        message = protect_private(
+            self._suite, ac, e.secret_tree, e.secrets.sender_data_secret, random, padding
+        )
+        return MLSMessage(WireFormat.PRIVATE_MESSAGE, message).to_bytes()
+
+    def commit(
+        self,
+        random: Random,
+        *,
+        add: Iterable[KeyPackage] = (),
+        remove: Iterable[int] = (),
+        authenticated_data: bytes = b"",
+    ) -> tuple[bytes, bytes | None]:
+        """Stage a Commit with an UpdatePath (§12.4.2): ``(MLSMessage, Welcome MLSMessage)``.
+
+        The Welcome is None when nobody is added. Apply with :meth:`merge_pending_commit`.
+        """
+        self._check_active()
+        suite, e, me = self._suite, self._epoch, self.leaf_index
+        proposals: list[Proposal] = [Remove(i) for i in remove] + [Add(kp) for kp in add]
+        tree = e.tree.copy()
+        applied = self._apply(tree, [(Sender.member(me), p) for p in proposals], me)
+        template = tree.leaf(me)
+        assert template is not None
+        path, result = create_update_path(
+            tree, _drop_blank(e.private, tree), template, signature_priv=self._sig_priv,
+            group_id=e.context.group_id, group_context=self._provisional(applied.extensions),
+            rng=random, exclude=frozenset(applied.added),
+        )  # fmt: skip
+        content = FramedContent(
+            group_id=e.context.group_id, epoch=e.context.epoch, sender=Sender.member(me),
+            authenticated_data=authenticated_data, content_type=ContentType.COMMIT,
+            content=Commit(proposals=tuple(proposals), path=path),
+        )  # fmt: skip
+        ac = AuthenticatedContent.sign(
+            suite, WireFormat.PUBLIC_MESSAGE, content, self._sig_priv, e.context
+        )
+        new, tag = self._next_epoch(ac, tree, result.private, result.commit_secret, applied)
+        ac = evolve(ac, auth=FramedContentAuthData(ac.auth.signature, tag))
+        message = protect_public(suite, ac, e.context, e.secrets.membership_key)
+        welcome = self._welcome(new, tag, applied, result.path_secret) if applied.added else None
+        event = CommitApplied(
+            committer=me, epoch=new.context.epoch, added=applied.added, removed=applied.removed
+        )
+        self._pending = (new, event)
+        return MLSMessage(WireFormat.PUBLIC_MESSAGE, message).to_bytes(), welcome
+
+    def merge_pending_commit(self) -> CommitApplied:
+        """Apply our staged commit (after the delivery service accepted it)."""
+        if self._pending is None:
+            raise MLSStateError("no pending commit")
+        new, event = self._pending
+        self._switch(new)
+        return event
+
+    def discard_pending_commit(self) -> None:
+        """Drop our staged commit (another commit won the epoch)."""
+        self._pending = None
+
+    def _welcome(self, new: _Epoch, tag: bytes, applied: _Applied, first_secret: bytes) -> bytes:
+        """The Welcome for the members our commit added (§12.4.3)."""
+        suite, me, tree = self._suite, self.leaf_index, new.tree
+        info = GroupInfo(
+            group_context=new.context, extensions=(tree.to_extension(),),
+            confirmation_tag=tag, signer=me,
+        ).sign(suite, self._sig_priv)  # fmt: skip
+        fdp = [p for p, _ in tree.filtered_direct_path(me)]
+        recipients = []
+        for index, kp in zip(applied.added, applied.key_packages, strict=True):
+            # The path secret of the lowest node on our path above the new leaf (§12.4.3.1).
+            secret = first_secret
+            for _ in range(fdp.index(tm.common_ancestor(2 * me, 2 * index))):
+                secret = suite.derive_secret(secret, b"path")
+            secrets = GroupSecrets(joiner_secret=new.secrets.joiner_secret, path_secret=secret)
+            recipients.append((kp.ref(suite), kp.init_key, secrets))
+        welcome = Welcome.create(suite, new.secrets.welcome_secret, info, recipients)
+        return MLSMessage(WireFormat.WELCOME, welcome).to_bytes()
+
+    # -- receiving -------------------------------------------------------------------
+
+    def process(self, data: bytes) -> ApplicationMessage | ProposalReceived | CommitApplied:
+        """Process one MLSMessage (Public or PrivateMessage) of the current epoch."""
+        self._check_active()
+        message = MLSMessage.from_bytes(data)
+        suite, e = self._suite, self._epoch
+        if isinstance(message.body, PublicMessage):
+            ac = unprotect_public(
+                suite, message.body, e.context, e.secrets.membership_key, self._signature_key
+            )
+        elif isinstance(message.body, PrivateMessage):
+            ac = unprotect_private(
+                suite, message.body, e.context, e.secret_tree, e.secrets.sender_data_secret,
+                self._signature_key,
+            )  # fmt: skip
+        else:
+            raise MLSProtocolError("not a group message")
+        content = ac.content
+        if content.content_type is ContentType.APPLICATION:
+            return ApplicationMessage(
+                sender=content.sender.index, data=content.content,
+                authenticated_data=content.authenticated_data,
+            )  # fmt: skip
+        if content.content_type is ContentType.PROPOSAL:
+            return self._store_proposal(ac)
+        return self._process_commit(ac)
+
+    def _signature_key(self, sender: Sender) -> bytes:
+        if sender.sender_type is not SenderType.MEMBER:
+            raise MLSProtocolError("only member senders are supported")
+        leaf = self._epoch.tree.leaf(sender.index)
+        if leaf is None:
+            raise MLSProtocolError("message from a blank or unknown leaf")
+        return leaf.signature_key
+
+    def _store_proposal(self, ac: AuthenticatedContent) -> ProposalReceived:
+        ref = self._suite.ref_hash(PROPOSAL_REF_LABEL, ac.to_bytes())
+        self._proposals[ref] = (ac.content.sender, ac.content.content)
+        if len(self._proposals) > MAX_PENDING_PROPOSALS:
+            self._proposals.popitem(last=False)
+        return ProposalReceived(sender=ac.content.sender, proposal=ac.content.content, ref=ref)
+
+    def _process_commit(self, ac: AuthenticatedContent) -> CommitApplied:
+        """§12.4.2 on the receiving side: proposals, path, key schedule, confirmation tag."""
+        e, sender, commit = self._epoch, ac.content.sender, ac.content.content
+        if sender.index == self.leaf_index:
+            raise MLSStateError("our own commit: use merge_pending_commit")
+        resolved = []
+        for item in commit.proposals:
+            if isinstance(item, ProposalRef):
+                if item.value not in self._proposals:
+                    raise MLSProtocolError("commit references an unknown proposal")
+                resolved.append(self._proposals[item.value])
+            else:
+                resolved.append((sender, item))
+        tree = e.tree.copy()
+        applied = self._apply(tree, resolved, sender.index)
+        if commit.path is None and applied.path_required:
+            raise MLSProtocolError("commit needs an UpdatePath")
+        event = CommitApplied(
+            committer=sender.index, epoch=e.context.epoch + 1, added=applied.added,
+            removed=applied.removed, removed_me=self.leaf_index in applied.removed,
+        )  # fmt: skip
+        if event.removed_me:
+            self._active = False
+            return event
+        private, commit_secret = _drop_blank(e.private, tree), bytes(self._suite.Nh)
+        if commit.path is not None:
+            result = process_update_path(
+                tree, private, sender.index, commit.path, group_id=e.context.group_id,
+                group_context=self._provisional(applied.extensions),
+                exclude=frozenset(applied.added),
+            )  # fmt: skip
+            private, commit_secret = result.private, result.commit_secret
+        new, _ = self._next_epoch(ac, tree, private, commit_secret, applied)
+        self._switch(new)
+        return event
+
+    # -- epoch transition (§12.3, §8) ----------------------------------------------------
+
+    def _apply(
+        self, tree: RatchetTree, proposals: Sequence[tuple[Sender, Proposal]], committer: int
+    ) -> _Applied:
+        """Apply proposals to ``tree`` in §12.3 order; validate what this engine supports."""
+        by_type: dict[type, list[tuple[Sender, Proposal]]] = {}
+        for sender, proposal in proposals:
+            if not isinstance(proposal, _SUPPORTED):
+                raise MLSProtocolError(f"unsupported proposal {type(proposal).__name__}")
+            by_type.setdefault(type(proposal), []).append((sender, proposal))
+        extensions = self._epoch.context.extensions
+        for _, gce in by_type.get(GroupContextExtensions, []):
+            extensions = gce.extensions  # type: ignore[attr-defined]
+        for sender, update in by_type.get(Update, []):
+            if sender.index == committer:
+                raise MLSProtocolError("the committer cannot commit its own Update")
+            leaf = update.leaf_node  # type: ignore[attr-defined]
+            validate_leaf_node(leaf, self._suite, source=LeafNodeSource.UPDATE,
+                               group_id=self.group_id, leaf_index=sender.index)  # fmt: skip
+            tree.update_leaf(sender.index, leaf)
+        removed = tuple(p.removed for _, p in by_type.get(Remove, []))  # type: ignore[attr-defined]
+        if committer in removed:
+            raise MLSProtocolError("the committer cannot remove itself")
+        for index in removed:
+            tree.remove_leaf(index)
+        kps = tuple(p.key_package for _, p in by_type.get(Add, []))  # type: ignore[attr-defined]
+        for kp in kps:
+            validate_key_package(kp, self._suite)
+        added = tuple(tree.add_leaf(kp.leaf_node) for kp in kps)
+        psks = tuple(p.psk for _, p in by_type.get(PreSharedKey, []))  # type: ignore[attr-defined]
+        required = not proposals or any(not isinstance(p, _PATHLESS) for _, p in proposals)
+        return _Applied(
+            added=added, key_packages=kps, removed=removed, extensions=tuple(extensions),
+            psks=psks, path_required=required,
+        )  # fmt: skip
+
+    def _provisional(self, extensions: tuple[Any, ...]) -> Callable[[bytes], bytes]:
+        """The provisional GroupContext for a given new tree hash (§12.4.2)."""
+        old = self._epoch.context
+
+        def encode(tree_hash: bytes) -> bytes:
+            return evolve(
+                old, epoch=old.epoch + 1, tree_hash=tree_hash, extensions=extensions
+            ).to_bytes()
+
+        return encode
+
+    def _next_epoch(
+        self,
+        ac: AuthenticatedContent,
+        tree: RatchetTree,
+        private: TreeKEMPrivate,
+        commit_secret: bytes,
+        applied: _Applied,
+    ) -> tuple[_Epoch, bytes]:
+        """The next epoch from a signed commit; verifies its confirmation tag if it has one."""
+        suite, old = self._suite, self._epoch
+        confirmed = confirmed_transcript_hash(suite, old.interim, ac)
+        context = evolve(
+            old.context, epoch=old.context.epoch + 1, tree_hash=tree.tree_hash(),
+            confirmed_transcript_hash=confirmed, extensions=applied.extensions,
+        )  # fmt: skip
+        encoded = context.to_bytes()
+        joiner = joiner_secret(suite, old.secrets.init_secret, commit_secret, encoded)
+        secrets = key_schedule(suite, joiner, self._psk_secret(applied.psks), encoded)
+        tag = ac.auth.confirmation_tag
+        if tag is None:
+            tag = confirmation_tag(suite, secrets.confirmation_key, confirmed)
+        else:
+            verify_confirmation_tag(suite, secrets.confirmation_key, confirmed, tag)
+        epoch = _Epoch(
+            context=context, tree=tree, private=private, secrets=secrets,
+            interim=interim_transcript_hash(suite, confirmed, tag),
+            secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
+        )  # fmt: skip
+        return epoch, tag
+
+    def _switch(self, new: _Epoch) -> None:
+        self._epoch, self._pending = new, None
+        self._proposals.clear()
+        self._remember_resumption()
+
+    def _remember_resumption(self) -> None:
+        key = (self.group_id, self.epoch)
+        self._resumption[key] = self._epoch.secrets.resumption_psk
+        if len(self._resumption) > MAX_RESUMPTION_EPOCHS:
+            self._resumption.popitem(last=False)
+
+    def _psk_secret(self, ids: Sequence[PreSharedKeyID]) -> bytes | None:
+        """§8.4 over the PSKs we hold; MLSProtocolError for one we do not have."""
+        if not ids:
+            return None
+        pairs = []
+        for psk_id in ids:
+            psk_id.check_nonce(self._suite)
+            if psk_id.psktype is PSKType.EXTERNAL:
+                value = self._psks.get(psk_id.psk_id)
+            else:
+                value = self._resumption.get((psk_id.psk_group_id, psk_id.psk_epoch))
+            if value is None:
+                raise MLSProtocolError("unknown pre-shared key")
+            pairs.append((psk_id, value))
+        return psk_secret(self._suite, pairs)
+
+
+_SUPPORTED = (Add, Update, Remove, PreSharedKey, GroupContextExtensions)
+
+
+def _drop_blank(private: TreeKEMPrivate, tree: RatchetTree) -> TreeKEMPrivate:
+    """Forget private keys of nodes the proposals blanked or truncated away."""
+    gone = {x for x in private.keys if x >= tree.width or tree.node(x) is None}
+    return private.with_keys(gone, {}) if gone else private

@@ -1,0 +1,253 @@
+"""Noise over datagrams (UDP): handshake retransmission, explicit nonces, replay window.
+
+Packets (first byte is the type)::
+
+    handshake = 0x48 'H' || index (1) || [index 0: name_len || protocol name] || Noise message
+    data      = 0x44 'D' || counter (8, big-endian)
+                || AEAD(k_epoch, counter, ad='D', flags || frame)
+
+Handshake: the side waiting for a message resends its last one every
+:data:`RETRY_INTERVAL` seconds (at most :data:`RETRIES` times); a side that
+sees the peer repeat an earlier message resends its own answer (the answer was
+lost). A failed read (tampered or stray packet) is dropped: the handshake
+state is checkpointed, so it is unchanged. After the handshake the channel
+still answers a repeated handshake packet with its final one, at most
+:data:`MAX_LATE_RESENDS` times.
+
+Data: one A2A frame per datagram (no fragmentation), protected by
+:class:`DatagramTransport`. :meth:`NoiseDatagramChannel.open` raises typed
+errors for tampered, truncated, replayed or stale packets; ``receive`` drops
+them (a spoofed UDP packet must not end a session) and counts them in
+``rejected``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sealwire.binding import ChannelClosed, Negotiation, PeerIdentity, Property
+from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError
+from sealwire.identity import VerifiedCard
+from sealwire.transport import DatagramEndpoint, TransportClosed
+from sealwire_noise._binding import NoiseBinding, Session, encode_first_frame
+from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError, NoiseStateError
+from sealwire_noise._handshake import HandshakeStatus
+from sealwire_noise._symmetric import TAG_LEN
+from sealwire_noise._transport import COUNTER_LEN, MAX_PAYLOAD_LEN, DatagramTransport
+
+__all__ = [
+    "MAX_LATE_RESENDS",
+    "RETRIES",
+    "RETRY_INTERVAL",
+    "NoiseDatagramChannel",
+    "initiate_datagram",
+    "respond_datagram",
+]
+
+log = logging.getLogger("sealwire_noise.datagram")
+
+TYPE_HANDSHAKE = 0x48
+TYPE_DATA = 0x44
+FLAG_CLOSE = 0x04
+RETRY_INTERVAL = 0.2
+"""Seconds before a handshake message is resent (loopback and LAN round trips are far shorter)."""
+RETRIES = 40
+"""Resends before giving up: 8 s, inside core's 15 s handshake timeout."""
+MAX_LATE_RESENDS = 16
+"""Final handshake packets re-sent after the handshake: bounds what a peer
+(or a spoofer repeating old packets) can make us send."""
+DEFAULT_DATAGRAM_REKEY = 1 << 20
+"""Counters per key epoch (§11.3 rekey in step, derived from the counter)."""
+_HEADER = 1 + COUNTER_LEN + TAG_LEN + 1  # type, counter, tag, flags
+
+
+def _handshake_packet(index: int, message: bytes, name: str | None = None) -> bytes:
+    body = encode_first_frame(name, message) if name is not None else message
+    return bytes([TYPE_HANDSHAKE, index]) + body
+
+
+class NoiseDatagramChannel:
+    """A :class:`sealwire.binding.SecureChannel` over a datagram endpoint."""
+
+    def __init__(
+        self,
+        endpoint: DatagramEndpoint,
+        transport: DatagramTransport,
+        *,
+        peer: PeerIdentity,
+        properties: frozenset[Property],
+        protocol_name: str,
+        final_packet: bytes | None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._transport = transport
+        self._peer = peer
+        self._properties = properties
+        self.protocol_name = protocol_name
+        self._final_packet = final_packet
+        self._late_resends = 0
+        self._closed = False
+        self.rejected = 0
+        self.max_frame_size = min(endpoint.max_datagram_size, MAX_PAYLOAD_LEN) - _HEADER
+
+    def __repr__(self) -> str:
+        return f"<NoiseDatagramChannel {self.protocol_name} peer={self._peer.agent_id}>"
+
+    @property
+    def peer(self) -> PeerIdentity:
+        return self._peer
+
+    @property
+    def properties(self) -> frozenset[Property]:
+        return self._properties
+
+    def seal(self, frame: bytes, *, flags: int = 0) -> bytes:
+        """One data packet carrying ``frame``."""
+        if len(frame) > self.max_frame_size:
+            raise NoiseStateError(f"a datagram carries frames up to {self.max_frame_size} bytes")
+        header = bytes([TYPE_DATA])
+        return header + self._transport.encrypt(bytes([flags]) + frame, ad=header)
+
+    def open(self, packet: bytes) -> tuple[int, bytes]:
+        """``(flags, frame)`` of a data packet; typed errors leave the state unchanged."""
+        if not packet or packet[0] != TYPE_DATA:
+            raise NoiseDecodeError("not a data packet", field="noise.packet_type")
+        plaintext = self._transport.decrypt(packet[1:], ad=packet[:1])
+        if not plaintext:
+            raise NoiseDecodeError("empty data packet", field="noise.packet")
+        return plaintext[0], plaintext[1:]
+
+    async def send(self, frame: bytes) -> None:
+        if self._closed:
+            raise ChannelClosed("the Noise channel is closed")
+        try:
+            await self._endpoint.send(self.seal(frame))
+        except TransportClosed:
+            self._closed = True
+            raise ChannelClosed("the endpoint closed") from None
+
+    async def receive(self) -> bytes:
+        while True:
+            if self._closed:
+                raise ChannelClosed("the Noise channel is closed")
+            try:
+                packet = await self._endpoint.receive()
+            except TransportClosed:
+                self._closed = True
+                raise ChannelClosed("the endpoint closed") from None
+            if packet[:1] == bytes([TYPE_HANDSHAKE]):
+                await self._resend_final()
+                continue
+            try:
+                flags, frame = self.open(packet)
+            except (DecodeError, AuthenticationError, RemoteProtocolError) as exc:
+                self.rejected += 1
+                log.debug("dropped a datagram: %s", type(exc).__name__)
+                continue
+            if flags & FLAG_CLOSE:
+                self._closed = True
+                raise ChannelClosed("the peer closed the Noise channel")
+            return frame
+
+    async def _resend_final(self) -> None:
+        if self._final_packet is not None and self._late_resends < MAX_LATE_RESENDS:
+            self._late_resends += 1
+            await self._endpoint.send(self._final_packet)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(TransportClosed):
+                await self._endpoint.send(self.seal(b"", flags=FLAG_CLOSE))
+        await self._endpoint.close()
+
+
+async def _receive_message(
+    endpoint: DatagramEndpoint, session: Session, index: int, last: bytes | None
+) -> None:
+    """Wait for handshake message ``index`` and read it, resending ``last`` meanwhile."""
+    for _ in range(RETRIES):
+        try:
+            packet = await asyncio.wait_for(endpoint.receive(), RETRY_INTERVAL)
+        except TimeoutError:
+            if last is not None:
+                await endpoint.send(last)
+            continue
+        if len(packet) < 2 or packet[0] != TYPE_HANDSHAKE:
+            continue  # a repeated hello or an early data packet
+        if packet[1] < index and last is not None:
+            await endpoint.send(last)  # the peer did not get our answer
+            continue
+        if packet[1] != index:
+            continue
+        try:
+            payload = session.read_message(packet[2:])
+        except (DecodeError, AuthenticationError):
+            continue  # forged or corrupted: the handshake state is unchanged
+        session.accept(payload)  # a bad card or trust failure ends the handshake
+        return
+    raise NoiseRemoteProtocolError("the peer did not complete the Noise handshake")
+
+
+async def _run(endpoint: DatagramEndpoint, session: Session, last: bytes | None) -> bytes | None:
+    """Drive the handshake to its end; return our final packet (for late resends)."""
+    index = 1 if last is not None or not session.hs.initiator else 0
+    while not session.hs.is_finished:
+        if session.status is HandshakeStatus.WRITE:
+            last = _handshake_packet(index, session.write())
+            await endpoint.send(last)
+        else:
+            await _receive_message(endpoint, session, index, last)
+        index += 1
+    return last
+
+
+def _channel(
+    binding: NoiseBinding, endpoint: DatagramEndpoint, session: Session, final: bytes | None
+) -> NoiseDatagramChannel:
+    peer = session.peer()
+    c1, c2 = session.hs.split()
+    send, recv = (c1, c2) if session.hs.initiator else (c2, c1)
+    rekey_after = int(binding.context.options.get("datagram_rekey_after", DEFAULT_DATAGRAM_REKEY))
+    return NoiseDatagramChannel(
+        endpoint,
+        DatagramTransport(send, recv, rekey_after=rekey_after),
+        peer=peer,
+        properties=session.properties(),
+        protocol_name=session.protocol.name,
+        final_packet=final,
+    )
+
+
+async def initiate_datagram(
+    binding: NoiseBinding, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
+) -> NoiseDatagramChannel:
+    """The initiator's handshake over datagrams (resending message 0 until answered)."""
+    session = binding.start_initiator(peer, negotiation)
+    first = _handshake_packet(0, session.write(), session.protocol.name)
+    await endpoint.send(first)
+    final = await _run(endpoint, session, first)
+    return _channel(binding, endpoint, session, final)
+
+
+async def respond_datagram(
+    binding: NoiseBinding, endpoint: DatagramEndpoint, negotiation: Negotiation
+) -> NoiseDatagramChannel:
+    """The responder's handshake: the first valid handshake packet 0 starts it."""
+    for _ in range(RETRIES):
+        try:
+            packet = await asyncio.wait_for(endpoint.receive(), RETRY_INTERVAL)
+        except TimeoutError:
+            continue
+        if len(packet) < 2 or packet[0] != TYPE_HANDSHAKE or packet[1] != 0:
+            continue
+        try:
+            session, payload = binding.start_responder_retryable(packet[2:], negotiation)
+        except (DecodeError, AuthenticationError):
+            continue
+        session.accept(payload)
+        final = await _run(endpoint, session, None)
+        return _channel(binding, endpoint, session, final)
+    raise NoiseRemoteProtocolError("no Noise handshake arrived")

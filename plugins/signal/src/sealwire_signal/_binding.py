@@ -1,0 +1,392 @@
+"""SignalBinding: the MailboxBinding adapter around the sans-I/O Signal core.
+
+It connects the core to the agent's store (sessions, prekeys), trust store
+and relay client. Rules of this file:
+
+* A session's new state is committed to the store (one transaction) before
+  ``seal`` returns an envelope or ``open`` returns a frame.
+* A peer's identity comes from its signed agent card: the card passed to
+  ``seal``, or the card carried in an initial message, whose X25519 key must
+  be the IK the message uses and whose agent must pass the trust store.
+* The negotiation transcript is in every envelope's authenticated prefix;
+  ``open`` rebuilds it from both cards and refuses any other (downgrade).
+* Per peer there is a current session and at most one archived one (both
+  sides may start a session at once); whichever decrypts becomes current.
+  Base keys of accepted initial messages are remembered, so a replayed
+  initial message cannot start a second session (X3DH §4.2).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Mapping
+from importlib.metadata import version
+from typing import Any
+
+import attrs
+
+from sealwire.binding import (
+    BindingContext,
+    BindingInfo,
+    MailboxBinding,
+    Negotiation,
+    OpenedMessage,
+    PeerIdentity,
+    Property,
+    Shape,
+)
+from sealwire.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DecodeError,
+    RemoteProtocolError,
+    TrustError,
+)
+from sealwire.identity import PublicIdentity, VerifiedCard, verify_card
+from sealwire_signal._crypto import DHKeyPair
+from sealwire_signal._errors import DuplicateMessageError, EnvelopeDecodeError, NoSessionError
+from sealwire_signal._prekeys import (
+    KEM_ONE_TIME_BATCH,
+    KEM_ONE_TIME_LOW_WATER,
+    ONE_TIME_BATCH,
+    ONE_TIME_LOW_WATER,
+    POOL_KEM,
+    POOL_X25519,
+    PrekeyStore,
+)
+from sealwire_signal._session import (
+    Session,
+    accept_session,
+    open_envelope,
+    seal_frame,
+    start_session,
+)
+from sealwire_signal._state_codec import decode_session, encode_session
+from sealwire_signal._wire import Envelope, decode_bundle, decode_kem_blob, encode_bundle
+from sealwire_signal._x3dh import OneTimePrekey, VerifiedBundle
+
+__all__ = ["SESSION_NAMESPACE", "SignalBinding"]
+
+SESSION_NAMESPACE = "signal.sessions"
+MAX_CACHED_PEERS = 1024
+"""Peers whose decoded sessions stay in memory (decoding reloads keys: a scalar mult each)."""
+MAX_REMEMBERED_BASE_KEYS = 256
+"""Base keys of accepted initial messages kept per peer; older ones are also covered by
+signed-prekey rotation (a replay naming a deleted prekey fails)."""
+REPUBLISH_AFTER_ACCEPTS = 10
+"""Initial messages accepted (each may use a one-time prekey) before the pools are checked."""
+REPUBLISH_INTERVAL = 6 * 3600.0
+"""Seconds between prekey checks even without traffic, so rotation happens on schedule."""
+_KEY_LEN = 32
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen(kw_only=True)
+class _Peer:
+    current: Session
+    archived: Session | None
+    card: VerifiedCard
+
+
+class SignalBinding(MailboxBinding):
+    """X3DH / PQXDH + Double Ratchet over the relay mailbox (see the plugin README).
+
+    Options: ``header_encryption`` (bool, default False: Double Ratchet §4 for
+    sessions this agent starts), ``require_pq`` (bool, default True: refuse
+    plain X3DH both ways).
+    """
+
+    info = BindingInfo(
+        name="signal",
+        version=version("sealwire-signal"),
+        major=1,
+        shape=Shape.MAILBOX,
+        properties=frozenset(
+            {
+                Property.MUTUAL_AUTH,
+                Property.FORWARD_SECRECY,
+                Property.POST_COMPROMISE_SECURITY,
+                Property.ASYNC,
+                Property.POST_QUANTUM,
+            }
+        ),
+        description="Signal X3DH/PQXDH + Double Ratchet over a relay mailbox",
+    )
+
+    @classmethod
+    def card_parameters(
+        cls, identity: PublicIdentity, options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "wire": "sealwire-signal/1",
+            "keyAgreement": "PQXDH-X25519-SHA256-ML-KEM-768",
+            "aead": "AES-256-GCM",
+            "headerEncryption": bool(options.get("header_encryption", False)),
+            "prekeyDirectory": "relay",
+        }
+
+    def __init__(self, context: BindingContext) -> None:
+        super().__init__(context)
+        options = context.options
+        self._header_encryption = bool(options.get("header_encryption", False))
+        self._require_pq = bool(options.get("require_pq", True))
+        self._rng = os.urandom
+        self._identity = DHKeyPair.from_private_key(context.identity.agreement_key)
+        self._agent_id = context.identity.agent_id
+        self._prekeys = PrekeyStore(
+            context.store, context.identity.signing_key, self._identity, self._rng
+        )
+        self._peers: OrderedDict[str, _Peer] = OrderedDict()
+        self._accepts_since_publish = 0
+        self._published_at: float | None = None
+
+    @property
+    def _local_card(self) -> bytes:
+        """Our signed card as sent in initial messages (core may re-sign it after start)."""
+        return _card_bytes(self.context.card)
+
+    # -- MailboxBinding -----------------------------------------------------------------
+
+    async def publish_prekeys(self) -> None:
+        """Rotate if due, purge old keys, top the one-time pools up, publish the bundle."""
+        relay = self._relay()
+        now = self.context.clock()
+        self._prekeys.rotate_if_due(now)
+        self._prekeys.purge(now)
+        counts = await relay.count_prekeys(self.info.name)
+        one_time: dict[str, dict[str, bytes]] = {}
+        have = int(counts.get(POOL_X25519, 0))
+        if have < ONE_TIME_LOW_WATER:
+            one_time[POOL_X25519] = self._prekeys.new_one_time(ONE_TIME_BATCH - have, now)
+        have = int(counts.get(POOL_KEM, 0))
+        if have < KEM_ONE_TIME_LOW_WATER:
+            one_time[POOL_KEM] = self._prekeys.new_kem_one_time(KEM_ONE_TIME_BATCH - have, now)
+        bundle = encode_bundle(self._prekeys.bundle())
+        await relay.publish_prekeys(self.info.name, bundle, one_time)
+        self._accepts_since_publish, self._published_at = 0, now
+
+    async def _maybe_republish(self) -> None:
+        """Replenish and rotate as traffic and time go by; never fails the caller's message."""
+        due = self._published_at is None or (
+            self.context.clock() - self._published_at > REPUBLISH_INTERVAL
+        )
+        if not due and self._accepts_since_publish < REPUBLISH_AFTER_ACCEPTS:
+            return
+        try:
+            await self.publish_prekeys()
+        except Exception as exc:  # the relay may be down; the next call tries again
+            log.warning("signal: publishing prekeys failed: %s", type(exc).__name__)
+
+    async def seal(self, peer: VerifiedCard, frame: bytes, negotiation: Negotiation) -> bytes:
+        """Seal ``frame`` for ``peer``; a first message runs X3DH/PQXDH on fetched prekeys."""
+        entry = self._load(peer.agent_id)
+        if entry is None:
+            self.context.trust.check(peer)
+            verified = await self._fetch_bundle(peer)
+            entry = self._load(peer.agent_id)  # another task may have started one meanwhile
+            if entry is None:
+                session = start_session(
+                    local_id=self._agent_id, peer_id=peer.agent_id, identity=self._identity,
+                    peer=verified, rng=self._rng, header_encryption=self._header_encryption,
+                    local_card=self._local_card, peer_card=_card_bytes(peer),
+                )  # fmt: skip
+                entry = _Peer(current=session, archived=None, card=peer)
+        session, envelope = seal_frame(
+            entry.current, frame, negotiation=negotiation.transcript(), rng=self._rng
+        )
+        self._commit(attrs.evolve(entry, current=session))
+        return envelope.to_bytes()
+
+    async def open(self, envelope: bytes) -> OpenedMessage:
+        """Open an envelope; the session's new state is committed before the frame returns."""
+        env = Envelope.from_bytes(envelope)
+        if env.recipient_id != self._agent_id:
+            raise RemoteProtocolError("envelope is addressed to another agent")
+        if self.context.trust.is_denied(env.sender_id):
+            raise TrustError(f"agent {env.sender_id} is denied")
+        entry = self._load(env.sender_id)
+        now = self.context.clock()
+        part = env.prekey
+        if part is not None and not (entry and _has_base(entry, part.ephemeral_key)):
+            entry, frame = self._accept(env, entry, now)
+        elif entry is None:
+            raise NoSessionError(f"no session with {env.sender_id}")
+        else:
+            entry, frame = self._open_existing(entry, env, now)
+        await self._maybe_republish()  # after the commit: the frame is safe either way
+        card = entry.card
+        return OpenedMessage(
+            sender=PeerIdentity(agent_id=card.agent_id, identity=card.identity, card=card),
+            frame=frame,
+            message_id=f"{env.sender_id}/{env.message_id.hex()}",
+        )
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _accept(self, env: Envelope, entry: _Peer | None, now: float) -> tuple[_Peer, bytes]:
+        part = env.prekey
+        assert part is not None
+        if self._base_seen(env.sender_id, part.ephemeral_key):
+            raise DuplicateMessageError("replayed initial message")
+        card = self._sender_card(part.card, env.sender_id, part.identity_key)
+        self._check_negotiation(env, card)
+        if self._require_pq and part.kem_prekey_id is None:
+            raise RemoteProtocolError("PQXDH required: the initial message has no PQ part")
+        get = self._prekeys
+        session, frame = accept_session(
+            local_id=self._agent_id, envelope=env, identity=self._identity,
+            signed_prekey=get.signed_prekey(part.signed_prekey_id),
+            one_time_prekey=None if part.one_time_prekey_id is None
+            else get.one_time(part.one_time_prekey_id),
+            kem_prekey=None if part.kem_prekey_id is None else get.kem(part.kem_prekey_id),
+            now=now, rng=self._rng,
+        )  # fmt: skip
+        archived = entry.current if entry is not None else None
+        accepted = _Peer(current=session, archived=archived, card=card)
+        self._commit(accepted, used=(part.one_time_prekey_id, part.kem_prekey_id))
+        self._accepts_since_publish += 1
+        return accepted, frame
+
+    def _open_existing(self, entry: _Peer, env: Envelope, now: float) -> tuple[_Peer, bytes]:
+        self._check_negotiation(env, entry.card)
+        first_error: Exception | None = None
+        for index, session in enumerate((entry.current, entry.archived)):
+            if session is None:
+                continue
+            try:
+                opened, frame = open_envelope(session, env, now=now, rng=self._rng)
+            except (AuthenticationError, RemoteProtocolError, DecodeError) as exc:
+                first_error = first_error or exc
+                continue
+            if index == 0:
+                updated = attrs.evolve(entry, current=opened)
+            else:  # the archived session decrypted: it becomes current
+                updated = attrs.evolve(entry, current=opened, archived=entry.current)
+            self._commit(updated)
+            return updated, frame
+        assert first_error is not None
+        raise first_error
+
+    def _sender_card(self, raw: bytes, sender_id: str, identity_key: bytes) -> VerifiedCard:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise EnvelopeDecodeError("sender card is not JSON", field="envelope.card") from None
+        card = verify_card(data)
+        if card.agent_id != sender_id:
+            raise TrustError("the initial message's card is not the sender's")
+        self.context.trust.check(card)
+        expected = card.identity.agreement_key.public_bytes_raw()
+        if not hmac.compare_digest(expected, identity_key):
+            raise TrustError("the initial message's identity key is not the card's")
+        return card
+
+    def _check_negotiation(self, env: Envelope, sender: VerifiedCard) -> None:
+        expected = Negotiation(
+            chosen=self.info.uri,
+            initiator_offers=tuple(o.uri for o in sender.offers),
+            responder_offers=tuple(o.uri for o in self.context.card.offers),
+        ).transcript()
+        if not hmac.compare_digest(expected, env.negotiation):
+            raise RemoteProtocolError("negotiation transcript does not match the cards")
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def _fetch_bundle(self, peer: VerifiedCard) -> VerifiedBundle:
+        fetched = await self._relay().fetch_prekeys(peer.agent_id, self.info.name)
+        bundle = decode_bundle(fetched.bundle)
+        expected = peer.identity.agreement_key.public_bytes_raw()
+        if not hmac.compare_digest(expected, bundle.identity_key):
+            raise TrustError("the prekey bundle's identity key is not the card's")
+        one_time = fetched.one_time.get(POOL_X25519)
+        kem = fetched.one_time.get(POOL_KEM)
+        verified = bundle.verify(
+            peer.identity.signing_key,
+            one_time=None if one_time is None else OneTimePrekey(
+                _pool_id(one_time[0]), _x25519_blob(one_time[1])
+            ),
+            one_time_kem=None if kem is None else decode_kem_blob(_pool_id(kem[0]), kem[1]),
+        )  # fmt: skip
+        if self._require_pq and verified.kem_prekey is None:
+            raise RemoteProtocolError("the peer offers no PQ prekey (PQXDH required)")
+        return verified
+
+    def _relay(self) -> Any:
+        if self.context.relay is None:
+            raise ConfigurationError("the signal binding needs a relay (prekeys and mailboxes)")
+        return self.context.relay
+
+    # -- the store -----------------------------------------------------------------------
+
+    def _load(self, peer_id: str) -> _Peer | None:
+        cached = self._peers.get(peer_id)
+        if cached is not None:
+            self._peers.move_to_end(peer_id)
+            return cached
+        store = self.context.store
+        raw = store.get(SESSION_NAMESPACE, f"{peer_id}/current")
+        if raw is None:
+            return None
+        current = decode_session(raw)
+        old = store.get(SESSION_NAMESPACE, f"{peer_id}/archived")
+        card = verify_card(json.loads(current.peer_card))
+        entry = _Peer(
+            current=current, archived=None if old is None else decode_session(old), card=card
+        )
+        self._cache(peer_id, entry)
+        return entry
+
+    def _cache(self, peer_id: str, entry: _Peer) -> None:
+        self._peers[peer_id] = entry
+        self._peers.move_to_end(peer_id)
+        while len(self._peers) > MAX_CACHED_PEERS:
+            self._peers.popitem(last=False)
+
+    def _commit(self, entry: _Peer, used: tuple[int | None, int | None] | None = None) -> None:
+        """Write the peer's sessions (and, for an accepted initial message, delete the used
+        one-time prekeys and remember its base key) in one transaction."""
+        peer_id = entry.current.peer_id
+        with self.context.store.transaction() as tx:
+            tx.put(SESSION_NAMESPACE, f"{peer_id}/current", encode_session(entry.current))
+            if entry.archived is None:
+                tx.delete(SESSION_NAMESPACE, f"{peer_id}/archived")
+            else:
+                tx.put(SESSION_NAMESPACE, f"{peer_id}/archived", encode_session(entry.archived))
+            if used is not None:
+                self._prekeys.delete_used(tx, *used)
+                bases = tx.get(SESSION_NAMESPACE, f"{peer_id}/bases") or b""
+                bases = (bases + entry.current.base_key)[-MAX_REMEMBERED_BASE_KEYS * _KEY_LEN :]
+                tx.put(SESSION_NAMESPACE, f"{peer_id}/bases", bases)
+        self._cache(peer_id, entry)
+
+    def _base_seen(self, peer_id: str, base_key: bytes) -> bool:
+        bases = self.context.store.get(SESSION_NAMESPACE, f"{peer_id}/bases") or b""
+        return any(
+            hmac.compare_digest(bases[i : i + _KEY_LEN], base_key)
+            for i in range(0, len(bases), _KEY_LEN)
+        )
+
+
+def _has_base(entry: _Peer, base_key: bytes) -> bool:
+    return any(s is not None and s.base_key == base_key for s in (entry.current, entry.archived))
+
+
+def _card_bytes(card: VerifiedCard) -> bytes:
+    return json.dumps(dict(card.card), separators=(",", ":")).encode()
+
+
+def _pool_id(text: str) -> int:
+    if not text.isdigit() or len(text) > 10 or int(text) > 0xFFFF_FFFF:
+        raise EnvelopeDecodeError("one-time prekey id is not a uint32", field="one_time.id")
+    return int(text)
+
+
+def _x25519_blob(blob: bytes) -> bytes:
+    if len(blob) != _KEY_LEN:
+        raise EnvelopeDecodeError("one-time prekey is not 32 bytes", field="one_time.key")
+    return blob

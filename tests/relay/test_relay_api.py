@@ -1,0 +1,226 @@
+"""Every API path of the relay, against both backends (see conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+import websockets
+
+from sealwire.identity import Identity
+from sealwire.relay import (
+    EpochConflictError,
+    ForbiddenError,
+    NotFoundError,
+    RelayClient,
+    RelayConfig,
+    RunningRelay,
+    mailbox_address,
+    running_relay,
+)
+
+NewClient = Callable[..., RelayClient]
+
+
+async def test_prekeys_publish_fetch_count(clients: NewClient) -> None:
+    alice, bob = clients(), clients()
+    await alice.publish_prekeys(
+        "signal", b"B1", {"otk": {"1": b"k1", "2": b"k2"}, "pq": {"9": b"q"}}
+    )
+    assert await alice.count_prekeys("signal") == {"otk": 2, "pq": 1}
+    first = await bob.fetch_prekeys(alice.agent_id, "signal")
+    assert first.bundle == b"B1"
+    assert first.one_time == {"otk": ("1", b"k1"), "pq": ("9", b"q")}
+    second = await bob.fetch_prekeys(alice.agent_id, "signal")
+    assert second.one_time == {"otk": ("2", b"k2"), "pq": None}
+    third = await bob.fetch_prekeys(alice.agent_id, "signal")
+    assert third.one_time == {"otk": None, "pq": None}
+    assert await alice.count_prekeys("signal") == {"otk": 0, "pq": 0}
+
+
+async def test_prekeys_publish_replaces_bundle_and_adds_keys(clients: NewClient) -> None:
+    alice, bob = clients(), clients()
+    await alice.publish_prekeys("signal", b"old", {"otk": {"1": b"k1"}})
+    await alice.publish_prekeys("signal", b"new", {"otk": {"1": b"other", "2": b"k2"}})
+    assert await alice.count_prekeys("signal") == {"otk": 2}
+    got = await bob.fetch_prekeys(alice.agent_id, "signal")
+    assert got.bundle == b"new"
+    assert got.one_time["otk"] == ("1", b"k1")  # an existing key id is kept as it was
+
+
+async def test_prekeys_unknown_agent_or_binding(clients: NewClient) -> None:
+    alice, bob = clients(), clients()
+    with pytest.raises(NotFoundError):
+        await bob.fetch_prekeys(alice.agent_id, "signal")
+    await alice.publish_prekeys("signal", b"B", {})
+    with pytest.raises(NotFoundError):
+        await bob.fetch_prekeys(alice.agent_id, "other")
+    assert await alice.count_prekeys("other") == {}
+
+
+async def test_key_packages_are_one_use(clients: NewClient) -> None:
+    alice, bob = clients(), clients()
+    assert await alice.count_key_packages() == 0
+    await alice.publish_key_package("a", b"KP-a")
+    await alice.publish_key_package("b", b"KP-b")
+    await alice.publish_key_package("a", b"KP-a")  # same id again: stored once
+    assert await alice.count_key_packages() == 2
+    assert await bob.fetch_key_package(alice.agent_id) == b"KP-a"
+    assert await bob.fetch_key_package(alice.agent_id) == b"KP-b"
+    with pytest.raises(NotFoundError):
+        await bob.fetch_key_package(alice.agent_id)
+    assert await alice.count_key_packages() == 0
+
+
+async def test_mailbox_send_fetch_ack(clients: NewClient, relay: RunningRelay) -> None:
+    alice, bob = clients(), clients()
+    await bob.send(alice.mailbox_address, "m1", b"one")
+    await bob.send(alice.agent_id, "m2", b"two")
+    assert alice.mailbox_address == mailbox_address(relay.url, alice.agent_id)
+    got = await alice.fetch()
+    assert [(d.message_id, d.sender, d.envelope) for d in got] == [
+        ("m1", bob.agent_id, b"one"),
+        ("m2", bob.agent_id, b"two"),
+    ]
+    assert await alice.fetch() == got  # at-least-once: again until acknowledged
+    assert await alice.fetch(limit=1) == got[:1]
+    await alice.ack(["m1"])
+    assert [d.message_id for d in await alice.fetch()] == ["m2"]
+    await alice.ack(["m2", "unknown"])
+    assert await alice.fetch() == []
+    assert await bob.fetch() == []
+
+
+async def test_mailbox_idempotent_by_message_id(clients: NewClient) -> None:
+    alice, bob, carol = clients(), clients(), clients()
+    for _ in range(3):
+        await bob.send(alice.agent_id, "same", b"x")
+    await carol.send(alice.agent_id, "same", b"from carol")  # another sender: another message
+    got = await alice.fetch()
+    assert sorted((d.sender, d.envelope) for d in got) == sorted(
+        [(bob.agent_id, b"x"), (carol.agent_id, b"from carol")]
+    )
+    await alice.ack(["same"])
+    await bob.send(alice.agent_id, "same", b"x")  # a late retry after the ack
+    assert await alice.fetch() == []
+
+
+async def test_subscribe_pushes_and_redelivers_unacked(clients: NewClient) -> None:
+    alice, bob = clients(), clients()
+    await bob.send(alice.agent_id, "early", b"0")
+    stream = alice.subscribe()
+    first = await asyncio.wait_for(anext(stream), 5)
+    assert first.message_id == "early"
+    await bob.send(alice.agent_id, "live", b"1")
+    second = await asyncio.wait_for(anext(stream), 5)
+    assert (second.message_id, second.envelope) == ("live", b"1")
+    await alice.ack(["early"])
+    await stream.aclose()
+    again = alice.subscribe()  # reconnect: the unacknowledged one comes again
+    redelivered = await asyncio.wait_for(anext(again), 5)
+    assert redelivered.message_id == "live"
+    await again.aclose()
+
+
+async def test_group_log_commits_and_fan_out(clients: NewClient) -> None:
+    alice, bob, carol = clients(), clients(), clients()
+    gid = b"\x00group\xff"
+    await alice.set_group_members(gid, [alice.agent_id, bob.agent_id])
+    assert sorted(await bob.group_members(gid)) == sorted([alice.agent_id, bob.agent_id])
+    s0 = await alice.append_commit(gid, 5, b"commit@5")
+    with pytest.raises(EpochConflictError) as info:
+        await bob.append_commit(gid, 5, b"late commit@5")
+    assert info.value.expected_epoch == 6
+    with pytest.raises(EpochConflictError):
+        await bob.append_commit(gid, 7, b"skips an epoch")
+    bob_stream = bob.subscribe_group(gid)
+    alice_stream = alice.subscribe_group(gid, after=s0)
+    s1 = await bob.post_group_message(gid, 6, b"hello group")
+    s2 = await bob.append_commit(gid, 6, b"commit@6")
+    assert s0 < s1 < s2
+    seen_bob = [await asyncio.wait_for(anext(bob_stream), 5) for _ in range(3)]
+    seen_alice = [await asyncio.wait_for(anext(alice_stream), 5) for _ in range(2)]
+    assert [(e.kind, e.epoch, e.message) for e in seen_bob] == [
+        ("commit", 5, b"commit@5"),
+        ("application", 6, b"hello group"),
+        ("commit", 6, b"commit@6"),
+    ]
+    assert seen_alice == seen_bob[1:]
+    assert seen_bob[1].sender == bob.agent_id
+    await bob_stream.aclose()
+    await alice_stream.aclose()
+    log = await carol_log_attempt(carol, gid)
+    assert log == "forbidden"
+    assert [e.seq for e in await alice.fetch_group_log(gid, after=s0, limit=1)] == [s1]
+
+
+async def carol_log_attempt(carol: RelayClient, gid: bytes) -> str:
+    try:
+        await carol.fetch_group_log(gid)
+    except ForbiddenError:
+        return "forbidden"
+    return "allowed"
+
+
+async def test_group_membership_rules(clients: NewClient) -> None:
+    alice, bob, carol = clients(), clients(), clients()
+    gid = b"g2"
+    with pytest.raises(NotFoundError):
+        await alice.fetch_group_log(gid)
+    with pytest.raises(ForbiddenError):  # a creator must be a member
+        await alice.set_group_members(gid, [bob.agent_id])
+    await alice.set_group_members(gid, [alice.agent_id])
+    with pytest.raises(ForbiddenError):  # a non-member cannot take the group over
+        await carol.set_group_members(gid, [carol.agent_id])
+    with pytest.raises(ForbiddenError):
+        await carol.append_commit(gid, 0, b"x")
+    with pytest.raises(ForbiddenError):
+        await carol.post_group_message(gid, 0, b"x")
+    await alice.set_group_members(gid, [alice.agent_id, bob.agent_id])
+    await bob.post_group_message(gid, 0, b"now a member")
+    await bob.set_group_members(gid, [bob.agent_id])  # bob removes alice
+    with pytest.raises(ForbiddenError):
+        await alice.fetch_group_log(gid)
+    stream = alice.subscribe_group(gid)
+    with pytest.raises(ForbiddenError):
+        await asyncio.wait_for(anext(stream), 5)
+
+
+async def test_subscriptions_survive_a_relay_restart(
+    make_config: Callable[..., RelayConfig],
+) -> None:
+    config = make_config("restart")
+    async with running_relay(config) as relay:
+        alice = RelayClient(relay.url, Identity.generate())
+        bob = RelayClient(relay.url, Identity.generate())
+        await alice.set_group_members(b"g", [alice.agent_id])
+        await alice.append_commit(b"g", 0, b"c0")
+        inbox, log = alice.subscribe(), alice.subscribe_group(b"g")
+        await bob.send(alice.agent_id, "before", b"1")
+        assert (await asyncio.wait_for(anext(inbox), 5)).message_id == "before"
+        assert (await asyncio.wait_for(anext(log), 5)).message == b"c0"
+    # The relay is down; the subscriptions reconnect (and authenticate again) once it is back.
+    async with running_relay(config):
+        await bob.send(alice.agent_id, "after", b"2")
+        await alice.append_commit(b"g", 1, b"c1")
+        seen = [(await asyncio.wait_for(anext(inbox), 10)).message_id for _ in range(2)]
+        assert seen == ["before", "after"]  # the unacknowledged one again, then the new one
+        assert (await asyncio.wait_for(anext(log), 10)).message == b"c1"  # no repeat of c0
+        await inbox.aclose()
+        await log.aclose()
+    await alice.close()
+    await bob.close()
+
+
+async def test_websocket_refusals(clients: NewClient, relay: RunningRelay) -> None:
+    alice = clients()
+    await alice.fetch()
+    stream = alice.subscribe_group(b"nope")
+    with pytest.raises(NotFoundError):  # a group that does not exist
+        await asyncio.wait_for(anext(stream), 5)
+    await stream.aclose()
+    async with websockets.connect(relay.url.replace("http", "ws") + "/v1/mailbox/ws") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4401

@@ -1,0 +1,210 @@
+"""Property tests of the relay's wire helpers and of the SQLite backend's contract."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+
+import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sealwire.errors import DecodeError, SealwireError
+from sealwire.identity import Identity
+from sealwire.relay import Delivery, GroupLogEntry, LimitExceeded
+from sealwire.relay._app import RelayApp
+from sealwire.relay._auth import Principal
+from sealwire.relay._errors import EpochConflictError, error_from_wire, error_to_wire
+from sealwire.relay._limits import RelayLimits
+from sealwire.relay._model import (
+    b64d,
+    b64e,
+    decode_body,
+    delivery_from_json,
+    delivery_to_json,
+    entry_from_json,
+    entry_to_json,
+    parse_mailbox_address,
+)
+from sealwire.relay._service import RelayService
+from sealwire.relay._sqlite_backend import SqliteBackend
+
+AGENTS = [Identity.generate().agent_id for _ in range(3)]
+FAST = settings(max_examples=150, deadline=None)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@FAST
+@given(st.binary(max_size=300))
+def test_b64_round_trip(data: bytes) -> None:
+    assert b64d(b64e(data), "x") == data
+
+
+@FAST
+@given(st.binary(max_size=200))
+def test_decode_body_gives_an_object_or_decode_error(raw: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        assert isinstance(decode_body(raw), dict)
+
+
+@FAST
+@given(
+    st.text(min_size=1, max_size=50),
+    st.sampled_from(AGENTS),
+    st.binary(max_size=100),
+    st.floats(min_value=0, max_value=2e9),
+)
+def test_delivery_json_round_trip(mid: str, sender: str, envelope: bytes, at: float) -> None:
+    d = Delivery(message_id=mid, sender=sender, envelope=envelope, received_at=at)
+    assert delivery_from_json(json.loads(json.dumps(delivery_to_json(d)))) == d
+
+
+@FAST
+@given(
+    st.integers(min_value=0, max_value=2**62),
+    st.sampled_from(["commit", "application"]),
+    st.integers(min_value=0, max_value=2**62),
+    st.binary(max_size=100),
+)
+def test_entry_json_round_trip(seq: int, kind: str, epoch: int, message: bytes) -> None:
+    e = GroupLogEntry(
+        seq=seq, kind=kind, epoch=epoch, sender=AGENTS[0], message=message, received_at=1.5
+    )
+    assert entry_from_json(json.loads(json.dumps(entry_to_json(e)))) == e
+
+
+@FAST
+@given(json_values)
+def test_hostile_answers_decode_or_raise_decode_error(value: object) -> None:
+    for parse in (delivery_from_json, entry_from_json):
+        with contextlib.suppress(DecodeError):
+            parse(value)
+
+
+@FAST
+@given(st.integers(min_value=100, max_value=599), json_values)
+def test_error_answers_always_become_sealwire_errors(status: int, body: object) -> None:
+    assert isinstance(error_from_wire(status, {"error": body}), SealwireError)
+    assert isinstance(error_from_wire(status, body), SealwireError)
+
+
+def test_errors_survive_the_wire() -> None:
+    for exc in (
+        LimitExceeded("rate", "slow down", retry_after=1.5),
+        EpochConflictError("taken", expected_epoch=4),
+        DecodeError("bad", field="envelope"),
+    ):
+        status, body = error_to_wire(exc)
+        back = error_from_wire(status, json.loads(json.dumps(body)))
+        assert type(back) is type(exc) and str(back) == str(exc)
+    back = error_from_wire(429, error_to_wire(LimitExceeded("rate", "x", retry_after=2))[1])
+    assert isinstance(back, LimitExceeded) and back.retry_after == 2
+
+
+@FAST
+@given(st.text(max_size=120))
+def test_mailbox_addresses_parse_or_raise(value: str) -> None:
+    try:
+        home, agent = parse_mailbox_address(value)
+    except DecodeError:
+        return
+    assert agent in value and (home is None or value.startswith(home))
+
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["send", "ack"]), st.sampled_from(AGENTS), st.integers(0, 5)),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops)
+def test_sqlite_mailbox_matches_a_model(program: list[tuple[str, str, int]]) -> None:
+    """Sends are idempotent by (sender, id) forever; acks remove every sender's copy."""
+
+    async def run() -> None:
+        backend = SqliteBackend(":memory:")
+        await backend.start()
+        pending: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for op, sender, n in program:
+            mid = f"m{n}"
+            if op == "send":
+                d = Delivery(message_id=mid, sender=sender, envelope=b"e", received_at=1.0)
+                fresh = await backend.enqueue("box", d, max_depth=1000)
+                assert fresh == ((sender, mid) not in seen)
+                if fresh:
+                    seen.add((sender, mid))
+                    pending.append((sender, mid))
+            else:
+                removed = await backend.ack("box", [mid])
+                assert removed == sum(1 for p in pending if p[1] == mid)
+                pending = [p for p in pending if p[1] != mid]
+            got = await backend.fetch("box", 1000)
+            assert [(d.sender, d.message_id) for d in got] == pending
+        await backend.close()
+
+    asyncio.run(run())
+
+
+ROUTES = [
+    "/v1/prekeys/publish", "/v1/prekeys/fetch", "/v1/prekeys/count",
+    "/v1/key-packages/publish", "/v1/key-packages/fetch", "/v1/key-packages/count",
+    "/v1/mailbox/send", "/v1/mailbox/fetch", "/v1/mailbox/ack",
+    "/v1/groups/members", "/v1/groups/get-members", "/v1/groups/commit",
+    "/v1/groups/message", "/v1/groups/log", "/v1/federation/deliver",
+    "/v1/auth/session", "/v1/auth/challenge",
+]  # fmt: skip
+field_names = st.sampled_from(
+    ["binding", "bundle", "one_time", "agent_id", "key_package_id", "key_package", "recipient",
+     "message_id", "envelope", "limit", "message_ids", "group_id", "members", "epoch",
+     "message", "after", "items", "challenge", "signature", "identity", "card", "client_nonce"]
+)  # fmt: skip
+bodies = st.dictionaries(
+    field_names, json_values | st.just(AGENTS[0]) | st.just("AAAA"), max_size=6
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.sampled_from(ROUTES), bodies | json_values.map(lambda v: {"x": v}), st.booleans())
+def test_hostile_requests_get_clean_errors(route: str, body: object, raw: bool) -> None:
+    """Any body on any route: 200 or a 4xx JSON error, never a 500, never a crash."""
+
+    async def run() -> None:
+        backend = SqliteBackend(":memory:")
+        await backend.start()
+        service = RelayService(
+            backend=backend,
+            public_url="http://relay",
+            limits=RelayLimits(),
+            peers={},
+            clock=lambda: 1.0,
+        )
+        app = RelayApp(service, RELAY_IDENTITY, random=lambda n: b"\x01" * n)
+        token = b"\x02" * 32
+        app.auth._sessions[hashlib.sha256(token).digest()] = (
+            Principal(AGENTS[1]),
+            1e12,
+        )
+        headers = {"authorization": "Bearer " + b64e(token)}
+        content = json.dumps(body).encode()
+        content = content[:-1] if raw else content  # truncated: not JSON any more
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://relay") as http:
+            resp = await http.post(route, content=content, headers=headers)
+        assert resp.status_code == 200 or 400 <= resp.status_code < 500, resp.text
+        assert isinstance(resp.json(), dict)
+        await backend.close()
+
+    asyncio.run(run())
+
+
+RELAY_IDENTITY = Identity.generate()

@@ -1,0 +1,309 @@
+"""SignalBinding end to end between two agents through an in-memory fake relay directory."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import pytest
+
+import sealwire_signal.plugin as signal_plugin
+from sealwire.agent._card import build_card
+from sealwire.binding import BindingContext, Negotiation
+from sealwire.errors import RemoteProtocolError, SealwireError, TrustError
+from sealwire.identity import Identity, TrustMode, TrustStore, verify_card
+from sealwire.relay import FetchedPrekeys, mailbox_address
+from sealwire.store import MemoryStore, SqliteStore, StoreKey
+from sealwire_signal import DuplicateMessageError, Envelope, UnknownPrekeyError
+from sealwire_signal._binding import SignalBinding
+from sealwire_signal._prekeys import (
+    KEM_ONE_TIME_BATCH,
+    NAMESPACE,
+    ONE_TIME_BATCH,
+    SIGNED_PREKEY_GRACE,
+    SIGNED_PREKEY_ROTATION,
+)
+
+RELAY = "https://relay.test"
+DAY = 24 * 3600.0
+
+
+class Directory:
+    """The relay's prekey directory, in memory: one-time keys are handed out once."""
+
+    def __init__(self) -> None:
+        self.bundles: dict[tuple[str, str], bytes] = {}
+        self.pools: dict[tuple[str, str], dict[str, dict[str, bytes]]] = {}
+
+
+class FakeRelayClient:
+    """The three prekey calls of ``sealwire.relay.RelayClient``, for one agent."""
+
+    def __init__(self, directory: Directory, agent_id: str) -> None:
+        self.directory, self.agent_id = directory, agent_id
+
+    async def publish_prekeys(self, binding, bundle, one_time) -> None:
+        key = (self.agent_id, binding)
+        self.directory.bundles[key] = bundle
+        pools = self.directory.pools.setdefault(key, {})
+        for pool, keys in one_time.items():
+            pools.setdefault(pool, {}).update(keys)
+
+    async def fetch_prekeys(self, agent_id, binding) -> FetchedPrekeys:
+        key = (agent_id, binding)
+        taken = {}
+        for pool, keys in self.directory.pools.get(key, {}).items():
+            first = next(iter(keys), None)
+            taken[pool] = None if first is None else (first, keys.pop(first))
+        return FetchedPrekeys(self.directory.bundles[key], taken)
+
+    async def count_prekeys(self, binding):
+        pools = self.directory.pools.get((self.agent_id, binding), {})
+        return {pool: len(keys) for pool, keys in pools.items()}
+
+
+@attrs.define
+class Clock:
+    now: float = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@attrs.define
+class Agent:
+    identity: Identity
+    card: object
+    store: object
+    binding: SignalBinding
+    context: BindingContext
+
+    def restart(self) -> Agent:
+        return attrs.evolve(self, binding=SignalBinding(self.context))
+
+
+def make_agent(directory, clock, *, store=None, options=None) -> Agent:
+    identity = Identity.generate()
+    opts = dict(options or {})
+    card = verify_card(build_card(
+        identity, name="agent", description="test agent", version="0",
+        bindings=[SignalBinding], listen_urls=(), options={"signal": opts},
+        relay_address=mailbox_address(RELAY, identity.agent_id),
+    ))  # fmt: skip
+    store = store if store is not None else MemoryStore()
+    context = BindingContext(
+        identity=identity, card=card, store=store, trust=TrustStore(store, TrustMode.TOFU),
+        relay=FakeRelayClient(directory, identity.agent_id), clock=clock, options=opts,
+    )  # fmt: skip
+    return Agent(identity, card, store, SignalBinding(context), context)
+
+
+def negotiation(sender: Agent, recipient: Agent) -> Negotiation:
+    return Negotiation(
+        chosen=SignalBinding.info.uri,
+        initiator_offers=tuple(o.uri for o in sender.card.offers),
+        responder_offers=tuple(o.uri for o in recipient.card.offers),
+    )
+
+
+async def seal(sender: Agent, recipient: Agent, frame: bytes) -> bytes:
+    return await sender.binding.seal(recipient.card, frame, negotiation(sender, recipient))
+
+
+@pytest.fixture
+def world():
+    directory, clock = Directory(), Clock()
+    return directory, clock
+
+
+async def _pair(world, **options):
+    directory, clock = world
+    alice, bob = make_agent(directory, clock, **options), make_agent(directory, clock, **options)
+    await alice.binding.publish_prekeys()
+    await bob.binding.publish_prekeys()
+    return alice, bob
+
+
+@pytest.mark.parametrize("he", [False, True])
+async def test_conversation_both_ways(world, he):
+    alice, bob = await _pair(world, options={"header_encryption": he})
+    for i in range(3):
+        opened = await bob.binding.open(await seal(alice, bob, b"task %d" % i))
+        assert opened.frame == b"task %d" % i
+        assert opened.sender.agent_id == alice.identity.agent_id
+        assert opened.sender.card.agent_id == alice.identity.agent_id
+        assert opened.message_id.startswith(alice.identity.agent_id + "/")
+    for i in range(2):
+        opened = await alice.binding.open(await seal(bob, alice, b"result %d" % i))
+        assert opened.frame == b"result %d" % i
+    raw = await seal(alice, bob, b"after reply")
+    assert Envelope.from_bytes(raw).prekey is None  # the initial part stops after a reply
+    assert (await bob.binding.open(raw)).frame == b"after reply"
+
+
+async def test_one_time_prekeys_are_handed_out_once_and_deleted(world):
+    directory, _ = world
+    alice, bob = await _pair(world)
+    key = (bob.identity.agent_id, "signal")
+    assert len(directory.pools[key]["x25519"]) == ONE_TIME_BATCH
+    assert len(directory.pools[key]["mlkem768"]) == KEM_ONE_TIME_BATCH
+    raw = await seal(alice, bob, b"hi")
+    part = Envelope.from_bytes(raw).prekey
+    assert str(part.one_time_prekey_id) not in directory.pools[key]["x25519"]
+    assert bob.store.get(NAMESPACE, f"opk/{part.one_time_prekey_id}") is not None
+    await bob.binding.open(raw)
+    assert bob.store.get(NAMESPACE, f"opk/{part.one_time_prekey_id}") is None
+    assert bob.store.get(NAMESPACE, f"kem/{part.kem_prekey_id}") is None
+
+
+async def test_replays_are_rejected(world):
+    alice, bob = await _pair(world)
+    first = await seal(alice, bob, b"one")
+    second = await seal(alice, bob, b"two")
+    await bob.binding.open(first)
+    await bob.binding.open(second)
+    for raw in (first, second):
+        with pytest.raises(DuplicateMessageError):
+            await bob.binding.open(raw)
+    await alice.binding.open(await seal(bob, alice, b"reply"))
+    bob = bob.restart()
+    with pytest.raises(DuplicateMessageError):
+        await bob.binding.open(first)
+
+
+async def test_tampering_and_wrong_recipient_leave_state_unchanged(world):
+    _, clock = world
+    alice, bob = await _pair(world)
+    carol = make_agent(world[0], clock)
+    await bob.binding.open(await seal(alice, bob, b"one"))
+    raw = bytearray(await seal(alice, bob, b"two"))
+    raw[-3] ^= 0x40
+    with pytest.raises(SealwireError):
+        await bob.binding.open(bytes(raw))
+    raw[-3] ^= 0x40
+    with pytest.raises(RemoteProtocolError):
+        await carol.binding.open(bytes(raw))
+    assert (await bob.binding.open(bytes(raw))).frame == b"two"
+
+
+async def test_downgraded_negotiation_is_refused(world):
+    alice, bob = await _pair(world)
+    honest = negotiation(alice, bob)
+    for bad in (attrs.evolve(honest, initiator_offers=()),
+                attrs.evolve(honest, chosen="urn:sealwire:binding:other:1")):  # fmt: skip
+        with pytest.raises(RemoteProtocolError, match="negotiation"):
+            await bob.binding.open(await alice.binding.seal(bob.card, b"x", bad))
+    assert (await bob.binding.open(await seal(alice, bob, b"ok"))).frame == b"ok"
+
+
+async def test_an_impostor_card_is_refused(world):
+    directory, clock = world
+    alice, bob = await _pair(world)
+    mallory = make_agent(directory, clock)
+    raw = await seal(mallory, bob, b"I am alice")
+    env = Envelope.from_bytes(raw)
+    forged_part = attrs.evolve(env.prekey, card=alice.binding._local_card)
+    forged = attrs.evolve(env, sender_id=alice.identity.agent_id, prekey=forged_part)
+    with pytest.raises(TrustError):
+        await bob.binding.open(forged.to_bytes())
+    bob.context.trust.deny(mallory.identity.agent_id)
+    with pytest.raises(TrustError):
+        await bob.binding.open(raw)
+
+
+async def test_restart_from_a_sqlite_store(world, tmp_path):
+    directory, clock = world
+    key = StoreKey.generate()
+    alice = make_agent(directory, clock)
+    bob = make_agent(directory, clock, store=SqliteStore.open(tmp_path / "bob.db", key))
+    await bob.binding.publish_prekeys()
+    await bob.binding.open(await seal(alice, bob, b"before"))
+    bob.store.close()
+    store = SqliteStore.open(tmp_path / "bob.db", key)
+    context = attrs.evolve(bob.context, store=store, trust=TrustStore(store, TrustMode.TOFU))
+    bob = attrs.evolve(bob, store=store, context=context)
+    bob = bob.restart()
+    assert (await bob.binding.open(await seal(alice, bob, b"after"))).frame == b"after"
+    assert (await alice.binding.open(await seal(bob, alice, b"reply"))).frame == b"reply"
+    store.close()
+
+
+async def test_replenish_rotation_and_grace(world):
+    directory, clock = world
+    alice, bob = await _pair(world)
+    pools = directory.pools[(bob.identity.agent_id, "signal")]
+    for _ in range(ONE_TIME_BATCH - 10):
+        await alice.binding.context.relay.fetch_prekeys(bob.identity.agent_id, "signal")
+    assert len(pools["x25519"]) == 10 and len(pools["mlkem768"]) == 0
+    await bob.binding.publish_prekeys()
+    assert len(pools["x25519"]) == ONE_TIME_BATCH
+    assert len(pools["mlkem768"]) == KEM_ONE_TIME_BATCH
+    early = await seal(alice, bob, b"sent before rotation")
+    old_spk = Envelope.from_bytes(early).prekey.signed_prekey_id
+    clock.now += SIGNED_PREKEY_ROTATION + 1
+    await bob.binding.publish_prekeys()
+    assert bob.binding._prekeys.bundle().signed_prekey.id != old_spk
+    assert (await bob.binding.open(early)).frame == b"sent before rotation"  # within grace
+    carol = make_agent(directory, clock)
+    late = await seal(carol, bob, b"late")
+    late_spk = Envelope.from_bytes(late).prekey.signed_prekey_id
+    clock.now += SIGNED_PREKEY_ROTATION + 1
+    await bob.binding.publish_prekeys()
+    clock.now += SIGNED_PREKEY_GRACE + 1
+    await bob.binding.publish_prekeys()
+    assert bob.store.get(NAMESPACE, f"spk/{late_spk}") is None
+    with pytest.raises(UnknownPrekeyError):
+        await bob.binding.open(late)
+
+
+async def test_simultaneous_first_messages_converge(world):
+    alice, bob = await _pair(world)
+    to_bob, to_alice = await seal(alice, bob, b"a1"), await seal(bob, alice, b"b1")
+    assert (await bob.binding.open(to_bob)).frame == b"a1"
+    assert (await alice.binding.open(to_alice)).frame == b"b1"
+    for i in range(3):
+        assert (await bob.binding.open(await seal(alice, bob, b"a%d" % i))).frame == b"a%d" % i
+        assert (await alice.binding.open(await seal(bob, alice, b"b%d" % i))).frame == b"b%d" % i
+
+
+async def test_pq_is_required_by_default(world):
+    alice, bob = await _pair(world)
+    raw = await seal(alice, bob, b"x")
+    env = Envelope.from_bytes(raw)
+    stripped = attrs.evolve(
+        env, prekey=attrs.evolve(env.prekey, kem_prekey_id=None, kem_ciphertext=None)
+    )
+    with pytest.raises(RemoteProtocolError, match="PQXDH"):
+        await bob.binding.open(stripped.to_bytes())
+    assert (await bob.binding.open(raw)).frame == b"x"
+
+
+def test_plugin_hook_and_card_parameters():
+    assert signal_plugin.sealwire_bindings() == [SignalBinding]
+    info = SignalBinding.info
+    assert info.uri == "urn:sealwire:binding:signal:1"
+    params = SignalBinding.card_parameters(Identity.generate().public, {})
+    assert params["aead"] == "AES-256-GCM" and json.dumps(params)
+
+
+def test_entry_point_registers_the_binding():
+    from sealwire.plugins import load_registry
+
+    registry = load_registry()
+    assert registry.binding("signal") is SignalBinding
+    assert registry.binding_for_uri("urn:sealwire:binding:signal:1") is SignalBinding
+
+
+async def test_open_tops_the_pools_up_when_due(world):
+    from sealwire_signal._binding import REPUBLISH_INTERVAL
+
+    directory, clock = world
+    alice, bob = await _pair(world)
+    pools = directory.pools[(bob.identity.agent_id, "signal")]
+    for _ in range(ONE_TIME_BATCH - 5):
+        await alice.binding.context.relay.fetch_prekeys(bob.identity.agent_id, "signal")
+    await bob.binding.open(await seal(alice, bob, b"soon"))
+    assert len(pools["x25519"]) == 4  # not due yet: nothing published
+    clock.now += REPUBLISH_INTERVAL + 1
+    await bob.binding.open(await seal(alice, bob, b"later"))
+    assert len(pools["x25519"]) == ONE_TIME_BATCH

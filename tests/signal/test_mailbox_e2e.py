@@ -1,0 +1,70 @@
+"""Item 5: A2A tasks to an offline peer through a real relay, answered the same way.
+
+Bob publishes his prekeys and goes offline; Alice sends him a task (sealed with
+the signal binding into his relay mailbox); Bob comes back with the same store,
+fetches, opens, acknowledges and answers into Alice's mailbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from sealwire.agent import Agent, TaskContext
+from sealwire.identity import Identity
+from sealwire.model import TaskState
+from sealwire.relay import RelayClient, RelayConfig, running_relay
+from sealwire.store import MemoryStore
+
+TIMEOUT = 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _handler(task: TaskContext) -> None:
+    text = task.message.parts[0].text or ""
+    await task.complete(f"done: {text.upper()}")
+
+
+def _agent(identity: Identity, store: MemoryStore, relay: RelayClient, name: str) -> Agent:
+    agent = Agent(identity, store, name=name, relay=relay, relay_address=relay.mailbox_address)
+    agent.on_message(_handler)
+    return agent
+
+
+@pytest.mark.slow
+async def test_task_to_an_offline_peer_and_back(tmp_path):
+    config = RelayConfig(
+        port=_free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+        backend_options={"path": str(tmp_path / "relay.sqlite3")},
+    )  # fmt: skip
+    async with running_relay(config) as relay:
+        bob_id, bob_store = Identity.generate(), MemoryStore()
+        alice_id = Identity.generate()
+        bob_relay = RelayClient(relay.url, bob_id)
+        alice_relay = RelayClient(relay.url, alice_id)
+        try:
+            async with _agent(bob_id, bob_store, bob_relay, "bob") as bob:
+                bob_card = bob.card  # prekeys published; then Bob goes offline
+            async with _agent(alice_id, MemoryStore(), alice_relay, "alice") as alice:
+                assert alice.explain(alice.peer(bob_card)).binding == "signal"
+                call = asyncio.create_task(alice.send_message(alice.peer(bob_card), "hello"))
+                await asyncio.sleep(0.3)
+                assert not call.done()  # Bob is offline: the task waits in his mailbox
+                async with _agent(bob_id, bob_store, bob_relay, "bob"):
+                    task = await asyncio.wait_for(call, TIMEOUT)
+                    assert task.status.state is TaskState.COMPLETED
+                    assert task.status.message.parts[0].text == "done: HELLO"
+                    second = await asyncio.wait_for(
+                        alice.send_message(alice.peer(bob_card), "again"), TIMEOUT
+                    )
+                    assert second.status.message.parts[0].text == "done: AGAIN"
+        finally:
+            await bob_relay.close()
+            await alice_relay.close()
