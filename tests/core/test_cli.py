@@ -104,3 +104,33 @@ def test_console_script_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "plugin builtins" in result.stdout
+
+
+def test_relay_serve_runs_a_relay(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "relay.toml"
+    config.write_text(f'[relay]\nport = {port}\nidentity = "{tmp_path / "relay.key"}"\n'
+                      f'[relay.sqlite]\npath = "{tmp_path / "relay.db"}"\n')
+    process = subprocess.Popen([sys.executable, "-m", "sealwire.cli", "relay", "serve",
+                                "--config", str(config)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/v1/info", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "relay did not start"
+                time.sleep(0.2)
+        assert info
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)

@@ -257,6 +257,12 @@ def test_malformed_input_names_the_field(cls: type, data: Any, path: str) -> Non
     assert info.value.to_rpc_error().message.startswith(path)
 
 
+@pytest.mark.parametrize("part", [{}, {"text": "a", "url": "b"}, {"filename": "f"}])
+def test_broken_oneof_says_which_fields(part: dict[str, Any]) -> None:
+    with pytest.raises(InvalidParamsError, match="exactly one of text, raw, url, data"):
+        from_json(Part, part)
+
+
 def test_deep_json_is_refused() -> None:
     deep: Any = "x"
     for _ in range(200):

@@ -103,7 +103,9 @@ def test_hook_sealwire_relay_backends() -> None:
         def sealwire_relay_backends(self) -> Sequence[RelayBackendProvider]:
             return [provider]
 
-    assert registry_with(Relay()).relay_backends["custom-relay"] is provider
+    backends = registry_with(Relay()).relay_backends
+    assert backends["custom-relay"] is provider
+    assert {"sqlite", "nats"} <= set(backends)  # core's own
 
 
 def test_hook_sealwire_policy_rules() -> None:

@@ -317,78 +317,6 @@ def test_typed_card_fields() -> None:
     assert card.capabilities.push_notifications is False
 
 
-texts = st.text(max_size=12)
-# required strings are never empty: json_format omits "" and the field would then be missing
-ids = st.text(min_size=1, max_size=12)
-parts = st.one_of(
-    st.builds(model.Part.from_text, texts),
-    st.builds(model.Part.from_raw, st.binary(max_size=20), media_type=st.none() | texts),
-    st.builds(model.Part.from_url, texts, filename=st.none() | texts),
-    st.builds(
-        model.Part.from_data, st.dictionaries(texts, st.integers(-1000, 1000) | texts, max_size=3)
-    ),
-)
-messages = st.builds(
-    model.Message,
-    message_id=ids,
-    role=st.sampled_from(list(model.Role)),
-    parts=st.lists(parts, max_size=3).map(tuple),
-    context_id=st.none() | texts,
-    task_id=st.none() | texts,
-    extensions=st.lists(texts, max_size=2).map(tuple),
-    metadata=st.none() | st.dictionaries(texts, texts, max_size=2),
-)
-statuses = st.builds(
-    model.TaskStatus,
-    st.sampled_from(list(model.TaskState)),
-    message=st.none() | messages,
-    timestamp=st.none() | st.sampled_from(["2025-06-01T12:30:45Z", "1999-12-31T23:59:59.500Z"]),
-)
-tasks = st.builds(
-    model.Task,
-    id=ids,
-    context_id=ids,
-    status=statuses,
-    history=st.lists(messages, max_size=2).map(tuple),
-)
-stream_events = st.one_of(
-    st.builds(model.StreamResponse, task=tasks),
-    st.builds(model.StreamResponse, message=messages),
-    st.builds(
-        model.StreamResponse,
-        status_update=st.builds(
-            model.TaskStatusUpdateEvent, task_id=ids, context_id=ids, status=statuses
-        ),
-    ),
-)
-
-
-@settings(max_examples=60, deadline=None)
-@given(event=stream_events)
-def test_our_json_parses_with_the_sdk_and_comes_back(event: model.StreamResponse) -> None:
-    ours = to_json(event)
-    sdk_obj = json_format.ParseDict(ours, sdk.StreamResponse())
-    assert json_format.MessageToDict(sdk_obj) == ours
-    assert from_json(model.StreamResponse, json_format.MessageToDict(sdk_obj)) == event
-
-
-# a2a/server/routes/jsonrpc_dispatcher.py JsonRpcDispatcher.METHOD_TO_MODEL (that module needs
-# the server extra, sse-starlette, which the workspace does not install)
-SDK_SERVER_PARAMS: dict[str, type[ProtoMessage]] = {
-    "SendMessage": sdk.SendMessageRequest,
-    "SendStreamingMessage": sdk.SendMessageRequest,
-    "GetTask": sdk.GetTaskRequest,
-    "ListTasks": sdk.ListTasksRequest,
-    "CancelTask": sdk.CancelTaskRequest,
-    "CreateTaskPushNotificationConfig": sdk.TaskPushNotificationConfig,
-    "GetTaskPushNotificationConfig": sdk.GetTaskPushNotificationConfigRequest,
-    "ListTaskPushNotificationConfigs": sdk.ListTaskPushNotificationConfigsRequest,
-    "DeleteTaskPushNotificationConfig": sdk.DeleteTaskPushNotificationConfigRequest,
-    "SubscribeToTask": sdk.SubscribeToTaskRequest,
-    "GetExtendedAgentCard": sdk.GetExtendedAgentCardRequest,
-}
-
-
 def test_timestamps_keep_their_meaning_not_their_spelling() -> None:
     # carried verbatim: json_format would respell this one as 2024-03-01T09:00:00.500Z
     status = model.TaskStatus(model.TaskState.WORKING, timestamp="2024-03-01T10:00:00.5+01:00")
@@ -482,6 +410,23 @@ def test_every_model_type_survives_the_sdk(cls: type, data: st.DataObject) -> No
     sdk_obj = json_format.ParseDict(encoded, sdk_cls())
     assert json_format.MessageToDict(sdk_obj) == encoded
     assert from_json(cls, json_format.MessageToDict(sdk_obj)) == ours
+
+
+# a2a/server/routes/jsonrpc_dispatcher.py JsonRpcDispatcher.METHOD_TO_MODEL (that module needs
+# the server extra, sse-starlette, which the workspace does not install)
+SDK_SERVER_PARAMS: dict[str, type[ProtoMessage]] = {
+    "SendMessage": sdk.SendMessageRequest,
+    "SendStreamingMessage": sdk.SendMessageRequest,
+    "GetTask": sdk.GetTaskRequest,
+    "ListTasks": sdk.ListTasksRequest,
+    "CancelTask": sdk.CancelTaskRequest,
+    "CreateTaskPushNotificationConfig": sdk.TaskPushNotificationConfig,
+    "GetTaskPushNotificationConfig": sdk.GetTaskPushNotificationConfigRequest,
+    "ListTaskPushNotificationConfigs": sdk.ListTaskPushNotificationConfigsRequest,
+    "DeleteTaskPushNotificationConfig": sdk.DeleteTaskPushNotificationConfigRequest,
+    "SubscribeToTask": sdk.SubscribeToTaskRequest,
+    "GetExtendedAgentCard": sdk.GetExtendedAgentCardRequest,
+}
 
 
 SDK_CLIENT_CALLS: list[tuple[str, ProtoMessage]] = [

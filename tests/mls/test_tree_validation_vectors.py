@@ -19,6 +19,7 @@ import attrs
 import pytest
 
 from sealwire.testing.vectors import load_json
+from sealwire_mls.codec import Writer, decode_exact
 from sealwire_mls.crypto import cipher_suite
 from sealwire_mls.errors import MLSAuthenticationError, MLSProtocolError
 from sealwire_mls.tree import ParentNode, RatchetTree
@@ -83,8 +84,6 @@ def test_tampered_leaf_signature_is_rejected() -> None:
 
 def test_parent_node_round_trip() -> None:
     node = ParentNode(encryption_key=b"k", parent_hash=b"p", unmerged_leaves=(1, 3))
-    from sealwire_mls.codec import Writer, decode_exact
-
     w = Writer()
     node.encode(w)
     assert decode_exact(w.getvalue(), ParentNode.decode) == node

@@ -23,7 +23,7 @@ from sealwire.agent._card import build_card
 from sealwire.binding import BindingContext, ChannelClosed, Negotiation, Property
 from sealwire.errors import AuthenticationError, DecodeError, TrustError
 from sealwire.identity import Identity, PublicIdentity, TrustMode, TrustStore, verify_card
-from sealwire.model import TaskState
+from sealwire.model import Task, TaskState
 from sealwire.plugins import load_registry
 from sealwire.store import MemoryStore
 from sealwire.testing.contract import SessionBindingContract
@@ -181,7 +181,7 @@ async def _tapped_pair() -> tuple[Tap, NoiseChannel, NoiseChannel]:
     alice, bob = make_binding(), make_binding()
     s1, s2 = memory_pair()
     tap = Tap(s1)
-    ca, cb = await connect_pair(alice, bob, (tap, s2))  # type: ignore[arg-type]
+    ca, cb = await connect_pair(alice, bob, (tap, s2))
     tap.hold = True
     await ca.send(b"first")
     await ca.send(b"second")
@@ -457,5 +457,44 @@ async def test_two_agents_exchange_tasks(scheme: str) -> None:
         peer = client.peer(server.card.card)
         assert peer.offer("noise") is not None
         task = await asyncio.wait_for(client.send_message(peer, "hello noise"), 20)
-        assert task.status.state is TaskState.COMPLETED
+        assert isinstance(task, Task) and task.status.state is TaskState.COMPLETED
         assert task.artifacts[0].parts[0].text == "11 chars"
+
+
+async def test_udp_time_based_rekey_in_step() -> None:
+    clock = Clock()
+    alice = make_binding({"rekey_seconds": 10}, clock=clock)
+    bob = make_binding(clock=clock)
+    e1, e2 = memory_datagram_pair()
+    neg = negotiation(alice, bob)
+    ca, cb = await asyncio.gather(
+        alice.initiate_datagram(e1, bob.context.card, neg), bob.respond_datagram(e2, neg)
+    )
+    for n in range(6):
+        clock.now += 7  # alice's direction moves to a new key epoch every other packet
+        await ca.send(b"t%d" % n)
+        assert await asyncio.wait_for(cb.receive(), 5) == b"t%d" % n
+    assert cb.rejected == 0
+
+
+async def test_udp_lost_final_handshake_message_is_resent() -> None:
+    """XX: the initiator's message 3 is lost; the responder repeats message 2 and the
+    initiator's channel answers with message 3 again."""
+    lost: list[bytes] = []
+
+    def lose_message_3_once(datagram: bytes) -> bool:
+        if datagram[:2] == b"H\x02" and not lost:
+            lost.append(datagram)
+            return True
+        return False
+
+    alice, bob = make_binding({"patterns": ["XX"]}), make_binding({"patterns": ["XX"]})
+    e1, e2 = memory_datagram_pair(loss_for_testing=lose_message_3_once)
+    neg = negotiation(alice, bob)
+    responder = asyncio.create_task(bob.respond_datagram(e2, neg))
+    ca = await alice.initiate_datagram(e1, bob.context.card, neg)
+    reader = asyncio.create_task(ca.receive())  # the channel's reader answers repeats
+    cb = await asyncio.wait_for(responder, 10)
+    assert lost
+    await cb.send(b"made it")
+    assert await asyncio.wait_for(reader, 5) == b"made it"

@@ -210,3 +210,14 @@ def test_hybrid_kem_ciphertext_tampering_is_caught(make_pair: Pair) -> None:
     with pytest.raises(NoiseAuthenticationError):
         init.read_message(bytes(m2))
     assert init.status is HandshakeStatus.READ
+
+
+def test_the_handshake_hands_over_once(make_pair: Pair, handshake: Run) -> None:
+    init, resp = make_pair(_name("NN"))
+    handshake(init, resp)
+    init.into_transport()
+    with pytest.raises(NoiseStateError):
+        init.into_transport()
+    resp.split()
+    with pytest.raises(NoiseStateError):
+        resp.split()

@@ -237,3 +237,15 @@ def test_datagram_old_epochs_are_erased() -> None:
     with pytest.raises(ReplayedPacketError):
         b.decrypt(packets[100])
     assert b.decrypt(packets[190]) == b"190"
+
+
+def test_datagram_time_based_rekey_jumps_to_the_next_epoch() -> None:
+    a, b = _datagram_pair(rekey_after=64, window=64)
+    assert b.decrypt(a.encrypt(b"before")) == b"before"
+    a.next_epoch()
+    assert a.send_counter == 64
+    packet = a.encrypt(b"after")
+    assert int.from_bytes(packet[:8], "big") == 64
+    assert b.decrypt(packet) == b"after"  # the receiver derived epoch 1 from the counter
+    plain_send, _ = _cipher_pair()  # the epoch-0 key no longer opens new packets
+    assert packet[8:] != plain_send.encrypt_at(64, b"", b"after")

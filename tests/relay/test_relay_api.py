@@ -224,3 +224,20 @@ async def test_websocket_refusals(clients: NewClient, relay: RunningRelay) -> No
         with pytest.raises(websockets.ConnectionClosed) as info:
             await ws.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 4401
+
+
+async def test_subscribe_waits_for_a_relay_that_is_not_up_yet(
+    make_config: Callable[..., RelayConfig],
+) -> None:
+    config = make_config("late")
+    alice = RelayClient(config.url, Identity.generate())
+    inbox = alice.subscribe()
+    first = asyncio.ensure_future(anext(inbox))
+    await asyncio.sleep(0.3)
+    assert not first.done()
+    async with running_relay(config):
+        async with RelayClient(config.url, Identity.generate()) as bob:
+            await bob.send(alice.agent_id, "hi", b"!")
+        assert (await asyncio.wait_for(first, 10)).message_id == "hi"
+        await inbox.aclose()
+    await alice.close()

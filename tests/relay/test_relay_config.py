@@ -45,6 +45,8 @@ url = "http://127.0.0.1:9101/"
     [
         "[relay]\nport = 'x'",
         "[relay]\nport = true",
+        "[relay]\npublic_url = 5",
+        "[relay]\npeers = [{relay_id = 'x'}]",
         "[relay]\nunknown = 1",
         "[relay]\npeers = [{relay_id = 'nope', url = 'http://x'}]",
         "[relay.limits]\nmax_message_bytes = -1",

@@ -1,4 +1,4 @@
-"""Federation: three relays on loopback, one restarted while messages wait for it."""
+"""Federation: three relays on loopback, two restarted while messages wait in between."""
 
 from __future__ import annotations
 
@@ -66,11 +66,12 @@ async def test_forwarding_across_three_relays_with_a_restart(
     alice_id, bob_id, carol_id = (Identity.generate() for _ in NAMES)
     bob_address = mailbox_address(configs["b"].url, bob_id.agent_id)
     async with contextlib.AsyncExitStack() as stack:
-        relays = {n: await stack.enter_async_context(running_relay(configs[n])) for n in ("a", "c")}
-        b_stack = contextlib.AsyncExitStack()
+        c = await stack.enter_async_context(running_relay(configs["c"]))
+        a_stack, b_stack = contextlib.AsyncExitStack(), contextlib.AsyncExitStack()
+        await a_stack.enter_async_context(running_relay(configs["a"]))
         await b_stack.enter_async_context(running_relay(configs["b"]))
-        alice = await stack.enter_async_context(RelayClient(relays["a"].url, alice_id))
-        carol = await stack.enter_async_context(RelayClient(relays["c"].url, carol_id))
+        alice = await stack.enter_async_context(RelayClient(configs["a"].url, alice_id))
+        carol = await stack.enter_async_context(RelayClient(c.url, carol_id))
         bob = await stack.enter_async_context(RelayClient(configs["b"].url, bob_id))
 
         await alice.send(bob_address, "hello", b"from alice via a")
@@ -89,7 +90,8 @@ async def test_forwarding_across_three_relays_with_a_restart(
             await alice.send(bob_address, f"m{i}", f"{i}".encode())
         await alice.send(bob_address, "m0", b"0")  # a retry: no duplicate
         await alice.send(bob_address, "hello", b"from alice via a")  # already acked at b
-        await asyncio.sleep(0.3)
+        await a_stack.aclose()  # a restarts too, its outbox for b still full
+        await stack.enter_async_context(running_relay(configs["a"]))
         async with running_relay(configs["b"]):
             got = await _drain(bob, BATCH)
             assert sorted(d.message_id for d in got) == sorted(f"m{i}" for i in range(BATCH))
@@ -97,7 +99,7 @@ async def test_forwarding_across_three_relays_with_a_restart(
             await asyncio.sleep(0.3)  # nothing more arrives
             assert len(await bob.fetch(limit=500)) == BATCH
             # And the other way: b forwards to a for alice.
-            await bob.send(mailbox_address(relays["a"].url, alice_id.agent_id), "back", b"!")
+            await bob.send(mailbox_address(configs["a"].url, alice_id.agent_id), "back", b"!")
             assert [d.message_id for d in await _drain(alice, 1)] == ["back"]
 
 

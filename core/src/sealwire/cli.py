@@ -111,6 +111,13 @@ def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
     return asyncio.run(run_demo(registry, transport=args.transport))
 
 
+def cmd_relay_serve(args: argparse.Namespace, registry: Registry) -> int:
+    from sealwire.relay import RelayConfig, serve_relay
+
+    config = RelayConfig.from_toml(args.config) if args.config else RelayConfig()
+    return serve_relay(config)
+
+
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sealwire", description=("End-to-end security for agent-to-agent (A2A) communication.")
@@ -141,6 +148,12 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     e.add_argument("peer_card", help="the peer's signed card (JSON file, or - for stdin)")
     e.add_argument("--situation", choices=sorted(SITUATIONS), default="online")
     e.set_defaults(run=cmd_policy_explain)
+
+    p = sub.add_parser("relay", help="the delivery service for offline agents and groups")
+    rsub = p.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
+    r = rsub.add_parser("serve", help="run a relay (embedded SQLite unless configured)")
+    r.add_argument("--config", help="relay TOML file (default: 127.0.0.1:8700, SQLite)")
+    r.set_defaults(run=cmd_relay_serve)
 
     p = sub.add_parser("demo", help="two local agents exchange a task over a secure binding")
     p.add_argument("--transport", choices=["tcp", "ws", "udp"], default="tcp")

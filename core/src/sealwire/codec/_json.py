@@ -344,7 +344,7 @@ class _Plan:
         out: dict[str, Any] = {}
         for f in self.fields:
             value = getattr(obj, f.name)
-            if not f.required and value is None:
+            if not f.required and (value is None or value == f.default):
                 continue
             out[f.json_name] = f.encode(value)
         return out

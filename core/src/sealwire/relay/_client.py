@@ -287,11 +287,19 @@ class RelayClient:
     # -- WebSocket streams --------------------------------------------------------------
 
     async def _stream(self, path: Any, parse: Any, seen: Any) -> AsyncGenerator[Any, None]:
+        """Items pushed on a WebSocket; reconnects (and authenticates again) until closed.
+
+        An unreachable relay is retried with backoff; a refusal (4xxx close code
+        other than "unauthenticated") or a malformed push ends the stream with
+        its error.
+        """
         delay = RECONNECT_FIRST_SECONDS
+        stale: str | None = None
         while True:
-            token = self._token or await self._authenticate(None)
-            url = "ws" + self.url.removeprefix("http") + (path() if callable(path) else path)
             try:
+                token = await self._authenticate(stale) if stale or not self._token else self._token
+                stale = None
+                url = "ws" + self.url.removeprefix("http") + (path() if callable(path) else path)
                 async with websockets.connect(
                     url,
                     additional_headers={"authorization": f"Bearer {token}"},
@@ -304,15 +312,14 @@ class RelayClient:
                         seen(item)
                         yield item
             except ConnectionClosed as exc:
-                if exc.rcvd is not None and exc.rcvd.code == 4401:
-                    await self._authenticate(token)
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                if code == 4000 + RelayAuthError.status:
+                    stale = token
                     continue
-                if exc.rcvd is not None and 4000 <= exc.rcvd.code < 4500:
-                    raise _close_error(exc.rcvd.code, exc.rcvd.reason) from None
-            except (OSError, InvalidStatus, WebSocketException, TimeoutError):
+                if code is not None and 4000 <= code < 4500 and exc.rcvd is not None:
+                    raise _close_error(code, exc.rcvd.reason) from None
+            except (RelayUnavailable, OSError, InvalidStatus, WebSocketException, TimeoutError):
                 pass
-            except SealwireError:
-                raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 

@@ -122,7 +122,7 @@ class RelayConfig:
         return cls(
             host=_typed(table, "host", str, "127.0.0.1"),
             port=_typed(table, "port", int, 8700),
-            public_url=table.get("public_url"),
+            public_url=_typed(table, "public_url", str, "") or None,
             identity_path=base / _typed(table, "identity", str, "relay-identity.key"),
             backend=backend,
             backend_options=options,

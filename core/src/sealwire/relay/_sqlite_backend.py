@@ -42,11 +42,14 @@ CREATE TABLE IF NOT EXISTS messages (
     envelope BLOB, received_at REAL, acked_at REAL,
     UNIQUE (mailbox, sender, message_id));
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (mailbox, acked_at, id);
+CREATE TABLE IF NOT EXISTS depths (mailbox TEXT PRIMARY KEY, pending INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (group_id BLOB PRIMARY KEY, members TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS group_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, group_id BLOB, kind TEXT, epoch INTEGER,
     sender TEXT, message BLOB, received_at REAL);
 CREATE INDEX IF NOT EXISTS group_log_by_group ON group_log (group_id, seq);
+CREATE TABLE IF NOT EXISTS group_heads (
+    group_id BLOB PRIMARY KEY, entries INTEGER NOT NULL, last_commit INTEGER);
 CREATE UNIQUE INDEX IF NOT EXISTS one_commit_per_epoch
     ON group_log (group_id, epoch) WHERE kind = 'commit';
 """
@@ -211,9 +214,8 @@ class SqliteBackend:
             ).fetchone()
             if seen is not None:
                 return False
-            depth = db.execute(
-                "SELECT count(*) FROM messages WHERE mailbox=? AND acked_at IS NULL", (mailbox,)
-            ).fetchone()[0]
+            row = db.execute("SELECT pending FROM depths WHERE mailbox=?", (mailbox,)).fetchone()
+            depth = row[0] if row else 0
             if depth >= max_depth:
                 raise LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
             db.execute(
@@ -227,6 +229,7 @@ class SqliteBackend:
                     delivery.received_at,
                 ),
             )
+            db.execute("INSERT OR REPLACE INTO depths VALUES (?, ?)", (mailbox, depth + 1))
             return True
 
     async def fetch(self, mailbox: str, limit: int) -> list[Delivery]:
@@ -253,6 +256,10 @@ class SqliteBackend:
                     (mailbox, message_id),
                 )
                 removed += cur.rowcount
+            db.execute(
+                "UPDATE depths SET pending = max(0, pending - ?) WHERE mailbox=?",
+                (removed, mailbox),
+            )
             self._acks += len(message_ids)
             if self._acks >= PRUNE_EVERY_ACKS:
                 self._acks = 0
@@ -284,21 +291,22 @@ class SqliteBackend:
 
     async def append_group(self, group_id: bytes, entry: GroupLogEntry, *, max_entries: int) -> int:
         with self._tx() as db:
-            count = db.execute(
-                "SELECT count(*) FROM group_log WHERE group_id=?", (group_id,)
-            ).fetchone()[0]
+            head = db.execute(
+                "SELECT entries, last_commit FROM group_heads WHERE group_id=?", (group_id,)
+            ).fetchone()
+            count, last = head if head else (0, None)
             if count >= max_entries:
                 raise LimitExceeded("group_log", f"group log holds {max_entries} entries")
             if entry.kind == "commit":
-                last = db.execute(
-                    "SELECT max(epoch) FROM group_log WHERE group_id=? AND kind='commit'",
-                    (group_id,),
-                ).fetchone()[0]
                 if last is not None and entry.epoch != last + 1:
                     raise EpochConflictError(
                         f"the log accepts a commit for epoch {last + 1}, not {entry.epoch}",
                         expected_epoch=last + 1,
                     )
+                last = entry.epoch
+            db.execute(
+                "INSERT OR REPLACE INTO group_heads VALUES (?, ?, ?)", (group_id, count + 1, last)
+            )
             cur = db.execute(
                 "INSERT INTO group_log (group_id, kind, epoch, sender, message, received_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

@@ -16,7 +16,7 @@ from attrs import frozen
 from sealwire_mls.codec import Reader, Writer
 from sealwire_mls.errors import MLSDecodeError
 
-__all__ = ["Certificate", "Credential", "CredentialType"]
+__all__ = ["BasicCredential", "Certificate", "Credential", "CredentialType"]
 
 
 class CredentialType(IntEnum):
@@ -24,6 +24,23 @@ class CredentialType(IntEnum):
 
     BASIC = 0x0001
     X509 = 0x0002
+
+
+@frozen
+class BasicCredential:
+    """A Sealwire member's ``basic`` credential: the agent id as identity (§5.3)."""
+
+    agent_id: str
+
+    def credential(self) -> Credential:
+        """The wire :class:`Credential` (identity = the agent id in ASCII)."""
+        return Credential.basic(self.agent_id.encode("ascii"))
+
+    @classmethod
+    def from_credential(cls, credential: Credential) -> BasicCredential | None:
+        """The agent id carried by ``credential``, ``None`` if it is not a basic ASCII one."""
+        agent_id = credential.agent_id()
+        return None if agent_id is None else cls(agent_id)
 
 
 @frozen
@@ -61,7 +78,7 @@ class Credential:
     @classmethod
     def for_agent(cls, agent_id: str) -> Credential:
         """The ``basic`` credential of a Sealwire agent: its agent id, ASCII."""
-        return cls.basic(agent_id.encode("ascii"))
+        return BasicCredential(agent_id).credential()
 
     def agent_id(self) -> str | None:
         """The agent id of a basic credential, ``None`` if not a valid ASCII basic identity."""

@@ -30,6 +30,7 @@ from sealwire_mls.errors import (
     MLSLocalError,
     MLSProtocolError,
 )
+from sealwire_mls.proposals import Commit, Proposal
 from sealwire_mls.schedule import MLS10, GroupContext
 from sealwire_mls.secret_tree import RatchetType, SecretTree, sender_data_key_nonce
 
@@ -128,13 +129,6 @@ class Sender:
         return cls(kind)
 
 
-def _bodies() -> tuple[Any, Any]:
-    # Imported late: the Proposal/Commit structs live in MLS-B's module.
-    from sealwire_mls.proposals import Commit, Proposal
-
-    return Proposal, Commit
-
-
 def encode_content_body(w: Writer, content_type: ContentType, content: Any) -> None:
     """Append application data (``opaque<V>``), a Proposal or a Commit."""
     if content_type is ContentType.APPLICATION:
@@ -147,8 +141,9 @@ def decode_content_body(r: Reader, content_type: ContentType) -> Any:
     """Read the body selected by ``content_type``."""
     if content_type is ContentType.APPLICATION:
         return r.opaque("application_data")
-    proposal, commit = _bodies()
-    return (proposal if content_type is ContentType.PROPOSAL else commit).decode(r)
+    if content_type is ContentType.PROPOSAL:
+        return Proposal.decode(r)
+    return Commit.decode(r)
 
 
 @frozen(kw_only=True)

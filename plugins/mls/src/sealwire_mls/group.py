@@ -211,14 +211,16 @@ class Group:
         external_psks: Mapping[bytes, bytes] | None = None,
     ) -> Group:
         """Join from a Welcome (§12.4.3.1): decrypt, verify, rebuild the epoch."""
+        if not isinstance(welcome, Welcome):
+            raise MLSProtocolError("not a Welcome")
         suite = cipher_suite(key_package.cipher_suite)
         secrets = welcome.group_secrets(suite, key_package.ref(suite), init_priv)
-        group = cls.__new__(cls)
-        group._suite, group._psks = suite, dict(external_psks or {})
-        group._resumption = OrderedDict()
-        psk = group._psk_secret(secrets.psks)
+        psks = dict(external_psks or {})
+        psk = _psk_secret(suite, secrets.psks, psks, {})
         info = welcome.group_info(suite, welcome_secret(suite, secrets.joiner_secret, psk))
         context = info.group_context
+        if context.cipher_suite != suite.id:
+            raise MLSProtocolError("GroupInfo cipher suite differs from the KeyPackage's")
         tree = ratchet_tree or tree_from_group_info(suite, info)
         signer = tree.leaf(info.signer)
         if signer is None:
@@ -239,8 +241,7 @@ class Group:
             interim=interim_transcript_hash(suite, cth, info.confirmation_tag),
             secret_tree=SecretTree(suite, epoch_secrets.encryption_secret, tree.n_leaves),
         )  # fmt: skip
-        Group.__init__(group, suite, epoch, signature_priv, group._psks)
-        return group
+        return cls(suite, epoch, signature_priv, psks)
 
     # -- accessors ---------------------------------------------------------------
 
@@ -529,7 +530,8 @@ class Group:
         )  # fmt: skip
         encoded = context.to_bytes()
         joiner = joiner_secret(suite, old.secrets.init_secret, commit_secret, encoded)
-        secrets = key_schedule(suite, joiner, self._psk_secret(applied.psks), encoded)
+        psk = _psk_secret(suite, applied.psks, self._psks, self._resumption)
+        secrets = key_schedule(suite, joiner, psk, encoded)
         tag = ac.auth.confirmation_tag
         if tag is None:
             tag = confirmation_tag(suite, secrets.confirmation_key, confirmed)
@@ -553,24 +555,28 @@ class Group:
         if len(self._resumption) > MAX_RESUMPTION_EPOCHS:
             self._resumption.popitem(last=False)
 
-    def _psk_secret(self, ids: Sequence[PreSharedKeyID]) -> bytes | None:
-        """§8.4 over the PSKs we hold; MLSProtocolError for one we do not have."""
-        if not ids:
-            return None
-        pairs = []
-        for psk_id in ids:
-            psk_id.check_nonce(self._suite)
-            if psk_id.psktype is PSKType.EXTERNAL:
-                value = self._psks.get(psk_id.psk_id)
-            else:
-                value = self._resumption.get((psk_id.psk_group_id, psk_id.psk_epoch))
-            if value is None:
-                raise MLSProtocolError("unknown pre-shared key")
-            pairs.append((psk_id, value))
-        return psk_secret(self._suite, pairs)
-
 
 _SUPPORTED = (Add, Update, Remove, PreSharedKey, GroupContextExtensions)
+
+
+def _psk_secret(
+    suite: CipherSuite,
+    ids: Sequence[PreSharedKeyID],
+    external: Mapping[bytes, bytes],
+    resumption: Mapping[tuple[bytes, int], bytes],
+) -> bytes | None:
+    """§8.4 over the PSKs we hold (None when there are none); MLSProtocolError if one is unknown."""
+    pairs = []
+    for psk_id in ids:
+        psk_id.check_nonce(suite)
+        if psk_id.psktype is PSKType.EXTERNAL:
+            value = external.get(psk_id.psk_id)
+        else:
+            value = resumption.get((psk_id.psk_group_id, psk_id.psk_epoch))
+        if value is None:
+            raise MLSProtocolError("unknown pre-shared key")
+        pairs.append((psk_id, value))
+    return psk_secret(suite, pairs) if pairs else None
 
 
 def _drop_blank(private: TreeKEMPrivate, tree: RatchetTree) -> TreeKEMPrivate:

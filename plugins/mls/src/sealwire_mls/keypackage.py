@@ -7,6 +7,7 @@ A decoded :class:`LeafNode` or :class:`KeyPackage` is unverified until its
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 import attrs
@@ -20,6 +21,7 @@ from sealwire_mls.extensions import (
     PROTOCOL_VERSION_MLS10,
     Capabilities,
     Extension,
+    RequiredCapabilities,
     check_unique_extensions,
     decode_extensions,
     encode_extensions,
@@ -27,11 +29,15 @@ from sealwire_mls.extensions import (
 
 __all__ = [
     "KEY_PACKAGE_REF_LABEL",
+    "HPKEPublicKey",
     "MAX_LIFETIME_SECONDS",
     "KeyPackage",
     "LeafNode",
     "LeafNodeSource",
     "Lifetime",
+    "SignaturePublicKey",
+    "check_leaf_against_group",
+    "check_leaf_contents",
     "validate_key_package",
     "validate_leaf_node",
 ]
@@ -41,6 +47,12 @@ KEY_PACKAGE_REF_LABEL = b"MLS 1.0 KeyPackage Reference"
 #: The longest LeafNode lifetime Sealwire accepts (§7.2: "Applications MUST
 #: define a maximum total lifetime"): 90 days, so a leaked KeyPackage ages out.
 MAX_LIFETIME_SECONDS = 90 * 24 * 3600
+
+
+#: ``opaque HPKEPublicKey<V>`` (§5.1.1): the serialized KEM public key, as bytes.
+HPKEPublicKey = bytes
+#: ``opaque SignaturePublicKey<V>`` (§5.1.1).
+SignaturePublicKey = bytes
 
 
 class LeafNodeSource(IntEnum):
@@ -67,8 +79,8 @@ class Lifetime:
 class LeafNode:
     """A ``LeafNode`` (§7.2). Build and sign with :meth:`create`."""
 
-    encryption_key: bytes
-    signature_key: bytes
+    encryption_key: HPKEPublicKey
+    signature_key: SignaturePublicKey
     credential: Credential
     capabilities: Capabilities
     leaf_node_source: int
@@ -184,24 +196,13 @@ class LeafNode:
         cs.verify_with_label(self.signature_key, b"LeafNodeTBS", tbs, self.signature)
 
 
-def validate_leaf_node(
-    leaf: LeafNode,
-    cs: CipherSuite,
-    *,
-    source: LeafNodeSource,
-    group_id: bytes | None = None,
-    leaf_index: int | None = None,
-    now: int | None = None,
-) -> None:
-    """The per-node checks of §7.3 (group-wide ones are in :mod:`sealwire_mls.tree`).
+def check_leaf_contents(leaf: LeafNode, *, now: int | None = None) -> None:
+    """The §7.3 checks on a LeafNode's own fields, whatever its source.
 
-    Checks the signature, the source, that the credential type and every
-    extension are listed in the capabilities, and, when ``now`` is given,
-    the lifetime (bounded by :data:`MAX_LIFETIME_SECONDS`).
+    The credential type and every extension are listed in the capabilities,
+    extension types do not repeat, and, when ``now`` is given, the lifetime
+    holds it and spans at most :data:`MAX_LIFETIME_SECONDS`.
     """
-    if leaf.leaf_node_source != source:
-        raise MLSProtocolError(f"leaf_node_source is {leaf.leaf_node_source}, expected {source}")
-    leaf.verify(cs, group_id, leaf_index)
     if leaf.credential.credential_type not in leaf.capabilities.credentials:
         raise MLSProtocolError("credential type not listed in capabilities")
     check_unique_extensions(leaf.extensions)
@@ -214,13 +215,65 @@ def validate_leaf_node(
             raise MLSProtocolError("leaf node lifetime is not valid now")
 
 
+def validate_leaf_node(
+    leaf: LeafNode,
+    cs: CipherSuite,
+    *,
+    source: LeafNodeSource,
+    group_id: bytes | None = None,
+    leaf_index: int | None = None,
+    now: int | None = None,
+) -> None:
+    """The per-node checks of §7.3 (group-wide ones: :func:`check_leaf_against_group`).
+
+    Checks the source, the signature (over ``group_id`` and ``leaf_index``
+    unless the source is ``key_package``) and :func:`check_leaf_contents`.
+    """
+    if leaf.leaf_node_source != source:
+        raise MLSProtocolError(f"leaf_node_source is {leaf.leaf_node_source}, expected {source}")
+    leaf.verify(cs, group_id, leaf_index)
+    check_leaf_contents(leaf, now=now)
+
+
+def check_leaf_against_group(
+    leaf: LeafNode,
+    members: Iterable[tuple[int, LeafNode]],
+    *,
+    replacing: int | None = None,
+    required: RequiredCapabilities | None = None,
+) -> None:
+    """The group-wide LeafNode checks of §7.3 for a leaf entering the tree.
+
+    ``members`` are the tree's current leaves; ``replacing`` is the index the
+    leaf replaces (Update, commit path), whose old keys are then not
+    compared and whose old ``encryption_key`` must differ. Checks required
+    capabilities, mutual credential-type support and key uniqueness.
+    """
+    if required is not None and not required.satisfied_by(leaf.capabilities):
+        raise MLSProtocolError("leaf does not support the group's required capabilities")
+    kind = leaf.credential.credential_type
+    for index, other in members:
+        if index == replacing:
+            if leaf.leaf_node_source == LeafNodeSource.UPDATE and (
+                other.encryption_key == leaf.encryption_key
+            ):
+                raise MLSProtocolError("Update must change the encryption key")
+            continue
+        if kind not in other.capabilities.credentials:
+            raise MLSProtocolError(f"member {index} does not support credential type {kind}")
+        if other.credential.credential_type not in leaf.capabilities.credentials:
+            raise MLSProtocolError(f"leaf does not support member {index}'s credential type")
+        if other.encryption_key == leaf.encryption_key or other.signature_key == leaf.signature_key:
+            raise MLSProtocolError(f"leaf repeats member {index}'s key")
+
+
 @frozen(kw_only=True)
 class KeyPackage:
     """A ``KeyPackage`` (§10). Build and sign with :meth:`sign`."""
 
     version: int = PROTOCOL_VERSION_MLS10
     cipher_suite: int
-    init_key: bytes
+    init_key: HPKEPublicKey
     leaf_node: LeafNode
     extensions: tuple[Extension, ...] = ()
     signature: bytes = b""

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import attrs
 from attrs import frozen
 
 from sealwire_mls import tree_math as tm
-from sealwire_mls.codec import Reader, Writer, decode_exact
+from sealwire_mls.codec import Reader, Writer, decode_exact, encode_varint
 from sealwire_mls.crypto import CipherSuite
 from sealwire_mls.errors import MLSDecodeError, MLSLocalError, MLSProtocolError
-from sealwire_mls.extensions import Extension, ExtensionType
-from sealwire_mls.keypackage import LeafNode, LeafNodeSource
+from sealwire_mls.extensions import Extension, ExtensionType, RequiredCapabilities
+from sealwire_mls.keypackage import LeafNode, LeafNodeSource, check_leaf_contents
 
 __all__ = [
     "MAX_LEAVES",
@@ -93,20 +94,20 @@ def encode_node(w: Writer, node: Node) -> None:
     node.encode(w)
 
 
-def _put_optional(w: Writer, node: Node | None, with_type: bool) -> None:
-    # optional<T> by hand: mypy cannot solve Writer.optional's TypeVar for a union.
-    if node is None:
-        w.uint8(0)
-        return
-    w.uint8(1)
-    if with_type:
-        encode_node(w, node)
-    else:
-        node.encode(w)
+def _node_bytes(node: Node) -> bytes:
+    if isinstance(node, LeafNode):
+        return node.to_bytes()  # memoized
+    w = Writer()
+    node.encode(w)
+    return w.getvalue()
 
 
 def _encode_optional_node(w: Writer, node: Node | None) -> None:
-    _put_optional(w, node, with_type=True)
+    # optional<Node> by hand: mypy cannot solve Writer.optional's TypeVar for a union.
+    if node is None:
+        w.uint8(0)
+    else:
+        encode_node(w.uint8(1), node)
 
 
 def decode_node(r: Reader) -> Node:
@@ -135,12 +136,15 @@ def _n_leaves_for(width: int) -> int:
 class RatchetTree:
     """A ratchet tree over one cipher suite, with cached tree hashes."""
 
-    __slots__ = ("_hashes", "_nodes", "cs")
+    __slots__ = ("_blank_hint", "_hashes", "_nodes", "cs")
 
     def __init__(self, cs: CipherSuite, nodes: list[Node | None]) -> None:
         self.cs = cs
         self._nodes = nodes
         self._hashes: list[bytes | None] = [None] * len(nodes)
+        # Every leaf below this index is non-blank: Adds scan from here, so a
+        # run of Adds costs O(1) each instead of an O(N) scan.
+        self._blank_hint = 0
 
     # -- construction and the ratchet_tree extension (§12.4.3.3) -----------
 
@@ -196,6 +200,7 @@ class RatchetTree:
         """An independent copy sharing the (immutable) nodes and cached hashes."""
         other = RatchetTree(self.cs, list(self._nodes))
         other._hashes = list(self._hashes)
+        other._blank_hint = self._blank_hint
         return other
 
     # -- access -------------------------------------------------------------
@@ -240,6 +245,8 @@ class RatchetTree:
         if node is not None and isinstance(node, LeafNode) != tm.is_leaf(x):
             raise MLSLocalError(f"wrong node type for index {x}")
         self._nodes[x] = node
+        if node is None and tm.is_leaf(x):
+            self._blank_hint = min(self._blank_hint, x >> 1)
         n, r = self.n_leaves, tm.root(self.n_leaves)
         self._hashes[x] = None
         while x != r:
@@ -281,12 +288,13 @@ class RatchetTree:
 
     def add_leaf(self, leaf: LeafNode) -> int:
         """Put ``leaf`` in the leftmost blank leaf (extending if none), mark it unmerged."""
-        leaves = self._nodes[::2]
-        index = leaves.index(None) if None in leaves else None
-        if index is None:
+        index = self._blank_hint
+        while index < self.n_leaves and self._nodes[2 * index] is not None:
+            index += 1
+        self._blank_hint = index + 1
+        if index == self.n_leaves:
             if self.n_leaves * 2 > MAX_LEAVES:
                 raise MLSProtocolError("group is full")
-            index = self.n_leaves
             self._nodes.extend([None] * len(self._nodes) + [None])
             self._hashes.extend([None] * (len(self._nodes) - len(self._hashes)))
         n = self.n_leaves
@@ -294,11 +302,7 @@ class RatchetTree:
             node = self._nodes[p]
             if isinstance(node, ParentNode):
                 merged = tuple(sorted({*node.unmerged_leaves, index}))
-                self.set_node(p, ParentNode(
-                    encryption_key=node.encryption_key,
-                    parent_hash=node.parent_hash,
-                    unmerged_leaves=merged,
-                ))  # fmt: skip
+                self.set_node(p, attrs.evolve(node, unmerged_leaves=merged))
         self.set_node(2 * index, leaf)
         return index
 
@@ -359,9 +363,11 @@ class RatchetTree:
     # struct { optional<ParentNode> parent_node; opaque left_hash<V>;
     #          opaque right_hash<V>; } ParentNodeHashInput;
     def _parent_hash_input(self, node: Node | None, left: bytes, right: bytes) -> bytes:
-        w = Writer().uint8(NodeType.PARENT)
-        _put_optional(w, node, with_type=False)
-        return self.cs.hash(w.opaque(left).opaque(right).getvalue())
+        # Built by hand on this hot path (one call per parent in a full re-hash).
+        body = b"\x00" if node is None else b"\x01" + _node_bytes(node)
+        return self.cs.hash(
+            b"\x02" + body + encode_varint(len(left)) + left + encode_varint(len(right)) + right
+        )
 
     def _tree_hash_without(self, x: int, removed: frozenset[int]) -> bytes:
         """Tree hash of ``x`` with the leaves ``removed`` blanked and un-listed (§7.9)."""
@@ -373,11 +379,7 @@ class RatchetTree:
             return self._leaf_hash(x, None)
         if isinstance(node, ParentNode):
             kept = tuple(i for i in node.unmerged_leaves if i not in removed)
-            node = ParentNode(
-                encryption_key=node.encryption_key,
-                parent_hash=node.parent_hash,
-                unmerged_leaves=kept,
-            )
+            node = attrs.evolve(node, unmerged_leaves=kept)
         left = self._tree_hash_without(tm.left(x), removed)
         right = self._tree_hash_without(tm.right(x), removed)
         return self._parent_hash_input(node, left, right)
@@ -464,16 +466,34 @@ class RatchetTree:
         for index, leaf in self.leaves():
             leaf.verify(self.cs, group_id, index)
 
-    def validate(self, group_id: bytes) -> None:
-        """The checks a joiner runs on a received tree (§12.4.3.1 steps on the tree).
+    def _check_leaves(self, now: int | None, required: RequiredCapabilities | None) -> None:
+        in_use = {leaf.credential.credential_type for _, leaf in self.leaves()}
+        for index, leaf in self.leaves():
+            check_leaf_contents(leaf, now=now)
+            if not in_use.issubset(leaf.capabilities.credentials):
+                raise MLSProtocolError(f"leaf {index} lacks a credential type in use")
+            if required is not None and not required.satisfied_by(leaf.capabilities):
+                raise MLSProtocolError(f"leaf {index} lacks a required capability")
 
-        Unmerged-leaf sanity, unique keys, parent-hash validity of every
-        parent and every leaf's signature; the caller compares
-        :meth:`tree_hash` with the GroupContext.
+    def validate(
+        self,
+        group_id: bytes,
+        *,
+        now: int | None = None,
+        required: RequiredCapabilities | None = None,
+    ) -> None:
+        """The checks a joiner runs on a received tree (§7.3, §7.9.2, §12.4.3.1).
+
+        Unmerged-leaf sanity, unique member keys, each leaf's own fields and
+        lifetime (when ``now`` is given), credential types supported by all,
+        ``required`` capabilities, parent-hash validity of every parent and
+        every leaf's signature. The caller compares :meth:`tree_hash` with
+        the GroupContext.
         """
         if not any(True for _ in self.leaves()):
             raise MLSProtocolError("tree has no members")
         self._check_unmerged()
         self._check_unique_keys()
+        self._check_leaves(now, required)
         self.verify_parent_hashes()
         self.verify_leaf_signatures(group_id)

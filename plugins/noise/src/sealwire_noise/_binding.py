@@ -24,14 +24,13 @@ import json
 import os
 from collections.abc import Mapping
 from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sealwire.binding import (
     BindingInfo,
     Negotiation,
     PeerIdentity,
     Property,
-    SecureChannel,
     SessionBinding,
     Shape,
 )
@@ -47,6 +46,9 @@ from sealwire_noise._errors import (
 )
 from sealwire_noise._handshake import HandshakeState, HandshakeStatus, NoiseProtocol
 from sealwire_noise._hybrid import KEM_NAME
+
+if TYPE_CHECKING:
+    from sealwire_noise._datagram import NoiseDatagramChannel
 
 __all__ = [
     "BINDING_PATTERNS",
@@ -76,14 +78,29 @@ MAX_NAME_LEN = 64
 PROLOGUE_LABEL = b"sealwire-noise/"
 
 
+MAX_LISTED = 16
+"""Patterns or suites read from one card: more than we support, bounds the work."""
+
+
+def _str_list(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of strings from options or a peer's card; anything else is empty."""
+    if value is None:
+        return default
+    if not isinstance(value, list | tuple) or len(value) > MAX_LISTED:
+        return ()
+    return tuple(v for v in value if isinstance(v, str))
+
+
 def _options(options: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     """(patterns, suites, post_quantum) from binding options, checked."""
-    patterns = tuple(options.get("patterns", ("IK", "XX")))
-    suites = tuple(options.get("suites", DEFAULT_SUITES))
+    patterns = _str_list(options.get("patterns"), ("IK", "XX"))
+    suites = _str_list(options.get("suites"), DEFAULT_SUITES)
     pq = options.get("post_quantum", False)
     pq_mode = "required" if pq == "required" else ("on" if pq else "off")
     if not patterns or not set(patterns) <= set(BINDING_PATTERNS):
         raise NoiseConfigurationError(f"noise patterns must be among {BINDING_PATTERNS}")
+    if not suites:
+        raise NoiseConfigurationError("noise suites must be a non-empty list")
     for suite in suites:
         NoiseProtocol.from_name(f"Noise_XX_25519_{suite}")  # raises when unsupported
     return patterns, suites, pq_mode
@@ -94,13 +111,13 @@ def choose_protocol(local: Mapping[str, Any], peer_params: Mapping[str, Any]) ->
     verified card), else XX, else XK; the first local suite the peer lists; the ML-KEM
     hybrid when both sides enable it."""
     patterns, suites, pq_mode = _options(local)
-    peer_patterns = peer_params.get("patterns", ("XX",))
-    peer_suites = peer_params.get("suites", DEFAULT_SUITES[:1])
+    peer_patterns = _str_list(peer_params.get("patterns"), ("XX",))
+    peer_suites = _str_list(peer_params.get("suites"), DEFAULT_SUITES[:1])
     pattern = next((p for p in patterns if p in peer_patterns), None)
     suite = next((s for s in suites if s in peer_suites), None)
     if pattern is None or suite is None:
         raise NoiseConfigurationError("no Noise pattern and suite in common with the peer")
-    peer_pq = bool(peer_params.get("postQuantum", False))
+    peer_pq = peer_params.get("postQuantum") is True
     if pq_mode == "required" and not peer_pq:
         raise NoiseConfigurationError("post-quantum Noise is required but the peer lacks it")
     if pq_mode != "off" and peer_pq:
@@ -270,7 +287,8 @@ class NoiseBinding(SessionBinding):
         offer = peer.offer(self.info.name)
         return offer.params if offer is not None else {}
 
-    def _rekey(self) -> RekeyPolicy:
+    def rekey_policy(self) -> RekeyPolicy:
+        """The stream rekey policy from the options (the datagram channel uses its seconds)."""
         options = self.context.options
         default = RekeyPolicy()
         return RekeyPolicy(
@@ -302,7 +320,7 @@ class NoiseBinding(SessionBinding):
 
     async def initiate(
         self, stream: FrameStream, peer: VerifiedCard, negotiation: Negotiation
-    ) -> SecureChannel:
+    ) -> NoiseChannel:
         session = self.start_initiator(peer, negotiation)
         try:
             await stream.send(encode_first_frame(session.protocol.name, session.write()))
@@ -311,7 +329,7 @@ class NoiseBinding(SessionBinding):
             await stream.close()
             raise
 
-    async def respond(self, stream: FrameStream, negotiation: Negotiation) -> SecureChannel:
+    async def respond(self, stream: FrameStream, negotiation: Negotiation) -> NoiseChannel:
         try:
             session = self.start_responder(await stream.receive(), negotiation)
             return await self._finish(stream, session)
@@ -333,19 +351,19 @@ class NoiseBinding(SessionBinding):
             properties=session.properties(),
             protocol_name=session.protocol.name,
             clock=self.context.clock,
-            rekey=self._rekey(),
+            rekey=self.rekey_policy(),
         )
 
     async def initiate_datagram(
         self, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
-    ) -> SecureChannel:
+    ) -> NoiseDatagramChannel:
         from sealwire_noise._datagram import initiate_datagram
 
         return await initiate_datagram(self, endpoint, peer, negotiation)
 
     async def respond_datagram(
         self, endpoint: DatagramEndpoint, negotiation: Negotiation
-    ) -> SecureChannel:
+    ) -> NoiseDatagramChannel:
         from sealwire_noise._datagram import respond_datagram
 
         return await respond_datagram(self, endpoint, negotiation)

@@ -25,7 +25,7 @@ import attrs
 
 from sealwire.binding import ChannelClosed, PeerIdentity, Property
 from sealwire.transport import FrameStream, TransportClosed
-from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError
+from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError, NoiseStateError
 from sealwire_noise._transport import MAX_PAYLOAD_LEN, TransportState
 
 __all__ = [
@@ -131,7 +131,7 @@ class NoiseChannel:
     async def send(self, frame: bytes) -> None:
         """Send one A2A frame, fragmented into records when larger than one."""
         if len(frame) > MAX_REASSEMBLED:
-            raise NoiseDecodeError("frame exceeds the reassembly limit", field="noise.frame")
+            raise NoiseStateError(f"frame exceeds {MAX_REASSEMBLED} bytes")
         async with self._send_lock:
             if self._closed:
                 raise ChannelClosed("the Noise channel is closed")

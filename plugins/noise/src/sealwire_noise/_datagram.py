@@ -10,9 +10,9 @@ Handshake: the side waiting for a message resends its last one every
 :data:`RETRY_INTERVAL` seconds (at most :data:`RETRIES` times); a side that
 sees the peer repeat an earlier message resends its own answer (the answer was
 lost). A failed read (tampered or stray packet) is dropped: the handshake
-state is checkpointed, so it is unchanged. After the handshake the channel
-still answers a repeated handshake packet with its final one, at most
-:data:`MAX_LATE_RESENDS` times.
+state is checkpointed, so it is unchanged. After the handshake, the side that
+wrote the last handshake message answers a repeated handshake packet with it
+again, at most :data:`MAX_LATE_RESENDS` times.
 
 Data: one A2A frame per datagram (no fragmentation), protected by
 :class:`DatagramTransport`. :meth:`NoiseDatagramChannel.open` raises typed
@@ -26,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from sealwire.binding import ChannelClosed, Negotiation, PeerIdentity, Property
 from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError
 from sealwire.identity import VerifiedCard
 from sealwire.transport import DatagramEndpoint, TransportClosed
 from sealwire_noise._binding import NoiseBinding, Session, encode_first_frame
+from sealwire_noise._channel import DEFAULT_REKEY_SECONDS
 from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError, NoiseStateError
 from sealwire_noise._handshake import HandshakeStatus
 from sealwire_noise._symmetric import TAG_LEN
@@ -80,6 +82,8 @@ class NoiseDatagramChannel:
         properties: frozenset[Property],
         protocol_name: str,
         final_packet: bytes | None,
+        clock: Callable[[], float],
+        rekey_seconds: float = DEFAULT_REKEY_SECONDS,
     ) -> None:
         self._endpoint = endpoint
         self._transport = transport
@@ -88,6 +92,8 @@ class NoiseDatagramChannel:
         self.protocol_name = protocol_name
         self._final_packet = final_packet
         self._late_resends = 0
+        self._clock, self._rekey_seconds = clock, rekey_seconds
+        self._last_rekey = clock()
         self._closed = False
         self.rejected = 0
         self.max_frame_size = min(endpoint.max_datagram_size, MAX_PAYLOAD_LEN) - _HEADER
@@ -107,6 +113,9 @@ class NoiseDatagramChannel:
         """One data packet carrying ``frame``."""
         if len(frame) > self.max_frame_size:
             raise NoiseStateError(f"a datagram carries frames up to {self.max_frame_size} bytes")
+        if self._clock() - self._last_rekey >= self._rekey_seconds:
+            self._transport.next_epoch()  # the receiver follows from the counter
+            self._last_rekey = self._clock()
         header = bytes([TYPE_DATA])
         return header + self._transport.encrypt(bytes([flags]) + frame, ad=header)
 
@@ -201,7 +210,9 @@ async def _run(endpoint: DatagramEndpoint, session: Session, last: bytes | None)
         else:
             await _receive_message(endpoint, session, index, last)
         index += 1
-    return last
+    pattern = session.protocol.pattern
+    wrote_last = pattern.sender_is_initiator(len(pattern.messages) - 1) == session.hs.initiator
+    return last if wrote_last else None  # only the last writer may need to resend
 
 
 def _channel(
@@ -218,6 +229,8 @@ def _channel(
         properties=session.properties(),
         protocol_name=session.protocol.name,
         final_packet=final,
+        clock=binding.context.clock,
+        rekey_seconds=binding.rekey_policy().seconds,
     )
 
 

@@ -136,6 +136,7 @@ class HandshakeState:
         for token in pattern.responder_pre:
             self._sym.mix_hash(self._pre_key(token, initiator_side=False))
         self._index = 0
+        self._spent = False
         self._dhlen = dh.dhlen
 
     def __repr__(self) -> str:
@@ -334,8 +335,14 @@ class HandshakeState:
     # -- hand-over ---------------------------------------------------------------
 
     def split(self) -> tuple[CipherState, CipherState]:
-        """Split() (§5.2): ``(c1, c2)``; c1 carries initiator-to-responder traffic."""
+        """Split() (§5.2): ``(c1, c2)``; c1 carries initiator-to-responder traffic.
+
+        Callable once: a second pair at nonce 0 would reuse nonces.
+        """
         self._expect(HandshakeStatus.DONE)
+        if self._spent:
+            raise NoiseStateError("the handshake was already handed over to a transport")
+        self._spent = True
         return self._sym.split()
 
     def into_transport(self, *, rekey_after: int | None = None) -> TransportState:
@@ -351,7 +358,6 @@ class HandshakeState:
         send, recv = (c1, c2) if self.initiator else (c2, c1)
         if self.protocol.pattern.one_way:
             send, recv = (c1, None) if self.initiator else (None, c1)
-        self._index = len(self.protocol.pattern.messages) + 1  # spent
         return TransportState(
             send=send,
             recv=recv,

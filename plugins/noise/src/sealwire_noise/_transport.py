@@ -232,6 +232,18 @@ class DatagramTransport:
             self._send.rekey()
         return out
 
+    def next_epoch(self) -> None:
+        """Rekey the sending direction now (time-based §11.3 rekey): jump the counter
+        to the next epoch boundary, which the receiver follows as if packets were lost.
+        Packets of the old epoch still in flight may then fall behind the window."""
+        if self._send is None:
+            raise NoiseStateError("no sending key")
+        boundary = (self._send_counter // self.rekey_after + 1) * self.rekey_after
+        if boundary >= MAX_NONCE - 1:
+            raise NoiseNonceExhausted("datagram counter exhausted; start a new session")
+        self._send_counter = boundary
+        self._send.rekey()
+
     def decrypt(self, packet: bytes, ad: bytes = b"") -> bytes:
         """The payload; tampered, truncated, replayed or stale packets raise typed
         errors and leave the window and keys unchanged."""
