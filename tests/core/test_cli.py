@@ -116,10 +116,14 @@ def test_relay_serve_runs_a_relay(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = tmp_path / "relay.toml"
-    config.write_text(f'[relay]\nport = {port}\nidentity = "{tmp_path / "relay.key"}"\n'
-                      f'[relay.sqlite]\npath = "{tmp_path / "relay.db"}"\n')
-    process = subprocess.Popen([sys.executable, "-m", "sealwire.cli", "relay", "serve",
-                                "--config", str(config)], stderr=subprocess.PIPE)
+    config.write_text(
+        f'[relay]\nport = {port}\nidentity = "{tmp_path / "relay.key"}"\n'
+        f'[relay.sqlite]\npath = "{tmp_path / "relay.db"}"\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sealwire.cli", "relay", "serve", "--config", str(config)],
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

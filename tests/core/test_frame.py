@@ -27,6 +27,7 @@ from sealwire.codec import (
     Request,
     Response,
     RpcError,
+    ServiceParameters,
     decode_frame,
     encode_frame,
     parse_response,
@@ -133,6 +134,26 @@ def test_bad_frames(data: bytes, error: type[A2AError], field: str | None) -> No
     with pytest.raises(error) as info:
         decode_frame(data)
     assert info.value.field == field
+
+
+def test_service_parameter_names_ignore_case() -> None:
+    frame = decode_frame(
+        b'{"serviceParameters": {"a2a-version": "1.0", "A2A-EXTENSIONS": "u:x"},'
+        b' "jsonrpc": {"jsonrpc": "2.0", "id": 1, "result": null}}'
+    )
+    assert frame.version == "1.0" and frame.extensions == ("u:x",)
+    assert frame.service_parameters["A2A-Version"] == "1.0"
+    assert list(frame.service_parameters) == ["a2a-version", "A2A-EXTENSIONS"]  # spelling kept
+    assert frame.service_parameters == {"A2A-Version": "1.0", "a2a-extensions": "u:x"}
+    assert frame.service_parameters != {"A2A-Version": "1.0", "a2a-extensions": "U:X"}
+    assert "A2A-VERSION" in frame.service_parameters
+    assert object() not in frame.service_parameters
+    assert hash(ServiceParameters({"X": "1"})) == hash(ServiceParameters({"x": "1"}))
+    with pytest.raises(InvalidRequestError):
+        decode_frame(
+            b'{"serviceParameters": {"A2A-Version": "1.0", "a2a-version": "0.3"},'
+            b' "jsonrpc": {"jsonrpc": "2.0", "id": 1, "result": null}}'
+        )
 
 
 def test_too_many_service_parameters() -> None:

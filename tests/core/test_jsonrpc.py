@@ -217,6 +217,11 @@ def test_errors_carry_the_request_id() -> None:
         parse_request({"jsonrpc": "2.0", "id": "r9", "method": "CancelTask", "params": {}})
     assert info.value.request_id == "r9"
     assert isinstance(info.value, DecodeError)
+    answer = ErrorResponse.from_error(info.value)
+    assert answer == ErrorResponse(
+        id="r9", error=RpcError(-32602, "params.id: required field is missing")
+    )
+    assert ErrorResponse.from_error(TaskNotFoundError(), 4).id == 4
 
 
 def test_requests_check_their_params_and_id() -> None:

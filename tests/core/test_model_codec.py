@@ -318,6 +318,8 @@ def test_decoding_is_lenient_where_proto3_json_is() -> None:
     assert msg == Message(
         message_id="m", role=Role.USER, parts=(Part.from_raw(b"\xff\x0f\xbf", media_type="a/b"),)
     )
+    both = {"id": "t", "history_length": 1, "historyLength": 2}
+    assert from_json(GetTaskRequest, both).history_length == 2  # camelCase wins
     assert from_json(GetTaskRequest, {"id": "t", "historyLength": "12"}).history_length == 12
     assert from_json(GetTaskRequest, {"id": "t", "historyLength": 3.0}).history_length == 3
 

@@ -22,8 +22,18 @@ def _card() -> Any:
     identity = Identity.generate()
     from sealwire.agent._card import build_card
 
-    return verify_card(build_card(identity, name="x", description="x", version="0", bindings=[],
-                                  listen_urls=[], relay_address=None, options={}))
+    return verify_card(
+        build_card(
+            identity,
+            name="x",
+            description="x",
+            version="0",
+            bindings=[],
+            listen_urls=[],
+            relay_address=None,
+            options={},
+        )
+    )
 
 
 async def dispatcher(request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
@@ -52,8 +62,7 @@ async def pair():
 async def test_many_calls_in_flight_resolve_to_their_own_answers(pair) -> None:
     left, _right = pair
     ids = [f"slow0.0{i % 5}-{i}" for i in range(50)]
-    results = await asyncio.gather(
-        *(left.call(Method.GET_TASK, GetTaskRequest(id=i)) for i in ids))
+    results = await asyncio.gather(*(left.call(Method.GET_TASK, GetTaskRequest(id=i)) for i in ids))
     assert [t.id for t in results] == ids
 
 
@@ -100,10 +109,31 @@ async def test_closing_fails_pending_calls(pair) -> None:
 
 async def test_inbound_requests_are_bounded(pair) -> None:
     left, _right = pair
-    calls = [asyncio.create_task(left.call(Method.GET_TASK, GetTaskRequest(id=f"slow1-{i}")))
-             for i in range(MAX_INBOUND_REQUESTS + 8)]
+    calls = [
+        asyncio.create_task(left.call(Method.GET_TASK, GetTaskRequest(id=f"slow1-{i}")))
+        for i in range(MAX_INBOUND_REQUESTS + 8)
+    ]
     results = await asyncio.gather(*calls, return_exceptions=True)
     refused = [r for r in results if isinstance(r, InternalRpcError)]
     assert len(refused) == 8
     assert sum(isinstance(r, Task) for r in results) == MAX_INBOUND_REQUESTS
 
+
+async def test_malformed_request_with_an_id_gets_its_error_and_versions_are_checked() -> None:
+    import json
+
+    a, b = memory_pair()
+    server = RpcConnection(PlaintextChannel(b, _card()), dispatcher)
+    server.start()
+    bad = {"serviceParameters": {}, "jsonrpc": {"jsonrpc": "2.0", "id": 9, "method": "Nope"}}
+    await a.send(json.dumps(bad).encode())
+    answer = json.loads(await asyncio.wait_for(a.receive(), 5))
+    assert answer["jsonrpc"]["id"] == 9 and answer["jsonrpc"]["error"]["code"] == -32601
+    future = {
+        "serviceParameters": {"A2A-Version": "2.0"},
+        "jsonrpc": {"jsonrpc": "2.0", "id": 10, "method": "GetTask", "params": {"id": "x"}},
+    }
+    await a.send(json.dumps(future).encode())
+    answer = json.loads(await asyncio.wait_for(a.receive(), 5))
+    assert answer["jsonrpc"]["error"]["code"] == -32009
+    await server.close()

@@ -26,6 +26,7 @@ from sealwire.codec import (
     Method,
     Request,
     Response,
+    VersionNotSupportedError,
     decode_frame,
     encode_frame,
     parse_response,
@@ -136,8 +137,15 @@ class RpcConnection:
                 data = await self.channel.receive()
                 try:
                     frame = decode_frame(data)
+                except A2AError as exc:
+                    # A malformed request whose id is known gets its JSON-RPC error;
+                    # anything else is dropped (there is nobody to answer).
+                    log.info("malformed frame from %s: %s", self.peer.agent_id, exc.code)
+                    if exc.request_id is not None:
+                        await self._send_error(exc.request_id, exc)
+                    continue
                 except SealwireError as exc:
-                    log.warning(
+                    log.info(
                         "dropping malformed frame from %s: %s",
                         self.peer.agent_id,
                         type(exc).__name__,
@@ -154,6 +162,11 @@ class RpcConnection:
     async def _handle(self, frame: Frame) -> None:
         message = frame.message
         if isinstance(message, Request):
+            version = frame.version
+            if version is not None and version.split(".", 1)[0] != A2A_VERSION.split(".", 1)[0]:
+                error = VersionNotSupportedError(f"A2A version {version[:16]} is not supported")
+                await self._send_error(message.id, error)
+                return
             self._accept_request(message)
             return
         pending = self._pending.get(message.id) if message.id is not None else None

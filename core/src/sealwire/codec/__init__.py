@@ -36,6 +36,7 @@ from sealwire.codec._frame import (
     MAX_FRAME_SIZE,
     MAX_SERVICE_PARAMETERS,
     Frame,
+    ServiceParameters,
     decode_frame,
     encode_frame,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "RequestId",
     "Response",
     "RpcError",
+    "ServiceParameters",
     "TaskNotCancelableError",
     "TaskNotFoundError",
     "UnsupportedOperationError",

@@ -6,9 +6,10 @@ A frame is UTF-8 JSON holding the service parameters (A2A spec §3.2.6:
     {"serviceParameters": {"A2A-Version": "1.0"},
      "jsonrpc": {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {...}}}
 
-Over HTTP the service parameters are headers, so their names must be HTTP
-field names (RFC 9110 §5.1 tokens) and their values may not hold control
-characters: a frame relayed to HTTP cannot smuggle a header. Requests are
+Over HTTP the service parameters are headers, so their names are
+case-insensitive and must be HTTP field names (RFC 9110 §5.1 tokens), and
+their values may not hold control characters: a frame relayed to HTTP cannot
+smuggle a header. Requests are
 typed on decoding; responses stay :class:`RawResponse` until matched with the
 method of their request (:func:`parse_response`).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from attrs import field, frozen
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_FRAME_SIZE",
     "MAX_SERVICE_PARAMETERS",
     "Frame",
+    "ServiceParameters",
     "decode_frame",
     "encode_frame",
 ]
@@ -61,15 +63,64 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
 _FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 
 
-def _check_parameters(params: Mapping[str, str]) -> dict[str, str]:
-    if len(params) > MAX_SERVICE_PARAMETERS:
-        raise ValueError(f"more than {MAX_SERVICE_PARAMETERS} service parameters")
-    for name, value in params.items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise ValueError("a service parameter name must be an HTTP field name")
-        if not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
-            raise ValueError("a service parameter value must be a string without controls")
-    return dict(params)
+class ServiceParameters(Mapping[str, str]):
+    """Service parameters (spec §3.2.6): names case-insensitive, values case-sensitive.
+
+    Lookups ignore case (``params.get("a2a-version")``); iteration and
+    encoding keep each name as it was given. Two names differing only in case
+    are refused, as are names that are not HTTP field names and values with
+    control characters.
+    """
+
+    __slots__ = ("_index", "_items")
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        items = dict(items or {})
+        if len(items) > MAX_SERVICE_PARAMETERS:
+            raise ValueError(f"more than {MAX_SERVICE_PARAMETERS} service parameters")
+        index: dict[str, str] = {}
+        for name, value in items.items():
+            if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+                raise ValueError("a service parameter name must be an HTTP field name")
+            if not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
+                raise ValueError("a service parameter value must be a string without controls")
+            if index.setdefault(name.lower(), name) != name:
+                raise ValueError("two service parameters differ only in case")
+        self._items = items
+        self._index = index
+
+    def __getitem__(self, name: str) -> str:
+        if not isinstance(name, str):
+            raise KeyError(name)
+        return self._items[self._index[name.lower()]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _folded(self) -> dict[str, str]:
+        return {name.lower(): value for name, value in self._items.items()}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        try:
+            folded = ServiceParameters(other)._folded()
+        except ValueError:
+            return False
+        return self._folded() == folded
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._folded().items()))
+
+    def __repr__(self) -> str:
+        return f"ServiceParameters({self._items!r})"
+
+
+def _to_parameters(items: Mapping[str, str]) -> ServiceParameters:
+    return items if isinstance(items, ServiceParameters) else ServiceParameters(items)
 
 
 @frozen
@@ -80,7 +131,7 @@ class Frame:
     sending), a :class:`RawResponse` (when received) or an :class:`ErrorResponse`.
     """
 
-    service_parameters: Mapping[str, str] = field(converter=_check_parameters)
+    service_parameters: ServiceParameters = field(converter=_to_parameters)
     message: Request | Response | RawResponse | ErrorResponse
 
     @property
@@ -119,7 +170,7 @@ def decode_frame(data: bytes, *, max_size: int = MAX_FRAME_SIZE) -> Frame:
     if not isinstance(params, dict):
         raise InvalidRequestError("must be an object", field="serviceParameters")
     try:
-        checked = _check_parameters(params)
+        checked = ServiceParameters(params)
     except ValueError as exc:
         raise InvalidRequestError(str(exc), field="serviceParameters") from None
     message: Any = obj.get("jsonrpc")

@@ -1,4 +1,4 @@
-"""Model objects to and from proto3 JSON (the ProtoJSON mapping A2A v1.0 uses, spec §5.5).
+"""Model objects to and from proto3 JSON (the ProtoJSON mapping A2A v1.0 uses).
 
 Rules of this file:
 
@@ -339,6 +339,12 @@ class _Plan:
             self.fields.append(
                 _Field(f.name, _camel(f.name), decode, encode, required, default, fill)
             )
+        # every accepted key (camelCase, and the proto name) -> its field
+        self.by_key = {f.json_name: f for f in self.fields} | {
+            f.name: f for f in self.fields if f.name != f.json_name
+        }
+        self.required = [f for f in self.fields if f.required]
+        self.fills = [f for f in self.fields if f.fill]
 
     def encode(self, obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -354,18 +360,19 @@ class _Plan:
             _fail(path or "$", f"expected an object, got {_kind_name(data)}")
         kwargs: dict[str, Any] = {}
         prefix = f"{path}." if path else ""
-        for f in self.fields:
-            value = data.get(f.json_name)
-            if value is None and f.name != f.json_name:
-                value = data.get(f.name)
-            where = prefix + f.json_name
-            if value is None:
-                if f.required:
-                    _fail(where, "required field is missing")
-                if f.fill:
-                    kwargs[f.name] = f.default
-                continue
-            kwargs[f.name] = f.decode(value, where)
+        # walk the keys present (usually far fewer than the fields declared)
+        for key, value in data.items():
+            f = self.by_key.get(key)
+            if f is None or value is None:
+                continue  # unknown fields are ignored; null means absent
+            if key != f.json_name and data.get(f.json_name) is not None:
+                continue  # the camelCase name wins over the proto name
+            kwargs[f.name] = f.decode(value, prefix + f.json_name)
+        for f in self.required:
+            if f.name not in kwargs:
+                _fail(prefix + f.json_name, "required field is missing")
+        for f in self.fills:
+            kwargs.setdefault(f.name, f.default)
         if self.oneof:
             present = [name for name in self.oneof if kwargs.get(name) is not None]
             if len(present) != 1:

@@ -70,7 +70,7 @@ RequestId: TypeAlias = str | int
 
 
 class Method(enum.Enum):
-    """The A2A v1.0 JSON-RPC methods (spec §9.4), by canonical name."""
+    """The A2A v1.0 JSON-RPC methods (spec §5.3, §9), by canonical name."""
 
     SEND_MESSAGE = "SendMessage"
     SEND_STREAMING_MESSAGE = "SendStreamingMessage"
@@ -193,6 +193,14 @@ class ErrorResponse:
     id: RequestId | None
     error: RpcError
 
+    @classmethod
+    def from_error(cls, error: A2AError, request_id: RequestId | None = None) -> ErrorResponse:
+        """The response reporting ``error``; its id defaults to ``error.request_id``."""
+        return cls(
+            id=request_id if request_id is not None else error.request_id,
+            error=error.to_rpc_error(),
+        )
+
 
 JsonRpcMessage: TypeAlias = Request | Response | ErrorResponse
 """One JSON-RPC message as a frame carries it once typed."""
@@ -237,7 +245,7 @@ def _safe_id(obj: Mapping[str, Any]) -> RequestId | None:
 
 
 def parse_request(data: bytes | str | Mapping[str, Any]) -> Request:
-    """Parse and type a JSON-RPC request (spec §9.2).
+    """Parse and type a JSON-RPC request (spec §9).
 
     Raises :class:`JsonParseError`, :class:`InvalidRequestError`,
     :class:`MethodNotFoundError` or :class:`InvalidParamsError` (whose
@@ -306,7 +314,7 @@ def parse_response(
     data: bytes | str | Mapping[str, Any] | RawResponse | Response | ErrorResponse,
     method: Method,
 ) -> Response | ErrorResponse:
-    """Type a response with the result class of the request's ``method`` (spec §9.3).
+    """Type a response with the result class of the request's ``method`` (spec §9).
 
     Takes the JSON (bytes, text or object) or a :class:`RawResponse` from a
     decoded frame. A malformed response or result raises

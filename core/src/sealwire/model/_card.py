@@ -52,14 +52,14 @@ class StringList:
 
 @frozen
 class SecurityRequirement:
-    """Scheme names mapped to the scopes required (spec §4.5.1); one entry must hold."""
+    """Scheme names mapped to the scopes required (spec §4.5); one entry must hold."""
 
     schemes: Mapping[str, StringList] = field(factory=dict)
 
 
 @frozen(kw_only=True)
 class APIKeySecurityScheme:
-    """An API key in a header, query parameter or cookie (spec §4.5.3)."""
+    """An API key in a header, query parameter or cookie (spec §4.5)."""
 
     location: str
     name: str
@@ -68,7 +68,7 @@ class APIKeySecurityScheme:
 
 @frozen(kw_only=True)
 class HTTPAuthSecurityScheme:
-    """HTTP authentication, e.g. ``Bearer`` (spec §4.5.4)."""
+    """HTTP authentication, e.g. ``Bearer`` (spec §4.5)."""
 
     scheme: str
     bearer_format: str | None = field(default=None, converter=blank_to_none)
@@ -77,7 +77,7 @@ class HTTPAuthSecurityScheme:
 
 @frozen(kw_only=True)
 class AuthorizationCodeOAuthFlow:
-    """OAuth 2.0 authorization code flow (spec §4.5.8)."""
+    """OAuth 2.0 authorization code flow (spec §4.5)."""
 
     authorization_url: str
     token_url: str
@@ -88,7 +88,7 @@ class AuthorizationCodeOAuthFlow:
 
 @frozen(kw_only=True)
 class ClientCredentialsOAuthFlow:
-    """OAuth 2.0 client credentials flow (spec §4.5.9)."""
+    """OAuth 2.0 client credentials flow (spec §4.5)."""
 
     token_url: str
     scopes: Mapping[str, str] = field(factory=_no_scopes)
@@ -97,7 +97,7 @@ class ClientCredentialsOAuthFlow:
 
 @frozen(kw_only=True)
 class ImplicitOAuthFlow:
-    """OAuth 2.0 implicit flow (deprecated; spec §4.5.10)."""
+    """OAuth 2.0 implicit flow (deprecated in OAuth 2.1; spec §4.5)."""
 
     authorization_url: str | None = field(default=None, converter=blank_to_none)
     refresh_url: str | None = field(default=None, converter=blank_to_none)
@@ -106,7 +106,7 @@ class ImplicitOAuthFlow:
 
 @frozen(kw_only=True)
 class PasswordOAuthFlow:
-    """OAuth 2.0 password flow (deprecated; spec §4.5.11)."""
+    """OAuth 2.0 password flow (deprecated in OAuth 2.1; spec §4.5)."""
 
     token_url: str | None = field(default=None, converter=blank_to_none)
     refresh_url: str | None = field(default=None, converter=blank_to_none)
@@ -115,7 +115,7 @@ class PasswordOAuthFlow:
 
 @frozen(kw_only=True)
 class DeviceCodeOAuthFlow:
-    """OAuth 2.0 device authorization flow, RFC 8628 (spec §4.5.12)."""
+    """OAuth 2.0 device authorization flow, RFC 8628 (spec §4.5)."""
 
     device_authorization_url: str
     token_url: str
@@ -125,7 +125,7 @@ class DeviceCodeOAuthFlow:
 
 @frozen(kw_only=True)
 class OAuthFlows:
-    """Exactly one OAuth 2.0 flow (spec §4.5.7)."""
+    """Exactly one OAuth 2.0 flow (spec §4.5)."""
 
     ONEOF: ClassVar[tuple[str, ...]] = (
         "authorization_code",
@@ -147,7 +147,7 @@ class OAuthFlows:
 
 @frozen(kw_only=True)
 class OAuth2SecurityScheme:
-    """OAuth 2.0 (spec §4.5.5)."""
+    """OAuth 2.0 (spec §4.5)."""
 
     flows: OAuthFlows
     oauth2_metadata_url: str | None = field(default=None, converter=blank_to_none)
@@ -156,7 +156,7 @@ class OAuth2SecurityScheme:
 
 @frozen(kw_only=True)
 class OpenIdConnectSecurityScheme:
-    """OpenID Connect discovery (spec §4.5.6)."""
+    """OpenID Connect discovery (spec §4.5)."""
 
     open_id_connect_url: str
     description: str | None = field(default=None, converter=blank_to_none)
@@ -164,14 +164,14 @@ class OpenIdConnectSecurityScheme:
 
 @frozen(kw_only=True)
 class MutualTlsSecurityScheme:
-    """Mutual TLS (spec §4.5.13)."""
+    """Mutual TLS (spec §4.5)."""
 
     description: str | None = field(default=None, converter=blank_to_none)
 
 
 @frozen(kw_only=True)
 class SecurityScheme:
-    """Exactly one way to authenticate to the agent (spec §4.5.2)."""
+    """Exactly one way to authenticate to the agent (spec §4.5)."""
 
     ONEOF: ClassVar[tuple[str, ...]] = (
         "api_key_security_scheme",

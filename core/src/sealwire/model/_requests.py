@@ -69,7 +69,7 @@ class TaskPushNotificationConfig:
 
 @frozen(kw_only=True)
 class SendMessageConfiguration:
-    """Options of a ``SendMessage`` request (spec §3.1.1)."""
+    """Options of a ``SendMessage`` request (spec §3.2.2)."""
 
     accepted_output_modes: tuple[str, ...] = ()
     task_push_notification_config: TaskPushNotificationConfig | None = None
@@ -79,7 +79,7 @@ class SendMessageConfiguration:
 
 @frozen(kw_only=True)
 class SendMessageRequest:
-    """Params of ``SendMessage`` and ``SendStreamingMessage`` (spec §3.1.1, §3.1.2)."""
+    """Params of ``SendMessage`` and ``SendStreamingMessage`` (spec §3.2.1)."""
 
     message: Message
     configuration: SendMessageConfiguration | None = None
@@ -195,7 +195,7 @@ class SendMessageResponse:
 
 @frozen(kw_only=True)
 class StreamResponse:
-    """One event of a stream: exactly one of its four fields (spec §3.1.2)."""
+    """One event of a stream, or a push payload: exactly one of its four fields (spec §3.2.3)."""
 
     ONEOF: ClassVar[tuple[str, ...]] = ("task", "message", "status_update", "artifact_update")
 

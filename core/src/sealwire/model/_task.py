@@ -66,7 +66,7 @@ class TaskStatus:
 
 @frozen(kw_only=True)
 class Artifact:
-    """An output of a task (spec §4.1.7)."""
+    """An output of a task (spec §4.1, Artifact)."""
 
     artifact_id: str
     parts: tuple[Part, ...]

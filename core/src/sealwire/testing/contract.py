@@ -22,6 +22,7 @@ from sealwire.agent._card import build_card
 from sealwire.binding import (
     BindingContext,
     Negotiation,
+    Property,
     SecureChannel,
     SessionBinding,
 )
@@ -99,8 +100,11 @@ async def handshake(
     a, b = memory_pair()
     negotiation = negotiation_for(initiator, responder)
     sides = [
-        asyncio.create_task(initiator.binding.initiate(
-            a, expected or responder.card, initiator_negotiation or negotiation)),
+        asyncio.create_task(
+            initiator.binding.initiate(
+                a, expected or responder.card, initiator_negotiation or negotiation
+            )
+        ),
         asyncio.create_task(responder.binding.respond(b, responder_negotiation or negotiation)),
     ]
     done, pending = await asyncio.wait(sides, timeout=10, return_when=asyncio.FIRST_EXCEPTION)
@@ -143,6 +147,7 @@ class SessionBindingContract:
         assert a.peer.agent_id == bob.identity.agent_id
         assert b.peer.agent_id == alice.identity.agent_id
         assert self.binding_class.info.properties <= a.properties | b.properties
+        assert Property.MUTUAL_AUTH in a.properties & b.properties
         await a.close()
         await b.close()
 

@@ -127,7 +127,10 @@ def choose_protocol(local: Mapping[str, Any], peer_params: Mapping[str, Any]) ->
 
 def check_acceptable(local: Mapping[str, Any], name: str) -> NoiseProtocol:
     """The responder's check of the initiator's choice against its own options."""
-    protocol = NoiseProtocol.from_name(name)
+    try:
+        protocol = NoiseProtocol.from_name(name)
+    except NoiseConfigurationError:  # the peer's fault, not our configuration's
+        raise NoiseRemoteProtocolError("the initiator chose an unknown Noise protocol") from None
     patterns, suites, pq_mode = _options(local)
     base = protocol.pattern.name.removesuffix("hfs")
     suite = name.split("_", 3)[3]
