@@ -22,8 +22,10 @@ async def test_agent_card_is_accepted_by_a2a_sdk() -> None:
     agent = Agent(identity, MemoryStore(), name="interop", listen=["tcp://127.0.0.1:0"])
     async with agent:
         card = dict(agent.card.card)
-    assert any(i["protocolBinding"].startswith("urn:sealwire:binding:")
-               for i in card["supportedInterfaces"])
+    assert any(
+        i["protocolBinding"].startswith("urn:sealwire:binding:")
+        for i in card["supportedInterfaces"]
+    )
 
     def key_provider(kid: str | None, jku: str | None):
         assert kid == identity.agent_id
