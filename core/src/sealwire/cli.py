@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sealwire import __version__
+from sealwire.agent import Agent, Handler
 from sealwire.agent._card import build_card
-from sealwire.config import default_home, init_home, open_home
-from sealwire.errors import SealwireError
+from sealwire.codec import to_json
+from sealwire.config import default_home, init_home, open_agent, open_home, relay_address
+from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import verify_card
 from sealwire.plugins import Registry, load_registry
 from sealwire.policy import Policy, Situation
@@ -61,7 +66,7 @@ def _local_card(args: argparse.Namespace, registry: Registry) -> dict[str, Any]:
         version=__version__,
         bindings=policy.local_offers(),
         listen_urls=config.listen,
-        relay_address=config.relay,
+        relay_address=relay_address(config, identity),
         options=config.bindings,
     )
 
@@ -103,6 +108,76 @@ def cmd_policy_explain(args: argparse.Namespace, registry: Registry) -> int:
     print(f"peer: {peer.identity.agent_id} ({peer.name})")
     print(decision.explain())
     return 0
+
+
+def _load_handler(spec: str) -> Handler:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"--handler must be MODULE:FUNCTION, not {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        handler = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"cannot load handler {spec}: {exc}") from None
+    if not callable(handler):
+        raise ConfigurationError(f"handler {spec} is not callable")
+    return cast(Handler, handler)
+
+
+async def _run_agent(agent: Agent) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with agent:
+            print(f"agent {agent.agent_id} ({agent.name}) is serving", flush=True)
+            for offer in agent.card.offers:
+                print(f"  {offer.name}: {offer.url}", flush=True)
+            await stop.wait()
+    finally:
+        await _close(agent)
+
+
+async def _close(agent: Agent) -> None:
+    if agent.relay is not None:
+        await agent.relay.close()
+    agent.store.close()
+
+
+def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
+    handler = _load_handler(args.handler)
+    agent = open_agent(_home(args), registry)
+    agent.on_message(handler)
+    asyncio.run(_run_agent(agent))
+    return 0
+
+
+async def _send(agent: Agent, card: Any, text: str, situation: Situation, stream: bool) -> int:
+    try:
+        async with agent:
+            peer = agent.peer(card)
+            decision = agent.explain(peer, situation)
+            print(f"# via {decision.binding} ({decision.url}): {decision.reason}", file=sys.stderr)
+            if stream:
+                async for event in agent.stream_message(peer, text, situation=situation):
+                    print(json.dumps(to_json(event)), flush=True)
+                return 0
+            result = await agent.send_message(peer, text, situation=situation)
+            print(json.dumps(to_json(result), indent=2))
+            return 0
+    finally:
+        await _close(agent)
+
+
+def cmd_send(args: argparse.Namespace, registry: Registry) -> int:
+    card = _read_card(args.peer_card)
+    agent = open_agent(_home(args), registry)
+    coro = _send(agent, card, args.text, SITUATIONS[args.situation], args.stream)
+    try:
+        return asyncio.run(asyncio.wait_for(coro, args.timeout))
+    except TimeoutError:
+        raise SealwireError(f"no answer within {args.timeout:g} s") from None
 
 
 def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
@@ -148,6 +223,23 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     e.add_argument("peer_card", help="the peer's signed card (JSON file, or - for stdin)")
     e.add_argument("--situation", choices=sorted(SITUATIONS), default="online")
     e.set_defaults(run=cmd_policy_explain)
+
+    p = sub.add_parser("serve", help="run this agent: serve A2A requests with a handler")
+    p.add_argument(
+        "--handler",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="async function taking a sealwire.agent.TaskContext",
+    )
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("send", help="send a message to a peer and print the task (A2A JSON)")
+    p.add_argument("peer_card", help="the peer's signed card (JSON file, or - for stdin)")
+    p.add_argument("text", help="the message text")
+    p.add_argument("--situation", choices=sorted(SITUATIONS), default="online")
+    p.add_argument("--stream", action="store_true", help="print each stream event as it comes")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
+    p.set_defaults(run=cmd_send)
 
     p = sub.add_parser("relay", help="the delivery service for offline agents and groups")
     rsub = p.add_subparsers(dest="relay_command", required=True, metavar="ACTION")

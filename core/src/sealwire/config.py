@@ -17,7 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -27,7 +27,18 @@ from sealwire.plugins import Registry, load_registry
 from sealwire.policy import PolicyConfig
 from sealwire.store import StateStore, StoreKey, open_store, resolve_store_key
 
-__all__ = ["AgentConfig", "HOME_ENV", "default_home", "init_home", "open_home"]
+if TYPE_CHECKING:
+    from sealwire.agent import Agent
+
+__all__ = [
+    "AgentConfig",
+    "HOME_ENV",
+    "default_home",
+    "init_home",
+    "open_agent",
+    "open_home",
+    "relay_address",
+]
 
 HOME_ENV = "SEALWIRE_HOME"
 CONFIG_FILE = "sealwire.toml"
@@ -185,3 +196,43 @@ def open_home(
         store.close()
         raise StateError(f"the store in {home} holds no identity")
     return config, Identity.from_storage_bytes(raw), store
+
+
+def relay_address(config: AgentConfig, identity: Identity) -> str | None:
+    """The mailbox address the card names: this agent's mailbox on its relay."""
+    if not config.relay:
+        return None
+    from sealwire.relay import mailbox_address
+
+    return mailbox_address(config.relay, identity.agent_id)
+
+
+def open_agent(home: Path, registry: Registry | None = None) -> Agent:
+    """An :class:`~sealwire.agent.Agent` configured from a home (not started yet).
+
+    With ``[agent] relay`` set, the agent gets a relay client and offers its
+    mailbox there. Stopping the agent does not close the store; see
+    :meth:`Agent.stop`.
+    """
+    from sealwire.agent import Agent
+
+    registry = registry or load_registry()
+    config, identity, store = open_home(home, registry)
+    relay = None
+    if config.relay:
+        from sealwire.relay import RelayClient
+
+        relay = RelayClient(config.relay, identity)
+    return Agent(
+        identity,
+        store,
+        name=config.name,
+        description=config.description,
+        listen=config.listen,
+        relay=relay,
+        relay_address=relay_address(config, identity),
+        policy=config.policy,
+        trust_mode=config.trust,
+        registry=registry,
+        binding_options=config.bindings,
+    )
