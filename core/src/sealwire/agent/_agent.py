@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import attrs
@@ -23,7 +23,6 @@ from sealwire.agent._rpc import RpcConnection
 from sealwire.agent._session import (
     accept_message,
     read_hello,
-    read_hello_datagram,
     refuse_message,
     send_hello,
     send_hello_datagram,
@@ -237,38 +236,30 @@ class Agent:
         return binding
 
     async def _accept_stream(self, stream: FrameStream) -> None:
-        try:
-            negotiation = await read_hello(stream)
-            try:
-                binding = self._session_binding(negotiation)
-            except PolicyError as exc:
-                await stream.send(refuse_message(str(exc)))
-                raise
-            await stream.send(accept_message())
-            channel = await asyncio.wait_for(
-                binding.respond(stream, negotiation), HANDSHAKE_TIMEOUT
-            )
-        except (SealwireError, TimeoutError) as exc:
-            log.info("refused an incoming session: %s", exc)
-            await stream.close()
-            return
-        await self._serve_channel(channel)
+        await self._accept(stream, datagram=False)
 
     async def _accept_datagram(self, endpoint: DatagramEndpoint) -> None:
+        await self._accept(endpoint, datagram=True)
+
+    async def _accept(self, carrier: FrameStream | DatagramEndpoint, *, datagram: bool) -> None:
+        """Read the hello, check it against our card and policy, answer, then handshake."""
         try:
-            negotiation = await read_hello_datagram(endpoint)
+            negotiation = await read_hello(carrier)
             try:
                 binding = self._session_binding(negotiation)
             except PolicyError as exc:
-                await endpoint.send(refuse_message(str(exc)))
+                await carrier.send(refuse_message(str(exc)))
                 raise
-            await endpoint.send(accept_message())
-            channel = await asyncio.wait_for(
-                binding.respond_datagram(endpoint, negotiation), HANDSHAKE_TIMEOUT
+            await carrier.send(accept_message())
+            handshake = (
+                binding.respond_datagram(cast(DatagramEndpoint, carrier), negotiation)
+                if datagram
+                else binding.respond(cast(FrameStream, carrier), negotiation)
             )
+            channel = await asyncio.wait_for(handshake, HANDSHAKE_TIMEOUT)
         except (SealwireError, TimeoutError) as exc:
-            log.info("refused an incoming datagram session: %s", exc)
-            await endpoint.close()
+            log.info("refused an incoming session: %s", exc)
+            await carrier.close()
             return
         await self._serve_channel(channel)
 

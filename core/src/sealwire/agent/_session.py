@@ -23,7 +23,6 @@ from sealwire.transport import DatagramEndpoint, FrameStream
 __all__ = [
     "HELLO_TIMEOUT",
     "read_hello",
-    "read_hello_datagram",
     "send_hello",
     "send_hello_datagram",
 ]
@@ -72,9 +71,10 @@ def parse_hello(data: bytes) -> Negotiation:
     return Negotiation.from_json(_decode(data).get("negotiation"))
 
 
-async def read_hello(stream: FrameStream) -> Negotiation:
-    """Responder: read the initiator's hello (the caller checks and answers it)."""
-    return parse_hello(await asyncio.wait_for(stream.receive(), HELLO_TIMEOUT))
+async def read_hello(carrier: FrameStream | DatagramEndpoint) -> Negotiation:
+    """Responder: read the initiator's hello, the first frame or datagram (the caller
+    checks and answers it)."""
+    return parse_hello(await asyncio.wait_for(carrier.receive(), HELLO_TIMEOUT))
 
 
 def accept_message() -> bytes:
@@ -98,8 +98,3 @@ async def send_hello_datagram(endpoint: DatagramEndpoint, negotiation: Negotiati
             _answer(data)
             return
     raise RemoteProtocolError("the peer did not answer the hello")
-
-
-async def read_hello_datagram(endpoint: DatagramEndpoint) -> Negotiation:
-    """Responder over datagrams: the first datagram must be the hello."""
-    return parse_hello(await asyncio.wait_for(endpoint.receive(), HELLO_TIMEOUT))
