@@ -1,0 +1,84 @@
+"""MLS members that are Sealwire agents (the engine itself never needs this module).
+
+A member's leaf carries a ``basic`` credential whose identity is the agent id,
+and its signature key is the agent's own Ed25519 identity key, so a member is
+authenticated by the agent's signed card: :func:`check_member` refuses a leaf
+whose credential or key differs from the card's. Only the Ed25519 cipher
+suites (1 and 3) can use the identity key directly.
+"""
+
+from __future__ import annotations
+
+import attrs
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from sealwire.errors import TrustError
+from sealwire.identity import Identity, VerifiedCard
+from sealwire_mls.credentials import Credential, CredentialType
+from sealwire_mls.crypto import cipher_suite
+from sealwire_mls.errors import MLSLocalError
+from sealwire_mls.extensions import Capabilities
+from sealwire_mls.keypackage import KeyPackage, LeafNode, LeafNodeSource, Lifetime
+
+__all__ = ["AGENT_SUITES", "AgentKeyPackage", "agent_key_package", "check_member"]
+
+AGENT_SUITES = frozenset({1, 3})
+"""Cipher suites whose signature scheme is Ed25519, the agents' identity key type."""
+
+KEY_PACKAGE_LIFETIME = 30 * 24 * 3600
+"""Seconds a published KeyPackage stays valid (RFC 9420 §10 asks for a bounded lifetime)."""
+
+
+@attrs.frozen(kw_only=True)
+class AgentKeyPackage:
+    """A KeyPackage of an agent and the private keys behind it (never in reprs)."""
+
+    key_package: KeyPackage
+    init_priv: bytes = attrs.field(repr=False)
+    encryption_priv: bytes = attrs.field(repr=False)
+    signature_priv: bytes = attrs.field(repr=False)
+
+
+def agent_key_package(
+    identity: Identity,
+    *,
+    now: int,
+    suite_id: int = 1,
+    lifetime: int = KEY_PACKAGE_LIFETIME,
+) -> AgentKeyPackage:
+    """A fresh KeyPackage signed with the agent's identity key, valid from ``now``."""
+    if suite_id not in AGENT_SUITES:
+        raise MLSLocalError(f"cipher suite {suite_id} does not sign with Ed25519")
+    suite = cipher_suite(suite_id)
+    signature_priv = identity.signing_key.private_bytes_raw()
+    encryption_priv, encryption_pub = suite.hpke_key_pair()
+    init_priv, init_pub = suite.hpke_key_pair()
+    leaf = LeafNode(
+        encryption_key=encryption_pub,
+        signature_key=identity.signing_key.public_key().public_bytes_raw(),
+        credential=Credential.for_agent(identity.agent_id),
+        capabilities=Capabilities(
+            cipher_suites=tuple(sorted(AGENT_SUITES)), credentials=(CredentialType.BASIC,)
+        ),
+        leaf_node_source=LeafNodeSource.KEY_PACKAGE,
+        lifetime=Lifetime(now, now + lifetime),
+    ).sign(suite, signature_priv)
+    key_package = KeyPackage(cipher_suite=suite_id, init_key=init_pub, leaf_node=leaf)
+    return AgentKeyPackage(
+        key_package=key_package.sign(suite, signature_priv), init_priv=init_priv,
+        encryption_priv=encryption_priv, signature_priv=signature_priv,
+    )  # fmt: skip
+
+
+def check_member(leaf: LeafNode, card: VerifiedCard) -> None:
+    """Refuse a leaf unless it is the agent of ``card``: its basic credential names the
+    card's agent id and its signature key is the card's Ed25519 identity key."""
+    agent_id = leaf.credential.agent_id()
+    if agent_id != card.identity.agent_id:
+        raise TrustError("the member's credential does not name the agent of its card")
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes(leaf.signature_key))
+    except ValueError:
+        raise TrustError("the member's signature key is not an Ed25519 key") from None
+    if key.public_bytes_raw() != card.identity.signing_key.public_bytes_raw():
+        raise TrustError("the member's signature key is not the key of its signed card")
