@@ -1,4 +1,4 @@
-"""Issue item 6: random adds, removes and messages keep every member's epoch
+"""Issue item 6: random adds, external joins, removes and messages keep every member's epoch
 authenticator and exporter secret equal; a removed member cannot open anything
 sent afterwards, and a joiner cannot open anything sent before it joined."""
 
@@ -14,8 +14,8 @@ from sealwire.errors import SealwireError
 from sealwire_mls.group import ApplicationMessage, Group
 from sealwire_mls.welcome import MLSMessage
 
-OPS = st.lists(st.tuples(st.sampled_from(["add", "add", "remove", "send"]), st.integers(0, 9)),
-               min_size=2, max_size=8)  # fmt: skip
+STEPS = st.sampled_from(["add", "add", "remove", "send", "external"])
+OPS = st.lists(st.tuples(STEPS, st.integers(0, 9)), min_size=2, max_size=8)
 
 
 def _opens(group: Group, sealed: bytes) -> bool:
@@ -51,6 +51,17 @@ def test_membership_changes_keep_secrets_where_they_belong(member: Any, ops) -> 
             assert all(_opens(g, sealed) for g in groups if g is not actor)
             assert not any(_opens(g, sealed) for g in removed)
             continue
+        if op == "external":
+            outsider = member(1, b"m%d" % next(names))
+            new, commit = Group.join_external(actor.group_info(), outsider.leaf,
+                                              signature_priv=outsider.signature_priv,
+                                              random=os.urandom)  # fmt: skip
+            for g in groups:
+                g.process(commit)
+            assert not any(_opens(new, old) for old in history)
+            groups.append(new)
+            _check_equal(groups, removed)
+            continue
         others = [g for g in groups if g is not actor]
         joiner = None
         if op == "remove" and others:
@@ -75,9 +86,13 @@ def test_membership_changes_keep_secrets_where_they_belong(member: Any, ops) -> 
             )
             assert not any(_opens(new, old) for old in history)
             groups.append(new)
-        reference = groups[0]
-        for g in groups[1:]:
-            assert g.epoch_authenticator() == reference.epoch_authenticator()
-            assert g.export_secret(b"l", b"c", 32) == reference.export_secret(b"l", b"c", 32)
-        for gone in removed:
-            assert gone.export_secret(b"l", b"c", 32) != reference.export_secret(b"l", b"c", 32)
+        _check_equal(groups, removed)
+
+
+def _check_equal(groups: list[Group], removed: list[Group]) -> None:
+    reference = groups[0]
+    for g in groups[1:]:
+        assert g.epoch_authenticator() == reference.epoch_authenticator()
+        assert g.export_secret(b"l", b"c", 32) == reference.export_secret(b"l", b"c", 32)
+    for gone in removed:
+        assert gone.export_secret(b"l", b"c", 32) != reference.export_secret(b"l", b"c", 32)

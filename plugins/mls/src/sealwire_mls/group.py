@@ -20,11 +20,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from attrs import evolve, field, frozen
+from attrs import evolve
 
 from sealwire_mls import tree_math as tm
 from sealwire_mls.crypto import CipherSuite, cipher_suite
 from sealwire_mls.errors import MLSProtocolError, MLSStateError
+from sealwire_mls.extensions import ExternalPub
+from sealwire_mls.external import build_external_commit, check_external_commit, check_resync
 from sealwire_mls.framing import (
     AuthenticatedContent,
     ContentType,
@@ -39,6 +41,15 @@ from sealwire_mls.framing import (
     protect_public,
     unprotect_private,
     unprotect_public,
+)
+from sealwire_mls.group_state import (
+    ApplicationMessage,
+    Applied,
+    CommitApplied,
+    EpochState,
+    ProposalReceived,
+    drop_blank,
+    psk_secret_for,
 )
 from sealwire_mls.keypackage import (
     KeyPackage,
@@ -58,10 +69,9 @@ from sealwire_mls.proposals import (
     Remove,
     Update,
 )
-from sealwire_mls.psk import PreSharedKeyID, PSKType, psk_secret
 from sealwire_mls.schedule import (
-    EpochSecrets,
     GroupContext,
+    external_init_receive,
     initial_epoch_secrets,
     joiner_secret,
     key_schedule,
@@ -98,55 +108,6 @@ MAX_RESUMPTION_EPOCHS = 8
 _PATHLESS = (Add, PreSharedKey)
 
 
-@frozen(kw_only=True)
-class ApplicationMessage:
-    """Application data from ``sender`` (a leaf index), with its authenticated data."""
-
-    sender: int
-    data: bytes
-    authenticated_data: bytes
-
-
-@frozen(kw_only=True)
-class ProposalReceived:
-    """A proposal stored for a later commit; ``ref`` is its ProposalRef (§5.2)."""
-
-    sender: Sender
-    proposal: Proposal
-    ref: bytes
-
-
-@frozen(kw_only=True)
-class CommitApplied:
-    """A commit took the group to ``epoch``; ``removed_me`` ends our membership."""
-
-    committer: int
-    epoch: int
-    added: tuple[int, ...]
-    removed: tuple[int, ...]
-    removed_me: bool = False
-
-
-@frozen(kw_only=True)
-class _Epoch:
-    context: GroupContext
-    tree: RatchetTree  # never mutated once in an _Epoch: stage on .copy()
-    private: TreeKEMPrivate
-    secrets: EpochSecrets = field(repr=False)
-    interim: bytes
-    secret_tree: SecretTree
-
-
-@frozen(kw_only=True)
-class _Applied:
-    added: tuple[int, ...]
-    key_packages: tuple[KeyPackage, ...]
-    removed: tuple[int, ...]
-    extensions: tuple[Any, ...]
-    psks: tuple[PreSharedKeyID, ...]
-    path_required: bool
-
-
 class Group:
     """One member's view of an MLS group (sans-I/O: bytes in, bytes and events out)."""
 
@@ -154,11 +115,15 @@ class Group:
                  "_sig_priv", "_suite")  # fmt: skip
 
     def __init__(
-        self, suite: CipherSuite, epoch: _Epoch, signature_priv: bytes, psks: Mapping[bytes, bytes]
+        self,
+        suite: CipherSuite,
+        epoch: EpochState,
+        signature_priv: bytes,
+        psks: Mapping[bytes, bytes],
     ) -> None:
         self._suite, self._epoch, self._sig_priv = suite, epoch, signature_priv
         self._psks = dict(psks)
-        self._pending: tuple[_Epoch, CommitApplied] | None = None
+        self._pending: tuple[EpochState, CommitApplied] | None = None
         self._proposals: OrderedDict[bytes, tuple[Sender, Proposal]] = OrderedDict()
         self._resumption: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         self._active = True
@@ -191,10 +156,11 @@ class Group:
         )  # fmt: skip
         secrets = initial_epoch_secrets(suite, random(suite.Nh))
         tag = confirmation_tag(suite, secrets.confirmation_key, b"")
-        epoch = _Epoch(
+        epoch = EpochState(
             context=context, tree=tree, private=TreeKEMPrivate(0, {0: encryption_priv}),
             secrets=secrets, interim=interim_transcript_hash(suite, b"", tag),
             secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
+            confirmation_tag=tag,
         )  # fmt: skip
         return cls(suite, epoch, signature_priv, external_psks or {})
 
@@ -216,7 +182,7 @@ class Group:
         suite = cipher_suite(key_package.cipher_suite)
         secrets = welcome.group_secrets(suite, key_package.ref(suite), init_priv)
         psks = dict(external_psks or {})
-        psk = _psk_secret(suite, secrets.psks, psks, {})
+        psk = psk_secret_for(suite, secrets.psks, psks, {})
         info = welcome.group_info(suite, welcome_secret(suite, secrets.joiner_secret, psk))
         context = info.group_context
         if context.cipher_suite != suite.id:
@@ -236,12 +202,48 @@ class Group:
         epoch_secrets = key_schedule(suite, secrets.joiner_secret, psk, context.to_bytes())
         cth = context.confirmed_transcript_hash
         verify_confirmation_tag(suite, epoch_secrets.confirmation_key, cth, info.confirmation_tag)
-        epoch = _Epoch(
+        epoch = EpochState(
             context=context, tree=tree, private=private, secrets=epoch_secrets,
             interim=interim_transcript_hash(suite, cth, info.confirmation_tag),
             secret_tree=SecretTree(suite, epoch_secrets.encryption_secret, tree.n_leaves),
+            confirmation_tag=info.confirmation_tag,
         )  # fmt: skip
         return cls(suite, epoch, signature_priv, psks)
+
+    @classmethod
+    def join_external(
+        cls,
+        group_info: bytes,
+        leaf: LeafNode,
+        *,
+        signature_priv: bytes,
+        random: Random,
+        resync: int | None = None,
+    ) -> tuple[Group, bytes]:
+        """Join by external commit from a GroupInfo (§12.4.3.2): ``(group, commit)``.
+
+        The returned group is in the new epoch; it is ours only once the delivery
+        service accepts ``commit`` (otherwise drop it and try again).
+        """
+        epoch, commit = build_external_commit(
+            group_info, leaf, signature_priv=signature_priv, random=random, resync=resync
+        )
+        return cls(cipher_suite(epoch.context.cipher_suite), epoch, signature_priv, {}), commit
+
+    def group_info(self) -> bytes:
+        """A signed GroupInfo (an MLSMessage) with the ratchet tree and ``external_pub``,
+        from which an outsider can join by external commit (§12.4.3.2)."""
+        self._check_active()
+        e, suite = self._epoch, self._suite
+        extensions = (
+            e.tree.to_extension(),
+            ExternalPub(e.secrets.external_pub(suite)).to_extension(),
+        )
+        info = GroupInfo(
+            group_context=e.context, extensions=extensions,
+            confirmation_tag=e.confirmation_tag, signer=self.leaf_index,
+        ).sign(suite, self._sig_priv)  # fmt: skip
+        return MLSMessage(WireFormat.GROUP_INFO, info).to_bytes()
 
     # -- accessors ---------------------------------------------------------------
 
@@ -333,7 +335,7 @@ class Group:
         template = tree.leaf(me)
         assert template is not None
         path, result = create_update_path(
-            tree, _drop_blank(e.private, tree), template, signature_priv=self._sig_priv,
+            tree, drop_blank(e.private, tree), template, signature_priv=self._sig_priv,
             group_id=e.context.group_id, group_context=self._provisional(applied.extensions),
             rng=random, exclude=frozenset(applied.added),
         )  # fmt: skip
@@ -367,7 +369,7 @@ class Group:
         """Drop our staged commit (another commit won the epoch)."""
         self._pending = None
 
-    def _welcome(self, new: _Epoch, tag: bytes, applied: _Applied, first_secret: bytes) -> bytes:
+    def _welcome(self, new: EpochState, tag: bytes, applied: Applied, first_secret: bytes) -> bytes:
         """The Welcome for the members our commit added (§12.4.3)."""
         suite, me, tree = self._suite, self.leaf_index, new.tree
         info = GroupInfo(
@@ -394,9 +396,11 @@ class Group:
         message = MLSMessage.from_bytes(data)
         suite, e = self._suite, self._epoch
         if isinstance(message.body, PublicMessage):
+            body = message.body
             ac = unprotect_public(
-                suite, message.body, e.context, e.secrets.membership_key, self._signature_key
-            )
+                suite, body, e.context, e.secrets.membership_key,
+                lambda sender: self._signature_key(sender, body.content),
+            )  # fmt: skip
         elif isinstance(message.body, PrivateMessage):
             ac = unprotect_private(
                 suite, message.body, e.context, e.secret_tree, e.secrets.sender_data_secret,
@@ -414,7 +418,13 @@ class Group:
             return self._store_proposal(ac)
         return self._process_commit(ac)
 
-    def _signature_key(self, sender: Sender) -> bytes:
+    def _signature_key(self, sender: Sender, content: FramedContent | None = None) -> bytes:
+        if sender.sender_type is SenderType.NEW_MEMBER_COMMIT and content is not None:
+            # An external joiner signs with the key of the leaf its UpdatePath brings.
+            commit = content.content
+            if not isinstance(commit, Commit) or commit.path is None:
+                raise MLSProtocolError("a new member's commit needs an UpdatePath")
+            return commit.path.leaf_node.signature_key
         if sender.sender_type is not SenderType.MEMBER:
             raise MLSProtocolError("only member senders are supported")
         leaf = self._epoch.tree.leaf(sender.index)
@@ -432,6 +442,8 @@ class Group:
     def _process_commit(self, ac: AuthenticatedContent) -> CommitApplied:
         """§12.4.2 on the receiving side: proposals, path, key schedule, confirmation tag."""
         e, sender, commit = self._epoch, ac.content.sender, ac.content.content
+        if sender.sender_type is SenderType.NEW_MEMBER_COMMIT:
+            return self._process_external_commit(ac)
         if sender.index == self.leaf_index:
             raise MLSStateError("our own commit: use merge_pending_commit")
         resolved = []
@@ -453,7 +465,7 @@ class Group:
         if event.removed_me:
             self._active = False
             return event
-        private, commit_secret = _drop_blank(e.private, tree), bytes(self._suite.Nh)
+        private, commit_secret = drop_blank(e.private, tree), bytes(self._suite.Nh)
         if commit.path is not None:
             result = process_update_path(
                 tree, private, sender.index, commit.path, group_id=e.context.group_id,
@@ -465,11 +477,38 @@ class Group:
         self._switch(new)
         return event
 
+    def _process_external_commit(self, ac: AuthenticatedContent) -> CommitApplied:
+        """An outsider joins by external commit (§12.4.3.2); see :mod:`sealwire_mls.external`."""
+        suite, e, commit = self._suite, self._epoch, ac.content.content
+        external_init, rest = check_external_commit(commit)
+        assert commit.path is not None  # checked above
+        init_secret = external_init_receive(
+            suite, e.secrets.external_priv(suite), external_init.kem_output
+        )
+        tree = e.tree.copy()
+        applied = self._apply(tree, [(ac.content.sender, p) for p in rest], committer=-1)
+        check_resync(e.tree, applied.removed, commit.path.leaf_node)
+        if self.leaf_index in applied.removed:
+            self._active = False
+            return CommitApplied(committer=-1, epoch=e.context.epoch + 1, added=(),
+                                 removed=applied.removed, removed_me=True)  # fmt: skip
+        joiner = tree.add_leaf(commit.path.leaf_node)
+        result = process_update_path(
+            tree, drop_blank(e.private, tree), joiner, commit.path,
+            group_id=e.context.group_id, group_context=self._provisional(applied.extensions),
+        )  # fmt: skip
+        new, _ = self._next_epoch(
+            ac, tree, result.private, result.commit_secret, applied, init_secret=init_secret
+        )
+        self._switch(new)
+        return CommitApplied(committer=joiner, epoch=new.context.epoch, added=(joiner,),
+                             removed=applied.removed)  # fmt: skip
+
     # -- epoch transition (§12.3, §8) ----------------------------------------------------
 
     def _apply(
         self, tree: RatchetTree, proposals: Sequence[tuple[Sender, Proposal]], committer: int
-    ) -> _Applied:
+    ) -> Applied:
         """Apply proposals to ``tree`` in §12.3 order; validate what this engine supports."""
         by_type: dict[type, list[tuple[Sender, Proposal]]] = {}
         for sender, proposal in proposals:
@@ -497,7 +536,7 @@ class Group:
         added = tuple(tree.add_leaf(kp.leaf_node) for kp in kps)
         psks = tuple(p.psk for _, p in by_type.get(PreSharedKey, []))  # type: ignore[attr-defined]
         required = not proposals or any(not isinstance(p, _PATHLESS) for _, p in proposals)
-        return _Applied(
+        return Applied(
             added=added, key_packages=kps, removed=removed, extensions=tuple(extensions),
             psks=psks, path_required=required,
         )  # fmt: skip
@@ -519,9 +558,14 @@ class Group:
         tree: RatchetTree,
         private: TreeKEMPrivate,
         commit_secret: bytes,
-        applied: _Applied,
-    ) -> tuple[_Epoch, bytes]:
-        """The next epoch from a signed commit; verifies its confirmation tag if it has one."""
+        applied: Applied,
+        *,
+        init_secret: bytes | None = None,
+    ) -> tuple[EpochState, bytes]:
+        """The next epoch from a signed commit; verifies its confirmation tag if it has one.
+
+        ``init_secret`` replaces the previous epoch's for an external commit (§8.3).
+        """
         suite, old = self._suite, self._epoch
         confirmed = confirmed_transcript_hash(suite, old.interim, ac)
         context = evolve(
@@ -529,22 +573,24 @@ class Group:
             confirmed_transcript_hash=confirmed, extensions=applied.extensions,
         )  # fmt: skip
         encoded = context.to_bytes()
-        joiner = joiner_secret(suite, old.secrets.init_secret, commit_secret, encoded)
-        psk = _psk_secret(suite, applied.psks, self._psks, self._resumption)
+        previous = init_secret if init_secret is not None else old.secrets.init_secret
+        joiner = joiner_secret(suite, previous, commit_secret, encoded)
+        psk = psk_secret_for(suite, applied.psks, self._psks, self._resumption)
         secrets = key_schedule(suite, joiner, psk, encoded)
         tag = ac.auth.confirmation_tag
         if tag is None:
             tag = confirmation_tag(suite, secrets.confirmation_key, confirmed)
         else:
             verify_confirmation_tag(suite, secrets.confirmation_key, confirmed, tag)
-        epoch = _Epoch(
+        epoch = EpochState(
             context=context, tree=tree, private=private, secrets=secrets,
             interim=interim_transcript_hash(suite, confirmed, tag),
             secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
+            confirmation_tag=tag,
         )  # fmt: skip
         return epoch, tag
 
-    def _switch(self, new: _Epoch) -> None:
+    def _switch(self, new: EpochState) -> None:
         self._epoch, self._pending = new, None
         self._proposals.clear()
         self._remember_resumption()
@@ -557,29 +603,3 @@ class Group:
 
 
 _SUPPORTED = (Add, Update, Remove, PreSharedKey, GroupContextExtensions)
-
-
-def _psk_secret(
-    suite: CipherSuite,
-    ids: Sequence[PreSharedKeyID],
-    external: Mapping[bytes, bytes],
-    resumption: Mapping[tuple[bytes, int], bytes],
-) -> bytes | None:
-    """§8.4 over the PSKs we hold (None when there are none); MLSProtocolError if one is unknown."""
-    pairs = []
-    for psk_id in ids:
-        psk_id.check_nonce(suite)
-        if psk_id.psktype is PSKType.EXTERNAL:
-            value = external.get(psk_id.psk_id)
-        else:
-            value = resumption.get((psk_id.psk_group_id, psk_id.psk_epoch))
-        if value is None:
-            raise MLSProtocolError("unknown pre-shared key")
-        pairs.append((psk_id, value))
-    return psk_secret(suite, pairs) if pairs else None
-
-
-def _drop_blank(private: TreeKEMPrivate, tree: RatchetTree) -> TreeKEMPrivate:
-    """Forget private keys of nodes the proposals blanked or truncated away."""
-    gone = {x for x in private.keys if x >= tree.width or tree.node(x) is None}
-    return private.with_keys(gone, {}) if gone else private
