@@ -15,11 +15,12 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self
 
 from attrs import evolve
 
-from sealwire_mls.crypto import cipher_suite
+from sealwire_mls.crypto import CipherSuite, cipher_suite
 from sealwire_mls.errors import MLSProtocolError
 from sealwire_mls.extensions import ExtensionType, ExternalPub, find_extension
 from sealwire_mls.framing import (
@@ -32,7 +33,7 @@ from sealwire_mls.framing import (
     WireFormat,
     protect_public,
 )
-from sealwire_mls.group_state import EpochState
+from sealwire_mls.group_state import Applied, CommitApplied, EpochState, drop_blank
 from sealwire_mls.keypackage import LeafNode
 from sealwire_mls.proposals import (
     Commit,
@@ -42,7 +43,12 @@ from sealwire_mls.proposals import (
     ProposalRef,
     Remove,
 )
-from sealwire_mls.schedule import external_init_send, joiner_secret, key_schedule
+from sealwire_mls.schedule import (
+    external_init_receive,
+    external_init_send,
+    joiner_secret,
+    key_schedule,
+)
 from sealwire_mls.secret_tree import SecretTree
 from sealwire_mls.transcript import (
     confirmation_tag,
@@ -50,10 +56,10 @@ from sealwire_mls.transcript import (
     interim_transcript_hash,
 )
 from sealwire_mls.tree import RatchetTree
-from sealwire_mls.treekem import TreeKEMPrivate, create_update_path
+from sealwire_mls.treekem import TreeKEMPrivate, create_update_path, process_update_path
 from sealwire_mls.welcome import GroupInfo, MLSMessage, tree_from_group_info
 
-__all__ = ["build_external_commit", "check_external_commit", "check_resync"]
+__all__ = ["ExternalJoins", "build_external_commit", "check_external_commit", "check_resync"]
 
 Random = Callable[[int], bytes]
 
@@ -169,3 +175,104 @@ def build_external_commit(
         confirmation_tag=tag,
     )  # fmt: skip
     return epoch, message.to_bytes()
+
+
+class ExternalJoins:
+    """The external-commit part of :class:`~sealwire_mls.group.Group` (a mixin: it
+    uses the group's epoch state and helpers)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        _epoch: EpochState
+        _suite: CipherSuite
+        _sig_priv: bytes
+
+        def __init__(
+            self,
+            suite: CipherSuite,
+            epoch: EpochState,
+            signature_priv: bytes,
+            psks: Mapping[bytes, bytes],
+        ) -> None: ...
+        @property
+        def leaf_index(self) -> int: ...
+        def _check_active(self) -> None: ...
+        def _mark_removed(self) -> None: ...
+        def _apply(
+            self, tree: RatchetTree, proposals: Sequence[tuple[Sender, Proposal]], committer: int
+        ) -> Applied: ...
+        def _provisional(self, extensions: tuple[Any, ...]) -> Callable[[bytes], bytes]: ...
+        def _next_epoch(
+            self,
+            ac: AuthenticatedContent,
+            tree: RatchetTree,
+            private: TreeKEMPrivate,
+            commit_secret: bytes,
+            applied: Applied,
+            *,
+            init_secret: bytes | None = None,
+        ) -> tuple[EpochState, bytes]: ...
+        def _switch(self, new: EpochState) -> None: ...
+
+    @classmethod
+    def join_external(
+        cls,
+        group_info: bytes,
+        leaf: LeafNode,
+        *,
+        signature_priv: bytes,
+        random: Random,
+        resync: int | None = None,
+    ) -> tuple[Self, bytes]:
+        """Join by external commit from a GroupInfo (§12.4.3.2): ``(group, commit)``.
+
+        The returned group is in the new epoch; it is ours only once the delivery
+        service accepts ``commit`` (otherwise drop it and try again).
+        """
+        epoch, commit = build_external_commit(
+            group_info, leaf, signature_priv=signature_priv, random=random, resync=resync
+        )
+        return cls(cipher_suite(epoch.context.cipher_suite), epoch, signature_priv, {}), commit
+
+    def group_info(self) -> bytes:
+        """A signed GroupInfo (an MLSMessage) with the ratchet tree and ``external_pub``,
+        from which an outsider can join by external commit (§12.4.3.2)."""
+        self._check_active()
+        e, suite = self._epoch, self._suite
+        extensions = (
+            e.tree.to_extension(),
+            ExternalPub(e.secrets.external_pub(suite)).to_extension(),
+        )
+        info = GroupInfo(
+            group_context=e.context, extensions=extensions,
+            confirmation_tag=e.confirmation_tag, signer=self.leaf_index,
+        ).sign(suite, self._sig_priv)  # fmt: skip
+        return MLSMessage(WireFormat.GROUP_INFO, info).to_bytes()
+
+    def _process_external_commit(self, ac: AuthenticatedContent) -> CommitApplied:
+        """An outsider joins by external commit (§12.4.3.2); see :mod:`sealwire_mls.external`."""
+        suite, e, commit = self._suite, self._epoch, ac.content.content
+        external_init, rest = check_external_commit(commit)
+        assert commit.path is not None  # checked above
+        init_secret = external_init_receive(
+            suite, e.secrets.external_priv(suite), external_init.kem_output
+        )
+        tree = e.tree.copy()
+        applied = self._apply(tree, [(ac.content.sender, p) for p in rest], committer=-1)
+        check_resync(e.tree, applied.removed, commit.path.leaf_node)
+        if self.leaf_index in applied.removed:
+            self._mark_removed()
+            return CommitApplied(committer=-1, epoch=e.context.epoch + 1, added=(),
+                                 removed=applied.removed, removed_me=True)  # fmt: skip
+        joiner = tree.add_leaf(commit.path.leaf_node)
+        result = process_update_path(
+            tree, drop_blank(e.private, tree), joiner, commit.path,
+            group_id=e.context.group_id, group_context=self._provisional(applied.extensions),
+        )  # fmt: skip
+        new, _ = self._next_epoch(
+            ac, tree, result.private, result.commit_secret, applied, init_secret=init_secret
+        )
+        self._switch(new)
+        return CommitApplied(committer=joiner, epoch=new.context.epoch, added=(joiner,),
+                             removed=applied.removed)  # fmt: skip

@@ -9,9 +9,11 @@ Rules of this module:
   :meth:`Group.merge_pending_commit` once the delivery service accepted it
   (§14: one commit per epoch), or dropped by :meth:`discard_pending_commit`.
 * Randomness is passed in (``random(n) -> bytes``); there is no clock.
-* Supported: member senders; Add, Update, Remove, PreSharedKey (external and
-  resumption) and GroupContextExtensions proposals, by value or reference.
-  External commits, external senders and ReInit raise MLSProtocolError.
+* Supported: member senders and new members joining by external commit
+  (:mod:`sealwire_mls.external`); Add, Update, Remove, PreSharedKey (external
+  and resumption), GroupContextExtensions and ExternalInit proposals, sent
+  (:mod:`sealwire_mls.proposing`) and committed by value or reference.
+  External senders and ReInit raise MLSProtocolError.
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ from attrs import evolve
 from sealwire_mls import tree_math as tm
 from sealwire_mls.crypto import CipherSuite, cipher_suite
 from sealwire_mls.errors import MLSProtocolError, MLSStateError
-from sealwire_mls.extensions import ExternalPub
-from sealwire_mls.external import build_external_commit, check_external_commit, check_resync
+from sealwire_mls.external import ExternalJoins
 from sealwire_mls.framing import (
     AuthenticatedContent,
     ContentType,
@@ -69,9 +70,9 @@ from sealwire_mls.proposals import (
     Remove,
     Update,
 )
+from sealwire_mls.proposing import Proposing, references
 from sealwire_mls.schedule import (
     GroupContext,
-    external_init_receive,
     initial_epoch_secrets,
     joiner_secret,
     key_schedule,
@@ -108,11 +109,11 @@ MAX_RESUMPTION_EPOCHS = 8
 _PATHLESS = (Add, PreSharedKey)
 
 
-class Group:
+class Group(ExternalJoins, Proposing):
     """One member's view of an MLS group (sans-I/O: bytes in, bytes and events out)."""
 
-    __slots__ = ("_active", "_epoch", "_pending", "_proposals", "_psks", "_resumption",
-                 "_sig_priv", "_suite")  # fmt: skip
+    __slots__ = ("_active", "_epoch", "_own_updates", "_pending", "_proposals", "_psks",
+                 "_resumption", "_sig_priv", "_suite")  # fmt: skip
 
     def __init__(
         self,
@@ -126,6 +127,7 @@ class Group:
         self._pending: tuple[EpochState, CommitApplied] | None = None
         self._proposals: OrderedDict[bytes, tuple[Sender, Proposal]] = OrderedDict()
         self._resumption: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self._own_updates: dict[bytes, bytes] = {}
         self._active = True
         self._remember_resumption()
 
@@ -210,41 +212,6 @@ class Group:
         )  # fmt: skip
         return cls(suite, epoch, signature_priv, psks)
 
-    @classmethod
-    def join_external(
-        cls,
-        group_info: bytes,
-        leaf: LeafNode,
-        *,
-        signature_priv: bytes,
-        random: Random,
-        resync: int | None = None,
-    ) -> tuple[Group, bytes]:
-        """Join by external commit from a GroupInfo (§12.4.3.2): ``(group, commit)``.
-
-        The returned group is in the new epoch; it is ours only once the delivery
-        service accepts ``commit`` (otherwise drop it and try again).
-        """
-        epoch, commit = build_external_commit(
-            group_info, leaf, signature_priv=signature_priv, random=random, resync=resync
-        )
-        return cls(cipher_suite(epoch.context.cipher_suite), epoch, signature_priv, {}), commit
-
-    def group_info(self) -> bytes:
-        """A signed GroupInfo (an MLSMessage) with the ratchet tree and ``external_pub``,
-        from which an outsider can join by external commit (§12.4.3.2)."""
-        self._check_active()
-        e, suite = self._epoch, self._suite
-        extensions = (
-            e.tree.to_extension(),
-            ExternalPub(e.secrets.external_pub(suite)).to_extension(),
-        )
-        info = GroupInfo(
-            group_context=e.context, extensions=extensions,
-            confirmation_tag=e.confirmation_tag, signer=self.leaf_index,
-        ).sign(suite, self._sig_priv)  # fmt: skip
-        return MLSMessage(WireFormat.GROUP_INFO, info).to_bytes()
-
     # -- accessors ---------------------------------------------------------------
 
     @property
@@ -293,6 +260,9 @@ class Group:
 
     # -- sending -------------------------------------------------------------------
 
+    def _mark_removed(self) -> None:
+        self._active = False
+
     def _check_active(self) -> None:
         if not self._active:
             raise MLSStateError("we are no longer a member of this group")
@@ -329,9 +299,13 @@ class Group:
         """
         self._check_active()
         suite, e, me = self._suite, self._epoch, self.leaf_index
-        proposals: list[Proposal] = [Remove(i) for i in remove] + [Add(kp) for kp in add]
+        removing = list(remove)
+        by_value: list[Proposal] = [Remove(i) for i in removing] + [Add(kp) for kp in add]
+        by_ref = self._committable(removing)
+        proposals: list[Proposal | ProposalRef] = [*references(by_ref), *by_value]
+        resolved = [(s, p) for _, s, p in by_ref] + [(Sender.member(me), p) for p in by_value]
         tree = e.tree.copy()
-        applied = self._apply(tree, [(Sender.member(me), p) for p in proposals], me)
+        applied = self._apply(tree, resolved, me)
         template = tree.leaf(me)
         assert template is not None
         path, result = create_update_path(
@@ -447,11 +421,13 @@ class Group:
         if sender.index == self.leaf_index:
             raise MLSStateError("our own commit: use merge_pending_commit")
         resolved = []
+        own_leaf_key = None  # our Update's new leaf key, if this commit includes it
         for item in commit.proposals:
             if isinstance(item, ProposalRef):
                 if item.value not in self._proposals:
                     raise MLSProtocolError("commit references an unknown proposal")
                 resolved.append(self._proposals[item.value])
+                own_leaf_key = self._own_updates.get(item.value, own_leaf_key)
             else:
                 resolved.append((sender, item))
         tree = e.tree.copy()
@@ -466,6 +442,8 @@ class Group:
             self._active = False
             return event
         private, commit_secret = drop_blank(e.private, tree), bytes(self._suite.Nh)
+        if own_leaf_key is not None:
+            private = private.with_keys(set(), {2 * self.leaf_index: own_leaf_key})
         if commit.path is not None:
             result = process_update_path(
                 tree, private, sender.index, commit.path, group_id=e.context.group_id,
@@ -476,33 +454,6 @@ class Group:
         new, _ = self._next_epoch(ac, tree, private, commit_secret, applied)
         self._switch(new)
         return event
-
-    def _process_external_commit(self, ac: AuthenticatedContent) -> CommitApplied:
-        """An outsider joins by external commit (§12.4.3.2); see :mod:`sealwire_mls.external`."""
-        suite, e, commit = self._suite, self._epoch, ac.content.content
-        external_init, rest = check_external_commit(commit)
-        assert commit.path is not None  # checked above
-        init_secret = external_init_receive(
-            suite, e.secrets.external_priv(suite), external_init.kem_output
-        )
-        tree = e.tree.copy()
-        applied = self._apply(tree, [(ac.content.sender, p) for p in rest], committer=-1)
-        check_resync(e.tree, applied.removed, commit.path.leaf_node)
-        if self.leaf_index in applied.removed:
-            self._active = False
-            return CommitApplied(committer=-1, epoch=e.context.epoch + 1, added=(),
-                                 removed=applied.removed, removed_me=True)  # fmt: skip
-        joiner = tree.add_leaf(commit.path.leaf_node)
-        result = process_update_path(
-            tree, drop_blank(e.private, tree), joiner, commit.path,
-            group_id=e.context.group_id, group_context=self._provisional(applied.extensions),
-        )  # fmt: skip
-        new, _ = self._next_epoch(
-            ac, tree, result.private, result.commit_secret, applied, init_secret=init_secret
-        )
-        self._switch(new)
-        return CommitApplied(committer=joiner, epoch=new.context.epoch, added=(joiner,),
-                             removed=applied.removed)  # fmt: skip
 
     # -- epoch transition (§12.3, §8) ----------------------------------------------------
 
@@ -593,6 +544,7 @@ class Group:
     def _switch(self, new: EpochState) -> None:
         self._epoch, self._pending = new, None
         self._proposals.clear()
+        self._own_updates.clear()
         self._remember_resumption()
 
     def _remember_resumption(self) -> None:
