@@ -56,6 +56,7 @@ from sealwire_mls.keypackage import (
     KeyPackage,
     LeafNode,
     LeafNodeSource,
+    check_leaf_against_group,
     validate_key_package,
     validate_leaf_node,
 )
@@ -88,6 +89,7 @@ from sealwire_mls.transcript import (
 )
 from sealwire_mls.tree import RatchetTree
 from sealwire_mls.treekem import TreeKEMPrivate, create_update_path, process_update_path
+from sealwire_mls.validation import check_proposal_list, required_capabilities
 from sealwire_mls.welcome import (
     GroupInfo,
     GroupSecrets,
@@ -292,6 +294,7 @@ class Group(ExternalJoins, Proposing):
         add: Iterable[KeyPackage] = (),
         remove: Iterable[int] = (),
         authenticated_data: bytes = b"",
+        now: int | None = None,
     ) -> tuple[bytes, bytes | None]:
         """Stage a Commit with an UpdatePath (§12.4.2): ``(MLSMessage, Welcome MLSMessage)``.
 
@@ -305,7 +308,7 @@ class Group(ExternalJoins, Proposing):
         proposals: list[Proposal | ProposalRef] = [*references(by_ref), *by_value]
         resolved = [(s, p) for _, s, p in by_ref] + [(Sender.member(me), p) for p in by_value]
         tree = e.tree.copy()
-        applied = self._apply(tree, resolved, me)
+        applied = self._apply(tree, resolved, me, now=now)
         template = tree.leaf(me)
         assert template is not None
         path, result = create_update_path(
@@ -364,8 +367,13 @@ class Group(ExternalJoins, Proposing):
 
     # -- receiving -------------------------------------------------------------------
 
-    def process(self, data: bytes) -> ApplicationMessage | ProposalReceived | CommitApplied:
-        """Process one MLSMessage (Public or PrivateMessage) of the current epoch."""
+    def process(
+        self, data: bytes, *, now: int | None = None
+    ) -> ApplicationMessage | ProposalReceived | CommitApplied:
+        """Process one MLSMessage (Public or PrivateMessage) of the current epoch.
+
+        ``now`` (UNIX seconds) enables the lifetime checks of added KeyPackages.
+        """
         self._check_active()
         message = MLSMessage.from_bytes(data)
         suite, e = self._suite, self._epoch
@@ -390,7 +398,7 @@ class Group(ExternalJoins, Proposing):
             )  # fmt: skip
         if content.content_type is ContentType.PROPOSAL:
             return self._store_proposal(ac)
-        return self._process_commit(ac)
+        return self._process_commit(ac, now)
 
     def _signature_key(self, sender: Sender, content: FramedContent | None = None) -> bytes:
         if sender.sender_type is SenderType.NEW_MEMBER_COMMIT and content is not None:
@@ -413,7 +421,7 @@ class Group(ExternalJoins, Proposing):
             self._proposals.popitem(last=False)
         return ProposalReceived(sender=ac.content.sender, proposal=ac.content.content, ref=ref)
 
-    def _process_commit(self, ac: AuthenticatedContent) -> CommitApplied:
+    def _process_commit(self, ac: AuthenticatedContent, now: int | None) -> CommitApplied:
         """§12.4.2 on the receiving side: proposals, path, key schedule, confirmation tag."""
         e, sender, commit = self._epoch, ac.content.sender, ac.content.content
         if sender.sender_type is SenderType.NEW_MEMBER_COMMIT:
@@ -431,7 +439,7 @@ class Group(ExternalJoins, Proposing):
             else:
                 resolved.append((sender, item))
         tree = e.tree.copy()
-        applied = self._apply(tree, resolved, sender.index)
+        applied = self._apply(tree, resolved, sender.index, now=now)
         if commit.path is None and applied.path_required:
             raise MLSProtocolError("commit needs an UpdatePath")
         event = CommitApplied(
@@ -458,23 +466,32 @@ class Group(ExternalJoins, Proposing):
     # -- epoch transition (§12.3, §8) ----------------------------------------------------
 
     def _apply(
-        self, tree: RatchetTree, proposals: Sequence[tuple[Sender, Proposal]], committer: int
+        self,
+        tree: RatchetTree,
+        proposals: Sequence[tuple[Sender, Proposal]],
+        committer: int,
+        *,
+        now: int | None = None,
     ) -> Applied:
-        """Apply proposals to ``tree`` in §12.3 order; validate what this engine supports."""
+        """Apply proposals to ``tree`` in §12.3 order after the §12.2 checks
+        (:mod:`sealwire_mls.validation`); ``now`` (UNIX seconds) checks lifetimes."""
         by_type: dict[type, list[tuple[Sender, Proposal]]] = {}
         for sender, proposal in proposals:
             if not isinstance(proposal, _SUPPORTED):
                 raise MLSProtocolError(f"unsupported proposal {type(proposal).__name__}")
             by_type.setdefault(type(proposal), []).append((sender, proposal))
+        check_proposal_list(proposals, tree.leaves())
         extensions = self._epoch.context.extensions
         for _, gce in by_type.get(GroupContextExtensions, []):
             extensions = gce.extensions  # type: ignore[attr-defined]
+        needed = required_capabilities(extensions)
         for sender, update in by_type.get(Update, []):
             if sender.index == committer:
                 raise MLSProtocolError("the committer cannot commit its own Update")
             leaf = update.leaf_node  # type: ignore[attr-defined]
             validate_leaf_node(leaf, self._suite, source=LeafNodeSource.UPDATE,
                                group_id=self.group_id, leaf_index=sender.index)  # fmt: skip
+            check_leaf_against_group(leaf, tree.leaves(), replacing=sender.index, required=needed)
             tree.update_leaf(sender.index, leaf)
         removed = tuple(p.removed for _, p in by_type.get(Remove, []))  # type: ignore[attr-defined]
         if committer in removed:
@@ -482,9 +499,12 @@ class Group(ExternalJoins, Proposing):
         for index in removed:
             tree.remove_leaf(index)
         kps = tuple(p.key_package for _, p in by_type.get(Add, []))  # type: ignore[attr-defined]
+        added_list = []
         for kp in kps:
-            validate_key_package(kp, self._suite)
-        added = tuple(tree.add_leaf(kp.leaf_node) for kp in kps)
+            validate_key_package(kp, self._suite, now=now)
+            check_leaf_against_group(kp.leaf_node, tree.leaves(), required=needed)
+            added_list.append(tree.add_leaf(kp.leaf_node))
+        added = tuple(added_list)
         psks = tuple(p.psk for _, p in by_type.get(PreSharedKey, []))  # type: ignore[attr-defined]
         required = not proposals or any(not isinstance(p, _PATHLESS) for _, p in proposals)
         return Applied(
