@@ -13,7 +13,8 @@ Rules of this module:
   (:mod:`sealwire_mls.external`); Add, Update, Remove, PreSharedKey (external
   and resumption), GroupContextExtensions and ExternalInit proposals, sent
   (:mod:`sealwire_mls.proposing`) and committed by value or reference.
-  External senders and ReInit raise MLSProtocolError.
+  ReInit closes the group (§11.2; :meth:`Group.reinit_psk` links the new one).
+  External senders raise MLSProtocolError.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 
 from attrs import evolve
 
-from sealwire_mls import tree_math as tm
 from sealwire_mls.crypto import CipherSuite, cipher_suite
 from sealwire_mls.errors import MLSProtocolError, MLSStateError
 from sealwire_mls.external import ExternalJoins
@@ -49,6 +49,7 @@ from sealwire_mls.group_state import (
     CommitApplied,
     EpochState,
     ProposalReceived,
+    build_welcome,
     drop_blank,
     psk_secret_for,
 )
@@ -68,10 +69,12 @@ from sealwire_mls.proposals import (
     PreSharedKey,
     Proposal,
     ProposalRef,
+    ReInit,
     Remove,
     Update,
 )
 from sealwire_mls.proposing import Proposing, references
+from sealwire_mls.psk import PreSharedKeyID, ResumptionPSKUsage
 from sealwire_mls.schedule import (
     GroupContext,
     initial_epoch_secrets,
@@ -91,8 +94,6 @@ from sealwire_mls.tree import RatchetTree
 from sealwire_mls.treekem import TreeKEMPrivate, create_update_path, process_update_path
 from sealwire_mls.validation import check_proposal_list, required_capabilities
 from sealwire_mls.welcome import (
-    GroupInfo,
-    GroupSecrets,
     MLSMessage,
     Welcome,
     joiner_private_keys,
@@ -108,14 +109,14 @@ MAX_PENDING_PROPOSALS = 256
 #: Resumption PSKs of past epochs kept for PreSharedKey proposals (§8.6).
 MAX_RESUMPTION_EPOCHS = 8
 # Proposals that do not require an UpdatePath in the Commit (§12.4).
-_PATHLESS = (Add, PreSharedKey)
+_PATHLESS = (Add, PreSharedKey, ReInit)
 
 
 class Group(ExternalJoins, Proposing):
     """One member's view of an MLS group (sans-I/O: bytes in, bytes and events out)."""
 
     __slots__ = ("_active", "_epoch", "_own_updates", "_pending", "_proposals", "_psks",
-                 "_resumption", "_sig_priv", "_suite")  # fmt: skip
+                 "_reinit", "_resumption", "_sig_priv", "_suite")  # fmt: skip
 
     def __init__(
         self,
@@ -123,12 +124,14 @@ class Group(ExternalJoins, Proposing):
         epoch: EpochState,
         signature_priv: bytes,
         psks: Mapping[bytes, bytes],
+        resumption: Mapping[tuple[bytes, int], bytes] | None = None,
     ) -> None:
         self._suite, self._epoch, self._sig_priv = suite, epoch, signature_priv
         self._psks = dict(psks)
         self._pending: tuple[EpochState, CommitApplied] | None = None
         self._proposals: OrderedDict[bytes, tuple[Sender, Proposal]] = OrderedDict()
-        self._resumption: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self._resumption: OrderedDict[tuple[bytes, int], bytes] = OrderedDict(resumption or {})
+        self._reinit: ReInit | None = None
         self._own_updates: dict[bytes, bytes] = {}
         self._active = True
         self._remember_resumption()
@@ -150,8 +153,13 @@ class Group(ExternalJoins, Proposing):
         random: Random,
         extensions: Sequence[Any] = (),
         external_psks: Mapping[bytes, bytes] | None = None,
+        resumption_psks: Mapping[tuple[bytes, int], bytes] | None = None,
     ) -> Group:
-        """A one-member group at epoch 0 with a fresh random ``epoch_secret`` (§11)."""
+        """A one-member group at epoch 0 with a fresh random ``epoch_secret`` (§11).
+
+        ``resumption_psks`` (``(group_id, epoch) -> secret``) lets the first commit
+        name a previous group's resumption PSK, as a reinitialized group does (§11.2).
+        """
         suite = cipher_suite(suite_id)
         tree = RatchetTree.create(suite, leaf)
         context = GroupContext(
@@ -166,7 +174,7 @@ class Group(ExternalJoins, Proposing):
             secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
             confirmation_tag=tag,
         )  # fmt: skip
-        return cls(suite, epoch, signature_priv, external_psks or {})
+        return cls(suite, epoch, signature_priv, external_psks or {}, resumption_psks)
 
     @classmethod
     def join(
@@ -179,6 +187,7 @@ class Group(ExternalJoins, Proposing):
         signature_priv: bytes,
         ratchet_tree: RatchetTree | None = None,
         external_psks: Mapping[bytes, bytes] | None = None,
+        resumption_psks: Mapping[tuple[bytes, int], bytes] | None = None,
     ) -> Group:
         """Join from a Welcome (§12.4.3.1): decrypt, verify, rebuild the epoch."""
         if not isinstance(welcome, Welcome):
@@ -186,7 +195,7 @@ class Group(ExternalJoins, Proposing):
         suite = cipher_suite(key_package.cipher_suite)
         secrets = welcome.group_secrets(suite, key_package.ref(suite), init_priv)
         psks = dict(external_psks or {})
-        psk = psk_secret_for(suite, secrets.psks, psks, {})
+        psk = psk_secret_for(suite, secrets.psks, psks, resumption_psks or {})
         info = welcome.group_info(suite, welcome_secret(suite, secrets.joiner_secret, psk))
         context = info.group_context
         if context.cipher_suite != suite.id:
@@ -212,7 +221,7 @@ class Group(ExternalJoins, Proposing):
             secret_tree=SecretTree(suite, epoch_secrets.encryption_secret, tree.n_leaves),
             confirmation_tag=info.confirmation_tag,
         )  # fmt: skip
-        return cls(suite, epoch, signature_priv, psks)
+        return cls(suite, epoch, signature_priv, psks, resumption_psks)
 
     # -- accessors ---------------------------------------------------------------
 
@@ -268,6 +277,18 @@ class Group(ExternalJoins, Proposing):
     def _check_active(self) -> None:
         if not self._active:
             raise MLSStateError("we are no longer a member of this group")
+        if self._reinit is not None:
+            raise MLSStateError("the group was reinitialized: use the new group (§11.2)")
+
+    def reinit_psk(self, psk_nonce: bytes) -> tuple[PreSharedKeyID, bytes]:
+        """After a ReInit commit: the resumption PSK (usage ``reinit``) that the new
+        group's first commit names, and its value, for :meth:`create`/:meth:`join`."""
+        if self._reinit is None:
+            raise MLSStateError("the group was not reinitialized")
+        psk_id = PreSharedKeyID.resumption(
+            ResumptionPSKUsage.REINIT, self.group_id, self.epoch, psk_nonce
+        )
+        return psk_id, self._epoch.secrets.resumption_psk
 
     def encrypt(
         self, data: bytes, random: Random, authenticated_data: bytes = b"", padding: int = 0
@@ -295,6 +316,8 @@ class Group(ExternalJoins, Proposing):
         remove: Iterable[int] = (),
         authenticated_data: bytes = b"",
         now: int | None = None,
+        psks: Iterable[PreSharedKeyID] = (),
+        reinit: ReInit | None = None,
     ) -> tuple[bytes, bytes | None]:
         """Stage a Commit with an UpdatePath (§12.4.2): ``(MLSMessage, Welcome MLSMessage)``.
 
@@ -304,7 +327,10 @@ class Group(ExternalJoins, Proposing):
         suite, e, me = self._suite, self._epoch, self.leaf_index
         removing = list(remove)
         by_value: list[Proposal] = [Remove(i) for i in removing] + [Add(kp) for kp in add]
-        by_ref = self._committable(removing)
+        by_value += [PreSharedKey(psk) for psk in psks]
+        if reinit is not None:  # a ReInit travels alone (§12.2)
+            by_value.append(reinit)
+        by_ref = self._committable(removing) if reinit is None else []
         proposals: list[Proposal | ProposalRef] = [*references(by_ref), *by_value]
         resolved = [(s, p) for _, s, p in by_ref] + [(Sender.member(me), p) for p in by_value]
         tree = e.tree.copy()
@@ -327,10 +353,15 @@ class Group(ExternalJoins, Proposing):
         new, tag = self._next_epoch(ac, tree, result.private, result.commit_secret, applied)
         ac = evolve(ac, auth=FramedContentAuthData(ac.auth.signature, tag))
         message = protect_public(suite, ac, e.context, e.secrets.membership_key)
-        welcome = self._welcome(new, tag, applied, result.path_secret) if applied.added else None
-        event = CommitApplied(
-            committer=me, epoch=new.context.epoch, added=applied.added, removed=applied.removed
+        welcome = (
+            build_welcome(suite, me, self._sig_priv, new, tag, applied, result.path_secret)
+            if applied.added
+            else None
         )
+        event = CommitApplied(
+            committer=me, epoch=new.context.epoch, added=applied.added, removed=applied.removed,
+            reinit=applied.reinit,
+        )  # fmt: skip
         self._pending = (new, event)
         return MLSMessage(WireFormat.PUBLIC_MESSAGE, message).to_bytes(), welcome
 
@@ -340,30 +371,12 @@ class Group(ExternalJoins, Proposing):
             raise MLSStateError("no pending commit")
         new, event = self._pending
         self._switch(new)
+        self._reinit = event.reinit
         return event
 
     def discard_pending_commit(self) -> None:
         """Drop our staged commit (another commit won the epoch)."""
         self._pending = None
-
-    def _welcome(self, new: EpochState, tag: bytes, applied: Applied, first_secret: bytes) -> bytes:
-        """The Welcome for the members our commit added (§12.4.3)."""
-        suite, me, tree = self._suite, self.leaf_index, new.tree
-        info = GroupInfo(
-            group_context=new.context, extensions=(tree.to_extension(),),
-            confirmation_tag=tag, signer=me,
-        ).sign(suite, self._sig_priv)  # fmt: skip
-        fdp = [p for p, _ in tree.filtered_direct_path(me)]
-        recipients = []
-        for index, kp in zip(applied.added, applied.key_packages, strict=True):
-            # The path secret of the lowest node on our path above the new leaf (§12.4.3.1).
-            secret = first_secret
-            for _ in range(fdp.index(tm.common_ancestor(2 * me, 2 * index))):
-                secret = suite.derive_secret(secret, b"path")
-            secrets = GroupSecrets(joiner_secret=new.secrets.joiner_secret, path_secret=secret)
-            recipients.append((kp.ref(suite), kp.init_key, secrets))
-        welcome = Welcome.create(suite, new.secrets.welcome_secret, info, recipients)
-        return MLSMessage(WireFormat.WELCOME, welcome).to_bytes()
 
     # -- receiving -------------------------------------------------------------------
 
@@ -445,6 +458,7 @@ class Group(ExternalJoins, Proposing):
         event = CommitApplied(
             committer=sender.index, epoch=e.context.epoch + 1, added=applied.added,
             removed=applied.removed, removed_me=self.leaf_index in applied.removed,
+            reinit=applied.reinit,
         )  # fmt: skip
         if event.removed_me:
             self._active = False
@@ -461,6 +475,7 @@ class Group(ExternalJoins, Proposing):
             private, commit_secret = result.private, result.commit_secret
         new, _ = self._next_epoch(ac, tree, private, commit_secret, applied)
         self._switch(new)
+        self._reinit = applied.reinit
         return event
 
     # -- epoch transition (§12.3, §8) ----------------------------------------------------
@@ -481,6 +496,9 @@ class Group(ExternalJoins, Proposing):
                 raise MLSProtocolError(f"unsupported proposal {type(proposal).__name__}")
             by_type.setdefault(type(proposal), []).append((sender, proposal))
         check_proposal_list(proposals, tree.leaves())
+        reinits = [p for _, p in by_type.get(ReInit, [])]
+        if reinits and len(proposals) != 1:
+            raise MLSProtocolError("VAL-12.2: a ReInit must be the only proposal of its commit")
         extensions = self._epoch.context.extensions
         for _, gce in by_type.get(GroupContextExtensions, []):
             extensions = gce.extensions  # type: ignore[attr-defined]
@@ -510,6 +528,7 @@ class Group(ExternalJoins, Proposing):
         return Applied(
             added=added, key_packages=kps, removed=removed, extensions=tuple(extensions),
             psks=psks, path_required=required,
+            reinit=reinits[0] if reinits else None,  # type: ignore[arg-type]
         )  # fmt: skip
 
     def _provisional(self, extensions: tuple[Any, ...]) -> Callable[[bytes], bytes]:
@@ -574,4 +593,4 @@ class Group(ExternalJoins, Proposing):
             self._resumption.popitem(last=False)
 
 
-_SUPPORTED = (Add, Update, Remove, PreSharedKey, GroupContextExtensions)
+_SUPPORTED = (Add, Update, Remove, PreSharedKey, GroupContextExtensions, ReInit)

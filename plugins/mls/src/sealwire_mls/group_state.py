@@ -11,16 +11,18 @@ from typing import Any
 
 from attrs import field, frozen
 
+from sealwire_mls import tree_math as tm
 from sealwire_mls.crypto import CipherSuite
 from sealwire_mls.errors import MLSProtocolError
-from sealwire_mls.framing import Sender
+from sealwire_mls.framing import Sender, WireFormat
 from sealwire_mls.keypackage import KeyPackage
-from sealwire_mls.proposals import Proposal
+from sealwire_mls.proposals import Proposal, ReInit
 from sealwire_mls.psk import PreSharedKeyID, PSKType, psk_secret
 from sealwire_mls.schedule import EpochSecrets, GroupContext
 from sealwire_mls.secret_tree import SecretTree
 from sealwire_mls.tree import RatchetTree
 from sealwire_mls.treekem import TreeKEMPrivate
+from sealwire_mls.welcome import GroupInfo, GroupSecrets, MLSMessage, Welcome
 
 __all__ = [
     "ApplicationMessage",
@@ -28,6 +30,7 @@ __all__ = [
     "CommitApplied",
     "EpochState",
     "ProposalReceived",
+    "build_welcome",
     "drop_blank",
     "psk_secret_for",
 ]
@@ -60,6 +63,9 @@ class CommitApplied:
     added: tuple[int, ...]
     removed: tuple[int, ...]
     removed_me: bool = False
+    reinit: ReInit | None = None
+    """Set when the commit reinitialized the group (§11.2): the group is closed and
+    its members move to a new group with these parameters."""
 
 
 @frozen(kw_only=True)
@@ -85,6 +91,7 @@ class Applied:
     extensions: tuple[Any, ...]
     psks: tuple[PreSharedKeyID, ...]
     path_required: bool
+    reinit: ReInit | None = None
 
 
 def psk_secret_for(
@@ -111,3 +118,36 @@ def drop_blank(private: TreeKEMPrivate, tree: RatchetTree) -> TreeKEMPrivate:
     """Forget private keys of nodes the proposals blanked or truncated away."""
     gone = {x for x in private.keys if x >= tree.width or tree.node(x) is None}
     return private.with_keys(gone, {}) if gone else private
+
+
+def build_welcome(
+    suite: CipherSuite,
+    me: int,
+    signature_priv: bytes,
+    new: EpochState,
+    tag: bytes,
+    applied: Applied,
+    first_secret: bytes,
+) -> bytes:
+    """The Welcome (an MLSMessage) for the members a commit added (§12.4.3).
+
+    Each joiner gets the path secret of the lowest node of the committer's
+    filtered direct path above its leaf, and the commit's PSK ids.
+    """
+    tree = new.tree
+    info = GroupInfo(
+        group_context=new.context, extensions=(tree.to_extension(),),
+        confirmation_tag=tag, signer=me,
+    ).sign(suite, signature_priv)  # fmt: skip
+    fdp = [p for p, _ in tree.filtered_direct_path(me)]
+    recipients = []
+    for index, kp in zip(applied.added, applied.key_packages, strict=True):
+        secret = first_secret
+        for _ in range(fdp.index(tm.common_ancestor(2 * me, 2 * index))):
+            secret = suite.derive_secret(secret, b"path")
+        secrets = GroupSecrets(
+            joiner_secret=new.secrets.joiner_secret, path_secret=secret, psks=applied.psks
+        )
+        recipients.append((kp.ref(suite), kp.init_key, secrets))
+    welcome = Welcome.create(suite, new.secrets.welcome_secret, info, recipients)
+    return MLSMessage(WireFormat.WELCOME, welcome).to_bytes()

@@ -1,0 +1,78 @@
+"""ReInit (RFC 9420 §11.2): the old group closes, its members form a new one linked to it
+by a resumption PSK of usage ``reinit``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from sealwire_mls.errors import MLSProtocolError, MLSStateError
+from sealwire_mls.group import ApplicationMessage, Group
+from sealwire_mls.proposals import ReInit
+from sealwire_mls.schedule import MLS10
+from sealwire_mls.welcome import MLSMessage
+
+
+def _pair(member: Any) -> tuple[Group, Group]:
+    alice, bob = member(1, b"alice"), member(1, b"bob")
+    a = Group.create(1, b"old", alice.leaf, encryption_priv=alice.encryption_priv,
+                     signature_priv=alice.signature_priv, random=os.urandom)  # fmt: skip
+    _c, welcome = a.commit(os.urandom, add=[bob.key_package])
+    a.merge_pending_commit()
+    assert welcome is not None
+    b = Group.join(
+        MLSMessage.from_bytes(welcome).body,
+        bob.key_package,
+        init_priv=bob.init_priv,
+        encryption_priv=bob.encryption_priv,
+        signature_priv=bob.signature_priv,
+    )
+    return a, b
+
+
+def test_reinit_closes_the_group_and_links_the_new_one(member: Any) -> None:
+    a, b = _pair(member)
+    params = ReInit(group_id=b"new", version=MLS10, cipher_suite=3, extensions=())
+    commit, _ = a.commit(os.urandom, reinit=params)
+    assert a.merge_pending_commit().reinit == params
+    assert b.process(commit).reinit == params  # type: ignore[union-attr]
+    with pytest.raises(MLSStateError, match="reinitialized"):
+        a.encrypt(b"too late", os.urandom)
+    nonce = os.urandom(32)
+    psk_id, secret = a.reinit_psk(nonce)
+    assert b.reinit_psk(nonce) == (psk_id, secret)  # both hold the same link
+
+    alice2, bob2 = member(3, b"alice"), member(3, b"bob")
+    link = {(psk_id.psk_group_id, psk_id.psk_epoch): secret}
+    new = Group.create(params.cipher_suite, params.group_id, alice2.leaf,
+                       encryption_priv=alice2.encryption_priv,
+                       signature_priv=alice2.signature_priv, random=os.urandom,
+                       resumption_psks=link)  # fmt: skip
+    _c, welcome = new.commit(os.urandom, add=[bob2.key_package], psks=[psk_id])
+    new.merge_pending_commit()
+    assert welcome is not None
+    joined = Group.join(MLSMessage.from_bytes(welcome).body, bob2.key_package,
+                        init_priv=bob2.init_priv, encryption_priv=bob2.encryption_priv,
+                        signature_priv=bob2.signature_priv, resumption_psks=link)  # fmt: skip
+    assert joined.epoch_authenticator() == new.epoch_authenticator()
+    got = joined.process(new.encrypt(b"hello again", os.urandom))
+    assert isinstance(got, ApplicationMessage) and got.data == b"hello again"
+    # Without the old group's resumption secret, the Welcome cannot be used.
+    with pytest.raises(MLSProtocolError):
+        Group.join(MLSMessage.from_bytes(welcome).body, bob2.key_package,
+                   init_priv=bob2.init_priv, encryption_priv=bob2.encryption_priv,
+                   signature_priv=bob2.signature_priv)  # fmt: skip
+
+
+def test_reinit_must_travel_alone(member: Any) -> None:
+    a, b = _pair(member)
+    a.process(b.propose_update(os.urandom))
+    params = ReInit(group_id=b"new", version=MLS10, cipher_suite=1, extensions=())
+    commit, _ = a.commit(os.urandom, reinit=params)  # stored proposals are not added
+    a.merge_pending_commit()
+    assert b.process(commit).reinit == params  # type: ignore[union-attr]
+    c, d = _pair(member)
+    with pytest.raises(MLSProtocolError, match="only proposal"):
+        c.commit(os.urandom, reinit=params, remove=[d.leaf_index])
