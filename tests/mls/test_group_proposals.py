@@ -102,3 +102,22 @@ def test_commit_referencing_an_unknown_proposal_is_refused(member: Any) -> None:
     with pytest.raises(MLSProtocolError, match="unknown proposal"):
         c.process(commit)
     assert c.epoch == epoch
+
+
+def test_commit_without_path_where_allowed(member: Any) -> None:
+    a, b, c = groups = _three(member)
+    dave = member(1, b"dave")
+    commit, welcome = a.commit(os.urandom, add=[dave.key_package], path=False)
+    a.merge_pending_commit()
+    _deliver(commit, groups, a)
+    assert welcome is not None
+    d = Group.join(MLSMessage.from_bytes(welcome).body, dave.key_package,
+                   init_priv=dave.init_priv, encryption_priv=dave.encryption_priv,
+                   signature_priv=dave.signature_priv)  # fmt: skip
+    _same([a, b, c, d])
+    got = d.process(b.encrypt(b"pathless", os.urandom))
+    assert isinstance(got, ApplicationMessage) and got.data == b"pathless"
+    from sealwire_mls.errors import MLSLocalError
+
+    with pytest.raises(MLSLocalError, match="UpdatePath"):
+        a.commit(os.urandom, remove=[c.leaf_index], path=False)

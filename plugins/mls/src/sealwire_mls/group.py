@@ -26,7 +26,7 @@ from typing import Any
 from attrs import evolve
 
 from sealwire_mls.crypto import CipherSuite, cipher_suite
-from sealwire_mls.errors import MLSProtocolError, MLSStateError
+from sealwire_mls.errors import MLSLocalError, MLSProtocolError, MLSStateError
 from sealwire_mls.external import ExternalJoins
 from sealwire_mls.framing import (
     AuthenticatedContent,
@@ -74,7 +74,7 @@ from sealwire_mls.proposals import (
     Update,
 )
 from sealwire_mls.proposing import Proposing, references
-from sealwire_mls.psk import PreSharedKeyID, ResumptionPSKUsage
+from sealwire_mls.psk import PreSharedKeyID
 from sealwire_mls.schedule import (
     GroupContext,
     initial_epoch_secrets,
@@ -280,16 +280,6 @@ class Group(ExternalJoins, Proposing):
         if self._reinit is not None:
             raise MLSStateError("the group was reinitialized: use the new group (§11.2)")
 
-    def reinit_psk(self, psk_nonce: bytes) -> tuple[PreSharedKeyID, bytes]:
-        """After a ReInit commit: the resumption PSK (usage ``reinit``) that the new
-        group's first commit names, and its value, for :meth:`create`/:meth:`join`."""
-        if self._reinit is None:
-            raise MLSStateError("the group was not reinitialized")
-        psk_id = PreSharedKeyID.resumption(
-            ResumptionPSKUsage.REINIT, self.group_id, self.epoch, psk_nonce
-        )
-        return psk_id, self._epoch.secrets.resumption_psk
-
     def encrypt(
         self, data: bytes, random: Random, authenticated_data: bytes = b"", padding: int = 0
     ) -> bytes:
@@ -318,10 +308,14 @@ class Group(ExternalJoins, Proposing):
         now: int | None = None,
         psks: Iterable[PreSharedKeyID] = (),
         reinit: ReInit | None = None,
+        path: bool = True,
     ) -> tuple[bytes, bytes | None]:
-        """Stage a Commit with an UpdatePath (§12.4.2): ``(MLSMessage, Welcome MLSMessage)``.
+        """Stage a Commit (§12.4.2): ``(MLSMessage, Welcome MLSMessage)``.
 
-        The Welcome is None when nobody is added. Apply with :meth:`merge_pending_commit`.
+        With ``path`` (the default) the commit carries an UpdatePath, refreshing
+        our keys; ``path=False`` leaves it out where §12.4 allows (only Add,
+        PreSharedKey or ReInit proposals). The Welcome is None when nobody is
+        added. Apply with :meth:`merge_pending_commit`.
         """
         self._check_active()
         suite, e, me = self._suite, self._epoch, self.leaf_index
@@ -335,26 +329,33 @@ class Group(ExternalJoins, Proposing):
         resolved = [(s, p) for _, s, p in by_ref] + [(Sender.member(me), p) for p in by_value]
         tree = e.tree.copy()
         applied = self._apply(tree, resolved, me, now=now)
-        template = tree.leaf(me)
-        assert template is not None
-        path, result = create_update_path(
-            tree, drop_blank(e.private, tree), template, signature_priv=self._sig_priv,
-            group_id=e.context.group_id, group_context=self._provisional(applied.extensions),
-            rng=random, exclude=frozenset(applied.added),
-        )  # fmt: skip
+        private, commit_secret, path_secret = drop_blank(e.private, tree), bytes(suite.Nh), None
+        update_path = None
+        if path or applied.path_required:
+            if not path:
+                raise MLSLocalError("these proposals need an UpdatePath (§12.4)")
+            template = tree.leaf(me)
+            assert template is not None
+            update_path, result = create_update_path(
+                tree, private, template, signature_priv=self._sig_priv,
+                group_id=e.context.group_id, group_context=self._provisional(applied.extensions),
+                rng=random, exclude=frozenset(applied.added),
+            )  # fmt: skip
+            private, commit_secret = result.private, result.commit_secret
+            path_secret = result.path_secret
         content = FramedContent(
             group_id=e.context.group_id, epoch=e.context.epoch, sender=Sender.member(me),
             authenticated_data=authenticated_data, content_type=ContentType.COMMIT,
-            content=Commit(proposals=tuple(proposals), path=path),
+            content=Commit(proposals=tuple(proposals), path=update_path),
         )  # fmt: skip
         ac = AuthenticatedContent.sign(
             suite, WireFormat.PUBLIC_MESSAGE, content, self._sig_priv, e.context
         )
-        new, tag = self._next_epoch(ac, tree, result.private, result.commit_secret, applied)
+        new, tag = self._next_epoch(ac, tree, private, commit_secret, applied)
         ac = evolve(ac, auth=FramedContentAuthData(ac.auth.signature, tag))
         message = protect_public(suite, ac, e.context, e.secrets.membership_key)
         welcome = (
-            build_welcome(suite, me, self._sig_priv, new, tag, applied, result.path_secret)
+            build_welcome(suite, me, self._sig_priv, new, tag, applied, path_secret)
             if applied.added
             else None
         )

@@ -127,12 +127,13 @@ def build_welcome(
     new: EpochState,
     tag: bytes,
     applied: Applied,
-    first_secret: bytes,
+    first_secret: bytes | None,
 ) -> bytes:
     """The Welcome (an MLSMessage) for the members a commit added (§12.4.3).
 
     Each joiner gets the path secret of the lowest node of the committer's
-    filtered direct path above its leaf, and the commit's PSK ids.
+    filtered direct path above its leaf (none for a path-less commit), and the
+    commit's PSK ids.
     """
     tree = new.tree
     info = GroupInfo(
@@ -142,9 +143,10 @@ def build_welcome(
     fdp = [p for p, _ in tree.filtered_direct_path(me)]
     recipients = []
     for index, kp in zip(applied.added, applied.key_packages, strict=True):
-        secret = first_secret
-        for _ in range(fdp.index(tm.common_ancestor(2 * me, 2 * index))):
-            secret = suite.derive_secret(secret, b"path")
+        secret = first_secret  # None for a commit without an UpdatePath
+        if secret is not None:
+            for _ in range(fdp.index(tm.common_ancestor(2 * me, 2 * index))):
+                secret = suite.derive_secret(secret, b"path")
         secrets = GroupSecrets(
             joiner_secret=new.secrets.joiner_secret, path_secret=secret, psks=applied.psks
         )

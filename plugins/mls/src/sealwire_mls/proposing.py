@@ -1,4 +1,5 @@
-"""Sending proposals, and choosing the stored ones a commit includes (RFC 9420 §12.1, §12.4).
+"""Sending proposals, choosing the stored ones a commit includes, and the ReInit link
+(RFC 9420 §11.2, §12.1, §12.4).
 
 Rules of this module:
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from attrs import evolve
 
+from sealwire_mls.errors import MLSStateError
 from sealwire_mls.framing import (
     AuthenticatedContent,
     ContentType,
@@ -32,7 +34,8 @@ from sealwire_mls.framing import (
 )
 from sealwire_mls.group_state import EpochState
 from sealwire_mls.keypackage import KeyPackage, LeafNodeSource
-from sealwire_mls.proposals import Add, Proposal, ProposalRef, Remove, Update
+from sealwire_mls.proposals import Add, Proposal, ProposalRef, ReInit, Remove, Update
+from sealwire_mls.psk import PreSharedKeyID, ResumptionPSKUsage
 from sealwire_mls.welcome import MLSMessage
 
 if TYPE_CHECKING:
@@ -54,6 +57,12 @@ class Proposing:
         _sig_priv: bytes
         _proposals: OrderedDict[bytes, tuple[Sender, Proposal]]
         _own_updates: dict[bytes, bytes]
+        _reinit: ReInit | None
+
+        @property
+        def group_id(self) -> bytes: ...
+        @property
+        def epoch(self) -> int: ...
 
         @property
         def leaf_index(self) -> int: ...
@@ -85,6 +94,16 @@ class Proposing:
         ref = next(reversed(self._proposals))  # the one just stored
         self._own_updates[ref] = priv
         return message
+
+    def reinit_psk(self, psk_nonce: bytes) -> tuple[PreSharedKeyID, bytes]:
+        """After a ReInit commit: the resumption PSK (usage ``reinit``) that the new
+        group's first commit names, and its value, for :meth:`create`/:meth:`join`."""
+        if self._reinit is None:
+            raise MLSStateError("the group was not reinitialized")
+        psk_id = PreSharedKeyID.resumption(
+            ResumptionPSKUsage.REINIT, self.group_id, self.epoch, psk_nonce
+        )
+        return psk_id, self._epoch.secrets.resumption_psk
 
     def _propose(self, proposal: Proposal) -> bytes:
         self._check_active()
