@@ -100,3 +100,47 @@ def make_member(suite_id: int, name: bytes) -> Member:
 def member() -> Callable[[int, bytes], Member]:
     """Factory of :class:`Member` values."""
     return make_member
+
+
+def make_group(
+    names: list[bytes], suite_id: int = 1, group_id: bytes = b"group"
+) -> tuple[list[Any], list[Member]]:
+    """A group whose first member created it and added the others in one commit.
+
+    Returns the members' :class:`~sealwire_mls.group.Group` objects and their
+    :class:`Member` values, in ``names`` order.
+    """
+    import os
+
+    from sealwire_mls.group import Group
+    from sealwire_mls.welcome import MLSMessage
+
+    people = [make_member(suite_id, name) for name in names]
+    first = people[0]
+    creator = Group.create(
+        suite_id, group_id, first.leaf, encryption_priv=first.encryption_priv,
+        signature_priv=first.signature_priv, random=os.urandom,
+    )  # fmt: skip
+    groups = [creator]
+    if len(people) > 1:
+        _commit, welcome = creator.commit(os.urandom, add=[p.key_package for p in people[1:]])
+        creator.merge_pending_commit()
+        assert welcome is not None
+        body = MLSMessage.from_bytes(welcome).body
+        groups += [
+            Group.join(
+                body,
+                p.key_package,
+                init_priv=p.init_priv,
+                encryption_priv=p.encryption_priv,
+                signature_priv=p.signature_priv,
+            )
+            for p in people[1:]
+        ]
+    return groups, people
+
+
+@pytest.fixture
+def group_of() -> Callable[..., tuple[list[Any], list[Member]]]:
+    """Factory of small groups (see :func:`make_group`)."""
+    return make_group

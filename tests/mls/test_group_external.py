@@ -15,20 +15,6 @@ from sealwire_mls.group import ApplicationMessage, CommitApplied, Group
 from sealwire_mls.welcome import GroupInfo, MLSMessage
 
 
-def _group_of_two(member: Any) -> tuple[Group, Group]:
-    alice, bob = member(1, b"alice"), member(1, b"bob")
-    a = Group.create(1, b"ext", alice.leaf, encryption_priv=alice.encryption_priv,
-                     signature_priv=alice.signature_priv, random=os.urandom)  # fmt: skip
-    _commit, welcome = a.commit(os.urandom, add=[bob.key_package])
-    a.merge_pending_commit()
-    assert welcome is not None
-    b = Group.join(
-        MLSMessage.from_bytes(welcome).body, bob.key_package, init_priv=bob.init_priv,
-        encryption_priv=bob.encryption_priv, signature_priv=bob.signature_priv,
-    )  # fmt: skip
-    return a, b
-
-
 def _same(*groups: Group) -> None:
     for g in groups[1:]:
         assert g.epoch == groups[0].epoch
@@ -36,8 +22,8 @@ def _same(*groups: Group) -> None:
         assert g.export_secret(b"x", b"", 16) == groups[0].export_secret(b"x", b"", 16)
 
 
-def test_external_join_then_messages(member: Any) -> None:
-    a, b = _group_of_two(member)
+def test_external_join_then_messages(member: Any, group_of: Any) -> None:
+    (a, b), _ = group_of([b"alice", b"bob"])
     carol = member(1, b"carol")
     c, commit = Group.join_external(
         b.group_info(), carol.leaf, signature_priv=carol.signature_priv, random=os.urandom
@@ -55,8 +41,8 @@ def test_external_join_then_messages(member: Any) -> None:
     _same(a, c)
 
 
-def test_resync_replaces_the_joiners_old_leaf(member: Any) -> None:
-    a, b = _group_of_two(member)
+def test_resync_replaces_the_joiners_old_leaf(member: Any, group_of: Any) -> None:
+    (a, b), _ = group_of([b"alice", b"bob"])
     bob_again = member(1, b"bob")  # same credential, new keys: Bob lost his state
     b2, commit = Group.join_external(a.group_info(), bob_again.leaf,
                                      signature_priv=bob_again.signature_priv,
@@ -68,8 +54,8 @@ def test_resync_replaces_the_joiners_old_leaf(member: Any) -> None:
     assert isinstance(gone, CommitApplied) and gone.removed_me
 
 
-def test_resync_cannot_remove_someone_else(member: Any) -> None:
-    a, b = _group_of_two(member)
+def test_resync_cannot_remove_someone_else(member: Any, group_of: Any) -> None:
+    (a, b), _ = group_of([b"alice", b"bob"])
     mallory = member(1, b"mallory")
     with pytest.raises(MLSProtocolError, match="old leaf"):
         Group.join_external(a.group_info(), mallory.leaf, signature_priv=mallory.signature_priv,
@@ -92,8 +78,8 @@ def test_group_info_without_external_pub_refuses_external_joins(member: Any) -> 
                             signature_priv=carol.signature_priv, random=os.urandom)  # fmt: skip
 
 
-def test_tampered_external_commit_changes_nothing(member: Any) -> None:
-    a, b = _group_of_two(member)
+def test_tampered_external_commit_changes_nothing(member: Any, group_of: Any) -> None:
+    (a, b), _ = group_of([b"alice", b"bob"])
     carol = member(1, b"carol")
     _c, commit = Group.join_external(
         b.group_info(), carol.leaf, signature_priv=carol.signature_priv, random=os.urandom

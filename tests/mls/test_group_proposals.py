@@ -12,27 +12,6 @@ from sealwire_mls.group import ApplicationMessage, CommitApplied, Group, Proposa
 from sealwire_mls.welcome import MLSMessage
 
 
-def _three(member: Any) -> list[Group]:
-    people = [member(1, name) for name in (b"alice", b"bob", b"carol")]
-    a = Group.create(1, b"p", people[0].leaf, encryption_priv=people[0].encryption_priv,
-                     signature_priv=people[0].signature_priv, random=os.urandom)  # fmt: skip
-    _commit, welcome = a.commit(os.urandom, add=[p.key_package for p in people[1:]])
-    a.merge_pending_commit()
-    assert welcome is not None
-    body = MLSMessage.from_bytes(welcome).body
-    joined = [
-        Group.join(
-            body,
-            p.key_package,
-            init_priv=p.init_priv,
-            encryption_priv=p.encryption_priv,
-            signature_priv=p.signature_priv,
-        )
-        for p in people[1:]
-    ]
-    return [a, *joined]
-
-
 def _deliver(message: bytes, groups: list[Group], sender: Group) -> list[Any]:
     return [g.process(message) for g in groups if g is not sender]
 
@@ -42,8 +21,8 @@ def _same(groups: list[Group]) -> None:
         assert g.epoch_authenticator() == groups[0].epoch_authenticator()
 
 
-def test_own_update_committed_by_another_member(member: Any) -> None:
-    a, b, c = groups = _three(member)
+def test_own_update_committed_by_another_member(member: Any, group_of: Any) -> None:
+    a, b, c = groups = group_of([b"alice", b"bob", b"carol"])[0]
     proposal = b.propose_update(os.urandom)
     events = _deliver(proposal, groups, b)
     assert all(isinstance(e, ProposalReceived) for e in events)
@@ -60,8 +39,8 @@ def test_own_update_committed_by_another_member(member: Any) -> None:
     assert isinstance(got, ApplicationMessage) and got.data == b"after update"
 
 
-def test_remove_and_add_proposals_committed_by_reference(member: Any) -> None:
-    a, b, c = groups = _three(member)
+def test_remove_and_add_proposals_committed_by_reference(member: Any, group_of: Any) -> None:
+    a, b, c = groups = group_of([b"alice", b"bob", b"carol"])[0]
     dave = member(1, b"dave")
     for message, sender in (
         (b.propose_remove(c.leaf_index), b),
@@ -81,8 +60,8 @@ def test_remove_and_add_proposals_committed_by_reference(member: Any) -> None:
     _same([a, b, d])
 
 
-def test_val_12_2_committer_drops_conflicting_proposals(member: Any) -> None:
-    a, b, c = groups = _three(member)
+def test_val_12_2_committer_drops_conflicting_proposals(member: Any, group_of: Any) -> None:
+    a, b, c = groups = group_of([b"alice", b"bob", b"carol"])[0]
     _deliver(b.propose_remove(c.leaf_index), groups, b)  # Remove Carol...
     _deliver(c.propose_update(os.urandom), groups, c)  # ...and Carol's Update: dropped
     _deliver(b.propose_remove(a.leaf_index), groups, b)  # Remove the committer: dropped
@@ -92,8 +71,8 @@ def test_val_12_2_committer_drops_conflicting_proposals(member: Any) -> None:
     _same([a, b])
 
 
-def test_commit_referencing_an_unknown_proposal_is_refused(member: Any) -> None:
-    a, b, c = _three(member)
+def test_commit_referencing_an_unknown_proposal_is_refused(member: Any, group_of: Any) -> None:
+    a, b, c = group_of([b"alice", b"bob", b"carol"])[0]
     proposal = b.propose_update(os.urandom)
     a.process(proposal)  # Carol never saw it
     commit, _ = a.commit(os.urandom)
@@ -104,8 +83,8 @@ def test_commit_referencing_an_unknown_proposal_is_refused(member: Any) -> None:
     assert c.epoch == epoch
 
 
-def test_commit_without_path_where_allowed(member: Any) -> None:
-    a, b, c = groups = _three(member)
+def test_commit_without_path_where_allowed(member: Any, group_of: Any) -> None:
+    a, b, c = groups = group_of([b"alice", b"bob", b"carol"])[0]
     dave = member(1, b"dave")
     commit, welcome = a.commit(os.urandom, add=[dave.key_package], path=False)
     a.merge_pending_commit()

@@ -15,25 +15,8 @@ from sealwire_mls.schedule import MLS10
 from sealwire_mls.welcome import MLSMessage
 
 
-def _pair(member: Any) -> tuple[Group, Group]:
-    alice, bob = member(1, b"alice"), member(1, b"bob")
-    a = Group.create(1, b"old", alice.leaf, encryption_priv=alice.encryption_priv,
-                     signature_priv=alice.signature_priv, random=os.urandom)  # fmt: skip
-    _c, welcome = a.commit(os.urandom, add=[bob.key_package])
-    a.merge_pending_commit()
-    assert welcome is not None
-    b = Group.join(
-        MLSMessage.from_bytes(welcome).body,
-        bob.key_package,
-        init_priv=bob.init_priv,
-        encryption_priv=bob.encryption_priv,
-        signature_priv=bob.signature_priv,
-    )
-    return a, b
-
-
-def test_reinit_closes_the_group_and_links_the_new_one(member: Any) -> None:
-    a, b = _pair(member)
+def test_reinit_closes_the_group_and_links_the_new_one(member: Any, group_of: Any) -> None:
+    (a, b), _ = group_of([b"alice", b"bob"])
     params = ReInit(group_id=b"new", version=MLS10, cipher_suite=3, extensions=())
     commit, _ = a.commit(os.urandom, reinit=params)
     assert a.merge_pending_commit().reinit == params
@@ -66,13 +49,13 @@ def test_reinit_closes_the_group_and_links_the_new_one(member: Any) -> None:
                    signature_priv=bob2.signature_priv)  # fmt: skip
 
 
-def test_reinit_must_travel_alone(member: Any) -> None:
-    a, b = _pair(member)
+def test_reinit_must_travel_alone(group_of: Any) -> None:
+    (a, b), _ = group_of([b"alice", b"bob"])
     a.process(b.propose_update(os.urandom))
     params = ReInit(group_id=b"new", version=MLS10, cipher_suite=1, extensions=())
     commit, _ = a.commit(os.urandom, reinit=params)  # stored proposals are not added
     a.merge_pending_commit()
     assert b.process(commit).reinit == params  # type: ignore[union-attr]
-    c, d = _pair(member)
+    (c, d), _ = group_of([b"carol", b"dave"])
     with pytest.raises(MLSProtocolError, match="only proposal"):
         c.commit(os.urandom, reinit=params, remove=[d.leaf_index])

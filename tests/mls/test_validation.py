@@ -13,31 +13,12 @@ from sealwire_mls.crypto import cipher_suite
 from sealwire_mls.errors import MLSProtocolError
 from sealwire_mls.extensions import RequiredCapabilities
 from sealwire_mls.framing import Sender
-from sealwire_mls.group import Group
 from sealwire_mls.keypackage import KeyPackage, Lifetime
 from sealwire_mls.proposals import GroupContextExtensions, PreSharedKey, Remove, Update
 from sealwire_mls.psk import PreSharedKeyID, PSKType
 from sealwire_mls.validation import check_proposal_list
-from sealwire_mls.welcome import MLSMessage
 
 A, B = Sender.member(0), Sender.member(1)
-
-
-def _pair(member: Any) -> tuple[Group, Group, Any]:
-    alice, bob = member(1, b"alice"), member(1, b"bob")
-    a = Group.create(1, b"v", alice.leaf, encryption_priv=alice.encryption_priv,
-                     signature_priv=alice.signature_priv, random=os.urandom)  # fmt: skip
-    _c, welcome = a.commit(os.urandom, add=[bob.key_package])
-    a.merge_pending_commit()
-    assert welcome is not None
-    b = Group.join(
-        MLSMessage.from_bytes(welcome).body,
-        bob.key_package,
-        init_priv=bob.init_priv,
-        encryption_priv=bob.encryption_priv,
-        signature_priv=bob.signature_priv,
-    )
-    return a, b, alice
 
 
 def _psk() -> PreSharedKeyID:
@@ -76,15 +57,17 @@ def test_val_12_2_e_required_capabilities_every_member_supports(member: Any) -> 
         check_proposal_list([(A, GroupContextExtensions(extensions=(required,)))], [(0, leaf)])
 
 
-def test_val_7_3_added_leaf_repeating_a_key_is_refused(member: Any) -> None:
-    a, _b, alice = _pair(member)
+def test_val_7_3_added_leaf_repeating_a_key_is_refused(member: Any, group_of: Any) -> None:
+    (a, _b), (alice, _bob) = group_of([b"alice", b"bob"])
     with pytest.raises(MLSProtocolError, match="repeats"):
         a.commit(os.urandom, add=[member(1, b"x").key_package, alice.key_package])
     assert a.epoch == 1  # nothing staged
 
 
-def test_val_10_1_expired_key_package_is_refused_when_time_is_given(member: Any) -> None:
-    a, _b, _alice = _pair(member)
+def test_val_10_1_expired_key_package_is_refused_when_time_is_given(
+    member: Any, group_of: Any
+) -> None:
+    (a, _b), _ = group_of([b"alice", b"bob"])
     suite = cipher_suite(1)
     old = member(1, b"old")
     sig_priv = old.signature_priv
@@ -97,7 +80,7 @@ def test_val_10_1_expired_key_package_is_refused_when_time_is_given(member: Any)
     assert commit
 
 
-def test_val_12_2_committer_cannot_remove_itself(member: Any) -> None:
-    a, _b, _alice = _pair(member)
+def test_val_12_2_committer_cannot_remove_itself(group_of: Any) -> None:
+    (a, _b), _ = group_of([b"alice", b"bob"])
     with pytest.raises(MLSProtocolError, match="itself"):
         a.commit(os.urandom, remove=[a.leaf_index])

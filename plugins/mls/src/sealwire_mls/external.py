@@ -57,7 +57,7 @@ from sealwire_mls.transcript import (
 )
 from sealwire_mls.tree import RatchetTree
 from sealwire_mls.treekem import TreeKEMPrivate, create_update_path, process_update_path
-from sealwire_mls.welcome import GroupInfo, MLSMessage, tree_from_group_info
+from sealwire_mls.welcome import GroupInfo, MLSMessage, verified_tree
 
 __all__ = ["ExternalJoins", "build_external_commit", "check_external_commit", "check_resync"]
 
@@ -99,15 +99,7 @@ def _verified_info(group_info: bytes) -> tuple[GroupInfo, RatchetTree, bytes]:
     info = MLSMessage.from_bytes(group_info).body
     if not isinstance(info, GroupInfo):
         raise MLSProtocolError("not a GroupInfo")
-    suite = cipher_suite(info.group_context.cipher_suite)
-    tree = tree_from_group_info(suite, info)
-    signer = tree.leaf(info.signer)
-    if signer is None:
-        raise MLSProtocolError("GroupInfo signer is a blank leaf")
-    info.verify(suite, signer.signature_key)
-    tree.validate(info.group_context.group_id)
-    if tree.tree_hash() != info.group_context.tree_hash:
-        raise MLSProtocolError("ratchet tree does not match the GroupContext tree hash")
+    tree = verified_tree(cipher_suite(info.group_context.cipher_suite), info)
     ext = find_extension(info.extensions, ExtensionType.EXTERNAL_PUB)
     if ext is None:
         raise MLSProtocolError("the GroupInfo has no external_pub: external joins are off")

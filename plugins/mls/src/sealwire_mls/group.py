@@ -97,7 +97,7 @@ from sealwire_mls.welcome import (
     MLSMessage,
     Welcome,
     joiner_private_keys,
-    tree_from_group_info,
+    verified_tree,
 )
 
 __all__ = ["ApplicationMessage", "CommitApplied", "Group", "ProposalReceived"]
@@ -200,14 +200,7 @@ class Group(ExternalJoins, Proposing):
         context = info.group_context
         if context.cipher_suite != suite.id:
             raise MLSProtocolError("GroupInfo cipher suite differs from the KeyPackage's")
-        tree = ratchet_tree or tree_from_group_info(suite, info)
-        signer = tree.leaf(info.signer)
-        if signer is None:
-            raise MLSProtocolError("GroupInfo signer is a blank leaf")
-        info.verify(suite, signer.signature_key)
-        tree.validate(context.group_id)
-        if tree.tree_hash() != context.tree_hash:
-            raise MLSProtocolError("ratchet tree does not match the GroupContext tree hash")
+        tree = verified_tree(suite, info, ratchet_tree)
         me = next((i for i, leaf in tree.leaves() if leaf == key_package.leaf_node), None)
         if me is None:
             raise MLSProtocolError("our leaf is not in the tree")

@@ -311,6 +311,22 @@ class MLSMessage:
         return decode_exact(data, cls.decode, "MLSMessage")
 
 
+def verified_tree(
+    suite: CipherSuite, info: GroupInfo, ratchet_tree: RatchetTree | None = None
+) -> RatchetTree:
+    """The group's ratchet tree, once a joiner checked it and the GroupInfo (§12.4.3.1):
+    the signer's signature, the tree's validity (§7.9.2) and its hash."""
+    tree = ratchet_tree or tree_from_group_info(suite, info)
+    signer = tree.leaf(info.signer)
+    if signer is None:
+        raise MLSProtocolError("GroupInfo signer is a blank leaf")
+    info.verify(suite, signer.signature_key)
+    tree.validate(info.group_context.group_id)
+    if tree.tree_hash() != info.group_context.tree_hash:
+        raise MLSProtocolError("ratchet tree does not match the GroupContext tree hash")
+    return tree
+
+
 def tree_from_group_info(suite: CipherSuite, info: GroupInfo) -> RatchetTree:
     """The ratchet tree carried in the GroupInfo's ``ratchet_tree`` extension (§12.4.3.3)."""
     ext = find_extension(info.extensions, ExtensionType.RATCHET_TREE)
