@@ -214,3 +214,41 @@ class ListenerBase:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
+
+
+class StreamListenerBase(ListenerBase):
+    """Listener plumbing shared by the stream transports (TCP, WebSocket):
+    admitting connections up to a limit and closing them with the listener."""
+
+    def __init__(
+        self,
+        handler: Callable[[FrameStream], Awaitable[None]],
+        max_frame_size: int,
+        max_connections: int,
+    ) -> None:
+        super().__init__()
+        self.url = ""
+        self._handler = handler
+        self._max_frame_size = max_frame_size
+        self._max_connections = max_connections
+        self._streams: set[FrameStream] = set()
+
+    async def _admit(self, stream: FrameStream) -> None:
+        """Run the handler on an accepted stream, or refuse it when full or closing."""
+        if self._closed or len(self._streams) >= self._max_connections:
+            log.warning("refused %s: listener full or closing", stream.peer_address)
+            await stream.close()
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._track(task)
+        self._streams.add(stream)
+        try:
+            await run_handler(self._handler, stream, stream.peer_address, stream.close)
+        finally:
+            self._streams.discard(stream)
+
+    async def _close_streams(self) -> None:
+        for stream in list(self._streams):
+            await stream.close()
+        await self._finish_tasks()

@@ -10,12 +10,11 @@ from sealwire.transport._base import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_FRAME,
     FrameStream,
-    ListenerBase,
+    StreamListenerBase,
     TransportClosed,
     TransportError,
     check_limit,
     format_address,
-    run_handler,
 )
 from sealwire.transport._framing import encode_frame, read_frame
 
@@ -118,37 +117,13 @@ async def connect_tcp(
     return TcpStream(reader, writer, max_frame_size)
 
 
-class TcpListener(ListenerBase):
+class TcpListener(StreamListenerBase):
     """A TCP server; each accepted connection runs the handler with a :class:`TcpStream`."""
 
-    def __init__(
-        self,
-        handler: Callable[[FrameStream], Awaitable[None]],
-        max_frame_size: int,
-        max_connections: int,
-    ) -> None:
-        super().__init__()
-        self.url = ""
-        self._handler = handler
-        self._max_frame_size = max_frame_size
-        self._max_connections = max_connections
-        self._streams: set[TcpStream] = set()
-        self._server: asyncio.Server | None = None
+    _server: asyncio.Server | None = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stream = TcpStream(reader, writer, self._max_frame_size)
-        if self._closed or len(self._streams) >= self._max_connections:
-            log.warning("refused %s: listener full or closing", stream.peer_address)
-            await stream.close()
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._track(task)
-        self._streams.add(stream)
-        try:
-            await run_handler(self._handler, stream, stream.peer_address, stream.close)
-        finally:
-            self._streams.discard(stream)
+        await self._admit(TcpStream(reader, writer, self._max_frame_size))
 
     async def close(self) -> None:
         if self._closed:
@@ -156,9 +131,7 @@ class TcpListener(ListenerBase):
         self._closed = True
         if self._server is not None:
             self._server.close()
-        for stream in list(self._streams):
-            await stream.close()
-        await self._finish_tasks()
+        await self._close_streams()
         if self._server is not None:
             await self._server.wait_closed()
 

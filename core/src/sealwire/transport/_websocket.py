@@ -25,13 +25,12 @@ from sealwire.transport._base import (
     DEFAULT_MAX_FRAME,
     FrameStream,
     FrameTooLargeError,
-    ListenerBase,
+    StreamListenerBase,
     TransportClosed,
     TransportError,
     check_limit,
     check_size,
     format_address,
-    run_handler,
 )
 from sealwire.transport._tcp import DEFAULT_MAX_CONNECTIONS
 
@@ -120,8 +119,10 @@ async def connect_websocket(
     return WebSocketStream(ws, max_frame_size, url.split(":", 1)[0])
 
 
-class WebSocketListener(ListenerBase):
+class WebSocketListener(StreamListenerBase):
     """A WebSocket server; each connection runs the handler with a :class:`WebSocketStream`."""
+
+    _server: Server | None = None
 
     def __init__(
         self,
@@ -130,37 +131,17 @@ class WebSocketListener(ListenerBase):
         max_connections: int,
         scheme: str,
     ) -> None:
-        super().__init__()
-        self.url = ""
-        self._handler = handler
-        self._max_frame_size = max_frame_size
-        self._max_connections = max_connections
+        super().__init__(handler, max_frame_size, max_connections)
         self._scheme = scheme
-        self._streams: set[WebSocketStream] = set()
-        self._server: Server | None = None
 
     async def _accept(self, ws: ServerConnection) -> None:
-        stream = WebSocketStream(ws, self._max_frame_size, self._scheme)
-        if self._closed or len(self._streams) >= self._max_connections:
-            log.warning("refused %s: listener full or closing", stream.peer_address)
-            await stream.close()
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._track(task)
-        self._streams.add(stream)
-        try:
-            await run_handler(self._handler, stream, stream.peer_address, stream.close)
-        finally:
-            self._streams.discard(stream)
+        await self._admit(WebSocketStream(ws, self._max_frame_size, self._scheme))
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for stream in list(self._streams):
-            await stream.close()
-        await self._finish_tasks()
+        await self._close_streams()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
