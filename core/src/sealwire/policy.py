@@ -304,9 +304,18 @@ class Policy:
         return candidates, rejected
 
     def decide(
-        self, peer: VerifiedCard, situation: Situation, local_card: VerifiedCard
+        self,
+        peer: VerifiedCard,
+        situation: Situation,
+        local_card: VerifiedCard,
+        *,
+        requested: str | None = None,
     ) -> Decision:
-        """Choose a binding for ``peer``; PolicyError says why none fits."""
+        """Choose a binding for ``peer``; PolicyError says why none fits.
+
+        ``requested`` names a binding the caller asks for (a2a-sdk's factory picks
+        one from the card); it is used only if configuration allows it.
+        """
         agent_id = peer.identity.agent_id
         if agent_id in self.config.deny_peers:
             raise PolicyError(f"peer {agent_id} is denied by configuration")
@@ -314,7 +323,13 @@ class Policy:
         if not candidates:
             reasons = "; ".join(f"{uri}: {why}" for uri, why in rejected) or "it offers none"
             raise PolicyError(f"no binding in common with peer {agent_id} ({reasons})")
-        chosen, reason = self._choose(peer, situation, candidates)
+        if requested is not None:
+            found = _first(candidates, lambda c: c.info.name == requested)
+            if found is None:
+                raise PolicyError(f"binding {requested!r} is not allowed with this peer")
+            chosen, reason = found, "requested by the caller"
+        else:
+            chosen, reason = self._choose(peer, situation, candidates)
         rejected += [
             (c.offer.uri, "another binding was preferred") for c in candidates if c is not chosen
         ]

@@ -31,6 +31,7 @@ from sealwire.agent._tasks import Handler, TaskManager, agent_message
 from sealwire.binding import (
     Binding,
     BindingContext,
+    Dispatcher,
     MailboxBinding,
     Negotiation,
     PeerIdentity,
@@ -96,6 +97,7 @@ class Agent:
         trust_mode: TrustMode = TrustMode.TOFU,
         registry: Registry | None = None,
         binding_options: Mapping[str, Mapping[str, Any]] | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -111,6 +113,7 @@ class Agent:
         self.trust = TrustStore(store, trust_mode)
         self.binding_options = dict(binding_options or {})
         self.tasks = TaskManager(store)
+        self._dispatcher = dispatcher
         self._card: VerifiedCard | None = None
         self._bindings: dict[str, Binding] = {}
         self._listeners: list[Any] = []
@@ -295,7 +298,15 @@ class Agent:
             self.trust.check(peer.card)
 
     async def dispatch(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
-        """Serve one A2A request from a verified peer (yields one result, or a stream)."""
+        """Serve one A2A request from a verified peer (yields one result, or a stream).
+
+        With a ``dispatcher`` given to the agent (an a2a-sdk handler, a sidecar's
+        upstream), that dispatcher serves every request instead of the task manager.
+        """
+        if self._dispatcher is not None:
+            async for result in self._dispatcher(request, peer):
+                yield result
+            return
         params = request.params
         method = request.method
         if method is Method.SEND_MESSAGE:
@@ -329,15 +340,26 @@ class Agent:
         self.trust.check(verified)
         return verified
 
-    def explain(self, peer: VerifiedCard, situation: Situation | None = None) -> Decision:
-        """The policy's decision for ``peer`` in ``situation``, with its reason."""
-        return self.policy.decide(peer, situation or Situation(), self.card)
+    def explain(
+        self,
+        peer: VerifiedCard,
+        situation: Situation | None = None,
+        *,
+        binding: str | None = None,
+    ) -> Decision:
+        """The policy's decision for ``peer`` in ``situation`` (or for the ``binding``
+        asked for, if configuration allows it), with its reason."""
+        return self.policy.decide(peer, situation or Situation(), self.card, requested=binding)
 
     async def connect(
-        self, peer: VerifiedCard, situation: Situation | None = None
+        self,
+        peer: VerifiedCard,
+        situation: Situation | None = None,
+        *,
+        binding: str | None = None,
     ) -> RpcConnection:
         """The connection to ``peer`` over the binding the policy picks (reused)."""
-        decision = self.explain(peer, situation)
+        decision = self.explain(peer, situation, binding=binding)
         key = (peer.identity.agent_id, decision.binding)
         lock = self._connecting.setdefault(key, asyncio.Lock())
         async with lock:

@@ -1,0 +1,16 @@
+"""Adapters that put existing A2A agents behind Sealwire (needs the ``a2a`` extra)."""
+
+from sealwire.adapters._a2a_sdk_client import (
+    SealwireClientTransport,
+    register_sealwire_transports,
+    sealwire_binding_uris,
+)
+from sealwire.adapters._a2a_sdk_server import A2ASdkDispatcher, SealwireUser
+
+__all__ = [
+    "A2ASdkDispatcher",
+    "SealwireClientTransport",
+    "SealwireUser",
+    "register_sealwire_transports",
+    "sealwire_binding_uris",
+]
