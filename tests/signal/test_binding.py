@@ -307,3 +307,24 @@ async def test_open_tops_the_pools_up_when_due(world):
     clock.now += REPUBLISH_INTERVAL + 1
     await bob.binding.open(await seal(alice, bob, b"later"))
     assert len(pools["x25519"]) == ONE_TIME_BATCH
+
+
+async def test_what_keep_writes_commits_with_the_state_or_not_at_all(world):
+    alice, bob = await _pair(world)
+    for raw in (await seal(alice, bob, b"initial"), await seal(alice, bob, b"second")):
+
+        def failing_keep(tx, opened):
+            tx.put("inbox", opened.message_id, opened.frame)
+            raise RuntimeError("crash while keeping the frame")
+
+        before = bob.store.keys("inbox")
+        with pytest.raises(RuntimeError):
+            await bob.binding.open(raw, keep=failing_keep)
+        bob = bob.restart()  # state reloaded from the store: nothing was committed
+        assert bob.store.keys("inbox") == before
+
+        def keep(tx, opened):
+            tx.put("inbox", opened.message_id, opened.frame)
+
+        opened = await bob.binding.open(raw, keep=keep)
+        assert bob.store.get("inbox", opened.message_id) == opened.frame

@@ -34,7 +34,7 @@ from sealwire.errors import DecodeError, StateError
 if TYPE_CHECKING:
     from sealwire.codec import Request
     from sealwire.identity import Identity, PublicIdentity, TrustStore, VerifiedCard
-    from sealwire.store import StateStore
+    from sealwire.store import StateStore, StoreTransaction
     from sealwire.transport import DatagramEndpoint, FrameStream, Listener
 
 Dispatcher = Callable[["Request", "PeerIdentity"], AsyncIterator[Any]]
@@ -326,8 +326,19 @@ class MailboxBinding(Binding):
         """Seal ``frame`` for ``peer`` (fetching its prekeys if there is no session yet)."""
 
     @abc.abstractmethod
-    async def open(self, envelope: bytes) -> OpenedMessage:
-        """Open an envelope; the new state is committed to the store before returning."""
+    async def open(
+        self,
+        envelope: bytes,
+        *,
+        keep: Callable[[StoreTransaction, OpenedMessage], None] | None = None,
+    ) -> OpenedMessage:
+        """Open an envelope; the new state is committed to the store before returning.
+
+        ``keep(tx, opened)`` runs inside the transaction that commits the new
+        state: what it writes (the agent keeps the frame until it is handled)
+        commits with that state or not at all, so a crash between opening and
+        handling loses nothing. If it raises, nothing is committed.
+        """
 
     @abc.abstractmethod
     async def publish_prekeys(self) -> None:

@@ -7,8 +7,9 @@ channel per (peer, binding); a first message from a new peer creates one.
 
 The relay's payload is ``len(binding name) || binding name || envelope`` so
 the router knows which binding opens it. An opened frame is written to the
-store before the relay delivery is acknowledged, and replayed after a restart
-until it has been handed on: a crash between the two loses nothing.
+store in the same transaction as the binding's new state, before the relay
+delivery is acknowledged, and replayed after a restart until it has been
+handed on: a crash at any point loses nothing and replays nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import uuid
@@ -31,6 +33,7 @@ from sealwire.binding import (
 )
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import VerifiedCard, verify_card
+from sealwire.store import StoreTransaction
 
 if TYPE_CHECKING:
     from sealwire.agent._agent import Agent
@@ -183,16 +186,18 @@ class MailboxRouter:
                 binding = self.bindings.get(name)
                 if binding is None:
                     raise DecodeError(f"no mailbox binding {name!r}", field="mailbox.binding")
-                opened = await binding.open(envelope)
+                opened = await binding.open(envelope, keep=functools.partial(self._keep, name))
             except SealwireError as exc:
                 # Malformed, replayed or forged: acknowledged so it is not redelivered forever.
                 log.info("dropping mailbox message %s: %s", delivery.message_id, exc)
                 await self.relay.ack([delivery.message_id])
                 continue
-            record = self._record(name, opened)
-            self.agent.store.put(INBOX_NAMESPACE, opened.message_id, record)
             await self.relay.ack([delivery.message_id])
-            self._replay(opened.message_id, record)
+            self._replay(opened.message_id, self._record(name, opened))
+
+    def _keep(self, binding: str, tx: StoreTransaction, opened: OpenedMessage) -> None:
+        """Written with the binding's new state: the frame until it is handed on."""
+        tx.put(INBOX_NAMESPACE, opened.message_id, self._record(binding, opened))
 
     @staticmethod
     def _record(binding: str, opened: OpenedMessage) -> bytes:

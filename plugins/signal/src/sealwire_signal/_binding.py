@@ -23,7 +23,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import version
 from typing import Any
 
@@ -47,6 +47,7 @@ from sealwire.errors import (
     TrustError,
 )
 from sealwire.identity import PublicIdentity, VerifiedCard, verify_card
+from sealwire.store import StoreTransaction
 from sealwire_signal._crypto import DHKeyPair
 from sealwire_signal._errors import DuplicateMessageError, EnvelopeDecodeError, NoSessionError
 from sealwire_signal._prekeys import (
@@ -68,6 +69,9 @@ from sealwire_signal._session import (
 from sealwire_signal._state_codec import decode_session, encode_session
 from sealwire_signal._wire import Envelope, decode_bundle, decode_kem_blob, encode_bundle
 from sealwire_signal._x3dh import OneTimePrekey, VerifiedBundle
+
+_Keep = Callable[[StoreTransaction, OpenedMessage], None]
+"""What the agent writes with an opened message's state (see MailboxBinding.open)."""
 
 __all__ = ["SESSION_NAMESPACE", "SignalBinding"]
 
@@ -202,8 +206,14 @@ class SignalBinding(MailboxBinding):
         self._commit(attrs.evolve(entry, current=session))
         return envelope.to_bytes()
 
-    async def open(self, envelope: bytes) -> OpenedMessage:
-        """Open an envelope; the session's new state is committed before the frame returns."""
+    async def open(
+        self,
+        envelope: bytes,
+        *,
+        keep: Callable[[StoreTransaction, OpenedMessage], None] | None = None,
+    ) -> OpenedMessage:
+        """Open an envelope; the session's new state is committed (with what ``keep``
+        writes, in one transaction) before the frame returns."""
         env = Envelope.from_bytes(envelope)
         if env.recipient_id != self._agent_id:
             raise RemoteProtocolError("envelope is addressed to another agent")
@@ -213,12 +223,18 @@ class SignalBinding(MailboxBinding):
         now = self.context.clock()
         part = env.prekey
         if part is not None and not (entry and _has_base(entry, part.ephemeral_key)):
-            entry, frame = self._accept(env, entry, now)
+            opened = self._accept(env, entry, now, keep)
         elif entry is None:
             raise NoSessionError(f"no session with {env.sender_id}")
         else:
-            entry, frame = self._open_existing(entry, env, now)
+            opened = self._open_existing(entry, env, now, keep)
         await self._maybe_republish()  # after the commit: the frame is safe either way
+        return opened
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _opened(env: Envelope, entry: _Peer, frame: bytes) -> OpenedMessage:
         card = entry.card
         return OpenedMessage(
             sender=PeerIdentity(agent_id=card.agent_id, identity=card.identity, card=card),
@@ -226,9 +242,9 @@ class SignalBinding(MailboxBinding):
             message_id=f"{env.sender_id}/{env.message_id.hex()}",
         )
 
-    # -- receiving ---------------------------------------------------------------------------
-
-    def _accept(self, env: Envelope, entry: _Peer | None, now: float) -> tuple[_Peer, bytes]:
+    def _accept(
+        self, env: Envelope, entry: _Peer | None, now: float, keep: _Keep | None
+    ) -> OpenedMessage:
         part = env.prekey
         assert part is not None
         if self._base_seen(env.sender_id, part.ephemeral_key):
@@ -248,11 +264,15 @@ class SignalBinding(MailboxBinding):
         )  # fmt: skip
         archived = entry.current if entry is not None else None
         accepted = _Peer(current=session, archived=archived, card=card)
-        self._commit(accepted, used=(part.one_time_prekey_id, part.kem_prekey_id))
+        opened = self._opened(env, accepted, frame)
+        self._commit(accepted, used=(part.one_time_prekey_id, part.kem_prekey_id),
+                     keep=keep, opened=opened)  # fmt: skip
         self._accepts_since_publish += 1
-        return accepted, frame
+        return opened
 
-    def _open_existing(self, entry: _Peer, env: Envelope, now: float) -> tuple[_Peer, bytes]:
+    def _open_existing(
+        self, entry: _Peer, env: Envelope, now: float, keep: _Keep | None
+    ) -> OpenedMessage:
         self._check_negotiation(env, entry.card)
         first_error: Exception | None = None
         for index, session in enumerate((entry.current, entry.archived)):
@@ -267,8 +287,9 @@ class SignalBinding(MailboxBinding):
                 updated = attrs.evolve(entry, current=opened)
             else:  # the archived session decrypted: it becomes current
                 updated = attrs.evolve(entry, current=opened, archived=entry.current)
-            self._commit(updated)
-            return updated, frame
+            message = self._opened(env, updated, frame)
+            self._commit(updated, keep=keep, opened=message)
+            return message
         assert first_error is not None
         raise first_error
 
@@ -347,11 +368,21 @@ class SignalBinding(MailboxBinding):
         while len(self._peers) > MAX_CACHED_PEERS:
             self._peers.popitem(last=False)
 
-    def _commit(self, entry: _Peer, used: tuple[int | None, int | None] | None = None) -> None:
+    def _commit(
+        self,
+        entry: _Peer,
+        used: tuple[int | None, int | None] | None = None,
+        *,
+        keep: _Keep | None = None,
+        opened: OpenedMessage | None = None,
+    ) -> None:
         """Write the peer's sessions (and, for an accepted initial message, delete the used
-        one-time prekeys and remember its base key) in one transaction."""
+        one-time prekeys and remember its base key) in one transaction, with what the
+        caller's ``keep`` writes for the opened message."""
         peer_id = entry.current.peer_id
         with self.context.store.transaction() as tx:
+            if keep is not None and opened is not None:
+                keep(tx, opened)
             tx.put(SESSION_NAMESPACE, f"{peer_id}/current", encode_session(entry.current))
             if entry.archived is None:
                 tx.delete(SESSION_NAMESPACE, f"{peer_id}/archived")
