@@ -8,7 +8,7 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
 
-from sealwire.adapters import A2ASdkDispatcher
+from sealwire.adapters.a2a_sdk import A2ASdkDispatcher
 from sealwire.agent import Agent
 from sealwire.identity import Identity
 from sealwire.model import TaskState
@@ -72,7 +72,7 @@ async def test_unmodified_a2a_sdk_client_calls_through_sealwire() -> None:
     from a2a.helpers.proto_helpers import new_text_message
     from a2a.types import Role, SendMessageRequest, TaskState
 
-    from sealwire.adapters import register_sealwire_transports, sealwire_binding_uris
+    from sealwire.adapters.a2a_sdk import register_sealwire_transports, sealwire_binding_uris
     from sealwire.agent import TaskContext
 
     async def handler(task: TaskContext) -> None:

@@ -1,16 +1,11 @@
-"""Adapters that put existing A2A agents behind Sealwire (needs the ``a2a`` extra)."""
+"""Adapters that put existing A2A agents behind Sealwire.
 
-from sealwire.adapters._a2a_sdk_client import (
-    SealwireClientTransport,
-    register_sealwire_transports,
-    sealwire_binding_uris,
-)
-from sealwire.adapters._a2a_sdk_server import A2ASdkDispatcher, SealwireUser
+* :mod:`sealwire.adapters.a2a_sdk` (needs the ``a2a`` extra): an a2a-sdk
+  ``AgentExecutor`` served by a Sealwire agent, and a2a-sdk clients calling
+  through Sealwire bindings.
+* :class:`Sidecar`: any A2A HTTP server behind Sealwire, with no code change.
+"""
 
-__all__ = [
-    "A2ASdkDispatcher",
-    "SealwireClientTransport",
-    "SealwireUser",
-    "register_sealwire_transports",
-    "sealwire_binding_uris",
-]
+from sealwire.adapters._sidecar import PEER_HEADER, Sidecar
+
+__all__ = ["PEER_HEADER", "Sidecar"]

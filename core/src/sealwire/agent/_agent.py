@@ -98,6 +98,7 @@ class Agent:
         registry: Registry | None = None,
         binding_options: Mapping[str, Mapping[str, Any]] | None = None,
         dispatcher: Dispatcher | None = None,
+        card_base: Mapping[str, Any] | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -114,6 +115,7 @@ class Agent:
         self.binding_options = dict(binding_options or {})
         self.tasks = TaskManager(store)
         self._dispatcher = dispatcher
+        self._card_base = card_base
         self._card: VerifiedCard | None = None
         self._bindings: dict[str, Binding] = {}
         self._listeners: list[Any] = []
@@ -188,6 +190,7 @@ class Agent:
                 listen_urls=urls,
                 relay_address=self.relay_address,
                 options=self.binding_options,
+                base=self._card_base,
             )
         )
 

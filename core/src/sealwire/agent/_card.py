@@ -40,9 +40,14 @@ def build_card(
     relay_address: str | None,
     options: Mapping[str, Mapping[str, Any]],
     skills: Sequence[Mapping[str, Any]] = (),
+    base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The signed card: one ``supportedInterfaces`` entry per binding and address,
-    in preference order, and the identity extension with each binding's parameters."""
+    in preference order, and the identity extension with each binding's parameters.
+
+    With ``base`` (another agent's card), its name, description, skills and
+    other fields are kept, and only the interfaces, capabilities and
+    signature are Sealwire's."""
     interfaces: list[dict[str, Any]] = []
     params: dict[str, Mapping[str, Any]] = {}
     for cls in bindings:
@@ -55,7 +60,7 @@ def build_card(
             {"url": url, "protocolBinding": cls.info.uri, "protocolVersion": A2A_VERSION}
             for url in urls
         ]
-    card = {
+    card: dict[str, Any] = {
         "name": name,
         "description": description,
         "version": version,
@@ -68,4 +73,18 @@ def build_card(
         "defaultOutputModes": ["text/plain", "application/json"],
         "skills": [dict(s) for s in skills],
     }
+    if base is not None:  # an existing agent's own card (the sidecar): keep what it says
+        kept = {k: v for k, v in base.items() if k not in _SEALWIRE_FIELDS}
+        capabilities = {**base.get("capabilities", {}), **card["capabilities"]}
+        extensions = [
+            e
+            for e in base.get("capabilities", {}).get("extensions", [])
+            if e.get("uri") != card["capabilities"]["extensions"][0]["uri"]
+        ]
+        capabilities["extensions"] = [*card["capabilities"]["extensions"], *extensions]
+        card = {**card, **kept, "capabilities": capabilities}
     return sign_card(card, identity)
+
+
+_SEALWIRE_FIELDS = frozenset({"supportedInterfaces", "capabilities", "signatures", "version"})
+"""What the signed card always states itself when it is built on another card."""
