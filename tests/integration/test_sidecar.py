@@ -113,3 +113,63 @@ async def test_two_plain_a2a_agents_talk_through_two_sidecars() -> None:
         for server, task in ((server_a, task_a), (server_b, task_b)):
             server.should_exit = True
             await task
+
+
+async def test_over_the_signal_mailbox_while_the_peer_is_down(tmp_path) -> None:
+    from sealwire.relay import RelayClient, RelayConfig, running_relay
+
+    config = RelayConfig(port=_free_port(), identity_path=tmp_path / "relay.key",
+                         backend_options={"path": str(tmp_path / "relay.db")})  # fmt: skip
+    url_a, server_a, task_a = await _upstream("alice")
+    url_b, server_b, task_b = await _upstream("bob")
+    clients: list[RelayClient] = []
+
+    def with_mailbox(identity: Identity, store: MemoryStore, relay_url: str):
+        def make(**kwargs: object) -> Agent:
+            relay = RelayClient(relay_url, identity)
+            clients.append(relay)
+            return Agent(identity, store, name="sidecar", listen=["tcp://127.0.0.1:0"],
+                         relay=relay, relay_address=relay.mailbox_address,
+                         **kwargs)  # type: ignore[arg-type]  # fmt: skip
+
+        return make
+
+    try:
+        async with running_relay(config) as relay:
+            bob = with_mailbox(Identity.generate(), MemoryStore(), relay.url)
+            async with Sidecar(url_b, bob) as bob_side:  # publishes Bob's prekeys
+                bob_card = dict(bob_side.agent.card.card)
+            # Bob's sidecar is down now; Alice's upstream calls him anyway.
+            alice = with_mailbox(Identity.generate(), MemoryStore(), relay.url)
+            async with (
+                Sidecar(url_a, alice, peers={"bob": bob_card}) as alice_side,
+                httpx.AsyncClient(trust_env=False, timeout=30) as http,
+            ):
+                card = await A2ACardResolver(
+                    http, f"{alice_side.local_url}/peers/bob"
+                ).get_agent_card()
+                client = ClientFactory(ClientConfig(streaming=False, httpx_client=http)).create(
+                    card
+                )
+                message = new_text_message("while you were out", role=Role.ROLE_USER)
+                call = asyncio.create_task(_collect(client.send_message(
+                    SendMessageRequest(message=message))))  # fmt: skip
+                await asyncio.sleep(0.5)
+                assert not call.done()  # sealed into Bob's mailbox, waiting for him
+                async with Sidecar(url_b, bob):  # Bob comes back
+                    events = await asyncio.wait_for(call, 20)
+                task = events[-1].task
+                assert task.status.state == SdkTaskState.TASK_STATE_COMPLETED
+                texts = {a.name: a.parts[0].text for a in task.artifacts}
+                assert texts["greeting"] == "hello while you were out"
+                assert texts["caller"] == alice_side.agent.agent_id
+    finally:
+        for relay_client in clients:
+            await relay_client.close()
+        for server, task in ((server_a, task_a), (server_b, task_b)):
+            server.should_exit = True
+            await task
+
+
+async def _collect(events):
+    return [event async for event in events]

@@ -65,7 +65,7 @@ from sealwire.model import (
 from sealwire.plugins import Registry, load_registry
 from sealwire.policy import Decision, Policy, PolicyConfig, Situation
 from sealwire.store import StateStore
-from sealwire.transport import DatagramEndpoint, FrameStream
+from sealwire.transport import DatagramEndpoint, FrameStream, TransportError
 
 __all__ = ["Agent"]
 
@@ -361,8 +361,29 @@ class Agent:
         *,
         binding: str | None = None,
     ) -> RpcConnection:
-        """The connection to ``peer`` over the binding the policy picks (reused)."""
+        """The connection to ``peer`` over the binding the policy picks (reused).
+
+        When the peer's presence is unknown (no ``situation``, no ``binding``) and
+        the live binding cannot reach it, the call falls back to the binding the
+        policy picks for an offline peer (a mailbox), if there is one.
+        """
         decision = self.explain(peer, situation, binding=binding)
+        try:
+            return await self._connect(peer, decision)
+        except TransportError:
+            if situation is not None or binding is not None:
+                raise
+            try:
+                offline = self.explain(peer, Situation(online=False))
+            except PolicyError:
+                offline = decision
+            if offline.binding == decision.binding:
+                raise
+            log.info("peer %s unreachable over %s: using %s", peer.identity.agent_id,
+                     decision.binding, offline.binding)  # fmt: skip
+            return await self._connect(peer, offline)
+
+    async def _connect(self, peer: VerifiedCard, decision: Decision) -> RpcConnection:
         key = (peer.identity.agent_id, decision.binding)
         lock = self._connecting.setdefault(key, asyncio.Lock())
         async with lock:
