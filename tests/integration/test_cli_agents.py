@@ -97,3 +97,76 @@ def test_send_to_nobody_fails_in_one_line(tmp_path: Path) -> None:
     assert sent.returncode == 1
     lines = [line for line in sent.stderr.splitlines() if not line.startswith("#")]
     assert len(lines) == 1 and lines[0].startswith("sealwire: error: ")
+
+
+def test_sidecar_command_serves_the_upstreams_card_signed(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    import httpx
+
+    from sealwire.identity import verify_card
+
+    upstream_port = _free_port()
+    card = {"name": "legacy", "description": "an A2A server in another language",
+            "version": "9", "skills": [{"id": "s", "name": "s", "description": "d", "tags": []}],
+            "supportedInterfaces": [{"url": f"http://127.0.0.1:{upstream_port}/",
+                                     "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+            "capabilities": {}, "defaultInputModes": [], "defaultOutputModes": []}  # fmt: skip
+
+    async def app(scope, receive, send):  # a minimal upstream: only its card
+        body = json.dumps(card).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=upstream_port,
+                                           lifespan="off", log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    env = {k: v for k, v in os.environ.items() if k != "SEALWIRE_STORE_KEY"}
+    sealwire(
+        "--home",
+        "side",
+        "init",
+        "--listen",
+        f"tcp://127.0.0.1:{_free_port()}",
+        cwd=tmp_path,
+        env=env,
+    )
+    local = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sealwire.cli",
+            "--home",
+            "side",
+            "sidecar",
+            "--upstream",
+            f"http://127.0.0.1:{upstream_port}",
+            "--local",
+            f"127.0.0.1:{local}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "sidecar" in process.stdout.readline()
+        served = httpx.get(f"http://127.0.0.1:{local}/.well-known/agent-card.json",
+                           timeout=10, trust_env=False).json()  # fmt: skip
+        verified = verify_card(served)
+        assert served["name"] == "legacy" and served["skills"][0]["id"] == "s"
+        assert verified.offers and verified.offers[0].name == "noise"
+    finally:
+        process.terminate()
+        _out, err = process.communicate(timeout=20)
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert process.returncode == 0, err

@@ -17,7 +17,14 @@ from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
 from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
-from a2a.types import AgentCapabilities, AgentCard, AgentInterface, Role, SendMessageRequest
+from a2a.types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentSkill,
+    Role,
+    SendMessageRequest,
+)
 from a2a.types import TaskState as SdkTaskState
 from starlette.applications import Starlette
 
@@ -60,6 +67,8 @@ async def _upstream(name: str) -> tuple[str, uvicorn.Server, asyncio.Task[None]]
                                              protocol_version="1.0")],
         capabilities=AgentCapabilities(streaming=True),
         default_input_modes=["text/plain"], default_output_modes=["text/plain"],
+        skills=[AgentSkill(id="greet", name="greet", description="Greets the caller",
+                           tags=["demo"])],
     )  # fmt: skip
     handler = DefaultRequestHandler(agent_executor=Greeter(), task_store=InMemoryTaskStore(),
                                     agent_card=card)  # fmt: skip

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sealwire import __version__
+from sealwire.adapters import Sidecar
 from sealwire.agent import Agent, Handler
 from sealwire.agent._card import build_card
 from sealwire.codec import to_json
@@ -180,6 +181,40 @@ def cmd_send(args: argparse.Namespace, registry: Registry) -> int:
         raise SealwireError(f"no answer within {args.timeout:g} s") from None
 
 
+async def _run_sidecar(sidecar: Sidecar) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with sidecar:
+            agent = sidecar.agent
+            print(f"sidecar {agent.agent_id} for {sidecar.upstream}", flush=True)
+            for offer in agent.card.offers:
+                print(f"  {offer.name}: {offer.url}", flush=True)
+            print(f"  card: {sidecar.local_url}/.well-known/agent-card.json", flush=True)
+            for name in sidecar.peer_names:
+                print(f"  peer {name}: {sidecar.local_url}/peers/{name}", flush=True)
+            await stop.wait()
+    finally:
+        if sidecar.started:
+            await _close(sidecar.agent)
+
+
+def cmd_sidecar(args: argparse.Namespace, registry: Registry) -> int:
+    peers = {}
+    for item in args.peer:
+        name, sep, path = item.partition("=")
+        if not sep or not name:
+            raise ConfigurationError(f"--peer must be NAME=CARD_FILE, not {item!r}")
+        peers[name] = _read_card(path)
+    home = _home(args)
+    sidecar = Sidecar(args.upstream, lambda **options: open_agent(home, registry, **options),
+                      peers=peers, local=args.local)  # fmt: skip
+    asyncio.run(_run_sidecar(sidecar))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
     from sealwire.demo import run_demo
 
@@ -240,6 +275,28 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="print each stream event as it comes")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
     p.set_defaults(run=cmd_send)
+
+    p = sub.add_parser("sidecar", help="put an A2A HTTP server behind this agent's bindings")
+    p.add_argument(
+        "--upstream",
+        required=True,
+        metavar="URL",
+        help="the A2A server's base URL on loopback, e.g. http://127.0.0.1:9999",
+    )
+    p.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="NAME=CARD_FILE",
+        help="a peer the upstream may call at <local>/peers/NAME",
+    )
+    p.add_argument(
+        "--local",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="where the upstream calls peers (default: a free loopback port)",
+    )
+    p.set_defaults(run=cmd_sidecar)
 
     p = sub.add_parser("relay", help="the delivery service for offline agents and groups")
     rsub = p.add_subparsers(dest="relay_command", required=True, metavar="ACTION")

@@ -207,12 +207,12 @@ def relay_address(config: AgentConfig, identity: Identity) -> str | None:
     return mailbox_address(config.relay, identity.agent_id)
 
 
-def open_agent(home: Path, registry: Registry | None = None) -> Agent:
+def open_agent(home: Path, registry: Registry | None = None, **agent_options: Any) -> Agent:
     """An :class:`~sealwire.agent.Agent` configured from a home (not started yet).
 
     With ``[agent] relay`` set, the agent gets a relay client and offers its
-    mailbox there. Stopping the agent does not close the store; see
-    :meth:`Agent.stop`.
+    mailbox there. ``agent_options`` go to :class:`~sealwire.agent.Agent` (a
+    ``dispatcher``, a ``card_base``). Stopping the agent does not close the store.
     """
     from sealwire.agent import Agent
 
@@ -235,4 +235,5 @@ def open_agent(home: Path, registry: Registry | None = None) -> Agent:
         trust_mode=config.trust,
         registry=registry,
         binding_options=config.bindings,
+        **agent_options,
     )

@@ -62,7 +62,7 @@ class JsonRpcApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        card_route = path.removesuffix(CARD_PATH) if path.endswith(CARD_PATH) else None
+        card_route = (path.removesuffix(CARD_PATH) or "/") if path.endswith(CARD_PATH) else None
         target = self._route(card_route if card_route is not None else path.rstrip("/") or "/")
         if target is None:
             await _plain(send, 404, b"not found")

@@ -66,6 +66,15 @@ class Sidecar:
         return self._agent
 
     @property
+    def started(self) -> bool:
+        return self._agent is not None
+
+    @property
+    def peer_names(self) -> list[str]:
+        """The peers the upstream can call, by the names given."""
+        return sorted(self._peer_cards)
+
+    @property
     def local_url(self) -> str:
         """Where the upstream calls peers: ``<local_url>/peers/<name>``."""
         if self._listener is None:

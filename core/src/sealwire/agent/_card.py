@@ -71,7 +71,9 @@ def build_card(
         },
         "defaultInputModes": ["text/plain", "application/json"],
         "defaultOutputModes": ["text/plain", "application/json"],
-        "skills": [dict(s) for s in skills],
+        # A2A requires at least one skill; an agent that names none offers itself.
+        "skills": [dict(s) for s in skills]
+        or [{"id": "agent", "name": name, "description": description, "tags": ["sealwire"]}],
     }
     if base is not None:  # an existing agent's own card (the sidecar): keep what it says
         kept = {k: v for k, v in base.items() if k not in _SEALWIRE_FIELDS}
