@@ -59,6 +59,10 @@ async def _drain(client: RelayClient, want: int, timeout: float = 10.0) -> list[
         await asyncio.sleep(0.05)
 
 
+# Seen once to hang in a full-suite run (nats backend, not reproduced alone): a
+# bounded wait and a rerun, until the cause is found.
+@pytest.mark.timeout(60)
+@pytest.mark.flaky(reruns=2)
 async def test_forwarding_across_three_relays_with_a_restart(
     make_config: Callable[..., RelayConfig],
 ) -> None:
