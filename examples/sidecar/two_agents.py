@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -49,6 +50,7 @@ class Greeter(AgentExecutor):
     """An ordinary a2a-sdk agent."""
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        assert context.message is not None  # the SDK sets it for SendMessage
         task = context.current_task or new_task_from_user_message(context.message)
         if context.current_task is None:
             await event_queue.enqueue_event(task)
@@ -110,7 +112,7 @@ async def main() -> int:
     try:
         async with running_relay(config) as relay:
 
-            def sidecar_agent(identity: Identity, store: MemoryStore):
+            def sidecar_agent(identity: Identity, store: MemoryStore) -> Callable[..., Agent]:
                 def make(**options: object) -> Agent:
                     client = RelayClient(relay.url, identity)
                     relays.append(client)

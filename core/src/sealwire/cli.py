@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from sealwire import __version__
-from sealwire.adapters import Sidecar
 from sealwire.agent import Agent, Handler
 from sealwire.agent._card import build_card
 from sealwire.codec import to_json
@@ -181,38 +180,10 @@ def cmd_send(args: argparse.Namespace, registry: Registry) -> int:
         raise SealwireError(f"no answer within {args.timeout:g} s") from None
 
 
-async def _run_sidecar(sidecar: Sidecar) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with sidecar:
-            agent = sidecar.agent
-            print(f"sidecar {agent.agent_id} for {sidecar.upstream}", flush=True)
-            for offer in agent.card.offers:
-                print(f"  {offer.name}: {offer.url}", flush=True)
-            print(f"  card: {sidecar.local_url}/.well-known/agent-card.json", flush=True)
-            for name in sidecar.peer_names:
-                print(f"  peer {name}: {sidecar.local_url}/peers/{name}", flush=True)
-            await stop.wait()
-    finally:
-        if sidecar.started:
-            await _close(sidecar.agent)
-
-
 def cmd_sidecar(args: argparse.Namespace, registry: Registry) -> int:
-    peers = {}
-    for item in args.peer:
-        name, sep, path = item.partition("=")
-        if not sep or not name:
-            raise ConfigurationError(f"--peer must be NAME=CARD_FILE, not {item!r}")
-        peers[name] = _read_card(path)
-    home = _home(args)
-    sidecar = Sidecar(args.upstream, lambda **options: open_agent(home, registry, **options),
-                      peers=peers, local=args.local)  # fmt: skip
-    asyncio.run(_run_sidecar(sidecar))
-    return 0
+    from sealwire.adapters._cli import run_sidecar
+
+    return run_sidecar(args, _home(args), registry, _read_card)
 
 
 def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:

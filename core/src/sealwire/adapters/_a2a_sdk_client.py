@@ -6,7 +6,9 @@ Each Sealwire binding is an a2a-sdk ``ClientTransport`` registered with
 ``supportedInterfaces``. Calls then travel through a Sealwire :class:`Agent`:
 the peer's card is verified and checked against the trust store, the binding
 is used only if the agent's policy allows it, and requests and answers are the
-same proto3 JSON on both sides.
+same proto3 JSON on both sides. Failures raise what the SDK's own transports
+raise: its A2A error class for a peer's error code, ``A2AClientError`` for the
+rest (an untrusted card, no binding allowed, an unreachable peer).
 
     config = ClientConfig(supported_protocol_bindings=sealwire_binding_uris(agent))
     factory = ClientFactory(config)
@@ -16,16 +18,21 @@ same proto3 JSON on both sides.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import contextlib
+from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from a2a import types as sdk
 from a2a.client import ClientFactory
+from a2a.client.errors import A2AClientError
 from a2a.client.transports.base import ClientTransport
+from a2a.utils.errors import JSON_RPC_ERROR_CODE_MAP
+from a2a.utils.errors import A2AError as SdkError
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from sealwire.binding import Shape
-from sealwire.codec import Method, from_json, to_json
+from sealwire.codec import A2AError, Method, from_json, to_json
+from sealwire.errors import SealwireError
 from sealwire.identity import VerifiedCard
 
 if TYPE_CHECKING:
@@ -40,8 +47,30 @@ __all__ = [
 T = TypeVar("T")
 
 
+_SDK_ERRORS: dict[int, type[SdkError]] = {
+    code: cls for cls, code in JSON_RPC_ERROR_CODE_MAP.items()
+}
+"""The SDK's error class for each A2A / JSON-RPC error code (what its JSONRPC transport raises)."""
+
+
 def _to_sdk(value: Any, sdk_type: Any) -> Any:
     return ParseDict(to_json(value), sdk_type(), ignore_unknown_fields=True)
+
+
+@contextlib.contextmanager
+def _as_sdk_errors() -> Iterator[None]:
+    """Raise what the SDK's own transports raise: its A2A error for a peer's error
+    code, ``A2AClientError`` for anything else (an untrusted card, no binding, no route)."""
+    try:
+        yield
+    except A2AError as exc:
+        cls = _SDK_ERRORS.get(exc.code)
+        data = exc.data if isinstance(exc.data, dict) else None
+        if cls is None:
+            raise A2AClientError(f"JSON-RPC Error {exc.code}: {exc.message}") from exc
+        raise cls(exc.message, data=data) from exc
+    except SealwireError as exc:
+        raise A2AClientError(f"{type(exc).__name__}: {exc}") from exc
 
 
 class SealwireClientTransport(ClientTransport):
@@ -50,21 +79,24 @@ class SealwireClientTransport(ClientTransport):
     def __init__(self, agent: Agent, card: sdk.AgentCard, binding: str) -> None:
         self._agent = agent
         self._binding = binding
-        self._peer: VerifiedCard = agent.peer(MessageToDict(card))
+        with _as_sdk_errors():
+            self._peer: VerifiedCard = agent.peer(MessageToDict(card))
 
     async def _send(self, method: Method, request: Any) -> Any:
-        params: Any = from_json(method.params_class, MessageToDict(request))
-        conn = await self._agent.connect(self._peer, binding=self._binding)
-        return await conn.call(method, params)
+        with _as_sdk_errors():
+            params: Any = from_json(method.params_class, MessageToDict(request))
+            conn = await self._agent.connect(self._peer, binding=self._binding)
+            return await conn.call(method, params)
 
     async def _call(self, method: Method, request: Any, result_type: type[T]) -> T:
         return cast(T, _to_sdk(await self._send(method, request), result_type))
 
     async def _stream(self, method: Method, request: Any) -> AsyncGenerator[sdk.StreamResponse]:
-        params: Any = from_json(method.params_class, MessageToDict(request))
-        conn = await self._agent.connect(self._peer, binding=self._binding)
-        async for event in conn.stream(method, params):
-            yield _to_sdk(event, sdk.StreamResponse)
+        with _as_sdk_errors():
+            params: Any = from_json(method.params_class, MessageToDict(request))
+            conn = await self._agent.connect(self._peer, binding=self._binding)
+            async for event in conn.stream(method, params):
+                yield _to_sdk(event, sdk.StreamResponse)
 
     async def send_message(
         self, request: sdk.SendMessageRequest, *, context: Any = None

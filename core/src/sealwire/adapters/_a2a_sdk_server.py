@@ -4,12 +4,14 @@ An agent written for ``a2a-sdk`` (an ``AgentExecutor`` behind the SDK's
 ``DefaultRequestHandler``, or any ``RequestHandler``) runs unchanged: the
 dispatcher turns each verified A2A request a Sealwire binding delivered into
 the SDK's protobuf request, calls the handler with the verified peer as
-``ServerCallContext.user``, and turns its answer (or its stream of events, via
+``ServerCallContext.user`` (and its agent id in ``state["headers"]["sealwire-peer"]``,
+as the sidecar sends it), and turns its answer (or its stream of events, via
 ``a2a.utils.proto_utils.to_stream_response``) back. Both sides speak the same
 proto3 JSON, so the conversion is the SDK's ``MessageToDict`` / ``ParseDict``
 beside our :func:`~sealwire.codec.to_json` / :func:`~sealwire.codec.from_json`.
 
-Use it with ``Agent(..., dispatcher=A2ASdkDispatcher.for_executor(executor))``.
+Use it with ``Agent(..., dispatcher=A2ASdkDispatcher.for_executor(executor, card))``,
+where ``card()`` returns the agent's card (``lambda: agent.card.card``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from a2a.utils.errors import A2AError as SdkError
 from a2a.utils.proto_utils import to_stream_response
 from google.protobuf.json_format import MessageToDict, ParseDict
 
+from sealwire.adapters._sidecar import PEER_HEADER
 from sealwire.binding import PeerIdentity
 from sealwire.codec import (
     InternalRpcError,
@@ -123,7 +126,10 @@ class A2ASdkDispatcher:
             raise InternalRpcError(f"no a2a-sdk handler for {request.method.value}")
         request_type, name, kind = _CALLS[request.method]
         params = ParseDict(to_json(request.params), request_type(), ignore_unknown_fields=True)
-        context = ServerCallContext(user=SealwireUser(peer))
+        # The sidecar's header too, so an executor written for either way reads the caller alike.
+        state = {"headers": {PEER_HEADER.lower(): peer.agent_id},
+                 "method": request.method.value, "request_id": request.id}  # fmt: skip
+        context = ServerCallContext(user=SealwireUser(peer), state=state)
         call = getattr(self.handler, name)
         try:
             if kind == "stream":

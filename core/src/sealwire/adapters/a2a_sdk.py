@@ -1,4 +1,9 @@
-"""The a2a-sdk adapters (install core with its ``a2a`` extra)."""
+"""The a2a-sdk adapters (install core with its ``a2a`` extra: ``sealwire[a2a]``)."""
+
+try:
+    import a2a  # noqa: F401
+except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
+    raise ImportError("sealwire.adapters.a2a_sdk needs a2a-sdk: install 'sealwire[a2a]'") from exc
 
 from sealwire.adapters._a2a_sdk_client import (
     SealwireClientTransport,

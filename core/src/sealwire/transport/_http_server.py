@@ -1,0 +1,421 @@
+"""The A2A v1.0 ``JSONRPC`` binding served over HTTP: an ASGI app and a hypercorn runner.
+
+:class:`A2AHttpApp` (A2A v1.0 §9, "JSON-RPC 2.0 binding"):
+
+* ``GET /.well-known/agent-card.json`` - the agent card (§8.2);
+* ``POST <path>`` - one JSON-RPC request; the answer is its JSON-RPC response,
+  or for the streaming methods Server-Sent Events whose ``data`` is each
+  response (§9.4.2); service parameters (``A2A-Version``, ``A2A-Extensions``)
+  are HTTP headers (§3.2.6).
+
+Who the caller is comes from ``identify_peer(scope, headers)`` (the TLS binding
+reads the client certificate from the ASGI ``tls`` extension); a refusal is an
+HTTP 401/403 and never reaches the dispatcher. Hostile bodies get JSON-RPC
+errors with their codes; bodies are bounded.
+
+:func:`serve_http` runs an app on hypercorn (HTTP/1.1, and HTTP/2 when TLS
+negotiates ``h2``) and adds the ASGI TLS extension (``client_cert_chain`` in
+PEM, ``tls_version``) to each connection's scopes, which hypercorn alone does
+not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+from hypercorn.utils import wrap_app
+
+from sealwire.binding import PeerIdentity
+from sealwire.codec import (
+    A2A_VERSION,
+    A2AError,
+    ErrorResponse,
+    InternalRpcError,
+    InvalidRequestError,
+    Request,
+    Response,
+    VersionNotSupportedError,
+    encode,
+    parse_request,
+)
+from sealwire.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DecodeError,
+    PolicyError,
+    SealwireError,
+)
+from sealwire.transport._sse import encode_sse
+
+__all__ = [
+    "CARD_PATH",
+    "MAX_HTTP_BODY",
+    "MAX_HTTP_HEADERS",
+    "A2AHttpApp",
+    "ExtraRoute",
+    "HttpListener",
+    "serve_http",
+]
+
+log = logging.getLogger(__name__)
+
+CARD_PATH = "/.well-known/agent-card.json"
+MAX_HTTP_BODY = 16 * 1024 * 1024
+"""The largest request body read: the frame limit of the other transports."""
+MAX_HTTP_HEADERS = 100
+"""Headers looked at per request; hypercorn bounds their total size, this their count."""
+CLOSE_GRACE = 1.0
+"""Seconds connections get to finish when the listener closes, before being cancelled."""
+HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a TLS handshake may take before the connection is dropped."""
+
+Scope = Mapping[str, Any]
+Headers = Mapping[str, str]
+Dispatch = Callable[[Request, PeerIdentity], AsyncIterator[Any]]
+IdentifyPeer = Callable[[Scope, Headers], Awaitable[PeerIdentity]]
+ResponseHeaders = Callable[[Scope, Headers, PeerIdentity], Mapping[str, str]]
+ExtraRoute = Callable[[Scope, Headers, bytes], Awaitable[tuple[int, Any]]]
+"""Serves a non-A2A route: (scope, headers, body) -> (HTTP status, JSON body)."""
+
+
+class A2AHttpApp:
+    """An ASGI app serving one agent's A2A JSONRPC endpoint at ``path``.
+
+    ``card()`` returns the card JSON to publish; ``routes`` maps (method, path)
+    to extra handlers (the TLS binding's enrolment); ``response_headers`` adds
+    headers to every A2A answer (the TLS binding's channel binding).
+    """
+
+    def __init__(
+        self,
+        dispatch: Dispatch,
+        card: Callable[[], Mapping[str, Any]],
+        identify_peer: IdentifyPeer,
+        *,
+        path: str = "/",
+        routes: Mapping[tuple[str, str], ExtraRoute] | None = None,
+        response_headers: ResponseHeaders | None = None,
+        max_body: int = MAX_HTTP_BODY,
+    ) -> None:
+        self._dispatch = dispatch
+        self._card = card
+        self._identify = identify_peer
+        self.path = path
+        self._routes = dict(routes or {})
+        self._response_headers = response_headers
+        self._max_body = max_body
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if path == CARD_PATH:
+            if method != "GET":
+                await _plain(send, 405, b"method not allowed")
+                return
+            await _json(send, 200, self._card())
+            return
+        headers = _headers(scope)
+        route = self._routes.get((method, path))
+        if route is not None:
+            await self._extra(route, scope, headers, receive, send)
+        elif path != self.path:
+            await _plain(send, 404, b"not found")
+        elif method != "POST":
+            await _plain(send, 405, b"method not allowed")
+        else:
+            await self._post(scope, headers, receive, send)
+
+    async def _extra(
+        self, route: ExtraRoute, scope: Scope, headers: Headers, receive: Any, send: Any
+    ) -> None:
+        body = await _read_body(receive, self._max_body)
+        if body is None:
+            await _plain(send, 413, b"body too large")
+            return
+        try:
+            status, answer = await route(scope, headers, body)
+        except SealwireError as exc:
+            status, answer = _refusal(exc), {"error": str(exc)[:300]}
+        await _json(send, status, answer)
+
+    async def _post(self, scope: Scope, headers: Headers, receive: Any, send: Any) -> None:
+        try:
+            peer = await self._identify(scope, headers)
+            extra = dict(self._response_headers(scope, headers, peer) if self._response_headers
+                         else {})  # fmt: skip
+        except SealwireError as exc:
+            log.info("refused an HTTP caller: %s", exc)
+            await _plain(send, _refusal(exc), str(exc)[:300].encode())
+            return
+        body = await _read_body(receive, self._max_body)
+        try:
+            if body is None:
+                raise InvalidRequestError("request body too large")
+            request = parse_request(body)
+        except A2AError as exc:
+            status = 413 if body is None else 200
+            await _json(send, status, encode(ErrorResponse.from_error(exc, exc.request_id)), extra)
+            return
+        try:
+            _check_version(headers)
+        except A2AError as exc:
+            await _json(send, 200, encode(ErrorResponse.from_error(exc, request.id)), extra)
+            return
+        if request.method.streaming:
+            await self._stream(send, request, peer, extra)
+        else:
+            await _json(send, 200, await self._one(request, peer), extra)
+
+    async def _one(self, request: Request, peer: PeerIdentity) -> dict[str, Any]:
+        results = self._dispatch(request, peer)
+        try:
+            async for result in results:
+                return encode(Response(id=request.id, result=result))
+            raise InternalRpcError("the handler produced no result")
+        except A2AError as exc:
+            return encode(ErrorResponse.from_error(exc, request.id))
+        except Exception:
+            log.exception("handler for %s failed", request.method.value)
+            return encode(ErrorResponse.from_error(InternalRpcError("internal error"), request.id))
+        finally:
+            await _aclose(results)
+
+    async def _stream(
+        self, send: Any, request: Request, peer: PeerIdentity, extra: Mapping[str, str]
+    ) -> None:
+        await _start(send, 200, b"text/event-stream", {"cache-control": "no-cache", **extra})
+        results = self._dispatch(request, peer)
+        try:
+            async for result in results:
+                await _event(send, encode(Response(id=request.id, result=result)))
+        except A2AError as exc:
+            await _event(send, encode(ErrorResponse.from_error(exc, request.id)))
+        except Exception:
+            log.exception("stream for %s failed", request.method.value)
+            error = InternalRpcError("internal error")
+            await _event(send, encode(ErrorResponse.from_error(error, request.id)))
+        finally:
+            await _aclose(results)
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _aclose(results: AsyncIterator[Any]) -> None:
+    """Close the handler's generator (a client gone mid-stream ends it)."""
+    aclose = getattr(results, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _refusal(exc: SealwireError) -> int:
+    if isinstance(exc, AuthenticationError | PolicyError):
+        return 403
+    return 400 if isinstance(exc, DecodeError) else 401
+
+
+def _check_version(headers: Headers) -> None:
+    version = headers.get("a2a-version")
+    if version and version.split(".", 1)[0] != A2A_VERSION.split(".", 1)[0]:
+        raise VersionNotSupportedError(f"A2A version {version[:16]} is not supported")
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in list(scope.get("headers", []))[:MAX_HTTP_HEADERS]:
+        out[name.decode("latin-1").lower()] = value.decode("latin-1")
+    return out
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _start(send: Any, status: int, kind: bytes, extra: Mapping[str, str]) -> None:
+    headers = [(b"content-type", kind), (b"a2a-version", A2A_VERSION.encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+async def _plain(send: Any, status: int, body: bytes) -> None:
+    await _start(send, status, b"text/plain; charset=utf-8", {})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Any, status: int, body: Any, extra: Mapping[str, str] | None = None) -> None:
+    await _start(send, status, b"application/json", extra or {})
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _event(send: Any, body: Mapping[str, Any]) -> None:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    await send({"type": "http.response.body", "body": encode_sse(data), "more_body": True})
+
+
+# -- running the app ------------------------------------------------------------------------
+
+
+def _tls_extension(ssl_object: Any) -> dict[str, Any]:
+    """The ASGI TLS extension (asgiref specs/tls.rst) for one TLS connection."""
+    der = ssl_object.getpeercert(binary_form=True)
+    versions = {"TLSv1.3": 0x0304, "TLSv1.2": 0x0303}
+    return {
+        "server_cert": None,
+        "client_cert_chain": [] if der is None else [ssl_module.DER_cert_to_PEM_cert(der)],
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": versions.get(ssl_object.version() or ""),
+        "cipher_suite": None,
+        "alpn_protocol": ssl_object.selected_alpn_protocol(),
+    }
+
+
+class _WithTls:
+    """The app, with the connection's TLS extension added to each scope."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], tls: dict[str, Any] | None) -> None:
+        self._app = app
+        self._tls = tls
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self._tls is not None and scope["type"] == "http":
+            scope = {**scope, "extensions": {**scope.get("extensions", {}), "tls": self._tls}}
+        await self._app(scope, receive, send)
+
+
+class HttpListener:
+    """A running HTTP(S) server: its ``url`` and ``close()``."""
+
+    def __init__(self, url: str, server: asyncio.Server, context: WorkerContext) -> None:
+        self.url = url
+        self._server = server
+        self._context = context
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop accepting, let connections finish for :data:`CLOSE_GRACE`, cancel the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        self._server.close()
+        await self._context.terminated.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), CLOSE_GRACE)
+
+    async def __aenter__(self) -> HttpListener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve_http(
+    app: Callable[..., Awaitable[None]],
+    url: str,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+) -> HttpListener:
+    """Serve ``app`` at ``url`` (``http://`` or, with ``ssl``, ``https://``; port 0: a free one).
+
+    With TLS, HTTP/2 is served when the client negotiates ``h2`` by ALPN: the
+    caller sets the context's ALPN protocols (``["h2", "http/1.1"]`` for both).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or (parts.scheme == "https") != (ssl is not None):
+        raise ConfigurationError(f"serve_http needs an http:// URL, or https:// with TLS: {url}")
+    host = parts.hostname or "127.0.0.1"
+    sock = _bind(host, parts.port or 0)
+    config = Config()
+    config.graceful_timeout = CLOSE_GRACE
+    config.accesslog = None
+    config.errorlog = log
+    config.h11_max_incomplete_size = 64 * 1024
+    context = WorkerContext(None)
+    loop = asyncio.get_running_loop()
+    listener: HttpListener
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            listener._track(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Headers and body go out as separate writes: without this, Nagle's algorithm
+            # and the peer's delayed ACK add ~40 ms to every answer.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ssl_object = writer.get_extra_info("ssl_object")
+        tls = None if ssl_object is None else _tls_extension(ssl_object)
+        wrapped = wrap_app(cast(Any, _WithTls(app, tls)), config.wsgi_max_body_size, "asgi")
+        # A peer closing uncleanly (TLS alerts, data after close_notify) ends only its own
+        # connection; it is no server error.
+        with contextlib.suppress(ssl_module.SSLError, OSError):
+            await TCPServer(wrapped, loop, config, context, {}, reader, writer)
+
+    server = await asyncio.start_server(
+        on_connection, sock=sock, ssl=ssl, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl else None
+    )
+    bound = sock.getsockname()
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    path = parts.path or ""
+    listener = HttpListener(f"{parts.scheme}://{shown}:{bound[1]}{path}", server, context)
+    return listener
