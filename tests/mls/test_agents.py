@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import time
 
+import attrs
 import pytest
 
 from sealwire.agent._card import build_card
 from sealwire.errors import TrustError
-from sealwire.identity import Identity, verify_card
-from sealwire_mls.agents import agent_key_package, check_member
+from sealwire.identity import Identity, VerifiedCard, verify_card
+from sealwire_mls.agents import agent_key_package, check_credential_matches_card, check_member
+from sealwire_mls.credentials import Credential
 from sealwire_mls.crypto import cipher_suite
 from sealwire_mls.errors import MLSLocalError
 from sealwire_mls.group import ApplicationMessage, Group
@@ -20,7 +22,7 @@ from sealwire_mls.welcome import MLSMessage
 NOW = int(time.time())
 
 
-def card_of(identity: Identity):
+def card_of(identity: Identity) -> VerifiedCard:
     return verify_card(
         build_card(
             identity,
@@ -60,7 +62,9 @@ def test_agents_form_a_group_and_check_each_other(suite_id: int) -> None:
     )
     cards = {i.agent_id: card_of(i) for i in (alice, bob)}
     for _index, leaf in joined.members:
-        check_member(leaf, cards[leaf.credential.agent_id()])
+        agent_id = leaf.credential.agent_id()
+        assert agent_id is not None
+        check_member(leaf, cards[agent_id])
     got = joined.process(group.encrypt(b"hello fleet", os.urandom))
     assert isinstance(got, ApplicationMessage) and got.data == b"hello fleet"
 
@@ -71,14 +75,16 @@ def test_a_leaf_that_is_not_the_card_agent_is_refused() -> None:
     with pytest.raises(TrustError, match="credential"):
         check_member(leaf, card_of(alice))
     # Mallory claims Alice's agent id but signs with her own key.
-    forged = agent_key_package(mallory, now=NOW).key_package.leaf_node
-    import attrs
-
-    from sealwire_mls.credentials import Credential
-
-    forged = attrs.evolve(forged, credential=Credential.for_agent(alice.agent_id))
+    forged = attrs.evolve(leaf, credential=Credential.for_agent(alice.agent_id))
     with pytest.raises(TrustError, match="signature key"):
         check_member(forged, card_of(alice))
+    with pytest.raises(TrustError, match="signature key"):
+        check_credential_matches_card(forged.credential, forged.signature_key, card_of(alice))
+    check_credential_matches_card(  # Alice's own credential and key pass
+        Credential.for_agent(alice.agent_id),
+        alice.signing_key.public_key().public_bytes_raw(),
+        card_of(alice),
+    )
 
 
 def test_only_ed25519_suites_use_the_identity_key() -> None:

@@ -20,7 +20,7 @@ def test_reinit_closes_the_group_and_links_the_new_one(member: Any, group_of: An
     params = ReInit(group_id=b"new", version=MLS10, cipher_suite=3, extensions=())
     commit, _ = a.commit(os.urandom, reinit=params)
     assert a.merge_pending_commit().reinit == params
-    assert b.process(commit).reinit == params  # type: ignore[union-attr]
+    assert b.process(commit).reinit == params
     with pytest.raises(MLSStateError, match="reinitialized"):
         a.encrypt(b"too late", os.urandom)
     nonce = os.urandom(32)
@@ -55,7 +55,7 @@ def test_reinit_must_travel_alone(group_of: Any) -> None:
     params = ReInit(group_id=b"new", version=MLS10, cipher_suite=1, extensions=())
     commit, _ = a.commit(os.urandom, reinit=params)  # stored proposals are not added
     a.merge_pending_commit()
-    assert b.process(commit).reinit == params  # type: ignore[union-attr]
+    assert b.process(commit).reinit == params
     (c, d), _ = group_of([b"carol", b"dave"])
     with pytest.raises(MLSProtocolError, match="only proposal"):
         c.commit(os.urandom, reinit=params, remove=[d.leaf_index])

@@ -11,11 +11,11 @@ import pytest
 
 from sealwire_mls.crypto import cipher_suite
 from sealwire_mls.errors import MLSProtocolError
-from sealwire_mls.extensions import RequiredCapabilities
+from sealwire_mls.extensions import Extension, RequiredCapabilities
 from sealwire_mls.framing import Sender
 from sealwire_mls.keypackage import KeyPackage, Lifetime
-from sealwire_mls.proposals import GroupContextExtensions, PreSharedKey, Remove, Update
-from sealwire_mls.psk import PreSharedKeyID, PSKType
+from sealwire_mls.proposals import GroupContextExtensions, PreSharedKey, ReInit, Remove, Update
+from sealwire_mls.psk import PreSharedKeyID, PSKType, ResumptionPSKUsage
 from sealwire_mls.validation import check_proposal_list
 
 A, B = Sender.member(0), Sender.member(1)
@@ -84,3 +84,32 @@ def test_val_12_2_committer_cannot_remove_itself(group_of: Any) -> None:
     (a, _b), _ = group_of([b"alice", b"bob"])
     with pytest.raises(MLSProtocolError, match="itself"):
         a.commit(os.urandom, remove=[a.leaf_index])
+
+
+def test_val_12_2_f_new_extension_every_member_supports(member: Any) -> None:
+    leaf = member(1, b"x").leaf
+    unknown = Extension(0xFF01, b"")
+    with pytest.raises(MLSProtocolError, match=r"VAL-12\.2-f"):
+        check_proposal_list([(A, GroupContextExtensions(extensions=(unknown,)))], [(0, leaf)])
+    # A member being removed in the same commit does not count.
+    check_proposal_list(
+        [(A, GroupContextExtensions(extensions=(unknown,))), (A, Remove(1))], [(1, leaf)]
+    )
+
+
+def test_val_12_1_4_branch_and_late_reinit_psks_are_refused() -> None:
+    def psk(usage: ResumptionPSKUsage) -> PreSharedKey:
+        return PreSharedKey(PreSharedKeyID.resumption(usage, b"old", 3, bytes(32)))
+
+    with pytest.raises(MLSProtocolError, match=r"VAL-12\.1\.4"):
+        check_proposal_list([(A, psk(ResumptionPSKUsage.BRANCH))], [], epoch=0)
+    with pytest.raises(MLSProtocolError, match=r"VAL-12\.1\.4"):
+        check_proposal_list([(A, psk(ResumptionPSKUsage.REINIT))], [], epoch=5)
+    check_proposal_list([(A, psk(ResumptionPSKUsage.REINIT))], [], epoch=0)
+    check_proposal_list([(A, psk(ResumptionPSKUsage.APPLICATION))], [], epoch=5)
+
+
+def test_val_12_1_5_reinit_to_an_older_version_is_refused() -> None:
+    old = ReInit(group_id=b"g", version=0, cipher_suite=1, extensions=())
+    with pytest.raises(MLSProtocolError, match=r"VAL-12\.1\.5"):
+        check_proposal_list([(A, old)], [])

@@ -398,3 +398,21 @@ class GroupBinding(Binding):
     @abc.abstractmethod
     def export_secret(self, group_id: bytes, label: str, context: bytes, length: int) -> bytes:
         """The epoch's exporter secret for ``label`` and ``context``."""
+
+    async def publish_key_packages(self) -> None:
+        """Publish or replenish this agent's join keys (MLS KeyPackages) in the relay's
+        directory; called when the agent starts and after each join."""
+
+    async def join(self, invite: bytes) -> tuple[GroupMembershipChanged, int]:
+        """Join a group from an invitation delivered to this agent's mailbox (MLS: a
+        Welcome). Returns the membership event and the group log position after
+        which to read the group's log."""
+        raise StateError(f"binding {self.info.name} cannot join groups by invitation")
+
+    def members(self, group_id: bytes) -> tuple[str, ...]:
+        """The agent ids of the group's current members (this agent included)."""
+        raise StateError(f"binding {self.info.name} does not list group members")
+
+    def epoch(self, group_id: bytes) -> int:
+        """The group's current epoch (what the relay's log records beside a message)."""
+        raise StateError(f"binding {self.info.name} does not number epochs")

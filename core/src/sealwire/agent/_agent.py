@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ import attrs
 
 from sealwire import __version__
 from sealwire.agent._card import build_card
+from sealwire.agent._group import GroupReply, GroupRouter
 from sealwire.agent._mailbox import MailboxRouter
 from sealwire.agent._rpc import RpcConnection
 from sealwire.agent._session import (
@@ -32,6 +34,7 @@ from sealwire.binding import (
     Binding,
     BindingContext,
     Dispatcher,
+    GroupBinding,
     MailboxBinding,
     Negotiation,
     PeerIdentity,
@@ -123,6 +126,7 @@ class Agent:
         self._connecting: dict[tuple[str, str], asyncio.Lock] = {}
         self._served: set[RpcConnection] = set()
         self._mailbox: MailboxRouter | None = None
+        self._groups: GroupRouter | None = None
 
     @property
     def agent_id(self) -> str:
@@ -174,8 +178,15 @@ class Agent:
             for binding in self._bindings.values():
                 binding.context = attrs.evolve(binding.context, card=self._card)
         mailboxes = {n: b for n, b in self._bindings.items() if isinstance(b, MailboxBinding)}
-        if mailboxes and self.relay is not None:
+        groups = {n: b for n, b in self._bindings.items() if isinstance(b, GroupBinding)}
+        if (mailboxes or groups) and self.relay is not None:
             self._mailbox = MailboxRouter(self, mailboxes)
+        if groups and self._mailbox is not None:
+            self._groups = GroupRouter(self, groups)
+            for name in groups:  # invitations arrive through the mailbox
+                self._mailbox.others[name] = functools.partial(self._groups.on_invite, name)
+            await self._groups.start()
+        if self._mailbox is not None:
             await self._mailbox.start()
         return self._card
 
@@ -201,6 +212,8 @@ class Agent:
         """Close connections, listeners and the mailbox; running tasks end CANCELED."""
         if self._mailbox is not None:
             await self._mailbox.stop()
+        if self._groups is not None:
+            await self._groups.stop()
         for conn in [*self._connections.values(), *self._served]:
             await conn.close()
         for listener in self._listeners:
@@ -501,6 +514,53 @@ class Agent:
             Method.SUBSCRIBE_TO_TASK, SubscribeToTaskRequest(id=task_id)
         ):
             yield event
+
+    # -- groups ------------------------------------------------------------------------------
+
+    def _group_router(self) -> GroupRouter:
+        if self._groups is None:
+            raise StateError("groups need a group binding and a relay: configure them")
+        return self._groups
+
+    async def create_group(self, group_id: bytes | None = None) -> bytes:
+        """Create a group with this agent as its only member; returns its id."""
+        group_id = group_id if group_id is not None else os.urandom(16)
+        await self._group_router().create(group_id)
+        return group_id
+
+    async def add_to_group(
+        self, group_id: bytes, cards: Sequence[Mapping[str, Any] | VerifiedCard]
+    ) -> None:
+        """Add the agents of these signed cards (one commit; each gets an invitation)."""
+        peers = [self.peer(card) for card in cards]
+        await self._group_router().binding(group_id).add_members(group_id, peers)
+
+    async def remove_from_group(self, group_id: bytes, agent_ids: Sequence[str]) -> None:
+        await self._group_router().binding(group_id).remove_members(group_id, agent_ids)
+
+    async def update_group_keys(self, group_id: bytes) -> None:
+        """Refresh this agent's keys in the group (post-compromise security)."""
+        await self._group_router().binding(group_id).update(group_id)
+
+    async def send_to_group(
+        self,
+        group_id: bytes,
+        message: str | Sequence[Part] | Message,
+        *,
+        timeout: float = 30.0,
+    ) -> list[GroupReply]:
+        """``SendMessage`` to a whole group: one reply per other member (or its timeout)."""
+        return await self._group_router().send_message(
+            group_id, _user_message(message), timeout=timeout
+        )
+
+    async def sync_groups(self, timeout: float = 5.0) -> None:
+        """Wait until pending invitations are joined and every group's log is handled."""
+        await self._group_router().settle(timeout)
+
+    def groups(self) -> dict[bytes, tuple[str, ...]]:
+        """The groups this agent belongs to, with their members' agent ids."""
+        return self._groups.groups() if self._groups is not None else {}
 
 
 def _user_message(content: str | Sequence[Part] | Message) -> Message:

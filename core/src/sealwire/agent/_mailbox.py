@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from sealwire.binding import (
@@ -125,6 +126,8 @@ class MailboxRouter:
         self.bindings = bindings
         self.channels: dict[tuple[str, str], MailboxChannel] = {}
         self._reader: asyncio.Task[None] | None = None
+        # Payloads for other consumers by binding name (group invitations), acked once handled.
+        self.others: dict[str, Callable[[bytes], Awaitable[None]]] = {}
 
     async def start(self) -> None:
         for binding in self.bindings.values():
@@ -183,6 +186,10 @@ class MailboxRouter:
         async for delivery in self.relay.subscribe():
             try:
                 name, envelope = unwrap(delivery.envelope)
+                if name in self.others:
+                    await self.others[name](envelope)
+                    await self.relay.ack([delivery.message_id])
+                    continue
                 binding = self.bindings.get(name)
                 if binding is None:
                     raise DecodeError(f"no mailbox binding {name!r}", field="mailbox.binding")

@@ -20,7 +20,13 @@ from sealwire_mls.errors import MLSLocalError
 from sealwire_mls.extensions import Capabilities
 from sealwire_mls.keypackage import KeyPackage, LeafNode, LeafNodeSource, Lifetime
 
-__all__ = ["AGENT_SUITES", "AgentKeyPackage", "agent_key_package", "check_member"]
+__all__ = [
+    "AGENT_SUITES",
+    "AgentKeyPackage",
+    "agent_key_package",
+    "check_credential_matches_card",
+    "check_member",
+]
 
 AGENT_SUITES = frozenset({1, 3})
 """Cipher suites whose signature scheme is Ed25519, the agents' identity key type."""
@@ -70,15 +76,22 @@ def agent_key_package(
     )  # fmt: skip
 
 
-def check_member(leaf: LeafNode, card: VerifiedCard) -> None:
-    """Refuse a leaf unless it is the agent of ``card``: its basic credential names the
-    card's agent id and its signature key is the card's Ed25519 identity key."""
-    agent_id = leaf.credential.agent_id()
-    if agent_id != card.identity.agent_id:
+def check_credential_matches_card(
+    credential: Credential, signature_key: bytes, verified_card: VerifiedCard
+) -> None:
+    """Refuse a member unless it is the agent of ``verified_card`` (TrustError): the basic
+    ``credential`` names the card's agent id and ``signature_key`` (the leaf's) is the
+    card's Ed25519 identity key (``VerifiedCard.identity.signing_key``)."""
+    if credential.agent_id() != verified_card.identity.agent_id:
         raise TrustError("the member's credential does not name the agent of its card")
     try:
-        key = Ed25519PublicKey.from_public_bytes(bytes(leaf.signature_key))
+        key = Ed25519PublicKey.from_public_bytes(bytes(signature_key))
     except ValueError:
         raise TrustError("the member's signature key is not an Ed25519 key") from None
-    if key.public_bytes_raw() != card.identity.signing_key.public_bytes_raw():
+    if key.public_bytes_raw() != verified_card.identity.signing_key.public_bytes_raw():
         raise TrustError("the member's signature key is not the key of its signed card")
+
+
+def check_member(leaf: LeafNode, card: VerifiedCard) -> None:
+    """:func:`check_credential_matches_card` for a member's LeafNode."""
+    check_credential_matches_card(leaf.credential, leaf.signature_key, card)

@@ -8,23 +8,23 @@ Rules of this module:
 * Our own commit is staged by :meth:`Group.commit` and applied only by
   :meth:`Group.merge_pending_commit` once the delivery service accepted it
   (§14: one commit per epoch), or dropped by :meth:`discard_pending_commit`.
-* Randomness is passed in (``random(n) -> bytes``); there is no clock.
-* Supported: member senders and new members joining by external commit
-  (:mod:`sealwire_mls.external`); Add, Update, Remove, PreSharedKey (external
-  and resumption), GroupContextExtensions and ExternalInit proposals, sent
-  (:mod:`sealwire_mls.proposing`) and committed by value or reference.
-  ReInit closes the group (§11.2; :meth:`Group.reinit_psk` links the new one).
-  External senders raise MLSProtocolError.
+* Randomness and time are passed in; there is no clock.
+* A delivery service's echo of our own message gives :class:`OwnMessage`.
+* Senders: members, new members (external commit, :mod:`sealwire_mls.external`;
+  Add proposal) and external senders (§12.1.8). All proposal types of §12.1
+  (:mod:`sealwire_mls.proposing`); ReInit closes the group (§11.2).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from attrs import evolve
 
+from sealwire_mls.applying import apply_proposals, provisional_context, sender_signature_key
 from sealwire_mls.crypto import CipherSuite, cipher_suite
 from sealwire_mls.errors import MLSLocalError, MLSProtocolError, MLSStateError
 from sealwire_mls.external import ExternalJoins
@@ -48,75 +48,66 @@ from sealwire_mls.group_state import (
     Applied,
     CommitApplied,
     EpochState,
+    OwnMessage,
     ProposalReceived,
     build_welcome,
     drop_blank,
+    epoch_from_welcome,
+    next_epoch,
     psk_secret_for,
 )
 from sealwire_mls.keypackage import (
     KeyPackage,
     LeafNode,
-    LeafNodeSource,
-    check_leaf_against_group,
-    validate_key_package,
-    validate_leaf_node,
 )
 from sealwire_mls.proposals import (
     PROPOSAL_REF_LABEL,
     Add,
     Commit,
-    GroupContextExtensions,
     PreSharedKey,
     Proposal,
     ProposalRef,
     ReInit,
     Remove,
-    Update,
 )
 from sealwire_mls.proposing import Proposing, references
 from sealwire_mls.psk import PreSharedKeyID
 from sealwire_mls.schedule import (
     GroupContext,
     initial_epoch_secrets,
-    joiner_secret,
-    key_schedule,
     mls_exporter,
-    welcome_secret,
 )
 from sealwire_mls.secret_tree import SecretTree
 from sealwire_mls.transcript import (
     confirmation_tag,
-    confirmed_transcript_hash,
     interim_transcript_hash,
-    verify_confirmation_tag,
 )
 from sealwire_mls.tree import RatchetTree
 from sealwire_mls.treekem import TreeKEMPrivate, create_update_path, process_update_path
-from sealwire_mls.validation import check_proposal_list, required_capabilities
 from sealwire_mls.welcome import (
     MLSMessage,
     Welcome,
-    joiner_private_keys,
-    verified_tree,
 )
 
-__all__ = ["ApplicationMessage", "CommitApplied", "Group", "ProposalReceived"]
+__all__ = ["ApplicationMessage", "CommitApplied", "Group", "OwnMessage", "ProposalReceived"]
 
 Random = Callable[[int], bytes]
 #: Proposals kept per epoch for commits that reference them: bounds memory
 #: against a member flooding proposals (the epoch's commit clears them).
 MAX_PENDING_PROPOSALS = 256
+#: Digests of messages we sent, to recognise their echo (§6.3.2: our own
+#: application keys are consumed, so decrypting an echo would fail as a reuse).
+#: A few epochs of traffic; older echoes fail like any stale message.
+MAX_SENT_REMEMBERED = 1024
 #: Resumption PSKs of past epochs kept for PreSharedKey proposals (§8.6).
 MAX_RESUMPTION_EPOCHS = 8
-# Proposals that do not require an UpdatePath in the Commit (§12.4).
-_PATHLESS = (Add, PreSharedKey, ReInit)
 
 
 class Group(ExternalJoins, Proposing):
     """One member's view of an MLS group (sans-I/O: bytes in, bytes and events out)."""
 
     __slots__ = ("_active", "_epoch", "_own_updates", "_pending", "_proposals", "_psks",
-                 "_reinit", "_resumption", "_sig_priv", "_suite")  # fmt: skip
+                 "_reinit", "_resumption", "_sent", "_sig_priv", "_suite")  # fmt: skip
 
     def __init__(
         self,
@@ -133,6 +124,7 @@ class Group(ExternalJoins, Proposing):
         self._resumption: OrderedDict[tuple[bytes, int], bytes] = OrderedDict(resumption or {})
         self._reinit: ReInit | None = None
         self._own_updates: dict[bytes, bytes] = {}
+        self._sent: OrderedDict[bytes, str] = OrderedDict()  # digest -> kind, see _sent_by_us
         self._active = True
         self._remember_resumption()
 
@@ -190,29 +182,10 @@ class Group(ExternalJoins, Proposing):
         resumption_psks: Mapping[tuple[bytes, int], bytes] | None = None,
     ) -> Group:
         """Join from a Welcome (§12.4.3.1): decrypt, verify, rebuild the epoch."""
-        if not isinstance(welcome, Welcome):
-            raise MLSProtocolError("not a Welcome")
-        suite = cipher_suite(key_package.cipher_suite)
-        secrets = welcome.group_secrets(suite, key_package.ref(suite), init_priv)
         psks = dict(external_psks or {})
-        psk = psk_secret_for(suite, secrets.psks, psks, resumption_psks or {})
-        info = welcome.group_info(suite, welcome_secret(suite, secrets.joiner_secret, psk))
-        context = info.group_context
-        if context.cipher_suite != suite.id:
-            raise MLSProtocolError("GroupInfo cipher suite differs from the KeyPackage's")
-        tree = verified_tree(suite, info, ratchet_tree)
-        me = next((i for i, leaf in tree.leaves() if leaf == key_package.leaf_node), None)
-        if me is None:
-            raise MLSProtocolError("our leaf is not in the tree")
-        private = joiner_private_keys(suite, tree, me, info.signer, secrets, encryption_priv)
-        epoch_secrets = key_schedule(suite, secrets.joiner_secret, psk, context.to_bytes())
-        cth = context.confirmed_transcript_hash
-        verify_confirmation_tag(suite, epoch_secrets.confirmation_key, cth, info.confirmation_tag)
-        epoch = EpochState(
-            context=context, tree=tree, private=private, secrets=epoch_secrets,
-            interim=interim_transcript_hash(suite, cth, info.confirmation_tag),
-            secret_tree=SecretTree(suite, epoch_secrets.encryption_secret, tree.n_leaves),
-            confirmation_tag=info.confirmation_tag,
+        suite, epoch = epoch_from_welcome(
+            welcome, key_package, init_priv=init_priv, encryption_priv=encryption_priv,
+            ratchet_tree=ratchet_tree, external_psks=psks, resumption_psks=resumption_psks or {},
         )  # fmt: skip
         return cls(suite, epoch, signature_priv, psks, resumption_psks)
 
@@ -289,7 +262,7 @@ class Group(ExternalJoins, Proposing):
         message = protect_private(
             self._suite, ac, e.secret_tree, e.secrets.sender_data_secret, random, padding
         )
-        return MLSMessage(WireFormat.PRIVATE_MESSAGE, message).to_bytes()
+        return self._remember_sent(MLSMessage(WireFormat.PRIVATE_MESSAGE, message), "application")
 
     def commit(
         self,
@@ -357,7 +330,9 @@ class Group(ExternalJoins, Proposing):
             reinit=applied.reinit,
         )  # fmt: skip
         self._pending = (new, event)
-        return MLSMessage(WireFormat.PUBLIC_MESSAGE, message).to_bytes(), welcome
+        return self._remember_sent(
+            MLSMessage(WireFormat.PUBLIC_MESSAGE, message), "commit"
+        ), welcome
 
     def merge_pending_commit(self) -> CommitApplied:
         """Apply our staged commit (after the delivery service accepted it)."""
@@ -376,12 +351,18 @@ class Group(ExternalJoins, Proposing):
 
     def process(
         self, data: bytes, *, now: int | None = None
-    ) -> ApplicationMessage | ProposalReceived | CommitApplied:
+    ) -> ApplicationMessage | ProposalReceived | CommitApplied | OwnMessage:
         """Process one MLSMessage (Public or PrivateMessage) of the current epoch.
 
         ``now`` (UNIX seconds) enables the lifetime checks of added KeyPackages.
+        A message we sent ourselves (a delivery service's echo) gives
+        :class:`OwnMessage` and changes nothing: our own commit still takes
+        effect only through :meth:`merge_pending_commit`.
         """
         self._check_active()
+        kind = self._sent.get(hashlib.sha256(data).digest())
+        if kind is not None:
+            return OwnMessage(kind=kind)
         message = MLSMessage.from_bytes(data)
         suite, e = self._suite, self._epoch
         if isinstance(message.body, PublicMessage):
@@ -407,19 +388,16 @@ class Group(ExternalJoins, Proposing):
             return self._store_proposal(ac)
         return self._process_commit(ac, now)
 
+    def _remember_sent(self, message: MLSMessage, kind: str) -> bytes:
+        data = message.to_bytes()
+        self._sent[hashlib.sha256(data).digest()] = kind
+        if len(self._sent) > MAX_SENT_REMEMBERED:
+            self._sent.popitem(last=False)
+        return data
+
     def _signature_key(self, sender: Sender, content: FramedContent | None = None) -> bytes:
-        if sender.sender_type is SenderType.NEW_MEMBER_COMMIT and content is not None:
-            # An external joiner signs with the key of the leaf its UpdatePath brings.
-            commit = content.content
-            if not isinstance(commit, Commit) or commit.path is None:
-                raise MLSProtocolError("a new member's commit needs an UpdatePath")
-            return commit.path.leaf_node.signature_key
-        if sender.sender_type is not SenderType.MEMBER:
-            raise MLSProtocolError("only member senders are supported")
-        leaf = self._epoch.tree.leaf(sender.index)
-        if leaf is None:
-            raise MLSProtocolError("message from a blank or unknown leaf")
-        return leaf.signature_key
+        e = self._epoch
+        return sender_signature_key(e.tree, sender, content, e.context.extensions)
 
     def _store_proposal(self, ac: AuthenticatedContent) -> ProposalReceived:
         ref = self._suite.ref_hash(PROPOSAL_REF_LABEL, ac.to_bytes())
@@ -482,59 +460,12 @@ class Group(ExternalJoins, Proposing):
         *,
         now: int | None = None,
     ) -> Applied:
-        """Apply proposals to ``tree`` in §12.3 order after the §12.2 checks
-        (:mod:`sealwire_mls.validation`); ``now`` (UNIX seconds) checks lifetimes."""
-        by_type: dict[type, list[tuple[Sender, Proposal]]] = {}
-        for sender, proposal in proposals:
-            if not isinstance(proposal, _SUPPORTED):
-                raise MLSProtocolError(f"unsupported proposal {type(proposal).__name__}")
-            by_type.setdefault(type(proposal), []).append((sender, proposal))
-        check_proposal_list(proposals, tree.leaves())
-        reinits = [p for _, p in by_type.get(ReInit, [])]
-        if reinits and len(proposals) != 1:
-            raise MLSProtocolError("VAL-12.2: a ReInit must be the only proposal of its commit")
-        extensions = self._epoch.context.extensions
-        for _, gce in by_type.get(GroupContextExtensions, []):
-            extensions = gce.extensions  # type: ignore[attr-defined]
-        needed = required_capabilities(extensions)
-        for sender, update in by_type.get(Update, []):
-            if sender.index == committer:
-                raise MLSProtocolError("the committer cannot commit its own Update")
-            leaf = update.leaf_node  # type: ignore[attr-defined]
-            validate_leaf_node(leaf, self._suite, source=LeafNodeSource.UPDATE,
-                               group_id=self.group_id, leaf_index=sender.index)  # fmt: skip
-            check_leaf_against_group(leaf, tree.leaves(), replacing=sender.index, required=needed)
-            tree.update_leaf(sender.index, leaf)
-        removed = tuple(p.removed for _, p in by_type.get(Remove, []))  # type: ignore[attr-defined]
-        if committer in removed:
-            raise MLSProtocolError("the committer cannot remove itself")
-        for index in removed:
-            tree.remove_leaf(index)
-        kps = tuple(p.key_package for _, p in by_type.get(Add, []))  # type: ignore[attr-defined]
-        added_list = []
-        for kp in kps:
-            validate_key_package(kp, self._suite, now=now)
-            check_leaf_against_group(kp.leaf_node, tree.leaves(), required=needed)
-            added_list.append(tree.add_leaf(kp.leaf_node))
-        added = tuple(added_list)
-        psks = tuple(p.psk for _, p in by_type.get(PreSharedKey, []))  # type: ignore[attr-defined]
-        required = not proposals or any(not isinstance(p, _PATHLESS) for _, p in proposals)
-        return Applied(
-            added=added, key_packages=kps, removed=removed, extensions=tuple(extensions),
-            psks=psks, path_required=required,
-            reinit=reinits[0] if reinits else None,  # type: ignore[arg-type]
-        )  # fmt: skip
+        """:func:`~sealwire_mls.applying.apply_proposals` in the current epoch."""
+        e = self._epoch
+        return apply_proposals(self._suite, e.context, tree, proposals, committer, now=now)
 
     def _provisional(self, extensions: tuple[Any, ...]) -> Callable[[bytes], bytes]:
-        """The provisional GroupContext for a given new tree hash (§12.4.2)."""
-        old = self._epoch.context
-
-        def encode(tree_hash: bytes) -> bytes:
-            return evolve(
-                old, epoch=old.epoch + 1, tree_hash=tree_hash, extensions=extensions
-            ).to_bytes()
-
-        return encode
+        return provisional_context(self._epoch.context, extensions)
 
     def _next_epoch(
         self,
@@ -546,33 +477,12 @@ class Group(ExternalJoins, Proposing):
         *,
         init_secret: bytes | None = None,
     ) -> tuple[EpochState, bytes]:
-        """The next epoch from a signed commit; verifies its confirmation tag if it has one.
-
-        ``init_secret`` replaces the previous epoch's for an external commit (§8.3).
-        """
-        suite, old = self._suite, self._epoch
-        confirmed = confirmed_transcript_hash(suite, old.interim, ac)
-        context = evolve(
-            old.context, epoch=old.context.epoch + 1, tree_hash=tree.tree_hash(),
-            confirmed_transcript_hash=confirmed, extensions=applied.extensions,
+        """:func:`~sealwire_mls.group_state.next_epoch` with our PSKs."""
+        psk = psk_secret_for(self._suite, applied.psks, self._psks, self._resumption)
+        return next_epoch(
+            self._suite, self._epoch, ac, tree, private, commit_secret, applied.extensions,
+            psk=psk, init_secret=init_secret,
         )  # fmt: skip
-        encoded = context.to_bytes()
-        previous = init_secret if init_secret is not None else old.secrets.init_secret
-        joiner = joiner_secret(suite, previous, commit_secret, encoded)
-        psk = psk_secret_for(suite, applied.psks, self._psks, self._resumption)
-        secrets = key_schedule(suite, joiner, psk, encoded)
-        tag = ac.auth.confirmation_tag
-        if tag is None:
-            tag = confirmation_tag(suite, secrets.confirmation_key, confirmed)
-        else:
-            verify_confirmation_tag(suite, secrets.confirmation_key, confirmed, tag)
-        epoch = EpochState(
-            context=context, tree=tree, private=private, secrets=secrets,
-            interim=interim_transcript_hash(suite, confirmed, tag),
-            secret_tree=SecretTree(suite, secrets.encryption_secret, tree.n_leaves),
-            confirmation_tag=tag,
-        )  # fmt: skip
-        return epoch, tag
 
     def _switch(self, new: EpochState) -> None:
         self._epoch, self._pending = new, None
@@ -585,6 +495,3 @@ class Group(ExternalJoins, Proposing):
         self._resumption[key] = self._epoch.secrets.resumption_psk
         if len(self._resumption) > MAX_RESUMPTION_EPOCHS:
             self._resumption.popitem(last=False)
-
-
-_SUPPORTED = (Add, Update, Remove, PreSharedKey, GroupContextExtensions, ReInit)

@@ -68,6 +68,7 @@ class Proposing:
         def leaf_index(self) -> int: ...
         def _check_active(self) -> None: ...
         def _store_proposal(self, ac: AuthenticatedContent) -> object: ...
+        def _remember_sent(self, message: MLSMessage, kind: str) -> bytes: ...
 
     def propose_add(self, key_package: KeyPackage) -> bytes:
         """An Add proposal (§12.1.1) for anyone to commit; returns the MLSMessage."""
@@ -117,7 +118,7 @@ class Proposing:
         )
         self._store_proposal(ac)
         message = protect_public(self._suite, ac, e.context, e.secrets.membership_key)
-        return MLSMessage(WireFormat.PUBLIC_MESSAGE, message).to_bytes()
+        return self._remember_sent(MLSMessage(WireFormat.PUBLIC_MESSAGE, message), "proposal")
 
     def _committable(self, removing: Sequence[int]) -> list[tuple[bytes, Sender, Proposal]]:
         """The stored proposals our commit includes by reference (see the module rules)."""

@@ -8,6 +8,11 @@ Each check raises :class:`MLSProtocolError` naming the rule it enforces:
 * VAL-12.2-d: no pre-shared key named twice;
 * VAL-12.2-e: a GroupContextExtensions' required_capabilities must be
   supported by every member that stays;
+* VAL-12.2-f: every extension of a GroupContextExtensions is supported by
+  every member that stays (§12.1.7);
+* VAL-12.1.4: a resumption PSK of usage ``branch`` is refused (no branching
+  here), one of usage ``reinit`` only in a new group's first commit (§11.2);
+* VAL-12.1.5: a ReInit names a version at least the group's (mls10);
 * VAL-7.3 (through :func:`~sealwire_mls.keypackage.check_leaf_against_group`):
   an added or updated leaf supports the required capabilities and the
   members' credential types, and repeats no member's key.
@@ -20,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from sealwire_mls.codec import decode_exact
 from sealwire_mls.errors import MLSProtocolError
 from sealwire_mls.extensions import (
+    PROTOCOL_VERSION_MLS10,
     Extension,
     ExtensionType,
     RequiredCapabilities,
@@ -27,7 +33,15 @@ from sealwire_mls.extensions import (
 )
 from sealwire_mls.framing import Sender
 from sealwire_mls.keypackage import LeafNode
-from sealwire_mls.proposals import GroupContextExtensions, PreSharedKey, Proposal, Remove, Update
+from sealwire_mls.proposals import (
+    GroupContextExtensions,
+    PreSharedKey,
+    Proposal,
+    ReInit,
+    Remove,
+    Update,
+)
+from sealwire_mls.psk import PreSharedKeyID, PSKType, ResumptionPSKUsage
 
 __all__ = ["check_proposal_list", "required_capabilities"]
 
@@ -41,9 +55,14 @@ def required_capabilities(extensions: Sequence[Extension]) -> RequiredCapabiliti
 
 
 def check_proposal_list(
-    proposals: Sequence[tuple[Sender, Proposal]], members: Iterable[tuple[int, LeafNode]]
+    proposals: Sequence[tuple[Sender, Proposal]],
+    members: Iterable[tuple[int, LeafNode]],
+    *,
+    epoch: int = 0,
 ) -> None:
-    """The §12.2 rules on the proposals one commit carries (see the module list)."""
+    """The §12.2 rules on the proposals one commit carries (see the module list);
+    ``epoch`` is the epoch the commit is sent in."""
+    members = list(members)
     removes = [p.removed for _, p in proposals if isinstance(p, Remove)]
     removed = set(removes)
     if len(removed) != len(removes):
@@ -57,12 +76,22 @@ def check_proposal_list(
                 raise MLSProtocolError("VAL-12.2-c: two Updates for one leaf")
             updated.add(sender.index)
         elif isinstance(proposal, PreSharedKey):
+            _check_psk_usage(proposal.psk, epoch)
             key = proposal.psk.to_bytes()
             if key in psks:
                 raise MLSProtocolError("VAL-12.2-d: a pre-shared key is named twice")
             psks.add(key)
+        elif isinstance(proposal, ReInit) and proposal.version < PROTOCOL_VERSION_MLS10:
+            raise MLSProtocolError("VAL-12.1.5: a ReInit to an older protocol version")
         elif isinstance(proposal, GroupContextExtensions):
             extension_changes += 1
+            staying = [leaf for index, leaf in members if index not in removed]
+            if not all(
+                leaf.capabilities.supports_extension(ext.extension_type)
+                for ext in proposal.extensions
+                for leaf in staying
+            ):
+                raise MLSProtocolError("VAL-12.2-f: a member does not support a new extension")
             required = required_capabilities(proposal.extensions)
             if required is not None and not all(
                 required.satisfied_by(leaf.capabilities)
@@ -74,3 +103,12 @@ def check_proposal_list(
         raise MLSProtocolError("VAL-12.2-a: more than one GroupContextExtensions")
     if removed & updated:
         raise MLSProtocolError("VAL-12.2-b: a leaf is both updated and removed")
+
+
+def _check_psk_usage(psk: PreSharedKeyID, epoch: int) -> None:
+    if psk.psktype is not PSKType.RESUMPTION:
+        return
+    if psk.usage is ResumptionPSKUsage.BRANCH:
+        raise MLSProtocolError("VAL-12.1.4: a branch PSK outside a subgroup branching")
+    if psk.usage is ResumptionPSKUsage.REINIT and epoch != 0:
+        raise MLSProtocolError("VAL-12.1.4: a reinit PSK outside a reinitialized group's start")

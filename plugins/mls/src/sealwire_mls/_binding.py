@@ -1,0 +1,446 @@
+"""The MLS group binding: RFC 9420 groups of agents over the relay's group log.
+
+Rules of this module:
+
+* One commit per epoch is the relay's decision (``append_commit`` raises
+  EpochConflictError for a taken epoch). A commit is staged, stored as
+  *pending*, offered to the relay, and merged only once accepted; on a
+  conflict it is dropped, the binding waits until the winning commit has been
+  processed (the agent's group router feeds the log to :meth:`process`) and
+  offers the same changes again on the new epoch, minus what the winner did.
+* Every state change is committed to the store before its result is handed
+  on: the epoch blob when the epoch changes, the ratchets blob with every
+  message (:mod:`sealwire_mls._state`).
+* Per group, one asyncio lock orders commits, sealing and processing.
+* Welcome messages travel through the joiner's relay mailbox as an
+  :class:`~sealwire_mls._members.Invite`; KeyPackages go to the relay's
+  directory, one use each, and are replenished after every join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from importlib.metadata import version
+from typing import Any
+
+from sealwire.binding import (
+    BindingInfo,
+    GroupBinding,
+    GroupEvent,
+    GroupMembershipChanged,
+    GroupMessage,
+    OpenedMessage,
+    Property,
+    Shape,
+)
+from sealwire.errors import SealwireError, StateError, TrustError
+from sealwire.identity import VerifiedCard, verify_card
+from sealwire.relay import EpochConflictError
+from sealwire_mls._external_join import ADMIT_AAD, admit_external, join_external, note_admission
+from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
+from sealwire_mls._storage import GroupStorage
+from sealwire_mls.agents import agent_key_package, check_member
+from sealwire_mls.codec import decode_exact
+from sealwire_mls.errors import MLSDecodeError, MLSProtocolError
+from sealwire_mls.framing import ContentType, PrivateMessage, PublicMessage, SenderType
+from sealwire_mls.group import ApplicationMessage, CommitApplied, Group
+from sealwire_mls.keypackage import KeyPackage, LeafNode
+from sealwire_mls.proposals import Add, Commit
+from sealwire_mls.welcome import MLSMessage, Welcome
+
+__all__ = ["MlsBinding"]
+
+log = logging.getLogger(__name__)
+
+SUITE = 1
+"""MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519: its signature key is the agent's own."""
+KEY_PACKAGE_TARGET = 8
+"""KeyPackages kept in the relay's directory: enough for several invitations while
+the agent is offline, few enough that unused private keys stay a small set."""
+COMMIT_ATTEMPTS = 8
+"""Commits offered before giving up when other members keep winning the epoch."""
+EPOCH_WAIT_SECONDS = 15.0
+"""How long a losing committer waits for the winning commit to be processed."""
+MAX_GROUP_ID_BYTES = 64
+"""Group ids are store keys (hex) and relay names: 64 bytes is ample for random ids."""
+INVITE_BINDING_PREFIX = b"\x03mls"
+"""The relay mailbox payload prefix naming this binding (core's ``len || name`` framing)."""
+
+
+class MlsBinding(GroupBinding):
+    """Groups of agents in one encrypted channel (RFC 9420), ordered by the relay."""
+
+    info = BindingInfo(
+        name="mls",
+        version=version("sealwire-mls"),
+        major=1,
+        shape=Shape.GROUP,
+        properties=frozenset(
+            {
+                Property.MUTUAL_AUTH,
+                Property.FORWARD_SECRECY,
+                Property.POST_COMPROMISE_SECURITY,
+                Property.GROUP,
+                Property.ASYNC,
+            }
+        ),
+        description="RFC 9420 MLS groups over the relay's ordered group log",
+    )
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self._storage = GroupStorage(context.store)
+        self._rosters: dict[bytes, Roster] = {}
+        self._locks: dict[bytes, asyncio.Lock] = {}
+        self._advanced: dict[bytes, asyncio.Event] = {}
+        self._pending: dict[bytes, bytes] = {}  # group id -> our commit offered to the relay
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @property
+    def _me(self) -> str:
+        return str(self.context.identity.agent_id)
+
+    @property
+    def _sig_priv(self) -> bytes:
+        return bytes(self.context.identity.signing_key.private_bytes_raw())
+
+    def _now(self) -> int:
+        return int(self.context.clock())
+
+    def _relay(self) -> Any:
+        if self.context.relay is None:
+            raise StateError("the MLS binding needs a relay: configure one")
+        return self.context.relay
+
+    def _lock(self, group_id: bytes) -> asyncio.Lock:
+        return self._locks.setdefault(group_id, asyncio.Lock())
+
+    def _roster(self, group_id: bytes) -> Roster:
+        roster = self._rosters.get(group_id)
+        if roster is None:
+            loaded = self._storage.load(group_id, self._sig_priv)
+            if loaded is None:
+                raise StateError("not a member of this group")
+            roster, pending = loaded
+            self._rosters[group_id] = roster
+            if pending is not None:
+                self._pending[group_id] = pending
+        return roster
+
+    def _signal_advance(self, group_id: bytes) -> None:
+        event = self._advanced.pop(group_id, None)
+        if event is not None:
+            event.set()
+
+    def groups(self) -> list[bytes]:
+        """Every group this agent holds state for."""
+        return self._storage.groups()
+
+    def members(self, group_id: bytes) -> tuple[str, ...]:
+        return self._roster(group_id).agent_ids()
+
+    def epoch(self, group_id: bytes) -> int:
+        """The group's current epoch."""
+        return self._roster(group_id).group.epoch
+
+    def epoch_authenticator(self, group_id: bytes) -> bytes:
+        """The epoch authenticator (§8.7), to compare with other members out of band."""
+        return self._roster(group_id).group.epoch_authenticator()
+
+    def export_secret(self, group_id: bytes, label: str, context: bytes, length: int) -> bytes:
+        group = self._roster(group_id).group
+        return group.export_secret(label.encode("utf-8"), context, length)
+
+    # -- KeyPackages (§10) -----------------------------------------------------------------
+
+    async def publish_key_packages(self) -> None:
+        """Top the relay's directory up to :data:`KEY_PACKAGE_TARGET` KeyPackages."""
+        relay = self._relay()
+        missing = KEY_PACKAGE_TARGET - await relay.count_key_packages()
+        for _ in range(max(0, missing)):
+            fresh = agent_key_package(self.context.identity, now=self._now(), suite_id=SUITE)
+            ref = self._storage.keep_key_package(fresh)
+            await relay.publish_key_package(ref, fresh.key_package.to_bytes())
+
+    async def _fetch_key_package(self, card: VerifiedCard) -> KeyPackage:
+        data = await self._relay().fetch_key_package(card.identity.agent_id)
+        key_package = decode_exact(data, KeyPackage.decode, "KeyPackage")
+        if key_package.cipher_suite != SUITE:
+            raise MLSProtocolError("the agent's KeyPackage is of another cipher suite")
+        check_member(key_package.leaf_node, card)  # again in the commit, by every member
+        return key_package
+
+    # -- creating and changing groups ----------------------------------------------------------
+
+    async def create_group(self, group_id: bytes) -> None:
+        if not 0 < len(group_id) <= MAX_GROUP_ID_BYTES:
+            raise StateError(f"a group id has 1 to {MAX_GROUP_ID_BYTES} bytes")
+        if self._storage.exists(group_id):
+            raise StateError("this agent already has a group with that id")
+        own = agent_key_package(self.context.identity, now=self._now(), suite_id=SUITE)
+        group = Group.create(
+            SUITE, group_id, own.key_package.leaf_node, encryption_priv=own.encryption_priv,
+            signature_priv=self._sig_priv, random=os.urandom,
+        )  # fmt: skip
+        await self._relay().set_group_members(group_id, [self._me])
+        policy = bool(self.context.options.get("external_joins", False))
+        roster = Roster(group, {self._me: self.context.card.card}, external_joins=policy)
+        self._storage.save(group_id, roster)
+        self._rosters[group_id] = roster
+
+    async def add_members(self, group_id: bytes, members: Sequence[VerifiedCard]) -> None:
+        roster = self._roster(group_id)
+        adds: dict[str, tuple[VerifiedCard, KeyPackage]] = {}
+        for card in members:
+            agent_id = card.identity.agent_id
+            if agent_id == self._me or roster.leaf_of(agent_id) is not None or agent_id in adds:
+                continue
+            adds[agent_id] = (card, await self._fetch_key_package(card))
+        await self._commit(group_id, adds=adds)
+
+    async def remove_members(self, group_id: bytes, agent_ids: Sequence[str]) -> None:
+        if self._me in agent_ids:
+            raise StateError("a member cannot remove itself (§12.2): ask another member")
+        await self._commit(group_id, removes=frozenset(agent_ids))
+
+    async def update(self, group_id: bytes) -> None:
+        await self._commit(group_id, update=True)
+
+    async def _commit(
+        self,
+        group_id: bytes,
+        *,
+        adds: Mapping[str, tuple[VerifiedCard, KeyPackage]] | None = None,
+        removes: frozenset[str] = frozenset(),
+        update: bool = False,
+    ) -> None:
+        """Offer the changes until a commit of ours is accepted (see the module rules)."""
+        adds = dict(adds or {})
+        for _ in range(COMMIT_ATTEMPTS):
+            async with self._lock(group_id):
+                roster = self._roster(group_id)
+                todo = {a: v for a, v in adds.items() if roster.leaf_of(a) is None}
+                leaves = [roster.leaf_of(a) for a in sorted(removes)]
+                gone = [i for i in leaves if i is not None]
+                if not todo and not gone and not update:
+                    return  # another member's commit did it all
+                waiter = self._advanced.setdefault(group_id, asyncio.Event())
+                if await self._offer(group_id, roster, todo, gone):
+                    return
+            try:
+                await asyncio.wait_for(waiter.wait(), EPOCH_WAIT_SECONDS)
+            except TimeoutError:
+                raise StateError("another commit won the epoch and never reached us") from None
+        raise StateError(f"no commit of ours was accepted in {COMMIT_ATTEMPTS} attempts")
+
+    async def _offer(
+        self,
+        group_id: bytes,
+        roster: Roster,
+        adds: Mapping[str, tuple[VerifiedCard, KeyPackage]],
+        removes: list[int],
+    ) -> bool:
+        """Stage, store and offer one commit; True when the relay accepted it."""
+        group, epoch = roster.group, roster.group.epoch
+        cards = [card.card for card, _ in adds.values()]
+        message, welcome = group.commit(
+            os.urandom, add=[kp for _, kp in adds.values()], remove=removes,
+            authenticated_data=encode_cards(cards) if cards else b"", now=self._now(),
+        )  # fmt: skip
+        self._storage.save_pending(group_id, group, message)
+        self._pending[group_id] = message
+        try:
+            seq = await self._relay().append_commit(group_id, epoch, message)
+        except EpochConflictError:
+            group.discard_pending_commit()
+            self._pending.pop(group_id, None)
+            self._storage.drop_pending(group_id)
+            return False
+        group.merge_pending_commit()
+        self._pending.pop(group_id, None)
+        for card, kp in adds.values():
+            roster.admit(kp.leaf_node, card.card, self.context.trust)
+        roster.forget_departed()
+        self._storage.save(group_id, roster)
+        self._signal_advance(group_id)
+        await self._relay().set_group_members(group_id, list(roster.agent_ids()))
+        if welcome is not None:
+            await self._invite(group_id, roster, seq, welcome, [c for c, _ in adds.values()])
+        return True
+
+    async def _invite(
+        self, group_id: bytes, roster: Roster, seq: int, welcome: bytes, cards: list[VerifiedCard]
+    ) -> None:
+        invite = Invite(
+            group_id=group_id, seq=seq, welcome=welcome, cards=roster.cards,
+            external_joins=roster.external_joins,
+        )  # fmt: skip
+        for card in cards:
+            await self._send_invite(card, invite)
+
+    async def _send_invite(self, card: VerifiedCard, invite: Invite) -> None:
+        offer = card.offer(self.info.name)
+        address = offer.url if offer is not None else card.identity.agent_id
+        payload = INVITE_BINDING_PREFIX + invite.to_bytes()
+        await self._relay().send(address, str(uuid.uuid4()), payload)
+
+    async def admit_external(self, group_id: bytes, card: VerifiedCard) -> None:
+        """Let the agent of ``card`` join by external commit, if the group's policy
+        allows it (:mod:`sealwire_mls._external_join`)."""
+        await admit_external(self, group_id, card)
+
+    # -- joining (§12.4.3.1) -----------------------------------------------------------------
+
+    async def join(self, invite: bytes) -> tuple[GroupMembershipChanged, int]:
+        parsed = Invite.from_bytes(invite)
+        if parsed.group_info:
+            return await join_external(self, parsed)
+        welcome = MLSMessage.from_bytes(parsed.welcome).body
+        if not isinstance(welcome, Welcome):
+            raise MLSDecodeError("the invitation holds no Welcome", field="invite.welcome")
+        refs = [s.new_member for s in welcome.secrets]
+        own = self._storage.key_package_for(refs, self._sig_priv)
+        if own is None:
+            raise StateError("the Welcome names none of our KeyPackages")
+        ref, keys = own
+        group = Group.join(
+            welcome, keys.key_package, init_priv=keys.init_priv,
+            encryption_priv=keys.encryption_priv, signature_priv=self._sig_priv,
+        )  # fmt: skip
+        if group.group_id != parsed.group_id:
+            raise MLSProtocolError("the Welcome is for another group than the invitation says")
+        roster = Roster(group, {}, external_joins=parsed.external_joins)
+        roster.admit_all(parsed.cards, self.context.trust)
+        self._storage.save(group.group_id, roster, used_key_package=ref)
+        self._rosters[group.group_id] = roster
+        await self.publish_key_packages()
+        event = GroupMembershipChanged(
+            group_id=group.group_id, epoch=group.epoch, members=roster.agent_ids(),
+            added=(self._me,),
+        )  # fmt: skip
+        return event, parsed.seq
+
+    # -- messages ------------------------------------------------------------------------------
+
+    async def seal(self, group_id: bytes, frame: bytes) -> bytes:
+        async with self._lock(group_id):
+            roster = self._roster(group_id)
+            message = roster.group.encrypt(frame, os.urandom)
+            self._storage.save_ratchets(group_id, roster.group)
+            return message
+
+    async def process(self, group_id: bytes, message: bytes) -> GroupEvent | None:
+        """Process one log entry; None for proposals and for messages of past epochs
+        (already applied, or from before we joined)."""
+        async with self._lock(group_id):
+            roster = self._roster(group_id)
+            group = roster.group
+            parsed = MLSMessage.from_bytes(message).body
+            if isinstance(parsed, PublicMessage):
+                epoch = parsed.content.epoch
+            elif isinstance(parsed, PrivateMessage):
+                epoch = parsed.epoch
+            else:
+                raise MLSProtocolError("not a group message")
+            if epoch < group.epoch or not group.active:
+                return None
+            if message == self._pending.get(group_id):
+                return self._merge_own(group_id, roster)
+            if isinstance(parsed, PublicMessage):
+                return self._process_handshake(group_id, roster, parsed, message)
+            result = group.process(message, now=self._now())
+            self._storage.save_ratchets(group_id, group)
+            if not isinstance(result, ApplicationMessage):
+                return None
+            if result.authenticated_data == ADMIT_AAD:
+                note_admission(roster, result)
+                self._storage.save(group_id, roster)
+                return None
+            sender = roster.peer(result.sender)
+            if sender is None:
+                raise TrustError("a message from a member whose card is not verified")
+            opened = OpenedMessage(
+                sender=sender, frame=result.data,
+                message_id=hashlib.sha256(message).hexdigest()[:32],
+            )  # fmt: skip
+            return GroupMessage(group_id=group_id, epoch=epoch, message=opened)
+
+    def _merge_own(self, group_id: bytes, roster: Roster) -> GroupMembershipChanged:
+        """Our commit reached the log though we never heard it accepted (a crash, a
+        lost answer): merge it now."""
+        before = roster.leaves()
+        applied = roster.group.merge_pending_commit()
+        self._pending.pop(group_id, None)
+        roster.forget_departed()
+        self._storage.save(group_id, roster)
+        self._signal_advance(group_id)
+        return self._membership(group_id, roster, before, applied)
+
+    def _process_handshake(
+        self, group_id: bytes, roster: Roster, parsed: PublicMessage, message: bytes
+    ) -> GroupMembershipChanged | None:
+        content = parsed.content
+        joining: list[LeafNode] = []
+        commit = content.content
+        if content.content_type is ContentType.COMMIT and isinstance(commit, Commit):
+            joining = [p.key_package.leaf_node for p in commit.proposals if isinstance(p, Add)]
+            if content.sender.sender_type is SenderType.NEW_MEMBER_COMMIT:
+                if not roster.external_joins:
+                    raise TrustError("an external commit in a group whose policy forbids them")
+                if commit.path is not None:
+                    joining.append(commit.path.leaf_node)
+        cards = list(roster.expected.values())
+        if joining and content.authenticated_data:
+            try:
+                cards += decode_cards(content.authenticated_data)
+            except MLSDecodeError:  # not our format: the new members stay unverified
+                log.warning("a commit's authenticated data carries no cards")
+        before = roster.leaves()
+        result = roster.group.process(message, now=self._now())
+        if not isinstance(result, CommitApplied):
+            return None
+        self._pending.pop(group_id, None)
+        self._admit_added(roster, joining, cards)
+        roster.forget_departed()
+        self._storage.save(group_id, roster)
+        self._signal_advance(group_id)
+        return self._membership(group_id, roster, before, result)
+
+    def _admit_added(
+        self, roster: Roster, leaves: list[LeafNode], cards: list[Mapping[str, Any]]
+    ) -> None:
+        """Tie each added leaf to the card the committer sent; a leaf that fails stays
+        in the group (the commit is valid MLS) but unverified: its messages are refused."""
+        by_id: dict[str, Mapping[str, Any]] = {}
+        for card in cards:
+            try:
+                by_id[verify_card(card).identity.agent_id] = card
+            except SealwireError:  # a bad card only leaves its member unverified
+                continue
+        for leaf in leaves:
+            agent_id = leaf.credential.agent_id()
+            found = by_id.get(agent_id) or roster.cards.get(agent_id) if agent_id else None
+            try:
+                if found is None:
+                    raise TrustError("no card")
+                roster.admit(leaf, found, self.context.trust)
+            except SealwireError as exc:  # logged; the member stays unverified
+                log.warning("added member %s is not verified: %s", agent_id, type(exc).__name__)
+
+    def _membership(
+        self, group_id: bytes, roster: Roster, before: Mapping[int, str], applied: CommitApplied
+    ) -> GroupMembershipChanged:
+        after = roster.leaves()
+        removed = tuple(before[i] for i in applied.removed if i in before)
+        if applied.removed_me and self._me not in removed:
+            removed += (self._me,)
+        return GroupMembershipChanged(
+            group_id=group_id, epoch=applied.epoch, members=tuple(sorted(set(after.values()))),
+            added=tuple(after[i] for i in applied.added if i in after), removed=removed,
+        )  # fmt: skip

@@ -1,0 +1,233 @@
+"""Who is in a group, as the binding sees it: MLS leaves tied to signed agent cards.
+
+Each member's leaf carries a basic credential naming its agent id and the
+agent's Ed25519 identity key (:mod:`sealwire_mls.agents`). The binding keeps
+the members' signed cards beside the group state and trusts a leaf only once
+:func:`~sealwire_mls.agents.check_member` tied it to a card that verifies and
+passes the trust store. Cards travel with the membership changes that bring
+their agents in:
+
+* a commit that adds agents carries their cards in its ``authenticated_data``
+  (signed by the committer with the commit), as :class:`CommitCards`;
+* an invitation (the Welcome, delivered through the joiner's mailbox) carries
+  the cards of every member, as :class:`Invite`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from attrs import field, frozen
+
+from sealwire.binding import PeerIdentity
+from sealwire.errors import SealwireError
+from sealwire.identity import TrustStore, VerifiedCard, verify_card
+from sealwire_mls.agents import check_member
+from sealwire_mls.errors import MLSDecodeError
+from sealwire_mls.group import Group
+from sealwire_mls.keypackage import LeafNode
+
+__all__ = ["INVITE_VERSION", "MAX_INVITE_BYTES", "Invite", "Roster", "decode_cards", "encode_cards"]
+
+log = logging.getLogger(__name__)
+
+INVITE_VERSION = 1
+MAX_INVITE_BYTES = 16 * 1024 * 1024
+"""An invitation carries every member's card (~1.5 KB each): this admits groups of
+about 10,000 members and bounds what a hostile mailbox message makes us parse."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise MLSDecodeError("expected base64 text", field=name)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise MLSDecodeError("malformed base64", field=name) from None
+
+
+def encode_cards(cards: Sequence[Mapping[str, Any]]) -> bytes:
+    """The ``authenticated_data`` of a commit adding the agents of ``cards``."""
+    return json.dumps({"cards": list(cards)}, separators=(",", ":")).encode()
+
+
+def decode_cards(data: bytes) -> list[Mapping[str, Any]]:
+    """The cards a commit's ``authenticated_data`` carries (none if it is empty)."""
+    if not data:
+        return []
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        raise MLSDecodeError("authenticated data is not JSON", field="authenticated_data") from None
+    cards = value.get("cards") if isinstance(value, dict) else None
+    if not isinstance(cards, list) or not all(isinstance(c, dict) for c in cards):
+        raise MLSDecodeError("expected a list of cards", field="authenticated_data.cards")
+    return cards
+
+
+@frozen(kw_only=True)
+class Invite:
+    """What an inviter puts in a joiner's mailbox: where to read the group log from
+    (``seq``), every member's card, the group's policy, and either a Welcome (the
+    joiner was added) or a GroupInfo (the joiner may join by external commit)."""
+
+    group_id: bytes
+    seq: int
+    welcome: bytes = field(repr=False, default=b"")
+    group_info: bytes = field(repr=False, default=b"")
+    cards: Mapping[str, Mapping[str, Any]] = field(repr=False)
+    external_joins: bool = False
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "v": INVITE_VERSION,
+                "groupId": _b64(self.group_id),
+                "seq": self.seq,
+                "welcome": _b64(self.welcome),
+                "groupInfo": _b64(self.group_info),
+                "cards": dict(self.cards),
+                "policy": {"externalJoins": self.external_joins},
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Invite:
+        """Decode an invitation (hostile input: MLSDecodeError naming the field)."""
+        if len(data) > MAX_INVITE_BYTES:
+            raise MLSDecodeError("invitation too large", field="invite")
+        try:
+            value = json.loads(data)
+        except (UnicodeDecodeError, ValueError):
+            raise MLSDecodeError("invitation is not JSON", field="invite") from None
+        if not isinstance(value, dict) or value.get("v") != INVITE_VERSION:
+            raise MLSDecodeError("unknown invitation version", field="invite.v")
+        seq, cards = value.get("seq"), value.get("cards")
+        if type(seq) is not int or seq < 0:
+            raise MLSDecodeError("expected a log position", field="invite.seq")
+        if not isinstance(cards, dict) or not all(isinstance(c, dict) for c in cards.values()):
+            raise MLSDecodeError("expected cards by agent id", field="invite.cards")
+        policy = value.get("policy")
+        if not isinstance(policy, dict) or not isinstance(policy.get("externalJoins"), bool):
+            raise MLSDecodeError("expected the group's policy", field="invite.policy")
+        return cls(
+            group_id=_unb64(value.get("groupId"), "invite.groupId"),
+            seq=seq,
+            welcome=_unb64(value.get("welcome"), "invite.welcome"),
+            group_info=_unb64(value.get("groupInfo"), "invite.groupInfo"),
+            cards=cards,
+            external_joins=policy["externalJoins"],
+        )
+
+
+class Roster:
+    """One group's MLS state and the verified cards of its members (mutable)."""
+
+    __slots__ = ("_leaves", "cards", "expected", "external_joins", "group", "verified")
+
+    def __init__(
+        self,
+        group: Group,
+        cards: Mapping[str, Mapping[str, Any]],
+        *,
+        external_joins: bool = False,
+        expected: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.group = group
+        self.cards: dict[str, Mapping[str, Any]] = dict(cards)
+        self.verified: dict[str, VerifiedCard] = {}
+        self.external_joins = external_joins
+        # Cards of agents a member admitted to join by external commit, until they do.
+        self.expected: dict[str, Mapping[str, Any]] = dict(expected or {})
+        self._leaves: tuple[int, dict[int, str]] | None = None  # (epoch, leaves) cache
+
+    def __repr__(self) -> str:
+        return f"Roster({self.group!r}, members={len(self.cards)})"
+
+    def leaves(self) -> dict[int, str]:
+        """Leaf index -> agent id of every member (credentials the engine validated)."""
+        if self._leaves is not None and self._leaves[0] == self.group.epoch:
+            return self._leaves[1]
+        out = {}
+        for index, leaf in self.group.members:
+            agent_id = leaf.credential.agent_id()
+            if agent_id is not None:
+                out[index] = agent_id
+        self._leaves = (self.group.epoch, out)
+        return out
+
+    def agent_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.leaves().values())))
+
+    def leaf_of(self, agent_id: str) -> int | None:
+        return next((i for i, a in self.leaves().items() if a == agent_id), None)
+
+    def admit(self, leaf: LeafNode, card: Mapping[str, Any], trust: TrustStore) -> VerifiedCard:
+        """Tie ``leaf`` to ``card`` (signature, credential, key, trust) and remember it."""
+        verified = verify_card(card)
+        check_member(leaf, verified)
+        trust.check(verified)
+        self.cards[verified.identity.agent_id] = verified.card
+        self.verified[verified.identity.agent_id] = verified
+        return verified
+
+    def admit_all(self, cards: Mapping[str, Mapping[str, Any]], trust: TrustStore) -> None:
+        """A joiner's check: every member's leaf must match a verified, trusted card."""
+        for _, leaf in self.group.members:
+            agent_id = leaf.credential.agent_id()
+            card = cards.get(agent_id) if agent_id is not None else None
+            if card is None:
+                raise MLSDecodeError("a member's card is missing", field="invite.cards")
+            self.admit(leaf, card, trust)
+
+    def to_json(self) -> bytes:
+        """The roster's persisted part beside the MLS state (cards and policy)."""
+        return json.dumps(
+            {"v": 1, "members": self.cards, "expected": self.expected,
+             "policy": {"externalJoins": self.external_joins}},
+            separators=(",", ":"),
+        ).encode()  # fmt: skip
+
+    @classmethod
+    def from_json(cls, group: Group, data: bytes) -> Roster:
+        try:
+            value = json.loads(data)
+            return cls(
+                group, value["members"], expected=value["expected"],
+                external_joins=bool(value["policy"]["externalJoins"]),
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            raise MLSDecodeError("corrupt member cards", field="mls.cards") from None
+
+    def forget_departed(self) -> None:
+        present = set(self.leaves().values())
+        for agent_id in present:
+            self.expected.pop(agent_id, None)
+        for agent_id in set(self.cards) - present:
+            self.cards.pop(agent_id, None)
+            self.verified.pop(agent_id, None)
+
+    def peer(self, leaf_index: int) -> PeerIdentity | None:
+        """The verified identity of the member at ``leaf_index`` (None if unverified)."""
+        agent_id = self.leaves().get(leaf_index)
+        if agent_id is None or agent_id not in self.cards:
+            return None
+        card = self.verified.get(agent_id)
+        if card is None:
+            try:
+                card = verify_card(self.cards[agent_id])
+            except SealwireError:
+                log.warning("stored card of %s no longer verifies", agent_id)
+                return None
+            self.verified[agent_id] = card
+        return PeerIdentity(agent_id=agent_id, identity=card.identity, card=card)

@@ -1,0 +1,246 @@
+"""Persisted form of one member's :class:`~sealwire_mls.group.Group` (versioned).
+
+The engine keeps no state of its own on disk; the group binding stores a
+group in two parts so that the common case stays cheap:
+
+* the *epoch* blob (GroupContext, ratchet tree, TreeKEM private keys, epoch
+  secrets, transcript hashes, resumption PSKs) changes only with a commit;
+* the *ratchets* blob (the §9 secret tree's remaining node secrets and hash
+  ratchets) changes with every message sent or received.
+
+Both start with :data:`STATE_VERSION`; a blob of an unknown version is refused
+(:class:`StateFormatError`) rather than guessed at. The signature key is not
+stored: it is the agent's identity key, supplied again on load.
+
+This module reads the engine's internal state (``Group._epoch``, the secret
+tree's node and ratchet maps) because the engine has no persistence API yet;
+it is the one place to change when the engine grows one.
+
+Layouts (TLS presentation language, :mod:`sealwire_mls.codec`)::
+
+    struct { uint32 node; opaque key<V>; } NodeKey;
+    struct {
+        uint16 version; uint16 cipher_suite; uint8 active;
+        opaque group_context<V>; opaque ratchet_tree<V>;
+        uint32 leaf_index; NodeKey private_keys<V>;
+        opaque epoch_secrets<V>[12];   /* EpochSecrets fields, in order */
+        opaque interim_transcript_hash<V>; opaque confirmation_tag<V>;
+        Resumption resumption<V>;      /* opaque group_id<V>; uint64 epoch; opaque psk<V> */
+    } EpochBlob;
+    struct { uint32 generation; opaque key<V>; opaque nonce<V>; } SkippedKey;
+    struct {
+        uint32 leaf; uint8 ratchet_type; uint32 generation; opaque secret<V>;
+        SkippedKey skipped<V>;
+    } RatchetState;
+    struct {
+        uint16 version; uint64 epoch;
+        NodeKey nodes<V>; RatchetState ratchets<V>;
+    } RatchetsBlob;
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from sealwire.errors import SealwireError
+from sealwire_mls.codec import Reader, Writer, decode_exact
+from sealwire_mls.crypto import CipherSuite, cipher_suite
+from sealwire_mls.errors import MLSDecodeError
+from sealwire_mls.group import CommitApplied, Group
+from sealwire_mls.group_state import EpochState
+from sealwire_mls.schedule import EpochSecrets, GroupContext
+from sealwire_mls.secret_tree import RatchetType, SecretTree, _Ratchet
+from sealwire_mls.tree import RatchetTree
+from sealwire_mls.treekem import TreeKEMPrivate
+
+__all__ = [
+    "STATE_VERSION",
+    "StateFormatError",
+    "decode_epoch",
+    "dump_group",
+    "dump_ratchets",
+    "encode_epoch",
+    "load_group",
+]
+
+STATE_VERSION = 1
+"""Format of both blobs; bump it and add a migration when a layout changes."""
+
+_SECRET_FIELDS = tuple(f.name for f in attrs.fields(EpochSecrets))
+_RATCHET_TYPES = {RatchetType.HANDSHAKE: 0, RatchetType.APPLICATION: 1}
+_RATCHET_BY_CODE = {v: k for k, v in _RATCHET_TYPES.items()}
+
+
+class StateFormatError(MLSDecodeError):
+    """A stored group state is corrupt or of a format this version cannot read."""
+
+    code = "mls.state_format"
+
+
+def _check_version(r: Reader) -> None:
+    version = r.uint16("state.version")
+    if version != STATE_VERSION:
+        raise StateFormatError(f"unknown group state version {version}", field="state.version")
+
+
+def _node_keys(w: Writer, keys: dict[int, bytes]) -> None:
+    w.vector(sorted(keys.items()), lambda w2, kv: w2.uint32(kv[0]).opaque(kv[1]))
+
+
+def _read_node_keys(r: Reader, field: str) -> dict[int, bytes]:
+    return dict(r.vector(lambda r2: (r2.uint32(field), r2.opaque(field)), field))
+
+
+# -- the epoch blob ------------------------------------------------------------------------
+
+
+def encode_epoch(
+    suite: CipherSuite,
+    epoch: EpochState,
+    resumption: dict[tuple[bytes, int], bytes],
+    *,
+    active: bool,
+) -> bytes:
+    """The EpochBlob of ``epoch`` (everything but the secret tree)."""
+    w = Writer().uint16(STATE_VERSION).uint16(suite.id).uint8(1 if active else 0)
+    w.opaque(epoch.context.to_bytes()).opaque(epoch.tree.to_bytes())
+    w.uint32(epoch.private.leaf_index)
+    _node_keys(w, dict(epoch.private.keys))
+    for name in _SECRET_FIELDS:
+        w.opaque(getattr(epoch.secrets, name))
+    w.opaque(epoch.interim).opaque(epoch.confirmation_tag)
+    w.vector(
+        list(resumption.items()),
+        lambda w2, kv: w2.opaque(kv[0][0]).uint64(kv[0][1]).opaque(kv[1]),
+    )
+    return w.getvalue()
+
+
+def decode_epoch(
+    data: bytes, secret_tree: SecretTree | None = None
+) -> tuple[CipherSuite, EpochState, dict[tuple[bytes, int], bytes], bool]:
+    """(suite, epoch state, resumption PSKs, active) from an EpochBlob.
+
+    Without ``secret_tree`` the epoch gets a fresh one (as just after the commit).
+    """
+
+    def read(r: Reader) -> tuple[CipherSuite, EpochState, dict[tuple[bytes, int], bytes], bool]:
+        _check_version(r)
+        suite = cipher_suite(r.uint16("state.cipher_suite"))
+        active = r.uint8("state.active") == 1
+        context = GroupContext.from_bytes(r.opaque("state.group_context"))
+        tree = RatchetTree.decode(suite, r.opaque("state.ratchet_tree"))
+        private = TreeKEMPrivate(r.uint32("state.leaf_index"), _read_node_keys(r, "state.keys"))
+        secrets = EpochSecrets(**{name: r.opaque("state.secrets") for name in _SECRET_FIELDS})
+        interim, tag = r.opaque("state.interim"), r.opaque("state.confirmation_tag")
+        resumption = dict(
+            r.vector(
+                lambda r2: ((r2.opaque("psk.group_id"), r2.uint64("psk.epoch")), r2.opaque("psk")),
+                "state.resumption",
+            )
+        )
+        tree_of_secrets = secret_tree or SecretTree(suite, secrets.encryption_secret, tree.n_leaves)
+        epoch = EpochState(
+            context=context, tree=tree, private=private, secrets=secrets, interim=interim,
+            secret_tree=tree_of_secrets, confirmation_tag=tag,
+        )  # fmt: skip
+        return suite, epoch, resumption, active
+
+    decoded: tuple[CipherSuite, EpochState, dict[tuple[bytes, int], bytes], bool]
+    decoded = _exact(data, read, "EpochBlob")
+    return decoded
+
+
+def _exact(data: bytes, read: Any, field: str) -> Any:
+    try:
+        return decode_exact(data, read, field)
+    except StateFormatError:
+        raise
+    except SealwireError as exc:  # a field that decodes but is not valid (a suite, a tree)
+        raise StateFormatError(f"corrupt group state: {type(exc).__name__}", field=field) from None
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise StateFormatError("corrupt group state", field=field) from None
+
+
+# -- the ratchets blob ---------------------------------------------------------------------
+
+
+def dump_ratchets(epoch: int, tree: SecretTree) -> bytes:
+    """The RatchetsBlob of a secret tree in ``epoch``."""
+    w = Writer().uint16(STATE_VERSION).uint64(epoch)
+    _node_keys(w, tree._nodes)
+
+    def ratchet(w2: Writer, item: tuple[tuple[int, RatchetType], _Ratchet]) -> None:
+        (leaf, kind), state = item
+        w2.uint32(leaf).uint8(_RATCHET_TYPES[kind]).uint32(state.generation).opaque(state.secret)
+        w2.vector(state.skipped, lambda w3, s: w3.uint32(s[0]).opaque(s[1]).opaque(s[2]))
+
+    w.vector(sorted(tree._ratchets.items(), key=lambda kv: (kv[0][0], kv[0][1].value)), ratchet)
+    return w.getvalue()
+
+
+def _load_ratchets(data: bytes, suite: CipherSuite, n_leaves: int) -> tuple[int, SecretTree]:
+    def read(r: Reader) -> tuple[int, SecretTree]:
+        _check_version(r)
+        epoch = r.uint64("ratchets.epoch")
+        tree = SecretTree(suite, b"", n_leaves)
+        tree._nodes = _read_node_keys(r, "ratchets.nodes")
+
+        def ratchet(r2: Reader) -> tuple[tuple[int, RatchetType], _Ratchet]:
+            leaf, kind = r2.uint32("ratchet.leaf"), _RATCHET_BY_CODE[r2.uint8("ratchet.type")]
+            generation, secret = r2.uint32("ratchet.generation"), r2.opaque("ratchet.secret")
+            skipped = r2.vector(
+                lambda r3: (r3.uint32("skipped"), r3.opaque("skipped"), r3.opaque("skipped")),
+                "ratchet.skipped",
+            )
+            return (leaf, kind), _Ratchet(generation, secret, tuple(skipped))
+
+        tree._ratchets = dict(r.vector(ratchet, "ratchets.ratchets"))
+        return epoch, tree
+
+    result: tuple[int, SecretTree] = _exact(data, read, "RatchetsBlob")
+    return result
+
+
+# -- a whole group -------------------------------------------------------------------------
+
+
+def dump_group(group: Group) -> tuple[bytes, bytes]:
+    """(EpochBlob, RatchetsBlob) of ``group``'s current epoch."""
+    epoch: EpochState = group._epoch
+    blob = encode_epoch(group._suite, epoch, dict(group._resumption), active=group.active)
+    return blob, dump_ratchets(group.epoch, epoch.secret_tree)
+
+
+def dump_pending(group: Group) -> bytes | None:
+    """The EpochBlob of the commit ``group`` staged, if any (its ratchets start fresh)."""
+    pending: tuple[EpochState, CommitApplied] | None = group._pending
+    if pending is None:
+        return None
+    return encode_epoch(group._suite, pending[0], dict(group._resumption), active=True)
+
+
+def load_group(
+    epoch_blob: bytes,
+    ratchets_blob: bytes | None,
+    *,
+    signature_priv: bytes,
+    pending: tuple[bytes, CommitApplied] | None = None,
+) -> Group:
+    """The group stored by :func:`dump_group` (and a staged commit, if one was stored)."""
+    suite, epoch, resumption, active = decode_epoch(epoch_blob)
+    if ratchets_blob is not None:
+        ratchet_epoch, tree = _load_ratchets(ratchets_blob, suite, epoch.tree.n_leaves)
+        if ratchet_epoch != epoch.context.epoch:
+            raise StateFormatError("ratchets of another epoch", field="ratchets.epoch")
+        epoch = attrs.evolve(epoch, secret_tree=tree)
+    group = Group(suite, epoch, signature_priv, {}, resumption)
+    if not active:
+        group._mark_removed()
+    if pending is not None:
+        blob, event = pending
+        _, staged, _, _ = decode_epoch(blob)
+        group._pending = (staged, event)
+    return group

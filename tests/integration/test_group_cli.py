@@ -1,0 +1,93 @@
+"""Item 6 of issue 8: ``sealwire group create|add|remove|list|send`` against a real relay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from sealwire.identity import verify_card
+from sealwire.relay import RelayConfig, running_relay
+
+HANDLER = """
+async def handle(task):
+    await task.complete("ack: " + task.message.parts[0].text)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cli:
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.env = {k: v for k, v in os.environ.items() if k != "SEALWIRE_STORE_KEY"}
+
+    async def __call__(self, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sealwire.cli", *args, cwd=self.cwd, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        return out.decode()
+
+    async def serve(self, home: str) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sealwire.cli", "--home", home, "serve", "--handler",
+            "acker:handle", cwd=self.cwd, env=self.env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert b"is serving" in line
+        return proc
+
+
+@pytest.mark.slow
+async def test_group_commands(tmp_path: Path) -> None:
+    (tmp_path / "acker.py").write_text(HANDLER)
+    config = RelayConfig(
+        port=_free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+        backend_options={"path": str(tmp_path / "relay.sqlite3")},
+    )  # fmt: skip
+    cli = Cli(tmp_path)
+    async with running_relay(config) as relay:
+        names = ("alice", "bob", "carol")
+        await asyncio.gather(
+            *(cli("--home", n, "init", "--name", n, "--relay", relay.url) for n in names)
+        )
+        cards = await asyncio.gather(*(cli("--home", n, "card") for n in names))
+        ids = {}
+        for name, card in zip(names, cards, strict=True):
+            (tmp_path / f"{name}.json").write_text(card)
+            ids[name] = verify_card(json.loads(card)).identity.agent_id
+        # Bob and Carol serve (publishing their KeyPackages); invitations reach them live.
+        servers = list(await asyncio.gather(cli.serve("bob"), cli.serve("carol")))
+        try:
+            group = (await cli("--home", "alice", "group", "create")).strip()
+            assert len(bytes.fromhex(group)) == 16
+            await cli("--home", "alice", "group", "add", group, "bob.json", "carol.json")
+            listed = json.loads(await cli("--home", "alice", "group", "list"))
+            assert listed == {"group": group, "members": sorted(ids.values())}
+            out = await cli("--home", "alice", "group", "send", group, "hi", "--timeout", "20")
+            replies = [json.loads(line) for line in out.splitlines()]
+            assert sorted(r["agent"] for r in replies) == sorted([ids["bob"], ids["carol"]])
+            assert all("result" in r for r in replies), replies
+            texts = {r["result"]["status"]["message"]["parts"][0]["text"] for r in replies}
+            assert texts == {"ack: hi"}
+        finally:
+            for server in servers:
+                server.terminate()
+                await server.wait()
+        await cli("--home", "alice", "group", "remove", group, ids["carol"])
+        listed = json.loads(await cli("--home", "alice", "group", "list"))
+        assert listed["members"] == sorted([ids["alice"], ids["bob"]])

@@ -1,0 +1,140 @@
+"""The group binding's persisted formats: versioned group state, invitations, rosters.
+
+A stored group must load into an equal group (same epoch secrets, same ratchets,
+same pending commit); a blob of another version, truncated or corrupted, must
+raise StateFormatError and nothing else; invitations are hostile input and
+give an Invite or MLSDecodeError only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sealwire.identity import Identity
+from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
+from sealwire_mls._state import STATE_VERSION, StateFormatError, dump_group, load_group
+from sealwire_mls.agents import agent_key_package
+from sealwire_mls.errors import MLSDecodeError, MLSProtocolError
+from sealwire_mls.group import Group
+from sealwire_mls.welcome import MLSMessage
+
+NOW = 1_800_000_000
+
+
+def _pair() -> tuple[Group, Group, bytes]:
+    a, b = (agent_key_package(Identity.generate(), now=NOW) for _ in range(2))
+    alice = Group.create(
+        1, b"g", a.key_package.leaf_node, encryption_priv=a.encryption_priv,
+        signature_priv=a.signature_priv, random=os.urandom,
+    )  # fmt: skip
+    _, welcome = alice.commit(os.urandom, add=[b.key_package], now=NOW)
+    alice.merge_pending_commit()
+    assert welcome is not None
+    bob = Group.join(
+        MLSMessage.from_bytes(welcome).body, b.key_package, init_priv=b.init_priv,
+        encryption_priv=b.encryption_priv, signature_priv=b.signature_priv,
+    )  # fmt: skip
+    return alice, bob, b.signature_priv
+
+
+def test_a_stored_group_loads_into_the_same_group():
+    alice, bob, bob_sig = _pair()
+    first = alice.encrypt(b"one", os.urandom)
+    assert bob.process(first).data == b"one"
+    epoch, ratchets = dump_group(bob)
+    again = load_group(epoch, ratchets, signature_priv=bob_sig)
+    assert again.epoch_authenticator() == bob.epoch_authenticator()
+    with pytest.raises(MLSProtocolError):  # the replay is refused after a reload too
+        again.process(first)
+    assert again.process(alice.encrypt(b"two", os.urandom)).data == b"two"
+    commit, _ = again.commit(os.urandom)
+    again.merge_pending_commit()
+    alice.process(commit)
+    assert alice.export_secret(b"l", b"c", 32) == again.export_secret(b"l", b"c", 32)
+
+
+def test_a_group_without_its_ratchets_starts_the_epochs_secret_tree_afresh():
+    alice, bob, bob_sig = _pair()
+    epoch, _ = dump_group(bob)
+    fresh = load_group(epoch, None, signature_priv=bob_sig)
+    assert fresh.process(alice.encrypt(b"x", os.urandom)).data == b"x"
+
+
+def test_other_versions_and_corruption_are_refused():
+    _, bob, sig = _pair()
+    epoch, ratchets = dump_group(bob)
+    other = (STATE_VERSION + 1).to_bytes(2, "big")
+    with pytest.raises(StateFormatError):
+        load_group(other + epoch[2:], ratchets, signature_priv=sig)
+    with pytest.raises(StateFormatError):
+        load_group(epoch, other + ratchets[2:], signature_priv=sig)
+    with pytest.raises(StateFormatError):
+        load_group(epoch[:-1], ratchets, signature_priv=sig)
+    with pytest.raises(StateFormatError):
+        load_group(epoch + b"\x00", ratchets, signature_priv=sig)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_damage_to_a_stored_group_gives_state_format_errors_only(data):
+    _, bob, sig = _STATE
+    epoch, ratchets = dump_group(bob)
+    which = data.draw(st.sampled_from(["epoch", "ratchets"]))
+    blob = bytearray(epoch if which == "epoch" else ratchets)
+    cut = data.draw(st.integers(0, len(blob)))
+    flip = data.draw(st.integers(0, len(blob) - 1))
+    blob[flip] ^= data.draw(st.integers(1, 255))
+    damaged = bytes(blob[:cut]) if data.draw(st.booleans()) else bytes(blob)
+    try:
+        if which == "epoch":
+            load_group(damaged, ratchets, signature_priv=sig)
+        else:
+            load_group(epoch, damaged, signature_priv=sig)
+    except StateFormatError:
+        pass
+
+
+_STATE = _pair()
+
+
+def test_invitations_round_trip():
+    invite = Invite(
+        group_id=b"g", seq=7, welcome=b"w", group_info=b"", cards={"a": {"name": "x"}},
+        external_joins=True,
+    )  # fmt: skip
+    assert Invite.from_bytes(invite.to_bytes()) == invite
+    assert "w" not in repr(invite).split("seq")[1]  # secrets-bearing fields are not shown
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_arbitrary_invitations_give_invites_or_decode_errors(data):
+    with contextlib.suppress(MLSDecodeError):
+        Invite.from_bytes(data)
+
+
+def test_card_lists_in_authenticated_data():
+    cards = [{"name": "a"}, {"name": "b"}]
+    assert decode_cards(encode_cards(cards)) == cards
+    assert decode_cards(b"") == []
+    for bad in (b"{", b"[]", b'{"cards": 3}', b'{"cards": [1]}', b"\xff"):
+        with pytest.raises(MLSDecodeError):
+            decode_cards(bad)
+
+
+def test_rosters_round_trip_and_refuse_corruption():
+    alice, _, _ = _pair()
+    roster = Roster(alice, {"a": {"n": 1}}, external_joins=True, expected={"b": {"n": 2}})
+    again = Roster.from_json(alice, roster.to_json())
+    assert (again.cards, again.expected, again.external_joins) == (
+        roster.cards,
+        roster.expected,
+        True,
+    )
+    with pytest.raises(MLSDecodeError):
+        Roster.from_json(alice, b"{}")
