@@ -1,0 +1,62 @@
+"""A2A JSON-RPC over HTTPS for Sealwire: mutual TLS 1.3 with certificates from identities.
+
+* :class:`TlsBinding` - ``urn:sealwire:binding:tls:1``: serves the A2A
+  ``JSONRPC`` binding on hypercorn (HTTP/1.1 and HTTP/2) and calls peers with
+  ``httpx``; client certificates required; the policy's decision bound to the
+  session by a signed channel binding (:mod:`._channel`).
+* :func:`self_signed_certificate`, :func:`issue_certificate` - X.509
+  certificates carrying an agent's Ed25519 signing key.
+"""
+
+from __future__ import annotations
+
+from sealwire_tls._binding import TlsBinding, agent_certificate_chain
+from sealwire_tls._certs import (
+    AGENT_URI_PREFIX,
+    DEFAULT_HOSTS,
+    certificate_agent_id,
+    certificate_key,
+    fingerprint,
+    issue_certificate,
+    key_files,
+    load_ca,
+    parse_certificate,
+    pem,
+    self_signed_certificate,
+    spki_sha256,
+)
+from sealwire_tls._channel import (
+    CARD_HEADER,
+    CHANNEL_BINDING_HEADER,
+    NEGOTIATION_HEADER,
+    channel_binding_data,
+)
+from sealwire_tls._client import TlsClient, client_context
+from sealwire_tls._server import ENROLL_PATH, MAX_ENROLLED, TlsServer, server_context
+
+__all__ = [
+    "AGENT_URI_PREFIX",
+    "CARD_HEADER",
+    "CHANNEL_BINDING_HEADER",
+    "DEFAULT_HOSTS",
+    "ENROLL_PATH",
+    "MAX_ENROLLED",
+    "NEGOTIATION_HEADER",
+    "TlsBinding",
+    "TlsClient",
+    "TlsServer",
+    "agent_certificate_chain",
+    "certificate_agent_id",
+    "certificate_key",
+    "channel_binding_data",
+    "client_context",
+    "fingerprint",
+    "issue_certificate",
+    "key_files",
+    "load_ca",
+    "parse_certificate",
+    "pem",
+    "self_signed_certificate",
+    "server_context",
+    "spki_sha256",
+]

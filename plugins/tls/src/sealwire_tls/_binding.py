@@ -1,0 +1,145 @@
+"""``urn:sealwire:binding:tls:1``: the A2A JSONRPC binding over HTTPS with mutual TLS 1.3.
+
+A binding with a carrier of its own: :meth:`TlsBinding.serve` runs the A2A
+HTTP endpoint on hypercorn for an ``https://`` listen URL, and
+:meth:`TlsBinding.connect` returns an HTTP channel to a peer's ``https://``
+interface; the stream handshake methods do not apply. README.md defines the
+binding (A2A v1.0 §12).
+
+Options (``[bindings.tls]``): ``url`` (the interface URL the card names),
+``hosts`` (names in the certificate), ``ca_certificate`` and ``ca_key`` (PEM
+files: our certificate is issued by this CA, and it anchors clients and
+servers), ``client_certificates`` (PEM files of external clients allowed),
+``enroll`` (default true), ``http2`` (default true), ``timeout`` (seconds).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+
+from sealwire.binding import (
+    BindingContext,
+    BindingInfo,
+    Dispatcher,
+    Negotiation,
+    Property,
+    SecureChannel,
+    SessionBinding,
+    Shape,
+)
+from sealwire.errors import ConfigurationError, LocalProtocolError
+from sealwire.identity import Identity, PublicIdentity, VerifiedCard
+from sealwire.transport import FrameStream, Listener
+from sealwire.transport._http_server import A2AHttpApp, serve_http
+from sealwire_tls._certs import (
+    DEFAULT_HOSTS,
+    issue_certificate,
+    load_ca,
+    self_signed_certificate,
+    spki_sha256,
+)
+from sealwire_tls._channel import b64url
+from sealwire_tls._client import DEFAULT_TIMEOUT, TlsClient
+from sealwire_tls._server import ENROLL_PATH, TlsServer
+
+__all__ = ["TlsBinding", "agent_certificate_chain"]
+
+
+def agent_certificate_chain(
+    identity: Identity, options: Mapping[str, Any]
+) -> tuple[list[x509.Certificate], x509.Certificate | None]:
+    """(our chain, the operator's CA or None) as the options say."""
+    hosts = tuple(options.get("hosts", DEFAULT_HOSTS))
+    if "ca_certificate" not in options:
+        return [self_signed_certificate(identity, hosts)], None
+    if "ca_key" not in options:
+        raise ConfigurationError("bindings.tls: ca_certificate needs ca_key")
+    ca, ca_key = load_ca(options["ca_certificate"], options["ca_key"])
+    return [issue_certificate(identity, ca, ca_key, hosts), ca], ca
+
+
+class TlsBinding(SessionBinding):
+    """Mutual TLS 1.3 with certificates made from agent identities; A2A JSON-RPC over HTTPS."""
+
+    info = BindingInfo(
+        name="tls",
+        version=importlib.metadata.version("sealwire-tls"),
+        major=1,
+        shape=Shape.SESSION,
+        properties=frozenset(
+            {Property.MUTUAL_AUTH, Property.FORWARD_SECRECY, Property.HTTP_INTEROP}
+        ),
+        schemes=frozenset({"https"}),
+        description="A2A JSON-RPC over HTTPS (HTTP/1.1, HTTP/2), mutual TLS 1.3",
+    )
+
+    def __init__(self, context: BindingContext) -> None:
+        super().__init__(context)
+        options = context.options
+        self._chain, self._ca = agent_certificate_chain(context.identity, options)
+        self._client = TlsClient(
+            lambda: self.context,
+            self._chain,
+            ca=self._ca,
+            http2=bool(options.get("http2", True)),
+            timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
+        )
+        self._enroll = bool(options.get("enroll", True))
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """This agent's TLS certificate."""
+        return self._chain[0]
+
+    @classmethod
+    def card_parameters(
+        cls, identity: PublicIdentity, options: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """The certificate's key is the card's signing key; its RFC 7469 pin; enrolment."""
+        return {
+            "certificateKey": "signingKey",
+            "spkiSha256": b64url(spki_sha256(identity.signing_key)),
+            "enroll": bool(options.get("enroll", True)),
+            "enrollPath": ENROLL_PATH,
+        }
+
+    async def serve(self, url: str, dispatch: Dispatcher) -> Listener | None:
+        """Serve A2A JSON-RPC over HTTPS at an ``https://`` URL (others: not ours)."""
+        parts = urlsplit(url)
+        if parts.scheme != "https":
+            return None
+        server = TlsServer(
+            lambda: self.context, self._chain, binding_uri=self.info.uri, ca=self._ca,
+            enroll=self._enroll,
+        )  # fmt: skip
+        app = A2AHttpApp(
+            dispatch,
+            server.card,
+            server.identify,
+            path=parts.path or "/",
+            routes={("POST", ENROLL_PATH): server.enroll},
+            response_headers=server.response_headers,
+        )
+        listener: Listener = await serve_http(app, url, ssl=server.ssl)
+        return listener
+
+    async def connect(
+        self, url: str, peer: VerifiedCard, negotiation: Negotiation
+    ) -> SecureChannel | None:
+        """A channel of frames to the peer's HTTPS endpoint."""
+        if urlsplit(url).scheme != "https":
+            return None
+        return await self._client.open(url, peer, negotiation)
+
+    async def initiate(
+        self, stream: FrameStream, peer: VerifiedCard, negotiation: Negotiation
+    ) -> SecureChannel:
+        raise LocalProtocolError("the TLS binding brings its own carrier: use connect()")
+
+    async def respond(self, stream: FrameStream, negotiation: Negotiation) -> SecureChannel:
+        raise LocalProtocolError("the TLS binding brings its own carrier: use serve()")

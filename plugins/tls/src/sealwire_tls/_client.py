@@ -1,0 +1,210 @@
+"""The calling side of the TLS binding: pin the server, enrol, call over httpx.
+
+Opening a channel to a peer's ``https://`` interface (module rules):
+
+1. Probe: one TLS 1.3 handshake reads the server's certificate (verified
+   against the operator's CA and the host name when a CA is configured). Its
+   key must be the signing key of the peer's verified card - the handshake's
+   CertificateVerify proved the server holds it. That exact certificate is
+   then the only trust anchor of the real connections (a pinned certificate).
+2. Enrol our certificate when the peer's card says it enrols (once per peer
+   and process), so the server's OpenSSL can verify it.
+3. The channel: an ``httpx`` client, TLS 1.3 only, our certificate, HTTP/2 by
+   default; each request carries our signed card and the negotiation, each
+   answer's channel binding is verified with the peer's key (``_channel``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from sealwire.binding import BindingContext, Negotiation, PeerIdentity, Property
+from sealwire.errors import AuthenticationError, RemoteProtocolError, TrustError
+from sealwire.identity import PublicIdentity, VerifiedCard
+from sealwire.transport import TransportError
+from sealwire.transport._http_client import HttpChannel
+from sealwire_tls._certs import certificate_key, fingerprint, key_files, parse_certificate
+from sealwire_tls._channel import (
+    CARD_HEADER,
+    CHANNEL_BINDING_HEADER,
+    NEGOTIATION_HEADER,
+    b64url,
+    channel_binding_data,
+    from_b64url,
+    http_version,
+    negotiation_header,
+)
+from sealwire_tls._server import ENROLL_PATH
+
+__all__ = ["MAX_PINNED_SERVERS", "TlsClient", "client_context"]
+
+MAX_PINNED_SERVERS = 1024
+"""Server certificates (and enrolments) remembered per binding; forgotten ones cost a
+probe (an enrolment) again."""
+DEFAULT_TIMEOUT = 30.0
+"""Seconds for the probe, enrolment, connecting and writing (answers may take longer)."""
+
+
+def client_context(
+    identity_chain: tuple[BindingContext, Sequence[x509.Certificate]] | None,
+    server_der: bytes,
+) -> ssl.SSLContext:
+    """TLS 1.3 only; the server's exact certificate as the only anchor; ours if given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False  # the pinned certificate authenticates, not the name
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=server_der)
+    # A pinned leaf (CA-issued, so not self-signed) is a trust anchor of its own.
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    if identity_chain is not None:
+        context, chain = identity_chain
+        with key_files(context.identity, chain) as (cert_file, key_file):
+            ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+def _probe_context(ca: x509.Certificate | None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if ca is None:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # the key is checked against the card below
+    else:
+        ctx.load_verify_locations(cadata=ca.public_bytes(Encoding.DER))
+    return ctx
+
+
+async def probe(host: str, port: int, ca: x509.Certificate | None, timeout: float) -> bytes:
+    """The server's certificate (DER) from one TLS 1.3 handshake; TransportError if unreachable."""
+    try:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=_probe_context(ca), server_hostname=host),
+            timeout,
+        )
+    except ssl.SSLError as exc:
+        raise TrustError(f"TLS handshake with {host}:{port} failed: {exc.reason}") from None
+    except (OSError, TimeoutError) as exc:
+        raise TransportError(f"cannot reach {host}:{port}: {type(exc).__name__}") from None
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    if not der:
+        raise RemoteProtocolError("the server sent no certificate")
+    return bytes(der)
+
+
+def channel_check(
+    peer: PublicIdentity, negotiation: Negotiation, server_fp: bytes, client_fp: bytes
+) -> Callable[[httpx.Response], None]:
+    """Verifies each answer's channel binding; a signature checked once is then compared."""
+    verified: dict[str, str] = {}
+
+    def check(response: httpx.Response) -> None:
+        value = response.headers.get(CHANNEL_BINDING_HEADER)
+        if value is None:
+            raise AuthenticationError("the server did not bind the channel")
+        http = http_version(response.http_version)
+        if verified.get(http) == value:
+            return
+        data = channel_binding_data(negotiation, server_fp, client_fp, http)
+        peer.verify(from_b64url(value, field=CHANNEL_BINDING_HEADER), data)
+        verified[http] = value
+
+    return check
+
+
+class TlsClient:
+    """Opens :class:`HttpChannel` s to peers for one agent's TLS binding."""
+
+    def __init__(
+        self,
+        current: Callable[[], BindingContext],
+        chain: Sequence[x509.Certificate],
+        *,
+        ca: x509.Certificate | None = None,
+        http2: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._current = current
+        self._chain = tuple(chain)
+        self._der = chain[0].public_bytes(Encoding.DER)
+        self._fingerprint = fingerprint(self._der)
+        self._ca = ca
+        self.http2 = http2
+        self._timeout = timeout
+        self._servers: dict[tuple[str, int, str], bytes] = {}
+        self._enrolled: set[tuple[str, int, str]] = set()
+
+    async def open(self, url: str, peer: VerifiedCard, negotiation: Negotiation) -> HttpChannel:
+        """The channel to ``peer`` at ``url`` (module rules 1-3)."""
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or 443
+        key = (host, port, peer.agent_id)
+        server_der = self._servers.get(key)
+        if server_der is None:
+            server_der = await probe(host, port, self._ca, self._timeout)
+            found = certificate_key(parse_certificate(server_der))
+            if found.public_bytes_raw() != peer.identity.signing_key.public_bytes_raw():
+                raise TrustError("the server's certificate is not the key of the peer's card")
+            if len(self._servers) >= MAX_PINNED_SERVERS:
+                self._servers.clear()
+            self._servers[key] = server_der
+        offer = peer.offer("tls")
+        if offer is not None and offer.params.get("enroll", False) and key not in self._enrolled:
+            await self._enroll(f"{parts.scheme}://{parts.netloc}{ENROLL_PATH}", server_der)
+            if len(self._enrolled) >= MAX_PINNED_SERVERS:
+                self._enrolled.clear()  # enrolling again is harmless
+            self._enrolled.add(key)
+        context = self._current()
+        client = httpx.AsyncClient(
+            verify=client_context((context, self._chain), server_der),
+            http2=self.http2,
+            # No read timeout: an A2A call or stream may rightly wait for a long task,
+            # as on every other binding; connecting and writing are bounded.
+            timeout=httpx.Timeout(self._timeout, read=None),
+            trust_env=False,
+        )
+        headers = {
+            CARD_HEADER: b64url(
+                json.dumps(dict(context.card.card), separators=(",", ":")).encode()
+            ),
+            NEGOTIATION_HEADER: negotiation_header(negotiation),
+        }
+        check = channel_check(
+            peer.identity, negotiation, fingerprint(server_der), self._fingerprint
+        )
+        return HttpChannel(
+            client,
+            url,
+            PeerIdentity(agent_id=peer.agent_id, identity=peer.identity, card=peer),
+            properties=frozenset(
+                {Property.MUTUAL_AUTH, Property.FORWARD_SECRECY, Property.HTTP_INTEROP}
+            ),
+            headers=headers,
+            check_response=check,
+        )
+
+    async def _enroll(self, url: str, server_der: bytes) -> None:
+        body = {"card": dict(self._current().card.card), "certificate": b64url(self._der)}
+        verify = client_context(None, server_der)
+        async with httpx.AsyncClient(verify=verify, timeout=self._timeout, trust_env=False) as c:
+            try:
+                response = await c.post(url, json=body)
+            except httpx.HTTPError as exc:
+                raise TransportError(f"enrolment failed: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise TrustError(f"the peer refused our certificate: HTTP {response.status_code}")

@@ -1,0 +1,251 @@
+"""The HTTPS side of the TLS binding: TLS 1.3 context, who the caller is, enrolment.
+
+Who may call (module rules):
+
+1. TLS 1.3 only; a client certificate is verified by OpenSSL against the trust
+   anchors: the operator's CA, the certificates configured in
+   ``client_certificates``, and those enrolled. With ``enroll = false`` the
+   certificate is required in the handshake (``CERT_REQUIRED``); with enrolment
+   on (the default) the handshake also admits a client without one
+   (``CERT_OPTIONAL``), which may only read the card and enrol: every A2A
+   request without a verified certificate gets HTTP 403.
+2. The certificate's key must be Ed25519: its agent id is the caller's.
+3. A caller sending its signed card (``Sealwire-Agent-Card``) must be that
+   card's agent (same key) and pass ``TrustStore.check``; any other caller
+   (curl, an a2a-sdk client) must be pinned in the trust store.
+4. Enrolment (``POST /.well-known/sealwire/enroll``, body ``{"card", "certificate"}``)
+   adds a certificate as a trust anchor once its card verifies, passes the trust
+   store, and names the certificate's key; the handshake then proves the key.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from sealwire.binding import BindingContext, PeerIdentity
+from sealwire.errors import AuthenticationError, DecodeError, PolicyError, TrustError
+from sealwire.identity import VerifiedCard, agent_id_for, sign_card, verify_card
+from sealwire_tls._certs import (
+    certificate_key,
+    fingerprint,
+    key_files,
+    load_certificates,
+    parse_certificate,
+)
+from sealwire_tls._channel import (
+    CARD_HEADER,
+    CHANNEL_BINDING_HEADER,
+    NEGOTIATION_HEADER,
+    b64url,
+    channel_binding_data,
+    decode_json_header,
+    from_b64url,
+    http_version,
+    parse_negotiation_header,
+)
+
+__all__ = ["ENROLL_PATH", "MAX_ENROLLED", "MAX_PEER_CACHE", "TlsServer", "server_context"]
+
+ENROLL_PATH = "/.well-known/sealwire/enroll"
+TLS_NAMESPACE = "tls"
+MAX_ENROLLED = 4096
+"""Client certificates enrolled and kept as trust anchors; past this, enrolment
+is refused (each is an entry in OpenSSL's store, looked up per handshake)."""
+MAX_PEER_CACHE = 1024
+"""Verified (certificate, card) pairs and channel-binding signatures remembered,
+least recently used dropped: a card verification costs ~1 ms, not per request."""
+ALPN = ["h2", "http/1.1"]
+
+
+def server_context(
+    chain: Sequence[x509.Certificate],
+    context: BindingContext,
+    anchors: Sequence[bytes],
+    *,
+    require: bool,
+) -> ssl.SSLContext:
+    """TLS 1.3 only, our certificate, client certificates verified against ``anchors`` (DER)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.set_alpn_protocols(ALPN)
+    with key_files(context.identity, chain) as (cert_file, key_file):
+        ctx.load_cert_chain(cert_file, key_file)
+    ctx.verify_mode = ssl.CERT_REQUIRED if require else ssl.CERT_OPTIONAL
+    # A pinned leaf (CA-issued, so not self-signed) is a trust anchor of its own.
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    for der in anchors:
+        ctx.load_verify_locations(cadata=der)
+    return ctx
+
+
+class _Lru(OrderedDict[Any, Any]):
+    def remember(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > MAX_PEER_CACHE:
+            self.popitem(last=False)
+        return value
+
+
+class TlsServer:
+    """Serving side of one agent's TLS binding (the module docstring's rules)."""
+
+    def __init__(
+        self,
+        current: Callable[[], BindingContext],
+        chain: Sequence[x509.Certificate],
+        *,
+        binding_uri: str,
+        ca: x509.Certificate | None = None,
+        enroll: bool = True,
+    ) -> None:
+        self._current = current
+        context = current()
+        self.chain = tuple(chain)
+        self.fingerprint = fingerprint(chain[0].public_bytes(Encoding.DER))
+        self._uri = binding_uri
+        self._enroll = enroll
+        anchors = [c.public_bytes(Encoding.DER) for c in ([ca] if ca else [])]
+        paths = context.options.get("client_certificates", [])
+        for path in [paths] if isinstance(paths, str) else paths:
+            anchors += [c.public_bytes(Encoding.DER) for c in load_certificates(path)]
+        stored = context.store.keys(TLS_NAMESPACE, "client/")[:MAX_ENROLLED]
+        anchors += [d for d in (context.store.get(TLS_NAMESPACE, k) for k in stored) if d]
+        self._anchors = {fingerprint(d) for d in anchors}
+        self.ssl = server_context(chain, context, anchors, require=not enroll)
+        self._peers = _Lru()
+        self._signatures = _Lru()
+        self._served: tuple[VerifiedCard, dict[str, Any]] | None = None
+
+    @property
+    def _binding(self) -> BindingContext:
+        """The binding's context now (the agent re-signs its card once it listens)."""
+        return self._current()
+
+    # -- the card ------------------------------------------------------------------------
+
+    def card(self) -> Mapping[str, Any]:
+        """Our signed card with the standard ``JSONRPC`` interface added beside ours (re-signed)."""
+        card = self._binding.card
+        if self._served is not None and self._served[0] is card:
+            return self._served[1]
+        data = dict(card.card)
+        interfaces = list(data.get("supportedInterfaces", []))
+        ours = [i for i in interfaces if i.get("protocolBinding") == self._uri]
+        for entry in ours:
+            plain = {**entry, "protocolBinding": "JSONRPC"}
+            if plain not in interfaces:
+                interfaces.insert(interfaces.index(entry) + 1, plain)
+        data["supportedInterfaces"] = interfaces
+        signed = sign_card(data, self._binding.identity)
+        self._served = (card, signed)
+        return signed
+
+    # -- who is calling ------------------------------------------------------------------
+
+    async def identify(self, scope: Mapping[str, Any], headers: Mapping[str, str]) -> PeerIdentity:
+        """The verified caller of one request (rules 1-3), or an AuthenticationError."""
+        der = _client_certificate(scope)
+        card_header = headers.get(CARD_HEADER.lower())
+        card_digest = None if card_header is None else fingerprint(card_header.encode())
+        key = (fingerprint(der), card_digest)
+        peer: PeerIdentity | None = self._peers.get(key)
+        if peer is None:
+            peer = self._peers.remember(key, self._verify_caller(der, card_header))
+        if self._binding.trust.is_denied(peer.agent_id):
+            raise TrustError(f"agent {peer.agent_id} is denied")
+        return peer
+
+    def _verify_caller(self, der: bytes, card_header: str | None) -> PeerIdentity:
+        key = certificate_key(parse_certificate(der))
+        agent_id = agent_id_for(key)
+        if card_header is not None:
+            card = verify_card(decode_json_header(card_header, field=CARD_HEADER))
+            if card.identity.signing_key.public_bytes_raw() != key.public_bytes_raw():
+                raise AuthenticationError("the client certificate is not the card's agent")
+            self._binding.trust.check(card)
+            return PeerIdentity(agent_id=agent_id, identity=card.identity, card=card)
+        pinned = self._binding.trust.pinned(agent_id)
+        if pinned is None:
+            raise TrustError(f"agent {agent_id} is not pinned: send a card, or pin it")
+        return PeerIdentity(agent_id=agent_id, identity=pinned)
+
+    def response_headers(
+        self, scope: Mapping[str, Any], headers: Mapping[str, str], peer: PeerIdentity
+    ) -> Mapping[str, str]:
+        """The channel binding for a caller that sent its negotiation (see ``_channel``)."""
+        value = headers.get(NEGOTIATION_HEADER.lower())
+        if value is None:
+            return {}
+        http = http_version(str(scope.get("http_version", "1.1")))
+        client = fingerprint(_client_certificate(scope))
+        key = (value, client, http)
+        signature = self._signatures.get(key)
+        if signature is None:
+            negotiation = parse_negotiation_header(value)
+            self._check_incoming(negotiation.chosen, negotiation.responder_offers)
+            data = channel_binding_data(negotiation, self.fingerprint, client, http)
+            signature = self._signatures.remember(key, b64url(self._binding.identity.sign(data)))
+        return {CHANNEL_BINDING_HEADER: signature}
+
+    def _check_incoming(self, chosen: str, responder_offers: tuple[str, ...]) -> None:
+        """``Policy.check_incoming``'s rules: our offers as our card has them, ours chosen."""
+        ours = tuple(o.uri for o in self._binding.card.offers)
+        if responder_offers != ours:
+            raise PolicyError("the peer's view of our offered bindings differs from our card")
+        if chosen != self._uri:
+            raise PolicyError(f"binding {chosen[:100]} is not the one serving here")
+
+    # -- enrolment -----------------------------------------------------------------------
+
+    async def enroll(
+        self, scope: Mapping[str, Any], headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, Any]:
+        """Rule 4: add a client certificate as a trust anchor."""
+        if not self._enroll:
+            return 404, {"error": "enrolment is off"}
+        card, der = _parse_enrolment(body)
+        key = certificate_key(parse_certificate(der))
+        if card.identity.signing_key.public_bytes_raw() != key.public_bytes_raw():
+            raise AuthenticationError("the certificate's key is not the card's signing key")
+        self._binding.trust.check(card)
+        digest = fingerprint(der)
+        if digest not in self._anchors:
+            if len(self._anchors) >= MAX_ENROLLED:
+                return 503, {"error": "too many enrolled certificates"}
+            self.ssl.load_verify_locations(cadata=der)
+            self._anchors.add(digest)
+            self._binding.store.put(TLS_NAMESPACE, f"client/{card.agent_id}", der)
+        return 200, {"enrolled": card.agent_id}
+
+
+def _parse_enrolment(body: bytes) -> tuple[VerifiedCard, bytes]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise DecodeError("not JSON", field="enrolment") from None
+    if not isinstance(data, dict) or not isinstance(data.get("certificate"), str):
+        raise DecodeError("expected {card, certificate}", field="enrolment")
+    card = data.get("card")
+    if not isinstance(card, dict):
+        raise DecodeError("expected the signed card", field="enrolment.card")
+    return verify_card(card), from_b64url(data["certificate"], field="enrolment.certificate")
+
+
+def _client_certificate(scope: Mapping[str, Any]) -> bytes:
+    tls = scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    if not chain:
+        raise AuthenticationError("a client certificate is required")
+    try:
+        return ssl.PEM_cert_to_DER_cert(chain[0])
+    except ValueError:
+        raise DecodeError("unreadable client certificate", field="tls.client_cert_chain") from None

@@ -1,0 +1,25 @@
+"""Entry point module of ``sealwire-tls``: the TLS binding and ``sealwire tls``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sealwire
+from sealwire.binding import Binding
+from sealwire.components import CliCommand
+from sealwire_tls._binding import TlsBinding
+from sealwire_tls._cli import tls_command
+
+__all__ = ["sealwire_bindings", "sealwire_cli_commands"]
+
+
+@sealwire.hookimpl
+def sealwire_bindings() -> Sequence[type[Binding]]:
+    """The TLS session binding (``urn:sealwire:binding:tls:1``)."""
+    return [TlsBinding]
+
+
+@sealwire.hookimpl
+def sealwire_cli_commands() -> Sequence[CliCommand]:
+    """``sealwire tls cert``: export the agent's certificate and key for other tools."""
+    return [tls_command()]
