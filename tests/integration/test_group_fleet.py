@@ -271,3 +271,31 @@ async def test_state_survives_restarts_and_offline_members_catch_up(fleet):
     finally:
         for agent in (alice, bob, carol):
             await agent.stop()
+
+
+async def test_a_frame_opened_before_a_crash_is_handled_after_the_restart(fleet):
+    alice = await fleet.agent("alice")
+    bob_id, bob_store = Identity.generate(), MemoryStore()
+    bob = await fleet.agent("bob", bob_id, bob_store)
+    try:
+        group = await alice.create_group()
+        await alice.add_to_group(group, [bob.card])
+        await _until(lambda: group in bob.groups(), "Bob's join")
+        opened = []
+
+        def crash(*args: object) -> None:  # Bob dies after opening, before handling
+            opened.append(args)
+            raise asyncio.CancelledError
+
+        bob._groups._on_frame = crash
+        asking = asyncio.create_task(alice.send_to_group(group, "still there?", timeout=TIMEOUT))
+        await _until(lambda: opened, "Bob opening the request")
+        await bob.stop()
+        assert bob_store.keys("group.inbox")  # kept with the ratchet that opened it
+        bob = await fleet.agent("bob", bob_id, bob_store)
+        replies = await asking
+        assert [r.result.status.message.parts[0].text for r in replies] == ["bob: still there?"]
+        assert not bob_store.keys("group.inbox")
+    finally:
+        for agent in (alice, bob):
+            await agent.stop()

@@ -392,8 +392,22 @@ class GroupBinding(Binding):
         """Encrypt ``frame`` once for the whole group."""
 
     @abc.abstractmethod
-    async def process(self, group_id: bytes, message: bytes) -> GroupEvent | None:
-        """Process one message from the group log (handshake or application)."""
+    async def process(
+        self,
+        group_id: bytes,
+        message: bytes,
+        *,
+        keep: Callable[[StoreTransaction, GroupEvent | None], None] | None = None,
+    ) -> GroupEvent | None:
+        """Process one message from the group log (handshake or application).
+
+        When the message changes the binding's state, ``keep(tx, event)`` runs
+        inside the transaction that commits the new state (as in
+        :meth:`MailboxBinding.open`): the agent writes its log position and the
+        opened frame there, so a crash between processing and handling loses
+        nothing. A message that changes nothing (one of a past epoch) does not
+        call it. If it raises, nothing is committed.
+        """
 
     @abc.abstractmethod
     def export_secret(self, group_id: bytes, label: str, context: bytes, length: int) -> bytes:

@@ -14,7 +14,10 @@ and routes the frames the binding opens:
 
 JSON-RPC ids of group requests are ``<agent id>/<random>``: unique across the
 group, so answers never collide. The log position of each group is kept in
-the store (namespace ``group.log``) after each entry is handled. Invitations
+the store (namespace ``group.log``), written in the same transaction as the
+binding's new state together with the frame opened (namespace
+``group.inbox``, until it is handed on, replayed after a restart): a crash
+between processing an entry and handling it loses nothing. Invitations
 (an MLS Welcome) arrive through the agent's mailbox and are handed to the
 binding's ``join``.
 """
@@ -22,6 +25,7 @@ binding's ``join``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -31,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sealwire.binding import GroupBinding, GroupMembershipChanged, GroupMessage, PeerIdentity
+from sealwire.binding import (
+    GroupBinding,
+    GroupEvent,
+    GroupMembershipChanged,
+    GroupMessage,
+    OpenedMessage,
+    PeerIdentity,
+)
 from sealwire.codec import (
     A2A_VERSION,
     A2AError,
@@ -48,11 +59,13 @@ from sealwire.codec import (
     rpc_error_from,
 )
 from sealwire.errors import InternalError, SealwireError, StateError
+from sealwire.identity import verify_card
 from sealwire.model import Message, SendMessageRequest, SendMessageResponse, Task
 
 if TYPE_CHECKING:
     from sealwire.agent._agent import Agent
     from sealwire.relay import GroupLogEntry
+    from sealwire.store import StoreTransaction
 
 __all__ = ["GroupReply", "GroupRouter", "REPLY_TO_PARAMETER"]
 
@@ -61,6 +74,8 @@ log = logging.getLogger(__name__)
 REPLY_TO_PARAMETER = "Sealwire-Reply-To"
 """Service parameter of a response frame sent to a group: the requester's agent id."""
 CURSOR_NAMESPACE = "group.log"
+INBOX_NAMESPACE = "group.inbox"
+"""Frames opened from a group log, kept with the binding's new state until handed on."""
 MAX_SERVED_REQUESTS = 64
 """Group requests this agent serves at once; more are dropped (and logged), so a
 chatty group cannot make us run unbounded handler tasks."""
@@ -120,6 +135,7 @@ class GroupRouter:
             known = self.bindings.get(record.get("binding", ""))
             if known is not None:
                 self._follow(bytes.fromhex(key), known, int(record.get("after", 0)))
+        self._replay()
 
     async def stop(self) -> None:
         tasks = [*self._readers.values(), *self._serving]
@@ -194,8 +210,7 @@ class GroupRouter:
         )
 
     def _save_cursor(self, group_id: bytes, binding: GroupBinding, after: int) -> None:
-        record = json.dumps({"binding": binding.info.name, "after": after}).encode()
-        self.agent.store.put(CURSOR_NAMESPACE, group_id.hex(), record)
+        self.agent.store.put(CURSOR_NAMESPACE, group_id.hex(), _cursor(binding, after))
 
     def _leave(self, group_id: bytes) -> None:
         self._followed.pop(group_id, None)
@@ -215,21 +230,56 @@ class GroupRouter:
 
     async def _entry(self, group_id: bytes, binding: GroupBinding, entry: GroupLogEntry) -> bool:
         """Handle one log entry; False once this agent has left the group."""
-        event = None
-        own_echo = entry.kind == "application" and entry.sender == self.agent.agent_id
-        if not own_echo:
+        event: GroupEvent | None = None
+        kept = False
+
+        def keep(tx: StoreTransaction, opened: GroupEvent | None) -> None:
+            nonlocal kept
+            kept = True
+            tx.put(CURSOR_NAMESPACE, group_id.hex(), _cursor(binding, entry.seq))
+            if isinstance(opened, GroupMessage):
+                tx.put(INBOX_NAMESPACE, _inbox_key(group_id, entry.seq), _record(binding, opened))
+
+        if not (entry.kind == "application" and entry.sender == self.agent.agent_id):
             try:
-                event = await binding.process(group_id, entry.message)
+                event = await binding.process(group_id, entry.message, keep=keep)
             except SealwireError as exc:
                 log.info("dropping group entry %d: %s", entry.seq, type(exc).__name__)
             except Exception:  # a binding bug must not stop the group's log for good
                 log.exception("group binding failed on entry %d", entry.seq)
-        self._save_cursor(group_id, binding, entry.seq)
+        if not kept:
+            self._save_cursor(group_id, binding, entry.seq)
         if isinstance(event, GroupMessage):
             self._on_frame(group_id, binding, event)
+            self.agent.store.delete(INBOX_NAMESPACE, _inbox_key(group_id, entry.seq))
         elif isinstance(event, GroupMembershipChanged):
             return self.agent.agent_id not in event.removed
         return True
+
+    def _replay(self) -> None:
+        """Hand on the frames opened before a restart and not handed on then."""
+        for key in self.agent.store.keys(INBOX_NAMESPACE):
+            raw = self.agent.store.get(INBOX_NAMESPACE, key)
+            try:
+                record = json.loads(raw or b"")
+                binding = self.bindings[record["binding"]]
+                card = verify_card(record["card"])
+                event = GroupMessage(
+                    group_id=bytes.fromhex(record["group"]),
+                    epoch=int(record["epoch"]),
+                    message=OpenedMessage(
+                        sender=PeerIdentity(
+                            agent_id=card.identity.agent_id, identity=card.identity, card=card
+                        ),
+                        frame=base64.b64decode(record["frame"]),
+                        message_id=str(record["id"]),
+                    ),
+                )
+            except (SealwireError, KeyError, TypeError, ValueError) as exc:
+                log.warning("cannot route a stored group frame: %s", type(exc).__name__)
+            else:
+                self._on_frame(event.group_id, binding, event)
+            self.agent.store.delete(INBOX_NAMESPACE, key)
 
     def _on_frame(self, group_id: bytes, binding: GroupBinding, event: GroupMessage) -> None:
         peer = event.message.sender
@@ -316,3 +366,27 @@ def _reply(
         return GroupReply(agent_id=agent_id, error=rpc_error_from(typed.error))
     result: SendMessageResponse = typed.result
     return GroupReply(agent_id=agent_id, result=result.task or result.message)
+
+
+def _cursor(binding: GroupBinding, after: int) -> bytes:
+    return json.dumps({"binding": binding.info.name, "after": after}).encode()
+
+
+def _inbox_key(group_id: bytes, seq: int) -> str:
+    return f"{group_id.hex()}.{seq:020d}"
+
+
+def _record(binding: GroupBinding, event: GroupMessage) -> bytes:
+    card = event.message.sender.card
+    if card is None:
+        raise SealwireError("a group binding must name the sender's card")
+    return json.dumps(
+        {
+            "binding": binding.info.name,
+            "group": event.group_id.hex(),
+            "epoch": event.epoch,
+            "card": dict(card.card),
+            "frame": base64.b64encode(event.message.frame).decode(),
+            "id": event.message.message_id,
+        }
+    ).encode()

@@ -24,7 +24,7 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -41,9 +41,10 @@ from sealwire.binding import (
 from sealwire.errors import SealwireError, StateError, TrustError
 from sealwire.identity import VerifiedCard, verify_card
 from sealwire.relay import EpochConflictError
+from sealwire.store import StoreTransaction
 from sealwire_mls._external_join import ADMIT_AAD, admit_external, join_external, note_admission
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
-from sealwire_mls._storage import GroupStorage
+from sealwire_mls._storage import GroupStorage, Keep
 from sealwire_mls.agents import agent_key_package, check_member
 from sealwire_mls.codec import decode_exact
 from sealwire_mls.errors import MLSDecodeError, MLSProtocolError
@@ -54,6 +55,8 @@ from sealwire_mls.proposals import Add, Commit
 from sealwire_mls.welcome import MLSMessage, Welcome
 
 __all__ = ["MlsBinding"]
+
+ProcessKeep = Callable[[StoreTransaction, GroupEvent | None], None]
 
 log = logging.getLogger(__name__)
 
@@ -335,9 +338,11 @@ class MlsBinding(GroupBinding):
             self._storage.save_ratchets(group_id, roster.group)
             return message
 
-    async def process(self, group_id: bytes, message: bytes) -> GroupEvent | None:
+    async def process(
+        self, group_id: bytes, message: bytes, *, keep: ProcessKeep | None = None
+    ) -> GroupEvent | None:
         """Process one log entry; None for proposals and for messages of past epochs
-        (already applied, or from before we joined)."""
+        (already applied, or from before we joined). ``keep`` commits with the new state."""
         async with self._lock(group_id):
             roster = self._roster(group_id)
             group = roster.group
@@ -351,39 +356,50 @@ class MlsBinding(GroupBinding):
             if epoch < group.epoch or not group.active:
                 return None
             if message == self._pending.get(group_id):
-                return self._merge_own(group_id, roster)
+                return self._merge_own(group_id, roster, keep)
             if isinstance(parsed, PublicMessage):
-                return self._process_handshake(group_id, roster, parsed, message)
+                return self._process_handshake(group_id, roster, parsed, message, keep)
             result = group.process(message, now=self._now())
-            self._storage.save_ratchets(group_id, group)
             if not isinstance(result, ApplicationMessage):
+                self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
                 return None
             if result.authenticated_data == ADMIT_AAD:
                 note_admission(roster, result)
-                self._storage.save(group_id, roster)
+                self._storage.save(group_id, roster, keep=_bind(keep, None))
                 return None
             sender = roster.peer(result.sender)
             if sender is None:
+                self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
                 raise TrustError("a message from a member whose card is not verified")
             opened = OpenedMessage(
                 sender=sender, frame=result.data,
                 message_id=hashlib.sha256(message).hexdigest()[:32],
             )  # fmt: skip
-            return GroupMessage(group_id=group_id, epoch=epoch, message=opened)
+            event = GroupMessage(group_id=group_id, epoch=epoch, message=opened)
+            self._storage.save_ratchets(group_id, group, keep=_bind(keep, event))
+            return event
 
-    def _merge_own(self, group_id: bytes, roster: Roster) -> GroupMembershipChanged:
+    def _merge_own(
+        self, group_id: bytes, roster: Roster, keep: ProcessKeep | None
+    ) -> GroupMembershipChanged:
         """Our commit reached the log though we never heard it accepted (a crash, a
         lost answer): merge it now."""
         before = roster.leaves()
         applied = roster.group.merge_pending_commit()
         self._pending.pop(group_id, None)
         roster.forget_departed()
-        self._storage.save(group_id, roster)
+        event = self._membership(group_id, roster, before, applied)
+        self._storage.save(group_id, roster, keep=_bind(keep, event))
         self._signal_advance(group_id)
-        return self._membership(group_id, roster, before, applied)
+        return event
 
     def _process_handshake(
-        self, group_id: bytes, roster: Roster, parsed: PublicMessage, message: bytes
+        self,
+        group_id: bytes,
+        roster: Roster,
+        parsed: PublicMessage,
+        message: bytes,
+        keep: ProcessKeep | None,
     ) -> GroupMembershipChanged | None:
         content = parsed.content
         joining: list[LeafNode] = []
@@ -404,13 +420,15 @@ class MlsBinding(GroupBinding):
         before = roster.leaves()
         result = roster.group.process(message, now=self._now())
         if not isinstance(result, CommitApplied):
+            self._storage.save(group_id, roster, keep=_bind(keep, None))  # a proposal, cached
             return None
         self._pending.pop(group_id, None)
         self._admit_added(roster, joining, cards)
         roster.forget_departed()
-        self._storage.save(group_id, roster)
+        event = self._membership(group_id, roster, before, result)
+        self._storage.save(group_id, roster, keep=_bind(keep, event))
         self._signal_advance(group_id)
-        return self._membership(group_id, roster, before, result)
+        return event
 
     def _admit_added(
         self, roster: Roster, leaves: list[LeafNode], cards: list[Mapping[str, Any]]
@@ -444,3 +462,10 @@ class MlsBinding(GroupBinding):
             group_id=group_id, epoch=applied.epoch, members=tuple(sorted(set(after.values()))),
             added=tuple(after[i] for i in applied.added if i in after), removed=removed,
         )  # fmt: skip
+
+
+def _bind(keep: ProcessKeep | None, event: GroupEvent | None) -> Keep | None:
+    """``keep`` with the event the new state comes with, for :class:`GroupStorage`."""
+    if keep is None:
+        return None
+    return lambda tx: keep(tx, event)

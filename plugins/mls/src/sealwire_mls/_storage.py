@@ -15,10 +15,10 @@ A change of epoch writes the epoch, ratchets and cards in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sealwire.errors import StateError
-from sealwire.store import StateStore
+from sealwire.store import StateStore, StoreTransaction
 from sealwire_mls._members import Roster
 from sealwire_mls._state import (
     STATE_VERSION,
@@ -35,7 +35,10 @@ from sealwire_mls.errors import MLSDecodeError
 from sealwire_mls.group import CommitApplied, Group
 from sealwire_mls.keypackage import KeyPackage
 
-__all__ = ["GroupStorage"]
+__all__ = ["GroupStorage", "Keep"]
+
+Keep = Callable[[StoreTransaction], None]
+"""Written in the same transaction as the group's new state (the caller's own records)."""
 
 NS_EPOCH = "mls.epoch"
 NS_RATCHETS = "mls.ratchets"
@@ -75,7 +78,14 @@ class GroupStorage:
         roster = Roster.from_json(group, cards) if cards is not None else Roster(group, {})
         return roster, (pending[0] if pending is not None else None)
 
-    def save(self, group_id: bytes, roster: Roster, *, used_key_package: str | None = None) -> None:
+    def save(
+        self,
+        group_id: bytes,
+        roster: Roster,
+        *,
+        used_key_package: str | None = None,
+        keep: Keep | None = None,
+    ) -> None:
         """The group's new epoch, its cards, no pending commit (one transaction)."""
         key = group_id.hex()
         epoch, ratchets = dump_group(roster.group)
@@ -90,13 +100,18 @@ class GroupStorage:
             tx.delete(NS_PENDING, key)
             if used_key_package is not None:
                 tx.delete(NS_KEY_PACKAGES, used_key_package)
+            if keep is not None:
+                keep(tx)
         if len(self._written) >= MAX_REMEMBERED_GROUPS:
             self._written.clear()
         self._written[group_id] = marker
 
-    def save_ratchets(self, group_id: bytes, group: Group) -> None:
+    def save_ratchets(self, group_id: bytes, group: Group, *, keep: Keep | None = None) -> None:
         ratchets = dump_ratchets(group.epoch, group._epoch.secret_tree)
-        self.store.put(NS_RATCHETS, group_id.hex(), ratchets)
+        with self.store.transaction() as tx:
+            tx.put(NS_RATCHETS, group_id.hex(), ratchets)
+            if keep is not None:
+                keep(tx)
 
     def save_pending(self, group_id: bytes, group: Group, message: bytes) -> None:
         blob = dump_pending(group)
