@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from sealwire.identity import Identity
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
-from sealwire_mls._state import STATE_VERSION, StateFormatError, dump_group, load_group
 from sealwire_mls.agents import agent_key_package
 from sealwire_mls.errors import MLSDecodeError, MLSProtocolError
 from sealwire_mls.group import Group
+from sealwire_mls.persistence import STATE_VERSION, StateFormatError, dump_group, load_group
 from sealwire_mls.welcome import MLSMessage
 
 NOW = 1_800_000_000

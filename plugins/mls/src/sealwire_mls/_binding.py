@@ -10,7 +10,7 @@ Rules of this module:
   offers the same changes again on the new epoch, minus what the winner did.
 * Every state change is committed to the store before its result is handed
   on: the epoch blob when the epoch changes, the ratchets blob with every
-  message (:mod:`sealwire_mls._state`).
+  message (:mod:`sealwire_mls.persistence`).
 * Per group, one asyncio lock orders commits, sealing and processing.
 * Welcome messages travel through the joiner's relay mailbox as an
   :class:`~sealwire_mls._members.Invite`; KeyPackages go to the relay's

@@ -2,7 +2,7 @@
 
 Namespaces, each keyed by the group id in hex (KeyPackages by their ref):
 
-* ``mls.epoch`` - the epoch blob (:func:`sealwire_mls._state.encode_epoch`);
+* ``mls.epoch`` - the epoch blob (:mod:`sealwire_mls.persistence`);
 * ``mls.ratchets`` - the secret tree's ratchets, rewritten with every message;
 * ``mls.cards`` - the members' signed cards (JSON, by agent id);
 * ``mls.pending`` - a commit of ours offered to the relay and not yet known
@@ -20,7 +20,13 @@ from collections.abc import Callable, Sequence
 from sealwire.errors import StateError
 from sealwire.store import StateStore, StoreTransaction
 from sealwire_mls._members import Roster
-from sealwire_mls._state import (
+from sealwire_mls.agents import AgentKeyPackage
+from sealwire_mls.codec import Reader, Writer, decode_exact
+from sealwire_mls.crypto import cipher_suite
+from sealwire_mls.errors import MLSDecodeError
+from sealwire_mls.group import CommitApplied, Group
+from sealwire_mls.keypackage import KeyPackage
+from sealwire_mls.persistence import (
     STATE_VERSION,
     StateFormatError,
     dump_group,
@@ -28,12 +34,6 @@ from sealwire_mls._state import (
     dump_ratchets,
     load_group,
 )
-from sealwire_mls.agents import AgentKeyPackage
-from sealwire_mls.codec import Reader, Writer, decode_exact
-from sealwire_mls.crypto import cipher_suite
-from sealwire_mls.errors import MLSDecodeError
-from sealwire_mls.group import CommitApplied, Group
-from sealwire_mls.keypackage import KeyPackage
 
 __all__ = ["GroupStorage", "Keep"]
 
@@ -107,17 +107,17 @@ class GroupStorage:
         self._written[group_id] = marker
 
     def save_ratchets(self, group_id: bytes, group: Group, *, keep: Keep | None = None) -> None:
-        ratchets = dump_ratchets(group.epoch, group._epoch.secret_tree)
+        ratchets = dump_ratchets(group)
         with self.store.transaction() as tx:
             tx.put(NS_RATCHETS, group_id.hex(), ratchets)
             if keep is not None:
                 keep(tx)
 
     def save_pending(self, group_id: bytes, group: Group, message: bytes) -> None:
-        blob = dump_pending(group)
-        event: CommitApplied | None = group._pending[1] if group._pending is not None else None
-        if blob is None or event is None:
+        staged = dump_pending(group)
+        if staged is None:
             raise StateError("no staged commit to store")
+        blob, event = staged
         w = Writer().uint16(STATE_VERSION).opaque(message).opaque(blob)
         w.uint32(event.committer).uint64(event.epoch)
         w.vector(event.added, lambda w2, i: w2.uint32(i))

@@ -12,9 +12,9 @@ Both start with :data:`STATE_VERSION`; a blob of an unknown version is refused
 (:class:`StateFormatError`) rather than guessed at. The signature key is not
 stored: it is the agent's identity key, supplied again on load.
 
-This module reads the engine's internal state (``Group._epoch``, the secret
-tree's node and ratchet maps) because the engine has no persistence API yet;
-it is the one place to change when the engine grows one.
+This is the engine's persistence API: the one module that reads and
+restores a group's internal state (its epoch, the secret tree's node and
+ratchet maps, a staged commit).
 
 Layouts (TLS presentation language, :mod:`sealwire_mls.codec`)::
 
@@ -167,8 +167,12 @@ def _exact(data: bytes, read: Any, field: str) -> Any:
 # -- the ratchets blob ---------------------------------------------------------------------
 
 
-def dump_ratchets(epoch: int, tree: SecretTree) -> bytes:
-    """The RatchetsBlob of a secret tree in ``epoch``."""
+def dump_ratchets(group: Group) -> bytes:
+    """The RatchetsBlob of ``group``'s current epoch (rewritten with every message)."""
+    return _dump_ratchets(group.epoch, group._epoch.secret_tree)
+
+
+def _dump_ratchets(epoch: int, tree: SecretTree) -> bytes:
     w = Writer().uint16(STATE_VERSION).uint64(epoch)
     _node_keys(w, tree._nodes)
 
@@ -211,15 +215,17 @@ def dump_group(group: Group) -> tuple[bytes, bytes]:
     """(EpochBlob, RatchetsBlob) of ``group``'s current epoch."""
     epoch: EpochState = group._epoch
     blob = encode_epoch(group._suite, epoch, dict(group._resumption), active=group.active)
-    return blob, dump_ratchets(group.epoch, epoch.secret_tree)
+    return blob, _dump_ratchets(group.epoch, epoch.secret_tree)
 
 
-def dump_pending(group: Group) -> bytes | None:
-    """The EpochBlob of the commit ``group`` staged, if any (its ratchets start fresh)."""
+def dump_pending(group: Group) -> tuple[bytes, CommitApplied] | None:
+    """The EpochBlob of the commit ``group`` staged, if any (its ratchets start fresh),
+    and what merging it will report."""
     pending: tuple[EpochState, CommitApplied] | None = group._pending
     if pending is None:
         return None
-    return encode_epoch(group._suite, pending[0], dict(group._resumption), active=True)
+    blob = encode_epoch(group._suite, pending[0], dict(group._resumption), active=True)
+    return blob, pending[1]
 
 
 def load_group(
