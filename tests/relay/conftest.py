@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from sealwire.identity import Identity
+from sealwire.identity import Identity, binding_uri, build_identity_extension, sign_card
 from sealwire.relay import RelayClient, RelayConfig, RelayLimits, RunningRelay, running_relay
 
 BACKENDS = ("sqlite", "nats")
@@ -117,3 +117,29 @@ async def clients(relay: RunningRelay) -> AsyncIterator[Callable[..., RelayClien
     yield new_client
     for client in made:
         await client.close()
+
+
+@pytest.fixture
+def signed_card() -> Callable[..., dict[str, Any]]:
+    """``signed_card(identity, **fields)``: an A2A v1.0 card of ``identity``, signed by it."""
+
+    def make(identity: Identity, **extra: Any) -> dict[str, Any]:
+        mls = binding_uri("mls", 1)
+        card: dict[str, Any] = {
+            "name": "agent-" + identity.agent_id[-6:],
+            "description": "relay test agent",
+            "version": "1.0.0",
+            "supportedInterfaces": [
+                {"url": "https://relay/ds", "protocolBinding": mls, "protocolVersion": "1.0"}
+            ],
+            "capabilities": {
+                "extensions": [build_identity_extension(identity.public, {mls: {"ds": "relay"}})]
+            },
+            "defaultInputModes": ["text/plain"],
+            "defaultOutputModes": ["text/plain"],
+            "skills": [{"id": "echo", "name": "Echo", "description": "echoes", "tags": ["t"]}],
+        }
+        card.update(extra)
+        return sign_card(card, identity)
+
+    return make

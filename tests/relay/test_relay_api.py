@@ -241,3 +241,24 @@ async def test_subscribe_waits_for_a_relay_that_is_not_up_yet(
         assert (await asyncio.wait_for(first, 10)).message_id == "hi"
         await inbox.aclose()
     await alice.close()
+
+
+async def test_member_lists_by_epoch(clients: NewClient) -> None:
+    """A list set for an epoch lands only while the log accepts a commit for that epoch."""
+    alice, bob, carol = clients(), clients(), clients()
+    gid = b"epochs"
+    everyone = [alice.agent_id, bob.agent_id, carol.agent_id]
+    await alice.set_group_members(gid, everyone, epoch=7)  # no commit yet: any epoch
+    await alice.append_commit(gid, 0, b"commit@0")  # the log now takes epoch 1
+    await alice.set_group_members(gid, [alice.agent_id, bob.agent_id], epoch=1)
+    await bob.append_commit(gid, 1, b"commit@1 re-adds carol")
+    for stale in (0, 1, 3):
+        with pytest.raises(EpochConflictError) as info:
+            await alice.set_group_members(gid, [alice.agent_id], epoch=stale)
+        assert info.value.expected_epoch == 2
+    assert sorted(await bob.group_members(gid)) == sorted([alice.agent_id, bob.agent_id])
+    await bob.set_group_members(gid, everyone, epoch=2)
+    assert sorted(await carol.group_members(gid)) == sorted(everyone)
+    await carol.set_group_members(gid, [carol.agent_id, bob.agent_id])  # no epoch: as before
+    with pytest.raises(ForbiddenError):  # a non-member is refused whatever the epoch
+        await alice.set_group_members(gid, everyone, epoch=2)

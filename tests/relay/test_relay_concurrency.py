@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from sealwire.relay import EpochConflictError, NotFoundError, RelayClient
+import pytest
+
+from sealwire.relay import EpochConflictError, ForbiddenError, NotFoundError, RelayClient
 
 NewClient = Callable[..., RelayClient]
 KEYS = 12
@@ -62,3 +64,38 @@ async def test_one_commit_per_epoch_under_concurrency(clients: NewClient) -> Non
     log = await members[1].fetch_group_log(gid)
     assert [e.kind for e in log].count("commit") == 2
     assert [e.seq for e in log] == sorted(e.seq for e in log)
+
+
+async def test_member_lists_of_racing_committers_end_with_the_newer(clients: NewClient) -> None:
+    """Two members commit at once; the loser commits next; their lists race: the newer wins."""
+    a, b, c, d = (clients() for _ in range(4))
+    gid = b"lists"
+    everyone = [m.agent_id for m in (a, b, c, d)]
+    await a.set_group_members(gid, everyone)
+    await a.append_commit(gid, 0, b"genesis")
+
+    async def commit(client: RelayClient) -> bool:
+        try:
+            await client.append_commit(gid, 1, b"commit@1 by " + client.agent_id.encode())
+        except EpochConflictError:
+            return False
+        return True
+
+    won = await asyncio.gather(commit(a), commit(b))
+    assert sorted(won) == [False, True]
+    winner, loser = (a, b) if won[0] else (b, a)
+    await loser.append_commit(gid, 2, b"commit@2 removes d")
+    older = everyone  # the winner's list, for the epoch its commit made (2)
+    newer = everyone[:3]  # the loser's, for epoch 3
+    results = await asyncio.gather(
+        winner.set_group_members(gid, older, epoch=2),
+        loser.set_group_members(gid, newer, epoch=3),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], EpochConflictError) and results[0].expected_epoch == 3
+    assert results[1] is None
+    with pytest.raises(EpochConflictError):  # the older list arriving last changes nothing
+        await winner.set_group_members(gid, older, epoch=2)
+    assert sorted(await c.group_members(gid)) == sorted(newer)
+    with pytest.raises(ForbiddenError):
+        await d.fetch_group_log(gid)

@@ -155,18 +155,64 @@ def test_sqlite_mailbox_matches_a_model(program: list[tuple[str, str, int]]) -> 
     asyncio.run(run())
 
 
+member_ops = st.lists(
+    st.tuples(st.sampled_from(["commit", "list", "plain"]), st.integers(0, 4), st.integers(0, 2)),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(member_ops)
+def test_sqlite_member_lists_follow_the_log_epoch(program: list[tuple[str, int, int]]) -> None:
+    """A list for an epoch lands iff the log takes that epoch next (or holds no commit)."""
+
+    async def run() -> None:
+        backend = SqliteBackend(":memory:")
+        await backend.start()
+        gid, next_epoch = b"g", None
+        members: frozenset[str] | None = None
+        for op, epoch, who in program:
+            wanted = frozenset(AGENTS[: who + 1])
+            if op == "commit":
+                entry = GroupLogEntry(
+                    seq=0, kind="commit", epoch=epoch, sender=AGENTS[0], message=b"", received_at=1
+                )
+                with contextlib.suppress(EpochConflictError):
+                    await backend.append_group(gid, entry, max_entries=100)
+                    next_epoch = epoch + 1
+                assert next_epoch is not None
+                continue
+            given_epoch = epoch if op == "list" else None
+            fits = given_epoch is None or next_epoch is None or given_epoch == next_epoch
+            try:
+                stored = await backend.set_group_members(
+                    gid, wanted, expected=members, epoch=given_epoch
+                )
+            except EpochConflictError as exc:
+                assert not fits and exc.expected_epoch == next_epoch
+            else:
+                assert fits and stored
+                members = wanted
+            assert await backend.group_members(gid) == members
+        await backend.close()
+
+    asyncio.run(run())
+
+
 ROUTES = [
     "/v1/prekeys/publish", "/v1/prekeys/fetch", "/v1/prekeys/count",
     "/v1/key-packages/publish", "/v1/key-packages/fetch", "/v1/key-packages/count",
     "/v1/mailbox/send", "/v1/mailbox/fetch", "/v1/mailbox/ack",
     "/v1/groups/members", "/v1/groups/get-members", "/v1/groups/commit",
     "/v1/groups/message", "/v1/groups/log", "/v1/federation/deliver",
+    "/v1/cards/publish", "/v1/cards/fetch",
     "/v1/auth/session", "/v1/auth/challenge",
 ]  # fmt: skip
 field_names = st.sampled_from(
     ["binding", "bundle", "one_time", "agent_id", "key_package_id", "key_package", "recipient",
      "message_id", "envelope", "limit", "message_ids", "group_id", "members", "epoch",
-     "message", "after", "items", "challenge", "signature", "identity", "card", "client_nonce"]
+     "message", "after", "items", "challenge", "signature", "identity", "card", "client_nonce",
+     "agent_ids"]
 )  # fmt: skip
 bodies = st.dictionaries(
     field_names, json_values | st.just(AGENTS[0]) | st.just("AAAA"), max_size=6

@@ -1,6 +1,7 @@
 """The relay (ARCHITECTURE layer 8): the delivery service that sees ciphertext only.
 
 A prekey directory and a KeyPackage directory (one-time keys handed out once),
+a directory of signed agent cards (so group invitations need not carry them),
 mailboxes for offline agents (at-least-once, idempotent by message id, pushed
 over WebSocket), and ordered group logs that accept one commit per epoch.
 Agents authenticate by signing a challenge with their identity key. Storage is
@@ -26,6 +27,7 @@ from sealwire.relay._errors import (
 )
 from sealwire.relay._limits import RelayLimits
 from sealwire.relay._model import (
+    MAX_CARDS_PER_FETCH,
     Delivery,
     FetchedPrekeys,
     GroupLogEntry,
@@ -43,6 +45,7 @@ from sealwire.relay._server import (
 
 __all__ = [
     "BUILTIN_RELAY_BACKENDS",
+    "MAX_CARDS_PER_FETCH",
     "Delivery",
     "EpochConflictError",
     "FetchedPrekeys",

@@ -11,8 +11,11 @@ answer; errors are ``{"error": {"code", "message", ...}}`` with the status of
 ``/v1/auth/session``          a signed challenge for a bearer token
 ``/v1/prekeys/{publish,fetch,count}``       the prekey directory
 ``/v1/key-packages/{publish,fetch,count}``  the KeyPackage directory (one use)
+``/v1/cards/publish``         ``{"card"}``: store the caller's own signed card
+``/v1/cards/fetch``           ``{"agent_ids"}`` (at most 256): ``{"cards": {id: card}}``
 ``/v1/mailbox/{send,fetch,ack}``            mailboxes
-``/v1/groups/{members,get-members,commit,message,log}``  group logs
+``/v1/groups/{members,get-members,commit,message,log}``  group logs (``members``
+                              takes an optional ``epoch``: the log's current one)
 ``/v1/federation/deliver``    messages from a peer relay (peer relays only)
 ``WS /v1/mailbox/ws``         push of unacknowledged deliveries
 ``WS /v1/groups/ws?group_id=&after=``  push of a group's log entries
@@ -85,6 +88,8 @@ class RelayApp:
             "/v1/key-packages/publish": s.publish_key_package,
             "/v1/key-packages/fetch": s.fetch_key_package,
             "/v1/key-packages/count": s.count_key_packages,
+            "/v1/cards/publish": s.publish_card,
+            "/v1/cards/fetch": s.fetch_cards,
             "/v1/mailbox/send": s.send,
             "/v1/mailbox/fetch": s.fetch,
             "/v1/mailbox/ack": s.ack,

@@ -3,7 +3,9 @@
 A backend stores ciphertext and public keys only. Its operations are atomic on
 their own: a one-time prekey or KeyPackage is handed out once even under
 concurrent fetches, an enqueue is idempotent by ``(mailbox, sender,
-message_id)``, and a group log accepts one commit per epoch, the next one only.
+message_id)``, a group log accepts one commit per epoch, the next one only,
+and a member list set for an epoch is stored only while that epoch is the one
+the log accepts a commit for next.
 
 Backends are found through the ``sealwire_relay_backends`` hook (see
 :class:`sealwire.components.RelayBackendProvider`); ``sqlite`` and ``nats`` are
@@ -67,6 +69,16 @@ class RelayBackend(Protocol):
 
     async def count_key_packages(self, agent_id: str) -> int: ...
 
+    async def put_card(self, agent_id: str, card_json: bytes, *, max_count: int) -> None:
+        """Store ``agent_id``'s card (canonical JSON), replacing its previous one.
+
+        Raises LimitExceeded("cards") and stores nothing when a card for a new
+        agent would make more than ``max_count`` cards.
+        """
+
+    async def get_cards(self, agent_ids: Sequence[str]) -> dict[str, bytes]:
+        """The stored cards of those of ``agent_ids`` that have one."""
+
     async def enqueue(self, mailbox: str, delivery: Delivery, *, max_depth: int) -> bool:
         """Store ``delivery``; False when ``(sender, message_id)`` was already accepted.
 
@@ -83,9 +95,20 @@ class RelayBackend(Protocol):
         """The member list, or None for a group never created."""
 
     async def set_group_members(
-        self, group_id: bytes, members: frozenset[str], *, expected: frozenset[str] | None
+        self,
+        group_id: bytes,
+        members: frozenset[str],
+        *,
+        expected: frozenset[str] | None,
+        epoch: int | None = None,
     ) -> bool:
-        """Replace the member list if it still is ``expected``; False when it changed."""
+        """Replace the member list if it still is ``expected``; False when it changed.
+
+        With ``epoch``, first raise EpochConflictError (``expected_epoch`` set)
+        unless ``epoch`` is the epoch the log accepts a commit for next (any
+        epoch while the log holds no commit), atomically with the replacement:
+        a commit accepted meanwhile makes the list stale.
+        """
 
     async def append_group(self, group_id: bytes, entry: GroupLogEntry, *, max_entries: int) -> int:
         """Append to the log and return the entry's sequence number.

@@ -19,7 +19,7 @@ import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from sealwire.errors import DecodeError, SealwireError
+from sealwire.errors import DecodeError, LocalProtocolError, SealwireError
 from sealwire.identity import Identity, PublicIdentity
 from sealwire.relay._auth import CLIENT_NONCE_BYTES, auth_payload, relay_proof_payload
 from sealwire.relay._errors import RelayAuthError, RelayUnavailable, error_from_wire
@@ -202,6 +202,40 @@ class RelayClient:
         answer = await self._call("/v1/key-packages/fetch", {"agent_id": agent_id})
         return b64d(answer.get("key_package"), "key_package")
 
+    # -- card directory ---------------------------------------------------------------
+
+    async def publish_card(self, card: Mapping[str, Any]) -> None:
+        """Publish this agent's signed card, replacing its previous one.
+
+        The relay verifies the signature and that the card is this agent's
+        (ForbiddenError otherwise); LimitExceeded("card_size") when its RFC 8785
+        form is over the relay's ``max_card_bytes``.
+        """
+        await self._call("/v1/cards/publish", {"card": dict(card)})
+
+    async def fetch_cards(self, agent_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        """The published cards of ``agent_ids`` (at most ``MAX_CARDS_PER_FETCH``) by agent id.
+
+        Agents without a card are absent. The cards are NOT verified here: the
+        relay is not trusted with them, so callers run
+        :func:`sealwire.identity.verify_card` (and their trust store) on each.
+        """
+        if isinstance(agent_ids, str):
+            raise LocalProtocolError("fetch_cards takes a sequence of agent ids, not one string")
+        asked = list(dict.fromkeys(agent_ids))
+        if not asked:
+            return {}
+        cards = (await self._call("/v1/cards/fetch", {"agent_ids": asked})).get("cards")
+        if not isinstance(cards, dict):
+            raise DecodeError("expected an object", field="cards")
+        wanted = set(asked)
+        for agent_id, card in cards.items():
+            if agent_id not in wanted:
+                raise DecodeError("a card that was not asked for", field="cards")
+            if not isinstance(card, dict):
+                raise DecodeError("expected an object", field=f"cards.{agent_id[:60]}")
+        return cards
+
     # -- mailboxes ------------------------------------------------------------------
 
     async def send(self, recipient: str, message_id: str, envelope: bytes) -> None:
@@ -232,11 +266,22 @@ class RelayClient:
 
     # -- groups -----------------------------------------------------------------------
 
-    async def set_group_members(self, group_id: bytes, members: Sequence[str]) -> None:
-        """Set who may read and write the group's log (creates the group the first time)."""
-        await self._call(
-            "/v1/groups/members", {"group_id": b64e(group_id), "members": list(members)}
-        )
+    async def set_group_members(
+        self, group_id: bytes, members: Sequence[str], epoch: int | None = None
+    ) -> None:
+        """Set who may read and write the group's log (creates the group the first time).
+
+        A committer passes ``epoch``, its epoch after its commit was accepted:
+        the relay stores the list only while that is the epoch the log accepts
+        a commit for next, and otherwise raises EpochConflictError (its
+        ``expected_epoch`` the log's) and changes nothing, so a list from an
+        older commit never replaces a newer one. Without ``epoch`` the list is
+        stored whatever the log holds (group creation).
+        """
+        body: dict[str, Any] = {"group_id": b64e(group_id), "members": list(members)}
+        if epoch is not None:
+            body["epoch"] = epoch
+        await self._call("/v1/groups/members", body)
 
     async def group_members(self, group_id: bytes) -> list[str]:
         answer = await self._call("/v1/groups/get-members", {"group_id": b64e(group_id)})

@@ -67,7 +67,8 @@ class LimitExceeded(RelayError):
 
     ``limit`` is one of ``message_size``, ``request_size``, ``mailbox_depth``,
     ``rate``, ``prekeys``, ``key_packages``, ``group_log``, ``group_members``,
-    ``connections``, ``challenges``. ``retry_after`` (seconds) is set for ``rate``.
+    ``card_size``, ``cards``, ``connections``, ``challenges``. ``retry_after``
+    (seconds) is set for ``rate``.
     Nothing already accepted is dropped: the refused request simply did not happen.
     """
 
@@ -115,8 +116,15 @@ _BY_CODE: dict[str, type[RelayError]] = {
     )
 }
 
-# LimitExceeded statuses by limit: a too-large body is 413, a full mailbox 507.
-_LIMIT_STATUS = {"message_size": 413, "request_size": 413, "mailbox_depth": 507}
+# LimitExceeded statuses by limit: a too-large body is 413, a full mailbox or
+# card directory 507.
+_LIMIT_STATUS = {
+    "message_size": 413,
+    "request_size": 413,
+    "card_size": 413,
+    "mailbox_depth": 507,
+    "cards": 507,
+}
 
 
 def error_to_wire(exc: SealwireError) -> tuple[int, dict[str, Any]]:

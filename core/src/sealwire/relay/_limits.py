@@ -45,6 +45,10 @@ class RelayLimits:
     """Most entries in one group log."""
     max_group_members: int = 10_000
     """Most members in one group's member list."""
+    max_card_bytes: int = 64 * 1024
+    """Largest agent card in the card directory (its RFC 8785 canonical JSON)."""
+    max_cards: int = 1_000_000
+    """Most agent cards the card directory holds (one per agent)."""
     max_fetch: int = 500
     """Most messages or log entries one fetch returns."""
     max_connections: int = 10_000

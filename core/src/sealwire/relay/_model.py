@@ -14,15 +14,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import rfc8785
 
 from sealwire.errors import DecodeError
 from sealwire.identity import is_agent_id
+from sealwire.relay._errors import LimitExceeded
 
 __all__ = [
     "Delivery",
     "FetchedPrekeys",
     "GroupLogEntry",
     "MAILBOX_PATH",
+    "MAX_CARDS_PER_FETCH",
     "b64d",
     "b64e",
     "mailbox_address",
@@ -35,6 +38,10 @@ MAILBOX_PATH = "/v1/mailboxes/"
 # Identifiers chosen by clients (message ids, key ids, pool and binding names) are
 # stored as keys and echoed back: 200 characters is far above a UUID or a hex hash.
 MAX_ID_CHARS = 200
+# One card fetch names at most this many agents: a member joining or processing
+# a commit asks for the cards it lacks in batches of this size, and the answer
+# (at most this many cards of ``max_card_bytes``) stays a bounded body.
+MAX_CARDS_PER_FETCH = 256
 # A JSON body deeper than this is hostile (json.loads recursion is bounded anyway).
 MAX_JSON_DEPTH = 8
 
@@ -133,6 +140,33 @@ def get_agent_id(body: Mapping[str, Any], name: str = "agent_id") -> str:
         raise DecodeError("expected an agent id", field=name)
     assert isinstance(value, str)
     return value
+
+
+def get_agent_ids(body: Mapping[str, Any], name: str, *, max_items: int) -> list[str]:
+    """A list of at most ``max_items`` agent ids, duplicates dropped (order kept)."""
+    value = body.get(name)
+    if not isinstance(value, list) or len(value) > max_items:
+        raise DecodeError(f"expected a list of at most {max_items} agent ids", field=name)
+    if not all(is_agent_id(item) for item in value):
+        raise DecodeError("expected agent ids", field=name)
+    return list(dict.fromkeys(value))
+
+
+def canonical_card_json(card: object, *, max_bytes: int) -> bytes:
+    """The RFC 8785 form of a whole card (signatures included), as the directory stores it.
+
+    DecodeError when ``card`` is not a JSON object with a canonical form;
+    LimitExceeded("card_size") when that form is over ``max_bytes``.
+    """
+    if not isinstance(card, dict):
+        raise DecodeError("expected a JSON object", field="card")
+    try:
+        data = rfc8785.dumps(card)
+    except (rfc8785.CanonicalizationError, ValueError, TypeError, RecursionError):
+        raise DecodeError("card has no RFC 8785 canonical form", field="card") from None
+    if len(data) > max_bytes:
+        raise LimitExceeded("card_size", f"card of {len(data)} bytes exceeds {max_bytes}")
+    return data
 
 
 def get_int(body: Mapping[str, Any], name: str, *, low: int = 0, high: int = 2**63 - 1) -> int:

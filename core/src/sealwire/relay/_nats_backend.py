@@ -7,6 +7,10 @@ Layout (``P`` is the configured prefix, default ``SW``; tokens are base64url):
   one-time prekey, ``p.dir.k.<agent>.<kp id>`` a KeyPackage. Handing a key out
   is deleting its message: the server deletes a sequence once, so of two
   concurrent fetches exactly one wins each key and the other takes the next.
+* stream ``P_CARD``, one message per subject (a key-value bucket, as the
+  directory): ``p.card.<agent>`` the agent's card; publishing replaces it, and
+  the stream's message count is the number of cards. A stream of its own so
+  that count is one ``stream_info`` whatever the directory holds.
 * stream ``P_MBOX``: ``p.mb.<mailbox>.<message id>.<sender>``, one subject per
   message; an enqueue publishes with ``Nats-Expected-Last-Subject-Sequence: 0``
   so a second copy is refused atomically. An ack records a tombstone in stream
@@ -16,7 +20,10 @@ Layout (``P`` is the configured prefix, default ``SW``; tokens are base64url):
   An append reads the log's last entry (entry count, last commit's epoch in its
   headers) and publishes with ``Nats-Expected-Last-Subject-Sequence`` set to
   it: JetStream's optimistic concurrency, so of two commits for one epoch
-  exactly one is stored; the loser re-reads and gets EpochConflictError.
+  exactly one is stored; the loser re-reads and gets EpochConflictError. A
+  member list set for an epoch reads the log's head, then publishes with the
+  member list's last sequence expected: it lands only if no other list did
+  meanwhile, so it is as if set at the moment its epoch was checked.
 
 The log sequence numbers are the stream's (increasing, not contiguous). The
 mailbox depth is counted once per mailbox from the stream and then tracked by
@@ -53,7 +60,7 @@ __all__ = ["NatsBackend"]
 # consumer rather than asking for them one by one.
 CONSUMER_FETCH_MIN = 8
 CONSUMER_IDLE_SECONDS = 30.0
-# Acknowledgements are carried out this many at a time.
+# Acknowledgements (and card look-ups) are carried out this many at a time.
 ACK_PARALLEL = 32
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream error code: Nats-Expected-Last-Subject-Sequence failed
@@ -112,6 +119,7 @@ class NatsBackend:
         self._js = self._nc.jetstream()
         streams = [
             (f"{self._s}_DIR", f"{self._p}.dir.>", 1, 0.0),
+            (f"{self._s}_CARD", f"{self._p}.card.>", 1, 0.0),
             (f"{self._s}_MBOX", f"{self._p}.mb.>", -1, 0.0),
             (f"{self._s}_ACKS", f"{self._p}.ack.>", 1, float(DEDUPE_RETENTION_SECONDS)),
             (f"{self._s}_GRP", f"{self._p}.g.>", -1, 0.0),
@@ -278,6 +286,35 @@ class NatsBackend:
         async with self._io():
             return await self._count(f"{self._s}_DIR", self._dir("k", agent_id, "*"))
 
+    # -- card directory ---------------------------------------------------------------
+
+    def _card(self, agent_id: str) -> str:
+        return f"{self._p}.card.{agent_id}"
+
+    async def put_card(self, agent_id: str, card_json: bytes, *, max_count: int) -> None:
+        stream, subject = f"{self._s}_CARD", self._card(agent_id)
+        async with self._io():
+            if await self._last(stream, subject) is None:
+                # Concurrent first publishes by different agents may each pass
+                # this check: the bound may be overshot by as many, never more.
+                info = await self._js.stream_info(stream)
+                if int(info.state.messages or 0) >= max_count:
+                    raise LimitExceeded("cards", f"the card directory holds {max_count} cards")
+            await self._js.publish(subject, card_json)
+
+    async def get_cards(self, agent_ids: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        async with self._io():
+            for i in range(0, len(agent_ids), ACK_PARALLEL):
+                chunk = agent_ids[i : i + ACK_PARALLEL]
+                msgs = await asyncio.gather(
+                    *(self._last(f"{self._s}_CARD", self._card(a)) for a in chunk)
+                )
+                for agent_id, msg in zip(chunk, msgs, strict=True):
+                    if msg is not None:
+                        found[agent_id] = bytes(msg.data or b"")
+        return found
+
     # -- mailboxes --------------------------------------------------------------------
 
     def _mb(self, mailbox: str, *tokens: str) -> str:
@@ -414,10 +451,23 @@ class NatsBackend:
         return None if last is None else frozenset(json.loads(last.data))
 
     async def set_group_members(
-        self, group_id: bytes, members: frozenset[str], *, expected: frozenset[str] | None
+        self,
+        group_id: bytes,
+        members: frozenset[str],
+        *,
+        expected: frozenset[str] | None,
+        epoch: int | None = None,
     ) -> bool:
         async with self._io():
             last = await self._last(f"{self._s}_GRP", self._g("m", group_id))
+            if epoch is not None:
+                head = await self._last(f"{self._s}_GRP", self._g("l", group_id))
+                last_commit = (head.headers or {}).get("Sw-Last-Commit", "") if head else ""
+                if last_commit != "" and epoch != int(last_commit) + 1:
+                    raise EpochConflictError(
+                        f"the group is at epoch {int(last_commit) + 1}, not {epoch}",
+                        expected_epoch=int(last_commit) + 1,
+                    )
             current = None if last is None else frozenset(json.loads(last.data))
             if current != expected:
                 return False

@@ -5,10 +5,12 @@ decoded JSON body and returns the JSON answer. Authorization rules:
 
 * an agent publishes and counts only its own prekeys and KeyPackages, and
   reads and acknowledges only its own mailbox;
-* anyone authenticated may fetch another agent's prekeys or KeyPackage and
+* an agent publishes only its own signed card (verified here); anyone
+  authenticated may fetch cards, another agent's prekeys or KeyPackage, and
   send to any mailbox;
 * a group's log and member list are open to its members only; the first agent
-  to set a group's members creates it (and must be among them);
+  to set a group's members creates it (and must be among them); a member list
+  set for an epoch is refused while that epoch is not the log's current one;
 * only configured peer relays may deliver federated messages.
 """
 
@@ -20,20 +22,24 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sealwire.errors import DecodeError
+from sealwire.errors import DecodeError, SealwireError
+from sealwire.identity import verify_card
 from sealwire.relay._auth import Principal
 from sealwire.relay._backend import RelayBackend
 from sealwire.relay._errors import ForbiddenError, LimitExceeded, NotFoundError
 from sealwire.relay._limits import RelayLimits
 from sealwire.relay._model import (
+    MAX_CARDS_PER_FETCH,
     MAX_ID_CHARS,
     Delivery,
     GroupLogEntry,
     b64d,
     b64e,
+    canonical_card_json,
     delivery_to_json,
     entry_to_json,
     get_agent_id,
+    get_agent_ids,
     get_int,
     get_str,
     get_str_list,
@@ -48,6 +54,9 @@ log = logging.getLogger("sealwire.relay")
 # work and body (the body limit applies too).
 MAX_FORWARD_BATCH = 100
 MAX_ACK_IDS = 1_000
+# A member list set for an epoch is tried this many times against concurrent
+# list changes; each failed try means another list was stored meanwhile.
+MEMBER_LIST_ATTEMPTS = 3
 DEFAULT_FETCH = 100
 
 
@@ -183,6 +192,30 @@ class RelayService:
     async def count_key_packages(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         return {"count": await self.backend.count_key_packages(who.agent_id)}
 
+    # -- card directory -----------------------------------------------------------
+
+    async def publish_card(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Verify the caller's own signed card and store it in place of the previous one."""
+        card = body.get("card")
+        data = canonical_card_json(card, max_bytes=self.limits.max_card_bytes)
+        assert isinstance(card, dict)  # canonical_card_json checked it
+        try:
+            verified = verify_card(card)
+        except DecodeError:
+            raise
+        except SealwireError:  # a bad signature, or an agent id that is not its key's
+            raise ForbiddenError("agent card not verified") from None
+        if verified.agent_id != who.agent_id:
+            raise ForbiddenError("an agent publishes only its own card")
+        await self.backend.put_card(who.agent_id, data, max_count=self.limits.max_cards)
+        return {}
+
+    async def fetch_cards(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The stored cards of the named agents (unknown ones are absent), unverified."""
+        ids = get_agent_ids(body, "agent_ids", max_items=MAX_CARDS_PER_FETCH)
+        found = await self.backend.get_cards(ids)
+        return {"cards": {agent_id: json.loads(data) for agent_id, data in found.items()}}
+
     # -- mailboxes --------------------------------------------------------------
 
     async def send(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -277,14 +310,20 @@ class RelayService:
         group_id = _group_id(body)
         wanted = get_str_list(body, "members", max_items=self.limits.max_group_members)
         members = frozenset(get_agent_id({"m": m}, "m") for m in wanted)
-        current = await self.backend.group_members(group_id)
-        if current is not None and who.agent_id not in current:
-            raise ForbiddenError("not a member of this group")
-        if current is None and who.agent_id not in members:
-            raise ForbiddenError("the creator of a group must be one of its members")
-        if not await self.backend.set_group_members(group_id, members, expected=current):
-            raise ForbiddenError("the member list changed meanwhile; fetch it and retry")
-        return {"members": sorted(members)}
+        epoch = None if body.get("epoch") is None else get_int(body, "epoch")
+        # With an epoch, a list that lost a compare-and-set race is checked again,
+        # so that a stale one is told EpochConflictError rather than "changed".
+        for _ in range(1 if epoch is None else MEMBER_LIST_ATTEMPTS):
+            current = await self.backend.group_members(group_id)
+            if current is not None and who.agent_id not in current:
+                raise ForbiddenError("not a member of this group")
+            if current is None and who.agent_id not in members:
+                raise ForbiddenError("the creator of a group must be one of its members")
+            if await self.backend.set_group_members(
+                group_id, members, expected=current, epoch=epoch
+            ):
+                return {"members": sorted(members)}
+        raise ForbiddenError("the member list changed meanwhile; fetch it and retry")
 
     async def get_group_members(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         return {"members": sorted(await self.require_member(who, _group_id(body)))}

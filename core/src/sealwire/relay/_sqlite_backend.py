@@ -23,6 +23,9 @@ from sealwire.relay._model import Delivery, FetchedPrekeys, GroupLogEntry
 
 __all__ = ["SqliteBackend"]
 
+# Version 1 gained the ``cards`` table later: an additive table (and a count in
+# ``meta`` that defaults to 0) is created by the schema script on an older file,
+# and older code ignores it, so the version did not change.
 SCHEMA_VERSION = 1
 # Acknowledged ids older than the retention are pruned once per this many acks.
 PRUNE_EVERY_ACKS = 1_000
@@ -37,6 +40,7 @@ CREATE TABLE IF NOT EXISTS one_time (
     UNIQUE (agent_id, binding, pool, key_id));
 CREATE TABLE IF NOT EXISTS key_packages (
     id INTEGER PRIMARY KEY, agent_id TEXT, kp_id TEXT, kp BLOB, UNIQUE (agent_id, kp_id));
+CREATE TABLE IF NOT EXISTS cards (agent_id TEXT PRIMARY KEY, card BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT, mailbox TEXT, sender TEXT, message_id TEXT,
     envelope BLOB, received_at REAL, acked_at REAL,
@@ -204,6 +208,33 @@ class SqliteBackend:
         with self._tx() as db:
             return self._kp_count(db, agent_id)
 
+    # -- card directory ---------------------------------------------------------
+
+    async def put_card(self, agent_id: str, card_json: bytes, *, max_count: int) -> None:
+        # The number of cards is kept in ``meta``: count(*) over a million rows
+        # on every publish would cost more than the publish itself.
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM cards WHERE agent_id=?", (agent_id,)).fetchone():
+                db.execute("UPDATE cards SET card=? WHERE agent_id=?", (card_json, agent_id))
+                return
+            row = db.execute("SELECT value FROM meta WHERE key='cards'").fetchone()
+            count = int(row[0]) if row else 0
+            if count >= max_count:
+                raise LimitExceeded("cards", f"the card directory holds {max_count} cards")
+            db.execute("INSERT INTO cards VALUES (?, ?)", (agent_id, card_json))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('cards', ?)", (str(count + 1),))
+
+    async def get_cards(self, agent_ids: Sequence[str]) -> dict[str, bytes]:
+        ids = list(agent_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT agent_id, card FROM cards WHERE agent_id IN ({marks})", ids
+            ).fetchall()
+        return {r[0]: bytes(r[1]) for r in rows}
+
     # -- mailboxes ----------------------------------------------------------
 
     async def enqueue(self, mailbox: str, delivery: Delivery, *, max_depth: int) -> bool:
@@ -278,9 +309,23 @@ class SqliteBackend:
         return None if row is None else frozenset(json.loads(row[0]))
 
     async def set_group_members(
-        self, group_id: bytes, members: frozenset[str], *, expected: frozenset[str] | None
+        self,
+        group_id: bytes,
+        members: frozenset[str],
+        *,
+        expected: frozenset[str] | None,
+        epoch: int | None = None,
     ) -> bool:
         with self._tx() as db:
+            if epoch is not None:
+                head = db.execute(
+                    "SELECT last_commit FROM group_heads WHERE group_id=?", (group_id,)
+                ).fetchone()
+                last = head[0] if head else None
+                if last is not None and epoch != last + 1:
+                    raise EpochConflictError(
+                        f"the group is at epoch {last + 1}, not {epoch}", expected_epoch=last + 1
+                    )
             row = db.execute("SELECT members FROM groups WHERE group_id=?", (group_id,)).fetchone()
             current = None if row is None else frozenset(json.loads(row[0]))
             if current != expected:
