@@ -45,6 +45,7 @@ class FakeRelay:
         self.logs: dict[bytes, list[tuple[str, int, bytes]]] = {}
         self.members: dict[bytes, list[str]] = {}
         self.mail: dict[str, list[bytes]] = {}
+        self.cards: dict[str, dict] = {}
         self.fail_after_append = False
 
     def client(self, agent_id: str) -> FakeClient:
@@ -67,8 +68,16 @@ class FakeClient:
             raise NotFoundError("no KeyPackage left for this agent")
         return available.pop(0)
 
-    async def set_group_members(self, group_id: bytes, members: list[str]) -> None:
+    async def set_group_members(
+        self, group_id: bytes, members: list[str], epoch: int | None = None
+    ) -> None:
         self.relay.members[group_id] = list(members)
+
+    async def publish_card(self, card: dict) -> None:
+        self.relay.cards[self.agent_id] = card
+
+    async def fetch_cards(self, agent_ids: list[str]) -> dict[str, dict]:
+        return {a: self.relay.cards[a] for a in agent_ids if a in self.relay.cards}
 
     async def append_commit(self, group_id: bytes, epoch: int, message: bytes) -> int:
         log = self.relay.logs.setdefault(group_id, [])
@@ -308,9 +317,12 @@ async def test_a_member_whose_card_does_not_match_its_leaf_stays_unverified(rela
     event = await bob.binding.process(GROUP, commit)
     assert mallory.agent_id in event.added
     await mallory.accept_invites()
+    relay.cards[mallory.agent_id] = dict(bob.card.card)  # the directory lies too
     sealed = await mallory.binding.seal(GROUP, b"hi")
     with pytest.raises(TrustError):
         await bob.binding.process(GROUP, sealed)
+    relay.cards[mallory.agent_id] = dict(mallory.card.card)  # the true card: fetched, tied
+    assert await bob.binding.process(GROUP, await mallory.binding.seal(GROUP, b"hi"))
 
 
 async def test_group_ids_and_membership_are_checked(relay):

@@ -65,7 +65,7 @@ def test_val_11_1_joiner_refuses_a_group_it_cannot_support(
 ) -> None:
     a, bob = _demanding_group(member), member(1, b"bob")
     # A committer that skips its own §7.3 check: the joiner must still refuse.
-    monkeypatch.setattr(applying, "check_leaf_against_group", lambda *args, **kw: None)
+    monkeypatch.setattr(applying.GroupLeaves, "check", lambda *args, **kw: None)
     _commit, welcome = a.commit(os.urandom, add=[bob.key_package])
     with pytest.raises(MLSProtocolError, match=r"VAL-11\.1"):
         _join(welcome, bob)

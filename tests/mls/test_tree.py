@@ -38,11 +38,11 @@ from sealwire_mls.extensions import (
     encode_external_senders,
 )
 from sealwire_mls.keypackage import (
+    GroupLeaves,
     KeyPackage,
     LeafNode,
     LeafNodeSource,
     Lifetime,
-    check_leaf_against_group,
     validate_key_package,
 )
 from sealwire_mls.proposals import Commit, Proposal, Remove
@@ -390,18 +390,32 @@ def test_leaf_checked_against_group() -> None:
     kp = make_key_package(b"dave")[0]
     group = Group()
     members = list(group.tree.leaves())
-    check_leaf_against_group(kp.leaf_node, members)
+    leaves = GroupLeaves(members)
+    leaves.check(kp.leaf_node)
     with pytest.raises(MLSProtocolError):
-        check_leaf_against_group(members[0][1], members)  # repeats member 0's keys
+        leaves.check(members[0][1])  # repeats member 0's keys
     with pytest.raises(MLSProtocolError):
         needs = RequiredCapabilities(extension_types=(0x0A0A,))
-        check_leaf_against_group(kp.leaf_node, members, required=needs)
+        leaves.check(kp.leaf_node, required=needs)
     x509_only = attrs.evolve(kp.leaf_node, capabilities=Capabilities(credentials=(2,)))
     with pytest.raises(MLSProtocolError):
-        check_leaf_against_group(x509_only, members)
+        leaves.check(x509_only)
     same_key = attrs.evolve(members[0][1], leaf_node_source=LeafNodeSource.UPDATE)
     with pytest.raises(MLSProtocolError):
-        check_leaf_against_group(same_key, members, replacing=0)
+        leaves.check(same_key, replacing=0)
+    leaves.check(members[0][1], replacing=0)  # a commit path may keep the key
+    leaves.put(len(members), kp.leaf_node)  # Dave is in: his keys are taken
+    with pytest.raises(MLSProtocolError):
+        leaves.check(kp.leaf_node)
+    leaves.remove(len(members))  # and free again once he is removed
+    leaves.check(kp.leaf_node)
+    x509_member = attrs.evolve(
+        kp.leaf_node, credential=Credential(credential_type=2, identity=b"x"),
+        capabilities=Capabilities(credentials=(1, 2)),
+    )  # fmt: skip
+    leaves.put(len(members), x509_member)  # a member holding another credential type
+    with pytest.raises(MLSProtocolError):  # a basic-only leaf cannot enter beside it
+        leaves.check(make_key_package(b"erin")[0].leaf_node)
 
 
 def test_tree_validation_options() -> None:

@@ -15,11 +15,16 @@ Rules of this module:
 * Welcome messages travel through the joiner's relay mailbox as an
   :class:`~sealwire_mls._members.Invite`; KeyPackages go to the relay's
   directory, one use each, and are replenished after every join.
+* Members' cards: a commit adding agents carries theirs; a joiner fetches the
+  others from the relay's card directory (each agent publishes its own card
+  with its KeyPackages), and a message from a member whose card is still
+  unknown fetches that one first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -35,12 +40,13 @@ from sealwire.binding import (
     GroupMembershipChanged,
     GroupMessage,
     OpenedMessage,
+    PeerIdentity,
     Property,
     Shape,
 )
 from sealwire.errors import SealwireError, StateError, TrustError
 from sealwire.identity import VerifiedCard, verify_card
-from sealwire.relay import EpochConflictError
+from sealwire.relay import MAX_CARDS_PER_FETCH, EpochConflictError
 from sealwire.store import StoreTransaction
 from sealwire_mls._external_join import ADMIT_AAD, admit_external, join_external, note_admission
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
@@ -102,6 +108,7 @@ class MlsBinding(GroupBinding):
         self._locks: dict[bytes, asyncio.Lock] = {}
         self._advanced: dict[bytes, asyncio.Event] = {}
         self._pending: dict[bytes, bytes] = {}  # group id -> our commit offered to the relay
+        self._published_card: object = None  # the card last published to the relay
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -163,8 +170,12 @@ class MlsBinding(GroupBinding):
     # -- KeyPackages (§10) -----------------------------------------------------------------
 
     async def publish_key_packages(self) -> None:
-        """Top the relay's directory up to :data:`KEY_PACKAGE_TARGET` KeyPackages."""
+        """Top the relay's directory up to :data:`KEY_PACKAGE_TARGET` KeyPackages (and
+        publish this agent's card there, for the members of its groups to fetch)."""
         relay = self._relay()
+        if self._published_card is not self.context.card:
+            await relay.publish_card(self.context.card.card)
+            self._published_card = self.context.card
         missing = KEY_PACKAGE_TARGET - await relay.count_key_packages()
         for _ in range(max(0, missing)):
             fresh = agent_key_package(self.context.identity, now=self._now(), suite_id=SUITE)
@@ -272,18 +283,24 @@ class MlsBinding(GroupBinding):
         roster.forget_departed()
         self._storage.save(group_id, roster)
         self._signal_advance(group_id)
-        await self._relay().set_group_members(group_id, list(roster.agent_ids()))
+        await self._set_log_members(group_id, roster)
         if welcome is not None:
             await self._invite(group_id, roster, seq, welcome, [c for c, _ in adds.values()])
         return True
+
+    async def _set_log_members(self, group_id: bytes, roster: Roster, *extra: str) -> None:
+        """Who may read the group's log: the members as of our epoch (and ``extra``).
+        A refusal means a newer commit won meanwhile, whose committer sets its list."""
+        members = sorted({*roster.agent_ids(), *extra})
+        with contextlib.suppress(EpochConflictError):
+            await self._relay().set_group_members(group_id, members, epoch=roster.group.epoch)
 
     async def _invite(
         self, group_id: bytes, roster: Roster, seq: int, welcome: bytes, cards: list[VerifiedCard]
     ) -> None:
         invite = Invite(
-            group_id=group_id, seq=seq, welcome=welcome, cards=roster.cards,
-            external_joins=roster.external_joins,
-        )  # fmt: skip
+            group_id=group_id, seq=seq, welcome=welcome, external_joins=roster.external_joins
+        )
         for card in cards:
             await self._send_invite(card, invite)
 
@@ -292,6 +309,14 @@ class MlsBinding(GroupBinding):
         address = offer.url if offer is not None else card.identity.agent_id
         payload = INVITE_BINDING_PREFIX + invite.to_bytes()
         await self._relay().send(address, str(uuid.uuid4()), payload)
+
+    async def fetch_cards(self, roster: Roster, agent_ids: Sequence[str] | None = None) -> None:
+        """Fetch from the relay's card directory the cards of ``agent_ids`` (default:
+        every member whose card the roster lacks) and tie them to their leaves."""
+        wanted = roster.unknown() if agent_ids is None else list(agent_ids)
+        for start in range(0, len(wanted), MAX_CARDS_PER_FETCH):
+            batch = wanted[start : start + MAX_CARDS_PER_FETCH]
+            roster.admit_fetched(await self._relay().fetch_cards(batch), self.context.trust)
 
     async def admit_external(self, group_id: bytes, card: VerifiedCard) -> None:
         """Let the agent of ``card`` join by external commit, if the group's policy
@@ -319,7 +344,7 @@ class MlsBinding(GroupBinding):
         if group.group_id != parsed.group_id:
             raise MLSProtocolError("the Welcome is for another group than the invitation says")
         roster = Roster(group, {}, external_joins=parsed.external_joins)
-        roster.admit_all(parsed.cards, self.context.trust)
+        await self.fetch_cards(roster)
         self._storage.save(group.group_id, roster, used_key_package=ref)
         self._rosters[group.group_id] = roster
         await self.publish_key_packages()
@@ -367,7 +392,7 @@ class MlsBinding(GroupBinding):
                 note_admission(roster, result)
                 self._storage.save(group_id, roster, keep=_bind(keep, None))
                 return None
-            sender = roster.peer(result.sender)
+            sender = await self._sender(roster, result.sender)
             if sender is None:
                 self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
                 raise TrustError("a message from a member whose card is not verified")
@@ -378,6 +403,18 @@ class MlsBinding(GroupBinding):
             event = GroupMessage(group_id=group_id, epoch=epoch, message=opened)
             self._storage.save_ratchets(group_id, group, keep=_bind(keep, event))
             return event
+
+    async def _sender(self, roster: Roster, leaf_index: int) -> PeerIdentity | None:
+        """The verified member at ``leaf_index``, its card fetched if not yet known."""
+        peer = roster.peer(leaf_index)
+        agent_id = roster.leaves().get(leaf_index)
+        if peer is None and agent_id is not None and agent_id not in roster.cards:
+            try:
+                await self.fetch_cards(roster, [agent_id])
+            except SealwireError as exc:  # the relay is unreachable: the message is dropped
+                log.warning("cannot fetch the card of %s: %s", agent_id, type(exc).__name__)
+            peer = roster.peer(leaf_index)
+        return peer
 
     def _merge_own(
         self, group_id: bytes, roster: Roster, keep: ProcessKeep | None

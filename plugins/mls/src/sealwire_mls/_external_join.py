@@ -9,8 +9,8 @@ member's act, in three steps:
    whose authenticated data is :data:`ADMIT_AAD` and whose content is the
    joiner's signed card, so every member will know whom to expect;
 2. it adds the joiner to the relay's member list of the group's log;
-3. it puts an invitation with a fresh GroupInfo (and every member's card) in
-   the joiner's mailbox.
+3. it puts an invitation with a fresh GroupInfo in the joiner's mailbox (the
+   joiner fetches the members' cards from the relay's card directory).
 
 The joiner builds its external commit from the GroupInfo (removing its own
 old leaf if it had one: a resync after losing its state) and offers it to the
@@ -58,11 +58,10 @@ async def admit_external(binding: MlsBinding, group_id: bytes, card: VerifiedCar
         binding._storage.save(group_id, roster)
         relay = binding._relay()
         seq = await relay.post_group_message(group_id, roster.group.epoch, note)
-        await relay.set_group_members(group_id, sorted({*roster.agent_ids(), agent_id}))
+        await binding._set_log_members(group_id, roster, agent_id)
         invite = Invite(
-            group_id=group_id, seq=seq, group_info=roster.group.group_info(),
-            cards={**roster.cards, agent_id: card.card}, external_joins=True,
-        )  # fmt: skip
+            group_id=group_id, seq=seq, group_info=roster.group.group_info(), external_joins=True
+        )
         await binding._send_invite(card, invite)
 
 
@@ -95,7 +94,10 @@ async def join_external(binding: MlsBinding, invite: Invite) -> tuple[GroupMembe
         random=os.urandom, resync=old,
     )  # fmt: skip
     roster = Roster(group, {}, external_joins=invite.external_joins)
-    roster.admit_all(invite.cards, binding.context.trust)
+    own = group.member(group.leaf_index)
+    assert own is not None  # our own leaf, just committed
+    roster.admit(own, binding.context.card.card, binding.context.trust)
+    await binding.fetch_cards(roster)
     try:
         seq = await binding._relay().append_commit(group.group_id, group.epoch - 1, commit)
     except EpochConflictError:

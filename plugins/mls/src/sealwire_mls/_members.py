@@ -4,13 +4,14 @@ Each member's leaf carries a basic credential naming its agent id and the
 agent's Ed25519 identity key (:mod:`sealwire_mls.agents`). The binding keeps
 the members' signed cards beside the group state and trusts a leaf only once
 :func:`~sealwire_mls.agents.check_member` tied it to a card that verifies and
-passes the trust store. Cards travel with the membership changes that bring
-their agents in:
+passes the trust store. Cards come from two places:
 
 * a commit that adds agents carries their cards in its ``authenticated_data``
-  (signed by the committer with the commit), as :class:`CommitCards`;
-* an invitation (the Welcome, delivered through the joiner's mailbox) carries
-  the cards of every member, as :class:`Invite`.
+  (signed by the committer with the commit; :func:`encode_cards`), so the
+  members see them with the change;
+* a joiner fetches the cards of the members it finds in the tree from the
+  relay's card directory (where every agent publishes its own), so an
+  invitation (:class:`Invite`) stays the size of the Welcome.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from attrs import field, frozen
 
 from sealwire.binding import PeerIdentity
-from sealwire.errors import SealwireError
+from sealwire.errors import SealwireError, TrustError
 from sealwire.identity import TrustStore, VerifiedCard, verify_card
 from sealwire_mls.agents import check_member
 from sealwire_mls.errors import MLSDecodeError
@@ -36,10 +37,11 @@ __all__ = ["INVITE_VERSION", "MAX_INVITE_BYTES", "Invite", "Roster", "decode_car
 
 log = logging.getLogger(__name__)
 
-INVITE_VERSION = 1
+INVITE_VERSION = 2
 MAX_INVITE_BYTES = 16 * 1024 * 1024
-"""An invitation carries every member's card (~1.5 KB each): this admits groups of
-about 10,000 members and bounds what a hostile mailbox message makes us parse."""
+"""An invitation carries the Welcome and its ratchet tree (~180 bytes per member):
+this admits the largest groups a relay accepts and bounds what a hostile mailbox
+message makes us parse."""
 
 
 def _b64(data: bytes) -> str:
@@ -77,14 +79,13 @@ def decode_cards(data: bytes) -> list[Mapping[str, Any]]:
 @frozen(kw_only=True)
 class Invite:
     """What an inviter puts in a joiner's mailbox: where to read the group log from
-    (``seq``), every member's card, the group's policy, and either a Welcome (the
-    joiner was added) or a GroupInfo (the joiner may join by external commit)."""
+    (``seq``), the group's policy, and either a Welcome (the joiner was added) or
+    a GroupInfo (the joiner may join by external commit)."""
 
     group_id: bytes
     seq: int
     welcome: bytes = field(repr=False, default=b"")
     group_info: bytes = field(repr=False, default=b"")
-    cards: Mapping[str, Mapping[str, Any]] = field(repr=False)
     external_joins: bool = False
 
     def to_bytes(self) -> bytes:
@@ -95,7 +96,6 @@ class Invite:
                 "seq": self.seq,
                 "welcome": _b64(self.welcome),
                 "groupInfo": _b64(self.group_info),
-                "cards": dict(self.cards),
                 "policy": {"externalJoins": self.external_joins},
             },
             separators=(",", ":"),
@@ -112,11 +112,9 @@ class Invite:
             raise MLSDecodeError("invitation is not JSON", field="invite") from None
         if not isinstance(value, dict) or value.get("v") != INVITE_VERSION:
             raise MLSDecodeError("unknown invitation version", field="invite.v")
-        seq, cards = value.get("seq"), value.get("cards")
+        seq = value.get("seq")
         if type(seq) is not int or seq < 0:
             raise MLSDecodeError("expected a log position", field="invite.seq")
-        if not isinstance(cards, dict) or not all(isinstance(c, dict) for c in cards.values()):
-            raise MLSDecodeError("expected cards by agent id", field="invite.cards")
         policy = value.get("policy")
         if not isinstance(policy, dict) or not isinstance(policy.get("externalJoins"), bool):
             raise MLSDecodeError("expected the group's policy", field="invite.policy")
@@ -125,7 +123,6 @@ class Invite:
             seq=seq,
             welcome=_unb64(value.get("welcome"), "invite.welcome"),
             group_info=_unb64(value.get("groupInfo"), "invite.groupInfo"),
-            cards=cards,
             external_joins=policy["externalJoins"],
         )
 
@@ -181,14 +178,24 @@ class Roster:
         self.verified[verified.identity.agent_id] = verified
         return verified
 
-    def admit_all(self, cards: Mapping[str, Mapping[str, Any]], trust: TrustStore) -> None:
-        """A joiner's check: every member's leaf must match a verified, trusted card."""
-        for _, leaf in self.group.members:
-            agent_id = leaf.credential.agent_id()
-            card = cards.get(agent_id) if agent_id is not None else None
-            if card is None:
-                raise MLSDecodeError("a member's card is missing", field="invite.cards")
-            self.admit(leaf, card, trust)
+    def unknown(self) -> list[str]:
+        """Members whose cards this roster does not hold."""
+        return sorted(set(self.leaves().values()) - set(self.cards))
+
+    def admit_fetched(self, cards: Mapping[str, Mapping[str, Any]], trust: TrustStore) -> None:
+        """Tie members' leaves to the cards fetched for them; a card that fails leaves
+        its member unverified (its messages are refused), logged."""
+        for index, agent_id in self.leaves().items():
+            card = cards.get(agent_id)
+            if card is None or agent_id in self.cards:
+                continue
+            leaf = self.group.member(index)
+            try:
+                if leaf is None:
+                    raise TrustError("no such member")
+                self.admit(leaf, card, trust)
+            except SealwireError as exc:
+                log.warning("member %s is not verified: %s", agent_id, type(exc).__name__)
 
     def to_json(self) -> bytes:
         """The roster's persisted part beside the MLS state (cards and policy)."""

@@ -22,8 +22,8 @@ from sealwire_mls.extensions import (
 from sealwire_mls.framing import ContentType, FramedContent, Sender, SenderType
 from sealwire_mls.group_state import Applied
 from sealwire_mls.keypackage import (
+    GroupLeaves,
     LeafNodeSource,
-    check_leaf_against_group,
     validate_key_package,
     validate_leaf_node,
 )
@@ -77,25 +77,32 @@ def apply_proposals(
     for _, gce in by_type.get(GroupContextExtensions, []):
         extensions = gce.extensions  # type: ignore[attr-defined]
     needed = required_capabilities(extensions)
+    leaves = GroupLeaves(tree.leaves()) if Update in by_type or Add in by_type else None
     for sender, update in by_type.get(Update, []):
         if sender.sender_type is not SenderType.MEMBER or sender.index == committer:
             raise MLSProtocolError("VAL-12.2: the committer cannot commit its own Update")
         leaf = update.leaf_node  # type: ignore[attr-defined]
         validate_leaf_node(leaf, suite, source=LeafNodeSource.UPDATE,
                            group_id=context.group_id, leaf_index=sender.index)  # fmt: skip
-        check_leaf_against_group(leaf, tree.leaves(), replacing=sender.index, required=needed)
+        assert leaves is not None
+        leaves.check(leaf, replacing=sender.index, required=needed)
         tree.update_leaf(sender.index, leaf)
+        leaves.put(sender.index, leaf)
     removed = tuple(p.removed for _, p in by_type.get(Remove, []))  # type: ignore[attr-defined]
     if committer in removed:
         raise MLSProtocolError("VAL-12.2: the committer cannot remove itself")
     for index in removed:
         tree.remove_leaf(index)
+        if leaves is not None:
+            leaves.remove(index)
     kps = tuple(p.key_package for _, p in by_type.get(Add, []))  # type: ignore[attr-defined]
     added = []
     for kp in kps:
         validate_key_package(kp, suite, now=now)
-        check_leaf_against_group(kp.leaf_node, tree.leaves(), required=needed)
+        assert leaves is not None
+        leaves.check(kp.leaf_node, required=needed)
         added.append(tree.add_leaf(kp.leaf_node))
+        leaves.put(added[-1], kp.leaf_node)
     psks = tuple(p.psk for _, p in by_type.get(PreSharedKey, []))  # type: ignore[attr-defined]
     required = not proposals or any(not isinstance(p, _PATHLESS) for _, p in proposals)
     return Applied(

@@ -216,6 +216,10 @@ class Group(ExternalJoins, Proposing):
         """``(leaf index, LeafNode)`` of every member."""
         return list(self._epoch.tree.leaves())
 
+    def member(self, leaf_index: int) -> LeafNode | None:
+        """The member's LeafNode at ``leaf_index`` (None if that leaf is blank)."""
+        return self._epoch.tree.leaf(leaf_index)
+
     @property
     def active(self) -> bool:
         """False once a commit removed us."""

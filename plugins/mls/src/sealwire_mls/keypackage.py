@@ -7,6 +7,7 @@ A decoded :class:`LeafNode` or :class:`KeyPackage` is unverified until its
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from enum import IntEnum
 
@@ -29,6 +30,7 @@ from sealwire_mls.extensions import (
 
 __all__ = [
     "KEY_PACKAGE_REF_LABEL",
+    "GroupLeaves",
     "HPKEPublicKey",
     "MAX_LIFETIME_SECONDS",
     "KeyPackage",
@@ -36,7 +38,6 @@ __all__ = [
     "LeafNodeSource",
     "Lifetime",
     "SignaturePublicKey",
-    "check_leaf_against_group",
     "check_leaf_contents",
     "validate_key_package",
     "validate_leaf_node",
@@ -224,7 +225,7 @@ def validate_leaf_node(
     leaf_index: int | None = None,
     now: int | None = None,
 ) -> None:
-    """The per-node checks of §7.3 (group-wide ones: :func:`check_leaf_against_group`).
+    """The per-node checks of §7.3 (group-wide ones: :class:`GroupLeaves`).
 
     Checks the source, the signature (over ``group_id`` and ``leaf_index``
     unless the source is ``key_package``) and :func:`check_leaf_contents`.
@@ -235,36 +236,75 @@ def validate_leaf_node(
     check_leaf_contents(leaf, now=now)
 
 
-def check_leaf_against_group(
-    leaf: LeafNode,
-    members: Iterable[tuple[int, LeafNode]],
-    *,
-    replacing: int | None = None,
-    required: RequiredCapabilities | None = None,
-) -> None:
-    """The group-wide LeafNode checks of §7.3 for a leaf entering the tree.
+class GroupLeaves:
+    """The group-wide LeafNode checks of §7.3 for leaves entering the tree.
 
-    ``members`` are the tree's current leaves; ``replacing`` is the index the
-    leaf replaces (Update, commit path), whose old keys are then not
-    compared and whose old ``encryption_key`` must differ. Checks required
-    capabilities, mutual credential-type support and key uniqueness.
+    Built once per commit from the tree's leaves (O(N)); then each leaf that
+    enters (an Add, an Update) is checked in O(1): required capabilities,
+    mutual credential-type support (every member supports the leaf's type, the
+    leaf supports every member's), and unique encryption and signature keys.
+    :meth:`remove` and :meth:`put` follow the proposals as they are applied.
     """
-    if required is not None and not required.satisfied_by(leaf.capabilities):
-        raise MLSProtocolError("leaf does not support the group's required capabilities")
-    kind = leaf.credential.credential_type
-    for index, other in members:
-        if index == replacing:
-            if leaf.leaf_node_source == LeafNodeSource.UPDATE and (
-                other.encryption_key == leaf.encryption_key
-            ):
-                raise MLSProtocolError("Update must change the encryption key")
-            continue
-        if kind not in other.capabilities.credentials:
-            raise MLSProtocolError(f"member {index} does not support credential type {kind}")
-        if other.credential.credential_type not in leaf.capabilities.credentials:
-            raise MLSProtocolError(f"leaf does not support member {index}'s credential type")
-        if other.encryption_key == leaf.encryption_key or other.signature_key == leaf.signature_key:
-            raise MLSProtocolError(f"leaf repeats member {index}'s key")
+
+    def __init__(self, members: Iterable[tuple[int, LeafNode]]) -> None:
+        self._leaves: dict[int, LeafNode] = {}
+        self._keys: set[bytes] = set()
+        self._supporting: Counter[int] = Counter()  # credential type -> members supporting it
+        self._using: Counter[int] = Counter()  # credential type -> members holding one
+        for index, leaf in members:
+            self.put(index, leaf)
+
+    def put(self, index: int, leaf: LeafNode) -> None:
+        """``leaf`` is now at ``index``."""
+        self.remove(index)
+        self._leaves[index] = leaf
+        self._keys.update((b"e" + leaf.encryption_key, b"s" + leaf.signature_key))
+        self._supporting.update(set(leaf.capabilities.credentials))
+        self._using[leaf.credential.credential_type] += 1
+
+    def remove(self, index: int) -> None:
+        """The leaf at ``index`` (if any) leaves the tree."""
+        leaf = self._leaves.pop(index, None)
+        if leaf is None:
+            return
+        self._keys.difference_update((b"e" + leaf.encryption_key, b"s" + leaf.signature_key))
+        self._supporting.subtract(set(leaf.capabilities.credentials))
+        self._using[leaf.credential.credential_type] -= 1
+
+    def check(
+        self,
+        leaf: LeafNode,
+        *,
+        replacing: int | None = None,
+        required: RequiredCapabilities | None = None,
+    ) -> None:
+        """Check ``leaf`` against the other members; ``replacing`` is the index it
+        replaces (Update, commit path), whose old ``encryption_key`` must differ."""
+        if required is not None and not required.satisfied_by(leaf.capabilities):
+            raise MLSProtocolError("leaf does not support the group's required capabilities")
+        old = self._leaves.get(replacing) if replacing is not None else None
+        if replacing is None or old is None:
+            self._check_others(leaf)
+            return
+        if leaf.leaf_node_source == LeafNodeSource.UPDATE and (
+            old.encryption_key == leaf.encryption_key
+        ):
+            raise MLSProtocolError("Update must change the encryption key")
+        self.remove(replacing)  # its old keys are not compared
+        try:
+            self._check_others(leaf)
+        finally:
+            self.put(replacing, old)
+
+    def _check_others(self, leaf: LeafNode) -> None:
+        kind = leaf.credential.credential_type
+        if self._supporting[kind] != len(self._leaves):
+            raise MLSProtocolError(f"a member does not support credential type {kind}")
+        supported = set(leaf.capabilities.credentials)
+        if any(n > 0 and used not in supported for used, n in self._using.items()):
+            raise MLSProtocolError("leaf does not support a member's credential type")
+        if b"e" + leaf.encryption_key in self._keys or b"s" + leaf.signature_key in self._keys:
+            raise MLSProtocolError("leaf repeats a member's key")
 
 
 @frozen(kw_only=True)

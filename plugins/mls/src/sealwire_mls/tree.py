@@ -262,6 +262,8 @@ class RatchetTree:
             return [] if node is None or (x >> 1) in exclude else [x]
         if isinstance(node, ParentNode):
             return [x, *(2 * i for i in node.unmerged_leaves if i not in exclude)]
+        if not self._has_member(x):  # a blank subtree (the right edge of a partial tree)
+            return []
         return self.resolution(tm.left(x), exclude) + self.resolution(tm.right(x), exclude)
 
     def _has_member(self, x: int) -> bool:

@@ -13,7 +13,7 @@ Each check raises :class:`MLSProtocolError` naming the rule it enforces:
 * VAL-12.1.4: a resumption PSK of usage ``branch`` is refused (no branching
   here), one of usage ``reinit`` only in a new group's first commit (§11.2);
 * VAL-12.1.5: a ReInit names a version at least the group's (mls10);
-* VAL-7.3 (through :func:`~sealwire_mls.keypackage.check_leaf_against_group`):
+* VAL-7.3 (through :class:`~sealwire_mls.keypackage.GroupLeaves`):
   an added or updated leaf supports the required capabilities and the
   members' credential types, and repeats no member's key.
 """
@@ -61,8 +61,9 @@ def check_proposal_list(
     epoch: int = 0,
 ) -> None:
     """The §12.2 rules on the proposals one commit carries (see the module list);
-    ``epoch`` is the epoch the commit is sent in."""
-    members = list(members)
+    ``epoch`` is the epoch the commit is sent in. ``members`` is only read when
+    a GroupContextExtensions proposal needs it (it is O(N))."""
+    listed: list[tuple[int, LeafNode]] | None = None
     removes = [p.removed for _, p in proposals if isinstance(p, Remove)]
     removed = set(removes)
     if len(removed) != len(removes):
@@ -85,7 +86,8 @@ def check_proposal_list(
             raise MLSProtocolError("VAL-12.1.5: a ReInit to an older protocol version")
         elif isinstance(proposal, GroupContextExtensions):
             extension_changes += 1
-            staying = [leaf for index, leaf in members if index not in removed]
+            listed = list(members) if listed is None else listed
+            staying = [leaf for index, leaf in listed if index not in removed]
             if not all(
                 leaf.capabilities.supports_extension(ext.extension_type)
                 for ext in proposal.extensions
@@ -94,9 +96,7 @@ def check_proposal_list(
                 raise MLSProtocolError("VAL-12.2-f: a member does not support a new extension")
             required = required_capabilities(proposal.extensions)
             if required is not None and not all(
-                required.satisfied_by(leaf.capabilities)
-                for index, leaf in members
-                if index not in removed
+                required.satisfied_by(leaf.capabilities) for leaf in staying
             ):
                 raise MLSProtocolError("VAL-12.2-e: a member lacks a new required capability")
     if extension_changes > 1:
