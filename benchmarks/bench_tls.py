@@ -1,4 +1,4 @@
-"""TLS binding benchmark: mutual TLS 1.3 handshakes/s and A2A requests/s, HTTP/1.1 vs HTTP/2.
+"""TLS binding benchmark: mutual TLS 1.3 handshakes/s and A2A requests/s, HTTP/1.1, /2 and /3.
 
 Run: ``uv run python benchmarks/bench_tls.py [--seconds 2.0]``
 
@@ -8,13 +8,18 @@ pinned client certificate, as a2a-sdk would) calls it, so every figure
 includes both ends' work on the same cores.
 
 * handshakes/s: complete mutual TLS 1.3 handshakes (Ed25519 certificates on
-  both sides), bare ``asyncio`` connections closed right after;
+  both sides), bare ``asyncio`` connections closed right after; for HTTP/3,
+  QUIC connection setups (the QUIC handshake with both certificates, the
+  server's anchor check, the client's pin check, HTTP/3 SETTINGS), closed
+  right after;
 * new connection + one ``SendMessage``/s, per HTTP version (a handshake, ALPN,
   one JSON-RPC call);
 * requests/s over kept-alive connections, one at a time and 16 in flight,
   per HTTP version (``SendMessage`` answered by a reply message).
 
-HTTP/3 is not measured: the binding does not serve it (see the README, "Status").
+HTTP/3 (the agent has ``http3 = true``; the client is ``Http3Transport``, one
+QUIC connection multiplexing the requests) is measured when aioquic is
+installed (the ``http3`` extra); the three columns come from the same run.
 """
 
 from __future__ import annotations
@@ -29,12 +34,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives import serialization
 
 from sealwire.agent import Agent
 from sealwire.agent._tasks import TaskContext
 from sealwire.identity import Identity
 from sealwire_tls import key_files, pem, self_signed_certificate
 from sealwire_tls.testing import export_client_files, tls_agent
+
+try:
+    from sealwire_tls.http3 import Http3Transport
+except ImportError:  # no aioquic: HTTP/3 is not measured
+    Http3Transport = None  # type: ignore[assignment,misc]
 
 BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {
     "messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}}}).encode()  # fmt: skip
@@ -83,12 +94,23 @@ def client_ssl(folder: Path, caller: Identity, agent: Agent) -> ssl.SSLContext:
     return ctx
 
 
+ROWS = ("handshakes", "connect", "one", "many")
+LABELS = {
+    "handshakes": "mutual TLS 1.3 handshakes/s",
+    "connect": "new connection + call/s",
+    "one": "requests/s, 1 in flight",
+    "many": "requests/s, 16 in flight",
+}
+
+
 async def bench(seconds: float) -> None:
     caller = Identity.generate()
+    http3 = Http3Transport is not None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "allowed.pem").write_bytes(pem([self_signed_certificate(caller)]))
-        agent = tls_agent("bench", options={"client_certificates": [str(folder / "allowed.pem")]})
+        options = {"client_certificates": [str(folder / "allowed.pem")], "http3": http3}
+        agent = tls_agent("bench", options=options)
         agent.on_message(reply)
         async with agent:
             agent.trust.pin(caller.public)
@@ -101,12 +123,59 @@ async def bench(seconds: float) -> None:
                 writer.close()
                 await writer.wait_closed()
 
-            print(f"mutual TLS 1.3 handshakes/s:           {await rate(handshake, seconds):8.0f}")
+            columns: dict[str, dict[str, float]] = {"HTTP/1.1": {}, "HTTP/2": {}, "HTTP/3": {}}
+            columns["HTTP/1.1"]["handshakes"] = await rate(handshake, seconds)
             baseline = await bare(ctx, agent, caller, seconds)
-            print(f"  baseline, bare asyncio TLS server:     {baseline:8.0f}")
             for name, http2 in (("HTTP/1.1", False), ("HTTP/2", True)):
-                await per_version(name, http2, ctx, url, seconds)
-            print("HTTP/3: not measured (not served: no client-certificate API in aioquic)")
+                columns[name].update(await per_version(name, tcp_client(ctx, http2), url, seconds))
+            if http3:
+                h3 = quic_client(agent, caller, host, port)
+                columns["HTTP/3"]["handshakes"] = await rate(quic_handshake(h3), seconds)
+                columns["HTTP/3"].update(await per_version("HTTP/3", h3, url, seconds))
+            print_table(columns, baseline, http3)
+
+
+def tcp_client(ctx: ssl.SSLContext, http2: bool) -> Callable[[], httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=16 if not http2 else 1)
+    return lambda: httpx.AsyncClient(verify=ctx, http2=http2, trust_env=False, limits=limits)
+
+
+def quic_client(
+    agent: Agent, caller: Identity, host: str, port: int
+) -> Callable[[], httpx.AsyncClient]:
+    def make() -> httpx.AsyncClient:
+        transport = Http3Transport(
+            host, port, certificate_chain=[self_signed_certificate(caller)],
+            private_key=caller.signing_key,
+            server_certificate=self_signed_certificate(agent.identity).public_bytes(
+                serialization.Encoding.DER),
+        )  # fmt: skip
+        return httpx.AsyncClient(transport=transport, trust_env=False)
+
+    return make
+
+
+def quic_handshake(make: Callable[[], httpx.AsyncClient]) -> Callable[[], Awaitable[None]]:
+    async def handshake() -> None:
+        async with make() as http:
+            transport = http._transport
+            assert isinstance(transport, Http3Transport)
+            await transport.connect()
+
+    return handshake
+
+
+def print_table(columns: dict[str, dict[str, float]], baseline: float, http3: bool) -> None:
+    names = list(columns) if http3 else ["HTTP/1.1", "HTTP/2"]
+    print(f"{'':34}" + "".join(f"{n:>10}" for n in names))
+    for row in ROWS:
+        cells = "".join(
+            f"{columns[n][row]:10.0f}" if row in columns[n] else f"{'-':>10}" for n in names
+        )
+        print(f"{LABELS[row]:34}{cells}")
+    print(f"{'  baseline, bare asyncio TLS server':34}{baseline:10.0f}")
+    if not http3:
+        print("HTTP/3: not measured (aioquic is not installed: the `http3` extra)")
 
 
 async def bare(ctx: ssl.SSLContext, agent: Agent, caller: Identity, seconds: float) -> float:
@@ -136,8 +205,8 @@ async def bare(ctx: ssl.SSLContext, agent: Agent, caller: Identity, seconds: flo
 
 
 async def per_version(
-    name: str, http2: bool, ctx: ssl.SSLContext, url: str, seconds: float
-) -> None:
+    name: str, client: Callable[[], httpx.AsyncClient], url: str, seconds: float
+) -> dict[str, float]:
     errors: list[str] = []
 
     async def counted(action: Callable[[], Awaitable[None]]) -> None:
@@ -148,15 +217,14 @@ async def per_version(
             errors.append(type(exc).__name__)
 
     async def fresh_once() -> None:
-        async with httpx.AsyncClient(verify=ctx, http2=http2, trust_env=False) as http:
+        async with client() as http:
             answer = await http.post(url, content=BODY, headers=HEADERS)
             assert answer.status_code == 200, answer.text
 
     async def fresh() -> None:
         await counted(fresh_once)
 
-    limits = httpx.Limits(max_connections=16 if not http2 else 1)
-    async with httpx.AsyncClient(verify=ctx, http2=http2, trust_env=False, limits=limits) as http:
+    async with client() as http:
 
         async def call_once() -> None:
             answer = await http.post(url, content=BODY, headers=HEADERS)
@@ -168,11 +236,9 @@ async def per_version(
         one = await rate(call, seconds)
         many = await concurrent_rate(call, seconds, 16)
     connect = await rate(fresh, seconds)
-    print(f"{name:8} new connection + call/s:      {connect:8.0f}")
-    print(f"{name:8} requests/s, 1 in flight:      {one:8.0f}")
-    print(f"{name:8} requests/s, 16 in flight:     {many:8.0f}")
     if errors:
         print(f"{name:8} transport errors: {len(errors)} ({', '.join(sorted(set(errors)))})")
+    return {"connect": connect, "one": one, "many": many}
 
 
 def main() -> None:

@@ -10,13 +10,16 @@ Options (``[bindings.tls]``): ``url`` (the interface URL the card names),
 ``hosts`` (names in the certificate), ``ca_certificate`` and ``ca_key`` (PEM
 files: our certificate is issued by this CA, and it anchors clients and
 servers), ``client_certificates`` (PEM files of external clients allowed),
-``enroll`` (default true), ``http2`` (default true), ``timeout`` (seconds).
+``enroll`` (default true), ``http2`` (default true), ``http3`` (default false:
+also serve HTTP/3 over QUIC on the same port, UDP, and call peers offering it;
+needs the ``http3`` extra, aioquic), ``timeout`` (seconds).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +53,19 @@ from sealwire_tls._server import ENROLL_PATH, TlsServer
 __all__ = ["TlsBinding", "agent_certificate_chain"]
 
 
+def http3_module() -> ModuleType:
+    """``sealwire_tls._http3`` (it imports aioquic); ConfigurationError naming the extra."""
+    try:
+        from sealwire_tls import _http3
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("aioquic", "pylsqpack"):
+            raise
+        raise ConfigurationError(
+            "bindings.tls: http3 = true needs aioquic: install sealwire-tls[http3]"
+        ) from None
+    return _http3
+
+
 def agent_certificate_chain(
     identity: Identity, options: Mapping[str, Any]
 ) -> tuple[list[x509.Certificate], x509.Certificate | None]:
@@ -75,18 +91,22 @@ class TlsBinding(SessionBinding):
             {Property.MUTUAL_AUTH, Property.FORWARD_SECRECY, Property.HTTP_INTEROP}
         ),
         schemes=frozenset({"https"}),
-        description="A2A JSON-RPC over HTTPS (HTTP/1.1, HTTP/2), mutual TLS 1.3",
+        description="A2A JSON-RPC over HTTPS (HTTP/1.1, HTTP/2; HTTP/3 optional), mutual TLS 1.3",
     )
 
     def __init__(self, context: BindingContext) -> None:
         super().__init__(context)
         options = context.options
         self._chain, self._ca = agent_certificate_chain(context.identity, options)
+        self._http3 = bool(options.get("http3", False))
+        if self._http3:
+            http3_module()  # fail now, not at the first call, when aioquic is missing
         self._client = TlsClient(
             lambda: self.context,
             self._chain,
             ca=self._ca,
             http2=bool(options.get("http2", True)),
+            http3=self._http3,
             timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
         )
         self._enroll = bool(options.get("enroll", True))
@@ -100,13 +120,17 @@ class TlsBinding(SessionBinding):
     def card_parameters(
         cls, identity: PublicIdentity, options: Mapping[str, Any]
     ) -> Mapping[str, Any]:
-        """The certificate's key is the card's signing key; its RFC 7469 pin; enrolment."""
-        return {
+        """The certificate's key is the card's signing key; its RFC 7469 pin; enrolment;
+        ``http3: true`` when HTTP/3 is served (peers need no first TCP request to know)."""
+        params: dict[str, Any] = {
             "certificateKey": "signingKey",
             "spkiSha256": b64url(spki_sha256(identity.signing_key)),
             "enroll": bool(options.get("enroll", True)),
             "enrollPath": ENROLL_PATH,
         }
+        if options.get("http3", False):
+            params["http3"] = True
+        return params
 
     async def serve(self, url: str, dispatch: Dispatcher) -> Listener | None:
         """Serve A2A JSON-RPC over HTTPS at an ``https://`` URL (others: not ours)."""
@@ -125,8 +149,30 @@ class TlsBinding(SessionBinding):
             routes={("POST", ENROLL_PATH): server.enroll},
             response_headers=server.response_headers,
         )
-        listener: Listener = await serve_http(app, url, ssl=server.ssl)
-        return listener
+        if not self._http3:
+            listener: Listener = await serve_http(app, url, ssl=server.ssl)
+            return listener
+        return await self._serve_both(app, url, server)
+
+    async def _serve_both(self, app: A2AHttpApp, url: str, server: TlsServer) -> Listener:
+        """TCP first (port 0: a free one), then UDP on the port TCP got; Alt-Svc on TCP."""
+        http3 = http3_module()
+        alt = http3.AltSvc(app)
+        tcp = await serve_http(alt, url, ssl=server.ssl)
+        parts = urlsplit(tcp.url)
+        port = parts.port or 443
+        try:
+            udp = await http3.serve_http3(
+                app, parts.hostname or "127.0.0.1", port, chain=self._chain,
+                key=self.context.identity.signing_key,
+                admit=lambda der: server.enroll_on if der is None else server.admits(der),
+            )  # fmt: skip
+        except BaseException:
+            await tcp.close()
+            raise
+        alt.value = http3.alt_svc(port)
+        dual: Listener = http3.DualListener(tcp, udp)
+        return dual
 
     async def connect(
         self, url: str, peer: VerifiedCard, negotiation: Negotiation

@@ -7,7 +7,7 @@ from what both ends see of the session, signed by the server's identity key::
            || opaque16(Negotiation.transcript())      # chosen binding, both offer lists
            || opaque16(SHA-256(server certificate DER))
            || opaque16(SHA-256(client certificate DER))
-           || opaque16(HTTP version, "HTTP/1.1" | "HTTP/2" )   # what ALPN chose
+           || opaque16(HTTP version, "HTTP/1.1" | "HTTP/2" | "HTTP/3")  # what ALPN chose
     Sealwire-Channel-Binding: base64url(Ed25519-Sign(server signing key, data))
 
 ``opaque16`` is a 2-byte big-endian length and the bytes. The client sends its
@@ -16,7 +16,8 @@ as ``Policy.check_incoming`` does (our offers as our card states them, the
 chosen binding ours) and signs ``data``; the client verifies the signature
 with the key of the card it chose from. A changed offer list, binding choice,
 certificate on either side (a TLS-terminating middlebox) or HTTP version (an
-ALPN downgrade from h2) changes ``data``, so the signature fails.
+ALPN downgrade from h2, or from HTTP/3 to TCP) changes ``data``, so the
+signature fails.
 """
 
 from __future__ import annotations
@@ -103,5 +104,6 @@ def parse_negotiation_header(value: str) -> Negotiation:
 
 
 def http_version(version: str) -> str:
-    """``HTTP/1.1`` or ``HTTP/2`` from an ASGI (``1.1``, ``2``) or httpx version string."""
+    """``HTTP/1.1``, ``HTTP/2`` or ``HTTP/3`` from an ASGI (``1.1``, ``2``, ``3``) or httpx
+    version string."""
     return version if version.startswith("HTTP/") else f"HTTP/{version}"

@@ -10,8 +10,10 @@ Opening a channel to a peer's ``https://`` interface (module rules):
 2. Enrol our certificate when the peer's card says it enrols (once per peer
    and process), so the server's OpenSSL can verify it.
 3. The channel: an ``httpx`` client, TLS 1.3 only, our certificate, HTTP/2 by
-   default; each request carries our signed card and the negotiation, each
-   answer's channel binding is verified with the peer's key (``_channel``).
+   default - HTTP/3 over QUIC (:mod:`._http3_client`, the same pinned server
+   certificate) when our ``http3`` option is on and the peer's offer says
+   ``http3: true``; each request carries our signed card and the negotiation,
+   each answer's channel binding is verified with the peer's key (``_channel``).
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ class TlsClient:
         *,
         ca: x509.Certificate | None = None,
         http2: bool = True,
+        http3: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._current = current
@@ -145,6 +148,7 @@ class TlsClient:
         self._fingerprint = fingerprint(self._der)
         self._ca = ca
         self.http2 = http2
+        self.http3 = http3
         self._timeout = timeout
         self._servers: dict[tuple[str, int, str], bytes] = {}
         self._enrolled: set[tuple[str, int, str]] = set()
@@ -170,14 +174,25 @@ class TlsClient:
                 self._enrolled.clear()  # enrolling again is harmless
             self._enrolled.add(key)
         context = self._current()
-        client = httpx.AsyncClient(
-            verify=client_context((context, self._chain), server_der),
-            http2=self.http2,
-            # No read timeout: an A2A call or stream may rightly wait for a long task,
-            # as on every other binding; connecting and writing are bounded.
-            timeout=httpx.Timeout(self._timeout, read=None),
-            trust_env=False,
-        )
+        # No read timeout: an A2A call or stream may rightly wait for a long task,
+        # as on every other binding; connecting and writing are bounded.
+        timeout = httpx.Timeout(self._timeout, read=None)
+        if self.http3 and offer is not None and offer.params.get("http3") is True:
+            from sealwire_tls._http3_client import Http3Transport  # imports aioquic
+
+            transport = Http3Transport(
+                host, port, certificate_chain=self._chain,
+                private_key=context.identity.signing_key, server_certificate=server_der,
+                connect_timeout=self._timeout,
+            )  # fmt: skip
+            client = httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
+        else:
+            client = httpx.AsyncClient(
+                verify=client_context((context, self._chain), server_der),
+                http2=self.http2,
+                timeout=timeout,
+                trust_env=False,
+            )
         headers = {
             CARD_HEADER: b64url(
                 json.dumps(dict(context.card.card), separators=(",", ":")).encode()

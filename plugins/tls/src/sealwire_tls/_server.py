@@ -20,6 +20,7 @@ Who may call (module rules):
 
 from __future__ import annotations
 
+import datetime
 import json
 import ssl
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from sealwire.binding import BindingContext, PeerIdentity
@@ -113,6 +115,7 @@ class TlsServer:
         self.fingerprint = fingerprint(chain[0].public_bytes(Encoding.DER))
         self._uri = binding_uri
         self._enroll = enroll
+        self._ca = ca
         anchors = [c.public_bytes(Encoding.DER) for c in ([ca] if ca else [])]
         paths = context.options.get("client_certificates", [])
         for path in [paths] if isinstance(paths, str) else paths:
@@ -124,6 +127,36 @@ class TlsServer:
         self._peers = _Lru()
         self._signatures = _Lru()
         self._served: tuple[VerifiedCard, dict[str, Any]] | None = None
+
+    @property
+    def enroll_on(self) -> bool:
+        """Whether a client without a certificate may connect (to read the card and enrol)."""
+        return self._enroll
+
+    def admits(self, der: bytes, now: datetime.datetime | None = None) -> bool:
+        """Rule 1 without OpenSSL (HTTP/3): is this client leaf a trust anchor?
+
+        True when ``der`` is exactly one of the anchors (configured or enrolled), or
+        is directly issued by the operator's CA (signature checked) - in both cases
+        within its validity dates (and the CA within its own) at ``now`` (default:
+        the current time).
+        """
+        try:
+            certificate = parse_certificate(der)
+        except DecodeError:
+            return False
+        at = now or datetime.datetime.now(datetime.UTC)
+        if not _valid_at(certificate, at):
+            return False
+        if fingerprint(der) in self._anchors:
+            return True
+        if self._ca is None or not _valid_at(self._ca, at):
+            return False
+        try:
+            certificate.verify_directly_issued_by(self._ca)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
 
     @property
     def _binding(self) -> BindingContext:
@@ -225,6 +258,10 @@ class TlsServer:
             self._anchors.add(digest)
             self._binding.store.put(TLS_NAMESPACE, f"client/{card.agent_id}", der)
         return 200, {"enrolled": card.agent_id}
+
+
+def _valid_at(certificate: x509.Certificate, at: datetime.datetime) -> bool:
+    return certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc
 
 
 def _parse_enrolment(body: bytes) -> tuple[VerifiedCard, bytes]:
