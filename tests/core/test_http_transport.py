@@ -26,9 +26,7 @@ from sealwire.model import (
     TaskState,
     TaskStatus,
 )
-from sealwire.transport._http_client import HttpChannel
-from sealwire.transport._http_server import A2AHttpApp, serve_http
-from sealwire.transport._sse import SseDecoder, encode_sse
+from sealwire.transport.http import A2AHttpApp, HttpChannel, SseDecoder, encode_sse, serve_http
 
 CALLER = Identity.generate().public
 PEER = PeerIdentity(agent_id=CALLER.agent_id, identity=CALLER)

@@ -23,7 +23,7 @@ from sealwire.codec import A2AError, Method
 from sealwire.errors import SealwireError, TrustError
 from sealwire.identity import Identity, verify_card
 from sealwire.model import Message, Role, SendMessageRequest, Task, TaskState
-from sealwire.policy import Situation
+from sealwire.policy import PolicyConfig, Situation
 from sealwire.testing.contract import SessionBindingContract
 from sealwire_tls import (
     CHANNEL_BINDING_HEADER,
@@ -213,6 +213,19 @@ async def test_a_denied_caller_is_refused(agents: Callable[..., Agent]) -> None:
         server.trust.deny(client.agent_id)
         with pytest.raises(A2AError, match="403"):
             await client.send_message(peer, "second", situation=HTTP)
+
+
+async def test_a_caller_denied_by_configuration_is_refused(agents: Callable[..., Agent]) -> None:
+    client = agents("client", serve=False)
+    server = agents("server", policy=PolicyConfig(deny_peers=frozenset({client.agent_id})))
+    async with server, client:
+        peer = client.peer(server.card)
+        for stream in (False, True):  # refused before a JSON-RPC answer or a stream starts
+            with pytest.raises(A2AError, match="403"):
+                if stream:
+                    [_ async for _ in client.stream_message(peer, "x", situation=HTTP)]
+                else:
+                    await client.send_message(peer, "x", situation=HTTP)
 
 
 def _channel_response(value: str | None, version: str = "HTTP/2") -> httpx.Response:

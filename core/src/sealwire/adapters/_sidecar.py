@@ -11,9 +11,9 @@ from it, is published with Sealwire's keys and bindings added, and signed; it is
 served at ``http://<local>/.well-known/agent-card.json``.
 
 Both HTTP sides are core's A2A JSONRPC-over-HTTP code: the local endpoint is
-:class:`~sealwire.transport._http_server.A2AHttpApp` (one per peer, behind a
+:class:`~sealwire.transport.http.A2AHttpApp` (one per peer, behind a
 path router) and the upstream is reached through
-:class:`~sealwire.transport._http_client.HttpChannel` driven by an
+:class:`~sealwire.transport.http.HttpChannel` driven by an
 :class:`~sealwire.agent._rpc.RpcConnection`. The HTTP legs are plaintext, so
 the local endpoint answers loopback callers only.
 """
@@ -33,8 +33,7 @@ from sealwire.binding import ChannelClosed, PeerIdentity
 from sealwire.codec import A2AError, InternalRpcError, Request, UnsupportedOperationError
 from sealwire.errors import AuthenticationError, ConfigurationError, SealwireError
 from sealwire.identity import VerifiedCard
-from sealwire.transport._http_client import HttpChannel
-from sealwire.transport._http_server import CARD_PATH, A2AHttpApp, HttpListener, serve_http
+from sealwire.transport.http import CARD_PATH, A2AHttpApp, HttpChannel, HttpListener, serve_http
 
 if TYPE_CHECKING:
     from sealwire.agent import Agent

@@ -241,7 +241,7 @@ class Agent:
     async def _serve_by_binding(self, url: str) -> str:
         for binding in self._bindings.values():
             if isinstance(binding, SessionBinding):
-                listener = await binding.serve(url, self.dispatch)
+                listener = await binding.serve(url, self._dispatch_checked)
                 if listener is not None:
                     self._listeners.append(listener)
                     return str(listener.url)
@@ -312,6 +312,13 @@ class Agent:
             raise TrustError(f"peer {peer.agent_id} is denied by configuration")
         if peer.card is not None:
             self.trust.check(peer.card)
+
+    async def _dispatch_checked(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
+        """:meth:`dispatch` for a binding serving on its own carrier: the peer it
+        verified is checked against the configuration and trust store first."""
+        self._check_peer(peer)
+        async for result in self.dispatch(request, peer):
+            yield result
 
     async def dispatch(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
         """Serve one A2A request from a verified peer (yields one result, or a stream).

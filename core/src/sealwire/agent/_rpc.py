@@ -19,6 +19,7 @@ from typing import Any
 from sealwire.binding import ChannelClosed, PeerIdentity, SecureChannel
 from sealwire.codec import (
     A2A_VERSION,
+    STREAM_PARAMETER,
     A2AError,
     ErrorResponse,
     Frame,
@@ -35,12 +36,9 @@ from sealwire.codec import (
 from sealwire.errors import SealwireError
 from sealwire.transport import TransportClosed
 
-__all__ = ["Dispatcher", "RpcConnection", "STREAM_PARAMETER"]
+__all__ = ["Dispatcher", "RpcConnection"]
 
 log = logging.getLogger(__name__)
-
-STREAM_PARAMETER = "Sealwire-Stream"
-"""Service parameter on streamed response frames: ``event`` or ``end`` (the last one)."""
 
 MAX_INBOUND_REQUESTS = 64
 """Requests a peer may have in flight on one connection; more are refused, so a

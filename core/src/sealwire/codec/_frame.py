@@ -42,6 +42,7 @@ __all__ = [
     "MAX_FRAME_SIZE",
     "MAX_SERVICE_PARAMETERS",
     "Frame",
+    "STREAM_PARAMETER",
     "ServiceParameters",
     "decode_frame",
     "encode_frame",
@@ -52,6 +53,8 @@ A2A_VERSION = "1.0"
 A2A_VERSION_PARAMETER = "A2A-Version"
 A2A_EXTENSIONS = "A2A-Extensions"
 """Service parameter listing the extension URIs in use, comma-separated (spec §3.2.6)."""
+STREAM_PARAMETER = "Sealwire-Stream"
+"""Service parameter on streamed response frames: ``event``, or ``end`` on the last one."""
 
 MAX_FRAME_SIZE = 16 * 1024 * 1024
 """Largest frame decoded by default (16 MiB): room for inline file parts, while a

@@ -29,6 +29,7 @@ from sealwire.codec import (
     A2A_VERSION,
     A2A_VERSION_PARAMETER,
     MAX_FRAME_SIZE,
+    STREAM_PARAMETER,
     A2AError,
     ErrorResponse,
     Frame,
@@ -42,12 +43,10 @@ from sealwire.codec import (
 from sealwire.errors import SealwireError, StateError
 from sealwire.transport._sse import SseDecoder
 
-__all__ = ["MAX_HTTP_IN_FLIGHT", "STREAM_PARAMETER", "HttpChannel"]
+__all__ = ["MAX_HTTP_IN_FLIGHT", "HttpChannel"]
 
 log = logging.getLogger(__name__)
 
-STREAM_PARAMETER = "Sealwire-Stream"
-"""As in ``sealwire.agent._rpc``: ``event`` on streamed frames, ``end`` on the last."""
 MAX_HTTP_IN_FLIGHT = 64
 """Requests in flight on one channel; more get an error frame (as the peer's limit)."""
 MAX_RECEIVED_BACKLOG = 4096

@@ -60,6 +60,7 @@ from sealwire.transport._sse import encode_sse
 
 __all__ = [
     "CARD_PATH",
+    "CLOSE_GRACE",
     "MAX_HTTP_BODY",
     "MAX_HTTP_HEADERS",
     "A2AHttpApp",
@@ -176,31 +177,33 @@ class A2AHttpApp:
         except A2AError as exc:
             await _json(send, 200, encode(ErrorResponse.from_error(exc, request.id)), extra)
             return
-        if request.method.streaming:
-            await self._stream(send, request, peer, extra)
-        else:
-            await _json(send, 200, await self._one(request, peer), extra)
-
-    async def _one(self, request: Request, peer: PeerIdentity) -> dict[str, Any]:
         results = self._dispatch(request, peer)
         try:
-            async for result in results:
-                return encode(Response(id=request.id, result=result))
-            raise InternalRpcError("the handler produced no result")
-        except A2AError as exc:
-            return encode(ErrorResponse.from_error(exc, request.id))
-        except Exception:
-            log.exception("handler for %s failed", request.method.value)
-            return encode(ErrorResponse.from_error(InternalRpcError("internal error"), request.id))
-        finally:
+            # The first result decides the answer's status: a caller the dispatcher
+            # refuses (a denied peer) gets 403, not a JSON-RPC error.
+            first = await _first(results, request)
+        except SealwireError as exc:
             await _aclose(results)
+            log.info("refused an HTTP caller: %s", exc)
+            await _plain(send, _refusal(exc), str(exc)[:300].encode())
+            return
+        if request.method.streaming and not isinstance(first, ErrorResponse):
+            await self._stream(send, request, first, results, extra)
+        else:
+            await _aclose(results)
+            await _json(send, 200, encode(first), extra)
 
     async def _stream(
-        self, send: Any, request: Request, peer: PeerIdentity, extra: Mapping[str, str]
+        self,
+        send: Any,
+        request: Request,
+        first: Response,
+        results: AsyncIterator[Any],
+        extra: Mapping[str, str],
     ) -> None:
         await _start(send, 200, b"text/event-stream", {"cache-control": "no-cache", **extra})
-        results = self._dispatch(request, peer)
         try:
+            await _event(send, encode(first))
             async for result in results:
                 await _event(send, encode(Response(id=request.id, result=result)))
         except A2AError as exc:
@@ -212,6 +215,22 @@ class A2AHttpApp:
         finally:
             await _aclose(results)
         await send({"type": "http.response.body", "body": b""})
+
+
+async def _first(results: AsyncIterator[Any], request: Request) -> Response | ErrorResponse:
+    """The handler's first result as a response (an A2A error or a failure as an error
+    response); a :class:`SealwireError` that is no A2A error (a refusal) propagates."""
+    try:
+        async for result in results:
+            return Response(id=request.id, result=result)
+        raise InternalRpcError("the handler produced no result")
+    except A2AError as exc:
+        return ErrorResponse.from_error(exc, request.id)
+    except SealwireError:
+        raise
+    except Exception:
+        log.exception("handler for %s failed", request.method.value)
+        return ErrorResponse.from_error(InternalRpcError("internal error"), request.id)
 
 
 async def _aclose(results: AsyncIterator[Any]) -> None:

@@ -38,7 +38,7 @@ from sealwire.binding import (
 from sealwire.errors import ConfigurationError, LocalProtocolError
 from sealwire.identity import Identity, PublicIdentity, VerifiedCard
 from sealwire.transport import FrameStream, Listener
-from sealwire.transport._http_server import A2AHttpApp, serve_http
+from sealwire.transport.http import A2AHttpApp, serve_http
 from sealwire_tls._certs import (
     DEFAULT_HOSTS,
     issue_certificate,

@@ -33,7 +33,7 @@ from sealwire.binding import BindingContext, Negotiation, PeerIdentity, Property
 from sealwire.errors import AuthenticationError, RemoteProtocolError, TrustError
 from sealwire.identity import PublicIdentity, VerifiedCard
 from sealwire.transport import TransportError
-from sealwire.transport._http_client import HttpChannel
+from sealwire.transport.http import HttpChannel
 from sealwire_tls._certs import certificate_key, fingerprint, key_files, parse_certificate
 from sealwire_tls._channel import (
     CARD_HEADER,

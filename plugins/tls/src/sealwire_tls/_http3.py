@@ -1,7 +1,7 @@
 """HTTP/3 (RFC 9114) for the TLS binding: the same A2A app, on aioquic, with the same callers.
 
 :func:`serve_http3` listens on UDP and serves an ASGI app (the binding's
-:class:`~sealwire.transport._http_server.A2AHttpApp`) over HTTP/3, ALPN ``h3``.
+:class:`~sealwire.transport.http.A2AHttpApp`) over HTTP/3, ALPN ``h3``.
 
 Who may call (module rules; the TCP path's, without OpenSSL):
 
@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealwire.errors import ConfigurationError
 from sealwire.transport import Listener
-from sealwire.transport._http_server import CLOSE_GRACE, MAX_HTTP_BODY, MAX_HTTP_HEADERS
+from sealwire.transport.http import CLOSE_GRACE, MAX_HTTP_BODY, MAX_HTTP_HEADERS
 from sealwire_tls._quic import (
     check_private_api,
     peer_certificate_der,

@@ -37,7 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealwire.errors import TrustError
-from sealwire.transport._http_server import MAX_HTTP_BODY, MAX_HTTP_HEADERS
+from sealwire.transport.http import MAX_HTTP_BODY, MAX_HTTP_HEADERS
 from sealwire_tls._quic import peer_certificate_der, quic_configuration
 
 __all__ = ["MAX_BUFFERED", "Http3Transport"]

@@ -1,0 +1,43 @@
+"""The A2A ``JSONRPC`` binding over HTTP (A2A v1.0 §9), for bindings that carry it.
+
+A separate module from :mod:`sealwire.transport` because it imports the HTTP
+stacks (hypercorn, httpx): only what serves or calls HTTP pays for them.
+
+* :class:`A2AHttpApp` - the ASGI app (agent card, JSON-RPC POST, Server-Sent
+  Events), and :func:`serve_http` - it on hypercorn, HTTP/1.1 and HTTP/2 (TLS
+  client certificates reach the app as the ASGI ``tls`` extension);
+* :class:`HttpChannel` - a client as a channel of frames, so the agent's RPC
+  layer runs over HTTP unchanged;
+* :class:`SseDecoder` and :func:`encode_sse` - Server-Sent Events.
+"""
+
+from __future__ import annotations
+
+from sealwire.transport._http_client import MAX_HTTP_IN_FLIGHT, HttpChannel
+from sealwire.transport._http_server import (
+    CARD_PATH,
+    CLOSE_GRACE,
+    MAX_HTTP_BODY,
+    MAX_HTTP_HEADERS,
+    A2AHttpApp,
+    ExtraRoute,
+    HttpListener,
+    serve_http,
+)
+from sealwire.transport._sse import SseDecoder, SseEvent, encode_sse
+
+__all__ = [
+    "CARD_PATH",
+    "CLOSE_GRACE",
+    "MAX_HTTP_BODY",
+    "MAX_HTTP_HEADERS",
+    "MAX_HTTP_IN_FLIGHT",
+    "A2AHttpApp",
+    "ExtraRoute",
+    "HttpChannel",
+    "HttpListener",
+    "SseDecoder",
+    "SseEvent",
+    "encode_sse",
+    "serve_http",
+]
