@@ -9,7 +9,7 @@ the other (latency per send), then C senders enqueue N more concurrently
 (throughput); the recipient then drains its mailbox with ``fetch(limit=100)``
 + ``ack`` (latency per fetch, messages per second). The NATS relay uses a
 ``nats-server -js`` started here on a free loopback port with a temporary
-store (``nats-server`` must be installed: ``scripts/install-nats.sh``).
+store (``nats-server`` must be installed: ``scripts/install-servers.sh``).
 Client and relay share one process and one event loop, so the figures include
 both sides of HTTP and are a floor for a remote relay, not a ceiling.
 """
@@ -46,7 +46,7 @@ def free_port() -> int:
 def nats_server(store: Path) -> Iterator[str]:
     binary = shutil.which("nats-server")
     if binary is None:
-        sys.exit("nats-server is missing: run scripts/install-nats.sh (or --backends sqlite)")
+        sys.exit("nats-server is missing: run scripts/install-servers.sh (or --backends sqlite)")
     port = free_port()
     proc = subprocess.Popen(
         [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)],

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import Cli, free_port
 
 from sealwire.identity import verify_card
 from sealwire.relay import RelayConfig, running_relay
@@ -20,43 +18,11 @@ async def handle(task):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Cli:
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.env = {k: v for k, v in os.environ.items() if k != "SEALWIRE_STORE_KEY"}
-
-    async def __call__(self, *args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sealwire.cli", *args, cwd=self.cwd, env=self.env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode == 0, err.decode()
-        return out.decode()
-
-    async def serve(self, home: str) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sealwire.cli", "--home", home, "serve", "--handler",
-            "acker:handle", cwd=self.cwd, env=self.env, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        assert b"is serving" in line
-        return proc
-
-
 @pytest.mark.slow
 async def test_group_commands(tmp_path: Path) -> None:
-    (tmp_path / "acker.py").write_text(HANDLER)
+    (tmp_path / "handler.py").write_text(HANDLER)
     config = RelayConfig(
-        port=_free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+        port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
         backend_options={"path": str(tmp_path / "relay.sqlite3")},
     )  # fmt: skip
     cli = Cli(tmp_path)

@@ -2,7 +2,7 @@
 
 The NATS backend runs on a real ``nats-server -js`` started once per session on
 a free loopback port with a temporary store. A missing ``nats-server`` fails
-the tests (install it with ``scripts/install-nats.sh``) unless
+the tests (install it with ``scripts/install-servers.sh``) unless
 ``SEALWIRE_SKIP_NATS=1`` is set, which skips the NATS half on purpose.
 """
 
@@ -49,7 +49,9 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("SEALWIRE_SKIP_NATS=1: NATS backend not tested")
     binary = shutil.which("nats-server")
     if binary is None:
-        pytest.fail("nats-server is missing: run scripts/install-nats.sh (or SEALWIRE_SKIP_NATS=1)")
+        pytest.fail(
+            "nats-server is missing: run scripts/install-servers.sh (or SEALWIRE_SKIP_NATS=1)"
+        )
     port = free_port()
     store = tmp_path_factory.mktemp("nats-store")
     proc = subprocess.Popen(

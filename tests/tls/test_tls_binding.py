@@ -24,6 +24,7 @@ from sealwire.errors import SealwireError, TrustError
 from sealwire.identity import Identity, verify_card
 from sealwire.model import Message, Role, SendMessageRequest, Task, TaskState
 from sealwire.policy import PolicyConfig, Situation
+from sealwire.store import MemoryStore
 from sealwire.testing.contract import SessionBindingContract
 from sealwire_tls import (
     CHANNEL_BINDING_HEADER,
@@ -32,7 +33,7 @@ from sealwire_tls import (
     client_context,
     self_signed_certificate,
 )
-from sealwire_tls.testing import export_client_files
+from sealwire_tls.testing import export_client_files, tls_registry
 
 HTTP = Situation(external_http=True)
 RPC = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {
@@ -299,3 +300,19 @@ def test_client_context_is_tls13_only() -> None:
     ctx = client_context(None, der)
     assert ctx.minimum_version is ssl.TLSVersion.TLSv1_3
     assert ctx.verify_mode is ssl.CERT_REQUIRED
+
+
+async def test_an_https_listen_url_is_offered_at_its_bound_port(
+    agents: Callable[..., Agent],
+) -> None:
+    server = Agent(
+        Identity.generate(), MemoryStore(), name="server", listen=["https://127.0.0.1:0"],
+        registry=tls_registry(),
+    )  # fmt: skip
+    server.on_message(lambda task: task.reply("hi"))
+    client = agents("client", serve=False)
+    async with server, client:
+        offer = server.card.offer("tls")
+        assert offer is not None and offer.url.startswith("https://127.0.0.1:")
+        assert not offer.url.endswith(":0")
+        assert await client.send_message(client.peer(server.card), "hi", situation=HTTP)

@@ -23,7 +23,7 @@ from sealwire.agent._card import build_card
 from sealwire.codec import to_json
 from sealwire.config import default_home, init_home, open_agent, open_home, relay_address
 from sealwire.errors import ConfigurationError, SealwireError
-from sealwire.identity import verify_card
+from sealwire.identity import TrustStore, verify_card
 from sealwire.plugins import Registry, load_registry
 from sealwire.policy import Policy, Situation
 
@@ -192,6 +192,25 @@ def cmd_demo(args: argparse.Namespace, registry: Registry) -> int:
     return asyncio.run(run_demo(registry, transport=args.transport))
 
 
+def cmd_trust(args: argparse.Namespace, registry: Registry) -> int:
+    config, _identity, store = open_home(_home(args), registry)
+    try:
+        trust = TrustStore(store, config.trust)
+        if args.trust_command == "pin":
+            card = verify_card(_read_card(args.card))
+            trust.pin(card.identity)
+            agent_id = card.identity.agent_id
+        else:
+            agent_id = args.agent_id
+            {"allow": trust.allow, "deny": trust.deny, "forget": trust.forget}[args.trust_command](
+                agent_id
+            )
+    finally:
+        store.close()
+    print(f"{args.trust_command}: {agent_id}")
+    return 0
+
+
 def cmd_relay_serve(args: argparse.Namespace, registry: Registry) -> int:
     from sealwire.relay import RelayConfig, serve_relay
 
@@ -268,6 +287,18 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         help="where the upstream calls peers (default: a free loopback port)",
     )
     p.set_defaults(run=cmd_sidecar)
+
+    p = sub.add_parser("trust", help="which peers this agent trusts (the trust store)")
+    tsub = p.add_subparsers(dest="trust_command", required=True, metavar="ACTION")
+    t = tsub.add_parser("pin", help="pin the keys of a peer's signed card (file, or - for stdin)")
+    t.add_argument("card")
+    for action, text in (
+        ("allow", "put an agent id on the allow-list"),
+        ("deny", "refuse an agent id from now on, whatever else says"),
+        ("forget", "drop the pin, allow and deny entries of an agent id"),
+    ):
+        tsub.add_parser(action, help=text).add_argument("agent_id")
+    p.set_defaults(run=cmd_trust)
 
     p = sub.add_parser("relay", help="the delivery service for offline agents and groups")
     rsub = p.add_subparsers(dest="relay_command", required=True, metavar="ACTION")

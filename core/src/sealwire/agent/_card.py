@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sealwire.binding import Binding, Property, Shape
+from sealwire.binding import Binding, Shape
 from sealwire.codec import A2A_VERSION
 from sealwire.identity import Identity, build_identity_extension, sign_card
 
@@ -22,7 +22,7 @@ def interfaces_for(
     if "url" in options:
         return [str(options["url"])]
     info = cls.info
-    if info.shape is Shape.SESSION and Property.HTTP_INTEROP not in info.properties:
+    if info.shape is Shape.SESSION:
         return [url for url in listen_urls if url.split("://", 1)[0] in info.schemes]
     if info.shape in (Shape.MAILBOX, Shape.GROUP) and relay_address:
         return [relay_address]
