@@ -8,12 +8,12 @@ replacing its old leaf; a group whose policy forbids external joins refuses.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from waiting import until
 
 from sealwire.agent import Agent, TaskContext
 from sealwire.errors import PolicyError
@@ -61,14 +61,6 @@ async def start(tmp_path) -> AsyncIterator:
             await agent.stop()
 
 
-async def _until(predicate, what: str) -> None:
-    for _ in range(TIMEOUT * 20):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _mls(agent: Agent):
     return agent._bindings["mls"]
 
@@ -77,7 +69,7 @@ async def _same_epoch(group: bytes, *agents: Agent) -> None:
     def agreed() -> bool:
         return len({_mls(a).epoch_authenticator(group) for a in agents}) == 1
 
-    await _until(agreed, "every member in the same epoch")
+    await until(agreed, "every member in the same epoch")
 
 
 async def test_external_join_and_resync(start):
@@ -86,13 +78,13 @@ async def test_external_join_and_resync(start):
     carol = await start("carol", carol_id)
     group = await alice.create_group()
     await alice.add_to_group(group, [bob.card])
-    await _until(lambda: group in bob.groups(), "Bob's join")
+    await until(lambda: group in bob.groups(), "Bob's join")
     await _mls(alice).admit_external(group, carol.card)
-    await _until(lambda: group in carol.groups(), "Carol's external join")
+    await until(lambda: group in carol.groups(), "Carol's external join")
     await _same_epoch(group, alice, bob, carol)
     everyone = tuple(sorted(a.agent_id for a in (alice, bob, carol)))
     for agent in (alice, bob, carol):
-        await _until(lambda a=agent: a.groups()[group] == everyone, "the same members")
+        await until(lambda a=agent: a.groups()[group] == everyone, "the same members")
     replies = await carol.send_to_group(group, "hello", timeout=TIMEOUT)
     assert sorted(r.result.status.message.parts[0].text for r in replies) == [
         "alice here",
@@ -102,7 +94,7 @@ async def test_external_join_and_resync(start):
     await carol.stop()
     carol = await start("carol", carol_id)
     await _mls(bob).admit_external(group, carol.card)
-    await _until(lambda: group in carol.groups(), "Carol's resync")
+    await until(lambda: group in carol.groups(), "Carol's resync")
     await _same_epoch(group, alice, bob, carol)
     assert alice.groups()[group] == everyone  # her old leaf was replaced, not kept
     replies = await alice.send_to_group(group, "again", timeout=TIMEOUT)

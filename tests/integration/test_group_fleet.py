@@ -13,6 +13,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from waiting import until
 
 from sealwire.agent import Agent, TaskContext
 from sealwire.identity import Identity
@@ -70,14 +71,6 @@ async def fleet(tmp_path) -> AsyncIterator[Fleet]:
         yield Fleet(relay.url, stack)
 
 
-async def _until(predicate, what: str) -> None:
-    for _ in range(TIMEOUT * 20):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_create_invite_and_send_to_the_group(fleet):
     alice = await fleet.agent("alice")
     bob = await fleet.agent("bob")
@@ -85,7 +78,7 @@ async def test_create_invite_and_send_to_the_group(fleet):
     try:
         group = await alice.create_group()
         await alice.add_to_group(group, [bob.card, carol.card])
-        await _until(lambda: group in bob.groups() and group in carol.groups(), "the invitations")
+        await until(lambda: group in bob.groups() and group in carol.groups(), "the invitations")
         everyone = tuple(sorted([alice.agent_id, bob.agent_id, carol.agent_id]))
         assert alice.groups()[group] == everyone == bob.groups()[group] == carol.groups()[group]
         # A member's garbage in the log is dropped by the others, who carry on.
@@ -141,12 +134,12 @@ async def test_removed_members_cannot_read_later_epochs(fleet):
     try:
         group = await alice.create_group()
         await alice.add_to_group(group, [bob.card, carol.card])
-        await _until(lambda: group in carol.groups() and group in bob.groups(), "the joins")
+        await until(lambda: group in carol.groups() and group in bob.groups(), "the joins")
         before = _state(carol, group)  # Carol's keys just before her removal
         await alice.remove_from_group(group, [carol.agent_id])
-        await _until(lambda: group not in carol.groups(), "Carol leaving")
+        await until(lambda: group not in carol.groups(), "Carol leaving")
         assert alice.groups()[group] == tuple(sorted([alice.agent_id, bob.agent_id]))
-        await _until(lambda: _mls(bob).epoch(group) == _mls(alice).epoch(group), "Bob")
+        await until(lambda: _mls(bob).epoch(group) == _mls(alice).epoch(group), "Bob")
         replies = await alice.send_to_group(group, "secret plans", timeout=TIMEOUT)
         assert [r.agent_id for r in replies] == [bob.agent_id]
         with pytest.raises(ForbiddenError):
@@ -173,11 +166,11 @@ async def test_joiners_cannot_read_earlier_epochs(fleet):
     try:
         group = await alice.create_group()
         await alice.add_to_group(group, [bob.card])
-        await _until(lambda: group in bob.groups(), "Bob's join")
+        await until(lambda: group in bob.groups(), "Bob's join")
         assert len(await alice.send_to_group(group, "before Dave", timeout=TIMEOUT)) == 1
         await alice.update_group_keys(group)
         await alice.add_to_group(group, [dave.card])
-        await _until(lambda: group in dave.groups(), "Dave's join")
+        await until(lambda: group in dave.groups(), "Dave's join")
         earlier = [e for e in await _log(alice, group) if e.kind == "application"]
         assert earlier
         joined = _state(dave, group)
@@ -200,7 +193,7 @@ async def test_concurrent_commits_lose_nothing(fleet):
     try:
         group = await alice.create_group()
         await alice.add_to_group(group, [bob.card])
-        await _until(lambda: group in bob.groups(), "Bob's join")
+        await until(lambda: group in bob.groups(), "Bob's join")
         # Bob's first commit is held until Alice's is in: both are made for the same
         # epoch, so the relay refuses Bob's and he must process Alice's and retry.
         alice_in = asyncio.Event()
@@ -230,9 +223,9 @@ async def test_concurrent_commits_lose_nothing(fleet):
         )
         assert conflicts, "Bob's commit should have lost its epoch once"
         everyone = tuple(sorted(a.agent_id for a in (alice, bob, carol, dave)))
-        await _until(lambda: all(group in a.groups() for a in (carol, dave)), "the joins")
+        await until(lambda: all(group in a.groups() for a in (carol, dave)), "the joins")
         for agent in (alice, bob, carol, dave):
-            await _until(lambda a=agent: a.groups()[group] == everyone, "the same members")
+            await until(lambda a=agent: a.groups()[group] == everyone, "the same members")
         auth = {_mls(a).epoch_authenticator(group) for a in (alice, bob, carol, dave)}
         assert len(auth) == 1
     finally:
@@ -251,7 +244,7 @@ async def test_state_survives_restarts_and_offline_members_catch_up(fleet):
     try:
         group = await alice.create_group()
         await alice.add_to_group(group, [bob.card])
-        await _until(lambda: group in bob.groups(), "Bob's join")
+        await until(lambda: group in bob.groups(), "Bob's join")
         await bob.stop()  # Bob goes offline for many epochs
         for _ in range(5):
             await alice.update_group_keys(group)
@@ -260,9 +253,9 @@ async def test_state_survives_restarts_and_offline_members_catch_up(fleet):
         epoch = _mls(alice).epoch(group)
         bob = await fleet.agent("bob", bob_id, bob_store)
         carol = await fleet.agent("carol", carol_id, carol_store)
-        await _until(lambda: group in carol.groups(), "Carol's join from her mailbox")
+        await until(lambda: group in carol.groups(), "Carol's join from her mailbox")
         for agent in (bob, carol):
-            await _until(lambda a=agent: _mls(a).epoch(group) == epoch, "catching up")
+            await until(lambda a=agent: _mls(a).epoch(group) == epoch, "catching up")
         replies = await alice.send_to_group(group, "welcome back", timeout=TIMEOUT)
         assert sorted(r.result.status.message.parts[0].text for r in replies) == [
             "bob: welcome back",
@@ -280,7 +273,7 @@ async def test_a_frame_opened_before_a_crash_is_handled_after_the_restart(fleet)
     try:
         group = await alice.create_group()
         await alice.add_to_group(group, [bob.card])
-        await _until(lambda: group in bob.groups(), "Bob's join")
+        await until(lambda: group in bob.groups(), "Bob's join")
         opened = []
 
         def crash(*args: object) -> None:  # Bob dies after opening, before handling
@@ -289,7 +282,7 @@ async def test_a_frame_opened_before_a_crash_is_handled_after_the_restart(fleet)
 
         bob._groups._on_frame = crash
         asking = asyncio.create_task(alice.send_to_group(group, "still there?", timeout=TIMEOUT))
-        await _until(lambda: opened, "Bob opening the request")
+        await until(lambda: opened, "Bob opening the request")
         await bob.stop()
         assert bob_store.keys("group.inbox")  # kept with the ratchet that opened it
         bob = await fleet.agent("bob", bob_id, bob_store)

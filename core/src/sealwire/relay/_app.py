@@ -30,11 +30,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from sealwire import __version__
+from sealwire._asgi import Receive, Scope, Send, lifespan
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import Identity
 from sealwire.relay._auth import CLIENT_NONCE_BYTES, Authenticator, Principal, relay_proof_payload
@@ -47,9 +48,6 @@ __all__ = ["RelayApp"]
 
 log = logging.getLogger("sealwire.relay")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Handler = Callable[[Principal, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 # A WebSocket pushes at most this many unacknowledged deliveries ahead of the
@@ -107,7 +105,7 @@ class RelayApp:
         elif scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -245,16 +243,6 @@ async def _run_until_disconnect(pusher: Awaitable[None], receive: Receive) -> No
         await asyncio.gather(push, watcher, return_exceptions=True)
     if push.done() and not push.cancelled() and push.exception() is not None:
         log.warning("relay WebSocket push ended: %r", push.exception())
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 async def _read_body(receive: Receive) -> bytes:

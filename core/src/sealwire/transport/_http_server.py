@@ -36,6 +36,7 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
+from sealwire._asgi import lifespan
 from sealwire.binding import PeerIdentity
 from sealwire.codec import (
     A2A_VERSION,
@@ -119,7 +120,7 @@ class A2AHttpApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -257,16 +258,6 @@ def _headers(scope: Scope) -> dict[str, str]:
     for name, value in list(scope.get("headers", []))[:MAX_HTTP_HEADERS]:
         out[name.decode("latin-1").lower()] = value.decode("latin-1")
     return out
-
-
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 async def _read_body(receive: Any, limit: int) -> bytes | None:

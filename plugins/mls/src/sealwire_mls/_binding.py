@@ -423,12 +423,7 @@ class MlsBinding(GroupBinding):
         lost answer): merge it now."""
         before = roster.leaves()
         applied = roster.group.merge_pending_commit()
-        self._pending.pop(group_id, None)
-        roster.forget_departed()
-        event = self._membership(group_id, roster, before, applied)
-        self._storage.save(group_id, roster, keep=_bind(keep, event))
-        self._signal_advance(group_id)
-        return event
+        return self._advanced_to(group_id, roster, before, applied, keep)
 
     def _process_handshake(
         self,
@@ -459,10 +454,22 @@ class MlsBinding(GroupBinding):
         if not isinstance(result, CommitApplied):
             self._storage.save(group_id, roster, keep=_bind(keep, None))  # a proposal, cached
             return None
-        self._pending.pop(group_id, None)
         self._admit_added(roster, joining, cards)
+        return self._advanced_to(group_id, roster, before, result, keep)
+
+    def _advanced_to(
+        self,
+        group_id: bytes,
+        roster: Roster,
+        before: Mapping[int, str],
+        applied: CommitApplied,
+        keep: ProcessKeep | None,
+    ) -> GroupMembershipChanged:
+        """A commit was applied: store the new epoch (with ``keep``), wake a waiting
+        committer, and say who came and went."""
+        self._pending.pop(group_id, None)
         roster.forget_departed()
-        event = self._membership(group_id, roster, before, result)
+        event = self._membership(group_id, roster, before, applied)
         self._storage.save(group_id, roster, keep=_bind(keep, event))
         self._signal_advance(group_id)
         return event

@@ -1,0 +1,18 @@
+"""Waiting in asynchronous tests for something another task or process does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+__all__ = ["until"]
+
+
+async def until(predicate: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    """Return once ``predicate()`` is true; AssertionError naming ``what`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
