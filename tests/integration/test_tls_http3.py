@@ -123,6 +123,22 @@ async def test_two_agents_talk_over_http3(
     assert verified and set(verified) == {"HTTP/3"}
 
 
+async def test_calls_fall_back_to_tcp_when_quic_does_not_get_through(
+    agents: Callable[..., Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tls_client, "HTTP3_CONNECT_SECONDS", 0.5)
+    server = agents("server", options={"http3": True})
+    client = agents("client", serve=False, options={"http3": True})
+    async with server, client:
+        await server._listeners[0].udp.close()  # UDP blocked on the path
+        peer = client.peer(server.card)
+        task = await client.send_message(peer, "hello", situation=HTTP)
+        assert isinstance(task, Task) and task.status.state is TaskState.COMPLETED
+        conn = await client.connect(peer, HTTP)
+        answer = await conn.channel._client.get(server.card.offers[0].url + "/x")
+        assert answer.http_version == "HTTP/2"  # and the channel binding verified over TCP
+
+
 async def test_tcp_answers_advertise_http3(agents: Callable[..., Agent]) -> None:
     import ssl
 

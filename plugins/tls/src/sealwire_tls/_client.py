@@ -12,8 +12,10 @@ Opening a channel to a peer's ``https://`` interface (module rules):
 3. The channel: an ``httpx`` client, TLS 1.3 only, our certificate, HTTP/2 by
    default - HTTP/3 over QUIC (:mod:`._http3_client`, the same pinned server
    certificate) when our ``http3`` option is on and the peer's offer says
-   ``http3: true``; each request carries our signed card and the negotiation,
-   each answer's channel binding is verified with the peer's key (``_channel``).
+   ``http3: true``, over TCP again when the QUIC handshake does not get through
+   in :data:`HTTP3_CONNECT_SECONDS` (UDP blocked on the path); each request
+   carries our signed card and the negotiation, each answer's channel binding
+   is verified with the peer's key (``_channel``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import ssl
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
@@ -49,9 +52,15 @@ from sealwire_tls._server import ENROLL_PATH
 
 __all__ = ["MAX_PINNED_SERVERS", "TlsClient", "client_context"]
 
+log = logging.getLogger(__name__)
+
 MAX_PINNED_SERVERS = 1024
 """Server certificates (and enrolments) remembered per binding; forgotten ones cost a
 probe (an enrolment) again."""
+HTTP3_CONNECT_SECONDS = 5.0
+"""How long a QUIC handshake may take before the call goes over TCP instead."""
+HTTP3_RETRY_SECONDS = 300.0
+"""After a failed QUIC handshake, calls to that server use TCP this long."""
 DEFAULT_TIMEOUT = 30.0
 """Seconds for the probe, enrolment, connecting and writing (answers may take longer)."""
 
@@ -151,6 +160,7 @@ class TlsClient:
         self.http3 = http3
         self._timeout = timeout
         self._servers: dict[tuple[str, int, str], bytes] = {}
+        self._no_http3: dict[tuple[str, int], float] = {}  # -> loop time to try QUIC again
         self._enrolled: set[tuple[str, int, str]] = set()
 
     async def open(self, url: str, peer: VerifiedCard, negotiation: Negotiation) -> HttpChannel:
@@ -174,23 +184,14 @@ class TlsClient:
                 self._enrolled.clear()  # enrolling again is harmless
             self._enrolled.add(key)
         context = self._current()
-        # No read timeout: an A2A call or stream may rightly wait for a long task,
-        # as on every other binding; connecting and writing are bounded.
-        timeout = httpx.Timeout(self._timeout, read=None)
+        client = None
         if self.http3 and offer is not None and offer.params.get("http3") is True:
-            from sealwire_tls._http3_client import Http3Transport  # imports aioquic
-
-            transport = Http3Transport(
-                host, port, certificate_chain=self._chain,
-                private_key=context.identity.signing_key, server_certificate=server_der,
-                connect_timeout=self._timeout,
-            )  # fmt: skip
-            client = httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
-        else:
+            client = await self._http3_client(host, port, context, server_der)
+        if client is None:
             client = httpx.AsyncClient(
                 verify=client_context((context, self._chain), server_der),
                 http2=self.http2,
-                timeout=timeout,
+                timeout=self._http_timeout,
                 trust_env=False,
             )
         headers = {
@@ -212,6 +213,38 @@ class TlsClient:
             headers=headers,
             check_response=check,
         )
+
+    @property
+    def _http_timeout(self) -> httpx.Timeout:
+        # No read timeout: an A2A call or stream may rightly wait for a long task,
+        # as on every other binding; connecting and writing are bounded.
+        return httpx.Timeout(self._timeout, read=None)
+
+    async def _http3_client(
+        self, host: str, port: int, context: BindingContext, server_der: bytes
+    ) -> httpx.AsyncClient | None:
+        """An HTTP/3 client, connected (handshake and pin checked); None when QUIC does
+        not get through (UDP blocked on the path): the caller falls back to TCP, and
+        this server is called over TCP for :data:`HTTP3_RETRY_SECONDS`."""
+        from sealwire_tls._http3_client import Http3Transport  # imports aioquic
+
+        loop = asyncio.get_running_loop()
+        if self._no_http3.get((host, port), 0.0) > loop.time():
+            return None
+        transport = Http3Transport(
+            host, port, certificate_chain=self._chain, private_key=context.identity.signing_key,
+            server_certificate=server_der,
+            connect_timeout=min(self._timeout, HTTP3_CONNECT_SECONDS),
+        )  # fmt: skip
+        try:
+            await transport.connect()  # a wrong server certificate raises TrustError here
+        except httpx.ConnectError as exc:
+            log.info("HTTP/3 to %s:%d failed (%s): falling back to TCP", host, port, exc)
+            if len(self._no_http3) >= MAX_PINNED_SERVERS:
+                self._no_http3.clear()
+            self._no_http3[(host, port)] = loop.time() + HTTP3_RETRY_SECONDS
+            return None
+        return httpx.AsyncClient(transport=transport, timeout=self._http_timeout, trust_env=False)
 
     async def _enroll(self, url: str, server_der: bytes) -> None:
         body = {"card": dict(self._current().card.card), "certificate": b64url(self._der)}
