@@ -75,6 +75,11 @@ COMMIT_ATTEMPTS = 8
 """Commits offered before giving up when other members keep winning the epoch."""
 EPOCH_WAIT_SECONDS = 15.0
 """How long a losing committer waits for the winning commit to be processed."""
+CARD_RETRY_SECONDS = 60.0
+"""A member whose card was not found (or did not verify) is looked up again after
+this long: its messages meanwhile are refused without a relay request each."""
+MAX_CARD_MISSES = 4096
+"""Members remembered as lacking a card (forgetting one only costs a lookup)."""
 MAX_GROUP_ID_BYTES = 64
 """Group ids are store keys (hex) and relay names: 64 bytes is ample for random ids."""
 INVITE_BINDING_PREFIX = b"\x03mls"
@@ -109,6 +114,7 @@ class MlsBinding(GroupBinding):
         self._advanced: dict[bytes, asyncio.Event] = {}
         self._pending: dict[bytes, bytes] = {}  # group id -> our commit offered to the relay
         self._published_card: object = None  # the card last published to the relay
+        self._card_misses: dict[str, float] = {}  # agent id -> loop time to ask again
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -408,12 +414,20 @@ class MlsBinding(GroupBinding):
         """The verified member at ``leaf_index``, its card fetched if not yet known."""
         peer = roster.peer(leaf_index)
         agent_id = roster.leaves().get(leaf_index)
-        if peer is None and agent_id is not None and agent_id not in roster.cards:
-            try:
-                await self.fetch_cards(roster, [agent_id])
-            except SealwireError as exc:  # the relay is unreachable: the message is dropped
-                log.warning("cannot fetch the card of %s: %s", agent_id, type(exc).__name__)
-            peer = roster.peer(leaf_index)
+        if peer is not None or agent_id is None or agent_id in roster.cards:
+            return peer
+        now = asyncio.get_running_loop().time()
+        if self._card_misses.get(agent_id, 0.0) > now:
+            return None  # asked lately and not found: an unverified member's messages
+        try:
+            await self.fetch_cards(roster, [agent_id])
+        except SealwireError as exc:  # the relay is unreachable: the message is dropped
+            log.warning("cannot fetch the card of %s: %s", agent_id, type(exc).__name__)
+        peer = roster.peer(leaf_index)
+        if peer is None:
+            if len(self._card_misses) >= MAX_CARD_MISSES:
+                self._card_misses.clear()
+            self._card_misses[agent_id] = now + CARD_RETRY_SECONDS
         return peer
 
     def _merge_own(
