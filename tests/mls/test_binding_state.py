@@ -127,11 +127,33 @@ def test_card_lists_in_authenticated_data():
 def test_rosters_round_trip_and_refuse_corruption():
     alice, _, _ = _pair()
     roster = Roster(alice, {"a": {"n": 1}}, external_joins=True, expected={"b": {"n": 2}})
-    again = Roster.from_json(alice, roster.to_json())
+    again = Roster.from_stored(alice, {"a": {"n": 1}}, roster.policy_json())
     assert (again.cards, again.expected, again.external_joins) == (
         roster.cards,
         roster.expected,
         True,
     )
-    with pytest.raises(MLSDecodeError):
-        Roster.from_json(alice, b"{}")
+    for bad in (b"{}", b"[]", b'{"v": 1, "expected": {}, "policy": {}}', b"\xff"):
+        with pytest.raises(MLSDecodeError):
+            Roster.from_stored(alice, {}, bad)
+
+
+def test_cards_are_stored_one_by_one_as_members_come_and_go():
+    from sealwire.store import MemoryStore
+    from sealwire_mls._storage import NS_CARDS, GroupStorage
+
+    alice, _, sig = _pair()
+    store = MemoryStore()
+    storage = GroupStorage(store)
+    roster = Roster(alice, {"a": {"n": 1}, "b": {"n": 2}})
+    storage.save(b"g", roster)
+    assert sorted(store.keys(NS_CARDS)) == [f"{b'g'.hex()}/a", f"{b'g'.hex()}/b"]
+    del roster.cards["a"]
+    roster.cards["c"] = {"n": 3}
+    storage.save(b"g", roster)
+    assert sorted(store.keys(NS_CARDS)) == [f"{b'g'.hex()}/b", f"{b'g'.hex()}/c"]
+    fresh = GroupStorage(store)  # another process: what is stored is listed, not remembered
+    roster.cards["d"] = {"n": 4}
+    fresh.save(b"g", roster)
+    loaded = GroupStorage(store).load(b"g", sig)
+    assert loaded is not None and loaded[0].cards == {"b": {"n": 2}, "c": {"n": 3}, "d": {"n": 4}}

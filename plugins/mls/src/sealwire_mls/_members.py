@@ -130,7 +130,7 @@ class Invite:
 class Roster:
     """One group's MLS state and the verified cards of its members (mutable)."""
 
-    __slots__ = ("_leaves", "cards", "expected", "external_joins", "group", "verified")
+    __slots__ = ("_leaves", "cards", "changed", "expected", "external_joins", "group", "verified")
 
     def __init__(
         self,
@@ -142,6 +142,7 @@ class Roster:
     ) -> None:
         self.group = group
         self.cards: dict[str, Mapping[str, Any]] = dict(cards)
+        self.changed: set[str] = set()  # agent ids whose card was admitted since it was stored
         self.verified: dict[str, VerifiedCard] = {}
         self.external_joins = external_joins
         # Cards of agents a member admitted to join by external commit, until they do.
@@ -175,6 +176,7 @@ class Roster:
         check_member(leaf, verified)
         trust.check(verified)
         self.cards[verified.identity.agent_id] = verified.card
+        self.changed.add(verified.identity.agent_id)
         self.verified[verified.identity.agent_id] = verified
         return verified
 
@@ -197,24 +199,31 @@ class Roster:
             except SealwireError as exc:
                 log.warning("member %s is not verified: %s", agent_id, type(exc).__name__)
 
-    def to_json(self) -> bytes:
-        """The roster's persisted part beside the MLS state (cards and policy)."""
+    def policy_json(self) -> bytes:
+        """The roster's persisted part beside the MLS state and the cards (each card is
+        stored on its own): the group's policy and the cards of agents expected to join."""
         return json.dumps(
-            {"v": 1, "members": self.cards, "expected": self.expected,
-             "policy": {"externalJoins": self.external_joins}},
+            {"v": 2, "expected": self.expected, "policy": {"externalJoins": self.external_joins}},
             separators=(",", ":"),
-        ).encode()  # fmt: skip
+        ).encode()
 
     @classmethod
-    def from_json(cls, group: Group, data: bytes) -> Roster:
+    def from_stored(
+        cls, group: Group, cards: Mapping[str, Mapping[str, Any]], policy: bytes | None
+    ) -> Roster:
+        """The roster stored as ``cards`` (by agent id) and :meth:`policy_json`."""
+        if policy is None:
+            return cls(group, cards)
         try:
-            value = json.loads(data)
+            value = json.loads(policy)
+            if value["v"] != 2 or not isinstance(value["expected"], dict):
+                raise ValueError("unknown roster record")
             return cls(
-                group, value["members"], expected=value["expected"],
+                group, cards, expected=value["expected"],
                 external_joins=bool(value["policy"]["externalJoins"]),
             )  # fmt: skip
         except (ValueError, KeyError, TypeError):
-            raise MLSDecodeError("corrupt member cards", field="mls.cards") from None
+            raise MLSDecodeError("corrupt group roster", field="mls.roster") from None
 
     def forget_departed(self) -> None:
         present = set(self.leaves().values())

@@ -4,17 +4,20 @@ Namespaces, each keyed by the group id in hex (KeyPackages by their ref):
 
 * ``mls.epoch`` - the epoch blob (:mod:`sealwire_mls.persistence`);
 * ``mls.ratchets`` - the secret tree's ratchets, rewritten with every message;
-* ``mls.cards`` - the members' signed cards (JSON, by agent id);
+* ``mls.cards`` - each member's signed card (JSON), keyed ``<group>/<agent id>``:
+  a membership change writes the cards that came and deletes those that went;
+* ``mls.roster`` - the group's policy and the cards of agents expected to join;
 * ``mls.pending`` - a commit of ours offered to the relay and not yet known
   accepted or refused: the message and the epoch it leads to;
 * ``mls.keypackages`` - private keys of KeyPackages published to the relay,
   deleted by the join that uses one.
 
-A change of epoch writes the epoch, ratchets and cards in one transaction.
+A change of epoch writes the epoch, ratchets, cards and roster in one transaction.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 from sealwire.errors import StateError
@@ -43,10 +46,11 @@ Keep = Callable[[StoreTransaction], None]
 NS_EPOCH = "mls.epoch"
 NS_RATCHETS = "mls.ratchets"
 NS_CARDS = "mls.cards"
+NS_ROSTER = "mls.roster"
 NS_PENDING = "mls.pending"
 NS_KEY_PACKAGES = "mls.keypackages"
 MAX_REMEMBERED_GROUPS = 1024
-"""Groups whose last written card set is remembered (forgetting only costs a rewrite)."""
+"""Groups whose stored card set is remembered (forgetting one costs a key listing)."""
 
 
 class GroupStorage:
@@ -54,7 +58,7 @@ class GroupStorage:
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
-        self._written: dict[bytes, tuple[frozenset[str], frozenset[str], bool]] = {}
+        self._written: dict[bytes, tuple[frozenset[str], bytes]] = {}  # (card ids, roster)
 
     def exists(self, group_id: bytes) -> bool:
         return self.store.get(NS_EPOCH, group_id.hex()) is not None
@@ -74,8 +78,15 @@ class GroupStorage:
             epoch, self.store.get(NS_RATCHETS, key), signature_priv=signature_priv,
             pending=(pending[1], pending[2]) if pending is not None else None,
         )  # fmt: skip
-        cards = self.store.get(NS_CARDS, key)
-        roster = Roster.from_json(group, cards) if cards is not None else Roster(group, {})
+        cards = {}
+        for card_key in self.store.keys(NS_CARDS, f"{key}/"):
+            raw = self.store.get(NS_CARDS, card_key)
+            try:
+                cards[card_key.split("/", 1)[1]] = json.loads(raw or b"")
+            except (ValueError, UnicodeDecodeError):
+                raise StateFormatError("corrupt member card", field="mls.cards") from None
+        roster = Roster.from_stored(group, cards, self.store.get(NS_ROSTER, key))
+        self._remember(group_id, (frozenset(cards), roster.policy_json()))
         return roster, (pending[0] if pending is not None else None)
 
     def save(
@@ -89,22 +100,33 @@ class GroupStorage:
         """The group's new epoch, its cards, no pending commit (one transaction)."""
         key = group_id.hex()
         epoch, ratchets = dump_group(roster.group)
-        # The cards (~1.2 KB per member) are rewritten only when they changed.
-        marker = (frozenset(roster.cards), frozenset(roster.expected), roster.external_joins)
-        cards = roster.to_json() if marker != self._written.get(group_id) else None
+        # Cards (~1.2 KB per member) are written when they come and deleted when they go.
+        stored, stored_policy = self._written.get(group_id) or (
+            frozenset(k.split("/", 1)[1] for k in self.store.keys(NS_CARDS, f"{key}/")),
+            b"",
+        )
+        policy = roster.policy_json()
         with self.store.transaction() as tx:
             tx.put(NS_EPOCH, key, epoch)
             tx.put(NS_RATCHETS, key, ratchets)
-            if cards is not None:
-                tx.put(NS_CARDS, key, cards)
+            for agent_id in (set(roster.cards) - stored) | (roster.changed & set(roster.cards)):
+                tx.put(NS_CARDS, f"{key}/{agent_id}", json.dumps(roster.cards[agent_id]).encode())
+            for agent_id in stored - set(roster.cards):
+                tx.delete(NS_CARDS, f"{key}/{agent_id}")
+            if policy != stored_policy:
+                tx.put(NS_ROSTER, key, policy)
             tx.delete(NS_PENDING, key)
             if used_key_package is not None:
                 tx.delete(NS_KEY_PACKAGES, used_key_package)
             if keep is not None:
                 keep(tx)
+        roster.changed.clear()
+        self._remember(group_id, (frozenset(roster.cards), policy))
+
+    def _remember(self, group_id: bytes, written: tuple[frozenset[str], bytes]) -> None:
         if len(self._written) >= MAX_REMEMBERED_GROUPS:
             self._written.clear()
-        self._written[group_id] = marker
+        self._written[group_id] = written
 
     def save_ratchets(self, group_id: bytes, group: Group, *, keep: Keep | None = None) -> None:
         ratchets = dump_ratchets(group)
