@@ -25,7 +25,6 @@ binding's ``join``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -35,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sealwire.agent._mailbox import kept_frame, read_kept_frame
 from sealwire.binding import (
     GroupBinding,
     GroupEvent,
     GroupMembershipChanged,
     GroupMessage,
-    OpenedMessage,
     PeerIdentity,
 )
 from sealwire.codec import (
@@ -59,7 +58,6 @@ from sealwire.codec import (
     rpc_error_from,
 )
 from sealwire.errors import InternalError, SealwireError, StateError
-from sealwire.identity import verify_card
 from sealwire.model import Message, SendMessageRequest, SendMessageResponse, Task
 
 if TYPE_CHECKING:
@@ -261,20 +259,12 @@ class GroupRouter:
         for key in self.agent.store.keys(INBOX_NAMESPACE):
             raw = self.agent.store.get(INBOX_NAMESPACE, key)
             try:
-                record = json.loads(raw or b"")
+                record, opened = read_kept_frame(raw or b"")
                 binding = self.bindings[record["binding"]]
-                card = verify_card(record["card"])
                 event = GroupMessage(
-                    group_id=bytes.fromhex(record["group"]),
-                    epoch=int(record["epoch"]),
-                    message=OpenedMessage(
-                        sender=PeerIdentity(
-                            agent_id=card.identity.agent_id, identity=card.identity, card=card
-                        ),
-                        frame=base64.b64decode(record["frame"]),
-                        message_id=str(record["id"]),
-                    ),
-                )
+                    group_id=bytes.fromhex(record["group"]), epoch=int(record["epoch"]),
+                    message=opened,
+                )  # fmt: skip
             except (SealwireError, KeyError, TypeError, ValueError) as exc:
                 log.warning("cannot route a stored group frame: %s", type(exc).__name__)
             else:
@@ -377,16 +367,6 @@ def _inbox_key(group_id: bytes, seq: int) -> str:
 
 
 def _record(binding: GroupBinding, event: GroupMessage) -> bytes:
-    card = event.message.sender.card
-    if card is None:
-        raise SealwireError("a group binding must name the sender's card")
-    return json.dumps(
-        {
-            "binding": binding.info.name,
-            "group": event.group_id.hex(),
-            "epoch": event.epoch,
-            "card": dict(card.card),
-            "frame": base64.b64encode(event.message.frame).decode(),
-            "id": event.message.message_id,
-        }
-    ).encode()
+    return kept_frame(
+        binding.info.name, event.message, group=event.group_id.hex(), epoch=event.epoch
+    )

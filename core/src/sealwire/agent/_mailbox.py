@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from sealwire.agent._agent import Agent
     from sealwire.policy import Decision
 
-__all__ = ["MailboxChannel", "MailboxRouter", "unwrap", "wrap"]
+__all__ = ["MailboxChannel", "MailboxRouter", "kept_frame", "read_kept_frame", "unwrap", "wrap"]
 
 log = logging.getLogger(__name__)
 
@@ -200,33 +200,49 @@ class MailboxRouter:
                 await self.relay.ack([delivery.message_id])
                 continue
             await self.relay.ack([delivery.message_id])
-            self._replay(opened.message_id, self._record(name, opened))
+            self._replay(opened.message_id, kept_frame(name, opened))
 
     def _keep(self, binding: str, tx: StoreTransaction, opened: OpenedMessage) -> None:
         """Written with the binding's new state: the frame until it is handed on."""
-        tx.put(INBOX_NAMESPACE, opened.message_id, self._record(binding, opened))
-
-    @staticmethod
-    def _record(binding: str, opened: OpenedMessage) -> bytes:
-        card = opened.sender.card
-        if card is None:
-            raise SealwireError("a mailbox binding must name the sender's card")
-        return json.dumps(
-            {
-                "binding": binding,
-                "card": dict(card.card),
-                "frame": base64.b64encode(opened.frame).decode(),
-            }
-        ).encode()
+        tx.put(INBOX_NAMESPACE, opened.message_id, kept_frame(binding, opened))
 
     def _replay(self, key: str, raw: bytes) -> None:
         try:
-            record = json.loads(raw)
+            record, opened = read_kept_frame(raw)
             binding = self.bindings[record["binding"]]
-            peer = verify_card(record["card"])
-            channel = self._incoming_channel(binding, peer)
-            channel.queue.put_nowait(base64.b64decode(record["frame"]))
-        except (SealwireError, KeyError, ValueError, asyncio.QueueFull) as exc:
+            assert opened.sender.card is not None  # read_kept_frame names it
+            channel = self._incoming_channel(binding, opened.sender.card)
+            channel.queue.put_nowait(opened.frame)
+        except (SealwireError, KeyError, TypeError, ValueError, asyncio.QueueFull) as exc:
             log.warning("cannot route stored mailbox message: %s", type(exc).__name__)
             return
         self.agent.store.delete(INBOX_NAMESPACE, key)
+
+
+def kept_frame(binding: str, opened: OpenedMessage, **extra: Any) -> bytes:
+    """An opened frame as the store keeps it until it is handed on: the binding's name,
+    the sender's signed card, the frame and its id (and ``extra`` fields)."""
+    card = opened.sender.card
+    if card is None:
+        raise SealwireError(f"binding {binding} must name the sender's card")
+    return json.dumps(
+        {
+            **extra,
+            "binding": binding,
+            "card": dict(card.card),
+            "frame": base64.b64encode(opened.frame).decode(),
+            "id": opened.message_id,
+        }
+    ).encode()
+
+
+def read_kept_frame(raw: bytes) -> tuple[dict[str, Any], OpenedMessage]:
+    """The record :func:`kept_frame` wrote and the frame in it, its sender's card verified
+    again; SealwireError, KeyError, TypeError or ValueError when it is damaged."""
+    record = json.loads(raw)
+    if not isinstance(record, dict):
+        raise ValueError("not a kept frame")
+    card = verify_card(record["card"])
+    sender = PeerIdentity(agent_id=card.identity.agent_id, identity=card.identity, card=card)
+    frame = base64.b64decode(record["frame"])
+    return record, OpenedMessage(sender=sender, frame=frame, message_id=str(record.get("id", "")))
