@@ -68,6 +68,7 @@ __all__ = [
     "ExtraRoute",
     "HttpListener",
     "serve_http",
+    "tls_extension",
 ]
 
 log = logging.getLogger(__name__)
@@ -301,19 +302,30 @@ async def _event(send: Any, body: Mapping[str, Any]) -> None:
 # -- running the app ------------------------------------------------------------------------
 
 
-def _tls_extension(ssl_object: Any) -> dict[str, Any]:
-    """The ASGI TLS extension (asgiref specs/tls.rst) for one TLS connection."""
-    der = ssl_object.getpeercert(binary_form=True)
-    versions = {"TLSv1.3": 0x0304, "TLSv1.2": 0x0303}
+def tls_extension(
+    client_der: bytes | None, tls_version: int | None, alpn: str | None
+) -> dict[str, Any]:
+    """The ASGI TLS extension (asgiref specs/tls.rst) of one connection: the client's
+    certificate (PEM, if it sent one), the TLS version number and the ALPN protocol."""
+    chain = [] if client_der is None else [ssl_module.DER_cert_to_PEM_cert(client_der)]
     return {
         "server_cert": None,
-        "client_cert_chain": [] if der is None else [ssl_module.DER_cert_to_PEM_cert(der)],
+        "client_cert_chain": chain,
         "client_cert_name": None,
         "client_cert_error": None,
-        "tls_version": versions.get(ssl_object.version() or ""),
+        "tls_version": tls_version,
         "cipher_suite": None,
-        "alpn_protocol": ssl_object.selected_alpn_protocol(),
+        "alpn_protocol": alpn,
     }
+
+
+def _tls_extension(ssl_object: Any) -> dict[str, Any]:
+    versions = {"TLSv1.3": 0x0304, "TLSv1.2": 0x0303}
+    return tls_extension(
+        ssl_object.getpeercert(binary_form=True),
+        versions.get(ssl_object.version() or ""),
+        ssl_object.selected_alpn_protocol(),
+    )
 
 
 class _WithTls:

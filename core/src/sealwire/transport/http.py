@@ -23,6 +23,7 @@ from sealwire.transport._http_server import (
     ExtraRoute,
     HttpListener,
     serve_http,
+    tls_extension,
 )
 from sealwire.transport._sse import SseDecoder, SseEvent, encode_sse
 
@@ -40,4 +41,5 @@ __all__ = [
     "SseEvent",
     "encode_sse",
     "serve_http",
+    "tls_extension",
 ]

@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -55,7 +54,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealwire.errors import ConfigurationError
 from sealwire.transport import Listener
-from sealwire.transport.http import CLOSE_GRACE, MAX_HTTP_BODY, MAX_HTTP_HEADERS
+from sealwire.transport.http import (
+    CLOSE_GRACE,
+    MAX_HTTP_BODY,
+    MAX_HTTP_HEADERS,
+    tls_extension,
+)
 from sealwire_tls._quic import (
     check_private_api,
     peer_certificate_der,
@@ -111,19 +115,6 @@ class AltSvc:
             await send(message)
 
         await self._app(scope, receive, send_with_alt_svc)
-
-
-def _tls_extension(der: bytes | None) -> dict[str, Any]:
-    """The ASGI TLS extension (asgiref specs/tls.rst), as the TCP path builds it."""
-    return {
-        "server_cert": None,
-        "client_cert_chain": [] if der is None else [ssl.DER_cert_to_PEM_cert(der)],
-        "client_cert_name": None,
-        "client_cert_error": None,
-        "tls_version": 0x0304,
-        "cipher_suite": None,
-        "alpn_protocol": "h3",
-    }
 
 
 def request_scope(
@@ -289,7 +280,7 @@ class _ServerProtocol(QuicConnectionProtocol):
         if self._listener.closed:
             self.close(error_code=QuicErrorCode.CONNECTION_REFUSED)
             return
-        self._tls = _tls_extension(der)
+        self._tls = tls_extension(der, 0x0304, "h3")  # QUIC is TLS 1.3 only (RFC 9001 §4.2)
         self._h3 = H3Connection(self._quic)
         self._listener.connections.add(self)
 
