@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from pathlib import Path
 
-__all__ = ["Cli", "free_port"]
+__all__ = ["Cli"]
 
 TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cli:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from ports import free_port
 
 HANDLER = """
 async def handle(task):
@@ -15,12 +16,6 @@ async def handle(task):
     await task.artifact(text[::-1], name="reversed")
     await task.complete("reversed it")
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sealwire(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -37,7 +32,7 @@ def sealwire(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
 def test_serve_and_send(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SEALWIRE_STORE_KEY"}
     (tmp_path / "reverser.py").write_text(HANDLER)
-    url = f"tcp://127.0.0.1:{_free_port()}"
+    url = f"tcp://127.0.0.1:{free_port()}"
     assert (
         sealwire(
             "--home", "server", "init", "--name", "reverser", "--listen", url, cwd=tmp_path, env=env
@@ -86,7 +81,7 @@ def test_serve_and_send(tmp_path: Path) -> None:
 
 def test_send_to_nobody_fails_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SEALWIRE_STORE_KEY"}
-    url = f"tcp://127.0.0.1:{_free_port()}"
+    url = f"tcp://127.0.0.1:{free_port()}"
     sealwire("--home", "server", "init", "--listen", url, cwd=tmp_path, env=env)
     sealwire("--home", "client", "init", cwd=tmp_path, env=env)
     card = sealwire("--home", "server", "card", cwd=tmp_path, env=env)
@@ -107,7 +102,7 @@ def test_sidecar_command_serves_the_upstreams_card_signed(tmp_path: Path) -> Non
 
     from sealwire.identity import verify_card
 
-    upstream_port = _free_port()
+    upstream_port = free_port()
     card = {"name": "legacy", "description": "an A2A server in another language",
             "version": "9", "skills": [{"id": "s", "name": "s", "description": "d", "tags": []}],
             "supportedInterfaces": [{"url": f"http://127.0.0.1:{upstream_port}/",
@@ -132,11 +127,11 @@ def test_sidecar_command_serves_the_upstreams_card_signed(tmp_path: Path) -> Non
         "side",
         "init",
         "--listen",
-        f"tcp://127.0.0.1:{_free_port()}",
+        f"tcp://127.0.0.1:{free_port()}",
         cwd=tmp_path,
         env=env,
     )
-    local = _free_port()
+    local = free_port()
     process = subprocess.Popen(
         [
             sys.executable,

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_runner import Cli, free_port
+from cli_runner import Cli
+from ports import free_port
 
 from sealwire.identity import verify_card
 from sealwire.relay import RelayConfig, running_relay

@@ -9,10 +9,10 @@ replacing its old leaf; a group whose policy forbids external joins refuses.
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from ports import free_port
 from waiting import until
 
 from sealwire.agent import Agent, TaskContext
@@ -24,16 +24,10 @@ from sealwire.store import MemoryStore
 TIMEOUT = 20
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def start(tmp_path) -> AsyncIterator:
     config = RelayConfig(
-        port=_free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+        port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
         backend_options={"path": str(tmp_path / "relay.sqlite3")},
     )  # fmt: skip
     agents: list[Agent] = []

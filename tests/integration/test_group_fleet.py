@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from ports import free_port
 from waiting import until
 
 from sealwire.agent import Agent, TaskContext
@@ -22,12 +22,6 @@ from sealwire.relay import RelayClient, RelayConfig, running_relay
 from sealwire.store import MemoryStore
 
 TIMEOUT = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Fleet:
@@ -64,7 +58,7 @@ class Fleet:
 @pytest.fixture
 async def fleet(tmp_path) -> AsyncIterator[Fleet]:
     config = RelayConfig(
-        port=_free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+        port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
         backend_options={"path": str(tmp_path / "relay.sqlite3")},
     )  # fmt: skip
     async with running_relay(config) as relay, contextlib.AsyncExitStack() as stack:

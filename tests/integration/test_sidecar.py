@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import copy
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from a2a.types import TaskState as SdkTaskState
 from a2a.utils.errors import TaskNotFoundError as SdkTaskNotFound
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ports import free_port
 from starlette.applications import Starlette
 
 import sealwire.adapters._sidecar as sidecar_module
@@ -70,16 +70,10 @@ class Greeter(AgentExecutor):
         raise NotImplementedError
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def upstream(name: str) -> AsyncIterator[str]:
     """A plain a2a-sdk JSON-RPC server on loopback; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     card = AgentCard(
         name=name, description=f"plain a2a-sdk agent {name}", version="1.0",
@@ -161,7 +155,7 @@ async def test_two_plain_a2a_agents_talk_through_two_sidecars() -> None:
 async def test_over_the_signal_mailbox_while_the_peer_is_down(tmp_path: Path) -> None:
     from sealwire.relay import RelayClient, RelayConfig, running_relay
 
-    config = RelayConfig(port=_free_port(), identity_path=tmp_path / "relay.key",
+    config = RelayConfig(port=free_port(), identity_path=tmp_path / "relay.key",
                          backend_options={"path": str(tmp_path / "relay.db")})  # fmt: skip
     clients: list[RelayClient] = []
 

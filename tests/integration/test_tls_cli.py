@@ -8,7 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
-from cli_runner import Cli, free_port
+from cli_runner import Cli
+from ports import free_port
 
 HANDLER = """
 async def handle(task):

@@ -19,18 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port
 
 from sealwire.identity import Identity, binding_uri, build_identity_extension, sign_card
 from sealwire.relay import RelayClient, RelayConfig, RelayLimits, RunningRelay, running_relay
 
 BACKENDS = ("sqlite", "nats")
 _prefixes = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, deadline: float) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Callable
 
 import pytest
+from ports import free_port
 
 from sealwire.identity import Identity
 from sealwire.relay import (
@@ -27,15 +27,9 @@ NAMES = ("a", "b", "c")
 BATCH = 20
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _federation(make_config: Callable[..., RelayConfig]) -> dict[str, RelayConfig]:
     """Three relay configurations, each with the other two as peers."""
-    ports = {n: _free_port() for n in NAMES}
+    ports = {n: free_port() for n in NAMES}
     plain = {n: make_config(n, port=ports[n]) for n in NAMES}
     ids = {n: load_or_create_identity(c.identity_path).agent_id for n, c in plain.items()}
     return {
@@ -121,7 +115,7 @@ async def test_a_message_the_home_relay_refuses_is_kept(
     make_config: Callable[..., RelayConfig],
 ) -> None:
     """The home relay allows smaller messages: the copy stays in a dead-letter box."""
-    ports = {n: _free_port() for n in ("a", "b")}
+    ports = {n: free_port() for n in ("a", "b")}
     plain = {n: make_config(n, port=ports[n]) for n in ports}
     ids = {n: load_or_create_identity(c.identity_path).agent_id for n, c in plain.items()}
     a_config = make_config("a", port=ports["a"], peers=(PeerRelay(ids["b"], plain["b"].url),))

@@ -8,9 +8,9 @@ fetches, opens, acknowledges and answers into Alice's mailbox.
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
+from ports import free_port
 
 from sealwire.agent import Agent, TaskContext
 from sealwire.identity import Identity
@@ -19,12 +19,6 @@ from sealwire.relay import RelayClient, RelayConfig, running_relay
 from sealwire.store import MemoryStore
 
 TIMEOUT = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _handler(task: TaskContext) -> None:
@@ -41,7 +35,7 @@ def _agent(identity: Identity, store: MemoryStore, relay: RelayClient, name: str
 @pytest.mark.slow
 async def test_task_to_an_offline_peer_and_back(tmp_path):
     config = RelayConfig(
-        port=_free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+        port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
         backend_options={"path": str(tmp_path / "relay.sqlite3")},
     )  # fmt: skip
     async with running_relay(config) as relay:
