@@ -3,12 +3,11 @@ external HTTPS client in (a client certificate from a Sealwire home, pinned by t
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from pathlib import Path
 
 from cli_runner import Cli
+from curl_runner import curl
 from ports import free_port
 
 HANDLER = """
@@ -17,18 +16,6 @@ async def handle(task):
 """
 BODY = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {
     "messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "curl"}]}}}  # fmt: skip
-
-
-async def _curl(cwd: Path, *args: str) -> tuple[int, str]:
-    curl = shutil.which("curl")
-    assert curl is not None, "curl is not installed (scripts/install-servers.sh)"
-    proc = await asyncio.create_subprocess_exec(
-        curl, "--silent", "--show-error", "--max-time", "20", *args,
-        cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, (out or err).decode()
 
 
 async def test_curl_calls_an_agent_served_over_https(tmp_path: Path) -> None:
@@ -42,15 +29,15 @@ async def test_curl_calls_an_agent_served_over_https(tmp_path: Path) -> None:
     (tmp_path / "client.json").write_text(await cli("--home", "client", "card"))
     with (tmp_path / "server" / "sealwire.toml").open("a") as config:
         config.write('\n[bindings.tls]\nclient_certificates = ["client/cert.pem"]\n')
-    curl = ["--cacert", "server/cert.pem", "--cert", "client/cert.pem", "--key",
-            "client/key.pem", "-H", "Content-Type: application/json",
-            "--data", json.dumps(BODY), url + "/"]  # fmt: skip
+    request = ["--cacert", "server/cert.pem", "--cert", "client/cert.pem", "--key",
+               "client/key.pem", "-H", "Content-Type: application/json",
+               "--data", json.dumps(BODY), url + "/"]  # fmt: skip
     server = await cli.serve("server")
     try:
-        code, out = await _curl(tmp_path, *curl, "-w", "%{http_code}")
+        code, out = await curl(*request, "-w", "%{http_code}", cwd=tmp_path)
         assert out.endswith("403"), out  # a known certificate, but an agent not trusted yet
         await cli("--home", "server", "trust", "pin", "client.json")
-        code, out = await _curl(tmp_path, *curl)
+        code, out = await curl(*request, cwd=tmp_path)
         assert code == 0, out
         assert json.loads(out)["result"]["task"]["status"]["message"]["parts"][0]["text"] == (
             "hello curl"

@@ -10,19 +10,16 @@ without it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from pathlib import Path
 
 import pytest
+from curl_runner import curl
 
 from sealwire.agent._tasks import TaskContext
 from sealwire.identity import Identity
 from sealwire_tls import pem, self_signed_certificate
 from sealwire_tls.testing import export_client_files, tls_agent
-
-CURL_TIMEOUT = 20.0
 
 
 async def handler(task: TaskContext) -> None:
@@ -33,18 +30,6 @@ async def handler(task: TaskContext) -> None:
 def _body(method: str) -> str:
     message = {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "from curl"}]}
     return json.dumps({"jsonrpc": "2.0", "id": 7, "method": method, "params": {"message": message}})
-
-
-async def _curl(*args: str) -> tuple[int, str]:
-    curl = shutil.which("curl")
-    assert curl is not None, "curl is not installed (apt-get install curl)"
-    process = await asyncio.create_subprocess_exec(
-        curl, "--silent", "--show-error", "--max-time", str(int(CURL_TIMEOUT)), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), CURL_TIMEOUT + 5)
-    assert process.returncode is not None
-    return process.returncode, (out or err).decode()
 
 
 @pytest.mark.parametrize("http", ["--http1.1", "--http2"])
@@ -65,19 +50,19 @@ async def test_curl_with_a_client_certificate(tmp_path: Path, http: str) -> None
                   "-H", "Content-Type: application/json", "-H", "A2A-Version: 1.0"]  # fmt: skip
         mine = ["--cert", str(cert), "--key", str(key)]
 
-        code, out = await _curl(*common, *mine, "--data", _body("SendMessage"), url)
+        code, out = await curl(*common, *mine, "--data", _body("SendMessage"), url)
         assert code == 0, out
         task = json.loads(out)["result"]["task"]
         assert task["status"]["state"] == "TASK_STATE_COMPLETED"
         assert task["artifacts"][0]["parts"][0]["text"] == "FROM CURL"
 
-        code, out = await _curl(*common, *mine, "-N", "-H", "Accept: text/event-stream",
+        code, out = await curl(*common, *mine, "-N", "-H", "Accept: text/event-stream",
                                 "--data", _body("SendStreamingMessage"), url)  # fmt: skip
         events = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("data: ")]
         assert code == 0 and events, out
         assert events[-1]["result"]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
 
-        code, out = await _curl(*common, "--data", _body("SendMessage"), "-w", "%{http_code}", url)
+        code, out = await curl(*common, "--data", _body("SendMessage"), "-w", "%{http_code}", url)
         assert out.endswith("403"), out  # no certificate
         (tmp_path / "stranger").mkdir()
         stranger, stranger_key, _ = export_client_files(
@@ -88,5 +73,5 @@ async def test_curl_with_a_client_certificate(tmp_path: Path, http: str) -> None
             ["--cacert", str(server), "--tls-max", "1.2", http, *mine],  # TLS 1.2 only
         ]
         for args in refused:
-            code, out = await _curl(*args, "--data", _body("SendMessage"), url)
+            code, out = await curl(*args, "--data", _body("SendMessage"), url)
             assert code != 0 and "TASK_STATE" not in out, out
