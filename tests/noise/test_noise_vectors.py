@@ -1,4 +1,4 @@
-"""Noise conformance vectors (shared/vectors/noise, README §2).
+"""Noise conformance vectors (tests/vectors/noise, README §2).
 
 Formats:
 

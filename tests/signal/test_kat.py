@@ -1,6 +1,6 @@
 """Known-answer tests, recomputed independently from ``cryptography`` primitives.
 
-Signal publishes no test vectors (shared/vectors/README.md §4). Each test
+Signal publishes no test vectors (tests/vectors/README.md §4). Each test
 here fixes every private input, runs the plugin, and recomputes the expected
 outputs step by step from the specifications' definitions using only
 ``cryptography`` calls, with the profile's parameters written out literally:

@@ -1,8 +1,10 @@
 """Locate and load the published conformance vectors.
 
-The vectors are never copied into the repository. They are read from the
-folder named by ``SEALWIRE_VECTORS`` or, by default, ``shared/vectors`` beside
-the repository's root. A missing file is an error, never a silent skip.
+The repository carries them under ``tests/vectors`` (its README names each
+source, revision and licence). They are read from the folder named by
+``SEALWIRE_VECTORS`` or, by default, the ``tests/vectors`` folder of the
+checkout this package or the working directory belongs to. A missing file is
+an error, never a silent skip.
 """
 
 from __future__ import annotations
@@ -15,19 +17,21 @@ from typing import Any
 __all__ = ["VECTORS_ENV", "load_json", "vectors_dir", "vectors_path"]
 
 VECTORS_ENV = "SEALWIRE_VECTORS"
+_IN_CHECKOUT = Path("tests") / "vectors"
 
 
 def vectors_dir() -> Path:
-    """The vectors folder: ``$SEALWIRE_VECTORS`` or ``<repo>/../shared/vectors``."""
+    """The vectors folder: ``$SEALWIRE_VECTORS`` or the checkout's ``tests/vectors``."""
     configured = os.environ.get(VECTORS_ENV)
     if configured:
         return Path(configured)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "vectors"
-        if (parent / "pyproject.toml").is_file() and candidate.is_dir():
-            return candidate
-    return Path.cwd().parent / "shared" / "vectors"
+    cwd = Path.cwd().resolve()
+    for start in (Path(__file__).resolve(), cwd):
+        for parent in start.parents if start.is_file() else (start, *start.parents):
+            candidate = parent / _IN_CHECKOUT
+            if (parent / "pyproject.toml").is_file() and candidate.is_dir():
+                return candidate
+    return cwd / _IN_CHECKOUT
 
 
 def vectors_path(relative: str) -> Path:
