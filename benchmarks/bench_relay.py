@@ -31,7 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sealwire.identity import Identity
-from sealwire.relay import RelayClient, RelayConfig, RelayLimits, running_relay
+from sealwire.relay import RelayClient
+from sealwire_relay import RelayConfig, RelayLimits, running_relay
 
 FETCH_BATCH = 100
 
@@ -106,7 +107,7 @@ async def bench_backend(config: RelayConfig, n: int, size: int, concurrency: int
             fetch_latencies.append(time.perf_counter() - t)
             if not batch:
                 break
-            await recipient.ack([d.message_id for d in batch])
+            await recipient.ack(batch)
             drained += len(batch)
         rate = drained / (time.perf_counter() - start)
         timing = percentiles(fetch_latencies)

@@ -42,8 +42,9 @@ from starlette.applications import Starlette
 from sealwire.adapters import PEER_HEADER, Sidecar
 from sealwire.agent import Agent
 from sealwire.identity import Identity
-from sealwire.relay import RelayClient, RelayConfig, running_relay
+from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
+from sealwire_relay import RelayConfig, running_relay
 
 
 class Greeter(AgentExecutor):

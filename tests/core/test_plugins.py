@@ -105,7 +105,7 @@ def test_hook_sealwire_relay_backends() -> None:
 
     backends = registry_with(Relay()).relay_backends
     assert backends["custom-relay"] is provider
-    assert {"sqlite", "nats"} <= set(backends)  # core's own
+    assert set(backends) == {"custom-relay"}  # core brings none: sealwire-relay does
 
 
 def test_hook_sealwire_policy_rules() -> None:

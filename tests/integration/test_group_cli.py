@@ -11,7 +11,7 @@ from cli_runner import Cli
 from ports import free_port
 
 from sealwire.identity import verify_card
-from sealwire.relay import RelayConfig, running_relay
+from sealwire_relay import RelayConfig, running_relay
 
 HANDLER = """
 async def handle(task):

@@ -18,8 +18,9 @@ from waiting import until
 from sealwire.agent import Agent, TaskContext
 from sealwire.errors import PolicyError
 from sealwire.identity import Identity
-from sealwire.relay import RelayClient, RelayConfig, running_relay
+from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
+from sealwire_relay import RelayConfig, running_relay
 
 TIMEOUT = 20
 

@@ -153,7 +153,8 @@ async def test_two_plain_a2a_agents_talk_through_two_sidecars() -> None:
 
 
 async def test_over_the_signal_mailbox_while_the_peer_is_down(tmp_path: Path) -> None:
-    from sealwire.relay import RelayClient, RelayConfig, running_relay
+    from sealwire.relay import RelayClient
+    from sealwire_relay import RelayConfig, running_relay
 
     config = RelayConfig(port=free_port(), identity_path=tmp_path / "relay.key",
                          backend_options={"path": str(tmp_path / "relay.db")})  # fmt: skip

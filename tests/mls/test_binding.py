@@ -28,9 +28,9 @@ from sealwire.binding import (
 from sealwire.errors import AuthenticationError, SealwireError, StateError, TrustError
 from sealwire.identity import Identity, TrustMode, TrustStore, verify_card
 from sealwire.plugins import load_registry
-from sealwire.relay import EpochConflictError, NotFoundError, RelayUnavailable
+from sealwire.relay import EpochConflictError, NotFoundError, RelayUnavailable, unwrap
 from sealwire.store import MemoryStore
-from sealwire_mls._binding import INVITE_BINDING_PREFIX, KEY_PACKAGE_TARGET, MlsBinding
+from sealwire_mls._binding import KEY_PACKAGE_TARGET, MlsBinding
 from sealwire_mls._storage import NS_RATCHETS
 from sealwire_mls.welcome import MLSMessage
 
@@ -130,8 +130,9 @@ class Member:
     async def accept_invites(self) -> list[GroupMembershipChanged]:
         events = []
         for payload in self.relay.mail.pop(self.agent_id, []):
-            assert payload.startswith(INVITE_BINDING_PREFIX)
-            event, _seq = await self.binding.join(payload[len(INVITE_BINDING_PREFIX) :])
+            name, invite = unwrap(payload)
+            assert name == "mls"
+            event, _seq = await self.binding.join(invite)
             events.append(event)
         return events
 

@@ -22,7 +22,8 @@ import pytest
 from ports import free_port
 
 from sealwire.identity import Identity, binding_uri, build_identity_extension, sign_card
-from sealwire.relay import RelayClient, RelayConfig, RelayLimits, RunningRelay, running_relay
+from sealwire.relay import RelayClient
+from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
 
 BACKENDS = ("sqlite", "nats")
 _prefixes = itertools.count(1)

@@ -10,15 +10,14 @@ import websockets
 
 from sealwire.identity import Identity
 from sealwire.relay import (
+    Delivery,
     EpochConflictError,
     ForbiddenError,
     NotFoundError,
     RelayClient,
-    RelayConfig,
-    RunningRelay,
     mailbox_address,
-    running_relay,
 )
+from sealwire_relay import RelayConfig, RunningRelay, running_relay
 
 NewClient = Callable[..., RelayClient]
 
@@ -85,9 +84,10 @@ async def test_mailbox_send_fetch_ack(clients: NewClient, relay: RunningRelay) -
     ]
     assert await alice.fetch() == got  # at-least-once: again until acknowledged
     assert await alice.fetch(limit=1) == got[:1]
-    await alice.ack(["m1"])
+    await alice.ack(got[:1])
     assert [d.message_id for d in await alice.fetch()] == ["m2"]
-    await alice.ack(["m2", "unknown"])
+    unknown = Delivery(message_id="unknown", sender=bob.agent_id, envelope=b"", received_at=0.0)
+    await alice.ack([got[1], unknown])
     assert await alice.fetch() == []
     assert await bob.fetch() == []
 
@@ -101,7 +101,12 @@ async def test_mailbox_idempotent_by_message_id(clients: NewClient) -> None:
     assert sorted((d.sender, d.envelope) for d in got) == sorted(
         [(bob.agent_id, b"x"), (carol.agent_id, b"from carol")]
     )
-    await alice.ack(["same"])
+    from_bob = [d for d in got if d.sender == bob.agent_id]
+    await alice.ack(from_bob)  # by sender and id: Carol's "same" stays
+    assert [(d.sender, d.envelope) for d in await alice.fetch()] == [
+        (carol.agent_id, b"from carol")
+    ]
+    await alice.ack(got)
     await bob.send(alice.agent_id, "same", b"x")  # a late retry after the ack
     assert await alice.fetch() == []
 
@@ -115,7 +120,7 @@ async def test_subscribe_pushes_and_redelivers_unacked(clients: NewClient) -> No
     await bob.send(alice.agent_id, "live", b"1")
     second = await asyncio.wait_for(anext(stream), 5)
     assert (second.message_id, second.envelope) == ("live", b"1")
-    await alice.ack(["early"])
+    await alice.ack([first])
     await stream.aclose()
     again = alice.subscribe()  # reconnect: the unacknowledged one comes again
     redelivered = await asyncio.wait_for(anext(again), 5)

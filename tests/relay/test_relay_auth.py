@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from sealwire.errors import DecodeError
 from sealwire.identity import Identity
-from sealwire.relay import ForbiddenError, RelayAuthError, RelayClient, RunningRelay
-from sealwire.relay._auth import Authenticator, auth_payload
+from sealwire.relay import Delivery, ForbiddenError, RelayAuthError, RelayClient
+from sealwire_relay import RunningRelay
+from sealwire_relay._auth import Authenticator, auth_payload
 
 NewClient = Callable[..., RelayClient]
 
@@ -123,7 +124,8 @@ async def test_own_mailbox_and_prekeys_only(clients: NewClient) -> None:
     await alice.publish_prekeys("signal", b"alice's", {})
     # Mallory's calls are about Mallory: there is no way to name Alice's mailbox.
     assert await mallory.fetch() == []
-    await mallory.ack(["m"])
+    forged = Delivery(message_id="m", sender=mallory.agent_id, envelope=b"", received_at=0.0)
+    await mallory.ack([forged])
     assert [d.message_id for d in await alice.fetch()] == ["m"]
     await mallory.publish_prekeys("signal", b"mallory's", {})
     got = await alice.fetch_prekeys(alice.agent_id, "signal")

@@ -25,21 +25,13 @@ from hypothesis import strategies as st
 
 from sealwire.errors import DecodeError, LocalProtocolError
 from sealwire.identity import Identity, verify_card
-from sealwire.relay import (
-    MAX_CARDS_PER_FETCH,
-    ForbiddenError,
-    LimitExceeded,
-    RelayClient,
-    RelayConfig,
-    RelayLimits,
-    RunningRelay,
-    running_relay,
-)
-from sealwire.relay._app import RelayApp
-from sealwire.relay._auth import Principal
-from sealwire.relay._model import b64e
-from sealwire.relay._service import RelayService
-from sealwire.relay._sqlite_backend import SqliteBackend
+from sealwire.relay import MAX_CARDS_PER_FETCH, ForbiddenError, LimitExceeded, RelayClient
+from sealwire.relay.wire import b64e
+from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
+from sealwire_relay._app import RelayApp
+from sealwire_relay._auth import Principal
+from sealwire_relay._service import RelayService
+from sealwire_relay._sqlite_backend import SqliteBackend
 
 NewClient = Callable[..., RelayClient]
 SignedCard = Callable[..., dict[str, Any]]

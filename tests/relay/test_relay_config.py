@@ -9,8 +9,8 @@ import pytest
 
 from sealwire.errors import ConfigurationError
 from sealwire.identity import Identity
-from sealwire.relay import RelayConfig, load_or_create_identity, open_backend
-from sealwire.relay._sqlite_backend import SqliteBackend
+from sealwire_relay import RelayConfig, load_or_create_identity, open_backend
+from sealwire_relay._sqlite_backend import SqliteBackend
 
 
 def test_from_toml(tmp_path: Path) -> None:
@@ -83,8 +83,9 @@ def test_open_backend(tmp_path: Path) -> None:
         open_backend("nats", {"servers": "nats://x"})
 
 
-def test_open_backend_from_a_plugin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A backend name that is not built in comes from the ``sealwire_relay_backends`` hook."""
+def test_open_backend_from_a_plugin(tmp_path: Path) -> None:
+    """A plugin's backend comes through the ``sealwire_relay_backends`` hook; the server is
+    handed the providers (it never loads plugins itself)."""
     from sealwire import hookimpl, plugins
     from sealwire.components import RelayBackendProvider
 
@@ -93,21 +94,16 @@ def test_open_backend_from_a_plugin(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     class Plugin:
         @hookimpl
         def sealwire_relay_backends(self) -> list[RelayBackendProvider]:
-            return [RelayBackendProvider(name="custom", open=lambda options: made)]
+            return [
+                RelayBackendProvider(name="custom", open=lambda options: made),
+                RelayBackendProvider(name="broken", open=lambda options: object()),
+            ]
 
-    real = plugins.load_registry
-    monkeypatch.setattr(
-        plugins, "load_registry", lambda: real(extra_plugins=[Plugin()], load_entry_points=False)
-    )
-    assert open_backend("custom", {}) is made
-
-    class Broken:
-        @hookimpl
-        def sealwire_relay_backends(self) -> list[RelayBackendProvider]:
-            return [RelayBackendProvider(name="broken", open=lambda options: object())]
-
-    monkeypatch.setattr(
-        plugins, "load_registry", lambda: real(extra_plugins=[Broken()], load_entry_points=False)
-    )
-    with pytest.raises(ConfigurationError):
-        open_backend("broken", {})
+    registry = plugins.load_registry(extra_plugins=[Plugin()])
+    assert {"sqlite", "nats", "custom"} <= set(registry.relay_backends)  # entry point + plugin
+    providers = list(registry.relay_backends.values())
+    assert open_backend("custom", {}, providers) is made
+    with pytest.raises(ConfigurationError, match="custom"):
+        open_backend("custom", {})  # not among the built-in providers
+    with pytest.raises(ConfigurationError, match="does not implement"):
+        open_backend("broken", {}, providers)

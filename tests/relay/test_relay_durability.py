@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 
 from sealwire.identity import Identity
-from sealwire.relay import RelayClient, RelayConfig
+from sealwire.relay import RelayClient
+from sealwire_relay import RelayConfig
 
 MESSAGES = 40
 ACKED = 10
@@ -41,7 +42,7 @@ def _toml(config: RelayConfig, path: Path) -> Path:
 def _start(config_file: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sealwire.relay", "--config", str(config_file)],
+            [sys.executable, "-m", "sealwire_relay", "--config", str(config_file)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -76,7 +77,7 @@ async def test_sigkill_loses_and_duplicates_nothing(
             await a.publish_key_package("kp", b"KP")
             for i in range(MESSAGES):
                 await b.send(alice.agent_id, f"m{i}", f"payload {i}".encode())
-            await a.ack([f"m{i}" for i in range(ACKED)])
+            await a.ack((await a.fetch(limit=500))[:ACKED])
             _kill(proc)
             proc = await asyncio.to_thread(_start, config_file, config.url, log)
             # The client notices the new relay process and authenticates again.
@@ -88,7 +89,7 @@ async def test_sigkill_loses_and_duplicates_nothing(
                 f"payload {i}".encode() for i in range(ACKED, MESSAGES)
             ]
             assert await b.fetch_key_package(alice.agent_id) == b"KP"
-            await a.ack([d.message_id for d in got])
+            await a.ack(got)
             assert await a.fetch() == []
     finally:
         _kill(proc)

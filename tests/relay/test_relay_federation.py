@@ -10,18 +10,15 @@ import pytest
 from ports import free_port
 
 from sealwire.identity import Identity
-from sealwire.relay import (
-    Delivery,
-    NotFoundError,
+from sealwire.relay import Delivery, NotFoundError, RelayClient, mailbox_address
+from sealwire_relay import (
     PeerRelay,
-    RelayClient,
     RelayConfig,
     RelayLimits,
     load_or_create_identity,
-    mailbox_address,
     running_relay,
 )
-from sealwire.relay._service import dead_letter_name, outbox_name
+from sealwire_relay._service import dead_letter_name, outbox_name
 
 NAMES = ("a", "b", "c")
 BATCH = 20
@@ -81,7 +78,7 @@ async def test_forwarding_across_three_relays_with_a_restart(
                 (carol_id.agent_id, "hello", b"from carol via c"),
             ]
         )
-        await bob.ack(["hello"])
+        await bob.ack(got)
 
         await b_stack.aclose()  # b goes down; a keeps accepting for it
         for i in range(BATCH):

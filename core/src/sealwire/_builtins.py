@@ -1,11 +1,11 @@
-"""Core's own contributions, registered like any plugin: transports, stores, relay backends."""
+"""Core's own contributions, registered like any plugin: transports and stores."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from sealwire import hookimpl, transport
-from sealwire.components import RelayBackendProvider, TransportProvider
+from sealwire.components import TransportProvider
 from sealwire.store import BUILTIN_BACKENDS, StoreBackend
 
 
@@ -36,10 +36,3 @@ def sealwire_transports() -> Sequence[TransportProvider]:
 @hookimpl
 def sealwire_state_stores() -> Sequence[StoreBackend]:
     return list(BUILTIN_BACKENDS)
-
-
-@hookimpl
-def sealwire_relay_backends() -> Sequence[RelayBackendProvider]:
-    from sealwire.relay import BUILTIN_RELAY_BACKENDS
-
-    return list(BUILTIN_RELAY_BACKENDS)

@@ -34,6 +34,7 @@ from sealwire.errors import DecodeError, StateError
 if TYPE_CHECKING:
     from sealwire.codec import Request
     from sealwire.identity import Identity, PublicIdentity, TrustStore, VerifiedCard
+    from sealwire.relay.port import RelayPort
     from sealwire.store import StateStore, StoreTransaction
     from sealwire.transport import DatagramEndpoint, FrameStream, Listener
 
@@ -204,15 +205,15 @@ class PeerIdentity:
 class BindingContext:
     """What core gives a binding instance: the local agent's keys and services.
 
-    ``relay`` is the relay client (``sealwire.relay.RelayClient``) when the
-    agent has one configured; ``clock`` returns UNIX seconds.
+    ``relay`` is the agent's home relay (a :class:`sealwire.relay.RelayPort`)
+    when one is configured; ``clock`` returns UNIX seconds.
     """
 
     identity: Identity = attrs.field(repr=False)
     card: VerifiedCard
     store: StateStore = attrs.field(repr=False)
     trust: TrustStore = attrs.field(repr=False)
-    relay: Any = None
+    relay: RelayPort | None = None
     clock: Callable[[], float] = attrs.field(repr=False, default=time.time)
     options: Mapping[str, Any] = attrs.field(factory=dict)
 

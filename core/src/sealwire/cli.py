@@ -211,13 +211,6 @@ def cmd_trust(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-def cmd_relay_serve(args: argparse.Namespace, registry: Registry) -> int:
-    from sealwire.relay import RelayConfig, serve_relay
-
-    config = RelayConfig.from_toml(args.config) if args.config else RelayConfig()
-    return serve_relay(config)
-
-
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sealwire", description=("End-to-end security for agent-to-agent (A2A) communication.")
@@ -299,12 +292,6 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     ):
         tsub.add_parser(action, help=text).add_argument("agent_id")
     p.set_defaults(run=cmd_trust)
-
-    p = sub.add_parser("relay", help="the delivery service for offline agents and groups")
-    rsub = p.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
-    r = rsub.add_parser("serve", help="run a relay (embedded SQLite unless configured)")
-    r.add_argument("--config", help="relay TOML file (default: 127.0.0.1:8700, SQLite)")
-    r.set_defaults(run=cmd_relay_serve)
 
     p = sub.add_parser("demo", help="two local agents exchange a task over a secure binding")
     p.add_argument("--transport", choices=["tcp", "ws", "udp"], default="tcp")

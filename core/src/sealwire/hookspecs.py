@@ -97,7 +97,7 @@ def sealwire_store_key_providers() -> Sequence[StoreKeyProvider]:
 
 @hookspec
 def sealwire_relay_backends() -> Sequence[RelayBackendProvider]:
-    """Contribute relay storage backends (``sqlite`` and ``nats`` are built in).
+    """Contribute relay storage backends (``sealwire-relay`` brings ``sqlite`` and ``nats``).
 
     :return: :class:`sealwire.components.RelayBackendProvider` objects, chosen
         by name in the relay's configuration.

@@ -67,6 +67,7 @@ from sealwire.model import (
 )
 from sealwire.plugins import Registry, load_registry
 from sealwire.policy import Decision, Policy, PolicyConfig, Situation
+from sealwire.relay import RelayPort
 from sealwire.store import StateStore
 from sealwire.transport import DatagramEndpoint, FrameStream, TransportError
 
@@ -94,7 +95,7 @@ class Agent:
         name: str = "sealwire-agent",
         description: str = "A Sealwire agent",
         listen: Sequence[str] = (),
-        relay: Any = None,
+        relay: RelayPort | None = None,
         relay_address: str | None = None,
         policy: PolicyConfig | None = None,
         trust_mode: TrustMode = TrustMode.TOFU,

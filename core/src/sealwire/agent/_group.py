@@ -30,7 +30,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -62,7 +62,7 @@ from sealwire.model import Message, SendMessageRequest, SendMessageResponse, Tas
 
 if TYPE_CHECKING:
     from sealwire.agent._agent import Agent
-    from sealwire.relay import GroupLogEntry
+    from sealwire.relay import GroupLogEntry, RelayPort
     from sealwire.store import StoreTransaction
 
 __all__ = ["GroupReply", "GroupRouter", "REPLY_TO_PARAMETER"]
@@ -115,7 +115,8 @@ class GroupRouter:
 
     def __init__(self, agent: Agent, bindings: dict[str, GroupBinding]) -> None:
         self.agent = agent
-        self.relay: Any = agent.relay
+        assert agent.relay is not None
+        self.relay: RelayPort = agent.relay
         self.bindings = bindings
         self._followed: dict[bytes, GroupBinding] = {}
         self._readers: dict[bytes, asyncio.Task[None]] = {}

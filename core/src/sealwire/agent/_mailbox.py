@@ -34,13 +34,14 @@ from sealwire.binding import (
 )
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import VerifiedCard, verify_card
+from sealwire.relay import RelayPort, unwrap, wrap
 from sealwire.store import StoreTransaction
 
 if TYPE_CHECKING:
     from sealwire.agent._agent import Agent
     from sealwire.policy import Decision
 
-__all__ = ["MailboxChannel", "MailboxRouter", "kept_frame", "read_kept_frame", "unwrap", "wrap"]
+__all__ = ["MailboxChannel", "MailboxRouter", "kept_frame", "read_kept_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +49,6 @@ INBOX_NAMESPACE = "mailbox.inbox"
 MAX_CHANNEL_BACKLOG = 1024
 """Opened frames waiting for a slow RPC reader; beyond it the channel is dropped
 (the frames stay in the store's inbox and are replayed on restart)."""
-
-
-def wrap(binding: str, envelope: bytes) -> bytes:
-    name = binding.encode()
-    return bytes([len(name)]) + name + envelope
-
-
-def unwrap(payload: bytes) -> tuple[str, bytes]:
-    if not payload or len(payload) < 1 + payload[0]:
-        raise DecodeError("truncated mailbox payload", field="mailbox.binding")
-    size = payload[0]
-    try:
-        name = payload[1 : 1 + size].decode("ascii")
-    except UnicodeDecodeError:
-        raise DecodeError("bad binding name", field="mailbox.binding") from None
-    return name, payload[1 + size :]
 
 
 class MailboxChannel:
@@ -122,7 +107,8 @@ class MailboxRouter:
 
     def __init__(self, agent: Agent, bindings: dict[str, MailboxBinding]) -> None:
         self.agent = agent
-        self.relay: Any = agent.relay
+        assert agent.relay is not None
+        self.relay: RelayPort = agent.relay
         self.bindings = bindings
         self.channels: dict[tuple[str, str], MailboxChannel] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -188,7 +174,7 @@ class MailboxRouter:
                 name, envelope = unwrap(delivery.envelope)
                 if name in self.others:
                     await self.others[name](envelope)
-                    await self.relay.ack([delivery.message_id])
+                    await self.relay.ack([delivery])
                     continue
                 binding = self.bindings.get(name)
                 if binding is None:
@@ -197,9 +183,9 @@ class MailboxRouter:
             except SealwireError as exc:
                 # Malformed, replayed or forged: acknowledged so it is not redelivered forever.
                 log.info("dropping mailbox message %s: %s", delivery.message_id, exc)
-                await self.relay.ack([delivery.message_id])
+                await self.relay.ack([delivery])
                 continue
-            await self.relay.ack([delivery.message_id])
+            await self.relay.ack([delivery])
             self._replay(opened.message_id, kept_frame(name, opened))
 
     def _keep(self, binding: str, tx: StoreTransaction, opened: OpenedMessage) -> None:

@@ -1,22 +1,21 @@
-"""The relay (ARCHITECTURE layer 8): the delivery service that sees ciphertext only.
+"""The relay as agents and bindings see it (ARCHITECTURE layer 8).
 
-A prekey directory and a KeyPackage directory (one-time keys handed out once),
-a directory of signed agent cards (so group invitations need not carry them),
-mailboxes for offline agents (at-least-once, idempotent by message id, pushed
-over WebSocket), and ordered group logs that accept one commit per epoch.
-Agents authenticate by signing a challenge with their identity key. Storage is
-SQLite by default or NATS JetStream; relays federate by forwarding to each
-other over mutually authenticated links.
+A relay is the delivery service that sees ciphertext only: prekey, KeyPackage
+and card directories, mailboxes for offline agents (at-least-once, idempotent
+by sender and message id) and ordered group logs that accept one commit per
+epoch. Agents authenticate by signing a challenge with their identity key.
 
-``sealwire relay serve`` calls :func:`serve_relay` with
-:meth:`RelayConfig.from_toml`; agents use :class:`RelayClient`.
+This package is the agent's side: :class:`RelayPort` (what agents and
+bindings call), :class:`RelayClient` (the port over the relay's HTTP and
+WebSocket API), the records and errors, and the payload framing
+(:func:`wrap`, :func:`unwrap`). The server is the ``sealwire-relay``
+distribution (``sealwire relay serve``); nothing here imports it.
 """
 
 from __future__ import annotations
 
-from sealwire.relay._backend import BUILTIN_RELAY_BACKENDS, RelayBackend, open_backend
 from sealwire.relay._client import RelayClient
-from sealwire.relay._errors import (
+from sealwire.relay.errors import (
     EpochConflictError,
     ForbiddenError,
     LimitExceeded,
@@ -25,26 +24,19 @@ from sealwire.relay._errors import (
     RelayError,
     RelayUnavailable,
 )
-from sealwire.relay._limits import RelayLimits
-from sealwire.relay._model import (
+from sealwire.relay.port import RelayPort
+from sealwire.relay.wire import (
     MAX_CARDS_PER_FETCH,
     Delivery,
     FetchedPrekeys,
     GroupLogEntry,
     mailbox_address,
     parse_mailbox_address,
-)
-from sealwire.relay._server import (
-    PeerRelay,
-    RelayConfig,
-    RunningRelay,
-    load_or_create_identity,
-    running_relay,
-    serve_relay,
+    unwrap,
+    wrap,
 )
 
 __all__ = [
-    "BUILTIN_RELAY_BACKENDS",
     "MAX_CARDS_PER_FETCH",
     "Delivery",
     "EpochConflictError",
@@ -53,19 +45,13 @@ __all__ = [
     "GroupLogEntry",
     "LimitExceeded",
     "NotFoundError",
-    "PeerRelay",
     "RelayAuthError",
-    "RelayBackend",
     "RelayClient",
-    "RelayConfig",
     "RelayError",
-    "RelayLimits",
+    "RelayPort",
     "RelayUnavailable",
-    "RunningRelay",
-    "load_or_create_identity",
     "mailbox_address",
-    "open_backend",
     "parse_mailbox_address",
-    "running_relay",
-    "serve_relay",
+    "unwrap",
+    "wrap",
 ]

@@ -21,12 +21,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from sealwire.errors import DecodeError, LocalProtocolError, SealwireError
 from sealwire.identity import Identity, PublicIdentity
-from sealwire.relay._auth import CLIENT_NONCE_BYTES, auth_payload, relay_proof_payload
-from sealwire.relay._errors import RelayAuthError, RelayUnavailable, error_from_wire
-from sealwire.relay._model import (
+from sealwire.relay.errors import RelayAuthError, RelayUnavailable, error_from_wire
+from sealwire.relay.wire import (
+    CLIENT_NONCE_BYTES,
     Delivery,
     FetchedPrekeys,
     GroupLogEntry,
+    auth_payload,
     b64d,
     b64e,
     decode_body,
@@ -34,6 +35,7 @@ from sealwire.relay._model import (
     entry_from_json,
     get_str,
     mailbox_address,
+    relay_proof_payload,
 )
 
 __all__ = ["RelayClient"]
@@ -255,14 +257,28 @@ class RelayClient:
             raise DecodeError("expected a list", field="messages")
         return [delivery_from_json(item) for item in items]
 
-    async def ack(self, message_ids: Sequence[str]) -> None:
-        """Remove delivered messages from the mailbox; unknown ids are ignored."""
-        if message_ids:
-            await self._call("/v1/mailbox/ack", {"message_ids": list(message_ids)})
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove delivered messages from the mailbox; unknown ones are ignored."""
+        if deliveries:
+            acks = [{"sender": d.sender, "message_id": d.message_id} for d in deliveries]
+            await self._call("/v1/mailbox/ack", {"acks": acks})
 
     def subscribe(self) -> AsyncGenerator[Delivery, None]:
         """Deliveries pushed over a WebSocket; reconnects, and then redelivers the unacked."""
         return self._stream("/v1/mailbox/ws", delivery_from_json, lambda d: None)
+
+    async def federation_deliver(self, items: Sequence[Mapping[str, Any]]) -> list[object]:
+        """Relay to relay: hand the home relay messages accepted for its agents.
+
+        Only a configured peer relay may call this; one result per item
+        (``accepted``, ``duplicate``, ``retry`` or ``refused``).
+        """
+        results = (await self._call("/v1/federation/deliver", {"items": list(items)})).get(
+            "results"
+        )
+        if not isinstance(results, list):
+            raise DecodeError("expected a list", field="results")
+        return results
 
     # -- groups -----------------------------------------------------------------------
 

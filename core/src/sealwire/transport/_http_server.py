@@ -36,7 +36,7 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
-from sealwire._asgi import lifespan
+from sealwire.asgi import lifespan
 from sealwire.binding import PeerIdentity
 from sealwire.codec import (
     A2A_VERSION,

@@ -46,7 +46,7 @@ from sealwire.binding import (
 )
 from sealwire.errors import SealwireError, StateError, TrustError
 from sealwire.identity import VerifiedCard, verify_card
-from sealwire.relay import MAX_CARDS_PER_FETCH, EpochConflictError
+from sealwire.relay import MAX_CARDS_PER_FETCH, EpochConflictError, RelayPort, wrap
 from sealwire.store import StoreTransaction
 from sealwire_mls._external_join import ADMIT_AAD, admit_external, join_external, note_admission
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
@@ -82,8 +82,6 @@ MAX_CARD_MISSES = 4096
 """Members remembered as lacking a card (forgetting one only costs a lookup)."""
 MAX_GROUP_ID_BYTES = 64
 """Group ids are store keys (hex) and relay names: 64 bytes is ample for random ids."""
-INVITE_BINDING_PREFIX = b"\x03mls"
-"""The relay mailbox payload prefix naming this binding (core's ``len || name`` framing)."""
 
 
 class MlsBinding(GroupBinding):
@@ -129,7 +127,7 @@ class MlsBinding(GroupBinding):
     def _now(self) -> int:
         return int(self.context.clock())
 
-    def _relay(self) -> Any:
+    def _relay(self) -> RelayPort:
         if self.context.relay is None:
             raise StateError("the MLS binding needs a relay: configure one")
         return self.context.relay
@@ -313,7 +311,7 @@ class MlsBinding(GroupBinding):
     async def _send_invite(self, card: VerifiedCard, invite: Invite) -> None:
         offer = card.offer(self.info.name)
         address = offer.url if offer is not None else card.identity.agent_id
-        payload = INVITE_BINDING_PREFIX + invite.to_bytes()
+        payload = wrap(self.info.name, invite.to_bytes())
         await self._relay().send(address, str(uuid.uuid4()), payload)
 
     async def fetch_cards(self, roster: Roster, agent_ids: Sequence[str] | None = None) -> None:

@@ -15,8 +15,9 @@ from ports import free_port
 from sealwire.agent import Agent, TaskContext
 from sealwire.identity import Identity
 from sealwire.model import TaskState
-from sealwire.relay import RelayClient, RelayConfig, running_relay
+from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
+from sealwire_relay import RelayConfig, running_relay
 
 TIMEOUT = 20
 

@@ -2,7 +2,7 @@
 
 Every HTTP call is ``POST <path>`` with a JSON object body and a JSON object
 answer; errors are ``{"error": {"code", "message", ...}}`` with the status of
-:mod:`sealwire.relay._errors`. Authenticated calls carry
+:mod:`sealwire.relay.errors`. Authenticated calls carry
 ``Authorization: Bearer <token>`` from ``/v1/auth/session``.
 
 ============================  =====================================================
@@ -35,14 +35,22 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from sealwire import __version__
-from sealwire._asgi import Receive, Scope, Send, lifespan
+from sealwire.asgi import Receive, Scope, Send, lifespan
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import Identity
-from sealwire.relay._auth import CLIENT_NONCE_BYTES, Authenticator, Principal, relay_proof_payload
-from sealwire.relay._errors import LimitExceeded, NotFoundError, error_to_wire
-from sealwire.relay._limits import RateLimiter
-from sealwire.relay._model import b64d, b64e, decode_body, delivery_to_json, entry_to_json
-from sealwire.relay._service import RelayService, group_key
+from sealwire.relay.errors import LimitExceeded, NotFoundError, error_to_wire
+from sealwire.relay.wire import (
+    CLIENT_NONCE_BYTES,
+    b64d,
+    b64e,
+    decode_body,
+    delivery_to_json,
+    entry_to_json,
+    relay_proof_payload,
+)
+from sealwire_relay._auth import Authenticator, Principal
+from sealwire_relay._limits import RateLimiter
+from sealwire_relay._service import RelayService, group_key
 
 __all__ = ["RelayApp"]
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import Identity
-from sealwire.relay._client import RelayClient
-from sealwire.relay._model import Delivery, decode_body, get_str
-from sealwire.relay._service import (
+from sealwire.relay import RelayClient
+from sealwire.relay.wire import Delivery, decode_body, get_str
+from sealwire_relay._service import (
     MAX_FORWARD_BATCH,
     RelayService,
     dead_letter_name,
@@ -79,15 +79,14 @@ class Forwarder:
     async def _forward(self, batch: list[Delivery]) -> bool:
         """Deliver one batch; True when every entry left the outbox."""
         items = [_item(d) for d in batch]
-        answer = await self.client._call("/v1/federation/deliver", {"items": items})
-        results = answer.get("results")
-        if not isinstance(results, list) or len(results) != len(batch):
+        results = await self.client.federation_deliver(items)
+        if len(results) != len(batch):
             raise DecodeError("expected one result per item", field="results")
-        done: list[str] = []
+        done: list[tuple[str, str]] = []
         for delivery, result in zip(batch, results, strict=True):
             delivered = result in ("accepted", "duplicate")
             if delivered or (result == "refused" and await self._keep_refused(delivery)):
-                done.append(delivery.message_id)
+                done.append((delivery.sender, delivery.message_id))
         await self.service.backend.ack(self.outbox, done)
         return len(done) == len(batch)
 

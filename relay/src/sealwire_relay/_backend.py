@@ -7,9 +7,10 @@ message_id)``, a group log accepts one commit per epoch, the next one only,
 and a member list set for an epoch is stored only while that epoch is the one
 the log accepts a commit for next.
 
-Backends are found through the ``sealwire_relay_backends`` hook (see
-:class:`sealwire.components.RelayBackendProvider`); ``sqlite`` and ``nats`` are
-built in (:data:`BUILTIN_RELAY_BACKENDS`).
+Backends are contributed through the ``sealwire_relay_backends`` hook (see
+:class:`sealwire.components.RelayBackendProvider`); this distribution brings
+``sqlite`` and ``nats`` (:data:`BUILTIN_RELAY_BACKENDS`). The server is handed
+its providers; it never loads plugins itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sealwire.components import RelayBackendProvider
 from sealwire.errors import ConfigurationError
-from sealwire.relay._model import Delivery, FetchedPrekeys, GroupLogEntry
+from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
 
 __all__ = ["BUILTIN_RELAY_BACKENDS", "RelayBackend", "open_backend"]
 
@@ -88,8 +89,12 @@ class RelayBackend(Protocol):
     async def fetch(self, mailbox: str, limit: int) -> list[Delivery]:
         """The oldest unacknowledged messages, in order of acceptance."""
 
-    async def ack(self, mailbox: str, message_ids: Sequence[str]) -> int:
-        """Acknowledge (remove) messages by id, of any sender; the number removed."""
+    async def ack(self, mailbox: str, keys: Sequence[tuple[str, str]]) -> int:
+        """Acknowledge (remove) messages by ``(sender, message_id)``; the number removed.
+
+        Unknown and already acknowledged keys are ignored: an agent can only ever
+        remove what was delivered to its own mailbox, from the sender it names.
+        """
 
     async def group_members(self, group_id: bytes) -> frozenset[str] | None:
         """The member list, or None for a group never created."""
@@ -123,13 +128,13 @@ class RelayBackend(Protocol):
 
 
 def _open_sqlite(options: Mapping[str, Any]) -> RelayBackend:
-    from sealwire.relay._sqlite_backend import SqliteBackend
+    from sealwire_relay._sqlite_backend import SqliteBackend
 
     return SqliteBackend.from_options(options)
 
 
 def _open_nats(options: Mapping[str, Any]) -> RelayBackend:
-    from sealwire.relay._nats_backend import NatsBackend
+    from sealwire_relay._nats_backend import NatsBackend
 
     return NatsBackend.from_options(options)
 
@@ -140,17 +145,18 @@ BUILTIN_RELAY_BACKENDS: tuple[RelayBackendProvider, ...] = (
 )
 
 
-def open_backend(name: str, options: Mapping[str, Any]) -> RelayBackend:
-    """The backend called ``name``: a built-in one, else one from the plugin registry."""
-    providers = {p.name: p for p in BUILTIN_RELAY_BACKENDS}
-    if name not in providers:  # loading every plugin is only worth it for a plugin's backend
-        from sealwire.plugins import load_registry
-
-        providers.update(load_registry().relay_backends)
-    provider = providers.get(name)
+def open_backend(
+    name: str,
+    options: Mapping[str, Any],
+    providers: Sequence[RelayBackendProvider] = BUILTIN_RELAY_BACKENDS,
+) -> RelayBackend:
+    """The backend called ``name`` among ``providers`` (the built-in ones by default;
+    ``sealwire relay serve`` passes those of every installed plugin)."""
+    by_name = {p.name: p for p in providers}
+    provider = by_name.get(name)
     if provider is None:
         raise ConfigurationError(
-            f"no relay backend {name!r} (available: {', '.join(sorted(providers))})"
+            f"no relay backend {name!r} (available: {', '.join(sorted(by_name))})"
         )
     backend: object = provider.open(options)
     if not isinstance(backend, RelayBackend):

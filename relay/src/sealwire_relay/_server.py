@@ -36,20 +36,21 @@ import logging
 import os
 import time
 import tomllib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import uvicorn
 
+from sealwire.components import RelayBackendProvider
 from sealwire.errors import ConfigurationError
 from sealwire.identity import Identity, is_agent_id
-from sealwire.relay._app import RelayApp
-from sealwire.relay._backend import RelayBackend, open_backend
-from sealwire.relay._federation import Forwarder
-from sealwire.relay._limits import RelayLimits
-from sealwire.relay._service import RelayService
+from sealwire_relay._app import RelayApp
+from sealwire_relay._backend import BUILTIN_RELAY_BACKENDS, RelayBackend, open_backend
+from sealwire_relay._federation import Forwarder
+from sealwire_relay._limits import RelayLimits
+from sealwire_relay._service import RelayService
 
 __all__ = ["PeerRelay", "RelayConfig", "RunningRelay", "running_relay", "serve_relay"]
 
@@ -183,12 +184,17 @@ async def running_relay(
     *,
     identity: Identity | None = None,
     backend: RelayBackend | None = None,
+    providers: Sequence[RelayBackendProvider] = BUILTIN_RELAY_BACKENDS,
     clock: Callable[[], float] = time.time,
     random: Callable[[int], bytes] = os.urandom,
 ) -> AsyncIterator[RunningRelay]:
-    """Serve a relay in the running event loop for the duration of the block."""
+    """Serve a relay in the running event loop for the duration of the block.
+
+    The backend is ``backend`` if given, else the one ``config`` names among
+    ``providers`` (the built-in ones by default).
+    """
     identity = identity or load_or_create_identity(config.identity_path)
-    backend = backend or open_backend(config.backend, config.backend_options)
+    backend = backend or open_backend(config.backend, config.backend_options, providers)
     await backend.start()
     peers = {p.relay_id: p.url for p in config.peers}
     service = RelayService(
@@ -231,15 +237,17 @@ async def running_relay(
         await backend.close()
 
 
-async def _serve_forever(config: RelayConfig) -> None:
-    async with running_relay(config) as relay:
+async def _serve_forever(config: RelayConfig, providers: Sequence[RelayBackendProvider]) -> None:
+    async with running_relay(config, providers=providers) as relay:
         log.warning("relay %s at %s (backend %s)", relay.relay_id, relay.url, config.backend)
         await relay.wait()
 
 
-def serve_relay(config: RelayConfig) -> int:
+def serve_relay(
+    config: RelayConfig, providers: Sequence[RelayBackendProvider] = BUILTIN_RELAY_BACKENDS
+) -> int:
     """Run the relay until interrupted (SIGINT/SIGTERM); the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(config))
+        asyncio.run(_serve_forever(config, providers))
     return 0

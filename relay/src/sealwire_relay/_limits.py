@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from sealwire.errors import ConfigurationError
-from sealwire.relay._errors import LimitExceeded
+from sealwire.relay.errors import LimitExceeded
 
 __all__ = ["RateLimiter", "RelayLimits"]
 

@@ -1,4 +1,4 @@
-"""What Sealwire's ASGI apps (the relay, the A2A HTTP endpoint) share: the ASGI
+"""What ASGI apps on Sealwire (the relay server, the A2A HTTP endpoint) share: the ASGI
 callable types and the lifespan protocol, which neither app needs beyond acknowledging."""
 
 from __future__ import annotations

@@ -24,11 +24,8 @@ from typing import Any
 
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import verify_card
-from sealwire.relay._auth import Principal
-from sealwire.relay._backend import RelayBackend
-from sealwire.relay._errors import ForbiddenError, LimitExceeded, NotFoundError
-from sealwire.relay._limits import RelayLimits
-from sealwire.relay._model import (
+from sealwire.relay.errors import ForbiddenError, LimitExceeded, NotFoundError
+from sealwire.relay.wire import (
     MAX_CARDS_PER_FETCH,
     MAX_ID_CHARS,
     Delivery,
@@ -45,6 +42,9 @@ from sealwire.relay._model import (
     get_str_list,
     parse_mailbox_address,
 )
+from sealwire_relay._auth import Principal
+from sealwire_relay._backend import RelayBackend
+from sealwire_relay._limits import RelayLimits
 
 __all__ = ["Notifier", "RelayService", "outbox_name"]
 
@@ -259,8 +259,16 @@ class RelayService:
         return {"messages": [delivery_to_json(d) for d in batch]}
 
     async def ack(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
-        ids = get_str_list(body, "message_ids", max_items=MAX_ACK_IDS)
-        return {"acknowledged": await self.backend.ack(who.agent_id, ids)}
+        """``{"acks": [{"sender", "message_id"}]}``: by sender and id, never by id alone."""
+        acks = body.get("acks")
+        if not isinstance(acks, list) or len(acks) > MAX_ACK_IDS:
+            raise DecodeError(f"expected a list of at most {MAX_ACK_IDS} acks", field="acks")
+        keys = []
+        for item in acks:
+            if not isinstance(item, dict):
+                raise DecodeError("expected an object", field="acks")
+            keys.append((get_str(item, "sender"), get_str(item, "message_id")))
+        return {"acknowledged": await self.backend.ack(who.agent_id, keys)}
 
     def _limit(self, body: Mapping[str, Any]) -> int:
         if "limit" not in body:

@@ -42,9 +42,9 @@ from typing import Any
 import attrs
 
 from sealwire.errors import ConfigurationError
-from sealwire.relay._backend import DEDUPE_RETENTION_SECONDS
-from sealwire.relay._errors import EpochConflictError, LimitExceeded, RelayUnavailable
-from sealwire.relay._model import Delivery, FetchedPrekeys, GroupLogEntry, b64d, b64e
+from sealwire.relay.errors import EpochConflictError, LimitExceeded, RelayUnavailable
+from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry, b64d, b64e
+from sealwire_relay._backend import DEDUPE_RETENTION_SECONDS
 
 try:
     import nats
@@ -415,22 +415,21 @@ class NatsBackend:
             )
         return out
 
-    async def ack(self, mailbox: str, message_ids: Sequence[str]) -> int:
+    async def ack(self, mailbox: str, keys: Sequence[tuple[str, str]]) -> int:
         removed = 0
         async with self._io():
-            for i in range(0, len(message_ids), ACK_PARALLEL):
-                chunk = message_ids[i : i + ACK_PARALLEL]
-                counts = await asyncio.gather(*(self._ack_one(mailbox, mid) for mid in chunk))
+            for i in range(0, len(keys), ACK_PARALLEL):
+                chunk = keys[i : i + ACK_PARALLEL]
+                counts = await asyncio.gather(*(self._ack_one(mailbox, *key) for key in chunk))
                 removed += sum(counts)
             if mailbox in self._depth:
                 self._depth[mailbox] = max(0, self._depth[mailbox] - removed)
         return removed
 
-    async def _ack_one(self, mailbox: str, mid: str) -> int:
+    async def _ack_one(self, mailbox: str, sender: str, mid: str) -> int:
         removed = 0
-        copies = await self._pending(mailbox, self._mb(mailbox, b64e(mid.encode()), "*"), 8)
-        for msg in copies:  # one per sender that used this id
-            sender = msg.subject.rsplit(".", 1)[1]
+        copies = await self._pending(mailbox, self._mb(mailbox, b64e(mid.encode()), sender), 1)
+        for msg in copies:
             # Tombstone first, then delete: an enqueue racing with us sees one of them.
             await self._js.publish(self._tomb(mailbox, mid, sender), b"")
             try:

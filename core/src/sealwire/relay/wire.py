@@ -1,4 +1,8 @@
-"""Value types of the relay API and the helpers that read them off the wire.
+"""The relay protocol's wire format, shared by relay clients and relay servers.
+
+Value types of the relay API, the readers that take them off the wire, the
+bytes an agent signs to authenticate (and a relay signs to prove itself), and
+the payload framing that names the binding a mailbox payload is for.
 
 Bytes travel as unpadded base64url strings inside JSON bodies. Every reader
 here raises :class:`~sealwire.errors.DecodeError` naming the field, and
@@ -18,18 +22,37 @@ import rfc8785
 
 from sealwire.errors import DecodeError
 from sealwire.identity import is_agent_id
-from sealwire.relay._errors import LimitExceeded
+from sealwire.relay.errors import LimitExceeded
 
 __all__ = [
+    "AUTH_LABEL",
+    "CLIENT_NONCE_BYTES",
     "Delivery",
     "FetchedPrekeys",
     "GroupLogEntry",
     "MAILBOX_PATH",
     "MAX_CARDS_PER_FETCH",
+    "MAX_ID_CHARS",
+    "RELAY_PROOF_LABEL",
+    "auth_payload",
     "b64d",
     "b64e",
+    "canonical_card_json",
+    "decode_body",
+    "delivery_from_json",
+    "delivery_to_json",
+    "entry_from_json",
+    "entry_to_json",
+    "get_agent_id",
+    "get_agent_ids",
+    "get_int",
+    "get_str",
+    "get_str_list",
     "mailbox_address",
     "parse_mailbox_address",
+    "relay_proof_payload",
+    "unwrap",
+    "wrap",
 ]
 
 MAILBOX_PATH = "/v1/mailboxes/"
@@ -237,3 +260,52 @@ def entry_from_json(obj: object) -> GroupLogEntry:
         message=b64d(obj.get("message"), "message"),
         received_at=float(at),
     )
+
+
+# -- authentication ---------------------------------------------------------------
+
+AUTH_LABEL = b"sealwire relay auth v1\x00"
+RELAY_PROOF_LABEL = b"sealwire relay proof v1\x00"
+CLIENT_NONCE_BYTES = 32
+
+
+def auth_payload(relay_id: str, challenge: bytes) -> bytes:
+    """The bytes an agent signs: ``AUTH_LABEL || relay_id || 0x00 || challenge``."""
+    return AUTH_LABEL + relay_id.encode("ascii") + b"\x00" + challenge
+
+
+def relay_proof_payload(client_nonce: bytes, challenge: bytes) -> bytes:
+    """What a relay signs to prove its identity to a client that sent ``client_nonce``.
+
+    ``RELAY_PROOF_LABEL || client_nonce || challenge``; a client that knows the
+    relay id it expects (a peer relay, a pinned relay) checks it, which makes
+    the link mutually authenticated.
+    """
+    return RELAY_PROOF_LABEL + client_nonce + challenge
+
+
+# -- payload framing ----------------------------------------------------------------
+
+MAX_BINDING_NAME_BYTES = 255
+"""A binding name is one length byte's worth of ASCII."""
+
+
+def wrap(binding: str, envelope: bytes) -> bytes:
+    """A mailbox payload: ``len(name) || name || envelope``, so the receiver knows
+    which binding (or which consumer, such as group invitations) it is for."""
+    name = binding.encode("ascii")
+    if not name or len(name) > MAX_BINDING_NAME_BYTES:
+        raise ValueError("a binding name is 1 to 255 ASCII characters")
+    return bytes([len(name)]) + name + envelope
+
+
+def unwrap(payload: bytes) -> tuple[str, bytes]:
+    """The binding name and envelope of a :func:`wrap` payload; DecodeError if malformed."""
+    if not payload or not payload[0] or len(payload) < 1 + payload[0]:
+        raise DecodeError("truncated mailbox payload", field="mailbox.binding")
+    size = payload[0]
+    try:
+        name = payload[1 : 1 + size].decode("ascii")
+    except UnicodeDecodeError:
+        raise DecodeError("bad binding name", field="mailbox.binding") from None
+    return name, payload[1 + size :]

@@ -1,4 +1,4 @@
-"""``python -m sealwire.relay --config relay.toml``: run a relay (as ``sealwire relay serve``)."""
+"""``python -m sealwire_relay --config relay.toml``: run a relay (as ``sealwire relay serve``)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from sealwire.errors import ConfigurationError
-from sealwire.relay._server import RelayConfig, serve_relay
+from sealwire_relay._server import RelayConfig, serve_relay
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sealwire.relay")
+    parser = argparse.ArgumentParser(prog="python -m sealwire_relay")
     parser.add_argument("--config", help="TOML file with a [relay] table")
     args = parser.parse_args(argv)
     try:

@@ -27,15 +27,12 @@ import attrs
 
 from sealwire.errors import AuthenticationError, DecodeError, SealwireError
 from sealwire.identity import PublicIdentity, verify_card
-from sealwire.relay._errors import LimitExceeded, RelayAuthError
-from sealwire.relay._model import b64d
+from sealwire.relay.errors import LimitExceeded, RelayAuthError
+from sealwire.relay.wire import auth_payload, b64d
 
-__all__ = ["AUTH_LABEL", "Authenticator", "Principal", "auth_payload", "relay_proof_payload"]
+__all__ = ["Authenticator", "Principal"]
 
-AUTH_LABEL = b"sealwire relay auth v1\x00"
-RELAY_PROOF_LABEL = b"sealwire relay proof v1\x00"
 CHALLENGE_BYTES = 32
-CLIENT_NONCE_BYTES = 32
 CHALLENGE_TTL_SECONDS = 60.0
 SESSION_TTL_SECONDS = 3600.0
 # Outstanding challenges beyond this are refused: each costs a few dozen bytes
@@ -43,21 +40,6 @@ SESSION_TTL_SECONDS = 3600.0
 MAX_PENDING_CHALLENGES = 50_000
 # Live sessions beyond this evict the oldest: its agent simply authenticates again.
 MAX_SESSIONS = 100_000
-
-
-def auth_payload(relay_id: str, challenge: bytes) -> bytes:
-    """The bytes an agent signs: ``AUTH_LABEL || relay_id || 0x00 || challenge``."""
-    return AUTH_LABEL + relay_id.encode("ascii") + b"\x00" + challenge
-
-
-def relay_proof_payload(client_nonce: bytes, challenge: bytes) -> bytes:
-    """What a relay signs to prove its identity to a client that sent ``client_nonce``.
-
-    ``RELAY_PROOF_LABEL || client_nonce || challenge``; a client that knows the
-    relay id it expects (a peer relay, a pinned relay) checks it, which makes
-    the link mutually authenticated.
-    """
-    return RELAY_PROOF_LABEL + client_nonce + challenge
 
 
 @attrs.frozen

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from sealwire.errors import ConfigurationError
-from sealwire.relay._backend import DEDUPE_RETENTION_SECONDS
-from sealwire.relay._errors import EpochConflictError, LimitExceeded
-from sealwire.relay._model import Delivery, FetchedPrekeys, GroupLogEntry
+from sealwire.relay.errors import EpochConflictError, LimitExceeded
+from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
+from sealwire_relay._backend import DEDUPE_RETENTION_SECONDS
 
 __all__ = ["SqliteBackend"]
 
@@ -275,23 +275,24 @@ class SqliteBackend:
             for r in rows
         ]
 
-    async def ack(self, mailbox: str, message_ids: Sequence[str]) -> int:
+    async def ack(self, mailbox: str, keys: Sequence[tuple[str, str]]) -> int:
         # An acknowledged message keeps its id (and drops its envelope) so that a
         # late retry of the same message is still recognised as a duplicate.
         with self._tx() as db:
             removed = 0
-            for message_id in message_ids:
+            for sender, message_id in keys:
+                # By the unique (mailbox, sender, message_id) index: one row, never a scan.
                 cur = db.execute(
                     "UPDATE messages SET acked_at=received_at, envelope=x''"
-                    " WHERE mailbox=? AND message_id=? AND acked_at IS NULL",
-                    (mailbox, message_id),
+                    " WHERE mailbox=? AND sender=? AND message_id=? AND acked_at IS NULL",
+                    (mailbox, sender, message_id),
                 )
                 removed += cur.rowcount
             db.execute(
                 "UPDATE depths SET pending = max(0, pending - ?) WHERE mailbox=?",
                 (removed, mailbox),
             )
-            self._acks += len(message_ids)
+            self._acks += len(keys)
             if self._acks >= PRUNE_EVERY_ACKS:
                 self._acks = 0
                 newest = db.execute("SELECT max(received_at) FROM messages").fetchone()[0]
