@@ -34,6 +34,9 @@ __all__ = [
     "MAX_CARDS_PER_FETCH",
     "MAX_ID_CHARS",
     "RELAY_PROOF_LABEL",
+    "STREAM_MAX_BATCH",
+    "STREAM_MAX_FRAME_BYTES",
+    "STREAM_PATH",
     "auth_payload",
     "b64d",
     "b64e",
@@ -67,6 +70,18 @@ MAX_ID_CHARS = 200
 MAX_CARDS_PER_FETCH = 256
 # A JSON body deeper than this is hostile (json.loads recursion is bounded anyway).
 MAX_JSON_DEPTH = 8
+
+STREAM_PATH = "/v1/stream"
+"""The WebSocket carrying an agent's sends, acknowledgements and deliveries."""
+# One stream frame carries at most this many sends, acknowledgements or
+# deliveries: enough to amortise a frame and a commit over many messages, small
+# enough that one frame's answer comes back while the next is being read.
+STREAM_MAX_BATCH = 256
+# The largest stream frame either side sends or accepts: one default-sized
+# envelope (256 KiB, 342 KiB as base64) always fits with room to spare, and it
+# bounds what one frame makes the other side buffer. A message too large for a
+# frame of its own travels over HTTP (whose body limit is 8 MiB).
+STREAM_MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 
 @attrs.frozen(kw_only=True)
