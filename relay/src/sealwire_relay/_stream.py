@@ -55,6 +55,7 @@ from sealwire.asgi import Receive, Scope, Send
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.relay.errors import LimitExceeded, NotFoundError, RelayError, error_to_wire
 from sealwire.relay.wire import (
+    STREAM_FRAME_TARGET_BYTES,
     STREAM_MAX_BATCH,
     STREAM_MAX_FRAME_BYTES,
     STREAM_PATH,
@@ -424,7 +425,7 @@ def _deliver_frames(deliveries: list[Delivery]) -> Iterator[str]:
     STREAM_MAX_FRAME_BYTES (a single larger delivery goes alone)."""
     parts: list[str] = []
     size = 0
-    budget = STREAM_MAX_FRAME_BYTES - FRAME_OVERHEAD_BYTES
+    budget = STREAM_FRAME_TARGET_BYTES
     for d in deliveries:
         text = json.dumps(delivery_to_json(d), separators=(",", ":"))
         if parts and (size + len(text) > budget or len(parts) >= STREAM_MAX_BATCH):

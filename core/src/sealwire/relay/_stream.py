@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.relay.errors import RelayAuthError, RelayUnavailable, error_from_wire
 from sealwire.relay.wire import (
+    STREAM_FRAME_TARGET_BYTES,
     STREAM_MAX_BATCH,
     STREAM_MAX_FRAME_BYTES,
     Delivery,
@@ -293,7 +294,7 @@ class MailboxStream:
             await asyncio.gather(writer, reader, return_exceptions=True)
 
     async def _write(self, ws: ClientConnection) -> None:
-        budget = STREAM_MAX_FRAME_BYTES - FRAME_OVERHEAD_BYTES
+        budget = STREAM_FRAME_TARGET_BYTES
         while True:
             await self._kick.wait()
             self._kick.clear()

@@ -35,6 +35,7 @@ __all__ = [
     "MAX_ID_CHARS",
     "RELAY_PROOF_LABEL",
     "STREAM_MAX_BATCH",
+    "STREAM_FRAME_TARGET_BYTES",
     "STREAM_MAX_FRAME_BYTES",
     "STREAM_PATH",
     "auth_payload",
@@ -82,6 +83,10 @@ STREAM_MAX_BATCH = 256
 # bounds what one frame makes the other side buffer. A message too large for a
 # frame of its own travels over HTTP (whose body limit is 8 MiB).
 STREAM_MAX_FRAME_BYTES = 4 * 1024 * 1024
+# Senders pack items into frames up to about this size (a single larger item
+# goes alone): large WebSocket messages cost more per byte to reassemble and
+# delay the first item of the frame behind the last.
+STREAM_FRAME_TARGET_BYTES = 256 * 1024
 
 
 @attrs.frozen(kw_only=True)
