@@ -25,7 +25,7 @@ from waiting import until
 from sealwire.asgi import Receive, Scope, Send
 from sealwire.identity import Identity
 from sealwire.relay import Delivery, LimitExceeded, RelayClient, RelayUnavailable
-from sealwire.relay.wire import STREAM_MAX_BATCH, STREAM_PATH, b64e
+from sealwire.relay.wire import STREAM_MAX_BATCH, STREAM_PATH, b64e, stream_frame
 from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
 from sealwire_relay._app import RelayApp
 from sealwire_relay._service import RelayService
@@ -206,6 +206,29 @@ async def test_hostile_frames_get_typed_errors_and_the_connection_keeps_serving(
         await other.close()
     finally:
         await ws.close()
+
+
+async def test_malformed_binary_frames_close_only_their_connection(clients: NewClient) -> None:
+    alice, bob = clients(), clients()
+    item = json.dumps({"id": 1, "recipient": alice.agent_id, "message_id": "b"})
+    items = '{"t":"send","items":[' + item + "]"
+    ws = await _raw(bob)
+    try:
+        await ws.send(stream_frame(items, [b"raw envelope bytes"]))  # well formed
+        assert (await _frame(ws, "result"))["items"] == [{"id": 1, "duplicate": False}]
+        await ws.send(stream_frame(items, [b"one", b"two"]))  # two envelopes for one item
+        assert (await _frame(ws, "error"))["error"]["field"] == "sizes"
+        for bad in (b"\x00\x00", b"\xff\xff\xff\xff{}", stream_frame(items, [b"x"])[:-1]):
+            other = await _raw(bob)
+            await other.send(bad)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await _frame(other, "never")
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+        await ws.send(stream_frame(items.replace('"b"}', '"c"}'), [b"still serving"]))
+        assert (await _frame(ws, "result"))["items"] == [{"id": 1, "duplicate": False}]
+    finally:
+        await ws.close()
+    assert [d.envelope for d in await alice.fetch()] == [b"raw envelope bytes", b"still serving"]
 
 
 async def test_refusals_at_connect(relay: RunningRelay) -> None:

@@ -277,13 +277,20 @@ class RelayService:
 
     # -- batches (the stream) ---------------------------------------------------------
 
-    def stream_item(self, who: Principal, body: Mapping[str, Any]) -> tuple[str, Delivery]:
+    def stream_item(
+        self, who: Principal, body: Mapping[str, Any], envelope: bytes | None = None
+    ) -> tuple[str, Delivery]:
         """The checks of :meth:`send` on one streamed send: the mailbox it goes to
         (the recipient's, or the federation outbox of its home relay) and what is
-        stored there. DecodeError, LimitExceeded or NotFoundError when refused."""
+        stored there. ``envelope`` is given when it came as bytes (a binary frame),
+        else it is the body's base64 ``envelope``. DecodeError, LimitExceeded or
+        NotFoundError when refused."""
         home, agent_id = parse_mailbox_address(get_str(body, "recipient", max_chars=2048))
         message_id = get_str(body, "message_id")
-        envelope = self._blob(body.get("envelope"), "envelope", "envelope")
+        if envelope is None:
+            envelope = self._blob(body.get("envelope"), "envelope", "envelope")
+        else:
+            self.limits.check_size(envelope, "envelope")
         now = self.clock()
         if home is None or home == self.public_url:
             delivery = Delivery(

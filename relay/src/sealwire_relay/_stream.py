@@ -8,6 +8,8 @@ a JSON object (text) whose ``t`` names it:
 client to relay
   ``{"t": "send", "items": [{"id", "recipient", "message_id", "envelope"}, ...]}``
       ``id`` is the client's request id (an integer), echoed in the result;
+      the same as a binary frame (:func:`sealwire.relay.wire.stream_frame`): the
+      items without ``envelope``, the envelopes as bytes after the header;
   ``{"t": "ack", "id", "acks": [[sender, message_id], ...]}``;
   ``{"t": "sub"}`` / ``{"t": "unsub"}``: start / stop the push of the agent's
       mailbox (a new ``sub`` pushes every unacknowledged message again).
@@ -20,7 +22,8 @@ relay to client
   ``{"t": "acked", "id", "removed"}``, with ``unknown`` (the keys that named
       no pending message of this mailbox: forged, replayed, another agent's)
       and a ``not_found`` ``error`` when there are some;
-  ``{"t": "deliver", "items": [delivery, ...]}``;
+  ``{"t": "deliver", "items": [{"message_id", "sender", "received_at"}, ...]}``
+      as a binary frame, the envelopes as bytes after the header;
   ``{"t": "error", "error"}``: a frame refused as a whole (a bad field, a
       batch over :data:`STREAM_MAX_BATCH`); the connection keeps serving.
 
@@ -61,8 +64,9 @@ from sealwire.relay.wire import (
     STREAM_PATH,
     Delivery,
     decode_body,
-    delivery_to_json,
     get_str,
+    read_stream_frame,
+    stream_frame,
 )
 from sealwire_relay._auth import Principal
 from sealwire_relay._service import MAX_ACK_IDS
@@ -228,9 +232,11 @@ class _Session:
                 if message["type"] != "websocket.receive":
                     continue
                 text = message.get("text")
-                raw = text.encode() if text is not None else message.get("bytes") or b""
                 try:
-                    frame = self._parse(raw)
+                    if text is not None:
+                        frame, blobs = self._parse(text.encode()), None
+                    else:
+                        frame, blobs = self._parse_binary(message.get("bytes") or b"")
                 except _FramingError as exc:
                     reason = f"bad_request: {exc}"[:120]
                     await self._send(
@@ -238,7 +244,7 @@ class _Session:
                     )
                     return
                 try:
-                    await self._handle(frame)
+                    await self._handle(frame, blobs)
                 except SealwireError as exc:
                     await self._frame({"t": "error", "error": _error(exc)[1]})
         except OSError as exc:  # the client went away while we wrote to it
@@ -261,6 +267,18 @@ class _Session:
             raise _FramingError("unknown frame type")
         return frame
 
+    @staticmethod
+    def _parse_binary(raw: bytes) -> tuple[Mapping[str, Any], list[bytes]]:
+        if len(raw) > STREAM_MAX_FRAME_BYTES:
+            raise _FramingError(f"frame over {STREAM_MAX_FRAME_BYTES} bytes")
+        try:
+            frame, blobs = read_stream_frame(raw)
+        except DecodeError as exc:
+            raise _FramingError(str(exc)) from None
+        if frame.get("t") != "send":
+            raise _FramingError("only send frames are binary")
+        return frame, blobs
+
     async def _frame(self, body: Mapping[str, Any]) -> None:
         await self._send_text(json.dumps(body, separators=(",", ":")))
 
@@ -273,7 +291,7 @@ class _Session:
             g.add(task)
             task.add_done_callback(g.discard)
 
-    async def _handle(self, frame: Mapping[str, Any]) -> None:
+    async def _handle(self, frame: Mapping[str, Any], blobs: list[bytes] | None) -> None:
         kind = frame["t"]
         if kind == "send":
             items = frame.get("items")
@@ -281,6 +299,8 @@ class _Session:
                 raise DecodeError("expected a non-empty list", field="items")
             if len(items) > STREAM_MAX_BATCH:
                 raise LimitExceeded("batch", f"more than {STREAM_MAX_BATCH} items in one frame")
+            if blobs is not None and len(blobs) != len(items):
+                raise DecodeError("one envelope per item", field="sizes")
             ids = [_request_id(i.get("id") if isinstance(i, dict) else None, "id") for i in items]
             refused: LimitExceeded | None = None
             if not self.who.is_peer_relay:
@@ -289,7 +309,7 @@ class _Session:
                 except LimitExceeded as exc:
                     refused = exc
             await self.inflight.acquire()  # backpressure: no more reading until one is done
-            self._spawn(self._answer_sends(ids, items, refused))
+            self._spawn(self._answer_sends(ids, items, blobs, refused))
         elif kind == "ack":
             ack_id = _request_id(frame.get("id"), "id")
             acks = frame.get("acks")
@@ -320,16 +340,21 @@ class _Session:
             self.pusher = None
 
     async def _answer_sends(
-        self, ids: list[int], items: list[Any], refused: LimitExceeded | None
+        self,
+        ids: list[int],
+        items: list[Any],
+        blobs: list[bytes] | None,
+        refused: LimitExceeded | None,
     ) -> None:
         try:
             answers: dict[int, dict[str, Any]] = {}
             prepared: list[tuple[int, tuple[str, Delivery]]] = []
-            for rid, item in zip(ids, items, strict=True):
+            for k, (rid, item) in enumerate(zip(ids, items, strict=True)):
                 try:
                     if refused is not None:
                         raise refused
-                    prepared.append((rid, self.app.service.stream_item(self.who, item)))
+                    envelope = blobs[k] if blobs is not None else None
+                    prepared.append((rid, self.app.service.stream_item(self.who, item, envelope)))
                 except SealwireError as exc:
                     status, error = _error(exc)
                     answers[rid] = {"id": rid, "status": status, "error": error}
@@ -401,8 +426,8 @@ class _Session:
                     fresh = [d for d in batch if (d.sender, d.message_id) not in self.pushed]
                     if batch:
                         self.last = (batch[-1].sender, batch[-1].message_id)
-                    for text in _deliver_frames(fresh):
-                        await self._send_text(text)
+                    for data in _deliver_frames(fresh):
+                        await self._send({"type": "websocket.send", "bytes": data})
                     for d in fresh:
                         self.pushed[(d.sender, d.message_id)] = None
                 await asyncio.wait({notified, acked}, return_when=asyncio.FIRST_COMPLETED)
@@ -420,21 +445,27 @@ class _Session:
         self.pushed = {k: None for k in self.pushed if k in keys}
 
 
-def _deliver_frames(deliveries: list[Delivery]) -> Iterator[str]:
-    """``deliver`` frames of at most STREAM_MAX_BATCH deliveries and about
-    STREAM_MAX_FRAME_BYTES (a single larger delivery goes alone)."""
+def _deliver_frames(deliveries: list[Delivery]) -> Iterator[bytes]:
+    """Binary ``deliver`` frames (the envelopes as bytes after a JSON header) of at
+    most STREAM_MAX_BATCH deliveries and about STREAM_FRAME_TARGET_BYTES (a single
+    larger delivery goes alone)."""
     parts: list[str] = []
+    blobs: list[bytes] = []
     size = 0
-    budget = STREAM_FRAME_TARGET_BYTES
     for d in deliveries:
-        text = json.dumps(delivery_to_json(d), separators=(",", ":"))
-        if parts and (size + len(text) > budget or len(parts) >= STREAM_MAX_BATCH):
-            yield '{"t":"deliver","items":[' + ",".join(parts) + "]}"
-            parts, size = [], 0
+        text = json.dumps(
+            {"message_id": d.message_id, "sender": d.sender, "received_at": d.received_at},
+            separators=(",", ":"),
+        )
+        more = len(text) + len(d.envelope)
+        if parts and (size + more > STREAM_FRAME_TARGET_BYTES or len(parts) >= STREAM_MAX_BATCH):
+            yield stream_frame('{"t":"deliver","items":[' + ",".join(parts) + "]", blobs)
+            parts, blobs, size = [], [], 0
         parts.append(text)
-        size += len(text) + 1
+        blobs.append(d.envelope)
+        size += more + 1
     if parts:
-        yield '{"t":"deliver","items":[' + ",".join(parts) + "]}"
+        yield stream_frame('{"t":"deliver","items":[' + ",".join(parts) + "]", blobs)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

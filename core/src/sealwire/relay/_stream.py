@@ -40,9 +40,11 @@ from sealwire.relay.wire import (
     STREAM_MAX_BATCH,
     STREAM_MAX_FRAME_BYTES,
     Delivery,
-    b64e,
     decode_body,
-    delivery_from_json,
+    get_agent_id,
+    get_str,
+    read_stream_frame,
+    stream_frame,
 )
 
 __all__ = ["MailboxStream", "StreamUnusable"]
@@ -92,7 +94,7 @@ class MailboxStream:
         self._ready = asyncio.Event()
         self._kick = asyncio.Event()
         self._room = asyncio.Semaphore(MAX_PENDING_SENDS)
-        self._outbox: collections.deque[tuple[int, str]] = collections.deque()
+        self._outbox: collections.deque[tuple[int, str, bytes]] = collections.deque()
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._acks: dict[tuple[str, str], None] = {}  # not sent on this connection
         self._acks_sent: dict[int, list[tuple[str, str]]] = {}
@@ -135,21 +137,16 @@ class MailboxStream:
         if not self.connected:
             raise StreamUnusable("stream not connected")
         rid = next(self._ids)
-        item = {
-            "id": rid,
-            "recipient": recipient,
-            "message_id": message_id,
-            "envelope": b64e(envelope),
-        }
+        item = {"id": rid, "recipient": recipient, "message_id": message_id}
         text = json.dumps(item, separators=(",", ":"))
-        if len(text) > STREAM_MAX_FRAME_BYTES - FRAME_OVERHEAD_BYTES:
+        if len(text) + len(envelope) > STREAM_MAX_FRAME_BYTES - FRAME_OVERHEAD_BYTES:
             raise StreamUnusable("message too large for a stream frame")
         async with self._room:
             if not self.connected:
                 raise StreamUnusable("stream not connected")
             answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self._waiting[rid] = answer
-            self._outbox.append((rid, text))
+            self._outbox.append((rid, text, envelope))
             self._kick.set()
             try:
                 result = await answer
@@ -309,32 +306,40 @@ class MailboxStream:
                 await ws.send(json.dumps(frame, separators=(",", ":")))
             while self._outbox:
                 parts: list[str] = []
+                blobs: list[bytes] = []
                 size = 0
                 while self._outbox and len(parts) < STREAM_MAX_BATCH:
-                    if parts and size + len(self._outbox[0][1]) > budget:
+                    _, text, envelope = self._outbox[0]
+                    if parts and size + len(text) + len(envelope) > budget:
                         break
-                    _, text = self._outbox.popleft()
+                    self._outbox.popleft()
                     parts.append(text)
-                    size += len(text) + 1
-                await ws.send('{"t":"send","items":[' + ",".join(parts) + "]}")
+                    blobs.append(envelope)
+                    size += len(text) + len(envelope) + 1
+                await ws.send(stream_frame('{"t":"send","items":[' + ",".join(parts) + "]", blobs))
             if self._subscribed != self._sub_sent:
                 self._sub_sent = self._subscribed
                 await ws.send('{"t":"sub"}' if self._subscribed else '{"t":"unsub"}')
 
     async def _read(self, ws: ClientConnection) -> None:
         async for raw in ws:
-            frame = decode_body(_bytes(raw))
+            if isinstance(raw, bytes):  # binary: deliveries with their envelopes as bytes
+                header, blobs = read_stream_frame(raw)
+                items = _items(header)
+                if header.get("t") != "deliver" or len(items) != len(blobs):
+                    raise DecodeError("expected deliveries and their envelopes", field="t")
+                for item, blob in zip(items, blobs, strict=True):
+                    delivery = _delivery(item, blob)
+                    if self._subscribed and self._sub_sent:
+                        await self._deliveries.put(delivery)
+                continue
+            frame = decode_body(raw.encode())
             kind = frame.get("t")
             if kind == "result":
                 for item in _items(frame):
                     answer = self._waiting.get(item.get("id"))  # type: ignore[arg-type]
                     if answer is not None and not answer.done():
                         answer.set_result(item)
-            elif kind == "deliver":
-                deliveries = [delivery_from_json(item) for item in _items(frame)]
-                for delivery in deliveries:
-                    if self._subscribed and self._sub_sent:
-                        await self._deliveries.put(delivery)
             elif kind == "acked":
                 self._acks_sent.pop(frame.get("id"), None)  # type: ignore[arg-type]
                 error = frame.get("error")
@@ -352,6 +357,18 @@ class MailboxStream:
 
 def _bytes(raw: str | bytes) -> bytes:
     return raw if isinstance(raw, bytes) else raw.encode()
+
+
+def _delivery(item: dict[str, Any], envelope: bytes) -> Delivery:
+    at = item.get("received_at")
+    if not isinstance(at, (int, float)):
+        raise DecodeError("expected a number", field="received_at")
+    return Delivery(
+        message_id=get_str(item, "message_id"),
+        sender=get_agent_id(item, "sender"),
+        envelope=envelope,
+        received_at=float(at),
+    )
 
 
 def _items(frame: dict[str, Any]) -> list[dict[str, Any]]:
