@@ -29,6 +29,8 @@ from sealwire.relay.wire import STREAM_MAX_BATCH, STREAM_PATH, b64e, stream_fram
 from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
 from sealwire_relay._app import RelayApp
 from sealwire_relay._service import RelayService
+from sealwire_relay._sqlite_backend import SqliteBackend
+from sealwire_relay._stream import STREAM_INFLIGHT_FRAMES
 
 NewClient = Callable[..., RelayClient]
 TIMEOUT = 20
@@ -316,8 +318,6 @@ class _NoWebSockets:
 
 @pytest.fixture
 async def http_only_relay(tmp_path: Path) -> AsyncIterator[str]:
-    from sealwire_relay._sqlite_backend import SqliteBackend
-
     backend = SqliteBackend(tmp_path / "http-only.sqlite3")
     await backend.start()
     port = free_port()
@@ -328,7 +328,7 @@ async def http_only_relay(tmp_path: Path) -> AsyncIterator[str]:
     app = RelayApp(service, Identity.generate(), random=os.urandom)
     server = uvicorn.Server(
         uvicorn.Config(_NoWebSockets(app), host="127.0.0.1", port=port, lifespan="off",
-                       log_level="warning", ws="websockets-sansio")
+                       log_level="warning", ws="websockets-sansio", timeout_graceful_shutdown=1)
     )  # fmt: skip
     task = asyncio.create_task(server.serve())
     await until(lambda: server.started, "the HTTP-only relay")
@@ -352,3 +352,65 @@ async def test_falls_back_to_http_when_the_stream_cannot_be_opened(
         assert got.envelope == b"over HTTP"
         await alice.ack([got])
         assert await alice.fetch() == []
+
+
+class _GatedBackend(SqliteBackend):
+    """SQLite whose first mailbox commit waits for ``gate``; records each commit's size."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+        self.commits: list[int] = []
+
+    async def commit_mailbox_batch(self, acks: Any, enqueues: Any, *, max_depth: int) -> Any:
+        self.commits.append(len(acks) + len(enqueues))
+        if len(self.commits) == 1:
+            await self.gate.wait()
+        return await super().commit_mailbox_batch(acks, enqueues, max_depth=max_depth)
+
+
+async def test_commits_are_grouped_and_a_fast_sender_is_not_read(tmp_path: Path) -> None:
+    backend = _GatedBackend(tmp_path / "gated.sqlite3")
+    await backend.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    service = RelayService(
+        backend=backend, public_url=url, limits=RelayLimits(), peers={}, clock=time.time
+    )
+    app = RelayApp(service, Identity.generate(), random=os.urandom)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+                       ws="websockets-sansio", timeout_graceful_shutdown=1)
+    )  # fmt: skip
+    serving = asyncio.create_task(server.serve())
+    await until(lambda: server.started, "the relay")
+    frames = 3 * STREAM_INFLIGHT_FRAMES
+    try:
+        async with RelayClient(url, Identity.generate()) as bob:
+            ws = await _raw(bob)
+            try:
+                for rid in range(frames):  # one item each, as fast as the socket takes them
+                    item = _item(rid, bob.agent_id, f"m{rid}", b"e")
+                    await ws.send(json.dumps({"t": "send", "items": [item]}))
+                committer = app._stream.committer
+
+                def read() -> int:  # frames the relay took in: committing or queued
+                    queued = sum(len(job.enqueues) for job in committer._queue)
+                    return sum(backend.commits) + queued
+
+                # The first commit is held: the relay reads frames until the connection's
+                # in-flight budget is spent, then no more (the rest wait in the socket).
+                await until(lambda: read() == STREAM_INFLIGHT_FRAMES, "a full budget")
+                assert len(backend.commits) == 1
+                backend.gate.set()
+                answers = [(await _frame(ws, "result"))["items"][0] for _ in range(frames)]
+                assert sorted(a["id"] for a in answers) == list(range(frames))
+                assert all(a == {"id": a["id"], "duplicate": False} for a in answers)
+                # Grouped: frames read together went into one commit.
+                assert sum(backend.commits) == frames and len(backend.commits) < frames
+            finally:
+                await ws.close()
+    finally:
+        server.should_exit = True
+        await serving
+        await backend.close()
