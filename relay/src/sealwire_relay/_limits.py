@@ -21,6 +21,10 @@ __all__ = ["RateLimiter", "RelayLimits"]
 # forgotten agent starts again with a full bucket, which only ever errs towards
 # letting a request through, while memory stays bounded under many identities.
 MAX_TRACKED_PRINCIPALS = 100_000
+DEDUPE_RETENTION_SECONDS = 7 * 24 * 3600
+"""How long an acknowledged message id is remembered, so a late retry of it is
+recognised as a duplicate: far above any sender's retry horizon, while the
+record of acknowledged ids stays bounded."""
 
 
 @attrs.frozen(kw_only=True)

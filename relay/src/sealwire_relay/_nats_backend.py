@@ -44,7 +44,7 @@ import attrs
 from sealwire.errors import ConfigurationError
 from sealwire.relay.errors import EpochConflictError, LimitExceeded, RelayUnavailable
 from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry, b64d, b64e
-from sealwire_relay._backend import DEDUPE_RETENTION_SECONDS
+from sealwire_relay._limits import DEDUPE_RETENTION_SECONDS
 
 try:
     import nats
