@@ -88,6 +88,10 @@ class RelayPort(Protocol):
         This port itself when ``url`` is its own relay; otherwise a client of
         that relay, kept per URL and closed with this port. DecodeError when
         ``url`` is not an ``http(s)://`` base URL.
+
+        Lookups need no rights, and the relay is chosen by a peer's card: an
+        implementation must not authenticate there with this agent's identity
+        (:meth:`RelayClient.at <sealwire.relay.RelayClient.at>` says why).
         """
 
     # -- prekey directory -----------------------------------------------------------
