@@ -11,9 +11,11 @@ import asyncio
 import functools
 import os
 import ssl
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import websockets
@@ -22,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from sealwire.errors import DecodeError, LocalProtocolError, SealwireError
 from sealwire.identity import Identity, PublicIdentity
 from sealwire.relay.errors import RelayAuthError, RelayUnavailable, error_from_wire
+from sealwire.relay.port import RelayDirectory
 from sealwire.relay.wire import (
     CLIENT_NONCE_BYTES,
     Delivery,
@@ -46,6 +49,10 @@ RECONNECT_FIRST_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 2.0
 # A pushed WebSocket message larger than this is not the relay protocol.
 MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024
+# Other relays whose directories one client keeps a session with (see ``at``):
+# an agent's peers are homed on a handful of relays; one dropped beyond this
+# only costs an authentication when it is asked again.
+MAX_DIRECTORY_RELAYS = 64
 
 
 @functools.cache
@@ -64,13 +71,21 @@ class RelayClient:
         card: Mapping[str, Any] | None = None,
         *,
         relay_id: str | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
-        """``relay_id``, if given, is the relay's expected id: the relay must prove it."""
+        """``relay_id``, if given, is the relay's expected id: the relay must prove it.
+        ``http``, if given, is an HTTP client shared with others: :meth:`close` leaves it open."""
         self.url = url.rstrip("/")
         self._relay_id = relay_id
         self._identity = identity
         self._card = dict(card) if card is not None else None
-        self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_SECONDS, verify=_tls_context())
+        self._owns_http = http is None
+        self._http = (
+            http
+            if http is not None
+            else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_SECONDS, verify=_tls_context())
+        )
+        self._directories: OrderedDict[str, RelayClient] = OrderedDict()
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
 
@@ -95,7 +110,41 @@ class RelayClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        """Close the HTTP client (unless shared), and with it every directory :meth:`at` made."""
+        self._directories.clear()
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- other relays' directories ------------------------------------------------------
+
+    def at(self, url: str) -> RelayDirectory:
+        """The directories of the relay at ``url`` (a peer's home relay); see :class:`RelayPort`.
+
+        This client itself for its own URL. Another relay is asked through a
+        client kept per URL (at most :data:`MAX_DIRECTORY_RELAYS`, the least
+        recently used dropped) that shares this client's HTTP connections and
+        is closed with it.
+
+        That client authenticates under a *lookup identity* of its own, made for
+        it, never under this agent's: the relay is named by a peer's card, and
+        what an agent signs to authenticate names only the relay id the relay
+        claims (a relay's proof of its id can be relayed too). A relay that
+        passed on our home relay's challenge would get a session in this
+        agent's name at home (its mailbox, its prekeys). Lookups need no
+        identity (any authenticated agent may fetch cards, prekeys and
+        KeyPackages), so the lookup identity holds no rights anywhere.
+        """
+        base = url.rstrip("/")
+        if base == self.url:
+            return self
+        _check_base_url(base)
+        client = self._directories.pop(base, None)
+        if client is None:
+            client = RelayClient(base, Identity.generate(), http=self._http)
+        self._directories[base] = client
+        while len(self._directories) > MAX_DIRECTORY_RELAYS:
+            self._directories.popitem(last=False)  # shares our HTTP client: nothing to close
+        return client
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -383,6 +432,18 @@ class RelayClient:
                 pass
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+
+def _check_base_url(url: str) -> None:
+    """DecodeError unless ``url`` is an ``http(s)://host[:port][/path]`` base URL."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        ok = ok and parts.port != 0 and not parts.query and not parts.fragment
+    except ValueError:  # a malformed host, or a port that is not a number in range
+        ok = False
+    if not ok:
+        raise DecodeError("expected an http(s):// base URL", field="relay_url")
 
 
 def _close_error(code: int, reason: str) -> SealwireError:
