@@ -59,15 +59,20 @@ class Forwarder:
         delay = RETRY_FIRST_SECONDS
         try:
             while True:
-                batch = await self.service.backend.fetch(self.outbox, MAX_FORWARD_BATCH)
-                if not batch:
-                    await self.service.notifier.wait(self.outbox, IDLE_POLL_SECONDS)
-                    continue
                 try:
-                    complete = await self._forward(batch)
-                except SealwireError as exc:
-                    log.info("forwarding to %s failed (%s); retrying", self.peer_id, exc)
-                    complete = False
+                    batch = await self.service.backend.fetch(self.outbox, MAX_FORWARD_BATCH)
+                except SealwireError as exc:  # storage unreachable for now (a NATS outage)
+                    log.warning("outbox of %s unreadable (%s); retrying", self.peer_id, exc)
+                    batch, complete = [], False
+                else:
+                    if not batch:
+                        await self.service.notifier.wait(self.outbox, IDLE_POLL_SECONDS)
+                        continue
+                    try:
+                        complete = await self._forward(batch)
+                    except SealwireError as exc:
+                        log.info("forwarding to %s failed (%s); retrying", self.peer_id, exc)
+                        complete = False
                 if complete:
                     delay = RETRY_FIRST_SECONDS
                 else:

@@ -36,7 +36,7 @@ import logging
 import os
 import time
 import tomllib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from sealwire_relay._backend import BUILTIN_RELAY_BACKENDS, RelayBackend, open_b
 from sealwire_relay._federation import Forwarder
 from sealwire_relay._limits import RelayLimits
 from sealwire_relay._service import RelayService
+from sealwire_relay._supervisor import Supervisor
 
 __all__ = ["PeerRelay", "RelayConfig", "RunningRelay", "running_relay", "serve_relay"]
 
@@ -172,6 +173,7 @@ class RunningRelay:
     relay_id: str
     service: RelayService = attrs.field(repr=False)
     server: asyncio.Task[None] = attrs.field(repr=False)
+    supervisor: Supervisor = attrs.field(repr=False)
 
     async def wait(self) -> None:
         """Until the server stops (a signal, or an error that is raised here)."""
@@ -200,7 +202,10 @@ async def running_relay(
     service = RelayService(
         backend=backend, public_url=config.url, limits=config.limits, peers=peers, clock=clock
     )
-    app = RelayApp(service, identity, random=random, peer_relays=frozenset(peers))
+    supervisor = Supervisor(service.metrics)
+    app = RelayApp(
+        service, identity, random=random, peer_relays=frozenset(peers), supervisor=supervisor
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -215,10 +220,8 @@ async def running_relay(
         )
     )
     serving: asyncio.Task[None] = asyncio.create_task(server.serve())
-    forwarders = [
-        asyncio.create_task(Forwarder(service, identity, rid, url).run())
-        for rid, url in peers.items()
-    ]
+    for rid, url in peers.items():
+        supervisor.start(f"forwarder:{rid}", _forwarder(service, identity, rid, url))
     try:
         while not server.started:
             if serving.done():
@@ -226,15 +229,28 @@ async def running_relay(
                 raise ConfigurationError(f"relay could not listen on {config.host}:{config.port}")
             await asyncio.sleep(0.01)
         yield RunningRelay(
-            url=config.url, relay_id=identity.agent_id, service=service, server=serving
+            url=config.url,
+            relay_id=identity.agent_id,
+            service=service,
+            server=serving,
+            supervisor=supervisor,
         )
     finally:
-        for task in forwarders:
-            task.cancel()
-        await asyncio.gather(*forwarders, return_exceptions=True)
+        await supervisor.stop()
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
         await backend.close()
+
+
+def _forwarder(
+    service: RelayService, identity: Identity, peer_id: str, url: str
+) -> Callable[[], Awaitable[None]]:
+    """A fresh forwarder (and link) for each (re)start of the peer's task."""
+
+    def run() -> Awaitable[None]:
+        return Forwarder(service, identity, peer_id, url).run()
+
+    return run
 
 
 async def _serve_forever(config: RelayConfig, providers: Sequence[RelayBackendProvider]) -> None:
