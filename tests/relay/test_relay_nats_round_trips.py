@@ -1,0 +1,100 @@
+"""The NATS backend in few round trips (issue 14), seen from the server's side.
+
+A second NATS connection subscribes to ``$JS.API.>`` and to the relay's
+subjects, so the test sees every JetStream request and publish the backend
+makes: an enqueue is one publish (and one read of the acknowledgement record,
+at the same time), a fetch creates no consumer, an ack does not read the
+message again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+from waiting import until
+
+from sealwire.relay import Delivery
+from sealwire_relay._nats_backend import NatsBackend
+
+_prefixes = itertools.count(1)
+BACKLOG = 100
+
+
+class Watch:
+    def __init__(self) -> None:
+        self.subjects: list[str] = []
+
+    def since(self, mark: int) -> list[str]:
+        return self.subjects[mark:]
+
+
+@pytest.fixture
+async def watched(nats_url: str) -> AsyncIterator[tuple[NatsBackend, Watch, str]]:
+    prefix = f"RT{os.getpid()}N{next(_prefixes)}"
+    backend = NatsBackend([nats_url], prefix=prefix)
+    await backend.start()
+    watch = Watch()
+    nc: Any = await nats.connect(nats_url)
+
+    async def seen(msg: Any) -> None:
+        watch.subjects.append(msg.subject)
+
+    await nc.subscribe("$JS.API.>", cb=seen)
+    await nc.subscribe(f"{prefix.lower()}.>", cb=seen)
+    await nc.flush()
+    try:
+        yield backend, watch, prefix
+    finally:
+        await nc.close()
+        await backend.close()
+
+
+async def _settle(watch: Watch, mark: int, at_least: int) -> list[str]:
+    await until(lambda: len(watch.since(mark)) >= at_least, "the requests to be seen")
+    await asyncio.sleep(0)  # let any request of the same round arrive too
+    return watch.since(mark)
+
+
+def _delivery(i: int) -> Delivery:
+    return Delivery(message_id=f"m{i}", sender="sw1sender", envelope=b"x" * 64, received_at=1.0)
+
+
+async def test_enqueue_is_one_publish(watched: tuple[NatsBackend, Watch, str]) -> None:
+    backend, watch, prefix = watched
+    assert await backend.enqueue("box", _delivery(0), max_depth=10)  # counts the depth once
+    mark = len(watch.subjects)
+    assert await backend.enqueue("box", _delivery(1), max_depth=10)
+    seen = await _settle(watch, mark, 2)
+    publishes = [s for s in seen if s.startswith(f"{prefix.lower()}.mb.")]
+    api = [s for s in seen if s.startswith("$JS.API.")]
+    assert len(publishes) == 1
+    assert len(api) == 1 and f"{prefix}_ACKS" in api[0]  # the acknowledgement record, at once
+    assert not await backend.enqueue("box", _delivery(1), max_depth=10)  # still idempotent
+
+
+async def test_fetch_and_ack_without_consumers_or_rereads(
+    watched: tuple[NatsBackend, Watch, str],
+) -> None:
+    backend, watch, prefix = watched
+    for i in range(BACKLOG):
+        await backend.enqueue("box", _delivery(i), max_depth=10 * BACKLOG)
+    mark = len(watch.subjects)
+    got = await backend.fetch("box", BACKLOG)
+    assert [d.message_id for d in got] == [f"m{i}" for i in range(BACKLOG)]
+    fetch_requests = await _settle(watch, mark, 1)
+    assert not [s for s in fetch_requests if ".CONSUMER." in s]
+    mark = len(watch.subjects)
+    assert await backend.ack("box", [(d.sender, d.message_id) for d in got]) == BACKLOG
+    seen = await _settle(watch, mark, 2 * BACKLOG)
+    mbox = f"{prefix}_MBOX"
+    rereads = [s for s in seen if (".MSG.GET." in s or ".DIRECT.GET." in s) and mbox in s]
+    assert rereads == []
+    assert len([s for s in seen if ".MSG.DELETE." in s]) == BACKLOG
+    assert await backend.fetch("box", BACKLOG) == []
+    assert not await backend.enqueue("box", _delivery(5), max_depth=10)  # acked: a duplicate
