@@ -155,6 +155,39 @@ async def bench_nats_floor(url: str, n: int, size: int, concurrency: int) -> Non
         await nc.close()
 
 
+async def bench_nats_backend(url: str, n: int, size: int, concurrency: int) -> None:
+    """The NATS backend alone (no HTTP, no relay service): its JetStream round trips.
+
+    ``concurrency`` senders enqueue ``n`` messages into one mailbox, then the
+    mailbox is drained with fetch(100) + ack, as the relay would.
+    """
+    from sealwire.relay import Delivery
+    from sealwire_relay._nats_backend import NatsBackend
+
+    payload = os.urandom(size)
+    backend = NatsBackend([url], prefix="BENCHB")
+    await backend.start()
+    try:
+
+        async def burst(k: int) -> None:
+            for i in range(k, n, concurrency):
+                d = Delivery(message_id=f"b{i}", sender=f"s{k}", envelope=payload, received_at=0.0)
+                await backend.enqueue("box", d, max_depth=10 * n)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(burst(k) for k in range(concurrency)))
+        rate = n / (time.perf_counter() - start)
+        print(f"  backend alone: enqueue, {concurrency:2d} senders  {rate:8.0f} msg/s")
+        drained, start = 0, time.perf_counter()
+        while batch := await backend.fetch("box", FETCH_BATCH):
+            drained += await backend.ack("box", [(d.sender, d.message_id) for d in batch])
+        rate = drained / (time.perf_counter() - start)
+        print(f"  backend alone: fetch+ack (x{FETCH_BATCH})   {rate:8.0f} msg/s")
+        assert drained == n, f"drained {drained} of {n}"
+    finally:
+        await backend.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -179,6 +212,7 @@ async def main() -> None:
                         limits=limits,
                     )
                     await bench_backend(config, args.messages, args.size, args.concurrency)
+                    await bench_nats_backend(url, args.messages, args.size, args.concurrency)
                     await bench_nats_floor(url, args.messages, args.size, args.concurrency)
             else:
                 config = RelayConfig(
