@@ -19,7 +19,7 @@ import nats
 import pytest
 from waiting import until
 
-from sealwire.relay import Delivery
+from sealwire.relay import Delivery, LimitExceeded
 from sealwire_relay._nats_backend import NatsBackend
 
 _prefixes = itertools.count(1)
@@ -98,3 +98,23 @@ async def test_fetch_and_ack_without_consumers_or_rereads(
     assert len([s for s in seen if ".MSG.DELETE." in s]) == BACKLOG
     assert await backend.fetch("box", BACKLOG) == []
     assert not await backend.enqueue("box", _delivery(5), max_depth=10)  # acked: a duplicate
+
+
+async def test_depth_is_exact_under_concurrent_enqueues(
+    watched: tuple[NatsBackend, Watch, str],
+) -> None:
+    backend, _, _ = watched
+    limit, tries = 10, 60
+    assert await backend.enqueue("full", _delivery(1000), max_depth=limit)  # depth now known
+
+    async def one(i: int) -> str:
+        try:
+            fresh = await backend.enqueue("full", _delivery(i), max_depth=limit)
+        except LimitExceeded:
+            return "refused"
+        return "fresh" if fresh else "dup"
+
+    results = await asyncio.gather(*(one(i) for i in range(tries)))
+    assert results.count("fresh") == limit - 1
+    assert results.count("refused") == tries - limit + 1
+    assert len(await backend.fetch("full", 100)) == limit

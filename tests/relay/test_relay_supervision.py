@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -170,7 +171,10 @@ def _app(tmp_path: Path) -> tuple[RelayApp, SqliteBackend, Supervisor]:
     return app, backend, supervisor
 
 
-async def test_a_failing_task_is_restarted_and_reported(tmp_path: Path) -> None:
+async def test_a_failing_task_is_restarted_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sealwire.relay.supervisor")
     app, backend, supervisor = _app(tmp_path)
     await backend.start()
     runs = 0
@@ -203,6 +207,9 @@ async def test_a_failing_task_is_restarted_and_reported(tmp_path: Path) -> None:
             assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
             assert 'sealwire_relay_task_restarts_total{task="flaky"} 2' in metrics.text
             assert 'sealwire_relay_task_up{task="flaky"} 1' in metrics.text
+        failures = [r for r in caplog.records if "failed (RuntimeError)" in r.getMessage()]
+        assert len(failures) == 2 and all(r.exc_info for r in failures)
+        assert "relay task flaky restarted (restart 2)" in caplog.text
     finally:
         await supervisor.stop()
         await backend.close()

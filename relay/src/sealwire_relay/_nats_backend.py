@@ -12,10 +12,18 @@ Layout (``P`` is the configured prefix, default ``SW``; tokens are base64url):
   the stream's message count is the number of cards. A stream of its own so
   that count is one ``stream_info`` whatever the directory holds.
 * stream ``P_MBOX``: ``p.mb.<mailbox>.<message id>.<sender>``, one subject per
-  message; an enqueue publishes with ``Nats-Expected-Last-Subject-Sequence: 0``
-  so a second copy is refused atomically. An ack records a tombstone in stream
-  ``P_ACKS`` (kept :data:`DEDUPE_RETENTION_SECONDS`, the relay's own record of
-  accepted ids beyond JetStream's duplicate window) and deletes the message.
+  message. An enqueue is one publish, with ``Nats-Expected-Last-Subject-Sequence:
+  0`` (a second copy is refused atomically while the first is pending, however
+  old) and ``Nats-Msg-Id`` (a retry inside JetStream's duplicate window is a
+  duplicate even once the first copy was acknowledged); beyond the window the
+  relay's own record of acknowledged ids, stream ``P_ACKS`` (a tombstone per
+  message, kept :data:`DEDUPE_RETENTION_SECONDS`), says so: it is read by a
+  direct get at the same time as the publish, and a copy it condemns is deleted
+  again. An ack deletes by the stream sequence this process saw when it stored
+  or fetched the message (no re-read; one look-up by subject otherwise) and
+  writes the tombstone at the same time. A fetch uses direct gets, no
+  consumer: windows of "first message at or after sequence s" requests in
+  flight at once (see :meth:`NatsBackend._pending`).
 * stream ``P_GRP``: ``p.g.l.<group>`` the log, ``p.g.m.<group>`` the member list.
   An append reads the log's last entry (entry count, last commit's epoch in its
   headers) and publishes with ``Nats-Expected-Last-Subject-Sequence`` set to
@@ -26,8 +34,10 @@ Layout (``P`` is the configured prefix, default ``SW``; tokens are base64url):
   meanwhile, so it is as if set at the moment its epoch was checked.
 
 The log sequence numbers are the stream's (increasing, not contiguous). The
-mailbox depth is counted once per mailbox from the stream and then tracked by
-this relay process (exact when one relay process uses the streams).
+mailbox depth is counted once per mailbox from the stream and then kept by
+this relay process, reserved before each publish: exact when one relay
+process uses the streams (several processes sharing a prefix may each admit
+up to the limit between recounts).
 """
 
 from __future__ import annotations
@@ -167,6 +177,14 @@ class NatsBackend:
     async def _last(self, stream: str, subject: str) -> Any:
         try:
             return await self._js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return None
+
+    async def _last_direct(self, stream: str, subject: str) -> Any:
+        """As :meth:`_last`, by a direct get: served without the stream's API queue
+        (about 1.5 times the rate under load)."""
+        try:
+            return await self._js.get_msg(stream, subject=subject, direct=True)
         except NotFoundError:
             return None
 
@@ -354,7 +372,7 @@ class NatsBackend:
 
     async def _acked(self, mailbox: str, message_id: str, sender: str) -> bool:
         tomb = self._tomb(mailbox, message_id, sender)
-        return await self._last(f"{self._s}_ACKS", tomb) is not None
+        return await self._last_direct(f"{self._s}_ACKS", tomb) is not None
 
     async def _depth_of(self, mailbox: str) -> int:
         if mailbox not in self._depth:
@@ -390,7 +408,7 @@ class NatsBackend:
         subject = self._mb(mailbox, b64e(mid.encode()), sender)
         async with self._io():
             if await self._depth_of(mailbox) >= max_depth:
-                if await self._last(f"{self._s}_MBOX", subject) is not None:
+                if await self._last_direct(f"{self._s}_MBOX", subject) is not None:
                     return False  # pending already: a duplicate, even when the mailbox is full
                 raise LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
             # Counted before the publish (no await between the check and this), so
@@ -510,7 +528,7 @@ class NatsBackend:
         seq = self._seqs.pop((mailbox, sender, mid), None)
         cached = seq is not None
         if seq is None:
-            last = await self._last(f"{self._s}_MBOX", subject)
+            last = await self._last_direct(f"{self._s}_MBOX", subject)
             if last is None:
                 return 0  # unknown or acknowledged already
             seq = int(last.seq)
@@ -522,7 +540,7 @@ class NatsBackend:
                 return 0  # acknowledged concurrently
             # The remembered copy is gone (acknowledged through another process):
             # a newer copy may be pending under the same key.
-            last = await self._last(f"{self._s}_MBOX", subject)
+            last = await self._last_direct(f"{self._s}_MBOX", subject)
             return 0 if last is None else await delete(int(last.seq), False)
 
         _, deleted = await asyncio.gather(

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
 
+from sealwire.errors import ConfigurationError
 from sealwire_relay._metrics import Metrics
 
 __all__ = ["Supervisor", "TaskState"]
@@ -52,7 +53,7 @@ class Supervisor:
     def start(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         """Run ``factory()`` as the task ``name``, again after each failure or return."""
         if name in self._tasks:
-            raise ValueError(f"task {name} already supervised")
+            raise ConfigurationError(f"relay task {name} is started twice")
         self._set(name, TaskState("running", 0, None))
         self._tasks[name] = asyncio.create_task(self._supervise(name, factory), name=name)
 
