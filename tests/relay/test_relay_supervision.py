@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -98,6 +98,15 @@ async def _drain(client: RelayClient, want: int, timeout: float = 60.0) -> list[
     return got
 
 
+async def _poll(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
 async def _send_retrying(client: RelayClient, to: str, mid: str, data: bytes) -> None:
     """Send, retrying while the relay answers 'unavailable' (its NATS reconnecting)."""
     loop = asyncio.get_running_loop()
@@ -142,9 +151,20 @@ async def test_forwarding_resumes_after_a_nats_outage(
         assert len(await _drain(bob, BEFORE)) == BEFORE
 
         nats_process.kill()
-        # The fault itself, not a synchronisation: NATS stays away this long, while
-        # the forwarders keep polling their outboxes (every second when idle).
-        await asyncio.sleep(OUTAGE_SECONDS)
+        loop = asyncio.get_running_loop()
+        back_at = loop.time() + OUTAGE_SECONDS
+        health: list[httpx.Response] = []
+
+        async def failing() -> bool:
+            health.append(await http.get(a.url + "/v1/health"))
+            return health[-1].status_code == 503
+
+        # Health says so while NATS is away (the storage probe, and the forwarder
+        # finding its outbox unreadable); NATS stays away at least OUTAGE_SECONDS.
+        await _poll(failing, "health to say 503 during the outage")
+        assert "storage" in health[-1].json()["failing"]
+        # The rest of the outage itself, not a synchronisation.
+        await asyncio.sleep(max(0.0, back_at - loop.time()))
         nats_process.start()
 
         for i in range(AFTER):
@@ -154,9 +174,14 @@ async def test_forwarding_resumes_after_a_nats_outage(
         assert ids_got == sorted(
             [f"before-{i}" for i in range(BEFORE)] + [f"after-{i}" for i in range(AFTER)]
         )
+
+        async def healthy() -> bool:
+            return (await http.get(a.url + "/v1/health")).status_code == 200
+
+        await _poll(healthy, "health back to 200")
         resp = await http.get(a.url + "/v1/health")
-        assert resp.status_code == 200, resp.text
         assert resp.json()["tasks"][f"forwarder:{ids['b']}"]["state"] == "running"
+        assert resp.json()["tasks"]["storage"]["state"] == "running"
         metrics = (await http.get(a.url + "/metrics")).text
         assert f'sealwire_relay_outbox_depth{{peer="{ids["b"]}"}} 0' in metrics
 

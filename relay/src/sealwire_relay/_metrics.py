@@ -30,7 +30,7 @@ COUNTERS: Mapping[str, str] = {
 GAUGES: Mapping[str, str] = {
     "sealwire_relay_websockets_open": "WebSocket connections open now.",
     "sealwire_relay_outbox_depth": "Messages waiting in the federation outbox of a peer relay.",
-    "sealwire_relay_task_up": "1 while a supervised background task runs, 0 while it restarts.",
+    "sealwire_relay_task_up": "1 while a supervised task runs, 0 while it restarts or is degraded.",
 }
 
 

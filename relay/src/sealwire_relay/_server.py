@@ -44,7 +44,7 @@ import attrs
 import uvicorn
 
 from sealwire.components import RelayBackendProvider
-from sealwire.errors import ConfigurationError
+from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import Identity, is_agent_id
 from sealwire_relay._app import RelayApp
 from sealwire_relay._backend import BUILTIN_RELAY_BACKENDS, RelayBackend, open_backend
@@ -60,6 +60,14 @@ log = logging.getLogger("sealwire.relay")
 # Clients send the relay nothing over its WebSockets but control frames: 64 KiB
 # bounds what one connection may make the server buffer.
 WS_MAX_CLIENT_MESSAGE = 64 * 1024
+# The storage probe reads one (unused) mailbox this often: a backend outage shows
+# in /v1/health within a few seconds, at the cost of one cheap read each time.
+STORAGE_TASK = "storage"
+STORAGE_PROBE_MAILBOX = "health:probe"
+STORAGE_PROBE_SECONDS = 2.0
+# A probe read not answered within this counts as a failure (a reconnecting NATS
+# client may otherwise hold a request for its whole timeout).
+STORAGE_PROBE_TIMEOUT = 2.0
 
 
 @attrs.frozen
@@ -220,8 +228,9 @@ async def running_relay(
         )
     )
     serving: asyncio.Task[None] = asyncio.create_task(server.serve())
+    supervisor.start(STORAGE_TASK, _storage_probe(service, supervisor))
     for rid, url in peers.items():
-        supervisor.start(f"forwarder:{rid}", _forwarder(service, identity, rid, url))
+        supervisor.start(f"forwarder:{rid}", _forwarder(service, identity, rid, url, supervisor))
     try:
         while not server.started:
             if serving.done():
@@ -243,12 +252,35 @@ async def running_relay(
 
 
 def _forwarder(
-    service: RelayService, identity: Identity, peer_id: str, url: str
+    service: RelayService, identity: Identity, peer_id: str, url: str, supervisor: Supervisor
 ) -> Callable[[], Awaitable[None]]:
     """A fresh forwarder (and link) for each (re)start of the peer's task."""
+    name = f"forwarder:{peer_id}"
 
     def run() -> Awaitable[None]:
-        return Forwarder(service, identity, peer_id, url).run()
+        def report(error: str | None) -> None:
+            supervisor.report(name, error)
+
+        return Forwarder(service, identity, peer_id, url, report=report).run()
+
+    return run
+
+
+def _storage_probe(service: RelayService, supervisor: Supervisor) -> Callable[[], Awaitable[None]]:
+    """Read an unused mailbox every STORAGE_PROBE_SECONDS: health says when storage
+    is unreachable, even on a relay without peers."""
+
+    async def run() -> None:
+        while True:
+            try:
+                await asyncio.wait_for(
+                    service.backend.fetch(STORAGE_PROBE_MAILBOX, 1), STORAGE_PROBE_TIMEOUT
+                )
+            except (SealwireError, TimeoutError) as exc:
+                supervisor.report(STORAGE_TASK, f"storage unreachable: {type(exc).__name__}")
+            else:
+                supervisor.report(STORAGE_TASK, None)
+            await asyncio.sleep(STORAGE_PROBE_SECONDS)
 
     return run
 

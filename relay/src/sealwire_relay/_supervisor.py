@@ -35,7 +35,8 @@ HEALTHY_AFTER_SECONDS = 30.0
 
 @attrs.frozen
 class TaskState:
-    """What the supervisor knows of one task: ``running`` or ``restarting``."""
+    """What the supervisor knows of one task: ``running``, ``degraded`` (running but
+    unable to work, see :meth:`Supervisor.report`) or ``restarting``."""
 
     state: str
     restarts: int
@@ -56,6 +57,19 @@ class Supervisor:
             raise ConfigurationError(f"relay task {name} is started twice")
         self._set(name, TaskState("running", 0, None))
         self._tasks[name] = asyncio.create_task(self._supervise(name, factory), name=name)
+
+    def report(self, name: str, error: str | None) -> None:
+        """A running task says it cannot do its work for now (``error``: what, never a
+        secret) or that it can again (None): ``degraded`` counts as failing."""
+        current = self._states.get(name)
+        if current is None or current.state == "restarting":
+            return
+        if error is not None and current.state != "degraded":
+            log.warning("relay task %s degraded: %s", name, error)
+            self._set(name, TaskState("degraded", current.restarts, error))
+        elif error is None and current.state == "degraded":
+            log.warning("relay task %s recovered", name)
+            self._set(name, TaskState("running", current.restarts, current.last_error))
 
     def states(self) -> Mapping[str, TaskState]:
         return dict(self._states)
