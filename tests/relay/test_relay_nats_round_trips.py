@@ -55,10 +55,15 @@ async def watched(nats_url: str) -> AsyncIterator[tuple[NatsBackend, Watch, str]
         await backend.close()
 
 
-async def _settle(watch: Watch, mark: int, at_least: int) -> list[str]:
-    await until(lambda: len(watch.since(mark)) >= at_least, "the requests to be seen")
-    await asyncio.sleep(0)  # let any request of the same round arrive too
-    return watch.since(mark)
+async def _settle(backend: NatsBackend, watch: Watch, mark: int, prefix: str) -> list[str]:
+    """Everything the backend sent since ``mark``: a marker published on the backend's
+    own connection reaches the watcher after every earlier request of it."""
+    marker = f"{prefix.lower()}.marker.{len(watch.subjects)}"
+    await backend._nc.publish(marker, b"")
+    await backend._nc.flush()
+    await until(lambda: marker in watch.subjects, "the marker")
+    seen = watch.since(mark)
+    return seen[: seen.index(marker)]
 
 
 def _delivery(i: int) -> Delivery:
@@ -70,7 +75,7 @@ async def test_enqueue_is_one_publish(watched: tuple[NatsBackend, Watch, str]) -
     assert await backend.enqueue("box", _delivery(0), max_depth=10)  # counts the depth once
     mark = len(watch.subjects)
     assert await backend.enqueue("box", _delivery(1), max_depth=10)
-    seen = await _settle(watch, mark, 2)
+    seen = await _settle(backend, watch, mark, prefix)
     publishes = [s for s in seen if s.startswith(f"{prefix.lower()}.mb.")]
     api = [s for s in seen if s.startswith("$JS.API.")]
     assert len(publishes) == 1
@@ -87,11 +92,11 @@ async def test_fetch_and_ack_without_consumers_or_rereads(
     mark = len(watch.subjects)
     got = await backend.fetch("box", BACKLOG)
     assert [d.message_id for d in got] == [f"m{i}" for i in range(BACKLOG)]
-    fetch_requests = await _settle(watch, mark, 1)
-    assert not [s for s in fetch_requests if ".CONSUMER." in s]
+    fetch_requests = await _settle(backend, watch, mark, prefix)
+    assert fetch_requests and not [s for s in fetch_requests if ".CONSUMER." in s]
     mark = len(watch.subjects)
     assert await backend.ack("box", [(d.sender, d.message_id) for d in got]) == BACKLOG
-    seen = await _settle(watch, mark, 2 * BACKLOG)
+    seen = await _settle(backend, watch, mark, prefix)
     mbox = f"{prefix}_MBOX"
     rereads = [s for s in seen if (".MSG.GET." in s or ".DIRECT.GET." in s) and mbox in s]
     assert rereads == []
