@@ -24,6 +24,8 @@ from sealwire_relay._nats_backend import NatsBackend
 
 _prefixes = itertools.count(1)
 BACKLOG = 100
+# The Nats-Msg-Id window the test sets, to get past it quickly.
+SHORT_WINDOW_SECONDS = 0.2
 
 
 class Watch:
@@ -123,3 +125,37 @@ async def test_depth_is_exact_under_concurrent_enqueues(
     assert results.count("fresh") == limit - 1
     assert results.count("refused") == tries - limit + 1
     assert len(await backend.fetch("full", 100)) == limit
+
+
+async def test_an_acknowledged_id_stays_a_duplicate_beyond_the_duplicate_window(
+    watched: tuple[NatsBackend, Watch, str],
+) -> None:
+    """Past JetStream's Nats-Msg-Id window, the relay's own record (P_ACKS) decides."""
+    backend, _, prefix = watched
+    js = backend._js
+    info = await js.stream_info(f"{prefix}_MBOX")
+    await js.update_stream(_with_duplicate_window(info.config, SHORT_WINDOW_SECONDS))
+    assert await backend.enqueue("box", _delivery(1), max_depth=10)
+    got = await backend.fetch("box", 10)
+    assert await backend.ack("box", [(d.sender, d.message_id) for d in got]) == 1
+    # Poll until an id registered after ours is no longer a duplicate: ours is out too.
+    probe = f"{prefix.lower()}.mb.probe"
+    await js.publish(probe + ".0", b"", headers={"Nats-Msg-Id": "probe"})
+    tries = iter(range(1, 10**6))
+
+    async def window_passed() -> bool:
+        ack = await js.publish(f"{probe}.{next(tries)}", b"", headers={"Nats-Msg-Id": "probe"})
+        return not ack.duplicate
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while not await window_passed():
+        assert loop.time() < deadline, "the duplicate window never passed"
+        await asyncio.sleep(0.05)
+    assert not await backend.enqueue("box", _delivery(1), max_depth=10)
+    assert await backend.fetch("box", 10) == []
+
+
+def _with_duplicate_window(config: Any, seconds: float) -> Any:
+    config.duplicate_window = seconds
+    return config
