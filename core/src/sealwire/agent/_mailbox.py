@@ -114,6 +114,9 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 """A relay's ``retry_after`` is honoured up to this; a larger one is a relay's mistake
 (or a hostile relay) and must not park the reader for hours."""
 
+MAX_PROBLEM_CHARS = 200
+"""Characters of an error's message kept in a health report."""
+
 Route = Callable[[bytes], Awaitable[None]]
 """A consumer of the payloads of one binding name (a group invitation)."""
 
@@ -122,6 +125,12 @@ _DROP = (DecodeError, AuthenticationError, ProtocolError, PolicyError)
 policy): acknowledged and dropped, as delivering it again cannot help."""
 _LOCAL = (StoreError, OSError, sqlite3.Error)
 """Failures of this agent (a full disk): never acknowledged, the relay keeps it."""
+
+
+def _describe(exc: BaseException) -> str:
+    """A store failure for logs and health: its class and message (a store's messages
+    name the failure and a path, never a value), bounded."""
+    return f"{type(exc).__name__}: {exc}"[:MAX_PROBLEM_CHARS]
 
 
 def _backoff(delay: float, exc: BaseException | None = None) -> float:
@@ -373,7 +382,7 @@ class MailboxRouter:
             await self._ack(delivery)
             return None
         except _LOCAL as exc:
-            problem = f"cannot keep an opened message: {type(exc).__name__}"
+            problem = f"cannot keep an opened message: {_describe(exc)}"
             log.warning("mailbox message %s left with the relay: %s", delivery.message_id[:64],
                         problem)  # fmt: skip
             self.host.report_health(STORE_COMPONENT, problem)
