@@ -78,7 +78,15 @@ from sealwire.errors import (
 )
 from sealwire.identity import VerifiedCard, verify_card
 from sealwire.model import SendMessageResponse, StreamResponse
-from sealwire.relay import LimitExceeded, RelayError, RelayPort, unwrap, wrap
+from sealwire.relay import (
+    ForbiddenError,
+    LimitExceeded,
+    NotFoundError,
+    RelayError,
+    RelayPort,
+    unwrap,
+    wrap,
+)
 from sealwire.store import StoreError, StoreTransaction
 
 if TYPE_CHECKING:
@@ -608,6 +616,10 @@ class MailboxRouter:
             final = Response(id=request_id, result=result)
         except A2AError as exc:
             final = ErrorResponse(id=request_id, error=exc.to_rpc_error())
+        except _LOCAL as exc:  # kept: answered at the next start
+            log.warning("cannot answer %s after a restart: %s", peer.agent_id, _describe(exc))
+            self.host.report_health(STORE_COMPONENT, f"cannot resume: {_describe(exc)}")
+            return
         except SealwireError as exc:
             log.info("cannot answer %s after a restart: %s", peer.agent_id, type(exc).__name__)
             self._forget_kept(ANSWERS_NAMESPACE, key)
@@ -623,7 +635,8 @@ class MailboxRouter:
         stream: str | None,
     ) -> None:
         """Send one answer frame, retrying relay failures with backoff (same message id:
-        the relay stores it once)."""
+        the relay stores it once). A failure retrying cannot mend (the peer's prekeys
+        or mailbox gone, a refusal, a frame too large) is logged and the answer given up."""
         params = {"A2A-Version": A2A_VERSION}
         if stream is not None:
             params[STREAM_PARAMETER] = stream
@@ -635,13 +648,27 @@ class MailboxRouter:
                     channel = self._incoming_channel(channel.binding, channel.card)
                 await channel.send(data, message_id=message_id)
                 return
-            except RelayError as exc:
+            except SealwireError as exc:
+                if _permanent(exc):
+                    log.warning("cannot answer %s: %s", channel.peer.agent_id, _describe(exc))
+                    return
                 wait = _backoff(delay, exc)
                 log.info("sending an answer failed (%s): again in %.2f s",
                          type(exc).__name__, wait)  # fmt: skip
             await asyncio.sleep(wait)
             delay = min(delay * 2, RETRY_MAX_SECONDS)
 
+
+def _permanent(exc: SealwireError) -> bool:
+    """A failure to send that sending again cannot mend: anything but a relay failure,
+    and among those a refusal, a missing mailbox or prekeys, or a frame too large."""
+    if isinstance(exc, LimitExceeded):
+        return exc.limit in _PERMANENT_LIMITS
+    return not isinstance(exc, RelayError) or isinstance(exc, ForbiddenError | NotFoundError)
+
+
+_PERMANENT_LIMITS = frozenset({"message_size", "request_size"})
+"""Limits a retried send meets again (a full mailbox or a rate limit passes)."""
 
 _NOTHING: Any = object()
 
