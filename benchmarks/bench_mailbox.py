@@ -124,7 +124,8 @@ def main() -> None:
     print("hand-on, now (OpenedMessage in memory):                 0.0 us/message")
     sequential, parallel = asyncio.run(end_to_end(args.requests, args.concurrency))
     print(f"end to end over signal + relay, one at a time: {sequential:8.1f} requests/s")
-    print(f"end to end over signal + relay, {args.concurrency} at once:   {parallel:8.1f} requests/s")
+    at_once = f"{args.concurrency} at once:"
+    print(f"end to end over signal + relay, {at_once:13} {parallel:8.1f} requests/s")
 
 
 if __name__ == "__main__":
