@@ -23,7 +23,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from sealwire.errors import DecodeError, LocalProtocolError, SealwireError
 from sealwire.identity import Identity, PublicIdentity
-from sealwire.relay.errors import RelayAuthError, RelayUnavailable, error_from_wire
+from sealwire.relay.errors import (
+    LimitExceeded,
+    RelayAuthError,
+    RelayError,
+    RelayUnavailable,
+    error_from_wire,
+)
 from sealwire.relay.port import RelayDirectory
 from sealwire.relay.wire import (
     CLIENT_NONCE_BYTES,
@@ -47,6 +53,12 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 # Reconnect delays of subscribe(): doubling from the first up to the last.
 RECONNECT_FIRST_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 2.0
+# A relay's retry_after is honoured up to this: a larger one (a relay's mistake, or a
+# hostile relay) must not park a subscription for hours.
+MAX_RETRY_AFTER_SECONDS = 60.0
+# WebSocket close codes (4000 + HTTP status) that say "later", not "never": the
+# relay's connection limit (429) and an unavailable relay (503).
+_RETRY_CLOSE_CODES = frozenset({4000 + LimitExceeded.status, 4000 + RelayUnavailable.status})
 # A pushed WebSocket message larger than this is not the relay protocol.
 MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024
 # Other relays whose directories one client keeps a session with (see ``at``):
@@ -399,15 +411,24 @@ class RelayClient:
     async def _stream(self, path: Any, parse: Any, seen: Any) -> AsyncGenerator[Any, None]:
         """Items pushed on a WebSocket; reconnects (and authenticates again) until closed.
 
-        An unreachable relay is retried with backoff; a refusal (4xxx close code
-        other than "unauthenticated") or a malformed push ends the stream with
-        its error.
+        An unreachable relay, and any failure to (re-)authenticate (a rate limit
+        429, whose ``retry_after`` is honoured, an unavailable relay, a refused
+        challenge: nothing there is proven by an authenticated session) are
+        retried with backoff, as are the close codes saying "later" (4429, 45xx).
+        Only a refusal on the authenticated WebSocket (any other 4xxx close code
+        than "unauthenticated") or a malformed push ends the stream with its error.
         """
         delay = RECONNECT_FIRST_SECONDS
         stale: str | None = None
         while True:
+            wait = delay
             try:
-                token = await self._authenticate(stale) if stale or not self._token else self._token
+                try:
+                    token = (
+                        await self._authenticate(stale) if stale or not self._token else self._token
+                    )
+                except (RelayError, DecodeError) as error:
+                    raise _AuthFailed(error) from None
                 stale = None
                 url = "ws" + self.url.removeprefix("http") + (path() if callable(path) else path)
                 async with websockets.connect(
@@ -421,16 +442,25 @@ class RelayClient:
                         item = parse(decode_body(raw if isinstance(raw, bytes) else raw.encode()))
                         seen(item)
                         yield item
+            except _AuthFailed as failed:
+                refused = failed.error
+                if isinstance(refused, LimitExceeded) and refused.retry_after is not None:
+                    wait = min(max(delay, refused.retry_after), MAX_RETRY_AFTER_SECONDS)
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else None
                 if code == 4000 + RelayAuthError.status:
                     stale = token
                     continue
-                if code is not None and 4000 <= code < 4500 and exc.rcvd is not None:
+                if (
+                    code is not None
+                    and 4000 <= code < 4500
+                    and code not in _RETRY_CLOSE_CODES
+                    and exc.rcvd is not None
+                ):
                     raise _close_error(code, exc.rcvd.reason) from None
             except (RelayUnavailable, OSError, InvalidStatus, WebSocketException, TimeoutError):
                 pass
-            await asyncio.sleep(delay)
+            await asyncio.sleep(wait)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
 
@@ -444,6 +474,14 @@ def _check_base_url(url: str) -> None:
         ok = False
     if not ok:
         raise DecodeError("expected an http(s):// base URL", field="relay_url")
+
+
+class _AuthFailed(Exception):
+    """(Re-)authenticating for a stream failed with ``error``: retried, never raised."""
+
+    def __init__(self, error: SealwireError) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
 
 
 def _close_error(code: int, reason: str) -> SealwireError:
