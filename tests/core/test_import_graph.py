@@ -111,9 +111,9 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# Circles being taken apart (the routers on a host protocol; the MLS binding and its
-# external joins): strict, so the day one is gone this list must shrink.
-_OPEN_CIRCLES = {"sealwire", "sealwire_mls"}
+# Circles being taken apart (the MLS binding and its external joins): strict, so the
+# day one is gone this list must shrink.
+_OPEN_CIRCLES = {"sealwire_mls"}
 
 
 @pytest.mark.parametrize(

@@ -251,11 +251,6 @@ ANSWER_WAIT = 30.0
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="MailboxChannel.send (agent/_mailbox.py, the mailbox helper's) tries relay.send "
-    "once: an answer sealed while the home relay is down is lost, the caller waits for ever",
-)
 async def test_an_answer_sent_while_the_home_relay_is_down_arrives_once_it_is_back(
     relays: dict[str, Relay],
 ) -> None:
