@@ -14,7 +14,9 @@ the other (latency per send), then C senders enqueue N more concurrently
 (throughput); the recipient then drains its mailbox with ``fetch(limit=100)``
 + ``ack`` (latency per fetch, messages per second). The NATS relay uses a
 ``nats-server -js`` started here on a free loopback port with a temporary
-store (``nats-server`` must be installed: ``scripts/install-servers.sh``).
+store (``nats-server`` must be installed: ``scripts/install-servers.sh``);
+beside the NATS relay's figures, the floor of a bare nats-py JetStream
+publish + ack on the same server is measured in the same run.
 Client and relay share one process and one event loop, so the figures include
 both sides of HTTP and are a floor for a remote relay, not a ceiling.
 """
@@ -337,6 +339,75 @@ async def stream_main(n: int, concurrency: int, signal: bool) -> None:
                 print(f"{size // 1024:2d} KiB  {name:26s} {rate:8.0f}  {rate / floor:8.2f}")
 
 
+async def bench_nats_floor(url: str, n: int, size: int, concurrency: int) -> None:
+    """The floor under the NATS relay: bare nats-py JetStream publish + ack, no relay.
+
+    Measured in the same run as the relay's figures, on the same server: one
+    publisher one message at a time, then ``concurrency`` publishers at once
+    (what the relay's enqueue does per message, minus HTTP and the relay).
+    """
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    payload = os.urandom(size)
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(
+            StreamConfig(name="FLOOR", subjects=["floor.>"], storage=StorageType.FILE)
+        )
+        start = time.perf_counter()
+        for i in range(n):
+            await js.publish(f"floor.seq.{i}", payload)
+        sequential = n / (time.perf_counter() - start)
+        print(f"  floor: JetStream publish+ack, 1 at a time   {sequential:8.0f} msg/s")
+
+        async def burst(k: int) -> None:
+            for i in range(k, n, concurrency):
+                await js.publish(f"floor.par.{i}", payload)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(burst(k) for k in range(concurrency)))
+        parallel = n / (time.perf_counter() - start)
+        print(f"  floor: JetStream publish+ack, {concurrency:2d} in flight {parallel:8.0f} msg/s")
+        await js.delete_stream("FLOOR")
+    finally:
+        await nc.close()
+
+
+async def bench_nats_backend(url: str, n: int, size: int, concurrency: int) -> None:
+    """The NATS backend alone (no HTTP, no relay service): its JetStream round trips.
+
+    ``concurrency`` senders enqueue ``n`` messages into one mailbox, then the
+    mailbox is drained with fetch(100) + ack, as the relay would.
+    """
+    from sealwire.relay import Delivery
+    from sealwire_relay._nats_backend import NatsBackend
+
+    payload = os.urandom(size)
+    backend = NatsBackend([url], prefix="BENCHB")
+    await backend.start()
+    try:
+
+        async def burst(k: int) -> None:
+            for i in range(k, n, concurrency):
+                d = Delivery(message_id=f"b{i}", sender=f"s{k}", envelope=payload, received_at=0.0)
+                await backend.enqueue("box", d, max_depth=10 * n)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(burst(k) for k in range(concurrency)))
+        rate = n / (time.perf_counter() - start)
+        print(f"  backend alone: enqueue, {concurrency:2d} senders  {rate:8.0f} msg/s")
+        drained, start = 0, time.perf_counter()
+        while batch := await backend.fetch("box", FETCH_BATCH):
+            drained += await backend.ack("box", [(d.sender, d.message_id) for d in batch])
+        rate = drained / (time.perf_counter() - start)
+        print(f"  backend alone: fetch+ack (x{FETCH_BATCH})   {rate:8.0f} msg/s")
+        assert drained == n, f"drained {drained} of {n}"
+    finally:
+        await backend.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -366,6 +437,8 @@ async def main() -> None:
                         limits=limits,
                     )
                     await bench_backend(config, args.messages, args.size, args.concurrency)
+                    await bench_nats_backend(url, args.messages, args.size, args.concurrency)
+                    await bench_nats_floor(url, args.messages, args.size, args.concurrency)
             else:
                 config = RelayConfig(
                     port=free_port(),

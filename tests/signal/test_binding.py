@@ -25,6 +25,7 @@ from sealwire_signal._prekeys import (
 )
 
 RELAY = "https://relay.test"
+OTHER_RELAY = "https://other-relay.test"
 DAY = 24 * 3600.0
 
 
@@ -37,10 +38,24 @@ class Directory:
 
 
 class FakeRelayClient:
-    """The three prekey calls of ``sealwire.relay.RelayClient``, for one agent."""
+    """The three prekey calls of ``sealwire.relay.RelayClient``, for one agent, and ``at``:
+    the directory of another relay among ``relays`` (by URL)."""
 
-    def __init__(self, directory: Directory, agent_id: str) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        agent_id: str,
+        *,
+        url: str = RELAY,
+        relays: dict[str, Directory] | None = None,
+    ) -> None:
         self.directory, self.agent_id = directory, agent_id
+        self.url, self.relays = url, relays or {}
+
+    def at(self, url: str) -> FakeRelayClient:
+        if url == self.url:
+            return self
+        return FakeRelayClient(self.relays[url], "lookup", url=url, relays=self.relays)
 
     async def publish_prekeys(self, binding, bundle, one_time) -> None:
         key = (self.agent_id, binding)
@@ -82,18 +97,19 @@ class Agent:
         return attrs.evolve(self, binding=SignalBinding(self.context))
 
 
-def make_agent(directory, clock, *, store=None, options=None) -> Agent:
+def make_agent(directory, clock, *, store=None, options=None, home=RELAY, relays=None) -> Agent:
     identity = Identity.generate()
     opts = dict(options or {})
     card = verify_card(build_card(
         identity, name="agent", description="test agent", version="0",
         bindings=[SignalBinding], listen_urls=(), options={"signal": opts},
-        relay_address=mailbox_address(RELAY, identity.agent_id),
+        relay_address=mailbox_address(home, identity.agent_id),
     ))  # fmt: skip
     store = store if store is not None else MemoryStore()
+    relay = FakeRelayClient(directory, identity.agent_id, url=home, relays=relays)
     context = BindingContext(
         identity=identity, card=card, store=store, trust=TrustStore(store, TrustMode.TOFU),
-        relay=FakeRelayClient(directory, identity.agent_id), clock=clock, options=opts,
+        relay=relay, clock=clock, options=opts,
     )  # fmt: skip
     return Agent(identity, card, store, SignalBinding(context), context)
 
@@ -122,6 +138,26 @@ async def _pair(world, **options):
     await alice.binding.publish_prekeys()
     await bob.binding.publish_prekeys()
     return alice, bob
+
+
+async def test_prekeys_of_a_peer_homed_on_another_relay_are_fetched_there():
+    """Federation (issue 14.5): Bob's card names another relay; his bundle is there."""
+    here, there, clock = Directory(), Directory(), Clock()
+    relays = {RELAY: here, OTHER_RELAY: there}
+    alice = make_agent(here, clock, relays=relays)
+    bob = make_agent(there, clock, home=OTHER_RELAY, relays=relays)
+    await alice.binding.publish_prekeys()
+    await bob.binding.publish_prekeys()
+    assert (bob.identity.agent_id, "signal") not in here.bundles
+    pools = there.pools[(bob.identity.agent_id, "signal")]
+    left = {pool: len(keys) for pool, keys in pools.items()}
+    opened = await bob.binding.open(await seal(alice, bob, b"across relays"))
+    assert opened.frame == b"across relays"
+    assert {pool: len(keys) for pool, keys in pools.items()} == {
+        pool: n - 1 for pool, n in left.items()
+    }  # one one-time key of each pool taken at Bob's relay
+    opened = await alice.binding.open(await seal(bob, alice, b"and back"))
+    assert opened.frame == b"and back"
 
 
 @pytest.mark.parametrize("he", [False, True])

@@ -7,6 +7,8 @@ answer; errors are ``{"error": {"code", "message", ...}}`` with the status of
 
 ============================  =====================================================
 ``GET /v1/info``              the relay's id, public identity and version
+``GET /v1/health``            200 when every background task runs, else 503 naming them
+``GET /metrics``              counters and gauges in the Prometheus text format
 ``/v1/auth/challenge``        a fresh challenge (unauthenticated)
 ``/v1/auth/session``          a signed challenge for a bearer token
 ``/v1/prekeys/{publish,fetch,count}``       the prekey directory
@@ -29,9 +31,11 @@ WebSocket loops, so no dependency is needed beyond the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import math
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -53,6 +57,7 @@ from sealwire_relay._auth import Authenticator, Principal
 from sealwire_relay._limits import RateLimiter
 from sealwire_relay._service import RelayService, group_key
 from sealwire_relay._stream import STREAM_PATH, StreamEndpoint
+from sealwire_relay._supervisor import Supervisor
 
 __all__ = ["RelayApp"]
 
@@ -68,6 +73,15 @@ WS_POLL_SECONDS = 2.0
 # Request bodies carry base64 (4/3) of at most a few limits-sized blobs, plus
 # whole one-time prekey pools: this caps what one request may make us buffer.
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
+# A refusal that names no wait of its own (a full pool, too many connections)
+# still tells the client when trying again makes sense: a second is long enough
+# not to hammer the relay, short enough for a transient limit to have cleared.
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+# The largest cursor or count a query string may carry: the storage's signed
+# 64-bit integers (SQLite INTEGER, JetStream sequences fit in it too).
+MAX_QUERY_INT = 2**63 - 1
+# Prometheus text exposition format, version 0.0.4.
+METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class RelayApp:
@@ -80,14 +94,22 @@ class RelayApp:
         *,
         random: Callable[[int], bytes],
         peer_relays: frozenset[str] = frozenset(),
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.service = service
         self.identity = identity
+        self.metrics = service.metrics
+        self.supervisor = supervisor or Supervisor(service.metrics)
         self.auth = Authenticator(
             identity.agent_id, clock=service.clock, random=random, peer_relays=peer_relays
         )
-        self.limiter = RateLimiter(service.limits.rate_per_second, service.limits.rate_burst)
+        limits = service.limits
+        self.limiter = RateLimiter(limits.rate_per_second, limits.rate_burst)
+        # Logins are limited per client address, apart from the agents' own
+        # requests: a fleet behind one NAT shares an address (see RelayLimits).
+        self.login_limiter = RateLimiter(limits.login_rate_per_second, limits.login_burst)
         self._connections = 0
+        self.metrics.set("sealwire_relay_websockets_open", 0)
         self._stream = StreamEndpoint(self)
         s = service
         self._routes: dict[str, Handler] = {
@@ -102,7 +124,7 @@ class RelayApp:
             "/v1/mailbox/send": s.send,
             "/v1/mailbox/fetch": s.fetch,
             "/v1/mailbox/ack": s.ack,
-            "/v1/groups/members": s.set_group_members,
+            "/v1/groups/members": self._set_group_members,
             "/v1/groups/get-members": s.get_group_members,
             "/v1/groups/commit": lambda who, body: s.append(who, body, "commit"),
             "/v1/groups/message": lambda who, body: s.append(who, body, "application"),
@@ -123,16 +145,44 @@ class RelayApp:
     # -- HTTP -----------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if method == "GET" and path == "/metrics":
+            await self._metrics(send)
+            return
+        route = path if path in self._routes or path in _OPEN_ROUTES else "other"
+        body_in = [0]
         try:
-            status, answer = 200, await self._dispatch(scope, receive)
+            status, answer = 200, await self._dispatch(scope, _counting(receive, body_in))
+            result = "ok"
         except SealwireError as exc:
             status, answer = error_to_wire(exc)
+            result = str(answer["error"]["code"])
+            if isinstance(exc, LimitExceeded):
+                self.metrics.inc("sealwire_relay_refusals_total", reason=exc.limit)
+            if status == 429 and answer["error"].get("retry_after") is None:
+                answer["error"]["retry_after"] = DEFAULT_RETRY_AFTER_SECONDS
         except Exception:  # a bug: log it, answer 500 without details
             log.exception("relay request failed")
             status, answer = 500, {"error": {"code": "internal", "message": "internal error"}}
+            result = "internal"
+        if path == "/v1/health" and method == "GET" and status == 200 and answer["failing"]:
+            status = 503
         body = json.dumps(answer, separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+        if status == 429:
+            wait = math.ceil(float(answer["error"]["retry_after"]))
+            headers.append((b"retry-after", str(max(1, wait)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.inc("sealwire_relay_requests_total", route=route, result=result)
+        self.metrics.inc("sealwire_relay_request_bytes_total", body_in[0])
+        self.metrics.inc("sealwire_relay_response_bytes_total", len(body))
+
+    async def _metrics(self, send: Send) -> None:
+        await self.service.refresh_gauges()
+        body = self.metrics.render().encode()
+        headers = [(b"content-type", METRICS_CONTENT_TYPE), (b"cache-control", b"no-store")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _dispatch(self, scope: Scope, receive: Receive) -> dict[str, Any]:
@@ -140,13 +190,15 @@ class RelayApp:
         now = self.service.clock()
         if path == "/v1/info" and method == "GET":
             return self._info()
+        if path == "/v1/health" and method == "GET":
+            return self._health()
         if method != "POST":
             raise NotFoundError(f"no route {method} {path[:100]}")
         if path == "/v1/auth/challenge":
-            self.limiter.check(_client_key(scope), now)
+            self.login_limiter.check(_client_key(scope), now)
             return self._challenge(decode_body(await _read_body(receive)))
         if path == "/v1/auth/session":
-            self.limiter.check(_client_key(scope), now)
+            self.login_limiter.check(_client_key(scope), now)
             token, who = self.auth.login(decode_body(await _read_body(receive)))
             return {"token": b64e(token), "agent_id": who.agent_id}
         handler = self._routes.get(path)
@@ -156,6 +208,23 @@ class RelayApp:
         if not who.is_peer_relay:
             self.limiter.check(who.agent_id, now)
         return await handler(who, decode_body(await _read_body(receive)))
+
+    def _health(self) -> dict[str, Any]:
+        states = self.supervisor.states()
+        return {
+            "status": "failing" if self.supervisor.failing() else "ok",
+            "failing": self.supervisor.failing(),
+            "tasks": {
+                name: {"state": st.state, "restarts": st.restarts, "last_error": st.last_error}
+                for name, st in sorted(states.items())
+            },
+        }
+
+    async def _set_group_members(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Set a member list, then wake the group's WebSockets to re-check their members."""
+        answer = await self.service.set_group_members(who, body)
+        self.service.notifier.notify(group_key(b64d(body.get("group_id"), "group_id")))
+        return answer
 
     def _challenge(self, body: Mapping[str, Any]) -> dict[str, Any]:
         challenge = self.auth.challenge()
@@ -196,15 +265,15 @@ class RelayApp:
             else:
                 raise NotFoundError("no such WebSocket route")
         except SealwireError as exc:
-            status, answer = error_to_wire(exc)
-            code = 4000 + status if status < 1000 else 4500
-            await send({"type": "websocket.close", "code": code, "reason": answer["error"]["code"]})
+            await _close_with(send, exc)
             return
         self._connections += 1
+        self.metrics.set("sealwire_relay_websockets_open", self._connections)
         try:
-            await _run_until_disconnect(pusher, receive)
+            await _run_until_disconnect(pusher, receive, send)
         finally:
             self._connections -= 1
+            self.metrics.set("sealwire_relay_websockets_open", self._connections)
 
     async def _push_mailbox(self, who: Principal, send: Send) -> None:
         service, mailbox = self.service, who.agent_id
@@ -221,16 +290,20 @@ class RelayApp:
     async def _group_pusher(self, who: Principal, scope: Scope, send: Send) -> Awaitable[None]:
         query = parse_qs(scope.get("query_string", b"").decode("ascii", "replace"))
         group_id = b64d(query.get("group_id", [""])[0], "group_id", max_bytes=256)
-        try:
-            after = int(query.get("after", ["0"])[0])
-        except ValueError:
-            raise DecodeError("expected an integer", field="after") from None
+        after = _query_int(query, "after", default=0)
         await self.service.require_member(who, group_id)
-        return self._push_group(group_id, after, send)
+        return self._push_group(who, group_id, after, send)
 
-    async def _push_group(self, group_id: bytes, after: int, send: Send) -> None:
+    async def _push_group(self, who: Principal, group_id: bytes, after: int, send: Send) -> None:
+        """Push the log after ``after``; ends with ForbiddenError once ``who`` is removed.
+
+        Membership is checked again at every wake-up: a member list change wakes
+        the group's sockets (see ``_set_group_members``), and each poll re-reads it
+        too, which catches a change made by another relay process.
+        """
         service = self.service
         while True:
+            await service.require_member(who, group_id)
             entries = await service.backend.fetch_group_log(group_id, after, WS_WINDOW)
             for e in entries:
                 await send({"type": "websocket.send", "text": json.dumps(entry_to_json(e))})
@@ -239,8 +312,37 @@ class RelayApp:
                 await service.notifier.wait(group_key(group_id), WS_POLL_SECONDS)
 
 
-async def _run_until_disconnect(pusher: Awaitable[None], receive: Receive) -> None:
-    """Run ``pusher`` until the client disconnects (messages from it are ignored)."""
+_OPEN_ROUTES = frozenset({"/v1/info", "/v1/health", "/v1/auth/challenge", "/v1/auth/session"})
+
+
+def _query_int(query: Mapping[str, list[str]], name: str, *, default: int) -> int:
+    """An integer of a query string, in 0..MAX_QUERY_INT, else DecodeError."""
+    values = query.get(name)
+    if not values:
+        return default
+    raw = values[0]
+    # Checked before int(): a string of digits is bounded before it is parsed.
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_QUERY_INT)):
+        raise DecodeError(f"expected an integer in [0, {MAX_QUERY_INT}]", field=name)
+    value = int(raw)
+    if value > MAX_QUERY_INT:
+        raise DecodeError(f"expected an integer in [0, {MAX_QUERY_INT}]", field=name)
+    return value
+
+
+async def _close_with(send: Send, exc: SealwireError) -> None:
+    """Close a WebSocket with the application code of ``exc`` (4000 + its HTTP status)."""
+    status, answer = error_to_wire(exc)
+    code = 4000 + status if status < 1000 else 4500
+    await send({"type": "websocket.close", "code": code, "reason": answer["error"]["code"]})
+
+
+async def _run_until_disconnect(pusher: Awaitable[None], receive: Receive, send: Send) -> None:
+    """Run ``pusher`` until the client disconnects (messages from it are ignored).
+
+    A pusher that ends with a relay error (the member was removed, a bad
+    cursor) closes the socket with that error's code.
+    """
     push = asyncio.ensure_future(pusher)
 
     async def watch() -> None:
@@ -254,8 +356,23 @@ async def _run_until_disconnect(pusher: Awaitable[None], receive: Receive) -> No
         for task in (push, watcher):
             task.cancel()
         await asyncio.gather(push, watcher, return_exceptions=True)
-    if push.done() and not push.cancelled() and push.exception() is not None:
-        log.warning("relay WebSocket push ended: %r", push.exception())
+    failure = push.exception() if push.done() and not push.cancelled() else None
+    if isinstance(failure, SealwireError):
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await _close_with(send, failure)
+    elif failure is not None:
+        log.warning("relay WebSocket push ended: %r", failure)
+
+
+def _counting(receive: Receive, total: list[int]) -> Receive:
+    """``receive`` that adds the body bytes it passes on to ``total[0]``."""
+
+    async def counted() -> MutableMapping[str, Any]:
+        message = await receive()
+        total[0] += len(message.get("body", b""))
+        return message
+
+    return counted
 
 
 async def _read_body(receive: Receive) -> bytes:

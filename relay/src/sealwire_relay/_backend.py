@@ -25,11 +25,6 @@ from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
 
 __all__ = ["BUILTIN_RELAY_BACKENDS", "RelayBackend", "open_backend"]
 
-DEDUPE_RETENTION_SECONDS = 7 * 24 * 3600
-"""How long an acknowledged message id is remembered, so a late retry of it is
-recognised as a duplicate: far above any sender's retry horizon, while the
-record of acknowledged ids stays bounded."""
-
 
 @runtime_checkable
 class RelayBackend(Protocol):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sealwire.errors import DecodeError, SealwireError
@@ -48,9 +49,17 @@ class Forwarder:
     """Delivers the outbox of one peer relay, until cancelled."""
 
     def __init__(
-        self, service: RelayService, identity: Identity, peer_id: str, peer_url: str
+        self,
+        service: RelayService,
+        identity: Identity,
+        peer_id: str,
+        peer_url: str,
+        *,
+        report: Callable[[str | None], None] = lambda error: None,
     ) -> None:
+        """``report(error)`` is told when the outbox cannot be read (and None once it can)."""
         self.service = service
+        self._report = report
         self.peer_id = peer_id
         self.outbox = outbox_name(peer_id)
         self.client = RelayClient(peer_url, identity, relay_id=peer_id)
@@ -59,15 +68,22 @@ class Forwarder:
         delay = RETRY_FIRST_SECONDS
         try:
             while True:
-                batch = await self.service.backend.fetch(self.outbox, MAX_FORWARD_BATCH)
-                if not batch:
-                    await self.service.notifier.wait(self.outbox, IDLE_POLL_SECONDS)
-                    continue
                 try:
-                    complete = await self._forward(batch)
-                except SealwireError as exc:
-                    log.info("forwarding to %s failed (%s); retrying", self.peer_id, exc)
-                    complete = False
+                    batch = await self.service.backend.fetch(self.outbox, MAX_FORWARD_BATCH)
+                except SealwireError as exc:  # storage unreachable for now (a NATS outage)
+                    log.warning("outbox of %s unreadable (%s); retrying", self.peer_id, exc)
+                    self._report(f"outbox unreadable: {type(exc).__name__}")
+                    batch, complete = [], False
+                else:
+                    self._report(None)
+                    if not batch:
+                        await self.service.notifier.wait(self.outbox, IDLE_POLL_SECONDS)
+                        continue
+                    try:
+                        complete = await self._forward(batch)
+                    except SealwireError as exc:
+                        log.info("forwarding to %s failed (%s); retrying", self.peer_id, exc)
+                        complete = False
                 if complete:
                     delay = RETRY_FIRST_SECONDS
                 else:

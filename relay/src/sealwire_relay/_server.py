@@ -36,7 +36,7 @@ import logging
 import os
 import time
 import tomllib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ import attrs
 import uvicorn
 
 from sealwire.components import RelayBackendProvider
-from sealwire.errors import ConfigurationError
+from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import Identity, is_agent_id
 from sealwire.relay.wire import STREAM_MAX_FRAME_BYTES
 from sealwire_relay._app import RelayApp
@@ -52,6 +52,7 @@ from sealwire_relay._backend import BUILTIN_RELAY_BACKENDS, RelayBackend, open_b
 from sealwire_relay._federation import Forwarder
 from sealwire_relay._limits import RelayLimits
 from sealwire_relay._service import RelayService
+from sealwire_relay._supervisor import Supervisor
 
 __all__ = ["PeerRelay", "RelayConfig", "RunningRelay", "running_relay", "serve_relay"]
 
@@ -61,6 +62,14 @@ log = logging.getLogger("sealwire.relay")
 # stream frames (batches of envelopes) of at most STREAM_MAX_FRAME_BYTES: that
 # bounds what one connection may make the server buffer.
 WS_MAX_CLIENT_MESSAGE = STREAM_MAX_FRAME_BYTES
+# The storage probe reads one (unused) mailbox this often: a backend outage shows
+# in /v1/health within a few seconds, at the cost of one cheap read each time.
+STORAGE_TASK = "storage"
+STORAGE_PROBE_MAILBOX = "health:probe"
+STORAGE_PROBE_SECONDS = 2.0
+# A probe read not answered within this counts as a failure (a reconnecting NATS
+# client may otherwise hold a request for its whole timeout).
+STORAGE_PROBE_TIMEOUT = 2.0
 
 
 @attrs.frozen
@@ -174,6 +183,7 @@ class RunningRelay:
     relay_id: str
     service: RelayService = attrs.field(repr=False)
     server: asyncio.Task[None] = attrs.field(repr=False)
+    supervisor: Supervisor = attrs.field(repr=False)
 
     async def wait(self) -> None:
         """Until the server stops (a signal, or an error that is raised here)."""
@@ -202,7 +212,10 @@ async def running_relay(
     service = RelayService(
         backend=backend, public_url=config.url, limits=config.limits, peers=peers, clock=clock
     )
-    app = RelayApp(service, identity, random=random, peer_relays=frozenset(peers))
+    supervisor = Supervisor(service.metrics)
+    app = RelayApp(
+        service, identity, random=random, peer_relays=frozenset(peers), supervisor=supervisor
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -217,10 +230,9 @@ async def running_relay(
         )
     )
     serving: asyncio.Task[None] = asyncio.create_task(server.serve())
-    forwarders = [
-        asyncio.create_task(Forwarder(service, identity, rid, url).run())
-        for rid, url in peers.items()
-    ]
+    supervisor.start(STORAGE_TASK, _storage_probe(service, supervisor))
+    for rid, url in peers.items():
+        supervisor.start(f"forwarder:{rid}", _forwarder(service, identity, rid, url, supervisor))
     try:
         while not server.started:
             if serving.done():
@@ -228,15 +240,51 @@ async def running_relay(
                 raise ConfigurationError(f"relay could not listen on {config.host}:{config.port}")
             await asyncio.sleep(0.01)
         yield RunningRelay(
-            url=config.url, relay_id=identity.agent_id, service=service, server=serving
+            url=config.url,
+            relay_id=identity.agent_id,
+            service=service,
+            server=serving,
+            supervisor=supervisor,
         )
     finally:
-        for task in forwarders:
-            task.cancel()
-        await asyncio.gather(*forwarders, return_exceptions=True)
+        await supervisor.stop()
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
         await backend.close()
+
+
+def _forwarder(
+    service: RelayService, identity: Identity, peer_id: str, url: str, supervisor: Supervisor
+) -> Callable[[], Awaitable[None]]:
+    """A fresh forwarder (and link) for each (re)start of the peer's task."""
+    name = f"forwarder:{peer_id}"
+
+    def run() -> Awaitable[None]:
+        def report(error: str | None) -> None:
+            supervisor.report(name, error)
+
+        return Forwarder(service, identity, peer_id, url, report=report).run()
+
+    return run
+
+
+def _storage_probe(service: RelayService, supervisor: Supervisor) -> Callable[[], Awaitable[None]]:
+    """Read an unused mailbox every STORAGE_PROBE_SECONDS: health says when storage
+    is unreachable, even on a relay without peers."""
+
+    async def run() -> None:
+        while True:
+            try:
+                await asyncio.wait_for(
+                    service.backend.fetch(STORAGE_PROBE_MAILBOX, 1), STORAGE_PROBE_TIMEOUT
+                )
+            except (SealwireError, TimeoutError) as exc:
+                supervisor.report(STORAGE_TASK, f"storage unreachable: {type(exc).__name__}")
+            else:
+                supervisor.report(STORAGE_TASK, None)
+            await asyncio.sleep(STORAGE_PROBE_SECONDS)
+
+    return run
 
 
 async def _serve_forever(config: RelayConfig, providers: Sequence[RelayBackendProvider]) -> None:

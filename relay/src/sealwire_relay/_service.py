@@ -44,7 +44,8 @@ from sealwire.relay.wire import (
 )
 from sealwire_relay._auth import Principal
 from sealwire_relay._backend import RelayBackend
-from sealwire_relay._limits import RelayLimits
+from sealwire_relay._limits import RateLimiter, RelayLimits
+from sealwire_relay._metrics import Metrics
 
 __all__ = ["Notifier", "RelayService", "outbox_name"]
 
@@ -58,6 +59,10 @@ MAX_ACK_IDS = 1_000
 # list changes; each failed try means another list was stored meanwhile.
 MEMBER_LIST_ATTEMPTS = 3
 DEFAULT_FETCH = 100
+# The outbox depth gauge of a backend that cannot count a mailbox is found by
+# fetching at most this many entries at each scrape: the gauge saturates there,
+# which still says "a peer is not taking its messages" at a bounded cost.
+OUTBOX_GAUGE_SCAN = 1_000
 
 
 def outbox_name(peer_relay_id: str) -> str:
@@ -116,6 +121,52 @@ class RelayService:
         self._peer_by_url = {url: rid for rid, url in self.peer_urls.items()}
         self.clock = clock
         self.notifier = Notifier()
+        self.metrics = Metrics()
+        # Fetches of one-time keys, by requester and by target (see RelayLimits).
+        self._fetch_by_requester = RateLimiter(
+            limits.key_fetch_rate_per_requester, limits.key_fetch_burst_per_requester
+        )
+        self._fetch_by_target = RateLimiter(
+            limits.key_fetch_rate_per_target, limits.key_fetch_burst_per_target
+        )
+
+    def _check_key_fetch(self, who: Principal, kind: str, target: str) -> None:
+        """Take a token from the requester's and the target's fetch buckets."""
+        # A token is taken from both buckets or from neither: a requester refused
+        # on its own bucket must not spend the target's (nor the other way round).
+        now = self.clock()
+        target_key = f"{kind}:{target}"
+        checks = [(self._fetch_by_target, target_key, "key_fetch_target")]
+        if not who.is_peer_relay:
+            checks.insert(0, (self._fetch_by_requester, who.agent_id, "key_fetch"))
+        for limiter, key, limit in checks:
+            wait = limiter.wait(key, now)
+            if wait > 0:
+                retry = max(round(wait, 3), 0.001)
+                raise LimitExceeded(limit, "too many key fetches", retry_after=retry)
+        for limiter, key, _ in checks:
+            limiter.take(key, now)
+
+    def _low(self, kind: str, agent_id: str, what: str, left: int) -> None:
+        if left < self.limits.prekey_low_water:
+            self.metrics.inc("sealwire_relay_prekey_pool_low_total", kind=kind)
+            log.warning(
+                "%s of agent %s has %d keys left (low water %d): the agent should replenish",
+                what,
+                agent_id,
+                left,
+                self.limits.prekey_low_water,
+            )
+
+    async def refresh_gauges(self) -> None:
+        """Read the gauges that come from storage (the outbox depth of each peer)."""
+        counter = getattr(self.backend, "mailbox_depth", None)
+        for peer in self.peer_urls:
+            if counter is not None:
+                depth = int(await counter(outbox_name(peer)))
+            else:
+                depth = len(await self.backend.fetch(outbox_name(peer), OUTBOX_GAUGE_SCAN))
+            self.metrics.set("sealwire_relay_outbox_depth", depth, peer=peer)
 
     def _blob(self, value: object, field: str, what: str) -> bytes:
         """Decode a base64url blob, refusing one over ``max_message_bytes`` before decoding."""
@@ -157,9 +208,15 @@ class RelayService:
 
     async def fetch_prekeys(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         agent_id = get_agent_id(body)
-        fetched = await self.backend.fetch_prekeys(agent_id, get_str(body, "binding"))
+        binding = get_str(body, "binding")
+        self._check_key_fetch(who, "prekeys", agent_id)
+        fetched = await self.backend.fetch_prekeys(agent_id, binding)
         if fetched is None:
             raise NotFoundError("no prekey bundle for this agent and binding")
+        if fetched.one_time:
+            counts = await self.backend.count_prekeys(agent_id, binding)
+            for pool in fetched.one_time:
+                self._low("prekeys", agent_id, f"prekey pool {pool[:40]!r}", counts.get(pool, 0))
         return {
             "bundle": b64e(fetched.bundle),
             "one_time": {
@@ -184,9 +241,13 @@ class RelayService:
         return {}
 
     async def fetch_key_package(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
-        kp = await self.backend.fetch_key_package(get_agent_id(body))
+        agent_id = get_agent_id(body)
+        self._check_key_fetch(who, "key_packages", agent_id)
+        kp = await self.backend.fetch_key_package(agent_id)
         if kp is None:
             raise NotFoundError("no KeyPackage left for this agent")
+        left = await self.backend.count_key_packages(agent_id)
+        self._low("key_packages", agent_id, "KeyPackage stock", left)
         return {"key_package": b64e(kp)}
 
     async def count_key_packages(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,6 +303,8 @@ class RelayService:
         fresh = await self.backend.enqueue(
             outbox_name(peer), wrapped, max_depth=self.limits.max_mailbox_depth
         )
+        if fresh:
+            self._count_enqueued(envelope)
         self.notifier.notify(outbox_name(peer))
         return {"duplicate": not fresh, "forwarded_to": peer}
 
@@ -250,8 +313,13 @@ class RelayService:
             agent_id, delivery, max_depth=self.limits.max_mailbox_depth
         )
         if fresh:
+            self._count_enqueued(delivery.envelope)
             self.notifier.notify(agent_id)
         return fresh
+
+    def _count_enqueued(self, envelope: bytes) -> None:
+        self.metrics.inc("sealwire_relay_messages_enqueued_total")
+        self.metrics.inc("sealwire_relay_message_bytes_total", len(envelope))
 
     async def fetch(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         limit = self._limit(body)
@@ -268,7 +336,9 @@ class RelayService:
             if not isinstance(item, dict):
                 raise DecodeError("expected an object", field="acks")
             keys.append((get_str(item, "sender"), get_str(item, "message_id")))
-        return {"acknowledged": await self.backend.ack(who.agent_id, keys)}
+        removed = await self.backend.ack(who.agent_id, keys)
+        self.metrics.inc("sealwire_relay_messages_acked_total", removed)
+        return {"acknowledged": removed}
 
     def _limit(self, body: Mapping[str, Any]) -> int:
         if "limit" not in body:

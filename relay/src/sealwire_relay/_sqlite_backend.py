@@ -19,7 +19,7 @@ from typing import Any
 from sealwire.errors import ConfigurationError
 from sealwire.relay.errors import EpochConflictError, LimitExceeded
 from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
-from sealwire_relay._backend import DEDUPE_RETENTION_SECONDS
+from sealwire_relay._limits import DEDUPE_RETENTION_SECONDS
 
 __all__ = ["SqliteBackend"]
 

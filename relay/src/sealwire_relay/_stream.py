@@ -36,7 +36,8 @@ client's acks; at most :data:`STREAM_INFLIGHT_FRAMES` frames of one connection
 wait for their commit, after which the relay stops reading it (TCP then slows
 the client down, nothing is buffered without bound); send frames take a token
 each from the agent's rate limiter (the HTTP one: a frame costs what a request
-does) and are answered ``limit_exceeded`` with ``retry_after`` beyond it.
+does) and are answered ``limit_exceeded`` with ``retry_after`` beyond it; an ack
+frame beyond it waits for its token (the connection is not read meanwhile).
 
 Commits are grouped: the :class:`MailboxCommitter` takes whatever sends and
 acks are queued (from every connection), commits them in one backend batch
@@ -50,7 +51,7 @@ import collections
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -68,13 +69,12 @@ from sealwire.relay.wire import (
     read_stream_frame,
     stream_frame,
 )
-from sealwire_relay._auth import Principal
-from sealwire_relay._service import MAX_ACK_IDS
+from sealwire_relay._auth import Authenticator, Principal
+from sealwire_relay._limits import RateLimiter
+from sealwire_relay._metrics import Metrics
+from sealwire_relay._service import MAX_ACK_IDS, RelayService
 
-if TYPE_CHECKING:
-    from sealwire_relay._app import RelayApp
-
-__all__ = ["STREAM_PATH", "MailboxCommitter", "StreamEndpoint"]
+__all__ = ["STREAM_PATH", "MailboxCommitter", "StreamEndpoint", "StreamHost"]
 
 log = logging.getLogger("sealwire.relay")
 
@@ -103,6 +103,18 @@ FRAMING_ERROR_CODE = 4400
 Answer = tuple[list[bool], list[bool | LimitExceeded]]
 
 
+class StreamHost(Protocol):
+    """What the stream needs of the relay application (``RelayApp``): its service,
+    authenticator, per-agent rate limiter, metrics, and WebSocket count (shared
+    with the other WebSockets, under one ``max_connections``)."""
+
+    service: RelayService
+    auth: Authenticator
+    limiter: RateLimiter
+    metrics: Metrics
+    _connections: int
+
+
 class _FramingError(Exception):
     """A frame that is not the stream protocol: the connection is closed."""
 
@@ -123,7 +135,7 @@ class MailboxCommitter:
     a drain, which runs until the queue is empty.
     """
 
-    def __init__(self, app: RelayApp) -> None:
+    def __init__(self, app: StreamHost) -> None:
         self._app = app
         self._queue: collections.deque[_Job] = collections.deque()
         self._drain: asyncio.Task[None] | None = None
@@ -167,7 +179,7 @@ class MailboxCommitter:
 class StreamEndpoint:
     """The ASGI handler of ``WS /v1/stream`` for one :class:`RelayApp`."""
 
-    def __init__(self, app: RelayApp) -> None:
+    def __init__(self, app: StreamHost) -> None:
         self.app = app
         self.committer = MailboxCommitter(app)
 
@@ -186,10 +198,12 @@ class StreamEndpoint:
             await send({"type": "websocket.close", "code": code, "reason": answer["error"]["code"]})
             return
         app._connections += 1
+        app.metrics.set("sealwire_relay_websockets_open", app._connections)
         try:
             await _Session(self, who, send).run(receive)
         finally:
             app._connections -= 1
+            app.metrics.set("sealwire_relay_websockets_open", app._connections)
 
 
 def _error(exc: BaseException) -> tuple[int, dict[str, Any]]:
@@ -320,6 +334,7 @@ class _Session:
                 if not isinstance(pair, list) or len(pair) != 2:
                     raise DecodeError("expected [sender, message_id]", field="acks")
                 keys.append((get_str({"s": pair[0]}, "s"), get_str({"m": pair[1]}, "m")))
+            await self._pace()
             await self.inflight.acquire()
             self._spawn(self._answer_acks(ack_id, keys), self.ack_tasks)
         elif kind == "sub":
@@ -332,6 +347,19 @@ class _Session:
                 self.pusher = asyncio.create_task(self._push(), name="sealwire-relay-push")
         else:
             await self._stop_pusher()
+
+    async def _pace(self) -> None:
+        """Take a token for an ack frame, waiting for one rather than refusing: a
+        refused ack would only make the relay deliver the message again, so an
+        agent over its rate is slowed down (this connection is not read meanwhile)."""
+        if self.who.is_peer_relay:
+            return
+        while True:
+            try:
+                self.app.limiter.check(self.who.agent_id, self.app.service.clock())
+                return
+            except LimitExceeded as exc:
+                await asyncio.sleep(exc.retry_after or STREAM_POLL_SECONDS)
 
     async def _stop_pusher(self) -> None:
         if self.pusher is not None:

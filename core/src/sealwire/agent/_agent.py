@@ -29,7 +29,7 @@ from sealwire.agent._session import (
     send_hello,
     send_hello_datagram,
 )
-from sealwire.agent._tasks import Handler, TaskManager, agent_message
+from sealwire.agent._tasks import Handler, Receipt, TaskManager, agent_message
 from sealwire.binding import (
     Binding,
     BindingContext,
@@ -128,6 +128,7 @@ class Agent:
         self._served: set[RpcConnection] = set()
         self._mailbox: MailboxRouter | None = None
         self._groups: GroupRouter | None = None
+        self._health: dict[str, str] = {}
 
     @property
     def agent_id(self) -> str:
@@ -181,11 +182,11 @@ class Agent:
         mailboxes = {n: b for n, b in self._bindings.items() if isinstance(b, MailboxBinding)}
         groups = {n: b for n, b in self._bindings.items() if isinstance(b, GroupBinding)}
         if (mailboxes or groups) and self.relay is not None:
-            self._mailbox = MailboxRouter(self, mailboxes)
-        if groups and self._mailbox is not None:
-            self._groups = GroupRouter(self, groups)
+            self._mailbox = MailboxRouter(self, self.relay, mailboxes)
+        if groups and self._mailbox is not None and self.relay is not None:
+            self._groups = GroupRouter(self, self.relay, groups)
             for name in groups:  # invitations arrive through the mailbox
-                self._mailbox.others[name] = functools.partial(self._groups.on_invite, name)
+                self._mailbox.route(name, functools.partial(self._groups.on_invite, name))
             await self._groups.start()
         if self._mailbox is not None:
             await self._mailbox.start()
@@ -285,7 +286,7 @@ class Agent:
 
     async def _serve_channel(self, channel: SecureChannel) -> None:
         try:
-            self._check_peer(channel.peer)
+            self.check_peer(channel.peer)
         except SealwireError as exc:
             log.info("refused peer %s: %s", channel.peer.agent_id, exc)
             await channel.close()
@@ -296,10 +297,11 @@ class Agent:
         await conn.closed.wait()
         self._served.discard(conn)
 
-    def serve_channel_soon(self, channel: SecureChannel, binding: str) -> None:
-        """Serve requests arriving on a channel the peer opened (a first mailbox message)."""
+    def serve_incoming(self, channel: SecureChannel, binding: str) -> None:
+        """Serve a channel the peer opened (a first mailbox message); calls to that peer
+        over ``binding`` reuse it."""
         try:
-            self._check_peer(channel.peer)
+            self.check_peer(channel.peer)
         except SealwireError as exc:
             log.info("refused peer %s: %s", channel.peer.agent_id, exc)
             return
@@ -308,7 +310,8 @@ class Agent:
         self._connections[key] = conn
         conn.start()
 
-    def _check_peer(self, peer: PeerIdentity) -> None:
+    def check_peer(self, peer: PeerIdentity) -> None:
+        """Raise TrustError when configuration denies ``peer`` or the trust store refuses it."""
         if peer.agent_id in self.policy.config.deny_peers:
             raise TrustError(f"peer {peer.agent_id} is denied by configuration")
         if peer.card is not None:
@@ -317,15 +320,19 @@ class Agent:
     async def _dispatch_checked(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
         """:meth:`dispatch` for a binding serving on its own carrier: the peer it
         verified is checked against the configuration and trust store first."""
-        self._check_peer(peer)
+        self.check_peer(peer)
         async for result in self.dispatch(request, peer):
             yield result
 
-    async def dispatch(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
+    async def dispatch(
+        self, request: Request, peer: PeerIdentity, *, receipt: Receipt | None = None
+    ) -> AsyncIterator[Any]:
         """Serve one A2A request from a verified peer (yields one result, or a stream).
 
         With a ``dispatcher`` given to the agent (an a2a-sdk handler, a sidecar's
-        upstream), that dispatcher serves every request instead of the task manager.
+        upstream), that dispatcher serves every request instead of the task manager
+        (and ``receipt`` is not used). Otherwise ``receipt`` is written in the
+        transaction that records the task a ``SendMessage`` creates or resumes.
         """
         if self._dispatcher is not None:
             async for result in self._dispatcher(request, peer):
@@ -334,9 +341,9 @@ class Agent:
         params = request.params
         method = request.method
         if method is Method.SEND_MESSAGE:
-            yield await self.tasks.send(params, peer)
+            yield await self.tasks.send(params, peer, receipt=receipt)
         elif method is Method.SEND_STREAMING_MESSAGE:
-            async for event in self.tasks.stream(params, peer):
+            async for event in self.tasks.stream(params, peer, receipt=receipt):
                 yield event
         elif method is Method.GET_TASK:
             yield self.tasks.get(params.id, peer, params.history_length)
@@ -353,6 +360,30 @@ class Agent:
             raise PushNotificationNotSupportedError("push notifications are not supported")
         else:
             raise UnsupportedOperationError(f"{method.value} is not supported")
+
+    async def resume_task(self, task_id: str, peer: PeerIdentity) -> SendMessageResponse:
+        """The answer owed for a task created before a restart (see TaskManager.resume)."""
+        return await self.tasks.resume(task_id, peer)
+
+    # -- health ------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, str]:
+        """The components that are unhealthy now, each with its reason (empty: all well).
+
+        Components: ``mailbox.reader`` (the mailbox reader stopped and was restarted,
+        or cannot reach the relay), ``mailbox.store`` (an opened message could not
+        be kept: it is left with the relay, which delivers it again).
+        """
+        return dict(self._health)
+
+    def report_health(self, component: str, problem: str | None) -> None:
+        """Mark ``component`` unhealthy for ``problem``, or healthy again with ``None``."""
+        if problem is None:
+            if self._health.pop(component, None) is not None:
+                log.info("%s is healthy again", component)
+        elif self._health.get(component) != problem:
+            self._health[component] = problem
+            log.warning("%s is unhealthy: %s", component, problem)
 
     # -- calling peers -----------------------------------------------------------------------
 

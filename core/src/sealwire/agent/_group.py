@@ -61,7 +61,7 @@ from sealwire.errors import InternalError, SealwireError, StateError
 from sealwire.model import Message, SendMessageRequest, SendMessageResponse, Task
 
 if TYPE_CHECKING:
-    from sealwire.agent._agent import Agent
+    from sealwire.agent._host import RouterHost
     from sealwire.relay import GroupLogEntry, RelayPort
     from sealwire.store import StoreTransaction
 
@@ -113,10 +113,11 @@ class _Replies:
 class GroupRouter:
     """Follows the logs of this agent's groups and routes their frames."""
 
-    def __init__(self, agent: Agent, bindings: dict[str, GroupBinding]) -> None:
+    def __init__(
+        self, agent: RouterHost, relay: RelayPort, bindings: dict[str, GroupBinding]
+    ) -> None:
         self.agent = agent
-        assert agent.relay is not None
-        self.relay: RelayPort = agent.relay
+        self.relay = relay
         self.bindings = bindings
         self._followed: dict[bytes, GroupBinding] = {}
         self._readers: dict[bytes, asyncio.Task[None]] = {}
@@ -276,7 +277,7 @@ class GroupRouter:
         peer = event.message.sender
         try:
             frame = decode_frame(event.message.frame)
-            self.agent._check_peer(peer)
+            self.agent.check_peer(peer)
         except SealwireError as exc:
             log.info("dropping a group frame from %s: %s", peer.agent_id, type(exc).__name__)
             return

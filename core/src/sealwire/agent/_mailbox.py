@@ -2,14 +2,35 @@
 
 A :class:`MailboxChannel` looks like any other secure channel to the RPC
 layer: ``send`` seals a frame for the peer and hands it to the relay,
-``receive`` yields frames the router opened from this agent's mailbox. One
-channel per (peer, binding); a first message from a new peer creates one.
+``receive`` yields the response frames the router opened from this agent's
+mailbox. One channel per (peer, binding); a first message from a new peer
+creates one.
 
 The relay's payload is ``len(binding name) || binding name || envelope`` so
-the router knows which binding opens it. An opened frame is written to the
-store in the same transaction as the binding's new state, before the relay
-delivery is acknowledged, and replayed after a restart until it has been
-handed on: a crash at any point loses nothing and replays nothing.
+the router knows which binding opens it; payloads of other consumers (group
+invitations) go to the handler registered with :meth:`MailboxRouter.route`.
+
+What a crash may do, and why it loses nothing and does nothing twice:
+
+* An opened frame is written to the store's inbox (``mailbox.inbox``) in the
+  same transaction as the binding's new state, before the relay delivery is
+  acknowledged; the frame is then handed on in memory. After a restart the
+  inbox is read back (the sender's card verified again) and handed on.
+* A request frame leaves the inbox in the transaction that records the task it
+  creates, which also records the answer owed (``mailbox.answers``); that record
+  goes once the answer is accepted by the relay, under a relay message id made
+  from the request's, so an answer sent again after a crash is stored once. A
+  restart answers every owed task (running its handler again if the crash
+  interrupted it). A request that creates no task (GetTask, a dispatcher of
+  the agent's own) leaves the inbox once answered: it may be answered twice.
+* A response frame leaves the inbox once handed to the pending call.
+
+The reader never stops for good: a relay error is retried with backoff
+(honouring ``retry_after``), a delivery the agent could not keep (a store
+error) is left with the relay and fetched again by subscribing anew, and a
+supervisor restarts the reader whatever ends it, reporting it in the agent's
+health. Only a delivery whose envelope is malformed, forged or replayed is
+acknowledged and dropped.
 """
 
 from __future__ import annotations
@@ -18,8 +39,10 @@ import asyncio
 import base64
 import contextlib
 import functools
+import hashlib
 import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -32,23 +55,105 @@ from sealwire.binding import (
     PeerIdentity,
     Property,
 )
-from sealwire.errors import DecodeError, SealwireError
+from sealwire.codec import (
+    A2A_VERSION,
+    STREAM_PARAMETER,
+    A2AError,
+    ErrorResponse,
+    Frame,
+    InternalRpcError,
+    Method,
+    Request,
+    Response,
+    VersionNotSupportedError,
+    decode_frame,
+    encode_frame,
+)
+from sealwire.errors import (
+    AuthenticationError,
+    DecodeError,
+    PolicyError,
+    ProtocolError,
+    SealwireError,
+)
 from sealwire.identity import VerifiedCard, verify_card
-from sealwire.relay import RelayPort, unwrap, wrap
-from sealwire.store import StoreTransaction
+from sealwire.model import SendMessageResponse, StreamResponse
+from sealwire.relay import (
+    ForbiddenError,
+    LimitExceeded,
+    NotFoundError,
+    RelayError,
+    RelayPort,
+    unwrap,
+    wrap,
+)
+from sealwire.store import StoreError, StoreTransaction
 
 if TYPE_CHECKING:
-    from sealwire.agent._agent import Agent
+    from sealwire.agent._host import RouterHost
     from sealwire.policy import Decision
+    from sealwire.relay import Delivery
 
-__all__ = ["MailboxChannel", "MailboxRouter", "kept_frame", "read_kept_frame"]
+__all__ = ["MailboxChannel", "MailboxRouter", "Route", "kept_frame", "read_kept_frame"]
 
 log = logging.getLogger(__name__)
 
 INBOX_NAMESPACE = "mailbox.inbox"
+"""Opened frames not yet handed on (requests: not yet recorded as a task)."""
+ANSWERS_NAMESPACE = "mailbox.answers"
+"""Answers owed for tasks that mailbox requests created, until the relay accepts them."""
+READER_COMPONENT = "mailbox.reader"
+STORE_COMPONENT = "mailbox.store"
+
 MAX_CHANNEL_BACKLOG = 1024
-"""Opened frames waiting for a slow RPC reader; beyond it the channel is dropped
-(the frames stay in the store's inbox and are replayed on restart)."""
+"""Response frames waiting for a slow RPC reader; beyond it the frame stays in the
+store's inbox (handed on after a restart)."""
+MAX_SERVED_REQUESTS = 64
+"""Requests from the mailbox served at once, so peers cannot make us run unbounded
+handler tasks; more wait for a slot."""
+MAX_WAITING_REQUESTS = 1024
+"""Requests handed on and waiting for a slot; beyond it the reader stops reading the
+relay until one is served (what is unread stays with the relay)."""
+RETRY_FIRST_SECONDS = 0.05
+"""First delay before retrying a relay call or a store write that failed."""
+RETRY_MAX_SECONDS = 5.0
+"""Longest delay between retries: a relay or disk back in service is noticed within it."""
+MAX_RETRY_AFTER_SECONDS = 60.0
+"""A relay's ``retry_after`` is honoured up to this; a larger one is a relay's mistake
+(or a hostile relay) and must not park the reader for hours."""
+
+MAX_PROBLEM_CHARS = 200
+"""Characters of an error's message kept in a health report."""
+
+Route = Callable[[bytes], Awaitable[None]]
+"""A consumer of the payloads of one binding name (a group invitation)."""
+
+_DROP = (DecodeError, AuthenticationError, ProtocolError, PolicyError)
+"""Failures of the envelope itself (malformed, forged, replayed, not for us, refused by
+policy): acknowledged and dropped, as delivering it again cannot help."""
+_LOCAL = (StoreError, OSError, sqlite3.Error)
+"""Failures of this agent (a full disk): never acknowledged, the relay keeps it."""
+
+
+def _describe(exc: BaseException) -> str:
+    """A store failure for logs and health: its class and message (a store's messages
+    name the failure and a path, never a value), bounded."""
+    return f"{type(exc).__name__}: {exc}"[:MAX_PROBLEM_CHARS]
+
+
+def _backoff(delay: float, exc: BaseException | None = None) -> float:
+    """Seconds to wait before the next attempt: ``retry_after`` of a rate limit, if
+    longer than our own backoff (bounded), else ``delay``."""
+    if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+        return min(max(delay, exc.retry_after), MAX_RETRY_AFTER_SECONDS)
+    return delay
+
+
+def _answer_id(key: str, index: int | None = None) -> str:
+    """The relay message id of the answer to the request kept under ``key``: the same
+    after a restart, so the relay stores an answer sent twice once."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return f"answer-{digest}" if index is None else f"answer-{digest}-{index}"
 
 
 class MailboxChannel:
@@ -80,12 +185,27 @@ class MailboxChannel:
     def properties(self) -> frozenset[Property]:
         return self._binding.info.properties
 
-    async def send(self, frame: bytes) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def binding(self) -> MailboxBinding:
+        return self._binding
+
+    @property
+    def card(self) -> VerifiedCard:
+        """The peer's verified card."""
+        return self._card
+
+    async def send(self, frame: bytes, *, message_id: str | None = None) -> None:
+        """Seal ``frame`` and hand it to the relay (under ``message_id``, a fresh one if
+        not given: a retry with the same id is stored once)."""
         if self._closed:
             raise ChannelClosed("mailbox channel closed")
         envelope = await self._binding.seal(self._card, frame, self._negotiation)
         await self._router.relay.send(
-            self._address, str(uuid.uuid4()), wrap(self._binding.info.name, envelope)
+            self._address, message_id or str(uuid.uuid4()), wrap(self._binding.info.name, envelope)
         )
 
     async def receive(self) -> bytes:
@@ -103,34 +223,59 @@ class MailboxChannel:
 
 
 class MailboxRouter:
-    """Reads this agent's mailbox, opens envelopes and routes frames to channels."""
+    """Reads this agent's mailbox, opens envelopes, serves requests, routes responses."""
 
-    def __init__(self, agent: Agent, bindings: dict[str, MailboxBinding]) -> None:
-        self.agent = agent
-        assert agent.relay is not None
-        self.relay: RelayPort = agent.relay
+    def __init__(
+        self, host: RouterHost, relay: RelayPort, bindings: dict[str, MailboxBinding]
+    ) -> None:
+        self.host = host
+        self.relay = relay
         self.bindings = bindings
         self.channels: dict[tuple[str, str], MailboxChannel] = {}
-        self._reader: asyncio.Task[None] | None = None
-        # Payloads for other consumers by binding name (group invitations), acked once handled.
-        self.others: dict[str, Callable[[bytes], Awaitable[None]]] = {}
+        self._routes: dict[str, Route] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_SERVED_REQUESTS)
+        self._waiting = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self.restarts = 0
+        """How many times the supervisor restarted the reader."""
+
+    def route(self, name: str, handler: Route) -> None:
+        """Hand payloads wrapped under ``name`` (not a mailbox binding) to ``handler``;
+        the delivery is acknowledged once it returns (see :meth:`_receive` for errors)."""
+        if name in self.bindings:
+            raise ValueError(f"{name!r} is a mailbox binding of this agent")
+        self._routes[name] = handler
+
+    # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         for binding in self.bindings.values():
             await binding.publish_prekeys()
-        for key in self.agent.store.keys(INBOX_NAMESPACE):
-            raw = self.agent.store.get(INBOX_NAMESPACE, key)
-            if raw is not None:
-                self._replay(key, raw)
-        self._reader = asyncio.create_task(self._read(), name="sealwire-mailbox")
+        store = self.host.store
+        for key in store.keys(ANSWERS_NAMESPACE):
+            self._spawn(self._answer_owed(key))
+        for key in store.keys(INBOX_NAMESPACE):
+            self._hand_on_kept(key)
+        self._supervisor = asyncio.create_task(self._supervise(), name="sealwire-mailbox")
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        tasks = [t for t in (self._supervisor, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+                await task
+        self._supervisor = None
         for channel in list(self.channels.values()):
             await channel.close()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def forget(self, channel: MailboxChannel) -> None:
         for key, value in list(self.channels.items()):
@@ -155,54 +300,395 @@ class MailboxRouter:
             return channel
         offer = peer.offer(binding.info.name)
         if offer is None:
-            raise SealwireError(
+            raise PolicyError(
                 f"peer {peer.identity.agent_id} offers no {binding.info.name} mailbox to answer to"
             )
         negotiation = Negotiation(
             chosen=offer.uri,
-            initiator_offers=tuple(o.uri for o in self.agent.card.offers),
+            initiator_offers=tuple(o.uri for o in self.host.card.offers),
             responder_offers=tuple(o.uri for o in peer.offers),
         )
         channel = MailboxChannel(self, binding, peer, negotiation, offer.url)
         self.channels[key] = channel
-        self.agent.serve_channel_soon(channel, binding.info.name)
+        self.host.serve_incoming(channel, binding.info.name)
         return channel
 
-    async def _read(self) -> None:
-        async for delivery in self.relay.subscribe():
+    # -- the reader and its supervisor ----------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Run the reader for ever: whatever ends it, report it and start it again."""
+        delay = RETRY_FIRST_SECONDS
+        while True:
             try:
-                name, envelope = unwrap(delivery.envelope)
-                if name in self.others:
-                    await self.others[name](envelope)
-                    await self.relay.ack([delivery])
-                    continue
-                binding = self.bindings.get(name)
-                if binding is None:
-                    raise DecodeError(f"no mailbox binding {name!r}", field="mailbox.binding")
-                opened = await binding.open(envelope, keep=functools.partial(self._keep, name))
-            except SealwireError as exc:
-                # Malformed, replayed or forged: acknowledged so it is not redelivered forever.
-                log.info("dropping mailbox message %s: %s", delivery.message_id, exc)
+                await self._read()
+                problem = "the relay ended the mailbox subscription"
+                exc: BaseException | None = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the reader must outlive any bug
+                problem, exc = f"the mailbox reader failed: {type(error).__name__}", error
+                if not isinstance(error, SealwireError):
+                    log.exception("mailbox reader failed")
+            self.restarts += 1
+            self.host.report_health(READER_COMPONENT, problem)
+            wait = _backoff(delay, exc)
+            log.warning("%s; restarting it in %.2f s", problem, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    async def _read(self) -> None:
+        """Handle deliveries as the relay pushes them. A delivery left unacknowledged (the
+        store failed) comes again when we subscribe anew, after a backoff; the others
+        pushed meanwhile are handled as usual."""
+        loop = asyncio.get_running_loop()
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            resubscribe_at: float | None = None
+            subscription = aiter(self.relay.subscribe())
+            try:
+                while True:
+                    await self._room.wait()
+                    next_delivery = anext(subscription)
+                    if resubscribe_at is None:
+                        delivery = await next_delivery
+                    else:
+                        try:
+                            delivery = await asyncio.wait_for(
+                                next_delivery, max(0.0, resubscribe_at - loop.time())
+                            )
+                        except TimeoutError:
+                            break
+                    failure = await self._receive(delivery)
+                    if failure is None:
+                        delay = RETRY_FIRST_SECONDS
+                        self.host.report_health(READER_COMPONENT, None)
+                    elif resubscribe_at is None:
+                        resubscribe_at = loop.time() + _backoff(delay, failure)
+                        delay = min(delay * 2, RETRY_MAX_SECONDS)
+            except StopAsyncIteration:
+                return
+            finally:
+                close = getattr(subscription, "aclose", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        await close()
+
+    async def _receive(self, delivery: Delivery) -> BaseException | None:
+        """Open, keep and acknowledge one delivery, then hand it on. Returns the error
+        that left it unacknowledged (to be fetched again), or ``None``."""
+        try:
+            name, envelope = unwrap(delivery.envelope)
+            route = self._routes.get(name)
+            if route is not None:
+                return await self._to_route(route, envelope, delivery)
+            binding = self.bindings.get(name)
+            if binding is None:
+                raise DecodeError(f"no mailbox binding {name!r}", field="mailbox.binding")
+            opened = await binding.open(envelope, keep=functools.partial(self._keep, name))
+        except _DROP as exc:
+            log.info("dropping mailbox message %s: %s", delivery.message_id[:64], exc)
+            await self._ack(delivery)
+            return None
+        except _LOCAL as exc:
+            problem = f"cannot keep an opened message: {_describe(exc)}"
+            log.warning("mailbox message %s left with the relay: %s", delivery.message_id[:64],
+                        problem)  # fmt: skip
+            self.host.report_health(STORE_COMPONENT, problem)
+            return exc
+        except RelayError as exc:  # the binding asked the relay: try again later
+            log.info("mailbox message %s: relay failed: %s", delivery.message_id[:64],
+                     type(exc).__name__)  # fmt: skip
+            return exc
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a binding bug: never lose the message for it
+            log.exception("mailbox binding failed on message %s", delivery.message_id[:64])
+            self.host.report_health(STORE_COMPONENT, f"binding failed: {type(exc).__name__}")
+            return exc
+        self.host.report_health(STORE_COMPONENT, None)
+        self._hand_on(opened.message_id, binding, opened)  # kept: safe before the ack
+        await self._ack(delivery)
+        return None
+
+    async def _to_route(
+        self, route: Route, payload: bytes, delivery: Delivery
+    ) -> BaseException | None:
+        """A payload for another consumer: acknowledged once handled, or when it refused
+        it for good (any SealwireError but a store or relay failure, which are retried)."""
+        try:
+            await route(payload)
+        except (*_LOCAL, RelayError) as exc:
+            log.info("mailbox message %s for a route: %s", delivery.message_id[:64],
+                     type(exc).__name__)  # fmt: skip
+            return exc
+        except SealwireError as exc:
+            log.info("dropping mailbox message %s: %s", delivery.message_id[:64], exc)
+        await self._ack(delivery)
+        return None
+
+    async def _ack(self, delivery: Delivery) -> None:
+        """Acknowledge ``delivery``, retrying any relay failure with backoff."""
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
                 await self.relay.ack([delivery])
-                continue
-            await self.relay.ack([delivery])
-            self._replay(opened.message_id, kept_frame(name, opened))
+                return
+            except RelayError as exc:
+                wait = _backoff(delay, exc)
+                log.info("acknowledging failed (%s): again in %.2f s", type(exc).__name__, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     def _keep(self, binding: str, tx: StoreTransaction, opened: OpenedMessage) -> None:
         """Written with the binding's new state: the frame until it is handed on."""
         tx.put(INBOX_NAMESPACE, opened.message_id, kept_frame(binding, opened))
 
-    def _replay(self, key: str, raw: bytes) -> None:
+    # -- handing frames on ------------------------------------------------------------------------
+
+    def _hand_on_kept(self, key: str) -> None:
+        """Hand on a frame kept in the inbox before a restart (its sender verified again)."""
         try:
+            raw = self.host.store.get(INBOX_NAMESPACE, key)
+            if raw is None:
+                return
             record, opened = read_kept_frame(raw)
             binding = self.bindings[record["binding"]]
-            assert opened.sender.card is not None  # read_kept_frame names it
-            channel = self._incoming_channel(binding, opened.sender.card)
-            channel.queue.put_nowait(opened.frame)
-        except (SealwireError, KeyError, TypeError, ValueError, asyncio.QueueFull) as exc:
-            log.warning("cannot route stored mailbox message: %s", type(exc).__name__)
+        except _LOCAL as exc:
+            log.warning("cannot read a kept mailbox message: %s", type(exc).__name__)
+            self.host.report_health(STORE_COMPONENT, f"cannot read: {type(exc).__name__}")
             return
-        self.agent.store.delete(INBOX_NAMESPACE, key)
+        except (SealwireError, KeyError, TypeError, ValueError) as exc:
+            log.warning("dropping a damaged kept mailbox message: %s", type(exc).__name__)
+            self._forget_kept(INBOX_NAMESPACE, key)
+            return
+        self._hand_on(key, binding, opened)
+
+    def _hand_on(self, key: str, binding: MailboxBinding, opened: OpenedMessage) -> None:
+        """Route an opened frame kept under ``key``: a request is served, a response goes
+        to the channel's pending call."""
+        peer = opened.sender
+        try:
+            if peer.card is None:
+                raise DecodeError("the binding named no card for the sender", field="sender")
+            self.host.check_peer(peer)
+            channel = self._incoming_channel(binding, peer.card)
+            try:
+                frame = decode_frame(opened.frame)
+            except A2AError as exc:
+                if exc.request_id is None:
+                    raise
+                self._spawn(self._refuse(channel, key, exc.request_id, exc))
+                return
+        except SealwireError as exc:
+            log.info("dropping a mailbox frame from %s: %s", peer.agent_id, type(exc).__name__)
+            self._forget_kept(INBOX_NAMESPACE, key)
+            return
+        message = frame.message
+        if isinstance(message, Request):
+            version = frame.version
+            if version is not None and version.split(".", 1)[0] != A2A_VERSION.split(".", 1)[0]:
+                error = VersionNotSupportedError(f"A2A version {version[:16]} is not supported")
+                self._spawn(self._refuse(channel, key, message.id, error))
+                return
+            self._waiting += 1
+            if self._waiting >= MAX_WAITING_REQUESTS:
+                self._room.clear()
+            self._spawn(self._serve(channel, key, message, peer))
+            return
+        try:
+            channel.queue.put_nowait(opened.frame)
+        except asyncio.QueueFull:
+            log.warning("response backlog of %s full: kept until a restart", peer.agent_id)
+            return
+        self._forget_kept(INBOX_NAMESPACE, key)
+
+    def _forget_kept(self, namespace: str, key: str) -> None:
+        try:
+            self.host.store.delete(namespace, key)
+        except _LOCAL as exc:  # kept: handled again after a restart (answers are idempotent)
+            log.warning("cannot delete a kept mailbox record: %s", type(exc).__name__)
+            self.host.report_health(STORE_COMPONENT, f"cannot delete: {type(exc).__name__}")
+
+    # -- serving requests -------------------------------------------------------------------------
+
+    async def _serve(
+        self, channel: MailboxChannel, key: str, request: Request, peer: PeerIdentity
+    ) -> None:
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+            if self._waiting < MAX_WAITING_REQUESTS:
+                self._room.set()
+        try:
+            await self._serve_now(channel, key, request, peer)
+        finally:
+            self._slots.release()
+
+    async def _serve_now(
+        self, channel: MailboxChannel, key: str, request: Request, peer: PeerIdentity
+    ) -> None:
+        binding = channel.binding.info.name
+        recorded: list[str] = []
+
+        def receipt(tx: StoreTransaction, task_id: str) -> None:
+            tx.delete(INBOX_NAMESPACE, key)
+            tx.put(ANSWERS_NAMESPACE, key, _owed(binding, peer, request, task_id))
+            recorded.append(task_id)
+
+        streaming = request.method.streaming
+        previous: Any = _NOTHING
+        events = 0
+        final: Response | ErrorResponse
+        try:
+            async for result in self.host.dispatch(request, peer, receipt=receipt):
+                if previous is not _NOTHING:
+                    response = Response(id=request.id, result=previous)
+                    await self._send(channel, _answer_id(key, events), response, "event")
+                    events += 1
+                previous = result
+            if previous is _NOTHING:
+                raise InternalRpcError("the handler produced no result")
+            final = Response(id=request.id, result=previous)
+        except A2AError as exc:
+            final = ErrorResponse(id=request.id, error=exc.to_rpc_error())
+        except _LOCAL as exc:
+            if not (recorded and self._owes(key)):
+                # Not recorded: the request stays in the inbox and is served again.
+                self.host.report_health(STORE_COMPONENT, f"cannot record: {type(exc).__name__}")
+                self._spawn(self._serve_again(key))
+                return
+            log.warning("store failed serving %s: %s", request.method.value, type(exc).__name__)
+            final = _internal_error(request.id)
+        except Exception:
+            log.exception("handler for %s failed", request.method.value)
+            final = _internal_error(request.id)
+        await self._send(channel, _answer_id(key), final, "end" if streaming else None)
+        self._forget_kept(ANSWERS_NAMESPACE if recorded else INBOX_NAMESPACE, key)
+
+    def _owes(self, key: str) -> bool:
+        try:
+            return self.host.store.get(ANSWERS_NAMESPACE, key) is not None
+        except _LOCAL:
+            return False
+
+    async def _serve_again(self, key: str) -> None:
+        """A request the store could not record: hand it on again after a backoff."""
+        await asyncio.sleep(RETRY_MAX_SECONDS)
+        self._hand_on_kept(key)
+
+    async def _refuse(
+        self, channel: MailboxChannel, key: str, request_id: int | str, error: A2AError
+    ) -> None:
+        answer = ErrorResponse(id=request_id, error=error.to_rpc_error())
+        await self._send(channel, _answer_id(key), answer, None)
+        self._forget_kept(INBOX_NAMESPACE, key)
+
+    async def _answer_owed(self, key: str) -> None:
+        """After a restart: answer a task a request created before it."""
+        try:
+            raw = self.host.store.get(ANSWERS_NAMESPACE, key)
+            if raw is None:
+                return
+            record = json.loads(raw)
+            card = verify_card(record["card"])
+            binding = self.bindings[record["binding"]]
+            method = Method(record["method"])
+            request_id = record["request_id"]
+            task_id = str(record["task"])
+            if not isinstance(request_id, int | str):
+                raise TypeError("request id")
+        except _LOCAL as exc:
+            log.warning("cannot read an owed mailbox answer: %s", type(exc).__name__)
+            return
+        except (SealwireError, KeyError, TypeError, ValueError) as exc:
+            log.warning("dropping a damaged owed mailbox answer: %s", type(exc).__name__)
+            self._forget_kept(ANSWERS_NAMESPACE, key)
+            return
+        peer = PeerIdentity(agent_id=card.identity.agent_id, identity=card.identity, card=card)
+        final: Response | ErrorResponse
+        try:
+            channel = self._incoming_channel(binding, card)
+            answer = await self.host.resume_task(task_id, peer)
+            result: SendMessageResponse | StreamResponse = answer
+            if method.streaming:
+                result = StreamResponse(task=answer.task, message=answer.message)
+            final = Response(id=request_id, result=result)
+        except A2AError as exc:
+            final = ErrorResponse(id=request_id, error=exc.to_rpc_error())
+        except _LOCAL as exc:  # kept: answered at the next start
+            log.warning("cannot answer %s after a restart: %s", peer.agent_id, _describe(exc))
+            self.host.report_health(STORE_COMPONENT, f"cannot resume: {_describe(exc)}")
+            return
+        except SealwireError as exc:
+            log.info("cannot answer %s after a restart: %s", peer.agent_id, type(exc).__name__)
+            self._forget_kept(ANSWERS_NAMESPACE, key)
+            return
+        await self._send(channel, _answer_id(key), final, "end" if method.streaming else None)
+        self._forget_kept(ANSWERS_NAMESPACE, key)
+
+    async def _send(
+        self,
+        channel: MailboxChannel,
+        message_id: str,
+        message: Response | ErrorResponse,
+        stream: str | None,
+    ) -> None:
+        """Send one answer frame, retrying relay failures with backoff (same message id:
+        the relay stores it once). A failure retrying cannot mend (the peer's prekeys
+        or mailbox gone, a refusal, a frame too large) is logged and the answer given up."""
+        params = {"A2A-Version": A2A_VERSION}
+        if stream is not None:
+            params[STREAM_PARAMETER] = stream
+        data = encode_frame(Frame(service_parameters=params, message=message))
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                if channel.closed:  # its connection closed meanwhile: answer on a new one
+                    channel = self._incoming_channel(channel.binding, channel.card)
+                await channel.send(data, message_id=message_id)
+                return
+            except SealwireError as exc:
+                if _permanent(exc):
+                    log.warning("cannot answer %s: %s", channel.peer.agent_id, _describe(exc))
+                    return
+                wait = _backoff(delay, exc)
+                log.info("sending an answer failed (%s): again in %.2f s",
+                         type(exc).__name__, wait)  # fmt: skip
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+
+def _permanent(exc: SealwireError) -> bool:
+    """A failure to send that sending again cannot mend: anything but a relay failure,
+    and among those a refusal, a missing mailbox or prekeys, or a frame too large."""
+    if isinstance(exc, LimitExceeded):
+        return exc.limit in _PERMANENT_LIMITS
+    return not isinstance(exc, RelayError) or isinstance(exc, ForbiddenError | NotFoundError)
+
+
+_PERMANENT_LIMITS = frozenset({"message_size", "request_size"})
+"""Limits a retried send meets again (a full mailbox or a rate limit passes)."""
+
+_NOTHING: Any = object()
+
+
+def _internal_error(request_id: int | str) -> ErrorResponse:
+    return ErrorResponse(id=request_id, error=InternalRpcError("internal error").to_rpc_error())
+
+
+def _owed(binding: str, peer: PeerIdentity, request: Request, task_id: str) -> bytes:
+    """The record of an answer owed: to whom, over which binding, for which request."""
+    assert peer.card is not None  # _hand_on checked it
+    return json.dumps(
+        {
+            "binding": binding,
+            "card": dict(peer.card.card),
+            "method": request.method.value,
+            "request_id": request.id,
+            "task": task_id,
+        }
+    ).encode()
 
 
 def kept_frame(binding: str, opened: OpenedMessage, **extra: Any) -> bytes:

@@ -49,9 +49,9 @@ from sealwire.model import (
     TaskStatus,
     TaskStatusUpdateEvent,
 )
-from sealwire.store import StateStore
+from sealwire.store import StateStore, StoreTransaction
 
-__all__ = ["Handler", "TaskContext", "TaskManager", "agent_message"]
+__all__ = ["Handler", "Receipt", "TaskContext", "TaskManager", "agent_message"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,13 @@ def agent_message(
 
 Handler = Callable[["TaskContext"], Awaitable[None]]
 """Serves an incoming message: reports progress and results through the context."""
+
+Receipt = Callable[[StoreTransaction, str], None]
+"""Written with the first record of the task a request creates or resumes: called
+as ``receipt(tx, task_id)`` inside that store transaction. The mailbox router
+passes one that deletes the request's inbox entry and records the answer it
+owes, so a crash either leaves the request to serve again or the task to answer
+for, never neither and never both."""
 
 
 class TaskContext:
@@ -258,9 +265,15 @@ class TaskManager:
         self.handler = handler
         self._runs: dict[str, _TaskRun] = {}
 
-    def save(self, run: _TaskRun) -> None:
-        record = {"owner": run.owner, "task": to_json(run.task)}
-        self.store.put(TASKS_NAMESPACE, run.task.id, json.dumps(record).encode())
+    def save(self, run: _TaskRun, receipt: Receipt | None = None) -> None:
+        """Write the task's record (with what ``receipt`` writes, in one transaction)."""
+        record = json.dumps({"owner": run.owner, "task": to_json(run.task)}).encode()
+        if receipt is None:
+            self.store.put(TASKS_NAMESPACE, run.task.id, record)
+            return
+        with self.store.transaction() as tx:
+            tx.put(TASKS_NAMESPACE, run.task.id, record)
+            receipt(tx, run.task.id)
 
     def _load(self, task_id: str, owner: str) -> _TaskRun:
         run = self._runs.get(task_id)
@@ -284,7 +297,9 @@ class TaskManager:
                     if len(self._runs) <= MAX_LIVE_TASKS:
                         break
 
-    def _start(self, params: SendMessageRequest, peer: PeerIdentity) -> _TaskRun:
+    def _start(
+        self, params: SendMessageRequest, peer: PeerIdentity, receipt: Receipt | None = None
+    ) -> _TaskRun:
         message = params.message
         if message.task_id:
             run = self._load(message.task_id, peer.agent_id)
@@ -301,8 +316,8 @@ class TaskManager:
                 history=(message,),
             )
             run = _TaskRun(manager=self, owner=peer.agent_id, task=task)
+        self.save(run, receipt)
         self._remember(run)
-        self.save(run)
         queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
         run.subscribers.append(queue)
         run.worker = asyncio.create_task(self._work(run, message, peer))
@@ -332,10 +347,13 @@ class TaskManager:
                     ),
                 )
 
-    async def send(self, params: SendMessageRequest, peer: PeerIdentity) -> SendMessageResponse:
+    async def send(
+        self, params: SendMessageRequest, peer: PeerIdentity, *, receipt: Receipt | None = None
+    ) -> SendMessageResponse:
         """``SendMessage``: run until the task settles and return it (or the reply
-        message); with ``returnImmediately``, return the task as soon as it exists."""
-        run = self._start(params, peer)
+        message); with ``returnImmediately``, return the task as soon as it exists.
+        ``receipt`` is written with the task's first record."""
+        run = self._start(params, peer, receipt)
         queue = run.subscribers[-1]
         config = params.configuration
         try:
@@ -351,10 +369,11 @@ class TaskManager:
         return SendMessageResponse(task=_cut_history(run.task, history))
 
     async def stream(
-        self, params: SendMessageRequest, peer: PeerIdentity
+        self, params: SendMessageRequest, peer: PeerIdentity, *, receipt: Receipt | None = None
     ) -> AsyncIterator[StreamResponse]:
-        """``SendStreamingMessage``: the task, then every event until it settles."""
-        run = self._start(params, peer)
+        """``SendStreamingMessage``: the task, then every event until it settles.
+        ``receipt`` is written with the task's first record."""
+        run = self._start(params, peer, receipt)
         submitted = run.task  # the worker has not run yet: this is the task as created
         queue = run.subscribers[-1]
         first = await queue.get()
@@ -376,6 +395,41 @@ class TaskManager:
         finally:
             with contextlib.suppress(ValueError):
                 run.subscribers.remove(queue)
+
+    async def resume(self, task_id: str, peer: PeerIdentity) -> SendMessageResponse:
+        """The answer to the request that created (or resumed) ``task_id`` before a restart.
+
+        A settled task is answered as it is. One a restart interrupted (SUBMITTED
+        or WORKING in the store; a reply message is not kept, so a task answered
+        by one is among them) has its handler run again on the message that
+        started it, in the same task: no second task, the answer once it settles.
+        """
+        run = self._load(task_id, peer.agent_id)
+        if not run.settled() and (run.worker is None or run.worker.done()):
+            if not run.task.history:
+                raise TaskNotFoundError(f"task {task_id} has no message to resume")
+            queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
+            run.subscribers.append(queue)
+            self._remember(run)
+            run.worker = asyncio.create_task(self._work(run, run.task.history[-1], peer))
+            try:
+                while await queue.get() is not None:
+                    pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    run.subscribers.remove(queue)
+        elif not run.settled():  # its handler is running in this process
+            queue = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
+            run.subscribers.append(queue)
+            try:
+                while not run.settled() and await queue.get() is not None:
+                    pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    run.subscribers.remove(queue)
+        if run.reply is not None:
+            return SendMessageResponse(message=run.reply)
+        return SendMessageResponse(task=run.task)
 
     def get(self, task_id: str, peer: PeerIdentity, history_length: int | None = None) -> Task:
         """``GetTask``: the task as it is now, history cut to ``history_length``."""

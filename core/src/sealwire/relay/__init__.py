@@ -6,8 +6,9 @@ by sender and message id) and ordered group logs that accept one commit per
 epoch. Agents authenticate by signing a challenge with their identity key.
 
 This package is the agent's side: :class:`RelayPort` (what agents and
-bindings call), :class:`RelayClient` (the port over the relay's HTTP and
-WebSocket API), the records and errors, and the payload framing
+bindings call), :class:`RelayDirectory` (the directories of a peer's home
+relay, :func:`peer_directory`), :class:`RelayClient` (the port over the
+relay's HTTP and WebSocket API), the records and errors, and the payload framing
 (:func:`wrap`, :func:`unwrap`). The server is the ``sealwire-relay``
 distribution (``sealwire relay serve``); nothing here imports it.
 """
@@ -24,7 +25,7 @@ from sealwire.relay.errors import (
     RelayError,
     RelayUnavailable,
 )
-from sealwire.relay.port import RelayPort
+from sealwire.relay.port import RelayDirectory, RelayPort, peer_directory
 from sealwire.relay.wire import (
     MAX_CARDS_PER_FETCH,
     Delivery,
@@ -47,11 +48,13 @@ __all__ = [
     "NotFoundError",
     "RelayAuthError",
     "RelayClient",
+    "RelayDirectory",
     "RelayError",
     "RelayPort",
     "RelayUnavailable",
     "mailbox_address",
     "parse_mailbox_address",
+    "peer_directory",
     "unwrap",
     "wrap",
 ]

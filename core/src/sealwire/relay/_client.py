@@ -12,9 +12,11 @@ import contextlib
 import functools
 import os
 import ssl
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import websockets
@@ -24,7 +26,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from sealwire.errors import DecodeError, LocalProtocolError, SealwireError
 from sealwire.identity import Identity, PublicIdentity
 from sealwire.relay._stream import MailboxStream, StreamUnusable, _Unsupported
-from sealwire.relay.errors import RelayAuthError, RelayError, RelayUnavailable, error_from_wire
+from sealwire.relay.errors import (
+    LimitExceeded,
+    RelayAuthError,
+    RelayError,
+    RelayUnavailable,
+    error_from_wire,
+)
+from sealwire.relay.port import RelayDirectory
 from sealwire.relay.wire import (
     CLIENT_NONCE_BYTES,
     STREAM_PATH,
@@ -48,6 +57,12 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 # Reconnect delays of subscribe(): doubling from the first up to the last.
 RECONNECT_FIRST_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 2.0
+# A relay's retry_after is honoured up to this: a larger one (a relay's mistake, or a
+# hostile relay) must not park a subscription for hours.
+MAX_RETRY_AFTER_SECONDS = 60.0
+# WebSocket close codes (4000 + HTTP status) that say "later", not "never": the
+# relay's connection limit (429) and an unavailable relay (503).
+_RETRY_CLOSE_CODES = frozenset({4000 + LimitExceeded.status, 4000 + RelayUnavailable.status})
 # A pushed WebSocket message larger than this is not the relay protocol.
 MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024
 # Acks queued on the stream are waited for this long before a fetch (so it does
@@ -59,6 +74,10 @@ STREAM_FLUSH_SECONDS = 5.0
 HTTP_FALLBACK_PARALLEL = 16
 # The relay takes at most 1,000 acks per HTTP request (MAX_ACK_IDS).
 HTTP_ACK_BATCH = 1_000
+# Other relays whose directories one client keeps a session with (see ``at``):
+# an agent's peers are homed on a handful of relays; one dropped beyond this
+# only costs an authentication when it is asked again.
+MAX_DIRECTORY_RELAYS = 64
 
 
 @functools.cache
@@ -77,13 +96,21 @@ class RelayClient:
         card: Mapping[str, Any] | None = None,
         *,
         relay_id: str | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
-        """``relay_id``, if given, is the relay's expected id: the relay must prove it."""
+        """``relay_id``, if given, is the relay's expected id: the relay must prove it.
+        ``http``, if given, is an HTTP client shared with others: :meth:`close` leaves it open."""
         self.url = url.rstrip("/")
         self._relay_id = relay_id
         self._identity = identity
         self._card = dict(card) if card is not None else None
-        self._http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_SECONDS, verify=_tls_context())
+        self._owns_http = http is None
+        self._http = (
+            http
+            if http is not None
+            else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_SECONDS, verify=_tls_context())
+        )
+        self._directories: OrderedDict[str, RelayClient] = OrderedDict()
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
         self._mailbox_stream: MailboxStream | None = None
@@ -110,7 +137,8 @@ class RelayClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the stream (its unconfirmed acks go over HTTP if the relay is there)."""
+        """Close the stream (its unconfirmed acks go over HTTP if the relay is there), then
+        the HTTP client (unless shared), and with it every directory :meth:`at` made."""
         stream, self._mailbox_stream = self._mailbox_stream, None
         if stream is not None:
             left = await stream.flush(STREAM_FLUSH_SECONDS if stream.connected else 0.0)
@@ -118,7 +146,40 @@ class RelayClient:
             if left:
                 with contextlib.suppress(RelayError):  # then they come again: acked again
                     await self._ack_http(left)
-        await self._http.aclose()
+        self._directories.clear()
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- other relays' directories ------------------------------------------------------
+
+    def at(self, url: str) -> RelayDirectory:
+        """The directories of the relay at ``url`` (a peer's home relay); see :class:`RelayPort`.
+
+        This client itself for its own URL. Another relay is asked through a
+        client kept per URL (at most :data:`MAX_DIRECTORY_RELAYS`, the least
+        recently used dropped) that shares this client's HTTP connections and
+        is closed with it.
+
+        That client authenticates under a *lookup identity* of its own, made for
+        it, never under this agent's: the relay is named by a peer's card, and
+        what an agent signs to authenticate names only the relay id the relay
+        claims (a relay's proof of its id can be relayed too). A relay that
+        passed on our home relay's challenge would get a session in this
+        agent's name at home (its mailbox, its prekeys). Lookups need no
+        identity (any authenticated agent may fetch cards, prekeys and
+        KeyPackages), so the lookup identity holds no rights anywhere.
+        """
+        base = url.rstrip("/")
+        if base == self.url:
+            return self
+        _check_base_url(base)
+        client = self._directories.pop(base, None)
+        if client is None:
+            client = RelayClient(base, Identity.generate(), http=self._http)
+        self._directories[base] = client
+        while len(self._directories) > MAX_DIRECTORY_RELAYS:
+            self._directories.popitem(last=False)  # shares our HTTP client: nothing to close
+        return client
 
     # -- the stream -------------------------------------------------------------------
 
@@ -447,15 +508,24 @@ class RelayClient:
     async def _stream(self, path: Any, parse: Any, seen: Any) -> AsyncGenerator[Any, None]:
         """Items pushed on a WebSocket; reconnects (and authenticates again) until closed.
 
-        An unreachable relay is retried with backoff; a refusal (4xxx close code
-        other than "unauthenticated") or a malformed push ends the stream with
-        its error.
+        An unreachable relay, and any failure to (re-)authenticate (a rate limit
+        429, whose ``retry_after`` is honoured, an unavailable relay, a refused
+        challenge: nothing there is proven by an authenticated session) are
+        retried with backoff, as are the close codes saying "later" (4429, 45xx).
+        Only a refusal on the authenticated WebSocket (any other 4xxx close code
+        than "unauthenticated") or a malformed push ends the stream with its error.
         """
         delay = RECONNECT_FIRST_SECONDS
         stale: str | None = None
         while True:
+            wait = delay
             try:
-                token = await self._authenticate(stale) if stale or not self._token else self._token
+                try:
+                    token = (
+                        await self._authenticate(stale) if stale or not self._token else self._token
+                    )
+                except (RelayError, DecodeError) as error:
+                    raise _AuthFailed(error) from None
                 stale = None
                 url = "ws" + self.url.removeprefix("http") + (path() if callable(path) else path)
                 async with websockets.connect(
@@ -469,17 +539,46 @@ class RelayClient:
                         item = parse(decode_body(raw if isinstance(raw, bytes) else raw.encode()))
                         seen(item)
                         yield item
+            except _AuthFailed as failed:
+                refused = failed.error
+                if isinstance(refused, LimitExceeded) and refused.retry_after is not None:
+                    wait = min(max(delay, refused.retry_after), MAX_RETRY_AFTER_SECONDS)
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else None
                 if code == 4000 + RelayAuthError.status:
                     stale = token
                     continue
-                if code is not None and 4000 <= code < 4500 and exc.rcvd is not None:
+                if (
+                    code is not None
+                    and 4000 <= code < 4500
+                    and code not in _RETRY_CLOSE_CODES
+                    and exc.rcvd is not None
+                ):
                     raise _close_error(code, exc.rcvd.reason) from None
             except (RelayUnavailable, OSError, InvalidStatus, WebSocketException, TimeoutError):
                 pass
-            await asyncio.sleep(delay)
+            await asyncio.sleep(wait)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+
+def _check_base_url(url: str) -> None:
+    """DecodeError unless ``url`` is an ``http(s)://host[:port][/path]`` base URL."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        ok = ok and parts.port != 0 and not parts.query and not parts.fragment
+    except ValueError:  # a malformed host, or a port that is not a number in range
+        ok = False
+    if not ok:
+        raise DecodeError("expected an http(s):// base URL", field="relay_url")
+
+
+class _AuthFailed(Exception):
+    """(Re-)authenticating for a stream failed with ``error``: retried, never raised."""
+
+    def __init__(self, error: SealwireError) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
 
 
 def _close_error(code: int, reason: str) -> SealwireError:

@@ -3,6 +3,22 @@
 :class:`~sealwire.relay.RelayClient` implements it over the relay's HTTP and
 WebSocket API; tests may pass an in-memory implementation. Nothing on the
 agent's side imports the relay server (the ``sealwire-relay`` distribution).
+
+Federation. An agent's card names its home relay: the mailbox address of its
+``signal`` or ``mls`` offer (:func:`~sealwire.relay.parse_mailbox_address`).
+A peer's prekey bundles, KeyPackages and card are published at the peer's
+home relay, so they are looked up there: :func:`peer_directory` picks the
+relay a card names and :meth:`RelayPort.at` gives its
+:class:`RelayDirectory`. Mail to a peer homed elsewhere still goes through
+the sender's own home relay, which forwards it over its federation link.
+
+Why the agent asks the peer's relay itself, rather than having its home relay
+ask over the federation link: a lookup is one request either way, the agent
+already trusts nothing the relay says (the card is verified by the agent, the
+prekeys and KeyPackages checked against the card), and the home relay would
+have to be federated with every relay any peer is homed on, and hold that
+relay's answers in its own request's time. Only mail needs the federation
+link: it must be accepted while the peer's relay is down.
 """
 
 from __future__ import annotations
@@ -10,9 +26,34 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
+from sealwire.errors import DecodeError
+from sealwire.identity import VerifiedCard
+from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry, parse_mailbox_address
 
-__all__ = ["RelayPort"]
+__all__ = ["RelayDirectory", "RelayPort", "peer_directory"]
+
+
+@runtime_checkable
+class RelayDirectory(Protocol):
+    """The public directories of one relay: what an agent looks up about a peer homed there.
+
+    Nothing in them is vouched for by the relay: callers verify cards
+    (:func:`sealwire.identity.verify_card` and their trust store) and check the
+    prekeys and KeyPackages they fetch against the peer's verified card.
+    """
+
+    @property
+    def url(self) -> str:
+        """The relay's base URL."""
+
+    async def fetch_prekeys(self, agent_id: str, binding: str) -> FetchedPrekeys:
+        """The agent's bundle and at most one one-time key per pool (each handed out once)."""
+
+    async def fetch_key_package(self, agent_id: str) -> bytes:
+        """Take one of the agent's KeyPackages (each is handed out once); NotFoundError if none."""
+
+    async def fetch_cards(self, agent_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        """The published cards of ``agent_ids`` by agent id, NOT verified (callers verify)."""
 
 
 @runtime_checkable
@@ -38,7 +79,20 @@ class RelayPort(Protocol):
     def mailbox_address(self) -> str:
         """This agent's mailbox address on this relay (what its card names)."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close this port and every directory :meth:`at` handed out."""
+
+    def at(self, url: str) -> RelayDirectory:
+        """The directories of the relay at base URL ``url`` (a peer's home relay).
+
+        This port itself when ``url`` is its own relay; otherwise a client of
+        that relay, kept per URL and closed with this port. DecodeError when
+        ``url`` is not an ``http(s)://`` base URL.
+
+        Lookups need no rights, and the relay is chosen by a peer's card: an
+        implementation must not authenticate there with this agent's identity
+        (:meth:`RelayClient.at <sealwire.relay.RelayClient.at>` says why).
+        """
 
     # -- prekey directory -----------------------------------------------------------
 
@@ -112,3 +166,23 @@ class RelayPort(Protocol):
 
     def subscribe_group(self, group_id: bytes, after: int = 0) -> AsyncIterator[GroupLogEntry]:
         """The group's log entries after ``after``, then new ones as they are appended."""
+
+
+def peer_directory(relay: RelayPort, peer: VerifiedCard, binding: str) -> RelayDirectory:
+    """Where the keys and card the agent of ``peer`` publishes for ``binding`` are looked up.
+
+    Its home relay: the one the mailbox address of its ``binding`` offer names
+    (``relay.at`` that URL). ``relay`` itself when the card offers no such
+    mailbox, names none (a bare agent id) or names one of another agent: a
+    card that names no home relay is looked up where it always was.
+    """
+    offer = peer.offer(binding)
+    if offer is None:
+        return relay
+    try:
+        home, agent_id = parse_mailbox_address(offer.url)
+    except DecodeError:
+        return relay
+    if home is None or agent_id != peer.agent_id:
+        return relay
+    return relay.at(home)

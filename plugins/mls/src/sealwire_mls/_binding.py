@@ -46,7 +46,7 @@ from sealwire.binding import (
 )
 from sealwire.errors import SealwireError, StateError, TrustError
 from sealwire.identity import VerifiedCard, verify_card
-from sealwire.relay import MAX_CARDS_PER_FETCH, EpochConflictError, RelayPort, wrap
+from sealwire.relay import MAX_CARDS_PER_FETCH, EpochConflictError, RelayPort, peer_directory, wrap
 from sealwire.store import StoreTransaction
 from sealwire_mls._external_join import ADMIT_AAD, admit_external, join_external, note_admission
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
@@ -187,7 +187,10 @@ class MlsBinding(GroupBinding):
             await relay.publish_key_package(ref, fresh.key_package.to_bytes())
 
     async def _fetch_key_package(self, card: VerifiedCard) -> KeyPackage:
-        data = await self._relay().fetch_key_package(card.identity.agent_id)
+        """One of the agent's KeyPackages, from its home relay (the one the mailbox
+        address of its card's ``mls`` offer names), checked against its card."""
+        directory = peer_directory(self._relay(), card, self.info.name)
+        data = await directory.fetch_key_package(card.identity.agent_id)
         key_package = decode_exact(data, KeyPackage.decode, "KeyPackage")
         if key_package.cipher_suite != SUITE:
             raise MLSProtocolError("the agent's KeyPackage is of another cipher suite")
@@ -316,7 +319,12 @@ class MlsBinding(GroupBinding):
 
     async def fetch_cards(self, roster: Roster, agent_ids: Sequence[str] | None = None) -> None:
         """Fetch from the relay's card directory the cards of ``agent_ids`` (default:
-        every member whose card the roster lacks) and tie them to their leaves."""
+        every member whose card the roster lacks) and tie them to their leaves.
+
+        The directory asked is this agent's home relay's: a member is known here
+        by its agent id alone (the leaf's credential), which names no home relay.
+        Members homed elsewhere are found once something names their home (the
+        invitation naming the group's relay, or a leaf naming its mailbox)."""
         wanted = roster.unknown() if agent_ids is None else list(agent_ids)
         for start in range(0, len(wanted), MAX_CARDS_PER_FETCH):
             batch = wanted[start : start + MAX_CARDS_PER_FETCH]

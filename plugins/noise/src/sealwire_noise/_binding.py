@@ -19,36 +19,36 @@ Rules of this file:
 
 from __future__ import annotations
 
-import hmac
-import json
-import os
 from collections.abc import Mapping
 from importlib.metadata import version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sealwire.binding import (
     BindingInfo,
     Negotiation,
-    PeerIdentity,
     Property,
     SessionBinding,
     Shape,
 )
 from sealwire.errors import SealwireError
-from sealwire.identity import PublicIdentity, VerifiedCard, verify_card
+from sealwire.identity import PublicIdentity, VerifiedCard
 from sealwire.transport import DatagramEndpoint, FrameStream
+from sealwire_noise import _datagram
 from sealwire_noise._channel import NoiseChannel, RekeyPolicy
+from sealwire_noise._datagram import NoiseDatagramChannel
 from sealwire_noise._errors import (
     NoiseConfigurationError,
-    NoiseDecodeError,
     NoiseRemoteProtocolError,
-    NoiseTrustError,
 )
-from sealwire_noise._handshake import HandshakeState, HandshakeStatus, NoiseProtocol
+from sealwire_noise._handshake import HandshakeStatus, NoiseProtocol
 from sealwire_noise._hybrid import KEM_NAME
-
-if TYPE_CHECKING:
-    from sealwire_noise._datagram import NoiseDatagramChannel
+from sealwire_noise._session import (
+    CARD_MESSAGE,
+    Session,
+    decode_first_frame,
+    encode_first_frame,
+    prologue,
+)
 
 __all__ = [
     "BINDING_PATTERNS",
@@ -64,8 +64,6 @@ __all__ = [
 
 BINDING_PATTERNS = ("IK", "XX", "XK")
 """Mutually authenticating patterns the binding runs (NK authenticates one side only)."""
-CARD_MESSAGE = {"XX": (2, 1), "IK": (0, 1), "XK": (2, 1)}
-"""(initiator's, responder's) handshake message index that carries each side's card."""
 DEFAULT_SUITES = (
     "ChaChaPoly_SHA256",
     "AESGCM_SHA256",
@@ -73,9 +71,6 @@ DEFAULT_SUITES = (
     "AESGCM_SHA512",
     "ChaChaPoly_BLAKE2b",
 )
-MAX_NAME_LEN = 64
-"""Longest protocol name in a first frame (the longest we build is ~45 bytes)."""
-PROLOGUE_LABEL = b"sealwire-noise/"
 
 
 MAX_LISTED = 16
@@ -143,123 +138,6 @@ def check_acceptable(local: Mapping[str, Any], name: str) -> NoiseProtocol:
     return protocol
 
 
-def prologue(info: BindingInfo, negotiation: Negotiation) -> bytes:
-    """§6 prologue: label, binding name and major version, the negotiation transcript."""
-    head = PROLOGUE_LABEL + f"{info.name}:{info.major}".encode()
-    return len(head).to_bytes(2, "big") + head + negotiation.transcript()
-
-
-def encode_first_frame(name: str, message: bytes) -> bytes:
-    """``name_len (1) || protocol name (ASCII) || first Noise handshake message``."""
-    raw = name.encode("ascii")
-    return bytes([len(raw)]) + raw + message
-
-
-def decode_first_frame(frame: bytes) -> tuple[str, bytes]:
-    if not frame or frame[0] == 0 or frame[0] > MAX_NAME_LEN or len(frame) < 1 + frame[0]:
-        raise NoiseDecodeError("bad first handshake frame", field="noise.protocol_name")
-    try:
-        name = frame[1 : 1 + frame[0]].decode("ascii")
-    except UnicodeDecodeError:
-        raise NoiseDecodeError("protocol name is not ASCII", field="noise.protocol_name") from None
-    return name, frame[1 + frame[0] :]
-
-
-class Session:
-    """One side's handshake: the HandshakeState plus the card exchange around it."""
-
-    def __init__(
-        self,
-        binding: NoiseBinding,
-        protocol: NoiseProtocol,
-        negotiation: Negotiation,
-        expected: VerifiedCard | None,
-    ) -> None:
-        self.binding = binding
-        self.protocol = protocol
-        self.expected = expected
-        context = binding.context
-        initiator = expected is not None
-        needs_rs = protocol.pattern.needs_remote_static(initiator)
-        self.hs = HandshakeState(
-            protocol,
-            initiator=initiator,
-            random=os.urandom,
-            prologue=prologue(binding.info, negotiation),
-            static=context.identity.agreement_key,
-            remote_static=(
-                expected.identity.agreement_key.public_bytes_raw()
-                if expected is not None and needs_rs
-                else None
-            ),
-        )
-        base = protocol.pattern.name.removesuffix("hfs")
-        mine, theirs = CARD_MESSAGE[base]
-        self._my_card_at, self._their_card_at = (mine, theirs) if initiator else (theirs, mine)
-        self._index = 0
-        self.peer_card: VerifiedCard | None = None
-
-    def write(self) -> bytes:
-        payload = b""
-        if self._index == self._my_card_at:
-            card = self.binding.context.card.card
-            payload = json.dumps(dict(card), separators=(",", ":")).encode()
-        message = self.hs.write_message(payload)
-        self._index += 1
-        return message
-
-    def read(self, message: bytes) -> None:
-        """Read a handshake message, then accept its payload (the card check)."""
-        self.accept(self.read_message(message))
-
-    def read_message(self, message: bytes) -> bytes:
-        """The Noise read only: a failure leaves everything unchanged (retryable)."""
-        return self.hs.read_message(message)
-
-    def accept(self, payload: bytes) -> None:
-        """Check the payload of the message just read; a failure is final."""
-        index, self._index = self._index, self._index + 1
-        if index == self._their_card_at:
-            self.peer_card = self._verify_card(payload)
-        elif payload:
-            raise NoiseRemoteProtocolError("unexpected handshake payload")
-
-    def _verify_card(self, payload: bytes) -> VerifiedCard:
-        try:
-            card_json = json.loads(payload)
-        except ValueError:
-            raise NoiseDecodeError("card payload is not JSON", field="noise.card") from None
-        card = verify_card(card_json)
-        static = self.hs.remote_static
-        expected_key = card.identity.agreement_key.public_bytes_raw()
-        if static is None or not hmac.compare_digest(expected_key, static):
-            raise NoiseTrustError("the peer's Noise static key is not the key in its signed card")
-        if self.expected is not None and card.agent_id != self.expected.agent_id:
-            raise NoiseTrustError("the responder is not the agent we called")
-        trust = self.binding.context.trust
-        trust.check(card)
-        trust.check_key(card.agent_id, static)
-        return card
-
-    @property
-    def status(self) -> HandshakeStatus:
-        return self.hs.status
-
-    def peer(self) -> PeerIdentity:
-        card = self.peer_card
-        if card is None or not self.hs.is_finished:
-            raise NoiseRemoteProtocolError("the handshake ended without the peer's card")
-        return PeerIdentity(agent_id=card.agent_id, identity=card.identity, card=card)
-
-    def properties(self) -> frozenset[Property]:
-        """The binding's properties (``datagram`` names what the binding can run
-        over, as the core contract expects), plus ``post_quantum`` for the hybrid."""
-        props = set(NoiseBinding.info.properties)
-        if self.protocol.hybrid:
-            props.add(Property.POST_QUANTUM)
-        return frozenset(props)
-
-
 class NoiseBinding(SessionBinding):
     """``urn:sealwire:binding:noise:1``: Noise XX / IK (optionally ML-KEM hybrid) sessions.
 
@@ -301,13 +179,13 @@ class NoiseBinding(SessionBinding):
 
     def start_initiator(self, peer: VerifiedCard, negotiation: Negotiation) -> Session:
         name = choose_protocol(self.context.options, self._peer_params(peer))
-        return Session(self, NoiseProtocol.from_name(name), negotiation, peer)
+        return Session(self.context, self.info, NoiseProtocol.from_name(name), negotiation, peer)
 
     def start_responder(self, first_frame: bytes, negotiation: Negotiation) -> Session:
         """Check the first frame's protocol and read its handshake message."""
         name, message = decode_first_frame(first_frame)
         protocol = check_acceptable(self.context.options, name)
-        session = Session(self, protocol, negotiation, None)
+        session = Session(self.context, self.info, protocol, negotiation, None)
         session.read(message)
         return session
 
@@ -318,7 +196,7 @@ class NoiseBinding(SessionBinding):
         driver can drop a forged first packet and still fail hard on a bad card."""
         name, message = decode_first_frame(first_frame)
         protocol = check_acceptable(self.context.options, name)
-        session = Session(self, protocol, negotiation, None)
+        session = Session(self.context, self.info, protocol, negotiation, None)
         return session, session.read_message(message)
 
     async def initiate(
@@ -360,13 +238,9 @@ class NoiseBinding(SessionBinding):
     async def initiate_datagram(
         self, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
     ) -> NoiseDatagramChannel:
-        from sealwire_noise._datagram import initiate_datagram
-
-        return await initiate_datagram(self, endpoint, peer, negotiation)
+        return await _datagram.initiate_datagram(self, endpoint, peer, negotiation)
 
     async def respond_datagram(
         self, endpoint: DatagramEndpoint, negotiation: Negotiation
     ) -> NoiseDatagramChannel:
-        from sealwire_noise._datagram import respond_datagram
-
-        return await respond_datagram(self, endpoint, negotiation)
+        return await _datagram.respond_datagram(self, endpoint, negotiation)

@@ -27,15 +27,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
-from sealwire.binding import ChannelClosed, Negotiation, PeerIdentity, Property
+from sealwire.binding import BindingContext, ChannelClosed, Negotiation, PeerIdentity, Property
 from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError
 from sealwire.identity import VerifiedCard
 from sealwire.transport import DatagramEndpoint, TransportClosed
-from sealwire_noise._binding import NoiseBinding, Session, encode_first_frame
-from sealwire_noise._channel import DEFAULT_REKEY_SECONDS
+from sealwire_noise._channel import DEFAULT_REKEY_SECONDS, RekeyPolicy
 from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError, NoiseStateError
 from sealwire_noise._handshake import HandshakeStatus
+from sealwire_noise._session import Session, encode_first_frame
 from sealwire_noise._symmetric import TAG_LEN
 from sealwire_noise._transport import COUNTER_LEN, MAX_PAYLOAD_LEN, DatagramTransport
 
@@ -68,6 +69,21 @@ _HEADER = 1 + COUNTER_LEN + TAG_LEN + 1  # type, counter, tag, flags
 def _handshake_packet(index: int, message: bytes, name: str | None = None) -> bytes:
     body = encode_first_frame(name, message) if name is not None else message
     return bytes([TYPE_HANDSHAKE, index]) + body
+
+
+class DatagramHost(Protocol):
+    """What the datagram handshake needs of the Noise binding (which imports this module)."""
+
+    @property
+    def context(self) -> BindingContext: ...
+
+    def start_initiator(self, peer: VerifiedCard, negotiation: Negotiation) -> Session: ...
+
+    def start_responder_retryable(
+        self, first_frame: bytes, negotiation: Negotiation
+    ) -> tuple[Session, bytes]: ...
+
+    def rekey_policy(self) -> RekeyPolicy: ...
 
 
 class NoiseDatagramChannel:
@@ -216,7 +232,7 @@ async def _run(endpoint: DatagramEndpoint, session: Session, last: bytes | None)
 
 
 def _channel(
-    binding: NoiseBinding, endpoint: DatagramEndpoint, session: Session, final: bytes | None
+    binding: DatagramHost, endpoint: DatagramEndpoint, session: Session, final: bytes | None
 ) -> NoiseDatagramChannel:
     peer = session.peer()
     c1, c2 = session.hs.split()
@@ -235,7 +251,7 @@ def _channel(
 
 
 async def initiate_datagram(
-    binding: NoiseBinding, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
+    binding: DatagramHost, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
 ) -> NoiseDatagramChannel:
     """The initiator's handshake over datagrams (resending message 0 until answered)."""
     session = binding.start_initiator(peer, negotiation)
@@ -246,7 +262,7 @@ async def initiate_datagram(
 
 
 async def respond_datagram(
-    binding: NoiseBinding, endpoint: DatagramEndpoint, negotiation: Negotiation
+    binding: DatagramHost, endpoint: DatagramEndpoint, negotiation: Negotiation
 ) -> NoiseDatagramChannel:
     """The responder's handshake: the first valid handshake packet 0 starts it."""
     for _ in range(RETRIES):

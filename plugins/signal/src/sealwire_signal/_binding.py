@@ -5,6 +5,9 @@ and relay client. Rules of this file:
 
 * A session's new state is committed to the store (one transaction) before
   ``seal`` returns an envelope or ``open`` returns a frame.
+* A peer's prekeys are fetched at its home relay (the mailbox address its
+  card names, which may be another relay than ours) and checked against its
+  card.
 * A peer's identity comes from its signed agent card: the card passed to
   ``seal``, or the card carried in an initial message, whose X25519 key must
   be the IK the message uses and whose agent must pass the trust store.
@@ -47,6 +50,7 @@ from sealwire.errors import (
     TrustError,
 )
 from sealwire.identity import PublicIdentity, VerifiedCard, verify_card
+from sealwire.relay import RelayPort, peer_directory
 from sealwire.store import StoreTransaction
 from sealwire_signal._crypto import DHKeyPair
 from sealwire_signal._errors import DuplicateMessageError, EnvelopeDecodeError, NoSessionError
@@ -319,7 +323,10 @@ class SignalBinding(MailboxBinding):
     # -- sending -------------------------------------------------------------------------
 
     async def _fetch_bundle(self, peer: VerifiedCard) -> VerifiedBundle:
-        fetched = await self._relay().fetch_prekeys(peer.agent_id, self.info.name)
+        """The peer's bundle from its home relay (the one its card's mailbox address
+        names), checked against the card: the relay vouches for nothing."""
+        directory = peer_directory(self._relay(), peer, self.info.name)
+        fetched = await directory.fetch_prekeys(peer.agent_id, self.info.name)
         bundle = decode_bundle(fetched.bundle)
         expected = peer.identity.agreement_key.public_bytes_raw()
         if not hmac.compare_digest(expected, bundle.identity_key):
@@ -337,7 +344,7 @@ class SignalBinding(MailboxBinding):
             raise RemoteProtocolError("the peer offers no PQ prekey (PQXDH required)")
         return verified
 
-    def _relay(self) -> Any:
+    def _relay(self) -> RelayPort:
         if self.context.relay is None:
             raise ConfigurationError("the signal binding needs a relay (prekeys and mailboxes)")
         return self.context.relay
