@@ -117,9 +117,18 @@ class MailboxStream:
             self._keeper = asyncio.create_task(self._keep(), name="sealwire-relay-stream")
 
     async def wait_connected(self, timeout: float) -> bool:
-        """Whether the stream is connected within ``timeout`` seconds."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+        """Whether the stream is connected within ``timeout`` seconds (False at once
+        when the relay refused it for good or has none)."""
+        if self._keeper is None or self._keeper.done():
+            return self.connected
+        ready = asyncio.ensure_future(self._ready.wait())
+        try:
+            await asyncio.wait(
+                {ready, self._keeper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)
         return self.connected
 
     async def close(self) -> None:
