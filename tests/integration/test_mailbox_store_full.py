@@ -92,6 +92,8 @@ class _FailingStore:
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
         self.full = False
+        self.fail_transaction = 0
+        """When set to n, the n-th transaction from now fails (once)."""
 
     def get(self, namespace: str, key: str) -> bytes | None:
         return self._store.get(namespace, key)
@@ -109,6 +111,10 @@ class _FailingStore:
 
     def transaction(self) -> AbstractContextManager[StoreTransaction]:
         self._check()
+        if self.fail_transaction:
+            self.fail_transaction -= 1
+            if not self.fail_transaction:
+                raise sqlite3.OperationalError("database or disk is full")
         return self._store.transaction()
 
     def close(self) -> None:
@@ -206,3 +212,51 @@ async def test_sqlite_full_error_while_keeping_is_not_acknowledged(
         await _store_fails_then_recovers(relay_url, store, caplog, fail, recover)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("failing", "problem"),
+    [(2, "cannot route"), (3, "cannot record")],
+    ids=["checking-the-sender", "recording-the-task"],
+)
+async def test_store_error_after_keeping_hands_the_request_on_again(
+    tmp_path: Path, relay_url: str, failing: int, problem: str
+) -> None:
+    """The request is kept (its envelope opened and acknowledged) but a later
+    transaction fails: the trust store's check of the sender (the 2nd) or the one that
+    records its task (the 3rd). It stays in the inbox, the agent reports it, and it is
+    handed on again: answered once, one task."""
+    store = _FailingStore(SqliteStore.open(tmp_path / "receiver.db", StoreKey.generate()))
+    ids = {name: Identity.generate() for name in ("sender", "receiver")}
+    relays = {name: RelayClient(relay_url, identity) for name, identity in ids.items()}
+    sender = _agent(ids["sender"], MemoryStore(), relays["sender"], "sender")
+    receiver = _agent(ids["receiver"], store, relays["receiver"], "receiver")
+    receiver.on_message(_handler)
+    try:
+        await sender.start()
+        await receiver.start()
+        peer = sender.peer(receiver.card)
+        await asyncio.wait_for(sender.send_message(peer, "warm up"), TIMEOUT)
+        reports: list[str] = []
+        report = receiver.report_health
+
+        def spy(component: str, problem: str | None) -> None:
+            if problem is not None:
+                reports.append(f"{component}: {problem}")
+            report(component, problem)
+
+        receiver.report_health = spy  # type: ignore[method-assign]
+        store.fail_transaction = failing
+        task = await asyncio.wait_for(sender.send_message(peer, "again"), TIMEOUT)
+        assert isinstance(task, Task) and task.status.message is not None
+        assert task.status.message.parts[0].text == "answer to again"
+        assert reports == [f"mailbox.store: {problem}: OperationalError: database or disk is full"]
+        assert store.fail_transaction == 0
+        assert len(store.keys("a2a.tasks")) == 2  # warm up, again: no second task
+        assert store.keys("mailbox.inbox") == store.keys("mailbox.answers") == []
+        assert receiver.health() == {}
+    finally:
+        for agent in (sender, receiver):
+            await agent.stop()
+        for relay in relays.values():
+            await relay.close()

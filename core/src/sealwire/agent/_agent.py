@@ -370,9 +370,11 @@ class Agent:
     def health(self) -> dict[str, str]:
         """The components that are unhealthy now, each with its reason (empty: all well).
 
-        Components: ``mailbox.reader`` (the mailbox reader stopped and was restarted,
-        or cannot reach the relay), ``mailbox.store`` (an opened message could not
-        be kept: it is left with the relay, which delivers it again).
+        Components: ``mailbox.reader`` (the mailbox reader ended or failed and was
+        restarted; healthy again once a delivery is handled), ``mailbox.store`` (the
+        store failed to keep an opened message, which is left with the relay to
+        deliver again, or to route, record or resume a kept one, which is tried
+        again; healthy again once a message is kept or a task recorded).
         """
         return dict(self._health)
 

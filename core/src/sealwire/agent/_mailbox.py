@@ -455,7 +455,8 @@ class MailboxRouter:
             binding = self.bindings[record["binding"]]
         except _LOCAL as exc:
             log.warning("cannot read a kept mailbox message: %s", type(exc).__name__)
-            self.host.report_health(STORE_COMPONENT, f"cannot read: {type(exc).__name__}")
+            self.host.report_health(STORE_COMPONENT, f"cannot read: {_describe(exc)}")
+            self._spawn(self._hand_on_later(key))
             return
         except (SealwireError, KeyError, TypeError, ValueError) as exc:
             log.warning("dropping a damaged kept mailbox message: %s", type(exc).__name__)
@@ -479,6 +480,10 @@ class MailboxRouter:
                     raise
                 self._spawn(self._refuse(channel, key, exc.request_id, exc))
                 return
+        except _LOCAL as exc:  # checking the sender needs the store: kept, tried again
+            self.host.report_health(STORE_COMPONENT, f"cannot route: {_describe(exc)}")
+            self._spawn(self._hand_on_later(key))
+            return
         except SealwireError as exc:
             log.info("dropping a mailbox frame from %s: %s", peer.agent_id, type(exc).__name__)
             self._forget_kept(INBOX_NAMESPACE, key)
@@ -507,7 +512,7 @@ class MailboxRouter:
             self.host.store.delete(namespace, key)
         except _LOCAL as exc:  # kept: handled again after a restart (answers are idempotent)
             log.warning("cannot delete a kept mailbox record: %s", type(exc).__name__)
-            self.host.report_health(STORE_COMPONENT, f"cannot delete: {type(exc).__name__}")
+            self.host.report_health(STORE_COMPONENT, f"cannot delete: {_describe(exc)}")
 
     # -- serving requests -------------------------------------------------------------------------
 
@@ -555,14 +560,16 @@ class MailboxRouter:
         except _LOCAL as exc:
             if not (recorded and self._owes(key)):
                 # Not recorded: the request stays in the inbox and is served again.
-                self.host.report_health(STORE_COMPONENT, f"cannot record: {type(exc).__name__}")
-                self._spawn(self._serve_again(key))
+                self.host.report_health(STORE_COMPONENT, f"cannot record: {_describe(exc)}")
+                self._spawn(self._hand_on_later(key))
                 return
             log.warning("store failed serving %s: %s", request.method.value, type(exc).__name__)
             final = _internal_error(request.id)
         except Exception:
             log.exception("handler for %s failed", request.method.value)
             final = _internal_error(request.id)
+        if recorded:  # the store took the task: it works again
+            self.host.report_health(STORE_COMPONENT, None)
         await self._send(channel, _answer_id(key), final, "end" if streaming else None)
         self._forget_kept(ANSWERS_NAMESPACE if recorded else INBOX_NAMESPACE, key)
 
@@ -572,8 +579,8 @@ class MailboxRouter:
         except _LOCAL:
             return False
 
-    async def _serve_again(self, key: str) -> None:
-        """A request the store could not record: hand it on again after a backoff."""
+    async def _hand_on_later(self, key: str) -> None:
+        """A kept frame the store failed to route or record: hand it on again later."""
         await asyncio.sleep(RETRY_MAX_SECONDS)
         self._hand_on_kept(key)
 
