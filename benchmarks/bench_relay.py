@@ -3,6 +3,11 @@
 Run: ``uv run python benchmarks/bench_relay.py [--messages N] [--size BYTES]
 [--concurrency C] [--backends sqlite,nats]``.
 
+``--stream`` measures mailbox traffic one way instead (see :func:`stream_main`):
+client -> relay -> client, sent, delivered and acknowledged, over the relay
+stream and over HTTP, beside a bare ``websockets`` echo floor measured in the
+same run.
+
 For each backend, in one run: a relay served by uvicorn on loopback in this
 process; one sender enqueues N sealed messages of ``size`` bytes one after
 the other (latency per send), then C senders enqueue N more concurrently
@@ -31,9 +36,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
 
 from sealwire.identity import Identity
 from sealwire.relay import RelayClient
+from sealwire.relay.wire import delivery_from_json
 from sealwire_relay import RelayConfig, RelayLimits, running_relay
 
 FETCH_BATCH = 100
@@ -119,6 +129,216 @@ async def bench_backend(config: RelayConfig, n: int, size: int, concurrency: int
             await client.close()
 
 
+# -- one-way mailbox traffic: the stream, HTTP, and a bare WebSocket floor -------------
+
+# Sends a stream client keeps in flight (pipelined; they share frames and commits).
+STREAM_IN_FLIGHT = 1024
+# Message sizes of the one-way runs (and of the floor).
+STREAM_SIZES = (1024, 16 * 1024)
+
+ECHO_SERVER = """
+import asyncio, sys
+from websockets.asyncio.server import serve
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+async def main():
+    async with serve(echo, "127.0.0.1", int(sys.argv[1]), max_size=None, compression=None):
+        await asyncio.Future()
+
+asyncio.run(main())
+"""
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/v1/info", timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            sys.exit("the relay process ended")
+        time.sleep(0.05)
+    sys.exit("the relay did not start")
+
+
+def _wait_tcp(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    sys.exit("the echo server did not start")
+
+
+@contextmanager
+def relay_process(tmp: Path, n: int) -> Iterator[str]:
+    """``python -m sealwire_relay`` on SQLite in a process of its own; its URL."""
+    port = free_port()
+    config = tmp / "relay.toml"
+    config.write_text(
+        "[relay]\n"
+        f"port = {port}\n"
+        f'identity = "{tmp / "relay.key"}"\n'
+        'backend = "sqlite"\n'
+        f'[relay.sqlite]\npath = "{tmp / "relay.sqlite3"}"\n'
+        f"[relay.limits]\nrate_per_second = 1e9\nrate_burst = 1000000000\n"
+        f"max_mailbox_depth = {20 * n}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sealwire_relay", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def echo_floor(size: int, n: int) -> float:
+    """Messages/s of a bare ``websockets`` echo between two processes: ``n`` messages
+    of ``size`` bytes sent back to back while their echoes are read."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(port)])
+    try:
+        await asyncio.to_thread(_wait_tcp, port)
+        payload = os.urandom(size)
+        url = f"ws://127.0.0.1:{port}"
+        async with websockets.connect(url, max_size=None, compression=None) as ws:
+
+            async def read() -> None:
+                for _ in range(n):
+                    await ws.recv()
+
+            start = time.perf_counter()
+            reader = asyncio.create_task(read())
+            for _ in range(n):
+                await ws.send(payload)
+            await reader
+            return n / (time.perf_counter() - start)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+class SignalPair:
+    """Alice seals to Bob with the Signal envelope core (PQXDH then the Double
+    Ratchet, sessions kept in memory as an in-memory agent store would)."""
+
+    def __init__(self) -> None:
+        from bench_signal import _ours_agent
+
+        from sealwire_signal import (
+            Envelope,
+            accept_session,
+            open_envelope,
+            seal_frame,
+            start_session,
+        )
+
+        self._seal, self._open, self._decode = seal_frame, open_envelope, Envelope.from_bytes
+        rng = os.urandom
+        alice, bob = _ours_agent(pq=True), _ours_agent(pq=True)
+        verified = bob["bundle"].verify(bob["signing"].public_key())
+        self.a = start_session(local_id="a", peer_id="b", identity=alice["ik"], peer=verified,
+                               rng=rng)  # fmt: skip
+        self.a, env = seal_frame(self.a, b"hello", negotiation=b"n" * 80, rng=rng)
+        self.b, _ = accept_session(
+            local_id="b", envelope=Envelope.from_bytes(env.to_bytes()), identity=bob["ik"],
+            signed_prekey=bob["spk"], one_time_prekey=None, kem_prekey=bob["kem"], now=0.0,
+            rng=rng,
+        )  # fmt: skip
+
+    def seal(self, frame: bytes) -> bytes:
+        self.a, env = self._seal(self.a, frame, negotiation=b"n" * 80, rng=os.urandom)
+        return bytes(env.to_bytes())
+
+    def open(self, raw: bytes) -> bytes:
+        self.b, frame = self._open(self.b, self._decode(raw), now=0.0, rng=os.urandom)
+        return bytes(frame)
+
+
+async def one_way(
+    url: str, size: int, n: int, *, stream: bool, in_flight: int, signal: bool = False
+) -> float:
+    """Messages/s from the first send to the last acknowledgement confirmed:
+    one sender keeping ``in_flight`` sends going, one receiver acknowledging each
+    delivery as it comes (as the mailbox router does)."""
+    sender = RelayClient(url, Identity.generate())
+    receiver = RelayClient(url, Identity.generate())
+    pair = SignalPair() if signal else None
+    frame = os.urandom(size)
+    try:
+        await asyncio.gather(sender.fetch(limit=1), receiver.fetch(limit=1))  # authenticated
+        inbox: Any
+        if stream:
+            assert await sender.open_stream() and await receiver.open_stream()
+            inbox = receiver.subscribe()
+        else:  # today's agent path: the push WebSocket, an HTTP request per send and ack
+            inbox = receiver._stream("/v1/mailbox/ws", delivery_from_json, lambda d: None)
+        room = asyncio.Semaphore(in_flight)
+
+        async def send(i: int) -> None:
+            async with room:
+                payload = pair.seal(frame) if pair is not None else frame
+                await sender.send(receiver.agent_id, f"m{i}", payload)
+
+        async def receive() -> None:
+            got = 0
+            async for delivery in inbox:
+                if pair is not None:
+                    pair.open(delivery.envelope)
+                await receiver.ack([delivery])
+                got += 1
+                if got == n:
+                    return
+
+        start = time.perf_counter()
+        receiving = asyncio.create_task(receive())
+        await asyncio.gather(*(send(i) for i in range(n)))
+        await receiving
+        assert await receiver.fetch(limit=1) == []  # waits for the stream's acks
+        elapsed = time.perf_counter() - start
+        await inbox.aclose()
+        return n / elapsed
+    finally:
+        await sender.close()
+        await receiver.close()
+
+
+async def stream_main(n: int, concurrency: int, signal: bool) -> None:
+    """One-way mailbox traffic, relay on SQLite in its own process."""
+    print(f"one-way mailbox traffic, {n} messages, relay on SQLite (its own process)")
+    print(f"{'':32s} {'msg/s':>8s}  {'of floor':>8s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in STREAM_SIZES:
+            floor = await echo_floor(size, n)
+            print(f"{size // 1024:2d} KiB  floor: websockets echo     {floor:8.0f}")
+            runs = [
+                (f"HTTP, {concurrency} in flight", False, concurrency, False),
+                (f"stream, {STREAM_IN_FLIGHT} in flight", True, STREAM_IN_FLIGHT, False),
+            ]
+            if signal and size == STREAM_SIZES[0]:
+                runs.append(("stream + Signal seal/open", True, STREAM_IN_FLIGHT, True))
+            for k, (name, stream, in_flight, sealed) in enumerate(runs):
+                path = Path(tmp) / f"{size}-{k}"
+                path.mkdir()
+                with relay_process(path, n) as url:
+                    rate = await one_way(
+                        url, size, n, stream=stream, in_flight=in_flight, signal=sealed
+                    )
+                print(f"{size // 1024:2d} KiB  {name:26s} {rate:8.0f}  {rate / floor:8.2f}")
+
+
 async def bench_nats_floor(url: str, n: int, size: int, concurrency: int) -> None:
     """The floor under the NATS relay: bare nats-py JetStream publish + ack, no relay.
 
@@ -194,7 +414,12 @@ async def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--backends", default="sqlite,nats")
+    parser.add_argument("--stream", action="store_true", help="one-way traffic (see above)")
+    parser.add_argument("--signal", action="store_true", help="with --stream: Signal too")
     args = parser.parse_args()
+    if args.stream:
+        await stream_main(args.messages, args.concurrency, args.signal)
+        return
     limits = RelayLimits(
         rate_per_second=1e9, rate_burst=10**9, max_mailbox_depth=10 * args.messages
     )

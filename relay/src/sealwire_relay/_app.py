@@ -21,6 +21,7 @@ answer; errors are ``{"error": {"code", "message", ...}}`` with the status of
 ``/v1/federation/deliver``    messages from a peer relay (peer relays only)
 ``WS /v1/mailbox/ws``         push of unacknowledged deliveries
 ``WS /v1/groups/ws?group_id=&after=``  push of a group's log entries
+``WS /v1/stream``             sends, acks and deliveries, batched (see ``_stream``)
 ============================  =====================================================
 
 Plain ASGI rather than a framework: the surface is a dozen JSON calls and two
@@ -55,6 +56,7 @@ from sealwire.relay.wire import (
 from sealwire_relay._auth import Authenticator, Principal
 from sealwire_relay._limits import RateLimiter
 from sealwire_relay._service import RelayService, group_key
+from sealwire_relay._stream import STREAM_PATH, StreamEndpoint
 from sealwire_relay._supervisor import Supervisor
 
 __all__ = ["RelayApp"]
@@ -108,6 +110,7 @@ class RelayApp:
         self.login_limiter = RateLimiter(limits.login_rate_per_second, limits.login_burst)
         self._connections = 0
         self.metrics.set("sealwire_relay_websockets_open", 0)
+        self._stream = StreamEndpoint(self)
         s = service
         self._routes: dict[str, Handler] = {
             "/v1/prekeys/publish": s.publish_prekeys,
@@ -132,6 +135,8 @@ class RelayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
+        elif scope["type"] == "websocket" and scope["path"] == STREAM_PATH:
+            await self._stream(scope, receive, send)
         elif scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
         elif scope["type"] == "lifespan":

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sealwire.components import RelayBackendProvider
 from sealwire.errors import ConfigurationError
+from sealwire.relay.errors import LimitExceeded
 from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
 
 __all__ = ["BUILTIN_RELAY_BACKENDS", "RelayBackend", "open_backend"]
@@ -89,6 +90,32 @@ class RelayBackend(Protocol):
 
         Unknown and already acknowledged keys are ignored: an agent can only ever
         remove what was delivered to its own mailbox, from the sender it names.
+        """
+
+    async def fetch_after(
+        self, mailbox: str, after: tuple[str, str] | None, limit: int
+    ) -> list[Delivery]:
+        """The oldest unacknowledged messages accepted after ``after`` (its sender and id).
+
+        From the oldest when ``after`` is None or names no message of the
+        mailbox: a stream reads on from the last message it pushed instead of
+        reading again everything it pushed and is still waiting for acks on.
+        """
+
+    async def commit_mailbox_batch(
+        self,
+        acks: Sequence[tuple[str, str, str]],
+        enqueues: Sequence[tuple[str, Delivery]],
+        *,
+        max_depth: int,
+    ) -> tuple[list[bool], list[bool | LimitExceeded]]:
+        """Acknowledge ``(mailbox, sender, message_id)`` keys, then store ``(mailbox,
+        delivery)`` pairs, committed together where the backend can (one transaction).
+
+        The answers, in order: per ack, whether it removed a pending message; per
+        enqueue, True (stored), False (a duplicate, as :meth:`enqueue`) or the
+        LimitExceeded("mailbox_depth") that kept it out. Any other error fails the
+        whole batch (and then none of it was stored, on a transactional backend).
         """
 
     async def group_members(self, group_id: bytes) -> frozenset[str] | None:

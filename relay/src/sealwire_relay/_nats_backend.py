@@ -69,6 +69,11 @@ __all__ = ["NatsBackend"]
 
 # Acknowledgements (and card look-ups) are carried out this many at a time.
 ACK_PARALLEL = 32
+# fetch_after reads the pending messages from the oldest and skips those up to
+# the one named: it reads this many more than asked (a stream's window of
+# unacknowledged messages), never more than FETCH_AFTER_MAX in one go.
+FETCH_AFTER_SLACK = 256
+FETCH_AFTER_MAX = 1024
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream error code: Nats-Expected-Last-Subject-Sequence failed
 # Concurrent appends to one group retry their compare-and-set this many times
@@ -547,6 +552,46 @@ class NatsBackend:
             self._js.publish(self._tomb(mailbox, mid, sender), b""), delete(seq, cached)
         )
         return deleted
+
+    async def fetch_after(
+        self, mailbox: str, after: tuple[str, str] | None, limit: int
+    ) -> list[Delivery]:
+        # On top of fetch: the pending messages up to ``after`` are read again and
+        # skipped (the stream's window bounds how many that is).
+        found = await self.fetch(mailbox, min(limit + FETCH_AFTER_SLACK, FETCH_AFTER_MAX))
+        if after is not None:
+            keys = [(d.sender, d.message_id) for d in found]
+            if after in keys:
+                found = found[keys.index(after) + 1 :]
+        return found[:limit]
+
+    async def commit_mailbox_batch(
+        self,
+        acks: Sequence[tuple[str, str, str]],
+        enqueues: Sequence[tuple[str, Delivery]],
+        *,
+        max_depth: int,
+    ) -> tuple[list[bool], list[bool | LimitExceeded]]:
+        # JetStream has no multi-subject transaction: each message is its own
+        # atomic publish (acknowledged by the server once stored), carried out
+        # ACK_PARALLEL at a time so a batch costs a few round trips, not one each.
+        acked: list[bool] = []
+        for i in range(0, len(acks), ACK_PARALLEL):
+            chunk = acks[i : i + ACK_PARALLEL]
+            counts = await asyncio.gather(*(self.ack(m, [(s, mid)]) for m, s, mid in chunk))
+            acked.extend(count > 0 for count in counts)
+
+        async def one(mailbox: str, delivery: Delivery) -> bool | LimitExceeded:
+            try:
+                return await self.enqueue(mailbox, delivery, max_depth=max_depth)
+            except LimitExceeded as exc:
+                return exc
+
+        stored: list[bool | LimitExceeded] = []
+        for i in range(0, len(enqueues), ACK_PARALLEL):
+            chunk_e = enqueues[i : i + ACK_PARALLEL]
+            stored.extend(await asyncio.gather(*(one(m, d) for m, d in chunk_e)))
+        return acked, stored
 
     # -- groups ------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ import uvicorn
 from sealwire.components import RelayBackendProvider
 from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import Identity, is_agent_id
+from sealwire.relay.wire import STREAM_MAX_FRAME_BYTES
 from sealwire_relay._app import RelayApp
 from sealwire_relay._backend import BUILTIN_RELAY_BACKENDS, RelayBackend, open_backend
 from sealwire_relay._federation import Forwarder
@@ -57,9 +58,10 @@ __all__ = ["PeerRelay", "RelayConfig", "RunningRelay", "running_relay", "serve_r
 
 log = logging.getLogger("sealwire.relay")
 
-# Clients send the relay nothing over its WebSockets but control frames: 64 KiB
+# Clients send the relay nothing over the push WebSockets but control frames, and
+# stream frames (batches of envelopes) of at most STREAM_MAX_FRAME_BYTES: that
 # bounds what one connection may make the server buffer.
-WS_MAX_CLIENT_MESSAGE = 64 * 1024
+WS_MAX_CLIENT_MESSAGE = STREAM_MAX_FRAME_BYTES
 # The storage probe reads one (unused) mailbox this often: a backend outage shows
 # in /v1/health within a few seconds, at the cost of one cheap read each time.
 STORAGE_TASK = "storage"

@@ -345,6 +345,54 @@ class RelayService:
             return DEFAULT_FETCH
         return get_int(body, "limit", low=1, high=self.limits.max_fetch)
 
+    # -- batches (the stream) ---------------------------------------------------------
+
+    def stream_item(
+        self, who: Principal, body: Mapping[str, Any], envelope: bytes | None = None
+    ) -> tuple[str, Delivery]:
+        """The checks of :meth:`send` on one streamed send: the mailbox it goes to
+        (the recipient's, or the federation outbox of its home relay) and what is
+        stored there. ``envelope`` is given when it came as bytes (a binary frame),
+        else it is the body's base64 ``envelope``. DecodeError, LimitExceeded or
+        NotFoundError when refused."""
+        home, agent_id = parse_mailbox_address(get_str(body, "recipient", max_chars=2048))
+        message_id = get_str(body, "message_id")
+        if envelope is None:
+            envelope = self._blob(body.get("envelope"), "envelope", "envelope")
+        else:
+            self.limits.check_size(envelope, "envelope")
+        now = self.clock()
+        if home is None or home == self.public_url:
+            delivery = Delivery(
+                message_id=message_id, sender=who.agent_id, envelope=envelope, received_at=now
+            )
+            return agent_id, delivery
+        peer = self._peer_by_url.get(home)
+        if peer is None:
+            raise NotFoundError(f"no federation link to the relay at {home[:200]}")
+        item = {"recipient": agent_id, "message_id": message_id, "envelope": b64e(envelope)}
+        wrapped = Delivery(
+            message_id=f"{agent_id}/{who.agent_id}/{message_id}",
+            sender=who.agent_id,
+            envelope=json.dumps(item).encode(),
+            received_at=now,
+        )
+        return outbox_name(peer), wrapped
+
+    async def commit_mailbox_batch(
+        self, acks: list[tuple[str, str, str]], enqueues: list[tuple[str, Delivery]]
+    ) -> tuple[list[bool], list[bool | LimitExceeded]]:
+        """Commit acknowledgements and sends together (see the backend), then wake
+        whoever waits on a mailbox that changed: its pushers and forwarders."""
+        acked, stored = await self.backend.commit_mailbox_batch(
+            acks, enqueues, max_depth=self.limits.max_mailbox_depth
+        )
+        changed = {m for (m, _, _), done in zip(acks, acked, strict=True) if done}
+        changed |= {m for (m, _), fresh in zip(enqueues, stored, strict=True) if fresh is True}
+        for mailbox in changed:
+            self.notifier.notify(mailbox)
+        return acked, stored
+
     # -- federation (receiving side) -----------------------------------------------
 
     async def federation_deliver(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:

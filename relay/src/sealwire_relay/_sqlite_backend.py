@@ -302,6 +302,90 @@ class SqliteBackend:
                 )
             return removed
 
+    async def fetch_after(
+        self, mailbox: str, after: tuple[str, str] | None, limit: int
+    ) -> list[Delivery]:
+        with self._tx() as db:
+            start = None
+            if after is not None:
+                # By the unique (mailbox, sender, message_id) index; an acknowledged
+                # row keeps its id, so the position survives the ack.
+                start = db.execute(
+                    "SELECT id FROM messages WHERE mailbox=? AND sender=? AND message_id=?",
+                    (mailbox, after[0], after[1]),
+                ).fetchone()
+            rows = db.execute(
+                "SELECT message_id, sender, envelope, received_at FROM messages"
+                " WHERE mailbox=? AND acked_at IS NULL AND id>? ORDER BY id LIMIT ?",
+                (mailbox, start[0] if start else 0, limit),
+            ).fetchall()
+        return [
+            Delivery(message_id=r[0], sender=r[1], envelope=bytes(r[2]), received_at=r[3])
+            for r in rows
+        ]
+
+    async def commit_mailbox_batch(
+        self,
+        acks: Sequence[tuple[str, str, str]],
+        enqueues: Sequence[tuple[str, Delivery]],
+        *,
+        max_depth: int,
+    ) -> tuple[list[bool], list[bool | LimitExceeded]]:
+        # One transaction for the whole batch: one commit (one WAL append) where
+        # one per message would cost a commit each.
+        with self._tx() as db:
+            depths: dict[str, int] = {}
+
+            def depth(mailbox: str) -> int:
+                if mailbox not in depths:
+                    row = db.execute(
+                        "SELECT pending FROM depths WHERE mailbox=?", (mailbox,)
+                    ).fetchone()
+                    depths[mailbox] = row[0] if row else 0
+                return depths[mailbox]
+
+            acked: list[bool] = []
+            for mailbox, sender, message_id in acks:
+                cur = db.execute(
+                    "UPDATE messages SET acked_at=received_at, envelope=x''"
+                    " WHERE mailbox=? AND sender=? AND message_id=? AND acked_at IS NULL",
+                    (mailbox, sender, message_id),
+                )
+                acked.append(cur.rowcount > 0)
+                if cur.rowcount:
+                    depths[mailbox] = max(0, depth(mailbox) - cur.rowcount)
+            stored: list[bool | LimitExceeded] = []
+            for mailbox, d in enqueues:
+                seen = db.execute(
+                    "SELECT 1 FROM messages WHERE mailbox=? AND sender=? AND message_id=?",
+                    (mailbox, d.sender, d.message_id),
+                ).fetchone()
+                if seen is not None:
+                    stored.append(False)
+                    continue
+                if depth(mailbox) >= max_depth:
+                    stored.append(
+                        LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
+                    )
+                    continue
+                db.execute(
+                    "INSERT INTO messages (mailbox, sender, message_id, envelope, received_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (mailbox, d.sender, d.message_id, d.envelope, d.received_at),
+                )
+                depths[mailbox] += 1
+                stored.append(True)
+            db.executemany("INSERT OR REPLACE INTO depths VALUES (?, ?)", depths.items())
+            self._acks += len(acks)
+            if acks and self._acks >= PRUNE_EVERY_ACKS:
+                self._acks = 0
+                newest = db.execute("SELECT max(received_at) FROM messages").fetchone()[0]
+                db.execute(
+                    "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?",
+                    ((newest or 0) - DEDUPE_RETENTION_SECONDS,),
+                )
+        return acked, stored
+
     # -- groups ---------------------------------------------------------------
 
     async def group_members(self, group_id: bytes) -> frozenset[str] | None:

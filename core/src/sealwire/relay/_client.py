@@ -8,6 +8,7 @@ agent's identity key and keeps the bearer token; a call answered "unauthenticate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import ssl
@@ -19,10 +20,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import websockets
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from sealwire.errors import DecodeError, LocalProtocolError, SealwireError
 from sealwire.identity import Identity, PublicIdentity
+from sealwire.relay._stream import MailboxStream, StreamUnusable, _Unsupported
 from sealwire.relay.errors import (
     LimitExceeded,
     RelayAuthError,
@@ -33,6 +36,7 @@ from sealwire.relay.errors import (
 from sealwire.relay.port import RelayDirectory
 from sealwire.relay.wire import (
     CLIENT_NONCE_BYTES,
+    STREAM_PATH,
     Delivery,
     FetchedPrekeys,
     GroupLogEntry,
@@ -61,6 +65,15 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 _RETRY_CLOSE_CODES = frozenset({4000 + LimitExceeded.status, 4000 + RelayUnavailable.status})
 # A pushed WebSocket message larger than this is not the relay protocol.
 MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024
+# Acks queued on the stream are waited for this long before a fetch (so it does
+# not return what was just acknowledged) or a close; the rest go over HTTP.
+STREAM_FLUSH_SECONDS = 5.0
+# Sends that fall back from a dropped stream to HTTP go this many at a time:
+# thousands of pipelined sends at once would queue in httpx's connection pool,
+# whose bookkeeping is quadratic in the queue (a minute of CPU for 2,000).
+HTTP_FALLBACK_PARALLEL = 16
+# The relay takes at most 1,000 acks per HTTP request (MAX_ACK_IDS).
+HTTP_ACK_BATCH = 1_000
 # Other relays whose directories one client keeps a session with (see ``at``):
 # an agent's peers are homed on a handful of relays; one dropped beyond this
 # only costs an authentication when it is asked again.
@@ -100,6 +113,8 @@ class RelayClient:
         self._directories: OrderedDict[str, RelayClient] = OrderedDict()
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
+        self._mailbox_stream: MailboxStream | None = None
+        self._fallback = asyncio.Semaphore(HTTP_FALLBACK_PARALLEL)
 
     def __repr__(self) -> str:
         return f"RelayClient(url={self.url!r}, agent_id={self._identity.agent_id!r})"
@@ -122,7 +137,15 @@ class RelayClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP client (unless shared), and with it every directory :meth:`at` made."""
+        """Close the stream (its unconfirmed acks go over HTTP if the relay is there), then
+        the HTTP client (unless shared), and with it every directory :meth:`at` made."""
+        stream, self._mailbox_stream = self._mailbox_stream, None
+        if stream is not None:
+            left = await stream.flush(STREAM_FLUSH_SECONDS if stream.connected else 0.0)
+            await stream.close()
+            if left:
+                with contextlib.suppress(RelayError):  # then they come again: acked again
+                    await self._ack_http(left)
         self._directories.clear()
         if self._owns_http:
             await self._http.aclose()
@@ -157,6 +180,40 @@ class RelayClient:
         while len(self._directories) > MAX_DIRECTORY_RELAYS:
             self._directories.popitem(last=False)  # shares our HTTP client: nothing to close
         return client
+
+    # -- the stream -------------------------------------------------------------------
+
+    async def open_stream(self, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> bool:
+        """Carry sends and acks over one WebSocket (``/v1/stream``), batched and pipelined.
+
+        Whether it is connected within ``timeout``; it keeps reconnecting in the
+        background until :meth:`close`, and meanwhile (or if the relay has no
+        stream) every call goes over HTTP. :meth:`subscribe` opens it too.
+        """
+        return await self._stream_started().wait_connected(timeout)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether sends and acks go over the stream right now."""
+        return self._mailbox_stream is not None and self._mailbox_stream.connected
+
+    def _stream_started(self) -> MailboxStream:
+        if self._mailbox_stream is None:
+            self._mailbox_stream = MailboxStream(self._connect_stream)
+        self._mailbox_stream.start()
+        return self._mailbox_stream
+
+    async def _connect_stream(self, stale: str | None) -> tuple[ClientConnection, str]:
+        token = await self._authenticate(stale) if stale or not self._token else self._token
+        url = "ws" + self.url.removeprefix("http") + STREAM_PATH
+        ws = await websockets.connect(
+            url,
+            additional_headers={"authorization": f"Bearer {token}"},
+            max_size=MAX_WS_MESSAGE_BYTES,
+            open_timeout=DEFAULT_TIMEOUT_SECONDS,
+            compression=None,  # ciphertext does not compress
+        )
+        return ws, token
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -307,11 +364,27 @@ class RelayClient:
         Idempotent by ``message_id``: sending the same id again is accepted and
         stored once, so a send may be retried after any failure.
         """
+        stream = self._mailbox_stream
+        if stream is not None and stream.connected:
+            try:
+                await stream.send(recipient, message_id, envelope)
+                return
+            except StreamUnusable:
+                pass  # not connected, dropped before the result, or too large: HTTP
+            body = {"recipient": recipient, "message_id": message_id, "envelope": b64e(envelope)}
+            async with self._fallback:  # a whole pipeline of sends, one request at a time
+                await self._call("/v1/mailbox/send", body)
+            return
         body = {"recipient": recipient, "message_id": message_id, "envelope": b64e(envelope)}
         await self._call("/v1/mailbox/send", body)
 
     async def fetch(self, *, limit: int = 100) -> list[Delivery]:
         """The oldest unacknowledged messages of this agent's mailbox (again until acked)."""
+        stream = self._mailbox_stream
+        if stream is not None:
+            left = await stream.flush(STREAM_FLUSH_SECONDS if stream.connected else 0.0)
+            if left:
+                await self._ack_http(left)
         answer = await self._call("/v1/mailbox/fetch", {"limit": limit})
         items = answer.get("messages")
         if not isinstance(items, list):
@@ -319,14 +392,38 @@ class RelayClient:
         return [delivery_from_json(item) for item in items]
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Remove delivered messages from the mailbox; unknown ones are ignored."""
-        if deliveries:
-            acks = [{"sender": d.sender, "message_id": d.message_id} for d in deliveries]
-            await self._call("/v1/mailbox/ack", {"acks": acks})
+        """Remove delivered messages from the mailbox; unknown ones are ignored.
+
+        Over the stream the acks are queued and sent coalesced (again after a
+        reconnect until the relay confirms them): this returns at once, and
+        :meth:`fetch` waits for them first. A lost ack only means the message
+        comes again (at-least-once); the mailbox router drops the copy.
+        """
+        keys = [(d.sender, d.message_id) for d in deliveries]
+        stream = self._mailbox_stream
+        if stream is not None and stream.connected:
+            stream.ack(keys)
+        elif keys:
+            await self._ack_http(keys)
+
+    async def _ack_http(self, keys: Sequence[tuple[str, str]]) -> None:
+        acks = [{"sender": s, "message_id": m} for s, m in keys]
+        for i in range(0, len(acks), HTTP_ACK_BATCH):
+            await self._call("/v1/mailbox/ack", {"acks": acks[i : i + HTTP_ACK_BATCH]})
 
     def subscribe(self) -> AsyncGenerator[Delivery, None]:
-        """Deliveries pushed over a WebSocket; reconnects, and then redelivers the unacked."""
-        return self._stream("/v1/mailbox/ws", delivery_from_json, lambda d: None)
+        """Deliveries pushed over the stream (or the push WebSocket of a relay without
+        one); reconnects, and then redelivers the unacked."""
+        return self._subscribe()
+
+    async def _subscribe(self) -> AsyncGenerator[Delivery, None]:
+        try:
+            async for delivery in self._stream_started().deliveries():
+                yield delivery
+        except _Unsupported:
+            pass
+        async for delivery in self._stream("/v1/mailbox/ws", delivery_from_json, lambda d: None):
+            yield delivery
 
     async def federation_deliver(self, items: Sequence[Mapping[str, Any]]) -> list[object]:
         """Relay to relay: hand the home relay messages accepted for its agents.

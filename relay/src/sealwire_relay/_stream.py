@@ -1,0 +1,503 @@
+"""``WS /v1/stream``: one WebSocket per agent carrying its sends, acknowledgements and
+deliveries, in batches both ways and pipelined.
+
+Authenticated like the other WebSockets (``Authorization: Bearer``; the relay
+accepts, then closes with 4000 + the HTTP status of a refusal). Every frame is
+a JSON object (text) whose ``t`` names it:
+
+client to relay
+  ``{"t": "send", "items": [{"id", "recipient", "message_id", "envelope"}, ...]}``
+      ``id`` is the client's request id (an integer), echoed in the result;
+      the same as a binary frame (:func:`sealwire.relay.wire.stream_frame`): the
+      items without ``envelope``, the envelopes as bytes after the header;
+  ``{"t": "ack", "id", "acks": [[sender, message_id], ...]}``;
+  ``{"t": "sub"}`` / ``{"t": "unsub"}``: start / stop the push of the agent's
+      mailbox (a new ``sub`` pushes every unacknowledged message again).
+relay to client
+  ``{"t": "ready", "max_batch"}``: the first frame, once the connection is authenticated;
+  ``{"t": "result", "items": [{"id", "duplicate"} | {"id", "status", "error"}, ...]}``:
+      one answer per send, sent only once the message is committed
+      (acknowledged means durable); ``error`` is the HTTP API's error body
+      (``limit_exceeded`` carries ``retry_after``);
+  ``{"t": "acked", "id", "removed"}``, with ``unknown`` (the keys that named
+      no pending message of this mailbox: forged, replayed, another agent's)
+      and a ``not_found`` ``error`` when there are some;
+  ``{"t": "deliver", "items": [{"message_id", "sender", "received_at"}, ...]}``
+      as a binary frame, the envelopes as bytes after the header;
+  ``{"t": "error", "error"}``: a frame refused as a whole (a bad field, a
+      batch over :data:`STREAM_MAX_BATCH`); the connection keeps serving.
+
+A frame that is not a JSON object with a known ``t`` is a framing error: the
+relay closes the connection with 4400 (``bad_request``). Other connections are
+never affected.
+
+Flow control: at most :data:`STREAM_WINDOW` deliveries are pushed ahead of the
+client's acks; at most :data:`STREAM_INFLIGHT_FRAMES` frames of one connection
+wait for their commit, after which the relay stops reading it (TCP then slows
+the client down, nothing is buffered without bound); send frames take a token
+each from the agent's rate limiter (the HTTP one: a frame costs what a request
+does) and are answered ``limit_exceeded`` with ``retry_after`` beyond it; an ack
+frame beyond it waits for its token (the connection is not read meanwhile).
+
+Commits are grouped: the :class:`MailboxCommitter` takes whatever sends and
+acks are queued (from every connection), commits them in one backend batch
+(one SQLite transaction), then answers each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from sealwire.asgi import Receive, Scope, Send
+from sealwire.errors import DecodeError, SealwireError
+from sealwire.relay.errors import LimitExceeded, NotFoundError, RelayError, error_to_wire
+from sealwire.relay.wire import (
+    STREAM_FRAME_TARGET_BYTES,
+    STREAM_MAX_BATCH,
+    STREAM_MAX_FRAME_BYTES,
+    STREAM_PATH,
+    Delivery,
+    decode_body,
+    get_str,
+    read_stream_frame,
+    stream_frame,
+)
+from sealwire_relay._auth import Authenticator, Principal
+from sealwire_relay._limits import RateLimiter
+from sealwire_relay._metrics import Metrics
+from sealwire_relay._service import MAX_ACK_IDS, RelayService
+
+__all__ = ["STREAM_PATH", "MailboxCommitter", "StreamEndpoint", "StreamHost"]
+
+log = logging.getLogger("sealwire.relay")
+
+# Deliveries pushed ahead of the client's acks (as WS_WINDOW for /v1/mailbox/ws):
+# enough to keep a consumer busy for a round trip at thousands of messages per
+# second, while a client that stops acknowledging gets no more than this.
+STREAM_WINDOW = 256
+# Frames of one connection waiting for their commit; beyond it the relay stops
+# reading the connection. 8 x STREAM_MAX_BATCH messages is a few commits' worth.
+STREAM_INFLIGHT_FRAMES = 8
+# The pusher re-reads storage at least this often: a message stored by another
+# relay process sharing the backend is pushed too, and acks made elsewhere
+# (HTTP, another connection) free the window.
+STREAM_POLL_SECONDS = 2.0
+# One commit takes at most this many sends and acks together: bounds the time
+# one transaction holds the database (and the event loop, on SQLite).
+MAX_COMMIT_ITEMS = 2048
+# Request ids are JSON integers the client picks; this keeps them exact in any
+# JSON implementation (IEEE doubles).
+MAX_REQUEST_ID = 2**53 - 1
+# Room left in a deliver frame for its framing around the deliveries.
+FRAME_OVERHEAD_BYTES = 1024
+# Close code of a framing error (4000 + 400, as a refusal at connect).
+FRAMING_ERROR_CODE = 4400
+
+Answer = tuple[list[bool], list[bool | LimitExceeded]]
+
+
+class StreamHost(Protocol):
+    """What the stream needs of the relay application (``RelayApp``): its service,
+    authenticator, per-agent rate limiter, metrics, and WebSocket count (shared
+    with the other WebSockets, under one ``max_connections``)."""
+
+    service: RelayService
+    auth: Authenticator
+    limiter: RateLimiter
+    metrics: Metrics
+    _connections: int
+
+
+class _FramingError(Exception):
+    """A frame that is not the stream protocol: the connection is closed."""
+
+
+@attrs.define
+class _Job:
+    acks: list[tuple[str, str, str]]
+    enqueues: list[tuple[str, Delivery]]
+    done: asyncio.Future[Answer]
+
+
+class MailboxCommitter:
+    """Groups the sends and acks of every stream into few backend commits.
+
+    Whatever is queued when a commit starts goes into it (up to
+    :data:`MAX_COMMIT_ITEMS`); each caller is answered once its part is
+    committed. No commit is ever skipped or deferred: the first caller starts
+    a drain, which runs until the queue is empty.
+    """
+
+    def __init__(self, app: StreamHost) -> None:
+        self._app = app
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._drain: asyncio.Task[None] | None = None
+
+    async def commit(
+        self, acks: list[tuple[str, str, str]], enqueues: list[tuple[str, Delivery]]
+    ) -> Answer:
+        job = _Job(acks, enqueues, asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.create_task(self._run(), name="sealwire-relay-commit")
+        return await job.done
+
+    async def _run(self) -> None:
+        while self._queue:
+            jobs: list[_Job] = []
+            size = 0
+            while self._queue and (not jobs or size < MAX_COMMIT_ITEMS):
+                job = self._queue.popleft()
+                jobs.append(job)
+                size += len(job.acks) + len(job.enqueues)
+            acks = [a for j in jobs for a in j.acks]
+            enqueues = [e for j in jobs for e in j.enqueues]
+            try:
+                acked, stored = await self._app.service.commit_mailbox_batch(acks, enqueues)
+            except Exception as exc:
+                if not isinstance(exc, SealwireError):
+                    log.exception("relay stream commit failed")
+                for job in jobs:
+                    if not job.done.done():
+                        job.done.set_exception(exc)
+                continue
+            a = e = 0
+            for job in jobs:
+                part = (acked[a : a + len(job.acks)], stored[e : e + len(job.enqueues)])
+                a, e = a + len(job.acks), e + len(job.enqueues)
+                if not job.done.done():
+                    job.done.set_result(part)
+
+
+class StreamEndpoint:
+    """The ASGI handler of ``WS /v1/stream`` for one :class:`RelayApp`."""
+
+    def __init__(self, app: StreamHost) -> None:
+        self.app = app
+        self.committer = MailboxCommitter(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        app = self.app
+        try:
+            who = app.auth.principal(_header(scope, b"authorization"))
+            if app._connections >= app.service.limits.max_connections:
+                raise LimitExceeded("connections", "too many WebSocket connections")
+        except SealwireError as exc:
+            status, answer = error_to_wire(exc)
+            code = 4000 + status if status < 1000 else 4500
+            await send({"type": "websocket.close", "code": code, "reason": answer["error"]["code"]})
+            return
+        app._connections += 1
+        app.metrics.set("sealwire_relay_websockets_open", app._connections)
+        try:
+            await _Session(self, who, send).run(receive)
+        finally:
+            app._connections -= 1
+            app.metrics.set("sealwire_relay_websockets_open", app._connections)
+
+
+def _error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    if isinstance(exc, SealwireError):
+        status, body = error_to_wire(exc)
+        return status, body["error"]
+    return 500, {"code": "internal", "message": "internal error"}
+
+
+def _request_id(value: object, field: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_REQUEST_ID:
+        raise DecodeError(f"expected an integer in [0, {MAX_REQUEST_ID}]", field=field)
+    return value
+
+
+class _Session:
+    """One stream connection: reads frames, answers them, pushes the mailbox."""
+
+    def __init__(self, endpoint: StreamEndpoint, who: Principal, send: Send) -> None:
+        self.app = endpoint.app
+        self.committer = endpoint.committer
+        self.who = who
+        self._send = send
+        self.inflight = asyncio.Semaphore(STREAM_INFLIGHT_FRAMES)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.ack_tasks: set[asyncio.Task[None]] = set()
+        self.pusher: asyncio.Task[None] | None = None
+        # Deliveries pushed on this connection and not acknowledged, oldest first.
+        self.pushed: dict[tuple[str, str], None] = {}
+        self.last: tuple[str, str] | None = None
+        self.acked = asyncio.Event()
+
+    async def run(self, receive: Receive) -> None:
+        try:
+            await self._frame({"t": "ready", "max_batch": STREAM_MAX_BATCH})
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message["type"] != "websocket.receive":
+                    continue
+                text = message.get("text")
+                try:
+                    if text is not None:
+                        frame, blobs = self._parse(text.encode()), None
+                    else:
+                        frame, blobs = self._parse_binary(message.get("bytes") or b"")
+                except _FramingError as exc:
+                    reason = f"bad_request: {exc}"[:120]
+                    await self._send(
+                        {"type": "websocket.close", "code": FRAMING_ERROR_CODE, "reason": reason}
+                    )
+                    return
+                try:
+                    await self._handle(frame, blobs)
+                except SealwireError as exc:
+                    await self._frame({"t": "error", "error": _error(exc)[1]})
+        except OSError as exc:  # the client went away while we wrote to it
+            log.debug("relay stream closed: %r", exc)
+        finally:
+            await self._stop_pusher()
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    @staticmethod
+    def _parse(raw: bytes) -> Mapping[str, Any]:
+        if len(raw) > STREAM_MAX_FRAME_BYTES:
+            raise _FramingError(f"frame over {STREAM_MAX_FRAME_BYTES} bytes")
+        try:
+            frame = decode_body(raw)
+        except DecodeError:
+            raise _FramingError("not a JSON object") from None
+        if frame.get("t") not in ("send", "ack", "sub", "unsub"):
+            raise _FramingError("unknown frame type")
+        return frame
+
+    @staticmethod
+    def _parse_binary(raw: bytes) -> tuple[Mapping[str, Any], list[bytes]]:
+        if len(raw) > STREAM_MAX_FRAME_BYTES:
+            raise _FramingError(f"frame over {STREAM_MAX_FRAME_BYTES} bytes")
+        try:
+            frame, blobs = read_stream_frame(raw)
+        except DecodeError as exc:
+            raise _FramingError(str(exc)) from None
+        if frame.get("t") != "send":
+            raise _FramingError("only send frames are binary")
+        return frame, blobs
+
+    async def _frame(self, body: Mapping[str, Any]) -> None:
+        await self._send_text(json.dumps(body, separators=(",", ":")))
+
+    async def _send_text(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "text": text})
+
+    def _spawn(self, coro: Any, group: set[asyncio.Task[None]] | None = None) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        for g in (self.tasks, group) if group is not None else (self.tasks,):
+            g.add(task)
+            task.add_done_callback(g.discard)
+
+    async def _handle(self, frame: Mapping[str, Any], blobs: list[bytes] | None) -> None:
+        kind = frame["t"]
+        if kind == "send":
+            items = frame.get("items")
+            if not isinstance(items, list) or not items:
+                raise DecodeError("expected a non-empty list", field="items")
+            if len(items) > STREAM_MAX_BATCH:
+                raise LimitExceeded("batch", f"more than {STREAM_MAX_BATCH} items in one frame")
+            if blobs is not None and len(blobs) != len(items):
+                raise DecodeError("one envelope per item", field="sizes")
+            ids = [_request_id(i.get("id") if isinstance(i, dict) else None, "id") for i in items]
+            refused: LimitExceeded | None = None
+            if not self.who.is_peer_relay:
+                try:
+                    self.app.limiter.check(self.who.agent_id, self.app.service.clock())
+                except LimitExceeded as exc:
+                    refused = exc
+            await self.inflight.acquire()  # backpressure: no more reading until one is done
+            self._spawn(self._answer_sends(ids, items, blobs, refused))
+        elif kind == "ack":
+            ack_id = _request_id(frame.get("id"), "id")
+            acks = frame.get("acks")
+            if not isinstance(acks, list) or len(acks) > MAX_ACK_IDS:
+                raise DecodeError(f"expected a list of at most {MAX_ACK_IDS} acks", field="acks")
+            keys = []
+            for pair in acks:
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise DecodeError("expected [sender, message_id]", field="acks")
+                keys.append((get_str({"s": pair[0]}, "s"), get_str({"m": pair[1]}, "m")))
+            await self._pace()
+            await self.inflight.acquire()
+            self._spawn(self._answer_acks(ack_id, keys), self.ack_tasks)
+        elif kind == "sub":
+            if self.pusher is None:
+                # Acks read before this frame are committed first: the push starts
+                # from the mailbox as the client left it.
+                await asyncio.gather(*self.ack_tasks, return_exceptions=True)
+                self.pushed.clear()
+                self.last = None
+                self.pusher = asyncio.create_task(self._push(), name="sealwire-relay-push")
+        else:
+            await self._stop_pusher()
+
+    async def _pace(self) -> None:
+        """Take a token for an ack frame, waiting for one rather than refusing: a
+        refused ack would only make the relay deliver the message again, so an
+        agent over its rate is slowed down (this connection is not read meanwhile)."""
+        if self.who.is_peer_relay:
+            return
+        while True:
+            try:
+                self.app.limiter.check(self.who.agent_id, self.app.service.clock())
+                return
+            except LimitExceeded as exc:
+                await asyncio.sleep(exc.retry_after or STREAM_POLL_SECONDS)
+
+    async def _stop_pusher(self) -> None:
+        if self.pusher is not None:
+            self.pusher.cancel()
+            await asyncio.gather(self.pusher, return_exceptions=True)
+            self.pusher = None
+
+    async def _answer_sends(
+        self,
+        ids: list[int],
+        items: list[Any],
+        blobs: list[bytes] | None,
+        refused: LimitExceeded | None,
+    ) -> None:
+        try:
+            answers: dict[int, dict[str, Any]] = {}
+            prepared: list[tuple[int, tuple[str, Delivery]]] = []
+            for k, (rid, item) in enumerate(zip(ids, items, strict=True)):
+                try:
+                    if refused is not None:
+                        raise refused
+                    envelope = blobs[k] if blobs is not None else None
+                    prepared.append((rid, self.app.service.stream_item(self.who, item, envelope)))
+                except SealwireError as exc:
+                    status, error = _error(exc)
+                    answers[rid] = {"id": rid, "status": status, "error": error}
+            if prepared:
+                try:
+                    _, stored = await self.committer.commit([], [p for _, p in prepared])
+                except Exception as exc:
+                    status, error = _error(exc)
+                    for rid, _ in prepared:
+                        answers[rid] = {"id": rid, "status": status, "error": error}
+                else:
+                    for (rid, _), fresh in zip(prepared, stored, strict=True):
+                        if isinstance(fresh, RelayError):
+                            status, error = _error(fresh)
+                            answers[rid] = {"id": rid, "status": status, "error": error}
+                        else:
+                            answers[rid] = {"id": rid, "duplicate": not fresh}
+            await self._frame({"t": "result", "items": [answers[rid] for rid in ids]})
+        except Exception as exc:  # the connection went away: the client will retry
+            log.debug("relay stream result not sent: %r", exc)
+        finally:
+            self.inflight.release()
+
+    async def _answer_acks(self, ack_id: int, keys: list[tuple[str, str]]) -> None:
+        mailbox = self.who.agent_id
+        try:
+            acked, _ = await self.committer.commit([(mailbox, s, m) for s, m in keys], [])
+            unknown = [key for key, done in zip(keys, acked, strict=True) if not done]
+            for key in keys:
+                self.pushed.pop(key, None)  # the window moves on
+            self.acked.set()
+            removed = len(keys) - len(unknown)
+            answer: dict[str, Any] = {"t": "acked", "id": ack_id, "removed": removed}
+            if unknown:
+                exc = NotFoundError(
+                    f"{len(unknown)} acknowledgement(s) name no pending message of this mailbox"
+                )
+                answer.update(unknown=[list(k) for k in unknown], error=_error(exc)[1])
+            await self._frame(answer)
+        except Exception as exc:
+            if isinstance(exc, SealwireError):
+                failed = {"t": "acked", "id": ack_id, "removed": 0, "error": _error(exc)[1]}
+                await self._frame(failed)
+            else:
+                log.debug("relay stream ack not answered: %r", exc)
+        finally:
+            self.inflight.release()
+
+    # -- the push -------------------------------------------------------------------
+
+    async def _push(self) -> None:
+        service, mailbox = self.app.service, self.who.agent_id
+        loop = asyncio.get_running_loop()
+        while True:
+            # Registered before reading, so a message stored meanwhile wakes us.
+            notified = asyncio.ensure_future(service.notifier.wait(mailbox, STREAM_POLL_SECONDS))
+            acked = asyncio.ensure_future(self.acked.wait())
+            await asyncio.sleep(0)
+            self.acked.clear()
+            started = loop.time()
+            try:
+                room = STREAM_WINDOW - len(self.pushed)
+                if room > 0:
+                    try:
+                        batch = await service.backend.fetch_after(mailbox, self.last, room)
+                    except SealwireError as exc:  # storage unreachable: try again on the poll
+                        log.warning("relay stream cannot read mailbox: %s", exc)
+                        batch = []
+                    fresh = [d for d in batch if (d.sender, d.message_id) not in self.pushed]
+                    if batch:
+                        self.last = (batch[-1].sender, batch[-1].message_id)
+                    for data in _deliver_frames(fresh):
+                        await self._send({"type": "websocket.send", "bytes": data})
+                    for d in fresh:
+                        self.pushed[(d.sender, d.message_id)] = None
+                await asyncio.wait({notified, acked}, return_when=asyncio.FIRST_COMPLETED)
+                if loop.time() - started >= STREAM_POLL_SECONDS:
+                    await self._resync()
+            finally:
+                for waiter in (notified, acked):
+                    waiter.cancel()
+                await asyncio.gather(notified, acked, return_exceptions=True)
+
+    async def _resync(self) -> None:
+        """Forget pushed messages acknowledged elsewhere (HTTP, another connection)."""
+        pending = await self.app.service.backend.fetch(self.who.agent_id, STREAM_WINDOW)
+        keys = {(d.sender, d.message_id) for d in pending}
+        self.pushed = {k: None for k in self.pushed if k in keys}
+
+
+def _deliver_frames(deliveries: list[Delivery]) -> Iterator[bytes]:
+    """Binary ``deliver`` frames (the envelopes as bytes after a JSON header) of at
+    most STREAM_MAX_BATCH deliveries and about STREAM_FRAME_TARGET_BYTES (a single
+    larger delivery goes alone)."""
+    parts: list[str] = []
+    blobs: list[bytes] = []
+    size = 0
+    for d in deliveries:
+        text = json.dumps(
+            {"message_id": d.message_id, "sender": d.sender, "received_at": d.received_at},
+            separators=(",", ":"),
+        )
+        more = len(text) + len(d.envelope)
+        if parts and (size + more > STREAM_FRAME_TARGET_BYTES or len(parts) >= STREAM_MAX_BATCH):
+            yield stream_frame('{"t":"deliver","items":[' + ",".join(parts) + "]", blobs)
+            parts, blobs, size = [], [], 0
+        parts.append(text)
+        blobs.append(d.envelope)
+        size += more + 1
+    if parts:
+        yield stream_frame('{"t":"deliver","items":[' + ",".join(parts) + "]", blobs)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None

@@ -1,0 +1,417 @@
+"""The relay stream (``WS /v1/stream``): batched, pipelined sends, acks and deliveries,
+on both backends (see conftest.py); hostile frames; SIGKILL of a relay process mid-batch;
+the fall back to HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from ports import free_port
+from waiting import until
+
+from sealwire.asgi import Receive, Scope, Send
+from sealwire.identity import Identity
+from sealwire.relay import Delivery, LimitExceeded, RelayClient, RelayUnavailable
+from sealwire.relay.wire import STREAM_MAX_BATCH, STREAM_PATH, b64e, stream_frame
+from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
+from sealwire_relay._app import RelayApp
+from sealwire_relay._service import RelayService
+from sealwire_relay._sqlite_backend import SqliteBackend
+from sealwire_relay._stream import STREAM_INFLIGHT_FRAMES
+
+NewClient = Callable[..., RelayClient]
+TIMEOUT = 20
+
+
+def _toml(config: RelayConfig, path: Path) -> Path:
+    lines = [
+        "[relay]",
+        f'host = "{config.host}"',
+        f"port = {config.port}",
+        f'identity = "{config.identity_path}"',
+        f'backend = "{config.backend}"',
+        f"[relay.{config.backend}]",
+    ]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in config.backend_options.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _start(config_file: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
+    """``python -m sealwire_relay --config FILE``, once it answers."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sealwire_relay", "--config", str(config_file)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/v1/info", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"relay did not start: {log.read_text()}")
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+async def _take(stream: AsyncIterator[Delivery], n: int) -> list[Delivery]:
+    return [await asyncio.wait_for(anext(stream), TIMEOUT) for _ in range(n)]
+
+
+async def _raw(client: RelayClient) -> Any:
+    """A bare WebSocket on the stream, authenticated as ``client``'s agent."""
+    token = await client._authenticate(None)
+    ws = await websockets.connect(
+        client.url.replace("http", "ws") + STREAM_PATH,
+        additional_headers={"authorization": f"Bearer {token}"},
+    )
+    assert json.loads(await ws.recv())["t"] == "ready"
+    return ws
+
+
+async def _frame(ws: Any, kind: str) -> dict[str, Any]:
+    """The next frame of type ``kind`` (deliveries and others skipped)."""
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        if frame["t"] == kind:
+            return frame  # type: ignore[no-any-return]
+
+
+def _item(rid: int, to: str, mid: str, data: bytes) -> dict[str, Any]:
+    return {"id": rid, "recipient": to, "message_id": mid, "envelope": b64e(data)}
+
+
+async def test_pipelined_sends_deliveries_and_acks(clients: NewClient) -> None:
+    alice, bob = clients(), clients()
+    assert await alice.open_stream() and await bob.open_stream()
+    n = 600  # more than the window and than a batch: several frames, commits and windows
+    await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"%d" % i) for i in range(n)))
+    await bob.send(alice.agent_id, "m0", b"0")  # a retry: stored once
+    inbox = alice.subscribe()
+    window = await _take(inbox, 256)  # the relay pushes a window ahead of the acks ...
+    late = asyncio.ensure_future(anext(inbox))
+    await asyncio.sleep(0.2)  # (only to show that nothing more comes)
+    assert not late.done()
+    await alice.ack(window)  # ... and moves on with them
+    got = [*window, await asyncio.wait_for(late, TIMEOUT)]
+    for _ in range(n - len(got)):
+        got.append(await asyncio.wait_for(anext(inbox), TIMEOUT))
+        await alice.ack(got[-1:])
+    assert sorted(d.message_id for d in got) == sorted(f"m{i}" for i in range(n))
+    assert all(d.envelope == d.message_id[1:].encode() for d in got)
+    assert alice.streaming and bob.streaming
+    await alice.ack(got)
+    await inbox.aclose()
+    assert await alice.fetch() == []  # fetch waits for the stream's acks first
+
+
+async def test_a_dropped_stream_redelivers_only_the_unacknowledged(
+    make_config: Callable[..., RelayConfig],
+) -> None:
+    config = make_config("drop")
+    async with running_relay(config) as relay:
+        alice = RelayClient(relay.url, Identity.generate())
+        bob = RelayClient(relay.url, Identity.generate())
+        await bob.open_stream()
+        for i in range(10):
+            await bob.send(alice.agent_id, f"m{i}", b"x")
+        inbox = alice.subscribe()
+        got = await _take(inbox, 10)
+        await alice.ack(got[:4])
+        await until(lambda: not alice._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
+    async with running_relay(config):  # the stream reconnects and subscribes again
+        again = await _take(inbox, 6)
+        assert [d.message_id for d in again] == [f"m{i}" for i in range(4, 10)]
+        await alice.ack(again)
+        await inbox.aclose()
+        assert await alice.fetch() == []
+        await alice.close()
+        await bob.close()
+
+
+async def test_hostile_frames_get_typed_errors_and_the_connection_keeps_serving(
+    clients: NewClient,
+) -> None:
+    alice, bob, carol = clients(), clients(), clients()
+    ws = await _raw(bob)
+    try:
+        # A malformed item is refused on its own; its neighbours are stored.
+        await ws.send(json.dumps({"t": "send", "items": [
+            _item(1, alice.agent_id, "good", b"g"),
+            {"id": 2, "recipient": alice.agent_id, "message_id": "bad", "envelope": 123},
+            _item(3, "not an agent", "x", b"x"),
+        ]}))  # fmt: skip
+        result = await _frame(ws, "result")
+        assert [i["id"] for i in result["items"]] == [1, 2, 3]
+        assert result["items"][0] == {"id": 1, "duplicate": False}
+        assert result["items"][1]["error"]["code"] == "bad_request"
+        assert result["items"][2]["error"]["field"] == "recipient"
+        # An oversized batch is refused as a whole.
+        many = [_item(i, alice.agent_id, f"n{i}", b"n") for i in range(STREAM_MAX_BATCH + 1)]
+        await ws.send(json.dumps({"t": "send", "items": many}))
+        error = await _frame(ws, "error")
+        assert error["error"]["code"] == "limit_exceeded" and error["error"]["limit"] == "batch"
+        # A bad field of a frame: a typed error, not a closed connection.
+        await ws.send(json.dumps({"t": "ack", "id": -1, "acks": []}))
+        assert (await _frame(ws, "error"))["error"]["field"] == "id"
+        # Carol's message in Alice's mailbox, then forged, foreign and replayed acks.
+        await carol.send(alice.agent_id, "c1", b"from carol")
+        await carol.send(bob.agent_id, "c2", b"to bob")
+        (to_bob,) = await bob.fetch()
+        await ws.send(json.dumps({"t": "ack", "id": 7, "acks": [
+            [carol.agent_id, "c1"],  # another agent's message: not in Bob's mailbox
+            [carol.agent_id, "never-sent"],  # forged
+            [carol.agent_id, "c2"],  # Bob's own: removed
+        ]}))  # fmt: skip
+        acked = await _frame(ws, "acked")
+        assert acked["id"] == 7 and acked["removed"] == 1
+        assert acked["unknown"] == [[carol.agent_id, "c1"], [carol.agent_id, "never-sent"]]
+        assert acked["error"]["code"] == "not_found"
+        await ws.send(json.dumps({"t": "ack", "id": 8, "acks": [[to_bob.sender, "c2"]]}))
+        replayed = await _frame(ws, "acked")  # already acknowledged
+        assert replayed["removed"] == 0 and replayed["error"]["code"] == "not_found"
+        assert sorted(d.message_id for d in await alice.fetch()) == ["c1", "good"]
+        # Still serving after all that.
+        await ws.send(json.dumps({"t": "send", "items": [_item(9, alice.agent_id, "ok", b"o")]}))
+        assert (await _frame(ws, "result"))["items"] == [{"id": 9, "duplicate": False}]
+        # A framing error closes this connection, and only this one.
+        other = await _raw(carol)
+        await ws.send("this is not JSON")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await _frame(ws, "never")
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+        await other.send(json.dumps({"t": "send", "items": [_item(1, alice.agent_id, "z", b"")]}))
+        assert (await _frame(other, "result"))["items"] == [{"id": 1, "duplicate": False}]
+        await other.close()
+    finally:
+        await ws.close()
+
+
+async def test_malformed_binary_frames_close_only_their_connection(clients: NewClient) -> None:
+    alice, bob = clients(), clients()
+    item = json.dumps({"id": 1, "recipient": alice.agent_id, "message_id": "b"})
+    items = '{"t":"send","items":[' + item + "]"
+    ws = await _raw(bob)
+    try:
+        await ws.send(stream_frame(items, [b"raw envelope bytes"]))  # well formed
+        assert (await _frame(ws, "result"))["items"] == [{"id": 1, "duplicate": False}]
+        await ws.send(stream_frame(items, [b"one", b"two"]))  # two envelopes for one item
+        assert (await _frame(ws, "error"))["error"]["field"] == "sizes"
+        for bad in (b"\x00\x00", b"\xff\xff\xff\xff{}", stream_frame(items, [b"x"])[:-1]):
+            other = await _raw(bob)
+            await other.send(bad)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await _frame(other, "never")
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+        await ws.send(stream_frame(items.replace('"b"}', '"c"}'), [b"still serving"]))
+        assert (await _frame(ws, "result"))["items"] == [{"id": 1, "duplicate": False}]
+    finally:
+        await ws.close()
+    assert [d.envelope for d in await alice.fetch()] == [b"raw envelope bytes", b"still serving"]
+
+
+async def test_refusals_at_connect(relay: RunningRelay) -> None:
+    url = relay.url.replace("http", "ws") + STREAM_PATH
+    async with websockets.connect(url) as ws:  # no token
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4401
+
+
+async def test_rate_limit_answers_retry_after(make_config: Callable[..., RelayConfig]) -> None:
+    limits = RelayLimits(rate_per_second=0.001, rate_burst=2)
+    async with (
+        running_relay(make_config("rate", limits=limits)) as relay,
+        RelayClient(relay.url, Identity.generate()) as bob,
+    ):
+        ws = await _raw(bob)
+        try:
+            for rid in (1, 2, 3):  # each frame takes a token, as an HTTP request
+                frame = {"t": "send", "items": [_item(rid, bob.agent_id, f"m{rid}", b"")]}
+                await ws.send(json.dumps(frame))
+            answers = [(await _frame(ws, "result"))["items"][0] for _ in range(3)]
+            answers.sort(key=lambda a: int(a["id"]))  # results come as commits end
+            assert [a["id"] for a in answers] == [1, 2, 3]
+            assert "error" not in answers[0] and "error" not in answers[1]
+            assert answers[2]["error"]["limit"] == "rate"
+            assert answers[2]["error"]["retry_after"] > 0
+        finally:
+            await ws.close()
+        assert await bob.open_stream()
+        with pytest.raises(LimitExceeded) as refused:
+            await bob.send(bob.agent_id, "m3", b"")
+        assert refused.value.limit == "rate" and refused.value.retry_after
+
+
+async def test_sigkill_mid_batch_loses_nothing_acknowledged(
+    make_config: Callable[..., RelayConfig], tmp_path: Path
+) -> None:
+    config = make_config("killed")
+    config_file = _toml(config, tmp_path / "relay.toml")
+    log = tmp_path / "relay.log"
+    proc = await asyncio.to_thread(_start, config_file, config.url, log)
+    alice, bob = Identity.generate(), Identity.generate()
+    n = 2000
+    confirmed: list[str] = []
+    try:
+        async with RelayClient(config.url, alice) as a, RelayClient(config.url, bob) as b:
+            assert await b.open_stream()
+
+            async def send(i: int) -> None:
+                try:
+                    await b.send(alice.agent_id, f"m{i}", os.urandom(512))
+                except RelayUnavailable:
+                    return
+                confirmed.append(f"m{i}")
+
+            sending = asyncio.gather(*(send(i) for i in range(n)))
+            await until(lambda: len(confirmed) >= 100, "the first results")
+            _kill(proc)  # with sends queued, in frames, and being committed
+            await sending
+            proc = await asyncio.to_thread(_start, config_file, config.url, log)
+            stored: list[str] = []
+            while batch := await a.fetch(limit=500):
+                stored += [d.message_id for d in batch]
+                await a.ack(batch)
+            assert set(confirmed) <= set(stored)  # acknowledged means durable
+            assert len(stored) == len(set(stored))  # and nothing twice
+    finally:
+        _kill(proc)
+
+
+class _NoWebSockets:
+    """An HTTP-only front of a relay (as a proxy that does not pass WebSockets)."""
+
+    def __init__(self, app: RelayApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+            return
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+async def http_only_relay(tmp_path: Path) -> AsyncIterator[str]:
+    backend = SqliteBackend(tmp_path / "http-only.sqlite3")
+    await backend.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    service = RelayService(
+        backend=backend, public_url=url, limits=RelayLimits(), peers={}, clock=time.time
+    )
+    app = RelayApp(service, Identity.generate(), random=os.urandom)
+    server = uvicorn.Server(
+        uvicorn.Config(_NoWebSockets(app), host="127.0.0.1", port=port, lifespan="off",
+                       log_level="warning", ws="websockets-sansio", timeout_graceful_shutdown=1)
+    )  # fmt: skip
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started, "the HTTP-only relay")
+    yield url
+    server.should_exit = True
+    await task
+    await backend.close()
+
+
+async def test_falls_back_to_http_when_the_stream_cannot_be_opened(
+    http_only_relay: str,
+) -> None:
+    async with (
+        RelayClient(http_only_relay, Identity.generate()) as alice,
+        RelayClient(http_only_relay, Identity.generate()) as bob,
+    ):
+        # Refused at the upgrade (HTTP 403): no stream, at once rather than after a timeout.
+        assert not await asyncio.wait_for(bob.open_stream(timeout=3600), TIMEOUT)
+        await bob.send(alice.agent_id, "m1", b"over HTTP")
+        assert not bob.streaming
+        (got,) = await alice.fetch()
+        assert got.envelope == b"over HTTP"
+        await alice.ack([got])
+        assert await alice.fetch() == []
+
+
+class _GatedBackend(SqliteBackend):
+    """SQLite whose first mailbox commit waits for ``gate``; records each commit's size."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+        self.commits: list[int] = []
+
+    async def commit_mailbox_batch(self, acks: Any, enqueues: Any, *, max_depth: int) -> Any:
+        self.commits.append(len(acks) + len(enqueues))
+        if len(self.commits) == 1:
+            await self.gate.wait()
+        return await super().commit_mailbox_batch(acks, enqueues, max_depth=max_depth)
+
+
+async def test_commits_are_grouped_and_a_fast_sender_is_not_read(tmp_path: Path) -> None:
+    backend = _GatedBackend(tmp_path / "gated.sqlite3")
+    await backend.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    service = RelayService(
+        backend=backend, public_url=url, limits=RelayLimits(), peers={}, clock=time.time
+    )
+    app = RelayApp(service, Identity.generate(), random=os.urandom)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+                       ws="websockets-sansio", timeout_graceful_shutdown=1)
+    )  # fmt: skip
+    serving = asyncio.create_task(server.serve())
+    await until(lambda: server.started, "the relay")
+    frames = 3 * STREAM_INFLIGHT_FRAMES
+    try:
+        async with RelayClient(url, Identity.generate()) as bob:
+            ws = await _raw(bob)
+            try:
+                for rid in range(frames):  # one item each, as fast as the socket takes them
+                    item = _item(rid, bob.agent_id, f"m{rid}", b"e")
+                    await ws.send(json.dumps({"t": "send", "items": [item]}))
+                committer = app._stream.committer
+
+                def read() -> int:  # frames the relay took in: committing or queued
+                    queued = sum(len(job.enqueues) for job in committer._queue)
+                    return sum(backend.commits) + queued
+
+                # The first commit is held: the relay reads frames until the connection's
+                # in-flight budget is spent, then no more (the rest wait in the socket).
+                await until(lambda: read() == STREAM_INFLIGHT_FRAMES, "a full budget")
+                assert len(backend.commits) == 1
+                backend.gate.set()
+                answers = [(await _frame(ws, "result"))["items"][0] for _ in range(frames)]
+                assert sorted(a["id"] for a in answers) == list(range(frames))
+                assert all(a == {"id": a["id"], "duplicate": False} for a in answers)
+                # Grouped: frames read together went into one commit.
+                assert sum(backend.commits) == frames and len(backend.commits) < frames
+            finally:
+                await ws.close()
+    finally:
+        server.should_exit = True
+        await serving
+        await backend.close()
