@@ -55,7 +55,7 @@ from sealwire.relay.wire import (
 )
 from sealwire_relay._auth import Authenticator, Principal
 from sealwire_relay._limits import RateLimiter
-from sealwire_relay._service import RelayService, group_key
+from sealwire_relay._service import RelayService, group_key, wait_any
 from sealwire_relay._stream import STREAM_PATH, StreamEndpoint
 from sealwire_relay._supervisor import Supervisor
 
@@ -278,14 +278,17 @@ class RelayApp:
     async def _push_mailbox(self, who: Principal, send: Send) -> None:
         service, mailbox = self.service, who.agent_id
         sent: set[tuple[str, str]] = set()
-        while True:
-            batch = await service.backend.fetch(mailbox, WS_WINDOW)
-            sent &= {(d.sender, d.message_id) for d in batch}  # forget the acknowledged
-            for d in batch:
-                if (d.sender, d.message_id) not in sent:
-                    sent.add((d.sender, d.message_id))
-                    await send({"type": "websocket.send", "text": json.dumps(delivery_to_json(d))})
-            await service.notifier.wait(mailbox, WS_POLL_SECONDS)
+        with service.notifier.watching(mailbox) as changed:
+            while True:
+                changed.clear()
+                batch = await service.backend.fetch(mailbox, WS_WINDOW)
+                sent &= {(d.sender, d.message_id) for d in batch}  # forget the acknowledged
+                for d in batch:
+                    if (d.sender, d.message_id) not in sent:
+                        sent.add((d.sender, d.message_id))
+                        text = json.dumps(delivery_to_json(d))
+                        await send({"type": "websocket.send", "text": text})
+                await wait_any([changed], WS_POLL_SECONDS)
 
     async def _group_pusher(self, who: Principal, scope: Scope, send: Send) -> Awaitable[None]:
         query = parse_qs(scope.get("query_string", b"").decode("ascii", "replace"))
@@ -302,14 +305,16 @@ class RelayApp:
         too, which catches a change made by another relay process.
         """
         service = self.service
-        while True:
-            await service.require_member(who, group_id)
-            entries = await service.backend.fetch_group_log(group_id, after, WS_WINDOW)
-            for e in entries:
-                await send({"type": "websocket.send", "text": json.dumps(entry_to_json(e))})
-                after = e.seq
-            if len(entries) < WS_WINDOW:
-                await service.notifier.wait(group_key(group_id), WS_POLL_SECONDS)
+        with service.notifier.watching(group_key(group_id)) as changed:
+            while True:
+                changed.clear()
+                await service.require_member(who, group_id)
+                entries = await service.backend.fetch_group_log(group_id, after, WS_WINDOW)
+                for e in entries:
+                    await send({"type": "websocket.send", "text": json.dumps(entry_to_json(e))})
+                    after = e.seq
+                if len(entries) < WS_WINDOW:
+                    await wait_any([changed], WS_POLL_SECONDS)
 
 
 _OPEN_ROUTES = frozenset({"/v1/info", "/v1/health", "/v1/auth/challenge", "/v1/auth/session"})

@@ -28,6 +28,7 @@ from sealwire_relay._service import (
     RelayService,
     dead_letter_name,
     outbox_name,
+    wait_any,
 )
 
 __all__ = ["Forwarder"]
@@ -65,32 +66,37 @@ class Forwarder:
         self.client = RelayClient(peer_url, identity, relay_id=peer_id)
 
     async def run(self) -> None:
-        delay = RETRY_FIRST_SECONDS
         try:
-            while True:
-                try:
-                    batch = await self.service.backend.fetch(self.outbox, MAX_FORWARD_BATCH)
-                except SealwireError as exc:  # storage unreachable for now (a NATS outage)
-                    log.warning("outbox of %s unreadable (%s); retrying", self.peer_id, exc)
-                    self._report(f"outbox unreadable: {type(exc).__name__}")
-                    batch, complete = [], False
-                else:
-                    self._report(None)
-                    if not batch:
-                        await self.service.notifier.wait(self.outbox, IDLE_POLL_SECONDS)
-                        continue
-                    try:
-                        complete = await self._forward(batch)
-                    except SealwireError as exc:
-                        log.info("forwarding to %s failed (%s); retrying", self.peer_id, exc)
-                        complete = False
-                if complete:
-                    delay = RETRY_FIRST_SECONDS
-                else:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX_SECONDS)
+            with self.service.notifier.watching(self.outbox) as changed:
+                await self._forward_until_cancelled(changed)
         finally:
             await self.client.close()
+
+    async def _forward_until_cancelled(self, changed: asyncio.Event) -> None:
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            changed.clear()
+            try:
+                batch = await self.service.backend.fetch(self.outbox, MAX_FORWARD_BATCH)
+            except SealwireError as exc:  # storage unreachable for now (a NATS outage)
+                log.warning("outbox of %s unreadable (%s); retrying", self.peer_id, exc)
+                self._report(f"outbox unreadable: {type(exc).__name__}")
+                batch, complete = [], False
+            else:
+                self._report(None)
+                if not batch:
+                    await wait_any([changed], IDLE_POLL_SECONDS)
+                    continue
+                try:
+                    complete = await self._forward(batch)
+                except SealwireError as exc:
+                    log.info("forwarding to %s failed (%s); retrying", self.peer_id, exc)
+                    complete = False
+            if complete:
+                delay = RETRY_FIRST_SECONDS
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     async def _forward(self, batch: list[Delivery]) -> bool:
         """Deliver one batch; True when every entry left the outbox."""

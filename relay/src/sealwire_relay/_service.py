@@ -17,9 +17,10 @@ decoded JSON body and returns the JSON answer. Authorization rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from sealwire.errors import DecodeError, SealwireError
@@ -76,30 +77,43 @@ def dead_letter_name(peer_relay_id: str) -> str:
 
 
 class Notifier:
-    """Wakes coroutines waiting on a key (a mailbox or a group) when it changes."""
+    """Wakes coroutines watching a key (a mailbox, a group, an outbox) when it changes.
+
+    A reader watches for the whole of its loop: it clears its event, reads,
+    then waits on the event; a change stored while it was reading has set the
+    event already, so no wake-up is lost between the read and the wait.
+    """
 
     def __init__(self) -> None:
-        self._events: dict[str, tuple[asyncio.Event, int]] = {}
+        self._watchers: dict[str, set[asyncio.Event]] = {}
 
     def notify(self, key: str) -> None:
-        entry = self._events.pop(key, None)
-        if entry is not None:
-            entry[0].set()
+        for event in self._watchers.get(key, ()):
+            event.set()
 
-    async def wait(self, key: str, timeout: float) -> None:
-        event, waiters = self._events.get(key, (asyncio.Event(), 0))
-        self._events[key] = (event, waiters + 1)
+    @contextlib.contextmanager
+    def watching(self, key: str) -> Iterator[asyncio.Event]:
+        """An event set by every :meth:`notify` of ``key`` while the block runs."""
+        event = asyncio.Event()
+        watchers = self._watchers.setdefault(key, set())
+        watchers.add(event)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+            yield event
         finally:
-            current = self._events.get(key)
-            if current is not None and current[0] is event:
-                if current[1] <= 1:
-                    del self._events[key]
-                else:
-                    self._events[key] = (event, current[1] - 1)
+            watchers.discard(event)
+            if not watchers:
+                self._watchers.pop(key, None)
+
+
+async def wait_any(events: Iterable[asyncio.Event], timeout: float) -> None:
+    """Until one of ``events`` is set, or ``timeout`` seconds (a poll) have passed."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 class RelayService:

@@ -72,7 +72,7 @@ from sealwire.relay.wire import (
 from sealwire_relay._auth import Authenticator, Principal
 from sealwire_relay._limits import RateLimiter
 from sealwire_relay._metrics import Metrics
-from sealwire_relay._service import MAX_ACK_IDS, RelayService
+from sealwire_relay._service import MAX_ACK_IDS, RelayService, wait_any
 
 __all__ = ["STREAM_PATH", "MailboxCommitter", "StreamEndpoint", "StreamHost"]
 
@@ -436,14 +436,11 @@ class _Session:
     async def _push(self) -> None:
         service, mailbox = self.app.service, self.who.agent_id
         loop = asyncio.get_running_loop()
-        while True:
-            # Registered before reading, so a message stored meanwhile wakes us.
-            notified = asyncio.ensure_future(service.notifier.wait(mailbox, STREAM_POLL_SECONDS))
-            acked = asyncio.ensure_future(self.acked.wait())
-            await asyncio.sleep(0)
-            self.acked.clear()
-            started = loop.time()
-            try:
+        with service.notifier.watching(mailbox) as changed:
+            while True:
+                changed.clear()
+                self.acked.clear()
+                started = loop.time()
                 room = STREAM_WINDOW - len(self.pushed)
                 if room > 0:
                     try:
@@ -458,13 +455,9 @@ class _Session:
                         await self._send({"type": "websocket.send", "bytes": data})
                     for d in fresh:
                         self.pushed[(d.sender, d.message_id)] = None
-                await asyncio.wait({notified, acked}, return_when=asyncio.FIRST_COMPLETED)
+                await wait_any([changed, self.acked], STREAM_POLL_SECONDS)
                 if loop.time() - started >= STREAM_POLL_SECONDS:
                     await self._resync()
-            finally:
-                for waiter in (notified, acked):
-                    waiter.cancel()
-                await asyncio.gather(notified, acked, return_exceptions=True)
 
     async def _resync(self) -> None:
         """Forget pushed messages acknowledged elsewhere (HTTP, another connection)."""
