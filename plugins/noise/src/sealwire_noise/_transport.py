@@ -14,7 +14,10 @@ A failed decryption never changes state (nonces, window, keys).
 
 from __future__ import annotations
 
+from cryptography.exceptions import InvalidTag
+
 from sealwire_noise._errors import (
+    NoiseAuthenticationError,
     NoiseConfigurationError,
     NoiseDecodeError,
     NoiseNonceExhausted,
@@ -89,24 +92,51 @@ class TransportState:
         return None if self._recv is None else self._recv.n
 
     def encrypt(self, payload: bytes, ad: bytes = b"") -> bytes:
-        """One transport message (§5.1 EncryptWithAd) of at most 65535 bytes."""
-        if self._send is None:
+        """One transport message (§5.1 EncryptWithAd) of at most 65535 bytes.
+
+        The per-message path of a session: it works on the CipherState's AEAD
+        object and nonce directly, with the same checks as
+        :meth:`CipherState.encrypt_with_ad`.
+        """
+        cs = self._send
+        if cs is None:
             raise NoiseStateError("this side of a one-way pattern cannot send")
         if len(payload) > MAX_PAYLOAD_LEN:
             raise NoiseStateError(f"payload exceeds {MAX_PAYLOAD_LEN} bytes")
-        out = self._send.encrypt_with_ad(ad, payload)
-        if self.rekey_after and self._send.n % self.rekey_after == 0:
-            self._send.rekey()
+        aead, n = cs._aead, cs.n
+        if aead is None or n >= MAX_NONCE:
+            return self._encrypt_slow(cs, payload, ad)
+        out = aead.encrypt(cs._nonce(n), payload, ad or None)
+        cs.n = n = n + 1
+        if self.rekey_after and n % self.rekey_after == 0:
+            cs.rekey()
+        return out
+
+    def _encrypt_slow(self, cs: CipherState, payload: bytes, ad: bytes) -> bytes:
+        out = cs.encrypt_with_ad(ad, payload)  # no key: plaintext; last nonce: raises
+        if self.rekey_after and cs.n % self.rekey_after == 0:
+            cs.rekey()
         return out
 
     def decrypt(self, message: bytes, ad: bytes = b"") -> bytes:
         """The payload; a bad message raises and leaves the nonce unchanged."""
-        if self._recv is None:
+        cs = self._recv
+        if cs is None:
             raise NoiseStateError("this side of a one-way pattern cannot receive")
-        _check_len(message)
-        out = self._recv.decrypt_with_ad(ad, message)
-        if self.rekey_after and self._recv.n % self.rekey_after == 0:
-            self._recv.rekey()
+        size = len(message)
+        if size > MAX_MESSAGE_LEN:
+            raise NoiseDecodeError("message exceeds 65535 bytes", field="noise.message")
+        aead, n = cs._aead, cs.n
+        if aead is None or n >= MAX_NONCE or size < TAG_LEN:
+            out = cs.decrypt_with_ad(ad, message)  # the typed errors, or no key: plaintext
+        else:
+            try:
+                out = aead.decrypt(cs._nonce(n), message, ad or None)
+            except InvalidTag:
+                raise NoiseAuthenticationError() from None
+            cs.n = n + 1
+        if self.rekey_after and cs.n % self.rekey_after == 0:
+            cs.rekey()
         return out
 
     def rekey_send(self) -> None:
