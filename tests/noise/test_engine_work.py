@@ -17,10 +17,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 from sealwire_noise import (
+    MAX_NONCE,
+    CipherState,
     HandshakeState,
     KeyPair,
     NoiseAuthenticationError,
     NoiseConfigurationError,
+    NoiseNonceExhausted,
     NoiseProtocol,
     TransportState,
 )
@@ -150,3 +153,47 @@ def test_transport_builds_no_cipher_per_message(counter: Counter) -> None:
     for i in range(100):
         assert receiver.decrypt(sender.encrypt(bytes([i]) * 64)) == bytes([i]) * 64
     assert counter.calls["aead"] == 0
+
+
+def _transport_pair(n: int, rekey_after: int | None) -> tuple[TransportState, TransportState]:
+    suite = NoiseProtocol.from_name(XX).suite
+    key = bytes(range(32))
+
+    def side(send: bool) -> TransportState:
+        cs = CipherState(suite, key, n)
+        return TransportState(
+            send=cs if send else None,
+            recv=None if send else cs,
+            handshake_hash=b"",
+            remote_static=None,
+            rekey_after=rekey_after,
+        )
+
+    return side(True), side(False)
+
+
+def test_the_transport_fast_path_stops_at_the_last_nonce() -> None:
+    """2^64-2 is the last nonce a transport message may use, on both sides."""
+    sender, receiver = _transport_pair(MAX_NONCE - 3, None)
+    for _ in range(3):  # nonces 2^64-4, 2^64-3, 2^64-2
+        assert receiver.decrypt(sender.encrypt(b"x")) == b"x"
+    assert sender.send_nonce == receiver.receive_nonce == MAX_NONCE
+    with pytest.raises(NoiseNonceExhausted):
+        sender.encrypt(b"x")
+    with pytest.raises(NoiseNonceExhausted):
+        receiver.decrypt(b"x" * 17)
+
+
+@pytest.mark.parametrize("start", [0, 5, 6, 7, 1000])
+def test_count_based_rekey_from_any_nonce(start: int) -> None:
+    """Both sides rekey after every 7th message counted from nonce 0, wherever they start,
+    and the key after a rekey is REKEY(k) (§11.3), as a CipherState computes it."""
+    sender, receiver = _transport_pair(start, 7)
+    suite = NoiseProtocol.from_name(XX).suite
+    expected = CipherState(suite, bytes(range(32)), start)
+    for i in range(30):
+        message = sender.encrypt(bytes([i]))
+        assert message == expected.encrypt_with_ad(b"", bytes([i]))
+        if expected.n % 7 == 0:
+            expected.rekey()
+        assert receiver.decrypt(message) == bytes([i])
