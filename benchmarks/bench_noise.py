@@ -54,7 +54,7 @@ from sealwire_noise import HandshakeState, TransportState
 try:
     from noise.connection import Keypair, NoiseConnection
 except ImportError:  # noiseprotocol is a dev dependency; the peer column is then left out
-    NoiseConnection = None  # type: ignore[assignment,misc]
+    NoiseConnection = None
 
 KIB = 1024
 ROUNDS = 5
