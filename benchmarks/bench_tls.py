@@ -473,7 +473,7 @@ def server_side(seconds: float) -> None:
     print("CPU per new connection + one call, server thread (and the client's, same round)")
     for label, (ms, client) in rows.items():
         print(
-            f"  {label:40} server {ms:6.2f} ms   peer / this {reference / ms:4.2f}"
+            f"  {label:42} server {ms:6.2f} ms   peer / this {reference / ms:4.2f}"
             f"   (client {client:5.2f} ms)"
         )
 

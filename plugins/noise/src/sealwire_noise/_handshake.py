@@ -147,7 +147,7 @@ class NoiseProtocol:
 
 _PROTOCOLS: dict[str, NoiseProtocol] = {}
 
-_E, _S, _EE, _ES, _SE, _SS = Token.E, Token.S, Token.EE, Token.ES, Token.SE, Token.SS
+_E, _S, _EE, _ES, _SS = Token.E, Token.S, Token.EE, Token.ES, Token.SS
 _PSK, _E1, _EKEM1 = Token.PSK, Token.E1, Token.EKEM1
 _WRITE, _READ, _DONE = HandshakeStatus.WRITE, HandshakeStatus.READ, HandshakeStatus.DONE
 
