@@ -316,3 +316,34 @@ async def test_an_https_listen_url_is_offered_at_its_bound_port(
         assert offer is not None and offer.url.startswith("https://127.0.0.1:")
         assert not offer.url.endswith(":0")
         assert await client.send_message(client.peer(server.card), "hi", situation=HTTP)
+
+
+async def test_reconnecting_reuses_the_tls_context(
+    agents: Callable[..., Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second channel to the same server reuses our SSLContext (no key reload)."""
+    from sealwire_tls import _client
+
+    made: list[ssl.SSLContext] = []  # contexts holding our certificate (not enrolment's)
+    original = _client.client_context
+
+    def counted(*args: Any) -> ssl.SSLContext:
+        ctx = original(*args)
+        if args[0] is not None:
+            made.append(ctx)
+        return ctx
+
+    monkeypatch.setattr(_client, "client_context", counted)
+    server = agents("server")
+    client = agents("client", serve=False)
+    async with server, client:
+        peer = client.peer(server.card)
+        negotiation = client.explain(peer, HTTP).negotiation
+        for _ in range(2):
+            channel = await _binding(client).connect(peer.offers[0].url, peer, negotiation)
+            assert channel is not None
+            try:
+                await _call(channel)
+            finally:
+                await channel.close()
+    assert len(made) == 1

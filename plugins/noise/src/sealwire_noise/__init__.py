@@ -27,6 +27,7 @@ from sealwire_noise._symmetric import (
     CipherState,
     CipherSuite,
     KeyPair,
+    PublicKey,
     SymmetricState,
     cipher_suite,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "NoiseRemoteProtocolError",
     "NoiseStateError",
     "NoiseTrustError",
+    "PublicKey",
     "ReplayWindow",
     "ReplayedPacketError",
     "StatelessTransportState",

@@ -32,9 +32,11 @@ from sealwire_noise._hybrid import (
 from sealwire_noise._patterns import HandshakePattern, Token, parse_pattern
 from sealwire_noise._symmetric import (
     TAG_LEN,
+    Checkpoint,
     CipherState,
     CipherSuite,
     KeyPair,
+    PublicKey,
     Random,
     SymmetricState,
     cipher_suite,
@@ -44,7 +46,10 @@ from sealwire_noise._transport import MAX_MESSAGE_LEN, TransportState
 __all__ = ["HandshakeState", "HandshakeStatus", "NoiseProtocol", "PSK_LEN"]
 
 PSK_LEN = 32  # §9.1: a psk is 32 bytes
-StaticKey = x25519.X25519PrivateKey | x448.X448PrivateKey | bytes
+StaticKey = x25519.X25519PrivateKey | x448.X448PrivateKey | KeyPair | bytes
+"""A static key: a key object, a :class:`KeyPair` (key object and public key, made
+once with ``suite.dh.keypair_from_key`` so no handshake derives the public key
+again), or raw private bytes (loaded on every handshake)."""
 
 
 class HandshakeStatus(enum.Enum):
@@ -58,17 +63,72 @@ class HandshakeStatus(enum.Enum):
     """All messages processed; call :meth:`HandshakeState.into_transport`."""
 
 
+MAX_CACHED_PROTOCOLS = 256
+"""Parsed protocol names kept for reuse. A responder parses the name its peer
+chose, so the cache is bounded; the names this binding accepts are far fewer."""
+
+
 @attrs.frozen(kw_only=True)
 class NoiseProtocol:
-    """A parsed protocol name (§8): ``Noise_<pattern>_<dh>[+MLKEM768]_<cipher>_<hash>``."""
+    """A parsed protocol name (§8): ``Noise_<pattern>_<dh>[+MLKEM768]_<cipher>_<hash>``.
+
+    Parsed once per name (:meth:`from_name` keeps them) with what every
+    handshake of the protocol would otherwise recompute: ``h`` after
+    InitializeSymmetric (§5.2), who writes each message, and the index of the
+    first psk each message uses.
+    """
 
     name: str
     pattern: HandshakePattern
     suite: CipherSuite
     hybrid: bool
+    initial_h: bytes = attrs.field(init=False, repr=False)
+    initiator_writes: tuple[bool, ...] = attrs.field(init=False, repr=False)
+    responder_writes: tuple[bool, ...] = attrs.field(init=False, repr=False)
+    psk_index: tuple[int, ...] = attrs.field(init=False, repr=False)
+    psk_count: int = attrs.field(init=False, repr=False)
+    needs_static: tuple[bool, bool] = attrs.field(init=False, repr=False)
+    """(responder, initiator): whether that side needs its own static key."""
+    needs_remote_static: tuple[bool, bool] = attrs.field(init=False, repr=False)
+    """(responder, initiator): whether that side must know the peer's static key."""
+
+    def __attrs_post_init__(self) -> None:
+        raw, suite, pattern = self.name.encode("ascii"), self.suite, self.pattern
+        h = raw.ljust(suite.hashlen, b"\x00") if len(raw) <= suite.hashlen else suite.hash(raw)
+        writes = tuple(pattern.sender_is_initiator(i) for i in range(len(pattern.messages)))
+        psk_index = tuple(
+            sum(m.count(Token.PSK) for m in pattern.messages[:i])
+            for i in range(len(pattern.messages))
+        )
+        derived = {
+            "initial_h": h,
+            "initiator_writes": writes,
+            "responder_writes": tuple(not w for w in writes),
+            "psk_index": psk_index,
+            "psk_count": pattern.psk_count,
+            "needs_static": (pattern.needs_local_static(False), pattern.needs_local_static(True)),
+            "needs_remote_static": (
+                pattern.needs_remote_static(False),
+                pattern.needs_remote_static(True),
+            ),
+        }
+        for field, value in derived.items():
+            object.__setattr__(self, field, value)
 
     @classmethod
     def from_name(cls, name: str) -> NoiseProtocol:
+        protocol = _PROTOCOLS.get(name)
+        if protocol is None:
+            protocol = cls._parse(name)
+            if len(_PROTOCOLS) >= MAX_CACHED_PROTOCOLS:
+                del _PROTOCOLS[next(iter(_PROTOCOLS))]  # the oldest
+            _PROTOCOLS[name] = protocol
+        return protocol
+
+    @classmethod
+    def _parse(cls, name: str) -> NoiseProtocol:
+        if not name.isascii():
+            raise NoiseConfigurationError(f"not a Noise protocol name: {name[:60]!r}")
         parts = name.split("_")
         if len(parts) != 5 or parts[0] != "Noise":
             raise NoiseConfigurationError(f"not a Noise protocol name: {name[:60]!r}")
@@ -85,25 +145,39 @@ class NoiseProtocol:
         )
 
 
-@attrs.define
-class _Keys:
-    """The key variables of §5.3 that a message may set (copied as a checkpoint)."""
+_PROTOCOLS: dict[str, NoiseProtocol] = {}
 
-    e: KeyPair | None = None
-    re: bytes | None = None
-    rs: bytes | None = None
-    e1: KemKeyPair | None = None
-    re1: bytes | None = None
+_E, _S, _EE, _ES, _SS = Token.E, Token.S, Token.EE, Token.ES, Token.SS
+_PSK, _E1, _EKEM1 = Token.PSK, Token.E1, Token.EKEM1
+_WRITE, _READ, _DONE = HandshakeStatus.WRITE, HandshakeStatus.READ, HandshakeStatus.DONE
+
+_Saved = tuple[
+    Checkpoint,
+    KeyPair | None,
+    PublicKey | None,
+    PublicKey | None,
+    bytes | None,
+    KemKeyPair | None,
+    bytes | None,
+]
+"""A message's checkpoint: the symmetric state and the key variables ``e, re, rs``
+(object and bytes), ``e1, re1``; ``s`` and the psks never change."""
 
 
 class HandshakeState:
     """§5.3 HandshakeState for one party.
 
-    ``static`` is the local static key (a key object, or raw private bytes);
+    ``static`` is the local static key (a key object, a :class:`KeyPair`, or raw
+    private bytes: see :data:`StaticKey`);
     ``remote_static`` the peer's public key when the pattern pre-shares it
     (``K``/``I``... patterns); ``psks`` are used in pattern order. ``random``
     supplies ephemeral keys. ``fixed_ephemeral_for_testing_only`` fixes ``e``
     to reproduce published test vectors and must never be used otherwise.
+
+    The key variables of §5.3 live on the object: ``e`` (a key pair), ``re``
+    and ``rs`` (the peer's keys, parsed once into key objects), ``e1``/``re1``
+    (the hybrid's). Each message checkpoints them and the symmetric state
+    first and restores them if anything in the message fails.
     """
 
     def __init__(
@@ -124,20 +198,29 @@ class HandshakeState:
         self.initiator = initiator
         self._random = random
         self._fixed_e = fixed_ephemeral_for_testing_only
-        pattern, dh = protocol.pattern, protocol.suite.dh
+        pattern = protocol.pattern
+        self._dhf = protocol.suite.dh
+        self._dhlen = self._dhf.dhlen
+        self._messages = pattern.messages
+        self._writes = protocol.initiator_writes if initiator else protocol.responder_writes
+        self._has_psk = protocol.psk_count > 0
         self._s = self._load_static(static)
-        self._keys = _Keys(rs=remote_static)
+        self._e: KeyPair | None = None
+        self._re: PublicKey | None = None
+        self._rs_raw = remote_static  # parsed when a DH first needs it
+        self._rs: PublicKey | None = None
+        self._e1: KemKeyPair | None = None
+        self._re1: bytes | None = None
         self._psks = self._check_psks(psks)
-        self._check_keys(pattern, remote_static)
-        self._sym = SymmetricState(protocol.suite, protocol.name.encode("ascii"))
-        self._sym.mix_hash(prologue)
+        self._check_keys(remote_static)
+        sym = self._sym = SymmetricState.initialized(protocol.suite, protocol.initial_h)
+        sym.mix_hash(prologue)
         for token in pattern.initiator_pre:  # §7.1: initiator's pre-message first
-            self._sym.mix_hash(self._pre_key(token, initiator_side=True))
+            sym.mix_hash(self._pre_key(token, initiator_side=True))
         for token in pattern.responder_pre:
-            self._sym.mix_hash(self._pre_key(token, initiator_side=False))
+            sym.mix_hash(self._pre_key(token, initiator_side=False))
         self._index = 0
         self._spent = False
-        self._dhlen = dh.dhlen
 
     def __repr__(self) -> str:
         role = "initiator" if self.initiator else "responder"
@@ -148,27 +231,28 @@ class HandshakeState:
     def _load_static(self, static: StaticKey | None) -> KeyPair | None:
         if static is None:
             return None
-        dh = self.protocol.suite.dh
         if isinstance(static, bytes):
-            return dh.keypair_from_private(static)
-        return dh.keypair_from_key(static)
+            return self._dhf.keypair_from_private(static)
+        if isinstance(static, KeyPair):
+            return self._dhf.keypair_from_pair(static)
+        return self._dhf.keypair_from_key(static)
 
     def _check_psks(self, psks: Sequence[bytes]) -> list[bytes]:
-        if len(psks) != self.protocol.pattern.psk_count:
+        if len(psks) != self.protocol.psk_count:
             raise NoiseConfigurationError(
-                f"pattern needs {self.protocol.pattern.psk_count} psks, got {len(psks)}"
+                f"pattern needs {self.protocol.psk_count} psks, got {len(psks)}"
             )
         if any(len(p) != PSK_LEN for p in psks):
             raise NoiseConfigurationError(f"a psk must be {PSK_LEN} bytes")
         return list(psks)
 
-    def _check_keys(self, pattern: HandshakePattern, remote_static: bytes | None) -> None:
-        if pattern.needs_local_static(self.initiator) and self._s is None:
+    def _check_keys(self, remote_static: bytes | None) -> None:
+        if self.protocol.needs_static[self.initiator] and self._s is None:
             raise NoiseConfigurationError("the pattern needs a local static key")
-        if pattern.needs_remote_static(self.initiator):
+        if self.protocol.needs_remote_static[self.initiator]:
             if remote_static is None:
                 raise NoiseConfigurationError("the pattern needs the peer's static key")
-            if len(remote_static) != self.protocol.suite.dh.dhlen:
+            if len(remote_static) != self._dhlen:
                 raise NoiseConfigurationError("the peer's static key has the wrong length")
 
     def _pre_key(self, token: Token, *, initiator_side: bool) -> bytes:
@@ -177,22 +261,21 @@ class HandshakeState:
         if initiator_side == self.initiator:
             assert self._s is not None  # checked by _check_keys
             return self._s.public
-        assert self._keys.rs is not None
-        return self._keys.rs
+        assert self._rs_raw is not None
+        return self._rs_raw
 
     # -- state ------------------------------------------------------------------
 
     @property
     def status(self) -> HandshakeStatus:
-        pattern = self.protocol.pattern
-        if self._index >= len(pattern.messages):
-            return HandshakeStatus.DONE
-        mine = pattern.sender_is_initiator(self._index) == self.initiator
-        return HandshakeStatus.WRITE if mine else HandshakeStatus.READ
+        index = self._index
+        if index >= len(self._writes):
+            return _DONE
+        return _WRITE if self._writes[index] else _READ
 
     @property
     def is_finished(self) -> bool:
-        return self.status is HandshakeStatus.DONE
+        return self._index >= len(self._writes)
 
     @property
     def handshake_hash(self) -> bytes:
@@ -202,7 +285,7 @@ class HandshakeState:
     @property
     def remote_static(self) -> bytes | None:
         """The peer's static public key, once known (kept after the handshake)."""
-        return self._keys.rs
+        return self._rs_raw
 
     @property
     def local_static_public(self) -> bytes | None:
@@ -212,125 +295,148 @@ class HandshakeState:
         if self.status is not status:
             raise NoiseStateError(f"cannot {status.value} a message now: {self.status.value}")
 
+    def _checkpoint(self) -> _Saved:
+        return (
+            self._sym.checkpoint(),
+            self._e,
+            self._re,
+            self._rs,
+            self._rs_raw,
+            self._e1,
+            self._re1,
+        )
+
+    def _restore(self, saved: _Saved) -> None:
+        sym, self._e, self._re, self._rs, self._rs_raw, self._e1, self._re1 = saved
+        self._sym.restore(sym)
+
     # -- messages ---------------------------------------------------------------
 
     def write_message(self, payload: bytes = b"") -> bytes:
         """WriteMessage (§5.3): the next handshake message carrying ``payload``."""
-        self._expect(HandshakeStatus.WRITE)
-        sym, keys, psk_at = self._sym.copy(), attrs.evolve(self._keys), self._psk_index()
-        out = bytearray()
-        for token in self.protocol.pattern.messages[self._index]:
-            psk_at = self._write_token(token, sym, keys, out, psk_at)
-        out += sym.encrypt_and_hash(payload)
-        if len(out) > MAX_MESSAGE_LEN:
-            raise NoiseStateError(f"handshake message exceeds {MAX_MESSAGE_LEN} bytes")
-        self._commit(sym, keys)
-        return bytes(out)
+        index = self._index
+        if index >= len(self._writes) or not self._writes[index]:
+            self._expect(_WRITE)
+        sym = self._sym
+        saved = self._checkpoint()
+        try:
+            out: list[bytes] = []
+            psk_at = self.protocol.psk_index[index]
+            for token in self._messages[index]:
+                if token is _E:
+                    e = self._e = self._new_ephemeral()
+                    out.append(e.public)
+                    sym.mix_hash(e.public)
+                    if self._has_psk:  # §9.2
+                        sym.mix_key(e.public)
+                elif token is _S:
+                    assert self._s is not None
+                    out.append(sym.encrypt_and_hash(self._s.public))
+                elif token is _PSK:
+                    sym.mix_key_and_hash(self._psks[psk_at])
+                    psk_at += 1
+                elif token is _E1:
+                    self._e1 = generate_kem_keypair(self._random)
+                    out.append(sym.encrypt_and_hash(self._e1.public))
+                elif token is _EKEM1:
+                    assert self._re1 is not None
+                    shared, ciphertext = encapsulate(self._re1)
+                    out.append(sym.encrypt_and_hash(ciphertext))
+                    sym.mix_key(shared)
+                else:
+                    sym.mix_key(self._dh(token))
+            out.append(sym.encrypt_and_hash(payload))
+            message = b"".join(out)
+            if len(message) > MAX_MESSAGE_LEN:
+                raise NoiseStateError(f"handshake message exceeds {MAX_MESSAGE_LEN} bytes")
+        except BaseException:
+            self._restore(saved)
+            raise
+        self._index = index + 1
+        return message
 
     def read_message(self, message: bytes) -> bytes:
         """ReadMessage (§5.3): the payload; on any failure the state is unchanged."""
-        self._expect(HandshakeStatus.READ)
+        index = self._index
+        if index >= len(self._writes) or self._writes[index]:
+            self._expect(_READ)
         if len(message) > MAX_MESSAGE_LEN:
             raise NoiseDecodeError("message exceeds 65535 bytes", field="noise.message")
-        sym, keys, psk_at = self._sym.copy(), attrs.evolve(self._keys), self._psk_index()
-        view = memoryview(message)
-        for token in self.protocol.pattern.messages[self._index]:
-            view, psk_at = self._read_token(token, sym, keys, view, psk_at)
-        payload = sym.decrypt_and_hash(bytes(view))
-        self._commit(sym, keys)
+        if type(message) is not bytes:  # a bytearray or memoryview: its slices must be bytes
+            message = bytes(message)
+        sym = self._sym
+        saved = self._checkpoint()
+        try:
+            at = 0
+            psk_at = self.protocol.psk_index[index]
+            for token in self._messages[index]:
+                if token is _E:
+                    raw, at = self._take(message, at, self._dhlen, "noise.e")
+                    self._re = self._dhf.public_key(raw)
+                    sym.mix_hash(raw)
+                    if self._has_psk:
+                        sym.mix_key(raw)
+                elif token is _S:
+                    raw, at = self._take(message, at, self._dhlen + self._tag(sym), "noise.s")
+                    self._rs_raw = sym.decrypt_and_hash(raw)
+                    self._rs = self._dhf.public_key(self._rs_raw)
+                elif token is _PSK:
+                    sym.mix_key_and_hash(self._psks[psk_at])
+                    psk_at += 1
+                elif token is _E1:
+                    raw, at = self._take(message, at, KEM_PUBLIC_LEN + self._tag(sym), "noise.e1")
+                    self._re1 = sym.decrypt_and_hash(raw)
+                elif token is _EKEM1:
+                    need = KEM_CIPHERTEXT_LEN + self._tag(sym)
+                    raw, at = self._take(message, at, need, "noise.ekem1")
+                    assert self._e1 is not None
+                    sym.mix_key(decapsulate(self._e1, sym.decrypt_and_hash(raw)))
+                else:
+                    sym.mix_key(self._dh(token))
+            payload = sym.decrypt_and_hash(message[at:] if at else message)
+        except BaseException:
+            self._restore(saved)
+            raise
+        self._index = index + 1
         return payload
 
-    def _psk_index(self) -> int:
-        done = self.protocol.pattern.messages[: self._index]
-        return sum(m.count(Token.PSK) for m in done)
-
-    def _commit(self, sym: SymmetricState, keys: _Keys) -> None:
-        self._sym, self._keys = sym, keys
-        self._index += 1
-
     def _new_ephemeral(self) -> KeyPair:
-        dh = self.protocol.suite.dh
         if self._fixed_e is not None:
-            return dh.keypair_from_private(self._fixed_e)
-        return dh.generate_keypair(self._random)
-
-    def _write_token(
-        self, token: Token, sym: SymmetricState, keys: _Keys, out: bytearray, psk_at: int
-    ) -> int:
-        if token is Token.E:
-            keys.e = self._new_ephemeral()
-            out += keys.e.public
-            sym.mix_hash(keys.e.public)
-            if self.protocol.pattern.has_psk:  # §9.2
-                sym.mix_key(keys.e.public)
-        elif token is Token.S:
-            assert self._s is not None
-            out += sym.encrypt_and_hash(self._s.public)
-        elif token is Token.PSK:
-            sym.mix_key_and_hash(self._psks[psk_at])
-            return psk_at + 1
-        elif token is Token.E1:
-            keys.e1 = generate_kem_keypair(self._random)
-            out += sym.encrypt_and_hash(keys.e1.public)
-        elif token is Token.EKEM1:
-            assert keys.re1 is not None
-            shared, ciphertext = encapsulate(keys.re1)
-            out += sym.encrypt_and_hash(ciphertext)
-            sym.mix_key(shared)
-        else:
-            sym.mix_key(self._dh(token, keys))
-        return psk_at
-
-    def _read_token(
-        self, token: Token, sym: SymmetricState, keys: _Keys, view: memoryview, psk_at: int
-    ) -> tuple[memoryview, int]:
-        if token is Token.E:
-            keys.re, view = self._take(view, self._dhlen, "noise.e")
-            sym.mix_hash(keys.re)
-            if self.protocol.pattern.has_psk:
-                sym.mix_key(keys.re)
-        elif token is Token.S:
-            raw, view = self._take(view, self._dhlen + self._tag(sym), "noise.s")
-            keys.rs = sym.decrypt_and_hash(raw)
-        elif token is Token.PSK:
-            sym.mix_key_and_hash(self._psks[psk_at])
-            return view, psk_at + 1
-        elif token is Token.E1:
-            raw, view = self._take(view, KEM_PUBLIC_LEN + self._tag(sym), "noise.e1")
-            keys.re1 = sym.decrypt_and_hash(raw)
-        elif token is Token.EKEM1:
-            raw, view = self._take(view, KEM_CIPHERTEXT_LEN + self._tag(sym), "noise.ekem1")
-            assert keys.e1 is not None
-            sym.mix_key(decapsulate(keys.e1, sym.decrypt_and_hash(raw)))
-        else:
-            sym.mix_key(self._dh(token, keys))
-        return view, psk_at
+            return self._dhf.keypair_from_private(self._fixed_e)
+        return self._dhf.generate_keypair(self._random)
 
     @staticmethod
     def _tag(sym: SymmetricState) -> int:
         return TAG_LEN if sym.cs.has_key() else 0
 
     @staticmethod
-    def _take(view: memoryview, n: int, field: str) -> tuple[bytes, memoryview]:
-        if len(view) < n:
+    def _take(message: bytes, at: int, n: int, field: str) -> tuple[bytes, int]:
+        end = at + n
+        if len(message) < end:
             raise NoiseDecodeError("handshake message truncated", field=field)
-        return bytes(view[:n]), view[n:]
+        return message[at:end], end
 
-    def _dh(self, token: Token, keys: _Keys) -> bytes:
+    def _remote_static(self) -> PublicKey | None:
+        """``rs`` as a key object: parsed once (pre-shared keys on first use)."""
+        if self._rs is None and self._rs_raw is not None:
+            self._rs = self._dhf.public_key(self._rs_raw)
+        return self._rs
+
+    def _dh(self, token: Token) -> bytes:
         """§5.3 ee/es/se/ss: which local and remote key each DH token uses."""
-        dh = self.protocol.suite.dh
-        local_e_remote_s = (token is Token.ES) == self.initiator
-        if token is Token.EE:
-            local, remote = keys.e, keys.re
-        elif token is Token.SS:
-            local, remote = self._s, keys.rs
-        elif local_e_remote_s:  # es as initiator, se as responder
-            local, remote = keys.e, keys.rs
+        local: KeyPair | None
+        remote: PublicKey | None
+        if token is _EE:
+            local, remote = self._e, self._re
+        elif token is _SS:
+            local, remote = self._s, self._remote_static()
+        elif (token is _ES) == self.initiator:  # es as initiator, se as responder
+            local, remote = self._e, self._remote_static()
         else:  # se as initiator, es as responder
-            local, remote = self._s, keys.re
+            local, remote = self._s, self._re
         if local is None or remote is None:
             raise NoiseStateError(f"{token.value}: a key of the pattern is missing")
-        return dh.dh(local, remote)
+        return self._dhf.dh(local, remote)
 
     # -- hand-over ---------------------------------------------------------------
 
@@ -362,6 +468,6 @@ class HandshakeState:
             send=send,
             recv=recv,
             handshake_hash=self._sym.h,
-            remote_static=self._keys.rs,
+            remote_static=self._rs_raw,
             rekey_after=rekey_after,
         )

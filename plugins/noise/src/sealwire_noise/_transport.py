@@ -14,7 +14,10 @@ A failed decryption never changes state (nonces, window, keys).
 
 from __future__ import annotations
 
+from cryptography.exceptions import InvalidTag
+
 from sealwire_noise._errors import (
+    NoiseAuthenticationError,
     NoiseConfigurationError,
     NoiseDecodeError,
     NoiseNonceExhausted,
@@ -75,10 +78,16 @@ class TransportState:
         self._send, self._recv = send, recv
         self.handshake_hash = handshake_hash
         self.remote_static = remote_static
-        self.rekey_after = rekey_after
+        self._rekey_after = rekey_after
+        self._send_limit = self._limit(send)
+        self._recv_limit = self._limit(recv)
 
     def __repr__(self) -> str:
         return f"<TransportState send_n={self.send_nonce} recv_n={self.receive_nonce}>"
+
+    @property
+    def rekey_after(self) -> int | None:
+        return self._rekey_after
 
     @property
     def send_nonce(self) -> int | None:
@@ -88,25 +97,67 @@ class TransportState:
     def receive_nonce(self) -> int | None:
         return None if self._recv is None else self._recv.n
 
+    def _limit(self, cs: CipherState | None) -> int:
+        """The nonce up to which (excluded) a message needs no more than the AEAD call:
+        the next count-based rekey, or the reserved last nonce; 0 when there is no key."""
+        if cs is None or not cs.has_key():
+            return 0
+        every = self._rekey_after
+        return MAX_NONCE if every is None else min(MAX_NONCE, (cs.n // every + 1) * every)
+
     def encrypt(self, payload: bytes, ad: bytes = b"") -> bytes:
-        """One transport message (§5.1 EncryptWithAd) of at most 65535 bytes."""
-        if self._send is None:
+        """One transport message (§5.1 EncryptWithAd) of at most 65535 bytes.
+
+        The per-message path of a session: a message whose next nonce is below
+        the limit (no rekey due, nonce space left) costs one check and the AEAD
+        call on the CipherState's AEAD object; the others take the checked path.
+        """
+        cs = self._send
+        if cs is None or len(payload) > MAX_PAYLOAD_LEN or cs.n + 1 >= self._send_limit:
+            return self._encrypt_checked(payload, ad)
+        n = cs.n
+        out = cs._aead.encrypt(cs._nonce(n), payload, ad or None)  # type: ignore[union-attr]
+        cs.n = n + 1
+        return out
+
+    def _encrypt_checked(self, payload: bytes, ad: bytes) -> bytes:
+        cs = self._send
+        if cs is None:
             raise NoiseStateError("this side of a one-way pattern cannot send")
         if len(payload) > MAX_PAYLOAD_LEN:
             raise NoiseStateError(f"payload exceeds {MAX_PAYLOAD_LEN} bytes")
-        out = self._send.encrypt_with_ad(ad, payload)
-        if self.rekey_after and self._send.n % self.rekey_after == 0:
-            self._send.rekey()
+        out = cs.encrypt_with_ad(ad, payload)  # no key: plaintext; last nonce: raises
+        if self._rekey_after and cs.n % self._rekey_after == 0:
+            cs.rekey()
+        self._send_limit = self._limit(cs)
         return out
 
     def decrypt(self, message: bytes, ad: bytes = b"") -> bytes:
         """The payload; a bad message raises and leaves the nonce unchanged."""
-        if self._recv is None:
+        cs = self._recv
+        if (
+            cs is None
+            or not TAG_LEN <= len(message) <= MAX_MESSAGE_LEN
+            or cs.n + 1 >= self._recv_limit
+        ):
+            return self._decrypt_checked(message, ad)
+        n = cs.n
+        try:
+            out = cs._aead.decrypt(cs._nonce(n), message, ad or None)  # type: ignore[union-attr]
+        except InvalidTag:
+            raise NoiseAuthenticationError() from None
+        cs.n = n + 1
+        return out
+
+    def _decrypt_checked(self, message: bytes, ad: bytes) -> bytes:
+        cs = self._recv
+        if cs is None:
             raise NoiseStateError("this side of a one-way pattern cannot receive")
         _check_len(message)
-        out = self._recv.decrypt_with_ad(ad, message)
-        if self.rekey_after and self._recv.n % self.rekey_after == 0:
-            self._recv.rekey()
+        out = cs.decrypt_with_ad(ad, message)  # the typed errors, or no key: plaintext
+        if self._rekey_after and cs.n % self._rekey_after == 0:
+            cs.rekey()
+        self._recv_limit = self._limit(cs)
         return out
 
     def rekey_send(self) -> None:

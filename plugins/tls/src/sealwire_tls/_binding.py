@@ -10,7 +10,9 @@ Options (``[bindings.tls]``): ``url`` (the interface URL the card names),
 ``hosts`` (names in the certificate), ``ca_certificate`` and ``ca_key`` (PEM
 files: our certificate is issued by this CA, and it anchors clients and
 servers), ``client_certificates`` (PEM files of external clients allowed),
-``enroll`` (default true), ``http2`` (default true), ``http3`` (default false:
+``enroll`` (default true), ``resumption`` (default false: no TLS session
+tickets; true: one per handshake, resumption with (EC)DHE only), ``http2``
+(default true), ``http3`` (default false:
 also serve HTTP/3 over QUIC on the same port, UDP, and call peers offering it;
 needs the ``http3`` extra, aioquic), ``timeout`` (seconds).
 """
@@ -110,6 +112,7 @@ class TlsBinding(SessionBinding):
             timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
         )
         self._enroll = bool(options.get("enroll", True))
+        self._resumption = bool(options.get("resumption", False))
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -139,7 +142,7 @@ class TlsBinding(SessionBinding):
             return None
         server = TlsServer(
             lambda: self.context, self._chain, binding_uri=self.info.uri, ca=self._ca,
-            enroll=self._enroll,
+            enroll=self._enroll, resumption=self._resumption,
         )  # fmt: skip
         app = A2AHttpApp(
             dispatch,

@@ -9,9 +9,11 @@ Opening a channel to a peer's ``https://`` interface (module rules):
    then the only trust anchor of the real connections (a pinned certificate).
 2. Enrol our certificate when the peer's card says it enrols (once per peer
    and process), so the server's OpenSSL can verify it.
-3. The channel: an ``httpx`` client, TLS 1.3 only, our certificate, HTTP/2 by
-   default - HTTP/3 over QUIC (:mod:`._http3_client`, the same pinned server
-   certificate) when our ``http3`` option is on and the peer's offer says
+3. The channel: an ``httpx`` client (its connection pool is the peer's: the
+   agent keeps one channel per peer, and HTTP/2 multiplexes every call on one
+   connection), TLS 1.3 only, our certificate (the ``SSLContext`` made once per
+   pinned server), HTTP/2 by default - HTTP/3 over QUIC (:mod:`._http3_client`,
+   the same pinned server certificate) when our ``http3`` option is on and the peer's offer says
    ``http3: true``, over TCP again when the QUIC handshake does not get through
    in :data:`HTTP3_CONNECT_SECONDS` (UDP blocked on the path); each request
    carries our signed card and the negotiation, each answer's channel binding
@@ -160,6 +162,7 @@ class TlsClient:
         self.http3 = http3
         self._timeout = timeout
         self._servers: dict[tuple[str, int, str], bytes] = {}
+        self._contexts: dict[bytes, ssl.SSLContext] = {}  # pinned server DER -> our context
         self._no_http3: dict[tuple[str, int], float] = {}  # -> loop time to try QUIC again
         self._enrolled: set[tuple[str, int, str]] = set()
 
@@ -189,7 +192,7 @@ class TlsClient:
             client = await self._http3_client(host, port, context, server_der)
         if client is None:
             client = httpx.AsyncClient(
-                verify=client_context((context, self._chain), server_der),
+                verify=self._client_context(context, server_der),
                 http2=self.http2,
                 timeout=self._http_timeout,
                 trust_env=False,
@@ -213,6 +216,17 @@ class TlsClient:
             headers=headers,
             check_response=check,
         )
+
+    def _client_context(self, context: BindingContext, server_der: bytes) -> ssl.SSLContext:
+        """Our TLS context pinning ``server_der``, made once per server: building one
+        loads our key and certificate (through files), more than a TLS handshake costs."""
+        ctx = self._contexts.get(server_der)
+        if ctx is None:
+            ctx = client_context((context, self._chain), server_der)
+            if len(self._contexts) >= MAX_PINNED_SERVERS:
+                self._contexts.clear()
+            self._contexts[server_der] = ctx
+        return ctx
 
     @property
     def _http_timeout(self) -> httpx.Timeout:

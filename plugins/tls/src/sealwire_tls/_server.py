@@ -53,7 +53,15 @@ from sealwire_tls._channel import (
     parse_negotiation_header,
 )
 
-__all__ = ["ENROLL_PATH", "MAX_ENROLLED", "MAX_PEER_CACHE", "TlsServer", "server_context"]
+__all__ = [
+    "ENROLL_PATH",
+    "MAX_ENROLLED",
+    "MAX_PEER_CACHE",
+    "OP_ALLOW_NO_DHE_KEX",
+    "RESUMPTION_TICKETS",
+    "TlsServer",
+    "server_context",
+]
 
 ENROLL_PATH = "/.well-known/sealwire/enroll"
 TLS_NAMESPACE = "tls"
@@ -64,6 +72,14 @@ MAX_PEER_CACHE = 1024
 """Verified (certificate, card) pairs and channel-binding signatures remembered,
 least recently used dropped: a card verification costs ~1 ms, not per request."""
 ALPN = ["h2", "http/1.1"]
+RESUMPTION_TICKETS = 1
+"""Session tickets sent after each full handshake when resumption is on. A client
+keeping its connections open resumes rarely, and one ticket per handshake serves
+it; OpenSSL's default (2) costs the server a ticket encryption and a record each."""
+OP_ALLOW_NO_DHE_KEX = 0x400
+"""OpenSSL's ``SSL_OP_ALLOW_NO_DHE_KEX`` (Python's ``ssl`` has no name for it): when
+set, a TLS 1.3 resumption may skip the (EC)DHE exchange (``psk_ke``) and lose
+forward secrecy. The server context keeps it clear: resumption is ``psk_dhe_ke`` only."""
 
 
 def server_context(
@@ -72,11 +88,18 @@ def server_context(
     anchors: Sequence[bytes],
     *,
     require: bool,
+    resumption: bool = False,
 ) -> ssl.SSLContext:
-    """TLS 1.3 only, our certificate, client certificates verified against ``anchors`` (DER)."""
+    """TLS 1.3 only, our certificate, client certificates verified against ``anchors`` (DER).
+
+    No session tickets unless ``resumption``: then :data:`RESUMPTION_TICKETS` per
+    handshake, and a resumption always runs a fresh (EC)DHE (forward secrecy).
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.num_tickets = RESUMPTION_TICKETS if resumption else 0
+    ctx.options &= ~OP_ALLOW_NO_DHE_KEX
     ctx.set_alpn_protocols(ALPN)
     with key_files(context.identity, chain) as (cert_file, key_file):
         ctx.load_cert_chain(cert_file, key_file)
@@ -108,6 +131,7 @@ class TlsServer:
         binding_uri: str,
         ca: x509.Certificate | None = None,
         enroll: bool = True,
+        resumption: bool = False,
     ) -> None:
         self._current = current
         context = current()
@@ -123,7 +147,9 @@ class TlsServer:
         stored = context.store.keys(TLS_NAMESPACE, "client/")[:MAX_ENROLLED]
         anchors += [d for d in (context.store.get(TLS_NAMESPACE, k) for k in stored) if d]
         self._anchors = {fingerprint(d) for d in anchors}
-        self.ssl = server_context(chain, context, anchors, require=not enroll)
+        self.ssl = server_context(
+            chain, context, anchors, require=not enroll, resumption=resumption
+        )
         self._peers = _Lru()
         self._signatures = _Lru()
         self._served: tuple[VerifiedCard, dict[str, Any]] | None = None
