@@ -57,6 +57,7 @@ async def test_relay_over_tls_serves_requests_and_wss_to_a_trusting_client(
                 await subscription.aclose()
             assert (delivery.message_id, delivery.envelope) == ("m1", b"over tls")
             assert await alice.count_key_packages() == 0
+            assert await bob.open_stream()  # the streamed delivery socket, over WSS
 
 
 async def test_a_client_that_does_not_trust_the_certificate_is_refused(tmp_path: Path) -> None:

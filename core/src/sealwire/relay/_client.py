@@ -335,6 +335,7 @@ class RelayClient:
             max_size=MAX_WS_MESSAGE_BYTES,
             open_timeout=DEFAULT_TIMEOUT_SECONDS,
             compression=None,  # ciphertext does not compress
+            ssl=self._tls if url.startswith("wss://") else None,
         )
         return ws, token
 
