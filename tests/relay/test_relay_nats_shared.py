@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from sealwire.errors import ConfigurationError
 from sealwire.relay import Delivery, LimitExceeded
 from sealwire_relay._nats_backend import SLOT_AT, NatsBackend
 
@@ -74,3 +75,11 @@ async def test_an_orphan_slot_is_freed_when_the_mailbox_is_full(
     with pytest.raises(LimitExceeded):
         await a.enqueue("box", _delivery(5), max_depth=DEPTH)
     assert {d.message_id for d in await a.fetch("box", 10)} == {"m0", "m3", "m4"}
+
+
+@pytest.mark.parametrize(
+    "options", [{"shared": "yes"}, {"replicas": 0}, {"replicas": 6}, {"replicas": "3"}]
+)
+def test_bad_shared_or_replicas_options_are_configuration_errors(options: dict) -> None:
+    with pytest.raises(ConfigurationError):
+        NatsBackend.from_options(options)

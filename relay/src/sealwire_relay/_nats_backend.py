@@ -112,6 +112,8 @@ MAX_FETCH_WINDOW = 128
 # few API timeouts, so a younger one may still get its message.
 ORPHAN_SLOT_SECONDS = 4 * API_TIMEOUT_SECONDS
 SLOT_HEADER = "Sw-Slot"
+# JetStream replicates a stream at most five ways.
+MAX_REPLICAS = 5
 SLOT_AT = "Sw-Slot-At"  # when the slot was taken (wall clock of the relay process)
 # JetStream's answer to a publish beyond max_msgs_per_subject with
 # discard_new_per_subject ("maximum messages per subject exceeded").
@@ -129,7 +131,9 @@ class _Msg:
 class NatsBackend:
     """Relay storage in JetStream streams on ``servers`` (see the module docstring)."""
 
-    def __init__(self, servers: Sequence[str], *, prefix: str = "SW", shared: bool = False) -> None:
+    def __init__(
+        self, servers: Sequence[str], *, prefix: str = "SW", shared: bool = False, replicas: int = 1
+    ) -> None:
         if nats is None:
             raise ConfigurationError("the nats backend needs nats-py: pip install 'sealwire[nats]'")
         if not prefix.isalnum():
@@ -145,14 +149,18 @@ class NatsBackend:
         # Shared mode (see the module docstring): slot sequences of pending messages,
         # and the depth limit the slot stream is configured with.
         self._shared = shared
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise ConfigurationError(f"nats replicas must be 1 to {MAX_REPLICAS}")
+        self._replicas = replicas
         self._slots: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._slot_depth: int | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> NatsBackend:
         """Options: ``servers`` (list of ``nats://`` URLs), ``prefix`` (stream names),
-        ``shared`` (several relay processes use this prefix: the server keeps the depth)."""
-        unknown = set(options) - {"servers", "prefix", "shared"}
+        ``shared`` (several relay processes use this prefix: the server keeps the depth),
+        ``replicas`` (copies of each stream in a JetStream cluster, 1 to 5)."""
+        unknown = set(options) - {"servers", "prefix", "shared", "replicas"}
         if unknown:
             raise ConfigurationError(f"unknown nats relay options: {sorted(unknown)}")
         servers = options.get("servers", ["nats://127.0.0.1:4222"])
@@ -161,7 +169,12 @@ class NatsBackend:
         shared = options.get("shared", False)
         if not isinstance(shared, bool):
             raise ConfigurationError("nats shared must be true or false")
-        return cls(servers, prefix=str(options.get("prefix", "SW")), shared=shared)
+        replicas = options.get("replicas", 1)
+        if type(replicas) is not int:
+            raise ConfigurationError("nats replicas must be an integer")
+        return cls(
+            servers, prefix=str(options.get("prefix", "SW")), shared=shared, replicas=replicas
+        )
 
     async def start(self) -> None:
         if self._nc is not None:
@@ -189,6 +202,7 @@ class NatsBackend:
                 max_msgs_per_subject=per_subject,
                 max_age=max_age,
                 allow_direct=True,  # gets served without the stream leader's API queue
+                num_replicas=self._replicas,
             )
             try:
                 await self._js.add_stream(config)
@@ -455,6 +469,7 @@ class NatsBackend:
             discard=DiscardPolicy.NEW,
             discard_new_per_subject=True,
             allow_direct=True,
+            num_replicas=self._replicas,
         )
         try:
             await self._js.add_stream(config)
