@@ -19,7 +19,7 @@ from tls_certs import make_certificate
 from sealwire.config import AgentConfig, init_home, open_agent
 from sealwire.errors import ConfigurationError
 from sealwire.identity import Identity
-from sealwire.relay import RelayCertificateError, RelayClient
+from sealwire.relay import RelayCertificateError, RelayClient, fetch_descriptor
 from sealwire_relay import RelayConfig, running_relay
 
 TIMEOUT = 20
@@ -58,6 +58,11 @@ async def test_relay_over_tls_serves_requests_and_wss_to_a_trusting_client(
             assert (delivery.message_id, delivery.envelope) == ("m1", b"over tls")
             assert await alice.count_key_packages() == 0
             assert await bob.open_stream()  # the streamed delivery socket, over WSS
+        # What sealwire init --relay --relay-ca reads: the signed descriptor, over HTTPS.
+        descriptor = await fetch_descriptor(relay.url, ca=cert)
+        assert (descriptor.relay_id, descriptor.url) == (relay.relay_id, relay.url)
+        with pytest.raises(RelayCertificateError):
+            await fetch_descriptor(relay.url)
 
 
 async def test_a_client_that_does_not_trust_the_certificate_is_refused(tmp_path: Path) -> None:
