@@ -20,6 +20,7 @@ from sealwire.config import AgentConfig, init_home, open_agent
 from sealwire.errors import ConfigurationError
 from sealwire.identity import Identity
 from sealwire.relay import RelayCertificateError, RelayClient, fetch_descriptor
+from sealwire.relay._client import _tls_context
 from sealwire_relay import RelayConfig, running_relay
 
 TIMEOUT = 20
@@ -107,3 +108,25 @@ async def test_an_agent_home_pins_a_tls_relay_with_its_certificate(
         finally:
             await agent.relay.close()
             agent.store.close()
+
+
+async def test_other_relays_are_checked_against_the_system_store_not_our_relay_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent pinning its own relay's certificate still looks peers up at their
+    relays, whose certificates chain to the system store (here: SSL_CERT_FILE)."""
+    home_cert, home_key = make_certificate(tmp_path, "home")
+    (tmp_path / "peer").mkdir()
+    peer_cert, peer_key = make_certificate(tmp_path / "peer", "peer")
+    monkeypatch.setenv("SSL_CERT_FILE", str(peer_cert))  # the "system store"
+    _tls_context.cache_clear()
+    try:
+        async with (
+            running_relay(_config(tmp_path, home_cert, home_key)) as home,
+            running_relay(_config(tmp_path / "peer", peer_cert, peer_key)) as peer,
+            RelayClient(home.url, Identity.generate(), ca=home_cert) as client,
+        ):
+            assert await client.count_key_packages() == 0
+            assert await client.at(peer.url).fetch_cards([client.agent_id]) == {}
+    finally:
+        _tls_context.cache_clear()

@@ -221,10 +221,15 @@ class RelayClient:
         ``http``, if given, is an HTTP client shared with others: :meth:`close` leaves it open.
         ``ca``, if given, is the PEM file (CA certificates, or the relay's pinned
         certificate) that an ``https://`` relay's certificate must chain to, instead
-        of the system store; it applies to the WebSocket subscriptions too."""
+        of the system store; it applies to the WebSocket subscriptions too, not to
+        other relays (:meth:`at`), which are checked against the system store."""
         self.url = url.rstrip("/")
         self._relay_id = relay_id
         self._tls = _tls_context(os.fspath(ca) if ca is not None else None)
+        # Other relays' directories (``at``) trust the system store: with ``ca`` they
+        # get an HTTP client of their own, made when first needed, closed with this one.
+        self._pinned = ca is not None
+        self._others_http: httpx.AsyncClient | None = None
         self._identity = identity
         self._card = dict(card) if card is not None else None
         self._owns_http = http is None
@@ -270,6 +275,9 @@ class RelayClient:
                 with contextlib.suppress(RelayError):  # then they come again: acked again
                     await self._ack_http(left)
         self._directories.clear()
+        others, self._others_http = self._others_http, None
+        if others is not None:
+            await others.aclose()
         if self._owns_http:
             await self._http.aclose()
 
@@ -298,7 +306,7 @@ class RelayClient:
         _check_base_url(base)
         client = self._directories.pop(base, None)
         if client is None:
-            client = RelayClient(base, Identity.generate(), http=self._http)
+            client = RelayClient(base, Identity.generate(), http=self._directory_http())
         self._directories[base] = client
         while len(self._directories) > MAX_DIRECTORY_RELAYS:
             self._directories.popitem(last=False)  # shares our HTTP client: nothing to close
@@ -338,6 +346,17 @@ class RelayClient:
             ssl=self._tls if url.startswith("wss://") else None,
         )
         return ws, token
+
+    def _directory_http(self) -> httpx.AsyncClient:
+        """The HTTP client of other relays' directories: ours, unless ours trusts
+        only our relay's CA (then one of their own, on the system store)."""
+        if not self._pinned:
+            return self._http
+        if self._others_http is None:
+            self._others_http = httpx.AsyncClient(
+                timeout=DEFAULT_TIMEOUT_SECONDS, verify=_tls_context()
+            )
+        return self._others_http
 
     # -- plumbing -------------------------------------------------------------------
 
