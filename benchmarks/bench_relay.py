@@ -375,17 +375,21 @@ async def bench_nats_floor(url: str, n: int, size: int, concurrency: int) -> Non
         await nc.close()
 
 
-async def bench_nats_backend(url: str, n: int, size: int, concurrency: int) -> None:
+async def bench_nats_backend(
+    url: str, n: int, size: int, concurrency: int, *, shared: bool = False
+) -> None:
     """The NATS backend alone (no HTTP, no relay service): its JetStream round trips.
 
     ``concurrency`` senders enqueue ``n`` messages into one mailbox, then the
-    mailbox is drained with fetch(100) + ack, as the relay would.
+    mailbox is drained with fetch(100) + ack, as the relay would. ``shared``:
+    the mode for several relay processes on one prefix (the server keeps the depth).
     """
     from sealwire.relay import Delivery
     from sealwire_relay._nats_backend import NatsBackend
 
     payload = os.urandom(size)
-    backend = NatsBackend([url], prefix="BENCHB")
+    backend = NatsBackend([url], prefix="BENCHS" if shared else "BENCHB", shared=shared)
+    label = "backend shared" if shared else "backend alone"
     await backend.start()
     try:
 
@@ -397,12 +401,12 @@ async def bench_nats_backend(url: str, n: int, size: int, concurrency: int) -> N
         start = time.perf_counter()
         await asyncio.gather(*(burst(k) for k in range(concurrency)))
         rate = n / (time.perf_counter() - start)
-        print(f"  backend alone: enqueue, {concurrency:2d} senders  {rate:8.0f} msg/s")
+        print(f"  {label}: enqueue, {concurrency:2d} senders  {rate:8.0f} msg/s")
         drained, start = 0, time.perf_counter()
         while batch := await backend.fetch("box", FETCH_BATCH):
             drained += await backend.ack("box", [(d.sender, d.message_id) for d in batch])
         rate = drained / (time.perf_counter() - start)
-        print(f"  backend alone: fetch+ack (x{FETCH_BATCH})   {rate:8.0f} msg/s")
+        print(f"  {label}: fetch+ack (x{FETCH_BATCH})   {rate:8.0f} msg/s")
         assert drained == n, f"drained {drained} of {n}"
     finally:
         await backend.close()
@@ -438,6 +442,9 @@ async def main() -> None:
                     )
                     await bench_backend(config, args.messages, args.size, args.concurrency)
                     await bench_nats_backend(url, args.messages, args.size, args.concurrency)
+                    await bench_nats_backend(
+                        url, args.messages, args.size, args.concurrency, shared=True
+                    )
                     await bench_nats_floor(url, args.messages, args.size, args.concurrency)
             else:
                 config = RelayConfig(

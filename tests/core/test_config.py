@@ -8,7 +8,7 @@ import pytest
 
 from sealwire.config import AgentConfig, init_home, open_agent, open_home
 from sealwire.errors import ConfigurationError, SealwireError, StateError
-from sealwire.identity import TrustMode
+from sealwire.identity import Identity, TrustMode
 from sealwire.store import StoreKey
 
 
@@ -54,7 +54,8 @@ def test_home_with_env_key_writes_no_key_file(tmp_path: Path, monkeypatch) -> No
 
 def test_open_agent_uses_the_configured_relay(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("SEALWIRE_STORE_KEY", raising=False)
-    identity = init_home(tmp_path, name="r", relay="http://127.0.0.1:9")
+    relay_id = Identity.generate().agent_id
+    identity = init_home(tmp_path, name="r", relay="http://127.0.0.1:9", relay_id=relay_id)
     agent = open_agent(tmp_path)
     assert agent.relay is not None
     assert agent.relay_address is not None and agent.relay_address.endswith(identity.agent_id)

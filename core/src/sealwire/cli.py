@@ -43,11 +43,23 @@ def _home(args: argparse.Namespace) -> Path:
 
 
 def cmd_init(args: argparse.Namespace, registry: Registry) -> int:
+    relay_id = relay_ca = None
+    if args.relay_ca and not args.relay:
+        raise ConfigurationError("--relay-ca goes with --relay")
+    if args.relay:
+        from sealwire.relay import fetch_descriptor
+
+        relay_ca = str(Path(args.relay_ca).resolve()) if args.relay_ca else None
+        descriptor = asyncio.run(fetch_descriptor(args.relay, ca=relay_ca, relay_id=args.relay_id))
+        relay_id = descriptor.relay_id
+        print(f"relay {descriptor.relay_id} at {descriptor.url} (version {descriptor.version})")
     identity = init_home(
         _home(args),
         name=args.name,
         listen=tuple(args.listen),
-        relay=args.relay,
+        relay=args.relay.rstrip("/") if args.relay else None,
+        relay_id=relay_id,
+        relay_ca=relay_ca,
         post_quantum=args.post_quantum,
         registry=registry,
     )
@@ -228,7 +240,19 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         metavar="URL",
         help="transport URL to serve sessions on, e.g. tcp://127.0.0.1:7000",
     )
-    p.add_argument("--relay", help="relay URL for mailboxes and groups")
+    p.add_argument(
+        "--relay",
+        help="relay URL for mailboxes and groups: its signed descriptor is fetched "
+        "and its relay id pinned in sealwire.toml",
+    )
+    p.add_argument(
+        "--relay-id", help="the relay id you expect (sw1...): init fails if the relay is another"
+    )
+    p.add_argument(
+        "--relay-ca",
+        metavar="PEM",
+        help="CA certificates (or the relay's own certificate) to trust for an https:// relay",
+    )
     p.add_argument("--post-quantum", action="store_true", help="add ML-DSA-65 and ML-KEM-768 keys")
     p.set_defaults(run=cmd_init)
 

@@ -8,7 +8,12 @@ Layout of a home (``--home``, ``$SEALWIRE_HOME``, default ``./.sealwire``)::
                     key provider plugin supplies it)
 
 ``[agent]`` keys: ``name``, ``description``, ``listen`` (transport URLs),
-``relay`` (relay URL), ``trust`` (``tofu``, ``pinned`` or ``allowlist``).
+``relay`` (relay URL), ``relay_id`` (the relay's id, pinned: written by
+``sealwire init --relay`` from the relay's signed descriptor; every login then
+requires the relay to prove it), ``relay_ca`` (a PEM file of CA certificates, or
+the relay's own certificate, that an ``https://`` relay must chain to instead of
+the system store; relative to the home), ``trust`` (``tofu``, ``pinned`` or
+``allowlist``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from sealwire.errors import ConfigurationError, StateError
-from sealwire.identity import Identity, TrustMode
+from sealwire.identity import Identity, TrustMode, is_agent_id
 from sealwire.plugins import Registry, load_registry
 from sealwire.policy import PolicyConfig
 from sealwire.store import StateStore, StoreKey, open_store, resolve_store_key
@@ -59,6 +64,8 @@ class AgentConfig:
     description: str = "A Sealwire agent"
     listen: tuple[str, ...] = ()
     relay: str | None = None
+    relay_id: str | None = None
+    relay_ca: str | None = None
     trust: TrustMode = TrustMode.TOFU
     policy: PolicyConfig = attrs.field(factory=PolicyConfig)
     bindings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
@@ -75,7 +82,9 @@ class AgentConfig:
         agent = data.get("agent", {})
         if not isinstance(agent, Mapping):
             raise ConfigurationError(f"{source}: [agent] must be a table")
-        bad = sorted(set(agent) - {"name", "description", "listen", "relay", "trust"})
+        bad = sorted(
+            set(agent) - {"name", "description", "listen", "relay", "relay_id", "relay_ca", "trust"}
+        )
         if bad:
             raise ConfigurationError(f"{source}: unknown key agent.{bad[0]}")
         listen = agent.get("listen", [])
@@ -87,6 +96,12 @@ class AgentConfig:
             raise ConfigurationError(
                 f"{source}: agent.trust must be tofu, pinned or allowlist"
             ) from None
+        relay_id = agent.get("relay_id")
+        if relay_id is not None and not is_agent_id(relay_id):
+            raise ConfigurationError(f"{source}: agent.relay_id must be a relay id (sw1...)")
+        relay_ca = agent.get("relay_ca")
+        if relay_ca is not None and not isinstance(relay_ca, str):
+            raise ConfigurationError(f"{source}: agent.relay_ca must be a file name")
         bindings = data.get("bindings", {})
         if not isinstance(bindings, Mapping) or not all(
             isinstance(v, Mapping) for v in bindings.values()
@@ -97,6 +112,8 @@ class AgentConfig:
             description=str(agent.get("description", cls.description)),
             listen=tuple(listen),
             relay=agent.get("relay"),
+            relay_id=relay_id,
+            relay_ca=relay_ca,
             trust=trust,
             policy=PolicyConfig.from_mapping(data.get("policy", {})),
             bindings=dict(bindings),
@@ -113,6 +130,10 @@ class AgentConfig:
         ]
         if self.relay:
             lines.append(f'relay = "{self.relay}"')
+        if self.relay_id:
+            lines.append(f'relay_id = "{self.relay_id}"')
+        if self.relay_ca:
+            lines.append(f"relay_ca = {_toml_string(self.relay_ca)}")
         lines += [
             "",
             "[policy]",
@@ -122,6 +143,12 @@ class AgentConfig:
             "",
         ]
         return "\n".join(lines)
+
+
+def _toml_string(value: str) -> str:
+    """``value`` as a TOML basic string (a file name may hold quotes or backslashes)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def _store_key(home: Path, registry: Registry, *, create: bool) -> StoreKey:
@@ -149,17 +176,25 @@ def init_home(
     name: str,
     listen: tuple[str, ...] = (),
     relay: str | None = None,
+    relay_id: str | None = None,
+    relay_ca: str | None = None,
     post_quantum: bool = False,
     registry: Registry | None = None,
 ) -> Identity:
-    """Create a home: configuration, store key, store and a new identity."""
+    """Create a home: configuration, store key, store and a new identity.
+
+    ``relay_id`` pins the relay (see :func:`sealwire.relay.fetch_descriptor`);
+    ``relay_ca`` is the relay's CA or certificate file, as written in the config."""
     registry = registry or load_registry()
     if (home / STORE_FILE).exists():
         raise StateError(f"{home} already holds an agent (remove it to start anew)")
     home.mkdir(parents=True, exist_ok=True)
     config_path = home / CONFIG_FILE
     if not config_path.exists():
-        config_path.write_text(AgentConfig(name=name, listen=listen, relay=relay).to_toml())
+        config = AgentConfig(
+            name=name, listen=listen, relay=relay, relay_id=relay_id, relay_ca=relay_ca
+        )
+        config_path.write_text(config.to_toml())
     store = open_store(
         str(home / STORE_FILE),
         _store_key(home, registry, create=True),
@@ -211,8 +246,11 @@ def open_agent(home: Path, registry: Registry | None = None, **agent_options: An
     """An :class:`~sealwire.agent.Agent` configured from a home (not started yet).
 
     With ``[agent] relay`` set, the agent gets a relay client and offers its
-    mailbox there. ``agent_options`` go to :class:`~sealwire.agent.Agent` (a
-    ``dispatcher``, a ``card_base``). Stopping the agent does not close the store.
+    mailbox there; ``relay_id`` must be set too (the relay is pinned: every
+    login asks it to prove that id, see :class:`~sealwire.relay.RelayClient`),
+    else :class:`~sealwire.errors.ConfigurationError`. ``agent_options`` go to
+    :class:`~sealwire.agent.Agent` (a ``dispatcher``, a ``card_base``). Stopping the
+    agent does not close the store.
     """
     from sealwire.agent import Agent
 
@@ -222,7 +260,16 @@ def open_agent(home: Path, registry: Registry | None = None, **agent_options: An
     if config.relay:
         from sealwire.relay import RelayClient
 
-        relay = RelayClient(config.relay, identity)
+        if config.relay_id is None:
+            store.close()
+            raise ConfigurationError(
+                f"{home / CONFIG_FILE}: agent.relay is set but agent.relay_id is not: the "
+                "relay is not pinned. Run 'sealwire init --relay URL' in a new home, or add "
+                'relay_id = "sw1..." (the relay id its signed GET /v1/info shows)'
+            )
+
+        ca = home / config.relay_ca if config.relay_ca else None
+        relay = RelayClient(config.relay, identity, relay_id=config.relay_id, ca=ca)
     return Agent(
         identity,
         store,

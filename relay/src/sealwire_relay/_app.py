@@ -6,7 +6,9 @@ answer; errors are ``{"error": {"code", "message", ...}}`` with the status of
 ``Authorization: Bearer <token>`` from ``/v1/auth/session``.
 
 ============================  =====================================================
-``GET /v1/info``              the relay's id, public identity and version
+``GET /v1/info``              the relay's descriptor: id, public identity, URL, version,
+                              and ``signature`` (its identity key's, see
+                              :func:`sealwire.relay.wire.descriptor_payload`)
 ``GET /v1/health``            200 when every background task runs, else 503 naming them
 ``GET /metrics``              counters and gauges in the Prometheus text format
 ``/v1/auth/challenge``        a fresh challenge (unauthenticated)
@@ -50,6 +52,7 @@ from sealwire.relay.wire import (
     b64e,
     decode_body,
     delivery_to_json,
+    descriptor_payload,
     entry_to_json,
     relay_proof_payload,
 )
@@ -238,12 +241,14 @@ class RelayApp:
         return answer
 
     def _info(self) -> dict[str, Any]:
-        return {
+        descriptor: dict[str, Any] = {
             "relay_id": self.identity.agent_id,
             "identity": self.identity.public.to_json(),
             "url": self.service.public_url,
             "version": __version__,
         }
+        descriptor["signature"] = b64e(self.identity.sign(descriptor_payload(descriptor)))
+        return descriptor
 
     # -- WebSocket --------------------------------------------------------------
 

@@ -36,8 +36,21 @@ Layout (``P`` is the configured prefix, default ``SW``; tokens are base64url):
 The log sequence numbers are the stream's (increasing, not contiguous). The
 mailbox depth is counted once per mailbox from the stream and then kept by
 this relay process, reserved before each publish: exact when one relay
-process uses the streams (several processes sharing a prefix may each admit
-up to the limit between recounts).
+process uses the streams.
+
+With ``shared = true`` (several relay processes on one prefix) the depth is
+kept by the server instead, exact whichever process admits a message: stream
+``P_SLOT`` holds one *slot* message per pending message on
+``p.slot.<mailbox>``, with ``max_msgs_per_subject`` the depth limit and
+``discard_new_per_subject``, so JetStream itself refuses the slot beyond the
+limit, atomically. An enqueue publishes its slot, then the message (header
+``Sw-Slot``: the slot's sequence); a duplicate or a failed publish deletes the
+slot again; an ack deletes the message, then its slot. A slot whose message
+never came (a relay process killed between the two publishes) is found when
+the mailbox is full: a slot older than :data:`ORPHAN_SLOT_SECONDS` whose
+message does not name it is deleted. One more publish per enqueue and one
+more delete per ack: the price of sharing. Every process sharing a prefix must
+have the same ``max_mailbox_depth`` (the stream holds one limit).
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -60,7 +74,7 @@ from sealwire_relay._limits import DEDUPE_RETENTION_SECONDS
 try:
     import nats
     import nats.errors
-    from nats.js.api import StorageType, StreamConfig
+    from nats.js.api import DiscardPolicy, StorageType, StreamConfig
     from nats.js.errors import APIError, NotFoundError
 except ImportError:  # pragma: no cover - the optional extra is not installed
     nats = None  # type: ignore[assignment]
@@ -93,6 +107,17 @@ MAX_SEQ_CACHE = 200_000
 API_TIMEOUT_SECONDS = 5.0
 # Direct gets in flight at once for one fetch (see NatsBackend._pending).
 MAX_FETCH_WINDOW = 128
+# A slot without its message is an orphan (its relay process died between the
+# two publishes) once older than this: an enqueue in progress finishes within a
+# few API timeouts, so a younger one may still get its message.
+ORPHAN_SLOT_SECONDS = 4 * API_TIMEOUT_SECONDS
+SLOT_HEADER = "Sw-Slot"
+# JetStream replicates a stream at most five ways.
+MAX_REPLICAS = 5
+SLOT_AT = "Sw-Slot-At"  # when the slot was taken (wall clock of the relay process)
+# JetStream's answer to a publish beyond max_msgs_per_subject with
+# discard_new_per_subject ("maximum messages per subject exceeded").
+SUBJECT_FULL = 10077
 
 
 @attrs.frozen
@@ -106,7 +131,9 @@ class _Msg:
 class NatsBackend:
     """Relay storage in JetStream streams on ``servers`` (see the module docstring)."""
 
-    def __init__(self, servers: Sequence[str], *, prefix: str = "SW") -> None:
+    def __init__(
+        self, servers: Sequence[str], *, prefix: str = "SW", shared: bool = False, replicas: int = 1
+    ) -> None:
         if nats is None:
             raise ConfigurationError("the nats backend needs nats-py: pip install 'sealwire[nats]'")
         if not prefix.isalnum():
@@ -119,17 +146,35 @@ class NatsBackend:
         self._depth: dict[str, int] = {}
         self._floor: dict[str, int] = {}
         self._seqs: OrderedDict[tuple[str, str, str], int] = OrderedDict()
+        # Shared mode (see the module docstring): slot sequences of pending messages,
+        # and the depth limit the slot stream is configured with.
+        self._shared = shared
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise ConfigurationError(f"nats replicas must be 1 to {MAX_REPLICAS}")
+        self._replicas = replicas
+        self._slots: OrderedDict[tuple[str, str, str], int] = OrderedDict()
+        self._slot_depth: int | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> NatsBackend:
-        """Options: ``servers`` (list of ``nats://`` URLs), ``prefix`` (stream names)."""
-        unknown = set(options) - {"servers", "prefix"}
+        """Options: ``servers`` (list of ``nats://`` URLs), ``prefix`` (stream names),
+        ``shared`` (several relay processes use this prefix: the server keeps the depth),
+        ``replicas`` (copies of each stream in a JetStream cluster, 1 to 5)."""
+        unknown = set(options) - {"servers", "prefix", "shared", "replicas"}
         if unknown:
             raise ConfigurationError(f"unknown nats relay options: {sorted(unknown)}")
         servers = options.get("servers", ["nats://127.0.0.1:4222"])
         if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
             raise ConfigurationError("nats servers must be a list of URLs")
-        return cls(servers, prefix=str(options.get("prefix", "SW")))
+        shared = options.get("shared", False)
+        if not isinstance(shared, bool):
+            raise ConfigurationError("nats shared must be true or false")
+        replicas = options.get("replicas", 1)
+        if type(replicas) is not int:
+            raise ConfigurationError("nats replicas must be an integer")
+        return cls(
+            servers, prefix=str(options.get("prefix", "SW")), shared=shared, replicas=replicas
+        )
 
     async def start(self) -> None:
         if self._nc is not None:
@@ -157,6 +202,7 @@ class NatsBackend:
                 max_msgs_per_subject=per_subject,
                 max_age=max_age,
                 allow_direct=True,  # gets served without the stream leader's API queue
+                num_replicas=self._replicas,
             )
             try:
                 await self._js.add_stream(config)
@@ -390,6 +436,8 @@ class NatsBackend:
     async def mailbox_depth(self, mailbox: str) -> int:
         """Messages waiting in ``mailbox`` (for the relay's outbox gauge)."""
         async with self._io():
+            if self._shared:  # other processes admit messages too: count them now
+                return await self._count(f"{self._s}_MBOX", self._mb(mailbox, ">"))
             return await self._depth_of(mailbox)
 
     def _remember(self, mailbox: str, sender: str, message_id: str, seq: int) -> None:
@@ -400,6 +448,107 @@ class NatsBackend:
             self._seqs.popitem(last=False)
 
     async def enqueue(self, mailbox: str, delivery: Delivery, *, max_depth: int) -> bool:
+        if self._shared:
+            return await self._enqueue_shared(mailbox, delivery, max_depth)
+        return await self._enqueue_local(mailbox, delivery, max_depth)
+
+    # -- shared mode: the depth kept by the server ----------------------------------------
+
+    def _slot(self, mailbox: str) -> str:
+        return f"{self._p}.slot.{b64e(mailbox.encode())}"
+
+    async def _slot_stream(self, max_depth: int) -> None:
+        """Create (or re-limit) ``P_SLOT`` for ``max_depth`` slots per mailbox."""
+        if self._slot_depth == max_depth:
+            return
+        config = StreamConfig(
+            name=f"{self._s}_SLOT",
+            subjects=[f"{self._p}.slot.>"],
+            storage=StorageType.FILE,
+            max_msgs_per_subject=max_depth,
+            discard=DiscardPolicy.NEW,
+            discard_new_per_subject=True,
+            allow_direct=True,
+            num_replicas=self._replicas,
+        )
+        try:
+            await self._js.add_stream(config)
+        except APIError:
+            await self._js.update_stream(config)
+        self._slot_depth = max_depth
+
+    async def _take_slot(self, mailbox: str, subject: str) -> int | None:
+        """Publish a slot for the message on ``subject``; its sequence, None when full."""
+        try:
+            ack = await self._js.publish(
+                self._slot(mailbox), subject.encode(), headers={SLOT_AT: repr(time.time())}
+            )
+        except APIError as exc:
+            if exc.err_code == SUBJECT_FULL:
+                return None
+            raise
+        return int(ack.seq)
+
+    async def _free_orphans(self, mailbox: str) -> int:
+        """Delete the slots of ``mailbox`` whose message never came; how many."""
+        freed, seq = 0, 1
+        stream, now = f"{self._s}_SLOT", time.time()
+        while True:
+            slot = await self._next(stream, self._slot(mailbox), seq)
+            if slot is None:
+                return freed
+            seq = int(slot.seq) + 1
+            if now - _stored_at(slot) < ORPHAN_SLOT_SECONDS:
+                continue
+            msg = await self._last_direct(f"{self._s}_MBOX", bytes(slot.data).decode())
+            named = None if msg is None else (msg.headers or {}).get(SLOT_HEADER)
+            if named != str(slot.seq) and await self._delete(stream, int(slot.seq)):
+                freed += 1
+
+    async def _enqueue_shared(self, mailbox: str, delivery: Delivery, max_depth: int) -> bool:
+        mid, sender = delivery.message_id, delivery.sender
+        subject = self._mb(mailbox, b64e(mid.encode()), sender)
+        async with self._io():
+            await self._slot_stream(max_depth)
+            slot = await self._take_slot(mailbox, subject)
+            if slot is None and await self._free_orphans(mailbox):
+                slot = await self._take_slot(mailbox, subject)
+            if slot is None:
+                if await self._last_direct(f"{self._s}_MBOX", subject) is not None:
+                    return False  # pending already: a duplicate, even when the mailbox is full
+                raise LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
+            fresh = False
+            try:
+                headers = {
+                    "Sw-At": repr(delivery.received_at),
+                    MSG_ID: _msg_id(subject),
+                    SLOT_HEADER: str(slot),
+                }
+                published, acked = await asyncio.gather(
+                    self._publish_new(subject, delivery.envelope, headers),
+                    self._acked(mailbox, mid, sender),
+                )
+                if published is None:
+                    return False
+                if acked:
+                    await self._delete(f"{self._s}_MBOX", published)
+                    return False
+                self._remember(mailbox, sender, mid, published)
+                self._remember_slot(mailbox, sender, mid, slot)
+                fresh = True
+                return True
+            finally:
+                if not fresh:
+                    await self._delete(f"{self._s}_SLOT", slot)
+
+    def _remember_slot(self, mailbox: str, sender: str, message_id: str, slot: int) -> None:
+        key = (mailbox, sender, message_id)
+        self._slots[key] = slot
+        self._slots.move_to_end(key)
+        while len(self._slots) > MAX_SEQ_CACHE:
+            self._slots.popitem(last=False)
+
+    async def _enqueue_local(self, mailbox: str, delivery: Delivery, max_depth: int) -> bool:
         """One publish: JetStream refuses a second copy by itself, the relay's record
         of acknowledged ids (stream ``P_ACKS``) is read at the same time.
 
@@ -501,6 +650,9 @@ class NatsBackend:
             _, _, mid, sender = msg.subject.rsplit(".", 3)
             message_id = b64d(mid, "message_id").decode()
             self._remember(mailbox, sender, message_id, msg.seq)
+            slot = msg.headers.get(SLOT_HEADER)
+            if slot is not None and slot.isdigit():
+                self._remember_slot(mailbox, sender, message_id, int(slot))
             out.append(
                 Delivery(
                     message_id=message_id,
@@ -531,12 +683,15 @@ class NatsBackend:
         """
         subject = self._mb(mailbox, b64e(mid.encode()), sender)
         seq = self._seqs.pop((mailbox, sender, mid), None)
+        slot = self._slots.pop((mailbox, sender, mid), None)
         cached = seq is not None
         if seq is None:
             last = await self._last_direct(f"{self._s}_MBOX", subject)
             if last is None:
                 return 0  # unknown or acknowledged already
             seq = int(last.seq)
+            named = (last.headers or {}).get(SLOT_HEADER)
+            slot = int(named) if named is not None and named.isdigit() else None
 
         async def delete(seq: int, cached: bool) -> int:
             if await self._delete(f"{self._s}_MBOX", seq):
@@ -551,6 +706,10 @@ class NatsBackend:
         _, deleted = await asyncio.gather(
             self._js.publish(self._tomb(mailbox, mid, sender), b""), delete(seq, cached)
         )
+        if deleted and self._shared and slot is not None:
+            # The message is gone: free its slot (a crash right here leaves an
+            # orphan slot, freed when the mailbox is full).
+            await self._delete(f"{self._s}_SLOT", slot)
         return deleted
 
     async def fetch_after(
@@ -680,6 +839,14 @@ class NatsBackend:
                 )
                 seq = msg.seq + 1
         return out
+
+
+def _stored_at(slot: Any) -> float:
+    """When ``slot`` was taken (0 when it does not say: old enough to check)."""
+    try:
+        return float((slot.headers or {}).get(SLOT_AT, 0.0))
+    except ValueError:
+        return 0.0
 
 
 def _msg_id(subject: str) -> str:

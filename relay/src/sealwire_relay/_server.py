@@ -8,8 +8,10 @@ A configuration file is TOML with a ``[relay]`` table::
     [relay]
     host = "127.0.0.1"
     port = 8700
-    public_url = "http://127.0.0.1:8700"   # default: http://host:port
+    public_url = "http://127.0.0.1:8700"   # default: http(s)://host:port
     identity = "relay-identity.key"         # created (mode 0600) if missing
+    tls_certificate = "cert.pem"            # both set: serve HTTPS and WSS (PEM files)
+    tls_key = "key.pem"
     backend = "sqlite"                      # or "nats", or a plugin's backend
 
     [relay.sqlite]
@@ -34,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import time
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -88,6 +91,8 @@ class RelayConfig:
     port: int = 8700
     public_url: str | None = None
     identity_path: Path = Path("relay-identity.key")
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
     backend: str = "sqlite"
     backend_options: Mapping[str, Any] = attrs.field(factory=dict)
     peers: tuple[PeerRelay, ...] = ()
@@ -95,8 +100,14 @@ class RelayConfig:
 
     @property
     def url(self) -> str:
-        """The base URL agents and peers use (``public_url``, else ``http://host:port``)."""
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        """The base URL agents and peers use (``public_url``, else ``http(s)://host:port``)."""
+        scheme = "https" if self.tls else "http"
+        return (self.public_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def tls(self) -> bool:
+        """Whether the relay serves HTTPS and WSS itself (a certificate and key are set)."""
+        return self.tls_certificate is not None and self.tls_key is not None
 
     @classmethod
     def from_toml(cls, path: str | Path) -> RelayConfig:
@@ -118,6 +129,8 @@ class RelayConfig:
             "port",
             "public_url",
             "identity",
+            "tls_certificate",
+            "tls_key",
             "backend",
             "sqlite",
             "nats",
@@ -127,6 +140,10 @@ class RelayConfig:
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigurationError(f"unknown [relay] settings: {', '.join(unknown)}")
+        certificate = _typed(table, "tls_certificate", str, "")
+        key = _typed(table, "tls_key", str, "")
+        if bool(certificate) != bool(key):
+            raise ConfigurationError("tls_certificate and tls_key go together: set both or neither")
         backend = _typed(table, "backend", str, "sqlite")
         options = dict(_typed(table, backend, dict, {})) if backend in ("sqlite", "nats") else {}
         if backend == "sqlite":
@@ -136,6 +153,8 @@ class RelayConfig:
             port=_typed(table, "port", int, 8700),
             public_url=_typed(table, "public_url", str, "") or None,
             identity_path=base / _typed(table, "identity", str, "relay-identity.key"),
+            tls_certificate=base / certificate if certificate else None,
+            tls_key=base / key if key else None,
             backend=backend,
             backend_options=options,
             peers=tuple(_peer(p) for p in _typed(table, "peers", list, [])),
@@ -205,6 +224,7 @@ async def running_relay(
     The backend is ``backend`` if given, else the one ``config`` names among
     ``providers`` (the built-in ones by default).
     """
+    _check_tls_files(config)
     identity = identity or load_or_create_identity(config.identity_path)
     backend = backend or open_backend(config.backend, config.backend_options, providers)
     await backend.start()
@@ -227,6 +247,8 @@ async def running_relay(
             access_log=False,
             ws_max_size=WS_MAX_CLIENT_MESSAGE,
             timeout_graceful_shutdown=1,
+            ssl_certfile=str(config.tls_certificate) if config.tls else None,
+            ssl_keyfile=str(config.tls_key) if config.tls else None,
         )
     )
     serving: asyncio.Task[None] = asyncio.create_task(server.serve())
@@ -251,6 +273,22 @@ async def running_relay(
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
         await backend.close()
+
+
+def _check_tls_files(config: RelayConfig) -> None:
+    """ConfigurationError now, not in the server task, if the certificate or key cannot load."""
+    if config.tls_certificate is None or config.tls_key is None:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            config.tls_certificate, config.tls_key
+        )
+    except (OSError, ssl.SSLError) as exc:
+        # The error names the files and the reason, never their contents.
+        raise ConfigurationError(
+            f"cannot load the relay's TLS certificate {config.tls_certificate} "
+            f"and key {config.tls_key}: {type(exc).__name__}"
+        ) from None
 
 
 def _forwarder(

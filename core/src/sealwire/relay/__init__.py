@@ -15,14 +15,21 @@ distribution (``sealwire relay serve``); nothing here imports it.
 
 from __future__ import annotations
 
-from sealwire.relay._client import RelayClient
+from sealwire.relay._client import (
+    RelayClient,
+    RelayDescriptor,
+    fetch_descriptor,
+    verify_descriptor,
+)
 from sealwire.relay.errors import (
     EpochConflictError,
     ForbiddenError,
     LimitExceeded,
     NotFoundError,
     RelayAuthError,
+    RelayCertificateError,
     RelayError,
+    RelayIdentityError,
     RelayUnavailable,
 )
 from sealwire.relay.port import RelayDirectory, RelayPort, peer_directory
@@ -47,14 +54,19 @@ __all__ = [
     "LimitExceeded",
     "NotFoundError",
     "RelayAuthError",
+    "RelayCertificateError",
     "RelayClient",
+    "RelayDescriptor",
     "RelayDirectory",
     "RelayError",
+    "RelayIdentityError",
     "RelayPort",
     "RelayUnavailable",
+    "fetch_descriptor",
     "mailbox_address",
     "parse_mailbox_address",
     "peer_directory",
     "unwrap",
+    "verify_descriptor",
     "wrap",
 ]

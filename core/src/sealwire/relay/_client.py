@@ -18,18 +18,21 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from sealwire.errors import DecodeError, LocalProtocolError, SealwireError
+from sealwire.errors import ConfigurationError, DecodeError, LocalProtocolError, SealwireError
 from sealwire.identity import Identity, PublicIdentity
 from sealwire.relay._stream import MailboxStream, StreamUnusable, _Unsupported
 from sealwire.relay.errors import (
     LimitExceeded,
     RelayAuthError,
+    RelayCertificateError,
     RelayError,
+    RelayIdentityError,
     RelayUnavailable,
     error_from_wire,
 )
@@ -45,13 +48,14 @@ from sealwire.relay.wire import (
     b64e,
     decode_body,
     delivery_from_json,
+    descriptor_payload,
     entry_from_json,
     get_str,
     mailbox_address,
     relay_proof_payload,
 )
 
-__all__ = ["RelayClient"]
+__all__ = ["RelayClient", "RelayDescriptor", "fetch_descriptor", "verify_descriptor"]
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # Reconnect delays of subscribe(): doubling from the first up to the last.
@@ -63,6 +67,8 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 # WebSocket close codes (4000 + HTTP status) that say "later", not "never": the
 # relay's connection limit (429) and an unavailable relay (503).
 _RETRY_CLOSE_CODES = frozenset({4000 + LimitExceeded.status, 4000 + RelayUnavailable.status})
+# An Ed25519 signature is 64 bytes; room for a larger (post-quantum) one, bounded.
+MAX_SIGNATURE_BYTES = 8 * 1024
 # A pushed WebSocket message larger than this is not the relay protocol.
 MAX_WS_MESSAGE_BYTES = 16 * 1024 * 1024
 # Acks queued on the stream are waited for this long before a fetch (so it does
@@ -81,9 +87,121 @@ MAX_DIRECTORY_RELAYS = 64
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # One context for every client: building one loads the CA store (~30 ms).
-    return ssl.create_default_context()
+def _tls_context(ca: str | None = None) -> ssl.SSLContext:
+    """The TLS context of relay clients trusting the system store, or only ``ca``.
+
+    ``ca`` is a PEM file of CA certificates, or the relay's own (self-signed)
+    certificate, which pins it. One context per file for every client: building
+    one loads the CA store (~30 ms).
+    """
+    if ca is None:
+        return ssl.create_default_context()
+    try:
+        context = ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"cannot load the relay CA file {ca}: {type(exc).__name__}"
+        ) from None
+    # A pinned relay certificate need not be a CA's: accept a chain ending at it.
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
+def _transport_error(url: str, exc: httpx.HTTPError) -> RelayError:
+    """The typed error for a request to the relay at ``url`` that got no answer."""
+    if _untrusted_certificate(exc):
+        return RelayCertificateError(
+            f"relay {url}: its TLS certificate is not trusted (set the relay CA)"
+        )
+    return RelayUnavailable(f"relay {url} unreachable: {type(exc).__name__}")
+
+
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """Whether ``exc`` (an httpx error) comes from a refused TLS certificate."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps the ssl error a few levels deep
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@attrs.frozen
+class RelayDescriptor:
+    """A relay's signed description of itself (``GET /v1/info``), verified.
+
+    ``relay_id`` is the fingerprint of ``identity``, which signed the rest; pin
+    it (``[agent] relay_id``) and every login asks the relay to prove it.
+    """
+
+    relay_id: str
+    identity: PublicIdentity = attrs.field(repr=False)
+    url: str
+    version: str
+
+
+def verify_descriptor(
+    answer: Mapping[str, Any], *, url: str, relay_id: str | None = None
+) -> RelayDescriptor:
+    """The descriptor in ``answer`` if its signature holds, it names ``url`` and (when
+    given) is ``relay_id``'s; else :class:`RelayIdentityError` (DecodeError if malformed)."""
+    claimed = get_str(answer, "relay_id")
+    public = PublicIdentity.from_json(answer.get("identity"))
+    signature = b64d(answer.get("signature"), "signature", max_bytes=MAX_SIGNATURE_BYTES)
+    expected = relay_id if relay_id is not None else claimed
+    try:
+        public.verify(signature, descriptor_payload(answer))
+    except SealwireError:
+        raise RelayIdentityError(
+            f"the relay at {url} sent a descriptor its identity did not sign",
+            expected=expected,
+            claimed=claimed,
+        ) from None
+    if public.agent_id != claimed:
+        raise RelayIdentityError(
+            f"the relay at {url} claims {claimed} with the keys of {public.agent_id}",
+            expected=expected,
+            claimed=public.agent_id,
+        )
+    if relay_id is not None and claimed != relay_id:
+        raise RelayIdentityError(
+            f"the relay at {url} is {claimed}, not the expected {relay_id}",
+            expected=relay_id,
+            claimed=claimed,
+        )
+    named = get_str(answer, "url").rstrip("/")
+    if named != url.rstrip("/"):
+        raise RelayIdentityError(
+            f"the relay at {url} names itself {named}: use the URL it publishes",
+            expected=expected,
+            claimed=claimed,
+        )
+    return RelayDescriptor(claimed, public, named, get_str(answer, "version"))
+
+
+async def fetch_descriptor(
+    url: str, *, ca: str | os.PathLike[str] | None = None, relay_id: str | None = None
+) -> RelayDescriptor:
+    """Fetch and verify the signed descriptor of the relay at ``url`` (see
+    :func:`verify_descriptor`); ``ca`` as for :class:`RelayClient`. What
+    ``sealwire init --relay`` calls to learn the relay id it pins."""
+    base = url.rstrip("/")
+    _check_base_url(base)
+    verify = _tls_context(os.fspath(ca) if ca is not None else None)
+    async with httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_SECONDS, verify=verify) as http:
+        try:
+            resp = await http.get(base + "/v1/info")
+        except httpx.HTTPError as exc:
+            raise _transport_error(base, exc) from None
+    try:
+        answer = decode_body(resp.content)
+    except DecodeError:
+        raise RelayUnavailable(f"relay answered HTTP {resp.status_code}, not JSON") from None
+    if resp.status_code != 200:
+        raise RelayUnavailable(f"relay {base} answered HTTP {resp.status_code} for its descriptor")
+    return verify_descriptor(answer, url=base, relay_id=relay_id)
 
 
 class RelayClient:
@@ -97,18 +215,28 @@ class RelayClient:
         *,
         relay_id: str | None = None,
         http: httpx.AsyncClient | None = None,
+        ca: str | os.PathLike[str] | None = None,
     ) -> None:
         """``relay_id``, if given, is the relay's expected id: the relay must prove it.
-        ``http``, if given, is an HTTP client shared with others: :meth:`close` leaves it open."""
+        ``http``, if given, is an HTTP client shared with others: :meth:`close` leaves it open.
+        ``ca``, if given, is the PEM file (CA certificates, or the relay's pinned
+        certificate) that an ``https://`` relay's certificate must chain to, instead
+        of the system store; it applies to the WebSocket subscriptions too, not to
+        other relays (:meth:`at`), which are checked against the system store."""
         self.url = url.rstrip("/")
         self._relay_id = relay_id
+        self._tls = _tls_context(os.fspath(ca) if ca is not None else None)
+        # Other relays' directories (``at``) trust the system store: with ``ca`` they
+        # get an HTTP client of their own, made when first needed, closed with this one.
+        self._pinned = ca is not None
+        self._others_http: httpx.AsyncClient | None = None
         self._identity = identity
         self._card = dict(card) if card is not None else None
         self._owns_http = http is None
         self._http = (
             http
             if http is not None
-            else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_SECONDS, verify=_tls_context())
+            else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_SECONDS, verify=self._tls)
         )
         self._directories: OrderedDict[str, RelayClient] = OrderedDict()
         self._token: str | None = None
@@ -147,6 +275,9 @@ class RelayClient:
                 with contextlib.suppress(RelayError):  # then they come again: acked again
                     await self._ack_http(left)
         self._directories.clear()
+        others, self._others_http = self._others_http, None
+        if others is not None:
+            await others.aclose()
         if self._owns_http:
             await self._http.aclose()
 
@@ -175,7 +306,7 @@ class RelayClient:
         _check_base_url(base)
         client = self._directories.pop(base, None)
         if client is None:
-            client = RelayClient(base, Identity.generate(), http=self._http)
+            client = RelayClient(base, Identity.generate(), http=self._directory_http())
         self._directories[base] = client
         while len(self._directories) > MAX_DIRECTORY_RELAYS:
             self._directories.popitem(last=False)  # shares our HTTP client: nothing to close
@@ -212,8 +343,20 @@ class RelayClient:
             max_size=MAX_WS_MESSAGE_BYTES,
             open_timeout=DEFAULT_TIMEOUT_SECONDS,
             compression=None,  # ciphertext does not compress
+            ssl=self._tls if url.startswith("wss://") else None,
         )
         return ws, token
+
+    def _directory_http(self) -> httpx.AsyncClient:
+        """The HTTP client of other relays' directories: ours, unless ours trusts
+        only our relay's CA (then one of their own, on the system store)."""
+        if not self._pinned:
+            return self._http
+        if self._others_http is None:
+            self._others_http = httpx.AsyncClient(
+                timeout=DEFAULT_TIMEOUT_SECONDS, verify=_tls_context()
+            )
+        return self._others_http
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -222,7 +365,7 @@ class RelayClient:
         try:
             resp = await self._http.post(self.url + path, json=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise RelayUnavailable(f"relay {self.url} unreachable: {type(exc).__name__}") from None
+            raise _transport_error(self.url, exc) from None
         try:
             answer = decode_body(resp.content)
         except DecodeError:
@@ -241,7 +384,9 @@ class RelayClient:
             relay_id = get_str(challenge, "relay_id")
             nonce = b64d(challenge.get("challenge"), "challenge", max_bytes=64)
             if self._relay_id is not None:
-                self._check_relay(challenge, relay_id, relay_proof_payload(client_nonce, nonce))
+                self._check_relay(
+                    challenge, relay_id, relay_proof_payload(client_nonce, nonce), self._relay_id
+                )
             body: dict[str, Any] = {
                 "challenge": b64e(nonce),
                 "signature": b64e(self._identity.sign(auth_payload(relay_id, nonce))),
@@ -253,14 +398,24 @@ class RelayClient:
             self._token = get_str(await self._post("/v1/auth/session", body, None), "token")
             return self._token
 
-    def _check_relay(self, answer: Mapping[str, Any], relay_id: str, payload: bytes) -> None:
+    def _check_relay(
+        self, answer: Mapping[str, Any], relay_id: str, payload: bytes, expected: str
+    ) -> None:
         try:
             public = PublicIdentity.from_json(answer.get("identity"))
             public.verify(b64d(answer.get("relay_signature"), "relay_signature"), payload)
         except SealwireError:
-            raise RelayAuthError("the relay did not prove its identity") from None
-        if public.agent_id != self._relay_id or relay_id != self._relay_id:
-            raise RelayAuthError("the relay is not the expected one")
+            raise RelayIdentityError(
+                f"the relay at {self.url} did not prove its identity (expected {expected})",
+                expected=expected,
+                claimed=relay_id,
+            ) from None
+        if public.agent_id != expected or relay_id != expected:
+            raise RelayIdentityError(
+                f"the relay at {self.url} is {public.agent_id}, not the configured {expected}",
+                expected=expected,
+                claimed=public.agent_id,
+            )
 
     async def _call(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         token = self._token or await self._authenticate(None)
@@ -533,6 +688,7 @@ class RelayClient:
                     additional_headers={"authorization": f"Bearer {token}"},
                     max_size=MAX_WS_MESSAGE_BYTES,
                     open_timeout=DEFAULT_TIMEOUT_SECONDS,
+                    ssl=self._tls if url.startswith("wss://") else None,
                 ) as ws:
                     delay = RECONNECT_FIRST_SECONDS
                     async for raw in ws:

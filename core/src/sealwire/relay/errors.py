@@ -17,7 +17,9 @@ __all__ = [
     "LimitExceeded",
     "NotFoundError",
     "RelayAuthError",
+    "RelayCertificateError",
     "RelayError",
+    "RelayIdentityError",
     "RelayUnavailable",
     "error_from_wire",
     "error_to_wire",
@@ -53,6 +55,31 @@ class ForbiddenError(RelayAuthError):
 
     code = "forbidden"
     status: int = 403
+
+
+class RelayIdentityError(RelayAuthError):
+    """The relay did not prove the identity this client expects (its pinned ``relay_id``).
+
+    Raised by the client, never sent on the wire: the relay at the configured URL
+    is another relay (or an impostor), so nothing is signed for it and no token
+    is taken from it. ``expected`` and ``claimed`` are relay ids (public).
+    """
+
+    code = "wrong_relay"
+    status: int = 401
+
+    def __init__(self, message: str, *, expected: str, claimed: str | None) -> None:
+        self.expected = expected
+        self.claimed = claimed
+        super().__init__(message)
+
+
+class RelayCertificateError(RelayAuthError):
+    """The relay's TLS certificate is not trusted (not in the system store nor the
+    configured relay CA file). Raised by the client, never sent on the wire."""
+
+    code = "untrusted_certificate"
+    status: int = 401
 
 
 class NotFoundError(RelayError):

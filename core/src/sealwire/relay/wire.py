@@ -27,6 +27,8 @@ from sealwire.relay.errors import LimitExceeded
 __all__ = [
     "AUTH_LABEL",
     "CLIENT_NONCE_BYTES",
+    "DESCRIPTOR_FIELDS",
+    "DESCRIPTOR_LABEL",
     "Delivery",
     "FetchedPrekeys",
     "GroupLogEntry",
@@ -43,6 +45,7 @@ __all__ = [
     "b64e",
     "canonical_card_json",
     "decode_body",
+    "descriptor_payload",
     "delivery_from_json",
     "delivery_to_json",
     "entry_from_json",
@@ -336,6 +339,19 @@ CLIENT_NONCE_BYTES = 32
 def auth_payload(relay_id: str, challenge: bytes) -> bytes:
     """The bytes an agent signs: ``AUTH_LABEL || relay_id || 0x00 || challenge``."""
     return AUTH_LABEL + relay_id.encode("ascii") + b"\x00" + challenge
+
+
+DESCRIPTOR_LABEL = b"sealwire relay descriptor v1\x00"
+DESCRIPTOR_FIELDS = ("relay_id", "identity", "url", "version")
+"""What a relay's signed descriptor (``GET /v1/info``) says; ``signature`` covers them."""
+
+
+def descriptor_payload(descriptor: Mapping[str, Any]) -> bytes:
+    """What a relay signs in its descriptor: ``DESCRIPTOR_LABEL ||`` the RFC 8785
+    canonical JSON of the :data:`DESCRIPTOR_FIELDS` (its id, public identity, URL,
+    version). Unknown fields are not covered, so a client reads only these."""
+    covered = {name: descriptor.get(name) for name in DESCRIPTOR_FIELDS}
+    return DESCRIPTOR_LABEL + rfc8785.dumps(covered)
 
 
 def relay_proof_payload(client_nonce: bytes, challenge: bytes) -> bytes:
