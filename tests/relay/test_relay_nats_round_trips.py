@@ -57,6 +57,13 @@ async def watched(nats_url: str) -> AsyncIterator[tuple[NatsBackend, Watch, str]
         await backend.close()
 
 
+async def _quiet(backend: NatsBackend, watch: Watch, prefix: str) -> int:
+    """A mark after which the watcher sees nothing of what the backend sent before: the
+    earlier traffic reaches the watcher asynchronously, so wait for it to arrive first."""
+    await _settle(backend, watch, len(watch.subjects), prefix)
+    return len(watch.subjects)
+
+
 async def _settle(backend: NatsBackend, watch: Watch, mark: int, prefix: str) -> list[str]:
     """Everything the backend sent since ``mark``: a marker published on the backend's
     own connection reaches the watcher after every earlier request of it."""
@@ -75,7 +82,7 @@ def _delivery(i: int) -> Delivery:
 async def test_enqueue_is_one_publish(watched: tuple[NatsBackend, Watch, str]) -> None:
     backend, watch, prefix = watched
     assert await backend.enqueue("box", _delivery(0), max_depth=10)  # counts the depth once
-    mark = len(watch.subjects)
+    mark = await _quiet(backend, watch, prefix)
     assert await backend.enqueue("box", _delivery(1), max_depth=10)
     seen = await _settle(backend, watch, mark, prefix)
     publishes = [s for s in seen if s.startswith(f"{prefix.lower()}.mb.")]
@@ -91,7 +98,7 @@ async def test_fetch_and_ack_without_consumers_or_rereads(
     backend, watch, prefix = watched
     for i in range(BACKLOG):
         await backend.enqueue("box", _delivery(i), max_depth=10 * BACKLOG)
-    mark = len(watch.subjects)
+    mark = await _quiet(backend, watch, prefix)
     got = await backend.fetch("box", BACKLOG)
     assert [d.message_id for d in got] == [f"m{i}" for i in range(BACKLOG)]
     fetch_requests = await _settle(backend, watch, mark, prefix)
