@@ -19,7 +19,7 @@ import attrs
 
 from sealwire import __version__
 from sealwire.agent._card import build_card
-from sealwire.agent._group import GroupReply, GroupRouter
+from sealwire.agent._group import ANSWER_ROUTE, GroupReply, GroupRouter
 from sealwire.agent._mailbox import MailboxRouter
 from sealwire.agent._rpc import RpcConnection
 from sealwire.agent._session import (
@@ -182,10 +182,11 @@ class Agent:
         groups = {n: b for n, b in self._bindings.items() if isinstance(b, GroupBinding)}
         if (mailboxes or groups) and self.relay is not None:
             self._mailbox = MailboxRouter(self, mailboxes)
-        if groups and self._mailbox is not None:
-            self._groups = GroupRouter(self, groups)
+        if groups and self._mailbox is not None and self.relay is not None:
+            self._groups = GroupRouter(self, self.relay, groups)
             for name in groups:  # invitations arrive through the mailbox
                 self._mailbox.others[name] = functools.partial(self._groups.on_invite, name)
+            self._mailbox.others[ANSWER_ROUTE] = self._groups.on_answer  # and group answers
             await self._groups.start()
         if self._mailbox is not None:
             await self._mailbox.start()
@@ -307,6 +308,10 @@ class Agent:
         conn = RpcConnection(channel, self.dispatch, on_close=functools.partial(self._forget, key))
         self._connections[key] = conn
         conn.start()
+
+    def check_peer(self, peer: PeerIdentity) -> None:
+        """Raise TrustError if configuration denies ``peer`` or the trust store refuses it."""
+        self._check_peer(peer)
 
     def _check_peer(self, peer: PeerIdentity) -> None:
         if peer.agent_id in self.policy.config.deny_peers:
