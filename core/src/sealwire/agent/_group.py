@@ -101,7 +101,7 @@ from sealwire.errors import (
 )
 from sealwire.identity import Identity, VerifiedCard, verify_card
 from sealwire.model import Message, SendMessageRequest, SendMessageResponse, Task
-from sealwire.relay import LimitExceeded, RelayPort, wrap
+from sealwire.relay import LimitExceeded, RelayPort, RelayUnavailable, wrap
 from sealwire.relay.wire import b64d, b64e
 
 if TYPE_CHECKING:
@@ -128,6 +128,10 @@ ANSWER_SEND_ATTEMPTS = 6
 ANSWER_RETRY_FIRST_SECONDS = 0.2
 ANSWER_RETRY_MAX_SECONDS = 5.0
 """Backoff between those tries (doubling): about 15 s in all, inside a call's timeout."""
+INVITE_ATTEMPTS = 5
+INVITE_RETRY_FIRST_SECONDS = 0.2
+"""Tries (doubling from this delay) to join from an invitation when the relay fails
+passingly: the mailbox drops an invitation whose handling fails."""
 READER_RETRY_FIRST_SECONDS = 0.2
 READER_RETRY_MAX_SECONDS = 30.0
 """Backoff of a group reader resubscribing after a failure (doubling): quick after a
@@ -281,13 +285,25 @@ class GroupRouter:
     async def on_invite(self, name: str, payload: bytes) -> None:
         """An invitation from the mailbox: join, then follow the log from where it says."""
         binding = self.bindings[name]
-        try:
-            event, after = await binding.join(payload)
-        except SealwireError:
-            raise
-        except Exception as exc:  # a binding bug: the mailbox drops this invitation
-            log.exception("group binding failed on an invitation")
-            raise InternalError("the group binding failed on an invitation") from exc
+        delay = INVITE_RETRY_FIRST_SECONDS
+        for attempt in range(1, INVITE_ATTEMPTS + 1):
+            try:
+                event, after = await binding.join(payload)
+                break
+            except (RelayUnavailable, LimitExceeded) as exc:  # passing: not the invitation's
+                if attempt == INVITE_ATTEMPTS:
+                    raise
+                wait = delay
+                if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
+                log.warning("joining a group failed (%s): again in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
+                delay *= 2
+            except SealwireError:
+                raise
+            except Exception as exc:  # a binding bug: the mailbox drops this invitation
+                log.exception("group binding failed on an invitation")
+                raise InternalError("the group binding failed on an invitation") from exc
         log.info("joined group %s at epoch %d", event.group_id.hex()[:16], event.epoch)
         self._follow(event.group_id, binding, after, save=True)
 

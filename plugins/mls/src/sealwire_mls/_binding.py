@@ -405,7 +405,10 @@ class MlsBinding(GroupBinding):
         await self.fetch_cards(roster)
         self._storage.save(group.group_id, roster, used_key_package=ref)
         self._rosters[group.group_id] = roster
-        await self.publish_key_packages()
+        try:  # joined whatever happens here: the directory is topped up again later
+            await self.publish_key_packages()
+        except SealwireError as exc:
+            log.warning("KeyPackages not replenished after a join: %s", type(exc).__name__)
         event = GroupMembershipChanged(
             group_id=group.group_id, epoch=group.epoch, members=roster.agent_ids(),
             added=(self._me,),
