@@ -235,7 +235,6 @@ async def test_only_an_authenticated_removal_ends_membership(agents: Agents) -> 
     await until(lambda: group not in bob.groups(), "Bob leaving on his removal")
 
 
-
 def _toml(config: RelayConfig, path: Path) -> Path:
     lines = [
         "[relay]",
