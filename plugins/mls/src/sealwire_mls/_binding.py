@@ -296,6 +296,8 @@ class MlsBinding(GroupBinding):
         entries = await self._relay().fetch_group_log(group_id, commit_seq - 1, 1)
         if not entries or entries[0].seq != commit_seq:
             return None  # not readable as named: offer again on whatever epoch we reach
+        if not _commit_for(entries[0].message, epoch):
+            return commit_seq  # not even a commit of our epoch: no member can take it
         digest = hashlib.sha256(entries[0].message).digest()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + EPOCH_WAIT_SECONDS
@@ -606,6 +608,18 @@ class MlsBinding(GroupBinding):
             group_id=group_id, epoch=applied.epoch, members=tuple(sorted(set(after.values()))),
             added=tuple(after[i] for i in applied.added if i in after), removed=removed,
         )  # fmt: skip
+
+
+def _commit_for(message: bytes, epoch: int) -> bool:
+    """Whether ``message`` is framed as a commit made in ``epoch`` (valid or not)."""
+    try:
+        parsed = MLSMessage.from_bytes(message).body
+    except SealwireError:
+        return False
+    if not isinstance(parsed, PublicMessage):
+        return False
+    content = parsed.content
+    return content.content_type is ContentType.COMMIT and content.epoch == epoch
 
 
 def _bind(keep: ProcessKeep | None, event: GroupEvent | None) -> Keep | None:
