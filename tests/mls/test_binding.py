@@ -54,6 +54,7 @@ class FakeRelay:
         self.mail: dict[str, list[bytes]] = {}
         self.cards: dict[str, dict] = {}
         self.fail_after_append = False
+        self.failing_sends = 0
 
     def client(self, agent_id: str) -> FakeClient:
         return FakeClient(self, agent_id)
@@ -124,6 +125,9 @@ class FakeClient:
         ][after : after + limit]
 
     async def send(self, recipient: str, message_id: str, envelope: bytes) -> None:
+        if self.relay.failing_sends:
+            self.relay.failing_sends -= 1
+            raise RelayUnavailable("a passing failure")
         agent_id = recipient.rsplit("/", 1)[-1]
         self.relay.mail.setdefault(agent_id, []).append(envelope)
 
@@ -423,3 +427,13 @@ async def test_invalid_commits_are_skipped_and_superseded(relay):
         assert alice.binding.epoch(GROUP) == bob.binding.epoch(GROUP) == epoch
     sealed = await bob.binding.seal(GROUP, b"after all that")
     assert (await alice.binding.process(GROUP, sealed)).message.frame == b"after all that"
+
+
+async def test_an_invitation_survives_a_passing_relay_failure(relay):
+    alice, bob = Member(relay, "alice"), Member(relay, "bob")
+    await bob.binding.publish_key_packages()
+    await alice.binding.create_group(GROUP)
+    relay.failing_sends = 2  # the commit is in; the invitation's first two sends fail
+    await alice.binding.add_members(GROUP, [bob.card])
+    (event,) = await bob.accept_invites()
+    assert event.members == tuple(sorted([alice.agent_id, bob.agent_id]))

@@ -56,7 +56,14 @@ from sealwire.binding import (
 )
 from sealwire.errors import SealwireError, StateError, TrustError
 from sealwire.identity import VerifiedCard, verify_card
-from sealwire.relay import MAX_CARDS_PER_FETCH, EpochConflictError, RelayPort, wrap
+from sealwire.relay import (
+    MAX_CARDS_PER_FETCH,
+    EpochConflictError,
+    LimitExceeded,
+    RelayPort,
+    RelayUnavailable,
+    wrap,
+)
 from sealwire.store import StoreTransaction
 from sealwire_mls._external_join import ADMIT_AAD, admit_external, join_external, note_admission
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
@@ -92,6 +99,11 @@ MAX_CARD_MISSES = 4096
 """Members remembered as lacking a card (forgetting one only costs a lookup)."""
 MAX_GROUP_ID_BYTES = 64
 """Group ids are store keys (hex) and relay names: 64 bytes is ample for random ids."""
+INVITE_SEND_ATTEMPTS = 5
+INVITE_RETRY_FIRST_SECONDS = 0.2
+"""Tries (doubling from this delay, about 6 s in all) to put an invitation in a
+joiner's mailbox: the commit adding it is already in, so a passing failure must not
+leave it out."""
 MAX_REJECTED = 256
 """Digests of log entries found invalid in the current epoch, remembered so that a
 committer can tell the relay which commit it supersedes; a flood of garbage past
@@ -361,14 +373,38 @@ class MlsBinding(GroupBinding):
         invite = Invite(
             group_id=group_id, seq=seq, welcome=welcome, external_joins=roster.external_joins
         )
-        for card in cards:
-            await self._send_invite(card, invite)
+        lost = []
+        for card in cards:  # the commit is in: every joiner is invited, whatever fails
+            try:
+                await self._send_invite(card, invite)
+            except SealwireError as exc:
+                log.warning("invitation to %s undelivered: %s", card.identity.agent_id, exc)
+                lost.append(card.identity.agent_id)
+        if lost:
+            raise StateError(
+                f"added, but {len(lost)} of {len(cards)} invitations undelivered: "
+                "remove and add those agents again"
+            )
 
     async def _send_invite(self, card: VerifiedCard, invite: Invite) -> None:
+        """Put ``invite`` in the card's mailbox, retried (one message id: idempotent)
+        while the relay fails passingly."""
         offer = card.offer(self.info.name)
         address = offer.url if offer is not None else card.identity.agent_id
         payload = wrap(self.info.name, invite.to_bytes())
-        await self._relay().send(address, str(uuid.uuid4()), payload)
+        message_id, delay = str(uuid.uuid4()), INVITE_RETRY_FIRST_SECONDS
+        for attempt in range(1, INVITE_SEND_ATTEMPTS + 1):
+            try:
+                await self._relay().send(address, message_id, payload)
+                return
+            except (RelayUnavailable, LimitExceeded) as exc:
+                if attempt == INVITE_SEND_ATTEMPTS:
+                    raise
+                wait = delay
+                if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
+                await asyncio.sleep(wait)
+                delay *= 2
 
     async def fetch_cards(self, roster: Roster, agent_ids: Sequence[str] | None = None) -> None:
         """Fetch from the relay's card directory the cards of ``agent_ids`` (default:
