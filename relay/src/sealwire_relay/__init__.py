@@ -3,8 +3,9 @@
 A prekey directory and a KeyPackage directory (one-time keys handed out once),
 a directory of signed agent cards, mailboxes for offline agents
 (at-least-once, idempotent by sender and message id, pushed over WebSocket),
-and ordered group logs that accept one commit per epoch. Agents authenticate
-by signing a challenge with their identity key. Storage is SQLite by default
+and ordered group logs that accept one commit per epoch (a second only naming
+the first as superseded) and change their member list only with a commit.
+Agents authenticate by signing a challenge with their identity key. Storage is SQLite by default
 or NATS JetStream; relays federate by forwarding to each other over mutually
 authenticated links.
 
