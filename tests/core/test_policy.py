@@ -82,7 +82,7 @@ class Mls(GroupBinding):
         P.GROUP,
         P.ASYNC,
     )
-    create_group = add_members = remove_members = update = seal = process = (  # type: ignore[assignment]
+    create_group = add_members = remove_members = update = seal = post = process = (  # type: ignore[assignment]
         FakeSession.initiate
     )
     export_secret = FakeSession.initiate  # type: ignore[assignment]

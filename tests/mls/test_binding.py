@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from typing import Any
 
 import pytest
@@ -28,7 +29,13 @@ from sealwire.binding import (
 from sealwire.errors import AuthenticationError, SealwireError, StateError, TrustError
 from sealwire.identity import Identity, TrustMode, TrustStore, verify_card
 from sealwire.plugins import load_registry
-from sealwire.relay import EpochConflictError, NotFoundError, RelayUnavailable, unwrap
+from sealwire.relay import (
+    EpochConflictError,
+    GroupLogEntry,
+    NotFoundError,
+    RelayUnavailable,
+    unwrap,
+)
 from sealwire.store import MemoryStore
 from sealwire_mls._binding import KEY_PACKAGE_TARGET, MlsBinding
 from sealwire_mls._storage import NS_RATCHETS
@@ -47,6 +54,7 @@ class FakeRelay:
         self.mail: dict[str, list[bytes]] = {}
         self.cards: dict[str, dict] = {}
         self.fail_after_append = False
+        self.failing_sends = 0
 
     def client(self, agent_id: str) -> FakeClient:
         return FakeClient(self, agent_id)
@@ -68,10 +76,8 @@ class FakeClient:
             raise NotFoundError("no KeyPackage left for this agent")
         return available.pop(0)
 
-    async def set_group_members(
-        self, group_id: bytes, members: list[str], epoch: int | None = None
-    ) -> None:
-        self.relay.members[group_id] = list(members)
+    async def set_group_members(self, group_id: bytes, members: list[str]) -> None:
+        self.relay.members.setdefault(group_id, list(members))
 
     async def publish_card(self, card: dict) -> None:
         self.relay.cards[self.agent_id] = card
@@ -79,21 +85,49 @@ class FakeClient:
     async def fetch_cards(self, agent_ids: list[str]) -> dict[str, dict]:
         return {a: self.relay.cards[a] for a in agent_ids if a in self.relay.cards}
 
-    async def append_commit(self, group_id: bytes, epoch: int, message: bytes) -> int:
+    async def append_commit(
+        self,
+        group_id: bytes,
+        epoch: int,
+        message: bytes,
+        *,
+        members: list[str] | None = None,
+        supersedes: int | None = None,
+    ) -> int:
+        """The relay's rule: the next epoch, or the latest commit's epoch naming it."""
         log = self.relay.logs.setdefault(group_id, [])
-        if any(kind == "commit" and e == epoch for kind, e, _ in log):
-            raise EpochConflictError("epoch taken")
+        commits = [(i + 1, e) for i, (kind, e, _) in enumerate(log) if kind == "commit"]
+        latest = commits[-1] if commits else None
+        if latest is not None:
+            seq, last = latest
+            fits = epoch == last + 1 if supersedes is None else (supersedes, epoch) == latest
+            if not fits:
+                raise EpochConflictError("epoch taken", expected_epoch=last + 1, commit_seq=seq)
         log.append(("commit", epoch, message))
+        if members is not None:
+            self.relay.members[group_id] = list(members)
         if self.relay.fail_after_append:
             raise RelayUnavailable("the answer was lost")
         return len(log)
 
-    async def post_group_message(self, group_id: bytes, epoch: int, message: bytes) -> int:
+    async def post_group_message(
+        self, group_id: bytes, epoch: int, message: bytes, *, admit: list[str] = ()
+    ) -> int:
         log = self.relay.logs.setdefault(group_id, [])
         log.append(("application", epoch, message))
         return len(log)
 
+    async def fetch_group_log(self, group_id: bytes, after: int = 0, limit: int = 100) -> list:
+        log = self.relay.logs.get(group_id, [])
+        return [
+            GroupLogEntry(seq=i + 1, kind=k, epoch=e, sender="", message=m, received_at=0.0)
+            for i, (k, e, m) in enumerate(log)
+        ][after : after + limit]
+
     async def send(self, recipient: str, message_id: str, envelope: bytes) -> None:
+        if self.relay.failing_sends:
+            self.relay.failing_sends -= 1
+            raise RelayUnavailable("a passing failure")
         agent_id = recipient.rsplit("/", 1)[-1]
         self.relay.mail.setdefault(agent_id, []).append(envelope)
 
@@ -358,3 +392,48 @@ def test_arbitrary_bytes_give_events_or_typed_errors(data, prefix):
             await bob.binding.join(data)
 
     asyncio.run(run())
+
+
+async def test_invalid_commits_are_skipped_and_superseded(relay):
+    """Issue 15.4: garbage, a replayed old commit, a commit signed by a removed member and
+    a member's application message, each taken by the relay as the next epoch's commit,
+    do not wedge the group."""
+    alice, bob, carol = await _trio(relay)
+    start = len(relay.logs[GROUP])
+    old_commit = relay.logs[GROUP][-1][2]  # the commit that added bob and carol
+    # Carol's commit, made (and signed) by her before she is removed, offered later.
+    forged, _ = carol.binding._roster(GROUP).group.commit(os.urandom)
+    carol.binding._roster(GROUP).group.discard_pending_commit()
+    await alice.binding.remove_members(GROUP, [carol.agent_id])
+    await bob.catch_up(GROUP, start)
+    await carol.catch_up(GROUP, start)
+    assert carol.agent_id not in bob.binding.members(GROUP)
+    epoch = alice.binding.epoch(GROUP)
+    not_a_commit = await alice.binding.seal(GROUP, b"an application message")
+    for bad in (b"\x00\x01 garbage", old_commit, forged, not_a_commit):
+        before = len(relay.logs[GROUP])
+        await FakeClient(relay, "mallory").append_commit(GROUP, epoch, bad)
+        task = asyncio.create_task(bob.binding.update(GROUP))
+        await asyncio.sleep(0)
+        events = await bob.catch_up(GROUP, before)  # the router feeds bob the log
+        assert not isinstance(events[0], GroupMembershipChanged)  # not taken as a commit
+        await asyncio.wait_for(task, 5)
+        assert relay.logs[GROUP][-1][1] == epoch  # bob's commit superseded the bad one
+        await bob.catch_up(GROUP, before + 1)  # the echo of his own: merged already
+        for member in (alice,):
+            events = await member.catch_up(GROUP, before)
+            assert isinstance(events[-1], GroupMembershipChanged)
+        epoch += 1
+        assert alice.binding.epoch(GROUP) == bob.binding.epoch(GROUP) == epoch
+    sealed = await bob.binding.seal(GROUP, b"after all that")
+    assert (await alice.binding.process(GROUP, sealed)).message.frame == b"after all that"
+
+
+async def test_an_invitation_survives_a_passing_relay_failure(relay):
+    alice, bob = Member(relay, "alice"), Member(relay, "bob")
+    await bob.binding.publish_key_packages()
+    await alice.binding.create_group(GROUP)
+    relay.failing_sends = 2  # the commit is in; the invitation's first two sends fail
+    await alice.binding.add_members(GROUP, [bob.card])
+    (event,) = await bob.accept_invites()
+    assert event.members == tuple(sorted([alice.agent_id, bob.agent_id]))

@@ -176,20 +176,95 @@ async def test_group_membership_rules(clients: NewClient) -> None:
     with pytest.raises(ForbiddenError):  # a creator must be a member
         await alice.set_group_members(gid, [bob.agent_id])
     await alice.set_group_members(gid, [alice.agent_id])
+    await alice.set_group_members(gid, [alice.agent_id])  # a retry of the creation
     with pytest.raises(ForbiddenError):  # a non-member cannot take the group over
         await carol.set_group_members(gid, [carol.agent_id])
     with pytest.raises(ForbiddenError):
         await carol.append_commit(gid, 0, b"x")
     with pytest.raises(ForbiddenError):
         await carol.post_group_message(gid, 0, b"x")
-    await alice.set_group_members(gid, [alice.agent_id, bob.agent_id])
-    await bob.post_group_message(gid, 0, b"now a member")
-    await bob.set_group_members(gid, [bob.agent_id])  # bob removes alice
+    await alice.append_commit(gid, 0, b"adds bob", members=[alice.agent_id, bob.agent_id])
+    await bob.post_group_message(gid, 1, b"now a member")
+    with pytest.raises(ForbiddenError):  # a committer stays in its own list
+        await bob.append_commit(gid, 1, b"x", members=[alice.agent_id])
+    await bob.append_commit(gid, 1, b"bob removes alice", members=[bob.agent_id])
+    # Alice reads on until the next commit: she sees the commit that removes her.
+    assert [e.message for e in await alice.fetch_group_log(gid)][-1] == b"bob removes alice"
+    await bob.append_commit(gid, 2, b"an update", members=[bob.agent_id])
     with pytest.raises(ForbiddenError):
         await alice.fetch_group_log(gid)
     stream = alice.subscribe_group(gid)
     with pytest.raises(ForbiddenError):
         await asyncio.wait_for(anext(stream), 5)
+
+
+async def test_a_member_cannot_rewrite_the_list_without_a_commit(clients: NewClient) -> None:
+    """Issue 15.3: a member naming only itself used to lock every other member out."""
+    alice, bob, carol = clients(), clients(), clients()
+    gid = b"lockout"
+    everyone = [alice.agent_id, bob.agent_id, carol.agent_id]
+    await alice.set_group_members(gid, everyone)
+    for epoch in (None, 0, 1):
+        with pytest.raises(ForbiddenError):
+            await bob._call(  # the wire request, with and without an epoch
+                "/v1/groups/members",
+                {"group_id": "bG9ja291dA", "members": [bob.agent_id], "epoch": epoch},
+            )
+    await alice.append_commit(gid, 0, b"commit@0")
+    with pytest.raises(ForbiddenError):
+        await bob.set_group_members(gid, [bob.agent_id])
+    assert sorted(await carol.group_members(gid)) == sorted(everyone)
+    await carol.post_group_message(gid, 1, b"still in")
+
+
+async def test_an_invalid_commit_is_superseded_by_a_member_of_its_epoch(
+    clients: NewClient,
+) -> None:
+    """Issue 15.4, the relay's half: a second commit for an epoch needs the first's name."""
+    alice, bob, carol, dave = clients(), clients(), clients(), clients()
+    gid = b"supersede"
+    everyone = [alice.agent_id, bob.agent_id, carol.agent_id]
+    await alice.set_group_members(gid, everyone)
+    await alice.append_commit(gid, 0, b"genesis")
+    # Bob's garbage commit for epoch 1 names a list that locks the others out.
+    garbage = await bob.append_commit(gid, 1, b"garbage", members=[bob.agent_id])
+    with pytest.raises(EpochConflictError) as info:
+        await alice.append_commit(gid, 1, b"alice@1")
+    assert info.value.expected_epoch == 2 and info.value.commit_seq == garbage
+    assert [e.seq for e in await alice.fetch_group_log(gid)][-1] == garbage  # still reads
+    with pytest.raises(EpochConflictError):  # not the latest commit
+        await alice.append_commit(gid, 1, b"alice@1", members=everyone, supersedes=garbage - 1)
+    with pytest.raises(ForbiddenError):  # not a member of epoch 1
+        await dave.append_commit(gid, 1, b"dave@1", supersedes=garbage)
+    valid = await alice.append_commit(gid, 1, b"alice@1", members=everyone, supersedes=garbage)
+    with pytest.raises(EpochConflictError) as info:  # a second supersede of the same one
+        await carol.append_commit(gid, 1, b"carol@1", members=everyone, supersedes=garbage)
+    assert info.value.commit_seq == valid
+    assert sorted(await carol.group_members(gid)) == sorted(everyone)
+    await carol.append_commit(gid, 2, b"carol@2", members=everyone)
+    log = [(e.kind, e.epoch, e.message) for e in await carol.fetch_group_log(gid)]
+    assert log == [
+        ("commit", 0, b"genesis"),
+        ("commit", 1, b"garbage"),
+        ("commit", 1, b"alice@1"),
+        ("commit", 2, b"carol@2"),
+    ]
+
+
+async def test_an_admitted_agent_reads_and_commits_once(clients: NewClient) -> None:
+    alice, bob, eve = clients(), clients(), clients()
+    gid = b"admit"
+    await alice.set_group_members(gid, [alice.agent_id])
+    with pytest.raises(ForbiddenError):
+        await bob.fetch_group_log(gid)
+    await alice.post_group_message(gid, 0, b"note", admit=[bob.agent_id])
+    with pytest.raises(ForbiddenError):  # only a member admits
+        await eve.post_group_message(gid, 0, b"note", admit=[eve.agent_id])
+    assert len(await bob.fetch_group_log(gid)) == 1
+    with pytest.raises(ForbiddenError):  # admitted: a commit, not messages
+        await bob.post_group_message(gid, 0, b"hello")
+    await bob.append_commit(gid, 0, b"external", members=[alice.agent_id, bob.agent_id])
+    await bob.post_group_message(gid, 1, b"hello")
 
 
 async def test_subscriptions_survive_a_relay_restart(
@@ -248,22 +323,19 @@ async def test_subscribe_waits_for_a_relay_that_is_not_up_yet(
     await alice.close()
 
 
-async def test_member_lists_by_epoch(clients: NewClient) -> None:
-    """A list set for an epoch lands only while the log accepts a commit for that epoch."""
+async def test_member_lists_follow_the_commits(clients: NewClient) -> None:
+    """The list changes with each commit that carries one, atomically with it."""
     alice, bob, carol = clients(), clients(), clients()
     gid = b"epochs"
     everyone = [alice.agent_id, bob.agent_id, carol.agent_id]
-    await alice.set_group_members(gid, everyone, epoch=7)  # no commit yet: any epoch
-    await alice.append_commit(gid, 0, b"commit@0")  # the log now takes epoch 1
-    await alice.set_group_members(gid, [alice.agent_id, bob.agent_id], epoch=1)
-    await bob.append_commit(gid, 1, b"commit@1 re-adds carol")
+    await alice.set_group_members(gid, everyone)
+    await alice.append_commit(gid, 0, b"commit@0")  # no list: unchanged
+    assert sorted(await bob.group_members(gid)) == sorted(everyone)
+    await alice.append_commit(gid, 1, b"commit@1 removes carol", members=everyone[:2])
     for stale in (0, 1, 3):
         with pytest.raises(EpochConflictError) as info:
-            await alice.set_group_members(gid, [alice.agent_id], epoch=stale)
+            await alice.append_commit(gid, stale, b"x", members=[alice.agent_id])
         assert info.value.expected_epoch == 2
-    assert sorted(await bob.group_members(gid)) == sorted([alice.agent_id, bob.agent_id])
-    await bob.set_group_members(gid, everyone, epoch=2)
+    assert sorted(await bob.group_members(gid)) == sorted(everyone[:2])
+    await bob.append_commit(gid, 2, b"commit@2 re-adds carol", members=everyone)
     assert sorted(await carol.group_members(gid)) == sorted(everyone)
-    await carol.set_group_members(gid, [carol.agent_id, bob.agent_id])  # no epoch: as before
-    with pytest.raises(ForbiddenError):  # a non-member is refused whatever the epoch
-        await alice.set_group_members(gid, everyone, epoch=2)

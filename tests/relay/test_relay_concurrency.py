@@ -66,36 +66,53 @@ async def test_one_commit_per_epoch_under_concurrency(clients: NewClient) -> Non
     assert [e.seq for e in log] == sorted(e.seq for e in log)
 
 
-async def test_member_lists_of_racing_committers_end_with_the_newer(clients: NewClient) -> None:
-    """Two members commit at once; the loser commits next; their lists race: the newer wins."""
+async def test_member_lists_of_racing_committers_end_with_the_winner(
+    clients: NewClient,
+) -> None:
+    """Two members commit at once with different lists: the list is the winner's."""
     a, b, c, d = (clients() for _ in range(4))
     gid = b"lists"
     everyone = [m.agent_id for m in (a, b, c, d)]
     await a.set_group_members(gid, everyone)
     await a.append_commit(gid, 0, b"genesis")
+    lists = {a.agent_id: everyone[:3], b.agent_id: everyone[:2]}
 
     async def commit(client: RelayClient) -> bool:
         try:
-            await client.append_commit(gid, 1, b"commit@1 by " + client.agent_id.encode())
+            await client.append_commit(
+                gid, 1, b"commit@1 by " + client.agent_id.encode(), members=lists[client.agent_id]
+            )
         except EpochConflictError:
             return False
         return True
 
     won = await asyncio.gather(commit(a), commit(b))
     assert sorted(won) == [False, True]
-    winner, loser = (a, b) if won[0] else (b, a)
-    await loser.append_commit(gid, 2, b"commit@2 removes d")
-    older = everyone  # the winner's list, for the epoch its commit made (2)
-    newer = everyone[:3]  # the loser's, for epoch 3
-    results = await asyncio.gather(
-        winner.set_group_members(gid, older, epoch=2),
-        loser.set_group_members(gid, newer, epoch=3),
-        return_exceptions=True,
-    )
-    assert isinstance(results[0], EpochConflictError) and results[0].expected_epoch == 3
-    assert results[1] is None
-    with pytest.raises(EpochConflictError):  # the older list arriving last changes nothing
-        await winner.set_group_members(gid, older, epoch=2)
-    assert sorted(await c.group_members(gid)) == sorted(newer)
+    winner = a if won[0] else b
+    assert sorted(await winner.group_members(gid)) == sorted(lists[winner.agent_id])
+    await winner.append_commit(gid, 2, b"commit@2", members=lists[winner.agent_id])
     with pytest.raises(ForbiddenError):
         await d.fetch_group_log(gid)
+
+
+async def test_one_supersede_wins_under_concurrency(clients: NewClient) -> None:
+    members = [clients() for _ in range(6)]
+    everyone = [m.agent_id for m in members]
+    gid = b"supersedes"
+    await members[0].set_group_members(gid, everyone)
+    await members[0].append_commit(gid, 0, b"genesis")
+    garbage = await members[0].append_commit(gid, 1, b"garbage")
+
+    async def supersede(client: RelayClient) -> int | None:
+        try:
+            return await client.append_commit(
+                gid, 1, b"valid by " + client.agent_id.encode(), supersedes=garbage
+            )
+        except EpochConflictError as exc:
+            assert exc.commit_seq is not None and exc.commit_seq != garbage
+            return None
+
+    outcome = await asyncio.gather(*(supersede(m) for m in members[1:]))
+    assert len([seq for seq in outcome if seq is not None]) == 1
+    log = await members[1].fetch_group_log(gid)
+    assert [e.kind for e in log].count("commit") == 3

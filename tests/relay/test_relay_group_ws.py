@@ -35,11 +35,16 @@ async def test_a_removed_member_is_disconnected(relay: RunningRelay, clients: Ne
     raw = await _raw_group_ws(relay, bob, b"g", "0")
     try:
         assert b64e(b"hello") in str(await asyncio.wait_for(raw.recv(), WAIT))
-        await alice.set_group_members(b"g", [alice.agent_id])  # bob removed
+        # Bob removed by a commit; he may read on until the next commit (to see his
+        # removal), then his sockets are refused.
+        await alice.append_commit(b"g", 0, b"commit 0", members=[alice.agent_id])
+        await alice.append_commit(b"g", 1, b"commit 1", members=[alice.agent_id])
         with pytest.raises(ForbiddenError):
-            await asyncio.wait_for(anext(stream), WAIT)
+            for _ in range(4):  # at most the two commits come before the refusal
+                await asyncio.wait_for(anext(stream), WAIT)
         with pytest.raises(websockets.ConnectionClosed) as info:
-            await asyncio.wait_for(raw.recv(), WAIT)
+            for _ in range(4):
+                await asyncio.wait_for(raw.recv(), WAIT)
         assert info.value.rcvd is not None and info.value.rcvd.code == 4403
     finally:
         await stream.aclose()
@@ -49,8 +54,8 @@ async def test_a_removed_member_is_disconnected(relay: RunningRelay, clients: Ne
     await alice.post_group_message(b"g", 0, b"secret")
     own = alice.subscribe_group(b"g")
     try:
-        got = [(await asyncio.wait_for(anext(own), WAIT)).message for _ in range(2)]
-        assert got == [b"hello", b"secret"]
+        got = [(await asyncio.wait_for(anext(own), WAIT)).message for _ in range(4)]
+        assert got == [b"hello", b"commit 0", b"commit 1", b"secret"]
     finally:
         await own.aclose()
 

@@ -27,6 +27,7 @@ from sealwire.relay.wire import (
 )
 from sealwire_relay._app import RelayApp
 from sealwire_relay._auth import Principal
+from sealwire_relay._backend import GroupAppend
 from sealwire_relay._limits import RelayLimits
 from sealwire_relay._service import RelayService
 from sealwire_relay._sqlite_backend import SqliteBackend
@@ -156,44 +157,65 @@ def test_sqlite_mailbox_matches_a_model(program: list[tuple[str, str, int]]) -> 
 
 
 member_ops = st.lists(
-    st.tuples(st.sampled_from(["commit", "list", "plain"]), st.integers(0, 4), st.integers(0, 2)),
+    st.tuples(
+        st.sampled_from(["commit", "supersede", "stale", "plain"]),
+        st.integers(0, 4),
+        st.integers(0, 2),
+    ),
     max_size=30,
 )
 
 
 @settings(max_examples=60, deadline=None)
 @given(member_ops)
-def test_sqlite_member_lists_follow_the_log_epoch(program: list[tuple[str, int, int]]) -> None:
-    """A list for an epoch lands iff the log takes that epoch next (or holds no commit)."""
+def test_sqlite_member_lists_change_only_with_commits(program: list[tuple[str, int, int]]) -> None:
+    """A commit lands iff it is for the next epoch, or names the latest commit it
+    supersedes (same epoch); the member list is the last landed commit's."""
 
     async def run() -> None:
         backend = SqliteBackend(":memory:")
         await backend.start()
-        gid, next_epoch = b"g", None
-        members: frozenset[str] | None = None
+        gid = b"g"
+        members = frozenset(AGENTS)
+        await backend.create_group(gid, members)
+        last: int | None = None
+        commit_seq: int | None = None
         for op, epoch, who in program:
             wanted = frozenset(AGENTS[: who + 1])
-            if op == "commit":
-                entry = GroupLogEntry(
-                    seq=0, kind="commit", epoch=epoch, sender=AGENTS[0], message=b"", received_at=1
-                )
-                with contextlib.suppress(EpochConflictError):
-                    await backend.append_group(gid, entry, max_entries=100)
-                    next_epoch = epoch + 1
-                assert next_epoch is not None
-                continue
-            given_epoch = epoch if op == "list" else None
-            fits = given_epoch is None or next_epoch is None or given_epoch == next_epoch
+            kind = "application" if op == "plain" else "commit"
+            entry = GroupLogEntry(
+                seq=0, kind=kind, epoch=epoch, sender=AGENTS[0], message=b"", received_at=1
+            )
+            supersedes = None
+            if op == "supersede":
+                supersedes = commit_seq if commit_seq is not None else 0
+            elif op == "stale":
+                supersedes = (commit_seq or 0) + 1
+            request = GroupAppend(members=wanted if kind == "commit" else None,
+                                  supersedes=supersedes)  # fmt: skip
+            if kind == "application":
+                fits = True
+            elif supersedes is None:
+                fits = last is None or epoch == last + 1
+            else:
+                fits = commit_seq is not None and supersedes == commit_seq and epoch == last
             try:
-                stored = await backend.set_group_members(
-                    gid, wanted, expected=members, epoch=given_epoch
+                seq = await backend.append_group(
+                    gid, entry, request, max_entries=100, max_members=10
                 )
             except EpochConflictError as exc:
-                assert not fits and exc.expected_epoch == next_epoch
+                assert not fits and exc.commit_seq == commit_seq
             else:
-                assert fits and stored
-                members = wanted
-            assert await backend.group_members(gid) == members
+                assert fits
+                if kind == "commit":
+                    last, commit_seq, members = epoch, seq, wanted
+            access = await backend.group_access(gid)
+            assert access is not None
+            assert (access.members, access.last_commit, access.commit_seq) == (
+                members,
+                last,
+                commit_seq,
+            )
         await backend.close()
 
     asyncio.run(run())

@@ -393,6 +393,15 @@ class GroupBinding(Binding):
         """Encrypt ``frame`` once for the whole group."""
 
     @abc.abstractmethod
+    async def post(self, group_id: bytes, frame: bytes) -> tuple[int, int]:
+        """Seal ``frame`` for the group and append it to the group's log: its log
+        position, and the epoch it was sealed in (still the group's when this returns).
+
+        The binding is the only writer of a group's log (its commits and its
+        messages), so what it appends is ordered with its own epoch changes.
+        """
+
+    @abc.abstractmethod
     async def process(
         self,
         group_id: bytes,

@@ -3,8 +3,9 @@
 A prekey directory and a KeyPackage directory (one-time keys handed out once),
 a directory of signed agent cards, mailboxes for offline agents
 (at-least-once, idempotent by sender and message id, pushed over WebSocket),
-and ordered group logs that accept one commit per epoch. Agents authenticate
-by signing a challenge with their identity key. Storage is SQLite by default
+and ordered group logs that accept one commit per epoch (a second only naming
+the first as superseded) and change their member list only with a commit.
+Agents authenticate by signing a challenge with their identity key. Storage is SQLite by default
 or NATS JetStream; relays federate by forwarding to each other over mutually
 authenticated links.
 
@@ -16,8 +17,9 @@ serves one inside a running event loop. Agents reach a relay through
 
 from __future__ import annotations
 
-from sealwire_relay._backend import BUILTIN_RELAY_BACKENDS, RelayBackend, open_backend
+from sealwire_relay._backend import RelayBackend
 from sealwire_relay._limits import RelayLimits
+from sealwire_relay._providers import BUILTIN_RELAY_BACKENDS, open_backend
 from sealwire_relay._server import (
     PeerRelay,
     RelayConfig,

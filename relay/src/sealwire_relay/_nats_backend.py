@@ -24,14 +24,17 @@ Layout (``P`` is the configured prefix, default ``SW``; tokens are base64url):
   writes the tombstone at the same time. A fetch uses direct gets, no
   consumer: windows of "first message at or after sequence s" requests in
   flight at once (see :meth:`NatsBackend._pending`).
-* stream ``P_GRP``: ``p.g.l.<group>`` the log, ``p.g.m.<group>`` the member list.
-  An append reads the log's last entry (entry count, last commit's epoch in its
-  headers) and publishes with ``Nats-Expected-Last-Subject-Sequence`` set to
-  it: JetStream's optimistic concurrency, so of two commits for one epoch
-  exactly one is stored; the loser re-reads and gets EpochConflictError. A
-  member list set for an epoch reads the log's head, then publishes with the
-  member list's last sequence expected: it lands only if no other list did
-  meanwhile, so it is as if set at the moment its epoch was checked.
+* stream ``P_GRP``: ``p.g.l.<group>`` the log, ``p.g.a.<group>`` the group's
+  access records (:class:`GroupAccess`, immutable, one per change). Creating a
+  group publishes its first record with ``Nats-Expected-Last-Subject-Sequence:
+  0``. Every log entry names in its headers the access record in force after
+  it (``Sw-Access``), the latest commit's epoch and position, and the entry
+  count. An append reads the log's last entry and the record it names, checks
+  the append (:func:`next_access`), publishes a new record if the access
+  changes, then the entry with ``Nats-Expected-Last-Subject-Sequence`` set to
+  the last entry's: JetStream's optimistic concurrency, so the check and the
+  change land together or not at all (the loser re-reads and is checked
+  again; a record left unreferenced by a lost race is deleted, and is inert).
 
 The log sequence numbers are the stream's (increasing, not contiguous). The
 mailbox depth is counted once per mailbox from the stream and then kept by
@@ -56,6 +59,7 @@ have the same ``max_mailbox_depth`` (the stream holds one limit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -67,8 +71,10 @@ from typing import Any
 import attrs
 
 from sealwire.errors import ConfigurationError
-from sealwire.relay.errors import EpochConflictError, LimitExceeded, RelayUnavailable
+from sealwire.relay.errors import LimitExceeded, RelayUnavailable
+from sealwire.relay.errors import NotFoundError as GroupNotFound
 from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry, b64d, b64e
+from sealwire_relay._backend import GroupAccess, GroupAppend, next_access
 from sealwire_relay._limits import DEDUPE_RETENTION_SECONDS
 
 try:
@@ -118,6 +124,9 @@ SLOT_AT = "Sw-Slot-At"  # when the slot was taken (wall clock of the relay proce
 # JetStream's answer to a publish beyond max_msgs_per_subject with
 # discard_new_per_subject ("maximum messages per subject exceeded").
 SUBJECT_FULL = 10077
+# Access records read (immutable, by sequence number) kept in memory: one lookup
+# saved per append; a miss costs one request.
+MAX_ACCESS_CACHE = 10_000
 
 
 @attrs.frozen
@@ -154,6 +163,7 @@ class NatsBackend:
         self._replicas = replicas
         self._slots: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._slot_depth: int | None = None
+        self._records: dict[int, GroupAccess] = {}
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> NatsBackend:
@@ -757,65 +767,97 @@ class NatsBackend:
     def _g(self, kind: str, group_id: bytes) -> str:
         return f"{self._p}.g.{kind}.{b64e(group_id)}"
 
-    async def group_members(self, group_id: bytes) -> frozenset[str] | None:
-        async with self._io():
-            last = await self._last(f"{self._s}_GRP", self._g("m", group_id))
-        return None if last is None else frozenset(json.loads(last.data))
+    async def _record(self, seq: int) -> GroupAccess:
+        record = self._records.get(seq)
+        if record is None:
+            msg = await self._js.get_msg(f"{self._s}_GRP", seq=seq)
+            record = GroupAccess.from_json(bytes(msg.data or b""))
+            if len(self._records) >= MAX_ACCESS_CACHE:
+                self._records.clear()
+            self._records[seq] = record
+        return record
 
-    async def set_group_members(
+    async def _access(self, group_id: bytes, last: Any) -> tuple[GroupAccess, int] | None:
+        """The access after the log entry ``last`` (None: the log is empty) and the
+        sequence number of its record; None for a group never created."""
+        head = (last.headers or {}) if last is not None else {}
+        if "Sw-Access" in head:
+            record_seq = int(head["Sw-Access"])
+        else:
+            first = await self._next(f"{self._s}_GRP", self._g("a", group_id), 1)
+            if first is None:
+                return None
+            record_seq = first.seq
+        access = await self._record(record_seq)
+        if last is not None:
+            if head.get("Sw-Kind") == "commit":
+                commit_seq: int | None = int(last.seq)
+            else:
+                commit_seq = int(head["Sw-Commit-Seq"]) if head.get("Sw-Commit-Seq") else None
+            access = attrs.evolve(access, commit_seq=commit_seq)
+        return access, record_seq
+
+    async def group_access(self, group_id: bytes) -> GroupAccess | None:
+        async with self._io():
+            last = await self._last(f"{self._s}_GRP", self._g("l", group_id))
+            found = await self._access(group_id, last)
+        return None if found is None else found[0]
+
+    async def create_group(self, group_id: bytes, members: frozenset[str]) -> GroupAccess:
+        async with self._io():
+            access = GroupAccess(members=members, previous=members)
+            if not await self._put_new(self._g("a", group_id), access.to_json()):
+                last = await self._last(f"{self._s}_GRP", self._g("l", group_id))
+                found = await self._access(group_id, last)
+                assert found is not None  # the subject holds a record
+                return found[0]
+            return access
+
+    async def append_group(
         self,
         group_id: bytes,
-        members: frozenset[str],
+        entry: GroupLogEntry,
+        request: GroupAppend,
         *,
-        expected: frozenset[str] | None,
-        epoch: int | None = None,
-    ) -> bool:
-        async with self._io():
-            last = await self._last(f"{self._s}_GRP", self._g("m", group_id))
-            if epoch is not None:
-                head = await self._last(f"{self._s}_GRP", self._g("l", group_id))
-                last_commit = (head.headers or {}).get("Sw-Last-Commit", "") if head else ""
-                if last_commit != "" and epoch != int(last_commit) + 1:
-                    raise EpochConflictError(
-                        f"the group is at epoch {int(last_commit) + 1}, not {epoch}",
-                        expected_epoch=int(last_commit) + 1,
-                    )
-            current = None if last is None else frozenset(json.loads(last.data))
-            if current != expected:
-                return False
-            data = json.dumps(sorted(members)).encode()
-            return (
-                await self._put(self._g("m", group_id), data, last.seq if last else 0) is not None
-            )
-
-    async def append_group(self, group_id: bytes, entry: GroupLogEntry, *, max_entries: int) -> int:
+        max_entries: int,
+        max_members: int,
+    ) -> int:
         subject = self._g("l", group_id)
         async with self._io():
             for _ in range(MAX_APPEND_RETRIES):
                 last = await self._last(f"{self._s}_GRP", subject)
-                head = (last.headers or {}) if last is not None else {}
-                count = int(head.get("Sw-Count", 0))
-                last_commit = head.get("Sw-Last-Commit", "")
+                found = await self._access(group_id, last)
+                if found is None:
+                    raise GroupNotFound("no such group")
+                access, record_seq = found
+                count = int((last.headers or {}).get("Sw-Count", 0)) if last else 0
                 if count >= max_entries:
                     raise LimitExceeded("group_log", f"group log holds {max_entries} entries")
-                if entry.kind == "commit" and last_commit != "":
-                    expected = int(last_commit) + 1
-                    if entry.epoch != expected:
-                        raise EpochConflictError(
-                            f"the log accepts a commit for epoch {expected}, not {entry.epoch}",
-                            expected_epoch=expected,
-                        )
+                new = next_access(access, entry, request, max_members=max_members)
+                fresh: int | None = None
+                if attrs.evolve(new, commit_seq=None) != attrs.evolve(access, commit_seq=None):
+                    stored = attrs.evolve(new, commit_seq=None)
+                    ack = await self._js.publish(self._g("a", group_id), stored.to_json())
+                    fresh = record_seq = int(ack.seq)
+                    self._records[record_seq] = stored
+                commit_seq = "" if access.commit_seq is None else str(access.commit_seq)
                 headers = {
                     "Sw-Kind": entry.kind,
                     "Sw-Epoch": str(entry.epoch),
                     "Sw-Sender": entry.sender,
                     "Sw-At": repr(entry.received_at),
                     "Sw-Count": str(count + 1),
-                    "Sw-Last-Commit": str(entry.epoch) if entry.kind == "commit" else last_commit,
+                    "Sw-Last-Commit": "" if new.last_commit is None else str(new.last_commit),
+                    "Sw-Commit-Seq": "" if entry.kind == "commit" else commit_seq,
+                    "Sw-Access": str(record_seq),
                 }
                 seq = await self._put(subject, entry.message, last.seq if last else 0, headers)
                 if seq is not None:
                     return seq
+                if fresh is not None:  # never referenced: inert, and deleted
+                    self._records.pop(fresh, None)
+                    with contextlib.suppress(APIError):
+                        await self._js.delete_msg(f"{self._s}_GRP", fresh)
         raise RelayUnavailable("group log too busy; retry")
 
     async def fetch_group_log(self, group_id: bytes, after: int, limit: int) -> list[GroupLogEntry]:

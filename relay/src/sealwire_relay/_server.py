@@ -51,9 +51,10 @@ from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import Identity, is_agent_id
 from sealwire.relay.wire import STREAM_MAX_FRAME_BYTES
 from sealwire_relay._app import RelayApp
-from sealwire_relay._backend import BUILTIN_RELAY_BACKENDS, RelayBackend, open_backend
+from sealwire_relay._backend import RelayBackend
 from sealwire_relay._federation import Forwarder
 from sealwire_relay._limits import RelayLimits
+from sealwire_relay._providers import BUILTIN_RELAY_BACKENDS, open_backend
 from sealwire_relay._service import RelayService
 from sealwire_relay._supervisor import Supervisor
 

@@ -8,9 +8,11 @@ decoded JSON body and returns the JSON answer. Authorization rules:
 * an agent publishes only its own signed card (verified here); anyone
   authenticated may fetch cards, another agent's prekeys or KeyPackage, and
   send to any mailbox;
-* a group's log and member list are open to its members only; the first agent
-  to set a group's members creates it (and must be among them); a member list
-  set for an epoch is refused while that epoch is not the log's current one;
+* a group's log and member list are open to its readers only (its members,
+  the members before its latest commit, agents admitted for an external
+  join); the first agent to set a group's members creates it (and must be
+  among them); after that the list changes only with a commit appended by a
+  member, atomically (the rules: :mod:`sealwire_relay._backend`);
 * only configured peer relays may deliver federated messages.
 """
 
@@ -44,7 +46,7 @@ from sealwire.relay.wire import (
     parse_mailbox_address,
 )
 from sealwire_relay._auth import Principal
-from sealwire_relay._backend import RelayBackend
+from sealwire_relay._backend import GroupAppend, RelayBackend
 from sealwire_relay._limits import RateLimiter, RelayLimits
 from sealwire_relay._metrics import Metrics
 
@@ -56,9 +58,6 @@ log = logging.getLogger("sealwire.relay")
 # work and body (the body limit applies too).
 MAX_FORWARD_BATCH = 100
 MAX_ACK_IDS = 1_000
-# A member list set for an epoch is tried this many times against concurrent
-# list changes; each failed try means another list was stored meanwhile.
-MEMBER_LIST_ATTEMPTS = 3
 DEFAULT_FETCH = 100
 # The outbox depth gauge of a backend that cannot count a mailbox is found by
 # fetching at most this many entries at each scrape: the gauge saturates there,
@@ -439,31 +438,31 @@ class RelayService:
     # -- groups -------------------------------------------------------------------
 
     async def require_member(self, who: Principal, group_id: bytes) -> frozenset[str]:
-        members = await self.backend.group_members(group_id)
-        if members is None:
+        """The group's member list, if ``who`` may read its log; else Forbidden/NotFound."""
+        access = await self.backend.group_access(group_id)
+        if access is None:
             raise NotFoundError("no such group")
-        if who.agent_id not in members:
+        if who.agent_id not in access.readers():
             raise ForbiddenError("not a member of this group")
-        return members
+        return access.members
+
+    def _members(self, body: Mapping[str, Any], name: str) -> frozenset[str]:
+        wanted = get_str_list(body, name, max_items=self.limits.max_group_members)
+        return frozenset(get_agent_id({"m": m}, "m") for m in wanted)
 
     async def set_group_members(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a group with its first member list (a repeat with the same list is
+        accepted: a retry). An existing group's list changes only with a commit."""
         group_id = _group_id(body)
-        wanted = get_str_list(body, "members", max_items=self.limits.max_group_members)
-        members = frozenset(get_agent_id({"m": m}, "m") for m in wanted)
-        epoch = None if body.get("epoch") is None else get_int(body, "epoch")
-        # With an epoch, a list that lost a compare-and-set race is checked again,
-        # so that a stale one is told EpochConflictError rather than "changed".
-        for _ in range(1 if epoch is None else MEMBER_LIST_ATTEMPTS):
-            current = await self.backend.group_members(group_id)
-            if current is not None and who.agent_id not in current:
-                raise ForbiddenError("not a member of this group")
-            if current is None and who.agent_id not in members:
-                raise ForbiddenError("the creator of a group must be one of its members")
-            if await self.backend.set_group_members(
-                group_id, members, expected=current, epoch=epoch
-            ):
-                return {"members": sorted(members)}
-        raise ForbiddenError("the member list changed meanwhile; fetch it and retry")
+        members = self._members(body, "members")
+        if body.get("epoch") is not None:
+            raise ForbiddenError("a member list changes only with a commit (append_commit)")
+        if who.agent_id not in members:
+            raise ForbiddenError("the creator of a group must be one of its members")
+        access = await self.backend.create_group(group_id, members)
+        if access.members != members or access.last_commit is not None:
+            raise ForbiddenError("the group exists: its list changes only with a commit")
+        return {"members": sorted(members)}
 
     async def get_group_members(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         return {"members": sorted(await self.require_member(who, _group_id(body)))}
@@ -471,7 +470,14 @@ class RelayService:
     async def append(self, who: Principal, body: Mapping[str, Any], kind: str) -> dict[str, Any]:
         group_id = _group_id(body)
         message = self._blob(body.get("message"), "message", "group message")
-        await self.require_member(who, group_id)
+        if kind == "commit":
+            request = GroupAppend(
+                members=self._members(body, "members") if "members" in body else None,
+                supersedes=get_int(body, "supersedes") if "supersedes" in body else None,
+            )
+        else:
+            admit = self._members(body, "admit") if "admit" in body else frozenset()
+            request = GroupAppend(admit=admit)
         entry = GroupLogEntry(
             seq=0,
             kind=kind,
@@ -481,7 +487,11 @@ class RelayService:
             received_at=self.clock(),
         )
         seq = await self.backend.append_group(
-            group_id, entry, max_entries=self.limits.max_group_log
+            group_id,
+            entry,
+            request,
+            max_entries=self.limits.max_group_log,
+            max_members=self.limits.max_group_members,
         )
         self.notifier.notify(group_key(group_id))
         return {"seq": seq}

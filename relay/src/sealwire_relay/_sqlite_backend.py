@@ -16,9 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from sealwire.errors import ConfigurationError
-from sealwire.relay.errors import EpochConflictError, LimitExceeded
+from sealwire.relay.errors import LimitExceeded, NotFoundError
 from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
+from sealwire_relay._backend import GroupAccess, GroupAppend, next_access
 from sealwire_relay._limits import DEDUPE_RETENTION_SECONDS
 
 __all__ = ["SqliteBackend"]
@@ -54,9 +57,14 @@ CREATE TABLE IF NOT EXISTS group_log (
 CREATE INDEX IF NOT EXISTS group_log_by_group ON group_log (group_id, seq);
 CREATE TABLE IF NOT EXISTS group_heads (
     group_id BLOB PRIMARY KEY, entries INTEGER NOT NULL, last_commit INTEGER);
-CREATE UNIQUE INDEX IF NOT EXISTS one_commit_per_epoch
-    ON group_log (group_id, epoch) WHERE kind = 'commit';
+CREATE TABLE IF NOT EXISTS group_access (group_id BLOB PRIMARY KEY, access BLOB NOT NULL);
+DROP INDEX IF EXISTS one_commit_per_epoch;
 """
+# ``group_access`` (who may use a group's log, :class:`GroupAccess`) replaced the
+# member list of ``groups``, which is read for a group created by older code; the
+# unique index "one commit per epoch" went: a commit that supersedes an invalid
+# one shares its epoch, and the rule is :func:`next_access`, checked in the
+# append's transaction.
 
 
 class SqliteBackend:
@@ -388,62 +396,75 @@ class SqliteBackend:
 
     # -- groups ---------------------------------------------------------------
 
-    async def group_members(self, group_id: bytes) -> frozenset[str] | None:
-        with self._tx() as db:
-            row = db.execute("SELECT members FROM groups WHERE group_id=?", (group_id,)).fetchone()
-        return None if row is None else frozenset(json.loads(row[0]))
+    @staticmethod
+    def _access(db: sqlite3.Connection, group_id: bytes) -> GroupAccess | None:
+        row = db.execute("SELECT access FROM group_access WHERE group_id=?", (group_id,))
+        found = row.fetchone()
+        if found is not None:
+            return GroupAccess.from_json(bytes(found[0]))
+        old = db.execute("SELECT members FROM groups WHERE group_id=?", (group_id,)).fetchone()
+        if old is None:
+            return None
+        members = frozenset(json.loads(old[0]))
+        head = db.execute(
+            "SELECT last_commit, (SELECT max(seq) FROM group_log WHERE group_id=? AND kind="
+            "'commit') FROM group_heads WHERE group_id=?",
+            (group_id, group_id),
+        ).fetchone()
+        last, seq = head if head else (None, None)
+        return GroupAccess(members=members, previous=members, last_commit=last, commit_seq=seq)
 
-    async def set_group_members(
+    async def group_access(self, group_id: bytes) -> GroupAccess | None:
+        with self._tx() as db:
+            return self._access(db, group_id)
+
+    async def create_group(self, group_id: bytes, members: frozenset[str]) -> GroupAccess:
+        with self._tx() as db:
+            access = self._access(db, group_id)
+            if access is None:
+                access = GroupAccess(members=members, previous=members)
+                db.execute("INSERT INTO group_access VALUES (?, ?)", (group_id, access.to_json()))
+            return access
+
+    async def append_group(
         self,
         group_id: bytes,
-        members: frozenset[str],
+        entry: GroupLogEntry,
+        request: GroupAppend,
         *,
-        expected: frozenset[str] | None,
-        epoch: int | None = None,
-    ) -> bool:
+        max_entries: int,
+        max_members: int,
+    ) -> int:
         with self._tx() as db:
-            if epoch is not None:
-                head = db.execute(
-                    "SELECT last_commit FROM group_heads WHERE group_id=?", (group_id,)
-                ).fetchone()
-                last = head[0] if head else None
-                if last is not None and epoch != last + 1:
-                    raise EpochConflictError(
-                        f"the group is at epoch {last + 1}, not {epoch}", expected_epoch=last + 1
-                    )
-            row = db.execute("SELECT members FROM groups WHERE group_id=?", (group_id,)).fetchone()
-            current = None if row is None else frozenset(json.loads(row[0]))
-            if current != expected:
-                return False
-            encoded = json.dumps(sorted(members))
-            db.execute("INSERT OR REPLACE INTO groups VALUES (?, ?)", (group_id, encoded))
-            return True
-
-    async def append_group(self, group_id: bytes, entry: GroupLogEntry, *, max_entries: int) -> int:
-        with self._tx() as db:
+            access = self._access(db, group_id)
+            if access is None:
+                raise NotFoundError("no such group")
+            new = next_access(access, entry, request, max_members=max_members)
             head = db.execute(
-                "SELECT entries, last_commit FROM group_heads WHERE group_id=?", (group_id,)
+                "SELECT entries FROM group_heads WHERE group_id=?", (group_id,)
             ).fetchone()
-            count, last = head if head else (0, None)
+            count = head[0] if head else 0
             if count >= max_entries:
                 raise LimitExceeded("group_log", f"group log holds {max_entries} entries")
-            if entry.kind == "commit":
-                if last is not None and entry.epoch != last + 1:
-                    raise EpochConflictError(
-                        f"the log accepts a commit for epoch {last + 1}, not {entry.epoch}",
-                        expected_epoch=last + 1,
-                    )
-                last = entry.epoch
-            db.execute(
-                "INSERT OR REPLACE INTO group_heads VALUES (?, ?, ?)", (group_id, count + 1, last)
-            )
             cur = db.execute(
                 "INSERT INTO group_log (group_id, kind, epoch, sender, message, received_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (group_id, entry.kind, entry.epoch, entry.sender, entry.message, entry.received_at),
             )
-            assert cur.lastrowid is not None
-            return cur.lastrowid
+            seq = cur.lastrowid
+            assert seq is not None
+            if entry.kind == "commit":
+                new = attrs.evolve(new, commit_seq=seq)
+            db.execute(
+                "INSERT OR REPLACE INTO group_heads VALUES (?, ?, ?)",
+                (group_id, count + 1, new.last_commit),
+            )
+            if new != access:
+                db.execute(
+                    "INSERT OR REPLACE INTO group_access VALUES (?, ?)",
+                    (group_id, new.to_json()),
+                )
+            return seq
 
     async def fetch_group_log(self, group_id: bytes, after: int, limit: int) -> list[GroupLogEntry]:
         with self._tx() as db:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import sealwire
 from sealwire.components import CliCommand, RelayBackendProvider
-from sealwire_relay._backend import BUILTIN_RELAY_BACKENDS
+from sealwire_relay._providers import BUILTIN_RELAY_BACKENDS
 
 __all__ = ["sealwire_cli_commands", "sealwire_relay_backends"]
 

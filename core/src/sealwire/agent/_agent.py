@@ -19,7 +19,7 @@ import attrs
 
 from sealwire import __version__
 from sealwire.agent._card import build_card
-from sealwire.agent._group import GroupReply, GroupRouter
+from sealwire.agent._group import ANSWER_ROUTE, GroupReply, GroupRouter
 from sealwire.agent._mailbox import MailboxRouter
 from sealwire.agent._rpc import RpcConnection
 from sealwire.agent._session import (
@@ -187,6 +187,7 @@ class Agent:
             self._groups = GroupRouter(self, self.relay, groups)
             for name in groups:  # invitations arrive through the mailbox
                 self._mailbox.route(name, functools.partial(self._groups.on_invite, name))
+            self._mailbox.route(ANSWER_ROUTE, self._groups.on_answer)  # and group answers
             await self._groups.start()
         if self._mailbox is not None:
             await self._mailbox.start()

@@ -1,38 +1,73 @@
-"""Calls over group bindings: one frame encrypted for the whole group, carried by
-the relay's ordered group log (ARCHITECTURE, "One unit on every binding").
+"""Calls over group bindings: a request encrypted once for the whole group, carried by
+the relay's ordered group log; each member's answer back to the requester alone.
 
 A :class:`GroupRouter` follows the log of every group the agent belongs to
 (pushed over WebSocket while online, fetched from its last position after a
 restart), feeds each entry to the group binding's ``process`` in log order,
-and routes the frames the binding opens:
+and routes the frames the binding opens.
 
-* a *request* frame is dispatched by this agent's handler like any other
-  request, and the answer goes back to the group as a response frame whose
-  service parameter ``Sealwire-Reply-To`` names the requester; so a request
-  sent to a group gets one answer per member that handles it;
-* a *response* frame is taken by the member it names, and ignored by the rest.
+Requests in O(N). A request to a group goes into the log once; every member
+that handles it sends its answer to the requester's mailbox only (never to
+the log), so the requester opens N answers and every other member none.
 
-JSON-RPC ids of group requests are ``<agent id>/<random>``: unique across the
-group, so answers never collide. The log position of each group is kept in
-the store (namespace ``group.log``), written in the same transaction as the
-binding's new state together with the frame opened (namespace
-``group.inbox``, until it is handed on, replayed after a restart): a crash
-between processing an entry and handling it loses nothing. Invitations
-(an MLS Welcome) arrive through the agent's mailbox and are handed to the
-binding's ``join``.
+How an answer is protected, and why not as an MLS application message. Both
+ends derive the answer key from the group's exporter secret *of the epoch the
+request was sealed in* (``export_secret(ANSWER_LABEL, request id)``): the
+requester right after posting the request, each member the moment it opens it
+(it opens log entries in log order, so it is in that epoch then). The answer
+frame is sealed with AES-256-GCM under that key (header fields as associated
+data) and signed with the answerer's identity key (its MLS signature key); its
+signed card travels with it. So only members of that epoch can read it, only
+the member named can have written it, and epochs do not matter: an answer
+sealed after the group moved on (either side) still opens, because both sides
+hold the key of the request's epoch, the requester only until the call ends
+(forward secrecy). An MLS application message would not do: the engine keeps
+one epoch, so an answer crossing a commit could not be opened; each answer
+would consume a generation of the answerer's ratchet that the other members
+never see (a member answering more than the engine's forward window between
+two of its own log messages would make those unreadable); and the requester
+would store its group state once per answer. No pairwise fallback is needed.
+
+One writer per log: the binding appends (its ``post`` seals and appends under
+its lock, as its commits); this router never writes to the log.
+
+Every failure is reported: :meth:`GroupRouter.send_message` returns one
+:class:`GroupReply` per other member, a result or an error (the request could
+not be posted, the answer could not be opened or its sender is not trusted, no
+answer in time). An answerer that cannot deliver its answer retries with
+backoff and logs a warning; its requester sees that member's timeout.
+
+Membership ends only by MLS proof: the reader of a group leaves it only when
+the binding processes a commit that removes this agent. Any other failure
+(rate limit, relay down, a refusal) is logged and the reader resubscribes
+from its stored position with backoff (honouring ``retry_after``);
+:attr:`GroupRouter.reader_failures` counts them per group.
+
+JSON-RPC ids of group requests are ``<agent id>/<random>``. The log position
+of each group is kept in the store (namespace ``group.log``), written in the
+same transaction as the binding's new state together with the frame opened
+(namespace ``group.inbox``, until it is handed on, replayed after a restart).
+Invitations (an MLS Welcome) arrive through the agent's mailbox and are
+handed to the binding's ``join``; answers arrive there too, under the route
+:data:`ANSWER_ROUTE`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import os
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sealwire.agent._mailbox import kept_frame, read_kept_frame
 from sealwire.binding import (
@@ -57,28 +92,85 @@ from sealwire.codec import (
     parse_response,
     rpc_error_from,
 )
-from sealwire.errors import InternalError, SealwireError, StateError
+from sealwire.errors import (
+    AuthenticationError,
+    DecodeError,
+    InternalError,
+    SealwireError,
+    StateError,
+)
+from sealwire.identity import Identity, VerifiedCard, verify_card
 from sealwire.model import Message, SendMessageRequest, SendMessageResponse, Task
+from sealwire.relay import LimitExceeded, RelayPort, RelayUnavailable, wrap
+from sealwire.relay.wire import b64d, b64e
 
 if TYPE_CHECKING:
-    from sealwire.agent._host import RouterHost
-    from sealwire.relay import GroupLogEntry, RelayPort
-    from sealwire.store import StoreTransaction
+    from sealwire.relay import GroupLogEntry
+    from sealwire.store import StateStore, StoreTransaction
 
-__all__ = ["GroupReply", "GroupRouter", "REPLY_TO_PARAMETER"]
+__all__ = ["ANSWER_ROUTE", "GroupHost", "GroupReply", "GroupRouter"]
 
 log = logging.getLogger(__name__)
 
-REPLY_TO_PARAMETER = "Sealwire-Reply-To"
-"""Service parameter of a response frame sent to a group: the requester's agent id."""
+ANSWER_ROUTE = "sealwire.group-answer"
+"""Mailbox route of answers to group requests (a name no binding takes)."""
+ANSWER_LABEL = "sealwire group answer v1"
+"""Exporter label of the answer key (RFC 9420 §8.5: one label per application use)."""
+ANSWER_DOMAIN = b"sealwire-group-answer/1\x00"
+"""Prefix of what an answerer signs and of the associated data: nothing else it
+signs with its identity key can be taken for an answer."""
+ANSWER_KEY_BYTES = 32
+"""AES-256-GCM."""
+ANSWER_NONCE_BYTES = 12
+"""AES-GCM's nonce; random, and one key seals at most one answer per member."""
+ANSWER_SEND_ATTEMPTS = 6
+"""Tries to deliver an answer to the requester's mailbox before giving up (logged)."""
+ANSWER_RETRY_FIRST_SECONDS = 0.2
+ANSWER_RETRY_MAX_SECONDS = 5.0
+"""Backoff between those tries (doubling): about 15 s in all, inside a call's timeout."""
+INVITE_ATTEMPTS = 5
+INVITE_RETRY_FIRST_SECONDS = 0.2
+"""Tries (doubling from this delay) to join from an invitation when the relay fails
+passingly: the mailbox drops an invitation whose handling fails."""
+READER_RETRY_FIRST_SECONDS = 0.2
+READER_RETRY_MAX_SECONDS = 30.0
+"""Backoff of a group reader resubscribing after a failure (doubling): quick after a
+blip, one try per half minute against a relay that keeps refusing."""
+MAX_VERIFIED_CARDS = 4096
+"""Answerers' cards kept verified (a card seen again costs a dictionary look-up
+instead of a signature check; forgetting one only costs that check again)."""
 CURSOR_NAMESPACE = "group.log"
 INBOX_NAMESPACE = "group.inbox"
 """Frames opened from a group log, kept with the binding's new state until handed on."""
 MAX_SERVED_REQUESTS = 64
-"""Group requests this agent serves at once; more are dropped (and logged), so a
+"""Group requests this agent serves at once; more are refused (and logged), so a
 chatty group cannot make us run unbounded handler tasks."""
 DEFAULT_REPLY_TIMEOUT = 30.0
 """Seconds :meth:`GroupRouter.send_message` waits for the members' answers."""
+
+
+class GroupHost(Protocol):
+    """What the group router needs of its agent."""
+
+    @property
+    def agent_id(self) -> str: ...
+
+    @property
+    def identity(self) -> Identity:
+        """Signs this agent's answers to group requests."""
+
+    @property
+    def card(self) -> VerifiedCard:
+        """Travels with this agent's answers, for the requester to verify."""
+
+    @property
+    def store(self) -> StateStore: ...
+
+    def dispatch(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
+        """Serve one A2A request from a verified peer."""
+
+    def check_peer(self, peer: PeerIdentity) -> None:
+        """Raise if configuration or the trust store refuses ``peer``."""
 
 
 @attrs.frozen(kw_only=True)
@@ -86,7 +178,8 @@ class GroupReply:
     """One member's answer to a request sent to a group.
 
     ``result`` is the task or message it answered; ``error`` the A2A error it
-    answered or, when it did not answer in time, a timeout error.
+    answered or, when its answer did not come (in time) or could not be
+    opened, an error saying so.
     """
 
     agent_id: str
@@ -95,9 +188,10 @@ class GroupReply:
 
 
 class _Replies:
-    def __init__(self, method: Method, expected: Sequence[str]) -> None:
+    def __init__(self, method: Method, expected: Sequence[str], key: bytes) -> None:
         self.method = method
         self.expected = set(expected)
+        self.key = key
         self.got: dict[str, GroupReply] = {}
         self.done = asyncio.Event()
         if not self.expected:
@@ -114,23 +208,26 @@ class GroupRouter:
     """Follows the logs of this agent's groups and routes their frames."""
 
     def __init__(
-        self, agent: RouterHost, relay: RelayPort, bindings: dict[str, GroupBinding]
+        self, host: GroupHost, relay: RelayPort, bindings: dict[str, GroupBinding]
     ) -> None:
-        self.agent = agent
+        self.host = host
         self.relay = relay
         self.bindings = bindings
+        self.reader_failures: dict[bytes, int] = {}
+        self.undelivered_answers = 0
         self._followed: dict[bytes, GroupBinding] = {}
         self._readers: dict[bytes, asyncio.Task[None]] = {}
         self._serving: set[asyncio.Task[None]] = set()
         self._waiting: dict[str, _Replies] = {}
+        self._cards: OrderedDict[bytes, VerifiedCard] = OrderedDict()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         for binding in self.bindings.values():
             await binding.publish_key_packages()
-        for key in self.agent.store.keys(CURSOR_NAMESPACE):
-            raw = self.agent.store.get(CURSOR_NAMESPACE, key)
+        for key in self.host.store.keys(CURSOR_NAMESPACE):
+            raw = self.host.store.get(CURSOR_NAMESPACE, key)
             record = json.loads(raw) if raw is not None else {}
             known = self.bindings.get(record.get("binding", ""))
             if known is not None:
@@ -172,9 +269,11 @@ class GroupRouter:
             await asyncio.sleep(0.05)
 
     async def _caught_up(self, group_id: bytes) -> bool:
-        raw = self.agent.store.get(CURSOR_NAMESPACE, group_id.hex())
-        after = int(json.loads(raw).get("after", 0)) if raw is not None else 0
-        return not await self.relay.fetch_group_log(group_id, after, 1)
+        return not await self.relay.fetch_group_log(group_id, self._position(group_id), 1)
+
+    def _position(self, group_id: bytes) -> int:
+        raw = self.host.store.get(CURSOR_NAMESPACE, group_id.hex())
+        return int(json.loads(raw).get("after", 0)) if raw is not None else 0
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -186,13 +285,25 @@ class GroupRouter:
     async def on_invite(self, name: str, payload: bytes) -> None:
         """An invitation from the mailbox: join, then follow the log from where it says."""
         binding = self.bindings[name]
-        try:
-            event, after = await binding.join(payload)
-        except SealwireError:
-            raise
-        except Exception as exc:  # a binding bug: the mailbox drops this invitation
-            log.exception("group binding failed on an invitation")
-            raise InternalError("the group binding failed on an invitation") from exc
+        delay = INVITE_RETRY_FIRST_SECONDS
+        for attempt in range(1, INVITE_ATTEMPTS + 1):
+            try:
+                event, after = await binding.join(payload)
+                break
+            except (RelayUnavailable, LimitExceeded) as exc:  # passing: not the invitation's
+                if attempt == INVITE_ATTEMPTS:
+                    raise
+                wait = delay
+                if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
+                log.warning("joining a group failed (%s): again in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
+                delay *= 2
+            except SealwireError:
+                raise
+            except Exception as exc:  # a binding bug: the mailbox drops this invitation
+                log.exception("group binding failed on an invitation")
+                raise InternalError("the group binding failed on an invitation") from exc
         log.info("joined group %s at epoch %d", event.group_id.hex()[:16], event.epoch)
         self._follow(event.group_id, binding, after, save=True)
 
@@ -206,30 +317,52 @@ class GroupRouter:
             old.cancel()
         self._followed[group_id] = binding
         self._readers[group_id] = asyncio.create_task(
-            self._read(group_id, binding, after), name="sealwire-group-log"
+            self._read(group_id, binding), name="sealwire-group-log"
         )
 
     def _save_cursor(self, group_id: bytes, binding: GroupBinding, after: int) -> None:
-        self.agent.store.put(CURSOR_NAMESPACE, group_id.hex(), _cursor(binding, after))
+        self.host.store.put(CURSOR_NAMESPACE, group_id.hex(), _cursor(binding, after))
 
     def _leave(self, group_id: bytes) -> None:
         self._followed.pop(group_id, None)
         self._readers.pop(group_id, None)
-        self.agent.store.delete(CURSOR_NAMESPACE, group_id.hex())
+        self.host.store.delete(CURSOR_NAMESPACE, group_id.hex())
 
     # -- the log --------------------------------------------------------------------------------
 
-    async def _read(self, group_id: bytes, binding: GroupBinding, after: int) -> None:
-        try:
-            async for entry in self.relay.subscribe_group(group_id, after):
-                if not await self._entry(group_id, binding, entry):
-                    break
-        except SealwireError as exc:  # the relay refused us: we are no longer a member
-            log.info("left group %s: %s", group_id.hex()[:16], type(exc).__name__)
-        self._leave(group_id)
+    async def _read(self, group_id: bytes, binding: GroupBinding) -> None:
+        """Follow the log until a commit processed by the binding removes this agent.
+
+        Supervised: any failure (the relay refusing, limiting or gone, a broken
+        stream, a bug) is logged, counted in :attr:`reader_failures`, and the
+        log is read again from the stored position after a backoff.
+        """
+        delay = READER_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                async for entry in self.relay.subscribe_group(group_id, self._position(group_id)):
+                    delay = READER_RETRY_FIRST_SECONDS
+                    if not await self._entry(group_id, binding, entry):
+                        log.info("removed from group %s by a commit", group_id.hex()[:16])
+                        self._leave(group_id)
+                        return
+                raise InternalError("the group log stream ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                wait = delay
+                if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
+                self.reader_failures[group_id] = self.reader_failures.get(group_id, 0) + 1
+                log.warning(
+                    "reading group %s failed (%s: %s): again in %.1f s",
+                    group_id.hex()[:16], type(exc).__name__, exc, wait,
+                )  # fmt: skip
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, READER_RETRY_MAX_SECONDS)
 
     async def _entry(self, group_id: bytes, binding: GroupBinding, entry: GroupLogEntry) -> bool:
-        """Handle one log entry; False once this agent has left the group."""
+        """Handle one log entry; False once a commit removed this agent from the group."""
         event: GroupEvent | None = None
         kept = False
 
@@ -240,26 +373,26 @@ class GroupRouter:
             if isinstance(opened, GroupMessage):
                 tx.put(INBOX_NAMESPACE, _inbox_key(group_id, entry.seq), _record(binding, opened))
 
-        if not (entry.kind == "application" and entry.sender == self.agent.agent_id):
+        if not (entry.kind == "application" and entry.sender == self.host.agent_id):
             try:
                 event = await binding.process(group_id, entry.message, keep=keep)
             except SealwireError as exc:
-                log.info("dropping group entry %d: %s", entry.seq, type(exc).__name__)
+                log.info("skipping group entry %d: %s", entry.seq, type(exc).__name__)
             except Exception:  # a binding bug must not stop the group's log for good
                 log.exception("group binding failed on entry %d", entry.seq)
         if not kept:
             self._save_cursor(group_id, binding, entry.seq)
         if isinstance(event, GroupMessage):
             self._on_frame(group_id, binding, event)
-            self.agent.store.delete(INBOX_NAMESPACE, _inbox_key(group_id, entry.seq))
+            self.host.store.delete(INBOX_NAMESPACE, _inbox_key(group_id, entry.seq))
         elif isinstance(event, GroupMembershipChanged):
-            return self.agent.agent_id not in event.removed
+            return self.host.agent_id not in event.removed
         return True
 
     def _replay(self) -> None:
         """Hand on the frames opened before a restart and not handed on then."""
-        for key in self.agent.store.keys(INBOX_NAMESPACE):
-            raw = self.agent.store.get(INBOX_NAMESPACE, key)
+        for key in self.host.store.keys(INBOX_NAMESPACE):
+            raw = self.host.store.get(INBOX_NAMESPACE, key)
             try:
                 record, opened = read_kept_frame(raw or b"")
                 binding = self.bindings[record["binding"]]
@@ -271,37 +404,44 @@ class GroupRouter:
                 log.warning("cannot route a stored group frame: %s", type(exc).__name__)
             else:
                 self._on_frame(event.group_id, binding, event)
-            self.agent.store.delete(INBOX_NAMESPACE, key)
+            self.host.store.delete(INBOX_NAMESPACE, key)
 
     def _on_frame(self, group_id: bytes, binding: GroupBinding, event: GroupMessage) -> None:
         peer = event.message.sender
         try:
             frame = decode_frame(event.message.frame)
-            self.agent.check_peer(peer)
+            self.host.check_peer(peer)
         except SealwireError as exc:
             log.info("dropping a group frame from %s: %s", peer.agent_id, type(exc).__name__)
             return
-        message = frame.message
-        if isinstance(message, Request):
-            if len(self._serving) >= MAX_SERVED_REQUESTS:
-                log.warning("too many group requests in flight: dropping one")
-                return
-            task = asyncio.create_task(self._serve(group_id, binding, message, peer))
-            self._serving.add(task)
-            task.add_done_callback(self._serving.discard)
+        request = frame.message
+        if not isinstance(request, Request):
+            log.info("dropping a group frame from %s: not a request", peer.agent_id)
             return
-        if frame.service_parameters.get(REPLY_TO_PARAMETER) != self.agent.agent_id:
-            return  # an answer to another member
-        waiting = self._waiting.get(str(message.id))
-        if waiting is not None:
-            waiting.add(_reply(peer.agent_id, message, waiting.method))
+        if binding.epoch(group_id) != event.epoch:
+            # Replayed after a restart in a later epoch: the answer key is gone with it.
+            log.warning("cannot answer group request %s of a past epoch", request.id)
+            return
+        if len(self._serving) >= MAX_SERVED_REQUESTS:
+            log.warning("too many group requests in flight: refusing %s", request.id)
+            return
+        # Now, in the request's epoch (see the module docstring).
+        key = binding.export_secret(group_id, ANSWER_LABEL, _context(request), ANSWER_KEY_BYTES)
+        task = asyncio.create_task(self._serve(group_id, binding, request, peer, key))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
 
     async def _serve(
-        self, group_id: bytes, binding: GroupBinding, request: Request, peer: PeerIdentity
+        self,
+        group_id: bytes,
+        binding: GroupBinding,
+        request: Request,
+        peer: PeerIdentity,
+        key: bytes,
     ) -> None:
         answer: Response | ErrorResponse
         try:
-            results = [result async for result in self.agent.dispatch(request, peer)]
+            results = [result async for result in self.host.dispatch(request, peer)]
             if not results:
                 raise InternalRpcError("the handler produced no result")
             answer = Response(id=request.id, result=results[-1])
@@ -312,13 +452,112 @@ class GroupRouter:
             answer = ErrorResponse(
                 id=request.id, error=InternalRpcError("internal error").to_rpc_error()
             )
-        params = {"A2A-Version": A2A_VERSION, REPLY_TO_PARAMETER: peer.agent_id}
-        with contextlib.suppress(SealwireError):
-            await self._post(group_id, binding, Frame(service_parameters=params, message=answer))
+        frame = Frame(service_parameters={"A2A-Version": A2A_VERSION}, message=answer)
+        payload = self._seal_answer(group_id, request, peer.agent_id, key, encode_frame(frame))
+        address = _mailbox_of(peer, binding)
+        message_id = "group-answer/" + uuid.uuid4().hex  # one id for every retry
+        delay = ANSWER_RETRY_FIRST_SECONDS
+        for attempt in range(1, ANSWER_SEND_ATTEMPTS + 1):
+            try:
+                await self.relay.send(address, message_id, wrap(ANSWER_ROUTE, payload))
+                return
+            except SealwireError as exc:
+                if attempt == ANSWER_SEND_ATTEMPTS:
+                    self.undelivered_answers += 1
+                    log.warning(
+                        "answer to group request %s undelivered after %d tries: %s",
+                        request.id, attempt, type(exc).__name__,
+                    )  # fmt: skip
+                    return
+                wait = delay
+                if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, ANSWER_RETRY_MAX_SECONDS)
 
-    async def _post(self, group_id: bytes, binding: GroupBinding, frame: Frame) -> None:
-        sealed = await binding.seal(group_id, encode_frame(frame))
-        await self.relay.post_group_message(group_id, binding.epoch(group_id), sealed)
+    # -- answers ----------------------------------------------------------------------------------
+
+    def _seal_answer(
+        self, group_id: bytes, request: Request, requester: str, key: bytes, frame: bytes
+    ) -> bytes:
+        me = self.host.agent_id
+        nonce = os.urandom(ANSWER_NONCE_BYTES)
+        header = _answer_header(group_id, str(request.id), requester, me, nonce)
+        box = AESGCM(key).encrypt(nonce, frame, header)
+        signature = self.host.identity.sign(header + _field(box))
+        answer = {
+            "group": b64e(group_id), "request": str(request.id), "to": requester,
+            "card": dict(self.host.card.card), "nonce": b64e(nonce), "box": b64e(box),
+            "sig": b64e(signature),
+        }  # fmt: skip
+        return json.dumps(answer).encode()
+
+    async def on_answer(self, payload: bytes) -> None:
+        """An answer to one of our group requests, from the mailbox. One that names no
+        call of ours (late, or forged) is logged and dropped; one that is ours becomes
+        that member's reply, a result or an error."""
+        try:
+            fields = json.loads(payload)
+            if not isinstance(fields, dict):
+                raise DecodeError("expected an object", field="answer")
+            request_id = str(fields["request"])
+            waiting = self._waiting.get(request_id)
+            if waiting is None:
+                log.info("an answer to group request %s, which waits no more", request_id)
+                return
+            card = self._verified(fields["card"])
+            answerer = card.identity.agent_id
+            if answerer not in waiting.expected:
+                raise AuthenticationError("an answer from an agent that was not asked")
+            group_id = b64d(fields["group"], "group")
+            nonce, box = b64d(fields["nonce"], "nonce"), b64d(fields["box"], "box")
+            header = _answer_header(group_id, request_id, self.host.agent_id, answerer, nonce)
+            card.identity.verify(b64d(fields["sig"], "sig"), header + _field(box))
+        except (SealwireError, KeyError, TypeError, ValueError) as exc:
+            log.warning("dropping an answer nobody can be held to: %s", type(exc).__name__)
+            return
+        peer = PeerIdentity(agent_id=answerer, identity=card.identity, card=card)
+        waiting.add(self._open_answer(waiting, peer, request_id, header, nonce, box))
+
+    def _open_answer(
+        self,
+        waiting: _Replies,
+        peer: PeerIdentity,
+        request_id: str,
+        header: bytes,
+        nonce: bytes,
+        box: bytes,
+    ) -> GroupReply:
+        """The reply of an authenticated answerer: its answer, or why it is refused."""
+        try:
+            self.host.check_peer(peer)
+            frame = decode_frame(AESGCM(waiting.key).decrypt(nonce, box, header))
+        except InvalidTag:
+            error = InternalRpcError("the member's answer could not be opened")
+            return GroupReply(agent_id=peer.agent_id, error=error)
+        except SealwireError as exc:
+            error = InternalRpcError(f"the member's answer is refused: {type(exc).__name__}")
+            return GroupReply(agent_id=peer.agent_id, error=error)
+        message = frame.message
+        if not isinstance(message, (Response, RawResponse, ErrorResponse)):
+            error = InternalRpcError("the member answered with something else than a response")
+            return GroupReply(agent_id=peer.agent_id, error=error)
+        if str(message.id) != request_id:
+            error = InternalRpcError("the member's answer is for another request")
+            return GroupReply(agent_id=peer.agent_id, error=error)
+        return _reply(peer.agent_id, message, waiting.method)
+
+    def _verified(self, card: object) -> VerifiedCard:
+        if not isinstance(card, dict):
+            raise DecodeError("expected a card", field="card")
+        digest = hashlib.sha256(json.dumps(card, sort_keys=True).encode()).digest()
+        verified = self._cards.get(digest)
+        if verified is None:
+            verified = verify_card(card)
+            if len(self._cards) >= MAX_VERIFIED_CARDS:
+                self._cards.popitem(last=False)
+            self._cards[digest] = verified
+        return verified
 
     # -- calling the group ----------------------------------------------------------------------
 
@@ -327,24 +566,54 @@ class GroupRouter:
     ) -> list[GroupReply]:
         """``SendMessage`` to every member; one reply per other member, in member order."""
         binding = self.binding(group_id)
-        others = [m for m in binding.members(group_id) if m != self.agent.agent_id]
-        request_id = f"{self.agent.agent_id}/{uuid.uuid4().hex}"
-        waiting = _Replies(Method.SEND_MESSAGE, others)
-        self._waiting[request_id] = waiting
+        others = [m for m in binding.members(group_id) if m != self.host.agent_id]
+        request = Request(
+            id=f"{self.host.agent_id}/{uuid.uuid4().hex}",
+            method=Method.SEND_MESSAGE,
+            params=SendMessageRequest(message=message),
+        )
+        frame = Frame(service_parameters={"A2A-Version": A2A_VERSION}, message=request)
         try:
-            request = Request(
-                id=request_id,
-                method=Method.SEND_MESSAGE,
-                params=SendMessageRequest(message=message),
-            )
-            frame = Frame(service_parameters={"A2A-Version": A2A_VERSION}, message=request)
-            await self._post(group_id, binding, frame)
-            with contextlib.suppress(TimeoutError):
+            _seq, epoch = await binding.post(group_id, encode_frame(frame))
+            if binding.epoch(group_id) != epoch:  # the binding's lock makes this impossible
+                raise StateError("the group's epoch changed as the request was posted")
+        except SealwireError as exc:
+            log.warning("posting a request to group %s failed: %s", group_id.hex()[:16], exc)
+            error = InternalRpcError(f"the request could not be posted: {type(exc).__name__}")
+            return [GroupReply(agent_id=m, error=error) for m in others]
+        key = binding.export_secret(group_id, ANSWER_LABEL, _context(request), ANSWER_KEY_BYTES)
+        waiting = _Replies(Method.SEND_MESSAGE, others, key)
+        self._waiting[str(request.id)] = waiting
+        try:
+            with contextlib.suppress(TimeoutError):  # the missing answers are reported below
                 await asyncio.wait_for(waiting.done.wait(), timeout)
         finally:
-            self._waiting.pop(request_id, None)
-        late = InternalRpcError("no answer in time")
+            self._waiting.pop(str(request.id), None)
+        late = InternalRpcError(f"no answer within {timeout:g} s")
         return [waiting.got.get(m) or GroupReply(agent_id=m, error=late) for m in others]
+
+
+def _context(request: Request) -> bytes:
+    return str(request.id).encode()
+
+
+def _field(value: bytes) -> bytes:
+    return len(value).to_bytes(4, "big") + value
+
+
+def _answer_header(
+    group_id: bytes, request_id: str, requester: str, answerer: str, nonce: bytes
+) -> bytes:
+    """What binds an answer to its group, request and both ends (associated data and,
+    with the ciphertext, what the answerer signs)."""
+    fields = (group_id, request_id.encode(), requester.encode(), answerer.encode(), nonce)
+    return ANSWER_DOMAIN + b"".join(_field(f) for f in fields)
+
+
+def _mailbox_of(peer: PeerIdentity, binding: GroupBinding) -> str:
+    """Where ``peer`` takes its mail: what its card offers for the group binding."""
+    offer = peer.card.offer(binding.info.name) if peer.card is not None else None
+    return offer.url if offer is not None and offer.url else peer.agent_id
 
 
 def _reply(

@@ -3,7 +3,8 @@
 A relay is the delivery service that sees ciphertext only: prekey, KeyPackage
 and card directories, mailboxes for offline agents (at-least-once, idempotent
 by sender and message id) and ordered group logs that accept one commit per
-epoch. Agents authenticate by signing a challenge with their identity key.
+epoch (a second only when it names the first, found invalid, as superseded).
+Agents authenticate by signing a challenge with their identity key.
 
 This package is the agent's side: :class:`RelayPort` (what agents and
 bindings call), :class:`RelayDirectory` (the directories of a peer's home

@@ -595,21 +595,13 @@ class RelayClient:
 
     # -- groups -----------------------------------------------------------------------
 
-    async def set_group_members(
-        self, group_id: bytes, members: Sequence[str], epoch: int | None = None
-    ) -> None:
-        """Set who may read and write the group's log (creates the group the first time).
+    async def set_group_members(self, group_id: bytes, members: Sequence[str]) -> None:
+        """Create the group's log with its first member list (this agent among them).
 
-        A committer passes ``epoch``, its epoch after its commit was accepted:
-        the relay stores the list only while that is the epoch the log accepts
-        a commit for next, and otherwise raises EpochConflictError (its
-        ``expected_epoch`` the log's) and changes nothing, so a list from an
-        older commit never replaces a newer one. Without ``epoch`` the list is
-        stored whatever the log holds (group creation).
+        After creation the list changes only with a commit (``append_commit``'s
+        ``members``); repeating the creation with the same list is accepted.
         """
         body: dict[str, Any] = {"group_id": b64e(group_id), "members": list(members)}
-        if epoch is not None:
-            body["epoch"] = epoch
         await self._call("/v1/groups/members", body)
 
     async def group_members(self, group_id: bytes) -> list[str]:
@@ -619,16 +611,41 @@ class RelayClient:
             raise DecodeError("expected a list of agent ids", field="members")
         return members
 
-    async def append_commit(self, group_id: bytes, epoch: int, message: bytes) -> int:
-        """Append a commit made in ``epoch``; EpochConflictError if that epoch is taken."""
-        return await self._append("/v1/groups/commit", group_id, epoch, message)
+    async def append_commit(
+        self,
+        group_id: bytes,
+        epoch: int,
+        message: bytes,
+        *,
+        members: Sequence[str] | None = None,
+        supersedes: int | None = None,
+    ) -> int:
+        """Append a commit made in ``epoch``; EpochConflictError if that epoch is taken.
 
-    async def post_group_message(self, group_id: bytes, epoch: int, message: bytes) -> int:
-        """Append an application message sent in ``epoch``; its log sequence number."""
-        return await self._append("/v1/groups/message", group_id, epoch, message)
+        ``members`` replaces the relay's member list atomically with the commit;
+        ``supersedes`` names the latest commit for ``epoch``, found invalid.
+        """
+        extra: dict[str, Any] = {}
+        if members is not None:
+            extra["members"] = list(members)
+        if supersedes is not None:
+            extra["supersedes"] = supersedes
+        return await self._append("/v1/groups/commit", group_id, epoch, message, extra)
 
-    async def _append(self, path: str, group_id: bytes, epoch: int, message: bytes) -> int:
-        body = {"group_id": b64e(group_id), "epoch": epoch, "message": b64e(message)}
+    async def post_group_message(
+        self, group_id: bytes, epoch: int, message: bytes, *, admit: Sequence[str] = ()
+    ) -> int:
+        """Append an application message sent in ``epoch``; its log sequence number.
+
+        ``admit``: agents that may read the log and append one commit until the next.
+        """
+        extra: dict[str, Any] = {"admit": list(admit)} if admit else {}
+        return await self._append("/v1/groups/message", group_id, epoch, message, extra)
+
+    async def _append(
+        self, path: str, group_id: bytes, epoch: int, message: bytes, extra: dict[str, Any]
+    ) -> int:
+        body = {"group_id": b64e(group_id), "epoch": epoch, "message": b64e(message), **extra}
         seq = (await self._call(path, body)).get("seq")
         if type(seq) is not int:
             raise DecodeError("expected an integer", field="seq")

@@ -112,14 +112,19 @@ class EpochConflictError(RelayError, RemoteProtocolError):
     """The group log already holds a commit for this epoch (or the epoch is not the next one).
 
     ``expected_epoch`` is the epoch the log accepts a commit for now; the sender
-    should fetch the log, process what it missed and retry.
+    should fetch the log, process what it missed and retry. ``commit_seq`` is
+    the log position of the latest commit (the one a member that found it
+    invalid names in ``supersedes``), when the log holds one.
     """
 
     code = "epoch_conflict"
     status: int = 409
 
-    def __init__(self, message: str, *, expected_epoch: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, expected_epoch: int | None = None, commit_seq: int | None = None
+    ) -> None:
         self.expected_epoch = expected_epoch
+        self.commit_seq = commit_seq
         super().__init__(message)
 
 
@@ -169,6 +174,7 @@ def error_to_wire(exc: SealwireError) -> tuple[int, dict[str, Any]]:
         status = _LIMIT_STATUS.get(exc.limit, status)
     elif isinstance(exc, EpochConflictError):
         body["expected_epoch"] = exc.expected_epoch
+        body["commit_seq"] = exc.commit_seq
     return status, {"error": body}
 
 
@@ -193,8 +199,11 @@ def error_from_wire(status: int, body: object) -> SealwireError:
         )
     if code == EpochConflictError.code:
         expected = err.get("expected_epoch")
-        epoch = expected if isinstance(expected, int) else None
-        return EpochConflictError(message, expected_epoch=epoch)
+        epoch = expected if type(expected) is int else None
+        seq = err.get("commit_seq")
+        return EpochConflictError(
+            message, expected_epoch=epoch, commit_seq=seq if type(seq) is int else None
+        )
     cls = _BY_CODE.get(code) if isinstance(code, str) else None
     if cls is None:
         return RelayError(f"HTTP {status}: {message}")

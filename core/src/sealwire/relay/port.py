@@ -145,19 +145,42 @@ class RelayPort(Protocol):
 
     # -- groups -------------------------------------------------------------------------------
 
-    async def set_group_members(
-        self, group_id: bytes, members: Sequence[str], epoch: int | None = None
-    ) -> None:
-        """Set who may read and write the group's log (creates the group the first time)."""
+    async def set_group_members(self, group_id: bytes, members: Sequence[str]) -> None:
+        """Create the group's log with its first member list (this agent among them).
+
+        After creation the list changes only with a commit (``append_commit``'s
+        ``members``): a repeat of the creation with the same list is accepted
+        (a retry), any other list is ForbiddenError.
+        """
 
     async def group_members(self, group_id: bytes) -> list[str]:
         """The relay's member list of the group (members only)."""
 
-    async def append_commit(self, group_id: bytes, epoch: int, message: bytes) -> int:
-        """Append a commit made in ``epoch``; EpochConflictError if that epoch is taken."""
+    async def append_commit(
+        self,
+        group_id: bytes,
+        epoch: int,
+        message: bytes,
+        *,
+        members: Sequence[str] | None = None,
+        supersedes: int | None = None,
+    ) -> int:
+        """Append a commit made in ``epoch``; EpochConflictError if that epoch is taken.
 
-    async def post_group_message(self, group_id: bytes, epoch: int, message: bytes) -> int:
-        """Append an application message sent in ``epoch``; its log sequence number."""
+        ``members`` (the group's members once the commit applies) replaces the
+        relay's list atomically with the append. ``supersedes`` names the log
+        position of the latest commit, for ``epoch``, that this member found
+        invalid: the relay then takes this one for the same epoch.
+        """
+
+    async def post_group_message(
+        self, group_id: bytes, epoch: int, message: bytes, *, admit: Sequence[str] = ()
+    ) -> int:
+        """Append an application message sent in ``epoch``; its log sequence number.
+
+        ``admit`` names agents allowed to read the log and append one commit
+        (an external join) until the next commit.
+        """
 
     async def fetch_group_log(
         self, group_id: bytes, after: int = 0, limit: int = 100

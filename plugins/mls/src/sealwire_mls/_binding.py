@@ -2,12 +2,22 @@
 
 Rules of this module:
 
-* One commit per epoch is the relay's decision (``append_commit`` raises
-  EpochConflictError for a taken epoch). A commit is staged, stored as
-  *pending*, offered to the relay, and merged only once accepted; on a
-  conflict it is dropped, the binding waits until the winning commit has been
-  processed (the agent's group router feeds the log to :meth:`process`) and
-  offers the same changes again on the new epoch, minus what the winner did.
+* The binding is the only writer of a group's log: its commits and, through
+  :meth:`post`, the application messages the agent sends, each sealed and
+  appended under the group's lock.
+* The first VALID commit for an epoch in log order wins; an invalid one
+  (garbage, a replayed old commit, one signed by a removed member) and any
+  later one for the same epoch are skipped by every member alike, and the
+  relay, which cannot tell them apart, keeps the epoch open: a commit is
+  staged, stored as *pending*, offered to the relay, and merged only once
+  accepted. On a conflict it is dropped; if the log's latest commit is for
+  our own epoch, the binding waits until the group router has fed it to
+  :meth:`process`: valid, the group moved on and the same changes are offered
+  again on the new epoch, minus what the winner did; invalid, they are
+  offered again for the same epoch naming the invalid commit
+  (``supersedes``), which the relay takes.
+* The relay's member list of the group changes only with our commits: each
+  carries the members as they will be once it applies (``members``).
 * Every state change is committed to the store before its result is handed
   on: the epoch blob when the epoch changes, the ratchets blob with every
   message (:mod:`sealwire_mls.persistence`).
@@ -46,7 +56,15 @@ from sealwire.binding import (
 )
 from sealwire.errors import SealwireError, StateError, TrustError
 from sealwire.identity import VerifiedCard, verify_card
-from sealwire.relay import MAX_CARDS_PER_FETCH, EpochConflictError, RelayPort, peer_directory, wrap
+from sealwire.relay import (
+    MAX_CARDS_PER_FETCH,
+    EpochConflictError,
+    LimitExceeded,
+    RelayPort,
+    RelayUnavailable,
+    peer_directory,
+    wrap,
+)
 from sealwire.store import StoreTransaction
 from sealwire_mls._external_join import ADMIT_AAD, admit_external, join_external, note_admission
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
@@ -82,6 +100,15 @@ MAX_CARD_MISSES = 4096
 """Members remembered as lacking a card (forgetting one only costs a lookup)."""
 MAX_GROUP_ID_BYTES = 64
 """Group ids are store keys (hex) and relay names: 64 bytes is ample for random ids."""
+INVITE_SEND_ATTEMPTS = 5
+INVITE_RETRY_FIRST_SECONDS = 0.2
+"""Tries (doubling from this delay, about 6 s in all) to put an invitation in a
+joiner's mailbox: the commit adding it is already in, so a passing failure must not
+leave it out."""
+MAX_REJECTED = 256
+"""Digests of log entries found invalid in the current epoch, remembered so that a
+committer can tell the relay which commit it supersedes; a flood of garbage past
+this only makes the committer wait for the log again."""
 
 
 class MlsBinding(GroupBinding):
@@ -111,6 +138,7 @@ class MlsBinding(GroupBinding):
         self._locks: dict[bytes, asyncio.Lock] = {}
         self._advanced: dict[bytes, asyncio.Event] = {}
         self._pending: dict[bytes, bytes] = {}  # group id -> our commit offered to the relay
+        self._rejected: dict[bytes, set[bytes]] = {}  # group id -> digests invalid this epoch
         self._published_card: object = None  # the card last published to the relay
         self._card_misses: dict[str, float] = {}  # agent id -> loop time to ask again
 
@@ -243,22 +271,63 @@ class MlsBinding(GroupBinding):
     ) -> None:
         """Offer the changes until a commit of ours is accepted (see the module rules)."""
         adds = dict(adds or {})
+        supersedes: int | None = None
         for _ in range(COMMIT_ATTEMPTS):
             async with self._lock(group_id):
                 roster = self._roster(group_id)
+                epoch = roster.group.epoch
                 todo = {a: v for a, v in adds.items() if roster.leaf_of(a) is None}
                 leaves = [roster.leaf_of(a) for a in sorted(removes)]
                 gone = [i for i in leaves if i is not None]
                 if not todo and not gone and not update:
                     return  # another member's commit did it all
-                waiter = self._advanced.setdefault(group_id, asyncio.Event())
-                if await self._offer(group_id, roster, todo, gone):
+                conflict = await self._offer(group_id, roster, todo, gone, supersedes)
+                if conflict is None:
                     return
-            try:
-                await asyncio.wait_for(waiter.wait(), EPOCH_WAIT_SECONDS)
-            except TimeoutError:
-                raise StateError("another commit won the epoch and never reached us") from None
+            supersedes = None
+            if conflict.expected_epoch == epoch + 1 and conflict.commit_seq is not None:
+                supersedes = await self._judge(group_id, epoch, conflict.commit_seq)
+            else:
+                await self._until_past(group_id, epoch)
         raise StateError(f"no commit of ours was accepted in {COMMIT_ATTEMPTS} attempts")
+
+    async def _until_past(self, group_id: bytes, epoch: int) -> None:
+        """Wait until the group router has processed the log past ``epoch``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EPOCH_WAIT_SECONDS
+        while True:
+            waiter = self._advanced.setdefault(group_id, asyncio.Event())
+            if self.epoch(group_id) != epoch:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise StateError("another commit won the epoch and never reached us")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), remaining)
+
+    async def _judge(self, group_id: bytes, epoch: int, commit_seq: int) -> int | None:
+        """The log's latest commit (at ``commit_seq``) is for our ``epoch``: wait until the
+        router has processed it. None if it was valid (we moved on), ``commit_seq`` if
+        it was found invalid (our next offer supersedes it)."""
+        entries = await self._relay().fetch_group_log(group_id, commit_seq - 1, 1)
+        if not entries or entries[0].seq != commit_seq:
+            return None  # not readable as named: offer again on whatever epoch we reach
+        if not _commit_for(entries[0].message, epoch):
+            return commit_seq  # not even a commit of our epoch: no member can take it
+        digest = hashlib.sha256(entries[0].message).digest()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EPOCH_WAIT_SECONDS
+        while True:
+            waiter = self._advanced.setdefault(group_id, asyncio.Event())
+            if self.epoch(group_id) != epoch:
+                return None
+            if digest in self._rejected.get(group_id, ()):
+                return commit_seq
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise StateError("the epoch's commit was never processed here")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), remaining)
 
     async def _offer(
         self,
@@ -266,41 +335,41 @@ class MlsBinding(GroupBinding):
         roster: Roster,
         adds: Mapping[str, tuple[VerifiedCard, KeyPackage]],
         removes: list[int],
-    ) -> bool:
-        """Stage, store and offer one commit; True when the relay accepted it."""
+        supersedes: int | None,
+    ) -> EpochConflictError | None:
+        """Stage, store and offer one commit; None once the relay accepted it, else the
+        relay's conflict (the staged commit dropped)."""
         group, epoch = roster.group, roster.group.epoch
         cards = [card.card for card, _ in adds.values()]
         message, welcome = group.commit(
             os.urandom, add=[kp for _, kp in adds.values()], remove=removes,
             authenticated_data=encode_cards(cards) if cards else b"", now=self._now(),
         )  # fmt: skip
+        leaves = roster.leaves()
+        departing = {leaves[i] for i in removes if i in leaves}
+        members = sorted((set(roster.agent_ids()) - departing) | set(adds))
         self._storage.save_pending(group_id, group, message)
         self._pending[group_id] = message
         try:
-            seq = await self._relay().append_commit(group_id, epoch, message)
-        except EpochConflictError:
+            seq = await self._relay().append_commit(
+                group_id, epoch, message, members=members, supersedes=supersedes
+            )
+        except EpochConflictError as conflict:
             group.discard_pending_commit()
             self._pending.pop(group_id, None)
             self._storage.drop_pending(group_id)
-            return False
+            return conflict
         group.merge_pending_commit()
         self._pending.pop(group_id, None)
         for card, kp in adds.values():
             roster.admit(kp.leaf_node, card.card, self.context.trust)
         roster.forget_departed()
         self._storage.save(group_id, roster)
+        self._rejected.pop(group_id, None)
         self._signal_advance(group_id)
-        await self._set_log_members(group_id, roster)
         if welcome is not None:
             await self._invite(group_id, roster, seq, welcome, [c for c, _ in adds.values()])
-        return True
-
-    async def _set_log_members(self, group_id: bytes, roster: Roster, *extra: str) -> None:
-        """Who may read the group's log: the members as of our epoch (and ``extra``).
-        A refusal means a newer commit won meanwhile, whose committer sets its list."""
-        members = sorted({*roster.agent_ids(), *extra})
-        with contextlib.suppress(EpochConflictError):
-            await self._relay().set_group_members(group_id, members, epoch=roster.group.epoch)
+        return None
 
     async def _invite(
         self, group_id: bytes, roster: Roster, seq: int, welcome: bytes, cards: list[VerifiedCard]
@@ -308,14 +377,38 @@ class MlsBinding(GroupBinding):
         invite = Invite(
             group_id=group_id, seq=seq, welcome=welcome, external_joins=roster.external_joins
         )
-        for card in cards:
-            await self._send_invite(card, invite)
+        lost = []
+        for card in cards:  # the commit is in: every joiner is invited, whatever fails
+            try:
+                await self._send_invite(card, invite)
+            except SealwireError as exc:
+                log.warning("invitation to %s undelivered: %s", card.identity.agent_id, exc)
+                lost.append(card.identity.agent_id)
+        if lost:
+            raise StateError(
+                f"added, but {len(lost)} of {len(cards)} invitations undelivered: "
+                "remove and add those agents again"
+            )
 
     async def _send_invite(self, card: VerifiedCard, invite: Invite) -> None:
+        """Put ``invite`` in the card's mailbox, retried (one message id: idempotent)
+        while the relay fails passingly."""
         offer = card.offer(self.info.name)
         address = offer.url if offer is not None else card.identity.agent_id
         payload = wrap(self.info.name, invite.to_bytes())
-        await self._relay().send(address, str(uuid.uuid4()), payload)
+        message_id, delay = str(uuid.uuid4()), INVITE_RETRY_FIRST_SECONDS
+        for attempt in range(1, INVITE_SEND_ATTEMPTS + 1):
+            try:
+                await self._relay().send(address, message_id, payload)
+                return
+            except (RelayUnavailable, LimitExceeded) as exc:
+                if attempt == INVITE_SEND_ATTEMPTS:
+                    raise
+                wait = delay
+                if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
+                await asyncio.sleep(wait)
+                delay *= 2
 
     async def fetch_cards(self, roster: Roster, agent_ids: Sequence[str] | None = None) -> None:
         """Fetch from the relay's card directory the cards of ``agent_ids`` (default:
@@ -359,7 +452,10 @@ class MlsBinding(GroupBinding):
         await self.fetch_cards(roster)
         self._storage.save(group.group_id, roster, used_key_package=ref)
         self._rosters[group.group_id] = roster
-        await self.publish_key_packages()
+        try:  # joined whatever happens here: the directory is topped up again later
+            await self.publish_key_packages()
+        except SealwireError as exc:
+            log.warning("KeyPackages not replenished after a join: %s", type(exc).__name__)
         event = GroupMembershipChanged(
             group_id=group.group_id, epoch=group.epoch, members=roster.agent_ids(),
             added=(self._me,),
@@ -370,10 +466,21 @@ class MlsBinding(GroupBinding):
 
     async def seal(self, group_id: bytes, frame: bytes) -> bytes:
         async with self._lock(group_id):
-            roster = self._roster(group_id)
-            message = roster.group.encrypt(frame, os.urandom)
-            self._storage.save_ratchets(group_id, roster.group)
-            return message
+            return self._seal(group_id, frame)
+
+    def _seal(self, group_id: bytes, frame: bytes) -> bytes:
+        roster = self._roster(group_id)
+        message = roster.group.encrypt(frame, os.urandom)
+        self._storage.save_ratchets(group_id, roster.group)
+        return message
+
+    async def post(self, group_id: bytes, frame: bytes) -> tuple[int, int]:
+        """Seal ``frame`` and append it to the log, under the group's lock: the binding
+        is the log's only writer, and the epoch it names is the one sealed in."""
+        async with self._lock(group_id):
+            message = self._seal(group_id, frame)
+            epoch = self.epoch(group_id)
+            return await self._relay().post_group_message(group_id, epoch, message), epoch
 
     async def process(
         self, group_id: bytes, message: bytes, *, keep: ProcessKeep | None = None
@@ -383,7 +490,11 @@ class MlsBinding(GroupBinding):
         async with self._lock(group_id):
             roster = self._roster(group_id)
             group = roster.group
-            parsed = MLSMessage.from_bytes(message).body
+            try:
+                parsed = MLSMessage.from_bytes(message).body
+            except SealwireError:
+                self._reject(group_id, message)
+                raise
             if isinstance(parsed, PublicMessage):
                 epoch = parsed.content.epoch
             elif isinstance(parsed, PrivateMessage):
@@ -391,11 +502,18 @@ class MlsBinding(GroupBinding):
             else:
                 raise MLSProtocolError("not a group message")
             if epoch < group.epoch or not group.active:
+                if isinstance(parsed, PublicMessage) and group.active:
+                    self._reject(group_id, message)  # a replayed or superseded commit
                 return None
             if message == self._pending.get(group_id):
                 return self._merge_own(group_id, roster, keep)
             if isinstance(parsed, PublicMessage):
-                return self._process_handshake(group_id, roster, parsed, message, keep)
+                try:
+                    return self._process_handshake(group_id, roster, parsed, message, keep)
+                except SealwireError:
+                    if epoch == group.epoch:  # invalid for this epoch: skipped, remembered
+                        self._reject(group_id, message)
+                    raise
             result = group.process(message, now=self._now())
             if not isinstance(result, ApplicationMessage):
                 self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
@@ -415,6 +533,14 @@ class MlsBinding(GroupBinding):
             event = GroupMessage(group_id=group_id, epoch=epoch, message=opened)
             self._storage.save_ratchets(group_id, group, keep=_bind(keep, event))
             return event
+
+    def _reject(self, group_id: bytes, message: bytes) -> None:
+        """Remember a log entry found invalid in this epoch, and wake a waiting committer."""
+        rejected = self._rejected.setdefault(group_id, set())
+        if len(rejected) >= MAX_REJECTED:
+            rejected.clear()
+        rejected.add(hashlib.sha256(message).digest())
+        self._signal_advance(group_id)
 
     async def _sender(self, roster: Roster, leaf_index: int) -> PeerIdentity | None:
         """The verified member at ``leaf_index``, its card fetched if not yet known."""
@@ -488,6 +614,7 @@ class MlsBinding(GroupBinding):
         """A commit was applied: store the new epoch (with ``keep``), wake a waiting
         committer, and say who came and went."""
         self._pending.pop(group_id, None)
+        self._rejected.pop(group_id, None)
         roster.forget_departed()
         event = self._membership(group_id, roster, before, applied)
         self._storage.save(group_id, roster, keep=_bind(keep, event))
@@ -526,6 +653,18 @@ class MlsBinding(GroupBinding):
             group_id=group_id, epoch=applied.epoch, members=tuple(sorted(set(after.values()))),
             added=tuple(after[i] for i in applied.added if i in after), removed=removed,
         )  # fmt: skip
+
+
+def _commit_for(message: bytes, epoch: int) -> bool:
+    """Whether ``message`` is framed as a commit made in ``epoch`` (valid or not)."""
+    try:
+        parsed = MLSMessage.from_bytes(message).body
+    except SealwireError:
+        return False
+    if not isinstance(parsed, PublicMessage):
+        return False
+    content = parsed.content
+    return content.content_type is ContentType.COMMIT and content.epoch == epoch
 
 
 def _bind(keep: ProcessKeep | None, event: GroupEvent | None) -> Keep | None:

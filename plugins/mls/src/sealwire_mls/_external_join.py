@@ -8,7 +8,8 @@ member's act, in three steps:
 1. the member sends the group an *admission note*: an application message
    whose authenticated data is :data:`ADMIT_AAD` and whose content is the
    joiner's signed card, so every member will know whom to expect;
-2. it adds the joiner to the relay's member list of the group's log;
+2. the same append admits the joiner on the relay (it may read the log and
+   append one commit until the next commit);
 3. it puts an invitation with a fresh GroupInfo in the joiner's mailbox (the
    joiner fetches the members' cards from the relay's card directory).
 
@@ -57,8 +58,7 @@ async def admit_external(binding: MlsBinding, group_id: bytes, card: VerifiedCar
         roster.expected[agent_id] = card.card
         binding._storage.save(group_id, roster)
         relay = binding._relay()
-        seq = await relay.post_group_message(group_id, roster.group.epoch, note)
-        await binding._set_log_members(group_id, roster, agent_id)
+        seq = await relay.post_group_message(group_id, roster.group.epoch, note, admit=[agent_id])
         invite = Invite(
             group_id=group_id, seq=seq, group_info=roster.group.group_info(), external_joins=True
         )
@@ -99,7 +99,9 @@ async def join_external(binding: MlsBinding, invite: Invite) -> tuple[GroupMembe
     roster.admit(own, binding.context.card.card, binding.context.trust)
     await binding.fetch_cards(roster)
     try:
-        seq = await binding._relay().append_commit(group.group_id, group.epoch - 1, commit)
+        seq = await binding._relay().append_commit(
+            group.group_id, group.epoch - 1, commit, members=list(roster.agent_ids())
+        )
     except EpochConflictError:
         raise StateError("the group moved on before our external commit: ask again") from None
     binding._storage.save(group.group_id, roster)

@@ -1,0 +1,208 @@
+"""Group requests benchmark: ``send_to_group`` and every answer, N = 10 to 1000 members.
+
+Run: ``uv run python benchmarks/bench_group_requests.py [--sizes 10,100,1000] [--repeat R]
+[--fanout-messages K]``.
+
+Everything in one process on one event loop: a real relay (SQLite file, HTTP and
+WebSocket on loopback) and N agents (in-memory stores, MLS binding), each
+answering with a completed task. Setup (not timed): one agent creates the
+group and adds the others, a hundred per commit; every member joins from its Welcome.
+
+For each N, the median over ``--repeat`` runs of one ``send_to_group``: the
+request posted once to the log, each of the N-1 members opening it, handling
+it and sending its answer to the requester's mailbox, and the requester
+opening all N-1 answers (ms, and ms per member). Beside it, the baseline
+measured in the same run: N-1 bare mailbox sends and fetches of the same relay
+from one client (the floor a per-member answer pays in relay round trips).
+
+Fan-out (for the group of 100 if measured, else the largest): K messages
+posted to the log, the time until every member has processed every one:
+messages/s delivered to every member, and process CPU per delivered copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sealwire.agent import Agent, TaskContext, agent_message
+from sealwire.codec import A2A_VERSION, Frame, Response, encode_frame
+from sealwire.identity import Identity
+from sealwire.relay import RelayClient, RelayUnavailable
+from sealwire.store import MemoryStore
+from sealwire_relay import RelayConfig, RelayLimits, running_relay
+
+SIZES = (10, 100, 1_000)
+START_ATTEMPTS = 3
+# Agents started at once: a thousand connecting together overrun the listen backlog.
+START_BATCH = 20
+# Large enough for a group of 1000 agents with two WebSockets each, at full speed.
+# A commit adding a hundred agents carries their cards, and a Welcome the whole tree:
+# at a thousand members both exceed the default message size.
+LIMITS = RelayLimits(rate_per_second=1e9, rate_burst=10**9, max_message_bytes=8 * 1024 * 1024)
+# Members added per commit, as a fleet grows.
+ADD_BATCH = 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _agent(url: str, name: str, stack: contextlib.AsyncExitStack) -> Agent:
+    """A started agent; started again (a fresh one) when the relay fails it passingly
+    (under a thousand clients, a kept-alive connection the server closed)."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        identity = Identity.generate()
+        relay = RelayClient(url, identity)
+        stack.push_async_callback(relay.close)
+        agent = Agent(
+            identity, MemoryStore(), name=name, relay=relay, relay_address=relay.mailbox_address
+        )
+
+        async def handler(task: TaskContext) -> None:
+            await task.complete("ok")
+
+        agent.on_message(handler)
+        try:
+            await agent.start()
+        except RelayUnavailable:
+            with contextlib.suppress(Exception):  # what started of it is dropped
+                await agent.stop()
+            if attempt == START_ATTEMPTS:
+                raise
+            continue
+        stack.push_async_callback(agent.stop)
+        return agent
+    raise AssertionError("unreachable")
+
+
+async def _wait(predicate: Any, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.05)
+
+
+async def _group(url: str, n: int, stack: contextlib.AsyncExitStack) -> tuple[bytes, list[Agent]]:
+    agents: list[Agent] = []
+    for start in range(0, n, START_BATCH):
+        batch = range(start, min(n, start + START_BATCH))
+        agents += await asyncio.gather(*(_agent(url, f"a{i}", stack) for i in batch))
+    group = await agents[0].create_group()
+    for start in range(1, n, ADD_BATCH):
+        await agents[0].add_to_group(group, [a.card for a in agents[start : start + ADD_BATCH]])
+    await _wait(lambda: all(group in a.groups() for a in agents), "the joins", 120 + 2 * n)
+    return group, agents
+
+
+async def _baseline_ms(url: str, n: int) -> float:
+    """N-1 mailbox sends to one agent, then its fetches and acks (batched): the relay
+    round trips a request's answers cannot do without."""
+    async with (
+        RelayClient(url, Identity.generate()) as sender,
+        RelayClient(url, Identity.generate()) as receiver,
+    ):
+        await receiver.fetch(limit=1)
+        await sender.fetch(limit=1)  # both authenticated before timing
+        start = time.perf_counter()
+        for _ in range(n - 1):  # one kept-alive connection, as each answerer has its own
+            await sender.send(receiver.agent_id, uuid.uuid4().hex, b"x" * 600)
+        got = 0
+        while got < n - 1:
+            batch = await receiver.fetch(limit=500)
+            await receiver.ack(batch)
+            got += len(batch)
+        return (time.perf_counter() - start) * 1000
+
+
+async def _request_ms(asker: Agent, group: bytes, n: int) -> float:
+    start = time.perf_counter()
+    replies = await asker.send_to_group(group, "status?", timeout=120)
+    elapsed = (time.perf_counter() - start) * 1000
+    errors = [r for r in replies if r.error is not None]
+    if len(replies) != n - 1 or errors:
+        raise RuntimeError(f"{len(errors)} of {len(replies)} replies are errors: {errors[:1]}")
+    return elapsed
+
+
+async def _fanout(group: bytes, agents: list[Agent], k: int) -> tuple[float, float]:
+    """K messages posted to the log; (messages/s to every member, CPU ms per copy)."""
+    binding = agents[0]._groups.binding(group)  # type: ignore[union-attr]
+    # A response frame: every member opens it, and none answers (only requests are).
+    note = Response(id="fan-out", result=agent_message("x" * 200))
+    frame = encode_frame(Frame(service_parameters={"A2A-Version": A2A_VERSION}, message=note))
+    readers = agents[1:]
+    cpu, start = time.process_time(), time.perf_counter()
+    last = 0
+    for _ in range(k):
+        last, _epoch = await binding.post(group, frame)
+    await _wait(
+        lambda: all(a._groups._position(group) >= last for a in readers),  # type: ignore[union-attr]
+        "the fan-out",
+        120,
+    )
+    elapsed, used = time.perf_counter() - start, time.process_time() - cpu
+    copies = k * len(readers)
+    return copies / elapsed / len(readers), used * 1000 / copies
+
+
+async def main_async(sizes: list[int], repeat: int, fanout: int) -> None:
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = RelayConfig(
+            port=free_port(), identity_path=Path(tmp) / "relay.key", backend="sqlite",
+            backend_options={"path": str(Path(tmp) / "relay.sqlite3")}, limits=LIMITS,
+        )  # fmt: skip
+        async with running_relay(config) as relay:
+            print(f"{'N':>6} {'setup s':>8} {'request ms':>11} {'ms/N':>7} "
+                  f"{'baseline ms':>12} {'base ms/N':>10}")  # fmt: skip
+            fanout_group: tuple[bytes, list[Agent]] | None = None
+            async with contextlib.AsyncExitStack() as keep:
+                for n in sizes:
+                    stack = contextlib.AsyncExitStack()
+                    setup = time.perf_counter()
+                    group, agents = await _group(relay.url, n, stack)
+                    setup = time.perf_counter() - setup
+                    await _request_ms(agents[0], group, n)  # warm-up: cards, tokens
+                    runs = [await _request_ms(agents[0], group, n) for _ in range(repeat)]
+                    ms = statistics.median(runs)
+                    base = await _baseline_ms(relay.url, n)
+                    print(f"{n:>6} {setup:>8.1f} {ms:>11.1f} {ms / n:>7.2f} "
+                          f"{base:>12.1f} {base / n:>10.2f}", flush=True)  # fmt: skip
+                    if n == 100 or (fanout_group is None and n == max(sizes)):
+                        fanout_group = (group, agents)
+                        keep.push_async_callback(stack.aclose)
+                    else:
+                        await stack.aclose()
+                if fanout_group is not None and fanout:
+                    group, agents = fanout_group
+                    rate, cpu_ms = await _fanout(group, agents, fanout)
+                    print(f"fan-out, group of {len(agents)}: {fanout} messages, "
+                          f"{rate:.0f} messages/s to every member, "
+                          f"{cpu_ms * 1000:.0f} us CPU per delivered copy")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fanout-messages", type=int, default=50)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    asyncio.run(main_async(sizes, args.repeat, args.fanout_messages))
+
+
+if __name__ == "__main__":
+    main()
