@@ -1,0 +1,3 @@
+"""Integration tests that run a relay use the relay tests' fixtures (both backends)."""
+
+from relay_fixtures import *  # noqa: F403
