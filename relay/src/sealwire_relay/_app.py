@@ -38,10 +38,10 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from importlib.metadata import version
 from typing import Any
 from urllib.parse import parse_qs
 
-from sealwire import __version__
 from sealwire.asgi import Receive, Scope, Send, lifespan
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import Identity
@@ -63,6 +63,9 @@ from sealwire_relay._stream import STREAM_PATH, StreamEndpoint
 from sealwire_relay._supervisor import Supervisor
 
 __all__ = ["RelayApp"]
+
+RELAY_VERSION = version("sealwire-relay")
+"""This distribution's version, as the signed descriptor states it."""
 
 log = logging.getLogger("sealwire.relay")
 
@@ -245,7 +248,7 @@ class RelayApp:
             "relay_id": self.identity.agent_id,
             "identity": self.identity.public.to_json(),
             "url": self.service.public_url,
-            "version": __version__,
+            "version": RELAY_VERSION,
         }
         descriptor["signature"] = b64e(self.identity.sign(descriptor_payload(descriptor)))
         return descriptor
