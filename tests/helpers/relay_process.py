@@ -64,8 +64,10 @@ class RelayProcess:
         backend: str,
         backend_options: Mapping[str, Any],
         limits: Mapping[str, float] | None = None,
+        port: int | None = None,
+        identity: Path | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = directory / "relay.log"
         self.config = directory / "relay.toml"
@@ -73,7 +75,7 @@ class RelayProcess:
             "[relay]",
             'host = "127.0.0.1"',
             f"port = {self.port}",
-            f'identity = "{directory / "relay.key"}"',
+            f'identity = "{identity or directory / "relay.key"}"',
             f'backend = "{backend}"',
             f"[relay.{backend}]",
         ]
@@ -83,6 +85,18 @@ class RelayProcess:
             lines += [f"{k} = {json.dumps(v)}" for k, v in limits.items()]
         self.config.write_text("\n".join(lines) + "\n")
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def for_config(cls, config: Any, directory: Path) -> RelayProcess:
+        """The relay a ``sealwire_relay.RelayConfig`` describes (its port, identity and
+        backend), as a process: what ``make_config`` of the relay fixtures builds."""
+        return cls(
+            directory,
+            backend=config.backend,
+            backend_options=config.backend_options,
+            port=config.port,
+            identity=config.identity_path,
+        )
 
     def start(self) -> None:
         """Start the relay and return once it answers (blocking: run it in a thread)."""

@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from relay_process import RelayProcess
 from waiting import until
 
 from sealwire.agent import Agent, TaskContext
@@ -235,48 +230,14 @@ async def test_only_an_authenticated_removal_ends_membership(agents: Agents) -> 
     await until(lambda: group not in bob.groups(), "Bob leaving on his removal")
 
 
-def _toml(config: RelayConfig, path: Path) -> Path:
-    lines = [
-        "[relay]",
-        f'host = "{config.host}"',
-        f"port = {config.port}",
-        f'identity = "{config.identity_path}"',
-        f'backend = "{config.backend}"',
-        f"[relay.{config.backend}]",
-    ]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in config.backend_options.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _start(config_file: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sealwire_relay", "--config", str(config_file)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/v1/info", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"relay did not start: {log.read_text()}")
-
-
 async def test_a_relay_killed_and_restarted_ends_no_membership(
     make_config: Callable[..., RelayConfig], tmp_path: Path
 ) -> None:
     """15.2 with a process fault: the relay is killed (SIGKILL) under a group and
     comes back; the members stay members and the group carries on."""
     config = make_config("killed")
-    config_file, log = _toml(config, tmp_path / "relay.toml"), tmp_path / "relay.log"
-    proc = await asyncio.to_thread(_start, config_file, config.url, log)
+    proc = RelayProcess.for_config(config, tmp_path)
+    await asyncio.to_thread(proc.start)
     try:
         async with contextlib.AsyncExitStack() as stack:
             agents = Agents(config.url, stack)
@@ -284,11 +245,10 @@ async def test_a_relay_killed_and_restarted_ends_no_membership(
             await _all_answer(alice, group, [bob, carol], "before")
             for agent in (alice, bob, carol):  # answers acknowledged: the mailbox router
                 await agent.sync_groups(TIMEOUT)  # (not this test's) dies on a failed ack
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+            proc.kill()
             with pytest.raises(RelayUnavailable):
                 await bob.relay.fetch_group_log(group)
-            proc = await asyncio.to_thread(_start, config_file, config.url, log)
+            await asyncio.to_thread(proc.start)
             assert all(group in a.groups() for a in (alice, bob, carol))
             await bob.update_group_keys(group)
             epoch = _mls(bob).epoch(group)
@@ -296,4 +256,3 @@ async def test_a_relay_killed_and_restarted_ends_no_membership(
             await _all_answer(carol, group, [alice, bob], "after")
     finally:
         proc.kill()
-        proc.wait(timeout=10)

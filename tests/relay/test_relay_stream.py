@@ -7,19 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 import websockets
 from ports import free_port
+from relay_process import RelayProcess
 from waiting import until
 
 from sealwire.asgi import Receive, Scope, Send
@@ -34,47 +31,6 @@ from sealwire_relay._stream import STREAM_INFLIGHT_FRAMES
 
 NewClient = Callable[..., RelayClient]
 TIMEOUT = 20
-
-
-def _toml(config: RelayConfig, path: Path) -> Path:
-    lines = [
-        "[relay]",
-        f'host = "{config.host}"',
-        f"port = {config.port}",
-        f'identity = "{config.identity_path}"',
-        f'backend = "{config.backend}"',
-        f"[relay.{config.backend}]",
-    ]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in config.backend_options.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _start(config_file: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
-    """``python -m sealwire_relay --config FILE``, once it answers."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sealwire_relay", "--config", str(config_file)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/v1/info", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"relay did not start: {log.read_text()}")
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
 
 
 async def _take(stream: AsyncIterator[Delivery], n: int) -> list[Delivery]:
@@ -270,9 +226,8 @@ async def test_sigkill_mid_batch_loses_nothing_acknowledged(
     make_config: Callable[..., RelayConfig], tmp_path: Path
 ) -> None:
     config = make_config("killed")
-    config_file = _toml(config, tmp_path / "relay.toml")
-    log = tmp_path / "relay.log"
-    proc = await asyncio.to_thread(_start, config_file, config.url, log)
+    proc = RelayProcess.for_config(config, tmp_path)
+    await asyncio.to_thread(proc.start)
     alice, bob = Identity.generate(), Identity.generate()
     n = 2000
     confirmed: list[str] = []
@@ -289,9 +244,9 @@ async def test_sigkill_mid_batch_loses_nothing_acknowledged(
 
             sending = asyncio.gather(*(send(i) for i in range(n)))
             await until(lambda: len(confirmed) >= 100, "the first results")
-            _kill(proc)  # with sends queued, in frames, and being committed
+            proc.kill()  # with sends queued, in frames, and being committed
             await sending
-            proc = await asyncio.to_thread(_start, config_file, config.url, log)
+            await asyncio.to_thread(proc.start)
             stored: list[str] = []
             while batch := await a.fetch(limit=500):
                 stored += [d.message_id for d in batch]
@@ -299,7 +254,7 @@ async def test_sigkill_mid_batch_loses_nothing_acknowledged(
             assert set(confirmed) <= set(stored)  # acknowledged means durable
             assert len(stored) == len(set(stored))  # and nothing twice
     finally:
-        _kill(proc)
+        proc.kill()
 
 
 class _NoWebSockets:
