@@ -65,9 +65,12 @@ DEFAULT_FETCH = 100
 OUTBOX_GAUGE_SCAN = 1_000
 
 
+OUTBOX_PREFIX = "outbox:"
+
+
 def outbox_name(peer_relay_id: str) -> str:
     """The mailbox holding messages accepted for agents homed on ``peer_relay_id``."""
-    return "outbox:" + peer_relay_id
+    return OUTBOX_PREFIX + peer_relay_id
 
 
 def dead_letter_name(peer_relay_id: str) -> str:
@@ -293,41 +296,22 @@ class RelayService:
     # -- mailboxes --------------------------------------------------------------
 
     async def send(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
-        home, agent_id = parse_mailbox_address(get_str(body, "recipient", max_chars=2048))
-        message_id = get_str(body, "message_id")
-        envelope = self._blob(body.get("envelope"), "envelope", "envelope")
-        now = self.clock()
-        if home is None or home == self.public_url:
-            delivery = Delivery(
-                message_id=message_id, sender=who.agent_id, envelope=envelope, received_at=now
-            )
-            fresh = await self._deliver_local(agent_id, delivery)
-            return {"duplicate": not fresh}
-        peer = self._peer_by_url.get(home)
-        if peer is None:
-            raise NotFoundError(f"no federation link to the relay at {home[:200]}")
-        item = {"recipient": agent_id, "message_id": message_id, "envelope": b64e(envelope)}
-        wrapped = Delivery(
-            message_id=f"{agent_id}/{who.agent_id}/{message_id}",
-            sender=who.agent_id,
-            envelope=json.dumps(item).encode(),
-            received_at=now,
-        )
-        fresh = await self.backend.enqueue(
-            outbox_name(peer), wrapped, max_depth=self.limits.max_mailbox_depth
-        )
-        if fresh:
-            self._count_enqueued(envelope)
-        self.notifier.notify(outbox_name(peer))
-        return {"duplicate": not fresh, "forwarded_to": peer}
+        mailbox, delivery = self.route_send(who, body)
+        fresh = await self._enqueue(mailbox, delivery)
+        answer: dict[str, Any] = {"duplicate": not fresh}
+        if mailbox.startswith(OUTBOX_PREFIX):
+            answer["forwarded_to"] = mailbox.removeprefix(OUTBOX_PREFIX)
+        return answer
 
-    async def _deliver_local(self, agent_id: str, delivery: Delivery) -> bool:
+    async def _enqueue(self, mailbox: str, delivery: Delivery) -> bool:
+        """Store ``delivery`` in ``mailbox`` (an agent's, or a federation outbox) and
+        wake its readers; False for a duplicate."""
         fresh = await self.backend.enqueue(
-            agent_id, delivery, max_depth=self.limits.max_mailbox_depth
+            mailbox, delivery, max_depth=self.limits.max_mailbox_depth
         )
         if fresh:
             self._count_enqueued(delivery.envelope)
-            self.notifier.notify(agent_id)
+            self.notifier.notify(mailbox)
         return fresh
 
     def _count_enqueued(self, envelope: bytes) -> None:
@@ -360,10 +344,10 @@ class RelayService:
 
     # -- batches (the stream) ---------------------------------------------------------
 
-    def stream_item(
+    def route_send(
         self, who: Principal, body: Mapping[str, Any], envelope: bytes | None = None
     ) -> tuple[str, Delivery]:
-        """The checks of :meth:`send` on one streamed send: the mailbox it goes to
+        """The checks of a send (over HTTP or the stream): the mailbox it goes to
         (the recipient's, or the federation outbox of its home relay) and what is
         stored there. ``envelope`` is given when it came as bytes (a binary frame),
         else it is the body's base64 ``envelope``. DecodeError, LimitExceeded or
@@ -428,7 +412,7 @@ class RelayService:
                 envelope=envelope,
                 received_at=float(get_int(item, "received_at_ms")) / 1000,
             )
-            fresh = await self._deliver_local(get_agent_id(item, "recipient"), delivery)
+            fresh = await self._enqueue(get_agent_id(item, "recipient"), delivery)
         except LimitExceeded as exc:
             return "refused" if exc.limit == "message_size" else "retry"
         except DecodeError:

@@ -382,7 +382,7 @@ class _Session:
                     if refused is not None:
                         raise refused
                     envelope = blobs[k] if blobs is not None else None
-                    prepared.append((rid, self.app.service.stream_item(self.who, item, envelope)))
+                    prepared.append((rid, self.app.service.route_send(self.who, item, envelope)))
                 except SealwireError as exc:
                     status, error = _error(exc)
                     answers[rid] = {"id": rid, "status": status, "error": error}
