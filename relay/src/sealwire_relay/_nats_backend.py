@@ -529,21 +529,9 @@ class NatsBackend:
                 raise LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
             fresh = False
             try:
-                headers = {
-                    "Sw-At": repr(delivery.received_at),
-                    MSG_ID: _msg_id(subject),
-                    SLOT_HEADER: str(slot),
-                }
-                published, acked = await asyncio.gather(
-                    self._publish_new(subject, delivery.envelope, headers),
-                    self._acked(mailbox, mid, sender),
-                )
-                if published is None:
+                extra = {SLOT_HEADER: str(slot)}
+                if not await self._store_new(mailbox, subject, delivery, extra):
                     return False
-                if acked:
-                    await self._delete(f"{self._s}_MBOX", published)
-                    return False
-                self._remember(mailbox, sender, mid, published)
                 self._remember_slot(mailbox, sender, mid, slot)
                 fresh = True
                 return True
@@ -580,23 +568,30 @@ class NatsBackend:
             self._depth[mailbox] += 1
             fresh = False
             try:
-                headers = {"Sw-At": repr(delivery.received_at), MSG_ID: _msg_id(subject)}
-                published, acked = await asyncio.gather(
-                    self._publish_new(subject, delivery.envelope, headers),
-                    self._acked(mailbox, mid, sender),
-                )
-                if published is None:
-                    return False
-                if acked:
-                    # Acknowledged long ago (beyond the duplicate window): undo.
-                    await self._delete(f"{self._s}_MBOX", published)
-                    return False
-                self._remember(mailbox, sender, mid, published)
-                fresh = True
-                return True
+                fresh = await self._store_new(mailbox, subject, delivery, {})
+                return fresh
             finally:
                 if not fresh:
                     self._depth[mailbox] = max(0, self._depth.get(mailbox, 1) - 1)
+
+    async def _store_new(
+        self, mailbox: str, subject: str, delivery: Delivery, extra: dict[str, str]
+    ) -> bool:
+        """Publish ``delivery`` on its subject with the acknowledgement record read at the
+        same time; False for a duplicate (pending, inside the Msg-Id window, or
+        acknowledged long ago: then the new copy is deleted again)."""
+        headers = {"Sw-At": repr(delivery.received_at), MSG_ID: _msg_id(subject), **extra}
+        published, acked = await asyncio.gather(
+            self._publish_new(subject, delivery.envelope, headers),
+            self._acked(mailbox, delivery.message_id, delivery.sender),
+        )
+        if published is None:
+            return False
+        if acked:
+            await self._delete(f"{self._s}_MBOX", published)
+            return False
+        self._remember(mailbox, delivery.sender, delivery.message_id, published)
+        return True
 
     async def _publish_new(self, subject: str, data: bytes, headers: dict[str, str]) -> int | None:
         """Publish unless the subject holds a message or the id is a recent duplicate;
