@@ -66,7 +66,9 @@ class RelayProcess:
         limits: Mapping[str, float] | None = None,
         port: int | None = None,
         identity: Path | None = None,
+        peers: Mapping[str, str] | None = None,
     ) -> None:
+        """``peers``: the federation's other relays, relay id -> base URL."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = directory / "relay.log"
@@ -83,6 +85,8 @@ class RelayProcess:
         if limits:
             lines.append("[relay.limits]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in limits.items()]
+        for relay_id, url in (peers or {}).items():
+            lines += ["[[relay.peers]]", f'relay_id = "{relay_id}"', f'url = "{url}"']
         self.config.write_text("\n".join(lines) + "\n")
         self._proc: subprocess.Popen[bytes] | None = None
 

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
-import httpx
 import pytest
 from ports import free_port
+from relay_process import RelayProcess
 
 from sealwire.agent import Agent, TaskContext
 from sealwire.binding import BindingContext
@@ -40,74 +36,31 @@ HALF = 6
 """Tasks each sender sends before relay B is killed, and again while it is down."""
 TIMEOUT = 90.0
 """Seconds for the whole exchange on a loaded 2-core machine (pytest-timeout is 180)."""
-START_SECONDS = 30.0
 
 
-@attrs.define
-class Relay:
-    """One relay process of the federation: its URL, configuration file and process."""
-
-    name: str
-    url: str
-    config: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sealwire_relay", "--config", str(self.config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/v1/info", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.05)
-        self.kill()
-        raise AssertionError(f"relay {self.name} did not start: {self.log.read_text()}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown of any kind."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-
-def _federation(tmp_path: Path) -> dict[str, Relay]:
-    """Three relay configurations (SQLite), each with the other two as peers."""
+def _federation(tmp_path: Path) -> dict[str, RelayProcess]:
+    """Three relay processes (SQLite), each with the other two as peers."""
     ports = {n: free_port() for n in NAMES}
     urls = {n: f"http://127.0.0.1:{ports[n]}" for n in NAMES}
     keys = {n: tmp_path / f"relay-{n}.key" for n in NAMES}
     ids = {n: load_or_create_identity(keys[n]).agent_id for n in NAMES}
     relays = {}
     for n in NAMES:
-        lines = [
-            "[relay]",
-            'host = "127.0.0.1"',
-            f"port = {ports[n]}",
-            f'identity = "{keys[n]}"',
-            'backend = "sqlite"',
-            "[relay.sqlite]",
-            f'path = "{tmp_path / f"relay-{n}.sqlite3"}"',
-        ]
-        for m in NAMES:
-            if m != n:
-                lines += ["[[relay.peers]]", f'relay_id = "{ids[m]}"', f'url = "{urls[m]}"']
-        config = tmp_path / f"relay-{n}.toml"
-        config.write_text("\n".join(lines) + "\n")
-        relays[n] = Relay(n, urls[n], config, tmp_path / f"relay-{n}.log")
+        directory = tmp_path / f"relay-{n}"
+        directory.mkdir()
+        relays[n] = RelayProcess(
+            directory,
+            backend="sqlite",
+            backend_options={"path": str(directory / "relay.sqlite3")},
+            port=ports[n],
+            identity=keys[n],
+            peers={ids[m]: urls[m] for m in NAMES if m != n},
+        )
     return relays
 
 
 @pytest.fixture
-async def relays(tmp_path: Path) -> AsyncIterator[dict[str, Relay]]:
+async def relays(tmp_path: Path) -> AsyncIterator[dict[str, RelayProcess]]:
     federation = _federation(tmp_path)
     try:
         await asyncio.gather(*(asyncio.to_thread(r.start) for r in federation.values()))
@@ -146,7 +99,7 @@ class Home:
         return agent
 
 
-def _homes(relays: dict[str, Relay], *names: tuple[str, str]) -> list[Home]:
+def _homes(relays: dict[str, RelayProcess], *names: tuple[str, str]) -> list[Home]:
     """``(agent name, relay name)`` pairs: an agent homed on each."""
     made = []
     for agent, relay in names:
@@ -188,7 +141,7 @@ async def _poll(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 @pytest.mark.slow
 async def test_tasks_to_an_offline_agent_on_another_relay_survive_its_relay_killed(
-    relays: dict[str, Relay],
+    relays: dict[str, RelayProcess],
 ) -> None:
     """Alice (on A) and Carol (on C) send tasks to Bob (on B) while he is offline; relay B
     is killed with SIGKILL in the middle of the stream and restarted; Bob comes online,
@@ -252,7 +205,7 @@ ANSWER_WAIT = 30.0
 
 @pytest.mark.slow
 async def test_an_answer_sent_while_the_home_relay_is_down_arrives_once_it_is_back(
-    relays: dict[str, Relay],
+    relays: dict[str, RelayProcess],
 ) -> None:
     """Bob (on B) is online and handling Alice's task when relay B is killed; he answers
     while B is down. Once B is back the answer must reach Alice (on A) through B."""
@@ -284,7 +237,7 @@ def _async(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
 
 
 @pytest.mark.slow
-async def test_mls_adds_a_member_homed_on_another_relay(relays: dict[str, Relay]) -> None:
+async def test_mls_adds_a_member_homed_on_another_relay(relays: dict[str, RelayProcess]) -> None:
     """Alice (on A) adds Bob (on B) to her group: Bob's KeyPackage comes from B, and the
     invitation (the MLS Welcome) reaches his mailbox at B through federation; Bob joins."""
     alice_home, bob_home = homes = _homes(relays, ("alice", "a"), ("bob", "b"))
