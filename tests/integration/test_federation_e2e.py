@@ -22,13 +22,11 @@ from ports import free_port
 from relay_process import RelayProcess
 
 from sealwire.agent import Agent, TaskContext
-from sealwire.binding import BindingContext
 from sealwire.errors import SealwireError
-from sealwire.identity import Identity, TrustMode, TrustStore
+from sealwire.identity import Identity
 from sealwire.model import TaskState
-from sealwire.relay import RelayClient, unwrap
+from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
-from sealwire_mls._binding import MlsBinding
 from sealwire_relay import load_or_create_identity
 
 NAMES = ("a", "b", "c")
@@ -236,35 +234,52 @@ def _async(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     return check
 
 
+def _answered(replies: list[Any], texts: dict[str, str]) -> None:
+    """Each reply is the answer of the member ``texts`` names, none an error."""
+    got = {r.agent_id: (r.error, r.result) for r in replies}
+    assert set(got) == set(texts), f"replies from {set(got)}, not {set(texts)}"
+    for agent_id, text in texts.items():
+        error, result = got[agent_id]
+        assert error is None, f"{agent_id} answered an error: {error!r}"
+        assert result.status.message.parts[0].text == text
+
+
 @pytest.mark.slow
-async def test_mls_adds_a_member_homed_on_another_relay(relays: dict[str, RelayProcess]) -> None:
-    """Alice (on A) adds Bob (on B) to her group: Bob's KeyPackage comes from B, and the
-    invitation (the MLS Welcome) reaches his mailbox at B through federation; Bob joins."""
-    alice_home, bob_home = homes = _homes(relays, ("alice", "a"), ("bob", "b"))
+async def test_a_group_on_one_relay_with_members_homed_on_the_others(
+    relays: dict[str, RelayProcess],
+) -> None:
+    """Alice (on A) creates a group and adds Bob (on B, offline) and Carol (on C). Their
+    KeyPackages come from their home relays and their invitations reach them there
+    through federation; each then signs in at A, where the invitation says the
+    group's log is. Requests to the group are answered by both; relay B (Bob's home)
+    is killed between two requests and restarted while the second is out: Bob reads
+    the log at A all along, and his answer, sent through B, arrives once B is back."""
+    alice_home, bob_home, carol_home = homes = _homes(
+        relays, ("alice", "a"), ("bob", "b"), ("carol", "c")
+    )
     try:
         async with bob_home.agent() as bob:
             bob_card = bob.card  # KeyPackages and card published at B; then offline
-        async with alice_home.agent() as alice:
+        async with alice_home.agent() as alice, carol_home.agent() as carol:
             group_id = await alice.create_group()
-            await alice.add_to_group(group_id, [bob_card])
-            assert set(alice.groups()[group_id]) == {alice.agent_id, bob.agent_id}
-        # The invitation waits in Bob's mailbox at B, forwarded there by relay A.
-        await _poll(lambda: _count_at_least(bob_home.relay, 1), "the invitation at B")
-        (delivery,) = await bob_home.relay.fetch()
-        assert delivery.sender == alice.agent_id
-        name, invite = unwrap(delivery.envelope)
-        assert name == "mls"
-        # Bob's MLS binding as his agent makes it (its group router would follow the
-        # group's log at B, where it is not: see relay/README.md, "Federation").
-        binding = MlsBinding(
-            BindingContext(
-                identity=bob_home.identity, card=bob_card, store=bob_home.store,
-                trust=TrustStore(bob_home.store, TrustMode.TOFU), relay=bob_home.relay,
-            )
-        )  # fmt: skip
-        event, _after = await binding.join(invite)
-        assert event.group_id == group_id
-        assert set(event.members) == {alice.agent_id, bob.agent_id}
-        assert binding.epoch(group_id) == 1
+            await alice.add_to_group(group_id, [bob_card, carol.card])
+            async with bob_home.agent() as bob:
+                for member in (bob, carol):
+                    await _poll(_async(lambda m=member: group_id in m.groups()), "the joins")
+                    await member.sync_groups(TIMEOUT)
+                replies = await alice.send_to_group(group_id, "one", timeout=TIMEOUT)
+                _answered(replies, {bob.agent_id: "bob did one", carol.agent_id: "carol did one"})
+                await asyncio.to_thread(relays["b"].kill)
+                second = asyncio.create_task(alice.send_to_group(group_id, "two", timeout=TIMEOUT))
+                await asyncio.to_thread(relays["b"].start)
+                replies = await second
+                _answered(replies, {bob.agent_id: "bob did two", carol.agent_id: "carol did two"})
+            # Bob's group and the relay he reads it at survive his restart.
+            async with bob_home.agent() as bob:
+                assert group_id in bob.groups()
+                replies = await alice.send_to_group(group_id, "three", timeout=TIMEOUT)
+                _answered(
+                    replies, {bob.agent_id: "bob did three", carol.agent_id: "carol did three"}
+                )
     finally:
         await _close(homes)

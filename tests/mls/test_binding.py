@@ -61,8 +61,14 @@ class FakeRelay:
 
 
 class FakeClient:
+    url = "http://relay.test"
+
     def __init__(self, relay: FakeRelay, agent_id: str) -> None:
         self.relay, self.agent_id = relay, agent_id
+
+    def signed_in_at(self, url: str) -> FakeClient:
+        assert url == self.url, "one relay here"
+        return self
 
     async def count_key_packages(self) -> int:
         return len(self.relay.key_packages.get(self.agent_id, []))

@@ -9,8 +9,10 @@ give an Invite or MLSDecodeError only.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,6 +107,14 @@ _STATE = _pair()
 def test_invitations_round_trip():
     invite = Invite(group_id=b"g", seq=7, welcome=b"w", group_info=b"", external_joins=True)
     assert Invite.from_bytes(invite.to_bytes()) == invite
+    elsewhere = attrs.evolve(invite, relay="https://relay-a.example")
+    assert Invite.from_bytes(elsewhere.to_bytes()) == elsewhere
+    record = json.loads(invite.to_bytes())
+    del record["relay"]  # an inviter that names no relay: the joiner's own
+    assert Invite.from_bytes(json.dumps(record).encode()).relay == ""
+    for bad in (3, ["x"], "h" * 3000):
+        with pytest.raises(MLSDecodeError, match="relay"):
+            Invite.from_bytes(json.dumps(dict(record, relay=bad)).encode())
     assert "w" not in repr(invite).split("seq")[1]  # secrets-bearing fields are not shown
 
 
@@ -128,12 +138,16 @@ def test_rosters_round_trip_and_refuse_corruption():
     alice, _, _ = _pair()
     roster = Roster(alice, {"a": {"n": 1}}, external_joins=True, expected={"b": {"n": 2}})
     again = Roster.from_stored(alice, {"a": {"n": 1}}, roster.policy_json())
-    assert (again.cards, again.expected, again.external_joins) == (
+    assert (again.cards, again.expected, again.external_joins, again.relay) == (
         roster.cards,
         roster.expected,
         True,
+        None,
     )
-    for bad in (b"{}", b"[]", b'{"v": 1, "expected": {}, "policy": {}}', b"\xff"):
+    roster.relay = "https://relay-a.example"
+    assert Roster.from_stored(alice, {}, roster.policy_json()).relay == roster.relay
+    bad_relay = b'{"v": 2, "expected": {}, "policy": {"externalJoins": false}, "relay": 3}'
+    for bad in (b"{}", b"[]", b'{"v": 1, "expected": {}, "policy": {}}', b"\xff", bad_relay):
         with pytest.raises(MLSDecodeError):
             Roster.from_stored(alice, {}, bad)
 

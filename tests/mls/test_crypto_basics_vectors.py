@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sealwire.testing.vectors import load_json
 from sealwire_mls.crypto import cipher_suite
@@ -72,3 +74,44 @@ def test_suite_is_cached_and_redacted() -> None:
     priv, pub = cipher_suite(1).signature_key_pair()
     assert cipher_suite(1).signature_public_key(priv) == pub
     assert "KeyCache" not in repr(cipher_suite(1))
+
+
+_SUITE = cipher_suite(1)
+_PRIV, _PUB = _SUITE.signature_key_pair()
+_SIGNED = _SUITE.sign_with_label(_PRIV, b"FramedContentTBS", b"content")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(["pub", "label", "content", "signature"]),
+    st.integers(0, 63),
+    st.integers(1, 255),
+)
+def test_a_verified_signature_remembered_vouches_for_those_bytes_only(
+    part: str, index: int, flip: int
+) -> None:
+    """Verified once, a signature is remembered: the same bytes pass again, and a change
+    to any of them is verified afresh, and fails."""
+    args = {"pub": _PUB, "label": b"FramedContentTBS", "content": b"content", "signature": _SIGNED}
+    _SUITE.verify_with_label(args["pub"], args["label"], args["content"], args["signature"])
+    _SUITE.verify_with_label(args["pub"], args["label"], args["content"], args["signature"])
+    changed = bytearray(args[part])
+    changed[index % len(changed)] ^= flip
+    args[part] = bytes(changed)
+    with pytest.raises(MLSAuthenticationError):
+        _SUITE.verify_with_label(args["pub"], args["label"], args["content"], args["signature"])
+
+
+def test_each_signature_is_verified_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = cipher_suite(1)
+    priv, pub = suite.signature_key_pair()
+    calls = []
+    real = type(suite._signer).verify
+    monkeypatch.setattr(
+        type(suite._signer), "verify", lambda self, *a: (calls.append(a), real(self, *a))[1]
+    )
+    one, two = (suite.sign_with_label(priv, b"L", m) for m in (b"one", b"two"))
+    for _ in range(100):  # a hundred members opening the same message
+        suite.verify_with_label(pub, b"L", b"one", one)
+    suite.verify_with_label(pub, b"L", b"two", two)
+    assert len(calls) == 2

@@ -46,18 +46,21 @@ async def test_login_and_wrong_key(relay: RunningRelay) -> None:
         # Signed by another key than the identity presented: refused.
         bad = {
             "challenge": b64(nonce),
-            "signature": b64(other.sign(auth_payload(relay_id, nonce))),
+            "url": relay.url,
+            "signature": b64(other.sign(auth_payload(relay_id, relay.url, nonce))),
             "identity": me.public.to_json(),
         }
         resp = await _login(http, relay.url, bad)
         assert resp.status_code == 401
         assert resp.json()["error"]["code"] == "unauthenticated"
         # The challenge was consumed by the failed attempt: a correct one now fails too.
-        good = dict(bad, signature=b64(me.sign(auth_payload(relay_id, nonce))))
+        good = dict(bad, signature=b64(me.sign(auth_payload(relay_id, relay.url, nonce))))
         assert (await _login(http, relay.url, good)).status_code == 401
         relay_id, nonce = await _challenge(http, relay.url)
         good = dict(
-            good, challenge=b64(nonce), signature=b64(me.sign(auth_payload(relay_id, nonce)))
+            good,
+            challenge=b64(nonce),
+            signature=b64(me.sign(auth_payload(relay_id, relay.url, nonce))),
         )
         resp = await _login(http, relay.url, good)
         assert resp.status_code == 200
@@ -72,7 +75,8 @@ async def test_signature_for_another_relay_is_refused(relay: RunningRelay) -> No
         _, nonce = await _challenge(http, relay.url)
         body = {
             "challenge": b64(nonce),
-            "signature": b64(me.sign(auth_payload(Identity.generate().agent_id, nonce))),
+            "url": relay.url,
+            "signature": b64(me.sign(auth_payload(Identity.generate().agent_id, relay.url, nonce))),
             "identity": me.public.to_json(),
         }
         assert (await _login(http, relay.url, body)).status_code == 401
@@ -85,7 +89,8 @@ async def test_login_with_a_signed_card_or_a_forged_identity(relay: RunningRelay
         relay_id, nonce = await _challenge(http, relay.url)
         body = {
             "challenge": b64(nonce),
-            "signature": b64(me.sign(auth_payload(relay_id, nonce))),
+            "url": relay.url,
+            "signature": b64(me.sign(auth_payload(relay_id, relay.url, nonce))),
             "identity": forged,
         }
         assert (await _login(http, relay.url, body)).status_code == 401
@@ -147,14 +152,18 @@ def test_challenges_expire_and_are_bounded() -> None:
     now = [1000.0]
     counter = iter(range(10**6))
     auth = Authenticator(
-        "relay", clock=lambda: now[0], random=lambda n: next(counter).to_bytes(n, "big")
+        "relay",
+        url="http://relay.test",
+        clock=lambda: now[0],
+        random=lambda n: next(counter).to_bytes(n, "big"),
     )
     me = Identity.generate()
     nonce = auth.challenge()
     now[0] += 61
     body = {
         "challenge": b64(nonce),
-        "signature": b64(me.sign(auth_payload("relay", nonce))),
+        "url": "http://relay.test",
+        "signature": b64(me.sign(auth_payload("relay", "http://relay.test", nonce))),
         "identity": me.public.to_json(),
     }
     with pytest.raises(RelayAuthError):
@@ -162,7 +171,10 @@ def test_challenges_expire_and_are_bounded() -> None:
     with pytest.raises(DecodeError):
         auth.login({"challenge": 5})
     nonce = auth.challenge()
-    body.update(challenge=b64(nonce), signature=b64(me.sign(auth_payload("relay", nonce))))
+    body.update(
+        challenge=b64(nonce),
+        signature=b64(me.sign(auth_payload("relay", "http://relay.test", nonce))),
+    )
     token, who = auth.login(body)
     assert who.agent_id == me.agent_id and not who.is_peer_relay
     assert auth.principal("Bearer " + b64(token)) == who
@@ -177,12 +189,30 @@ _ME = Identity.generate()
 @settings(max_examples=60, deadline=None)
 @given(st.integers(min_value=0, max_value=63), st.integers(min_value=1, max_value=255))
 def test_tampered_signature_fails_and_creates_no_session(index: int, flip: int) -> None:
-    auth = Authenticator("relay", clock=lambda: 0.0, random=os.urandom)
+    auth = Authenticator("relay", url="http://relay.test", clock=lambda: 0.0, random=os.urandom)
     nonce = auth.challenge()
-    signature = bytearray(_ME.sign(auth_payload("relay", nonce)))
+    signature = bytearray(_ME.sign(auth_payload("relay", "http://relay.test", nonce)))
     signature[index] ^= flip
     body = {"challenge": b64(nonce), "signature": b64(bytes(signature)),
-            "identity": _ME.public.to_json()}  # fmt: skip
+            "url": "http://relay.test", "identity": _ME.public.to_json()}  # fmt: skip
     with pytest.raises(RelayAuthError):
         auth.login(body)
     assert auth._sessions == {}
+
+
+def test_a_challenge_passed_on_by_another_relay_gets_no_session() -> None:
+    """Relay M passes relay A's challenge (and id) to an agent that dialled M: what the
+    agent signs names M's URL, and A refuses it, whichever URL the login claims."""
+    a = Authenticator("relay-a", url="https://a.test", clock=lambda: 0.0, random=os.urandom)
+    nonce = a.challenge()
+    signed_for_m = b64(_ME.sign(auth_payload("relay-a", "https://m.test", nonce)))
+    body = {"challenge": b64(nonce), "signature": signed_for_m,
+            "url": "https://m.test", "identity": _ME.public.to_json()}  # fmt: skip
+    with pytest.raises(RelayAuthError, match="public URL"):
+        a.login(body)
+    nonce = a.challenge()
+    signed_for_m = b64(_ME.sign(auth_payload("relay-a", "https://m.test", nonce)))
+    body.update(challenge=b64(nonce), url="https://a.test", signature=signed_for_m)
+    with pytest.raises(RelayAuthError, match="signature"):
+        a.login(body)
+    assert a._sessions == {}

@@ -81,9 +81,12 @@ async def test_a_fleet_behind_one_address_logs_in_again_within_a_minute(tmp_path
                 status, answer, headers = await _post(http, "/v1/auth/challenge", {})
             else:
                 identity = fleet[i]
-                signature = identity.sign(auth_payload(app.auth.relay_id, challenges[i]))
+                signature = identity.sign(
+                    auth_payload(app.auth.relay_id, app.auth.url, challenges[i])
+                )
                 body = {
                     "challenge": b64e(challenges[i]),
+                    "url": app.auth.url,
                     "signature": b64e(signature),
                     "identity": identity.public.to_json(),
                 }
@@ -175,9 +178,10 @@ async def test_every_429_carries_retry_after(tmp_path: Path) -> None:
 async def _login(http: httpx.AsyncClient, app: RelayApp, identity: Identity) -> str:
     _, answer, _ = await _post(http, "/v1/auth/challenge", {})
     challenge = b64d(answer["challenge"], "challenge")
-    signature = identity.sign(auth_payload(app.auth.relay_id, challenge))
+    signature = identity.sign(auth_payload(app.auth.relay_id, app.auth.url, challenge))
     body = {
         "challenge": answer["challenge"],
+        "url": app.auth.url,
         "signature": b64e(signature),
         "identity": identity.public.to_json(),
     }

@@ -433,6 +433,11 @@ class GroupBinding(Binding):
         which to read the group's log."""
         raise StateError(f"binding {self.info.name} cannot join groups by invitation")
 
+    def group_relay(self, group_id: bytes) -> RelayPort | None:
+        """This agent's port at the relay holding the group's log, if that is not its
+        home relay (a group created on another relay); None for its home relay."""
+        return None
+
     def members(self, group_id: bytes) -> tuple[str, ...]:
         """The agent ids of the group's current members (this agent included)."""
         raise StateError(f"binding {self.info.name} does not list group members")

@@ -53,7 +53,6 @@ from sealwire.relay.wire import (
     decode_body,
     delivery_to_json,
     descriptor_payload,
-    entry_to_json,
     relay_proof_payload,
 )
 from sealwire_relay._auth import Authenticator, Principal
@@ -107,8 +106,9 @@ class RelayApp:
         self.metrics = service.metrics
         self.supervisor = supervisor or Supervisor(service.metrics)
         self.auth = Authenticator(
-            identity.agent_id, clock=service.clock, random=random, peer_relays=peer_relays
-        )
+            identity.agent_id, url=service.public_url, clock=service.clock, random=random,
+            peer_relays=peer_relays,
+        )  # fmt: skip
         limits = service.limits
         self.limiter = RateLimiter(limits.rate_per_second, limits.rate_burst)
         # Logins are limited per client address, apart from the agents' own
@@ -316,11 +316,10 @@ class RelayApp:
         with service.notifier.watching(group_key(group_id)) as changed:
             while True:
                 changed.clear()
-                await service.require_member(who, group_id)
-                entries = await service.backend.fetch_group_log(group_id, after, WS_WINDOW)
-                for e in entries:
-                    await send({"type": "websocket.send", "text": json.dumps(entry_to_json(e))})
-                    after = e.seq
+                entries = await service.group_tail(who, group_id, after, WS_WINDOW)
+                for seq, text in entries:
+                    await send({"type": "websocket.send", "text": text})
+                    after = seq
                 if len(entries) < WS_WINDOW:
                     await wait_any([changed], WS_POLL_SECONDS)
 

@@ -2,7 +2,8 @@
 
 1. ``POST /v1/auth/challenge`` returns the relay's id and 32 fresh random bytes.
 2. The agent signs :func:`auth_payload` (domain label, the relay's id, the
-   challenge) with its Ed25519 identity key (RFC 8032) and sends
+   URL it dialled, which must be the relay's public URL, and the challenge)
+   with its Ed25519 identity key (RFC 8032) and sends
    ``POST /v1/auth/session`` with the challenge, the signature and its public
    identity (``PublicIdentity.to_json()``) or its signed card.
 3. The relay consumes the challenge (once, before it expires), checks the
@@ -59,9 +60,11 @@ class Authenticator:
         *,
         clock: Callable[[], float],
         random: Callable[[int], bytes],
+        url: str,
         peer_relays: frozenset[str] = frozenset(),
     ) -> None:
         self.relay_id = relay_id
+        self.url = url
         self._clock = clock
         self._random = random
         self._peer_relays = peer_relays
@@ -86,8 +89,14 @@ class Authenticator:
         expires = self._challenges.pop(challenge, None)  # consumed whatever the outcome
         if expires is None or expires < self._clock():
             raise RelayAuthError("unknown, used or expired challenge")
+        dialled = body.get("url")
+        if dialled != self.url:
+            raise RelayAuthError(
+                f"signed for the relay at {str(dialled)[:200]!r}: this relay is {self.url} "
+                "(dial its public URL, or set public_url in its configuration)"
+            )
         try:
-            public.verify(signature, auth_payload(self.relay_id, challenge))
+            public.verify(signature, auth_payload(self.relay_id, self.url, challenge))
         except AuthenticationError:
             raise RelayAuthError("signature invalid") from None
         principal = Principal(public.agent_id, public.agent_id in self._peer_relays)

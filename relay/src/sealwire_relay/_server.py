@@ -247,6 +247,8 @@ async def running_relay(
             log_level="warning",
             access_log=False,
             ws_max_size=WS_MAX_CLIENT_MESSAGE,
+            # What the relay carries is ciphertext: deflating it costs CPU and saves nothing.
+            ws_per_message_deflate=False,
             timeout_graceful_shutdown=1,
             ssl_certfile=str(config.tls_certificate) if config.tls else None,
             ssl_keyfile=str(config.tls_key) if config.tls else None,

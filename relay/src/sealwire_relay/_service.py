@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -145,6 +146,8 @@ class RelayService:
         self._fetch_by_target = RateLimiter(
             limits.key_fetch_rate_per_target, limits.key_fetch_burst_per_target
         )
+        # Group log reads in flight, by (group, position): see :meth:`group_tail`.
+        self._tail_reads: dict[tuple[bytes, int], asyncio.Future[_GroupTail]] = {}
 
     def _check_key_fetch(self, who: Principal, kind: str, target: str) -> None:
         """Take a token from the requester's and the target's fetch buckets."""
@@ -480,6 +483,40 @@ class RelayService:
         self.notifier.notify(group_key(group_id))
         return {"seq": seq}
 
+    async def group_tail(
+        self, who: Principal, group_id: bytes, after: int, limit: int
+    ) -> tuple[tuple[int, str], ...]:
+        """The log entries after ``after`` as (seq, WebSocket text), if ``who`` may read them.
+
+        A post wakes every member's socket at once, each asking for the same
+        entries: concurrent reads of one (group, position) share one backend
+        read and one encoding, and each reader's membership is checked against
+        the member list that read returned.
+        """
+        key = (group_id, after)
+        read = self._tail_reads.get(key)
+        if read is None:
+            read = asyncio.ensure_future(self._read_tail(group_id, after, limit))
+            self._tail_reads[key] = read
+            read.add_done_callback(functools.partial(self._tail_read_done, key))
+        readers, texts = await asyncio.shield(read)  # one reader leaving stops no other
+        if who.agent_id not in readers:
+            raise ForbiddenError("not a member of this group")
+        return texts
+
+    async def _read_tail(self, group_id: bytes, after: int, limit: int) -> _GroupTail:
+        access = await self.backend.group_access(group_id)
+        if access is None:
+            raise NotFoundError("no such group")
+        entries = await self.backend.fetch_group_log(group_id, after, limit)
+        return access.readers(), tuple((e.seq, json.dumps(entry_to_json(e))) for e in entries)
+
+    def _tail_read_done(self, key: tuple[bytes, int], read: asyncio.Future[_GroupTail]) -> None:
+        if self._tail_reads.get(key) is read:
+            del self._tail_reads[key]
+        if not read.cancelled():
+            read.exception()  # retrieved here: every reader may have left
+
     async def group_log(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         group_id = _group_id(body)
         await self.require_member(who, group_id)
@@ -488,6 +525,9 @@ class RelayService:
         entries = await self.backend.fetch_group_log(group_id, after, limit)
         return {"entries": [entry_to_json(e) for e in entries]}
 
+
+# Who may read a group's log, and its entries after a position as WebSocket texts.
+_GroupTail = tuple[frozenset[str], tuple[tuple[int, str], ...]]
 
 # A group id is opaque to the relay (MLS allows any bytes); bound it all the same.
 MAX_GROUP_ID_BYTES = 256

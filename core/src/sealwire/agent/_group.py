@@ -269,7 +269,11 @@ class GroupRouter:
             await asyncio.sleep(0.05)
 
     async def _caught_up(self, group_id: bytes) -> bool:
-        return not await self.relay.fetch_group_log(group_id, self._position(group_id), 1)
+        binding = self._followed.get(group_id)
+        if binding is None:  # left meanwhile
+            return True
+        relay = binding.group_relay(group_id) or self.relay
+        return not await relay.fetch_group_log(group_id, self._position(group_id), 1)
 
     def _position(self, group_id: bytes) -> int:
         raw = self.host.store.get(CURSOR_NAMESPACE, group_id.hex())
@@ -340,7 +344,8 @@ class GroupRouter:
         delay = READER_RETRY_FIRST_SECONDS
         while True:
             try:
-                async for entry in self.relay.subscribe_group(group_id, self._position(group_id)):
+                relay = binding.group_relay(group_id) or self.relay
+                async for entry in relay.subscribe_group(group_id, self._position(group_id)):
                     delay = READER_RETRY_FIRST_SECONDS
                     if not await self._entry(group_id, binding, entry):
                         log.info("removed from group %s by a commit", group_id.hex()[:16])

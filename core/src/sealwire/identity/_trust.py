@@ -69,6 +69,10 @@ class TrustStore:
         self.mode = mode
         self._lock = threading.Lock()
         self._checked: OrderedDict[str, PublicIdentity] = OrderedDict()
+        # Stored pin records already parsed (a pin is read at every message of a
+        # peer); keyed by the record's bytes, so a changed pin is parsed afresh.
+        self._parsed_pins: OrderedDict[tuple[str, bytes], PublicIdentity] = OrderedDict()
+        self._parsed_pins_lock = threading.Lock()  # not _lock: taken while _lock is held
 
     def __repr__(self) -> str:
         return f"TrustStore(mode={self.mode.name})"
@@ -88,24 +92,31 @@ class TrustStore:
     def check(self, card: VerifiedCard) -> None:
         """Accept the card's agent, or raise TrustError saying why (module docstring rules)."""
         identity = card.identity
-        agent_id = identity.agent_id
-        with self._atomic() as kv:
-            if kv.get(TRUST_NAMESPACE, f"deny/{agent_id}") is not None:
-                raise TrustError(f"agent {agent_id} is denied")
-            pinned = _load_pin(kv, agent_id)
-            if pinned is not None and pinned != identity:
-                raise TrustError(
-                    f"agent {agent_id} presented keys that differ from its pinned keys "
-                    f"({_differences(pinned, identity)}); forget() it to accept new keys"
-                )
-            if pinned is None and self.mode is TrustMode.PINNED:
-                raise TrustError(f"agent {agent_id} is not pinned (trust mode PINNED)")
-            allowed = kv.get(TRUST_NAMESPACE, f"allow/{agent_id}") is not None
-            if self.mode is TrustMode.ALLOWLIST and not allowed:
-                raise TrustError(f"agent {agent_id} is not on the allow-list")
-            if pinned is None and self.mode is TrustMode.TOFU:
-                _store_pin(kv, identity)
+        # Reads alone decide, except on a first use under TOFU: then the decision is
+        # taken again, and the pin written, in one transaction.
+        if self._judge(self._store, identity):
+            with self._atomic() as kv:
+                if self._judge(kv, identity):
+                    _store_pin(kv, identity)
         self._remember(identity)
+
+    def _judge(self, kv: _KeyValue, identity: PublicIdentity) -> bool:
+        """Raise TrustError if ``identity`` is refused; True if TOFU must pin it now."""
+        agent_id = identity.agent_id
+        if kv.get(TRUST_NAMESPACE, f"deny/{agent_id}") is not None:
+            raise TrustError(f"agent {agent_id} is denied")
+        pinned = self._load_pin(kv, agent_id)
+        if pinned is not None and pinned != identity:
+            raise TrustError(
+                f"agent {agent_id} presented keys that differ from its pinned keys "
+                f"({_differences(pinned, identity)}); forget() it to accept new keys"
+            )
+        if pinned is None and self.mode is TrustMode.PINNED:
+            raise TrustError(f"agent {agent_id} is not pinned (trust mode PINNED)")
+        allowed = kv.get(TRUST_NAMESPACE, f"allow/{agent_id}") is not None
+        if self.mode is TrustMode.ALLOWLIST and not allowed:
+            raise TrustError(f"agent {agent_id} is not on the allow-list")
+        return pinned is None and self.mode is TrustMode.TOFU
 
     def _remember(self, identity: PublicIdentity) -> None:
         with self._lock:
@@ -113,6 +124,21 @@ class TrustStore:
             self._checked.move_to_end(identity.agent_id)
             while len(self._checked) > MAX_CHECKED_IDENTITIES:
                 self._checked.popitem(last=False)
+
+    def _load_pin(self, kv: _KeyValue, agent_id: str) -> PublicIdentity | None:
+        raw = kv.get(TRUST_NAMESPACE, f"pin/{agent_id}")
+        if raw is None:
+            return None
+        key = (agent_id, bytes(raw))
+        with self._parsed_pins_lock:
+            identity = self._parsed_pins.get(key)
+        if identity is None:
+            identity = _parse_pin(raw, agent_id)
+            with self._parsed_pins_lock:
+                self._parsed_pins[key] = identity
+                while len(self._parsed_pins) > MAX_CHECKED_IDENTITIES:
+                    self._parsed_pins.popitem(last=False)
+        return identity
 
     def pin(self, identity: PublicIdentity) -> None:
         """Pin these keys for their agent id (replacing any previous pin)."""
@@ -141,7 +167,7 @@ class TrustStore:
 
     def pinned(self, agent_id: str) -> PublicIdentity | None:
         """The keys pinned for ``agent_id``, or None."""
-        return _load_pin(self._store, _checked_id(agent_id))
+        return self._load_pin(self._store, _checked_id(agent_id))
 
     def is_denied(self, agent_id: str) -> bool:
         """Whether ``agent_id`` is on the deny list."""
@@ -156,7 +182,7 @@ class TrustStore:
         """
         if self.is_denied(agent_id):
             raise TrustError(f"agent {agent_id} is denied")
-        known = _load_pin(self._store, agent_id)
+        known = self._load_pin(self._store, agent_id)
         if known is None:
             with self._lock:
                 known = self._checked.get(agent_id)
@@ -179,10 +205,7 @@ def _store_pin(kv: _KeyValue, identity: PublicIdentity) -> None:
     kv.put(TRUST_NAMESPACE, f"pin/{identity.agent_id}", value)
 
 
-def _load_pin(kv: _KeyValue, agent_id: str) -> PublicIdentity | None:
-    raw = kv.get(TRUST_NAMESPACE, f"pin/{agent_id}")
-    if raw is None:
-        return None
+def _parse_pin(raw: bytes, agent_id: str) -> PublicIdentity:
     field = f"trust pin/{agent_id}"
     try:
         record: Any = json.loads(raw.decode("utf-8"))

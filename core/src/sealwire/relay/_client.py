@@ -239,6 +239,7 @@ class RelayClient:
             else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT_SECONDS, verify=self._tls)
         )
         self._directories: OrderedDict[str, RelayClient] = OrderedDict()
+        self._signed_in: dict[str, RelayClient] = {}  # by URL: see signed_in_at
         self._token: str | None = None
         self._auth_lock = asyncio.Lock()
         self._mailbox_stream: MailboxStream | None = None
@@ -275,6 +276,9 @@ class RelayClient:
                 with contextlib.suppress(RelayError):  # then they come again: acked again
                     await self._ack_http(left)
         self._directories.clear()
+        signed_in, self._signed_in = self._signed_in, {}
+        for client in signed_in.values():
+            await client.close()
         others, self._others_http = self._others_http, None
         if others is not None:
             await others.aclose()
@@ -292,13 +296,9 @@ class RelayClient:
         is closed with it.
 
         That client authenticates under a *lookup identity* of its own, made for
-        it, never under this agent's: the relay is named by a peer's card, and
-        what an agent signs to authenticate names only the relay id the relay
-        claims (a relay's proof of its id can be relayed too). A relay that
-        passed on our home relay's challenge would get a session in this
-        agent's name at home (its mailbox, its prekeys). Lookups need no
-        identity (any authenticated agent may fetch cards, prekeys and
-        KeyPackages), so the lookup identity holds no rights anywhere.
+        it: lookups need no rights (any authenticated agent may fetch cards,
+        prekeys and KeyPackages), so a relay named by a peer's card learns
+        nothing of who asks.
         """
         base = url.rstrip("/")
         if base == self.url:
@@ -310,6 +310,24 @@ class RelayClient:
         self._directories[base] = client
         while len(self._directories) > MAX_DIRECTORY_RELAYS:
             self._directories.popitem(last=False)  # shares our HTTP client: nothing to close
+        return client
+
+    def signed_in_at(self, url: str) -> RelayClient:
+        """This agent at the relay at ``url`` (a group's relay); see :class:`RelayPort`.
+
+        This client itself for its own URL; else a client of that relay under
+        this agent's identity and card, kept per URL (one per relay this
+        agent's groups live on), sharing the HTTP connections of :meth:`at`,
+        closed with this one.
+        """
+        base = url.rstrip("/")
+        if base == self.url:
+            return self
+        client = self._signed_in.get(base)
+        if client is None:
+            _check_base_url(base)
+            client = RelayClient(base, self._identity, self._card, http=self._directory_http())
+            self._signed_in[base] = client
         return client
 
     # -- the stream -------------------------------------------------------------------
@@ -389,7 +407,8 @@ class RelayClient:
                 )
             body: dict[str, Any] = {
                 "challenge": b64e(nonce),
-                "signature": b64e(self._identity.sign(auth_payload(relay_id, nonce))),
+                "url": self.url,
+                "signature": b64e(self._identity.sign(auth_payload(relay_id, self.url, nonce))),
             }
             if self._card is not None:
                 body["card"] = self._card
@@ -705,6 +724,7 @@ class RelayClient:
                     additional_headers={"authorization": f"Bearer {token}"},
                     max_size=MAX_WS_MESSAGE_BYTES,
                     open_timeout=DEFAULT_TIMEOUT_SECONDS,
+                    compression=None,  # ciphertext does not compress
                     ssl=self._tls if url.startswith("wss://") else None,
                 ) as ws:
                     delay = RECONNECT_FIRST_SECONDS

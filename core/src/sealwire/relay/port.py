@@ -94,6 +94,17 @@ class RelayPort(Protocol):
         (:meth:`RelayClient.at <sealwire.relay.RelayClient.at>` says why).
         """
 
+    def signed_in_at(self, url: str) -> RelayPort:
+        """This agent at the relay at base URL ``url`` (a group's relay, named by an
+        invitation): a port authenticated with this agent's own identity.
+
+        This port itself when ``url`` is its own relay; otherwise a port kept
+        per URL and closed with this one. Signing in where an invitation points
+        lends the relay nothing: what the agent signs names the URL it dialled
+        (:func:`sealwire.relay.wire.auth_payload`). DecodeError when ``url`` is
+        not an ``http(s)://`` base URL.
+        """
+
     # -- prekey directory -----------------------------------------------------------
 
     async def publish_prekeys(

@@ -331,14 +331,21 @@ def entry_from_json(obj: object) -> GroupLogEntry:
 
 # -- authentication ---------------------------------------------------------------
 
-AUTH_LABEL = b"sealwire relay auth v1\x00"
+AUTH_LABEL = b"sealwire relay auth v2\x00"
 RELAY_PROOF_LABEL = b"sealwire relay proof v1\x00"
 CLIENT_NONCE_BYTES = 32
 
 
-def auth_payload(relay_id: str, challenge: bytes) -> bytes:
-    """The bytes an agent signs: ``AUTH_LABEL || relay_id || 0x00 || challenge``."""
-    return AUTH_LABEL + relay_id.encode("ascii") + b"\x00" + challenge
+def auth_payload(relay_id: str, url: str, challenge: bytes) -> bytes:
+    """The bytes an agent signs: ``AUTH_LABEL || relay_id || 0x00 || url || 0x00 || challenge``.
+
+    ``url`` is the base URL the agent dialled; the relay accepts only its own
+    public URL. A relay that passed on another relay's challenge (and its id,
+    and its proof of that id) gets a signature naming its own URL, which the
+    other relay refuses: an agent may log in wherever a peer's card or an
+    invitation sends it without lending its identity to that relay.
+    """
+    return AUTH_LABEL + relay_id.encode("ascii") + b"\x00" + url.encode() + b"\x00" + challenge
 
 
 DESCRIPTOR_LABEL = b"sealwire relay descriptor v1\x00"

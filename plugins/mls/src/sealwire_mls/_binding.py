@@ -160,6 +160,14 @@ class MlsBinding(GroupBinding):
             raise StateError("the MLS binding needs a relay: configure one")
         return self.context.relay
 
+    def _log_relay(self, group_id: bytes) -> RelayPort:
+        """This agent's port at the relay holding the group's log."""
+        return self.group_relay(group_id) or self._relay()
+
+    def group_relay(self, group_id: bytes) -> RelayPort | None:
+        url = self._roster(group_id).relay
+        return None if url is None else self._relay().signed_in_at(url)
+
     def _lock(self, group_id: bytes) -> asyncio.Lock:
         return self._locks.setdefault(group_id, asyncio.Lock())
 
@@ -309,7 +317,7 @@ class MlsBinding(GroupBinding):
         """The log's latest commit (at ``commit_seq``) is for our ``epoch``: wait until the
         router has processed it. None if it was valid (we moved on), ``commit_seq`` if
         it was found invalid (our next offer supersedes it)."""
-        entries = await self._relay().fetch_group_log(group_id, commit_seq - 1, 1)
+        entries = await self._log_relay(group_id).fetch_group_log(group_id, commit_seq - 1, 1)
         if not entries or entries[0].seq != commit_seq:
             return None  # not readable as named: offer again on whatever epoch we reach
         if not _commit_for(entries[0].message, epoch):
@@ -351,7 +359,7 @@ class MlsBinding(GroupBinding):
         self._storage.save_pending(group_id, group, message)
         self._pending[group_id] = message
         try:
-            seq = await self._relay().append_commit(
+            seq = await self._log_relay(group_id).append_commit(
                 group_id, epoch, message, members=members, supersedes=supersedes
             )
         except EpochConflictError as conflict:
@@ -375,8 +383,9 @@ class MlsBinding(GroupBinding):
         self, group_id: bytes, roster: Roster, seq: int, welcome: bytes, cards: list[VerifiedCard]
     ) -> None:
         invite = Invite(
-            group_id=group_id, seq=seq, welcome=welcome, external_joins=roster.external_joins
-        )
+            group_id=group_id, seq=seq, relay=roster.relay or self._relay().url,
+            welcome=welcome, external_joins=roster.external_joins,
+        )  # fmt: skip
         lost = []
         for card in cards:  # the commit is in: every joiner is invited, whatever fails
             try:
@@ -411,17 +420,17 @@ class MlsBinding(GroupBinding):
                 delay *= 2
 
     async def fetch_cards(self, roster: Roster, agent_ids: Sequence[str] | None = None) -> None:
-        """Fetch from the relay's card directory the cards of ``agent_ids`` (default:
-        every member whose card the roster lacks) and tie them to their leaves.
+        """Fetch from the card directory of the group's relay the cards of ``agent_ids``
+        (default: every member whose card the roster lacks) and tie them to their leaves.
 
-        The directory asked is this agent's home relay's: a member is known here
-        by its agent id alone (the leaf's credential), which names no home relay.
-        Members homed elsewhere are found once something names their home (the
-        invitation naming the group's relay, or a leaf naming its mailbox)."""
+        A member is known here by its agent id alone (the leaf's credential),
+        which names no home relay: every member publishes its card at the
+        group's relay when it joins (see :meth:`_sign_in`)."""
+        relay = self._relay() if roster.relay is None else self._relay().signed_in_at(roster.relay)
         wanted = roster.unknown() if agent_ids is None else list(agent_ids)
         for start in range(0, len(wanted), MAX_CARDS_PER_FETCH):
             batch = wanted[start : start + MAX_CARDS_PER_FETCH]
-            roster.admit_fetched(await self._relay().fetch_cards(batch), self.context.trust)
+            roster.admit_fetched(await relay.fetch_cards(batch), self.context.trust)
 
     async def admit_external(self, group_id: bytes, card: VerifiedCard) -> None:
         """Let the agent of ``card`` join by external commit, if the group's policy
@@ -432,8 +441,9 @@ class MlsBinding(GroupBinding):
 
     async def join(self, invite: bytes) -> tuple[GroupMembershipChanged, int]:
         parsed = Invite.from_bytes(invite)
+        relay = await self._sign_in(parsed)
         if parsed.group_info:
-            return await join_external(self, parsed)
+            return await join_external(self, parsed, relay)
         welcome = MLSMessage.from_bytes(parsed.welcome).body
         if not isinstance(welcome, Welcome):
             raise MLSDecodeError("the invitation holds no Welcome", field="invite.welcome")
@@ -448,7 +458,7 @@ class MlsBinding(GroupBinding):
         )  # fmt: skip
         if group.group_id != parsed.group_id:
             raise MLSProtocolError("the Welcome is for another group than the invitation says")
-        roster = Roster(group, {}, external_joins=parsed.external_joins)
+        roster = Roster(group, {}, external_joins=parsed.external_joins, relay=relay)
         await self.fetch_cards(roster)
         self._storage.save(group.group_id, roster, used_key_package=ref)
         self._rosters[group.group_id] = roster
@@ -461,6 +471,16 @@ class MlsBinding(GroupBinding):
             added=(self._me,),
         )  # fmt: skip
         return event, parsed.seq
+
+    async def _sign_in(self, invite: Invite) -> str | None:
+        """The invitation's group relay (None: ours), where this agent's card is then
+        published for the other members; DecodeError for a URL that is none."""
+        home = self._relay()
+        if not invite.relay or invite.relay.rstrip("/") == home.url:
+            return None
+        port = home.signed_in_at(invite.relay)
+        await port.publish_card(self.context.card.card)
+        return port.url
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -480,7 +500,8 @@ class MlsBinding(GroupBinding):
         async with self._lock(group_id):
             message = self._seal(group_id, frame)
             epoch = self.epoch(group_id)
-            return await self._relay().post_group_message(group_id, epoch, message), epoch
+            relay = self._log_relay(group_id)
+            return await relay.post_group_message(group_id, epoch, message), epoch
 
     async def process(
         self, group_id: bytes, message: bytes, *, keep: ProcessKeep | None = None
@@ -491,10 +512,11 @@ class MlsBinding(GroupBinding):
             roster = self._roster(group_id)
             group = roster.group
             try:
-                parsed = MLSMessage.from_bytes(message).body
+                decoded = MLSMessage.from_bytes(message)
             except SealwireError:
                 self._reject(group_id, message)
                 raise
+            parsed = decoded.body
             if isinstance(parsed, PublicMessage):
                 epoch = parsed.content.epoch
             elif isinstance(parsed, PrivateMessage):
@@ -514,7 +536,7 @@ class MlsBinding(GroupBinding):
                     if epoch == group.epoch:  # invalid for this epoch: skipped, remembered
                         self._reject(group_id, message)
                     raise
-            result = group.process(message, now=self._now())
+            result = group.process(message, now=self._now(), parsed=decoded)
             if not isinstance(result, ApplicationMessage):
                 self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
                 return None

@@ -57,11 +57,12 @@ async def admit_external(binding: MlsBinding, group_id: bytes, card: VerifiedCar
         )
         roster.expected[agent_id] = card.card
         binding._storage.save(group_id, roster)
-        relay = binding._relay()
+        relay = binding._log_relay(group_id)
         seq = await relay.post_group_message(group_id, roster.group.epoch, note, admit=[agent_id])
         invite = Invite(
-            group_id=group_id, seq=seq, group_info=roster.group.group_info(), external_joins=True
-        )
+            group_id=group_id, seq=seq, relay=relay.url, group_info=roster.group.group_info(),
+            external_joins=True,
+        )  # fmt: skip
         await binding._send_invite(card, invite)
 
 
@@ -76,8 +77,11 @@ def note_admission(roster: Roster, message: ApplicationMessage) -> None:
     roster.expected[card.identity.agent_id] = card.card
 
 
-async def join_external(binding: MlsBinding, invite: Invite) -> tuple[GroupMembershipChanged, int]:
-    """Join by external commit from the invitation's GroupInfo; the commit's log position."""
+async def join_external(
+    binding: MlsBinding, invite: Invite, relay: str | None
+) -> tuple[GroupMembershipChanged, int]:
+    """Join by external commit from the invitation's GroupInfo; the commit's log position
+    (in the log at ``relay``, None for the home relay)."""
     info = MLSMessage.from_bytes(invite.group_info).body
     if not isinstance(info, GroupInfo):
         raise MLSDecodeError("the invitation holds no GroupInfo", field="invite.groupInfo")
@@ -93,13 +97,14 @@ async def join_external(binding: MlsBinding, invite: Invite) -> tuple[GroupMembe
         invite.group_info, template.key_package.leaf_node, signature_priv=binding._sig_priv,
         random=os.urandom, resync=old,
     )  # fmt: skip
-    roster = Roster(group, {}, external_joins=invite.external_joins)
+    roster = Roster(group, {}, external_joins=invite.external_joins, relay=relay)
     own = group.member(group.leaf_index)
     assert own is not None  # our own leaf, just committed
     roster.admit(own, binding.context.card.card, binding.context.trust)
     await binding.fetch_cards(roster)
     try:
-        seq = await binding._relay().append_commit(
+        port = binding._relay() if relay is None else binding._relay().signed_in_at(relay)
+        seq = await port.append_commit(
             group.group_id, group.epoch - 1, commit, members=list(roster.agent_ids())
         )
     except EpochConflictError:

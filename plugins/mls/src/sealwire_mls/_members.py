@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 INVITE_VERSION = 2
 MAX_INVITE_BYTES = 16 * 1024 * 1024
+# A relay's base URL, as an invitation names it: far above any real one.
+MAX_RELAY_URL_CHARS = 2048
 """An invitation carries the Welcome and its ratchet tree (~180 bytes per member):
 this admits the largest groups a relay accepts and bounds what a hostile mailbox
 message makes us parse."""
@@ -79,11 +81,13 @@ def decode_cards(data: bytes) -> list[Mapping[str, Any]]:
 @frozen(kw_only=True)
 class Invite:
     """What an inviter puts in a joiner's mailbox: where to read the group log from
-    (``seq``), the group's policy, and either a Welcome (the joiner was added) or
-    a GroupInfo (the joiner may join by external commit)."""
+    (the relay at ``relay``, after ``seq``), the group's policy, and either a
+    Welcome (the joiner was added) or a GroupInfo (the joiner may join by
+    external commit). An empty ``relay`` (older inviters) is the joiner's own."""
 
     group_id: bytes
     seq: int
+    relay: str = ""
     welcome: bytes = field(repr=False, default=b"")
     group_info: bytes = field(repr=False, default=b"")
     external_joins: bool = False
@@ -94,6 +98,7 @@ class Invite:
                 "v": INVITE_VERSION,
                 "groupId": _b64(self.group_id),
                 "seq": self.seq,
+                "relay": self.relay,
                 "welcome": _b64(self.welcome),
                 "groupInfo": _b64(self.group_info),
                 "policy": {"externalJoins": self.external_joins},
@@ -118,9 +123,13 @@ class Invite:
         policy = value.get("policy")
         if not isinstance(policy, dict) or not isinstance(policy.get("externalJoins"), bool):
             raise MLSDecodeError("expected the group's policy", field="invite.policy")
+        relay = value.get("relay", "")
+        if not isinstance(relay, str) or len(relay) > MAX_RELAY_URL_CHARS:
+            raise MLSDecodeError("expected the group relay's URL", field="invite.relay")
         return cls(
             group_id=_unb64(value.get("groupId"), "invite.groupId"),
             seq=seq,
+            relay=relay,
             welcome=_unb64(value.get("welcome"), "invite.welcome"),
             group_info=_unb64(value.get("groupInfo"), "invite.groupInfo"),
             external_joins=policy["externalJoins"],
@@ -130,7 +139,9 @@ class Invite:
 class Roster:
     """One group's MLS state and the verified cards of its members (mutable)."""
 
-    __slots__ = ("_leaves", "cards", "changed", "expected", "external_joins", "group", "verified")
+    __slots__ = (
+        "_leaves", "cards", "changed", "expected", "external_joins", "group", "relay", "verified"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -139,8 +150,10 @@ class Roster:
         *,
         external_joins: bool = False,
         expected: Mapping[str, Mapping[str, Any]] | None = None,
+        relay: str | None = None,
     ) -> None:
         self.group = group
+        self.relay = relay  # the URL of the relay holding the log, if not our home relay
         self.cards: dict[str, Mapping[str, Any]] = dict(cards)
         self.changed: set[str] = set()  # agent ids whose card was admitted since it was stored
         self.verified: dict[str, VerifiedCard] = {}
@@ -201,11 +214,14 @@ class Roster:
 
     def policy_json(self) -> bytes:
         """The roster's persisted part beside the MLS state and the cards (each card is
-        stored on its own): the group's policy and the cards of agents expected to join."""
-        return json.dumps(
-            {"v": 2, "expected": self.expected, "policy": {"externalJoins": self.external_joins}},
-            separators=(",", ":"),
-        ).encode()
+        stored on its own): the group's policy, the cards of agents expected to join, and
+        the group's relay when it is not the home relay."""
+        record: dict[str, Any] = {
+            "v": 2, "expected": self.expected, "policy": {"externalJoins": self.external_joins}
+        }  # fmt: skip
+        if self.relay is not None:
+            record["relay"] = self.relay
+        return json.dumps(record, separators=(",", ":")).encode()
 
     @classmethod
     def from_stored(
@@ -218,9 +234,12 @@ class Roster:
             value = json.loads(policy)
             if value["v"] != 2 or not isinstance(value["expected"], dict):
                 raise ValueError("unknown roster record")
+            relay = value.get("relay")
+            if relay is not None and not isinstance(relay, str):
+                raise ValueError("unknown roster record")
             return cls(
                 group, cards, expected=value["expected"],
-                external_joins=bool(value["policy"]["externalJoins"]),
+                external_joins=bool(value["policy"]["externalJoins"]), relay=relay,
             )  # fmt: skip
         except (ValueError, KeyError, TypeError):
             raise MLSDecodeError("corrupt group roster", field="mls.roster") from None

@@ -13,6 +13,7 @@ are cached per suite in bounded LRU maps so a repeated key is not reloaded.
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any
 
 from attrs import field, frozen
@@ -116,6 +117,11 @@ class _Signer:
             raise MLSAuthenticationError() from None
 
 
+VERIFIED_CACHE_SIZE = 4096
+"""Signatures remembered as verified (32-byte digests): a few thousand messages of
+the groups of one process in flight at once, about 200 KiB."""
+
+
 @frozen(kw_only=True)
 class CipherSuite:
     """One MLS cipher suite (RFC 9420 §5.1, registry §17.1); get it with :func:`cipher_suite`.
@@ -141,6 +147,13 @@ class CipherSuite:
     _signer: _Signer = field(repr=False, eq=False)
     _sig_private: KeyCache[bytes, Any] = field(factory=KeyCache, repr=False, eq=False)
     _sig_public: KeyCache[bytes, Any] = field(factory=KeyCache, repr=False, eq=False)
+    # Digests of (public key, signature, signed content) that verified: the members
+    # of one group run in one process (a fleet) verify each message's signature
+    # once, not once per member. Only successes are kept; verification is a pure
+    # function of these bytes, so a hit is exactly a verification done before.
+    _verified: KeyCache[bytes, None] = field(
+        factory=lambda: KeyCache(VERIFIED_CACHE_SIZE), repr=False, eq=False
+    )
 
     # -- hash, MAC, KDF (§5.1) -------------------------------------------
 
@@ -222,11 +235,21 @@ class CipherSuite:
         self, signature_pub: bytes, label: bytes, content: bytes, signature: bytes
     ) -> None:
         """VerifyWithLabel (§5.1.2); raises :class:`MLSAuthenticationError` on failure."""
-        try:
-            key = self._sig_public.get(bytes(signature_pub), self._signer.load_public)
-        except MLSDecodeError:
-            raise MLSAuthenticationError() from None
-        self._signer.verify(key, bytes(signature), self._sign_content(label, content))
+        public, signature = bytes(signature_pub), bytes(signature)
+        signed = self._sign_content(label, content)
+        seen = hashlib.sha256(
+            len(public).to_bytes(2, "big") + public + len(signature).to_bytes(2, "big")
+            + signature + signed
+        ).digest()  # fmt: skip
+
+        def verify(_: bytes) -> None:
+            try:
+                key = self._sig_public.get(public, self._signer.load_public)
+            except MLSDecodeError:
+                raise MLSAuthenticationError() from None
+            self._signer.verify(key, signature, signed)
+
+        self._verified.get(seen, verify)
 
     def signature_key_pair(self) -> tuple[bytes, bytes]:
         """A fresh signature key pair, serialized (private, public)."""

@@ -354,11 +354,12 @@ class Group(ExternalJoins, Proposing):
     # -- receiving -------------------------------------------------------------------
 
     def process(
-        self, data: bytes, *, now: int | None = None
+        self, data: bytes, *, now: int | None = None, parsed: MLSMessage | None = None
     ) -> ApplicationMessage | ProposalReceived | CommitApplied | OwnMessage:
         """Process one MLSMessage (Public or PrivateMessage) of the current epoch.
 
-        ``now`` (UNIX seconds) enables the lifetime checks of added KeyPackages.
+        ``now`` (UNIX seconds) enables the lifetime checks of added KeyPackages;
+        ``parsed`` is ``data`` already decoded by the caller (not decoded again).
         A message we sent ourselves (a delivery service's echo) gives
         :class:`OwnMessage` and changes nothing: our own commit still takes
         effect only through :meth:`merge_pending_commit`.
@@ -367,7 +368,7 @@ class Group(ExternalJoins, Proposing):
         kind = self._sent.get(hashlib.sha256(data).digest())
         if kind is not None:
             return OwnMessage(kind=kind)
-        message = MLSMessage.from_bytes(data)
+        message = MLSMessage.from_bytes(data) if parsed is None else parsed
         suite, e = self._suite, self._epoch
         if isinstance(message.body, PublicMessage):
             body = message.body
