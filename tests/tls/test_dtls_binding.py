@@ -12,6 +12,7 @@ import pytest
 
 from sealwire.binding import ChannelClosed, Negotiation, Property
 from sealwire.errors import SealwireError
+from sealwire.identity import Identity
 from sealwire.testing.contract import Party, SessionBindingContract, make_party, negotiation_for
 from sealwire.transport import DatagramEndpoint, memory_datagram_pair
 from sealwire_tls._dtls_binding import DtlsBinding, DtlsChannel
@@ -351,3 +352,54 @@ def test_dtls_13_option_is_refused_with_the_reason() -> None:
 
     with pytest.raises(DtlsConfigurationError, match="RFC 9147"):
         party(versions=["1.3"])
+
+
+async def test_two_agents_talk_a2a_over_dtls() -> None:
+    """The whole path: core's UDP carrier and hello, the policy's datagram rule, the DTLS
+    handshake and card exchange, A2A over the channel (a task with artifacts)."""
+    from sealwire.agent import Agent
+    from sealwire.identity import TrustMode
+    from sealwire.model import Task
+    from sealwire.policy import Situation
+    from sealwire.store import MemoryStore
+    from sealwire_tls.testing import tls_registry
+
+    async def handler(task: Any) -> None:
+        text = task.message.parts[0].text or ""
+        if text == "hi":
+            await task.reply("hello")
+            return
+        await task.artifact(f"{len(text)} chars", name="count")
+        await task.artifact(text.upper(), name="upper")
+        await task.complete("done")
+
+    made = []
+    for name in ("alice", "bob"):
+        agent = Agent(
+            Identity.generate(),
+            MemoryStore(),
+            name=name,
+            listen=["udp://127.0.0.1:0"],
+            registry=tls_registry(),
+            trust_mode=TrustMode.TOFU,
+        )
+        agent.on_message(handler)
+        made.append(agent)
+    alice, bob = made
+    try:
+        await alice.start()
+        bob_card = await bob.start()
+        assert [o.name for o in bob_card.offers] == ["dtls"]
+        situation = Situation(datagram=True, online=True)
+        decision = alice.policy.decide(bob_card, situation, alice.card)
+        assert decision.binding == "dtls" and "only dtls" in decision.reason
+        reply = await asyncio.wait_for(alice.send_message(bob_card, "hi", situation=situation), 30)
+        assert not isinstance(reply, Task) and reply.parts[0].text == "hello"
+        task = await asyncio.wait_for(
+            alice.send_message(bob_card, "x" * 3000, situation=situation), 30
+        )
+        assert isinstance(task, Task)
+        assert [a.parts[0].text for a in task.artifacts] == ["3000 chars", "X" * 3000]
+    finally:
+        for agent in made:
+            await agent.stop()
