@@ -17,6 +17,7 @@ from sealwire.errors import SealwireError
 from sealwire.identity import Identity
 from sealwire.testing.contract import Party, SessionBindingContract, make_party, negotiation_for
 from sealwire.transport import DatagramEndpoint, memory_datagram_pair
+from sealwire_tls._dtls import DtlsHandshakeError
 from sealwire_tls._dtls_binding import DtlsBinding, DtlsChannel
 
 UDP = ("udp://127.0.0.1:1",)
@@ -52,15 +53,17 @@ async def pair(
         asyncio.ensure_future(bob.binding.respond_datagram(e2, bob_negotiation or neg)),
     ]
     done, pending = await asyncio.wait(sides, timeout=30, return_when=asyncio.FIRST_EXCEPTION)
-    failed = [t for t in done if t.exception() is not None]
-    if failed or pending:
+    if any(t.exception() is not None for t in done) or pending:
+        # The side that refuses closes the session, so the other fails too (soon, or
+        # at its handshake timeout once the endpoints are closed): raise the refusal.
+        await asyncio.wait(sides, timeout=5)
         await e1.close()
         await e2.close()
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*sides, return_exceptions=True)
-        if failed:
-            raise failed[0].exception()  # type: ignore[misc]
+        results = await asyncio.gather(*sides, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            decisive = [e for e in errors if not isinstance(e, ChannelClosed | DtlsHandshakeError)]
+            raise (decisive or errors)[0]
         raise TimeoutError("handshake did not finish")
     a, b = sides[0].result(), sides[1].result()
     assert isinstance(a, DtlsChannel) and isinstance(b, DtlsChannel)

@@ -419,16 +419,17 @@ READ_CHUNK = 1 << 16
 
 
 def _drain(connection: SSL.Connection) -> bytes:
-    out = bytearray()
+    """Everything OpenSSL wrote to its memory BIO. A read shorter than asked emptied it,
+    so the common case (one record) costs one call and no WantReadError."""
+    out = b""
     while True:
         try:
             chunk = connection.bio_read(READ_CHUNK)
         except SSL.WantReadError:
-            break
-        if not chunk:
-            break
+            return out
         out += chunk
-    return bytes(out)
+        if len(chunk) < READ_CHUNK:
+            return out
 
 
 class DtlsEngine:
@@ -525,15 +526,25 @@ class DtlsEngine:
         if application and record.epoch == 0:
             raise DtlsEpochError("application data in epoch 0")
         guarded = self.handshake_done and record.epoch == 1 and application
-        if guarded:
-            self._window.check(record.sequence)
+        if not guarded:
+            self._conn.bio_write(record.raw)
+            return self._advance() or None
+        self._window.check(record.sequence)
         self._conn.bio_write(record.raw)
-        data = self._advance()
-        if guarded:
-            if not data:
-                raise DtlsAuthenticationError("record failed authentication")
-            self._window.mark(record.sequence)
-        return data or None
+        try:
+            # Application data after the handshake: OpenSSL answers nothing to it, so
+            # there is no output to drain (a drain would cost a WantReadError per record).
+            data = self._read()
+        except SSL.ZeroReturnError:  # not expected in an application record, but final
+            self.peer_closed = True
+            return None
+        except SSL.Error as exc:
+            self.closed = True
+            raise DtlsHandshakeError(f"DTLS failed: {_reason(exc)}") from None
+        if not data:
+            raise DtlsAuthenticationError("record failed authentication")
+        self._window.mark(record.sequence)
+        return data
 
     def _advance(self) -> bytes:
         """Run OpenSSL on what was fed: the handshake, then reads. Returns plaintext."""
@@ -555,12 +566,14 @@ class DtlsEngine:
             self._out += _drain(self._conn)
 
     def _read(self) -> bytes:
-        out = bytearray()
+        out = b""
         while True:
             try:
                 out += self._conn.read(READ_CHUNK)
             except SSL.WantReadError:
-                return bytes(out)
+                return out
+            if not self._conn.pending():  # one record read whole: no second call to fail
+                return out
 
     # -- output --------------------------------------------------------------------------
 
@@ -587,7 +600,12 @@ class DtlsEngine:
         """What to send now, as datagrams of at most :attr:`mtu` bytes."""
         if not self._out:
             return []
-        out = pack_datagrams(bytes(self._out), self.mtu)
+        # OpenSSL writes whole records: when they fit one datagram, no need to parse them.
+        out = (
+            [bytes(self._out)]
+            if len(self._out) <= self.mtu
+            else pack_datagrams(bytes(self._out), self.mtu)
+        )
         self._out.clear()
         return out
 
@@ -715,10 +733,13 @@ class Fragmenter:
         room = max_plaintext - FRAGMENT_HEADER
         if room <= 0:
             raise DtlsConfigurationError("the DTLS record is too small to carry a fragment")
-        count = max(1, -(-len(message) // room))
+        message_id = self._next_id
+        if len(message) <= room:  # the common case: one fragment, no objects
+            self._next_id = (message_id + 1) & 0xFFFFFFFF
+            return [_FRAGMENT.pack(kind, message_id, 0, 1) + message]
+        count = -(-len(message) // room)
         if count > MAX_FRAGMENTS:
             raise DtlsStateError(f"a message is at most {MAX_FRAGMENTS} fragments")
-        message_id = self._next_id
         self._next_id = (self._next_id + 1) & 0xFFFFFFFF
         return [
             Fragment(
@@ -753,16 +774,16 @@ class Reassembler:
     def add(self, fragment: Fragment) -> tuple[int, bytes] | None:
         """``(kind, message)`` once complete; DtlsFragmentError when a bound is crossed
         (the partial message is dropped)."""
+        if fragment.count == 1:  # the common case: nothing to keep
+            if len(fragment.payload) > self.max_message:
+                raise DtlsFragmentError("message over the bound", field="dtls.fragment")
+            return fragment.kind, fragment.payload
         now = self._clock()
         for message_id in [
             m for m, p in self._partial.items() if now - p.started > REASSEMBLY_TIMEOUT
         ]:
             del self._partial[message_id]
             self.dropped += 1
-        if fragment.count == 1:
-            if len(fragment.payload) > self.max_message:
-                raise DtlsFragmentError("message over the bound", field="dtls.fragment")
-            return fragment.kind, fragment.payload
         partial = self._partial.get(fragment.message_id)
         if partial is None:
             if len(self._partial) >= MAX_PENDING_MESSAGES:

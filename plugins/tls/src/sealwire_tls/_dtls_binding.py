@@ -248,7 +248,8 @@ class DtlsChannel:
         timer = self._engine.timeout()
         wait = max(0.0, min(wait, timer if timer is not None else wait))
         try:
-            datagram = await asyncio.wait_for(self._endpoint.receive(), wait)
+            async with asyncio.timeout(wait):  # no task per call, unlike wait_for
+                datagram = await self._endpoint.receive()
         except TimeoutError:
             if self._engine.timeout() is not None:
                 self._engine.handle_timeout()  # retransmits only if the timer expired
