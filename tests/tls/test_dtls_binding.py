@@ -17,7 +17,7 @@ from sealwire.errors import SealwireError
 from sealwire.identity import Identity
 from sealwire.testing.contract import Party, SessionBindingContract, make_party, negotiation_for
 from sealwire.transport import DatagramEndpoint, memory_datagram_pair
-from sealwire_tls._dtls import DtlsHandshakeError
+from sealwire_tls._dtls import DtlsEngine, DtlsHandshakeError
 from sealwire_tls._dtls_binding import DtlsBinding, DtlsChannel
 
 UDP = ("udp://127.0.0.1:1",)
@@ -215,6 +215,12 @@ async def test_server_keeps_serving_while_bad_input_is_refused() -> None:
         junk = await connect_datagram(listener.url)
         for datagram in (b"\x16\xfe\xff" + b"\x00" * 40, b"hello", b"\x17\xfe\xfd" + b"\x01" * 60):
             await junk.send(datagram)
+        # A ClientHello that never returns its cookie (a spoofed source would not see
+        # the answer): a HelloVerifyRequest, smaller than the hello, and no state.
+        spoofed = DtlsEngine.client(mallory_context()).datagrams()[0]
+        await junk.send(spoofed)
+        answer = await asyncio.wait_for(junk.receive(), 10)
+        assert answer[13] == 3 and len(answer) < len(spoofed)  # hello_verify_request
         # An impostor: Mallory presents Alice's card with her own certificate.
         mallory = party()
         mallory.binding.context = attrs.evolve(mallory.binding.context, card=alice.card)
@@ -232,6 +238,32 @@ async def test_server_keeps_serving_while_bad_input_is_refused() -> None:
         assert any(isinstance(o, DtlsCertificateError) for o in outcomes)
         await channel.close()
         await junk.close()
+
+
+def mallory_context() -> Any:
+    return party().binding.ssl_context(server=False)  # type: ignore[attr-defined]
+
+
+async def test_replayed_and_stray_records_are_dropped_and_the_session_goes_on() -> None:
+    sent: list[bytes] = []
+
+    def capture(datagram: bytes) -> bool:
+        sent.append(datagram)
+        return False
+
+    e1, e2 = memory_datagram_pair(loss_for_testing=capture)
+    a, b = await pair(party(), party(), endpoints=(e1, e2))
+    await a.send(b"first")
+    assert await asyncio.wait_for(b.receive(), 5) == b"first"
+    record = sent[-1]
+    epoch2 = record[:3] + b"\x00\x02" + record[5:]
+    for bad in (record, epoch2, record[:-1] + bytes([record[-1] ^ 1]), b"\x17junk"):
+        await e1.send(bad)  # replayed, unknown epoch, tampered, malformed
+    await a.send(b"second")
+    assert await asyncio.wait_for(b.receive(), 5) == b"second"
+    assert b.rejected == 4
+    await a.close()
+    await b.close()
 
 
 async def test_impostor_server_is_refused_by_certificate() -> None:
