@@ -10,8 +10,9 @@ decision = f(peer's signed card, situation, configuration):
 4. plugin rules (``sealwire_policy_rules``) may pick among what is left;
 5. the default rules implement the architecture's table: group -> a group
    binding (mls), external HTTP -> an HTTP binding (tls), datagrams -> a
-   datagram binding (noise over UDP), peer offline -> an async binding
-   (signal), peer online -> a live session binding (noise).
+   datagram binding over UDP (noise when the peer offers it, as our
+   ``prefer`` order says; dtls when the peer offers only that), peer offline ->
+   an async binding (signal), peer online -> a live session binding (noise).
 
 The decision carries a :class:`~sealwire.binding.Negotiation` that the binding
 binds into its handshake, so a downgrade is detected.
@@ -220,7 +221,24 @@ def _first(candidates: Sequence[Candidate], test: Callable[[Candidate], bool]) -
     return next((c for c in candidates if test(c)), None)
 
 
-def _default_rule(situation: Situation, candidates: Sequence[Candidate]) -> tuple[Candidate, str]:
+def _datagram_choice(
+    found: Sequence[Candidate], prefer: Sequence[str], why: str
+) -> tuple[Candidate, str] | None:
+    """Among the peer's datagram offers, ours come first in ``policy.prefer`` order (noise
+    before dtls: no certificates between Sealwire agents), then the peer's order."""
+    if not found:
+        return None
+    names = ", ".join(c.info.name for c in found)
+    if len(found) == 1:
+        return found[0], f"{why}; the peer offers only {names} over UDP"
+    rank = {name: i for i, name in enumerate(prefer)}
+    best = min(found, key=lambda c: rank.get(c.info.name, len(rank)))
+    return best, f"{why}; of the peer's ({names}), {best.info.name} comes first in policy.prefer"
+
+
+def _default_rule(
+    situation: Situation, candidates: Sequence[Candidate], prefer: Sequence[str] = ()
+) -> tuple[Candidate, str]:
     def has(prop: Property) -> Callable[[Candidate], bool]:
         return lambda c: prop in c.info.properties
 
@@ -253,6 +271,11 @@ def _default_rule(situation: Situation, candidates: Sequence[Candidate]) -> tupl
     for applies, test, why in table:
         if not applies:
             continue
+        if test is datagram:  # noise before dtls between Sealwire agents; dtls if only it
+            picked = _datagram_choice([c for c in candidates if datagram(c)], prefer, why)
+            if picked is not None:
+                return picked
+            raise PolicyError(f"{why}, and the peer offers none that is allowed")
         found = _first(candidates, test)
         if found is not None:
             return found, f"{why} (first such in the peer's preference order)"
@@ -363,7 +386,7 @@ class Policy:
                 if picked[0] not in candidates:
                     raise PolicyError(f"policy rule {rule.name!r} picked a binding not allowed")
                 return picked[0], f"rule {rule.name!r}: {picked[1]}"
-        return _default_rule(situation, candidates)
+        return _default_rule(situation, candidates, self.config.prefer)
 
     def check_incoming(self, negotiation: Negotiation, local_card: VerifiedCard) -> type[Binding]:
         """Responder side: accept a negotiation only if it matches what we offer.
