@@ -33,7 +33,7 @@ from sealwire.binding import (
 from sealwire.errors import SealwireError
 from sealwire.identity import PublicIdentity, VerifiedCard
 from sealwire.transport import DatagramEndpoint, FrameStream
-from sealwire_noise import _datagram
+from sealwire_noise import _datagram, _ratchet
 from sealwire_noise._channel import NoiseChannel, RekeyPolicy
 from sealwire_noise._datagram import NoiseDatagramChannel
 from sealwire_noise._errors import (
@@ -42,6 +42,7 @@ from sealwire_noise._errors import (
 )
 from sealwire_noise._handshake import HandshakeStatus, NoiseProtocol
 from sealwire_noise._hybrid import KEM_NAME
+from sealwire_noise._ratchet_channel import RatchetChannel, ratchet_stream
 from sealwire_noise._session import (
     CARD_MESSAGE,
     Session,
@@ -120,6 +121,34 @@ def choose_protocol(local: Mapping[str, Any], peer_params: Mapping[str, Any]) ->
     return f"Noise_{pattern}_25519_{suite}"
 
 
+RATCHET_OPTION = "per_message_forward_secrecy"
+"""The binding setting that runs the Double Ratchet inside the session:
+``false`` (default), ``true`` (when the peer's card offers it) or ``"required"``."""
+RATCHET_CARD_PARAM = "ratchet"
+"""The card parameter saying an agent runs the in-session ratchet."""
+
+
+def ratchet_mode(options: Mapping[str, Any]) -> str:
+    """``off``, ``on`` or ``required`` from the binding setting, checked."""
+    value = options.get(RATCHET_OPTION, False)
+    if value == "required":
+        return "required"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    raise NoiseConfigurationError(f'{RATCHET_OPTION} must be true, false or "required"')
+
+
+def use_ratchet(options: Mapping[str, Any], peer_params: Mapping[str, Any]) -> bool:
+    """Whether this session runs the ratchet: we enable it and the peer's signed
+    card offers it. Both sides decide alike (each holds the other's card after the
+    handshake, and a card cannot be altered), so the framing always agrees."""
+    mode = ratchet_mode(options)
+    peer_offers = peer_params.get(RATCHET_CARD_PARAM) is True
+    if mode == "required" and not peer_offers:
+        raise NoiseConfigurationError("the in-session ratchet is required but the peer lacks it")
+    return mode != "off" and peer_offers
+
+
 def check_acceptable(local: Mapping[str, Any], name: str) -> NoiseProtocol:
     """The responder's check of the initiator's choice against its own options."""
     try:
@@ -144,7 +173,8 @@ class NoiseBinding(SessionBinding):
     Options (``[bindings.noise]``): ``patterns`` (default ``["IK", "XX"]``, in
     preference order), ``suites`` (``"ChaChaPoly_SHA256"``...), ``post_quantum``
     (``false``, ``true`` or ``"required"``), ``rekey_messages``, ``rekey_seconds``,
-    ``datagram_rekey_after``.
+    ``datagram_rekey_after``, ``per_message_forward_secrecy`` (``false``, ``true``
+    or ``"required"``: a Double Ratchet inside the session, see docs/noise-ratchet.md).
     """
 
     info = BindingInfo(
@@ -162,7 +192,12 @@ class NoiseBinding(SessionBinding):
         cls, identity: PublicIdentity, options: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         patterns, suites, pq_mode = _options(options)
-        return {"patterns": list(patterns), "suites": list(suites), "postQuantum": pq_mode != "off"}
+        params: dict[str, Any] = {
+            "patterns": list(patterns), "suites": list(suites), "postQuantum": pq_mode != "off",
+        }  # fmt: skip
+        if ratchet_mode(options) != "off":
+            params[RATCHET_CARD_PARAM] = True
+        return params
 
     def _peer_params(self, peer: VerifiedCard) -> Mapping[str, Any]:
         offer = peer.offer(self.info.name)
@@ -177,7 +212,12 @@ class NoiseBinding(SessionBinding):
             seconds=float(options.get("rekey_seconds", default.seconds)),
         )
 
+    def use_ratchet(self, peer: VerifiedCard) -> bool:
+        """Whether a session with ``peer`` runs the in-session Double Ratchet."""
+        return use_ratchet(self.context.options, self._peer_params(peer))
+
     def start_initiator(self, peer: VerifiedCard, negotiation: Negotiation) -> Session:
+        self.use_ratchet(peer)  # a required ratchet the peer lacks fails before any packet
         name = choose_protocol(self.context.options, self._peer_params(peer))
         return Session(self.context, self.info, NoiseProtocol.from_name(name), negotiation, peer)
 
@@ -201,7 +241,7 @@ class NoiseBinding(SessionBinding):
 
     async def initiate(
         self, stream: FrameStream, peer: VerifiedCard, negotiation: Negotiation
-    ) -> NoiseChannel:
+    ) -> NoiseChannel | RatchetChannel:
         session = self.start_initiator(peer, negotiation)
         try:
             await stream.send(encode_first_frame(session.protocol.name, session.write()))
@@ -210,7 +250,9 @@ class NoiseBinding(SessionBinding):
             await stream.close()
             raise
 
-    async def respond(self, stream: FrameStream, negotiation: Negotiation) -> NoiseChannel:
+    async def respond(
+        self, stream: FrameStream, negotiation: Negotiation
+    ) -> NoiseChannel | RatchetChannel:
         try:
             session = self.start_responder(await stream.receive(), negotiation)
             return await self._finish(stream, session)
@@ -218,14 +260,16 @@ class NoiseBinding(SessionBinding):
             await stream.close()
             raise
 
-    async def _finish(self, stream: FrameStream, session: Session) -> NoiseChannel:
+    async def _finish(self, stream: FrameStream, session: Session) -> NoiseChannel | RatchetChannel:
         while not session.hs.is_finished:
             if session.status is HandshakeStatus.WRITE:
                 await stream.send(session.write())
             else:
                 session.read(await stream.receive())
         peer = session.peer()
-        return NoiseChannel(
+        ratcheted = peer.card is not None and self.use_ratchet(peer.card)
+        keys = _ratchet.keying(*session.hs.split_keys()) if ratcheted else None
+        channel = NoiseChannel(
             stream,
             session.hs.into_transport(),
             peer=peer,
@@ -234,13 +278,19 @@ class NoiseBinding(SessionBinding):
             clock=self.context.clock,
             rekey=self.rekey_policy(),
         )
+        if keys is None:
+            return channel
+        return await ratchet_stream(
+            channel, keys, initiator=session.hs.initiator, store=self.context.store,
+            clock=self.context.clock,
+        )  # fmt: skip
 
     async def initiate_datagram(
         self, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
-    ) -> NoiseDatagramChannel:
+    ) -> NoiseDatagramChannel | RatchetChannel:
         return await _datagram.initiate_datagram(self, endpoint, peer, negotiation)
 
     async def respond_datagram(
         self, endpoint: DatagramEndpoint, negotiation: Negotiation
-    ) -> NoiseDatagramChannel:
+    ) -> NoiseDatagramChannel | RatchetChannel:
         return await _datagram.respond_datagram(self, endpoint, negotiation)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Protocol
 
@@ -33,9 +34,11 @@ from sealwire.binding import BindingContext, ChannelClosed, Negotiation, PeerIde
 from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError
 from sealwire.identity import VerifiedCard
 from sealwire.transport import DatagramEndpoint, TransportClosed
+from sealwire_noise import _ratchet
 from sealwire_noise._channel import DEFAULT_REKEY_SECONDS, RekeyPolicy
 from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError, NoiseStateError
 from sealwire_noise._handshake import HandshakeStatus
+from sealwire_noise._ratchet_channel import RatchetChannel
 from sealwire_noise._session import Session, encode_first_frame
 from sealwire_noise._symmetric import TAG_LEN
 from sealwire_noise._transport import COUNTER_LEN, MAX_PAYLOAD_LEN, DatagramTransport
@@ -84,6 +87,8 @@ class DatagramHost(Protocol):
     ) -> tuple[Session, bytes]: ...
 
     def rekey_policy(self) -> RekeyPolicy: ...
+
+    def use_ratchet(self, peer: VerifiedCard) -> bool: ...
 
 
 class NoiseDatagramChannel:
@@ -233,6 +238,23 @@ async def _run(endpoint: DatagramEndpoint, session: Session, last: bytes | None)
 
 def _channel(
     binding: DatagramHost, endpoint: DatagramEndpoint, session: Session, final: bytes | None
+) -> NoiseDatagramChannel | RatchetChannel:
+    """The datagram channel, wrapped in the in-session ratchet when both sides run it
+    (kept in memory for this session: over UDP each handshake starts a fresh one)."""
+    channel = _datagram_channel(binding, endpoint, session, final)
+    card = channel.peer.card
+    if card is None or not binding.use_ratchet(card):
+        return channel
+    keys = _ratchet.keying(*session.hs.split_keys())
+    ratchet = _ratchet.start(keys, initiator=session.hs.initiator, rng=os.urandom)
+    return RatchetChannel(
+        channel, ratchet, handshake_hash=keys.handshake_hash, restart=_ratchet.Restart.NEW,
+        clock=binding.context.clock, store=None, lossy=True,
+    )  # fmt: skip
+
+
+def _datagram_channel(
+    binding: DatagramHost, endpoint: DatagramEndpoint, session: Session, final: bytes | None
 ) -> NoiseDatagramChannel:
     peer = session.peer()
     c1, c2 = session.hs.split()
@@ -252,7 +274,7 @@ def _channel(
 
 async def initiate_datagram(
     binding: DatagramHost, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
-) -> NoiseDatagramChannel:
+) -> NoiseDatagramChannel | RatchetChannel:
     """The initiator's handshake over datagrams (resending message 0 until answered)."""
     session = binding.start_initiator(peer, negotiation)
     first = _handshake_packet(0, session.write(), session.protocol.name)
@@ -263,7 +285,7 @@ async def initiate_datagram(
 
 async def respond_datagram(
     binding: DatagramHost, endpoint: DatagramEndpoint, negotiation: Negotiation
-) -> NoiseDatagramChannel:
+) -> NoiseDatagramChannel | RatchetChannel:
     """The responder's handshake: the first valid handshake packet 0 starts it."""
     for _ in range(RETRIES):
         try:

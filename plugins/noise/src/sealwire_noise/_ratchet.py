@@ -1,0 +1,350 @@
+"""A Double Ratchet inside an established Noise session (sans-I/O).
+
+The ratchet is core's :mod:`sealwire.ratchet`; this module keys it from the
+Noise handshake, binds every message to the live handshake, resumes it across
+reconnects, and says what goes on the wire. No sockets, no clock, no implicit
+randomness: ``rng`` and ``now`` are parameters, every function returns a new
+frozen value and leaves its input unchanged when it raises.
+
+**Keying.** From the finished handshake's hash ``h`` and Split() keys
+``k1, k2`` (:meth:`HandshakeState.split_keys`)::
+
+    okm = HKDF-SHA256(salt = h, ikm = k1 || k2, info = "sealwire-noise/ratchet/1 keys", 128)
+    SK (32) || bob_chain (32) || bob_seed (32) || resume_key (32) = okm
+    ratchet_id = HMAC-SHA256(resume_key, "sealwire-noise/ratchet/1 id")[:16]
+
+The handshake's initiator is the ratchet's Alice, the responder its Bob, whose
+first ratchet key pair is X25519(bob_seed). ``bob_chain`` lets Bob send before
+he has received anything (core's optional initial chain); the first DH step
+with a fresh key happens at the first change of direction, and at every one
+after it.
+
+**Messages.** A ratchet message is ``header (40) || AEAD ciphertext`` of
+``flags (1) || frame``; its associated data is::
+
+    "sealwire-noise/ratchet/1 msg" || u8 len(h) || h || ratchet_id
+
+so a message opens only inside the Noise session it was sent in (a copy
+replayed into a later session fails), and only on the ratchet it belongs to.
+``flags`` bit 0 (STEP) marks a message that carries no frame: the receiver of
+:data:`STEP_EVERY` messages in a row sends one, which brings its new ratchet
+key to the sender, so one direction never runs more than about that many
+messages without a DH step. A sender refuses to go beyond
+:data:`MAX_CHAIN_MESSAGES` on one chain (:class:`ChainExhaustedError`).
+
+**Resumption.** Each side sends a hello right after the handshake::
+
+    hello = "SWNR" || version (1) || has_state (1) || [ratchet_id (16) || proof (32)]
+    proof = HMAC-SHA256(resume_key, "sealwire-noise/ratchet/1 resume" || role || u8 len(h) || h)
+
+``role`` is 1 from the side that initiated *this* handshake, 0 from the other.
+Both sides apply the same rule to the two hellos (:func:`resolve`): same
+ratchet id and a proof that verifies -> resume the stored ratchet; same id
+and a proof that does not -> :class:`RatchetBindingError`, nothing changes;
+anything else (a side has no state, or the ids differ) -> a fresh ratchet
+keyed from this handshake, reported as a :class:`Restart` with its reason,
+never silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hmac
+import json
+from typing import Any
+
+import attrs
+
+from sealwire import ratchet
+from sealwire.errors import AuthenticationError
+from sealwire.ratchet import (
+    HEADER_LEN,
+    KEY_LEN,
+    DHKeyPair,
+    RatchetDecodeError,
+    RatchetState,
+    Rng,
+    hkdf_sha256,
+    hmac_sha256,
+)
+from sealwire_noise._errors import NoiseDecodeError
+
+__all__ = [
+    "FLAG_STEP",
+    "HELLO_MAGIC",
+    "MAX_CHAIN_MESSAGES",
+    "MAX_HELLO_LEN",
+    "MAX_RECORD_LEN",
+    "RATCHET_ID_LEN",
+    "RATCHET_OVERHEAD",
+    "STEP_EVERY",
+    "Keying",
+    "NoiseRatchet",
+    "Opened",
+    "RatchetBindingError",
+    "Restart",
+    "decode",
+    "encode",
+    "hello",
+    "keying",
+    "open_message",
+    "resolve",
+    "seal",
+    "start",
+]
+
+LABEL = b"sealwire-noise/ratchet/1"
+HELLO_MAGIC = b"SWNR"
+HELLO_VERSION = 1
+RATCHET_ID_LEN = 16
+"""Bytes of a ratchet's id: names one ratchet lineage between two agents."""
+_PROOF_LEN = 32
+MAX_HELLO_LEN = len(HELLO_MAGIC) + 2 + RATCHET_ID_LEN + _PROOF_LEN
+FLAG_STEP = 0x01
+_KNOWN_FLAGS = FLAG_STEP
+_TAG_LEN = 16
+RATCHET_OVERHEAD = HEADER_LEN + 1 + _TAG_LEN
+"""Bytes a ratchet message adds to a frame: header, flags byte, AEAD tag."""
+STEP_EVERY = 256
+"""Messages received in a row on one chain before the receiver answers with a
+STEP message, so the sender's next message makes a DH step: the bound on
+messages between DH steps in a one-way flow. 256 keeps the extra traffic
+below 0.5 % of messages while a key compromise heals within 256 messages."""
+MAX_CHAIN_MESSAGES = 1 << 16
+"""Messages a sender puts on one chain before it refuses to send more until a
+DH step (its peer's STEP, or any reply, arrives): STEP_EVERY with ample room
+for messages in flight, so only a peer that stops reading ever meets it."""
+MAX_RECORD_LEN = 1 << 20
+"""A stored ratchet holds at most MAX_SKIPPED_KEYS skipped keys (~200 KiB as JSON)."""
+RECORD_FORMAT = "sealwire-noise/ratchet"
+RECORD_VERSION = 1
+
+
+class RatchetBindingError(AuthenticationError):
+    """The peer's resumption proof does not bind the stored ratchet to this handshake
+    (a hello replayed from another session, or a peer without the resume key).
+    The stored ratchet is unchanged and nothing is sent or handed on."""
+
+    code = "noise.ratchet_binding"
+
+
+class Restart(enum.StrEnum):
+    """How a channel's ratchet began: resumed, or started fresh and why."""
+
+    RESUMED = "resumed"
+    NEW = "new"  # neither side had a ratchet for the other
+    PEER_LOST_STATE = "peer_lost_state"  # we had one, the peer has none
+    LOCAL_STATE_MISSING = "local_state_missing"  # the peer has one, we have none
+    DIVERGED = "diverged"  # both have one, not the same lineage
+
+
+@attrs.frozen
+class Keying:
+    """What one finished handshake gives the ratchet (secrets hidden from reprs)."""
+
+    handshake_hash: bytes = attrs.field(repr=False)
+    secret: bytes = attrs.field(repr=False)
+    bob_chain: bytes = attrs.field(repr=False)
+    bob_seed: bytes = attrs.field(repr=False)
+    resume_key: bytes = attrs.field(repr=False)
+
+
+def keying(handshake_hash: bytes, k1: bytes, k2: bytes) -> Keying:
+    """The labelled HKDF of the module docstring over the handshake's hash and split."""
+    okm = hkdf_sha256(k1 + k2, salt=handshake_hash, info=LABEL + b" keys", length=4 * KEY_LEN)
+    parts = [okm[i : i + KEY_LEN] for i in range(0, 4 * KEY_LEN, KEY_LEN)]
+    return Keying(handshake_hash, *parts)
+
+
+@attrs.frozen(kw_only=True)
+class NoiseRatchet:
+    """One side's ratchet with a peer, as committed to the store.
+
+    ``alice`` is the role in the ratchet (the initiator of the handshake that
+    started it), fixed for its lifetime whoever initiates later sessions.
+    ``received_in_row`` counts messages received since we last sent.
+    """
+
+    ratchet_id: bytes
+    resume_key: bytes = attrs.field(repr=False)
+    alice: bool
+    state: RatchetState = attrs.field(repr=False)
+    received_in_row: int = 0
+
+
+def _ratchet_id(resume_key: bytes) -> bytes:
+    return hmac_sha256(resume_key, LABEL + b" id")[:RATCHET_ID_LEN]
+
+
+def start(keys: Keying, *, initiator: bool, rng: Rng) -> NoiseRatchet:
+    """A fresh ratchet keyed from this handshake (the initiator is Alice)."""
+    bob = DHKeyPair.from_private_bytes(keys.bob_seed)
+    if initiator:
+        state = ratchet.init_alice(keys.secret, bob.public, rng, bob_chain=keys.bob_chain)
+    else:
+        state = ratchet.init_bob(keys.secret, bob, bob_chain=keys.bob_chain)
+    return NoiseRatchet(
+        ratchet_id=_ratchet_id(keys.resume_key),
+        resume_key=keys.resume_key,
+        alice=initiator,
+        state=state,
+    )
+
+
+def _proof(resume_key: bytes, handshake_hash: bytes, *, initiator: bool) -> bytes:
+    role = b"\x01" if initiator else b"\x00"
+    data = LABEL + b" resume" + role + bytes([len(handshake_hash)]) + handshake_hash
+    return hmac_sha256(resume_key, data)
+
+
+def hello(mine: NoiseRatchet | None, handshake_hash: bytes, *, initiator: bool) -> bytes:
+    """Our hello for this session: the stored ratchet's id and a proof bound to ``h``."""
+    head = HELLO_MAGIC + bytes([HELLO_VERSION])
+    if mine is None:
+        return head + b"\x00"
+    proof = _proof(mine.resume_key, handshake_hash, initiator=initiator)
+    return head + b"\x01" + mine.ratchet_id + proof
+
+
+def _parse_hello(data: bytes) -> tuple[bytes, bytes] | None:
+    if len(data) > MAX_HELLO_LEN or data[: len(HELLO_MAGIC)] != HELLO_MAGIC:
+        raise NoiseDecodeError("not a ratchet hello", field="noise.ratchet_hello")
+    rest = data[len(HELLO_MAGIC) :]
+    if len(rest) < 2 or rest[0] != HELLO_VERSION or rest[1] not in (0, 1):
+        raise NoiseDecodeError("unknown ratchet hello version", field="noise.ratchet_hello")
+    if rest[1] == 0:
+        if len(rest) != 2:
+            raise NoiseDecodeError("trailing bytes", field="noise.ratchet_hello")
+        return None
+    if len(rest) != 2 + RATCHET_ID_LEN + _PROOF_LEN:
+        raise NoiseDecodeError("bad ratchet hello length", field="noise.ratchet_hello")
+    return rest[2 : 2 + RATCHET_ID_LEN], rest[2 + RATCHET_ID_LEN :]
+
+
+def resolve(
+    mine: NoiseRatchet | None, peer_hello: bytes, keys: Keying, *, initiator: bool, rng: Rng
+) -> tuple[NoiseRatchet, Restart]:
+    """Decide from both hellos whether to resume ``mine`` or start fresh (see the
+    module docstring). Both sides reach the same decision from the same two hellos.
+
+    Raises :class:`RatchetBindingError` when the peer names our ratchet but its
+    proof does not verify for this handshake, :class:`NoiseDecodeError` for a
+    malformed hello; neither changes anything.
+    """
+    theirs = _parse_hello(peer_hello)
+    if mine is not None and theirs is not None and hmac.compare_digest(theirs[0], mine.ratchet_id):
+        expected = _proof(mine.resume_key, keys.handshake_hash, initiator=not initiator)
+        if not hmac.compare_digest(theirs[1], expected):
+            raise RatchetBindingError("the peer's hello does not bind our ratchet to this session")
+        return mine, Restart.RESUMED
+    if mine is None and theirs is None:
+        reason = Restart.NEW
+    elif theirs is None:
+        reason = Restart.PEER_LOST_STATE
+    elif mine is None:
+        reason = Restart.LOCAL_STATE_MISSING
+    else:
+        reason = Restart.DIVERGED
+    return start(keys, initiator=initiator, rng=rng), reason
+
+
+def _ad(r: NoiseRatchet, handshake_hash: bytes) -> bytes:
+    return LABEL + b" msg" + bytes([len(handshake_hash)]) + handshake_hash + r.ratchet_id
+
+
+def seal(
+    r: NoiseRatchet, frame: bytes, handshake_hash: bytes, rng: Rng, *, flags: int = 0
+) -> tuple[NoiseRatchet, bytes]:
+    """One ratchet message carrying ``frame`` (or a STEP when ``flags`` says so).
+
+    Commit the returned ratchet before the message leaves.
+    """
+    state, header, ciphertext = ratchet.encrypt(
+        r.state, bytes([flags]) + frame, _ad(r, handshake_hash), rng, limit=MAX_CHAIN_MESSAGES
+    )
+    return attrs.evolve(r, state=state, received_in_row=0), header + ciphertext
+
+
+@attrs.frozen
+class Opened:
+    """An opened message: the new ratchet to commit, the frame (``None`` for a
+    STEP), and whether a STEP is due back (the bound between DH steps)."""
+
+    ratchet: NoiseRatchet = attrs.field(repr=False)
+    frame: bytes | None = attrs.field(repr=False)
+    step_due: bool
+
+
+def open_message(
+    r: NoiseRatchet, message: bytes, handshake_hash: bytes, *, now: float, rng: Rng
+) -> Opened:
+    """Open one ratchet message; typed errors (decode, unknown chain, skip bound,
+    duplicate, authentication) leave ``r`` as it was, and nothing is handed on."""
+    if len(message) < HEADER_LEN + 1 + _TAG_LEN:
+        raise RatchetDecodeError("ratchet message too short", field="noise.ratchet")
+    state, plaintext = ratchet.decrypt(
+        r.state, message[:HEADER_LEN], message[HEADER_LEN:], _ad(r, handshake_hash),
+        now=now, rng=rng,
+    )  # fmt: skip
+    flags = plaintext[0]
+    if flags & ~_KNOWN_FLAGS:
+        raise RatchetDecodeError("unknown ratchet flags", field="noise.ratchet")
+    in_row = min(r.received_in_row + 1, STEP_EVERY)
+    step_due = in_row >= STEP_EVERY
+    opened = attrs.evolve(r, state=ratchet.prune(state, now), received_in_row=in_row)
+    return Opened(opened, None if flags & FLAG_STEP else plaintext[1:], step_due)
+
+
+# -- the stored form -----------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(value: Any, field: str, length: int) -> bytes:
+    if not isinstance(value, str):
+        raise NoiseDecodeError("expected base64 text", field=field)
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise NoiseDecodeError("bad base64", field=field) from None
+    if len(raw) != length:
+        raise NoiseDecodeError(f"expected {length} bytes", field=field)
+    return raw
+
+
+def encode(r: NoiseRatchet) -> bytes:
+    """The ratchet as stored (secrets included: the agent's store encrypts it)."""
+    record = {
+        "format": RECORD_FORMAT, "v": RECORD_VERSION, "id": _b64(r.ratchet_id),
+        "resume": _b64(r.resume_key), "alice": r.alice, "in_row": r.received_in_row,
+        "ratchet": ratchet.state_to_record(r.state),
+    }  # fmt: skip
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> NoiseRatchet:
+    """Read a stored ratchet (untrusted): NoiseDecodeError or RatchetDecodeError if corrupt."""
+    if len(data) > MAX_RECORD_LEN:
+        raise NoiseDecodeError("record too large", field=RECORD_FORMAT)
+    try:
+        record = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise NoiseDecodeError("not JSON", field=RECORD_FORMAT) from None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise NoiseDecodeError("wrong record format", field=RECORD_FORMAT)
+    if record.get("v") != RECORD_VERSION:
+        raise NoiseDecodeError("unknown record version", field=RECORD_FORMAT)
+    alice, in_row = record.get("alice"), record.get("in_row")
+    if not isinstance(alice, bool) or type(in_row) is not int or not 0 <= in_row <= STEP_EVERY:
+        raise NoiseDecodeError("missing or mistyped", field=RECORD_FORMAT)
+    return NoiseRatchet(
+        ratchet_id=_unb64(record.get("id"), "noise.ratchet.id", RATCHET_ID_LEN),
+        resume_key=_unb64(record.get("resume"), "noise.ratchet.resume", KEY_LEN),
+        alice=alice,
+        state=ratchet.state_from_record(record.get("ratchet")),
+        received_in_row=in_row,
+    )

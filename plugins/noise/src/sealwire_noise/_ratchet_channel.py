@@ -1,0 +1,209 @@
+"""A secure channel whose frames run through the in-session Double Ratchet.
+
+:class:`RatchetChannel` wraps a finished Noise channel (stream or datagram):
+each A2A frame becomes one ratchet message (:mod:`sealwire_noise._ratchet`),
+carried as one frame of the Noise channel, so it is encrypted twice: by the
+ratchet's per-message key, then by the Noise transport.
+
+Order of effects, which makes a crash lose or replay nothing:
+
+* send: ratchet step -> commit the new ratchet -> send the message;
+* receive: open -> commit the new ratchet -> hand the frame on.
+
+A stream channel keeps its ratchet in the agent's store
+(:data:`STORE_NAMESPACE`, key = the peer's agent id) and resumes it after a
+reconnect (:func:`ratchet_stream`). A datagram channel keeps it in memory for
+the life of its handshake (each UDP session starts a fresh one): loss and
+reordering are the ratchet's skipped keys (bounded by ``MAX_SKIP``), and a
+packet that does not open is dropped and counted, as the datagram channel
+does for its own layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import Protocol
+
+from sealwire.binding import ChannelClosed, PeerIdentity, Property
+from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError, SealwireError
+from sealwire.ratchet import Rng
+from sealwire.store import StateStore
+from sealwire_noise import _ratchet
+from sealwire_noise._ratchet import (
+    FLAG_STEP,
+    RATCHET_OVERHEAD,
+    Keying,
+    NoiseRatchet,
+    Restart,
+)
+
+__all__ = ["STORE_NAMESPACE", "FrameChannel", "RatchetChannel", "load", "ratchet_stream"]
+
+log = logging.getLogger("sealwire_noise.ratchet")
+
+STORE_NAMESPACE = "noise-ratchet"
+"""Where a stream channel's ratchet with each peer is committed."""
+
+
+class FrameChannel(Protocol):
+    """The Noise channel underneath (stream or datagram)."""
+
+    @property
+    def peer(self) -> PeerIdentity: ...
+
+    @property
+    def properties(self) -> frozenset[Property]: ...
+
+    async def send(self, frame: bytes) -> None: ...
+
+    async def receive(self) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+class RatchetChannel:
+    """A :class:`sealwire.binding.SecureChannel` with per-message forward secrecy and
+    break-in recovery. ``restart`` says how its ratchet began (resumed, or fresh and
+    why); ``rejected`` counts datagrams dropped by the ratchet layer."""
+
+    def __init__(
+        self,
+        inner: FrameChannel,
+        ratchet: NoiseRatchet,
+        *,
+        handshake_hash: bytes,
+        restart: Restart,
+        clock: Callable[[], float],
+        store: StateStore | None,
+        rng: Rng = os.urandom,
+        lossy: bool = False,
+    ) -> None:
+        self._inner = inner
+        self._ratchet = ratchet
+        self._h = handshake_hash
+        self.restart = restart
+        self._clock = clock
+        self._store = store
+        self._rng = rng
+        self._lossy = lossy
+        self._properties = inner.properties | {Property.POST_COMPROMISE_SECURITY}
+        self._step_due = False
+        self.rejected = 0
+
+    def __repr__(self) -> str:
+        return f"<RatchetChannel over {self._inner!r} restart={self.restart.value}>"
+
+    @property
+    def peer(self) -> PeerIdentity:
+        return self._inner.peer
+
+    @property
+    def properties(self) -> frozenset[Property]:
+        return self._properties
+
+    @property
+    def ratchet(self) -> NoiseRatchet:
+        """The current (committed) ratchet; secrets stay out of its repr."""
+        return self._ratchet
+
+    @property
+    def max_frame_size(self) -> int | None:
+        """Largest frame over a datagram channel (``None`` over a stream)."""
+        inner = getattr(self._inner, "max_frame_size", None)
+        return None if inner is None else int(inner) - RATCHET_OVERHEAD
+
+    def _commit(self, ratchet: NoiseRatchet) -> None:
+        if self._store is not None:
+            self._store.put(STORE_NAMESPACE, self.peer.agent_id, _ratchet.encode(ratchet))
+        self._ratchet = ratchet
+
+    async def send(self, frame: bytes, *, flags: int = 0) -> None:
+        """Encrypt one frame with the next message key, commit, then send it."""
+        ratchet, message = _ratchet.seal(self._ratchet, frame, self._h, self._rng, flags=flags)
+        self._commit(ratchet)
+        await self._inner.send(message)
+
+    def open(self, message: bytes) -> bytes | None:
+        """Open one ratchet message and commit; the frame, or ``None`` for a STEP.
+        Typed errors leave the committed ratchet unchanged."""
+        opened = _ratchet.open_message(
+            self._ratchet, message, self._h, now=self._clock(), rng=self._rng
+        )
+        self._commit(opened.ratchet)
+        self._step_due = opened.step_due
+        return opened.frame
+
+    async def receive(self) -> bytes:
+        """The next frame; STEP messages are consumed, and one is sent back when due."""
+        while True:
+            message = await self._inner.receive()
+            self._step_due = False
+            try:
+                frame = self.open(message)
+            except (DecodeError, AuthenticationError, RemoteProtocolError) as exc:
+                if not self._lossy:
+                    raise
+                self.rejected += 1
+                log.debug("dropped a ratchet datagram: %s", type(exc).__name__)
+                continue
+            if self._step_due:
+                await self._send_step()
+            if frame is not None:
+                return frame
+
+    async def _send_step(self) -> None:
+        with contextlib.suppress(ChannelClosed):  # due again on the next message we get
+            await self.send(b"", flags=FLAG_STEP)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def load(store: StateStore, peer_id: str) -> NoiseRatchet | None:
+    """Our stored ratchet with ``peer_id``; a corrupted record counts as lost state."""
+    raw = store.get(STORE_NAMESPACE, peer_id)
+    if raw is None:
+        return None
+    try:
+        return _ratchet.decode(raw)
+    except DecodeError as exc:
+        log.warning("stored Noise ratchet with %s is unreadable (%s)", peer_id, exc.code)
+        return None
+
+
+async def ratchet_stream(
+    inner: FrameChannel,
+    keys: Keying,
+    *,
+    initiator: bool,
+    store: StateStore,
+    clock: Callable[[], float],
+    rng: Rng = os.urandom,
+) -> RatchetChannel:
+    """Exchange hellos on a fresh Noise stream channel, resume or start the ratchet
+    (committing it), and return the ratchet channel.
+
+    :class:`RatchetBindingError` (the peer's proof does not bind our stored
+    ratchet to this handshake) and a malformed hello close the channel; the
+    stored ratchet is unchanged then.
+    """
+    peer_id = inner.peer.agent_id
+    mine = load(store, peer_id)
+    try:
+        await inner.send(_ratchet.hello(mine, keys.handshake_hash, initiator=initiator))
+        peer_hello = await inner.receive()
+        ratchet, restart = _ratchet.resolve(mine, peer_hello, keys, initiator=initiator, rng=rng)
+    except SealwireError:  # RatchetBindingError, a malformed hello, the channel closed
+        await inner.close()
+        raise
+    if restart in (Restart.PEER_LOST_STATE, Restart.LOCAL_STATE_MISSING, Restart.DIVERGED):
+        log.warning("Noise ratchet with %s started afresh: %s", peer_id, restart.value)
+    channel = RatchetChannel(
+        inner, ratchet, handshake_hash=keys.handshake_hash, restart=restart,
+        clock=clock, store=store, rng=rng,
+    )  # fmt: skip
+    channel._commit(ratchet)
+    return channel
