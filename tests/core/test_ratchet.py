@@ -31,7 +31,9 @@ from sealwire.ratchet import (
     init_alice,
     init_bob,
     prune,
+    state_from_bytes,
     state_from_record,
+    state_to_bytes,
     state_to_record,
 )
 
@@ -287,3 +289,33 @@ def test_the_stored_record_round_trips(he):
 def test_a_corrupted_record_is_a_decode_error(garbage):
     with contextlib.suppress(RatchetDecodeError):
         state_from_record(garbage)
+
+
+@pytest.mark.parametrize("he", [False, True], ids=["plain", "header-encryption"])
+def test_the_binary_form_round_trips(he):
+    rng = seeded_rng(35)
+    alice, bob = _pair(rng, he)
+    alice, msgs = _send(alice, rng, 4)
+    bob, _ = _recv(bob, rng, msgs[3], now=12.5)
+    bob, reply = _send(bob, rng, 1)
+    alice, _ = _recv(alice, rng, reply[0])
+    for state in (alice, bob):
+        back = state_from_bytes(state_to_bytes(state))
+        assert state_to_record(back) == state_to_record(state)
+    back = state_from_bytes(state_to_bytes(bob))
+    back, pt = _recv(back, rng, msgs[1])
+    assert pt == b"m1"
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_corrupted_binary_form_is_a_decode_error(data):
+    rng = seeded_rng(36)
+    alice, bob = _pair(rng, data.draw(st.booleans()))
+    alice, msgs = _send(alice, rng, 3)
+    bob, _ = _recv(bob, rng, msgs[2])
+    raw = bytearray(state_to_bytes(bob))
+    cut = data.draw(st.integers(0, len(raw)))
+    mangled = bytes(raw[:cut]) + data.draw(st.binary(max_size=40))
+    with contextlib.suppress(RatchetDecodeError):
+        state_from_bytes(mangled)

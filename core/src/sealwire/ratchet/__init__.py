@@ -18,7 +18,8 @@ discarded"). Randomness (``rng``) and time (``now``) are parameters.
 * :func:`encrypt`, :func:`decrypt` - RatchetEncrypt/Decrypt (§3.4, §3.5).
 * :func:`prune` - drop expired skipped keys.
 * :func:`state_to_record`, :func:`state_from_record` - a JSON-ready record for
-  a protocol's own stored format.
+  a protocol's own stored format; :func:`state_to_bytes`,
+  :func:`state_from_bytes` - a compact binary one.
 
 Parameters (§5.2): X25519, HKDF-SHA256 for ``KDF_RK``, HMAC-SHA256 for
 ``KDF_CK``, AES-256-GCM with key and nonce from HKDF for ``ENCRYPT``; a
@@ -38,7 +39,12 @@ from sealwire.ratchet._chain import (
     RatchetState,
     concat,
 )
-from sealwire.ratchet._codec import state_from_record, state_to_record
+from sealwire.ratchet._codec import (
+    state_from_bytes,
+    state_from_record,
+    state_to_bytes,
+    state_to_record,
+)
 from sealwire.ratchet._crypto import KEY_LEN, DHKeyPair, Rng, hkdf_sha256, hmac_sha256
 from sealwire.ratchet._errors import (
     ChainExhaustedError,
@@ -80,6 +86,8 @@ __all__ = [
     "init_alice",
     "init_bob",
     "prune",
+    "state_from_bytes",
     "state_from_record",
+    "state_to_bytes",
     "state_to_record",
 ]

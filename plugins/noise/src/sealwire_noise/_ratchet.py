@@ -48,12 +48,8 @@ never silently.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import hmac
-import json
-from typing import Any
 
 import attrs
 
@@ -117,9 +113,10 @@ MAX_CHAIN_MESSAGES = 1 << 16
 DH step (its peer's STEP, or any reply, arrives): STEP_EVERY with ample room
 for messages in flight, so only a peer that stops reading ever meets it."""
 MAX_RECORD_LEN = 1 << 20
-"""A stored ratchet holds at most MAX_SKIPPED_KEYS skipped keys (~200 KiB as JSON)."""
-RECORD_FORMAT = "sealwire-noise/ratchet"
+"""A stored ratchet holds at most MAX_SKIPPED_KEYS skipped keys (~150 KiB); 1 MiB bounds it."""
+RECORD_MAGIC = b"SWNS"
 RECORD_VERSION = 1
+_RECORD_HEAD = len(RECORD_MAGIC) + 1 + RATCHET_ID_LEN + KEY_LEN + 1 + 2
 
 
 class RatchetBindingError(AuthenticationError):
@@ -298,53 +295,36 @@ def open_message(
 
 
 # -- the stored form -----------------------------------------------------------------
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(value: Any, field: str, length: int) -> bytes:
-    if not isinstance(value, str):
-        raise NoiseDecodeError("expected base64 text", field=field)
-    try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        raise NoiseDecodeError("bad base64", field=field) from None
-    if len(raw) != length:
-        raise NoiseDecodeError(f"expected {length} bytes", field=field)
-    return raw
+#
+#   record = "SWNS" || version (1) = 1 || ratchet_id (16) || resume_key (32)
+#            || alice (1: 0 or 1) || received_in_row (uint16) || sealwire.ratchet.state_to_bytes
 
 
 def encode(r: NoiseRatchet) -> bytes:
     """The ratchet as stored (secrets included: the agent's store encrypts it)."""
-    record = {
-        "format": RECORD_FORMAT, "v": RECORD_VERSION, "id": _b64(r.ratchet_id),
-        "resume": _b64(r.resume_key), "alice": r.alice, "in_row": r.received_in_row,
-        "ratchet": ratchet.state_to_record(r.state),
-    }  # fmt: skip
-    return json.dumps(record, separators=(",", ":")).encode()
+    return b"".join((
+        RECORD_MAGIC, bytes((RECORD_VERSION,)), r.ratchet_id, r.resume_key,
+        bytes((int(r.alice),)), r.received_in_row.to_bytes(2, "big"),
+        ratchet.state_to_bytes(r.state),
+    ))  # fmt: skip
 
 
 def decode(data: bytes) -> NoiseRatchet:
     """Read a stored ratchet (untrusted): NoiseDecodeError or RatchetDecodeError if corrupt."""
     if len(data) > MAX_RECORD_LEN:
-        raise NoiseDecodeError("record too large", field=RECORD_FORMAT)
-    try:
-        record = json.loads(data)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise NoiseDecodeError("not JSON", field=RECORD_FORMAT) from None
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        raise NoiseDecodeError("wrong record format", field=RECORD_FORMAT)
-    if record.get("v") != RECORD_VERSION:
-        raise NoiseDecodeError("unknown record version", field=RECORD_FORMAT)
-    alice, in_row = record.get("alice"), record.get("in_row")
-    if not isinstance(alice, bool) or type(in_row) is not int or not 0 <= in_row <= STEP_EVERY:
-        raise NoiseDecodeError("missing or mistyped", field=RECORD_FORMAT)
+        raise NoiseDecodeError("record too large", field="noise.ratchet_record")
+    if len(data) < _RECORD_HEAD or data[: len(RECORD_MAGIC)] != RECORD_MAGIC:
+        raise NoiseDecodeError("not a stored ratchet", field="noise.ratchet_record")
+    pos = len(RECORD_MAGIC)
+    if data[pos] != RECORD_VERSION:
+        raise NoiseDecodeError("unknown record version", field="noise.ratchet_record")
+    pos += 1
+    ratchet_id, pos = data[pos : pos + RATCHET_ID_LEN], pos + RATCHET_ID_LEN
+    resume_key, pos = data[pos : pos + KEY_LEN], pos + KEY_LEN
+    alice, in_row = data[pos], int.from_bytes(data[pos + 1 : pos + 3], "big")
+    if alice > 1 or in_row > STEP_EVERY:
+        raise NoiseDecodeError("field out of range", field="noise.ratchet_record")
     return NoiseRatchet(
-        ratchet_id=_unb64(record.get("id"), "noise.ratchet.id", RATCHET_ID_LEN),
-        resume_key=_unb64(record.get("resume"), "noise.ratchet.resume", KEY_LEN),
-        alice=alice,
-        state=ratchet.state_from_record(record.get("ratchet")),
-        received_in_row=in_row,
-    )
+        ratchet_id=ratchet_id, resume_key=resume_key, alice=bool(alice),
+        state=ratchet.state_from_bytes(data[_RECORD_HEAD:]), received_in_row=in_row,
+    )  # fmt: skip
