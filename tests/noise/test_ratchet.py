@@ -7,14 +7,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import attrs
 import pytest
 
+from sealwire.agent import Agent, TaskContext
 from sealwire.agent._card import build_card
 from sealwire.binding import BindingContext, ChannelClosed, Negotiation, Property
 from sealwire.identity import Identity, TrustMode, TrustStore, verify_card
+from sealwire.model import Task, TaskState
+from sealwire.plugins import load_registry
+from sealwire.policy import PolicyConfig, Situation
 from sealwire.ratchet import (
     MAX_SKIP,
     DHKeyPair,
@@ -23,9 +28,16 @@ from sealwire.ratchet import (
     UnknownChainError,
 )
 from sealwire.store import MemoryStore, SqliteStore, StateStore, StoreKey
+from sealwire.testing.contract import SessionBindingContract
 from sealwire.transport import connect, memory_datagram_pair, memory_pair, serve
-from sealwire_noise import HandshakeState, NoiseConfigurationError, NoiseProtocol
+from sealwire_noise import (
+    HandshakeState,
+    NoiseConfigurationError,
+    NoiseProtocol,
+    NoiseRemoteProtocolError,
+)
 from sealwire_noise import _ratchet as nr
+from sealwire_noise import plugin as noise_plugin
 from sealwire_noise._binding import NoiseBinding
 from sealwire_noise._channel import NoiseChannel
 from sealwire_noise._ratchet import RatchetBindingError, Restart
@@ -254,6 +266,64 @@ async def test_without_both_cards_it_is_plain_noise_and_required_refuses() -> No
         make_binding({"per_message_forward_secrecy": "sometimes"})
 
 
+async def test_the_choice_is_bound_into_the_handshake() -> None:
+    on, off = make_binding(), make_binding({})
+    required = make_binding({"per_message_forward_secrecy": "required"})
+    ca, cb = await connect_pair(off, on)  # the initiator does not ask: plain Noise
+    assert isinstance(ca, NoiseChannel) and isinstance(cb, NoiseChannel)
+    await close_all(ca, cb)
+    with pytest.raises(NoiseRemoteProtocolError):  # a responder that requires it refuses
+        await connect_pair(off, required)
+
+    async def tampered(initiator: NoiseBinding, responder: NoiseBinding, edit: Any) -> None:
+        s1, s2 = memory_pair()
+        m1, m2 = memory_pair()
+        neg = negotiation(initiator, responder)
+
+        async def relay() -> None:  # a man in the middle rewriting the first frame
+            try:
+                with contextlib.suppress(Exception):
+                    await m1.send(edit(await s2.receive()))
+                    while True:
+                        await s2.send(await m1.receive())
+            finally:
+                await s2.close()  # the responder hung up: so does the relay
+
+        task = asyncio.create_task(relay())
+        try:
+            results = await asyncio.gather(
+                initiator.initiate(s1, responder.context.card, neg),
+                responder.respond(m2, neg),
+                return_exceptions=True,
+            )
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            for stream in (s1, s2, m1, m2):
+                await stream.close()
+        assert all(isinstance(r, BaseException) for r in results), results
+        for r in results:
+            if isinstance(r, RatchetChannel | NoiseChannel):
+                await r.close()
+
+    def strip_mark(frame: bytes) -> bytes:
+        name = frame[1 : 1 + frame[0]].removesuffix(b"/ratchet")
+        return bytes([len(name)]) + name + frame[1 + frame[0] :]
+
+    # stripping the mark: the responder (ratchet on, not required) would take it for
+    # plain Noise, but the prologues differ and the handshake fails
+    await tampered(on, make_binding(), strip_mark)
+
+    def add_mark(frame: bytes) -> bytes:
+        name = frame[1 : 1 + frame[0]] + b"/ratchet"
+        return bytes([len(name)]) + name + frame[1 + frame[0] :]
+
+    # adding it: a responder that runs it now expects the mark in the prologue, and one
+    # that does not run it refuses the request outright
+    await tampered(off, make_binding(), add_mark)
+    await tampered(off, make_binding({}), add_mark)
+
+
 async def test_a_bad_message_on_the_channel_raises_and_hands_nothing_on() -> None:
     alice, bob = make_binding(), make_binding()
     ca, cb = await connect_pair(alice, bob)
@@ -432,3 +502,44 @@ def test_the_policy_property_keeps_noise_only_when_both_cards_run_the_ratchet() 
     assert PolicyConfig.from_toml("[policy]\n").per_message_forward_secrecy is False
     with pytest.raises(ConfigurationError):
         PolicyConfig.from_mapping({"per_message_forward_secrecy": "yes"})
+
+
+# -- the core contract and two agents over the bus, with the ratchet ----------------------
+
+
+class TestNoiseRatchetContract(SessionBindingContract):
+    binding_class = NoiseBinding
+    options: ClassVar[Mapping[str, Any]] = ON
+
+
+async def _answer(task: TaskContext) -> None:
+    await task.working("counting")
+    await task.artifact(f"{len(task.message.parts[0].text or '')} chars", name="count")
+    await task.complete("done")
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "udp"])
+async def test_two_agents_with_the_policy_property_exchange_tasks(scheme: str) -> None:
+    registry = load_registry(extra_plugins=[noise_plugin], load_entry_points=False)
+    policy = PolicyConfig.from_mapping({"per_message_forward_secrecy": True})
+
+    def agent(name: str, listen: list[str]) -> Agent:
+        a = Agent(
+            Identity.generate(), MemoryStore(), name=name, listen=listen, registry=registry,
+            policy=policy, binding_options={"noise": ON},
+        )  # fmt: skip
+        a.on_message(_answer)
+        return a
+
+    server, client = agent("server", [f"{scheme}://127.0.0.1:0"]), agent("client", [])
+    async with server, client:
+        peer = client.peer(server.card.card)
+        situation = Situation(online=True, datagram=scheme == "udp")
+        decision = client.policy.decide(peer, situation, client.card)
+        assert decision.binding == "noise"
+        for text in ("hello ratchet", "again"):
+            task = await asyncio.wait_for(client.send_message(peer, text), 20)
+            assert isinstance(task, Task) and task.status.state is TaskState.COMPLETED
+            assert task.artifacts[0].parts[0].text == f"{len(text)} chars"
+        if scheme == "tcp":
+            assert client.store.get(STORE_NAMESPACE, server.card.agent_id) is not None

@@ -58,12 +58,16 @@ RATCHET_PARAM = "ratchet"
 def gives_per_message_forward_secrecy(
     info: BindingInfo, offer: OfferedBinding, local: OfferedBinding | None
 ) -> bool:
-    """Whether this binding, as both cards offer it, gives every message its own key."""
+    """Whether this binding, as the cards offer it, gives every message its own key.
+
+    ``local`` is our own card's offer of the binding; an agent that does not
+    listen on it has none, and then its binding setting alone decides our side
+    (set it to ``"required"`` so that a session never runs without the ratchet).
+    """
     if Property.POST_COMPROMISE_SECURITY in info.properties:
         return True
-    if local is None:
-        return False
-    return offer.params.get(RATCHET_PARAM) is True and local.params.get(RATCHET_PARAM) is True
+    ours = local is None or local.params.get(RATCHET_PARAM) is True
+    return ours and offer.params.get(RATCHET_PARAM) is True
 
 
 @attrs.frozen(kw_only=True)

@@ -45,6 +45,7 @@ from sealwire_noise._hybrid import KEM_NAME
 from sealwire_noise._ratchet_channel import RatchetChannel, ratchet_stream
 from sealwire_noise._session import (
     CARD_MESSAGE,
+    RATCHET_MARK,
     Session,
     decode_first_frame,
     encode_first_frame,
@@ -139,14 +140,31 @@ def ratchet_mode(options: Mapping[str, Any]) -> str:
 
 
 def use_ratchet(options: Mapping[str, Any], peer_params: Mapping[str, Any]) -> bool:
-    """Whether this session runs the ratchet: we enable it and the peer's signed
-    card offers it. Both sides decide alike (each holds the other's card after the
-    handshake, and a card cannot be altered), so the framing always agrees."""
+    """The initiator's choice: run the ratchet when we enable it and the responder's
+    signed card offers it. The choice travels in the first frame and is bound into
+    the prologue (:data:`RATCHET_MARK`)."""
     mode = ratchet_mode(options)
     peer_offers = peer_params.get(RATCHET_CARD_PARAM) is True
     if mode == "required" and not peer_offers:
         raise NoiseConfigurationError("the in-session ratchet is required but the peer lacks it")
     return mode != "off" and peer_offers
+
+
+def accept_ratchet(options: Mapping[str, Any], requested: bool) -> bool:
+    """The responder's check of the initiator's ratchet choice against its setting."""
+    mode = ratchet_mode(options)
+    if requested and mode == "off":
+        raise NoiseRemoteProtocolError("the initiator asked for the ratchet, which we do not run")
+    if not requested and mode == "required":
+        raise NoiseRemoteProtocolError("we require the in-session ratchet; the initiator did not")
+    return requested
+
+
+def split_ratchet_mark(name: str) -> tuple[str, bool]:
+    """A first frame's name: (the protocol name, whether the ratchet mark was on it)."""
+    if name.endswith(RATCHET_MARK):
+        return name.removesuffix(RATCHET_MARK), True
+    return name, False
 
 
 def check_acceptable(local: Mapping[str, Any], name: str) -> NoiseProtocol:
@@ -212,20 +230,25 @@ class NoiseBinding(SessionBinding):
             seconds=float(options.get("rekey_seconds", default.seconds)),
         )
 
-    def use_ratchet(self, peer: VerifiedCard) -> bool:
-        """Whether a session with ``peer`` runs the in-session Double Ratchet."""
-        return use_ratchet(self.context.options, self._peer_params(peer))
-
     def start_initiator(self, peer: VerifiedCard, negotiation: Negotiation) -> Session:
-        self.use_ratchet(peer)  # a required ratchet the peer lacks fails before any packet
+        ratchet = use_ratchet(self.context.options, self._peer_params(peer))
         name = choose_protocol(self.context.options, self._peer_params(peer))
-        return Session(self.context, self.info, NoiseProtocol.from_name(name), negotiation, peer)
+        protocol = NoiseProtocol.from_name(name)
+        return Session(self.context, self.info, protocol, negotiation, peer, ratchet=ratchet)
+
+    def _responder_session(
+        self, first_frame: bytes, negotiation: Negotiation
+    ) -> tuple[Session, bytes]:
+        marked, message = decode_first_frame(first_frame)
+        name, requested = split_ratchet_mark(marked)
+        protocol = check_acceptable(self.context.options, name)
+        ratchet = accept_ratchet(self.context.options, requested)
+        session = Session(self.context, self.info, protocol, negotiation, None, ratchet=ratchet)
+        return session, message
 
     def start_responder(self, first_frame: bytes, negotiation: Negotiation) -> Session:
         """Check the first frame's protocol and read its handshake message."""
-        name, message = decode_first_frame(first_frame)
-        protocol = check_acceptable(self.context.options, name)
-        session = Session(self.context, self.info, protocol, negotiation, None)
+        session, message = self._responder_session(first_frame, negotiation)
         session.read(message)
         return session
 
@@ -234,9 +257,7 @@ class NoiseBinding(SessionBinding):
     ) -> tuple[Session, bytes]:
         """Like :meth:`start_responder` but returns the unchecked payload, so a datagram
         driver can drop a forged first packet and still fail hard on a bad card."""
-        name, message = decode_first_frame(first_frame)
-        protocol = check_acceptable(self.context.options, name)
-        session = Session(self.context, self.info, protocol, negotiation, None)
+        session, message = self._responder_session(first_frame, negotiation)
         return session, session.read_message(message)
 
     async def initiate(
@@ -244,7 +265,7 @@ class NoiseBinding(SessionBinding):
     ) -> NoiseChannel | RatchetChannel:
         session = self.start_initiator(peer, negotiation)
         try:
-            await stream.send(encode_first_frame(session.protocol.name, session.write()))
+            await stream.send(encode_first_frame(session.first_frame_name, session.write()))
             return await self._finish(stream, session)
         except SealwireError:
             await stream.close()
@@ -267,8 +288,7 @@ class NoiseBinding(SessionBinding):
             else:
                 session.read(await stream.receive())
         peer = session.peer()
-        ratcheted = peer.card is not None and self.use_ratchet(peer.card)
-        keys = _ratchet.keying(*session.hs.split_keys()) if ratcheted else None
+        keys = _ratchet.keying(*session.hs.split_keys()) if session.ratchet else None
         channel = NoiseChannel(
             stream,
             session.hs.into_transport(),

@@ -2,7 +2,8 @@
 
 Packets (first byte is the type)::
 
-    handshake = 0x48 'H' || index (1) || [index 0: name_len || protocol name] || Noise message
+    handshake = 0x48 'H' || index (1) || [index 0: name_len || protocol name
+                [|| "/ratchet"]] || Noise message
     data      = 0x44 'D' || counter (8, big-endian)
                 || AEAD(k_epoch, counter, ad='D', flags || frame)
 
@@ -87,8 +88,6 @@ class DatagramHost(Protocol):
     ) -> tuple[Session, bytes]: ...
 
     def rekey_policy(self) -> RekeyPolicy: ...
-
-    def use_ratchet(self, peer: VerifiedCard) -> bool: ...
 
 
 class NoiseDatagramChannel:
@@ -242,8 +241,7 @@ def _channel(
     """The datagram channel, wrapped in the in-session ratchet when both sides run it
     (kept in memory for this session: over UDP each handshake starts a fresh one)."""
     channel = _datagram_channel(binding, endpoint, session, final)
-    card = channel.peer.card
-    if card is None or not binding.use_ratchet(card):
+    if not session.ratchet:
         return channel
     keys = _ratchet.keying(*session.hs.split_keys())
     ratchet = _ratchet.start(keys, initiator=session.hs.initiator, rng=os.urandom)
@@ -277,7 +275,7 @@ async def initiate_datagram(
 ) -> NoiseDatagramChannel | RatchetChannel:
     """The initiator's handshake over datagrams (resending message 0 until answered)."""
     session = binding.start_initiator(peer, negotiation)
-    first = _handshake_packet(0, session.write(), session.protocol.name)
+    first = _handshake_packet(0, session.write(), session.first_frame_name)
     await endpoint.send(first)
     final = await _run(endpoint, session, first)
     return _channel(binding, endpoint, session, final)
