@@ -35,6 +35,7 @@ from sealwire_noise import (
     NoiseConfigurationError,
     NoiseProtocol,
     NoiseRemoteProtocolError,
+    NoiseStateError,
 )
 from sealwire_noise import _ratchet as nr
 from sealwire_noise import plugin as noise_plugin
@@ -370,6 +371,27 @@ async def test_a_reconnect_resumes_the_ratchet_bound_to_the_new_handshake() -> N
     await close_all(ca2, cb2)
 
 
+async def test_a_resumption_that_does_not_bind_fails_and_changes_nothing() -> None:
+    alice, bob = make_binding(), make_binding()
+    ca, cb = await connect_pair(alice, bob)
+    await ca.send(b"a")
+    assert await cb.receive() == b"a"
+    await close_all(ca, cb)
+    # Bob's stored ratchet keeps its id but not its resume key (a forged or foreign state)
+    forged = attrs.evolve(nr.decode(stored(bob, alice) or b""), resume_key=os.urandom(32))
+    bob.context.store.put(STORE_NAMESPACE, alice.context.card.agent_id, nr.encode(forged))
+    before_alice, before_bob = stored(alice, bob), stored(bob, alice)
+    results = await asyncio.gather(*connect_pair_calls(alice, bob), return_exceptions=True)
+    assert all(isinstance(r, RatchetBindingError) for r in results), results
+    assert stored(alice, bob) == before_alice and stored(bob, alice) == before_bob
+
+
+def connect_pair_calls(a: NoiseBinding, b: NoiseBinding) -> tuple[Any, Any]:
+    s1, s2 = memory_pair()
+    neg = negotiation(a, b)
+    return a.initiate(s1, b.context.card, neg), b.respond(s2, neg)
+
+
 async def test_a_peer_that_lost_its_state_is_detected_and_a_fresh_ratchet_starts() -> None:
     alice, bob = make_binding(), make_binding()
     ca, cb = await connect_pair(alice, bob)
@@ -449,6 +471,10 @@ async def test_datagrams_tolerate_loss_and_reordering() -> None:
         alice.initiate_datagram(e1, bob.context.card, neg), bob.respond_datagram(e2, neg)
     )
     assert isinstance(ca, RatchetChannel) and ca.max_frame_size is not None
+    before = ca.ratchet
+    with pytest.raises(NoiseStateError):  # refused before the ratchet moves
+        await ca.send(b"x" * (ca.max_frame_size + 1))
+    assert ca.ratchet is before
     got = []
     for n in range(9):
         await ca.send(b"d%d" % n)

@@ -32,6 +32,8 @@ from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolErro
 from sealwire.ratchet import Rng
 from sealwire.store import StateStore
 from sealwire_noise import _ratchet
+from sealwire_noise._channel import MAX_REASSEMBLED
+from sealwire_noise._errors import NoiseStateError
 from sealwire_noise._ratchet import (
     FLAG_STEP,
     RATCHET_OVERHEAD,
@@ -121,7 +123,13 @@ class RatchetChannel:
         self._ratchet = ratchet
 
     async def send(self, frame: bytes, *, flags: int = 0) -> None:
-        """Encrypt one frame with the next message key, commit, then send it."""
+        """Encrypt one frame with the next message key, commit, then send it.
+
+        A frame too large for the channel is refused before the ratchet moves.
+        """
+        limit = self.max_frame_size
+        if len(frame) > (MAX_REASSEMBLED - RATCHET_OVERHEAD if limit is None else limit):
+            raise NoiseStateError("frame too large for the ratcheted channel")
         ratchet, message = _ratchet.seal(self._ratchet, frame, self._h, self._rng, flags=flags)
         self._commit(ratchet)
         await self._inner.send(message)
