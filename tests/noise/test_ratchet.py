@@ -457,7 +457,7 @@ async def test_resumption_survives_a_restart_over_sqlite_and_real_tcp(tmp_path: 
 async def test_datagrams_tolerate_loss_and_reordering() -> None:
     alice, bob = make_binding(), make_binding()
     lost: list[bytes] = []
-    lossy = [True]
+    lossy = [False]
 
     def lose_every_third_data_packet(datagram: bytes) -> bool:
         if datagram[:1] == b"D" and lossy[0]:
@@ -471,6 +471,7 @@ async def test_datagrams_tolerate_loss_and_reordering() -> None:
         alice.initiate_datagram(e1, bob.context.card, neg), bob.respond_datagram(e2, neg)
     )
     assert isinstance(ca, RatchetChannel) and ca.max_frame_size is not None
+    lossy[0] = True
     before = ca.ratchet
     with pytest.raises(NoiseStateError):  # refused before the ratchet moves
         await ca.send(b"x" * (ca.max_frame_size + 1))
@@ -484,6 +485,7 @@ async def test_datagrams_tolerate_loss_and_reordering() -> None:
     # reordering across a DH step: the reply makes a new chain, the late one still opens
     inner = ca._inner
     _r, late = nr.seal(ca.ratchet, b"late", ca._h, os.urandom)
+    late = b"\x02" + late  # the datagram frame type of a ratchet message
     ca._commit(_r)
     lossy[0] = False
     await cb.send(b"reply")
@@ -569,3 +571,41 @@ async def test_two_agents_with_the_policy_property_exchange_tasks(scheme: str) -
             assert task.artifacts[0].parts[0].text == f"{len(text)} chars"
         if scheme == "tcp":
             assert client.store.get(STORE_NAMESPACE, server.card.agent_id) is not None
+
+
+async def test_datagrams_resume_across_sessions_and_survive_lost_hellos() -> None:
+    alice, bob = make_binding(), make_binding()
+    dropped: list[bytes] = []
+
+    def lose_three_hellos(datagram: bytes) -> bool:
+        # the first data packets of a session are the hellos: the initiator's twice,
+        # then the responder's answer once
+        if datagram[:1] == b"D" and len(dropped) < 3:
+            dropped.append(datagram)
+            return True
+        return False
+
+    async def session(lossy: bool) -> tuple[Any, Any]:
+        e1, e2 = memory_datagram_pair(loss_for_testing=lose_three_hellos if lossy else None)
+        neg = negotiation(alice, bob)
+        initiating = asyncio.create_task(alice.initiate_datagram(e1, bob.context.card, neg))
+        cb = await bob.respond_datagram(e2, neg)
+        reading = asyncio.create_task(cb.receive())  # bob's read loop answers late hellos
+        ca = await initiating
+        await ca.send(b"first")
+        assert await asyncio.wait_for(reading, 5) == b"first"
+        return ca, cb
+
+    ca, cb = await session(lossy=False)
+    assert ca.restart is Restart.NEW
+    rid = ca.ratchet.ratchet_id
+    await close_all(ca, cb)
+
+    ca, cb = await session(lossy=True)
+    assert len(dropped) == 3
+    assert ca.restart is Restart.RESUMED and cb.restart is Restart.RESUMED
+    assert ca.ratchet.ratchet_id == rid
+    await cb.send(b"two")
+    assert await asyncio.wait_for(ca.receive(), 5) == b"two"
+    assert stored(bob, alice) == nr.encode(cb.ratchet)
+    await close_all(ca, cb)

@@ -32,14 +32,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sealwire.binding import BindingContext, ChannelClosed, Negotiation, PeerIdentity, Property
-from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError
+from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError, SealwireError
 from sealwire.identity import VerifiedCard
 from sealwire.transport import DatagramEndpoint, TransportClosed
 from sealwire_noise import _ratchet
 from sealwire_noise._channel import DEFAULT_REKEY_SECONDS, RekeyPolicy
 from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError, NoiseStateError
 from sealwire_noise._handshake import HandshakeStatus
-from sealwire_noise._ratchet_channel import RatchetChannel
+from sealwire_noise._ratchet_channel import DATAGRAM_HELLO, RatchetChannel, load
 from sealwire_noise._session import Session, encode_first_frame
 from sealwire_noise._symmetric import TAG_LEN
 from sealwire_noise._transport import COUNTER_LEN, MAX_PAYLOAD_LEN, DatagramTransport
@@ -235,20 +235,65 @@ async def _run(endpoint: DatagramEndpoint, session: Session, last: bytes | None)
     return last if wrote_last else None  # only the last writer may need to resend
 
 
-def _channel(
+async def _channel(
     binding: DatagramHost, endpoint: DatagramEndpoint, session: Session, final: bytes | None
 ) -> NoiseDatagramChannel | RatchetChannel:
-    """The datagram channel, wrapped in the in-session ratchet when both sides run it
-    (kept in memory for this session: over UDP each handshake starts a fresh one)."""
+    """The datagram channel, wrapped in the in-session ratchet when the session runs it."""
     channel = _datagram_channel(binding, endpoint, session, final)
     if not session.ratchet:
         return channel
+    try:
+        return await _ratchet_hellos(binding, channel, session)
+    except SealwireError:  # RatchetBindingError, a malformed hello, no hello at all
+        await channel.close()
+        raise
+
+
+async def _ratchet_hellos(
+    binding: DatagramHost, channel: NoiseDatagramChannel, session: Session
+) -> RatchetChannel:
+    """The ratchet hellos over datagrams. The initiator sends its hello every
+    RETRY_INTERVAL until the responder's arrives; the responder waits for the
+    initiator's, answers with its own and is done (its ratchet channel answers a
+    repeated hello again, as the channel does for a repeated handshake packet).
+    Both then resume or start the ratchet exactly as over a stream."""
     keys = _ratchet.keying(*session.hs.split_keys())
-    ratchet = _ratchet.start(keys, initiator=session.hs.initiator, rng=os.urandom)
-    return RatchetChannel(
-        channel, ratchet, handshake_hash=keys.handshake_hash, restart=_ratchet.Restart.NEW,
-        clock=binding.context.clock, store=None, lossy=True,
-    )  # fmt: skip
+    store, peer_id = binding.context.store, channel.peer.agent_id
+    mine = load(store, peer_id)
+    initiator = session.hs.initiator
+    hello = bytes((DATAGRAM_HELLO,)) + _ratchet.hello(
+        mine, keys.handshake_hash, initiator=initiator
+    )
+    for _ in range(RETRIES):
+        if initiator:
+            await channel.send(hello)
+        try:
+            packet = await asyncio.wait_for(channel.receive(), RETRY_INTERVAL)
+        except TimeoutError:
+            continue
+        if packet[:1] != bytes((DATAGRAM_HELLO,)):
+            continue  # a data packet before the hellos are through: dropped, as if lost
+        ratchet, restart = _ratchet.resolve(
+            mine, packet[1:], keys, initiator=initiator, rng=os.urandom
+        )
+        if not initiator:
+            await channel.send(hello)
+        ratchet_channel = RatchetChannel(
+            channel, ratchet, handshake_hash=keys.handshake_hash, restart=restart,
+            clock=binding.context.clock, store=store, datagram_hello=hello[1:],
+        )  # fmt: skip
+        ratchet_channel._commit(ratchet)
+        if restart in _RESTARTS_TO_REPORT:
+            log.warning("Noise ratchet with %s started afresh: %s", peer_id, restart.value)
+        return ratchet_channel
+    raise NoiseRemoteProtocolError("no ratchet hello arrived")
+
+
+_RESTARTS_TO_REPORT = (
+    _ratchet.Restart.PEER_LOST_STATE,
+    _ratchet.Restart.LOCAL_STATE_MISSING,
+    _ratchet.Restart.DIVERGED,
+)
 
 
 def _datagram_channel(
@@ -278,7 +323,7 @@ async def initiate_datagram(
     first = _handshake_packet(0, session.write(), session.first_frame_name)
     await endpoint.send(first)
     final = await _run(endpoint, session, first)
-    return _channel(binding, endpoint, session, final)
+    return await _channel(binding, endpoint, session, final)
 
 
 async def respond_datagram(
@@ -298,5 +343,5 @@ async def respond_datagram(
             continue
         session.accept(payload)
         final = await _run(endpoint, session, None)
-        return _channel(binding, endpoint, session, final)
+        return await _channel(binding, endpoint, session, final)
     raise NoiseRemoteProtocolError("no Noise handshake arrived")

@@ -10,13 +10,13 @@ Order of effects, which makes a crash lose or replay nothing:
 * send: ratchet step -> commit the new ratchet -> send the message;
 * receive: open -> commit the new ratchet -> hand the frame on.
 
-A stream channel keeps its ratchet in the agent's store
-(:data:`STORE_NAMESPACE`, key = the peer's agent id) and resumes it after a
-reconnect (:func:`ratchet_stream`). A datagram channel keeps it in memory for
-the life of its handshake (each UDP session starts a fresh one): loss and
-reordering are the ratchet's skipped keys (bounded by ``MAX_SKIP``), and a
-packet that does not open is dropped and counted, as the datagram channel
-does for its own layer.
+The channel keeps its ratchet in the agent's store (:data:`STORE_NAMESPACE`,
+key = the peer's agent id) and resumes it after a reconnect (the hellos:
+:func:`ratchet_stream` over a stream, ``_datagram`` over UDP). Over datagrams
+each frame starts with a type byte (:data:`DATAGRAM_HELLO`,
+:data:`DATAGRAM_MESSAGE`); loss and reordering are the ratchet's skipped keys
+(bounded by ``MAX_SKIP``), and a packet that does not open is dropped and
+counted, as the datagram channel does for its own layer.
 """
 
 from __future__ import annotations
@@ -42,12 +42,28 @@ from sealwire_noise._ratchet import (
     Restart,
 )
 
-__all__ = ["STORE_NAMESPACE", "FrameChannel", "RatchetChannel", "load", "ratchet_stream"]
+__all__ = [
+    "DATAGRAM_HELLO",
+    "DATAGRAM_MESSAGE",
+    "MAX_LATE_HELLOS",
+    "STORE_NAMESPACE",
+    "FrameChannel",
+    "RatchetChannel",
+    "load",
+    "ratchet_stream",
+]
 
 log = logging.getLogger("sealwire_noise.ratchet")
 
 STORE_NAMESPACE = "noise-ratchet"
-"""Where a stream channel's ratchet with each peer is committed."""
+"""Where a channel's ratchet with each peer is committed."""
+DATAGRAM_HELLO = 0x01
+DATAGRAM_MESSAGE = 0x02
+"""Over datagrams each frame starts with one of these types: a hello may be lost, so
+it is repeated, and it must not be mistaken for a ratchet message."""
+MAX_LATE_HELLOS = 16
+"""Hellos re-sent after the datagram channel is up (the peer lost ours): bounds what
+a peer, or a spoofer repeating old packets, can make us send."""
 
 
 class FrameChannel(Protocol):
@@ -81,7 +97,7 @@ class RatchetChannel:
         clock: Callable[[], float],
         store: StateStore | None,
         rng: Rng = os.urandom,
-        lossy: bool = False,
+        datagram_hello: bytes | None = None,
     ) -> None:
         self._inner = inner
         self._ratchet = ratchet
@@ -90,7 +106,9 @@ class RatchetChannel:
         self._clock = clock
         self._store = store
         self._rng = rng
-        self._lossy = lossy
+        self._hello = datagram_hello  # set over datagrams: our hello, resent on request
+        self._lossy = datagram_hello is not None
+        self._late_hellos = 0
         self._properties = inner.properties | {Property.POST_COMPROMISE_SECURITY}
         self._step_due = False
         self.rejected = 0
@@ -115,7 +133,7 @@ class RatchetChannel:
     def max_frame_size(self) -> int | None:
         """Largest frame over a datagram channel (``None`` over a stream)."""
         inner = getattr(self._inner, "max_frame_size", None)
-        return None if inner is None else int(inner) - RATCHET_OVERHEAD
+        return None if inner is None else int(inner) - RATCHET_OVERHEAD - 1  # the type byte
 
     def _commit(self, ratchet: NoiseRatchet) -> None:
         if self._store is not None:
@@ -132,7 +150,7 @@ class RatchetChannel:
             raise NoiseStateError("frame too large for the ratcheted channel")
         ratchet, message = _ratchet.seal(self._ratchet, frame, self._h, self._rng, flags=flags)
         self._commit(ratchet)
-        await self._inner.send(message)
+        await self._inner.send(bytes((DATAGRAM_MESSAGE,)) + message if self._lossy else message)
 
     def open(self, message: bytes) -> bytes | None:
         """Open one ratchet message and commit; the frame, or ``None`` for a STEP.
@@ -149,6 +167,14 @@ class RatchetChannel:
         while True:
             message = await self._inner.receive()
             self._step_due = False
+            if self._lossy:
+                kind, message = message[:1], message[1:]
+                if kind == bytes((DATAGRAM_HELLO,)):
+                    await self._resend_hello()
+                    continue
+                if kind != bytes((DATAGRAM_MESSAGE,)):
+                    self.rejected += 1
+                    continue
             try:
                 frame = self.open(message)
             except (DecodeError, AuthenticationError, RemoteProtocolError) as exc:
@@ -161,6 +187,13 @@ class RatchetChannel:
                 await self._send_step()
             if frame is not None:
                 return frame
+
+    async def _resend_hello(self) -> None:
+        """The initiator repeats its hello: ours was lost. Answer, a bounded number of
+        times (the initiator itself ignores a late copy of the responder's)."""
+        if self._hello is not None and self._late_hellos < MAX_LATE_HELLOS:
+            self._late_hellos += 1
+            await self._inner.send(bytes((DATAGRAM_HELLO,)) + self._hello)
 
     async def _send_step(self) -> None:
         with contextlib.suppress(ChannelClosed):  # due again on the next message we get
