@@ -392,6 +392,26 @@ def connect_pair_calls(a: NoiseBinding, b: NoiseBinding) -> tuple[Any, Any]:
     return a.initiate(s1, b.context.card, neg), b.respond(s2, neg)
 
 
+async def test_a_second_session_at_once_does_not_fork_the_stored_ratchet() -> None:
+    alice, bob = make_binding(), make_binding()
+    ca, cb = await connect_pair(alice, bob)
+    await ca.send(b"a")
+    assert await cb.receive() == b"a"
+    ca2, cb2 = await connect_pair(bob, alice)  # both dialled: a second session meanwhile
+    assert ca2.restart is Restart.CONCURRENT and cb2.restart is Restart.CONCURRENT
+    for first, second in ((ca, cb), (ca2, cb2), (cb, ca), (cb2, ca2)):
+        await first.send(b"x")
+        assert await second.receive() == b"x"
+    assert stored(bob, alice) == nr.encode(cb.ratchet)  # the first session's, unforked
+    assert stored(alice, bob) == nr.encode(ca.ratchet)
+    await close_all(ca2, cb2, ca, cb)
+    ca3, cb3 = await connect_pair(alice, bob)  # the leases went back on close
+    assert ca3.restart is Restart.RESUMED and cb3.restart is Restart.RESUMED
+    await cb3.send(b"y")
+    assert await ca3.receive() == b"y"
+    await close_all(ca3, cb3)
+
+
 async def test_a_peer_that_lost_its_state_is_detected_and_a_fresh_ratchet_starts() -> None:
     alice, bob = make_binding(), make_binding()
     ca, cb = await connect_pair(alice, bob)

@@ -39,7 +39,14 @@ from sealwire_noise import _ratchet
 from sealwire_noise._channel import DEFAULT_REKEY_SECONDS, RekeyPolicy
 from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError, NoiseStateError
 from sealwire_noise._handshake import HandshakeStatus
-from sealwire_noise._ratchet_channel import DATAGRAM_HELLO, RatchetChannel, load
+from sealwire_noise._ratchet_channel import (
+    DATAGRAM_HELLO,
+    RatchetChannel,
+    acquire_lease,
+    load,
+    opened_channel,
+    release_lease,
+)
 from sealwire_noise._session import Session, encode_first_frame
 from sealwire_noise._symmetric import TAG_LEN
 from sealwire_noise._transport import COUNTER_LEN, MAX_PAYLOAD_LEN, DatagramTransport
@@ -259,41 +266,34 @@ async def _ratchet_hellos(
     Both then resume or start the ratchet exactly as over a stream."""
     keys = _ratchet.keying(*session.hs.split_keys())
     store, peer_id = binding.context.store, channel.peer.agent_id
-    mine = load(store, peer_id)
     initiator = session.hs.initiator
-    hello = bytes((DATAGRAM_HELLO,)) + _ratchet.hello(
-        mine, keys.handshake_hash, initiator=initiator
-    )
-    for _ in range(RETRIES):
-        if initiator:
-            await channel.send(hello)
-        try:
-            packet = await asyncio.wait_for(channel.receive(), RETRY_INTERVAL)
-        except TimeoutError:
-            continue
-        if packet[:1] != bytes((DATAGRAM_HELLO,)):
-            continue  # a data packet before the hellos are through: dropped, as if lost
-        ratchet, restart = _ratchet.resolve(
-            mine, packet[1:], keys, initiator=initiator, rng=os.urandom
-        )
-        if not initiator:
-            await channel.send(hello)
-        ratchet_channel = RatchetChannel(
-            channel, ratchet, handshake_hash=keys.handshake_hash, restart=restart,
-            clock=binding.context.clock, store=store, datagram_hello=hello[1:],
-        )  # fmt: skip
-        ratchet_channel._commit(ratchet)
-        if restart in _RESTARTS_TO_REPORT:
-            log.warning("Noise ratchet with %s started afresh: %s", peer_id, restart.value)
-        return ratchet_channel
-    raise NoiseRemoteProtocolError("no ratchet hello arrived")
-
-
-_RESTARTS_TO_REPORT = (
-    _ratchet.Restart.PEER_LOST_STATE,
-    _ratchet.Restart.LOCAL_STATE_MISSING,
-    _ratchet.Restart.DIVERGED,
-)
+    leased = acquire_lease(store, peer_id)
+    mine = load(store, peer_id) if leased else None
+    hello = _ratchet.hello(mine, keys.handshake_hash, initiator=initiator, busy=not leased)
+    try:
+        for _ in range(RETRIES):
+            if initiator:
+                await channel.send(bytes((DATAGRAM_HELLO,)) + hello)
+            try:
+                packet = await asyncio.wait_for(channel.receive(), RETRY_INTERVAL)
+            except TimeoutError:
+                continue
+            if packet[:1] != bytes((DATAGRAM_HELLO,)):
+                continue  # a data packet before the hellos are through: dropped, as if lost
+            ratchet, restart = _ratchet.resolve(
+                mine, packet[1:], keys, initiator=initiator, rng=os.urandom, busy=not leased
+            )
+            if not initiator:
+                await channel.send(bytes((DATAGRAM_HELLO,)) + hello)
+            return opened_channel(
+                channel, ratchet, restart, keys, leased=leased, store=store,
+                clock=binding.context.clock, datagram_hello=hello,
+            )  # fmt: skip
+        raise NoiseRemoteProtocolError("no ratchet hello arrived")
+    except BaseException:
+        if leased:
+            release_lease(store, peer_id)
+        raise
 
 
 def _datagram_channel(

@@ -34,16 +34,19 @@ messages without a DH step. A sender refuses to go beyond
 
 **Resumption.** Each side sends a hello right after the handshake::
 
-    hello = "SWNR" || version (1) || has_state (1) || [ratchet_id (16) || proof (32)]
+    hello = "SWNR" || version (1) || state (1) || [ratchet_id (16) || proof (32)]
+    state = 0: no stored ratchet, 1: a stored ratchet (id and proof follow),
+            2: busy (another open session with this peer holds the stored ratchet)
     proof = HMAC-SHA256(resume_key, "sealwire-noise/ratchet/1 resume" || role || u8 len(h) || h)
 
 ``role`` is 1 from the side that initiated *this* handshake, 0 from the other.
-Both sides apply the same rule to the two hellos (:func:`resolve`): same
-ratchet id and a proof that verifies -> resume the stored ratchet; same id
-and a proof that does not -> :class:`RatchetBindingError`, nothing changes;
-anything else (a side has no state, or the ids differ) -> a fresh ratchet
-keyed from this handshake, reported as a :class:`Restart` with its reason,
-never silently.
+Both sides apply the same rule to the two hellos (:func:`resolve`): a side
+busy -> a fresh ratchet kept in memory for this session only, the stored one
+left to the session holding it (:attr:`Restart.CONCURRENT`); same ratchet id
+and a proof that verifies -> resume the stored ratchet; same id and a proof
+that does not -> :class:`RatchetBindingError`, nothing changes; anything else
+(a side has no state, or the ids differ) -> a fresh ratchet keyed from this
+handshake, reported as a :class:`Restart` with its reason, never silently.
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ class Restart(enum.StrEnum):
     PEER_LOST_STATE = "peer_lost_state"  # we had one, the peer has none
     LOCAL_STATE_MISSING = "local_state_missing"  # the peer has one, we have none
     DIVERGED = "diverged"  # both have one, not the same lineage
+    CONCURRENT = "concurrent"  # another open session holds the stored one: memory only
 
 
 @attrs.frozen
@@ -196,49 +200,63 @@ def _proof(resume_key: bytes, handshake_hash: bytes, *, initiator: bool) -> byte
     return hmac_sha256(resume_key, data)
 
 
-def hello(mine: NoiseRatchet | None, handshake_hash: bytes, *, initiator: bool) -> bytes:
-    """Our hello for this session: the stored ratchet's id and a proof bound to ``h``."""
+_NO_STATE, _STATE, _BUSY = 0, 1, 2
+
+
+def hello(
+    mine: NoiseRatchet | None, handshake_hash: bytes, *, initiator: bool, busy: bool = False
+) -> bytes:
+    """Our hello for this session: the stored ratchet's id and a proof bound to ``h``
+    (or that we have none, or that another session of ours holds it: ``busy``)."""
     head = HELLO_MAGIC + bytes([HELLO_VERSION])
+    if busy:
+        return head + bytes((_BUSY,))
     if mine is None:
-        return head + b"\x00"
+        return head + bytes((_NO_STATE,))
     proof = _proof(mine.resume_key, handshake_hash, initiator=initiator)
     return head + b"\x01" + mine.ratchet_id + proof
 
 
-def _parse_hello(data: bytes) -> tuple[bytes, bytes] | None:
+def _parse_hello(data: bytes) -> tuple[int, bytes, bytes]:
+    """``(state, ratchet_id, proof)``; the id and proof are empty unless state is 1."""
     if len(data) > MAX_HELLO_LEN or data[: len(HELLO_MAGIC)] != HELLO_MAGIC:
         raise NoiseDecodeError("not a ratchet hello", field="noise.ratchet_hello")
     rest = data[len(HELLO_MAGIC) :]
-    if len(rest) < 2 or rest[0] != HELLO_VERSION or rest[1] not in (0, 1):
+    if len(rest) < 2 or rest[0] != HELLO_VERSION or rest[1] not in (_NO_STATE, _STATE, _BUSY):
         raise NoiseDecodeError("unknown ratchet hello version", field="noise.ratchet_hello")
-    if rest[1] == 0:
+    if rest[1] != _STATE:
         if len(rest) != 2:
             raise NoiseDecodeError("trailing bytes", field="noise.ratchet_hello")
-        return None
+        return rest[1], b"", b""
     if len(rest) != 2 + RATCHET_ID_LEN + _PROOF_LEN:
         raise NoiseDecodeError("bad ratchet hello length", field="noise.ratchet_hello")
-    return rest[2 : 2 + RATCHET_ID_LEN], rest[2 + RATCHET_ID_LEN :]
+    return _STATE, rest[2 : 2 + RATCHET_ID_LEN], rest[2 + RATCHET_ID_LEN :]
 
 
 def resolve(
-    mine: NoiseRatchet | None, peer_hello: bytes, keys: Keying, *, initiator: bool, rng: Rng
-) -> tuple[NoiseRatchet, Restart]:
+    mine: NoiseRatchet | None, peer_hello: bytes, keys: Keying, *, initiator: bool, rng: Rng,
+    busy: bool = False,
+) -> tuple[NoiseRatchet, Restart]:  # fmt: skip
     """Decide from both hellos whether to resume ``mine`` or start fresh (see the
     module docstring). Both sides reach the same decision from the same two hellos.
+    ``busy`` is what our hello said. A :attr:`Restart.CONCURRENT` ratchet must not
+    be stored: the stored one belongs to the other open session.
 
     Raises :class:`RatchetBindingError` when the peer names our ratchet but its
     proof does not verify for this handshake, :class:`NoiseDecodeError` for a
     malformed hello; neither changes anything.
     """
-    theirs = _parse_hello(peer_hello)
-    if mine is not None and theirs is not None and hmac.compare_digest(theirs[0], mine.ratchet_id):
+    state, their_id, their_proof = _parse_hello(peer_hello)
+    if busy or state == _BUSY:
+        return start(keys, initiator=initiator, rng=rng), Restart.CONCURRENT
+    if mine is not None and state == _STATE and hmac.compare_digest(their_id, mine.ratchet_id):
         expected = _proof(mine.resume_key, keys.handshake_hash, initiator=not initiator)
-        if not hmac.compare_digest(theirs[1], expected):
+        if not hmac.compare_digest(their_proof, expected):
             raise RatchetBindingError("the peer's hello does not bind our ratchet to this session")
         return mine, Restart.RESUMED
-    if mine is None and theirs is None:
+    if mine is None and state == _NO_STATE:
         reason = Restart.NEW
-    elif theirs is None:
+    elif state == _NO_STATE:
         reason = Restart.PEER_LOST_STATE
     elif mine is None:
         reason = Restart.LOCAL_STATE_MISSING

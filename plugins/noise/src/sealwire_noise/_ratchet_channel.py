@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
@@ -49,8 +50,11 @@ __all__ = [
     "STORE_NAMESPACE",
     "FrameChannel",
     "RatchetChannel",
+    "acquire_lease",
     "load",
+    "opened_channel",
     "ratchet_stream",
+    "release_lease",
 ]
 
 log = logging.getLogger("sealwire_noise.ratchet")
@@ -64,6 +68,35 @@ it is repeated, and it must not be mistaken for a ratchet message."""
 MAX_LATE_HELLOS = 16
 """Hellos re-sent after the datagram channel is up (the peer lost ours): bounds what
 a peer, or a spoofer repeating old packets, can make us send."""
+
+
+_LEASES: weakref.WeakKeyDictionary[StateStore, set[str]] = weakref.WeakKeyDictionary()
+"""Per store, the peers whose stored ratchet an open session of this process holds.
+A second session with the same peer meanwhile runs a fresh ratchet in memory
+(:attr:`Restart.CONCURRENT`) instead of forking the stored one. Weak keys: the
+leases of a store go with it."""
+
+
+def acquire_lease(store: StateStore, peer_id: str) -> bool:
+    """Take the stored ratchet with ``peer_id`` for a session; False when another has it.
+    (A store that cannot be weakly referenced is not leased: every session takes it.)"""
+    try:
+        held = _LEASES.setdefault(store, set())
+    except TypeError:
+        return True
+    if peer_id in held:
+        return False
+    held.add(peer_id)
+    return True
+
+
+def release_lease(store: StateStore, peer_id: str) -> None:
+    try:
+        held = _LEASES.get(store)
+    except TypeError:
+        return
+    if held is not None:
+        held.discard(peer_id)
 
 
 class FrameChannel(Protocol):
@@ -109,6 +142,7 @@ class RatchetChannel:
         self._hello = datagram_hello  # set over datagrams: our hello, resent on request
         self._lossy = datagram_hello is not None
         self._late_hellos = 0
+        self._leased = store is not None  # a channel that stores its ratchet holds the lease
         self._properties = inner.properties | {Property.POST_COMPROMISE_SECURITY}
         self._step_due = False
         self.rejected = 0
@@ -135,6 +169,11 @@ class RatchetChannel:
         inner = getattr(self._inner, "max_frame_size", None)
         return None if inner is None else int(inner) - RATCHET_OVERHEAD - 1  # the type byte
 
+    def _release(self) -> None:
+        if self._leased and self._store is not None:
+            self._leased = False
+            release_lease(self._store, self.peer.agent_id)
+
     def _commit(self, ratchet: NoiseRatchet) -> None:
         if self._store is not None:
             self._store.put(STORE_NAMESPACE, self.peer.agent_id, _ratchet.encode(ratchet))
@@ -150,7 +189,11 @@ class RatchetChannel:
             raise NoiseStateError("frame too large for the ratcheted channel")
         ratchet, message = _ratchet.seal(self._ratchet, frame, self._h, self._rng, flags=flags)
         self._commit(ratchet)
-        await self._inner.send(bytes((DATAGRAM_MESSAGE,)) + message if self._lossy else message)
+        try:
+            await self._inner.send(bytes((DATAGRAM_MESSAGE,)) + message if self._lossy else message)
+        except ChannelClosed:
+            self._release()
+            raise
 
     def open(self, message: bytes) -> bytes | None:
         """Open one ratchet message and commit; the frame, or ``None`` for a STEP.
@@ -165,7 +208,11 @@ class RatchetChannel:
     async def receive(self) -> bytes:
         """The next frame; STEP messages are consumed, and one is sent back when due."""
         while True:
-            message = await self._inner.receive()
+            try:
+                message = await self._inner.receive()
+            except ChannelClosed:
+                self._release()
+                raise
             self._step_due = False
             if self._lossy:
                 kind, message = message[:1], message[1:]
@@ -200,6 +247,7 @@ class RatchetChannel:
             await self.send(b"", flags=FLAG_STEP)
 
     async def close(self) -> None:
+        self._release()
         await self._inner.close()
 
 
@@ -232,19 +280,45 @@ async def ratchet_stream(
     stored ratchet is unchanged then.
     """
     peer_id = inner.peer.agent_id
-    mine = load(store, peer_id)
+    leased = acquire_lease(store, peer_id)
+    mine = load(store, peer_id) if leased else None
+    hello = _ratchet.hello(mine, keys.handshake_hash, initiator=initiator, busy=not leased)
     try:
-        await inner.send(_ratchet.hello(mine, keys.handshake_hash, initiator=initiator))
+        await inner.send(hello)
         peer_hello = await inner.receive()
-        ratchet, restart = _ratchet.resolve(mine, peer_hello, keys, initiator=initiator, rng=rng)
+        ratchet, restart = _ratchet.resolve(
+            mine, peer_hello, keys, initiator=initiator, rng=rng, busy=not leased
+        )
     except SealwireError:  # RatchetBindingError, a malformed hello, the channel closed
+        if leased:
+            release_lease(store, peer_id)
         await inner.close()
         raise
-    if restart in (Restart.PEER_LOST_STATE, Restart.LOCAL_STATE_MISSING, Restart.DIVERGED):
+    return opened_channel(
+        inner, ratchet, restart, keys, leased=leased, store=store, clock=clock, rng=rng
+    )
+
+
+RESTARTS_TO_REPORT = (Restart.PEER_LOST_STATE, Restart.LOCAL_STATE_MISSING, Restart.DIVERGED)
+"""Fresh starts that mean a ratchet was lost or forked: logged as warnings."""
+
+
+def opened_channel(
+    inner: FrameChannel, ratchet: NoiseRatchet, restart: Restart, keys: Keying, *,
+    leased: bool, store: StateStore, clock: Callable[[], float], rng: Rng = os.urandom,
+    datagram_hello: bytes | None = None,
+) -> RatchetChannel:  # fmt: skip
+    """The ratchet channel once the hellos are through: commit the ratchet, unless it
+    is a concurrent session's (kept in memory; a lease we took goes back)."""
+    peer_id = inner.peer.agent_id
+    if restart in RESTARTS_TO_REPORT:
         log.warning("Noise ratchet with %s started afresh: %s", peer_id, restart.value)
+    concurrent = restart is Restart.CONCURRENT
+    if concurrent and leased:
+        release_lease(store, peer_id)
     channel = RatchetChannel(
-        inner, ratchet, handshake_hash=keys.handshake_hash, restart=restart,
-        clock=clock, store=store, rng=rng,
+        inner, ratchet, handshake_hash=keys.handshake_hash, restart=restart, clock=clock,
+        store=None if concurrent else store, rng=rng, datagram_hello=datagram_hello,
     )  # fmt: skip
     channel._commit(ratchet)
     return channel
