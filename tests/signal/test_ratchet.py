@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealwire.errors import StateError
+from sealwire.ratchet import _chain
 from sealwire_signal import (
     MAX_SKIP,
     SKIPPED_KEY_LIFETIME,
@@ -16,7 +17,6 @@ from sealwire_signal import (
     EnvelopeDecodeError,
     MessageDecryptError,
     SkippedKeyLimitError,
-    _chain,
     decrypt,
     encrypt,
     init_alice,

@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 from sealwire.errors import RemoteProtocolError
+from sealwire.ratchet import RatchetDecodeError
 from sealwire_signal import (
     BadSignatureError,
     DHKeyPair,
@@ -127,7 +128,7 @@ def test_low_order_point_is_rejected(kit):
             kem_prekey=None, initiator_identity=bytes(32),
             ephemeral_key=init.ephemeral_key, kem_ciphertext=None,
         )  # fmt: skip
-    with pytest.raises(EnvelopeDecodeError):
+    with pytest.raises(RatchetDecodeError):  # the shared ratchet's key pair (core)
         DHKeyPair.generate(os.urandom).exchange(b"short")
 
 

@@ -6,6 +6,10 @@ decision = f(peer's signed card, situation, configuration):
    binding speaks;
 2. configuration removes denied bindings and those lacking a required
    property (globally or for this peer); a denied peer gets no binding at all;
+   ``per_message_forward_secrecy`` (globally or for this peer) keeps only
+   bindings whose every message has its own key: a ratcheting binding
+   (``post_compromise_security``), or one whose offers on both cards say the
+   in-session ratchet runs (card parameter ``ratchet``, Noise's setting);
 3. a per-peer override names the binding outright;
 4. plugin rules (``sealwire_policy_rules``) may pick among what is left;
 5. the default rules implement the architecture's table: group -> a group
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     from sealwire.identity import OfferedBinding, VerifiedCard
 
 __all__ = [
+    "PER_MESSAGE_FORWARD_SECRECY",
+    "RATCHET_PARAM",
     "Candidate",
     "Decision",
     "PeerOverride",
@@ -42,6 +48,27 @@ __all__ = [
     "PolicyRule",
     "Situation",
 ]
+
+
+PER_MESSAGE_FORWARD_SECRECY = "per_message_forward_secrecy"
+"""The policy property asking for a fresh key per message (a Double Ratchet)."""
+RATCHET_PARAM = "ratchet"
+"""A binding's card parameter saying it runs a ratchet inside its session."""
+
+
+def gives_per_message_forward_secrecy(
+    info: BindingInfo, offer: OfferedBinding, local: OfferedBinding | None
+) -> bool:
+    """Whether this binding, as the cards offer it, gives every message its own key.
+
+    ``local`` is our own card's offer of the binding; an agent that does not
+    listen on it has none, and then its binding setting alone decides our side
+    (set it to ``"required"`` so that a session never runs without the ratchet).
+    """
+    if Property.POST_COMPROMISE_SECURITY in info.properties:
+        return True
+    ours = local is None or local.params.get(RATCHET_PARAM) is True
+    return ours and offer.params.get(RATCHET_PARAM) is True
 
 
 @attrs.frozen(kw_only=True)
@@ -123,6 +150,7 @@ class PeerOverride:
     binding: str | None = None
     require: frozenset[Property] = frozenset()
     deny_bindings: frozenset[str] = frozenset()
+    per_message_forward_secrecy: bool | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -131,10 +159,12 @@ class PolicyConfig:
 
     Keys: ``require`` (properties every binding must have), ``deny_bindings``,
     ``deny_peers`` (agent ids), ``prefer`` (binding names tried first, in this
-    order, for our own card's offers) and ``peers`` (per agent id: ``binding``,
-    ``require``, ``deny_bindings``).
+    order, for our own card's offers), ``per_message_forward_secrecy`` (a bool)
+    and ``peers`` (per agent id: ``binding``, ``require``, ``deny_bindings``,
+    ``per_message_forward_secrecy``).
     """
 
+    per_message_forward_secrecy: bool = False
     require: frozenset[Property] = frozenset()
     deny_bindings: frozenset[str] = frozenset()
     deny_peers: frozenset[str] = frozenset()
@@ -160,7 +190,18 @@ class PolicyConfig:
     @classmethod
     def from_mapping(cls, data: Any) -> PolicyConfig:
         """Validate a ``[policy]`` mapping; ConfigurationError names the bad key."""
-        _expect_keys(data, {"require", "deny_bindings", "deny_peers", "prefer", "peers"}, "policy")
+        _expect_keys(
+            data,
+            {
+                "require",
+                "deny_bindings",
+                "deny_peers",
+                "prefer",
+                "peers",
+                PER_MESSAGE_FORWARD_SECRECY,
+            },
+            "policy",
+        )
         peers_data = data.get("peers", {})
         if not isinstance(peers_data, Mapping):
             raise ConfigurationError("policy.peers: expected a table")
@@ -172,6 +213,9 @@ class PolicyConfig:
             ),
             "deny_peers": frozenset(_strings(data.get("deny_peers", []), "policy.deny_peers")),
             "peers": peers,
+            PER_MESSAGE_FORWARD_SECRECY: _flag(
+                data.get(PER_MESSAGE_FORWARD_SECRECY, False), "policy.per_message_forward_secrecy"
+            ),
         }
         if "prefer" in data:
             kwargs["prefer"] = tuple(_strings(data["prefer"], "policy.prefer"))
@@ -184,6 +228,12 @@ def _expect_keys(data: Any, allowed: set[str], where: str) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigurationError(f"{where}: unknown key {unknown[0]!r}")
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{where}: expected true or false")
+    return value
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -206,14 +256,18 @@ def _properties(value: Any, where: str) -> frozenset[Property]:
 
 
 def _peer_override(value: Any, where: str) -> PeerOverride:
-    _expect_keys(value, {"binding", "require", "deny_bindings"}, where)
+    _expect_keys(value, {"binding", "require", "deny_bindings", PER_MESSAGE_FORWARD_SECRECY}, where)
     binding = value.get("binding")
     if binding is not None and not isinstance(binding, str):
         raise ConfigurationError(f"{where}.binding: expected a binding name")
+    pmfs = value.get(PER_MESSAGE_FORWARD_SECRECY)
     return PeerOverride(
         binding=binding,
         require=_properties(value.get("require", []), f"{where}.require"),
         deny_bindings=frozenset(_strings(value.get("deny_bindings", []), f"{where}.deny_bindings")),
+        per_message_forward_secrecy=(
+            None if pmfs is None else _flag(pmfs, f"{where}.{PER_MESSAGE_FORWARD_SECRECY}")
+        ),
     )
 
 
@@ -307,10 +361,15 @@ class Policy:
         rank = {name: i for i, name in enumerate(self.config.prefer)}
         return tuple(sorted(allowed, key=lambda c: (rank.get(c.info.name, len(rank)), c.info.name)))
 
-    def _candidates(self, peer: VerifiedCard) -> tuple[list[Candidate], list[tuple[str, str]]]:
+    def _candidates(
+        self, peer: VerifiedCard, local_card: VerifiedCard
+    ) -> tuple[list[Candidate], list[tuple[str, str]]]:
         override = self.config.peers.get(peer.identity.agent_id, PeerOverride())
         required = self.config.require | override.require
         denied = self.config.deny_bindings | override.deny_bindings
+        pmfs = override.per_message_forward_secrecy
+        if pmfs is None:
+            pmfs = self.config.per_message_forward_secrecy
         candidates: list[Candidate] = []
         rejected: list[tuple[str, str]] = []
         for offer in peer.offers:
@@ -322,6 +381,10 @@ class Policy:
             elif not required <= cls.info.properties:
                 missing = ", ".join(sorted(required - cls.info.properties))
                 rejected.append((offer.uri, f"lacks required properties: {missing}"))
+            elif pmfs and not gives_per_message_forward_secrecy(
+                cls.info, offer, local_card.offer(offer.name)
+            ):
+                rejected.append((offer.uri, f"lacks required {PER_MESSAGE_FORWARD_SECRECY}"))
             else:
                 candidates.append(Candidate(offer=offer, info=cls.info))
         return candidates, rejected
@@ -342,7 +405,7 @@ class Policy:
         agent_id = peer.identity.agent_id
         if agent_id in self.config.deny_peers:
             raise PolicyError(f"peer {agent_id} is denied by configuration")
-        candidates, rejected = self._candidates(peer)
+        candidates, rejected = self._candidates(peer, local_card)
         if not candidates:
             reasons = "; ".join(f"{uri}: {why}" for uri, why in rejected) or "it offers none"
             raise PolicyError(f"no binding in common with peer {agent_id} ({reasons})")

@@ -33,7 +33,7 @@ from sealwire.binding import (
 from sealwire.errors import SealwireError
 from sealwire.identity import PublicIdentity, VerifiedCard
 from sealwire.transport import DatagramEndpoint, FrameStream
-from sealwire_noise import _datagram
+from sealwire_noise import _datagram, _ratchet
 from sealwire_noise._channel import NoiseChannel, RekeyPolicy
 from sealwire_noise._datagram import NoiseDatagramChannel
 from sealwire_noise._errors import (
@@ -42,8 +42,10 @@ from sealwire_noise._errors import (
 )
 from sealwire_noise._handshake import HandshakeStatus, NoiseProtocol
 from sealwire_noise._hybrid import KEM_NAME
+from sealwire_noise._ratchet_channel import RatchetChannel, ratchet_stream
 from sealwire_noise._session import (
     CARD_MESSAGE,
+    RATCHET_MARK,
     Session,
     decode_first_frame,
     encode_first_frame,
@@ -120,6 +122,51 @@ def choose_protocol(local: Mapping[str, Any], peer_params: Mapping[str, Any]) ->
     return f"Noise_{pattern}_25519_{suite}"
 
 
+RATCHET_OPTION = "per_message_forward_secrecy"
+"""The binding setting that runs the Double Ratchet inside the session:
+``false`` (default), ``true`` (when the peer's card offers it) or ``"required"``."""
+RATCHET_CARD_PARAM = "ratchet"
+"""The card parameter saying an agent runs the in-session ratchet."""
+
+
+def ratchet_mode(options: Mapping[str, Any]) -> str:
+    """``off``, ``on`` or ``required`` from the binding setting, checked."""
+    value = options.get(RATCHET_OPTION, False)
+    if value == "required":
+        return "required"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    raise NoiseConfigurationError(f'{RATCHET_OPTION} must be true, false or "required"')
+
+
+def use_ratchet(options: Mapping[str, Any], peer_params: Mapping[str, Any]) -> bool:
+    """The initiator's choice: run the ratchet when we enable it and the responder's
+    signed card offers it. The choice travels in the first frame and is bound into
+    the prologue (:data:`RATCHET_MARK`)."""
+    mode = ratchet_mode(options)
+    peer_offers = peer_params.get(RATCHET_CARD_PARAM) is True
+    if mode == "required" and not peer_offers:
+        raise NoiseConfigurationError("the in-session ratchet is required but the peer lacks it")
+    return mode != "off" and peer_offers
+
+
+def accept_ratchet(options: Mapping[str, Any], requested: bool) -> bool:
+    """The responder's check of the initiator's ratchet choice against its setting."""
+    mode = ratchet_mode(options)
+    if requested and mode == "off":
+        raise NoiseRemoteProtocolError("the initiator asked for the ratchet, which we do not run")
+    if not requested and mode == "required":
+        raise NoiseRemoteProtocolError("we require the in-session ratchet; the initiator did not")
+    return requested
+
+
+def split_ratchet_mark(name: str) -> tuple[str, bool]:
+    """A first frame's name: (the protocol name, whether the ratchet mark was on it)."""
+    if name.endswith(RATCHET_MARK):
+        return name.removesuffix(RATCHET_MARK), True
+    return name, False
+
+
 def check_acceptable(local: Mapping[str, Any], name: str) -> NoiseProtocol:
     """The responder's check of the initiator's choice against its own options."""
     try:
@@ -144,7 +191,8 @@ class NoiseBinding(SessionBinding):
     Options (``[bindings.noise]``): ``patterns`` (default ``["IK", "XX"]``, in
     preference order), ``suites`` (``"ChaChaPoly_SHA256"``...), ``post_quantum``
     (``false``, ``true`` or ``"required"``), ``rekey_messages``, ``rekey_seconds``,
-    ``datagram_rekey_after``.
+    ``datagram_rekey_after``, ``per_message_forward_secrecy`` (``false``, ``true``
+    or ``"required"``: a Double Ratchet inside the session, see docs/noise-ratchet.md).
     """
 
     info = BindingInfo(
@@ -162,7 +210,12 @@ class NoiseBinding(SessionBinding):
         cls, identity: PublicIdentity, options: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         patterns, suites, pq_mode = _options(options)
-        return {"patterns": list(patterns), "suites": list(suites), "postQuantum": pq_mode != "off"}
+        params: dict[str, Any] = {
+            "patterns": list(patterns), "suites": list(suites), "postQuantum": pq_mode != "off",
+        }  # fmt: skip
+        if ratchet_mode(options) != "off":
+            params[RATCHET_CARD_PARAM] = True
+        return params
 
     def _peer_params(self, peer: VerifiedCard) -> Mapping[str, Any]:
         offer = peer.offer(self.info.name)
@@ -178,14 +231,24 @@ class NoiseBinding(SessionBinding):
         )
 
     def start_initiator(self, peer: VerifiedCard, negotiation: Negotiation) -> Session:
+        ratchet = use_ratchet(self.context.options, self._peer_params(peer))
         name = choose_protocol(self.context.options, self._peer_params(peer))
-        return Session(self.context, self.info, NoiseProtocol.from_name(name), negotiation, peer)
+        protocol = NoiseProtocol.from_name(name)
+        return Session(self.context, self.info, protocol, negotiation, peer, ratchet=ratchet)
+
+    def _responder_session(
+        self, first_frame: bytes, negotiation: Negotiation
+    ) -> tuple[Session, bytes]:
+        marked, message = decode_first_frame(first_frame)
+        name, requested = split_ratchet_mark(marked)
+        protocol = check_acceptable(self.context.options, name)
+        ratchet = accept_ratchet(self.context.options, requested)
+        session = Session(self.context, self.info, protocol, negotiation, None, ratchet=ratchet)
+        return session, message
 
     def start_responder(self, first_frame: bytes, negotiation: Negotiation) -> Session:
         """Check the first frame's protocol and read its handshake message."""
-        name, message = decode_first_frame(first_frame)
-        protocol = check_acceptable(self.context.options, name)
-        session = Session(self.context, self.info, protocol, negotiation, None)
+        session, message = self._responder_session(first_frame, negotiation)
         session.read(message)
         return session
 
@@ -194,23 +257,23 @@ class NoiseBinding(SessionBinding):
     ) -> tuple[Session, bytes]:
         """Like :meth:`start_responder` but returns the unchecked payload, so a datagram
         driver can drop a forged first packet and still fail hard on a bad card."""
-        name, message = decode_first_frame(first_frame)
-        protocol = check_acceptable(self.context.options, name)
-        session = Session(self.context, self.info, protocol, negotiation, None)
+        session, message = self._responder_session(first_frame, negotiation)
         return session, session.read_message(message)
 
     async def initiate(
         self, stream: FrameStream, peer: VerifiedCard, negotiation: Negotiation
-    ) -> NoiseChannel:
+    ) -> NoiseChannel | RatchetChannel:
         session = self.start_initiator(peer, negotiation)
         try:
-            await stream.send(encode_first_frame(session.protocol.name, session.write()))
+            await stream.send(encode_first_frame(session.first_frame_name, session.write()))
             return await self._finish(stream, session)
         except SealwireError:
             await stream.close()
             raise
 
-    async def respond(self, stream: FrameStream, negotiation: Negotiation) -> NoiseChannel:
+    async def respond(
+        self, stream: FrameStream, negotiation: Negotiation
+    ) -> NoiseChannel | RatchetChannel:
         try:
             session = self.start_responder(await stream.receive(), negotiation)
             return await self._finish(stream, session)
@@ -218,14 +281,15 @@ class NoiseBinding(SessionBinding):
             await stream.close()
             raise
 
-    async def _finish(self, stream: FrameStream, session: Session) -> NoiseChannel:
+    async def _finish(self, stream: FrameStream, session: Session) -> NoiseChannel | RatchetChannel:
         while not session.hs.is_finished:
             if session.status is HandshakeStatus.WRITE:
                 await stream.send(session.write())
             else:
                 session.read(await stream.receive())
         peer = session.peer()
-        return NoiseChannel(
+        keys = _ratchet.keying(*session.hs.split_keys()) if session.ratchet else None
+        channel = NoiseChannel(
             stream,
             session.hs.into_transport(),
             peer=peer,
@@ -234,13 +298,19 @@ class NoiseBinding(SessionBinding):
             clock=self.context.clock,
             rekey=self.rekey_policy(),
         )
+        if keys is None:
+            return channel
+        return await ratchet_stream(
+            channel, keys, initiator=session.hs.initiator, store=self.context.store,
+            clock=self.context.clock,
+        )  # fmt: skip
 
     async def initiate_datagram(
         self, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
-    ) -> NoiseDatagramChannel:
+    ) -> NoiseDatagramChannel | RatchetChannel:
         return await _datagram.initiate_datagram(self, endpoint, peer, negotiation)
 
     async def respond_datagram(
         self, endpoint: DatagramEndpoint, negotiation: Negotiation
-    ) -> NoiseDatagramChannel:
+    ) -> NoiseDatagramChannel | RatchetChannel:
         return await _datagram.respond_datagram(self, endpoint, negotiation)

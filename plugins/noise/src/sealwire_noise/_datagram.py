@@ -2,7 +2,8 @@
 
 Packets (first byte is the type)::
 
-    handshake = 0x48 'H' || index (1) || [index 0: name_len || protocol name] || Noise message
+    handshake = 0x48 'H' || index (1) || [index 0: name_len || protocol name
+                [|| "/ratchet"]] || Noise message
     data      = 0x44 'D' || counter (8, big-endian)
                 || AEAD(k_epoch, counter, ad='D', flags || frame)
 
@@ -26,16 +27,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Protocol
 
 from sealwire.binding import BindingContext, ChannelClosed, Negotiation, PeerIdentity, Property
-from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError
+from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError, SealwireError
 from sealwire.identity import VerifiedCard
 from sealwire.transport import DatagramEndpoint, TransportClosed
+from sealwire_noise import _ratchet
 from sealwire_noise._channel import DEFAULT_REKEY_SECONDS, RekeyPolicy
 from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError, NoiseStateError
 from sealwire_noise._handshake import HandshakeStatus
+from sealwire_noise._ratchet_channel import (
+    DATAGRAM_HELLO,
+    RatchetChannel,
+    acquire_lease,
+    load,
+    opened_channel,
+    release_lease,
+)
 from sealwire_noise._session import Session, encode_first_frame
 from sealwire_noise._symmetric import TAG_LEN
 from sealwire_noise._transport import COUNTER_LEN, MAX_PAYLOAD_LEN, DatagramTransport
@@ -231,7 +242,61 @@ async def _run(endpoint: DatagramEndpoint, session: Session, last: bytes | None)
     return last if wrote_last else None  # only the last writer may need to resend
 
 
-def _channel(
+async def _channel(
+    binding: DatagramHost, endpoint: DatagramEndpoint, session: Session, final: bytes | None
+) -> NoiseDatagramChannel | RatchetChannel:
+    """The datagram channel, wrapped in the in-session ratchet when the session runs it."""
+    channel = _datagram_channel(binding, endpoint, session, final)
+    if not session.ratchet:
+        return channel
+    try:
+        return await _ratchet_hellos(binding, channel, session)
+    except SealwireError:  # RatchetBindingError, a malformed hello, no hello at all
+        await channel.close()
+        raise
+
+
+async def _ratchet_hellos(
+    binding: DatagramHost, channel: NoiseDatagramChannel, session: Session
+) -> RatchetChannel:
+    """The ratchet hellos over datagrams. The initiator sends its hello every
+    RETRY_INTERVAL until the responder's arrives; the responder waits for the
+    initiator's, answers with its own and is done (its ratchet channel answers a
+    repeated hello again, as the channel does for a repeated handshake packet).
+    Both then resume or start the ratchet exactly as over a stream."""
+    keys = _ratchet.keying(*session.hs.split_keys())
+    store, peer_id = binding.context.store, channel.peer.agent_id
+    initiator = session.hs.initiator
+    leased = acquire_lease(store, peer_id)
+    mine = load(store, peer_id) if leased else None
+    hello = _ratchet.hello(mine, keys.handshake_hash, initiator=initiator, busy=not leased)
+    try:
+        for _ in range(RETRIES):
+            if initiator:
+                await channel.send(bytes((DATAGRAM_HELLO,)) + hello)
+            try:
+                packet = await asyncio.wait_for(channel.receive(), RETRY_INTERVAL)
+            except TimeoutError:
+                continue
+            if packet[:1] != bytes((DATAGRAM_HELLO,)):
+                continue  # a data packet before the hellos are through: dropped, as if lost
+            ratchet, restart = _ratchet.resolve(
+                mine, packet[1:], keys, initiator=initiator, rng=os.urandom, busy=not leased
+            )
+            if not initiator:
+                await channel.send(bytes((DATAGRAM_HELLO,)) + hello)
+            return opened_channel(
+                channel, ratchet, restart, keys, leased=leased, store=store,
+                clock=binding.context.clock, datagram_hello=hello,
+            )  # fmt: skip
+        raise NoiseRemoteProtocolError("no ratchet hello arrived")
+    except BaseException:
+        if leased:
+            release_lease(store, peer_id)
+        raise
+
+
+def _datagram_channel(
     binding: DatagramHost, endpoint: DatagramEndpoint, session: Session, final: bytes | None
 ) -> NoiseDatagramChannel:
     peer = session.peer()
@@ -252,18 +317,18 @@ def _channel(
 
 async def initiate_datagram(
     binding: DatagramHost, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
-) -> NoiseDatagramChannel:
+) -> NoiseDatagramChannel | RatchetChannel:
     """The initiator's handshake over datagrams (resending message 0 until answered)."""
     session = binding.start_initiator(peer, negotiation)
-    first = _handshake_packet(0, session.write(), session.protocol.name)
+    first = _handshake_packet(0, session.write(), session.first_frame_name)
     await endpoint.send(first)
     final = await _run(endpoint, session, first)
-    return _channel(binding, endpoint, session, final)
+    return await _channel(binding, endpoint, session, final)
 
 
 async def respond_datagram(
     binding: DatagramHost, endpoint: DatagramEndpoint, negotiation: Negotiation
-) -> NoiseDatagramChannel:
+) -> NoiseDatagramChannel | RatchetChannel:
     """The responder's handshake: the first valid handshake packet 0 starts it."""
     for _ in range(RETRIES):
         try:
@@ -278,5 +343,5 @@ async def respond_datagram(
             continue
         session.accept(payload)
         final = await _run(endpoint, session, None)
-        return _channel(binding, endpoint, session, final)
+        return await _channel(binding, endpoint, session, final)
     raise NoiseRemoteProtocolError("no Noise handshake arrived")

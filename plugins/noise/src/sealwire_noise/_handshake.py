@@ -451,6 +451,16 @@ class HandshakeState:
         self._spent = True
         return self._sym.split()
 
+    def split_keys(self) -> tuple[bytes, bytes, bytes]:
+        """``(h, k1, k2)``: the handshake hash and the two keys Split() (§5.2) gives,
+        for a secret exported from this handshake (the in-session Double Ratchet
+        derives its root from them through a labelled HKDF). It does not consume
+        the handshake: the keys are recomputed, nothing is encrypted with them here.
+        """
+        self._expect(HandshakeStatus.DONE)
+        temp_k1, temp_k2 = self._sym.suite.hkdf2(self._sym.ck, b"")
+        return self._sym.h, temp_k1[:32], temp_k2[:32]
+
     def into_transport(self, *, rekey_after: int | None = None) -> TransportState:
         """The transport phase (§5.3 Split); this object must not be used afterwards.
 

@@ -18,6 +18,7 @@ from sealwire_noise._handshake import HandshakeState, HandshakeStatus, NoiseProt
 
 __all__ = [
     "CARD_MESSAGE",
+    "RATCHET_MARK",
     "Session",
     "decode_first_frame",
     "encode_first_frame",
@@ -29,11 +30,18 @@ CARD_MESSAGE = {"XX": (2, 1), "IK": (0, 1), "XK": (2, 1)}
 MAX_NAME_LEN = 64
 """Longest protocol name in a first frame (the longest we build is ~45 bytes)."""
 PROLOGUE_LABEL = b"sealwire-noise/"
+RATCHET_MARK = "/ratchet"
+"""Appended to the protocol name in the first frame, and to the prologue head,
+when the initiator runs the in-session Double Ratchet (docs/noise-ratchet.md):
+the prologue binds the choice, so stripping or adding it breaks the handshake."""
 
 
-def prologue(info: BindingInfo, negotiation: Negotiation) -> bytes:
-    """§6 prologue: label, binding name and major version, the negotiation transcript."""
+def prologue(info: BindingInfo, negotiation: Negotiation, *, ratchet: bool = False) -> bytes:
+    """§6 prologue: label, binding name and major version (and the ratchet mark when
+    the session runs the in-session ratchet), the negotiation transcript."""
     head = PROLOGUE_LABEL + f"{info.name}:{info.major}".encode()
+    if ratchet:
+        head += RATCHET_MARK.encode()
     return len(head).to_bytes(2, "big") + head + negotiation.transcript()
 
 
@@ -63,18 +71,21 @@ class Session:
         protocol: NoiseProtocol,
         negotiation: Negotiation,
         expected: VerifiedCard | None,
+        *,
+        ratchet: bool = False,
     ) -> None:
         self.context = context
         self.info = info
         self.protocol = protocol
         self.expected = expected
+        self.ratchet = ratchet
         initiator = expected is not None
         needs_rs = protocol.pattern.needs_remote_static(initiator)
         self.hs = HandshakeState(
             protocol,
             initiator=initiator,
             random=os.urandom,
-            prologue=prologue(info, negotiation),
+            prologue=prologue(info, negotiation, ratchet=ratchet),
             static=context.identity.agreement_key,
             remote_static=(
                 expected.identity.agreement_key.public_bytes_raw()
@@ -87,6 +98,11 @@ class Session:
         self._my_card_at, self._their_card_at = (mine, theirs) if initiator else (theirs, mine)
         self._index = 0
         self.peer_card: VerifiedCard | None = None
+
+    @property
+    def first_frame_name(self) -> str:
+        """The name the first frame carries: the protocol's, plus the ratchet mark."""
+        return self.protocol.name + (RATCHET_MARK if self.ratchet else "")
 
     def write(self) -> bytes:
         payload = b""

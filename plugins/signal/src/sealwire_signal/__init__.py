@@ -1,22 +1,23 @@
 """Signal (X3DH / PQXDH + Double Ratchet) mailbox binding for Sealwire.
 
 The protocol cores are sans-I/O: :mod:`X3DH/PQXDH <sealwire_signal._x3dh>`,
-the :mod:`Double Ratchet <sealwire_signal._ratchet>` (with its
-:mod:`header-encryption <sealwire_signal._header_encryption>` variant), the
+the Double Ratchet (core's shared :mod:`sealwire.ratchet`, with its
+header-encryption variant, raising this plugin's errors), the
 :mod:`wire profile <sealwire_signal._wire>` and the
 :mod:`state codec <sealwire_signal._state_codec>`.
 """
 
 from __future__ import annotations
 
-from sealwire_signal._chain import (
+from sealwire.ratchet import (
     MAX_SKIP,
     MAX_SKIPPED_KEYS,
     SKIPPED_KEY_LIFETIME,
+    DHKeyPair,
     Header,
     RatchetState,
+    Rng,
 )
-from sealwire_signal._crypto import DHKeyPair, Rng
 from sealwire_signal._errors import (
     BadSignatureError,
     DuplicateMessageError,

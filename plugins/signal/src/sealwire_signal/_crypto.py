@@ -1,4 +1,5 @@
-"""The primitives every part of the plugin shares: X25519 key pairs, HKDF, HMAC, AEAD.
+"""The primitives the plugin shares: the ratchet's (X25519 key pairs, HKDF, HMAC, from
+:mod:`sealwire.ratchet`) and X3DH's public-key encoding.
 
 All of them come from ``cryptography``. Randomness is never implicit: callers
 pass an :data:`Rng` (``os.urandom`` in production, a seeded one in tests).
@@ -6,14 +7,7 @@ pass an :data:`Rng` (``os.urandom`` in production, a seeded one in tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import attrs
-from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-from sealwire_signal._errors import EnvelopeDecodeError, WeakKeyError
+from sealwire.ratchet import KEY_LEN, DHKeyPair, Rng, hkdf_sha256, hmac_sha256
 
 __all__ = [
     "EC_TYPE_X25519",
@@ -23,75 +17,12 @@ __all__ = [
     "encode_ec",
     "hkdf_sha256",
     "hmac_sha256",
-    "x25519_public",
 ]
-
-Rng = Callable[[int], bytes]
-"""A source of random bytes: ``rng(n)`` returns ``n`` bytes."""
-
-KEY_LEN = 32
-"""Length of X25519 keys, of SHA-256 output and of every chain, root and message key."""
 
 EC_TYPE_X25519 = 0x05
 """X3DH §2.5 Encode(PK): one byte naming the curve (0x05, Curve25519), then the u-coordinate."""
-
-_SHA256 = hashes.SHA256()
-
-
-@attrs.frozen
-class DHKeyPair:
-    """An X25519 key pair; the private key object is kept (loading one costs a scalar mult)."""
-
-    private: X25519PrivateKey = attrs.field(repr=False)
-    public: bytes
-
-    @classmethod
-    def generate(cls, rng: Rng) -> DHKeyPair:
-        """GENERATE_DH() of Double Ratchet §3.1, drawing the scalar from ``rng``."""
-        return cls.from_private_bytes(rng(KEY_LEN))
-
-    @classmethod
-    def from_private_bytes(cls, raw: bytes) -> DHKeyPair:
-        try:
-            private = X25519PrivateKey.from_private_bytes(raw)
-        except ValueError:
-            raise EnvelopeDecodeError("invalid X25519 private key", field="private") from None
-        return cls.from_private_key(private)
-
-    @classmethod
-    def from_private_key(cls, private: X25519PrivateKey) -> DHKeyPair:
-        return cls(private, private.public_key().public_bytes_raw())
-
-    def exchange(self, peer_public: bytes) -> bytes:
-        """DH(self, peer): the X25519 shared secret; an all-zero result is rejected."""
-        try:
-            return self.private.exchange(x25519_public(peer_public))
-        except ValueError:
-            raise WeakKeyError() from None
-
-    def private_bytes_for_storage(self) -> bytes:
-        """The raw private scalar, for the encrypted state store only."""
-        return self.private.private_bytes_raw()
-
-
-def x25519_public(raw: bytes) -> X25519PublicKey:
-    """Load an X25519 public key; DecodeError when it is not 32 bytes."""
-    if len(raw) != KEY_LEN:
-        raise EnvelopeDecodeError("expected a 32-byte X25519 key", field="x25519")
-    return X25519PublicKey.from_public_bytes(raw)
 
 
 def encode_ec(public: bytes) -> bytes:
     """X3DH §2.5 / PQXDH §2.5 EncodeEC: the curve byte, then the 32-byte u-coordinate."""
     return bytes((EC_TYPE_X25519,)) + public
-
-
-def hkdf_sha256(ikm: bytes, *, salt: bytes | None, info: bytes, length: int) -> bytes:
-    """HKDF (RFC 5869) with SHA-256; ``salt=None`` is the zero-filled salt."""
-    return HKDF(algorithm=_SHA256, length=length, salt=salt, info=info).derive(ikm)
-
-
-def hmac_sha256(key: bytes, data: bytes) -> bytes:
-    mac = hmac.HMAC(key, _SHA256)
-    mac.update(data)
-    return mac.finalize()

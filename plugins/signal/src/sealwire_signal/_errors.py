@@ -1,14 +1,19 @@
 """Errors of the Signal binding, each a subclass of a :mod:`sealwire.errors` category.
 
 Wire codes (``code``) are stable strings a peer or a log can name without
-revealing any secret.
+revealing any secret. The Double Ratchet comes from :mod:`sealwire.ratchet`;
+its errors are translated into this plugin's (:func:`signal_errors`), each of
+which is also a subclass of the ratchet's, so either name catches them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sealwire import ratchet
 from sealwire.errors import (
     AuthenticationError,
-    DecodeError,
     LocalProtocolError,
     RemoteProtocolError,
     StateError,
@@ -24,10 +29,11 @@ __all__ = [
     "UnknownPrekeyError",
     "UnsupportedVersionError",
     "WeakKeyError",
+    "signal_errors",
 ]
 
 
-class EnvelopeDecodeError(DecodeError):
+class EnvelopeDecodeError(ratchet.RatchetDecodeError):
     """A Signal envelope, header, bundle or stored state was malformed."""
 
     code = "signal.decode"
@@ -45,19 +51,19 @@ class BadSignatureError(AuthenticationError):
     code = "signal.signature"
 
 
-class MessageDecryptError(AuthenticationError):
+class MessageDecryptError(ratchet.MessageDecryptError):
     """A message or header did not authenticate; the session state is unchanged."""
 
     code = "signal.decrypt"
 
 
-class WeakKeyError(AuthenticationError):
+class WeakKeyError(ratchet.WeakKeyError):
     """A peer's X25519 key gave an all-zero shared secret (a low-order point)."""
 
     code = "signal.weak_key"
 
 
-class DuplicateMessageError(RemoteProtocolError):
+class DuplicateMessageError(ratchet.DuplicateMessageError):
     """The message was already decrypted (or its key was discarded): a replay.
 
     Double Ratchet §3.5: a message key is deleted once used, so a second copy
@@ -67,7 +73,7 @@ class DuplicateMessageError(RemoteProtocolError):
     code = "signal.duplicate"
 
 
-class SkippedKeyLimitError(RemoteProtocolError):
+class SkippedKeyLimitError(ratchet.SkippedKeyLimitError):
     """A header asks to skip more than ``MAX_SKIP`` message keys (Double Ratchet §3.5)."""
 
     code = "signal.max_skip"
@@ -83,3 +89,25 @@ class NoSessionError(LocalProtocolError, StateError):
     """There is no session with this peer and the call cannot start one."""
 
     code = "signal.no_session"
+
+
+@contextmanager
+def signal_errors() -> Iterator[None]:
+    """Re-raise an error of :mod:`sealwire.ratchet` as this plugin's own kind (same
+    category, the plugin's code), so the Signal API raises what it always raised."""
+    try:
+        yield
+    except (EnvelopeDecodeError, MessageDecryptError, WeakKeyError, DuplicateMessageError,
+            SkippedKeyLimitError):  # fmt: skip
+        raise
+    except ratchet.RatchetDecodeError as exc:
+        text = str(exc).removeprefix(f"{exc.field}: ") if exc.field else str(exc)
+        raise EnvelopeDecodeError(text, field=exc.field) from None
+    except ratchet.MessageDecryptError:
+        raise MessageDecryptError() from None
+    except ratchet.WeakKeyError:
+        raise WeakKeyError() from None
+    except ratchet.DuplicateMessageError as exc:
+        raise DuplicateMessageError(str(exc)) from None
+    except ratchet.SkippedKeyLimitError as exc:
+        raise SkippedKeyLimitError(str(exc)) from None

@@ -1,37 +1,16 @@
-"""The Double Ratchet algorithm (Signal specification rev 1): the public, sans-I/O API.
+"""The Signal plugin's face of the Double Ratchet: :mod:`sealwire.ratchet`, with this
+plugin's errors (:func:`signal_errors`).
 
-Every function takes a frozen :class:`RatchetState` and returns a new one; the
-caller commits the new state (to the store) before it uses the output. A call
-that raises leaves the state it was given untouched, as §3.5 requires
-("changes to the state object are discarded").
-
-Time and randomness are parameters: ``now`` (UNIX seconds) dates skipped keys,
-``rng`` draws new ratchet key pairs and header-encryption nonces.
+The algorithm, its parameters and its header format are the shared toolkit's,
+unchanged from when they lived here, so sessions, envelopes and the pinned
+vectors are the same bytes.
 """
 
 from __future__ import annotations
 
-import attrs
-
-from sealwire.errors import InternalError, StateError
-from sealwire_signal._chain import (
-    MAX_COUNTER,
-    ROOT_INFO,
-    Header,
-    RatchetState,
-    aead_decrypt,
-    aead_encrypt,
-    concat,
-    dh_ratchet,
-    kdf_ck,
-    kdf_rk,
-    receive_message,
-    skip_message_keys,
-    take_skipped,
-)
-from sealwire_signal._crypto import DHKeyPair, Rng
-from sealwire_signal._errors import DuplicateMessageError
-from sealwire_signal._header_encryption import decrypt_he, hencrypt, init_alice_he, init_bob_he
+from sealwire import ratchet
+from sealwire.ratchet import DHKeyPair, RatchetState, Rng
+from sealwire_signal._errors import signal_errors
 
 __all__ = ["decrypt", "encrypt", "init_alice", "init_bob", "prune"]
 
@@ -40,43 +19,23 @@ def init_alice(
     secret: bytes, bob_public: bytes, rng: Rng, *, header_encryption: bool = False
 ) -> RatchetState:
     """RatchetInitAlice (§3.3): Alice knows SK and Bob's ratchet (signed prekey) public key."""
-    if header_encryption:
-        return init_alice_he(secret, bob_public, rng)
-    dhs = DHKeyPair.generate(rng)
-    rk, cks = kdf_rk(secret, dhs.exchange(bob_public), ROOT_INFO, 64)
-    return RatchetState(dhs=dhs, dhr=bob_public, rk=rk, cks=cks, ckr=None)
+    with signal_errors():
+        return ratchet.init_alice(secret, bob_public, rng, header_encryption=header_encryption)
 
 
 def init_bob(
     secret: bytes, bob_pair: DHKeyPair, *, header_encryption: bool = False
 ) -> RatchetState:
     """RatchetInitBob (§3.3): Bob's signed prekey pair is his first ratchet key pair."""
-    if header_encryption:
-        return init_bob_he(secret, bob_pair)
-    return RatchetState(dhs=bob_pair, dhr=None, rk=secret, cks=None, ckr=None)
+    return ratchet.init_bob(secret, bob_pair, header_encryption=header_encryption)
 
 
 def encrypt(
     state: RatchetState, plaintext: bytes, ad: bytes, rng: Rng
 ) -> tuple[RatchetState, bytes, bytes]:
-    """RatchetEncrypt (§3.4) / RatchetEncryptHE (§4.3): (new state, header, ciphertext).
-
-    In HE mode the returned header is the encrypted header.
-    """
-    if state.cks is None:
-        raise StateError("no sending chain yet: Bob must receive before he sends")
-    if state.ns >= MAX_COUNTER:
-        raise StateError("sending chain exhausted")
-    cks, mk = kdf_ck(state.cks)
-    header = Header(state.dhs.public, state.pn, state.ns)
-    if state.header_encryption:
-        if state.hks is None:
-            raise InternalError("header-encryption state with a sending chain but no HKs")
-        wire_header = hencrypt(state.hks, header, rng)
-    else:
-        wire_header = header.to_bytes()
-    ciphertext = aead_encrypt(mk, plaintext, concat(ad, wire_header))
-    return attrs.evolve(state, cks=cks, ns=state.ns + 1), wire_header, ciphertext
+    """RatchetEncrypt (§3.4) / RatchetEncryptHE (§4.3): (new state, header, ciphertext)."""
+    with signal_errors():
+        return ratchet.encrypt(state, plaintext, ad, rng)
 
 
 def decrypt(
@@ -87,31 +46,12 @@ def decrypt(
     Raises DuplicateMessageError for a message already read (or whose skipped
     key was discarded), SkippedKeyLimitError beyond MAX_SKIP,
     MessageDecryptError when the message does not authenticate, and
-    EnvelopeDecodeError for a malformed header.
+    EnvelopeDecodeError for a malformed header; the given state is unchanged.
     """
-    if state.header_encryption:
-        return decrypt_he(state, header, ciphertext, ad, now=now, rng=rng)
-    parsed = Header.from_bytes(header)
-    full_ad = concat(ad, header)
-    found = take_skipped(state, parsed.dh, parsed.n, now)
-    if found is not None:
-        rest, mk = found
-        plaintext = aead_decrypt(mk, ciphertext, full_ad)
-        return attrs.evolve(state, skipped=rest), plaintext
-    stepped = state
-    if parsed.dh != state.dhr:
-        if parsed.dh in state.previous:
-            raise DuplicateMessageError("message already received or its key expired")
-        stepped = skip_message_keys(stepped, parsed.pn, now)
-        stepped = dh_ratchet(stepped, parsed.dh, rng)
-    elif parsed.n < state.nr:
-        raise DuplicateMessageError("message already received or its key expired")
-    return receive_message(stepped, parsed, ciphertext, full_ad, now)
+    with signal_errors():
+        return ratchet.decrypt(state, header, ciphertext, ad, now=now, rng=rng)
 
 
 def prune(state: RatchetState, now: float) -> RatchetState:
     """Drop skipped message keys whose lifetime has passed (§3.5's deletion policy)."""
-    kept = {k: v for k, v in state.skipped.items() if v[1] > now}
-    if len(kept) == len(state.skipped):
-        return state
-    return attrs.evolve(state, skipped=kept)
+    return ratchet.prune(state, now)

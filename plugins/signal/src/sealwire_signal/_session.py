@@ -16,9 +16,8 @@ import attrs
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
 
 from sealwire.errors import RemoteProtocolError
+from sealwire.ratchet import DHKeyPair, RatchetState, Rng
 from sealwire_signal import _ratchet
-from sealwire_signal._chain import RatchetState
-from sealwire_signal._crypto import DHKeyPair, Rng
 from sealwire_signal._wire import MESSAGE_ID_LEN, Envelope, PrekeyPart
 from sealwire_signal._x3dh import VerifiedBundle, initiate, respond
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import attrs
 
-from sealwire_signal._chain import MAX_PREVIOUS_CHAINS, MAX_SKIPPED_KEYS, RatchetState
-from sealwire_signal._crypto import KEY_LEN, DHKeyPair
-from sealwire_signal._errors import EnvelopeDecodeError, UnsupportedVersionError
+from sealwire.ratchet import state_from_record, state_to_record
+from sealwire_signal._crypto import KEY_LEN
+from sealwire_signal._errors import EnvelopeDecodeError, UnsupportedVersionError, signal_errors
 from sealwire_signal._session import Session
 from sealwire_signal._wire import PrekeyPart, Reader
 
@@ -157,41 +157,6 @@ def _dump(record: Record) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode()
 
 
-def _encode_ratchet(s: RatchetState) -> Record:
-    return {
-        "dhs": _b64(s.dhs.private_bytes_for_storage()), "dhr": _opt(s.dhr), "rk": _b64(s.rk),
-        "cks": _opt(s.cks), "ckr": _opt(s.ckr), "ns": s.ns, "nr": s.nr, "pn": s.pn,
-        "skipped": [[_b64(c), n, _b64(mk), exp] for (c, n), (mk, exp) in s.skipped.items()],
-        "previous": [_b64(c) for c in s.previous], "he": s.header_encryption,
-        "hks": _opt(s.hks), "hkr": _opt(s.hkr), "nhks": _opt(s.nhks), "nhkr": _opt(s.nhkr),
-    }  # fmt: skip
-
-
-def _decode_skipped(f: _Fields) -> dict[tuple[bytes, int], tuple[bytes, float]]:
-    skipped: dict[tuple[bytes, int], tuple[bytes, float]] = {}
-    for entry in f.items("skipped", MAX_SKIPPED_KEYS):
-        if not isinstance(entry, list) or len(entry) != 4:
-            raise EnvelopeDecodeError("bad skipped-key entry", field="ratchet.skipped")
-        e = _Fields(dict(zip(("c", "n", "mk", "exp"), entry, strict=True)), "ratchet.skipped")
-        skipped[(e.raw("c", KEY_LEN), e.integer("n"))] = (e.raw("mk", KEY_LEN), e.number("exp"))
-    return skipped
-
-
-def _decode_ratchet(record: Any) -> RatchetState:
-    f = _Fields(record, "ratchet")
-    previous = [_unb64(c, "ratchet.previous", KEY_LEN) for c in f.items("previous", 64)]
-    return RatchetState(
-        dhs=DHKeyPair.from_private_bytes(f.raw("dhs", KEY_LEN)),
-        dhr=f.optional_raw("dhr", KEY_LEN), rk=f.raw("rk", KEY_LEN),
-        cks=f.optional_raw("cks", KEY_LEN), ckr=f.optional_raw("ckr", KEY_LEN),
-        ns=f.integer("ns"), nr=f.integer("nr"), pn=f.integer("pn"),
-        skipped=_decode_skipped(f), previous=tuple(previous[-MAX_PREVIOUS_CHAINS:]),
-        header_encryption=f.flag("he"),
-        hks=f.optional_raw("hks", KEY_LEN), hkr=f.optional_raw("hkr", KEY_LEN),
-        nhks=f.optional_raw("nhks", KEY_LEN), nhkr=f.optional_raw("nhkr", KEY_LEN),
-    )  # fmt: skip
-
-
 def encode_session(session: Session) -> bytes:
     """Serialize a session (format :data:`SESSION_FORMAT`, version :data:`STATE_VERSION`)."""
     pending = None if session.pending is None else session.pending.to_bytes()
@@ -200,12 +165,17 @@ def encode_session(session: Session) -> bytes:
         "peer": session.peer_id, "peer_ik": _b64(session.peer_identity_key),
         "ad": _b64(session.associated_data), "base": _b64(session.base_key),
         "pending": _opt(pending), "card": _b64(session.peer_card),
-        "ratchet": _encode_ratchet(session.ratchet),
+        "ratchet": state_to_record(session.ratchet),
     })  # fmt: skip
 
 
 def decode_session(data: bytes) -> Session:
     """Read a stored session (migrating older versions); EnvelopeDecodeError if corrupt."""
+    with signal_errors():  # the ratchet record's errors, as this plugin's
+        return _decode_session(data)
+
+
+def _decode_session(data: bytes) -> Session:
     f = _Fields(_load(data, SESSION_FORMAT), "session")
     pending_raw = f.optional_raw("pending")
     pending = None
@@ -216,7 +186,7 @@ def decode_session(data: bytes) -> Session:
     return Session(
         local_id=f.text("local"), peer_id=f.text("peer"),
         peer_identity_key=f.raw("peer_ik", KEY_LEN), associated_data=f.raw("ad", 66),
-        base_key=f.raw("base", KEY_LEN), ratchet=_decode_ratchet(f.record.get("ratchet")),
+        base_key=f.raw("base", KEY_LEN), ratchet=state_from_record(f.record.get("ratchet")),
         pending=pending, peer_card=f.raw("card"),
     )  # fmt: skip
 

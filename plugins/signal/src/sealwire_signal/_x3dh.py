@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey, 
 
 from sealwire.errors import RemoteProtocolError
 from sealwire_signal._crypto import KEY_LEN, DHKeyPair, Rng, encode_ec, hkdf_sha256
-from sealwire_signal._errors import BadSignatureError, EnvelopeDecodeError
+from sealwire_signal._errors import BadSignatureError, EnvelopeDecodeError, signal_errors
 
 __all__ = [
     "KEM_TYPE_MLKEM768",
@@ -188,10 +188,11 @@ def initiate(identity: DHKeyPair, peer: VerifiedBundle, rng: Rng) -> Initiation:
     bundle = peer.bundle
     ephemeral = DHKeyPair.generate(rng)
     spk = bundle.signed_prekey.public
-    dh = identity.exchange(spk) + ephemeral.exchange(bundle.identity_key)
-    dh += ephemeral.exchange(spk)
-    if peer.one_time is not None:
-        dh += ephemeral.exchange(peer.one_time.public)
+    with signal_errors():
+        dh = identity.exchange(spk) + ephemeral.exchange(bundle.identity_key)
+        dh += ephemeral.exchange(spk)
+        if peer.one_time is not None:
+            dh += ephemeral.exchange(peer.one_time.public)
     kem = peer.kem_prekey
     ciphertext: bytes | None = None
     info = X3DH_INFO
@@ -236,10 +237,11 @@ def respond(
     """
     if (kem_prekey is None) != (kem_ciphertext is None):
         raise RemoteProtocolError("PQ ciphertext and PQ prekey must come together")
-    dh = signed_prekey.exchange(initiator_identity) + identity.exchange(ephemeral_key)
-    dh += signed_prekey.exchange(ephemeral_key)
-    if one_time_prekey is not None:
-        dh += one_time_prekey.exchange(ephemeral_key)
+    with signal_errors():
+        dh = signed_prekey.exchange(initiator_identity) + identity.exchange(ephemeral_key)
+        dh += signed_prekey.exchange(ephemeral_key)
+        if one_time_prekey is not None:
+            dh += one_time_prekey.exchange(ephemeral_key)
     info = X3DH_INFO
     if kem_prekey is not None and kem_ciphertext is not None:
         if len(kem_ciphertext) != MLKEM768_CIPHERTEXT_LEN:

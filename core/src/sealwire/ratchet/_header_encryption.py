@@ -21,7 +21,7 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sealwire_signal._chain import (
+from sealwire.ratchet._chain import (
     HEADER_LEN,
     ROOT_HE_INFO,
     Header,
@@ -35,11 +35,11 @@ from sealwire_signal._chain import (
     skip_message_keys,
     take_skipped,
 )
-from sealwire_signal._crypto import KEY_LEN, DHKeyPair, Rng, hkdf_sha256
-from sealwire_signal._errors import (
+from sealwire.ratchet._crypto import KEY_LEN, DHKeyPair, Rng, hkdf_sha256
+from sealwire.ratchet._errors import (
     DuplicateMessageError,
-    EnvelopeDecodeError,
     MessageDecryptError,
+    RatchetDecodeError,
 )
 
 __all__ = [
@@ -103,7 +103,7 @@ def decrypt_he(
 ) -> tuple[RatchetState, bytes]:  # fmt: skip
     """RatchetDecryptHE (§4.3); the given state is never modified."""
     if len(encrypted_header) != ENCRYPTED_HEADER_LEN:
-        raise EnvelopeDecodeError("encrypted header has the wrong length", field="header")
+        raise RatchetDecodeError("encrypted header has the wrong length", field="header")
     full_ad = concat(ad, encrypted_header)
     if state.hkr is not None and (header := hdecrypt(state.hkr, encrypted_header)):
         found = take_skipped(state, state.hkr, header.n, now)

@@ -24,10 +24,10 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sealwire_signal._crypto import KEY_LEN, DHKeyPair, Rng, hkdf_sha256, hmac_sha256
-from sealwire_signal._errors import (
-    EnvelopeDecodeError,
+from sealwire.ratchet._crypto import KEY_LEN, DHKeyPair, Rng, hkdf_sha256, hmac_sha256
+from sealwire.ratchet._errors import (
     MessageDecryptError,
+    RatchetDecodeError,
     SkippedKeyLimitError,
 )
 
@@ -99,7 +99,7 @@ class Header:
     @classmethod
     def from_bytes(cls, data: bytes) -> Header:
         if len(data) != HEADER_LEN:
-            raise EnvelopeDecodeError("ratchet header must be 40 bytes", field="header")
+            raise RatchetDecodeError("ratchet header must be 40 bytes", field="header")
         return cls(
             bytes(data[:KEY_LEN]),
             int.from_bytes(data[KEY_LEN : KEY_LEN + 4], "big"),
