@@ -111,18 +111,7 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# Circles being taken apart (the MLS binding and its external joins): strict, so the
-# day one is gone this list must shrink.
-_OPEN_CIRCLES = {"sealwire_mls"}
-
-
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True)) if p in _OPEN_CIRCLES else p
-        for p in sorted(SOURCES)
-    ],
-)
+@pytest.mark.parametrize("package", sorted(SOURCES))
 def test_no_import_circles(package: str) -> None:
     assert _circles(_module_graph(package)) == []
 

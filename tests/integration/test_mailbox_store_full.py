@@ -27,7 +27,7 @@ from ports import free_port
 from waiting import until
 
 from sealwire.agent import Agent, TaskContext
-from sealwire.identity import Identity
+from sealwire.identity import TRUST_NAMESPACE, Identity
 from sealwire.model import Task, TaskState
 from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore, SqliteStore, StateStore, StoreKey, StoreTransaction
@@ -94,8 +94,14 @@ class _FailingStore:
         self.full = False
         self.fail_transaction = 0
         """When set to n, the n-th transaction from now fails (once)."""
+        self.fail_trust_read: int | None = None
+        """When set to n, the first read of the trust store after n more transactions
+        fails (once)."""
 
     def get(self, namespace: str, key: str) -> bytes | None:
+        if namespace == TRUST_NAMESPACE and self.fail_trust_read == 0:
+            self.fail_trust_read = None
+            raise sqlite3.OperationalError("database or disk is full")
         return self._store.get(namespace, key)
 
     def put(self, namespace: str, key: str, value: bytes) -> None:
@@ -111,6 +117,8 @@ class _FailingStore:
 
     def transaction(self) -> AbstractContextManager[StoreTransaction]:
         self._check()
+        if self.fail_trust_read:
+            self.fail_trust_read -= 1
         if self.fail_transaction:
             self.fail_transaction -= 1
             if not self.fail_transaction:
@@ -216,16 +224,16 @@ async def test_sqlite_full_error_while_keeping_is_not_acknowledged(
 
 @pytest.mark.parametrize(
     ("failing", "problem"),
-    [(2, "cannot route"), (3, "cannot record")],
+    [("trust", "cannot route"), ("transaction", "cannot record")],
     ids=["checking-the-sender", "recording-the-task"],
 )
 async def test_store_error_after_keeping_hands_the_request_on_again(
-    tmp_path: Path, relay_url: str, failing: int, problem: str
+    tmp_path: Path, relay_url: str, failing: str, problem: str
 ) -> None:
     """The request is kept (its envelope opened and acknowledged) but a later
-    transaction fails: the trust store's check of the sender (the 2nd) or the one that
-    records its task (the 3rd). It stays in the inbox, the agent reports it, and it is
-    handed on again: answered once, one task."""
+    step fails: the trust store's check of the sender (a read, after the keeping
+    transaction) or the transaction that records its task (the 2nd). It stays in the
+    inbox, the agent reports it, and it is handed on again: answered once, one task."""
     store = _FailingStore(SqliteStore.open(tmp_path / "receiver.db", StoreKey.generate()))
     ids = {name: Identity.generate() for name in ("sender", "receiver")}
     relays = {name: RelayClient(relay_url, identity) for name, identity in ids.items()}
@@ -246,12 +254,15 @@ async def test_store_error_after_keeping_hands_the_request_on_again(
             report(component, problem)
 
         receiver.report_health = spy  # type: ignore[method-assign]
-        store.fail_transaction = failing
+        if failing == "trust":
+            store.fail_trust_read = 1
+        else:
+            store.fail_transaction = 2
         task = await asyncio.wait_for(sender.send_message(peer, "again"), TIMEOUT)
         assert isinstance(task, Task) and task.status.message is not None
         assert task.status.message.parts[0].text == "answer to again"
         assert reports == [f"mailbox.store: {problem}: OperationalError: database or disk is full"]
-        assert store.fail_transaction == 0
+        assert store.fail_transaction == 0 and store.fail_trust_read is None
         assert len(store.keys("a2a.tasks")) == 2  # warm up, again: no second task
         assert store.keys("mailbox.inbox") == store.keys("mailbox.answers") == []
         assert receiver.health() == {}

@@ -66,7 +66,12 @@ from sealwire.relay import (
     wrap,
 )
 from sealwire.store import StoreTransaction
-from sealwire_mls._external_join import ADMIT_AAD, admit_external, join_external, note_admission
+from sealwire_mls._external_join import (
+    ADMIT_AAD,
+    admission_note,
+    external_commit,
+    note_admission,
+)
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
 from sealwire_mls._storage import GroupStorage, Keep
 from sealwire_mls.agents import agent_key_package, check_member
@@ -162,7 +167,11 @@ class MlsBinding(GroupBinding):
 
     def _log_relay(self, group_id: bytes) -> RelayPort:
         """This agent's port at the relay holding the group's log."""
-        return self.group_relay(group_id) or self._relay()
+        return self._port_of(self._roster(group_id))
+
+    def _port_of(self, roster: Roster) -> RelayPort:
+        home = self._relay()
+        return home if roster.relay is None else home.signed_in_at(roster.relay)
 
     def group_relay(self, group_id: bytes) -> RelayPort | None:
         url = self._roster(group_id).relay
@@ -426,7 +435,7 @@ class MlsBinding(GroupBinding):
         A member is known here by its agent id alone (the leaf's credential),
         which names no home relay: every member publishes its card at the
         group's relay when it joins (see :meth:`_sign_in`)."""
-        relay = self._relay() if roster.relay is None else self._relay().signed_in_at(roster.relay)
+        relay = self._port_of(roster)
         wanted = roster.unknown() if agent_ids is None else list(agent_ids)
         for start in range(0, len(wanted), MAX_CARDS_PER_FETCH):
             batch = wanted[start : start + MAX_CARDS_PER_FETCH]
@@ -435,7 +444,19 @@ class MlsBinding(GroupBinding):
     async def admit_external(self, group_id: bytes, card: VerifiedCard) -> None:
         """Let the agent of ``card`` join by external commit, if the group's policy
         allows it (:mod:`sealwire_mls._external_join`)."""
-        await admit_external(self, group_id, card)
+        agent_id = card.identity.agent_id
+        async with self._lock(group_id):
+            roster = self._roster(group_id)
+            note = admission_note(roster, card)
+            self._storage.save(group_id, roster)
+            relay = self._port_of(roster)
+            epoch = roster.group.epoch
+            seq = await relay.post_group_message(group_id, epoch, note, admit=[agent_id])
+            invite = Invite(
+                group_id=group_id, seq=seq, relay=relay.url,
+                group_info=roster.group.group_info(), external_joins=True,
+            )  # fmt: skip
+            await self._send_invite(card, invite)
 
     # -- joining (§12.4.3.1) -----------------------------------------------------------------
 
@@ -443,7 +464,7 @@ class MlsBinding(GroupBinding):
         parsed = Invite.from_bytes(invite)
         relay = await self._sign_in(parsed)
         if parsed.group_info:
-            return await join_external(self, parsed, relay)
+            return await self._join_external(parsed, relay)
         welcome = MLSMessage.from_bytes(parsed.welcome).body
         if not isinstance(welcome, Welcome):
             raise MLSDecodeError("the invitation holds no Welcome", field="invite.welcome")
@@ -481,6 +502,30 @@ class MlsBinding(GroupBinding):
         port = home.signed_in_at(invite.relay)
         await port.publish_card(self.context.card.card)
         return port.url
+
+    async def _join_external(
+        self, invite: Invite, relay: str | None
+    ) -> tuple[GroupMembershipChanged, int]:
+        """Join by external commit from the invitation's GroupInfo; the commit's log position."""
+        group, commit = external_commit(invite, self.context.identity, self._sig_priv, self._now())
+        roster = Roster(group, {}, external_joins=invite.external_joins, relay=relay)
+        own = group.member(group.leaf_index)
+        assert own is not None  # our own leaf, just committed
+        roster.admit(own, self.context.card.card, self.context.trust)
+        await self.fetch_cards(roster)
+        try:
+            seq = await self._port_of(roster).append_commit(
+                group.group_id, group.epoch - 1, commit, members=list(roster.agent_ids())
+            )
+        except EpochConflictError:
+            raise StateError("the group moved on before our external commit: ask again") from None
+        self._storage.save(group.group_id, roster)
+        self._rosters[group.group_id] = roster
+        event = GroupMembershipChanged(
+            group_id=group.group_id, epoch=group.epoch, members=roster.agent_ids(),
+            added=(self._me,),
+        )  # fmt: skip
+        return event, seq
 
     # -- messages ------------------------------------------------------------------------------
 

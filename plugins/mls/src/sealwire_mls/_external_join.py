@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
 
-from sealwire.binding import GroupMembershipChanged
-from sealwire.errors import PolicyError, SealwireError, StateError
-from sealwire.identity import VerifiedCard, verify_card
-from sealwire.relay import EpochConflictError
+from sealwire.errors import PolicyError, SealwireError
+from sealwire.identity import Identity, VerifiedCard, verify_card
 from sealwire_mls._members import Invite, Roster
 from sealwire_mls.agents import agent_key_package
 from sealwire_mls.crypto import cipher_suite
@@ -36,34 +33,23 @@ from sealwire_mls.errors import MLSDecodeError
 from sealwire_mls.group import ApplicationMessage, Group
 from sealwire_mls.welcome import GroupInfo, MLSMessage, tree_from_group_info
 
-if TYPE_CHECKING:
-    from sealwire_mls._binding import MlsBinding
-
-__all__ = ["ADMIT_AAD", "admit_external", "join_external", "note_admission"]
+__all__ = ["ADMIT_AAD", "admission_note", "external_commit", "note_admission"]
 
 ADMIT_AAD = b"sealwire-mls/admit/1"
 """Authenticated data marking an application message as an admission note."""
 
 
-async def admit_external(binding: MlsBinding, group_id: bytes, card: VerifiedCard) -> None:
-    """Let the agent of ``card`` join ``group_id`` by external commit (see the module)."""
-    agent_id = card.identity.agent_id
-    async with binding._lock(group_id):
-        roster = binding._roster(group_id)
-        if not roster.external_joins:
-            raise PolicyError("this group's policy does not allow external joins")
-        note = roster.group.encrypt(
-            json.dumps(dict(card.card)).encode(), os.urandom, authenticated_data=ADMIT_AAD
-        )
-        roster.expected[agent_id] = card.card
-        binding._storage.save(group_id, roster)
-        relay = binding._log_relay(group_id)
-        seq = await relay.post_group_message(group_id, roster.group.epoch, note, admit=[agent_id])
-        invite = Invite(
-            group_id=group_id, seq=seq, relay=relay.url, group_info=roster.group.group_info(),
-            external_joins=True,
-        )  # fmt: skip
-        await binding._send_invite(card, invite)
+def admission_note(roster: Roster, card: VerifiedCard) -> bytes:
+    """The admission note letting the agent of ``card`` in (step 1 of the module), sealed
+    for the group; the roster now expects that agent. PolicyError if the group's policy
+    forbids external joins."""
+    if not roster.external_joins:
+        raise PolicyError("this group's policy does not allow external joins")
+    note = roster.group.encrypt(
+        json.dumps(dict(card.card)).encode(), os.urandom, authenticated_data=ADMIT_AAD
+    )
+    roster.expected[card.identity.agent_id] = card.card
+    return note
 
 
 def note_admission(roster: Roster, message: ApplicationMessage) -> None:
@@ -77,41 +63,23 @@ def note_admission(roster: Roster, message: ApplicationMessage) -> None:
     roster.expected[card.identity.agent_id] = card.card
 
 
-async def join_external(
-    binding: MlsBinding, invite: Invite, relay: str | None
-) -> tuple[GroupMembershipChanged, int]:
-    """Join by external commit from the invitation's GroupInfo; the commit's log position
-    (in the log at ``relay``, None for the home relay)."""
+def external_commit(
+    invite: Invite, identity: Identity, signature_priv: bytes, now: int
+) -> tuple[Group, bytes]:
+    """The group joined from the invitation's GroupInfo, and the external commit to offer
+    the log for the GroupInfo's epoch (it removes our own old leaf, if the group still
+    has one: a resync after losing our state)."""
     info = MLSMessage.from_bytes(invite.group_info).body
     if not isinstance(info, GroupInfo):
         raise MLSDecodeError("the invitation holds no GroupInfo", field="invite.groupInfo")
     suite = cipher_suite(info.group_context.cipher_suite)
-    me = binding._me
     old = next(
         (i for i, leaf in tree_from_group_info(suite, info).leaves()
-         if leaf.credential.agent_id() == me),
+         if leaf.credential.agent_id() == identity.agent_id),
         None,
     )  # fmt: skip
-    template = agent_key_package(binding.context.identity, now=binding._now(), suite_id=suite.id)
-    group, commit = Group.join_external(
-        invite.group_info, template.key_package.leaf_node, signature_priv=binding._sig_priv,
+    template = agent_key_package(identity, now=now, suite_id=suite.id)
+    return Group.join_external(
+        invite.group_info, template.key_package.leaf_node, signature_priv=signature_priv,
         random=os.urandom, resync=old,
     )  # fmt: skip
-    roster = Roster(group, {}, external_joins=invite.external_joins, relay=relay)
-    own = group.member(group.leaf_index)
-    assert own is not None  # our own leaf, just committed
-    roster.admit(own, binding.context.card.card, binding.context.trust)
-    await binding.fetch_cards(roster)
-    try:
-        port = binding._relay() if relay is None else binding._relay().signed_in_at(relay)
-        seq = await port.append_commit(
-            group.group_id, group.epoch - 1, commit, members=list(roster.agent_ids())
-        )
-    except EpochConflictError:
-        raise StateError("the group moved on before our external commit: ask again") from None
-    binding._storage.save(group.group_id, roster)
-    binding._rosters[group.group_id] = roster
-    event = GroupMembershipChanged(
-        group_id=group.group_id, epoch=group.epoch, members=roster.agent_ids(), added=(me,)
-    )
-    return event, seq
