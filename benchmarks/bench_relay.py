@@ -285,10 +285,10 @@ async def one_way(
             inbox = receiver.subscribe()
         else:  # today's agent path: the push WebSocket, an HTTP request per send and ack
             inbox = receiver._stream("/v1/mailbox/ws", delivery_from_json, lambda d: None)
-        room = asyncio.Semaphore(in_flight)
+        numbers = iter(range(n))
 
-        async def send(i: int) -> None:
-            async with room:
+        async def send() -> None:  # one of ``in_flight`` senders, each one send at a time
+            for i in numbers:
                 payload = pair.seal(frame) if pair is not None else frame
                 await sender.send(receiver.agent_id, f"m{i}", payload)
 
@@ -304,7 +304,7 @@ async def one_way(
 
         start = time.perf_counter()
         receiving = asyncio.create_task(receive())
-        await asyncio.gather(*(send(i) for i in range(n)))
+        await asyncio.gather(*(send() for _ in range(min(in_flight, n))))
         await receiving
         assert await receiver.fetch(limit=1) == []  # waits for the stream's acks
         elapsed = time.perf_counter() - start

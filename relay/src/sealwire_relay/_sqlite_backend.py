@@ -246,30 +246,12 @@ class SqliteBackend:
     # -- mailboxes ----------------------------------------------------------
 
     async def enqueue(self, mailbox: str, delivery: Delivery, *, max_depth: int) -> bool:
-        with self._tx() as db:
-            seen = db.execute(
-                "SELECT 1 FROM messages WHERE mailbox=? AND sender=? AND message_id=?",
-                (mailbox, delivery.sender, delivery.message_id),
-            ).fetchone()
-            if seen is not None:
-                return False
-            row = db.execute("SELECT pending FROM depths WHERE mailbox=?", (mailbox,)).fetchone()
-            depth = row[0] if row else 0
-            if depth >= max_depth:
-                raise LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
-            db.execute(
-                "INSERT INTO messages (mailbox, sender, message_id, envelope, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    mailbox,
-                    delivery.sender,
-                    delivery.message_id,
-                    delivery.envelope,
-                    delivery.received_at,
-                ),
-            )
-            db.execute("INSERT OR REPLACE INTO depths VALUES (?, ?)", (mailbox, depth + 1))
-            return True
+        _, (stored,) = await self.commit_mailbox_batch(
+            [], [(mailbox, delivery)], max_depth=max_depth
+        )
+        if isinstance(stored, LimitExceeded):
+            raise stored
+        return stored
 
     async def fetch(self, mailbox: str, limit: int) -> list[Delivery]:
         with self._tx() as db:
@@ -364,25 +346,25 @@ class SqliteBackend:
                     depths[mailbox] = max(0, depth(mailbox) - cur.rowcount)
             stored: list[bool | LimitExceeded] = []
             for mailbox, d in enqueues:
-                seen = db.execute(
-                    "SELECT 1 FROM messages WHERE mailbox=? AND sender=? AND message_id=?",
-                    (mailbox, d.sender, d.message_id),
-                ).fetchone()
-                if seen is not None:
-                    stored.append(False)
-                    continue
                 if depth(mailbox) >= max_depth:
+                    seen = db.execute(  # a retry of a stored message is no excess
+                        "SELECT 1 FROM messages WHERE mailbox=? AND sender=? AND message_id=?",
+                        (mailbox, d.sender, d.message_id),
+                    ).fetchone()
                     stored.append(
-                        LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
+                        False
+                        if seen is not None
+                        else LimitExceeded("mailbox_depth", f"mailbox holds {max_depth} messages")
                     )
                     continue
-                db.execute(
-                    "INSERT INTO messages (mailbox, sender, message_id, envelope, received_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                # By the unique (mailbox, sender, message_id) index: a duplicate is ignored.
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO messages"
+                    " (mailbox, sender, message_id, envelope, received_at) VALUES (?, ?, ?, ?, ?)",
                     (mailbox, d.sender, d.message_id, d.envelope, d.received_at),
                 )
-                depths[mailbox] += 1
-                stored.append(True)
+                depths[mailbox] += cur.rowcount
+                stored.append(cur.rowcount > 0)
             db.executemany("INSERT OR REPLACE INTO depths VALUES (?, ?)", depths.items())
             self._acks += len(acks)
             if acks and self._acks >= PRUNE_EVERY_ACKS:
