@@ -23,7 +23,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sealwire.errors import DecodeError, SealwireError
@@ -108,8 +108,13 @@ class Notifier:
                 self._watchers.pop(key, None)
 
 
-async def wait_any(events: Iterable[asyncio.Event], timeout: float) -> None:
+async def wait_any(events: Sequence[asyncio.Event], timeout: float) -> None:
     """Until one of ``events`` is set, or ``timeout`` seconds (a poll) have passed."""
+    if len(events) == 1:  # a group post wakes every member's socket: no task per wake
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await events[0].wait()
+        return
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
