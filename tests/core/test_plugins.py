@@ -189,3 +189,19 @@ def test_core_never_imports_a_plugin() -> None:
                 names = [node.module]
             for name in names:
                 assert not name.startswith("sealwire_"), f"{path} imports {name}"
+
+
+def test_hooks_are_called_through_pluggy_so_wrappers_run() -> None:
+    """A hook wrapper sees the call and what every plugin returned, and may change it."""
+    seen: list[int] = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def sealwire_bindings(self) -> object:
+            results = yield
+            seen.append(len(results))
+            return [*results, [PlaintextTestBinding]]
+
+    registry = registry_with(Wrapper())
+    assert seen == [0]  # no plugin here contributes a binding...
+    assert registry.binding("testonly-plaintext") is PlaintextTestBinding  # ...the wrapper did

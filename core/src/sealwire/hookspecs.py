@@ -10,9 +10,11 @@ Rules of this file:
 * Hooks receive no secrets, so tracing them is safe.
 * A spec grows only by adding parameters.
 
-The hooks are called once, when :func:`sealwire.plugins.load_plugins` builds
-the registry, in this order: bindings, transports, state stores, store key
-providers, relay backends, policy rules, CLI commands.
+The hooks are called once each, through pluggy (hook wrappers and tracing see
+them), when :func:`sealwire.plugins.load_registry` builds the registry, in this
+order: bindings, transports, state stores, store key providers, relay
+backends, policy rules, CLI commands. Each implementation returns a sequence
+(empty rather than None, so that what it returns is attributed to it).
 """
 
 from __future__ import annotations

@@ -148,13 +148,22 @@ def _version() -> str:
 
 
 def _contributions(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, Any]]:
-    """(plugin name, component) for every component each plugin contributes."""
-    out: list[tuple[str, Any]] = []
+    """(plugin name, component) for every component each plugin contributes, in
+    registration order. The hook is called through pluggy, so hook wrappers and
+    pluggy's tracing see the call (and a wrapper may change what it returns)."""
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
-        result = impl.function()
+    calls = [i for i in reversed(caller.get_hookimpls()) if not (i.hookwrapper or i.wrapper)]
+    results = caller()
+    # pluggy returns one result per implementation, in call order, leaving out
+    # those that returned None: names are paired only when none did.
+    if len(results) == len(calls):
+        names = [impl.plugin_name for impl in calls]
+    else:
+        names = ["(a plugin)"] * len(results)
+    out: list[tuple[str, Any]] = []
+    for name, result in reversed(list(zip(names, results, strict=True))):
         for component in result or ():
-            out.append((impl.plugin_name, component))
+            out.append((name, component))
     return out
 
 
