@@ -48,6 +48,8 @@ url = "http://127.0.0.1:9101/"
         "[relay]\npublic_url = 5",
         "[relay]\npeers = [{relay_id = 'x'}]",
         "[relay]\nunknown = 1",
+        "[relay]\nhost = '0.0.0.0'",  # every interface: which URL do agents sign?
+        "[relay]\nhost = '::'",
         "[relay]\npeers = [{relay_id = 'nope', url = 'http://x'}]",
         "[relay.limits]\nmax_message_bytes = -1",
         "relay = 3",
@@ -58,6 +60,13 @@ def test_bad_configuration(tmp_path: Path, text: str) -> None:
     (tmp_path / "relay.toml").write_text(text)
     with pytest.raises(ConfigurationError):
         RelayConfig.from_toml(tmp_path / "relay.toml")
+
+
+def test_every_interface_with_the_url_agents_dial(tmp_path: Path) -> None:
+    (tmp_path / "relay.toml").write_text(
+        "[relay]\nhost = '0.0.0.0'\npublic_url = 'https://relay.example.org/'"
+    )
+    assert RelayConfig.from_toml(tmp_path / "relay.toml").url == "https://relay.example.org"
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -76,6 +76,10 @@ STORAGE_PROBE_SECONDS = 2.0
 STORAGE_PROBE_TIMEOUT = 2.0
 
 
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+"""Listening addresses that name no host agents could dial."""
+
+
 @attrs.frozen
 class PeerRelay:
     """Another relay of the federation: its id (its identity's agent id) and base URL."""
@@ -145,12 +149,18 @@ class RelayConfig:
         key = _typed(table, "tls_key", str, "")
         if bool(certificate) != bool(key):
             raise ConfigurationError("tls_certificate and tls_key go together: set both or neither")
+        host = _typed(table, "host", str, "127.0.0.1")
+        if host in WILDCARD_HOSTS and not _typed(table, "public_url", str, ""):
+            raise ConfigurationError(
+                f"a relay listening on {host!r} needs public_url: the URL agents dial "
+                "(their logins sign it, and the relay accepts only its own)"
+            )
         backend = _typed(table, "backend", str, "sqlite")
         options = dict(_typed(table, backend, dict, {})) if backend in ("sqlite", "nats") else {}
         if backend == "sqlite":
             options["path"] = str(base / options.get("path", "relay.sqlite3"))
         return cls(
-            host=_typed(table, "host", str, "127.0.0.1"),
+            host=host,
             port=_typed(table, "port", int, 8700),
             public_url=_typed(table, "public_url", str, "") or None,
             identity_path=base / _typed(table, "identity", str, "relay-identity.key"),
