@@ -39,6 +39,7 @@ __all__ = [
     "MAX_CERTIFICATE_SIZE",
     "NOT_AFTER",
     "NOT_BEFORE",
+    "agent_name",
     "certificate_agent_id",
     "certificate_key",
     "fingerprint",
@@ -48,6 +49,7 @@ __all__ = [
     "load_certificates",
     "parse_certificate",
     "pem",
+    "with_end_entity_extensions",
     "private_key_pem",
     "self_signed_certificate",
     "spki_sha256",
@@ -86,15 +88,24 @@ def _builder(
     validity: tuple[datetime.datetime, datetime.datetime] = (NOT_BEFORE, NOT_AFTER),
 ) -> x509.CertificateBuilder:
     public = identity.signing_key.public_key()
-    return (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(_subject(identity))
+        .subject_name(agent_name(identity.agent_id))
         .public_key(public)
         .serial_number(_serial(public.public_bytes_raw()))
         .not_valid_before(validity[0])
         .not_valid_after(validity[1])
         .add_extension(_names(hosts, identity.agent_id), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+    )
+    return with_end_entity_extensions(builder)
+
+
+def with_end_entity_extensions(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
+    """``builder`` with what every agent certificate says: not a CA, signing only, for
+    both ends of a connection (server and client authentication)."""
+    return (
+        builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -115,7 +126,6 @@ def _builder(
             ),
             critical=False,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
     )
 
 
@@ -124,15 +134,18 @@ def self_signed_certificate(
 ) -> x509.Certificate:
     """The agent's self-signed certificate: subject CN = agent id, its Ed25519 signing key."""
     return (
-        _builder(identity, hosts).issuer_name(_subject(identity)).sign(identity.signing_key, None)
+        _builder(identity, hosts)
+        .issuer_name(agent_name(identity.agent_id))
+        .sign(identity.signing_key, None)
     )
 
 
-def _subject(identity: Identity) -> x509.Name:
+def agent_name(agent_id: str) -> x509.Name:
+    """The subject (and, self-signed, issuer) name of an agent's certificates."""
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sealwire"),
-            x509.NameAttribute(NameOID.COMMON_NAME, identity.agent_id),
+            x509.NameAttribute(NameOID.COMMON_NAME, agent_id),
         ]
     )
 

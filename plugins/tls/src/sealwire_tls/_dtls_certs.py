@@ -26,10 +26,15 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
+from cryptography.x509.oid import SignatureAlgorithmOID
 
 from sealwire.identity import Identity, PublicIdentity
-from sealwire_tls._certs import AGENT_URI_PREFIX, MAX_CERTIFICATE_SIZE
+from sealwire_tls._certs import (
+    AGENT_URI_PREFIX,
+    MAX_CERTIFICATE_SIZE,
+    agent_name,
+    with_end_entity_extensions,
+)
 from sealwire_tls._dtls import DtlsAuthenticationError
 
 __all__ = [
@@ -53,22 +58,13 @@ class DtlsCertificateError(DtlsAuthenticationError):
     """The peer's DTLS certificate does not belong to the agent of its card."""
 
 
-def _name(agent_id: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sealwire"),
-            x509.NameAttribute(NameOID.COMMON_NAME, agent_id),
-        ]
-    )
-
-
 def dtls_certificate(
     identity: Identity, key: ec.EllipticCurvePrivateKey, now: datetime.datetime
 ) -> x509.Certificate:
     """``key``'s certificate, issued by ``identity``'s signing key (layout in the docstring)."""
     public = key.public_key()
-    name = _name(identity.agent_id)
-    return (
+    name = agent_name(identity.agent_id)
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -82,29 +78,8 @@ def dtls_certificate(
             ),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(identity.signing_key, None)
     )
+    return with_end_entity_extensions(builder).sign(identity.signing_key, None)
 
 
 def check_dtls_certificate(
@@ -122,7 +97,7 @@ def check_dtls_certificate(
         raise DtlsCertificateError(
             f"the peer's certificate is not issued by agent {agent_id}'s card key"
         ) from None
-    if certificate.subject != _name(agent_id) or certificate.issuer != _name(agent_id):
+    if certificate.subject != agent_name(agent_id) or certificate.issuer != agent_name(agent_id):
         raise DtlsCertificateError("the peer's certificate names another agent")
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
