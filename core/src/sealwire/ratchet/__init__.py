@@ -40,6 +40,8 @@ from sealwire.ratchet._chain import (
     concat,
 )
 from sealwire.ratchet._codec import (
+    RecordFields,
+    b64_field,
     state_from_bytes,
     state_from_record,
     state_to_bytes,
@@ -74,10 +76,12 @@ __all__ = [
     "MessageDecryptError",
     "RatchetDecodeError",
     "RatchetState",
+    "RecordFields",
     "Rng",
     "SkippedKeyLimitError",
     "UnknownChainError",
     "WeakKeyError",
+    "b64_field",
     "concat",
     "decrypt",
     "encrypt",

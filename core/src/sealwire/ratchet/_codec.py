@@ -27,6 +27,8 @@ from sealwire.ratchet._errors import RatchetDecodeError
 
 __all__ = [
     "MAX_STORED_PREVIOUS",
+    "RecordFields",
+    "b64_field",
     "state_from_bytes",
     "state_from_record",
     "state_to_bytes",
@@ -39,12 +41,13 @@ newest of them are kept), few enough that a corrupted record costs nothing."""
 _MAX_U32 = 0xFFFF_FFFF
 
 
-def _b64(data: bytes) -> str:
+def b64_field(data: bytes) -> str:
+    """Bytes as a stored record's field: unpadded URL-safe base64."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _opt(data: bytes | None) -> str | None:
-    return None if data is None else _b64(data)
+    return None if data is None else b64_field(data)
 
 
 def _unb64(text: Any, field: str, length: int | None = None) -> bytes:
@@ -59,8 +62,9 @@ def _unb64(text: Any, field: str, length: int | None = None) -> bytes:
     return raw
 
 
-class _Fields:
-    """Typed, bounded access to one decoded JSON object."""
+class RecordFields:
+    """Typed, bounded access to one decoded JSON object of a stored record (fields
+    of bytes as :func:`b64_field` writes them); RatchetDecodeError naming the field."""
 
     def __init__(self, record: Any, what: str) -> None:
         if not isinstance(record, dict):
@@ -73,9 +77,12 @@ class _Fields:
             raise RatchetDecodeError("missing or mistyped", field=f"{self.what}.{name}")
         return value
 
-    def integer(self, name: str) -> int:
+    def text(self, name: str) -> str:
+        return str(self._get(name, str))
+
+    def integer(self, name: str, limit: int = _MAX_U32) -> int:
         value = int(self._get(name, int))
-        if not 0 <= value <= _MAX_U32:
+        if not 0 <= value <= limit:
             raise RatchetDecodeError("out of range", field=f"{self.what}.{name}")
         return value
 
@@ -104,27 +111,30 @@ class _Fields:
 def state_to_record(s: RatchetState) -> dict[str, Any]:
     """The state as a JSON-ready mapping (secrets included: store it encrypted)."""
     return {
-        "dhs": _b64(s.dhs.private_bytes_for_storage()), "dhr": _opt(s.dhr), "rk": _b64(s.rk),
-        "cks": _opt(s.cks), "ckr": _opt(s.ckr), "ns": s.ns, "nr": s.nr, "pn": s.pn,
-        "skipped": [[_b64(c), n, _b64(mk), exp] for (c, n), (mk, exp) in s.skipped.items()],
-        "previous": [_b64(c) for c in s.previous], "he": s.header_encryption,
+        "dhs": b64_field(s.dhs.private_bytes_for_storage()), "dhr": _opt(s.dhr),
+        "rk": b64_field(s.rk), "cks": _opt(s.cks), "ckr": _opt(s.ckr),
+        "ns": s.ns, "nr": s.nr, "pn": s.pn,
+        "skipped": [
+            [b64_field(c), n, b64_field(mk), exp] for (c, n), (mk, exp) in s.skipped.items()
+        ],
+        "previous": [b64_field(c) for c in s.previous], "he": s.header_encryption,
         "hks": _opt(s.hks), "hkr": _opt(s.hkr), "nhks": _opt(s.nhks), "nhkr": _opt(s.nhkr),
     }  # fmt: skip
 
 
-def _skipped(f: _Fields) -> dict[tuple[bytes, int], tuple[bytes, float]]:
+def _skipped(f: RecordFields) -> dict[tuple[bytes, int], tuple[bytes, float]]:
     skipped: dict[tuple[bytes, int], tuple[bytes, float]] = {}
     for entry in f.items("skipped", MAX_SKIPPED_KEYS):
         if not isinstance(entry, list) or len(entry) != 4:
             raise RatchetDecodeError("bad skipped-key entry", field="ratchet.skipped")
-        e = _Fields(dict(zip(("c", "n", "mk", "exp"), entry, strict=True)), "ratchet.skipped")
+        e = RecordFields(dict(zip(("c", "n", "mk", "exp"), entry, strict=True)), "ratchet.skipped")
         skipped[(e.raw("c", KEY_LEN), e.integer("n"))] = (e.raw("mk", KEY_LEN), e.number("exp"))
     return skipped
 
 
 def state_from_record(record: Any) -> RatchetState:
     """Read a record made by :func:`state_to_record`; RatchetDecodeError if malformed."""
-    f = _Fields(record, "ratchet")
+    f = RecordFields(record, "ratchet")
     previous = [
         _unb64(c, "ratchet.previous", KEY_LEN) for c in f.items("previous", MAX_STORED_PREVIOUS)
     ]

@@ -10,16 +10,13 @@ version than :data:`STATE_VERSION` is refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import math
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from sealwire.ratchet import state_from_record, state_to_record
+from sealwire.ratchet import RecordFields, b64_field, state_from_record, state_to_record
 from sealwire_signal._crypto import KEY_LEN
 from sealwire_signal._errors import EnvelopeDecodeError, UnsupportedVersionError, signal_errors
 from sealwire_signal._session import Session
@@ -66,71 +63,6 @@ class StoredPrekey:
     retired: float | None = None
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _opt(data: bytes | None) -> str | None:
-    return None if data is None else _b64(data)
-
-
-class _Fields:
-    """Typed, bounded access to a decoded JSON object."""
-
-    def __init__(self, record: Any, what: str) -> None:
-        if not isinstance(record, dict):
-            raise EnvelopeDecodeError("expected an object", field=what)
-        self.record, self.what = record, what
-
-    def _get(self, name: str, kind: type | tuple[type, ...]) -> Any:
-        value = self.record.get(name)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            raise EnvelopeDecodeError("missing or mistyped", field=f"{self.what}.{name}")
-        return value
-
-    def text(self, name: str) -> str:
-        return str(self._get(name, str))
-
-    def integer(self, name: str, limit: int = 0xFFFF_FFFF) -> int:
-        value = int(self._get(name, int))
-        if not 0 <= value <= limit:
-            raise EnvelopeDecodeError("out of range", field=f"{self.what}.{name}")
-        return value
-
-    def number(self, name: str) -> float:
-        value = float(self._get(name, (int, float)))
-        if not math.isfinite(value):
-            raise EnvelopeDecodeError("not a finite number", field=f"{self.what}.{name}")
-        return value
-
-    def flag(self, name: str) -> bool:
-        return bool(self._get(name, bool))
-
-    def raw(self, name: str, length: int | None = None) -> bytes:
-        return _unb64(self._get(name, str), f"{self.what}.{name}", length)
-
-    def optional_raw(self, name: str, length: int | None = None) -> bytes | None:
-        return None if self.record.get(name) is None else self.raw(name, length)
-
-    def items(self, name: str, limit: int) -> list[Any]:
-        value = self._get(name, list)
-        if len(value) > limit:
-            raise EnvelopeDecodeError("too many entries", field=f"{self.what}.{name}")
-        return list(value)
-
-
-def _unb64(text: Any, field: str, length: int | None = None) -> bytes:
-    if not isinstance(text, str):
-        raise EnvelopeDecodeError("expected base64 text", field=field)
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise EnvelopeDecodeError("bad base64", field=field) from None
-    if length is not None and len(raw) != length:
-        raise EnvelopeDecodeError(f"expected {length} bytes", field=field)
-    return raw
-
-
 def _load(data: bytes, fmt: str) -> Record:
     if len(data) > MAX_RECORD_LEN:
         raise EnvelopeDecodeError("record too large", field=fmt)
@@ -138,7 +70,7 @@ def _load(data: bytes, fmt: str) -> Record:
         record = json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise EnvelopeDecodeError("not JSON", field=fmt) from None
-    head = _Fields(record, fmt)
+    head = RecordFields(record, fmt)
     if head.text("format") != fmt:
         raise EnvelopeDecodeError("wrong record format", field=fmt)
     version = head.integer("v")
@@ -162,9 +94,10 @@ def encode_session(session: Session) -> bytes:
     pending = None if session.pending is None else session.pending.to_bytes()
     return _dump({
         "format": SESSION_FORMAT, "v": STATE_VERSION, "local": session.local_id,
-        "peer": session.peer_id, "peer_ik": _b64(session.peer_identity_key),
-        "ad": _b64(session.associated_data), "base": _b64(session.base_key),
-        "pending": _opt(pending), "card": _b64(session.peer_card),
+        "peer": session.peer_id, "peer_ik": b64_field(session.peer_identity_key),
+        "ad": b64_field(session.associated_data), "base": b64_field(session.base_key),
+        "pending": None if pending is None else b64_field(pending),
+        "card": b64_field(session.peer_card),
         "ratchet": state_to_record(session.ratchet),
     })  # fmt: skip
 
@@ -176,7 +109,7 @@ def decode_session(data: bytes) -> Session:
 
 
 def _decode_session(data: bytes) -> Session:
-    f = _Fields(_load(data, SESSION_FORMAT), "session")
+    f = RecordFields(_load(data, SESSION_FORMAT), "session")
     pending_raw = f.optional_raw("pending")
     pending = None
     if pending_raw is not None:
@@ -194,14 +127,20 @@ def _decode_session(data: bytes) -> Session:
 def encode_prekey(prekey: StoredPrekey) -> bytes:
     return _dump({
         "format": PREKEY_FORMAT, "v": STATE_VERSION, "kind": prekey.kind, "id": prekey.id,
-        "private": _b64(prekey.private), "created": prekey.created,
-        "signature": _b64(prekey.signature), "last_resort": prekey.last_resort,
+        "private": b64_field(prekey.private), "created": prekey.created,
+        "signature": b64_field(prekey.signature), "last_resort": prekey.last_resort,
         "retired": prekey.retired,
     })  # fmt: skip
 
 
 def decode_prekey(data: bytes) -> StoredPrekey:
-    f = _Fields(_load(data, PREKEY_FORMAT), "prekey")
+    """Read a stored prekey (migrating older versions); EnvelopeDecodeError if corrupt."""
+    with signal_errors():  # the record reader's errors, as this plugin's
+        return _decode_prekey(data)
+
+
+def _decode_prekey(data: bytes) -> StoredPrekey:
+    f = RecordFields(_load(data, PREKEY_FORMAT), "prekey")
     kind = f.text("kind")
     if kind not in ("spk", "opk", "kem"):
         raise EnvelopeDecodeError("unknown prekey kind", field="prekey.kind")
