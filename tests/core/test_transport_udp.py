@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import pytest
+from waiting import until
 
 from sealwire.transport import (
     DatagramEndpoint,
@@ -117,3 +119,43 @@ async def test_unreachable_peer_is_not_fatal() -> None:
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(client.receive(), 0.1)
     await client.close()
+
+
+async def test_a_silent_peer_gives_its_slot_back() -> None:
+    """A peer that goes silent (a forged session, or one gone) has its endpoint closed
+    after the idle timeout, so the peer table never fills for good."""
+    ended: list[str] = []
+
+    async def hold(endpoint: DatagramEndpoint) -> None:
+        with contextlib.suppress(TransportClosed):
+            while True:
+                await endpoint.receive()
+        ended.append(endpoint.peer_address)
+
+    listener = await serve_datagram("udp://127.0.0.1:0", hold, max_peers=2, idle_timeout=0.4)
+    async with listener:
+        host, port = listener.url.removeprefix("udp://").rsplit(":", 1)
+        for _ in range(2):  # two forgers fill the table, then fall silent
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as forger:
+                forger.sendto(b"hello", (host, int(port)))
+        await until(lambda: len(ended) == 2, "the silent peers closed", 10)
+        genuine = await connect_datagram(listener.url)
+        try:
+            await genuine.send(b"let me in")
+            await until(lambda: genuine.peer_address and listener._peers, "a slot again", 10)
+        finally:
+            await genuine.close()
+
+
+async def test_a_client_closes_its_endpoint_when_the_server_falls_silent() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        port = silent.getsockname()[1]
+        client = await connect_datagram(f"udp://127.0.0.1:{port}", idle_timeout=0.4)
+        await client.send(b"anyone?")
+        with pytest.raises(TransportClosed):
+            await asyncio.wait_for(client.receive(), 10)
+        await client.close()
+    finally:
+        silent.close()

@@ -23,7 +23,10 @@ from sealwire.agent._group import ANSWER_ROUTE, GroupReply, GroupRouter
 from sealwire.agent._mailbox import MailboxRouter
 from sealwire.agent._rpc import RpcConnection
 from sealwire.agent._session import (
+    HELLO_TIMEOUT,
+    HelloCookies,
     accept_message,
+    parse_hello,
     read_hello,
     refuse_message,
     send_hello,
@@ -126,6 +129,7 @@ class Agent:
         self._connections: dict[tuple[str, str], RpcConnection] = {}
         self._connecting: dict[tuple[str, str], asyncio.Lock] = {}
         self._served: set[RpcConnection] = set()
+        self._cookies = HelloCookies()
         self._mailbox: MailboxRouter | None = None
         self._groups: GroupRouter | None = None
         self._health: dict[str, str] = {}
@@ -264,9 +268,21 @@ class Agent:
         await self._accept(endpoint, datagram=True)
 
     async def _accept(self, carrier: FrameStream | DatagramEndpoint, *, datagram: bool) -> None:
-        """Read the hello, check it against our card and policy, answer, then handshake."""
+        """Read the hello, check it against our card and policy, answer, then handshake.
+
+        Over datagrams a hello without a valid cookie for its source address is
+        answered with one, and its endpoint closed at once (see ``_session``).
+        """
         try:
-            negotiation = await read_hello(carrier)
+            if datagram:
+                first = await asyncio.wait_for(carrier.receive(), HELLO_TIMEOUT)
+                negotiation = parse_hello(first)
+                if not self._cookies.valid(first, carrier.peer_address):
+                    await carrier.send(self._cookies.issue(carrier.peer_address))
+                    await carrier.close()
+                    return
+            else:
+                negotiation = await read_hello(carrier)
             try:
                 binding = self._session_binding(negotiation)
             except PolicyError as exc:

@@ -23,13 +23,15 @@ from sealwire.transport._dial import connect, connect_datagram, serve, serve_dat
 from sealwire.transport._framing import FrameDecoder, encode_frame
 from sealwire.transport._memory import memory_datagram_pair, memory_pair
 from sealwire.transport._tcp import DEFAULT_MAX_CONNECTIONS
-from sealwire.transport._udp import UDP_MAX_PEERS
+from sealwire.transport._udp import UDP_CLIENT_IDLE_SECONDS, UDP_IDLE_SECONDS, UDP_MAX_PEERS
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_DATAGRAM",
     "DEFAULT_MAX_FRAME",
+    "UDP_CLIENT_IDLE_SECONDS",
+    "UDP_IDLE_SECONDS",
     "UDP_MAX_PEERS",
     "DatagramEndpoint",
     "FrameDecoder",

@@ -16,7 +16,13 @@ from sealwire.transport._base import (
     Listener,
 )
 from sealwire.transport._tcp import DEFAULT_MAX_CONNECTIONS, connect_tcp, serve_tcp
-from sealwire.transport._udp import UDP_MAX_PEERS, connect_udp, serve_udp
+from sealwire.transport._udp import (
+    UDP_CLIENT_IDLE_SECONDS,
+    UDP_IDLE_SECONDS,
+    UDP_MAX_PEERS,
+    connect_udp,
+    serve_udp,
+)
 from sealwire.transport._websocket import connect_websocket, serve_websocket
 
 __all__ = ["STREAM_SCHEMES", "connect", "connect_datagram", "serve", "serve_datagram"]
@@ -97,11 +103,17 @@ async def serve(
 
 
 async def connect_datagram(
-    url: str, *, max_datagram_size: int = DEFAULT_MAX_DATAGRAM
+    url: str,
+    *,
+    max_datagram_size: int = DEFAULT_MAX_DATAGRAM,
+    idle_timeout: float = UDP_CLIENT_IDLE_SECONDS,
 ) -> DatagramEndpoint:
-    """A :class:`DatagramEndpoint` to a ``udp://host:port`` URL."""
+    """A :class:`DatagramEndpoint` to a ``udp://host:port`` URL, closed after
+    ``idle_timeout`` seconds without a datagram from the peer."""
     _, host, port = _host_port(url, DATAGRAM_SCHEMES, server=False)
-    return await connect_udp(host, port, max_datagram_size=max_datagram_size)
+    return await connect_udp(
+        host, port, max_datagram_size=max_datagram_size, idle_timeout=idle_timeout
+    )
 
 
 async def serve_datagram(
@@ -110,9 +122,12 @@ async def serve_datagram(
     *,
     max_datagram_size: int = DEFAULT_MAX_DATAGRAM,
     max_peers: int = UDP_MAX_PEERS,
+    idle_timeout: float = UDP_IDLE_SECONDS,
 ) -> Listener:
-    """Serve ``udp://host:port``: one endpoint and one ``handler`` run per remote address."""
+    """Serve ``udp://host:port``: one endpoint and one ``handler`` run per remote address;
+    a peer silent for ``idle_timeout`` seconds has its endpoint closed."""
     _, host, port = _host_port(url, DATAGRAM_SCHEMES, server=True)
     return await serve_udp(
-        host, port, handler, max_datagram_size=max_datagram_size, max_peers=max_peers
-    )
+        host, port, handler, max_datagram_size=max_datagram_size, max_peers=max_peers,
+        idle_timeout=idle_timeout,
+    )  # fmt: skip

@@ -9,7 +9,9 @@ than queued without bound, as UDP itself would lose them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -36,6 +38,17 @@ must not make us buffer without bound)."""
 UDP_MAX_PEERS = 1024
 """Remote addresses a server serves at once; datagrams from more are dropped
 (each peer costs a handler task and a queue, and source addresses are cheap to forge)."""
+
+UDP_IDLE_SECONDS = 300.0
+"""A server closes the endpoint of a peer silent this long, giving its slot back (a
+forged or abandoned session must not hold one for good)."""
+
+UDP_CLIENT_IDLE_SECONDS = 240.0
+"""A client closes its endpoint after this long without an answer, before the
+server forgets the session: its next call opens a fresh one."""
+
+UDP_SWEEP_SECONDS = 5.0
+"""How often idle endpoints are looked for (at most; a quarter of the timeout if shorter)."""
 
 UDP_WRITE_BUFFER_LIMIT = 1024 * 1024
 """Bytes the kernel-side send buffer may back up in asyncio before we drop datagrams."""
@@ -68,11 +81,19 @@ class UdpEndpoint:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(UDP_QUEUE)
         self._on_close = on_close
         self._closed = False
+        self.last_received = time.monotonic()
+        """When the last datagram from the peer came (``time.monotonic()``)."""
+        self._watch: asyncio.Task[None] | None = None
+
+    def watch(self, task: asyncio.Task[None]) -> None:
+        """Cancel ``task`` (the endpoint's idle watch) when the endpoint closes."""
+        self._watch = task
 
     def _deliver(self, datagram: bytes) -> None:
         if self._closed or self._queue.full() or len(datagram) > self.max_datagram_size:
             self.dropped += 1
             return
+        self.last_received = time.monotonic()
         self._queue.put_nowait(datagram)
 
     async def send(self, datagram: bytes) -> None:
@@ -100,6 +121,8 @@ class UdpEndpoint:
         if self._closed:
             return
         self._closed = True
+        if self._watch is not None and self._watch is not asyncio.current_task():
+            self._watch.cancel()
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(None)
@@ -134,10 +157,35 @@ class _ClientProtocol(asyncio.DatagramProtocol):
             self.endpoint._mark_closed()
 
 
+def _idle(endpoints: list[UdpEndpoint], idle_timeout: float) -> list[UdpEndpoint]:
+    """Those of ``endpoints`` silent for ``idle_timeout`` seconds (logged)."""
+    cutoff = time.monotonic() - idle_timeout
+    silent = [e for e in endpoints if e.last_received < cutoff]
+    for endpoint in silent:
+        log.info("closing %s: silent for %.0f s", endpoint.peer_address, idle_timeout)
+    return silent
+
+
+def _sweep_interval(idle_timeout: float) -> float:
+    return min(idle_timeout / 4, UDP_SWEEP_SECONDS)
+
+
+async def _close_client_when_idle(endpoint: UdpEndpoint, idle_timeout: float) -> None:
+    while not endpoint._closed:
+        await asyncio.sleep(_sweep_interval(idle_timeout))
+        if _idle([endpoint], idle_timeout):
+            await endpoint.close()
+
+
 async def connect_udp(
-    host: str, port: int, *, max_datagram_size: int = DEFAULT_MAX_DATAGRAM
+    host: str,
+    port: int,
+    *,
+    max_datagram_size: int = DEFAULT_MAX_DATAGRAM,
+    idle_timeout: float = UDP_CLIENT_IDLE_SECONDS,
 ) -> UdpEndpoint:
-    """A connected UDP endpoint to ``host:port``."""
+    """A connected UDP endpoint to ``host:port``, closed after ``idle_timeout`` seconds
+    without a datagram from the peer."""
     check_limit(max_datagram_size, "max_datagram_size")
     loop = asyncio.get_running_loop()
     try:
@@ -151,6 +199,7 @@ async def connect_udp(
     peer = format_address("udp", host, port)
     endpoint = UdpEndpoint(transport, None, peer, max_datagram_size)
     protocol.endpoint = endpoint
+    endpoint.watch(asyncio.ensure_future(_close_client_when_idle(endpoint, idle_timeout)))
     return endpoint
 
 
@@ -162,6 +211,7 @@ class UdpListener(ListenerBase, asyncio.DatagramProtocol):
         handler: Callable[[DatagramEndpoint], Awaitable[None]],
         max_datagram_size: int,
         max_peers: int,
+        idle_timeout: float = UDP_IDLE_SECONDS,
     ) -> None:
         super().__init__()
         self.url = ""
@@ -171,9 +221,20 @@ class UdpListener(ListenerBase, asyncio.DatagramProtocol):
         self._max_peers = max_peers
         self._peers: dict[Address, UdpEndpoint] = {}
         self._transport: asyncio.DatagramTransport | None = None
+        self._idle_timeout = idle_timeout
+        self._sweeper: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
+        self._sweeper = asyncio.ensure_future(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Close the endpoints of peers silent for the idle timeout: a session nobody
+        speaks in (forged, or its peer gone) gives its slot back."""
+        while True:
+            await asyncio.sleep(_sweep_interval(self._idle_timeout))
+            for endpoint in _idle(list(self._peers.values()), self._idle_timeout):
+                endpoint._mark_closed()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         endpoint = self._peers.get(addr)
@@ -206,6 +267,10 @@ class UdpListener(ListenerBase, asyncio.DatagramProtocol):
         if self._closed:
             return
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for endpoint in list(self._peers.values()):
             endpoint._mark_closed()
         await self._finish_tasks()
@@ -220,11 +285,13 @@ async def serve_udp(
     *,
     max_datagram_size: int = DEFAULT_MAX_DATAGRAM,
     max_peers: int = UDP_MAX_PEERS,
+    idle_timeout: float = UDP_IDLE_SECONDS,
 ) -> UdpListener:
-    """Bind ``host:port`` (port 0 picks one) and serve each remote address with ``handler``."""
+    """Bind ``host:port`` (port 0 picks one) and serve each remote address with ``handler``;
+    a peer silent for ``idle_timeout`` seconds has its endpoint closed."""
     check_limit(max_datagram_size, "max_datagram_size")
     check_limit(max_peers, "max_peers")
-    listener = UdpListener(handler, max_datagram_size, max_peers)
+    listener = UdpListener(handler, max_datagram_size, max_peers, idle_timeout)
     loop = asyncio.get_running_loop()
     try:
         transport, _ = await loop.create_datagram_endpoint(
