@@ -126,6 +126,17 @@ def test_missing_keys_and_psks_are_configuration_errors() -> None:
         HandshakeState(_name("NNpsk0"), initiator=True, random=os.urandom, psks=[b"short"])
 
 
+@pytest.mark.parametrize("pattern", ["NN", "XX", "NX"])
+def test_a_peer_key_the_pattern_does_not_pre_share_is_refused(pattern: str) -> None:
+    """An undeclared pre-message key would be reported as the peer's static key without
+    the handshake authenticating it: refused when the state is made."""
+    with pytest.raises(NoiseConfigurationError, match="does not pre-share"):
+        HandshakeState(
+            _name(pattern), initiator=True, random=os.urandom,
+            static=bytes(32) if pattern == "XX" else None, remote_static=b"\x09" * 32,
+        )  # fmt: skip
+
+
 def _advance_to_authenticated(
     make_pair: Pair, pattern: str
 ) -> tuple[HandshakeState, HandshakeState, bytes]:

@@ -254,6 +254,12 @@ class HandshakeState:
                 raise NoiseConfigurationError("the pattern needs the peer's static key")
             if len(remote_static) != self._dhlen:
                 raise NoiseConfigurationError("the peer's static key has the wrong length")
+        elif remote_static is not None:
+            # A key the pattern never uses would be reported as the peer's by
+            # remote_static without the handshake having authenticated it.
+            raise NoiseConfigurationError(
+                f"{self.protocol.pattern.name} does not pre-share the peer's static key"
+            )
 
     def _pre_key(self, token: Token, *, initiator_side: bool) -> bytes:
         if token is not Token.S:
@@ -284,7 +290,8 @@ class HandshakeState:
 
     @property
     def remote_static(self) -> bytes | None:
-        """The peer's static public key, once known (kept after the handshake)."""
+        """The peer's static public key: the pre-shared one the pattern declares, or the
+        one its handshake messages carried (kept after the handshake); None otherwise."""
         return self._rs_raw
 
     @property
