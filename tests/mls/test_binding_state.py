@@ -118,6 +118,14 @@ def test_invitations_round_trip():
     assert "w" not in repr(invite).split("seq")[1]  # secrets-bearing fields are not shown
 
 
+def test_deeply_nested_json_is_a_decode_error():
+    nested = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(MLSDecodeError):
+        Invite.from_bytes(nested)
+    with pytest.raises(MLSDecodeError):
+        decode_cards(nested)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_arbitrary_invitations_give_invites_or_decode_errors(data):

@@ -58,7 +58,7 @@ def note_admission(roster: Roster, message: ApplicationMessage) -> None:
         return
     try:
         card = verify_card(json.loads(message.data))
-    except (ValueError, SealwireError):
+    except (ValueError, RecursionError, SealwireError):
         raise MLSDecodeError("malformed admission note", field="admission") from None
     roster.expected[card.identity.agent_id] = card.card
 

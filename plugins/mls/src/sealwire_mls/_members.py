@@ -70,7 +70,7 @@ def decode_cards(data: bytes) -> list[Mapping[str, Any]]:
         return []
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nesting: hostile input
         raise MLSDecodeError("authenticated data is not JSON", field="authenticated_data") from None
     cards = value.get("cards") if isinstance(value, dict) else None
     if not isinstance(cards, list) or not all(isinstance(c, dict) for c in cards):
@@ -113,7 +113,7 @@ class Invite:
             raise MLSDecodeError("invitation too large", field="invite")
         try:
             value = json.loads(data)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # nesting: hostile input
             raise MLSDecodeError("invitation is not JSON", field="invite") from None
         if not isinstance(value, dict) or value.get("v") != INVITE_VERSION:
             raise MLSDecodeError("unknown invitation version", field="invite.v")
@@ -241,7 +241,7 @@ class Roster:
                 group, cards, expected=value["expected"],
                 external_joins=bool(value["policy"]["externalJoins"]), relay=relay,
             )  # fmt: skip
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise MLSDecodeError("corrupt group roster", field="mls.roster") from None
 
     def forget_departed(self) -> None:
