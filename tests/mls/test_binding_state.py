@@ -179,3 +179,20 @@ def test_cards_are_stored_one_by_one_as_members_come_and_go():
     fresh.save(b"g", roster)
     loaded = GroupStorage(store).load(b"g", sig)
     assert loaded is not None and loaded[0].cards == {"b": {"n": 2}, "c": {"n": 3}, "d": {"n": 4}}
+
+
+def test_a_leaf_lifetime_refusal_names_its_reason():
+    from sealwire_mls.agents import CLOCK_SKEW_SECONDS, KEY_PACKAGE_LIFETIME, agent_key_package
+    from sealwire_mls.keypackage import MAX_LIFETIME_SECONDS, check_leaf_contents
+
+    now = 10**9
+    leaf = agent_key_package(Identity.generate(), now=now).key_package.leaf_node
+    assert leaf.lifetime.not_before == now - CLOCK_SKEW_SECONDS  # a peer's clock behind ours
+    check_leaf_contents(leaf, now=now - CLOCK_SKEW_SECONDS // 2)
+    with pytest.raises(MLSProtocolError, match="not valid yet"):
+        check_leaf_contents(leaf, now=now - 2 * CLOCK_SKEW_SECONDS)
+    with pytest.raises(MLSProtocolError, match="expired"):
+        check_leaf_contents(leaf, now=now + KEY_PACKAGE_LIFETIME + 1)
+    long = agent_key_package(Identity.generate(), now=now, lifetime=MAX_LIFETIME_SECONDS * 2)
+    with pytest.raises(MLSProtocolError, match="days, more than"):
+        check_leaf_contents(long.key_package.leaf_node, now=now)

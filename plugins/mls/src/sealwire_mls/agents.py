@@ -33,6 +33,9 @@ AGENT_SUITES = frozenset({1, 3})
 
 KEY_PACKAGE_LIFETIME = 30 * 24 * 3600
 """Seconds a published KeyPackage stays valid (RFC 9420 §10 asks for a bounded lifetime)."""
+CLOCK_SKEW_SECONDS = 3600
+"""A KeyPackage's ``not_before`` is set this far in the past, so a member whose clock
+runs behind ours by up to an hour still takes it (its span stays within the cap)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -52,7 +55,8 @@ def agent_key_package(
     suite_id: int = 1,
     lifetime: int = KEY_PACKAGE_LIFETIME,
 ) -> AgentKeyPackage:
-    """A fresh KeyPackage signed with the agent's identity key, valid from ``now``."""
+    """A fresh KeyPackage signed with the agent's identity key, valid from ``now`` (less
+    :data:`CLOCK_SKEW_SECONDS`) for ``lifetime`` seconds."""
     if suite_id not in AGENT_SUITES:
         raise MLSLocalError(f"cipher suite {suite_id} does not sign with Ed25519")
     suite = cipher_suite(suite_id)
@@ -67,7 +71,7 @@ def agent_key_package(
             cipher_suites=tuple(sorted(AGENT_SUITES)), credentials=(CredentialType.BASIC,)
         ),
         leaf_node_source=LeafNodeSource.KEY_PACKAGE,
-        lifetime=Lifetime(now, now + lifetime),
+        lifetime=Lifetime(max(0, now - CLOCK_SKEW_SECONDS), now + lifetime),
     ).sign(suite, signature_priv)
     key_package = KeyPackage(cipher_suite=suite_id, init_key=init_pub, leaf_node=leaf)
     return AgentKeyPackage(

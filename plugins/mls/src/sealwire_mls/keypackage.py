@@ -211,9 +211,19 @@ def check_leaf_contents(leaf: LeafNode, *, now: int | None = None) -> None:
         if not leaf.capabilities.supports_extension(ext.extension_type):
             raise MLSProtocolError(f"extension {ext.extension_type} not in capabilities")
     if now is not None and leaf.lifetime is not None:
-        span = leaf.lifetime.not_after - leaf.lifetime.not_before
-        if not leaf.lifetime.contains(now) or span > MAX_LIFETIME_SECONDS:
-            raise MLSProtocolError("leaf node lifetime is not valid now")
+        lifetime = leaf.lifetime
+        if now < lifetime.not_before:
+            raise MLSProtocolError(
+                f"leaf node not valid yet: not_before is {lifetime.not_before - now} s ahead"
+            )
+        if now > lifetime.not_after:
+            raise MLSProtocolError(f"leaf node expired {now - lifetime.not_after} s ago")
+        span = lifetime.not_after - lifetime.not_before
+        if span > MAX_LIFETIME_SECONDS:
+            raise MLSProtocolError(
+                f"leaf node lifetime spans {span // 86400} days, more than the "
+                f"{MAX_LIFETIME_SECONDS // 86400} days accepted (RFC 9420 §7.2)"
+            )
 
 
 def validate_leaf_node(
