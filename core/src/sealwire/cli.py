@@ -21,7 +21,15 @@ from sealwire import __version__
 from sealwire.agent import Agent, Handler
 from sealwire.agent._card import build_card
 from sealwire.codec import to_json
-from sealwire.config import default_home, init_home, open_agent, open_home, relay_address
+from sealwire.config import (
+    StoreConfig,
+    default_home,
+    init_home,
+    migrate_store,
+    open_agent,
+    open_home,
+    relay_address,
+)
 from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import TrustStore, verify_card
 from sealwire.plugins import Registry, load_registry
@@ -61,10 +69,54 @@ def cmd_init(args: argparse.Namespace, registry: Registry) -> int:
         relay_id=relay_id,
         relay_ca=relay_ca,
         post_quantum=args.post_quantum,
+        store=_store_choice(args),
         registry=registry,
     )
     print(f"created agent {identity.agent_id} in {_home(args)}")
     return 0
+
+
+def _store_choice(args: argparse.Namespace) -> StoreConfig | None:
+    """``--store NAME`` and its ``--store-option KEY=VALUE`` (None: the default store)."""
+    if args.store is None:
+        if args.store_option:
+            raise ConfigurationError("--store-option goes with --store")
+        return None
+    return StoreConfig.from_cli(args.store, args.store_option)
+
+
+def _add_store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="BACKEND",
+        help="where the state lives: sqlite (default) or a store plugin (aws, vault, gcp)",
+    )
+    p.add_argument(
+        "--store-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the store backend, e.g. region=eu-west-1 (repeatable)",
+    )
+
+
+def cmd_store_migrate(args: argparse.Namespace, registry: Registry) -> int:
+    target = _store_choice(args)
+    assert target is not None  # --to is required
+    moved = migrate_store(_home(args), target, registry)
+    print(f"moved {moved} keys to the {target.backend} store; sealwire.toml now names it")
+    return 0
+
+
+def _add_store_command(sub: Any) -> None:
+    p = sub.add_parser("store", help="the agent's state store")
+    ssub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    m = ssub.add_parser("migrate", help="move the state to another store, verified")
+    m.add_argument("--to", dest="store", required=True, metavar="BACKEND")
+    m.add_argument(
+        "--store-option", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
+    )
+    m.set_defaults(run=cmd_store_migrate)
 
 
 def _local_card(args: argparse.Namespace, registry: Registry) -> dict[str, Any]:
@@ -254,7 +306,9 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         help="CA certificates (or the relay's own certificate) to trust for an https:// relay",
     )
     p.add_argument("--post-quantum", action="store_true", help="add ML-DSA-65 and ML-KEM-768 keys")
+    _add_store_arguments(p)
     p.set_defaults(run=cmd_init)
+    _add_store_command(sub)
 
     sub.add_parser("card", help="print this agent's signed card").set_defaults(run=cmd_card)
     sub.add_parser("plugins", help="list plugins and bindings").set_defaults(run=cmd_plugins)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import attrs
 
@@ -18,17 +19,28 @@ from sealwire.errors import ConfigurationError
 from sealwire.store._base import (
     MAX_NAME_LENGTH,
     MAX_VALUE_SIZE,
+    EnumerableStore,
     MemoryStore,
     StateStore,
+    StoreConflictError,
+    StoreCredentialsError,
     StoreError,
+    StoreThrottledError,
     StoreTransaction,
+    StoreUnavailableError,
+    check_name,
+    check_prefix,
+    check_value,
 )
 from sealwire.store._keys import DEFAULT_KEY_ENV, STORE_KEY_SIZE, StoreKey, resolve_store_key
 from sealwire.store._sqlite import SCHEMA_VERSION, VALUE_FORMAT, SqliteStore
+from sealwire.store._sqlite import seal as seal_value
+from sealwire.store._sqlite import unseal as unseal_value
 
 __all__ = [
     "BUILTIN_BACKENDS",
     "DEFAULT_KEY_ENV",
+    "EnumerableStore",
     "MAX_NAME_LENGTH",
     "MAX_VALUE_SIZE",
     "SCHEMA_VERSION",
@@ -38,12 +50,32 @@ __all__ = [
     "SqliteStore",
     "StateStore",
     "StoreBackend",
+    "StoreConflictError",
+    "StoreCredentialsError",
     "StoreError",
     "StoreKey",
+    "StoreOption",
+    "StoreThrottledError",
     "StoreTransaction",
+    "StoreUnavailableError",
+    "check_name",
+    "check_prefix",
+    "check_value",
+    "copy_store",
     "open_store",
     "resolve_store_key",
+    "seal_value",
+    "unseal_value",
 ]
+
+
+@attrs.frozen(kw_only=True)
+class StoreOption:
+    """An option a store backend takes in ``[agent.store]`` (all values are strings)."""
+
+    name: str
+    help: str
+    required: bool = False
 
 
 @attrs.frozen
@@ -52,10 +84,33 @@ class StoreBackend:
 
     ``open(location, key)`` gets the URL without ``"<name>:"`` and without a
     following ``"//"`` (``"sqlite:///var/a.db"`` gives ``"/var/a.db"``).
+
+    A backend chosen in ``[agent.store]`` of ``sealwire.toml`` declares its
+    ``options`` (checked when the file is read: an unknown or missing one is a
+    :class:`ConfigurationError`) and opens through ``open_configured(options,
+    key, home)``, ``home`` being the agent's folder (for a local cache).
     """
 
     name: str
     open: Callable[[str, StoreKey], StateStore]
+    options: tuple[StoreOption, ...] = ()
+    open_configured: Callable[[Mapping[str, str], StoreKey, Path], StateStore] | None = None
+
+    def check_options(self, options: Mapping[str, str], *, source: str) -> None:
+        """:class:`ConfigurationError` naming an unknown or a missing required option."""
+        known = {o.name: o for o in self.options}
+        for name in sorted(options):
+            if name not in known:
+                raise ConfigurationError(
+                    f"{source}: store backend {self.name!r} has no option {name!r}"
+                    f" (options: {', '.join(sorted(known)) or 'none'})"
+                )
+        for option in self.options:
+            if option.required and option.name not in options:
+                raise ConfigurationError(
+                    f"{source}: store backend {self.name!r} needs option {option.name!r}"
+                    f" ({option.help})"
+                )
 
 
 def _open_memory(location: str, key: StoreKey) -> StateStore:
@@ -96,3 +151,28 @@ def open_store(
     if name == "sqlite" and not location:
         raise ConfigurationError("a sqlite store URL needs a path")
     return backend.open(location, key)
+
+
+def copy_store(source: EnumerableStore, target: StateStore) -> int:
+    """Copy every key of ``source`` into ``target`` in one transaction, then read each back.
+
+    A key the target already holds with the same value is fine (a copy interrupted
+    and run again). :returns: the number of keys copied. :raises StoreError: the
+    target holds a key with another value, or a value read back differs (nothing
+    is removed from ``source``).
+    """
+    items: list[tuple[str, str, bytes]] = []
+    for namespace in source.namespaces():
+        for key in source.keys(namespace):
+            value = source.get(namespace, key)
+            if value is not None:
+                items.append((namespace, key, value))
+    with target.transaction() as txn:
+        for namespace, key, value in items:
+            if txn.get(namespace, key) not in (None, value):
+                raise StoreError(f"the target store already holds {namespace}/{key}")
+            txn.put(namespace, key, value)
+    for namespace, key, value in items:
+        if target.get(namespace, key) != value:
+            raise StoreError(f"verification failed: {namespace}/{key} differs in the target")
+    return len(items)

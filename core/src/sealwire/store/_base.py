@@ -20,10 +20,15 @@ from sealwire.errors import SealwireError, StateError
 __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_VALUE_SIZE",
+    "EnumerableStore",
     "MemoryStore",
     "StateStore",
+    "StoreConflictError",
+    "StoreCredentialsError",
     "StoreError",
+    "StoreThrottledError",
     "StoreTransaction",
+    "StoreUnavailableError",
 ]
 
 MAX_NAME_LENGTH = 1024
@@ -36,6 +41,26 @@ and a bound on what one read may allocate."""
 
 class StoreError(SealwireError):
     """The store failed or was given an invalid name or value."""
+
+
+class StoreConflictError(StoreError):
+    """Another writer changed what this write read or wrote: nothing was committed.
+
+    A remote store (a secrets manager) raises it when its compare-and-set lost a
+    race that cannot be rebased; the caller must not hand on anything the failed
+    write would have unlocked, and reads again before a new attempt."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server could not be reached, or kept failing, within the retry bound."""
+
+
+class StoreThrottledError(StoreUnavailableError):
+    """The store's server kept refusing calls for their rate within the retry bound."""
+
+
+class StoreCredentialsError(StoreError):
+    """The store's server refused the credentials (expired, revoked or missing)."""
 
 
 @runtime_checkable
@@ -74,6 +99,15 @@ class StateStore(Protocol):
 
     def close(self) -> None:
         """Release the store (idempotent); later calls raise :class:`StateError`."""
+        ...
+
+
+@runtime_checkable
+class EnumerableStore(StateStore, Protocol):
+    """A store that can list its namespaces: what ``sealwire store migrate`` copies from."""
+
+    def namespaces(self) -> list[str]:
+        """Every namespace holding at least one key, sorted by code point."""
         ...
 
 
@@ -205,6 +239,11 @@ class MemoryStore:
     def keys(self, namespace: str, prefix: str = "") -> list[str]:
         with self._lock:
             return self._run().keys(namespace, prefix)
+
+    def namespaces(self) -> list[str]:
+        with self._lock:
+            self._enter()
+            return sorted(ns for ns, keys in self._data.items() if keys)
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:

@@ -328,6 +328,11 @@ class SqliteStore:
         with self._locked():
             return self._keys(namespace, prefix)
 
+    def namespaces(self) -> list[str]:
+        with self._locked(), _sqlite_errors():
+            rows = self._conn.execute("SELECT DISTINCT namespace FROM kv ORDER BY namespace")
+            return [str(row[0]) for row in rows]
+
     @contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
         with self._locked():
