@@ -44,7 +44,8 @@ class ElsewherePlugin:
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> Registry:
     monkeypatch.delenv("SEALWIRE_STORE_KEY", raising=False)
-    loaded = load_registry(extra_plugins=[ElsewherePlugin()])
+    # without sealwire-store-aws (installed in the workspace): as a user who lacks it
+    loaded = load_registry(extra_plugins=[ElsewherePlugin()], block=["store-aws"])
     monkeypatch.setattr(sealwire.cli, "load_registry", lambda: loaded)
     return loaded
 
@@ -121,8 +122,21 @@ def test_migrate_moves_the_state_and_back_verified(registry: Registry, tmp_path:
         txn.put("groups", "g", b"epoch 3")
     store.close()
 
-    assert main(["--home", str(home), "store", "migrate", "--to", "elsewhere",
-                 "--store-option", "file=remote.db"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--home",
+                str(home),
+                "store",
+                "migrate",
+                "--to",
+                "elsewhere",
+                "--store-option",
+                "file=remote.db",
+            ]
+        )
+        == 0
+    )
     assert not (home / "state.db").exists()
     assert (home / "state.db.migrated-1").exists()  # the old file is kept as a backup
     config, again, store = open_home(home, registry)

@@ -1,0 +1,145 @@
+"""Opening an AWS store from ``[agent.store]`` options or a store URL, and the key provider."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from sealwire.errors import ConfigurationError
+from sealwire.store import SqliteStore, StoreKey, StoreOption
+from sealwire_store_aws._aws import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_BACKOFF,
+    AwsSecretsBackend,
+    make_client,
+)
+from sealwire_store_aws._engine import CallCounter, ManagedStore
+
+__all__ = [
+    "DEFAULT_CACHE_FILE",
+    "KEY_SECRET_ENV",
+    "OPTIONS",
+    "load_store_key",
+    "open_aws_store",
+    "open_from_location",
+]
+
+DEFAULT_CACHE_FILE = "store-cache-aws.db"
+KEY_SECRET_ENV = "SEALWIRE_AWS_STORE_KEY_SECRET"
+REGION_ENV = "SEALWIRE_AWS_REGION"
+ENDPOINT_ENV = "SEALWIRE_AWS_ENDPOINT_URL"
+
+OPTIONS = (
+    StoreOption(name="prefix", required=True, help="secret name prefix, e.g. sealwire/agent-1"),
+    StoreOption(name="region", required=True, help="AWS region, e.g. eu-west-1"),
+    StoreOption(name="endpoint_url", help="another endpoint (a VPC endpoint, a test server)"),
+    StoreOption(name="profile", help="a profile of ~/.aws/config (default: the usual chain)"),
+    StoreOption(name="cache", help=f"the local write-ahead cache (default {DEFAULT_CACHE_FILE})"),
+    StoreOption(
+        name="max_unflushed",
+        help="commits kept only on this host before a flush (default 0: write-through)",
+    ),
+    StoreOption(
+        name="retries", help=f"calls per operation on throttling (default {DEFAULT_ATTEMPTS})"
+    ),
+    StoreOption(
+        name="retry_backoff", help=f"seconds before a first retry (default {DEFAULT_BACKOFF})"
+    ),
+)
+
+
+def _number(options: Mapping[str, str], name: str, default: float) -> float:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"store option {name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"store option {name} must not be negative")
+    return value
+
+
+def open_aws_store(
+    options: Mapping[str, str],
+    key: StoreKey,
+    home: Path,
+    *,
+    counter: CallCounter | None = None,
+) -> ManagedStore:
+    """The agent's store in Secrets Manager, with its cache in ``home``."""
+    for required in ("prefix", "region"):
+        if not options.get(required):
+            raise ConfigurationError(f"the aws store needs option {required!r}")
+    counter = counter or CallCounter()
+    factory = partial(
+        make_client,
+        region=options["region"],
+        endpoint_url=options.get("endpoint_url") or None,
+        profile=options.get("profile") or None,
+    )
+    backend = AwsSecretsBackend(
+        factory,
+        options["prefix"],
+        attempts=int(_number(options, "retries", DEFAULT_ATTEMPTS)) or 1,
+        backoff=_number(options, "retry_backoff", DEFAULT_BACKOFF),
+        counter=counter,
+        tags={"sealwire": "agent-state"},
+    )
+    try:
+        cache = SqliteStore.open(home / options.get("cache", DEFAULT_CACHE_FILE), key)
+    except BaseException:
+        backend.close()
+        raise
+    return ManagedStore.open(
+        backend,
+        key,
+        label=f"aws:{backend.prefix}",
+        cache=cache,
+        max_unflushed=int(_number(options, "max_unflushed", 0)),
+        counter=counter,
+    )
+
+
+def open_from_location(location: str, key: StoreKey) -> ManagedStore:
+    """``aws:PREFIX?region=R&endpoint_url=U&cache=/path/cache.db`` (a store URL)."""
+    prefix, _, query = location.partition("?")
+    options = {"prefix": prefix, **dict(parse_qsl(query))}
+    cache = Path(options.pop("cache", DEFAULT_CACHE_FILE))
+    return open_aws_store({**options, "cache": cache.name}, key, cache.parent)
+
+
+def load_store_key() -> StoreKey | None:
+    """The store key from the secret ``$SEALWIRE_AWS_STORE_KEY_SECRET`` (base64 text), if set.
+
+    Region from ``$SEALWIRE_AWS_REGION`` (else ``$AWS_REGION``), endpoint from
+    ``$SEALWIRE_AWS_ENDPOINT_URL``; credentials from boto3's usual chain."""
+    secret = os.environ.get(KEY_SECRET_ENV)
+    if not secret:
+        return None
+    region = os.environ.get(REGION_ENV) or os.environ.get("AWS_REGION")
+    if not region:
+        raise ConfigurationError(f"{KEY_SECRET_ENV} is set but no region: set {REGION_ENV}")
+    backend = AwsSecretsBackend(
+        partial(make_client, region=region, endpoint_url=os.environ.get(ENDPOINT_ENV) or None),
+        secret,
+    )
+    try:
+        result = backend._call("get_secret_value", SecretId=secret)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"cannot read the store key secret {secret!r}: {type(exc).__name__}"
+        ) from None
+    finally:
+        backend.close()
+    text = result.get("SecretString")
+    if not isinstance(text, str):
+        raise ConfigurationError(f"the secret {secret!r} holds no store key text")
+    try:
+        return StoreKey.from_text(text)
+    except ConfigurationError:
+        raise ConfigurationError(f"the secret {secret!r} does not hold a valid store key") from None
