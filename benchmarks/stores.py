@@ -32,8 +32,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from sealwire.store import SqliteStore, StateStore, StoreKey
-from sealwire_store_aws import CallCounter, open_aws_store
+from sealwire.store import CallCounter, SqliteStore, StateStore, StoreKey
+from sealwire_store_aws import open_aws_store
 
 SECONDS_PER_MONTH = 30 * 24 * 3600
 AWS_PER_SECRET_MONTH = 0.40

@@ -19,13 +19,15 @@ import pytest
 
 from sealwire.errors import AuthenticationError
 from sealwire.store import (
+    INLINE_MAX,
+    ManagedStore,
     StoreConflictError,
     StoreCredentialsError,
     StoreKey,
     StoreThrottledError,
     StoreUnavailableError,
 )
-from sealwire_store_aws import DEFAULT_CACHE_FILE, INLINE_MAX, ManagedStore, open_aws_store
+from sealwire_store_aws import DEFAULT_CACHE_FILE, open_aws_store
 
 WRITER = Path(__file__).with_name("aws_writer.py")
 KEY = StoreKey.generate()

@@ -2,7 +2,9 @@
 
 :class:`SqliteStore` is the default: one file, WAL, every value sealed with
 AES-256-GCM (namespaces and key names are stored in the clear).
-:class:`MemoryStore` has the same semantics without persistence. Plugins add
+:class:`MemoryStore` has the same semantics without persistence.
+:class:`ManagedStore` keeps the state in a secrets manager through a
+:class:`SecretsBackend` (the store plugins bring one each). Plugins add
 backends through the ``sealwire_state_stores`` hook (:class:`StoreBackend`)
 and key sources through ``sealwire_store_key_providers``.
 """
@@ -33,12 +35,30 @@ from sealwire.store._base import (
     check_value,
 )
 from sealwire.store._keys import DEFAULT_KEY_ENV, STORE_KEY_SIZE, StoreKey, resolve_store_key
+from sealwire.store._managed import (
+    CHUNK_MAX,
+    HEAD_MAX,
+    INLINE_MAX,
+    MAX_REBASES,
+    CallCounter,
+    LostRace,
+    ManagedStore,
+    SecretsBackend,
+)
 from sealwire.store._sqlite import SCHEMA_VERSION, VALUE_FORMAT, SqliteStore
 from sealwire.store._sqlite import seal as seal_value
 from sealwire.store._sqlite import unseal as unseal_value
 
 __all__ = [
     "BUILTIN_BACKENDS",
+    "CHUNK_MAX",
+    "HEAD_MAX",
+    "INLINE_MAX",
+    "MAX_REBASES",
+    "CallCounter",
+    "LostRace",
+    "ManagedStore",
+    "SecretsBackend",
     "DEFAULT_KEY_ENV",
     "EnumerableStore",
     "MAX_NAME_LENGTH",

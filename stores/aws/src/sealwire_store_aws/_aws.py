@@ -1,4 +1,4 @@
-"""AWS Secrets Manager as a :class:`~sealwire_store_aws._engine.SecretsBackend` (boto3).
+"""AWS Secrets Manager as a :class:`sealwire.store.SecretsBackend` (boto3).
 
 Secrets, under the configured ``prefix``: ``<prefix>/head`` (the sealed
 manifest, one version per commit) and ``<prefix>/blob/<sha256>`` (sealed
@@ -36,12 +36,13 @@ from botocore.exceptions import (
 )
 
 from sealwire.store import (
+    CallCounter,
+    LostRace,
     StoreCredentialsError,
     StoreError,
     StoreThrottledError,
     StoreUnavailableError,
 )
-from sealwire_store_aws._engine import CallCounter, LostRace
 
 __all__ = [
     "BACKOFF_MAX",

@@ -9,14 +9,13 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from sealwire.errors import ConfigurationError
-from sealwire.store import SqliteStore, StoreKey, StoreOption
+from sealwire.store import CallCounter, ManagedStore, SqliteStore, StoreKey, StoreOption
 from sealwire_store_aws._aws import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BACKOFF,
     AwsSecretsBackend,
     make_client,
 )
-from sealwire_store_aws._engine import CallCounter, ManagedStore
 
 __all__ = [
     "DEFAULT_CACHE_FILE",

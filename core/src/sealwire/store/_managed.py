@@ -1,5 +1,8 @@
 """A state store kept in a secrets manager: one head committed by compare-and-set.
 
+Shared by the store plugins (``sealwire-store-aws``, ``-vault``, ``-gcp``): each
+brings a :class:`SecretsBackend` for its manager; this engine does the rest.
+
 Rules of this file (sans-I/O: the manager is a :class:`SecretsBackend`):
 
 * Layout. The whole state of an agent is one *manifest* (every namespace, key
@@ -46,18 +49,18 @@ from typing import Protocol, Self
 import attrs
 
 from sealwire.errors import AuthenticationError, StateError
-from sealwire.store import (
-    SqliteStore,
+from sealwire.store._base import (
     StoreConflictError,
     StoreError,
-    StoreKey,
     StoreTransaction,
     check_name,
     check_prefix,
     check_value,
-    seal_value,
-    unseal_value,
 )
+from sealwire.store._keys import StoreKey
+from sealwire.store._sqlite import SqliteStore
+from sealwire.store._sqlite import seal as seal_value
+from sealwire.store._sqlite import unseal as unseal_value
 
 __all__ = [
     "CHUNK_MAX",
