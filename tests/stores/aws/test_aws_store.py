@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -29,7 +30,7 @@ from sealwire.store import (
 )
 from sealwire_store_aws import DEFAULT_CACHE_FILE, open_aws_store
 
-WRITER = Path(__file__).with_name("aws_writer.py")
+WRITER = Path(__file__).parents[2] / "helpers" / "store_writer.py"
 KEY = StoreKey.generate()
 NS = "crash"
 
@@ -123,6 +124,17 @@ def test_a_lost_race_on_the_same_key_is_never_overwritten(
         assert a.get("ratchet", "peer") == b"step 2 by a, step 3 by b"
 
 
+def writer_options(url: str, prefix: str, **extra: str) -> str:
+    options = {
+        "prefix": prefix,
+        "region": "us-east-1",
+        "endpoint_url": url,
+        "retry_backoff": "0.01",
+        **extra,
+    }
+    return json.dumps(options)
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "SEALWIRE_STORE_KEY": KEY.export_for_file().decode().strip()}
 
@@ -131,15 +143,17 @@ def test_two_processes_on_one_agent_never_both_advance_it(
     moto_url: str, prefix: str, tmp_path: Path
 ) -> None:
     steps = 15
+    for i in range(2):
+        (tmp_path / f"h{i}").mkdir()
     procs = [
         subprocess.Popen(
             [
                 sys.executable,
                 str(WRITER),
                 "increment",
+                "aws",
                 str(tmp_path / f"h{i}"),
-                moto_url,
-                prefix,
+                writer_options(moto_url, prefix),
                 str(steps),
             ],
             stdout=subprocess.PIPE,
@@ -148,8 +162,6 @@ def test_two_processes_on_one_agent_never_both_advance_it(
         )
         for i in range(2)
     ]
-    for i in range(2):
-        (tmp_path / f"h{i}").mkdir(exist_ok=True)
     outputs = [p.communicate(timeout=150)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     seen = [int(v) for out in outputs for v in out.split()]
@@ -161,9 +173,9 @@ def test_two_processes_on_one_agent_never_both_advance_it(
 
 def test_throttling_is_retried_with_a_bound(fault_proxy: Any, prefix: str, tmp_path: Path) -> None:
     with open_at(fault_proxy.url, prefix, tmp_path, retries="4") as store:
-        fault_proxy.fail("ThrottlingException", times=2)
+        fault_proxy.fail_aws("ThrottlingException", times=2)
         store.put("ns", "k", b"v")  # two throttled calls, then through
-        fault_proxy.fail("ThrottlingException", times=-1)
+        fault_proxy.fail_aws("ThrottlingException", times=-1)
         before = fault_proxy.requests
         with pytest.raises(StoreThrottledError):
             store.put("ns", "k", b"w")
@@ -177,9 +189,9 @@ def test_server_errors_are_retried_then_unavailable(
     fault_proxy: Any, prefix: str, tmp_path: Path
 ) -> None:
     with open_at(fault_proxy.url, prefix, tmp_path, retries="3") as store:
-        fault_proxy.fail("InternalServiceError", times=1, status=500)
+        fault_proxy.fail_aws("InternalServiceError", times=1, status=500)
         store.put("ns", "k", b"v")
-        fault_proxy.fail("InternalServiceError", times=-1, status=500)
+        fault_proxy.fail_aws("InternalServiceError", times=-1, status=500)
         with pytest.raises(StoreUnavailableError):
             store.put("ns", "k", b"w")
 
@@ -188,9 +200,9 @@ def test_expired_credentials_get_one_fresh_client_then_a_typed_error(
     fault_proxy: Any, prefix: str, tmp_path: Path
 ) -> None:
     with open_at(fault_proxy.url, prefix, tmp_path) as store:
-        fault_proxy.fail("ExpiredTokenException", times=1)
+        fault_proxy.fail_aws("ExpiredTokenException", times=1)
         store.put("ns", "k", b"v")  # refreshed once, then through
-        fault_proxy.fail("ExpiredTokenException", times=-1)
+        fault_proxy.fail_aws("ExpiredTokenException", times=-1)
         before = fault_proxy.requests
         with pytest.raises(StoreCredentialsError):
             store.put("ns", "k", b"w")
@@ -303,11 +315,10 @@ def test_sigkill_never_loses_or_replays_a_commit(
                 sys.executable,
                 str(WRITER),
                 "crash",
+                "aws",
                 str(tmp_path),
-                moto_url,
-                prefix,
+                writer_options(moto_url, prefix, max_unflushed=max_unflushed),
                 str(round_),
-                max_unflushed,
             ],
             stdout=subprocess.PIPE,
             text=True,

@@ -1,22 +1,23 @@
-"""Writer process for the AWS store tests (run by test_aws_store.py, not by pytest).
+"""Writer process for the secrets-manager store tests (run by them, not by pytest).
 
-``python aws_writer.py crash HOME ENDPOINT PREFIX SEED [MAX_UNFLUSHED]`` commits
-numbered states forever (like tests/core/store_crash_writer.py) and prints each
-number once the commit returned. ``python aws_writer.py increment HOME ENDPOINT
-PREFIX N`` increments one counter N times, each a read-modify-write
+``python store_writer.py crash BACKEND HOME OPTIONS_JSON SEED`` commits numbered
+states forever (like tests/core/store_crash_writer.py) and prints each number
+once the commit returned. ``python store_writer.py increment BACKEND HOME
+OPTIONS_JSON N`` increments one counter N times, each a read-modify-write
 transaction retried on StoreConflictError, and prints each value it committed.
-The store key is in $SEALWIRE_STORE_KEY.
+BACKEND is aws or vault (the ``[agent.store]`` options as JSON); the store key
+is in $SEALWIRE_STORE_KEY.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import sys
 from pathlib import Path
 
-from sealwire.store import StoreConflictError, StoreKey
-from sealwire_store_aws import open_aws_store
+from sealwire.store import StateStore, StoreConflictError, StoreKey
 
 NS = "crash"
 
@@ -26,7 +27,7 @@ def payload(n: int, size: int) -> bytes:
     return (seed * (size // 32 + 1))[:size]
 
 
-def crash(store, seed: int) -> None:  # type: ignore[no-untyped-def]
+def crash(store: StateStore, seed: int) -> None:
     rng = random.Random(seed)
     raw = store.get(NS, "counter")
     n = int(raw) if raw is not None else 0
@@ -44,7 +45,7 @@ def crash(store, seed: int) -> None:  # type: ignore[no-untyped-def]
         print(n, flush=True)
 
 
-def increment(store, times: int) -> None:  # type: ignore[no-untyped-def]
+def increment(store: StateStore, times: int) -> None:
     done = 0
     while done < times:
         try:
@@ -57,17 +58,19 @@ def increment(store, times: int) -> None:  # type: ignore[no-untyped-def]
         print(value, flush=True)
 
 
+def open_store(backend: str, home: Path, options: dict[str, str]) -> StateStore:
+    if backend == "aws":
+        from sealwire_store_aws import open_aws_store
+
+        return open_aws_store(options, StoreKey.from_env(), home)
+    from sealwire_store_vault import open_vault_store
+
+    return open_vault_store(options, StoreKey.from_env(), home)
+
+
 def main() -> None:
-    mode, home, endpoint, prefix, arg = sys.argv[1:6]
-    options = {
-        "prefix": prefix,
-        "region": "us-east-1",
-        "endpoint_url": endpoint,
-        "retry_backoff": "0.01",
-    }
-    if len(sys.argv) > 6:
-        options["max_unflushed"] = sys.argv[6]
-    store = open_aws_store(options, StoreKey.from_env(), Path(home))
+    mode, backend, home, options, arg = sys.argv[1:6]
+    store = open_store(backend, Path(home), json.loads(options))
     try:
         if mode == "crash":
             crash(store, int(arg))

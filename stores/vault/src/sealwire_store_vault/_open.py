@@ -1,0 +1,172 @@
+"""Opening a Vault store from ``[agent.store]`` options or a store URL, and the key provider."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import hvac
+
+from sealwire.errors import ConfigurationError
+from sealwire.store import CallCounter, ManagedStore, SqliteStore, StoreKey, StoreOption
+from sealwire_store_vault._vault import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_BACKOFF,
+    REQUEST_TIMEOUT,
+    VaultSecretsBackend,
+)
+
+__all__ = [
+    "DEFAULT_CACHE_FILE",
+    "KEY_PATH_ENV",
+    "OPTIONS",
+    "load_store_key",
+    "open_from_location",
+    "open_vault_store",
+]
+
+DEFAULT_CACHE_FILE = "store-cache-vault.db"
+KEY_PATH_ENV = "SEALWIRE_VAULT_STORE_KEY_PATH"
+"""``mount/path`` of a KV v2 secret whose field ``key`` holds the base64 store key."""
+
+_MAX_TOKEN_FILE = 4096
+"""A Vault token is about a hundred bytes; never read more than this from its file."""
+
+OPTIONS = (
+    StoreOption(name="url", required=True, help="the server, e.g. https://vault.internal:8200"),
+    StoreOption(name="prefix", required=True, help="path under the mount, e.g. sealwire/agent-1"),
+    StoreOption(name="mount", help="the KV version 2 mount (default secret)"),
+    StoreOption(
+        name="token_file",
+        help="a file holding the token, read again when it is refused (a Vault Agent sink);"
+        " default $VAULT_TOKEN",
+    ),
+    StoreOption(name="namespace", help="a Vault Enterprise namespace"),
+    StoreOption(name="ca", help="CA certificates (PEM) for an https:// server"),
+    StoreOption(name="cache", help=f"the local write-ahead cache (default {DEFAULT_CACHE_FILE})"),
+    StoreOption(
+        name="max_unflushed",
+        help="commits kept only on this host before a flush (default 0: write-through)",
+    ),
+    StoreOption(
+        name="retries", help=f"calls per operation on 429/5xx (default {DEFAULT_ATTEMPTS})"
+    ),
+    StoreOption(
+        name="retry_backoff", help=f"seconds before a first retry (default {DEFAULT_BACKOFF})"
+    ),
+)
+
+
+def _number(options: Mapping[str, str], name: str, default: float) -> float:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"store option {name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"store option {name} must not be negative")
+    return value
+
+
+def _token(token_file: str | None) -> str:
+    if token_file:
+        try:
+            with open(token_file, "rb") as f:
+                return f.read(_MAX_TOKEN_FILE).decode("ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigurationError(f"cannot read the Vault token file {token_file}") from None
+    token = os.environ.get("VAULT_TOKEN", "")
+    if not token:
+        raise ConfigurationError("no Vault token: set token_file or $VAULT_TOKEN")
+    return token
+
+
+def _client_factory(options: Mapping[str, str], home: Path | None) -> hvac.Client:
+    token_file = options.get("token_file")
+    if token_file and home is not None:
+        token_file = str(home / token_file)
+    ca = options.get("ca")
+    verify: bool | str = str(home / ca) if ca and home is not None else (ca or True)
+    return hvac.Client(
+        url=options["url"],
+        token=_token(token_file),
+        namespace=options.get("namespace") or None,
+        verify=verify,
+        timeout=REQUEST_TIMEOUT,
+    )
+
+
+def open_vault_store(
+    options: Mapping[str, str],
+    key: StoreKey,
+    home: Path,
+    *,
+    counter: CallCounter | None = None,
+) -> ManagedStore:
+    """The agent's store in a Vault KV v2 mount, with its cache in ``home``."""
+    for required in ("url", "prefix"):
+        if not options.get(required):
+            raise ConfigurationError(f"the vault store needs option {required!r}")
+    counter = counter or CallCounter()
+    backend = VaultSecretsBackend(
+        lambda: _client_factory(options, home),
+        options["prefix"],
+        mount=options.get("mount", "secret"),
+        attempts=int(_number(options, "retries", DEFAULT_ATTEMPTS)) or 1,
+        backoff=_number(options, "retry_backoff", DEFAULT_BACKOFF),
+        counter=counter,
+    )
+    try:
+        cache = SqliteStore.open(home / options.get("cache", DEFAULT_CACHE_FILE), key)
+    except BaseException:
+        backend.close()
+        raise
+    return ManagedStore.open(
+        backend,
+        key,
+        label=f"vault:{backend.mount}/{backend.prefix}",
+        cache=cache,
+        max_unflushed=int(_number(options, "max_unflushed", 0)),
+        counter=counter,
+    )
+
+
+def open_from_location(location: str, key: StoreKey) -> ManagedStore:
+    """``vault:PREFIX?url=U&mount=M&cache=/path/cache.db`` (token from $VAULT_TOKEN)."""
+    prefix, _, query = location.partition("?")
+    options = {"prefix": prefix, **dict(parse_qsl(query))}
+    cache = Path(options.pop("cache", DEFAULT_CACHE_FILE))
+    return open_vault_store({**options, "cache": cache.name}, key, cache.parent)
+
+
+def load_store_key() -> StoreKey | None:
+    """The store key from ``$SEALWIRE_VAULT_STORE_KEY_PATH`` (``mount/path``, field ``key``).
+
+    Server from ``$VAULT_ADDR``, token from ``$VAULT_TOKEN``."""
+    location = os.environ.get(KEY_PATH_ENV)
+    if not location:
+        return None
+    mount, _, path = location.strip("/").partition("/")
+    url = os.environ.get("VAULT_ADDR")
+    if not url or not path:
+        raise ConfigurationError(f"{KEY_PATH_ENV} needs the form mount/path and $VAULT_ADDR")
+    client = hvac.Client(url=url, token=_token(None), timeout=REQUEST_TIMEOUT)
+    try:
+        result = client.secrets.kv.v2.read_secret_version(
+            path=path, mount_point=mount, raise_on_deleted_version=True
+        )
+        text = result["data"]["data"]["key"]
+    except Exception as exc:
+        raise ConfigurationError(
+            f"cannot read the store key from vault {location!r}: {type(exc).__name__}"
+        ) from None
+    finally:
+        client.adapter.close()
+    try:
+        return StoreKey.from_text(str(text))
+    except ConfigurationError:
+        raise ConfigurationError(f"vault {location!r} does not hold a valid store key") from None
