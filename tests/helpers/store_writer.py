@@ -5,7 +5,7 @@ states forever (like tests/core/store_crash_writer.py) and prints each number
 once the commit returned. ``python store_writer.py increment BACKEND HOME
 OPTIONS_JSON N`` increments one counter N times, each a read-modify-write
 transaction retried on StoreConflictError, and prints each value it committed.
-BACKEND is aws or vault (the ``[agent.store]`` options as JSON); the store key
+BACKEND is aws, vault or gcp (the ``[agent.store]`` options as JSON); the store key
 is in $SEALWIRE_STORE_KEY.
 """
 
@@ -63,6 +63,10 @@ def open_store(backend: str, home: Path, options: dict[str, str]) -> StateStore:
         from sealwire_store_aws import open_aws_store
 
         return open_aws_store(options, StoreKey.from_env(), home)
+    if backend == "gcp":
+        from sealwire_store_gcp import open_gcp_store
+
+        return open_gcp_store(options, StoreKey.from_env(), home)
     from sealwire_store_vault import open_vault_store
 
     return open_vault_store(options, StoreKey.from_env(), home)

@@ -1,0 +1,172 @@
+"""Opening a GCP store from ``[agent.store]`` options or a store URL, and the key provider."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sealwire.errors import ConfigurationError
+from sealwire.store import CallCounter, ManagedStore, SqliteStore, StoreKey, StoreOption
+from sealwire_store_gcp._gcp import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_BACKOFF,
+    REQUEST_TIMEOUT,
+    GcpSecretsBackend,
+)
+
+__all__ = [
+    "DEFAULT_CACHE_FILE",
+    "KEY_SECRET_ENV",
+    "OPTIONS",
+    "load_store_key",
+    "make_client",
+    "open_from_location",
+    "open_gcp_store",
+]
+
+DEFAULT_CACHE_FILE = "store-cache-gcp.db"
+KEY_SECRET_ENV = "SEALWIRE_GCP_STORE_KEY_SECRET"
+"""``projects/P/secrets/S`` (its latest version holds the base64 store key)."""
+ENDPOINT_ENV = "SEALWIRE_GCP_ENDPOINT"
+_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,150}")  # secret ids: 255 characters, blobs add 70
+
+OPTIONS = (
+    StoreOption(name="project", required=True, help="the project id, e.g. my-project"),
+    StoreOption(name="prefix", required=True, help="secret id prefix: letters, digits, - and _"),
+    StoreOption(name="endpoint", help="another API endpoint (a regional one, a test server)"),
+    StoreOption(
+        name="credentials_file",
+        help="a service account key file (default: Application Default Credentials)",
+    ),
+    StoreOption(name="anonymous", help="true: send no credentials (only for a local test server)"),
+    StoreOption(name="cache", help=f"the local write-ahead cache (default {DEFAULT_CACHE_FILE})"),
+    StoreOption(
+        name="max_unflushed",
+        help="commits kept only on this host before a flush (default 0: write-through)",
+    ),
+    StoreOption(
+        name="retries",
+        help=f"calls per operation on RESOURCE_EXHAUSTED (default {DEFAULT_ATTEMPTS})",
+    ),
+    StoreOption(
+        name="retry_backoff", help=f"seconds before a first retry (default {DEFAULT_BACKOFF})"
+    ),
+)
+
+
+def _number(options: Mapping[str, str], name: str, default: float) -> float:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"store option {name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"store option {name} must not be negative")
+    return value
+
+
+def make_client(
+    *, endpoint: str | None = None, credentials_file: str | None = None, anonymous: bool = False
+) -> Any:
+    """A Secret Manager client over REST (HTTP/1.1 + JSON)."""
+    from google.api_core.client_options import ClientOptions
+    from google.cloud import secretmanager_v1 as sm
+
+    credentials: Any = None
+    if anonymous:
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    elif credentials_file:
+        from google.oauth2 import service_account
+
+        credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+            credentials_file, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+    client_options = ClientOptions(api_endpoint=endpoint) if endpoint else None
+    return sm.SecretManagerServiceClient(
+        transport="rest", credentials=credentials, client_options=client_options
+    )
+
+
+def open_gcp_store(
+    options: Mapping[str, str],
+    key: StoreKey,
+    home: Path,
+    *,
+    counter: CallCounter | None = None,
+) -> ManagedStore:
+    """The agent's store in Secret Manager, with its cache in ``home``."""
+    for required in ("project", "prefix"):
+        if not options.get(required):
+            raise ConfigurationError(f"the gcp store needs option {required!r}")
+    if not _PREFIX.fullmatch(options["prefix"]):
+        raise ConfigurationError("gcp store option prefix: 1 to 150 letters, digits, - or _")
+    credentials_file = options.get("credentials_file")
+    if credentials_file:
+        credentials_file = str(home / credentials_file)
+    anonymous = options.get("anonymous", "false").lower() == "true"
+    counter = counter or CallCounter()
+    backend = GcpSecretsBackend(
+        lambda: make_client(
+            endpoint=options.get("endpoint") or None,
+            credentials_file=credentials_file,
+            anonymous=anonymous,
+        ),
+        options["project"],
+        options["prefix"],
+        attempts=int(_number(options, "retries", DEFAULT_ATTEMPTS)) or 1,
+        backoff=_number(options, "retry_backoff", DEFAULT_BACKOFF),
+        counter=counter,
+    )
+    try:
+        cache = SqliteStore.open(home / options.get("cache", DEFAULT_CACHE_FILE), key)
+    except BaseException:
+        backend.close()
+        raise
+    return ManagedStore.open(
+        backend,
+        key,
+        label=f"gcp:{backend.project}/{backend.prefix}",
+        cache=cache,
+        max_unflushed=int(_number(options, "max_unflushed", 0)),
+        counter=counter,
+    )
+
+
+def open_from_location(location: str, key: StoreKey) -> ManagedStore:
+    """``gcp:PREFIX?project=P&endpoint=E&cache=/path/cache.db`` (a store URL)."""
+    prefix, _, query = location.partition("?")
+    options = {"prefix": prefix, **dict(parse_qsl(query))}
+    cache = Path(options.pop("cache", DEFAULT_CACHE_FILE))
+    return open_gcp_store({**options, "cache": cache.name}, key, cache.parent)
+
+
+def load_store_key() -> StoreKey | None:
+    """The store key from the secret ``$SEALWIRE_GCP_STORE_KEY_SECRET`` (latest version),
+    with Application Default Credentials (endpoint from ``$SEALWIRE_GCP_ENDPOINT``)."""
+    secret = os.environ.get(KEY_SECRET_ENV)
+    if not secret:
+        return None
+    client = make_client(endpoint=os.environ.get(ENDPOINT_ENV) or None)
+    try:
+        result = client.access_secret_version(
+            name=f"{secret}/versions/latest", timeout=REQUEST_TIMEOUT
+        )
+        text = bytes(result.payload.data).decode("ascii")
+    except Exception as exc:
+        raise ConfigurationError(
+            f"cannot read the store key secret {secret!r}: {type(exc).__name__}"
+        ) from None
+    finally:
+        client.transport.close()
+    try:
+        return StoreKey.from_text(text)
+    except ConfigurationError:
+        raise ConfigurationError(f"the secret {secret!r} does not hold a valid store key") from None
