@@ -212,7 +212,7 @@ class GcpSecretsBackend:
                 return None  # created, nothing committed yet
             try:
                 return current, self._access("access_head", f"{self.head_name}/versions/{current}")
-            except (gexc.NotFound, gexc.FailedPrecondition):
+            except (gexc.NotFound, gexc.BadRequest):  # 400 FAILED_PRECONDITION: destroyed
                 continue  # a commit superseded and destroyed it meanwhile: read again
             except gexc.GoogleAPICallError as exc:
                 raise StoreError(f"secretmanager read head: {type(exc).__name__}") from None
@@ -278,7 +278,7 @@ class GcpSecretsBackend:
             try:  # content-addressed: the same bytes are there, unless a crash came between
                 self._access("access_blob", f"{secret}/versions/latest")
                 return
-            except (gexc.NotFound, gexc.FailedPrecondition):
+            except (gexc.NotFound, gexc.BadRequest):  # 400 FAILED_PRECONDITION: destroyed
                 pass
             except gexc.GoogleAPICallError as exc:
                 raise StoreError(f"secretmanager read blob: {type(exc).__name__}") from None
