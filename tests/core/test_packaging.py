@@ -19,7 +19,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTIONS = sorted(
-    [ROOT / "core", ROOT / "relay", *(p for p in (ROOT / "plugins").iterdir() if p.is_dir())]
+    [
+        ROOT / "core",
+        ROOT / "relay",
+        *(p for group in ("plugins", "stores") for p in (ROOT / group).iterdir() if p.is_dir()),
+    ]
 )
 IDS = [str(d.relative_to(ROOT)) for d in DISTRIBUTIONS]
 
