@@ -51,6 +51,15 @@ class Reader:
         self._pos = 0
         self._end = len(self._buf)
 
+    @property
+    def position(self) -> int:
+        """How many bytes were consumed so far (a mark for :meth:`since`)."""
+        return self._pos
+
+    def since(self, mark: int) -> bytes:
+        """The bytes consumed from ``mark`` (a :attr:`position`) up to now."""
+        return bytes(self._buf[mark : self._pos])
+
     def remaining(self) -> int:
         """Bytes not yet consumed."""
         return self._end - self._pos
