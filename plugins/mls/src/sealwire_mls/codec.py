@@ -13,6 +13,7 @@ slicing, a vector's items must consume exactly the vector's bytes, and
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -148,6 +149,17 @@ class Reader:
         finally:
             self._end = outer_end
         return items
+
+    def uint16_vector(self, field: str = "vector") -> tuple[int, ...]:
+        """Read ``uint16 values<V>`` in one step (every leaf's Capabilities has five)."""
+        length = self.varint(field)
+        pos = self._pos
+        if length > self._end - pos:
+            raise MLSDecodeError(f"needs {length} bytes, {self._end - pos} remain", field=field)
+        if length % 2:
+            raise MLSDecodeError("needs 2 bytes, 1 remain", field=field)
+        self._pos = pos + length
+        return struct.unpack_from(f">{length // 2}H", self._buf, pos)
 
     def optional(self, item: Callable[[Reader], T], field: str = "optional") -> T | None:
         """Read ``optional<T>``: presence octet 0 (absent) or 1 (present)."""
