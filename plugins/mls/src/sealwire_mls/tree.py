@@ -102,14 +102,6 @@ def _node_bytes(node: Node) -> bytes:
     return w.getvalue()
 
 
-def _encode_optional_node(w: Writer, node: Node | None) -> None:
-    # optional<Node> by hand: mypy cannot solve Writer.optional's TypeVar for a union.
-    if node is None:
-        w.uint8(0)
-    else:
-        encode_node(w.uint8(1), node)
-
-
 def decode_node(r: Reader) -> Node:
     """Read a ``Node`` struct."""
     kind = r.uint8("node_type")
@@ -179,7 +171,17 @@ class RatchetTree:
         end = len(self._nodes)
         while end > 0 and self._nodes[end - 1] is None:
             end -= 1
-        w.vector(self._nodes[:end], _encode_optional_node)
+        # Joined from each node's bytes (leaves' are memoized): a Welcome carries
+        # the whole tree, 10,000 leaves at 10,000 members.
+        blank, leaf, parent = b"\x00", bytes((1, NodeType.LEAF)), bytes((1, NodeType.PARENT))
+        w.opaque(
+            b"".join(
+                blank if node is None
+                else leaf + node.to_bytes() if isinstance(node, LeafNode)
+                else parent + _node_bytes(node)
+                for node in self._nodes[:end]
+            )
+        )  # fmt: skip
 
     def to_bytes(self) -> bytes:
         """The serialized ratchet tree."""
