@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,3 +96,17 @@ def test_without_a_started_pool_a_large_batch_is_verified_here(
     pub, label, content, sig = items[3]
     with pytest.raises(MLSAuthenticationError):
         suite.verify_many_with_label([*items[:3], (pub, label, content, sig[::-1]), *items[4:]])
+
+
+def test_a_killed_worker_leaves_the_batch_to_this_process(spread: None) -> None:
+    executor = crypto._POOL.executor()
+    assert executor is not None
+    for pid in list(executor._processes):  # kill -9 the workers
+        os.kill(pid, signal.SIGKILL)
+    suite = cipher_suite(1)
+    items = _signed(1, BATCH)
+    suite.verify_many_with_label(items)
+    pub, label, content, sig = items[-1]
+    with pytest.raises(MLSAuthenticationError):
+        suite.verify_many_with_label([*items[:-1], (pub, label, content + b"!", sig)])
+    assert crypto._POOL.workers() == 0  # the broken pool was dropped

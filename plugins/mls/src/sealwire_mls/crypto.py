@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -282,7 +282,7 @@ class PendingVerification:
             return self._suite._verify_here(chunk)
         try:
             return bool(self._futures[i].result())
-        except (BrokenProcessPool, OSError):
+        except (BrokenProcessPool, CancelledError, OSError):  # cancelled: the pool was dropped
             assert self._executor is not None
             _POOL.drop(self._executor)
             return self._suite._verify_here(chunk)
