@@ -10,6 +10,15 @@ AES-128-GCM, SHA-256, Ed25519), the median over ``--repeat`` runs of:
 * update: A stages an empty commit with an UpdatePath (discarded);
 * process: member R processes A's update commit (then A merges it);
 * send / open: A encrypts a 256-byte application message, R decrypts it;
+* join: a new member joins from the Welcome of A's add (whole ratchet tree in
+  the GroupInfo), as a fresh joiner (signatures this process verified are
+  forgotten first): ``join 1c`` with every leaf signature checked in this
+  process, ``join`` with them spread over worker processes (one per core,
+  :func:`sealwire_mls.crypto.start_verify_pool`; ``pool start`` is their
+  start-up, paid once per process);
+  ``floor``: the same number of Ed25519 key loads + verifications, one core,
+  in the same run (the join's floor on one core), and ``1c/floor``,
+  ``join/floor`` (the floor on two cores is half of it);
 * HPKE/update: the HPKE encryptions in A's UpdatePath (expected about log2 N
   when the tree has no blank parents);
 * signal N-pairwise: encrypting the same 256-byte message once per Double
@@ -34,6 +43,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+import sealwire_mls.crypto as mls_crypto
 from sealwire_mls.credentials import Credential, CredentialType
 from sealwire_mls.crypto import cipher_suite
 from sealwire_mls.extensions import Capabilities
@@ -105,9 +117,57 @@ def hpke_count(commit: bytes) -> int:
     return sum(len(node.encrypted_path_secret) for node in path.nodes)
 
 
+def _fresh_joiner() -> None:
+    """Forget the signatures this process saw verified (a joiner is another process)."""
+    mls_crypto.cipher_suite(SUITE)._verified._data.clear()
+
+
+def join_ms(
+    a: Group, person: tuple[KeyPackage, bytes, bytes, bytes], repeat: int
+) -> dict[str, float]:
+    """Joins from the Welcome of A's add: in this process, then spread over workers."""
+    _, welcome = a.commit(os.urandom, add=[person[0]])
+    a.discard_pending_commit()
+    assert welcome is not None
+    body = MLSMessage.from_bytes(welcome).body
+
+    def join() -> None:
+        _fresh_joiner()
+        Group.join(body, person[0], init_priv=person[1], encryption_priv=person[2],
+                   signature_priv=person[3])  # fmt: skip
+
+    spread_min = mls_crypto.PARALLEL_VERIFY_MIN
+    out = {"join1c": median_ms(join, repeat)}  # no pool: every signature checked here
+    try:
+        out["start"] = median_ms(mls_crypto.start_verify_pool, 1)
+        mls_crypto.PARALLEL_VERIFY_MIN = 1  # spread whatever the size
+        out["join"] = median_ms(join, repeat)
+    finally:
+        mls_crypto.PARALLEL_VERIFY_MIN = spread_min
+        mls_crypto.shutdown_verify_pool()
+    return out
+
+
+def verify_floor_ms(n: int, repeat: int) -> float:
+    """``n`` Ed25519 public-key loads and verifications (300-byte messages), one core."""
+    items = []
+    for _ in range(n):
+        key = ed25519.Ed25519PrivateKey.generate()
+        message = os.urandom(300)
+        items.append((key.public_key().public_bytes_raw(), key.sign(message), message))
+
+    def verify_all() -> None:
+        for public, signature, message in items:
+            ed25519.Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+
+    return median_ms(verify_all, repeat)
+
+
 def measure(n: int, repeat: int) -> dict[str, float]:
     a, r, spare = build(n)
     out: dict[str, float] = {}
+    out.update(join_ms(a, spare[1], repeat))
+    out["floor"] = verify_floor_ms(n, repeat)
 
     def add() -> None:
         a.commit(os.urandom, add=[spare[0][0]])
@@ -154,7 +214,9 @@ def main() -> None:
     args = parser.parse_args()
     header = (
         f"{'members':>8} {'add ms':>8} {'update ms':>10} {'process ms':>11} {'send ms':>8} "
-        f"{'open ms':>8} {'HPKE/upd':>9} {'log2 N':>7} {'signal N-pairwise ms':>21}"
+        f"{'open ms':>8} {'HPKE/upd':>9} {'log2 N':>7} {'signal N-pairwise ms':>21} "
+        f"{'join 1c ms':>11} {'pool start ms':>14} {'join ms':>8} {'floor ms':>9} "
+        f"{'1c/floor':>9} {'join/floor':>11}"
     )
     print(header)
     for n in (int(s) for s in args.sizes.split(",")):
@@ -163,7 +225,10 @@ def main() -> None:
         print(
             f"{n:>8} {m['add']:>8.2f} {m['update']:>10.2f} {m['process']:>11.2f} "
             f"{m['send']:>8.3f} {m['open']:>8.3f} {m['hpke']:>9.0f} {math.log2(n):>7.1f} "
-            f"{m['pairwise']:>21.2f}   (setup+run {time.perf_counter() - started:.0f} s)",
+            f"{m['pairwise']:>21.2f} {m['join1c']:>11.1f} {m['start']:>14.1f} "
+            f"{m['join']:>8.1f} {m['floor']:>9.1f} {m['join1c'] / m['floor']:>9.2f} "
+            f"{m['join'] / m['floor']:>11.2f}"
+            f"   (setup+run {time.perf_counter() - started:.0f} s)",
             flush=True,
         )
 

@@ -126,3 +126,29 @@ def test_varint_round_trip_is_minimal(value: int) -> None:
     encoded = encode_varint(value)
     assert decode_exact(encoded, Reader.varint) == value
     assert len(encoded) == (1 if value < 64 else 2 if value < 16384 else 4)
+
+
+def test_uint16_vector_reads_pairs_and_refuses_an_odd_length() -> None:
+    w = Writer().vector([1, 0xFFFF, 0x0203], lambda w2, v: w2.uint16(v))
+    assert decode_exact(w.getvalue(), Reader.uint16_vector) == (1, 0xFFFF, 0x0203)
+    for bad in (b"\x03\x00\x01\x02", b"\x04\x00\x01"):  # odd length; length past the end
+        with pytest.raises(MLSDecodeError):
+            decode_exact(bad, Reader.uint16_vector)
+
+
+def test_a_vector_bounds_its_items_and_the_reader_reads_on_after_it() -> None:
+    # uint8 items<V> = [1, 2], then a uint8 after the vector
+    r = Reader(b"\x02\x01\x02\x07")
+    assert r.vector(Reader.uint8) == [1, 2]
+    assert r.uint8() == 7 and r.remaining() == 0
+    # an item reading past the vector's end fails, and the bound is restored after
+    r = Reader(b"\x01\x01\x02\x03")
+    with pytest.raises(MLSDecodeError):
+        r.vector(Reader.uint16)
+    assert r.remaining() == 3
+    # bytes remembered across a vector are the exact input
+    r = Reader(b"\x00\x02\x05\x06\x09")
+    mark = r.position
+    r.uint8()
+    r.vector(Reader.uint8)
+    assert r.since(mark) == b"\x00\x02\x05\x06" and r.uint8() == 9

@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import multiprocessing
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from attrs import field, frozen
@@ -35,9 +41,14 @@ from sealwire_mls.hpke import AEAD_EXPORT_ONLY, HPKESuite, KeyCache, hpke_suite
 
 __all__ = [
     "LABEL_PREFIX",
+    "MAX_VERIFY_WORKERS",
+    "PARALLEL_VERIFY_MIN",
     "SUPPORTED_CIPHER_SUITES",
     "CipherSuite",
+    "PendingVerification",
     "cipher_suite",
+    "shutdown_verify_pool",
+    "start_verify_pool",
 ]
 
 #: Every MLS label is prefixed with the protocol version string (§5.1.3, §8).
@@ -115,6 +126,175 @@ class _Signer:
                 key.verify(signature, data)
         except (InvalidSignature, ValueError):
             raise MLSAuthenticationError() from None
+
+
+PARALLEL_VERIFY_MIN = 2048
+"""Signatures (not already verified) in one batch before it is spread over worker
+processes, once :func:`start_verify_pool` started them. cryptography's ``verify``
+holds the GIL (threads do not help: measured cpu/wall 0.54 with two threads on two
+cores), so other cores are reached by processes; shipping a signature costs about
+1 % of verifying it, but a batch below this many (a few hundred ms of Ed25519 on
+one core) gains less than the IPC and scheduling jitter on a loaded machine."""
+
+MAX_VERIFY_WORKERS = 8
+"""Worker processes at most (the calling process meanwhile runs the join's other
+checks): past a few cores a 10,000-leaf join is bound by its decoding, not by
+signatures."""
+
+
+def _verify_chunk(scheme: str, items: Sequence[tuple[bytes, bytes, bytes]]) -> list[int]:
+    """In a worker: the indices in ``items`` (public key, signature, signed bytes) that fail."""
+    signer = _Signer(scheme)
+    bad = []
+    for i, (public, signature, signed) in enumerate(items):
+        try:
+            signer.verify(signer.load_public(public), signature, signed)
+        except (MLSAuthenticationError, MLSDecodeError):
+            bad.append(i)
+    return bad
+
+
+class _VerifyPool:
+    """The worker processes batches of signatures are spread over: off until
+    :func:`start_verify_pool`.
+
+    Opt-in because it is not free and not always a win: workers are *spawned*
+    (fresh interpreters, safe beside threads unlike fork), which re-imports the
+    program's ``__main__`` (it must keep its work under ``if __name__ ==
+    "__main__":``) and costs 0.3-2.5 s of start-up; on a machine whose cores are
+    busy with other work they only compete (see benchmarks/bench_mls.py). A
+    process that joins large groups on idle cores (a fleet) starts it once. A
+    broken pool is dropped and its batches verified in this process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._workers = 0
+
+    def workers(self) -> int:
+        """Worker processes running (0: verify in this process)."""
+        return self._workers if self._executor is not None else 0
+
+    def start(self, workers: int | None) -> None:
+        if workers is None:
+            try:
+                cores = len(os.sched_getaffinity(0))
+            except AttributeError:  # not on Linux
+                cores = os.cpu_count() or 1
+            workers = 0 if cores < 2 else cores
+        workers = min(workers, MAX_VERIFY_WORKERS)
+        self.shutdown()
+        if workers < 1:
+            return
+        executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        # Pay the start-up now, not in the first join: one empty chunk per worker.
+        warm = [executor.submit(_verify_chunk, "ed25519", []) for _ in range(workers)]
+        for future in warm:
+            future.result()
+        with self._lock:
+            self._executor, self._workers = executor, workers
+
+    def executor(self) -> ProcessPoolExecutor | None:
+        with self._lock:
+            return self._executor
+
+    def drop(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:
+                self._executor = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+_POOL = _VerifyPool()
+
+
+def start_verify_pool(workers: int | None = None) -> None:
+    """Start worker processes that large batches of signature checks (a join's
+    leaves) are spread over; ``workers`` defaults to one per core (none on one core).
+
+    Call it once, from the program's ``if __name__ == "__main__":`` block
+    (workers are spawned and re-import ``__main__``); it returns once they run.
+    """
+    _POOL.start(workers)
+
+
+def shutdown_verify_pool() -> None:
+    """Stop the worker processes; signatures are verified in this process again."""
+    _POOL.shutdown()
+
+
+class PendingVerification:
+    """A batch of signature checks under way (from :meth:`CipherSuite.start_verify_many`)."""
+
+    def __init__(
+        self, suite: CipherSuite, pending: list[tuple[bytes, tuple[bytes, bytes, bytes]]]
+    ) -> None:
+        self._suite = suite
+        self._digests = [seen for seen, _ in pending]
+        self._jobs = [job for _, job in pending]
+        self._chunks: list[list[tuple[bytes, bytes, bytes]]] = []
+        self._futures: list[Future[list[int]]] = []
+        self._executor: ProcessPoolExecutor | None = None
+        workers = _POOL.workers() if len(self._jobs) >= PARALLEL_VERIFY_MIN else 0
+        if workers > 0:
+            share = -(-len(self._jobs) // workers)
+            self._chunks = [self._jobs[i : i + share] for i in range(0, len(self._jobs), share)]
+            self._executor = _POOL.executor()
+            if self._executor is None:  # stopped meanwhile
+                self._chunks = []
+                return
+            try:
+                for chunk in self._chunks:
+                    self._futures.append(
+                        self._executor.submit(_verify_chunk, suite._signer.name, chunk)
+                    )
+            except (BrokenProcessPool, RuntimeError, OSError):
+                _POOL.drop(self._executor)
+
+    def wait(self) -> None:
+        """Finish the checks; :class:`MLSAuthenticationError` if any signature failed."""
+        try:
+            if not self._chunks:
+                failed = self._suite._verify_here(self._jobs)
+            else:
+                failed = False
+                for i, chunk in enumerate(self._chunks):
+                    if failed:
+                        break
+                    failed = self._chunk_failed(i, chunk)
+        finally:
+            self.cancel()
+        if failed:
+            raise MLSAuthenticationError()
+        self._suite._remember_verified(self._digests)
+
+    def _chunk_failed(self, i: int, chunk: list[tuple[bytes, bytes, bytes]]) -> bool:
+        if i >= len(self._futures):  # never submitted: the pool broke
+            return self._suite._verify_here(chunk)
+        try:
+            return bool(self._futures[i].result())
+        except (BrokenProcessPool, CancelledError, OSError):  # cancelled: the pool was dropped
+            assert self._executor is not None
+            _POOL.drop(self._executor)
+            return self._suite._verify_here(chunk)
+
+    def cancel(self) -> None:
+        """Drop the checks not yet started (when the caller gives up on the batch)."""
+        for future in self._futures:
+            future.cancel()
+
+
+class _NotVerified(Exception):
+    """A miss in the verified-signature cache (the cache's loader raises it: nothing stored)."""
 
 
 VERIFIED_CACHE_SIZE = 4096
@@ -250,6 +430,56 @@ class CipherSuite:
             self._signer.verify(key, signature, signed)
 
         self._verified.get(seen, verify)
+
+    def verify_many_with_label(self, items: Sequence[tuple[bytes, bytes, bytes, bytes]]) -> None:
+        """VerifyWithLabel over a batch of ``(signature_pub, label, content, signature)``.
+
+        Raises :class:`MLSAuthenticationError` if any fails; see :meth:`start_verify_many`.
+        """
+        self.start_verify_many(items).wait()
+
+    def start_verify_many(
+        self, items: Sequence[tuple[bytes, bytes, bytes, bytes]]
+    ) -> PendingVerification:
+        """Start VerifyWithLabel over a batch; its :meth:`PendingVerification.wait` raises
+        :class:`MLSAuthenticationError` if any fails.
+
+        Signatures seen verified before are skipped. A batch of at least
+        :data:`PARALLEL_VERIFY_MIN` others goes to worker processes (one per
+        core) at once, so the caller runs its other checks meanwhile; a
+        smaller one is verified here, in :meth:`PendingVerification.wait`.
+        """
+        pending: list[tuple[bytes, tuple[bytes, bytes, bytes]]] = []
+
+        def missing(_: bytes) -> None:
+            raise _NotVerified
+
+        for public_key, label, content, sig in items:
+            public, signature = bytes(public_key), bytes(sig)
+            signed = self._sign_content(label, content)
+            seen = hashlib.sha256(
+                len(public).to_bytes(2, "big") + public + len(signature).to_bytes(2, "big")
+                + signature + signed
+            ).digest()  # fmt: skip
+            try:
+                self._verified.get(seen, missing)
+            except _NotVerified:
+                pending.append((seen, (public, signature, signed)))
+        return PendingVerification(self, pending)
+
+    def _verify_here(self, jobs: Sequence[tuple[bytes, bytes, bytes]]) -> bool:
+        """Verify ``jobs`` (public key, signature, signed bytes) in this process; any failed?"""
+        for public, signature, signed in jobs:
+            try:
+                key = self._sig_public.get(public, self._signer.load_public)
+                self._signer.verify(key, signature, signed)
+            except (MLSAuthenticationError, MLSDecodeError):
+                return True
+        return False
+
+    def _remember_verified(self, digests: Sequence[bytes]) -> None:
+        for seen in digests:
+            self._verified.get(seen, lambda _: None)
 
     def signature_key_pair(self) -> tuple[bytes, bytes]:
         """A fresh signature key pair, serialized (private, public)."""

@@ -101,7 +101,7 @@ def find_extension(extensions: Sequence[Extension], extension_type: int) -> Exte
 
 
 def _u16s(r: Reader, field: str) -> tuple[int, ...]:
-    return tuple(r.vector(lambda r2: r2.uint16(field), field))
+    return r.uint16_vector(field)
 
 
 def _put_u16s(w: Writer, values: Iterable[int]) -> None:

@@ -159,6 +159,11 @@ class FramedContent:
     authenticated_data: bytes = b""
     content_type: ContentType
     content: Any
+    # The encoding, made once: a commit's content goes into its signature, its
+    # membership tag, the transcript hash and the wire. A decoded content keeps
+    # the bytes it was read from (the codec's encoding is canonical: minimal
+    # varints, strict enums), so a receiver does not re-encode it either.
+    _encoded: bytes | None = field(default=None, init=False, eq=False, repr=False)
 
     # struct {
     #     opaque group_id<V>;
@@ -174,14 +179,30 @@ class FramedContent:
     # } FramedContent;
     def encode(self, w: Writer) -> None:
         """Append the §6 encoding."""
-        w.opaque(self.group_id).uint64(self.epoch)
-        self.sender.encode(w)
-        w.opaque(self.authenticated_data).uint8(self.content_type)
-        encode_content_body(w, self.content_type, self.content)
+        w.fixed(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The §6 encoding (computed once per object)."""
+        encoded = self._encoded
+        if encoded is None:
+            w = Writer().opaque(self.group_id).uint64(self.epoch)
+            self.sender.encode(w)
+            w.opaque(self.authenticated_data).uint8(self.content_type)
+            encode_content_body(w, self.content_type, self.content)
+            encoded = w.getvalue()
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
     @classmethod
     def decode(cls, r: Reader) -> FramedContent:
-        """Read one FramedContent."""
+        """Read one FramedContent (remembering the bytes it was read from)."""
+        start = r.position
+        content = cls._decode_fields(r)
+        object.__setattr__(content, "_encoded", r.since(start))
+        return content
+
+    @classmethod
+    def _decode_fields(cls, r: Reader) -> FramedContent:
         group_id = r.opaque("FramedContent.group_id")
         epoch = r.uint64("FramedContent.epoch")
         sender = Sender.decode(r)

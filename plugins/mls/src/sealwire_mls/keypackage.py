@@ -14,7 +14,7 @@ from enum import IntEnum
 import attrs
 from attrs import field, frozen
 
-from sealwire_mls.codec import Reader, Writer
+from sealwire_mls.codec import Reader, Writer, encode_varint
 from sealwire_mls.credentials import Credential
 from sealwire_mls.crypto import CipherSuite
 from sealwire_mls.errors import MLSDecodeError, MLSLocalError, MLSProtocolError
@@ -124,13 +124,15 @@ class LeafNode:
     # } LeafNodeTBS;
     def tbs(self, group_id: bytes | None = None, leaf_index: int | None = None) -> bytes:
         """The ``LeafNodeTBS`` bytes; group_id / leaf_index are needed unless key_package."""
-        w = Writer()
-        self._encode_content(w)
-        if self.leaf_node_source != LeafNodeSource.KEY_PACKAGE:
-            if group_id is None or leaf_index is None:
-                raise MLSLocalError("LeafNodeTBS needs group_id and leaf_index")
-            w.opaque(group_id).uint32(leaf_index)
-        return w.getvalue()
+        # The encoded LeafNode is the TBS content then ``opaque signature<V>``: cut it off.
+        encoded = self.to_bytes()
+        cut = len(encode_varint(len(self.signature))) + len(self.signature)
+        signed = encoded[: len(encoded) - cut]
+        if self.leaf_node_source == LeafNodeSource.KEY_PACKAGE:
+            return signed
+        if group_id is None or leaf_index is None:
+            raise MLSLocalError("LeafNodeTBS needs group_id and leaf_index")
+        return Writer().fixed(signed).opaque(group_id).uint32(leaf_index).getvalue()
 
     # struct {
     #     ... the LeafNodeTBS fields up to extensions ...
@@ -153,7 +155,19 @@ class LeafNode:
 
     @classmethod
     def decode(cls, r: Reader) -> LeafNode:
-        """Read a ``LeafNode`` (unverified)."""
+        """Read a ``LeafNode`` (unverified), remembering the bytes it was read from.
+
+        The codec's encoding is canonical (minimal varints, strict enums), so
+        those bytes are its encoding: a joiner hashes and verifies 10,000
+        leaves without encoding one.
+        """
+        start = r.position
+        leaf = cls._decode_fields(r)
+        object.__setattr__(leaf, "_encoded", r.since(start))
+        return leaf
+
+    @classmethod
+    def _decode_fields(cls, r: Reader) -> LeafNode:
         encryption_key = r.opaque("encryption_key")
         signature_key = r.opaque("signature_key")
         credential = Credential.decode(r)

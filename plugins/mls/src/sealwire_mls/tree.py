@@ -23,7 +23,7 @@ from attrs import frozen
 
 from sealwire_mls import tree_math as tm
 from sealwire_mls.codec import Reader, Writer, decode_exact, encode_varint
-from sealwire_mls.crypto import CipherSuite
+from sealwire_mls.crypto import CipherSuite, PendingVerification
 from sealwire_mls.errors import MLSDecodeError, MLSLocalError, MLSProtocolError
 from sealwire_mls.extensions import Extension, ExtensionType, RequiredCapabilities
 from sealwire_mls.keypackage import LeafNode, LeafNodeSource, check_leaf_contents
@@ -102,14 +102,6 @@ def _node_bytes(node: Node) -> bytes:
     return w.getvalue()
 
 
-def _encode_optional_node(w: Writer, node: Node | None) -> None:
-    # optional<Node> by hand: mypy cannot solve Writer.optional's TypeVar for a union.
-    if node is None:
-        w.uint8(0)
-    else:
-        encode_node(w.uint8(1), node)
-
-
 def decode_node(r: Reader) -> Node:
     """Read a ``Node`` struct."""
     kind = r.uint8("node_type")
@@ -179,7 +171,17 @@ class RatchetTree:
         end = len(self._nodes)
         while end > 0 and self._nodes[end - 1] is None:
             end -= 1
-        w.vector(self._nodes[:end], _encode_optional_node)
+        # Joined from each node's bytes (leaves' are memoized): a Welcome carries
+        # the whole tree, 10,000 leaves at 10,000 members.
+        blank, leaf, parent = b"\x00", bytes((1, NodeType.LEAF)), bytes((1, NodeType.PARENT))
+        w.opaque(
+            b"".join(
+                blank if node is None
+                else leaf + node.to_bytes() if isinstance(node, LeafNode)
+                else parent + _node_bytes(node)
+                for node in self._nodes[:end]
+            )
+        )  # fmt: skip
 
     def to_bytes(self) -> bytes:
         """The serialized ratchet tree."""
@@ -464,9 +466,16 @@ class RatchetTree:
             seen_sig.add(leaf.signature_key)
 
     def verify_leaf_signatures(self, group_id: bytes) -> None:
-        """Verify every leaf's LeafNodeTBS signature with ``group_id`` (§7.3)."""
-        for index, leaf in self.leaves():
-            leaf.verify(self.cs, group_id, index)
+        """Verify every leaf's LeafNodeTBS signature with ``group_id`` (§7.3), as one batch."""
+        self._start_leaf_signatures(group_id).wait()
+
+    def _start_leaf_signatures(self, group_id: bytes) -> PendingVerification:
+        return self.cs.start_verify_many(
+            [
+                (leaf.signature_key, b"LeafNodeTBS", leaf.tbs(group_id, index), leaf.signature)
+                for index, leaf in self.leaves()
+            ]
+        )
 
     def _check_leaves(self, now: int | None, required: RequiredCapabilities | None) -> None:
         in_use = {leaf.credential.credential_type for _, leaf in self.leaves()}
@@ -494,8 +503,14 @@ class RatchetTree:
         """
         if not any(True for _ in self.leaves()):
             raise MLSProtocolError("tree has no members")
-        self._check_unmerged()
-        self._check_unique_keys()
-        self._check_leaves(now, required)
-        self.verify_parent_hashes()
-        self.verify_leaf_signatures(group_id)
+        # A large batch of leaf signatures runs in worker processes meanwhile.
+        signatures = self._start_leaf_signatures(group_id)
+        try:
+            self._check_unmerged()
+            self._check_unique_keys()
+            self._check_leaves(now, required)
+            self.verify_parent_hashes()
+        except BaseException:
+            signatures.cancel()
+            raise
+        signatures.wait()
