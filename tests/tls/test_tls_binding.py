@@ -22,7 +22,7 @@ from sealwire.binding import Negotiation, PeerIdentity, Property, SecureChannel
 from sealwire.codec import A2AError, Method
 from sealwire.errors import SealwireError, TrustError
 from sealwire.identity import Identity, verify_card
-from sealwire.model import Message, Role, SendMessageRequest, Task, TaskState
+from sealwire.model import Message, Part, Role, SendMessageRequest, Task, TaskState
 from sealwire.policy import PolicyConfig, Situation
 from sealwire.store import MemoryStore
 from sealwire.testing.contract import SessionBindingContract
@@ -175,7 +175,7 @@ async def _call(channel: SecureChannel) -> Any:
     conn = RpcConnection(channel, None)
     conn.start()
     try:
-        message = Message(message_id="m", role=Role.USER, parts=())
+        message = Message(message_id="m", role=Role.USER, parts=(Part.from_text("m"),))
         return await conn.call(Method.SEND_MESSAGE, SendMessageRequest(message=message))
     finally:
         await conn.close()

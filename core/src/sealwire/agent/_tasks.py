@@ -15,10 +15,13 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import datetime
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -60,6 +63,18 @@ MAX_LIVE_TASKS = 10_000
 """Tasks kept in memory with their subscribers; older finished ones are read from the store."""
 MAX_SUBSCRIBER_BACKLOG = 1024
 """Events queued for one slow subscriber before it is dropped."""
+
+MAX_TASK_ID_LENGTH = 1024
+"""Characters in a task id a caller may name: the store's key limit (longer ones are
+not ours, and must fail as invalid params before reaching the store)."""
+DEFAULT_PAGE_SIZE = 50
+"""Tasks in a ListTasks page when the caller names no ``pageSize`` (spec §3.1.4)."""
+MAX_PAGE_SIZE = 100
+"""The largest ``pageSize`` a caller may ask for (spec §3.1.4: 1 to 100)."""
+MAX_PAGE_TOKEN = 2 * MAX_TASK_ID_LENGTH
+"""Characters of a ``pageToken`` looked at: ours encode a timestamp and a task id."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 INTERRUPTED = frozenset({TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED})
 
@@ -247,6 +262,70 @@ class _TaskRun:
         self._publish(None)
 
 
+def check_task_id(task_id: str, field: str = "id") -> None:
+    """Raise InvalidParamsError unless ``task_id`` could name a task: 1 to
+    :data:`MAX_TASK_ID_LENGTH` characters of UTF-8 text without control characters."""
+    if not task_id:
+        raise InvalidParamsError("a task id must not be empty", field=field)
+    if len(task_id) > MAX_TASK_ID_LENGTH:
+        raise InvalidParamsError(
+            f"a task id has at most {MAX_TASK_ID_LENGTH} characters", field=field
+        )
+    if _CONTROL.search(task_id):
+        raise InvalidParamsError("a task id must not hold control characters", field=field)
+    try:
+        task_id.encode()
+    except UnicodeEncodeError:
+        raise InvalidParamsError("a task id must be UTF-8 text", field=field) from None
+
+
+def _instant(timestamp: str) -> datetime.datetime:
+    """An RFC 3339 timestamp (already checked by the codec) as an aware datetime."""
+    text = timestamp.replace("z", "Z").replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:  # Python reads at most microseconds: cut nanoseconds
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
+    return datetime.datetime.fromisoformat(text)
+
+
+def _sort_key(task: Task) -> tuple[datetime.datetime, str]:
+    """Most recently updated first (then by id, so the order is total)."""
+    if task.status.timestamp is None:
+        return (datetime.datetime.min.replace(tzinfo=datetime.UTC), task.id)
+    return (_instant(task.status.timestamp), task.id)
+
+
+def _page_token(key: tuple[datetime.datetime, str]) -> str:
+    """The opaque token resuming a listing after the task whose sort key is ``key``."""
+    raw = json.dumps([key[0].isoformat(), key[1]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _read_page_token(token: str) -> tuple[datetime.datetime, str]:
+    bad = InvalidParamsError("invalid pageToken", field="pageToken")
+    if len(token) > MAX_PAGE_TOKEN:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        when, task_id = json.loads(raw)
+        instant = datetime.datetime.fromisoformat(when)
+    except (binascii.Error, ValueError, TypeError, RecursionError):
+        raise bad from None
+    if not isinstance(task_id, str) or instant.tzinfo is None:
+        raise bad
+    return instant, task_id
+
+
+def _check_list_request(request: ListTasksRequest) -> None:
+    if request.page_size is not None and not 1 <= request.page_size <= MAX_PAGE_SIZE:
+        raise InvalidParamsError(
+            f"pageSize must be between 1 and {MAX_PAGE_SIZE}", field="pageSize"
+        )
+    if request.history_length is not None and request.history_length < 0:
+        raise InvalidParamsError("historyLength must not be negative", field="historyLength")
+
+
 def _cut_history(task: Task, history_length: int | None) -> Task:
     """The task with only its last ``history_length`` messages (all when ``None``)."""
     if history_length is None:
@@ -275,7 +354,8 @@ class TaskManager:
             tx.put(TASKS_NAMESPACE, run.task.id, record)
             receipt(tx, run.task.id)
 
-    def _load(self, task_id: str, owner: str) -> _TaskRun:
+    def _load(self, task_id: str, owner: str, field: str = "id") -> _TaskRun:
+        check_task_id(task_id, field)
         run = self._runs.get(task_id)
         if run is None:
             raw = self.store.get(TASKS_NAMESPACE, task_id)
@@ -302,7 +382,7 @@ class TaskManager:
     ) -> _TaskRun:
         message = params.message
         if message.task_id:
-            run = self._load(message.task_id, peer.agent_id)
+            run = self._load(message.task_id, peer.agent_id, "message.taskId")
             if run.state not in INTERRUPTED:
                 raise UnsupportedOperationError(
                     f"task {message.task_id} is {run.state.name} and does not take new messages"
@@ -436,14 +516,44 @@ class TaskManager:
         return _cut_history(self._load(task_id, peer.agent_id).task, history_length)
 
     def list(self, request: ListTasksRequest, peer: PeerIdentity) -> ListTasksResponse:
-        """``ListTasks``: this peer's tasks, optionally of one context."""
-        tasks = []
+        """``ListTasks`` (spec §3.1.4): a page of this peer's tasks, most recently
+        updated first, filtered by context, state and last update; ``nextPageToken``
+        resumes after the page's last task, ``totalSize`` counts every match."""
+        _check_list_request(request)
+        after = None if request.page_token is None else _read_page_token(request.page_token)
+        since = (
+            None
+            if request.status_timestamp_after is None
+            else _instant(request.status_timestamp_after)
+        )
+        matches: list[tuple[tuple[datetime.datetime, str], Task]] = []
         for task_id in self.store.keys(TASKS_NAMESPACE):
-            with contextlib.suppress(TaskNotFoundError):
+            with contextlib.suppress(TaskNotFoundError, InvalidParamsError):
                 task = self._load(task_id, peer.agent_id).task
-                if request.context_id in (None, "", task.context_id):
-                    tasks.append(task)
-        return ListTasksResponse(tasks=tuple(tasks))
+                if request.context_id is not None and task.context_id != request.context_id:
+                    continue
+                if request.status is not None and task.status.state is not request.status:
+                    continue
+                key = _sort_key(task)
+                if since is not None and (task.status.timestamp is None or key[0] < since):
+                    continue
+                matches.append((key, task))
+        matches.sort(key=lambda match: match[0], reverse=True)
+        start = 0 if after is None else sum(1 for key, _ in matches if key >= after)
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        page = matches[start : start + size]
+        more = start + size < len(matches)
+        tasks = []
+        for _, task in page:
+            if not request.include_artifacts:
+                task = attrs.evolve(task, artifacts=())
+            tasks.append(_cut_history(task, request.history_length))
+        return ListTasksResponse(
+            tasks=tuple(tasks),
+            next_page_token=_page_token(page[-1][0]) if more and page else "",
+            page_size=size,
+            total_size=len(matches),
+        )
 
     async def cancel(self, task_id: str, peer: PeerIdentity) -> Task:
         """``CancelTask``: stop the handler; a finished task cannot be canceled."""

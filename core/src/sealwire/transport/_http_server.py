@@ -189,7 +189,14 @@ class A2AHttpApp:
             log.info("refused an HTTP caller: %s", exc)
             await _plain(send, _refusal(exc), str(exc)[:300].encode())
             return
-        if request.method.streaming and not isinstance(first, ErrorResponse):
+        if request.method.streaming and isinstance(first, ErrorResponse):
+            # As a2a-sdk's server does: a streaming method's error is an ``error``
+            # event of an event stream, which SSE clients expect.
+            await _aclose(results)
+            await _start(send, 200, b"text/event-stream", {"cache-control": "no-cache", **extra})
+            await _event(send, encode(first), error=True)
+            await send({"type": "http.response.body", "body": b""})
+        elif request.method.streaming and isinstance(first, Response):
             await self._stream(send, request, first, results, extra)
         else:
             await _aclose(results)
@@ -209,11 +216,11 @@ class A2AHttpApp:
             async for result in results:
                 await _event(send, encode(Response(id=request.id, result=result)))
         except A2AError as exc:
-            await _event(send, encode(ErrorResponse.from_error(exc, request.id)))
+            await _event(send, encode(ErrorResponse.from_error(exc, request.id)), error=True)
         except Exception:
             log.exception("stream for %s failed", request.method.value)
             error = InternalRpcError("internal error")
-            await _event(send, encode(ErrorResponse.from_error(error, request.id)))
+            await _event(send, encode(ErrorResponse.from_error(error, request.id)), error=True)
         finally:
             await _aclose(results)
         await send({"type": "http.response.body", "body": b""})
@@ -221,14 +228,15 @@ class A2AHttpApp:
 
 async def _first(results: AsyncIterator[Any], request: Request) -> Response | ErrorResponse:
     """The handler's first result as a response (an A2A error or a failure as an error
-    response); a :class:`SealwireError` that is no A2A error (a refusal) propagates."""
+    response); a refusal of the caller (:class:`AuthenticationError`,
+    :class:`PolicyError`) propagates, to be answered with an HTTP status."""
     try:
         async for result in results:
             return Response(id=request.id, result=result)
         raise InternalRpcError("the handler produced no result")
     except A2AError as exc:
         return ErrorResponse.from_error(exc, request.id)
-    except SealwireError:
+    except (AuthenticationError, PolicyError):
         raise
     except Exception:
         log.exception("handler for %s failed", request.method.value)
@@ -294,9 +302,11 @@ async def _json(send: Any, status: int, body: Any, extra: Mapping[str, str] | No
     await send({"type": "http.response.body", "body": data})
 
 
-async def _event(send: Any, body: Mapping[str, Any]) -> None:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    await send({"type": "http.response.body", "body": encode_sse(data), "more_body": True})
+async def _event(send: Any, body: Mapping[str, Any], *, error: bool = False) -> None:
+    data = encode_sse(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    if error:  # the event type a2a-sdk's clients raise on
+        data = b"event: error\n" + data
+    await send({"type": "http.response.body", "body": data, "more_body": True})
 
 
 # -- running the app ------------------------------------------------------------------------
