@@ -7,10 +7,10 @@ Each test calls a served agent over loopback mutual TLS, as an external client
 
 from __future__ import annotations
 
-import copy
+import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,18 @@ from sealwire.identity import Identity
 from sealwire_tls import self_signed_certificate
 from sealwire_tls.testing import export_client_files, tls_agent
 
+TERMINAL = {"TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED",
+            "TASK_STATE_REJECTED"}  # fmt: skip
+POLLS = 400
+"""GetTask calls (50 ms apart) before a test gives up waiting for a task to end."""
+
 
 @attrs.frozen
 class Endpoint:
     agent: Agent
     url: str
     http: httpx.AsyncClient
+    gate: asyncio.Event
 
     async def rpc(self, method: str, params: Any) -> dict[str, Any]:
         """One JSON-RPC call; the HTTP answer must be JSON-RPC (200, application/json)."""
@@ -47,14 +53,34 @@ class Endpoint:
         task: dict[str, Any] = answer["result"]["task"]
         return task
 
+    async def ended(self, task_id: str) -> dict[str, Any]:
+        """The task once GetTask shows it in a terminal state (polled)."""
+        for _ in range(POLLS):
+            task: dict[str, Any] = (await self.rpc("GetTask", {"id": task_id}))["result"]
+            if task["status"]["state"] in TERMINAL:
+                return task
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"task {task_id} did not end")
 
-async def _handler(task: TaskContext) -> None:
-    text = task.message.parts[0].text or ""
-    if text.startswith("ask"):
-        await task.require_input("more?")
-        return
-    await task.artifact(text.upper(), name="upper")
-    await task.complete("done")
+
+def _handler(gate: asyncio.Event) -> Callable[[TaskContext], Awaitable[None]]:
+    async def handle(task: TaskContext) -> None:
+        text = task.message.parts[0].text or ""
+        if text.startswith("ask"):
+            await task.require_input("more?")
+            return
+        if text == "slow":
+            await gate.wait()
+        if text == "chat":  # stays open, echoing follow-ups until "bye"
+            await task.working("listening")
+            while (follow := (await task.next_message()).parts[0].text or "") != "bye":
+                await task.artifact(follow.upper(), name="echo")
+            await task.complete("bye")
+            return
+        await task.artifact(text.upper(), name="upper")
+        await task.complete("done")
+
+    return handle
 
 
 def client_context(agent: Agent, client: Identity, folder: Path) -> ssl.SSLContext:
@@ -75,12 +101,13 @@ async def endpoint(tmp_path: Path) -> AsyncIterator[Endpoint]:
     allowed = tmp_path / "allowed.pem"
     allowed.write_bytes(self_signed_certificate(client).public_bytes(serialization.Encoding.PEM))
     agent = tls_agent("spec", options={"client_certificates": [str(allowed)]})
-    agent.on_message(_handler)
+    gate = asyncio.Event()
+    agent.on_message(_handler(gate))
     async with agent:
         agent.trust.pin(client.public)
         ctx = client_context(agent, client, tmp_path)
         async with httpx.AsyncClient(verify=ctx, trust_env=False) as http:
-            yield Endpoint(agent, agent.card.offers[0].url or "", http)
+            yield Endpoint(agent, agent.card.offers[0].url or "", http, gate)
 
 
 def _error(answer: dict[str, Any]) -> int:
@@ -227,17 +254,55 @@ async def test_streaming_errors_come_in_the_event_stream(endpoint: Endpoint) -> 
     assert [(kind, data["error"]["code"]) for kind, data in events] == [("error", -32004)]
 
 
-async def test_a2a_sdk_streaming_client_gets_the_error(endpoint: Endpoint) -> None:
-    from a2a.client import ClientConfig, ClientFactory
-    from a2a.client.card_resolver import parse_agent_card
-    from a2a.types import SubscribeToTaskRequest
-    from a2a.utils.errors import TaskNotFoundError
+# -- non-blocking sends and open tasks (spec §3.2.2, §3.4.3) -----------------------------------
 
-    card = (await endpoint.http.get(endpoint.url + "/.well-known/agent-card.json")).json()
-    config = ClientConfig(
-        streaming=True, httpx_client=endpoint.http, supported_protocol_bindings=["JSONRPC"]
-    )
-    client = ClientFactory(config).create(parse_agent_card(copy.deepcopy(card)))
-    with pytest.raises(TaskNotFoundError):
-        async for _ in client.subscribe(SubscribeToTaskRequest(id="no-such-task")):
-            pass
+NOW = {"configuration": {"returnImmediately": True}}
+
+
+def _message(text: str, **extra: Any) -> dict[str, Any]:
+    return {"messageId": f"m-{text}", "role": "ROLE_USER", "parts": [{"text": text}], **extra}
+
+
+async def test_return_immediately_answers_before_the_task_ends(endpoint: Endpoint) -> None:
+    answer = await endpoint.rpc("SendMessage", {"message": _message("slow")} | NOW)
+    task = answer["result"]["task"]
+    assert task["status"]["state"] in ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
+    assert (await endpoint.rpc("GetTask", {"id": task["id"]}))["result"]["status"][
+        "state"
+    ] not in TERMINAL
+    endpoint.gate.set()
+    done = await endpoint.ended(task["id"])
+    assert done["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert done["artifacts"][0]["parts"] == [{"text": "SLOW"}]
+
+
+async def test_an_open_task_takes_follow_up_messages(endpoint: Endpoint) -> None:
+    task = (await endpoint.rpc("SendMessage", {"message": _message("chat")} | NOW))["result"][
+        "task"
+    ]
+    for word in ("one", "two"):
+        follow = _message(word, taskId=task["id"])
+        answer = (await endpoint.rpc("SendMessage", {"message": follow} | NOW))["result"]["task"]
+        assert answer["id"] == task["id"] and answer["status"]["state"] not in TERMINAL
+    # the context is inferred from the task; a blocking send waits for the end
+    bye = _message("bye", taskId=task["id"], contextId=task["contextId"])
+    done = (await endpoint.rpc("SendMessage", {"message": bye}))["result"]["task"]
+    assert done["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert [a["parts"][0]["text"] for a in done["artifacts"]] == ["ONE", "TWO"]
+    users = [m["parts"][0]["text"] for m in done["history"] if m["role"] == "ROLE_USER"]
+    assert users == ["chat", "one", "two", "bye"]
+    assert all(m.get("contextId") == task["contextId"] for m in done["history"])
+
+
+async def test_follow_ups_that_cannot_be_taken(endpoint: Endpoint) -> None:
+    done = await endpoint.send("over")
+    late = await endpoint.rpc("SendMessage", {"message": _message("late", taskId=done["id"])})
+    assert _error(late) == -32004  # terminal tasks take no messages (spec §3.1.1)
+    unknown = await endpoint.rpc("SendMessage", {"message": _message("x", taskId="nope")})
+    assert _error(unknown) == -32001
+    task = (await endpoint.rpc("SendMessage", {"message": _message("chat")} | NOW))["result"][
+        "task"
+    ]
+    other = _message("x", taskId=task["id"], contextId="another-context")
+    assert _error(await endpoint.rpc("SendMessage", {"message": other})) == -32602
+    await endpoint.rpc("SendMessage", {"message": _message("bye", taskId=task["id"])})

@@ -4,8 +4,12 @@ Rules of this file:
 
 * A task moves SUBMITTED -> WORKING -> a terminal state (COMPLETED, FAILED,
   CANCELED, REJECTED) or an interrupted one (INPUT_REQUIRED, AUTH_REQUIRED);
-  a new message to an interrupted task resumes it. Nothing leaves a terminal
-  state.
+  a new message to an interrupted task resumes it (its handler runs again). A
+  message to a task still open (SUBMITTED, WORKING, its handler running) is a
+  follow-up: recorded in its history and handed to the running handler
+  (:meth:`TaskContext.next_message`). Nothing leaves a terminal state, and a
+  message to a terminal task is refused (-32004). A message naming a task and
+  another context is refused (spec §3.4.3).
 * Only the agent that created a task may read, cancel or subscribe to it;
   to anyone else it does not exist (no existence oracle).
 * Every change of a task is written to the store before the event that
@@ -71,6 +75,9 @@ DEFAULT_PAGE_SIZE = 50
 """Tasks in a ListTasks page when the caller names no ``pageSize`` (spec §3.1.4)."""
 MAX_PAGE_SIZE = 100
 """The largest ``pageSize`` a caller may ask for (spec §3.1.4: 1 to 100)."""
+MAX_FOLLOW_UPS = 64
+"""Follow-up messages queued for a running handler that has not read them: past
+this, more are refused rather than held in memory without end."""
 MAX_PAGE_TOKEN = 2 * MAX_TASK_ID_LENGTH
 """Characters of a ``pageToken`` looked at: ours encode a timestamp and a task id."""
 
@@ -141,6 +148,11 @@ class TaskContext:
             return None
         return agent_message(content, task_id=self.task_id, context_id=self.context_id)
 
+    async def next_message(self) -> Message:
+        """The next follow-up message the caller sent to this task while it is open
+        (``SendMessage`` naming its id); waits for one."""
+        return await self._run.inbox.get()
+
     async def working(self, message: str | Sequence[Part] | Message | None = None) -> None:
         """Report progress (state WORKING)."""
         await self._run.set_state(TaskState.WORKING, self._message(message))
@@ -190,6 +202,8 @@ class _TaskRun:
     worker: asyncio.Task[None] | None = None
     subscribers: list[asyncio.Queue[StreamResponse | None]] = attrs.Factory(list)
     updated: bool = False
+    announced: bool = False  # the task went out before it settled (returnImmediately)
+    inbox: asyncio.Queue[Message] = attrs.Factory(lambda: asyncio.Queue(MAX_FOLLOW_UPS))
 
     @property
     def state(self) -> TaskState:
@@ -326,13 +340,23 @@ def _check_list_request(request: ListTasksRequest) -> None:
         raise InvalidParamsError("historyLength must not be negative", field="historyLength")
 
 
+def _plain_working(event: StreamResponse) -> bool:
+    """A status update to WORKING saying nothing more (what starting a handler publishes)."""
+    update = event.status_update
+    return (
+        update is not None
+        and update.status.state is TaskState.WORKING
+        and update.status.message is None
+    )
+
+
 def _cut_history(task: Task, history_length: int | None) -> Task:
     """The task with only its last ``history_length`` messages (all when ``None``)."""
     if history_length is None:
         return task
     if history_length < 0:
         raise InvalidParamsError("historyLength must not be negative")
-    kept = task.history[len(task.history) - history_length :] if history_length else ()
+    kept = task.history[max(0, len(task.history) - history_length) :] if history_length else ()
     return attrs.evolve(task, history=kept)
 
 
@@ -383,15 +407,20 @@ class TaskManager:
         message = params.message
         if message.task_id:
             run = self._load(message.task_id, peer.agent_id, "message.taskId")
-            if run.state not in INTERRUPTED:
-                raise UnsupportedOperationError(
-                    f"task {message.task_id} is {run.state.name} and does not take new messages"
+            if message.context_id not in (None, run.task.context_id):
+                raise InvalidParamsError(
+                    "message.contextId is not the task's context", field="message.contextId"
                 )
+            message = attrs.evolve(message, context_id=run.task.context_id)
+            if run.state not in INTERRUPTED:
+                return self._follow_up(run, message, receipt)
             run.task = attrs.evolve(run.task, history=(*run.task.history, message))
         else:
+            task_id, context_id = str(uuid.uuid4()), message.context_id or str(uuid.uuid4())
+            message = attrs.evolve(message, task_id=task_id, context_id=context_id)
             task = Task(
-                id=str(uuid.uuid4()),
-                context_id=message.context_id or str(uuid.uuid4()),
+                id=task_id,
+                context_id=context_id,
                 status=TaskStatus(state=TaskState.SUBMITTED, timestamp=_now()),
                 history=(message,),
             )
@@ -403,6 +432,21 @@ class TaskManager:
         run.worker = asyncio.create_task(self._work(run, message, peer))
         return run
 
+    def _follow_up(self, run: _TaskRun, message: Message, receipt: Receipt | None) -> _TaskRun:
+        """A message to a task still open: into its history and its handler's inbox."""
+        if run.state.is_terminal or run.worker is None or run.worker.done():
+            raise UnsupportedOperationError(
+                f"task {run.task.id} is {run.state.name} and does not take new messages"
+            )
+        if run.inbox.full():
+            raise UnsupportedOperationError(f"task {run.task.id} has too many unread messages")
+        run.task = attrs.evolve(run.task, history=(*run.task.history, message))
+        self.save(run, receipt)
+        run.inbox.put_nowait(message)
+        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
+        run.subscribers.append(queue)
+        return run
+
     async def _work(self, run: _TaskRun, message: Message, peer: PeerIdentity) -> None:
         context = TaskContext(run, message, peer)
         try:
@@ -410,7 +454,10 @@ class TaskManager:
                 raise UnsupportedOperationError("this agent has no handler for messages")
             await run.set_state(TaskState.WORKING, None, by_handler=False)
             await self.handler(context)
-            if not run.settled():
+            if run.reply is not None and run.announced:
+                # the caller holds the task already: the reply ends it
+                await run.set_state(TaskState.COMPLETED, run.reply, by_handler=False)
+            elif not run.settled():
                 await run.set_state(TaskState.COMPLETED, None, by_handler=False)
         except asyncio.CancelledError:
             if not run.state.is_terminal:
@@ -440,6 +487,8 @@ class TaskManager:
             if config is None or not config.return_immediately:
                 while await queue.get() is not None:
                     pass
+            elif not run.settled():
+                run.announced = True
         finally:
             with contextlib.suppress(ValueError):
                 run.subscribers.remove(queue)
@@ -456,11 +505,21 @@ class TaskManager:
         run = self._start(params, peer, receipt)
         submitted = run.task  # the worker has not run yet: this is the task as created
         queue = run.subscribers[-1]
+        held: list[StreamResponse] = []
         first = await queue.get()
+        if first is not None and _plain_working(first):
+            # the handler may yet answer with a message: then the stream is that
+            # message alone (spec §3.1.2), so the task waits for the next event
+            held.append(first)
+            first = await queue.get()
         if first is not None and first.message is not None:
             yield first  # the handler answered with a message: no task
+            with contextlib.suppress(ValueError):
+                run.subscribers.remove(queue)
             return
         yield StreamResponse(task=submitted)
+        for event in held:
+            yield event
         if first is not None:
             yield first
             async for event in self._drain(run, queue):
@@ -573,6 +632,9 @@ class TaskManager:
         run = self._load(task_id, peer.agent_id)
         if run.state.is_terminal:
             raise UnsupportedOperationError(f"task {task_id} is {run.state.name}")
+        if run.settled():  # interrupted: the stream ends there, as a sent one does
+            yield StreamResponse(task=run.task)
+            return
         queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
         run.subscribers.append(queue)
         yield StreamResponse(task=run.task)
