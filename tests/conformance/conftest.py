@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from a2a_conformance import A2A, TRANSPORTS, Frames, Https, client_context, handler
+from a2a_conformance import A2A, TRANSPORTS, Frames, Https, Rest, client_context, handler
 from cryptography.hazmat.primitives import serialization
 from ports import free_port
 
@@ -46,11 +46,12 @@ async def a2a(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         try:
             async with served, caller:
                 served.trust.pin(ids[1].public)
-                if transport == "https":
+                if transport in ("https", "rest"):
                     ctx = client_context(served, ids[1], tmp_path)
                     async with httpx.AsyncClient(verify=ctx, trust_env=False) as http:
-                        url = next(o.url for o in served.card.offers if o.name == "tls")
-                        yield A2A(transport, served, Https(http, url or ""), gate)
+                        url = next(o.url for o in served.card.offers if o.name == "tls") or ""
+                        carrier = Https(http, url) if transport == "https" else Rest(http, url)
+                        yield A2A(transport, served, carrier, gate)
                 else:
                     peer = caller.peer(served.card)
                     name = "noise" if transport == "noise" else "signal"

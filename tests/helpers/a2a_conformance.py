@@ -7,6 +7,10 @@ JSON-RPC request written out by hand, sent as it is (no client-side model
 checks) over the transport the test is parametrised with:
 
 * ``https`` - POSTed to the endpoint with the caller's certificate (httpx);
+* ``rest`` - the same request in the HTTP+JSON binding (§11) on that endpoint,
+  its answer turned back into a JSON-RPC response (codes from the ErrorInfo
+  reason): a case that cannot be said in REST (no task id, a params array) is
+  skipped there;
 * ``noise`` and ``mailbox`` - a Sealwire frame sent on a raw secure channel.
 
 Answers come back as JSON-RPC response objects (a stream as the list of them),
@@ -20,8 +24,10 @@ import json
 import ssl
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
+import pytest
 
 from sealwire.agent import Agent, TaskContext
 from sealwire.binding import SecureChannel
@@ -30,7 +36,7 @@ from sealwire.identity import Identity
 from sealwire_tls import self_signed_certificate
 from sealwire_tls.testing import export_client_files
 
-TRANSPORTS = ("https", "noise", "mailbox")
+TRANSPORTS = ("https", "rest", "noise", "mailbox")
 ANSWER_TIMEOUT = 20.0
 """Seconds a transport may take to answer one request on a loaded machine."""
 TERMINAL = frozenset({"TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED",
@@ -103,6 +109,108 @@ class Https:
                 assert (fields.get("event") == "error") == ("error" in event)
                 events.append(event)
         return events
+
+
+_REST_CODES = {
+    "TASK_NOT_FOUND": -32001, "TASK_NOT_CANCELABLE": -32002,
+    "PUSH_NOTIFICATION_NOT_SUPPORTED": -32003, "UNSUPPORTED_OPERATION": -32004,
+    "CONTENT_TYPE_NOT_SUPPORTED": -32005, "INVALID_AGENT_RESPONSE": -32006,
+    "EXTENDED_AGENT_CARD_NOT_CONFIGURED": -32007, "EXTENSION_SUPPORT_REQUIRED": -32008,
+    "VERSION_NOT_SUPPORTED": -32009, "INVALID_REQUEST": -32600, "METHOD_NOT_FOUND": -32601,
+    "INVALID_PARAMS": -32602, "INTERNAL_ERROR": -32603,
+}  # fmt: skip
+"""§11.6 ErrorInfo reasons -> the JSON-RPC codes of the same errors (§5.4)."""
+_REST_METHODS = {
+    "SendMessage", "SendStreamingMessage", "GetTask", "ListTasks", "CancelTask",
+    "SubscribeToTask", "CreateTaskPushNotificationConfig", "GetTaskPushNotificationConfig",
+    "ListTaskPushNotificationConfigs", "DeleteTaskPushNotificationConfig", "GetExtendedAgentCard",
+}  # fmt: skip
+_REST_STATUS = {-32001: 404, -32601: 404, -32006: 500, -32603: 500}
+"""HTTP statuses of REST errors other than 400 (§5.4)."""
+
+
+class Rest:
+    """JSON-RPC requests said in the HTTP+JSON binding (§11.3), answers said back."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self.http, self.url = http, url.rstrip("/")
+
+    def _route(self, method: str, params: Any) -> tuple[str, str, dict[str, Any]]:
+        if not isinstance(params, dict):
+            pytest.skip("REST params are an object")
+        params = dict(params)
+        key = "taskId" if "PushNotification" in method else "id"
+        if method not in _REST_METHODS:
+            pytest.skip("a method REST has no route for")
+        if method in ("SendMessage", "SendStreamingMessage"):
+            return "POST", "/message:send" if method == "SendMessage" else "/message:stream", params
+        if method == "ListTasks":
+            return "GET", "/tasks", params
+        if method == "GetExtendedAgentCard":
+            return "GET", "/extendedAgentCard", params
+        task = params.pop(key, None)
+        if not isinstance(task, str) or not task or "/" in task:
+            pytest.skip("REST names the task in the path")
+        base = f"/tasks/{quote(task, safe='')}"
+        config = quote(str(params.pop("id", "")), safe="")
+        return {
+            "GetTask": ("GET", base, params),
+            "CancelTask": ("POST", base + ":cancel", params),
+            "SubscribeToTask": ("POST", base + ":subscribe", params),
+            "CreateTaskPushNotificationConfig": ("POST", base + "/pushNotificationConfigs",
+                                                 params),
+            "ListTaskPushNotificationConfigs": ("GET", base + "/pushNotificationConfigs", params),
+            "GetTaskPushNotificationConfig": ("GET", f"{base}/pushNotificationConfigs/{config}",
+                                              params),
+            "DeleteTaskPushNotificationConfig": ("DELETE",
+                                                 f"{base}/pushNotificationConfigs/{config}",
+                                                 params),
+        }.get(method) or pytest.skip(f"{method} has no REST route")  # fmt: skip
+
+    async def exchange(
+        self, body: dict[str, Any], streaming: bool, parameters: Parameters
+    ) -> list[dict[str, Any]]:
+        if not isinstance(body.get("method"), str) or body.get("jsonrpc") != "2.0":
+            pytest.skip("a JSON-RPC envelope case")
+        verb, path, params = self._route(body["method"], body.get("params", {}))
+        request: dict[str, Any] = {"headers": parameters}
+        if verb == "POST":
+            request["json"] = params
+        else:
+            request["params"] = {k: json.dumps(v) if isinstance(v, bool) else v
+                                 for k, v in params.items()}  # fmt: skip
+        answer = await self.http.request(verb, self.url + path, **request)
+        kind = answer.headers.get("content-type", "")
+
+        def said(data: Any) -> dict[str, Any]:
+            return {"jsonrpc": "2.0", "id": body["id"]} | data
+
+        if answer.status_code != 200:
+            return [said({"error": self._error(answer.status_code, answer.json())})]
+        if not streaming:
+            assert kind.startswith("application/a2a+json")
+            return [said({"result": answer.json()})]
+        assert kind.startswith("text/event-stream"), answer.text
+        events = []
+        for block in answer.text.split("\n\n"):
+            if block.strip():
+                fields = dict(line.split(": ", 1) for line in block.split("\n"))
+                data = json.loads(fields["data"])
+                if fields.get("event") == "error":
+                    events.append(said({"error": self._error(None, data)}))
+                else:
+                    events.append(said({"result": data}))
+        return events
+
+    @staticmethod
+    def _error(status: int | None, data: dict[str, Any]) -> dict[str, Any]:
+        error = data["error"]
+        (info,) = [d for d in error["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+        assert info["domain"] == "a2a-protocol.org"
+        code = _REST_CODES[info["reason"]]
+        assert error["code"] == _REST_STATUS.get(code, 400)
+        assert status in (None, error["code"])
+        return {"code": code, "message": error["message"]}
 
 
 class Frames:
@@ -225,5 +333,5 @@ def client_context(agent: Agent, caller: Identity, folder: Path) -> ssl.SSLConte
     return ctx
 
 
-__all__ = ["A2A", "TERMINAL", "TRANSPORTS", "Frames", "Https", "client_context", "handler",
-           "message"]  # fmt: skip
+__all__ = ["A2A", "TERMINAL", "TRANSPORTS", "Frames", "Https", "Rest", "client_context",
+           "handler", "message"]  # fmt: skip

@@ -103,7 +103,7 @@ async def test_card_lists_the_jsonrpc_interface_and_verifies(agents: Callable[..
     verified = verify_card(card)
     assert verified.agent_id == server.agent_id
     bindings = [(i["protocolBinding"], i["url"]) for i in card["supportedInterfaces"]]
-    assert bindings == [(TlsBinding.info.uri, url), ("JSONRPC", url)]
+    assert bindings == [(TlsBinding.info.uri, url), ("JSONRPC", url), ("HTTP+JSON", url)]
     params = verified.offer("tls")
     assert params is not None and params.params["certificateKey"] == "signingKey"
 
