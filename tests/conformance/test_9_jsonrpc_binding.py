@@ -16,7 +16,7 @@ from sealwire.identity import Identity
 
 
 def test_every_transport_is_tried() -> None:
-    assert TRANSPORTS == ("https", "noise", "mailbox")
+    assert TRANSPORTS == ("https", "rest", "noise", "mailbox")
 
 
 @pytest.fixture
