@@ -19,6 +19,7 @@ from sealwire.identity import Identity
 from sealwire.model import (
     GetTaskRequest,
     Message,
+    Part,
     Role,
     SendMessageRequest,
     StreamResponse,
@@ -135,7 +136,7 @@ async def test_rpc_connection_over_the_http_channel(url: str) -> None:
         assert task.id == "t9"
         with pytest.raises(TaskNotFoundError):
             await conn.call(Method.GET_TASK, GetTaskRequest(id="missing"))
-        message = Message(message_id="m", role=Role.USER, parts=())
+        message = Message(message_id="m", role=Role.USER, parts=(Part.from_text("m"),))
         events = [e async for e in conn.stream(Method.SEND_STREAMING_MESSAGE,
                                                SendMessageRequest(message=message))]  # fmt: skip
         assert [e.task.status.state for e in events] == [TaskState.WORKING, TaskState.COMPLETED]
@@ -226,7 +227,7 @@ async def test_hostile_answers_fail_only_their_call(path: str) -> None:
         try:
             with pytest.raises(A2AError):
                 if path == "/empty-stream":
-                    message = Message(message_id="m", role=Role.USER, parts=())
+                    message = Message(message_id="m", role=Role.USER, parts=(Part.from_text("m"),))
                     request = SendMessageRequest(message=message)
                     _ = [e async for e in conn.stream(Method.SEND_STREAMING_MESSAGE, request)]
                 else:

@@ -19,13 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sealwire.codec import A2AError, InvalidParamsError, from_json, to_json
+from sealwire.codec import NON_EMPTY, A2AError, InvalidParamsError, from_json, to_json
 from sealwire.errors import DecodeError
 from sealwire.model import (
     MODEL_TYPES,
     AgentCapabilities,
     AgentCard,
     AgentInterface,
+    Artifact,
     AuthenticationInfo,
     GetTaskRequest,
     ListTasksResponse,
@@ -111,6 +112,9 @@ def model_strategy(cls: type) -> st.SearchStrategy[Any]:
             continue
         if f.metadata.get("json") == "timestamp":
             fields[f.name] = st.none() | timestamps
+        elif f.name in NON_EMPTY.get(cls, ()):  # required arrays hold an element (§5.7)
+            item = _strategy_for(typing.get_args(hints[f.name])[0])
+            fields[f.name] = st.lists(item, min_size=1, max_size=2).map(tuple)
         else:
             fields[f.name] = strategy_for_type(hints[f.name])
     if not oneof:
@@ -163,8 +167,6 @@ def test_wrong_type_names_the_field(msg: Message, key: str, junk: Any) -> None:
     encoded["message"][key] = junk
     if key == "messageId" and isinstance(junk, str):
         assert from_json(SendMessageRequest, encoded).message.message_id == junk
-        return
-    if key == "parts" and junk == []:
         return
     with pytest.raises(InvalidParamsError) as info:
         from_json(SendMessageRequest, encoded)
@@ -302,7 +304,8 @@ def test_encoding_omits_defaults_like_json_format() -> None:
         ],
     }
     assert to_json(AgentCapabilities(streaming=False)) == {"streaming": False}
-    assert to_json(ListTasksResponse()) == {}
+    # ...except a2a.proto's REQUIRED fields (test_required_fields_are_written_...)
+    assert to_json(ListTasksResponse())["nextPageToken"] == ""
     assert to_json(Part.from_raw(b"\xff\x00ab")) == {"raw": "/wBhYg=="}
 
 
@@ -366,3 +369,19 @@ def test_secrets_stay_out_of_repr() -> None:
 def test_to_json_refuses_non_model_objects() -> None:
     with pytest.raises(TypeError):
         to_json({"a": 1})
+
+
+def test_required_fields_are_written_even_at_their_default() -> None:
+    """a2a.proto REQUIRED fields are always on the wire (issue 24): an empty page is whole."""
+    assert to_json(ListTasksResponse()) == {
+        "tasks": [], "nextPageToken": "", "pageSize": 0, "totalSize": 0}  # fmt: skip
+    assert to_json(Message(message_id="m", role=Role.USER, parts=()))["parts"] == []
+
+
+@pytest.mark.parametrize("cls", [Message, Artifact])
+@pytest.mark.parametrize("parts", [{"parts": []}, {}], ids=["empty", "missing"])
+def test_required_arrays_must_hold_an_element(cls: type, parts: dict[str, Any]) -> None:
+    data = {"messageId": "m", "role": "ROLE_USER", "artifactId": "a"} | parts
+    with pytest.raises(InvalidParamsError) as info:
+        from_json(cls, data)
+    assert info.value.field == "parts"

@@ -22,7 +22,7 @@ from sealwire.binding import Negotiation, PeerIdentity, Property, SecureChannel
 from sealwire.codec import A2AError, Method
 from sealwire.errors import SealwireError, TrustError
 from sealwire.identity import Identity, verify_card
-from sealwire.model import Message, Role, SendMessageRequest, Task, TaskState
+from sealwire.model import Message, Part, Role, SendMessageRequest, Task, TaskState
 from sealwire.policy import PolicyConfig, Situation
 from sealwire.store import MemoryStore
 from sealwire.testing.contract import SessionBindingContract
@@ -103,7 +103,7 @@ async def test_card_lists_the_jsonrpc_interface_and_verifies(agents: Callable[..
     verified = verify_card(card)
     assert verified.agent_id == server.agent_id
     bindings = [(i["protocolBinding"], i["url"]) for i in card["supportedInterfaces"]]
-    assert bindings == [(TlsBinding.info.uri, url), ("JSONRPC", url)]
+    assert bindings == [(TlsBinding.info.uri, url), ("JSONRPC", url), ("HTTP+JSON", url)]
     params = verified.offer("tls")
     assert params is not None and params.params["certificateKey"] == "signingKey"
 
@@ -175,7 +175,7 @@ async def _call(channel: SecureChannel) -> Any:
     conn = RpcConnection(channel, None)
     conn.start()
     try:
-        message = Message(message_id="m", role=Role.USER, parts=())
+        message = Message(message_id="m", role=Role.USER, parts=(Part.from_text("m"),))
         return await conn.call(Method.SEND_MESSAGE, SendMessageRequest(message=message))
     finally:
         await conn.close()

@@ -372,7 +372,10 @@ class Agent:
             async for event in self.tasks.subscribe(params.id, peer):
                 yield event
         elif method is Method.GET_EXTENDED_AGENT_CARD:
-            raise ExtendedAgentCardNotConfiguredError("this agent has no extended card")
+            # spec §3.3.4: -32007 only when the card declares an extended card
+            if self.card.card.get("capabilities", {}).get("extendedAgentCard"):
+                raise ExtendedAgentCardNotConfiguredError("this agent has no extended card")
+            raise UnsupportedOperationError("this agent's card declares no extended card")
         elif "PUSH" in method.name:
             raise PushNotificationNotSupportedError("push notifications are not supported")
         else:

@@ -4,8 +4,12 @@ Rules of this file:
 
 * A task moves SUBMITTED -> WORKING -> a terminal state (COMPLETED, FAILED,
   CANCELED, REJECTED) or an interrupted one (INPUT_REQUIRED, AUTH_REQUIRED);
-  a new message to an interrupted task resumes it. Nothing leaves a terminal
-  state.
+  a new message to an interrupted task resumes it (its handler runs again). A
+  message to a task still open (SUBMITTED, WORKING, its handler running) is a
+  follow-up: recorded in its history and handed to the running handler
+  (:meth:`TaskContext.next_message`). Nothing leaves a terminal state, and a
+  message to a terminal task is refused (-32004). A message naming a task and
+  another context is refused (spec §3.4.3).
 * Only the agent that created a task may read, cancel or subscribe to it;
   to anyone else it does not exist (no existence oracle).
 * Every change of a task is written to the store before the event that
@@ -15,10 +19,13 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import datetime
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -60,6 +67,21 @@ MAX_LIVE_TASKS = 10_000
 """Tasks kept in memory with their subscribers; older finished ones are read from the store."""
 MAX_SUBSCRIBER_BACKLOG = 1024
 """Events queued for one slow subscriber before it is dropped."""
+
+MAX_TASK_ID_LENGTH = 1024
+"""Characters in a task id a caller may name: the store's key limit (longer ones are
+not ours, and must fail as invalid params before reaching the store)."""
+DEFAULT_PAGE_SIZE = 50
+"""Tasks in a ListTasks page when the caller names no ``pageSize`` (spec §3.1.4)."""
+MAX_PAGE_SIZE = 100
+"""The largest ``pageSize`` a caller may ask for (spec §3.1.4: 1 to 100)."""
+MAX_FOLLOW_UPS = 64
+"""Follow-up messages queued for a running handler that has not read them: past
+this, more are refused rather than held in memory without end."""
+MAX_PAGE_TOKEN = 2 * MAX_TASK_ID_LENGTH
+"""Characters of a ``pageToken`` looked at: ours encode a timestamp and a task id."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 INTERRUPTED = frozenset({TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED})
 
@@ -126,6 +148,11 @@ class TaskContext:
             return None
         return agent_message(content, task_id=self.task_id, context_id=self.context_id)
 
+    async def next_message(self) -> Message:
+        """The next follow-up message the caller sent to this task while it is open
+        (``SendMessage`` naming its id); waits for one."""
+        return await self._run.inbox.get()
+
     async def working(self, message: str | Sequence[Part] | Message | None = None) -> None:
         """Report progress (state WORKING)."""
         await self._run.set_state(TaskState.WORKING, self._message(message))
@@ -175,6 +202,8 @@ class _TaskRun:
     worker: asyncio.Task[None] | None = None
     subscribers: list[asyncio.Queue[StreamResponse | None]] = attrs.Factory(list)
     updated: bool = False
+    announced: bool = False  # the task went out before it settled (returnImmediately)
+    inbox: asyncio.Queue[Message] = attrs.Factory(lambda: asyncio.Queue(MAX_FOLLOW_UPS))
 
     @property
     def state(self) -> TaskState:
@@ -247,13 +276,87 @@ class _TaskRun:
         self._publish(None)
 
 
+def check_task_id(task_id: str, field: str = "id") -> None:
+    """Raise InvalidParamsError unless ``task_id`` could name a task: 1 to
+    :data:`MAX_TASK_ID_LENGTH` characters of UTF-8 text without control characters."""
+    if not task_id:
+        raise InvalidParamsError("a task id must not be empty", field=field)
+    if len(task_id) > MAX_TASK_ID_LENGTH:
+        raise InvalidParamsError(
+            f"a task id has at most {MAX_TASK_ID_LENGTH} characters", field=field
+        )
+    if _CONTROL.search(task_id):
+        raise InvalidParamsError("a task id must not hold control characters", field=field)
+    try:
+        task_id.encode()
+    except UnicodeEncodeError:
+        raise InvalidParamsError("a task id must be UTF-8 text", field=field) from None
+
+
+def _instant(timestamp: str) -> datetime.datetime:
+    """An RFC 3339 timestamp (already checked by the codec) as an aware datetime."""
+    text = timestamp.replace("z", "Z").replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:  # Python reads at most microseconds: cut nanoseconds
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
+    return datetime.datetime.fromisoformat(text)
+
+
+def _sort_key(task: Task) -> tuple[datetime.datetime, str]:
+    """Most recently updated first (then by id, so the order is total)."""
+    if task.status.timestamp is None:
+        return (datetime.datetime.min.replace(tzinfo=datetime.UTC), task.id)
+    return (_instant(task.status.timestamp), task.id)
+
+
+def _page_token(key: tuple[datetime.datetime, str]) -> str:
+    """The opaque token resuming a listing after the task whose sort key is ``key``."""
+    raw = json.dumps([key[0].isoformat(), key[1]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _read_page_token(token: str) -> tuple[datetime.datetime, str]:
+    bad = InvalidParamsError("invalid pageToken", field="pageToken")
+    if len(token) > MAX_PAGE_TOKEN:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        when, task_id = json.loads(raw)
+        instant = datetime.datetime.fromisoformat(when)
+    except (binascii.Error, ValueError, TypeError, RecursionError):
+        raise bad from None
+    if not isinstance(task_id, str) or instant.tzinfo is None:
+        raise bad
+    return instant, task_id
+
+
+def _check_list_request(request: ListTasksRequest) -> None:
+    if request.page_size is not None and not 1 <= request.page_size <= MAX_PAGE_SIZE:
+        raise InvalidParamsError(
+            f"pageSize must be between 1 and {MAX_PAGE_SIZE}", field="pageSize"
+        )
+    if request.history_length is not None and request.history_length < 0:
+        raise InvalidParamsError("historyLength must not be negative", field="historyLength")
+
+
+def _plain_working(event: StreamResponse) -> bool:
+    """A status update to WORKING saying nothing more (what starting a handler publishes)."""
+    update = event.status_update
+    return (
+        update is not None
+        and update.status.state is TaskState.WORKING
+        and update.status.message is None
+    )
+
+
 def _cut_history(task: Task, history_length: int | None) -> Task:
     """The task with only its last ``history_length`` messages (all when ``None``)."""
     if history_length is None:
         return task
     if history_length < 0:
         raise InvalidParamsError("historyLength must not be negative")
-    kept = task.history[len(task.history) - history_length :] if history_length else ()
+    kept = task.history[max(0, len(task.history) - history_length) :] if history_length else ()
     return attrs.evolve(task, history=kept)
 
 
@@ -275,7 +378,8 @@ class TaskManager:
             tx.put(TASKS_NAMESPACE, run.task.id, record)
             receipt(tx, run.task.id)
 
-    def _load(self, task_id: str, owner: str) -> _TaskRun:
+    def _load(self, task_id: str, owner: str, field: str = "id") -> _TaskRun:
+        check_task_id(task_id, field)
         run = self._runs.get(task_id)
         if run is None:
             raw = self.store.get(TASKS_NAMESPACE, task_id)
@@ -302,16 +406,21 @@ class TaskManager:
     ) -> _TaskRun:
         message = params.message
         if message.task_id:
-            run = self._load(message.task_id, peer.agent_id)
-            if run.state not in INTERRUPTED:
-                raise UnsupportedOperationError(
-                    f"task {message.task_id} is {run.state.name} and does not take new messages"
+            run = self._load(message.task_id, peer.agent_id, "message.taskId")
+            if message.context_id not in (None, run.task.context_id):
+                raise InvalidParamsError(
+                    "message.contextId is not the task's context", field="message.contextId"
                 )
+            message = attrs.evolve(message, context_id=run.task.context_id)
+            if run.state not in INTERRUPTED:
+                return self._follow_up(run, message, receipt)
             run.task = attrs.evolve(run.task, history=(*run.task.history, message))
         else:
+            task_id, context_id = str(uuid.uuid4()), message.context_id or str(uuid.uuid4())
+            message = attrs.evolve(message, task_id=task_id, context_id=context_id)
             task = Task(
-                id=str(uuid.uuid4()),
-                context_id=message.context_id or str(uuid.uuid4()),
+                id=task_id,
+                context_id=context_id,
                 status=TaskStatus(state=TaskState.SUBMITTED, timestamp=_now()),
                 history=(message,),
             )
@@ -323,6 +432,21 @@ class TaskManager:
         run.worker = asyncio.create_task(self._work(run, message, peer))
         return run
 
+    def _follow_up(self, run: _TaskRun, message: Message, receipt: Receipt | None) -> _TaskRun:
+        """A message to a task still open: into its history and its handler's inbox."""
+        if run.state.is_terminal or run.worker is None or run.worker.done():
+            raise UnsupportedOperationError(
+                f"task {run.task.id} is {run.state.name} and does not take new messages"
+            )
+        if run.inbox.full():
+            raise UnsupportedOperationError(f"task {run.task.id} has too many unread messages")
+        run.task = attrs.evolve(run.task, history=(*run.task.history, message))
+        self.save(run, receipt)
+        run.inbox.put_nowait(message)
+        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
+        run.subscribers.append(queue)
+        return run
+
     async def _work(self, run: _TaskRun, message: Message, peer: PeerIdentity) -> None:
         context = TaskContext(run, message, peer)
         try:
@@ -330,7 +454,10 @@ class TaskManager:
                 raise UnsupportedOperationError("this agent has no handler for messages")
             await run.set_state(TaskState.WORKING, None, by_handler=False)
             await self.handler(context)
-            if not run.settled():
+            if run.reply is not None and run.announced:
+                # the caller holds the task already: the reply ends it
+                await run.set_state(TaskState.COMPLETED, run.reply, by_handler=False)
+            elif not run.settled():
                 await run.set_state(TaskState.COMPLETED, None, by_handler=False)
         except asyncio.CancelledError:
             if not run.state.is_terminal:
@@ -360,6 +487,8 @@ class TaskManager:
             if config is None or not config.return_immediately:
                 while await queue.get() is not None:
                     pass
+            elif not run.settled():
+                run.announced = True
         finally:
             with contextlib.suppress(ValueError):
                 run.subscribers.remove(queue)
@@ -376,11 +505,21 @@ class TaskManager:
         run = self._start(params, peer, receipt)
         submitted = run.task  # the worker has not run yet: this is the task as created
         queue = run.subscribers[-1]
+        held: list[StreamResponse] = []
         first = await queue.get()
+        if first is not None and _plain_working(first):
+            # the handler may yet answer with a message: then the stream is that
+            # message alone (spec §3.1.2), so the task waits for the next event
+            held.append(first)
+            first = await queue.get()
         if first is not None and first.message is not None:
             yield first  # the handler answered with a message: no task
+            with contextlib.suppress(ValueError):
+                run.subscribers.remove(queue)
             return
         yield StreamResponse(task=submitted)
+        for event in held:
+            yield event
         if first is not None:
             yield first
             async for event in self._drain(run, queue):
@@ -436,14 +575,44 @@ class TaskManager:
         return _cut_history(self._load(task_id, peer.agent_id).task, history_length)
 
     def list(self, request: ListTasksRequest, peer: PeerIdentity) -> ListTasksResponse:
-        """``ListTasks``: this peer's tasks, optionally of one context."""
-        tasks = []
+        """``ListTasks`` (spec §3.1.4): a page of this peer's tasks, most recently
+        updated first, filtered by context, state and last update; ``nextPageToken``
+        resumes after the page's last task, ``totalSize`` counts every match."""
+        _check_list_request(request)
+        after = None if request.page_token is None else _read_page_token(request.page_token)
+        since = (
+            None
+            if request.status_timestamp_after is None
+            else _instant(request.status_timestamp_after)
+        )
+        matches: list[tuple[tuple[datetime.datetime, str], Task]] = []
         for task_id in self.store.keys(TASKS_NAMESPACE):
-            with contextlib.suppress(TaskNotFoundError):
+            with contextlib.suppress(TaskNotFoundError, InvalidParamsError):
                 task = self._load(task_id, peer.agent_id).task
-                if request.context_id in (None, "", task.context_id):
-                    tasks.append(task)
-        return ListTasksResponse(tasks=tuple(tasks))
+                if request.context_id is not None and task.context_id != request.context_id:
+                    continue
+                if request.status is not None and task.status.state is not request.status:
+                    continue
+                key = _sort_key(task)
+                if since is not None and (task.status.timestamp is None or key[0] < since):
+                    continue
+                matches.append((key, task))
+        matches.sort(key=lambda match: match[0], reverse=True)
+        start = 0 if after is None else sum(1 for key, _ in matches if key >= after)
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        page = matches[start : start + size]
+        more = start + size < len(matches)
+        tasks = []
+        for _, task in page:
+            if not request.include_artifacts:
+                task = attrs.evolve(task, artifacts=())
+            tasks.append(_cut_history(task, request.history_length))
+        return ListTasksResponse(
+            tasks=tuple(tasks),
+            next_page_token=_page_token(page[-1][0]) if more and page else "",
+            page_size=size,
+            total_size=len(matches),
+        )
 
     async def cancel(self, task_id: str, peer: PeerIdentity) -> Task:
         """``CancelTask``: stop the handler; a finished task cannot be canceled."""
@@ -463,6 +632,9 @@ class TaskManager:
         run = self._load(task_id, peer.agent_id)
         if run.state.is_terminal:
             raise UnsupportedOperationError(f"task {task_id} is {run.state.name}")
+        if run.settled():  # interrupted: the stream ends there, as a sent one does
+            yield StreamResponse(task=run.task)
+            return
         queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
         run.subscribers.append(queue)
         yield StreamResponse(task=run.task)

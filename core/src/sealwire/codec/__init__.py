@@ -41,7 +41,7 @@ from sealwire.codec._frame import (
     decode_frame,
     encode_frame,
 )
-from sealwire.codec._json import MAX_JSON_DEPTH, from_json, to_json
+from sealwire.codec._json import ALWAYS_WRITTEN, MAX_JSON_DEPTH, NON_EMPTY, from_json, to_json
 from sealwire.codec._jsonrpc import (
     JSONRPC_VERSION,
     V03_ALIASES,
@@ -61,6 +61,7 @@ from sealwire.codec._jsonrpc import (
 
 __all__ = [
     "A2A_EXTENSIONS",
+    "ALWAYS_WRITTEN",
     "A2A_VERSION",
     "A2A_VERSION_PARAMETER",
     "STREAM_PARAMETER",
@@ -68,6 +69,7 @@ __all__ = [
     "MAX_FRAME_SIZE",
     "MAX_JSON_DEPTH",
     "MAX_SERVICE_PARAMETERS",
+    "NON_EMPTY",
     "V03_ALIASES",
     "A2AError",
     "ContentTypeNotSupportedError",

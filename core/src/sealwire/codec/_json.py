@@ -9,13 +9,17 @@ Rules of this file:
   optional fields, empty lists and maps, ``false``/``0``/``""`` of fields
   without presence; a set message field is always written, even empty
   (``"capabilities": {}``), and so is a required string (even ``""``, which
-  the decoder would otherwise take as missing). Bytes are standard base64
+  the decoder would otherwise take as missing). Except: a field a2a.proto
+  marks ``REQUIRED`` is always written, even at its default
+  (:data:`ALWAYS_WRITTEN`: an empty ListTasks page is
+  ``{"tasks": [], "nextPageToken": "", "pageSize": 0, "totalSize": 0}``). Bytes are standard base64
   with padding. So ``to_json`` of a card is ``MessageToDict`` of it, the base
   of the canonical form a2a-sdk signs and verifies (spec §8.4).
 * Decoding is strict the way proto3 JSON parsers are: a wrong type, a missing
   required field, an unknown enum value or a broken oneof raises
   :class:`InvalidParamsError` naming the field path
-  (``message.parts[0].text``). Unknown fields are ignored; ``null`` means
+  (``message.parts[0].text``); a required array must hold at least one
+  element (spec §5.7; :data:`NON_EMPTY`). Unknown fields are ignored; ``null`` means
   absent; both the camelCase and the proto field name are accepted; int32
   fields also take decimal strings, bytes fields URL-safe base64.
 """
@@ -36,8 +40,9 @@ from typing import Any, TypeVar
 import attrs
 
 from sealwire.codec._errors import A2AError, InvalidParamsError
+from sealwire.model import Artifact, ListTasksResponse, Message
 
-__all__ = ["MAX_JSON_DEPTH", "from_json", "to_json"]
+__all__ = ["ALWAYS_WRITTEN", "MAX_JSON_DEPTH", "NON_EMPTY", "from_json", "to_json"]
 
 T = TypeVar("T")
 
@@ -47,6 +52,22 @@ refused, so a hostile peer cannot make checking or copying it recurse without en
 
 MAX_KEY_IN_PATH = 32
 """Characters of a free-form object key quoted in an error's field path."""
+
+ALWAYS_WRITTEN: Mapping[type, frozenset[str]] = {
+    ListTasksResponse: frozenset({"tasks", "next_page_token", "page_size", "total_size"}),
+    Message: frozenset({"parts"}),
+    Artifact: frozenset({"parts"}),
+}
+"""Fields a2a.proto marks ``REQUIRED`` whose model attribute has a default (so proto3
+JSON would drop them at it): written whatever their value. (The card's required
+arrays are left out: its canonical form for signatures is ``MessageToDict``'s.)"""
+
+NON_EMPTY: Mapping[type, frozenset[str]] = {
+    Message: frozenset({"parts"}),
+    Artifact: frozenset({"parts"}),
+}
+"""Required arrays (a2a.proto ``REQUIRED`` repeated fields) of what peers send:
+missing or empty is refused (spec §5.7). A ListTasks page may be empty."""
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _TIMESTAMP = re.compile(
@@ -311,6 +332,7 @@ class _Field:
     required: bool
     default: Any
     fill: bool  # pass ``default`` when missing: the attrs field has none (a repeated field)
+    always: bool  # written even at its default (ALWAYS_WRITTEN)
 
 
 class _Plan:
@@ -320,6 +342,8 @@ class _Plan:
         self.cls = cls
         hints = typing.get_type_hints(cls)
         self.oneof: tuple[str, ...] = getattr(cls, "ONEOF", ())
+        always = ALWAYS_WRITTEN.get(cls, frozenset())
+        self.non_empty = sorted(NON_EMPTY.get(cls, frozenset()))
         self.fields: list[_Field] = []
         for f in attrs.fields(cls):
             tp = _strip_optional(hints[f.name])
@@ -337,7 +361,16 @@ class _Plan:
                 default = ()  # proto3 cannot tell an empty repeated field from a missing one
             required = default is attrs.NOTHING
             self.fields.append(
-                _Field(f.name, _camel(f.name), decode, encode, required, default, fill)
+                _Field(
+                    f.name,
+                    _camel(f.name),
+                    decode,
+                    encode,
+                    required,
+                    default,
+                    fill,
+                    f.name in always,
+                )
             )
         # every accepted key (camelCase, and the proto name) -> its field
         self.by_key = {f.json_name: f for f in self.fields} | {
@@ -350,7 +383,7 @@ class _Plan:
         out: dict[str, Any] = {}
         for f in self.fields:
             value = getattr(obj, f.name)
-            if not f.required and (value is None or value == f.default):
+            if not (f.required or f.always) and (value is None or value == f.default):
                 continue
             out[f.json_name] = f.encode(value)
         return out
@@ -371,6 +404,11 @@ class _Plan:
         for f in self.required:
             if f.name not in kwargs:
                 _fail(prefix + f.json_name, "required field is missing")
+        for name in self.non_empty:
+            if name not in kwargs:
+                _fail(prefix + _camel(name), "required field is missing")
+            if not kwargs[name]:
+                _fail(prefix + _camel(name), "required array must hold at least one element")
         for f in self.fills:
             kwargs.setdefault(f.name, f.default)
         if self.oneof:

@@ -273,7 +273,11 @@ def parse_request(data: bytes | str | Mapping[str, Any]) -> Request:
 def parse_message(data: bytes | str | Mapping[str, Any]) -> Request | RawResponse | ErrorResponse:
     """Parse any JSON-RPC message: a typed request, a raw response or an error response."""
     obj = data if isinstance(data, Mapping) else loads(data)
-    if isinstance(obj, Mapping) and "method" in obj:
+    if isinstance(obj, Mapping) and (
+        "method" in obj or ("params" in obj and "result" not in obj and "error" not in obj)
+    ):
+        # a request, or what can only be meant as one (params, no method): its
+        # sender is answered with the request's error (-32600), as over HTTP
         return parse_request(obj)
     return _parse_untyped_response(obj)
 

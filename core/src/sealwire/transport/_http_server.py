@@ -8,6 +8,12 @@
   response (§9.4.2); service parameters (``A2A-Version``, ``A2A-Extensions``)
   are HTTP headers (§3.2.6).
 
+With ``rest=True`` the same dispatcher also serves the ``HTTP+JSON`` binding
+(§11) under ``path``: ``POST /message:send``, ``GET /tasks/{id}`` and the rest
+of §11.3, query parameters for GET and DELETE (§11.5), errors as
+``google.rpc.Status`` with an ``ErrorInfo`` reason and the §5.4 HTTP status
+(§11.6), streams as Server-Sent Events of bare StreamResponse objects (§11.7).
+
 Who the caller is comes from ``identify_peer(scope, headers)`` (the TLS binding
 reads the client certificate from the ASGI ``tls`` extension); a refusal is an
 HTTP 401/403 and never reaches the dispatcher. Hostile bodies get JSON-RPC
@@ -25,11 +31,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import socket
 import ssl as ssl_module
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
@@ -44,6 +52,8 @@ from sealwire.codec import (
     ErrorResponse,
     InternalRpcError,
     InvalidRequestError,
+    JsonParseError,
+    Method,
     Request,
     Response,
     VersionNotSupportedError,
@@ -110,6 +120,7 @@ class A2AHttpApp:
         routes: Mapping[tuple[str, str], ExtraRoute] | None = None,
         response_headers: ResponseHeaders | None = None,
         max_body: int = MAX_HTTP_BODY,
+        rest: bool = False,
     ) -> None:
         self._dispatch = dispatch
         self._card = card
@@ -118,6 +129,8 @@ class A2AHttpApp:
         self._routes = dict(routes or {})
         self._response_headers = response_headers
         self._max_body = max_body
+        self._rest = rest
+        self._rest_base = path.rstrip("/")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -134,8 +147,11 @@ class A2AHttpApp:
             return
         headers = _headers(scope)
         route = self._routes.get((method, path))
+        rest = self._rest_route(method, path) if self._rest else None
         if route is not None:
             await self._extra(route, scope, headers, receive, send)
+        elif rest is not None:
+            await self._rest_call(scope, headers, receive, send, *rest)
         elif path != self.path:
             await _plain(send, 404, b"not found")
         elif method != "POST":
@@ -189,7 +205,14 @@ class A2AHttpApp:
             log.info("refused an HTTP caller: %s", exc)
             await _plain(send, _refusal(exc), str(exc)[:300].encode())
             return
-        if request.method.streaming and not isinstance(first, ErrorResponse):
+        if request.method.streaming and isinstance(first, ErrorResponse):
+            # As a2a-sdk's server does: a streaming method's error is an ``error``
+            # event of an event stream, which SSE clients expect.
+            await _aclose(results)
+            await _start(send, 200, b"text/event-stream", {"cache-control": "no-cache", **extra})
+            await _event(send, encode(first), error=True)
+            await send({"type": "http.response.body", "body": b""})
+        elif request.method.streaming and isinstance(first, Response):
             await self._stream(send, request, first, results, extra)
         else:
             await _aclose(results)
@@ -209,26 +232,185 @@ class A2AHttpApp:
             async for result in results:
                 await _event(send, encode(Response(id=request.id, result=result)))
         except A2AError as exc:
-            await _event(send, encode(ErrorResponse.from_error(exc, request.id)))
+            await _event(send, encode(ErrorResponse.from_error(exc, request.id)), error=True)
         except Exception:
             log.exception("stream for %s failed", request.method.value)
             error = InternalRpcError("internal error")
-            await _event(send, encode(ErrorResponse.from_error(error, request.id)))
+            await _event(send, encode(ErrorResponse.from_error(error, request.id)), error=True)
         finally:
             await _aclose(results)
         await send({"type": "http.response.body", "body": b""})
 
+    # -- the HTTP+JSON (REST) binding -------------------------------------------------------
+
+    def _rest_route(self, method: str, path: str) -> tuple[Method, dict[str, str]] | None:
+        """The A2A method and path parameters of a REST request (None: not one)."""
+        if not path.startswith(self._rest_base + "/"):
+            return None
+        tail = path[len(self._rest_base) :]
+        for verb, pattern, a2a_method in _REST_ROUTES:
+            match = pattern.fullmatch(tail)
+            if match is not None and verb == method:
+                return a2a_method, match.groupdict()
+        return None
+
+    async def _rest_call(
+        self,
+        scope: Scope,
+        headers: Headers,
+        receive: Any,
+        send: Any,
+        method: Method,
+        path_params: dict[str, str],
+    ) -> None:
+        try:
+            peer = await self._identify(scope, headers)
+            extra = dict(self._response_headers(scope, headers, peer) if self._response_headers
+                         else {})  # fmt: skip
+        except SealwireError as exc:
+            log.info("refused an HTTP caller: %s", exc)
+            await _plain(send, _refusal(exc), str(exc)[:300].encode())
+            return
+        body = await _read_body(receive, self._max_body)
+        try:
+            if body is None:
+                raise InvalidRequestError("request body too large")
+            params = _rest_params(method, scope, body) | path_params
+            request = parse_request(
+                {"jsonrpc": "2.0", "id": 0, "method": method.value, "params": params}
+            )
+            _check_version(headers)
+        except A2AError as exc:
+            error = ErrorResponse.from_error(exc, 0)
+            await _rest_error(send, error, extra)
+            return
+        results = self._dispatch(request, peer)
+        try:
+            first = await _first(results, request)
+        except SealwireError as exc:
+            await _aclose(results)
+            log.info("refused an HTTP caller: %s", exc)
+            await _plain(send, _refusal(exc), str(exc)[:300].encode())
+            return
+        if isinstance(first, ErrorResponse):  # before any event: an HTTP error (§11.6)
+            await _aclose(results)
+            await _rest_error(send, first, extra)
+        elif not method.streaming:
+            await _aclose(results)
+            await _json(send, 200, encode(first)["result"], extra, kind=REST_MEDIA_TYPE)
+        else:
+            await _start(send, 200, b"text/event-stream", {"cache-control": "no-cache", **extra})
+            try:
+                await _event(send, encode(first)["result"])
+                async for result in results:
+                    await _event(send, encode(Response(id=0, result=result))["result"])
+            except Exception as exc:
+                if not isinstance(exc, A2AError):
+                    log.exception("stream for %s failed", method.value)
+                    exc = InternalRpcError("internal error")
+                payload = _rest_error_body(ErrorResponse.from_error(exc, 0))[1]
+                await _event(send, payload, error=True)
+            finally:
+                await _aclose(results)
+            await send({"type": "http.response.body", "body": b""})
+
+
+REST_MEDIA_TYPE = b"application/a2a+json"
+"""The media type of HTTP+JSON answers (§11.1)."""
+_ID = r"(?P<id>[^/]+)"
+_TASK = r"(?P<taskId>[^/]+)"
+_REST_ROUTES: tuple[tuple[str, re.Pattern[str], Method], ...] = tuple(
+    (verb, re.compile(pattern), method)
+    for verb, pattern, method in (
+        ("POST", r"/message:send", Method.SEND_MESSAGE),
+        ("POST", r"/message:stream", Method.SEND_STREAMING_MESSAGE),
+        ("GET", r"/tasks", Method.LIST_TASKS),
+        ("POST", r"/tasks/(?P<id>[^/]+):cancel", Method.CANCEL_TASK),
+        ("POST", r"/tasks/(?P<id>[^/]+):subscribe", Method.SUBSCRIBE_TO_TASK),
+        ("GET", rf"/tasks/{_ID}", Method.GET_TASK),
+        ("POST", rf"/tasks/{_TASK}/pushNotificationConfigs",
+         Method.CREATE_TASK_PUSH_NOTIFICATION_CONFIG),
+        ("GET", rf"/tasks/{_TASK}/pushNotificationConfigs",
+         Method.LIST_TASK_PUSH_NOTIFICATION_CONFIGS),
+        ("GET", rf"/tasks/{_TASK}/pushNotificationConfigs/{_ID}",
+         Method.GET_TASK_PUSH_NOTIFICATION_CONFIG),
+        ("DELETE", rf"/tasks/{_TASK}/pushNotificationConfigs/{_ID}",
+         Method.DELETE_TASK_PUSH_NOTIFICATION_CONFIG),
+        ("GET", r"/extendedAgentCard", Method.GET_EXTENDED_AGENT_CARD),
+    )
+)  # fmt: skip
+"""§11.3: (HTTP method, path under the endpoint's, A2A method); ``:cancel`` and
+``:subscribe`` are tried before ``GET /tasks/{id}`` takes a colon into an id."""
+
+_REST_ERRORS: dict[int, tuple[int, str, str]] = {
+    -32001: (404, "NOT_FOUND", "TASK_NOT_FOUND"),
+    -32002: (400, "FAILED_PRECONDITION", "TASK_NOT_CANCELABLE"),
+    -32003: (400, "FAILED_PRECONDITION", "PUSH_NOTIFICATION_NOT_SUPPORTED"),
+    -32004: (400, "FAILED_PRECONDITION", "UNSUPPORTED_OPERATION"),
+    -32005: (400, "INVALID_ARGUMENT", "CONTENT_TYPE_NOT_SUPPORTED"),
+    -32006: (500, "INTERNAL", "INVALID_AGENT_RESPONSE"),
+    -32007: (400, "FAILED_PRECONDITION", "EXTENDED_AGENT_CARD_NOT_CONFIGURED"),
+    -32008: (400, "FAILED_PRECONDITION", "EXTENSION_SUPPORT_REQUIRED"),
+    -32009: (400, "FAILED_PRECONDITION", "VERSION_NOT_SUPPORTED"),
+    -32700: (400, "INVALID_ARGUMENT", "INVALID_REQUEST"),
+    -32600: (400, "INVALID_ARGUMENT", "INVALID_REQUEST"),
+    -32601: (404, "NOT_FOUND", "METHOD_NOT_FOUND"),
+    -32602: (400, "INVALID_ARGUMENT", "INVALID_PARAMS"),
+    -32603: (500, "INTERNAL", "INTERNAL_ERROR"),
+}
+"""§5.4 and §11.6: JSON-RPC code -> (HTTP status, google.rpc status, ErrorInfo reason)."""
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+A2A_DOMAIN = "a2a-protocol.org"
+
+
+def _rest_params(method: Method, scope: Scope, body: bytes) -> dict[str, Any]:
+    """The request's params: its JSON body (POST), or its query string (GET, DELETE)
+    with booleans and numbers read by the field's type (§11.5)."""
+    if scope["method"] == "POST":
+        if not body.strip():
+            return {}
+        try:
+            params = json.loads(body)
+        except (ValueError, RecursionError):
+            raise JsonParseError("the body is not JSON") from None
+        if not isinstance(params, dict):
+            raise InvalidRequestError("the body must be a JSON object")
+        return params
+    query = scope.get("query_string", b"").decode("latin-1")
+    hints = typing.get_type_hints(method.params_class)
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True)[:MAX_HTTP_HEADERS]:
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+        if hints.get(name) in (bool, bool | None) and value in ("true", "false"):
+            out[key] = value == "true"
+        else:
+            out[key] = value
+    return out
+
+
+def _rest_error_body(error: ErrorResponse) -> tuple[int, dict[str, Any]]:
+    status, grpc, reason = _REST_ERRORS.get(error.error.code, (500, "INTERNAL", "INTERNAL_ERROR"))
+    info = {"@type": ERROR_INFO, "reason": reason, "domain": A2A_DOMAIN, "metadata": {}}
+    body = {"code": status, "status": grpc, "message": error.error.message, "details": [info]}
+    return status, {"error": body}
+
+
+async def _rest_error(send: Any, error: ErrorResponse, extra: Mapping[str, str]) -> None:
+    status, body = _rest_error_body(error)
+    await _json(send, status, body, extra, kind=REST_MEDIA_TYPE)
+
 
 async def _first(results: AsyncIterator[Any], request: Request) -> Response | ErrorResponse:
     """The handler's first result as a response (an A2A error or a failure as an error
-    response); a :class:`SealwireError` that is no A2A error (a refusal) propagates."""
+    response); a refusal of the caller (:class:`AuthenticationError`,
+    :class:`PolicyError`) propagates, to be answered with an HTTP status."""
     try:
         async for result in results:
             return Response(id=request.id, result=result)
         raise InternalRpcError("the handler produced no result")
     except A2AError as exc:
         return ErrorResponse.from_error(exc, request.id)
-    except SealwireError:
+    except (AuthenticationError, PolicyError):
         raise
     except Exception:
         log.exception("handler for %s failed", request.method.value)
@@ -288,15 +470,24 @@ async def _plain(send: Any, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _json(send: Any, status: int, body: Any, extra: Mapping[str, str] | None = None) -> None:
-    await _start(send, status, b"application/json", extra or {})
+async def _json(
+    send: Any,
+    status: int,
+    body: Any,
+    extra: Mapping[str, str] | None = None,
+    *,
+    kind: bytes = b"application/json",
+) -> None:
+    await _start(send, status, kind, extra or {})
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     await send({"type": "http.response.body", "body": data})
 
 
-async def _event(send: Any, body: Mapping[str, Any]) -> None:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    await send({"type": "http.response.body", "body": encode_sse(data), "more_body": True})
+async def _event(send: Any, body: Mapping[str, Any], *, error: bool = False) -> None:
+    data = encode_sse(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    if error:  # the event type a2a-sdk's clients raise on
+        data = b"event: error\n" + data
+    await send({"type": "http.response.body", "body": data, "more_body": True})
 
 
 # -- running the app ------------------------------------------------------------------------

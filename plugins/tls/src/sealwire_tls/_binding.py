@@ -151,6 +151,7 @@ class TlsBinding(SessionBinding):
             path=parts.path or "/",
             routes={("POST", ENROLL_PATH): server.enroll},
             response_headers=server.response_headers,
+            rest=True,
         )
         if not self._http3:
             listener: Listener = await serve_http(app, url, ssl=server.ssl)

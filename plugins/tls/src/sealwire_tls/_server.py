@@ -64,6 +64,9 @@ __all__ = [
 ]
 
 ENROLL_PATH = "/.well-known/sealwire/enroll"
+STANDARD_BINDINGS = ("JSONRPC", "HTTP+JSON")
+"""The standard A2A bindings the HTTPS endpoint serves beside Sealwire's own (spec
+§9 and §11), listed in the card at the endpoint's URL in this order."""
 TLS_NAMESPACE = "tls"
 MAX_ENROLLED = 4096
 """Client certificates enrolled and kept as trust anchors; past this, enrolment
@@ -192,7 +195,8 @@ class TlsServer:
     # -- the card ------------------------------------------------------------------------
 
     def card(self) -> Mapping[str, Any]:
-        """Our signed card with the standard ``JSONRPC`` interface added beside ours (re-signed)."""
+        """Our signed card with the standard ``JSONRPC`` and ``HTTP+JSON`` interfaces
+        added beside ours, at the same URL (re-signed)."""
         card = self._binding.card
         if self._served is not None and self._served[0] is card:
             return self._served[1]
@@ -200,9 +204,12 @@ class TlsServer:
         interfaces = list(data.get("supportedInterfaces", []))
         ours = [i for i in interfaces if i.get("protocolBinding") == self._uri]
         for entry in ours:
-            plain = {**entry, "protocolBinding": "JSONRPC"}
-            if plain not in interfaces:
-                interfaces.insert(interfaces.index(entry) + 1, plain)
+            at = interfaces.index(entry) + 1
+            for standard in STANDARD_BINDINGS:
+                plain = {**entry, "protocolBinding": standard}
+                if plain not in interfaces:
+                    interfaces.insert(at, plain)
+                    at += 1
         data["supportedInterfaces"] = interfaces
         signed = sign_card(data, self._binding.identity)
         self._served = (card, signed)

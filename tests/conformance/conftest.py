@@ -1,0 +1,89 @@
+"""The A2A v1.0 conformance suite's world: one agent, one caller, three transports
+(see ``tests/helpers/a2a_conformance.py`` for how each carries the requests)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a_conformance import A2A, TRANSPORTS, Frames, Https, Rest, client_context, handler
+from cryptography.hazmat.primitives import serialization
+from ports import free_port
+
+from sealwire.agent import Agent, TaskContext
+from sealwire.identity import Identity
+from sealwire.relay import RelayClient
+from sealwire.store import MemoryStore
+from sealwire_relay import RelayConfig, running_relay
+from sealwire_tls import self_signed_certificate
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def a2a(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A2A]:
+    """The served agent over one transport (each test runs once per transport)."""
+    transport: str = request.param
+    gate = asyncio.Event()
+    ids = Identity.generate(), Identity.generate()
+    allowed = tmp_path / "caller.pem"
+    allowed.write_bytes(self_signed_certificate(ids[1]).public_bytes(serialization.Encoding.PEM))
+    https = f"https://127.0.0.1:{free_port()}"
+    listen = ["tcp://127.0.0.1:0", https]
+    options = {"tls": {"url": https, "client_certificates": [str(allowed)]}}
+    async with _relay(tmp_path, transport == "mailbox") as relay_url:
+        clients = [RelayClient(relay_url, i) for i in ids] if relay_url else []
+        relays: list[dict[str, Any]] = [
+            {"relay": c, "relay_address": c.mailbox_address} for c in clients
+        ] or [{}, {}]
+        served = Agent(ids[0], MemoryStore(), name="served", listen=listen,
+                       binding_options=options, **relays[0])  # fmt: skip
+        caller = Agent(ids[1], MemoryStore(), name="caller", **relays[1])
+        bound: Callable[[TaskContext], Awaitable[None]] = lambda task: handler(gate, task)  # noqa: E731
+        served.on_message(bound)
+        try:
+            async with served, caller:
+                served.trust.pin(ids[1].public)
+                if transport in ("https", "rest"):
+                    ctx = client_context(served, ids[1], tmp_path)
+                    async with httpx.AsyncClient(verify=ctx, trust_env=False) as http:
+                        url = next(o.url for o in served.card.offers if o.name == "tls") or ""
+                        carrier = Https(http, url) if transport == "https" else Rest(http, url)
+                        yield A2A(transport, served, carrier, gate)
+                else:
+                    peer = caller.peer(served.card)
+                    name = "noise" if transport == "noise" else "signal"
+                    channel = await caller._open_channel(peer, caller.explain(peer, binding=name))
+                    try:
+                        yield A2A(transport, served, Frames(channel), gate)
+                    finally:
+                        await channel.close()
+                gate.set()  # let parked handlers end before the agent stops
+        finally:
+            for client in clients:
+                await client.close()
+
+
+class _relay:
+    """A relay on loopback (SQLite) when ``wanted``; its URL, or None."""
+
+    def __init__(self, tmp_path: Path, wanted: bool) -> None:
+        self._config = RelayConfig(
+            port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+            backend_options={"path": str(tmp_path / "relay.sqlite3")},
+        ) if wanted else None  # fmt: skip
+        self._running: Any = None
+
+    async def __aenter__(self) -> str | None:
+        if self._config is None:
+            return None
+        self._running = running_relay(self._config)
+        relay = await self._running.__aenter__()
+        url: str = relay.url
+        return url
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._running is not None:
+            await self._running.__aexit__(*exc)
