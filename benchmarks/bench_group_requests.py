@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import statistics
 import tempfile
@@ -39,6 +40,9 @@ from sealwire.codec import A2A_VERSION, Frame, Response, encode_frame
 from sealwire.identity import Identity
 from sealwire.relay import RelayClient, RelayUnavailable
 from sealwire.store import MemoryStore
+from sealwire_mls.agents import agent_key_package
+from sealwire_mls.group import Group
+from sealwire_mls.welcome import MLSMessage
 from sealwire_relay import RelayConfig, RelayLimits, running_relay
 
 SIZES = (10, 100, 1_000)
@@ -138,6 +142,29 @@ async def _request_ms(asker: Agent, group: bytes, n: int) -> float:
     return elapsed
 
 
+def _mls_open_us(frame: bytes, k: int) -> float:
+    """The floor of a delivered copy: CPU µs for one member to open (process) one of
+    ``k`` messages of ``frame``'s size, the MLS engine alone, no relay, no agent."""
+    now = int(time.time())
+    a, b = (agent_key_package(Identity.generate(), now=now) for _ in range(2))
+    sender = Group.create(
+        1, uuid.uuid4().bytes, a.key_package.leaf_node, encryption_priv=a.encryption_priv,
+        signature_priv=a.signature_priv, random=os.urandom,
+    )  # fmt: skip
+    _, welcome = sender.commit(os.urandom, add=[b.key_package], now=now)
+    sender.merge_pending_commit()
+    assert welcome is not None
+    reader = Group.join(
+        MLSMessage.from_bytes(welcome).body, b.key_package, init_priv=b.init_priv,
+        encryption_priv=b.encryption_priv, signature_priv=b.signature_priv,
+    )  # fmt: skip
+    sealed = [sender.encrypt(frame, os.urandom) for _ in range(k)]
+    cpu = time.process_time()
+    for message in sealed:
+        reader.process(message)
+    return (time.process_time() - cpu) * 1e6 / k
+
+
 async def _fanout(group: bytes, agents: list[Agent], k: int) -> tuple[float, float]:
     """K messages posted to the log; (messages/s to every member, CPU ms per copy)."""
     binding = agents[0]._groups.binding(group)  # type: ignore[union-attr]
@@ -190,9 +217,12 @@ async def main_async(sizes: list[int], repeat: int, fanout: int) -> None:
                 if fanout_group is not None and fanout:
                     group, agents = fanout_group
                     rate, cpu_ms = await _fanout(group, agents, fanout)
+                    floor = _mls_open_us(b"x" * 400, 200)
                     print(f"fan-out, group of {len(agents)}: {fanout} messages, "
                           f"{rate:.0f} messages/s to every member, "
-                          f"{cpu_ms * 1000:.0f} us CPU per delivered copy")  # fmt: skip
+                          f"{cpu_ms * 1000:.0f} us CPU per delivered copy; "
+                          f"floor (one MLS open, same run) {floor:.0f} us: "
+                          f"{cpu_ms * 1000 / floor:.1f} x")  # fmt: skip
 
 
 def main() -> None:
