@@ -212,6 +212,10 @@ class _TaskRun:
     def settled(self) -> bool:
         return self.reply is not None or self.state.is_terminal or self.state in INTERRUPTED
 
+    def finished(self) -> bool:
+        """Settled and its worker done: it may be forgotten (the store keeps it)."""
+        return self.settled() and self.worker is not None and self.worker.done()
+
     def _publish(self, event: StreamResponse | None) -> None:
         for queue in list(self.subscribers):
             try:
@@ -393,13 +397,17 @@ class TaskManager:
         return run
 
     def _remember(self, run: _TaskRun) -> None:
+        """Keep ``run`` in memory, forgetting the oldest finished task past the bound.
+
+        The scan stops at the first finished task from the oldest end (no copy of
+        the whole table), so a task costs the same after a million as after ten.
+        """
         self._runs[run.task.id] = run
-        if len(self._runs) > MAX_LIVE_TASKS:
-            for task_id, old in list(self._runs.items()):
-                if old.settled() and old.worker is not None and old.worker.done():
-                    del self._runs[task_id]
-                    if len(self._runs) <= MAX_LIVE_TASKS:
-                        break
+        while len(self._runs) > MAX_LIVE_TASKS:
+            done = next((task_id for task_id, old in self._runs.items() if old.finished()), None)
+            if done is None:
+                return  # every kept task still runs: over the bound until one ends
+            del self._runs[done]
 
     def _start(
         self, params: SendMessageRequest, peer: PeerIdentity, receipt: Receipt | None = None
