@@ -6,10 +6,17 @@ import os
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 from sealwire.errors import ConfigurationError
-from sealwire.store import CallCounter, ManagedStore, SqliteStore, StoreKey, StoreOption
+from sealwire.store import (
+    CallCounter,
+    ManagedStore,
+    StoreKey,
+    StoreOption,
+    location_options,
+    open_behind_cache,
+    option_number,
+)
 from sealwire_store_aws._aws import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BACKOFF,
@@ -50,19 +57,6 @@ OPTIONS = (
 )
 
 
-def _number(options: Mapping[str, str], name: str, default: float) -> float:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"store option {name} must be a number, not {raw!r}") from None
-    if value < 0:
-        raise ConfigurationError(f"store option {name} must not be negative")
-    return value
-
-
 def open_aws_store(
     options: Mapping[str, str],
     key: StoreKey,
@@ -84,32 +78,21 @@ def open_aws_store(
     backend = AwsSecretsBackend(
         factory,
         options["prefix"],
-        attempts=int(_number(options, "retries", DEFAULT_ATTEMPTS)) or 1,
-        backoff=_number(options, "retry_backoff", DEFAULT_BACKOFF),
+        attempts=int(option_number(options, "retries", DEFAULT_ATTEMPTS)) or 1,
+        backoff=option_number(options, "retry_backoff", DEFAULT_BACKOFF),
         counter=counter,
         tags={"sealwire": "agent-state"},
     )
-    try:
-        cache = SqliteStore.open(home / options.get("cache", DEFAULT_CACHE_FILE), key)
-    except BaseException:
-        backend.close()
-        raise
-    return ManagedStore.open(
-        backend,
-        key,
-        label=f"aws:{backend.prefix}",
-        cache=cache,
-        max_unflushed=int(_number(options, "max_unflushed", 0)),
-        counter=counter,
+    cache = home / options.get("cache", DEFAULT_CACHE_FILE)
+    return open_behind_cache(
+        backend, key, cache, options, label=f"aws:{backend.prefix}", counter=counter
     )
 
 
 def open_from_location(location: str, key: StoreKey) -> ManagedStore:
     """``aws:PREFIX?region=R&endpoint_url=U&cache=/path/cache.db`` (a store URL)."""
-    prefix, _, query = location.partition("?")
-    options = {"prefix": prefix, **dict(parse_qsl(query))}
-    cache = Path(options.pop("cache", DEFAULT_CACHE_FILE))
-    return open_aws_store({**options, "cache": cache.name}, key, cache.parent)
+    options, home = location_options(location, DEFAULT_CACHE_FILE)
+    return open_aws_store(options, key, home)
 
 
 def load_store_key() -> StoreKey | None:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 import hvac
 
 from sealwire.errors import ConfigurationError
-from sealwire.store import CallCounter, ManagedStore, SqliteStore, StoreKey, StoreOption
+from sealwire.store import (
+    CallCounter,
+    ManagedStore,
+    StoreKey,
+    StoreOption,
+    location_options,
+    open_behind_cache,
+    option_number,
+)
 from sealwire_store_vault._vault import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BACKOFF,
@@ -59,19 +66,6 @@ OPTIONS = (
 )
 
 
-def _number(options: Mapping[str, str], name: str, default: float) -> float:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigurationError(f"store option {name} must be a number, not {raw!r}") from None
-    if value < 0:
-        raise ConfigurationError(f"store option {name} must not be negative")
-    return value
-
-
 def _token(token_file: str | None) -> str:
     if token_file:
         try:
@@ -116,31 +110,25 @@ def open_vault_store(
         lambda: _client_factory(options, home),
         options["prefix"],
         mount=options.get("mount", "secret"),
-        attempts=int(_number(options, "retries", DEFAULT_ATTEMPTS)) or 1,
-        backoff=_number(options, "retry_backoff", DEFAULT_BACKOFF),
+        attempts=int(option_number(options, "retries", DEFAULT_ATTEMPTS)) or 1,
+        backoff=option_number(options, "retry_backoff", DEFAULT_BACKOFF),
         counter=counter,
     )
-    try:
-        cache = SqliteStore.open(home / options.get("cache", DEFAULT_CACHE_FILE), key)
-    except BaseException:
-        backend.close()
-        raise
-    return ManagedStore.open(
+    cache = home / options.get("cache", DEFAULT_CACHE_FILE)
+    return open_behind_cache(
         backend,
         key,
+        cache,
+        options,
         label=f"vault:{backend.mount}/{backend.prefix}",
-        cache=cache,
-        max_unflushed=int(_number(options, "max_unflushed", 0)),
         counter=counter,
     )
 
 
 def open_from_location(location: str, key: StoreKey) -> ManagedStore:
     """``vault:PREFIX?url=U&mount=M&cache=/path/cache.db`` (token from $VAULT_TOKEN)."""
-    prefix, _, query = location.partition("?")
-    options = {"prefix": prefix, **dict(parse_qsl(query))}
-    cache = Path(options.pop("cache", DEFAULT_CACHE_FILE))
-    return open_vault_store({**options, "cache": cache.name}, key, cache.parent)
+    options, home = location_options(location, DEFAULT_CACHE_FILE)
+    return open_vault_store(options, key, home)
 
 
 def load_store_key() -> StoreKey | None:
