@@ -24,6 +24,7 @@ from sealwire.identity import Identity
 from sealwire.relay import Delivery, LimitExceeded, RelayClient, RelayUnavailable
 from sealwire.relay.wire import STREAM_MAX_BATCH, STREAM_PATH, b64e, stream_frame
 from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
+from sealwire_relay import _app as relay_app
 from sealwire_relay._app import RelayApp
 from sealwire_relay._service import RelayService
 from sealwire_relay._sqlite_backend import SqliteBackend
@@ -257,14 +258,14 @@ async def test_sigkill_mid_batch_loses_nothing_acknowledged(
         proc.kill()
 
 
-class _NoWebSockets:
-    """An HTTP-only front of a relay (as a proxy that does not pass WebSockets)."""
+class _Front:
+    """A front of a relay refusing some WebSocket paths (as a proxy, or an older relay)."""
 
-    def __init__(self, app: RelayApp) -> None:
-        self.app = app
+    def __init__(self, app: RelayApp, refused: Callable[[str], bool]) -> None:
+        self.app, self.refused = app, refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
+        if scope["type"] == "websocket" and self.refused(scope["path"]):
             await receive()
             await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
             return
@@ -273,7 +274,19 @@ class _NoWebSockets:
 
 @pytest.fixture
 async def http_only_relay(tmp_path: Path) -> AsyncIterator[str]:
-    backend = SqliteBackend(tmp_path / "http-only.sqlite3")
+    async for url in _fronted_relay(tmp_path, lambda path: True):
+        yield url
+
+
+@pytest.fixture
+async def relay_without_stream(tmp_path: Path) -> AsyncIterator[str]:
+    """A relay as one without the stream route: only the push WebSocket."""
+    async for url in _fronted_relay(tmp_path, lambda path: path == STREAM_PATH):
+        yield url
+
+
+async def _fronted_relay(tmp_path: Path, refused: Callable[[str], bool]) -> AsyncIterator[str]:
+    backend = SqliteBackend(tmp_path / "fronted.sqlite3")
     await backend.start()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -282,7 +295,7 @@ async def http_only_relay(tmp_path: Path) -> AsyncIterator[str]:
     )
     app = RelayApp(service, Identity.generate(), random=os.urandom)
     server = uvicorn.Server(
-        uvicorn.Config(_NoWebSockets(app), host="127.0.0.1", port=port, lifespan="off",
+        uvicorn.Config(_Front(app, refused), host="127.0.0.1", port=port, lifespan="off",
                        log_level="warning", ws="websockets-sansio", timeout_graceful_shutdown=1)
     )  # fmt: skip
     task = asyncio.create_task(server.serve())
@@ -308,6 +321,27 @@ async def test_falls_back_to_http_when_the_stream_cannot_be_opened(
         assert got.envelope == b"over HTTP"
         await alice.ack([got])
         assert await alice.fetch() == []
+
+
+async def test_the_push_websocket_refills_its_window_when_acked(
+    relay_without_stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ack over HTTP wakes the push WebSocket whose window was full (not its poll)."""
+    monkeypatch.setattr(relay_app, "WS_WINDOW", 2)
+    monkeypatch.setattr(relay_app, "WS_POLL_SECONDS", 3600.0)
+    async with (
+        RelayClient(relay_without_stream, Identity.generate()) as alice,
+        RelayClient(relay_without_stream, Identity.generate()) as bob,
+    ):
+        for n in range(3):
+            await bob.send(alice.agent_id, f"m{n}", b"x")
+        stream = alice.subscribe()
+        first = await _take(stream, 2)
+        assert not alice.streaming
+        await alice.ack(first)
+        (third,) = await _take(stream, 1)
+        assert third.message_id == "m2"
+        await stream.aclose()
 
 
 class _GatedBackend(SqliteBackend):

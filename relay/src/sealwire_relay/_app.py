@@ -57,7 +57,7 @@ from sealwire.relay.wire import (
 )
 from sealwire_relay._auth import Authenticator, Principal
 from sealwire_relay._limits import RateLimiter
-from sealwire_relay._service import RelayService, group_key, wait_any
+from sealwire_relay._service import RelayService, acked_key, group_key, wait_any
 from sealwire_relay._stream import STREAM_PATH, StreamEndpoint
 from sealwire_relay._supervisor import Supervisor
 
@@ -286,7 +286,8 @@ class RelayApp:
     async def _push_mailbox(self, who: Principal, send: Send) -> None:
         service, mailbox = self.service, who.agent_id
         sent: set[tuple[str, str]] = set()
-        with service.notifier.watching(mailbox) as changed:
+        # Acks wake it too: they make room in the window it re-reads from the start.
+        with service.notifier.watching(mailbox, acked_key(mailbox)) as changed:
             while True:
                 changed.clear()
                 batch = await service.backend.fetch(mailbox, WS_WINDOW)

@@ -95,17 +95,19 @@ class Notifier:
             event.set()
 
     @contextlib.contextmanager
-    def watching(self, key: str) -> Iterator[asyncio.Event]:
-        """An event set by every :meth:`notify` of ``key`` while the block runs."""
+    def watching(self, *keys: str) -> Iterator[asyncio.Event]:
+        """An event set by every :meth:`notify` of any of ``keys`` while the block runs."""
         event = asyncio.Event()
-        watchers = self._watchers.setdefault(key, set())
-        watchers.add(event)
+        for key in keys:
+            self._watchers.setdefault(key, set()).add(event)
         try:
             yield event
         finally:
-            watchers.discard(event)
-            if not watchers:
-                self._watchers.pop(key, None)
+            for key in keys:
+                watchers = self._watchers.get(key, set())
+                watchers.discard(event)
+                if not watchers:
+                    self._watchers.pop(key, None)
 
 
 async def wait_any(events: Sequence[asyncio.Event], timeout: float) -> None:
@@ -342,6 +344,8 @@ class RelayService:
                 raise DecodeError("expected an object", field="acks")
             keys.append((get_str(item, "sender"), get_str(item, "message_id")))
         removed = await self.backend.ack(who.agent_id, keys)
+        if removed:
+            self.notifier.notify(acked_key(who.agent_id))
         self.metrics.inc("sealwire_relay_messages_acked_total", removed)
         return {"acknowledged": removed}
 
@@ -392,10 +396,10 @@ class RelayService:
         acked, stored = await self.backend.commit_mailbox_batch(
             acks, enqueues, max_depth=self.limits.max_mailbox_depth
         )
-        changed = {m for (m, _, _), done in zip(acks, acked, strict=True) if done}
-        changed |= {m for (m, _), fresh in zip(enqueues, stored, strict=True) if fresh is True}
-        for mailbox in changed:
+        for mailbox in {m for (m, _), fresh in zip(enqueues, stored, strict=True) if fresh is True}:
             self.notifier.notify(mailbox)
+        for mailbox in {m for (m, _, _), done in zip(acks, acked, strict=True) if done}:
+            self.notifier.notify(acked_key(mailbox))
         return acked, stored
 
     # -- federation (receiving side) -----------------------------------------------
@@ -543,6 +547,12 @@ def _group_id(body: Mapping[str, Any]) -> bytes:
     if not group_id:
         raise DecodeError("empty group id", field="group_id")
     return group_id
+
+
+def acked_key(mailbox: str) -> str:
+    """The notifier key woken when messages of ``mailbox`` are acknowledged (readers
+    that push a window of it; a mailbox's own key wakes only for new messages)."""
+    return f"acked:{mailbox}"
 
 
 def group_key(group_id: bytes) -> str:

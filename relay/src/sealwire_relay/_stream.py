@@ -455,7 +455,10 @@ class _Session:
                         await self._send({"type": "websocket.send", "bytes": data})
                     for d in fresh:
                         self.pushed[(d.sender, d.message_id)] = None
-                await wait_any([changed, self.acked], STREAM_POLL_SECONDS)
+                # An ack only makes room: with room left, only new mail needs a read
+                # (one event to wait on costs no task per wake).
+                full = len(self.pushed) >= STREAM_WINDOW
+                await wait_any([changed, self.acked] if full else [changed], STREAM_POLL_SECONDS)
                 if loop.time() - started >= STREAM_POLL_SECONDS:
                     await self._resync()
 
