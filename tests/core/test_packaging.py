@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
@@ -78,3 +79,33 @@ def test_what_a_distribution_imports_it_declares(dist: Path) -> None:
                     continue
                 provided = {d.lower().replace("_", "-") for d in providers.get(top, [])}
                 assert provided & declared, f"{path.name} imports {name}: not declared"
+
+
+STORE_SDKS = ("boto3", "botocore", "google.cloud", "google.api_core", "hvac")
+
+
+def test_loading_the_plugins_imports_no_store_sdk() -> None:
+    """Every process loads every plugin: a store's SDK is imported only to open it."""
+    code = (
+        "import sys\n"
+        "from sealwire.plugins import load_registry\n"
+        "registry = load_registry()\n"
+        "assert {'aws', 'gcp', 'vault'} <= set(registry.store_backends)\n"
+        f"print([m for m in {STORE_SDKS!r} if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_store_package_still_exports_its_sdk_names() -> None:
+    import sealwire_store_aws
+    import sealwire_store_gcp
+    import sealwire_store_vault
+
+    assert sealwire_store_aws.AwsSecretsBackend.__name__ == "AwsSecretsBackend"
+    assert callable(sealwire_store_gcp.open_gcp_store)
+    assert sealwire_store_vault.KEY_PATH_ENV
+    with pytest.raises(AttributeError):
+        _ = sealwire_store_vault.no_such_name  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ kind with the same name are an error naming both plugins.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
@@ -35,6 +36,7 @@ __all__ = [
     "PluginInfo",
     "Registry",
     "build_manager",
+    "imported_when_called",
     "load_registry",
 ]
 
@@ -43,6 +45,21 @@ BLOCK_ENV = "SEALWIRE_BLOCK_PLUGINS"
 """Comma-separated plugin (entry point) names never to load."""
 
 T = TypeVar("T")
+
+
+def imported_when_called(module: str, name: str) -> Callable[..., Any]:
+    """``module.name``, imported on the first call rather than now.
+
+    For what a hook contributes (a store's opener, a key loader) that needs a
+    heavy SDK: every process loads every plugin at start-up, and only the one
+    that uses the backend should pay for importing it.
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = name
+    return call
 
 
 @attrs.frozen(kw_only=True)

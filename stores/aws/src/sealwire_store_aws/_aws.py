@@ -43,6 +43,7 @@ from sealwire.store import (
     StoreThrottledError,
     StoreUnavailableError,
 )
+from sealwire_store_aws._options import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF
 
 __all__ = [
     "BACKOFF_MAX",
@@ -56,11 +57,6 @@ __all__ = [
 ]
 
 PENDING_STAGE = "SEALWIRE_PENDING"
-DEFAULT_ATTEMPTS = 5
-"""Calls per operation on throttling or an unreachable endpoint: with the backoff
-below about 3 s in all, past which the agent hears of it rather than hangs."""
-DEFAULT_BACKOFF = 0.2
-"""Seconds before the first retry; doubled each time, with jitter."""
 BACKOFF_MAX = 2.0
 """Seconds between two retries at most."""
 CONNECT_TIMEOUT = 5.0

@@ -12,16 +12,19 @@ from sealwire.store import (
     CallCounter,
     ManagedStore,
     StoreKey,
-    StoreOption,
     location_options,
     open_behind_cache,
     option_number,
 )
 from sealwire_store_aws._aws import (
-    DEFAULT_ATTEMPTS,
-    DEFAULT_BACKOFF,
     AwsSecretsBackend,
     make_client,
+)
+from sealwire_store_aws._options import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_BACKOFF,
+    DEFAULT_CACHE_FILE,
+    OPTIONS,
 )
 
 __all__ = [
@@ -33,28 +36,9 @@ __all__ = [
     "open_from_location",
 ]
 
-DEFAULT_CACHE_FILE = "store-cache-aws.db"
 KEY_SECRET_ENV = "SEALWIRE_AWS_STORE_KEY_SECRET"
 REGION_ENV = "SEALWIRE_AWS_REGION"
 ENDPOINT_ENV = "SEALWIRE_AWS_ENDPOINT_URL"
-
-OPTIONS = (
-    StoreOption(name="prefix", required=True, help="secret name prefix, e.g. sealwire/agent-1"),
-    StoreOption(name="region", required=True, help="AWS region, e.g. eu-west-1"),
-    StoreOption(name="endpoint_url", help="another endpoint (a VPC endpoint, a test server)"),
-    StoreOption(name="profile", help="a profile of ~/.aws/config (default: the usual chain)"),
-    StoreOption(name="cache", help=f"the local write-ahead cache (default {DEFAULT_CACHE_FILE})"),
-    StoreOption(
-        name="max_unflushed",
-        help="commits kept only on this host before a flush (default 0: write-through)",
-    ),
-    StoreOption(
-        name="retries", help=f"calls per operation on throttling (default {DEFAULT_ATTEMPTS})"
-    ),
-    StoreOption(
-        name="retry_backoff", help=f"seconds before a first retry (default {DEFAULT_BACKOFF})"
-    ),
-)
 
 
 def open_aws_store(

@@ -44,6 +44,7 @@ from sealwire.store import (
     StoreThrottledError,
     StoreUnavailableError,
 )
+from sealwire_store_gcp._options import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF
 
 __all__ = [
     "BACKOFF_MAX",
@@ -55,10 +56,6 @@ __all__ = [
 ]
 
 CURRENT_ANNOTATION = "sealwire-current"
-DEFAULT_ATTEMPTS = 5
-"""Calls per operation on RESOURCE_EXHAUSTED/UNAVAILABLE (about 3 s of backoff in all)."""
-DEFAULT_BACKOFF = 0.2
-"""Seconds before the first retry; doubled each time, with jitter."""
 BACKOFF_MAX = 2.0
 """Seconds between two retries at most."""
 REQUEST_TIMEOUT = 10.0

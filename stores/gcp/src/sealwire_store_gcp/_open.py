@@ -13,16 +13,19 @@ from sealwire.store import (
     CallCounter,
     ManagedStore,
     StoreKey,
-    StoreOption,
     location_options,
     open_behind_cache,
     option_number,
 )
 from sealwire_store_gcp._gcp import (
-    DEFAULT_ATTEMPTS,
-    DEFAULT_BACKOFF,
     REQUEST_TIMEOUT,
     GcpSecretsBackend,
+)
+from sealwire_store_gcp._options import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_BACKOFF,
+    DEFAULT_CACHE_FILE,
+    OPTIONS,
 )
 
 __all__ = [
@@ -35,34 +38,10 @@ __all__ = [
     "open_gcp_store",
 ]
 
-DEFAULT_CACHE_FILE = "store-cache-gcp.db"
 KEY_SECRET_ENV = "SEALWIRE_GCP_STORE_KEY_SECRET"
 """``projects/P/secrets/S`` (its latest version holds the base64 store key)."""
 ENDPOINT_ENV = "SEALWIRE_GCP_ENDPOINT"
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,150}")  # secret ids: 255 characters, blobs add 70
-
-OPTIONS = (
-    StoreOption(name="project", required=True, help="the project id, e.g. my-project"),
-    StoreOption(name="prefix", required=True, help="secret id prefix: letters, digits, - and _"),
-    StoreOption(name="endpoint", help="another API endpoint (a regional one, a test server)"),
-    StoreOption(
-        name="credentials_file",
-        help="a service account key file (default: Application Default Credentials)",
-    ),
-    StoreOption(name="anonymous", help="true: send no credentials (only for a local test server)"),
-    StoreOption(name="cache", help=f"the local write-ahead cache (default {DEFAULT_CACHE_FILE})"),
-    StoreOption(
-        name="max_unflushed",
-        help="commits kept only on this host before a flush (default 0: write-through)",
-    ),
-    StoreOption(
-        name="retries",
-        help=f"calls per operation on RESOURCE_EXHAUSTED (default {DEFAULT_ATTEMPTS})",
-    ),
-    StoreOption(
-        name="retry_backoff", help=f"seconds before a first retry (default {DEFAULT_BACKOFF})"
-    ),
-)
 
 
 def make_client(

@@ -13,14 +13,17 @@ from sealwire.store import (
     CallCounter,
     ManagedStore,
     StoreKey,
-    StoreOption,
     location_options,
     open_behind_cache,
     option_number,
 )
-from sealwire_store_vault._vault import (
+from sealwire_store_vault._options import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BACKOFF,
+    DEFAULT_CACHE_FILE,
+    OPTIONS,
+)
+from sealwire_store_vault._vault import (
     REQUEST_TIMEOUT,
     VaultSecretsBackend,
 )
@@ -34,36 +37,11 @@ __all__ = [
     "open_vault_store",
 ]
 
-DEFAULT_CACHE_FILE = "store-cache-vault.db"
 KEY_PATH_ENV = "SEALWIRE_VAULT_STORE_KEY_PATH"
 """``mount/path`` of a KV v2 secret whose field ``key`` holds the base64 store key."""
 
 _MAX_TOKEN_FILE = 4096
 """A Vault token is about a hundred bytes; never read more than this from its file."""
-
-OPTIONS = (
-    StoreOption(name="url", required=True, help="the server, e.g. https://vault.internal:8200"),
-    StoreOption(name="prefix", required=True, help="path under the mount, e.g. sealwire/agent-1"),
-    StoreOption(name="mount", help="the KV version 2 mount (default secret)"),
-    StoreOption(
-        name="token_file",
-        help="a file holding the token, read again when it is refused (a Vault Agent sink);"
-        " default $VAULT_TOKEN",
-    ),
-    StoreOption(name="namespace", help="a Vault Enterprise namespace"),
-    StoreOption(name="ca", help="CA certificates (PEM) for an https:// server"),
-    StoreOption(name="cache", help=f"the local write-ahead cache (default {DEFAULT_CACHE_FILE})"),
-    StoreOption(
-        name="max_unflushed",
-        help="commits kept only on this host before a flush (default 0: write-through)",
-    ),
-    StoreOption(
-        name="retries", help=f"calls per operation on 429/5xx (default {DEFAULT_ATTEMPTS})"
-    ),
-    StoreOption(
-        name="retry_backoff", help=f"seconds before a first retry (default {DEFAULT_BACKOFF})"
-    ),
-)
 
 
 def _token(token_file: str | None) -> str:

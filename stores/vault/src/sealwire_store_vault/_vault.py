@@ -37,6 +37,7 @@ from sealwire.store import (
     StoreThrottledError,
     StoreUnavailableError,
 )
+from sealwire_store_vault._options import DEFAULT_ATTEMPTS, DEFAULT_BACKOFF
 
 __all__ = [
     "POLICY_TEMPLATE",
@@ -47,10 +48,6 @@ __all__ = [
     "VaultSecretsBackend",
 ]
 
-DEFAULT_ATTEMPTS = 5
-"""Calls per operation on 429/5xx or an unreachable server (about 3 s of backoff in all)."""
-DEFAULT_BACKOFF = 0.2
-"""Seconds before the first retry; doubled each time, with jitter."""
 BACKOFF_MAX = 2.0
 """Seconds between two retries at most."""
 REQUEST_TIMEOUT = 10.0
