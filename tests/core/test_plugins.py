@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -205,3 +208,50 @@ def test_hooks_are_called_through_pluggy_so_wrappers_run() -> None:
     registry = registry_with(Wrapper())
     assert seen == [0]  # no plugin here contributes a binding...
     assert registry.binding("testonly-plaintext") is PlaintextTestBinding  # ...the wrapper did
+
+
+def _fake_distribution(root: Path, name: str, module_source: str) -> None:
+    """An installed distribution ``name`` whose entry point ``name`` is ``module_source``."""
+    module = f"fake_{name.replace('-', '_')}"
+    (root / f"{module}.py").write_text(module_source)
+    info = root / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[sealwire]\n{name} = {module}\n")
+
+
+def _sealwire(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop(BLOCK_ENV, None)
+    return subprocess.run(
+        [sys.executable, "-m", "sealwire.cli", *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("import no_such_module_anywhere\n", "failed to load: ModuleNotFoundError"),
+        (
+            "from sealwire import hookimpl\n\n@hookimpl\ndef sealwire_bindingz():\n    return []\n",
+            "sealwire_bindingz",
+        ),
+    ],
+    ids=["import-error", "misspelled-hook"],
+)
+def test_a_broken_plugin_is_one_line_and_can_be_disabled(
+    tmp_path: Path, source: str, problem: str
+) -> None:
+    _fake_distribution(tmp_path, "broken", source)
+    refused = _sealwire(tmp_path, "plugins")
+    assert refused.returncode == 1
+    (line,) = refused.stderr.strip().splitlines()
+    assert "plugin 'broken' (from fake_broken 1.0)" in line and problem in line
+    assert "--disable-plugin broken" in line and f"{BLOCK_ENV}=broken" in line
+    helped = _sealwire(tmp_path, "--help")  # help still works, with the line on stderr
+    assert helped.returncode == 0 and "usage: sealwire" in helped.stdout
+    assert "--disable-plugin broken" in helped.stderr
+    disabled = _sealwire(tmp_path, "--disable-plugin", "broken", "plugins")
+    assert disabled.returncode == 0, disabled.stderr
+    assert "plugin builtins: sealwire" in disabled.stdout and "broken" not in disabled.stdout

@@ -32,7 +32,7 @@ from sealwire.config import (
 )
 from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import TrustStore, verify_card
-from sealwire.plugins import Registry, load_registry
+from sealwire.plugins import BLOCK_ENV, Registry, blocked_from_env, load_registry
 from sealwire.policy import Policy, Situation
 
 __all__ = ["main"]
@@ -281,6 +281,7 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sealwire {__version__}")
     parser.add_argument("--home", help="agent home folder (default $SEALWIRE_HOME or .sealwire)")
+    _add_disable_plugin(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("init", help="create an identity, a store and a configuration")
@@ -382,10 +383,44 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_disable_plugin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--disable-plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"do not load this plugin (repeatable; as ${BLOCK_ENV}, which it adds to)",
+    )
+
+
+def _block_disabled_plugins(argv: Sequence[str]) -> None:
+    """Apply ``--disable-plugin`` before any plugin loads: through the environment,
+    so that every registry this process (and its children) loads leaves them out."""
+    early = argparse.ArgumentParser(add_help=False)
+    _add_disable_plugin(early)
+    disabled = set(early.parse_known_args(argv)[0].disable_plugin)
+    if disabled:
+        os.environ[BLOCK_ENV] = ",".join(sorted(blocked_from_env() | disabled))
+
+
+def _registry_for(argv: Sequence[str]) -> Registry:
+    """Every plugin; if one cannot load, the one line saying which and how to go on
+    without it, and then for ``--help`` and ``--version`` the built-in commands."""
+    try:
+        return load_registry()
+    except ConfigurationError as exc:
+        if not {"-h", "--help", "--version"} & set(argv):
+            raise
+        print(f"sealwire: error: {exc}", file=sys.stderr)
+        return load_registry(load_entry_points=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sealwire`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        registry = load_registry()
+        _block_disabled_plugins(argv)
+        registry = _registry_for(argv)
         args = build_parser(registry).parse_args(argv)
         code: int = args.run(args, registry)
         return code

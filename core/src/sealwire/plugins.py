@@ -35,6 +35,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginInfo",
     "Registry",
+    "blocked_from_env",
     "build_manager",
     "imported_when_called",
     "load_registry",
@@ -127,19 +128,23 @@ def build_manager(
     infos: list[PluginInfo] = []
     for name in blocked:
         pm.set_blocked(name)
+    shipped: dict[str, str] = {}
     if load_entry_points:
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
                 continue
             dist = ep.dist
+            shipped[ep.name] = f" (from {dist.name} {dist.version})" if dist else ""
             try:
                 module = ep.load()
             except Exception as exc:  # any import failure of a third-party plugin
-                shipped = f" (from {dist.name} {dist.version})" if dist else ""
-                raise ConfigurationError(
-                    f"plugin {ep.name!r}{shipped} failed to load: {type(exc).__name__}: {exc}"
+                raise _plugin_error(
+                    ep.name, shipped, f"failed to load: {type(exc).__name__}: {exc}"
                 ) from exc
-            pm.register(module, name=ep.name)
+            try:
+                pm.register(module, name=ep.name)
+            except pluggy.PluginValidationError as exc:  # a hook with a wrong signature
+                raise _plugin_error(ep.name, shipped, str(exc)) from exc
             infos.append(
                 PluginInfo(
                     name=ep.name,
@@ -154,8 +159,19 @@ def build_manager(
         registered = pm.register(plugin)
         if registered is not None:
             infos.append(PluginInfo(name=registered, distribution="(in process)", version="-"))
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:  # a misspelled hook name
+        raise _plugin_error(pm.get_name(exc.plugin) or "?", shipped, str(exc)) from exc
     return pm, tuple(infos)
+
+
+def _plugin_error(name: str, shipped: Mapping[str, str], problem: str) -> ConfigurationError:
+    """One line: which plugin, from which distribution, what is wrong, how to go on without it."""
+    return ConfigurationError(
+        f"plugin {name!r}{shipped.get(name, '')} {problem}"
+        f" (start without it: --disable-plugin {name} or {BLOCK_ENV}={name})"
+    )
 
 
 def _version() -> str:
