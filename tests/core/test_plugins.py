@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
 import pytest
 from testonly_binding import PlaintextTestBinding, PlaintextTestPlugin
 
@@ -255,3 +256,35 @@ def test_a_broken_plugin_is_one_line_and_can_be_disabled(
     disabled = _sealwire(tmp_path, "--disable-plugin", "broken", "plugins")
     assert disabled.returncode == 0, disabled.stderr
     assert "plugin builtins: sealwire" in disabled.stdout and "broken" not in disabled.stdout
+
+
+def _offering(cls: type) -> object:
+    class Offers:
+        @hookimpl
+        def sealwire_bindings(self) -> Sequence[type]:
+            return [cls]
+
+    return Offers()
+
+
+def test_a_binding_is_a_type_of_its_shape_with_every_method() -> None:
+    """The contract is explicit: a class is one of its shape's types, with every
+    abstract method implemented, or the plugin is refused when it loads."""
+    from sealwire.binding import BindingInfo, MailboxBinding, Shape
+
+    class WrongShape(PlaintextTestBinding):
+        info = attrs.evolve(PlaintextTestBinding.info, name="wrong", shape=Shape.MAILBOX)
+
+    with pytest.raises(ConfigurationError, match="shape mailbox but is none of MailboxBinding"):
+        registry_with(_offering(WrongShape))
+
+    class HalfDone(MailboxBinding):
+        info = BindingInfo(
+            name="half", version="0", major=1, shape=Shape.MAILBOX, properties=frozenset()
+        )
+
+        async def seal(self, *a: object) -> bytes:
+            return b""
+
+    with pytest.raises(ConfigurationError, match="does not implement: open, publish_prekeys"):
+        registry_with(_offering(HalfDone))

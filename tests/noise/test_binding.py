@@ -26,7 +26,7 @@ from sealwire.identity import Identity, PublicIdentity, TrustMode, TrustStore, v
 from sealwire.model import Task, TaskState
 from sealwire.plugins import load_registry
 from sealwire.store import MemoryStore
-from sealwire.testing.contract import SessionBindingContract
+from sealwire.testing.contract import DatagramBindingContract, SessionBindingContract
 from sealwire.transport import (
     FrameStream,
     connect,
@@ -434,6 +434,10 @@ class TestNoiseXXContract(SessionBindingContract):
 class TestNoiseHybridContract(SessionBindingContract):
     binding_class = NoiseBinding
     options: ClassVar[Mapping[str, Any]] = {"post_quantum": "required"}
+
+
+class TestNoiseDatagramContract(DatagramBindingContract):
+    binding_class = NoiseBinding
 
 
 REGISTRY = load_registry(extra_plugins=[noise_plugin], load_entry_points=False)

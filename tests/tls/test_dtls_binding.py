@@ -15,7 +15,13 @@ from waiting import until
 from sealwire.binding import ChannelClosed, Negotiation, Property
 from sealwire.errors import SealwireError
 from sealwire.identity import Identity
-from sealwire.testing.contract import Party, SessionBindingContract, make_party, negotiation_for
+from sealwire.testing.contract import (
+    DatagramBindingContract,
+    Party,
+    SessionBindingContract,
+    make_party,
+    negotiation_for,
+)
 from sealwire.transport import DatagramEndpoint, memory_datagram_pair
 from sealwire_tls._dtls import DtlsEngine, DtlsHandshakeError
 from sealwire_tls._dtls_binding import DtlsBinding, DtlsChannel
@@ -32,6 +38,10 @@ class TestDtlsContract(SessionBindingContract):
 
     def party(self) -> Party:
         return party()
+
+
+class TestDtlsDatagramContract(DatagramBindingContract):
+    binding_class = DtlsBinding
 
 
 async def pair(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import httpx
@@ -25,7 +25,6 @@ from sealwire.identity import Identity, verify_card
 from sealwire.model import Message, Part, Role, SendMessageRequest, Task, TaskState
 from sealwire.policy import PolicyConfig, Situation
 from sealwire.store import MemoryStore
-from sealwire.testing.contract import SessionBindingContract
 from sealwire_tls import (
     CHANNEL_BINDING_HEADER,
     TlsBinding,
@@ -38,26 +37,6 @@ from sealwire_tls.testing import export_client_files, tls_registry
 HTTP = Situation(external_http=True)
 RPC = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {
     "messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "curl"}]}}}  # fmt: skip
-
-
-class TestTlsContract(SessionBindingContract):
-    """The stream contract runs handshakes over memory streams; this binding brings its
-    own carrier (HTTPS), so the equivalent checks are the loopback tests below."""
-
-    binding_class = TlsBinding
-    options: ClassVar[Mapping[str, Any]] = {"url": "https://127.0.0.1:1"}
-
-    @pytest.mark.xfail(reason="no stream handshake: the binding's carrier is HTTPS (connect)")
-    async def test_frames_flow_both_ways(self) -> None:
-        await super().test_frames_flow_both_ways()
-
-    @pytest.mark.xfail(reason="no stream handshake: peers are learnt from client certificates")
-    async def test_each_side_learns_the_verified_peer(self) -> None:
-        await super().test_each_side_learns_the_verified_peer()
-
-    @pytest.mark.xfail(reason="no stream handshake: HTTP requests end on their own")
-    async def test_receive_after_peer_close_raises(self) -> None:
-        await super().test_receive_after_peer_close_raises()
 
 
 def _texts(task: Task) -> dict[str, str]:

@@ -1,13 +1,18 @@
 """The contract every protocol plugin implements (ARCHITECTURE layer 3).
 
 A binding protects and carries one plaintext unit, the A2A frame
-(:func:`sealwire.codec.encode_frame`), and comes in one of three shapes:
+(:func:`sealwire.codec.encode_frame`). It serves one of three conversation
+shapes (:class:`Shape`), each with its types:
 
-* :class:`SessionBinding` - two online peers; a handshake over a byte stream
-  (or datagram endpoint) yields a :class:`SecureChannel`.
-* :class:`MailboxBinding` - seal a frame for a peer that may be offline, open
-  a sealed frame; prekeys go through the relay's directory.
-* :class:`GroupBinding` - one frame encrypted for a whole group.
+* two online peers (``Shape.SESSION``), a handshake yielding a
+  :class:`SecureChannel`: :class:`SessionBinding` over a byte stream that core
+  carries, :class:`DatagramBinding` over datagrams (a binding may be both),
+  :class:`CarrierBinding` over a carrier of its own (TLS over HTTPS);
+* a peer that may be offline (``Shape.MAILBOX``): :class:`MailboxBinding` seals
+  and opens one frame at a time; prekeys go through the relay's directory;
+* a group (``Shape.GROUP``): :class:`GroupBinding` encrypts one frame for all.
+
+Every method a type declares is abstract: a binding implements all of them.
 
 Core decides, bindings bind: the policy picks a binding and hands it a
 :class:`Negotiation` that the binding must bind into its handshake (Noise
@@ -46,7 +51,9 @@ __all__ = [
     "Binding",
     "BindingContext",
     "BindingInfo",
+    "CarrierBinding",
     "ChannelClosed",
+    "DatagramBinding",
     "Dispatcher",
     "GroupBinding",
     "GroupEvent",
@@ -60,6 +67,7 @@ __all__ = [
     "SecureChannel",
     "SessionBinding",
     "Shape",
+    "shape_types",
     "binding_uri",
     "parse_binding_uri",
 ]
@@ -86,6 +94,13 @@ class Shape(enum.StrEnum):
     SESSION = "session"
     MAILBOX = "mailbox"
     GROUP = "group"
+
+
+def shape_types(shape: Shape) -> tuple[type[Binding], ...]:
+    """The binding types that serve ``shape`` (a binding class is one of them)."""
+    if shape is Shape.SESSION:
+        return (SessionBinding, DatagramBinding, CarrierBinding)
+    return (MailboxBinding,) if shape is Shape.MAILBOX else (GroupBinding,)
 
 
 def binding_uri(name: str, major: int) -> str:
@@ -262,48 +277,80 @@ class Binding(abc.ABC):
 
 
 class SessionBinding(Binding):
-    """Two online peers: handshake over a stream or datagram endpoint."""
+    """Two online peers over a byte stream that core's transports carry (TCP, WebSocket).
+
+    Core connects the transport and exchanges the hello that carries the
+    :class:`Negotiation`; the binding runs its handshake on the stream and
+    returns a :class:`SecureChannel` whose ``peer`` it has authenticated.
+    """
 
     @abc.abstractmethod
     async def initiate(
         self, stream: FrameStream, peer: VerifiedCard, negotiation: Negotiation
     ) -> SecureChannel:
-        """Run the initiator's handshake; the peer's identity must match ``peer``."""
+        """The initiator's handshake.
+
+        Before: the hello was accepted; ``peer`` is the card policy chose, verified
+        and trusted. After: the channel's peer is ``peer`` (anyone else is a
+        :class:`~sealwire.errors.TrustError`), ``negotiation`` is bound into the
+        handshake. On any error the caller closes ``stream``.
+        """
 
     @abc.abstractmethod
     async def respond(self, stream: FrameStream, negotiation: Negotiation) -> SecureChannel:
-        """Run the responder's handshake; learn and verify the initiator's identity."""
+        """The responder's handshake.
 
-    async def connect(
-        self, url: str, peer: VerifiedCard, negotiation: Negotiation
-    ) -> SecureChannel | None:
-        """Open a channel on a carrier of the binding's own (HTTP for TLS).
-
-        ``None`` (the default) means: core connects a transport for ``url``,
-        sends the hello, then calls :meth:`initiate`.
+        Before: policy accepted ``negotiation`` for this binding. After: the
+        channel's peer is the initiator, its card verified and checked against the
+        trust store by the binding. On any error the caller closes ``stream``.
         """
-        return None
 
-    async def serve(self, url: str, dispatch: Dispatcher) -> Listener | None:
-        """Serve requests on a carrier of the binding's own, or ``None`` to let core
-        listen with its transports and call :meth:`respond`.
 
-        ``dispatch(request, peer)`` serves one verified request; the returned
-        listener has a ``url`` and an async ``close()``.
-        """
-        return None
+class DatagramBinding(Binding):
+    """Two online peers over datagrams (core's ``udp://`` transport): each
+    :meth:`DatagramEndpoint.send` is one datagram, lost, repeated or reordered.
 
+    A binding that also speaks over streams subclasses :class:`SessionBinding` too.
+    Its ``info`` has :attr:`Property.DATAGRAM`.
+    """
+
+    @abc.abstractmethod
     async def initiate_datagram(
         self, endpoint: DatagramEndpoint, peer: VerifiedCard, negotiation: Negotiation
     ) -> SecureChannel:
-        """The initiator's handshake over datagrams (bindings with DATAGRAM only)."""
-        raise StateError(f"binding {self.info.name} does not run over datagrams")
+        """The initiator's handshake over datagrams (as :meth:`SessionBinding.initiate`;
+        the binding retransmits what it must)."""
 
+    @abc.abstractmethod
     async def respond_datagram(
         self, endpoint: DatagramEndpoint, negotiation: Negotiation
     ) -> SecureChannel:
-        """The responder's handshake over datagrams (bindings with DATAGRAM only)."""
-        raise StateError(f"binding {self.info.name} does not run over datagrams")
+        """The responder's handshake over datagrams (as :meth:`SessionBinding.respond`)."""
+
+
+class CarrierBinding(Binding):
+    """Two online peers over a carrier of the binding's own (TLS: HTTPS), for the URL
+    schemes in its ``info.schemes``; core's transports are not used.
+    """
+
+    @abc.abstractmethod
+    async def connect(
+        self, url: str, peer: VerifiedCard, negotiation: Negotiation
+    ) -> SecureChannel:
+        """A channel to ``peer`` at ``url`` (its scheme is one of ``info.schemes``).
+
+        After: the channel's peer is ``peer`` and ``negotiation`` is bound into the
+        carrier's handshake (a TLS exporter, a signed header).
+        """
+
+    @abc.abstractmethod
+    async def serve(self, url: str, dispatch: Dispatcher) -> Listener:
+        """Serve requests at ``url`` (its scheme is one of ``info.schemes``).
+
+        ``dispatch(request, peer)`` serves one request whose peer the binding has
+        authenticated (and checked against the trust store); the listener's ``url``
+        is where it listens (a port 0 resolved) and ``close()`` stops it.
+        """
 
 
 @attrs.frozen(kw_only=True)
@@ -425,23 +472,24 @@ class GroupBinding(Binding):
 
     async def publish_key_packages(self) -> None:
         """Publish or replenish this agent's join keys (MLS KeyPackages) in the relay's
-        directory; called when the agent starts and after each join."""
+        directory; called when the agent starts and after each join. The default
+        publishes nothing (a binding whose joins need no keys of the joiner's)."""
 
+    @abc.abstractmethod
     async def join(self, invite: bytes) -> tuple[GroupMembershipChanged, int]:
         """Join a group from an invitation delivered to this agent's mailbox (MLS: a
         Welcome). Returns the membership event and the group log position after
         which to read the group's log."""
-        raise StateError(f"binding {self.info.name} cannot join groups by invitation")
 
     def group_relay(self, group_id: bytes) -> RelayPort | None:
         """This agent's port at the relay holding the group's log, if that is not its
         home relay (a group created on another relay); None for its home relay."""
         return None
 
+    @abc.abstractmethod
     def members(self, group_id: bytes) -> tuple[str, ...]:
         """The agent ids of the group's current members (this agent included)."""
-        raise StateError(f"binding {self.info.name} does not list group members")
 
+    @abc.abstractmethod
     def epoch(self, group_id: bytes) -> int:
         """The group's current epoch (what the relay's log records beside a message)."""
-        raise StateError(f"binding {self.info.name} does not number epochs")

@@ -44,12 +44,15 @@ hookspec = pluggy.HookspecMarker("sealwire")
 def sealwire_bindings() -> Sequence[type[Binding]]:
     """Contribute protocol bindings.
 
-    :return: binding classes (subclasses of :class:`sealwire.binding.SessionBinding`,
-        :class:`~sealwire.binding.MailboxBinding` or
-        :class:`~sealwire.binding.GroupBinding`), each with a class attribute
-        ``info`` (:class:`~sealwire.binding.BindingInfo`) whose ``name`` is unique.
-        Core instantiates them per agent with a
-        :class:`~sealwire.binding.BindingContext`.
+    :return: binding classes, each with a class attribute ``info``
+        (:class:`~sealwire.binding.BindingInfo`) whose ``name`` is unique, and a
+        subclass of the types of its ``info.shape``
+        (:func:`sealwire.binding.shape_types`: :class:`~sealwire.binding.SessionBinding`,
+        :class:`~sealwire.binding.DatagramBinding` or
+        :class:`~sealwire.binding.CarrierBinding` for sessions,
+        :class:`~sealwire.binding.MailboxBinding`, :class:`~sealwire.binding.GroupBinding`)
+        with every abstract method implemented. Core instantiates them per agent
+        with a :class:`~sealwire.binding.BindingContext`.
 
     Called when the plugin registry is built.
 

@@ -10,6 +10,7 @@ kind with the same name are an error naming both plugins.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
@@ -19,7 +20,7 @@ import attrs
 import pluggy
 
 from sealwire import hookspecs
-from sealwire.binding import Binding, parse_binding_uri
+from sealwire.binding import Binding, parse_binding_uri, shape_types
 from sealwire.components import (
     CliCommand,
     RelayBackendProvider,
@@ -235,6 +236,15 @@ def load_registry(
     for name, cls in bindings.items():
         if not (isinstance(cls, type) and issubclass(cls, Binding)):
             raise ConfigurationError(f"binding {name!r} is not a sealwire.binding.Binding class")
+        types = shape_types(cls.info.shape)
+        if not issubclass(cls, types):
+            raise ConfigurationError(
+                f"binding {name!r} declares shape {cls.info.shape.value} but is none of "
+                + ", ".join(t.__name__ for t in types)
+            )
+        if inspect.isabstract(cls):
+            missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+            raise ConfigurationError(f"binding {name!r} does not implement: {missing}")
     return Registry(
         plugins=infos,
         bindings=bindings,

@@ -36,6 +36,8 @@ from sealwire.agent._tasks import Handler, Receipt, TaskManager, agent_message
 from sealwire.binding import (
     Binding,
     BindingContext,
+    CarrierBinding,
+    DatagramBinding,
     Dispatcher,
     GroupBinding,
     MailboxBinding,
@@ -245,21 +247,33 @@ class Agent:
         self._listeners.append(listener)
         return str(listener.url)
 
-    async def _serve_by_binding(self, url: str) -> str:
+    def _carrier_binding(self, url: str) -> CarrierBinding | None:
+        """The binding that brings its own carrier for ``url``'s scheme, if one does."""
+        scheme = urlsplit(url).scheme
         for binding in self._bindings.values():
-            if isinstance(binding, SessionBinding):
-                listener = await binding.serve(url, self._dispatch_checked)
-                if listener is not None:
-                    self._listeners.append(listener)
-                    return str(listener.url)
-        raise StateError(f"no transport or binding serves {url}")
+            if isinstance(binding, CarrierBinding) and scheme in binding.info.schemes:
+                return binding
+        return None
 
-    def _session_binding(self, negotiation: Negotiation) -> SessionBinding:
+    async def _serve_by_binding(self, url: str) -> str:
+        binding = self._carrier_binding(url)
+        if binding is None:
+            raise StateError(f"no transport or binding serves {url}")
+        listener = await binding.serve(url, self._dispatch_checked)
+        self._listeners.append(listener)
+        return str(listener.url)
+
+    def _session_binding(
+        self, negotiation: Negotiation, *, datagram: bool
+    ) -> SessionBinding | DatagramBinding:
         cls = self.policy.check_incoming(negotiation, self.card)
         binding = self._bindings.get(cls.info.name)
-        if not isinstance(binding, SessionBinding):
-            raise PolicyError(f"binding {cls.info.name} does not serve sessions")
-        return binding
+        if datagram and isinstance(binding, DatagramBinding):
+            return binding
+        if not datagram and isinstance(binding, SessionBinding):
+            return binding
+        carrier = "datagrams" if datagram else "streams"
+        raise PolicyError(f"binding {cls.info.name} does not serve sessions over {carrier}")
 
     async def _accept_stream(self, stream: FrameStream) -> None:
         await self._accept(stream, datagram=False)
@@ -284,15 +298,17 @@ class Agent:
             else:
                 negotiation = await read_hello(carrier)
             try:
-                binding = self._session_binding(negotiation)
+                binding = self._session_binding(negotiation, datagram=datagram)
             except PolicyError as exc:
                 await carrier.send(refuse_message(str(exc)))
                 raise
             await carrier.send(accept_message())
             handshake = (
-                binding.respond_datagram(cast(DatagramEndpoint, carrier), negotiation)
+                cast(DatagramBinding, binding).respond_datagram(
+                    cast(DatagramEndpoint, carrier), negotiation
+                )
                 if datagram
-                else binding.respond(cast(FrameStream, carrier), negotiation)
+                else cast(SessionBinding, binding).respond(cast(FrameStream, carrier), negotiation)
             )
             channel = await asyncio.wait_for(handshake, HANDSHAKE_TIMEOUT)
         except (SealwireError, TimeoutError) as exc:
@@ -485,14 +501,15 @@ class Agent:
             if self._mailbox is None:
                 raise StateError("a mailbox binding needs a relay: configure one")
             return self._mailbox.channel(peer, decision)
-        if not isinstance(binding, SessionBinding):
-            raise PolicyError(f"binding {decision.binding} cannot carry calls to one peer")
         negotiation = decision.negotiation
-        channel = await binding.connect(decision.url, peer, negotiation)
-        if channel is not None:
-            return channel
+        if isinstance(binding, CarrierBinding):
+            if urlsplit(decision.url).scheme not in binding.info.schemes:
+                raise PolicyError(f"binding {decision.binding} does not carry {decision.url}")
+            return await binding.connect(decision.url, peer, negotiation)
         provider = self.registry.transport(urlsplit(decision.url).scheme)
         if provider.datagram:
+            if not isinstance(binding, DatagramBinding):
+                raise PolicyError(f"binding {decision.binding} does not run over datagrams")
             endpoint = await provider.connect(decision.url)
             try:
                 await send_hello_datagram(endpoint, negotiation)
@@ -502,6 +519,8 @@ class Agent:
             except BaseException:
                 await endpoint.close()
                 raise
+        if not isinstance(binding, SessionBinding):
+            raise PolicyError(f"binding {decision.binding} cannot carry calls to one peer")
         stream = await provider.connect(decision.url)
         try:
             await send_hello(stream, negotiation)

@@ -1,6 +1,10 @@
-"""The session binding contract suite every session plugin subclasses.
+"""Contract suites for the session shapes: :class:`SessionBindingContract` (a
+handshake over a stream core carries) and :class:`DatagramBindingContract` (over
+datagrams). The mailbox suite is :mod:`sealwire.testing.mailbox_contract`, the
+store suite :mod:`sealwire.testing.store_contract`.
 
-Usage in a plugin's tests::
+Usage in a plugin's tests (with ``sealwire[testing]`` installed, plain
+``pytest`` runs them, whatever the project's asyncio mode)::
 
     class TestNoiseContract(SessionBindingContract):
         binding_class = NoiseBinding
@@ -12,7 +16,7 @@ A plugin that cannot meet a test overrides it with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -20,7 +24,9 @@ import pytest
 
 from sealwire.agent._card import build_card
 from sealwire.binding import (
+    Binding,
     BindingContext,
+    DatagramBinding,
     Negotiation,
     Property,
     SecureChannel,
@@ -28,10 +34,18 @@ from sealwire.binding import (
 )
 from sealwire.errors import SealwireError
 from sealwire.identity import Identity, TrustMode, TrustStore, VerifiedCard, verify_card
+from sealwire.relay.port import RelayPort
 from sealwire.store import MemoryStore
-from sealwire.transport import memory_pair
+from sealwire.transport import memory_datagram_pair, memory_pair
 
-__all__ = ["Party", "SessionBindingContract", "make_party"]
+__all__ = [
+    "DatagramBindingContract",
+    "Party",
+    "SessionBindingContract",
+    "handshake",
+    "make_party",
+    "negotiation_for",
+]
 
 
 @attrs.frozen
@@ -40,18 +54,21 @@ class Party:
 
     identity: Identity
     card: VerifiedCard
-    binding: SessionBinding
+    binding: Any  # an instance of the binding class under test
 
 
 def make_party(
-    binding_class: type[SessionBinding],
+    binding_class: type[Binding],
     *,
     listen: Sequence[str] = ("tcp://127.0.0.1:1",),
     options: Mapping[str, Any] | None = None,
     post_quantum: bool = False,
+    identity: Identity | None = None,
+    relay: RelayPort | None = None,
 ) -> Party:
-    """A fresh agent offering only ``binding_class``, with an in-memory store (TOFU trust)."""
-    identity = Identity.generate(post_quantum=post_quantum)
+    """A fresh agent offering only ``binding_class``, with an in-memory store (TOFU
+    trust); given a ``relay`` (its port for ``identity``), its card names the mailbox."""
+    identity = identity or Identity.generate(post_quantum=post_quantum)
     opts = dict(options or {})
     card = verify_card(
         build_card(
@@ -61,7 +78,7 @@ def make_party(
             version="0",
             bindings=[binding_class],
             listen_urls=listen,
-            relay_address=None,
+            relay_address=None if relay is None else relay.mailbox_address,
             options={binding_class.info.name: opts},
         )
     )
@@ -71,6 +88,7 @@ def make_party(
         card=card,
         store=store,
         trust=TrustStore(store, TrustMode.TOFU),
+        relay=relay,
         options=opts,
     )
     return Party(identity=identity, card=card, binding=binding_class(context))
@@ -91,23 +109,34 @@ async def handshake(
     initiator_negotiation: Negotiation | None = None,
     responder_negotiation: Negotiation | None = None,
     expected: VerifiedCard | None = None,
+    datagram: bool = False,
+    loss: Callable[[bytes], bool] | None = None,
 ) -> tuple[SecureChannel, SecureChannel]:
-    """Run both sides of a handshake over an in-memory stream pair.
+    """Run both sides of a handshake over an in-memory stream pair (or datagram pair,
+    losing what ``loss`` says).
 
-    As the agent does, a side that fails closes its stream, so the other side
+    As the agent does, a side that fails closes its carrier, so the other side
     fails too instead of waiting forever; the first error is raised.
     """
-    a, b = memory_pair()
+    a: Any
+    b: Any
+    if datagram:
+        a, b = memory_datagram_pair(loss_for_testing=loss)
+    else:
+        a, b = memory_pair()
     negotiation = negotiation_for(initiator, responder)
-    sides = [
-        asyncio.create_task(
-            initiator.binding.initiate(
-                a, expected or responder.card, initiator_negotiation or negotiation
-            )
-        ),
-        asyncio.create_task(responder.binding.respond(b, responder_negotiation or negotiation)),
-    ]
-    done, pending = await asyncio.wait(sides, timeout=10, return_when=asyncio.FIRST_EXCEPTION)
+    peer = expected or responder.card
+    mine, theirs = initiator_negotiation or negotiation, responder_negotiation or negotiation
+    if datagram:
+        first = initiator.binding.initiate_datagram(a, peer, mine)
+        second = responder.binding.respond_datagram(b, theirs)
+    else:
+        first = initiator.binding.initiate(a, peer, mine)
+        second = responder.binding.respond(b, theirs)
+    sides = [asyncio.create_task(first), asyncio.create_task(second)]
+    done, pending = await asyncio.wait(
+        sides, timeout=HANDSHAKE_SECONDS, return_when=asyncio.FIRST_EXCEPTION
+    )
     failed = [t for t in done if t.exception() is not None]
     if failed or pending:
         await a.close()
@@ -121,19 +150,31 @@ async def handshake(
     return sides[0].result(), sides[1].result()
 
 
-class SessionBindingContract:
-    """Tests every SessionBinding must pass (run over an in-memory stream pair)."""
+HANDSHAKE_SECONDS = 10.0
+"""A handshake over memory takes milliseconds; a loaded CI machine, far less than this."""
 
+
+class SessionBindingContract:
+    """Tests every :class:`~sealwire.binding.SessionBinding` must pass (over an
+    in-memory stream pair)."""
+
+    pytestmark = pytest.mark.asyncio
     binding_class: ClassVar[type[SessionBinding]]
     options: ClassVar[Mapping[str, Any]] = {}
+    datagram: ClassVar[bool] = False
+    frame_sizes: ClassVar[tuple[int, ...]] = (0, 1, 1000, 100_000)
+    listen: ClassVar[tuple[str, ...]] = ("tcp://127.0.0.1:1",)
 
     def party(self) -> Party:
-        return make_party(self.binding_class, options=self.options)
+        return make_party(self.binding_class, options=self.options, listen=self.listen)
+
+    async def pair(self, alice: Party, bob: Party, **kwargs: Any) -> tuple[Any, Any]:
+        return await handshake(alice, bob, datagram=self.datagram, **kwargs)
 
     async def test_frames_flow_both_ways(self) -> None:
         alice, bob = self.party(), self.party()
-        a, b = await handshake(alice, bob)
-        for size in (0, 1, 1000, 100_000):
+        a, b = await self.pair(alice, bob)
+        for size in self.frame_sizes:
             await a.send(b"x" * size)
             assert await b.receive() == b"x" * size
             await b.send(b"y" * size)
@@ -143,7 +184,7 @@ class SessionBindingContract:
 
     async def test_each_side_learns_the_verified_peer(self) -> None:
         alice, bob = self.party(), self.party()
-        a, b = await handshake(alice, bob)
+        a, b = await self.pair(alice, bob)
         assert a.peer.agent_id == bob.identity.agent_id
         assert b.peer.agent_id == alice.identity.agent_id
         assert self.binding_class.info.properties <= a.properties | b.properties
@@ -156,7 +197,7 @@ class SessionBindingContract:
         honest = negotiation_for(alice, bob)
         downgraded = attrs.evolve(honest, initiator_offers=())
         with pytest.raises(SealwireError):
-            await handshake(
+            await self.pair(
                 alice, bob, initiator_negotiation=honest, responder_negotiation=downgraded
             )
 
@@ -164,11 +205,48 @@ class SessionBindingContract:
         alice, bob, carol = self.party(), self.party(), self.party()
         with pytest.raises(SealwireError):
             # Alice means to reach Carol, but Bob answers.
-            await handshake(alice, bob, expected=carol.card)
+            await self.pair(alice, bob, expected=carol.card)
 
     async def test_receive_after_peer_close_raises(self) -> None:
         alice, bob = self.party(), self.party()
-        a, b = await handshake(alice, bob)
+        a, b = await self.pair(alice, bob)
         await a.close()
         with pytest.raises(SealwireError):
             await asyncio.wait_for(b.receive(), timeout=5)
+
+
+class DatagramBindingContract(SessionBindingContract):
+    """Tests every :class:`~sealwire.binding.DatagramBinding` must pass (over an
+    in-memory datagram pair): the session tests, with datagram-sized frames, and
+    a handshake that survives a lost datagram."""
+
+    binding_class: ClassVar[type[DatagramBinding]]  # type: ignore[assignment]
+    datagram = True
+    frame_sizes = (0, 1, 1000)
+    listen = ("udp://127.0.0.1:1",)
+
+    async def test_receive_after_peer_close_raises(self) -> None:
+        """Datagrams have no close: the closing side's own channel refuses instead."""
+        alice, bob = self.party(), self.party()
+        a, b = await self.pair(alice, bob)
+        await a.close()
+        with pytest.raises(SealwireError):
+            await a.send(b"after close")
+        await b.close()
+
+    async def test_the_handshake_survives_a_lost_datagram(self) -> None:
+        lost: list[bytes] = []
+
+        def lose_the_first(datagram: bytes) -> bool:
+            if lost:
+                return False
+            lost.append(datagram)
+            return True
+
+        alice, bob = self.party(), self.party()
+        a, b = await self.pair(alice, bob, loss=lose_the_first)
+        assert lost
+        await a.send(b"after a loss")
+        assert await b.receive() == b"after a loss"
+        await a.close()
+        await b.close()

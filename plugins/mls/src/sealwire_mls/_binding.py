@@ -76,7 +76,7 @@ from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
 from sealwire_mls._storage import GroupStorage, Keep
 from sealwire_mls.agents import agent_key_package, check_member
 from sealwire_mls.codec import decode_exact
-from sealwire_mls.errors import MLSDecodeError, MLSProtocolError
+from sealwire_mls.errors import MLSAuthenticationError, MLSDecodeError, MLSProtocolError
 from sealwire_mls.framing import ContentType, PrivateMessage, PublicMessage, SenderType
 from sealwire_mls.group import ApplicationMessage, CommitApplied, Group
 from sealwire_mls.keypackage import KeyPackage, LeafNode
@@ -554,52 +554,66 @@ class MlsBinding(GroupBinding):
         """Process one log entry; None for proposals and for messages of past epochs
         (already applied, or from before we joined). ``keep`` commits with the new state."""
         async with self._lock(group_id):
-            roster = self._roster(group_id)
-            group = roster.group
             try:
-                decoded = MLSMessage.from_bytes(message)
-            except SealwireError:
-                self._reject(group_id, message)
+                return await self._process(group_id, message, keep)
+            except (MLSDecodeError, MLSProtocolError, MLSAuthenticationError):
+                raise  # refused before the group changed (the engine stages, then applies)
+            except BaseException:
+                # The group may have changed in memory and not in the store (``keep`` or
+                # the store failed): the next call starts again from what the store holds.
+                self._rosters.pop(group_id, None)
+                self._pending.pop(group_id, None)
                 raise
-            parsed = decoded.body
-            if isinstance(parsed, PublicMessage):
-                epoch = parsed.content.epoch
-            elif isinstance(parsed, PrivateMessage):
-                epoch = parsed.epoch
-            else:
-                raise MLSProtocolError("not a group message")
-            if epoch < group.epoch or not group.active:
-                if isinstance(parsed, PublicMessage) and group.active:
-                    self._reject(group_id, message)  # a replayed or superseded commit
-                return None
-            if message == self._pending.get(group_id):
-                return self._merge_own(group_id, roster, keep)
-            if isinstance(parsed, PublicMessage):
-                try:
-                    return self._process_handshake(group_id, roster, parsed, message, keep)
-                except SealwireError:
-                    if epoch == group.epoch:  # invalid for this epoch: skipped, remembered
-                        self._reject(group_id, message)
-                    raise
-            result = group.process(message, now=self._now(), parsed=decoded)
-            if not isinstance(result, ApplicationMessage):
-                self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
-                return None
-            if result.authenticated_data == ADMIT_AAD:
-                note_admission(roster, result)
-                self._storage.save(group_id, roster, keep=_bind(keep, None))
-                return None
-            sender = await self._sender(roster, result.sender)
-            if sender is None:
-                self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
-                raise TrustError("a message from a member whose card is not verified")
-            opened = OpenedMessage(
-                sender=sender, frame=result.data,
-                message_id=hashlib.sha256(message).hexdigest()[:32],
-            )  # fmt: skip
-            event = GroupMessage(group_id=group_id, epoch=epoch, message=opened)
-            self._storage.save_ratchets(group_id, group, keep=_bind(keep, event))
-            return event
+
+    async def _process(
+        self, group_id: bytes, message: bytes, keep: ProcessKeep | None
+    ) -> GroupEvent | None:
+        roster = self._roster(group_id)
+        group = roster.group
+        try:
+            decoded = MLSMessage.from_bytes(message)
+        except SealwireError:
+            self._reject(group_id, message)
+            raise
+        parsed = decoded.body
+        if isinstance(parsed, PublicMessage):
+            epoch = parsed.content.epoch
+        elif isinstance(parsed, PrivateMessage):
+            epoch = parsed.epoch
+        else:
+            raise MLSProtocolError("not a group message")
+        if epoch < group.epoch or not group.active:
+            if isinstance(parsed, PublicMessage) and group.active:
+                self._reject(group_id, message)  # a replayed or superseded commit
+            return None
+        if message == self._pending.get(group_id):
+            return self._merge_own(group_id, roster, keep)
+        if isinstance(parsed, PublicMessage):
+            try:
+                return self._process_handshake(group_id, roster, parsed, message, keep)
+            except SealwireError:
+                if epoch == group.epoch:  # invalid for this epoch: skipped, remembered
+                    self._reject(group_id, message)
+                raise
+        result = group.process(message, now=self._now(), parsed=decoded)
+        if not isinstance(result, ApplicationMessage):
+            self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
+            return None
+        if result.authenticated_data == ADMIT_AAD:
+            note_admission(roster, result)
+            self._storage.save(group_id, roster, keep=_bind(keep, None))
+            return None
+        sender = await self._sender(roster, result.sender)
+        if sender is None:
+            self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
+            raise TrustError("a message from a member whose card is not verified")
+        opened = OpenedMessage(
+            sender=sender, frame=result.data,
+            message_id=hashlib.sha256(message).hexdigest()[:32],
+        )  # fmt: skip
+        event = GroupMessage(group_id=group_id, epoch=epoch, message=opened)
+        self._storage.save_ratchets(group_id, group, keep=_bind(keep, event))
+        return event
 
     def _reject(self, group_id: bytes, message: bytes) -> None:
         """Remember a log entry found invalid in this epoch, and wake a waiting committer."""

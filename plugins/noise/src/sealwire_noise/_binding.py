@@ -25,6 +25,7 @@ from typing import Any
 
 from sealwire.binding import (
     BindingInfo,
+    DatagramBinding,
     Negotiation,
     Property,
     SessionBinding,
@@ -185,7 +186,7 @@ def check_acceptable(local: Mapping[str, Any], name: str) -> NoiseProtocol:
     return protocol
 
 
-class NoiseBinding(SessionBinding):
+class NoiseBinding(SessionBinding, DatagramBinding):
     """``urn:sealwire:binding:noise:1``: Noise XX / IK (optionally ML-KEM hybrid) sessions.
 
     Options (``[bindings.noise]``): ``patterns`` (default ``["IK", "XX"]``, in

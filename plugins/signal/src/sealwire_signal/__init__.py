@@ -18,6 +18,7 @@ from sealwire.ratchet import (
     RatchetState,
     Rng,
 )
+from sealwire_signal._binding import SignalBinding
 from sealwire_signal._errors import (
     BadSignatureError,
     DuplicateMessageError,
@@ -80,6 +81,7 @@ __all__ = [
     "Rng",
     "Session",
     "SharedSecret",
+    "SignalBinding",
     "SignedPrekey",
     "SkippedKeyLimitError",
     "StoredPrekey",

@@ -30,16 +30,16 @@ from cryptography import x509
 from sealwire.binding import (
     BindingContext,
     BindingInfo,
+    CarrierBinding,
     Dispatcher,
     Negotiation,
     Property,
     SecureChannel,
-    SessionBinding,
     Shape,
 )
-from sealwire.errors import ConfigurationError, LocalProtocolError
+from sealwire.errors import ConfigurationError
 from sealwire.identity import Identity, PublicIdentity, VerifiedCard
-from sealwire.transport import FrameStream, Listener
+from sealwire.transport import Listener
 from sealwire.transport.http import A2AHttpApp, serve_http
 from sealwire_tls._certs import (
     DEFAULT_HOSTS,
@@ -81,7 +81,7 @@ def agent_certificate_chain(
     return [issue_certificate(identity, ca, ca_key, hosts), ca], ca
 
 
-class TlsBinding(SessionBinding):
+class TlsBinding(CarrierBinding):
     """Mutual TLS 1.3 with certificates made from agent identities; A2A JSON-RPC over HTTPS."""
 
     info = BindingInfo(
@@ -135,11 +135,9 @@ class TlsBinding(SessionBinding):
             params["http3"] = True
         return params
 
-    async def serve(self, url: str, dispatch: Dispatcher) -> Listener | None:
-        """Serve A2A JSON-RPC over HTTPS at an ``https://`` URL (others: not ours)."""
+    async def serve(self, url: str, dispatch: Dispatcher) -> Listener:
+        """Serve A2A (JSON-RPC and HTTP+JSON) over HTTPS at an ``https://`` URL."""
         parts = urlsplit(url)
-        if parts.scheme != "https":
-            return None
         server = TlsServer(
             lambda: self.context, self._chain, binding_uri=self.info.uri, ca=self._ca,
             enroll=self._enroll, resumption=self._resumption,
@@ -180,16 +178,6 @@ class TlsBinding(SessionBinding):
 
     async def connect(
         self, url: str, peer: VerifiedCard, negotiation: Negotiation
-    ) -> SecureChannel | None:
-        """A channel of frames to the peer's HTTPS endpoint."""
-        if urlsplit(url).scheme != "https":
-            return None
-        return await self._client.open(url, peer, negotiation)
-
-    async def initiate(
-        self, stream: FrameStream, peer: VerifiedCard, negotiation: Negotiation
     ) -> SecureChannel:
-        raise LocalProtocolError("the TLS binding brings its own carrier: use connect()")
-
-    async def respond(self, stream: FrameStream, negotiation: Negotiation) -> SecureChannel:
-        raise LocalProtocolError("the TLS binding brings its own carrier: use serve()")
+        """A channel of frames to the peer's HTTPS endpoint."""
+        return await self._client.open(url, peer, negotiation)

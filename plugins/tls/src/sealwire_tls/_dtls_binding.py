@@ -51,6 +51,7 @@ from sealwire.binding import (
     BindingContext,
     BindingInfo,
     ChannelClosed,
+    DatagramBinding,
     Negotiation,
     PeerIdentity,
     Property,
@@ -350,7 +351,7 @@ class DtlsChannel:
         await self._endpoint.close()
 
 
-class DtlsBinding(SessionBinding):
+class DtlsBinding(SessionBinding, DatagramBinding):
     """DTLS 1.2 (RFC 6347) sessions over UDP, certificates issued by agent identities."""
 
     info = BindingInfo(
