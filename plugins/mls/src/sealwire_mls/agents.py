@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sealwire.errors import TrustError
 from sealwire.identity import Identity, VerifiedCard
 from sealwire_mls.credentials import Credential, CredentialType
-from sealwire_mls.crypto import cipher_suite
+from sealwire_mls.crypto import PQ_CIPHER_SUITES, cipher_suite
 from sealwire_mls.errors import MLSLocalError
 from sealwire_mls.extensions import Capabilities
 from sealwire_mls.keypackage import KeyPackage, LeafNode, LeafNodeSource, Lifetime
@@ -28,8 +28,11 @@ __all__ = [
     "check_member",
 ]
 
-AGENT_SUITES = frozenset({1, 3})
-"""Cipher suites whose signature scheme is Ed25519, the agents' identity key type."""
+AGENT_SUITES = frozenset({1, 3}) | frozenset(
+    suite for suite in PQ_CIPHER_SUITES.values() if cipher_suite(suite).signature_scheme == "ed25519"
+)
+"""Cipher suites whose signature scheme is Ed25519, the agents' identity key type: RFC
+9420's suites 1 and 3, and the post-quantum (X-Wing, ML-KEM-768) ones with Ed25519."""
 
 KEY_PACKAGE_LIFETIME = 30 * 24 * 3600
 """Seconds a published KeyPackage stays valid (RFC 9420 §10 asks for a bounded lifetime)."""
