@@ -55,8 +55,8 @@ from sealwire_mls.errors import (
     MLSProtocolError,
     MLSStateError,
 )
-from sealwire_mls.framing import WireFormat
 from sealwire_mls.extensions import Capabilities
+from sealwire_mls.framing import WireFormat
 from sealwire_mls.group import ApplicationMessage, CommitApplied, Group
 from sealwire_mls.keypackage import KeyPackage, LeafNode, LeafNodeSource, Lifetime
 from sealwire_mls.welcome import MLSMessage

@@ -586,14 +586,23 @@ _PQ_REGISTRY: dict[int, tuple[str, int, int, int, str, str]] = {
     6: ("MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519", 0x41, 2, 2, "SHA384", "ed25519"),
     7: ("MLS_128_MLKEM768_AES256GCM_SHA384_P256", 0x41, 2, 2, "SHA384", "ecdsa_secp256r1_sha256"),
     8: ("MLS_192_MLKEM1024_AES256GCM_SHA384_P384", 0x42, 2, 2, "SHA384", "ecdsa_secp384r1_sha384"),
-    9: ("MLS_128_MLKEM768X25519_CHACHA20POLY1305_SHA384_MLDSA44", 0x647A, 2, 3, "SHA384", "mldsa44"),
+    9: (
+        "MLS_128_MLKEM768X25519_CHACHA20POLY1305_SHA384_MLDSA44",
+        0x647A,
+        2,
+        3,
+        "SHA384",
+        "mldsa44",
+    ),
     10: ("MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65", 0x41, 2, 2, "SHA384", "mldsa65"),
     11: ("MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87", 0x42, 2, 2, "SHA384", "mldsa87"),
 }
 _REGISTRY.update({PQ_SUITE_BASE + tbd: entry for tbd, entry in _PQ_REGISTRY.items()})
 
 #: The post-quantum suites (their KEM is ML-KEM or X-Wing), by name.
-PQ_CIPHER_SUITES: dict[str, int] = {name: PQ_SUITE_BASE + tbd for tbd, (name, *_) in _PQ_REGISTRY.items()}
+PQ_CIPHER_SUITES: dict[str, int] = {
+    name: PQ_SUITE_BASE + tbd for tbd, (name, *_) in _PQ_REGISTRY.items()
+}
 #: Those of them whose signatures are ML-DSA too (post-quantum authentication).
 PQ_AUTH_CIPHER_SUITES: frozenset[int] = frozenset(
     PQ_SUITE_BASE + tbd for tbd, entry in _PQ_REGISTRY.items() if entry[5].startswith("mldsa")

@@ -123,7 +123,7 @@ class PQKem:
         if not self.hybrid:
             return bytes(private.public_key().public_bytes_raw())
         sk_m, _, pk_x = private
-        return bytes(sk_m.public_key().public_bytes_raw()) + pk_x
+        return bytes(sk_m.public_key().public_bytes_raw()) + bytes(pk_x)
 
     def generate_seed(self) -> bytes:
         """GenerateKeyPair's private key: ``Nsk`` random bytes (a seed)."""
