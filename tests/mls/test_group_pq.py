@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 from sealwire_mls.crypto import (
+    CipherSuite,
     PQ_AUTH_CIPHER_SUITES,
     PQ_CIPHER_SUITES,
     SUPPORTED_CIPHER_SUITES,
@@ -161,3 +162,71 @@ def test_a_wrong_ml_dsa_signature_is_refused_and_nothing_changes(
         with pytest.raises(MLSAuthenticationError):
             groups[0].commit(os.urandom, add=[bad])
         assert _view(groups[0]) == before
+
+
+def _bad_kem_outputs(mangle: Callable[[bytes], bytes]) -> Callable[..., tuple[bytes, bytes]]:
+    genuine = CipherSuite.encrypt_with_label
+
+    def encrypt(self: CipherSuite, *args: Any) -> tuple[bytes, bytes]:
+        kem_output, ciphertext = genuine(self, *args)
+        return mangle(kem_output), ciphertext
+
+    return encrypt
+
+
+@SUITES
+@pytest.mark.parametrize(
+    "mangle",
+    [lambda k: k[:-1], lambda k: k + b"\x00", lambda k: b"", lambda k: bytes([k[0] ^ 1]) + k[1:]],
+    ids=["truncated", "oversized", "empty", "forged"],
+)
+def test_a_signed_commit_with_bad_kem_outputs_is_refused_and_nothing_changes(
+    suite_id: int,
+    mangle: Callable[[bytes], bytes],
+    make_group: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A member (validly signing) sends an UpdatePath whose KEM outputs are bad."""
+    groups, _ = make_group([b"a", b"b", b"c"], suite_id)
+    with monkeypatch.context() as patch:
+        patch.setattr(CipherSuite, "encrypt_with_label", _bad_kem_outputs(mangle))
+        bad, _ = groups[0].commit(os.urandom)
+    groups[0].discard_pending_commit()
+    for receiver in groups[1:]:
+        before = _view(receiver)
+        with pytest.raises((MLSDecodeError, MLSAuthenticationError)):
+            receiver.process(bad)
+        assert _view(receiver) == before
+    good, _ = groups[0].commit(os.urandom)
+    groups[0].merge_pending_commit()
+    for receiver in groups[1:]:
+        assert isinstance(receiver.process(good), CommitApplied)
+    _agree(groups)
+
+
+@AUTH
+def test_a_commit_with_a_wrong_ml_dsa_signature_is_refused_and_nothing_changes(
+    suite_id: int, make_group: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The framing is intact (membership tag computed over the bad signature): only
+    the ML-DSA signature is wrong, made by another key or over other content."""
+    groups, _ = make_group([b"a", b"b"], suite_id)
+    suite = cipher_suite(suite_id)
+    stranger = suite.signature_key_pair()[0]
+    genuine = CipherSuite.sign_with_label
+    forgeries: list[Callable[[CipherSuite, bytes, bytes, bytes], bytes]] = [
+        lambda self, key, label, content: genuine(self, stranger, label, content),
+        lambda self, key, label, content: genuine(self, key, label, content + b"\x00"),
+    ]
+    for forge in forgeries:
+        with monkeypatch.context() as patch:
+            patch.setattr(CipherSuite, "sign_with_label", forge)
+            bad, _ = groups[0].commit(os.urandom)
+        groups[0].discard_pending_commit()
+        before = _view(groups[1])
+        with pytest.raises(MLSAuthenticationError):
+            groups[1].process(bad)
+        assert _view(groups[1]) == before
+    good, _ = groups[0].commit(os.urandom)
+    groups[0].merge_pending_commit()
+    assert isinstance(groups[1].process(good), CommitApplied)
