@@ -17,10 +17,10 @@ import attrs
 import pytest
 
 from sealwire_mls.crypto import (
-    CipherSuite,
     PQ_AUTH_CIPHER_SUITES,
     PQ_CIPHER_SUITES,
     SUPPORTED_CIPHER_SUITES,
+    CipherSuite,
     cipher_suite,
 )
 from sealwire_mls.errors import MLSAuthenticationError, MLSDecodeError
