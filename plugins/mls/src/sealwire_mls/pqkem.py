@@ -19,6 +19,7 @@ well-sized but forged ciphertext gives an unrelated secret, so the AEAD above fa
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -129,7 +130,7 @@ class PQKem:
         """GenerateKeyPair's private key: ``Nsk`` random bytes (a seed)."""
         if not self.hybrid:
             return bytes(self._mlkem_priv.generate().private_bytes_raw())
-        return bytes(x25519.X25519PrivateKey.generate().private_bytes_raw())  # 32 random bytes
+        return os.urandom(XWING_SEED)  # GenerateKeyPair: sk = random(32) (§5.2)
 
     def derive_seed(self, ikm: bytes) -> bytes:
         """DeriveKeyPair's private key (draft-ietf-hpke-pq §3, §4)."""
