@@ -15,6 +15,13 @@ d. tampered messages are refused with a typed error and leave our group
    unchanged; the genuine message still works afterwards.
 e. a fleet of both kinds over trees with blank and unmerged leaves (§7.9) and
    truncation (§7.8); one ts-mls 1.6.4 bug found there is pinned as an xfail.
+f. every post-quantum suite of draft-ietf-mls-pq-ciphersuites we implement
+   (X-Wing, ML-KEM-768, ML-KEM-1024; Ed25519, ECDSA and ML-DSA-44/65/87), on our
+   provisional code points: each implementation creates, adds the other, both
+   commit, each adds and removes a third member, messages and exporter agree.
+   ts-mls 1.6.4 has no such suites itself: peer.mjs assembles them from its
+   parts (hpke-js's ML-KEM and X-Wing HPKE, @noble/post-quantum's ML-DSA) with
+   DeriveKeyPair per draft-ietf-hpke-pq (see peer.mjs).
 
 Needs Node.js >= 20.19 and ``npm ci --prefix tests/interop/mls_ts``; without
 them these tests fail (they are never skipped).
@@ -32,22 +39,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sealwire.errors import SealwireError
 from sealwire.identity import Identity
-from sealwire_mls.agents import agent_key_package
+from sealwire_mls.agents import AGENT_SUITES, agent_key_package
+from sealwire_mls.credentials import Credential, CredentialType
+from sealwire_mls.crypto import PQ_CIPHER_SUITES, cipher_suite
 from sealwire_mls.errors import (
     MLSAuthenticationError,
     MLSDecodeError,
     MLSProtocolError,
     MLSStateError,
 )
+from sealwire_mls.extensions import Capabilities
 from sealwire_mls.framing import WireFormat
 from sealwire_mls.group import ApplicationMessage, CommitApplied, Group
-from sealwire_mls.keypackage import KeyPackage
+from sealwire_mls.keypackage import KeyPackage, LeafNode, LeafNodeSource, Lifetime
 from sealwire_mls.welcome import MLSMessage
 
 PEER_DIR = Path(__file__).parent / "mls_ts"
@@ -80,9 +91,9 @@ def _jsonable(value: Any) -> Any:
 class TsPeer:
     """One ts-mls member in a Node subprocess (see ``mls_ts/peer.mjs``)."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, suite: int = SUITE) -> None:
         self._proc = subprocess.Popen(
-            [node, str(PEER_DIR / "peer.mjs")], cwd=PEER_DIR, stdin=subprocess.PIPE,
+            [node, str(PEER_DIR / "peer.mjs"), str(suite)], cwd=PEER_DIR, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
 
@@ -113,7 +124,7 @@ class TsPeer:
 
 
 @pytest.fixture
-def ts_peer() -> Iterator[Callable[[], TsPeer]]:
+def ts_peer() -> Iterator[Callable[..., TsPeer]]:
     """Factory of ts-mls peers, killed at teardown; fails (never skips) without Node or npm deps."""
     node = shutil.which("node")
     if node is None:
@@ -122,8 +133,8 @@ def ts_peer() -> Iterator[Callable[[], TsPeer]]:
         pytest.fail("ts-mls is not installed: run `npm ci --prefix tests/interop/mls_ts`")
     peers: list[TsPeer] = []
 
-    def start() -> TsPeer:
-        peers.append(TsPeer(node))
+    def start(suite: int = SUITE) -> TsPeer:
+        peers.append(TsPeer(node, suite))
         return peers[-1]
 
     yield start
@@ -134,12 +145,42 @@ def ts_peer() -> Iterator[Callable[[], TsPeer]]:
 # -- members of both kinds behind one face ------------------------------------------------
 
 
+@attrs.frozen
+class _PlainKeyPackage:
+    """A KeyPackage with its own signature key (suites whose scheme is not Ed25519)."""
+
+    key_package: KeyPackage
+    init_priv: bytes
+    encryption_priv: bytes
+    signature_priv: bytes
+
+
+def plain_key_package(suite_id: int) -> _PlainKeyPackage:
+    suite = cipher_suite(suite_id)
+    sig_priv, sig_pub = suite.signature_key_pair()
+    enc_priv, enc_pub = suite.hpke_key_pair()
+    init_priv, init_pub = suite.hpke_key_pair()
+    leaf = LeafNode(
+        encryption_key=enc_pub, signature_key=sig_pub, credential=Credential.basic(b"sealwire"),
+        capabilities=Capabilities(cipher_suites=(suite_id,), credentials=(CredentialType.BASIC,)),
+        leaf_node_source=LeafNodeSource.KEY_PACKAGE, lifetime=Lifetime(NOW - 60, NOW + TS_LIFETIME),
+    ).sign(suite, sig_priv)  # fmt: skip
+    kp = KeyPackage(cipher_suite=suite_id, init_key=init_pub, leaf_node=leaf).sign(suite, sig_priv)
+    return _PlainKeyPackage(kp, init_priv, enc_priv, sig_priv)
+
+
 class OurMember:
     """A member on our engine (``sealwire_mls.group.Group``), with a Sealwire agent's
-    KeyPackage (basic credential = agent id, Ed25519 identity key)."""
+    KeyPackage (basic credential = agent id, Ed25519 identity key) where the suite
+    signs with Ed25519, else one with a fresh key of the suite's scheme."""
 
-    def __init__(self) -> None:
-        self.kp = agent_key_package(Identity.generate(), now=NOW, suite_id=SUITE)
+    def __init__(self, suite: int = SUITE) -> None:
+        self.suite = suite
+        self.kp: Any = (
+            agent_key_package(Identity.generate(), now=NOW, suite_id=suite)
+            if suite in AGENT_SUITES
+            else plain_key_package(suite)
+        )
         self._group: Group | None = None
 
     @property
@@ -152,7 +193,7 @@ class OurMember:
 
     def create(self) -> None:
         self._group = Group.create(
-            SUITE, b"interop", self.kp.key_package.leaf_node, random=os.urandom,
+            self.suite, b"interop", self.kp.key_package.leaf_node, random=os.urandom,
             encryption_priv=self.kp.encryption_priv, signature_priv=self.kp.signature_priv,
         )  # fmt: skip
 
@@ -498,3 +539,35 @@ def test_e_ts_joins_tree_with_nested_unmerged_leaves(ts_peer: Callable[[], TsPee
         assert "non-blank intermediate node must list leaf node" in str(exc)
         assert ours.group.epoch == 5  # our joiner took the same Welcome and tree
         raise
+
+
+# -- f: the post-quantum suites ------------------------------------------------------------
+
+PQ_SUITES = pytest.mark.parametrize(
+    "suite", sorted(PQ_CIPHER_SUITES.values()), ids=lambda i: f"{i:#06x}"
+)
+
+
+@PQ_SUITES
+def test_f_pq_ts_creates_we_join_both_commit_add_remove(
+    ts_peer: Callable[..., TsPeer], suite: int
+) -> None:
+    fleet = Fleet(TheirMember(ts_peer(suite)))
+    fleet.add(0, {1: OurMember(suite)})
+    fleet.update(1)  # our UpdatePath: ts-mls derives the node keys (DeriveKeyPair)
+    fleet.update(0)  # theirs: we derive them
+    fleet.add(1, {2: TheirMember(ts_peer(suite))})  # ts-mls joins through our Welcome
+    fleet.remove(0, [2])  # ts-mls removes it
+    fleet.add(0, {2: OurMember(suite)})  # ours joins through ts-mls's Welcome
+    fleet.remove(1, [2])  # we remove it
+    fleet.check(rounds=2)
+    assert sorted(fleet.members) == [0, 1]
+
+
+@PQ_SUITES
+def test_f_pq_we_create_ts_joins(ts_peer: Callable[..., TsPeer], suite: int) -> None:
+    fleet = Fleet(OurMember(suite))
+    fleet.add(0, {1: TheirMember(ts_peer(suite), public=True)})  # with an UpdatePath
+    fleet.update(1)
+    fleet.update(0)
+    fleet.check(rounds=2)

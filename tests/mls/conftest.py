@@ -144,3 +144,9 @@ def make_group(
 def group_of() -> Callable[..., tuple[list[Any], list[Member]]]:
     """Factory of small groups (see :func:`make_group`)."""
     return make_group
+
+
+@pytest.fixture(name="make_group")
+def make_group_fixture() -> Callable[..., tuple[list[Any], list[Member]]]:
+    """:func:`make_group`, for test modules (they cannot import this one)."""
+    return make_group

@@ -1,5 +1,9 @@
 // One ts-mls group member, driven by tests/interop/test_mls_ts_interop.py.
 //
+// Usage: node peer.mjs [SUITE]. SUITE is an MLS cipher suite id, default 1
+// (MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519); the ids of PQ_SUITES below
+// select draft-ietf-mls-pq-ciphersuites' post-quantum suites.
+//
 // Protocol: one JSON object per line on stdin, one JSON answer per line on
 // stdout. Bytes travel as lowercase hex; MLS messages are whole MLSMessage
 // encodings (RFC 9420 §6). Every answer has "ok"; a failure gives
@@ -20,8 +24,10 @@
 //   state                                              -> members, epoch, leaf, active
 
 import { createInterface } from "node:readline";
+import { shake256 } from "@noble/hashes/sha3.js";
 import {
   acceptAll,
+  ciphersuites,
   createApplicationMessage,
   createCommit,
   createGroup,
@@ -38,9 +44,94 @@ import {
   processMessage,
 } from "ts-mls";
 
-const SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"; // RFC 9420 suite 1
+// draft-ietf-mls-pq-ciphersuites-06 §3, suite TBDn on Sealwire's provisional
+// private-use code point 0xF0A0 + n (the draft's values are not assigned yet).
+// ts-mls 1.6.4 has no such suites of its own (its PQ suites use other KDFs and
+// code points), so they are assembled here from ts-mls's parts: its HPKE (hpke-js
+// @hpke/ml-kem, @hpke/hybridkem-x-wing), hashes, KDFs and signatures.
+const PQ_SUITES = {
+  0xf0a1: ["SHA-256", "X-Wing", "HKDF-SHA256", "AES128GCM", "Ed25519"],
+  0xf0a2: ["SHA-384", "X-Wing", "HKDF-SHA384", "AES256GCM", "Ed25519"],
+  0xf0a6: ["SHA-384", "ML-KEM-768", "HKDF-SHA384", "AES256GCM", "Ed25519"],
+  0xf0a7: ["SHA-384", "ML-KEM-768", "HKDF-SHA384", "AES256GCM", "P256"],
+  0xf0a8: ["SHA-384", "ML-KEM-1024", "HKDF-SHA384", "AES256GCM", "P384"],
+  0xf0a9: ["SHA-384", "X-Wing", "HKDF-SHA384", "CHACHA20POLY1305", "ML-DSA-44"],
+  0xf0aa: ["SHA-384", "ML-KEM-768", "HKDF-SHA384", "AES256GCM", "ML-DSA-65"],
+  0xf0ab: ["SHA-384", "ML-KEM-1024", "HKDF-SHA384", "AES256GCM", "ML-DSA-87"],
+};
+// HPKE KEM ids (draft-ietf-hpke-pq) and DeriveKeyPair output lengths (Nsk).
+const KEMS = { "X-Wing": [0x647a, 32], "ML-KEM-768": [0x0041, 64], "ML-KEM-1024": [0x0042, 64] };
 
-const impl = await getCiphersuiteImpl(getCiphersuiteFromName(SUITE));
+const u16 = (n) => new Uint8Array([n >> 8, n & 0xff]);
+const cat = (...parts) => new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p))));
+
+// SHAKE256.LabeledDerive (draft-ietf-hpke-hpke §4) with the KEM's suite_id.
+function labeledDerive(kemId, ikm, label, length) {
+  const suiteId = cat(Buffer.from("KEM"), u16(kemId));
+  const text = Buffer.from(label);
+  const labeled = cat(ikm, Buffer.from("HPKE-v1"), suiteId, u16(text.length), text, u16(length));
+  return shake256(labeled, { dkLen: length });
+}
+
+// DeriveKeyPair as draft-ietf-hpke-pq §3-4 defines it. hpke-js 0.7 / 0.3 derive
+// otherwise (X-Wing: SHAKE256(ikm, 32), an older X-Wing draft; ML-KEM: the ikm
+// itself as the seed), so it is done here, with @noble/post-quantum's key
+// generation; encapsulation and decapsulation stay hpke-js's.
+async function pqDeriveKeyPair(hpke, kem) {
+  const [kemId, nsk] = KEMS[kem];
+  const keygen =
+    kem === "X-Wing"
+      ? (await import("@noble/post-quantum/hybrid.js")).XWing.keygen
+      : (await import("@noble/post-quantum/ml-kem.js"))[kem === "ML-KEM-768" ? "ml_kem768" : "ml_kem1024"].keygen;
+  return async (ikm) => {
+    const sk = labeledDerive(kemId, ikm, "DeriveKeyPair", nsk);
+    const { publicKey } = keygen(sk);
+    return { privateKey: await hpke.importPrivateKey(sk), publicKey: await hpke.importPublicKey(publicKey) };
+  };
+}
+
+// ML-DSA-44 and -65 (ts-mls 1.6.4 has only -87): @noble/post-quantum, pure ML-DSA
+// with the empty context, as draft-ietf-tls-mldsa's signature schemes are.
+async function mldsa(name) {
+  const module = await import("@noble/post-quantum/ml-dsa.js");
+  const scheme = module[name === "ML-DSA-44" ? "ml_dsa44" : "ml_dsa65"];
+  return {
+    async sign(signKey, message) {
+      return scheme.sign(message, signKey);
+    },
+    async verify(publicKey, message, signature) {
+      return scheme.verify(signature, message, publicKey);
+    },
+    async keygen() {
+      const keys = scheme.keygen(crypto.getRandomValues(new Uint8Array(32)));
+      return { signKey: keys.secretKey, publicKey: keys.publicKey };
+    },
+  };
+}
+
+async function suiteImpl(id) {
+  const pq = PQ_SUITES[id];
+  if (pq === undefined) {
+    const name = Object.keys(ciphersuites).find((key) => ciphersuites[key] === id);
+    if (name === undefined) throw new Error(`unknown cipher suite ${id}`);
+    return [await getCiphersuiteImpl(getCiphersuiteFromName(name)), name];
+  }
+  const [hash, kem, kdf, aead, signature] = pq;
+  const builtIn = signature === "ML-DSA-44" || signature === "ML-DSA-65" ? "Ed25519" : signature;
+  const name = String(id); // ts-mls's open enum: an unknown suite is its decimal id
+  const impl = await getCiphersuiteImpl({ hash, hpke: { kem, kdf, aead }, signature: builtIn, name });
+  if (builtIn !== signature) impl.signature = await mldsa(signature);
+  impl.hpke = { ...impl.hpke, deriveKeyPair: await pqDeriveKeyPair(impl.hpke, kem) };
+  return [impl, name];
+}
+
+const [impl, SUITE] = await suiteImpl(Number(process.argv[2] ?? 1));
+
+function capabilities() {
+  const caps = defaultCapabilities();
+  if (!caps.ciphersuites.includes(SUITE)) caps.ciphersuites = [...caps.ciphersuites, SUITE];
+  return caps;
+}
 let keyPackage; // { publicPackage, privatePackage } of our last key_package
 let state; // the ts-mls ClientState of our one group
 
@@ -90,7 +181,7 @@ const commands = {
   async key_package({ identity, not_before, not_after }) {
     const credential = { credentialType: "basic", identity: unhex(identity) };
     const lifetime = { notBefore: BigInt(not_before), notAfter: BigInt(not_after) };
-    keyPackage = await generateKeyPackage(credential, defaultCapabilities(), lifetime, [], impl);
+    keyPackage = await generateKeyPackage(credential, capabilities(), lifetime, [], impl);
     const message = { wireformat: "mls_key_package", keyPackage: keyPackage.publicPackage };
     return { key_package: encode(message) };
   },

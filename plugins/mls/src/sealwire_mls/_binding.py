@@ -74,7 +74,7 @@ from sealwire_mls._external_join import (
 )
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
 from sealwire_mls._storage import GroupStorage, Keep
-from sealwire_mls.agents import agent_key_package, check_member
+from sealwire_mls.agents import agent_key_package, agent_suite, check_member
 from sealwire_mls.codec import decode_exact
 from sealwire_mls.errors import MLSAuthenticationError, MLSDecodeError, MLSProtocolError
 from sealwire_mls.framing import ContentType, PrivateMessage, PublicMessage, SenderType
@@ -90,7 +90,9 @@ ProcessKeep = Callable[[StoreTransaction, GroupEvent | None], None]
 log = logging.getLogger(__name__)
 
 SUITE = 1
-"""MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519: its signature key is the agent's own."""
+"""MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519: its signature key is the agent's own.
+The default; the binding option ``cipher_suite`` picks another Ed25519 suite (a
+post-quantum one: see :func:`sealwire_mls.agents.agent_suite`)."""
 KEY_PACKAGE_TARGET = 8
 """KeyPackages kept in the relay's directory: enough for several invitations while
 the agent is offline, few enough that unused private keys stay a small set."""
@@ -138,6 +140,7 @@ class MlsBinding(GroupBinding):
 
     def __init__(self, context: Any) -> None:
         super().__init__(context)
+        agent_suite(context.options)  # a bad cipher_suite option fails here, not in a group
         self._storage = GroupStorage(context.store)
         self._rosters: dict[bytes, Roster] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
@@ -159,6 +162,11 @@ class MlsBinding(GroupBinding):
 
     def _now(self) -> int:
         return int(self.context.clock())
+
+    @property
+    def _suite(self) -> int:
+        """The option ``cipher_suite``: of this agent's KeyPackages and of the groups it creates."""
+        return agent_suite({"cipher_suite": SUITE, **self.context.options})
 
     def _relay(self) -> RelayPort:
         if self.context.relay is None:
@@ -227,7 +235,7 @@ class MlsBinding(GroupBinding):
             self._published_card = self.context.card
         missing = KEY_PACKAGE_TARGET - await relay.count_key_packages()
         for _ in range(max(0, missing)):
-            fresh = agent_key_package(self.context.identity, now=self._now(), suite_id=SUITE)
+            fresh = agent_key_package(self.context.identity, now=self._now(), suite_id=self._suite)
             ref = self._storage.keep_key_package(fresh)
             await relay.publish_key_package(ref, fresh.key_package.to_bytes())
 
@@ -237,7 +245,7 @@ class MlsBinding(GroupBinding):
         directory = peer_directory(self._relay(), card, self.info.name)
         data = await directory.fetch_key_package(card.identity.agent_id)
         key_package = decode_exact(data, KeyPackage.decode, "KeyPackage")
-        if key_package.cipher_suite != SUITE:
+        if key_package.cipher_suite != self._suite:
             raise MLSProtocolError("the agent's KeyPackage is of another cipher suite")
         check_member(key_package.leaf_node, card)  # again in the commit, by every member
         return key_package
@@ -249,9 +257,9 @@ class MlsBinding(GroupBinding):
             raise StateError(f"a group id has 1 to {MAX_GROUP_ID_BYTES} bytes")
         if self._storage.exists(group_id):
             raise StateError("this agent already has a group with that id")
-        own = agent_key_package(self.context.identity, now=self._now(), suite_id=SUITE)
+        own = agent_key_package(self.context.identity, now=self._now(), suite_id=self._suite)
         group = Group.create(
-            SUITE, group_id, own.key_package.leaf_node, encryption_priv=own.encryption_priv,
+            self._suite, group_id, own.key_package.leaf_node, encryption_priv=own.encryption_priv,
             signature_priv=self._sig_priv, random=os.urandom,
         )  # fmt: skip
         await self._relay().set_group_members(group_id, [self._me])

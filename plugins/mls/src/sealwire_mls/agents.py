@@ -4,32 +4,71 @@ A member's leaf carries a ``basic`` credential whose identity is the agent id,
 and its signature key is the agent's own Ed25519 identity key, so a member is
 authenticated by the agent's signed card: :func:`check_member` refuses a leaf
 whose credential or key differs from the card's. Only the Ed25519 cipher
-suites (1 and 3) can use the identity key directly.
+suites (RFC 9420's 1 and 3, and the post-quantum X-Wing / ML-KEM-768 ones with
+Ed25519) can use the identity key directly; the binding option ``cipher_suite``
+picks one (:func:`agent_suite`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from sealwire.errors import TrustError
+from sealwire.errors import ConfigurationError, TrustError
 from sealwire.identity import Identity, VerifiedCard
 from sealwire_mls.credentials import Credential, CredentialType
-from sealwire_mls.crypto import cipher_suite
+from sealwire_mls.crypto import PQ_CIPHER_SUITES, cipher_suite
 from sealwire_mls.errors import MLSLocalError
 from sealwire_mls.extensions import Capabilities
 from sealwire_mls.keypackage import KeyPackage, LeafNode, LeafNodeSource, Lifetime
 
 __all__ = [
     "AGENT_SUITES",
+    "DEFAULT_AGENT_SUITE",
     "AgentKeyPackage",
     "agent_key_package",
+    "agent_suite",
     "check_credential_matches_card",
     "check_member",
 ]
 
-AGENT_SUITES = frozenset({1, 3})
-"""Cipher suites whose signature scheme is Ed25519, the agents' identity key type."""
+AGENT_SUITES = frozenset({1, 3}) | frozenset(
+    suite
+    for suite in PQ_CIPHER_SUITES.values()
+    if cipher_suite(suite).signature_scheme == "ed25519"
+)
+"""Cipher suites whose signature scheme is Ed25519, the agents' identity key type: RFC
+9420's suites 1 and 3, and the post-quantum (X-Wing, ML-KEM-768) ones with Ed25519."""
+
+DEFAULT_AGENT_SUITE = 1
+"""MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, when the binding option names none."""
+
+
+def agent_suite(options: Mapping[str, Any]) -> int:
+    """The cipher suite of the MLS binding option ``cipher_suite``: an id (``0xF0A1``
+    or ``61601``) or a registered name (``"MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519"``),
+    one of :data:`AGENT_SUITES`; :data:`DEFAULT_AGENT_SUITE` when absent.
+    :class:`~sealwire.errors.ConfigurationError` for anything else."""
+    chosen = options.get("cipher_suite", DEFAULT_AGENT_SUITE)
+    if isinstance(chosen, str):
+        by_name = {cipher_suite(i).name: i for i in AGENT_SUITES}
+        if chosen not in by_name:
+            raise ConfigurationError(
+                f"[bindings.mls] cipher_suite {chosen!r} is not one an agent can use: "
+                + ", ".join(sorted(by_name))
+            )
+        return by_name[chosen]
+    if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen not in AGENT_SUITES:
+        raise ConfigurationError(
+            f"[bindings.mls] cipher_suite {chosen!r} is not one an agent can use (its "
+            "signature scheme must be Ed25519, the agents' identity key): "
+            + ", ".join(f"{i:#06x}" for i in sorted(AGENT_SUITES))
+        )
+    return chosen
+
 
 KEY_PACKAGE_LIFETIME = 30 * 24 * 3600
 """Seconds a published KeyPackage stays valid (RFC 9420 §10 asks for a bounded lifetime)."""

@@ -26,7 +26,7 @@ from attrs import field, frozen
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hpke as _rust_hpke
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -43,6 +43,9 @@ __all__ = [
     "LABEL_PREFIX",
     "MAX_VERIFY_WORKERS",
     "PARALLEL_VERIFY_MIN",
+    "PQ_AUTH_CIPHER_SUITES",
+    "PQ_CIPHER_SUITES",
+    "PQ_SUITE_BASE",
     "SUPPORTED_CIPHER_SUITES",
     "CipherSuite",
     "PendingVerification",
@@ -62,9 +65,19 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 _AEAD_CLASSES: dict[int, Any] = {0x0001: AESGCM, 0x0002: AESGCM, 0x0003: ChaCha20Poly1305}
 
 
+#: ML-DSA signature schemes (draft-ietf-tls-mldsa: pure ML-DSA, empty context): the
+#: private key is the 32-byte FIPS 204 seed ``xi``, the public key and signature raw.
+_MLDSA: dict[str, tuple[Any, Any]] = {
+    "mldsa44": (mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey),
+    "mldsa65": (mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey),
+    "mldsa87": (mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey),
+}
+
+
 class _Signer:
     """One TLS SignatureScheme as MLS uses it (§5.1.2): raw EdDSA keys, ECDSA
-    private scalars (big-endian), uncompressed points and DER signatures."""
+    private scalars (big-endian), uncompressed points and DER signatures; ML-DSA
+    seeds, raw public keys and signatures."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -75,8 +88,11 @@ class _Signer:
         }
         self._ecdsa = curves.get(name)
         self._eddsa: Any = {"ed25519": ed25519, "ed448": ed448}.get(name)
+        self._mldsa = _MLDSA.get(name)
 
     def _eddsa_classes(self) -> tuple[Any, Any]:
+        if self._mldsa is not None:
+            return self._mldsa
         mod = self._eddsa
         if mod is ed25519:
             return ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey
@@ -86,6 +102,8 @@ class _Signer:
         try:
             if self._ecdsa is not None:
                 return ec.derive_private_key(int.from_bytes(data, "big"), self._ecdsa[0])
+            if self._mldsa is not None:
+                return self._mldsa[0].from_seed_bytes(bytes(data))
             return self._eddsa_classes()[0].from_private_bytes(data)
         except ValueError:
             raise MLSDecodeError("invalid signature private key", field="signature_key") from None
@@ -540,7 +558,8 @@ class CipherSuite:
         return self._hpke
 
 
-# id -> (name, KEM, KDF, AEAD, hash, signature scheme) (RFC 9420 §17.1).
+# id -> (name, KEM, KDF, AEAD, hash, signature scheme) (RFC 9420 §17.1, and
+# draft-ietf-mls-pq-ciphersuites-06 §3 for the post-quantum suites below).
 _REGISTRY: dict[int, tuple[str, int, int, int, str, str]] = {
     1: ("MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519", 0x20, 1, 1, "SHA256", "ed25519"),
     2: ("MLS_128_DHKEMP256_AES128GCM_SHA256_P256", 0x10, 1, 1, "SHA256", "ecdsa_secp256r1_sha256"),
@@ -551,7 +570,46 @@ _REGISTRY: dict[int, tuple[str, int, int, int, str, str]] = {
     7: ("MLS_256_DHKEMP384_AES256GCM_SHA384_P384", 0x11, 2, 2, "SHA384", "ecdsa_secp384r1_sha384"),
 }
 
-#: The cipher suite ids this engine implements (all of RFC 9420 §17.1).
+PQ_SUITE_BASE = 0xF0A0
+"""Provisional code points of draft-ietf-mls-pq-ciphersuites' suites: the draft asks
+IANA for values (``TBD1`` ... ``TBD11``) that are not assigned yet, so suite TBDn is
+``PQ_SUITE_BASE + n``, in RFC 9420 §17.1's private-use range 0xF000-0xFFFF and clear
+of ts-mls's own private values (0xF007-0xF012). Peers must agree on them out of band;
+they move to the IANA values once assigned."""
+
+# The draft's suites whose KEM this engine has (ML-KEM-768, ML-KEM-1024, X-Wing);
+# TBD3-5 use MLKEM768-P256 / MLKEM1024-P384 (draft-irtf-cfrg-concrete-hybrid-kems),
+# not implemented.
+_PQ_REGISTRY: dict[int, tuple[str, int, int, int, str, str]] = {
+    1: ("MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519", 0x647A, 1, 1, "SHA256", "ed25519"),
+    2: ("MLS_128_MLKEM768X25519_AES256GCM_SHA384_Ed25519", 0x647A, 2, 2, "SHA384", "ed25519"),
+    6: ("MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519", 0x41, 2, 2, "SHA384", "ed25519"),
+    7: ("MLS_128_MLKEM768_AES256GCM_SHA384_P256", 0x41, 2, 2, "SHA384", "ecdsa_secp256r1_sha256"),
+    8: ("MLS_192_MLKEM1024_AES256GCM_SHA384_P384", 0x42, 2, 2, "SHA384", "ecdsa_secp384r1_sha384"),
+    9: (
+        "MLS_128_MLKEM768X25519_CHACHA20POLY1305_SHA384_MLDSA44",
+        0x647A,
+        2,
+        3,
+        "SHA384",
+        "mldsa44",
+    ),
+    10: ("MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65", 0x41, 2, 2, "SHA384", "mldsa65"),
+    11: ("MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87", 0x42, 2, 2, "SHA384", "mldsa87"),
+}
+_REGISTRY.update({PQ_SUITE_BASE + tbd: entry for tbd, entry in _PQ_REGISTRY.items()})
+
+#: The post-quantum suites (their KEM is ML-KEM or X-Wing), by name.
+PQ_CIPHER_SUITES: dict[str, int] = {
+    name: PQ_SUITE_BASE + tbd for tbd, (name, *_) in _PQ_REGISTRY.items()
+}
+#: Those of them whose signatures are ML-DSA too (post-quantum authentication).
+PQ_AUTH_CIPHER_SUITES: frozenset[int] = frozenset(
+    PQ_SUITE_BASE + tbd for tbd, entry in _PQ_REGISTRY.items() if entry[5].startswith("mldsa")
+)
+
+#: The cipher suite ids this engine implements (all of RFC 9420 §17.1, and the
+#: post-quantum suites above).
 SUPPORTED_CIPHER_SUITES: frozenset[int] = frozenset(_REGISTRY)
 
 

@@ -2,7 +2,9 @@
 
 Supported: DHKEM(X25519, X448, P-256, P-384, P-521) (§4.1, §7.1), HKDF-SHA256/
 384/512 (§7.2), AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 and export-only
-(§7.3), in all four modes: base, psk, auth and auth_psk (§5.1).
+(§7.3), in all four modes: base, psk, auth and auth_psk (§5.1). The post-quantum
+KEMs of draft-ietf-hpke-pq (ML-KEM-768, ML-KEM-1024, X-Wing / MLKEM768-X25519, see
+:mod:`sealwire_mls.pqkem`) are supported in base and psk modes (they have no auth).
 
 Keys cross the API as serialized bytes (``SerializePublicKey`` /
 ``SerializePrivateKey``, §7.1.1-2); loaded key objects are kept in a bounded
@@ -30,6 +32,7 @@ from sealwire_mls.errors import (
     MLSProtocolError,
     MLSStateError,
 )
+from sealwire_mls.pqkem import PQ_KEMS, PQKem
 
 __all__ = [
     "AEAD_EXPORT_ONLY",
@@ -302,13 +305,21 @@ class HPKESuite:
     """
 
     def __init__(self, kem_id: int, kdf_id: int, aead_id: int) -> None:
-        make_curve, kem_kdf_id, nsecret = _KEMS[kem_id]
         self.kem_id, self.kdf_id, self.aead_id = kem_id, kdf_id, aead_id
-        self.kdf, self.kem_kdf = _KDFS[kdf_id], _KDFS[kem_kdf_id]
+        self.kdf = _KDFS[kdf_id]
         self.Nk, self.Nn = _AEADS[aead_id][1], _AEADS[aead_id][2]
-        self.Nsecret = nsecret
-        self._curve: _XCurve | _ECCurve = make_curve()
-        self.Npk, self.Nsk = self._curve.Npk, self._curve.Nsk
+        self._pq: PQKem | None = None
+        self._curve: _XCurve | _ECCurve | None = None
+        if kem_id in PQ_KEMS:
+            self._pq = PQKem(kem_id)
+            self.kem_kdf, self.Nsecret = self.kdf, self._pq.Nsecret  # the KEM hashes itself
+            self.Npk, self.Nsk, self.Nenc = self._pq.Npk, self._pq.Nsk, self._pq.Nenc
+        else:
+            make_curve, kem_kdf_id, nsecret = _KEMS[kem_id]
+            self.kem_kdf, self.Nsecret = _KDFS[kem_kdf_id], nsecret
+            self._curve = make_curve()
+            self.Npk, self.Nsk = self._curve.Npk, self._curve.Nsk
+            self.Nenc = self.Npk
         self.kem_suite_id = b"KEM" + kem_id.to_bytes(2, "big")
         self.suite_id = b"HPKE" + b"".join(i.to_bytes(2, "big") for i in (kem_id, kdf_id, aead_id))
         self._private_keys: KeyCache[bytes, Any] = KeyCache()
@@ -320,36 +331,59 @@ class HPKESuite:
 
     # -- keys (§7.1) -------------------------------------------------------
 
+    @property
+    def post_quantum(self) -> bool:
+        """Whether the KEM is one of draft-ietf-hpke-pq's (ML-KEM or a PQ/T hybrid)."""
+        return self._pq is not None
+
+    @property
+    def _dh_curve(self) -> _XCurve | _ECCurve:
+        if self._curve is None:
+            raise MLSLocalError("this HPKE KEM has no Diffie-Hellman group")
+        return self._curve
+
     def private_key(self, sk: bytes) -> Any:
         """The loaded private key object for serialized ``sk`` (cached)."""
-        return self._private_keys.get(bytes(sk), self._curve.load_private)
+        load = self._pq.load_private if self._pq is not None else self._dh_curve.load_private
+        return self._private_keys.get(bytes(sk), load)
 
     def public_key_object(self, pk: bytes) -> Any:
         """The loaded public key object for serialized ``pk`` (cached)."""
-        return self._public_keys.get(bytes(pk), self._curve.load_public)
+        load = self._pq.load_public if self._pq is not None else self._dh_curve.load_public
+        return self._public_keys.get(bytes(pk), load)
 
     def public_key(self, sk: bytes) -> bytes:
         """The serialized public key matching serialized private key ``sk``."""
-        return self._curve.public_bytes(self.private_key(sk).public_key())
+        if self._pq is not None:
+            return self._pq.public_bytes_of(self.private_key(sk))
+        return self._dh_curve.public_bytes(self.private_key(sk).public_key())
 
     def _pair(self, key: Any) -> tuple[bytes, bytes]:
-        sk = self._curve.private_bytes(key)
-        pk = self._curve.public_bytes(key.public_key())
+        curve = self._dh_curve
+        sk = curve.private_bytes(key)
+        pk = curve.public_bytes(key.public_key())
         self._private_keys.get(sk, lambda _: key)
         return sk, pk
 
+    def _pq_pair(self, sk: bytes) -> tuple[bytes, bytes]:
+        return sk, self.public_key(sk)
+
     def generate_key_pair(self) -> tuple[bytes, bytes]:
         """A fresh (private, public) key pair, serialized."""
-        return self._pair(self._curve.generate())
+        if self._pq is not None:
+            return self._pq_pair(self._pq.generate_seed())
+        return self._pair(self._dh_curve.generate())
 
     def derive_key_pair(self, ikm: bytes) -> tuple[bytes, bytes]:
-        """DeriveKeyPair(ikm) (§7.1.3), serialized (private, public)."""
+        """DeriveKeyPair(ikm) (§7.1.3; draft-ietf-hpke-pq §3-4), serialized (private, public)."""
+        if self._pq is not None:
+            return self._pq_pair(self._pq.derive_seed(ikm))
         return self._pair(self._derive(ikm))
 
     def _derive(self, ikm: bytes) -> Any:
         kdf, sid = self.kem_kdf, self.kem_suite_id
         dkp_prk = kdf.labeled_extract(sid, b"", b"dkp_prk", ikm)
-        return self._curve.derive(
+        return self._dh_curve.derive(
             lambda label, info, n: kdf.labeled_expand(sid, dkp_prk, label, info, n)
         )
 
@@ -357,7 +391,7 @@ class HPKESuite:
 
     def _dh(self, priv: Any, pub: Any) -> bytes:
         try:
-            return self._curve.exchange(priv, pub)
+            return self._dh_curve.exchange(priv, pub)
         except ValueError:  # all-zero X25519/X448 output, or invalid point
             raise MLSAuthenticationError("HPKE DH failed") from None
 
@@ -368,20 +402,30 @@ class HPKESuite:
 
     def _encap(self, pk_r: bytes, ephemeral: Any, sk_s: bytes | None) -> tuple[bytes, bytes]:
         pub_r = self.public_key_object(pk_r)
-        enc = self._curve.public_bytes(ephemeral.public_key())
+        if self._pq is not None:
+            if sk_s is not None:
+                raise MLSLocalError("post-quantum HPKE KEMs have no auth mode")
+            return self._pq.encap(pub_r)
+        curve = self._dh_curve
+        enc = curve.public_bytes(ephemeral.public_key())
         dh = self._dh(ephemeral, pub_r)
         kem_context = enc + pk_r
         if sk_s is not None:  # AuthEncap
             priv_s = self.private_key(sk_s)
             dh += self._dh(priv_s, pub_r)
-            kem_context += self._curve.public_bytes(priv_s.public_key())
+            kem_context += curve.public_bytes(priv_s.public_key())
         return self._extract_and_expand(dh, kem_context), enc
 
     def _decap(self, enc: bytes, sk_r: bytes, pk_s: bytes | None) -> bytes:
-        pub_e = self._curve.load_public(bytes(enc))  # ephemeral: never cached
+        if self._pq is not None:
+            if pk_s is not None:
+                raise MLSLocalError("post-quantum HPKE KEMs have no auth mode")
+            return self._pq.decap(bytes(enc), self.private_key(sk_r))
+        curve = self._dh_curve
+        pub_e = curve.load_public(bytes(enc))  # ephemeral: never cached
         priv_r = self.private_key(sk_r)
         dh = self._dh(priv_r, pub_e)
-        kem_context = bytes(enc) + self._curve.public_bytes(priv_r.public_key())
+        kem_context = bytes(enc) + curve.public_bytes(priv_r.public_key())
         if pk_s is not None:  # AuthDecap
             dh += self._dh(priv_r, self.public_key_object(pk_s))
             kem_context += pk_s
@@ -391,6 +435,8 @@ class HPKESuite:
         self, pk_r: bytes, ikm_e: bytes, sk_s: bytes | None = None
     ) -> tuple[bytes, bytes]:
         """(shared_secret, enc) with the ephemeral derived from ``ikm_e``: tests only."""
+        if self._pq is not None:
+            raise MLSLocalError("cryptography's ML-KEM has no derandomized encapsulation")
         return self._encap(pk_r, self._derive(ikm_e), sk_s)
 
     # -- key schedule (§5.1) ----------------------------------------------
@@ -432,7 +478,8 @@ class HPKESuite:
         sk_s: bytes | None = None,
     ) -> tuple[bytes, SenderContext]:
         """SetupBaseS / SetupPSKS / SetupAuthS / SetupAuthPSKS: (enc, context)."""
-        return self._setup_s(pk_r, info, psk, psk_id, sk_s, self._curve.generate())
+        ephemeral = None if self._pq is not None else self._dh_curve.generate()
+        return self._setup_s(pk_r, info, psk, psk_id, sk_s, ephemeral)
 
     def setup_s_for_testing_only(
         self,
@@ -445,6 +492,8 @@ class HPKESuite:
         sk_s: bytes | None = None,
     ) -> tuple[bytes, SenderContext]:
         """:meth:`setup_s` with the ephemeral derived from ``ikm_e``: tests only."""
+        if self._pq is not None:
+            raise MLSLocalError("cryptography's ML-KEM has no derandomized encapsulation")
         return self._setup_s(pk_r, info, psk, psk_id, sk_s, self._derive(ikm_e))
 
     def _setup_s(
@@ -506,7 +555,7 @@ class HPKESuite:
 
 def is_supported(kem_id: int, kdf_id: int, aead_id: int) -> bool:
     """Whether :func:`hpke_suite` supports this (KEM, KDF, AEAD) combination."""
-    return kem_id in _KEMS and kdf_id in _KDFS and aead_id in _AEADS
+    return (kem_id in _KEMS or kem_id in PQ_KEMS) and kdf_id in _KDFS and aead_id in _AEADS
 
 
 @functools.cache
