@@ -14,21 +14,26 @@ anchor, as the TLS binding does), TLS 1.3, in the same run:
   after the handshake included (pyOpenSSL cannot turn them off).
 * **loopback**: the binding's own carrier (:class:`sealwire_tls._pq.TlsStream`
   both ends, asyncio, loopback TCP): connect, handshake, close_notify, as
-  each new connection of the binding pays it.
+  each new connection of the binding pays it. The last row is the same on
+  Python's ``ssl`` and asyncio's own TLS (what the binding runs without
+  ``post_quantum``: the system's OpenSSL), taking its turn with the others.
 
 Each group row offers only that group, both ends ("X25519": what a classical
 peer pays; "X25519MLKEM768": the hybrid alone, ``post_quantum = "require"``);
 the third row is a ``prefer`` client (key shares for both) against a
 classical server: what calling a classical peer costs a PQ-enabled agent.
-Rates are per second of this process's CPU time (``time.process_time``), the
-groups alternated in :data:`ROUNDS` slices and the best slice of each kept;
-ratios are against the X25519 row of the same run.
+Rates are per second of this process's CPU time (``time.process_time``) spent
+in each case's handshakes, the cases taking turns one handshake at a time (a
+burst of load on the shared machine then falls on all of them alike); ratios
+are against the X25519 row of the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ssl
 import time
 from collections.abc import Callable, Sequence
 
@@ -36,7 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
 from sealwire.identity import Identity
-from sealwire_tls._certs import self_signed_certificate
+from sealwire_tls._certs import key_files, self_signed_certificate
 from sealwire_tls._pq import (
     CLIENT_KEY_SHARES,
     HYBRID_GROUP,
@@ -49,8 +54,6 @@ from sealwire_tls._pq import (
 )
 from sealwire_tls._pq_client import connect_tls
 
-ROUNDS = 5
-"""Alternating slices per figure: enough for one quiet slice on a shared machine."""
 MAX_FLIGHTS = 16
 """Exchanges of one in-memory handshake before it is declared stuck (TLS 1.3: 3-4)."""
 
@@ -83,6 +86,30 @@ class Pair:
         set_groups(self.client, client_groups, key_shares=shares)
 
 
+class StdlibPair:
+    """The classical stack the binding runs without ``post_quantum``: Python's ``ssl``
+    (the system's OpenSSL), the same kind of certificates, pinned both ways."""
+
+    def __init__(self) -> None:
+        server_id, client_id = Identity.generate(), Identity.generate()
+        server_cert = self_signed_certificate(server_id)
+        client_cert = self_signed_certificate(client_id)
+        self.server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.client.check_hostname = False
+        for ctx, identity, mine, theirs in (
+            (self.server, server_id, server_cert, client_cert),
+            (self.client, client_id, client_cert, server_cert),
+        ):
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+            ctx.load_verify_locations(cadata=theirs.public_bytes(Encoding.DER))
+            with key_files(identity, [mine]) as (cert_file, key_file):
+                ctx.load_cert_chain(cert_file, key_file)
+        self.server.num_tickets = 0  # as the binding's server (resumption off)
+
+
 def memory_handshake(pair: Pair) -> tuple[int, int, str]:
     """One handshake over memory BIOs: (bytes client->server, server->client, group)."""
     server = SSL.Connection(pair.server, None)
@@ -93,10 +120,8 @@ def memory_handshake(pair: Pair) -> tuple[int, int, str]:
     for _ in range(MAX_FLIGHTS):
         moved = False
         for index, (source, sink) in enumerate(((client, server), (server, client))):
-            try:
+            with contextlib.suppress(SSL.WantReadError):
                 source.do_handshake()
-            except SSL.WantReadError:
-                pass
             try:
                 data = source.bio_read(1 << 20)
             except SSL.WantReadError:
@@ -107,28 +132,34 @@ def memory_handshake(pair: Pair) -> tuple[int, int, str]:
         if not moved:
             break
     # the client reads the tickets the server sent after its Finished
-    try:
+    with contextlib.suppress(SSL.WantReadError):
         client.recv(1)
-    except SSL.WantReadError:
-        pass
     group = client.get_group_name() or "?"
     if group != server.get_group_name():
         raise RuntimeError("the two ends disagree on the group")
     return sent[0], sent[1], group
 
 
-def memory_rate(pair: Pair, seconds: float) -> float:
+def memory_rates(pairs: Sequence[Pair], seconds: float) -> list[float]:
+    """Handshakes per CPU second of each pair, one handshake of each in turn."""
+    spent = [0.0] * len(pairs)
     count = 0
-    start = time.process_time()
-    while time.process_time() - start < seconds:
-        memory_handshake(pair)
+    while min(spent) < seconds:
+        for index, pair in enumerate(pairs):
+            start = time.process_time()
+            memory_handshake(pair)
+            spent[index] += time.process_time() - start
         count += 1
-    return count / (time.process_time() - start)
+    return [count / s for s in spent]
 
 
-async def loopback_rate(pair: Pair, seconds: float) -> float:
+async def loopback_rates(pairs: Sequence[Pair], stdlib: StdlibPair, seconds: float) -> list[float]:
+    """The same over loopback TCP, both ends in this event loop, the pyOpenSSL pairs and
+    then Python's ``ssl`` taking turns: the clock runs from connect to the server's end
+    of the connection (it read the client's close)."""
     loop = asyncio.get_running_loop()
-    done: list[asyncio.Task[None]] = []
+    finished: asyncio.Queue[None] = asyncio.Queue()
+    tasks: set[asyncio.Task[None]] = set()
 
     async def serve(stream: TlsStream) -> None:
         try:
@@ -136,38 +167,59 @@ async def loopback_rate(pair: Pair, seconds: float) -> float:
             await stream.recv(1)  # the client's close_notify
         finally:
             stream.close()
+            await stream.wait_closed()
+            finished.put_nowait(None)
 
-    def accept() -> TlsStream:
-        connection = SSL.Connection(pair.server, None)
-        connection.set_accept_state()
-        return TlsStream(connection, lambda s: done.append(loop.create_task(serve(s))))
+    def acceptor(pair: Pair) -> Callable[[], TlsStream]:
+        def accept() -> TlsStream:
+            connection = SSL.Connection(pair.server, None)
+            connection.set_accept_state()
+            return TlsStream(connection, lambda s: tasks.add(loop.create_task(serve(s))))
 
-    server = await loop.create_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    count = 0
-    start = time.process_time()
-    try:
-        while time.process_time() - start < seconds:
-            stream = await connect_tls("127.0.0.1", port, pair.client, 10.0)
+        return accept
+
+    async def serve_stdlib(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.read()  # until the client's close
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+            finished.put_nowait(None)
+
+    servers = [await loop.create_server(acceptor(p), "127.0.0.1", 0) for p in pairs]
+    servers.append(await asyncio.start_server(serve_stdlib, "127.0.0.1", 0, ssl=stdlib.server))
+    ports = [server.sockets[0].getsockname()[1] for server in servers]
+
+    async def one(index: int) -> None:
+        if index < len(pairs):
+            stream = await connect_tls("127.0.0.1", ports[index], pairs[index].client, 10.0)
             stream.close()
             await stream.wait_closed()
+        else:
+            _reader, writer = await asyncio.open_connection(
+                "127.0.0.1", ports[index], ssl=stdlib.client, server_hostname="127.0.0.1"
+            )
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+        await finished.get()
+
+    spent = [0.0] * len(servers)
+    count = 0
+    try:
+        while min(spent) < seconds:
+            for index in range(len(servers)):
+                start = time.process_time()
+                await one(index)
+                spent[index] += time.process_time() - start
             count += 1
-        elapsed = time.process_time() - start
-        await asyncio.gather(*done)
+        await asyncio.gather(*tasks)
     finally:
-        server.close()
-        await server.wait_closed()
-    return count / elapsed
-
-
-def best(
-    pairs: Sequence[Pair], measure: Callable[[Pair, float], float], seconds: float
-) -> list[float]:
-    rates = [0.0] * len(pairs)
-    for _ in range(ROUNDS):
-        for index, pair in enumerate(pairs):
-            rates[index] = max(rates[index], measure(pair, seconds / ROUNDS))
-    return rates
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+    return [count / s for s in spent]
 
 
 def main() -> None:
@@ -176,10 +228,10 @@ def main() -> None:
     args = parser.parse_args()
     pairs = [Pair(case) for case in CASES]
     wire = [memory_handshake(pair) for pair in pairs]
-    memory = best(pairs, memory_rate, args.seconds)
-    loopback = best(pairs, lambda p, s: asyncio.run(loopback_rate(p, s)), args.seconds)
+    memory = memory_rates(pairs, args.seconds)
+    loopback = asyncio.run(loopback_rates(pairs, StdlibPair(), args.seconds))
     print(f"TLS 1.3 on pyOpenSSL, {WHEEL_OPENSSL}; Ed25519 certificates both ways")
-    print(f"best of {ROUNDS} slices, {args.seconds:g} s of CPU per figure\n")
+    print(f"one handshake of each case in turn, {args.seconds:g} s of CPU per figure\n")
     header = (
         f"{'case':<30} {'group':<15} {'C->S B':>7} {'S->C B':>7} {'total':>6} {'x':>5}"
         f" {'mem hs/s':>9} {'x':>5} {'tcp hs/s':>9} {'x':>5}"
@@ -187,12 +239,21 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     base_bytes = sum(wire[0][:2])
-    for (name, *_), (up, down, group), mem, tcp in zip(CASES, wire, memory, loopback, strict=True):
+    rows = zip(CASES, wire, memory, loopback[: len(CASES)], strict=True)
+    for (name, *_), (up, down, group), mem, tcp in rows:
         total = up + down
         print(
             f"{name:<30} {group:<15} {up:>7} {down:>7} {total:>6} {total / base_bytes:>5.2f}"
             f" {mem:>9.0f} {mem / memory[0]:>5.2f} {tcp:>9.0f} {tcp / loopback[0]:>5.2f}"
         )
+
+    rate = loopback[-1]
+    print(
+        f"{'Python ssl (binding default)':<30} {'(not reported)':<15} {'':>7} {'':>7} {'':>6}"
+        f" {'':>5} {'':>9} {'':>5} {rate:>9.0f} {rate / loopback[0]:>5.2f}"
+    )
+    print(f"\nPython ssl links {ssl.OPENSSL_VERSION}: no ML-KEM group; its default key share")
+    print("is X25519, and Python 3.11 cannot report the group.")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ async def test_agents_call_each_other_over_the_hybrid_group(
         assert info is not None and info.group == HYBRID_GROUP and info.post_quantum
         assert info.version == "TLSv1.3" and info.alpn == ("h2" if http2 else "http/1.1")
         assert Property.POST_QUANTUM in conn.channel.properties
+        assert Property.POST_QUANTUM in _binding(client).peer_properties(peer)
     # Both sides logged the group at debug: the client's check and the server's connection.
     logged = [r.getMessage() for r in caplog.records if r.name in PQ_LOGGERS]
     assert any(m.startswith("TLS session:") and HYBRID_GROUP in m for m in logged)
@@ -122,6 +123,7 @@ async def test_prefer_still_calls_and_serves_classical_peers(agents: Callable[..
         info = session_info(conn.channel)
         assert info is not None and info.group == "x25519" and info.post_quantum is False
         assert Property.POST_QUANTUM not in conn.channel.properties
+        assert Property.POST_QUANTUM not in _binding(pq_client).peer_properties(peer)
         # A classical caller (Python's ssl) and a PQ server that prefers but does not
         # require: served; Python 3.11's ssl cannot name the group.
         peer = classical_client.peer(pq_server.card)
@@ -387,3 +389,50 @@ async def test_the_carrier_reports_a_peer_close_and_ends_reads() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def _make_ca(tmp_path: Path) -> dict[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test operator CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (tmp_path / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "ca.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))  # fmt: skip
+    return {"ca_certificate": str(tmp_path / "ca.pem"), "ca_key": str(tmp_path / "ca.key")}
+
+
+async def test_an_operator_ca_and_its_host_names_on_the_hybrid(
+    agents: Callable[..., Agent], tmp_path: Path
+) -> None:
+    """With an operator CA the probe checks the chain and the host name on pyOpenSSL too."""
+    from sealwire.errors import TrustError
+
+    ca = {**_make_ca(tmp_path), "post_quantum": "require"}
+    server = agents("server", options={**ca, "enroll": False})
+    elsewhere = agents("elsewhere", options={**ca, "hosts": ["agent.example"]})
+    client = agents("client", serve=False, options=ca)
+    async with server, elsewhere, client:
+        # No enrolment: the CA vouches for the client's certificate in the handshake.
+        task = await client.send_message(client.peer(server.card), "ca", situation=HTTP)
+        assert isinstance(task, Task) and task.status.state is TaskState.COMPLETED
+        conn = await client.connect(client.peer(server.card), HTTP)
+        info = session_info(conn.channel)
+        assert info is not None and info.group == HYBRID_GROUP
+        with pytest.raises(TrustError, match=r"does not name 127\.0\.0\.1"):
+            await client.send_message(client.peer(elsewhere.card), "x", situation=HTTP)

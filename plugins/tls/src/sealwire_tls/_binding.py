@@ -53,7 +53,7 @@ from sealwire_tls._certs import (
 )
 from sealwire_tls._channel import b64url
 from sealwire_tls._client import DEFAULT_TIMEOUT, TlsClient
-from sealwire_tls._pq import HYBRID_GROUP, PostQuantum, post_quantum_option
+from sealwire_tls._pq import HYBRID_GROUP, PostQuantum, card_offers_hybrid, post_quantum_option
 from sealwire_tls._pq_server import serve_pq_http
 from sealwire_tls._server import ENROLL_PATH, TlsServer
 
@@ -157,6 +157,15 @@ class TlsBinding(SessionBinding):
             # here and negotiates a classical one is refused (a downgrade).
             params["keyExchange"] = list(mode.groups)
         return params
+
+    def peer_properties(self, peer: VerifiedCard) -> frozenset[Property]:
+        """What a session with ``peer`` will have, given both configurations: the static
+        properties, plus ``post_quantum`` when our stack offers X25519MLKEM768 and the
+        peer's card lists it (the downgrade rule then refuses any classical connection)."""
+        properties = set(self.info.properties)
+        if self._pq is not PostQuantum.OFF and card_offers_hybrid(peer):
+            properties.add(Property.POST_QUANTUM)
+        return frozenset(properties)
 
     @property
     def servers(self) -> tuple[TlsServer, ...]:

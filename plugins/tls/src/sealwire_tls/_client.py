@@ -193,7 +193,7 @@ class TlsChannel(HttpChannel):
         super().__init__(*args, **kwargs)
         self.session: TlsSessionInfo | None = None
         """The latest connection's session (version, suite, key exchange group - None
-        where the stack cannot say it: Python's ``ssl`` before 3.15, HTTP/3)."""
+        where the stack cannot say it: Python 3.11's ``ssl``, HTTP/3)."""
 
 
 def session_info(channel: object) -> TlsSessionInfo | None:

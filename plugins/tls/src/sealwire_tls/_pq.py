@@ -105,6 +105,8 @@ READ_CHUNK = 1 << 16
 HIGH_WATER = 1 << 18
 """Received bytes buffered in the read BIO before the socket stops being read
 (resumed once OpenSSL drained them): a slow reader does not grow the buffer."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds a closed connection may take to flush what it queued before it is aborted."""
 WRITE_HIGH_WATER = 1 << 18
 """Bytes queued in the transport before ``drain`` waits (asyncio's default is 64 KiB)."""
 
@@ -183,7 +185,7 @@ def hybrid_available() -> bool:
 @attrs.frozen
 class TlsSessionInfo:
     """What one TLS connection negotiated; ``group`` is None where the stack cannot say
-    (Python's ``ssl`` before 3.15, aioquic)."""
+    (Python 3.11's ``ssl``, aioquic)."""
 
     stack: str
     version: str | None
@@ -229,7 +231,7 @@ def info_from_ssl_object(ssl_object: object) -> TlsSessionInfo | None:
         return ssl_object.info
     if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
         cipher = ssl_object.cipher()
-        # Python 3.11's ssl has no SSL_get0_group_name (3.15 adds SSLSocket.group()).
+        # Python 3.11's ssl has no SSL_get0_group_name; a later ssl may offer group().
         group = getattr(ssl_object, "group", None)
         return TlsSessionInfo(
             stack=STDLIB_STACK,
@@ -297,7 +299,7 @@ def tls_context(
             raise ConfigurationError("a certificate needs its key")
         context.use_certificate(chain[0])
         for extra in chain[1:]:
-            context.add_extra_chain_cert(crypto.X509.from_cryptography(extra))
+            context.add_extra_chain_cert(extra)
         context.use_privatekey(key)
         context.check_privatekey()
     store = context.get_cert_store()
@@ -478,8 +480,9 @@ class TlsStream(asyncio.Protocol):
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(data)
 
-    async def handshake(self, timeout: float = HANDSHAKE_TIMEOUT) -> SslObject:
-        """Run the handshake (either side, as the connection was set up); TlsHandshakeError."""
+    async def handshake(self, timeout: float | None = HANDSHAKE_TIMEOUT) -> SslObject:
+        """Run the handshake (either side, as the connection was set up); TlsHandshakeError.
+        ``timeout`` None: the caller bounds it."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -498,7 +501,7 @@ class TlsStream(asyncio.Protocol):
                     self._flush()
                     break
         except TimeoutError:
-            raise TlsHandshakeError(f"no TLS handshake within {timeout:g} s") from None
+            raise TlsHandshakeError(f"no TLS handshake within {timeout} s") from None
         self.ssl_object = SslObject(self._connection)
         return self.ssl_object
 
@@ -568,7 +571,14 @@ class TlsStream(asyncio.Protocol):
             self.transport.close()
 
     async def wait_closed(self) -> None:
-        if self.transport is not None:
+        """Wait for the transport to close; abort it after :data:`CLOSE_TIMEOUT` (a peer
+        that reads nothing would otherwise keep our unsent bytes, and us, waiting)."""
+        if self.transport is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._lost), CLOSE_TIMEOUT)
+        except TimeoutError:
+            self.transport.abort()
             await self._lost
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:

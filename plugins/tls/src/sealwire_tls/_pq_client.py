@@ -81,7 +81,7 @@ async def connect_tls(
     except OSError as exc:
         raise TransportError(f"cannot reach {host}:{port}: {type(exc).__name__}") from None
     try:
-        await stream.handshake(timeout if timeout is not None else float("inf"))
+        await stream.handshake(timeout)
     except BaseException:
         stream.close()
         raise

@@ -16,6 +16,9 @@ Who may call (module rules):
 4. Enrolment (``POST /.well-known/sealwire/enroll``, body ``{"card", "certificate"}``)
    adds a certificate as a trust anchor once its card verifies, passes the trust
    store, and names the certificate's key; the handshake then proves the key.
+5. With ``post_quantum`` (served on pyOpenSSL, :mod:`._pq_server`): a Sealwire
+   caller whose card lists X25519MLKEM768 and whose connection negotiated a
+   classical group is refused (:class:`~sealwire_tls._pq.TlsDowngradeError`, 403).
 """
 
 from __future__ import annotations
