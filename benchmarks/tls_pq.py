@@ -12,6 +12,10 @@ anchor, as the TLS binding does), TLS 1.3, in the same run:
   sockets or the event loop. Bytes on the wire are the TLS records each way
   (TCP/IP headers not counted), the session tickets OpenSSL's server sends
   after the handshake included (pyOpenSSL cannot turn them off).
+* **A2A call**: a new connection and one ``SendMessage`` to an agent (hypercorn,
+  the A2A app, the caller's certificate checked and pinned), an external
+  ``httpx`` caller: the default stack against ``post_quantum = "require"``,
+  HTTP/1.1 and HTTP/2 - what a call on a new connection costs both ends.
 * **loopback**: the binding's own carrier (:class:`sealwire_tls._pq.TlsStream`
   both ends, asyncio, loopback TCP): connect, handshake, close_notify, as
   each new connection of the binding pays it. The last row is the same on
@@ -33,15 +37,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import httpx
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
 from sealwire.identity import Identity
-from sealwire_tls._certs import key_files, self_signed_certificate
+from sealwire_tls._certs import key_files, pem, self_signed_certificate
 from sealwire_tls._pq import (
     CLIENT_KEY_SHARES,
     HYBRID_GROUP,
@@ -52,7 +60,8 @@ from sealwire_tls._pq import (
     set_groups,
     tls_context,
 )
-from sealwire_tls._pq_client import connect_tls
+from sealwire_tls._pq_client import PqNetworkBackend, PqTransport, connect_tls
+from sealwire_tls.testing import export_client_files, tls_agent
 
 MAX_FLIGHTS = 16
 """Exchanges of one in-memory handshake before it is declared stuck (TLS 1.3: 3-4)."""
@@ -222,6 +231,70 @@ async def loopback_rates(pairs: Sequence[Pair], stdlib: StdlibPair, seconds: flo
     return [count / s for s in spent]
 
 
+BODY = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {
+    "messageId": "m", "role": "ROLE_USER", "parts": [{"text": "hi"}]}}}).encode()  # fmt: skip
+HEADERS = {"Content-Type": "application/json", "A2A-Version": "1.0"}
+CALL_KINDS = ("default stack (Python ssl)", 'post_quantum = "require"')
+
+
+async def call_rates(seconds: float) -> dict[tuple[str, bool], float]:
+    """New connection + one ``SendMessage`` per CPU second, agent and caller in this
+    loop: an agent on the default stack and one with ``post_quantum = "require"``, an
+    external httpx caller with a pinned client certificate (stdlib ``ssl``, or the
+    binding's pyOpenSSL transport), HTTP/1.1 and HTTP/2, taking turns per call."""
+    caller = Identity.generate()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "allowed.pem").write_bytes(pem([self_signed_certificate(caller)]))
+        allowed = {"client_certificates": [str(folder / "allowed.pem")]}
+        plain = tls_agent("classical", options=allowed)
+        hybrid = tls_agent("pq", options={**allowed, "post_quantum": "require"})
+        for agent in (plain, hybrid):
+            agent.on_message(lambda task: task.reply("hello"))
+        async with plain, hybrid:
+            for agent in (plain, hybrid):
+                agent.trust.pin(caller.public)
+            cert, key, server = export_client_files(
+                caller, folder, self_signed_certificate(plain.identity)
+            )
+            std = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            std.check_hostname = False
+            std.load_verify_locations(cafile=str(server))
+            std.load_cert_chain(str(cert), str(key))
+            anchor = self_signed_certificate(hybrid.identity).public_bytes(Encoding.DER)
+            mine = [self_signed_certificate(caller)]
+
+            def client(kind: str, http2: bool) -> httpx.AsyncClient:
+                if kind == CALL_KINDS[0]:
+                    return httpx.AsyncClient(verify=std, http2=http2, trust_env=False)
+                context = tls_context(
+                    server=False, mode=PostQuantum.REQUIRE, chain=mine, key=caller.signing_key,
+                    anchors=[anchor], alpn=("h2", "http/1.1") if http2 else ("http/1.1",),
+                )  # fmt: skip
+                backend = PqNetworkBackend(context, lambda _info: None)
+                return httpx.AsyncClient(
+                    transport=PqTransport(backend, http2=http2), trust_env=False
+                )
+
+            urls = {
+                CALL_KINDS[0]: plain.card.offers[0].url,
+                CALL_KINDS[1]: hybrid.card.offers[0].url,
+            }
+            cases = [(kind, http2) for http2 in (False, True) for kind in CALL_KINDS]
+            spent = dict.fromkeys(cases, 0.0)
+            count = 0
+            while min(spent.values()) < seconds:
+                for kind, http2 in cases:
+                    start = time.process_time()
+                    async with client(kind, http2) as http:
+                        answer = await http.post(urls[kind], content=BODY, headers=HEADERS)
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"{kind}: HTTP {answer.status_code}")
+                    spent[(kind, http2)] += time.process_time() - start
+                count += 1
+    return {case: count / cost for case, cost in spent.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per figure, all rounds")
@@ -253,7 +326,13 @@ def main() -> None:
         f" {'':>5} {'':>9} {'':>5} {rate:>9.0f} {rate / loopback[0]:>5.2f}"
     )
     print(f"\nPython ssl links {ssl.OPENSSL_VERSION}: no ML-KEM group; its default key share")
-    print("is X25519, and Python 3.11 cannot report the group.")
+    print("is X25519, and Python 3.11 cannot report the group.\n")
+    calls = asyncio.run(call_rates(args.seconds))
+    print(f"{'new connection + A2A call/s':<34} {'HTTP/1.1':>9} {'HTTP/2':>9}")
+    for kind in CALL_KINDS:
+        one, two = calls[(kind, False)], calls[(kind, True)]
+        base_one, base_two = calls[(CALL_KINDS[0], False)], calls[(CALL_KINDS[0], True)]
+        print(f"{kind:<34} {one:>9.0f} {two:>9.0f}   x {one / base_one:.2f} / {two / base_two:.2f}")
 
 
 if __name__ == "__main__":

@@ -249,6 +249,10 @@ def test_the_groups_list_reaches_openssl_through_pyopenssl() -> None:
     set_groups(context, [HYBRID_GROUP, "X25519"])
     with pytest.raises(ConfigurationError):
         set_groups(context, ["NoSuchGroup"])
+    # ... leaving nothing on OpenSSL's error queue for pyOpenSSL's next call to trip on
+    from cryptography.hazmat.bindings.openssl.binding import Binding
+
+    assert Binding.lib.ERR_peek_error() == 0
 
 
 async def test_the_server_refuses_a_caller_whose_card_offers_the_hybrid_over_x25519(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import ssl
@@ -55,6 +56,7 @@ from sealwire_tls._channel import (
 from sealwire_tls._pq import (
     PostQuantum,
     TlsDowngradeError,
+    TlsHandshakeError,
     TlsSessionInfo,
     card_offers_hybrid,
     card_requires_hybrid,
@@ -149,10 +151,8 @@ async def probe_pq(
     )
     try:
         stream = await connect_tls(host, port, context, timeout)
-    except TransportError as exc:
-        if "handshake" in str(exc):
-            raise TrustError(f"TLS with {host}:{port}: {exc}") from None
-        raise
+    except TlsHandshakeError as exc:  # as probe(): a failed handshake is a trust failure
+        raise TrustError(f"TLS with {host}:{port}: {exc}") from None
     try:
         assert stream.ssl_object is not None
         on_session(stream.ssl_object.info)
@@ -169,8 +169,6 @@ async def probe_pq(
 def _check_host(certificate: x509.Certificate, host: str) -> None:
     """The operator-CA probe's name check (Python's ``ssl`` does it for the classical
     stack): ``host`` must be one of the certificate's DNS or IP subjectAltNames."""
-    import ipaddress
-
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

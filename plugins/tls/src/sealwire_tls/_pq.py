@@ -164,6 +164,7 @@ def set_groups(context: SSL.Context, groups: Sequence[str], *, key_shares: int =
     if handle is None:
         raise ConfigurationError("this pyOpenSSL keeps no SSL_CTX in Context._context")
     if Binding.lib.SSL_CTX_set1_curves_list(handle, ":".join(names).encode()) != 1:
+        Binding.lib.ERR_clear_error()  # pyOpenSSL reads this queue after its own calls
         raise ConfigurationError(f"the linked OpenSSL refuses the groups {':'.join(groups)}")
 
 
@@ -174,8 +175,6 @@ def hybrid_available() -> bool:
         set_groups(SSL.Context(SSL.TLS_METHOD), [HYBRID_GROUP])
     except ConfigurationError:
         return False
-    finally:
-        Binding.lib.ERR_clear_error()
     return True
 
 
