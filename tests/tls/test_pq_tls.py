@@ -440,3 +440,22 @@ async def test_an_operator_ca_and_its_host_names_on_the_hybrid(
         assert info is not None and info.group == HYBRID_GROUP
         with pytest.raises(TrustError, match=r"does not name 127\.0\.0\.1"):
             await client.send_message(client.peer(elsewhere.card), "x", situation=HTTP)
+
+
+async def test_a_silent_connection_is_dropped_after_the_handshake_timeout(
+    agents: Callable[..., Agent],
+) -> None:
+    """A client that connects and never says hello holds its slot for HANDSHAKE_TIMEOUT
+    (10 s), no longer; the server serves others meanwhile."""
+    server = agents("server", options={"post_quantum": "require"})
+    client = agents("client", serve=False, options={"post_quantum": "require"})
+    async with server, client:
+        parts = urlsplit(server.card.offers[0].url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            task = await client.send_message(client.peer(server.card), "meanwhile", situation=HTTP)
+            assert isinstance(task, Task) and task.status.state is TaskState.COMPLETED
+            assert await asyncio.wait_for(reader.read(), 60) == b""
+        finally:
+            writer.close()
+            await writer.wait_closed()
