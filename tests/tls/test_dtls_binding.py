@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from sealwire.testing.contract import (
     negotiation_for,
 )
 from sealwire.transport import DatagramEndpoint, memory_datagram_pair
+from sealwire_tls import session_info
 from sealwire_tls._dtls import DtlsEngine, DtlsHandshakeError
 from sealwire_tls._dtls_binding import DtlsBinding, DtlsChannel
 
@@ -131,6 +133,22 @@ def bob_initiator_offers(bob: Party) -> tuple[str, ...]:
 def _host_port(url: str) -> tuple[str, int]:
     host, port = url.removeprefix("udp://").rsplit(":", 1)
     return host, int(port)
+
+
+async def test_both_ends_report_the_negotiated_group(caplog: pytest.LogCaptureFixture) -> None:
+    """DTLS 1.2 is ECDHE only (no ML-KEM group exists for it): the group is named, classical."""
+    caplog.set_level(logging.DEBUG, logger="sealwire_tls.dtls")
+    a, b = await pair(party(), party())
+    try:
+        info_a, info_b = session_info(a), session_info(b)
+        assert info_a is not None and info_b is not None
+        assert info_a.group == info_b.group and info_a.group in ("x25519", "prime256v1")
+        assert info_a.post_quantum is False and info_a.version == "DTLSv1.2"
+        logged = [r.getMessage() for r in caplog.records if r.name == "sealwire_tls.dtls"]
+        assert sum(f"key exchange {info_a.group}" in m for m in logged) == 2  # both ends
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_loss_and_reordering_between_the_two_sides() -> None:

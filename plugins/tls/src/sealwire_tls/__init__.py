@@ -6,6 +6,9 @@
   extra); calls peers with ``httpx``; client certificates required; the
   policy's decision bound to the session by a signed channel binding
   (:mod:`._channel`).
+* :func:`session_info` - what a channel's TLS connection negotiated (version,
+  suite, key exchange group); ``post_quantum = "prefer" | "require"`` serves and
+  calls over pyOpenSSL with X25519MLKEM768 (README, "Post-quantum TLS").
 * :func:`self_signed_certificate`, :func:`issue_certificate` - X.509
   certificates carrying an agent's Ed25519 signing key.
 """
@@ -33,7 +36,14 @@ from sealwire_tls._channel import (
     NEGOTIATION_HEADER,
     channel_binding_data,
 )
-from sealwire_tls._client import TlsClient, client_context
+from sealwire_tls._client import TlsChannel, TlsClient, client_context, session_info
+from sealwire_tls._pq import (
+    HYBRID_GROUP,
+    PostQuantum,
+    TlsDowngradeError,
+    TlsSessionInfo,
+    hybrid_available,
+)
 from sealwire_tls._server import ENROLL_PATH, MAX_ENROLLED, TlsServer, server_context
 
 __all__ = [
@@ -41,11 +51,16 @@ __all__ = [
     "CARD_HEADER",
     "CHANNEL_BINDING_HEADER",
     "DEFAULT_HOSTS",
+    "HYBRID_GROUP",
     "ENROLL_PATH",
     "MAX_ENROLLED",
     "NEGOTIATION_HEADER",
+    "PostQuantum",
     "TlsBinding",
+    "TlsChannel",
     "TlsClient",
+    "TlsDowngradeError",
+    "TlsSessionInfo",
     "TlsServer",
     "agent_certificate_chain",
     "certificate_agent_id",
@@ -53,6 +68,7 @@ __all__ = [
     "channel_binding_data",
     "client_context",
     "fingerprint",
+    "hybrid_available",
     "issue_certificate",
     "key_files",
     "load_ca",
@@ -60,5 +76,6 @@ __all__ = [
     "pem",
     "self_signed_certificate",
     "server_context",
+    "session_info",
     "spki_sha256",
 ]

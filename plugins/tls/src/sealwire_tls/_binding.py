@@ -14,7 +14,10 @@ servers), ``client_certificates`` (PEM files of external clients allowed),
 tickets; true: one per handshake, resumption with (EC)DHE only), ``http2``
 (default true), ``http3`` (default false:
 also serve HTTP/3 over QUIC on the same port, UDP, and call peers offering it;
-needs the ``http3`` extra, aioquic), ``timeout`` (seconds).
+needs the ``http3`` extra, aioquic), ``timeout`` (seconds), ``post_quantum``
+(default false: Python's ``ssl``; ``"prefer"`` (or true): serve and call on
+pyOpenSSL with the OpenSSL of cryptography's wheel, X25519MLKEM768 first;
+``"require"``: that group alone - README, "Post-quantum TLS").
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from sealwire_tls._certs import (
 )
 from sealwire_tls._channel import b64url
 from sealwire_tls._client import DEFAULT_TIMEOUT, TlsClient
+from sealwire_tls._pq import HYBRID_GROUP, PostQuantum, card_offers_hybrid, post_quantum_option
+from sealwire_tls._pq_server import serve_pq_http
 from sealwire_tls._server import ENROLL_PATH, TlsServer
 
 __all__ = ["TlsBinding", "agent_certificate_chain"]
@@ -101,6 +106,17 @@ class TlsBinding(CarrierBinding):
         options = context.options
         self._chain, self._ca = agent_certificate_chain(context.identity, options)
         self._http3 = bool(options.get("http3", False))
+        self._pq = post_quantum_option(options.get("post_quantum"))
+        if self._pq is not PostQuantum.OFF and self._http3:
+            raise ConfigurationError(
+                f"bindings.tls: post_quantum and http3 exclude each other (aioquic has no "
+                f"{HYBRID_GROUP}: HTTP/3 calls would be classical)"
+            )
+        if self._pq is not PostQuantum.OFF and options.get("resumption", False):
+            raise ConfigurationError(
+                "bindings.tls: resumption is for Python's ssl; post_quantum sends no tickets "
+                "that Sealwire clients use"
+            )
         if self._http3:
             http3_module()  # fail now, not at the first call, when aioquic is missing
         self._client = TlsClient(
@@ -110,9 +126,11 @@ class TlsBinding(CarrierBinding):
             http2=bool(options.get("http2", True)),
             http3=self._http3,
             timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
+            post_quantum=self._pq,
         )
         self._enroll = bool(options.get("enroll", True))
         self._resumption = bool(options.get("resumption", False))
+        self._servers: list[TlsServer] = []
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -133,15 +151,35 @@ class TlsBinding(CarrierBinding):
         }
         if options.get("http3", False):
             params["http3"] = True
+        mode = post_quantum_option(options.get("post_quantum"))
+        if mode is not PostQuantum.OFF:
+            # The groups this server accepts, preferred first: a peer that sees the hybrid
+            # here and negotiates a classical one is refused (a downgrade).
+            params["keyExchange"] = list(mode.groups)
         return params
+
+    def peer_properties(self, peer: VerifiedCard) -> frozenset[Property]:
+        """What a session with ``peer`` will have, given both configurations: the static
+        properties, plus ``post_quantum`` when our stack offers X25519MLKEM768 and the
+        peer's card lists it (the downgrade rule then refuses any classical connection)."""
+        properties = set(self.info.properties)
+        if self._pq is not PostQuantum.OFF and card_offers_hybrid(peer):
+            properties.add(Property.POST_QUANTUM)
+        return frozenset(properties)
+
+    @property
+    def servers(self) -> tuple[TlsServer, ...]:
+        """The HTTPS servers this binding runs (one per ``https://`` listen URL)."""
+        return tuple(self._servers)
 
     async def serve(self, url: str, dispatch: Dispatcher) -> Listener:
         """Serve A2A (JSON-RPC and HTTP+JSON) over HTTPS at an ``https://`` URL."""
         parts = urlsplit(url)
         server = TlsServer(
             lambda: self.context, self._chain, binding_uri=self.info.uri, ca=self._ca,
-            enroll=self._enroll, resumption=self._resumption,
+            enroll=self._enroll, resumption=self._resumption, post_quantum=self._pq,
         )  # fmt: skip
+        self._servers.append(server)
         app = A2AHttpApp(
             dispatch,
             server.card,
@@ -151,6 +189,10 @@ class TlsBinding(CarrierBinding):
             response_headers=server.response_headers,
             rest=True,
         )
+        if server.pq_context is not None:
+            context = server.pq_context
+            pq: Listener = await serve_pq_http(app, url, lambda: context, mode=self._pq)
+            return pq
         if not self._http3:
             listener: Listener = await serve_http(app, url, ssl=server.ssl)
             return listener

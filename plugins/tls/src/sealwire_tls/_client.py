@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import ssl
 from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
 
 from sealwire.binding import BindingContext, Negotiation, PeerIdentity, Property
 from sealwire.errors import AuthenticationError, RemoteProtocolError, TrustError
@@ -50,9 +53,22 @@ from sealwire_tls._channel import (
     http_version,
     negotiation_header,
 )
+from sealwire_tls._pq import (
+    PostQuantum,
+    TlsDowngradeError,
+    TlsHandshakeError,
+    TlsSessionInfo,
+    card_offers_hybrid,
+    card_requires_hybrid,
+    check_group,
+    info_from_ssl_object,
+    peer_certificate_der,
+    tls_context,
+)
+from sealwire_tls._pq_client import PqNetworkBackend, PqTransport, connect_tls
 from sealwire_tls._server import ENROLL_PATH
 
-__all__ = ["MAX_PINNED_SERVERS", "TlsClient", "client_context"]
+__all__ = ["MAX_PINNED_SERVERS", "TlsChannel", "TlsClient", "client_context", "session_info"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +136,75 @@ async def probe(host: str, port: int, ca: x509.Certificate | None, timeout: floa
     return bytes(der)
 
 
+async def probe_pq(
+    host: str,
+    port: int,
+    ca: x509.Certificate | None,
+    timeout: float,
+    on_session: Callable[[TlsSessionInfo], None],
+) -> bytes:
+    """:func:`probe` on pyOpenSSL (the ``post_quantum`` option); ``on_session`` may refuse
+    the session (the downgrade rule) before the certificate is used."""
+    anchors = [] if ca is None else [ca.public_bytes(Encoding.DER)]
+    context = tls_context(
+        server=False, mode=PostQuantum.PREFER, anchors=anchors, verify=ca is not None
+    )
+    try:
+        stream = await connect_tls(host, port, context, timeout)
+    except TlsHandshakeError as exc:  # as probe(): a failed handshake is a trust failure
+        raise TrustError(f"TLS with {host}:{port}: {exc}") from None
+    try:
+        assert stream.ssl_object is not None
+        on_session(stream.ssl_object.info)
+        der = peer_certificate_der(stream)
+        if ca is not None:
+            _check_host(parse_certificate(der), host)
+    finally:
+        stream.close()
+        with contextlib.suppress(Exception):
+            await stream.wait_closed()
+    return der
+
+
+def _check_host(certificate: x509.Certificate, host: str) -> None:
+    """The operator-CA probe's name check (Python's ``ssl`` does it for the classical
+    stack): ``host`` must be one of the certificate's DNS or IP subjectAltNames."""
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise TrustError("the server's certificate names no host") from None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host.lower() in (n.lower() for n in names.get_values_for_type(x509.DNSName)):
+            return
+    else:
+        if address in names.get_values_for_type(x509.IPAddress):
+            return
+    raise TrustError(f"the server's certificate does not name {host}")
+
+
+class TlsChannel(HttpChannel):
+    """The HTTP channel to a peer, with what its latest TLS connection negotiated."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.session: TlsSessionInfo | None = None
+        """The latest connection's session (version, suite, key exchange group - None
+        where the stack cannot say it: Python 3.11's ``ssl``, HTTP/3)."""
+
+
+def session_info(channel: object) -> TlsSessionInfo | None:
+    """What a channel of this distribution's bindings negotiated (``tls``: its latest
+    connection, once an answer came; ``dtls``: its association), for ``sealwire send
+    --verbose`` and logs; None for channels of other bindings."""
+    from sealwire_tls._dtls_binding import DtlsChannel  # imports the DTLS engine
+
+    if isinstance(channel, TlsChannel | DtlsChannel):
+        return channel.session
+    return None
+
+
 def channel_check(
     peer: PublicIdentity, negotiation: Negotiation, server_fp: bytes, client_fp: bytes
 ) -> Callable[[httpx.Response], None]:
@@ -152,8 +237,10 @@ class TlsClient:
         http2: bool = True,
         http3: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
+        post_quantum: PostQuantum = PostQuantum.OFF,
     ) -> None:
         self._current = current
+        self.post_quantum = post_quantum
         self._chain = tuple(chain)
         self._der = chain[0].public_bytes(Encoding.DER)
         self._fingerprint = fingerprint(self._der)
@@ -163,6 +250,7 @@ class TlsClient:
         self._timeout = timeout
         self._servers: dict[tuple[str, int, str], bytes] = {}
         self._contexts: dict[bytes, ssl.SSLContext] = {}  # pinned server DER -> our context
+        self._pq_contexts: dict[bytes, SSL.Context] = {}  # the same, pyOpenSSL
         self._no_http3: dict[tuple[str, int], float] = {}  # -> loop time to try QUIC again
         self._enrolled: set[tuple[str, int, str]] = set()
 
@@ -171,9 +259,25 @@ class TlsClient:
         parts = urlsplit(url)
         host, port = parts.hostname or "", parts.port or 443
         key = (host, port, peer.agent_id)
+        mode = self.post_quantum
+        hybrid = card_offers_hybrid(peer)
+        if mode is PostQuantum.OFF and card_requires_hybrid(peer):
+            raise TlsDowngradeError(
+                "the peer accepts only X25519MLKEM768: set post_quantum in [bindings.tls]"
+            )
+
+        def on_session(info: TlsSessionInfo) -> None:
+            check_group(info, mode, peer_offers_hybrid=hybrid)
+            if channel is not None:
+                channel.session = info
+
+        channel: TlsChannel | None = None
         server_der = self._servers.get(key)
         if server_der is None:
-            server_der = await probe(host, port, self._ca, self._timeout)
+            if mode is PostQuantum.OFF:
+                server_der = await probe(host, port, self._ca, self._timeout)
+            else:
+                server_der = await probe_pq(host, port, self._ca, self._timeout, on_session)
             found = certificate_key(parse_certificate(server_der))
             if found.public_bytes_raw() != peer.identity.signing_key.public_bytes_raw():
                 raise TrustError("the server's certificate is not the key of the peer's card")
@@ -182,7 +286,9 @@ class TlsClient:
             self._servers[key] = server_der
         offer = peer.offer("tls")
         if offer is not None and offer.params.get("enroll", False) and key not in self._enrolled:
-            await self._enroll(f"{parts.scheme}://{parts.netloc}{ENROLL_PATH}", server_der)
+            await self._enroll(
+                f"{parts.scheme}://{parts.netloc}{ENROLL_PATH}", server_der, on_session
+            )
             if len(self._enrolled) >= MAX_PINNED_SERVERS:
                 self._enrolled.clear()  # enrolling again is harmless
             self._enrolled.add(key)
@@ -190,6 +296,13 @@ class TlsClient:
         client = None
         if self.http3 and offer is not None and offer.params.get("http3") is True:
             client = await self._http3_client(host, port, context, server_der)
+        if client is None and mode is not PostQuantum.OFF:
+            backend = PqNetworkBackend(self._pq_context(context, server_der), on_session)
+            client = httpx.AsyncClient(
+                transport=PqTransport(backend, http2=self.http2),
+                timeout=self._http_timeout,
+                trust_env=False,
+            )
         if client is None:
             client = httpx.AsyncClient(
                 verify=self._client_context(context, server_der),
@@ -206,16 +319,31 @@ class TlsClient:
         check = channel_check(
             peer.identity, negotiation, fingerprint(server_der), self._fingerprint
         )
-        return HttpChannel(
+        properties = {Property.MUTUAL_AUTH, Property.FORWARD_SECRECY, Property.HTTP_INTEROP}
+        if mode is PostQuantum.REQUIRE or (mode is PostQuantum.PREFER and hybrid):
+            # check_group refuses every connection of this channel that is not hybrid.
+            properties.add(Property.POST_QUANTUM)
+
+        def checked(response: httpx.Response) -> None:
+            check(response)
+            stream = response.extensions.get("network_stream")
+            found = (
+                None
+                if stream is None
+                else info_from_ssl_object(stream.get_extra_info("ssl_object"))
+            )
+            if found is not None and channel is not None:
+                channel.session = found
+
+        channel = TlsChannel(
             client,
             url,
             PeerIdentity(agent_id=peer.agent_id, identity=peer.identity, card=peer),
-            properties=frozenset(
-                {Property.MUTUAL_AUTH, Property.FORWARD_SECRECY, Property.HTTP_INTEROP}
-            ),
+            properties=frozenset(properties),
             headers=headers,
-            check_response=check,
+            check_response=checked,
         )
+        return channel
 
     def _client_context(self, context: BindingContext, server_der: bytes) -> ssl.SSLContext:
         """Our TLS context pinning ``server_der``, made once per server: building one
@@ -226,6 +354,20 @@ class TlsClient:
             if len(self._contexts) >= MAX_PINNED_SERVERS:
                 self._contexts.clear()
             self._contexts[server_der] = ctx
+        return ctx
+
+    def _pq_context(self, context: BindingContext, server_der: bytes) -> SSL.Context:
+        """:meth:`_client_context` on pyOpenSSL (the ``post_quantum`` option)."""
+        ctx = self._pq_contexts.get(server_der)
+        if ctx is None:
+            ctx = tls_context(
+                server=False, mode=self.post_quantum, chain=self._chain,
+                key=context.identity.signing_key, anchors=[server_der],
+                alpn=("h2", "http/1.1") if self.http2 else ("http/1.1",),
+            )  # fmt: skip
+            if len(self._pq_contexts) >= MAX_PINNED_SERVERS:
+                self._pq_contexts.clear()
+            self._pq_contexts[server_der] = ctx
         return ctx
 
     @property
@@ -260,10 +402,19 @@ class TlsClient:
             return None
         return httpx.AsyncClient(transport=transport, timeout=self._http_timeout, trust_env=False)
 
-    async def _enroll(self, url: str, server_der: bytes) -> None:
+    async def _enroll(
+        self, url: str, server_der: bytes, on_session: Callable[[TlsSessionInfo], None]
+    ) -> None:
         body = {"card": dict(self._current().card.card), "certificate": b64url(self._der)}
-        verify = client_context(None, server_der)
-        async with httpx.AsyncClient(verify=verify, timeout=self._timeout, trust_env=False) as c:
+        if self.post_quantum is PostQuantum.OFF:
+            options: dict[str, Any] = {"verify": client_context(None, server_der)}
+        else:
+            context = tls_context(
+                server=False, mode=self.post_quantum, anchors=[server_der], alpn=("http/1.1",)
+            )
+            backend = PqNetworkBackend(context, on_session)
+            options = {"transport": PqTransport(backend, http2=False)}
+        async with httpx.AsyncClient(**options, timeout=self._timeout, trust_env=False) as c:
             try:
                 response = await c.post(url, json=body)
             except httpx.HTTPError as exc:

@@ -660,6 +660,13 @@ class DtlsEngine:
     def cipher(self) -> str:
         return str(self._conn.get_cipher_name())
 
+    @property
+    def group(self) -> str | None:
+        """The (EC)DHE group negotiated (``SSL_get0_group_name``); None before the handshake."""
+        if not self.handshake_done:
+            return None
+        return self._conn.get_group_name()
+
 
 def _reason(exc: SSL.Error) -> str:
     """OpenSSL's reason strings (never key material), for logs and typed errors."""

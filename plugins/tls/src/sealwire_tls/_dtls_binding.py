@@ -85,6 +85,7 @@ from sealwire_tls._dtls_certs import (
     check_dtls_certificate,
     dtls_certificate,
 )
+from sealwire_tls._pq import PYOPENSSL_STACK, TlsSessionInfo
 
 __all__ = [
     "CONFIRM_RETRY",
@@ -224,6 +225,20 @@ class DtlsChannel:
     @property
     def cipher(self) -> str:
         return self._engine.cipher
+
+    @property
+    def session(self) -> TlsSessionInfo:
+        """What the DTLS handshake negotiated (version, suite, key exchange group)."""
+        return TlsSessionInfo(
+            stack=PYOPENSSL_STACK,
+            version=self._engine.version,
+            cipher=self._engine.cipher,
+            group=self._engine.group,
+        )
+
+    def _authenticated(self, peer: PeerIdentity) -> None:
+        self._peer = peer
+        log.debug("DTLS session with %s: %s", peer.agent_id, self.session.describe())
 
     @property
     def closed(self) -> bool:
@@ -468,7 +483,9 @@ class DtlsBinding(SessionBinding, DatagramBinding):
         except BaseException:
             await channel.close()
             raise
-        channel._peer = PeerIdentity(agent_id=peer.agent_id, identity=peer.identity, card=peer)
+        channel._authenticated(
+            PeerIdentity(agent_id=peer.agent_id, identity=peer.identity, card=peer)
+        )
         return channel
 
     async def _await_answer(
@@ -567,7 +584,9 @@ class DtlsBinding(SessionBinding, DatagramBinding):
         for fragment in channel._answer:
             engine.send(fragment)
         await channel._flush()
-        channel._peer = PeerIdentity(agent_id=card.agent_id, identity=card.identity, card=card)
+        channel._authenticated(
+            PeerIdentity(agent_id=card.agent_id, identity=card.identity, card=card)
+        )
 
 
 async def _handshake(channel: DtlsChannel, deadline: float) -> None:

@@ -16,6 +16,9 @@ Who may call (module rules):
 4. Enrolment (``POST /.well-known/sealwire/enroll``, body ``{"card", "certificate"}``)
    adds a certificate as a trust anchor once its card verifies, passes the trust
    store, and names the certificate's key; the handshake then proves the key.
+5. With ``post_quantum`` (served on pyOpenSSL, :mod:`._pq_server`): a Sealwire
+   caller whose card lists X25519MLKEM768 and whose connection negotiated a
+   classical group is refused (:class:`~sealwire_tls._pq.TlsDowngradeError`, 403).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
 
 from sealwire.binding import BindingContext, PeerIdentity
 from sealwire.errors import AuthenticationError, DecodeError, PolicyError, TrustError
@@ -52,6 +56,14 @@ from sealwire_tls._channel import (
     http_version,
     parse_negotiation_header,
 )
+from sealwire_tls._pq import (
+    PostQuantum,
+    TlsDowngradeError,
+    TlsSessionInfo,
+    add_anchor,
+    card_offers_hybrid,
+    tls_context,
+)
 
 __all__ = [
     "ENROLL_PATH",
@@ -67,6 +79,9 @@ ENROLL_PATH = "/.well-known/sealwire/enroll"
 STANDARD_BINDINGS = ("JSONRPC", "HTTP+JSON")
 """The standard A2A bindings the HTTPS endpoint serves beside Sealwire's own (spec
 §9 and §11), listed in the card at the endpoint's URL in this order."""
+SESSION_KEY = "sealwire_session"
+"""Key of the connection's :class:`~sealwire_tls._pq.TlsSessionInfo` in the ASGI ``tls``
+extension (the pyOpenSSL stack puts it there: Python's ``ssl`` cannot name the group)."""
 TLS_NAMESPACE = "tls"
 MAX_ENROLLED = 4096
 """Client certificates enrolled and kept as trust anchors; past this, enrolment
@@ -135,6 +150,7 @@ class TlsServer:
         ca: x509.Certificate | None = None,
         enroll: bool = True,
         resumption: bool = False,
+        post_quantum: PostQuantum = PostQuantum.OFF,
     ) -> None:
         self._current = current
         context = current()
@@ -153,6 +169,14 @@ class TlsServer:
         self.ssl = server_context(
             chain, context, anchors, require=not enroll, resumption=resumption
         )
+        self.post_quantum = post_quantum
+        self.pq_context: SSL.Context | None = None
+        if post_quantum is not PostQuantum.OFF:
+            # The same rules on the pyOpenSSL stack (README: post-quantum TLS).
+            self.pq_context = tls_context(
+                server=True, mode=post_quantum, chain=self.chain,
+                key=context.identity.signing_key, anchors=anchors, require_certificate=not enroll,
+            )  # fmt: skip
         self._peers = _Lru()
         self._signatures = _Lru()
         self._served: tuple[VerifiedCard, dict[str, Any]] | None = None
@@ -228,7 +252,21 @@ class TlsServer:
             peer = self._peers.remember(key, self._verify_caller(der, card_header))
         if self._binding.trust.is_denied(peer.agent_id):
             raise TrustError(f"agent {peer.agent_id} is denied")
+        self._check_key_exchange(scope, peer)
         return peer
+
+    def _check_key_exchange(self, scope: Mapping[str, Any], peer: PeerIdentity) -> None:
+        """The downgrade rule for a Sealwire caller: when both cards offer the hybrid
+        group, a connection that negotiated a classical one is refused."""
+        if self.post_quantum is PostQuantum.OFF or peer.card is None:
+            return
+        session = (scope.get("extensions", {}).get("tls") or {}).get(SESSION_KEY)
+        if not isinstance(session, TlsSessionInfo) or session.post_quantum is not False:
+            return
+        if card_offers_hybrid(peer.card):
+            raise TlsDowngradeError(
+                f"agent {peer.agent_id} offers the hybrid group and negotiated {session.group}"
+            )
 
     def _verify_caller(self, der: bytes, card_header: str | None) -> PeerIdentity:
         key = certificate_key(parse_certificate(der))
@@ -288,6 +326,8 @@ class TlsServer:
             if len(self._anchors) >= MAX_ENROLLED:
                 return 503, {"error": "too many enrolled certificates"}
             self.ssl.load_verify_locations(cadata=der)
+            if self.pq_context is not None:
+                add_anchor(self.pq_context, der)
             self._anchors.add(digest)
             self._binding.store.put(TLS_NAMESPACE, f"client/{card.agent_id}", der)
         return 200, {"enrolled": card.agent_id}
