@@ -79,7 +79,7 @@ def test_resigning_replaces_both_entries() -> None:
 def test_missing_second_signature_is_refused() -> None:
     card = copy.deepcopy(SIGNED)
     del card["signatures"][1]
-    with pytest.raises(AuthenticationError, match="ML-DSA-65 signature .* is missing"):
+    with pytest.raises(AuthenticationError, match=r"ML-DSA-65 signature .* is missing"):
         verify_card(card)
 
 

@@ -153,7 +153,7 @@ def test_sdk_signed_card_verifies_with_ours() -> None:
         protected_header={"alg": "EdDSA", "typ": "JOSE", "kid": ALICE.agent_id, "jku": None},
     )
     served = MessageToDict(signer(agent_card))
-    with pytest.raises(AuthenticationError, match="ML-DSA-65 signature .* is missing"):
+    with pytest.raises(AuthenticationError, match=r"ML-DSA-65 signature .* is missing"):
         verify_card(served)
     assert ALICE.mldsa_key is not None
     protected = encode_protected_header(ALICE.agent_id, JWS_ALG_MLDSA65)

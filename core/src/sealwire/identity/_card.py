@@ -195,7 +195,8 @@ def sign_card(card: Mapping[str, Any], identity: Identity) -> dict[str, Any]:
     signed: dict[str, Any] = plain_json(card)
     payload = canonical_card_bytes(signed)
     protected = encode_protected_header(identity.agent_id)
-    entries = [{"protected": protected, "signature": sign_detached(identity.signing_key, protected, payload)}]  # fmt: skip
+    signature = sign_detached(identity.signing_key, protected, payload)
+    entries = [{"protected": protected, "signature": signature}]
     if identity.mldsa_key is not None:
         protected = encode_protected_header(identity.agent_id, JWS_ALG_MLDSA65)
         signature = sign_detached(identity.mldsa_key, protected, payload)
