@@ -286,6 +286,7 @@ def _first(session: Any) -> bytes:
 
 def hybrid_pair() -> tuple[HandshakeState, HandshakeState]:
     name = "Noise_XXhfs_25519+MLKEM768_ChaChaPoly_SHA256"
+
     def side(initiator: bool) -> HandshakeState:
         static = x25519.X25519PrivateKey.generate()
         return HandshakeState(name, initiator=initiator, random=os.urandom, static=static)
