@@ -153,20 +153,20 @@ class Decision:
 
     def explain(self) -> str:
         """A human-readable account of the decision."""
-        terms = self.candidate.terms or SessionTerms(properties=self.candidate.info.properties)
         lines = [
             f"binding: {self.binding} ({self.candidate.offer.uri})",
             f"url: {self.url}",
             f"reason: {self.reason}",
-            *self.describe_session(terms),
+            *self.session_description(),
         ]
         lines += [f"not chosen: {uri}: {why}" for uri, why in self.rejected]
         return "\n".join(lines)
 
-    @staticmethod
-    def describe_session(terms: SessionTerms) -> list[str]:
+    def session_description(self) -> list[str]:
         """Protocol, suite, whether key exchange and authentication are post-quantum,
-        and the properties (lines of :meth:`explain` and ``sealwire send --verbose``)."""
+        and the properties, as the binding states them for this peer (lines of
+        :meth:`explain` and of ``sealwire send --verbose``)."""
+        terms = self.candidate.terms or SessionTerms(properties=self.candidate.info.properties)
         kex = "post-quantum (hybrid)" if terms.post_quantum_key_exchange else "classical"
         auth = "post-quantum (hybrid)" if terms.post_quantum_authentication else "classical"
         return [
