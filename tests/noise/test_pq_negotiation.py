@@ -20,10 +20,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 
+from sealwire.agent import Agent, TaskContext
 from sealwire.agent._card import build_card
 from sealwire.binding import BindingContext, Negotiation, Party, Property
-from sealwire.errors import DecodeError, PolicyError
+from sealwire.errors import DecodeError, PolicyError, SealwireError
 from sealwire.identity import Identity, TrustMode, TrustStore, VerifiedCard, verify_card
+from sealwire.model import TaskState
+from sealwire.plugins import load_registry
 from sealwire.policy import Policy, PolicyConfig, Situation
 from sealwire.store import MemoryStore
 from sealwire.transport import memory_datagram_pair, memory_pair
@@ -36,6 +39,7 @@ from sealwire_noise import (
     NoiseRemoteProtocolError,
 )
 from sealwire_noise import _binding as noise_binding
+from sealwire_noise import plugin as noise_plugin
 from sealwire_noise._binding import NoiseBinding
 from sealwire_noise._errors import NoiseDowngradeError, NoiseSignatureError
 from sealwire_noise._session import encode_first_frame
@@ -330,3 +334,51 @@ def test_truncated_oversized_or_altered_ml_kem_ciphertext_is_a_typed_error() -> 
             init.read_message(bad)
     init.read_message(reply)  # unchanged by the failures
     assert init.status.value == "write"
+
+
+# -- agents over real loopback TCP: require is checked against what was negotiated -------
+
+REGISTRY = load_registry(extra_plugins=[noise_plugin], load_entry_points=False)
+
+
+SERVED: list[str] = []
+
+
+async def _answer(task: TaskContext) -> None:
+    SERVED.append(task.message.parts[0].text or "")
+    await task.complete("done")
+
+
+def pq_agent(name: str, listen: list[str], *, noise: dict[str, Any], require: list[str]) -> Agent:
+    agent = Agent(
+        PQ_IDS[0] if name == "server" else PQ_IDS[1], MemoryStore(), name=name, listen=listen,
+        registry=REGISTRY, binding_options={"noise": noise},
+        policy=PolicyConfig.from_mapping({"require": require}),
+    )  # fmt: skip
+    agent.on_message(_answer)
+    return agent
+
+
+async def test_agents_requiring_pq_talk_over_the_hybrid_with_pq_auth() -> None:
+    need = ["post_quantum", "post_quantum_auth"]
+    server = pq_agent("server", ["tcp://127.0.0.1:0"], noise=HYBRID, require=need)
+    client = pq_agent("client", [], noise=HYBRID, require=need)
+    async with server, client:
+        peer = client.peer(server.card.card)
+        decision = client.explain(peer)
+        assert decision.binding == "noise" and "hfs" in decision.session_description()[0]
+        task = await asyncio.wait_for(client.send_message(peer, "hello pq"), 60)
+        assert task.status.state is TaskState.COMPLETED
+
+
+async def test_responder_requiring_pq_closes_a_classical_session() -> None:
+    """The responder cannot know the initiator's card before the handshake: a classical
+    initiator's session completes in Noise, then the responder's policy refuses it and
+    serves nothing (before this check it served the call)."""
+    server = pq_agent("server", ["tcp://127.0.0.1:0"], noise=HYBRID, require=["post_quantum"])
+    client = pq_agent("client", [], noise={}, require=[])
+    async with server, client:
+        peer = client.peer(server.card.card)
+        with pytest.raises(SealwireError):
+            await asyncio.wait_for(client.send_message(peer, "classical"), 60)
+        assert "classical" not in SERVED  # the server's handler never saw the call
