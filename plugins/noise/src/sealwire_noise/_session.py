@@ -216,7 +216,15 @@ class Session:
             return
         offer = card.offer(self.info.name)
         peer_pq = offer is not None and offer.params.get("postQuantum") is True
-        if peer_pq and _offers_hybrid(self.context.options):
+        # Our side as the peer saw it: our signed card's offer (what the initiator chose
+        # from), or our options when our card does not offer the binding.
+        ours = self.context.card.offer(self.info.name)
+        our_pq = (
+            ours.params.get("postQuantum") is True
+            if ours is not None
+            else _offers_hybrid(self.context.options)
+        )
+        if peer_pq and our_pq:
             raise NoiseDowngradeError(
                 "both cards offer the ML-KEM-768 hybrid but the handshake is classical"
             )
