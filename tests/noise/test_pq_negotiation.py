@@ -359,9 +359,12 @@ def pq_agent(name: str, listen: list[str], *, noise: dict[str, Any], require: li
     return agent
 
 
-async def test_agents_requiring_pq_talk_over_the_hybrid_with_pq_auth() -> None:
+@pytest.mark.parametrize("scheme", ["tcp", "udp"])
+async def test_agents_requiring_pq_talk_over_the_hybrid_with_pq_auth(scheme: str) -> None:
+    """Over real loopback sockets; over UDP each ~15 KB handshake message (card, ML-DSA
+    signature, ML-KEM key) is one datagram."""
     need = ["post_quantum", "post_quantum_auth"]
-    server = pq_agent("server", ["tcp://127.0.0.1:0"], noise=HYBRID, require=need)
+    server = pq_agent("server", [f"{scheme}://127.0.0.1:0"], noise=HYBRID, require=need)
     client = pq_agent("client", [], noise=HYBRID, require=need)
     async with server, client:
         peer = client.peer(server.card.card)

@@ -404,17 +404,6 @@ class Policy:
             params = {}
         return Party(identity=identity, params=params, options=options)
 
-    def terms(
-        self, cls: type[Binding], local_card: VerifiedCard, peer: VerifiedCard | None
-    ) -> SessionTerms:
-        """What a session of ``cls`` with ``peer`` will have (the binding states it)."""
-        local = self._local_party(cls, local_card.identity, local_card)
-        other = None
-        if peer is not None:
-            offer = peer.offer(cls.info.name)
-            other = Party(identity=peer.identity, params={} if offer is None else offer.params)
-        return cls.session_terms(local, other)
-
     def local_offers(self, identity: PublicIdentity | None = None) -> tuple[type[Binding], ...]:
         """Our own bindings in the order our card offers them (preferred first, denied out,
         and those our configuration cannot give ``require`` with any peer left out)."""
