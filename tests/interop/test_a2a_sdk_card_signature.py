@@ -38,6 +38,7 @@ from sealwire.identity import (
     sign_card,
     verify_card,
 )
+from sealwire.identity._jws import JWS_ALG_MLDSA65, encode_protected_header, sign_detached
 
 ALICE = Identity.generate(post_quantum=True)
 MALLORY = Identity.generate()
@@ -143,13 +144,50 @@ def test_canonical_bytes_equal_the_sdk_ones() -> None:
 
 
 def test_sdk_signed_card_verifies_with_ours() -> None:
+    """a2a-sdk signs EdDSA only: for an agent with an ML-DSA-65 key that is not enough
+    (the second signature is missing); with our ML-DSA-65 entry beside the sdk's EdDSA
+    one, the card verifies, the sdk's signature included."""
     agent_card = parse_agent_card(make_card())
     signer = create_agent_card_signer(
         signing_key=ALICE.signing_key,  # type: ignore[arg-type]  # PyJWT takes key objects
         protected_header={"alg": "EdDSA", "typ": "JOSE", "kid": ALICE.agent_id, "jku": None},
     )
     served = MessageToDict(signer(agent_card))
+    with pytest.raises(AuthenticationError, match=r"ML-DSA-65 signature .* is missing"):
+        verify_card(served)
+    assert ALICE.mldsa_key is not None
+    protected = encode_protected_header(ALICE.agent_id, JWS_ALG_MLDSA65)
+    signature = sign_detached(ALICE.mldsa_key, protected, canonical_card_bytes(served))
+    served["signatures"].append({"protected": protected, "signature": signature})
     assert verify_card(served).identity == ALICE.public
+    sdk_verify(served)
+
+
+def test_sdk_signed_classical_card_verifies_with_ours() -> None:
+    bob = Identity.generate()
+    card = make_card()
+    card["capabilities"]["extensions"][0] = build_identity_extension(bob.public, {})
+    signer = create_agent_card_signer(
+        signing_key=bob.signing_key,  # type: ignore[arg-type]  # PyJWT takes key objects
+        protected_header={"alg": "EdDSA", "typ": "JOSE", "kid": bob.agent_id, "jku": None},
+    )
+    served = MessageToDict(signer(parse_agent_card(card)))
+    assert verify_card(served).identity == bob.public
+
+
+def test_our_hybrid_card_carries_both_signatures_and_the_sdk_skips_the_pq_one() -> None:
+    signed = sign_card(make_card(), ALICE)
+    algs = [
+        json.loads(base64.urlsafe_b64decode(e["protected"] + "==="))["alg"]
+        for e in signed["signatures"]
+    ]
+    assert algs == ["EdDSA", "ML-DSA-65"]
+    sdk_verify(signed)  # the EdDSA one is enough for a2a-sdk
+    eddsa_only = copy.deepcopy(signed)
+    del eddsa_only["signatures"][1]
+    sdk_verify(eddsa_only)
+    with pytest.raises(AuthenticationError, match="is missing"):
+        verify_card(eddsa_only)  # but not for us: the card lists an ML-DSA-65 key
 
 
 def _rename(card: dict[str, Any]) -> None:

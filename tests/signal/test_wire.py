@@ -116,7 +116,7 @@ def test_bounds_and_utf8():
         Envelope.from_bytes(attrs.evolve(_sample(), negotiation=bytes(5000)).to_bytes())
     part = PrekeyPart(identity_key=bytes(32), ephemeral_key=bytes(32), signed_prekey_id=1)
     raw = bytearray(attrs.evolve(_sample(), prekey=part).to_bytes())
-    raw[raw.index(b"\x00\x00\x00\x01\x00") + 4] = 0x04  # unknown presence bit
+    raw[raw.index(b"\x00\x00\x00\x01\x00") + 4] = 0x08  # unknown presence bit
     with pytest.raises(EnvelopeDecodeError, match="present"):
         Envelope.from_bytes(bytes(raw))
 

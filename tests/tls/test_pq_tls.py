@@ -25,9 +25,9 @@ from OpenSSL import SSL
 from waiting import until
 
 from sealwire.agent import Agent
-from sealwire.binding import Property
+from sealwire.binding import Party, Property, SessionTerms
 from sealwire.errors import ConfigurationError, PolicyError
-from sealwire.identity import Identity
+from sealwire.identity import Identity, VerifiedCard
 from sealwire.model import Task, TaskState
 from sealwire.policy import Situation
 from sealwire_tls import (
@@ -49,6 +49,15 @@ PQ_LOGGERS = ("sealwire_tls._pq", "sealwire_tls._pq_server")
 pytestmark = pytest.mark.skipif(
     not hybrid_available(), reason="cryptography's OpenSSL has no X25519MLKEM768"
 )
+
+
+def _terms(agent: Agent, peer: VerifiedCard) -> SessionTerms:
+    """What the TLS binding states a session of ``agent`` with ``peer`` will have."""
+    offer = peer.offer("tls")
+    return TlsBinding.session_terms(
+        Party(options=agent.binding_options.get("tls", {})),
+        Party(identity=peer.identity, params={} if offer is None else offer.params),
+    )
 
 
 def _binding(agent: Agent) -> TlsBinding:
@@ -78,7 +87,7 @@ async def test_agents_call_each_other_over_the_hybrid_group(
         assert info is not None and info.group == HYBRID_GROUP and info.post_quantum
         assert info.version == "TLSv1.3" and info.alpn == ("h2" if http2 else "http/1.1")
         assert Property.POST_QUANTUM in conn.channel.properties
-        assert Property.POST_QUANTUM in _binding(client).peer_properties(peer)
+        assert Property.POST_QUANTUM in _terms(client, peer).properties
     # Both sides logged the group at debug: the client's check and the server's connection.
     logged = [r.getMessage() for r in caplog.records if r.name in PQ_LOGGERS]
     assert any(m.startswith("TLS session:") and HYBRID_GROUP in m for m in logged)
@@ -123,7 +132,7 @@ async def test_prefer_still_calls_and_serves_classical_peers(agents: Callable[..
         info = session_info(conn.channel)
         assert info is not None and info.group == "x25519" and info.post_quantum is False
         assert Property.POST_QUANTUM not in conn.channel.properties
-        assert Property.POST_QUANTUM not in _binding(pq_client).peer_properties(peer)
+        assert Property.POST_QUANTUM not in _terms(pq_client, peer).properties
         # A classical caller (Python's ssl) and a PQ server that prefers but does not
         # require: served; Python 3.11's ssl cannot name the group.
         peer = classical_client.peer(pq_server.card)

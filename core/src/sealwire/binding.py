@@ -62,10 +62,12 @@ __all__ = [
     "MailboxBinding",
     "Negotiation",
     "OpenedMessage",
+    "Party",
     "PeerIdentity",
     "Property",
     "SecureChannel",
     "SessionBinding",
+    "SessionTerms",
     "Shape",
     "shape_types",
     "binding_uri",
@@ -86,6 +88,10 @@ class Property(enum.StrEnum):
     DATAGRAM = "datagram"
     HTTP_INTEROP = "http_interop"
     POST_QUANTUM = "post_quantum"
+    """The key exchange resists a quantum attacker (an ML-KEM hybrid: X25519 + ML-KEM-768)."""
+    POST_QUANTUM_AUTH = "post_quantum_auth"
+    """Both peers authenticate with ML-DSA-65 as well as Ed25519/X25519 (hybrid-signed
+    cards, and the binding's own authentication signed with ML-DSA where it allows)."""
 
 
 class Shape(enum.StrEnum):
@@ -124,8 +130,10 @@ class BindingInfo:
 
     ``name`` is unique among loaded plugins; ``major`` is the wire version named
     in the card URI; ``version`` is the distribution's version (read with
-    ``importlib.metadata.version``); ``properties`` are what policy can require;
-    ``schemes`` are the transport URL schemes a session binding can run over.
+    ``importlib.metadata.version``); ``properties`` are what every session of the
+    binding has, whatever the peers (a binding adds the ones that depend on both
+    cards and configurations in :meth:`Binding.session_terms`); ``schemes`` are the
+    transport URL schemes a session binding can run over.
     """
 
     name: str
@@ -139,6 +147,48 @@ class BindingInfo:
     @property
     def uri(self) -> str:
         return binding_uri(self.name, self.major)
+
+
+@attrs.frozen(kw_only=True)
+class Party:
+    """One side of a prospective session, as the policy sees it before any handshake.
+
+    ``identity`` is the agent's public keys from its verified card (None when not
+    known: our own offers before the card is signed; a binding then assumes the
+    best the keys could give); ``params`` are its card parameters for the
+    binding (:meth:`Binding.card_parameters`: what its configuration offers,
+    empty when its card does not offer the binding); ``options`` is the
+    binding's configuration, known for the local agent only (a peer's
+    configuration shows only through its card parameters).
+    """
+
+    identity: PublicIdentity | None = attrs.field(default=None, repr=False)
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class SessionTerms:
+    """What a session of a binding with one peer will have, before it runs.
+
+    ``properties`` are the session's properties (what policy checks against
+    ``require``); ``protocol`` names the protocol that will run (for example a
+    Noise protocol name) and ``suite`` its cipher suite, empty when the binding
+    has nothing more precise to say than its name. The binding's handshake must
+    make these hold, or fail with a typed error before any channel exists.
+    """
+
+    properties: frozenset[Property]
+    protocol: str = ""
+    suite: str = ""
+
+    @property
+    def post_quantum_key_exchange(self) -> bool:
+        return Property.POST_QUANTUM in self.properties
+
+    @property
+    def post_quantum_authentication(self) -> bool:
+        return Property.POST_QUANTUM_AUTH in self.properties
 
 
 @attrs.frozen(kw_only=True)
@@ -274,6 +324,23 @@ class Binding(abc.ABC):
         ``options`` are this binding's options from the agent configuration.
         """
         return {}
+
+    @classmethod
+    def session_terms(cls, local: Party, peer: Party | None) -> SessionTerms:
+        """What a session with this peer will have, given both cards and configurations.
+
+        ``local`` is this agent (its card parameters for the binding come from its
+        configuration); ``peer`` is the peer from its signed card, or ``None`` for
+        the best this agent's configuration can give any peer (the policy uses it
+        to decide which bindings our own card offers under ``require``).
+
+        The default is the static declaration, ``info.properties``, so bindings
+        written before this method keep working. A binding whose properties
+        depend on what both sides offer (Noise's ML-KEM hybrid, say) overrides
+        it, and its handshake must then refuse, with a typed error and before
+        any channel exists, a peer whose negotiation would give less.
+        """
+        return SessionTerms(properties=cls.info.properties)
 
 
 class SessionBinding(Binding):

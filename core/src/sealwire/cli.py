@@ -122,16 +122,23 @@ def _add_store_command(sub: Any) -> None:
 def _local_card(args: argparse.Namespace, registry: Registry) -> dict[str, Any]:
     config, identity, store = open_home(_home(args), registry)
     store.close()
-    policy = Policy(config.policy, registry.bindings, registry.policy_rules)
+    policy = _policy(config, registry)
     return build_card(
         identity,
         name=config.name,
         description=config.description,
         version=__version__,
-        bindings=policy.local_offers(),
+        bindings=policy.local_offers(identity.public),
         listen_urls=config.listen,
         relay_address=relay_address(config, identity),
         options=config.bindings,
+    )
+
+
+def _policy(config: Any, registry: Registry) -> Policy:
+    """The agent's policy, with its binding options (what Noise's hybrid depends on)."""
+    return Policy(
+        config.policy, registry.bindings, registry.policy_rules, binding_options=config.bindings
     )
 
 
@@ -167,8 +174,7 @@ def cmd_policy_explain(args: argparse.Namespace, registry: Registry) -> int:
     config, _identity, store = open_home(_home(args), registry)
     store.close()
     local = verify_card(_local_card(args, registry))
-    policy = Policy(config.policy, registry.bindings, registry.policy_rules)
-    decision = policy.decide(peer, SITUATIONS[args.situation], local)
+    decision = _policy(config, registry).decide(peer, SITUATIONS[args.situation], local)
     print(f"peer: {peer.identity.agent_id} ({peer.name})")
     print(decision.explain())
     return 0
@@ -217,12 +223,18 @@ def cmd_serve(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-async def _send(agent: Agent, card: Any, text: str, situation: Situation, stream: bool) -> int:
+async def _send(
+    agent: Agent, card: Any, text: str, situation: Situation, stream: bool, verbose: bool = False
+) -> int:
     try:
         async with agent:
             peer = agent.peer(card)
             decision = agent.explain(peer, situation)
             print(f"# via {decision.binding} ({decision.url}): {decision.reason}", file=sys.stderr)
+            if verbose:  # what the handshake will run: it fails rather than give less
+                lines = [f"binding: {decision.binding}", *decision.session_description()]
+                for line in lines:
+                    print(f"# {line}", file=sys.stderr)
             if stream:
                 async for event in agent.stream_message(peer, text, situation=situation):
                     print(json.dumps(to_json(event)), flush=True)
@@ -237,7 +249,7 @@ async def _send(agent: Agent, card: Any, text: str, situation: Situation, stream
 def cmd_send(args: argparse.Namespace, registry: Registry) -> int:
     card = _read_card(args.peer_card)
     agent = open_agent(_home(args), registry)
-    coro = _send(agent, card, args.text, SITUATIONS[args.situation], args.stream)
+    coro = _send(agent, card, args.text, SITUATIONS[args.situation], args.stream, args.verbose)
     try:
         return asyncio.run(asyncio.wait_for(coro, args.timeout))
     except TimeoutError:
@@ -336,6 +348,12 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     p.add_argument("--situation", choices=sorted(SITUATIONS), default="online")
     p.add_argument("--stream", action="store_true", help="print each stream event as it comes")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the binding, protocol, suite and whether key exchange and "
+        "authentication are post-quantum (on stderr)",
+    )
     p.set_defaults(run=cmd_send)
 
     p = sub.add_parser("sidecar", help="put an A2A HTTP server behind this agent's bindings")

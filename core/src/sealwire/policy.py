@@ -5,7 +5,11 @@ decision = f(peer's signed card, situation, configuration):
 1. candidates are the peer card's offers (its preference order) that a loaded
    binding speaks;
 2. configuration removes denied bindings and those lacking a required
-   property (globally or for this peer); a denied peer gets no binding at all;
+   property (globally or for this peer); a denied peer gets no binding at all.
+   A binding's properties with this peer are what it states from both cards
+   and our configuration (:meth:`~sealwire.binding.Binding.session_terms`:
+   Noise is ``post_quantum`` only when both cards offer its ML-KEM hybrid),
+   and its handshake makes them hold or fails;
    ``per_message_forward_secrecy`` (globally or for this peer) keeps only
    bindings whose every message has its own key: a ratcheting binding
    (``post_compromise_security``), or one whose offers on both cards say the
@@ -31,11 +35,19 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from sealwire.binding import Binding, BindingInfo, Negotiation, Property, Shape
+from sealwire.binding import (
+    Binding,
+    BindingInfo,
+    Negotiation,
+    Party,
+    Property,
+    SessionTerms,
+    Shape,
+)
 from sealwire.errors import ConfigurationError, PolicyError
 
 if TYPE_CHECKING:
-    from sealwire.identity import OfferedBinding, VerifiedCard
+    from sealwire.identity import OfferedBinding, PublicIdentity, VerifiedCard
 
 __all__ = [
     "PER_MESSAGE_FORWARD_SECRECY",
@@ -100,10 +112,18 @@ class Situation:
 
 @attrs.frozen(kw_only=True)
 class Candidate:
-    """A binding both sides speak: the peer's offer and our binding's declaration."""
+    """A binding both sides speak: the peer's offer, our binding's declaration, and
+    what a session of it with this peer will have (``terms``; the static
+    declaration when not given)."""
 
     offer: OfferedBinding
     info: BindingInfo
+    terms: SessionTerms | None = None
+
+    @property
+    def properties(self) -> frozenset[Property]:
+        """The properties a session with this peer will have."""
+        return self.info.properties if self.terms is None else self.terms.properties
 
 
 @attrs.frozen(kw_only=True)
@@ -137,10 +157,25 @@ class Decision:
             f"binding: {self.binding} ({self.candidate.offer.uri})",
             f"url: {self.url}",
             f"reason: {self.reason}",
-            f"properties: {', '.join(sorted(self.candidate.info.properties))}",
+            *self.session_description(),
         ]
         lines += [f"not chosen: {uri}: {why}" for uri, why in self.rejected]
         return "\n".join(lines)
+
+    def session_description(self) -> list[str]:
+        """Protocol, suite, whether key exchange and authentication are post-quantum,
+        and the properties, as the binding states them for this peer (lines of
+        :meth:`explain` and of ``sealwire send --verbose``)."""
+        terms = self.candidate.terms or SessionTerms(properties=self.candidate.info.properties)
+        kex = "post-quantum (hybrid)" if terms.post_quantum_key_exchange else "classical"
+        auth = "post-quantum (hybrid)" if terms.post_quantum_authentication else "classical"
+        return [
+            f"protocol: {terms.protocol or '(not stated by the binding)'}",
+            f"suite: {terms.suite or '(not stated by the binding)'}",
+            f"key exchange: {kex}",
+            f"authentication: {auth}",
+            f"properties: {', '.join(sorted(terms.properties))}",
+        ]
 
 
 @attrs.frozen(kw_only=True)
@@ -346,17 +381,38 @@ class Policy:
         config: PolicyConfig,
         bindings: Mapping[str, type[Binding]],
         rules: Iterable[PolicyRule] = (),
+        *,
+        binding_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.config = config
         self.bindings = bindings
         self.rules = tuple(rules)
+        self.binding_options = dict(binding_options or {})
 
-    def local_offers(self) -> tuple[type[Binding], ...]:
-        """Our own bindings in the order our card offers them (preferred first, denied out)."""
+    def _local_party(
+        self, cls: type[Binding], identity: PublicIdentity | None, card: VerifiedCard | None
+    ) -> Party:
+        """This agent as the binding sees it: our card's parameters for it (or, when our
+        card does not offer it, what our configuration would publish) and our options."""
+        options = self.binding_options.get(cls.info.name, {})
+        offer = None if card is None else card.offer(cls.info.name)
+        if offer is not None:
+            params: Mapping[str, Any] = offer.params
+        elif identity is not None:
+            params = cls.card_parameters(identity, options)
+        else:
+            params = {}
+        return Party(identity=identity, params=params, options=options)
+
+    def local_offers(self, identity: PublicIdentity | None = None) -> tuple[type[Binding], ...]:
+        """Our own bindings in the order our card offers them (preferred first, denied out,
+        and those our configuration cannot give ``require`` with any peer left out)."""
         allowed = [
             cls
             for name, cls in self.bindings.items()
-            if name not in self.config.deny_bindings and self.config.require <= cls.info.properties
+            if name not in self.config.deny_bindings
+            and self.config.require
+            <= cls.session_terms(self._local_party(cls, identity, None), None).properties
         ]
         rank = {name: i for i, name in enumerate(self.config.prefer)}
         return tuple(sorted(allowed, key=lambda c: (rank.get(c.info.name, len(rank)), c.info.name)))
@@ -378,16 +434,29 @@ class Policy:
                 rejected.append((offer.uri, "no loaded binding speaks it"))
             elif offer.name in denied:
                 rejected.append((offer.uri, "denied by configuration"))
-            elif not required <= cls.info.properties:
-                missing = ", ".join(sorted(required - cls.info.properties))
+            elif (
+                not required
+                <= (terms := self._offer_terms(cls, offer, peer, local_card)).properties
+            ):
+                missing = ", ".join(sorted(required - terms.properties))
                 rejected.append((offer.uri, f"lacks required properties: {missing}"))
             elif pmfs and not gives_per_message_forward_secrecy(
                 cls.info, offer, local_card.offer(offer.name)
             ):
                 rejected.append((offer.uri, f"lacks required {PER_MESSAGE_FORWARD_SECRECY}"))
             else:
-                candidates.append(Candidate(offer=offer, info=cls.info))
+                candidates.append(Candidate(offer=offer, info=cls.info, terms=terms))
         return candidates, rejected
+
+    def _offer_terms(
+        self,
+        cls: type[Binding],
+        offer: OfferedBinding,
+        peer: VerifiedCard,
+        local_card: VerifiedCard,
+    ) -> SessionTerms:
+        local = self._local_party(cls, local_card.identity, local_card)
+        return cls.session_terms(local, Party(identity=peer.identity, params=offer.params))
 
     def decide(
         self,
@@ -450,6 +519,23 @@ class Policy:
                     raise PolicyError(f"policy rule {rule.name!r} picked a binding not allowed")
                 return picked[0], f"rule {rule.name!r}: {picked[1]}"
         return _default_rule(situation, candidates, self.config.prefer)
+
+    def required_for(self, agent_id: str) -> frozenset[Property]:
+        """The properties required of every session with ``agent_id`` (global and per peer)."""
+        override = self.config.peers.get(agent_id, PeerOverride())
+        return self.config.require | override.require
+
+    def check_session(self, agent_id: str, properties: frozenset[Property]) -> None:
+        """After a session handshake, either side: PolicyError unless the session has
+        every property required with this peer. A binding's handshake already refuses
+        to give less than both cards promise; this catches a peer whose card never
+        promised it (the responder cannot know before the initiator's card arrives)."""
+        missing = self.required_for(agent_id) - properties
+        if missing:
+            raise PolicyError(
+                f"the session negotiated with {agent_id} lacks required properties: "
+                f"{', '.join(sorted(missing))}"
+            )
 
     def check_incoming(self, negotiation: Negotiation, local_card: VerifiedCard) -> type[Binding]:
         """Responder side: accept a negotiation only if it matches what we offer.

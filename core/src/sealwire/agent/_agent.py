@@ -118,7 +118,10 @@ class Agent:
         self.relay_address = relay_address
         self.registry = registry if registry is not None else load_registry()
         self.policy = Policy(
-            policy or PolicyConfig(), self.registry.bindings, self.registry.policy_rules
+            policy or PolicyConfig(),
+            self.registry.bindings,
+            self.registry.policy_rules,
+            binding_options=binding_options,
         )
         self.trust = TrustStore(store, trust_mode)
         self.binding_options = dict(binding_options or {})
@@ -320,6 +323,7 @@ class Agent:
     async def _serve_channel(self, channel: SecureChannel) -> None:
         try:
             self.check_peer(channel.peer)
+            self.policy.check_session(channel.peer.agent_id, channel.properties)
         except SealwireError as exc:
             log.info("refused peer %s: %s", channel.peer.agent_id, exc)
             await channel.close()
@@ -501,6 +505,17 @@ class Agent:
             if self._mailbox is None:
                 raise StateError("a mailbox binding needs a relay: configure one")
             return self._mailbox.channel(peer, decision)
+        channel = await self._handshake(binding, peer, decision)
+        try:  # what the handshake negotiated must give what the policy requires
+            self.policy.check_session(peer.identity.agent_id, channel.properties)
+        except PolicyError:
+            await channel.close()
+            raise
+        return channel
+
+    async def _handshake(
+        self, binding: Binding, peer: VerifiedCard, decision: Decision
+    ) -> SecureChannel:
         negotiation = decision.negotiation
         if isinstance(binding, CarrierBinding):
             if urlsplit(decision.url).scheme not in binding.info.schemes:

@@ -10,6 +10,14 @@ It is signed as A2A v1.0 §8.4 says: a detached JWS (RFC 7515, ``alg`` EdDSA,
 ``kid`` = the agent id) over the RFC 8785 form of the card without its
 ``signatures`` (see ``_canonical``). Only :func:`verify_card` returns the
 trusted :class:`VerifiedCard`.
+
+Hybrid signatures: the card of an agent with an ML-DSA-65 key carries a second
+signature entry, ``alg`` ``ML-DSA-65`` (the JOSE registration of FIPS 204),
+same ``kid``, over the same canonical bytes. A verifier that knows only EdDSA
+(a2a-sdk) skips it; :func:`verify_card` requires both whenever the card lists
+an ML-DSA-65 key: a card whose ML-DSA signature is missing or fails is refused
+even if its EdDSA one verifies, so removing the post-quantum signature is not
+a way to pass a card off with a key a quantum attacker could forge for.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from sealwire.errors import AuthenticationError, ConfigurationError, DecodeError
 from sealwire.identity._canonical import canonical_card_bytes, plain_json
 from sealwire.identity._jws import (
     JWS_ALG,
+    JWS_ALG_MLDSA65,
     encode_protected_header,
     parse_protected_header,
     sign_detached,
@@ -50,8 +59,9 @@ __all__ = [
 IDENTITY_EXTENSION_URI = "urn:sealwire:ext:identity:1"
 BINDING_URI_PREFIX = "urn:sealwire:binding:"
 
-# Each signature entry may cost an Ed25519 verification (~100 us); a hostile
-# card must not buy unbounded work. Key rotation needs two or three.
+# Each signature entry may cost an Ed25519 (~100 us) or ML-DSA-65 (~250 us)
+# verification; a hostile card must not buy unbounded work. A hybrid-signed card
+# has two entries, key rotation two or three more.
 MAX_CARD_SIGNATURES = 16
 # Bounds the offers built from one card; a card lists a handful of interfaces.
 MAX_SUPPORTED_INTERFACES = 64
@@ -171,7 +181,9 @@ def sign_card(card: Mapping[str, Any], identity: Identity) -> dict[str, Any]:
     """The card with a signature by ``identity`` added (A2A v1.0 §8.4.2).
 
     Any previous signature whose ``kid`` is this agent id is replaced; others
-    are kept. The card must carry this identity's extension
+    are kept. An identity with an ML-DSA-65 key adds a second entry (``alg``
+    ``ML-DSA-65``, same ``kid``) over the same canonical card, after the EdDSA
+    one. The card must carry this identity's extension
     (:func:`build_identity_extension`), else LocalProtocolError.
     """
     try:
@@ -181,15 +193,21 @@ def sign_card(card: Mapping[str, Any], identity: Identity) -> dict[str, Any]:
     if claimed != identity.public:
         raise LocalProtocolError("card's identity extension names other keys than this identity")
     signed: dict[str, Any] = plain_json(card)
+    payload = canonical_card_bytes(signed)
     protected = encode_protected_header(identity.agent_id)
-    signature = sign_detached(identity.signing_key, protected, canonical_card_bytes(signed))
+    signature = sign_detached(identity.signing_key, protected, payload)
+    entries = [{"protected": protected, "signature": signature}]
+    if identity.mldsa_key is not None:
+        protected = encode_protected_header(identity.agent_id, JWS_ALG_MLDSA65)
+        signature = sign_detached(identity.mldsa_key, protected, payload)
+        entries.append({"protected": protected, "signature": signature})
     previous = signed.get("signatures")
     kept = [
         entry
         for entry in (previous if isinstance(previous, list) else [])
         if _signature_kid(entry) != identity.agent_id
     ]
-    signed["signatures"] = [*kept, {"protected": protected, "signature": signature}]
+    signed["signatures"] = [*kept, *entries]
     return signed
 
 
@@ -213,18 +231,31 @@ class VerifiedCard:
         """The verified agent id."""
         return self.identity.agent_id
 
+    @property
+    def hybrid_signed(self) -> bool:
+        """Whether the card's signatures include a verified ML-DSA-65 one (every card
+        that lists an ML-DSA-65 key: :func:`verify_card` requires it)."""
+        return self.identity.mldsa_key is not None
+
     def offer(self, name: str) -> OfferedBinding | None:
         """The most preferred offer of the binding called ``name``, or None."""
         return next((o for o in self.offers if o.name == name), None)
 
 
 def _verify_signatures(card: Mapping[str, Any], identity: PublicIdentity) -> None:
+    """An EdDSA signature by the agent must verify; so must an ML-DSA-65 one when the
+    card lists an ML-DSA-65 key (hybrid: neither alone is enough)."""
     entries = card.get("signatures")
     if not isinstance(entries, list) or not entries:
         raise AuthenticationError("agent card signature invalid: the card is not signed")
     if len(entries) > MAX_CARD_SIGNATURES:
         raise DecodeError(f"more than {MAX_CARD_SIGNATURES} signatures", field="signatures")
     payload = canonical_card_bytes(card)
+    keys: dict[str, Any] = {JWS_ALG: identity.signing_key}
+    if identity.mldsa_key is not None:
+        keys[JWS_ALG_MLDSA65] = identity.mldsa_key
+    valid: set[str] = set()
+    offered: set[str] = set()
     for entry in entries:
         if not isinstance(entry, Mapping):
             continue
@@ -233,18 +264,27 @@ def _verify_signatures(card: Mapping[str, Any], identity: PublicIdentity) -> Non
             header = parse_protected_header(protected)
         except DecodeError:
             continue
-        # Only our own scheme counts; "none", other algs, other kids and any
+        # Only our own schemes count; "none", other algs, other kids and any
         # critical extension (RFC 7515 §4.1.11) are not ours to accept.
-        if header.get("alg") != JWS_ALG or header.get("kid") != identity.agent_id:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in keys or alg in valid:
             continue
-        if "crit" in header:
+        if header.get("kid") != identity.agent_id or "crit" in header:
             continue
+        offered.add(alg)
         assert isinstance(protected, str)  # parse_protected_header checked it
-        if verify_detached(identity.signing_key, protected, payload, entry.get("signature")):
-            return
-    raise AuthenticationError(
-        f"agent card signature invalid: no valid EdDSA signature by {identity.agent_id}"
-    )
+        if verify_detached(keys[alg], protected, payload, entry.get("signature")):
+            valid.add(alg)
+    if JWS_ALG not in valid:
+        raise AuthenticationError(
+            f"agent card signature invalid: no valid EdDSA signature by {identity.agent_id}"
+        )
+    if JWS_ALG_MLDSA65 in keys and JWS_ALG_MLDSA65 not in valid:
+        why = "does not verify" if JWS_ALG_MLDSA65 in offered else "is missing"
+        raise AuthenticationError(
+            "agent card signature invalid: the card lists an ML-DSA-65 key and its "
+            f"ML-DSA-65 signature by {identity.agent_id} {why}"
+        )
 
 
 def _offers(card: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[OfferedBinding, ...]:
@@ -299,8 +339,9 @@ def verify_card(card: Mapping[str, Any]) -> VerifiedCard:
     1. find the identity extension (DecodeError naming the field if missing or
        malformed; TrustError if its agent id does not match its signing key);
     2. verify a JWS over the card's canonical form by that key, with
-       ``kid`` = the agent id (AuthenticationError "agent card signature
-       invalid" if none verifies);
+       ``kid`` = the agent id, and, when the card lists an ML-DSA-65 key, an
+       ``ML-DSA-65`` JWS by that key too (AuthenticationError "agent card
+       signature invalid" if either is missing or fails);
     3. build the offers. Whether the agent is trusted is the TrustStore's call.
     """
     copy: dict[str, Any] = plain_json(card)

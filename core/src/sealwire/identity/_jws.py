@@ -2,8 +2,11 @@
 
 An agent card signature (A2A v1.0 §8.4.2) is a JWS whose payload is not carried:
 ``protected`` and ``signature`` are stored in the card, and the payload is the
-card's canonical form, recomputed by the verifier. Only ``alg: EdDSA``
-(RFC 8037 §3.1, Ed25519) is produced or accepted here.
+card's canonical form, recomputed by the verifier. Two algorithms are produced
+and accepted here: ``EdDSA`` (RFC 8037 §3.1, Ed25519), which every card carries
+and a2a-sdk verifies, and ``ML-DSA-65`` (the JOSE registration of FIPS 204
+ML-DSA-65, draft-ietf-cose-dilithium, now RFC 9964: pure ML-DSA, empty
+context), the second signature of an agent that has an ML-DSA-65 key.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey, MLDSA65PublicKey
 
 from sealwire.errors import DecodeError
 
 __all__ = [
     "JWS_ALG",
+    "JWS_ALG_MLDSA65",
     "JWS_TYP",
     "MAX_PROTECTED_HEADER_CHARS",
     "b64url_decode",
@@ -38,6 +43,9 @@ __all__ = [
 JWS_ALG = "EdDSA"
 """RFC 8037 §3.1: the JOSE algorithm name for Ed25519 signatures."""
 
+JWS_ALG_MLDSA65 = "ML-DSA-65"
+"""draft-ietf-cose-dilithium (RFC 9964) §"JOSE algorithms": the name of ML-DSA-65 signatures."""
+
 JWS_TYP = "JOSE"
 """A2A v1.0 §8.4.2: ``typ`` SHOULD be "JOSE"."""
 
@@ -46,6 +54,7 @@ JWS_TYP = "JOSE"
 MAX_PROTECTED_HEADER_CHARS = 4096
 
 _ED25519_SIGNATURE_LEN = 64
+_MLDSA65_SIGNATURE_LEN = 3309  # FIPS 204 Table 2: ML-DSA-65 signature size
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -73,9 +82,9 @@ def b64url_decode(text: object, *, field: str) -> bytes:
     return data
 
 
-def encode_protected_header(kid: str) -> str:
-    """The base64url protected header ``{"alg": "EdDSA", "typ": "JOSE", "kid": kid}``."""
-    header = {"alg": JWS_ALG, "typ": JWS_TYP, "kid": kid}
+def encode_protected_header(kid: str, alg: str = JWS_ALG) -> str:
+    """The base64url protected header ``{"alg": alg, "typ": "JOSE", "kid": kid}``."""
+    header = {"alg": alg, "typ": JWS_TYP, "kid": kid}
     return b64url_encode(json.dumps(header, separators=(",", ":")).encode("utf-8"))
 
 
@@ -99,20 +108,27 @@ def _signing_input(protected: str, payload: bytes) -> bytes:
     return protected.encode("ascii") + b"." + b64url_encode(payload).encode("ascii")
 
 
-def sign_detached(key: Ed25519PrivateKey, protected: str, payload: bytes) -> str:
-    """The base64url Ed25519 signature over the JWS signing input."""
+def sign_detached(
+    key: Ed25519PrivateKey | MLDSA65PrivateKey, protected: str, payload: bytes
+) -> str:
+    """The base64url signature (Ed25519, or ML-DSA-65 with an empty context) over the JWS
+    signing input; the protected header must name the matching ``alg``."""
     return b64url_encode(key.sign(_signing_input(protected, payload)))
 
 
 def verify_detached(
-    key: Ed25519PublicKey, protected: str, payload: bytes, signature: object
+    key: Ed25519PublicKey | MLDSA65PublicKey, protected: str, payload: bytes, signature: object
 ) -> bool:
-    """Whether ``signature`` is a valid Ed25519 JWS signature; malformed input is just False."""
+    """Whether ``signature`` is a valid JWS signature by ``key`` (Ed25519 or ML-DSA-65);
+    malformed input is just False."""
     try:
         raw = b64url_decode(signature, field="signatures.signature")
     except DecodeError:
         return False
-    if len(raw) != _ED25519_SIGNATURE_LEN:
+    expected = (
+        _MLDSA65_SIGNATURE_LEN if isinstance(key, MLDSA65PublicKey) else _ED25519_SIGNATURE_LEN
+    )
+    if len(raw) != expected:
         return False
     try:
         key.verify(raw, _signing_input(protected, payload))

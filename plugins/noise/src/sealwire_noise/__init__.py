@@ -14,8 +14,10 @@ from sealwire_noise._errors import (
     NoiseAuthenticationError,
     NoiseConfigurationError,
     NoiseDecodeError,
+    NoiseDowngradeError,
     NoiseNonceExhausted,
     NoiseRemoteProtocolError,
+    NoiseSignatureError,
     NoiseStateError,
     NoiseTrustError,
     ReplayedPacketError,
@@ -31,6 +33,7 @@ from sealwire_noise._ratchet import (
     Restart,
 )
 from sealwire_noise._ratchet_channel import RatchetChannel
+from sealwire_noise._session import encode_first_frame
 from sealwire_noise._symmetric import (
     MAX_NONCE,
     TAG_LEN,
@@ -77,10 +80,12 @@ __all__ = [
     "NoiseAuthenticationError",
     "NoiseConfigurationError",
     "NoiseDecodeError",
+    "NoiseDowngradeError",
     "NoiseNonceExhausted",
     "NoiseProtocol",
     "NoiseRatchet",
     "NoiseRemoteProtocolError",
+    "NoiseSignatureError",
     "NoiseStateError",
     "NoiseTrustError",
     "PublicKey",
@@ -94,6 +99,7 @@ __all__ = [
     "Token",
     "TransportState",
     "cipher_suite",
+    "encode_first_frame",
     "parse_pattern",
     "supported_patterns",
 ]

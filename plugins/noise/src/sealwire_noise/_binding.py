@@ -27,8 +27,10 @@ from sealwire.binding import (
     BindingInfo,
     DatagramBinding,
     Negotiation,
+    Party,
     Property,
     SessionBinding,
+    SessionTerms,
     Shape,
 )
 from sealwire.errors import SealwireError
@@ -102,6 +104,25 @@ def _options(options: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ..
     for suite in suites:
         NoiseProtocol.from_name(f"Noise_XX_25519_{suite}")  # raises when unsupported
     return patterns, suites, pq_mode
+
+
+def _card_params(options: Mapping[str, Any]) -> dict[str, Any]:
+    patterns, suites, pq_mode = _options(options)
+    params: dict[str, Any] = {
+        "patterns": list(patterns), "suites": list(suites), "postQuantum": pq_mode != "off",
+    }  # fmt: skip
+    if ratchet_mode(options) != "off":
+        params[RATCHET_CARD_PARAM] = True
+    return params
+
+
+def _options_from_card(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Our options as our own card states them (when the caller has only the card)."""
+    options: dict[str, Any] = {"post_quantum": params.get("postQuantum") is True}
+    for name in ("patterns", "suites"):
+        if name in params:
+            options[name] = params[name]
+    return options
 
 
 def choose_protocol(local: Mapping[str, Any], peer_params: Mapping[str, Any]) -> str:
@@ -210,13 +231,40 @@ class NoiseBinding(SessionBinding, DatagramBinding):
     def card_parameters(
         cls, identity: PublicIdentity, options: Mapping[str, Any]
     ) -> Mapping[str, Any]:
-        patterns, suites, pq_mode = _options(options)
-        params: dict[str, Any] = {
-            "patterns": list(patterns), "suites": list(suites), "postQuantum": pq_mode != "off",
-        }  # fmt: skip
-        if ratchet_mode(options) != "off":
-            params[RATCHET_CARD_PARAM] = True
-        return params
+        return _card_params(options)
+
+    @classmethod
+    def session_terms(cls, local: Party, peer: Party | None) -> SessionTerms:
+        """The protocol :func:`choose_protocol` will pick with this peer, from our options
+        and its card: ``post_quantum`` when both offer the ML-KEM hybrid (the handshake
+        then refuses a classical one: :class:`NoiseDowngradeError`), ``post_quantum_auth``
+        when both identities have ML-DSA-65 keys (each side then signs the handshake
+        hash with it: :data:`~sealwire_noise._session.PAYLOAD_SIGNED`). With no peer:
+        the best our configuration and keys can give."""
+        props = set(cls.info.properties)
+        options = local.options or _options_from_card(local.params)
+        try:
+            if peer is None:
+                params = _card_params(options)
+                pattern, suite = params["patterns"][0], params["suites"][0]
+                hybrid = params["postQuantum"]
+                name = (
+                    f"Noise_{pattern}hfs_25519+{KEM_NAME}_{suite}"
+                    if hybrid
+                    else f"Noise_{pattern}_25519_{suite}"
+                )
+            else:
+                name = choose_protocol(options, peer.params)
+        except NoiseConfigurationError:
+            return SessionTerms(properties=frozenset(props))
+        protocol = NoiseProtocol.from_name(name)
+        if protocol.hybrid:
+            props.add(Property.POST_QUANTUM)
+        mine = local.identity is None or local.identity.mldsa_key is not None
+        theirs = peer is None or (peer.identity is not None and peer.identity.mldsa_key is not None)
+        if mine and theirs:
+            props.add(Property.POST_QUANTUM_AUTH)
+        return SessionTerms(properties=frozenset(props), protocol=name, suite=name.split("_", 2)[2])
 
     def _peer_params(self, peer: VerifiedCard) -> Mapping[str, Any]:
         offer = peer.offer(self.info.name)

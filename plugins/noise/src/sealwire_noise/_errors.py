@@ -20,8 +20,10 @@ __all__ = [
     "NoiseAuthenticationError",
     "NoiseConfigurationError",
     "NoiseDecodeError",
+    "NoiseDowngradeError",
     "NoiseNonceExhausted",
     "NoiseRemoteProtocolError",
+    "NoiseSignatureError",
     "NoiseStateError",
     "NoiseTrustError",
     "ReplayedPacketError",
@@ -74,3 +76,17 @@ class NoiseTrustError(TrustError):
     """The peer's Noise static key does not match its signed card or the trust store."""
 
     code = "noise.trust"
+
+
+class NoiseDowngradeError(NoiseRemoteProtocolError):
+    """Both signed cards offer the ML-KEM hybrid and the handshake runs the classical
+    protocol: a downgrade. The handshake fails; no channel is handed on."""
+
+    code = "noise.downgrade"
+
+
+class NoiseSignatureError(AuthenticationError):
+    """The peer's card lists an ML-DSA-65 key and its handshake payload carries no valid
+    ML-DSA-65 signature over the handshake hash (or carries one its card cannot check)."""
+
+    code = "noise.signature"

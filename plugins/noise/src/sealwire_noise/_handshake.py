@@ -14,7 +14,7 @@ Rules of this file:
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric import x448, x25519
@@ -221,6 +221,10 @@ class HandshakeState:
             sym.mix_hash(self._pre_key(token, initiator_side=False))
         self._index = 0
         self._spent = False
+        self.payload_hash = b""
+        """``h`` just before the payload of the last message written or read: what a
+        payload signature covers (the same on both sides; it binds the prologue, every
+        key and ciphertext of the handshake so far, and this message's tokens)."""
 
     def __repr__(self) -> str:
         role = "initiator" if self.initiator else "responder"
@@ -319,8 +323,12 @@ class HandshakeState:
 
     # -- messages ---------------------------------------------------------------
 
-    def write_message(self, payload: bytes = b"") -> bytes:
-        """WriteMessage (§5.3): the next handshake message carrying ``payload``."""
+    def write_message(self, payload: bytes | Callable[[bytes], bytes] = b"") -> bytes:
+        """WriteMessage (§5.3): the next handshake message carrying ``payload``.
+
+        ``payload`` may be a function of ``h`` at the point where the payload is
+        encrypted (:attr:`payload_hash`), for a payload that signs the handshake.
+        """
         index = self._index
         if index >= len(self._writes) or not self._writes[index]:
             self._expect(_WRITE)
@@ -352,6 +360,9 @@ class HandshakeState:
                     sym.mix_key(shared)
                 else:
                     sym.mix_key(self._dh(token))
+            h = sym.h
+            if callable(payload):
+                payload = payload(h)
             out.append(sym.encrypt_and_hash(payload))
             message = b"".join(out)
             if len(message) > MAX_MESSAGE_LEN:
@@ -360,6 +371,7 @@ class HandshakeState:
             self._restore(saved)
             raise
         self._index = index + 1
+        self.payload_hash = h
         return message
 
     def read_message(self, message: bytes) -> bytes:
@@ -400,11 +412,13 @@ class HandshakeState:
                     sym.mix_key(decapsulate(self._e1, sym.decrypt_and_hash(raw)))
                 else:
                     sym.mix_key(self._dh(token))
+            h = sym.h
             payload = sym.decrypt_and_hash(message[at:] if at else message)
         except BaseException:
             self._restore(saved)
             raise
         self._index = index + 1
+        self.payload_hash = h
         return payload
 
     def _new_ephemeral(self) -> KeyPair:

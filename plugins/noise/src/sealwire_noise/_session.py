@@ -10,14 +10,26 @@ from __future__ import annotations
 import hmac
 import json
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
 
 from sealwire.binding import BindingContext, BindingInfo, Negotiation, PeerIdentity, Property
 from sealwire.identity import VerifiedCard, verify_card
-from sealwire_noise._errors import NoiseDecodeError, NoiseRemoteProtocolError, NoiseTrustError
+from sealwire_noise._errors import (
+    NoiseDecodeError,
+    NoiseDowngradeError,
+    NoiseRemoteProtocolError,
+    NoiseSignatureError,
+    NoiseTrustError,
+)
 from sealwire_noise._handshake import HandshakeState, HandshakeStatus, NoiseProtocol
 
 __all__ = [
     "CARD_MESSAGE",
+    "MLDSA_SIGNATURE_LEN",
+    "PAYLOAD_SIGNED",
     "RATCHET_MARK",
     "Session",
     "decode_first_frame",
@@ -34,6 +46,24 @@ RATCHET_MARK = "/ratchet"
 """Appended to the protocol name in the first frame, and to the prologue head,
 when the initiator runs the in-session Double Ratchet (docs/noise-ratchet.md):
 the prologue binds the choice, so stripping or adding it breaks the handshake."""
+
+
+PAYLOAD_SIGNED = 0x01
+"""First byte of a card payload that carries an ML-DSA-65 signature; a bare card
+payload is JSON, whose first byte is ``{``, so the two cannot be confused."""
+MLDSA_SIGNATURE_LEN = 3309
+"""FIPS 204 Table 2: an ML-DSA-65 signature."""
+SIGNATURE_LABEL = b"sealwire-noise/mldsa65-handshake/1\x00"
+"""Domain separation of the payload signature from every other use of the key."""
+
+# Card payload (the handshake message that carries each side's card, CARD_MESSAGE):
+#   classical identity:   card JSON
+#   ML-DSA-65 identity:   0x01 || ML-DSA-65(sk, SIGNATURE_LABEL || h) [3309] || card JSON
+# where h is the handshake hash just before the payload is encrypted
+# (HandshateState.payload_hash): it binds the prologue (the negotiation), both
+# sides' ephemerals, the ML-KEM ciphertext and this side's static key, so the
+# signature authenticates this handshake with a post-quantum key. A card listing
+# an ML-DSA-65 key must come with a valid signature (NoiseSignatureError).
 
 
 def prologue(info: BindingInfo, negotiation: Negotiation, *, ratchet: bool = False) -> bytes:
@@ -105,10 +135,18 @@ class Session:
         return self.protocol.name + (RATCHET_MARK if self.ratchet else "")
 
     def write(self) -> bytes:
-        payload = b""
+        payload: bytes | Callable[[bytes], bytes] = b""
         if self._index == self._my_card_at:
-            card = self.context.card.card
-            payload = json.dumps(dict(card), separators=(",", ":")).encode()
+            card = json.dumps(dict(self.context.card.card), separators=(",", ":")).encode()
+            mldsa = self.context.identity.mldsa_key
+            if mldsa is None:
+                payload = card
+            else:
+
+                def payload(h: bytes) -> bytes:
+                    signature = mldsa.sign(SIGNATURE_LABEL + h)
+                    return bytes((PAYLOAD_SIGNED,)) + signature + card
+
         message = self.hs.write_message(payload)
         self._index += 1
         return message
@@ -130,11 +168,19 @@ class Session:
             raise NoiseRemoteProtocolError("unexpected handshake payload")
 
     def _verify_card(self, payload: bytes) -> VerifiedCard:
+        signature: bytes | None = None
+        if payload[:1] == bytes((PAYLOAD_SIGNED,)):
+            if len(payload) < 1 + MLDSA_SIGNATURE_LEN:
+                raise NoiseDecodeError("truncated payload signature", field="noise.signature")
+            signature = payload[1 : 1 + MLDSA_SIGNATURE_LEN]
+            payload = payload[1 + MLDSA_SIGNATURE_LEN :]
         try:
             card_json = json.loads(payload)
         except ValueError:
             raise NoiseDecodeError("card payload is not JSON", field="noise.card") from None
         card = verify_card(card_json)
+        self._check_signature(card, signature)
+        self._check_downgrade(card)
         static = self.hs.remote_static
         expected_key = card.identity.agreement_key.public_bytes_raw()
         if static is None or not hmac.compare_digest(expected_key, static):
@@ -145,6 +191,43 @@ class Session:
         trust.check(card)
         trust.check_key(card.agent_id, static)
         return card
+
+    def _check_signature(self, card: VerifiedCard, signature: bytes | None) -> None:
+        """A card that lists an ML-DSA-65 key authenticates the handshake with it too."""
+        key = card.identity.mldsa_key
+        if key is None:
+            if signature is not None:
+                raise NoiseSignatureError("a payload signature from a card without ML-DSA-65")
+            return
+        if signature is None:
+            raise NoiseSignatureError(
+                "the peer's card lists an ML-DSA-65 key but its handshake is not signed with it"
+            )
+        try:
+            key.verify(signature, SIGNATURE_LABEL + self.hs.payload_hash)
+        except InvalidSignature:
+            raise NoiseSignatureError(
+                "the peer's ML-DSA-65 handshake signature is invalid"
+            ) from None
+
+    def _check_downgrade(self, card: VerifiedCard) -> None:
+        """Both signed cards offer the hybrid: the protocol run must be the hybrid."""
+        if self.protocol.hybrid:
+            return
+        offer = card.offer(self.info.name)
+        peer_pq = offer is not None and offer.params.get("postQuantum") is True
+        # Our side as the peer saw it: our signed card's offer (what the initiator chose
+        # from), or our options when our card does not offer the binding.
+        ours = self.context.card.offer(self.info.name)
+        our_pq = (
+            ours.params.get("postQuantum") is True
+            if ours is not None
+            else _offers_hybrid(self.context.options)
+        )
+        if peer_pq and our_pq:
+            raise NoiseDowngradeError(
+                "both cards offer the ML-KEM-768 hybrid but the handshake is classical"
+            )
 
     @property
     def status(self) -> HandshakeStatus:
@@ -158,8 +241,21 @@ class Session:
 
     def properties(self) -> frozenset[Property]:
         """The binding's properties (``datagram`` names what the binding can run
-        over, as the core contract expects), plus ``post_quantum`` for the hybrid."""
+        over, as the core contract expects), plus ``post_quantum`` for the hybrid and
+        ``post_quantum_auth`` when both sides signed the handshake with ML-DSA-65."""
         props = set(self.info.properties)
         if self.protocol.hybrid:
             props.add(Property.POST_QUANTUM)
+        card = self.peer_card
+        if (
+            card is not None
+            and card.identity.mldsa_key is not None
+            and self.context.identity.mldsa_key is not None
+        ):
+            props.add(Property.POST_QUANTUM_AUTH)
         return frozenset(props)
+
+
+def _offers_hybrid(options: Mapping[str, Any]) -> bool:
+    """Whether our configuration offers the hybrid (``post_quantum`` true or "required")."""
+    return bool(options.get("post_quantum", False))  # true or "required" (as _binding reads it)

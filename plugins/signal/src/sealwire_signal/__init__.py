@@ -21,6 +21,7 @@ from sealwire.ratchet import (
 from sealwire_signal._binding import SignalBinding
 from sealwire_signal._errors import (
     BadSignatureError,
+    DowngradeError,
     DuplicateMessageError,
     EnvelopeDecodeError,
     MessageDecryptError,
@@ -54,10 +55,12 @@ from sealwire_signal._x3dh import (
     SharedSecret,
     SignedPrekey,
     VerifiedBundle,
+    initial_message_input,
     initiate,
     respond,
     sign_kem_prekey,
     sign_signed_prekey,
+    verify_mldsa,
 )
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "SKIPPED_KEY_LIFETIME",
     "BadSignatureError",
     "DHKeyPair",
+    "DowngradeError",
     "DuplicateMessageError",
     "Envelope",
     "EnvelopeDecodeError",
@@ -100,6 +104,7 @@ __all__ = [
     "encrypt",
     "init_alice",
     "init_bob",
+    "initial_message_input",
     "initiate",
     "open_envelope",
     "prune",
@@ -108,4 +113,5 @@ __all__ = [
     "sign_kem_prekey",
     "sign_signed_prekey",
     "start_session",
+    "verify_mldsa",
 ]

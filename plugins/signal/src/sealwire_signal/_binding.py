@@ -13,6 +13,10 @@ and relay client. Rules of this file:
   be the IK the message uses and whose agent must pass the trust store.
 * The negotiation transcript is in every envelope's authenticated prefix;
   ``open`` rebuilds it from both cards and refuses any other (downgrade).
+* Both cards offer PQXDH (``keyAgreement``): the session must be PQXDH, a
+  bundle without a PQ prekey or an initial message without a PQ part is a
+  downgrade (:class:`DowngradeError`). A card that lists an ML-DSA-65 key: its
+  prekeys and its initial messages must carry ML-DSA-65 signatures too.
 * Per peer there is a current session and at most one archived one (both
   sides may start a session at once); whichever decrypts becomes current.
   Base keys of accepted initial messages are remembered, so a replayed
@@ -38,8 +42,10 @@ from sealwire.binding import (
     MailboxBinding,
     Negotiation,
     OpenedMessage,
+    Party,
     PeerIdentity,
     Property,
+    SessionTerms,
     Shape,
 )
 from sealwire.errors import (
@@ -53,7 +59,12 @@ from sealwire.identity import PublicIdentity, VerifiedCard, verify_card
 from sealwire.relay import RelayPort, peer_directory
 from sealwire.store import StoreTransaction
 from sealwire_signal._crypto import DHKeyPair
-from sealwire_signal._errors import DuplicateMessageError, EnvelopeDecodeError, NoSessionError
+from sealwire_signal._errors import (
+    DowngradeError,
+    DuplicateMessageError,
+    EnvelopeDecodeError,
+    NoSessionError,
+)
 from sealwire_signal._prekeys import (
     KEM_ONE_TIME_BATCH,
     KEM_ONE_TIME_LOW_WATER,
@@ -72,12 +83,20 @@ from sealwire_signal._session import (
 )
 from sealwire_signal._state_codec import decode_session, encode_session
 from sealwire_signal._wire import Envelope, decode_bundle, decode_kem_blob, encode_bundle
-from sealwire_signal._x3dh import OneTimePrekey, VerifiedBundle
+from sealwire_signal._x3dh import (
+    OneTimePrekey,
+    VerifiedBundle,
+    initial_message_input,
+    verify_mldsa,
+)
 
 _Keep = Callable[[StoreTransaction, OpenedMessage], None]
 """What the agent writes with an opened message's state (see MailboxBinding.open)."""
 
-__all__ = ["SESSION_NAMESPACE", "SignalBinding"]
+__all__ = ["KEY_AGREEMENT_PQXDH", "SESSION_NAMESPACE", "SignalBinding"]
+
+KEY_AGREEMENT_PQXDH = "PQXDH-X25519-SHA256-ML-KEM-768"
+"""The card's ``keyAgreement``: this agent publishes ML-KEM-768 prekeys (PQXDH)."""
 
 SESSION_NAMESPACE = "signal.sessions"
 MAX_CACHED_PEERS = 1024
@@ -120,7 +139,6 @@ class SignalBinding(MailboxBinding):
                 Property.FORWARD_SECRECY,
                 Property.POST_COMPROMISE_SECURITY,
                 Property.ASYNC,
-                Property.POST_QUANTUM,
             }
         ),
         description="Signal X3DH/PQXDH + Double Ratchet over a relay mailbox",
@@ -132,11 +150,39 @@ class SignalBinding(MailboxBinding):
     ) -> dict[str, Any]:
         return {
             "wire": "sealwire-signal/1",
-            "keyAgreement": "PQXDH-X25519-SHA256-ML-KEM-768",
+            "keyAgreement": KEY_AGREEMENT_PQXDH,
             "aead": "AES-256-GCM",
             "headerEncryption": bool(options.get("header_encryption", False)),
             "prekeyDirectory": "relay",
         }
+
+    @classmethod
+    def session_terms(cls, local: Party, peer: Party | None) -> SessionTerms:
+        """``post_quantum`` when both cards offer PQXDH (the binding then refuses plain
+        X3DH with that peer: :class:`DowngradeError`); ``post_quantum_auth`` when both
+        identities have ML-DSA-65 keys (prekeys and initial messages are then signed
+        with them too, and must be)."""
+        props = set(cls.info.properties)
+        ours = local.params.get("keyAgreement", KEY_AGREEMENT_PQXDH)  # every card of ours says it
+        pqxdh = ours == KEY_AGREEMENT_PQXDH and (
+            peer is None or peer.params.get("keyAgreement") == KEY_AGREEMENT_PQXDH
+        )
+        if pqxdh:
+            props.add(Property.POST_QUANTUM)
+        mine = local.identity is None or local.identity.mldsa_key is not None
+        theirs = peer is None or (peer.identity is not None and peer.identity.mldsa_key is not None)
+        if mine and theirs:
+            props.add(Property.POST_QUANTUM_AUTH)
+        agreement = "PQXDH" if pqxdh else "X3DH"
+        return SessionTerms(
+            properties=frozenset(props),
+            protocol=f"Signal {agreement} + Double Ratchet (sealwire-signal/1)",
+            suite=(
+                "X25519+ML-KEM-768, SHA-256, AES-256-GCM"
+                if pqxdh
+                else "X25519, SHA-256, AES-256-GCM"
+            ),
+        )
 
     def __init__(self, context: BindingContext) -> None:
         super().__init__(context)
@@ -147,8 +193,9 @@ class SignalBinding(MailboxBinding):
         self._identity = DHKeyPair.from_private_key(context.identity.agreement_key)
         self._agent_id = context.identity.agent_id
         self._prekeys = PrekeyStore(
-            context.store, context.identity.signing_key, self._identity, self._rng
-        )
+            context.store, context.identity.signing_key, self._identity, self._rng,
+            mldsa_key=context.identity.mldsa_key,
+        )  # fmt: skip
         self._peers: OrderedDict[str, _Peer] = OrderedDict()
         self._accepts_since_publish = 0
         self._published_at: float | None = None
@@ -202,6 +249,7 @@ class SignalBinding(MailboxBinding):
                     local_id=self._agent_id, peer_id=peer.agent_id, identity=self._identity,
                     peer=verified, rng=self._rng, header_encryption=self._header_encryption,
                     local_card=self._local_card, peer_card=_card_bytes(peer),
+                    mldsa_key=self.context.identity.mldsa_key,
                 )  # fmt: skip
                 entry = _Peer(current=session, archived=None, card=peer)
         session, envelope = seal_frame(
@@ -257,6 +305,11 @@ class SignalBinding(MailboxBinding):
         self._check_negotiation(env, card)
         if self._require_pq and part.kem_prekey_id is None:
             raise RemoteProtocolError("PQXDH required: the initial message has no PQ part")
+        if part.kem_prekey_id is None and _offers_pqxdh(card) and _offers_pqxdh(self.context.card):
+            raise DowngradeError("both cards offer PQXDH; the initial message is plain X3DH")
+        if card.identity.mldsa_key is not None:  # the card lists it: the message is signed
+            signed = initial_message_input(part.unsigned_bytes(), env.sender_id, env.recipient_id)
+            verify_mldsa(card.identity.mldsa_key, part.mldsa_signature, signed)
         get = self._prekeys
         session, frame = accept_session(
             local_id=self._agent_id, envelope=env, identity=self._identity,
@@ -335,6 +388,7 @@ class SignalBinding(MailboxBinding):
         kem = fetched.one_time.get(POOL_KEM)
         verified = bundle.verify(
             peer.identity.signing_key,
+            mldsa_key=peer.identity.mldsa_key,
             one_time=None if one_time is None else OneTimePrekey(
                 _pool_id(one_time[0]), _x25519_blob(one_time[1])
             ),
@@ -342,6 +396,8 @@ class SignalBinding(MailboxBinding):
         )  # fmt: skip
         if self._require_pq and verified.kem_prekey is None:
             raise RemoteProtocolError("the peer offers no PQ prekey (PQXDH required)")
+        if verified.kem_prekey is None and _offers_pqxdh(peer) and _offers_pqxdh(self.context.card):
+            raise DowngradeError("both cards offer PQXDH; the peer's bundle has no PQ prekey")
         return verified
 
     def _relay(self) -> RelayPort:
@@ -408,6 +464,11 @@ class SignalBinding(MailboxBinding):
             hmac.compare_digest(bases[i : i + _KEY_LEN], base_key)
             for i in range(0, len(bases), _KEY_LEN)
         )
+
+
+def _offers_pqxdh(card: VerifiedCard) -> bool:
+    offer = card.offer(SignalBinding.info.name)
+    return offer is not None and offer.params.get("keyAgreement") == KEY_AGREEMENT_PQXDH
 
 
 def _has_base(entry: _Peer, base_key: bytes) -> bool:

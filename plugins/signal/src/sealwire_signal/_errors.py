@@ -21,6 +21,7 @@ from sealwire.errors import (
 
 __all__ = [
     "BadSignatureError",
+    "DowngradeError",
     "DuplicateMessageError",
     "EnvelopeDecodeError",
     "MessageDecryptError",
@@ -77,6 +78,13 @@ class SkippedKeyLimitError(ratchet.SkippedKeyLimitError):
     """A header asks to skip more than ``MAX_SKIP`` message keys (Double Ratchet §3.5)."""
 
     code = "signal.max_skip"
+
+
+class DowngradeError(RemoteProtocolError):
+    """Both signed cards offer PQXDH and the peer's prekeys or initial message are plain
+    X3DH: a downgrade. Nothing is sealed or opened."""
+
+    code = "signal.downgrade"
 
 
 class UnknownPrekeyError(RemoteProtocolError):

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
 
 from sealwire_signal._crypto import DHKeyPair, Rng
@@ -69,10 +70,18 @@ class PrekeyStore:
     """The prekey secrets of one agent over its state store (sans-I/O: time and rng passed)."""
 
     def __init__(
-        self, store: Any, signing_key: Ed25519PrivateKey, identity: DHKeyPair, rng: Rng
+        self,
+        store: Any,
+        signing_key: Ed25519PrivateKey,
+        identity: DHKeyPair,
+        rng: Rng,
+        mldsa_key: MLDSA65PrivateKey | None = None,
     ) -> None:
+        """``mldsa_key``: the agent's ML-DSA-65 key, when it has one; every prekey is then
+        signed with it as well (hybrid signatures, see ``_x3dh``)."""
         self._store = store
         self._signing_key = signing_key
+        self._mldsa_key = mldsa_key
         self._identity = identity
         self._rng = rng
         self._cache: OrderedDict[str, DHKeyPair | MLKEM768PrivateKey] = OrderedDict()
@@ -120,14 +129,23 @@ class PrekeyStore:
             self._put(tx, StoredPrekey(
                 kind="spk", id=spk_id, private=spk.private_bytes_for_storage(), created=now,
                 signature=_sign_spk(self._signing_key, spk.public),
+                mldsa_signature=self._mldsa_spk(spk.public),
             ))  # fmt: skip
+            kem_raw = kem_public.public_bytes_raw()
             self._put(tx, StoredPrekey(
                 kind="kem", id=kem_id, private=kem_seed, created=now, last_resort=True,
-                signature=_sign_kem(self._signing_key, kem_public.public_bytes_raw()),
+                signature=_sign_kem(self._signing_key, kem_raw),
+                mldsa_signature=self._mldsa_kem(kem_raw),
             ))  # fmt: skip
             tx.put(NAMESPACE, _META + "spk", str(spk_id).encode())
             tx.put(NAMESPACE, _META + "kem_last_resort", str(kem_id).encode())
         return True
+
+    def _mldsa_spk(self, public: bytes) -> bytes | None:
+        return None if self._mldsa_key is None else _sign_spk(self._mldsa_key, public)
+
+    def _mldsa_kem(self, public: bytes) -> bytes | None:
+        return None if self._mldsa_key is None else _sign_kem(self._mldsa_key, public)
 
     def _retire(self, tx: Any, name: str, now: float) -> None:
         raw = tx.get(NAMESPACE, _META + name)
@@ -152,10 +170,14 @@ class PrekeyStore:
         return PrekeyBundle(
             identity_key=self._identity.public,
             signed_prekey=SignedPrekey(
-                id=spk_id, public=self.signed_prekey(spk_id).public, signature=spk.signature
+                id=spk_id, public=self.signed_prekey(spk_id).public, signature=spk.signature,
+                mldsa_signature=spk.mldsa_signature,
             ),
-            kem_prekey=KemPrekey(id=kem_id, public=kem_public, signature=kem.signature),
-        )
+            kem_prekey=KemPrekey(
+                id=kem_id, public=kem_public, signature=kem.signature,
+                mldsa_signature=kem.mldsa_signature,
+            ),
+        )  # fmt: skip
 
     # -- one-time prekeys ------------------------------------------------------------------
 
@@ -179,10 +201,14 @@ class PrekeyStore:
                 seed = self._rng(64)
                 public = MLKEM768PrivateKey.from_seed_bytes(seed).public_key().public_bytes_raw()
                 signature = _sign_kem(self._signing_key, public)
+                mldsa = self._mldsa_kem(public)
                 self._put(tx, StoredPrekey(
-                    kind="kem", id=prekey_id, private=seed, created=now, signature=signature
+                    kind="kem", id=prekey_id, private=seed, created=now, signature=signature,
+                    mldsa_signature=mldsa,
                 ))  # fmt: skip
-                prekey = KemPrekey(id=prekey_id, public=public, signature=signature)
+                prekey = KemPrekey(
+                    id=prekey_id, public=public, signature=signature, mldsa_signature=mldsa
+                )
                 out[str(prekey_id)] = encode_kem_blob(prekey)
         return out
 

@@ -13,13 +13,14 @@ are all authenticated.
 from __future__ import annotations
 
 import attrs
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
 
 from sealwire.errors import RemoteProtocolError
 from sealwire.ratchet import DHKeyPair, RatchetState, Rng
 from sealwire_signal import _ratchet
 from sealwire_signal._wire import MESSAGE_ID_LEN, Envelope, PrekeyPart
-from sealwire_signal._x3dh import VerifiedBundle, initiate, respond
+from sealwire_signal._x3dh import VerifiedBundle, initial_message_input, initiate, respond
 
 __all__ = ["Session", "accept_session", "open_envelope", "seal_frame", "start_session"]
 
@@ -48,11 +49,13 @@ class Session:
 def start_session(
     *, local_id: str, peer_id: str, identity: DHKeyPair, peer: VerifiedBundle, rng: Rng,
     header_encryption: bool = False, local_card: bytes = b"", peer_card: bytes = b"",
+    mldsa_key: MLDSA65PrivateKey | None = None,
 ) -> Session:  # fmt: skip
     """Alice: X3DH/PQXDH with the peer's verified bundle, then RatchetInitAlice.
 
     ``local_card`` (our signed card) travels in the initial message so the peer
-    can verify who we are; ``peer_card`` is kept with the session.
+    can verify who we are; ``peer_card`` is kept with the session. With
+    ``mldsa_key`` (our card lists it) the initial message is signed with it.
     """
     init = initiate(identity, peer, rng)
     ratchet = _ratchet.init_alice(
@@ -63,6 +66,9 @@ def start_session(
         signed_prekey_id=init.signed_prekey_id, one_time_prekey_id=init.one_time_prekey_id,
         kem_prekey_id=init.kem_prekey_id, kem_ciphertext=init.kem_ciphertext, card=local_card,
     )  # fmt: skip
+    if mldsa_key is not None:
+        signed = initial_message_input(pending.unsigned_bytes(), local_id, peer_id)
+        pending = attrs.evolve(pending, mldsa_signature=mldsa_key.sign(signed))
     return Session(
         local_id=local_id, peer_id=peer_id, peer_identity_key=peer.bundle.identity_key,
         associated_data=init.shared.associated_data, base_key=init.ephemeral_key,

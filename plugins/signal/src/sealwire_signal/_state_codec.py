@@ -61,6 +61,7 @@ class StoredPrekey:
     signature: bytes = b""
     last_resort: bool = False
     retired: float | None = None
+    mldsa_signature: bytes | None = None
 
 
 def _load(data: bytes, fmt: str) -> Record:
@@ -130,6 +131,8 @@ def encode_prekey(prekey: StoredPrekey) -> bytes:
         "private": b64_field(prekey.private), "created": prekey.created,
         "signature": b64_field(prekey.signature), "last_resort": prekey.last_resort,
         "retired": prekey.retired,
+        **({} if prekey.mldsa_signature is None
+           else {"mldsa_signature": b64_field(prekey.mldsa_signature)}),
     })  # fmt: skip
 
 
@@ -150,4 +153,5 @@ def _decode_prekey(data: bytes) -> StoredPrekey:
         private=f.raw("private", 64 if kind == "kem" else KEY_LEN),
         created=f.number("created"), signature=f.raw("signature"),
         last_resort=f.flag("last_resort"), retired=retired,
+        mldsa_signature=f.optional_raw("mldsa_signature"),
     )  # fmt: skip

@@ -27,10 +27,14 @@ Envelope (``magic "SWSE"``)::
         uint8  identity_key[32];      // IK_A
         uint8  ephemeral_key[32];     // EK_A
         uint32 signed_prekey_id;
-        uint8  present;               // bit 0: one-time prekey, bit 1: PQ prekey
+        uint8  present;               // bit 0: one-time prekey, bit 1: PQ prekey,
+                                      // bit 2: ML-DSA-65 signature
         uint32 one_time_prekey_id;    // when bit 0
         uint32 kem_prekey_id;         // when bit 1
         uint8  kem_ciphertext[1088];  // when bit 1
+        uint8  mldsa_signature[3309]; // when bit 2: by the sender's card's ML-DSA-65 key
+                                      // over _x3dh.initial_message_input(the part
+                                      // encoded without it and bit 2, sender, recipient)
         opaque32 card;                // the sender's signed agent card (JSON), <= 64 KiB
     } PrekeyPart;
 
@@ -45,10 +49,15 @@ Bundle (``magic "SWSB"``)::
         uint32 spk_id; uint8 spk[32]; uint8 spk_signature[64];
         uint8  has_kem;               // 0 or 1
         uint32 kem_id; uint8 kem[1184]; uint8 kem_signature[64];   // when has_kem
+        // present only when the agent has an ML-DSA-65 key (hybrid signatures):
+        uint8  has_mldsa = 1;
+        uint8  spk_mldsa_signature[3309];
+        uint8  kem_mldsa_signature[3309];                          // when has_kem
     } PrekeyBundle;
 
 One-time prekey blobs in the directory pools: ``x25519`` is the 32-byte
-public key; ``mlkem768`` is ``kem[1184] || kem_signature[64]``. The pool
+public key; ``mlkem768`` is ``kem[1184] || kem_signature[64]``, followed by
+``kem_mldsa_signature[3309]`` when the agent has an ML-DSA-65 key. The pool
 entry's id is the decimal prekey id.
 """
 
@@ -59,6 +68,7 @@ import attrs
 from sealwire_signal._crypto import KEY_LEN
 from sealwire_signal._errors import EnvelopeDecodeError, UnsupportedVersionError
 from sealwire_signal._x3dh import (
+    MLDSA65_SIGNATURE_LEN,
     MLKEM768_CIPHERTEXT_LEN,
     MLKEM768_PUBLIC_LEN,
     KemPrekey,
@@ -145,6 +155,9 @@ class Reader:
         if version != WIRE_VERSION:
             raise UnsupportedVersionError(f"version {version}", field=f"{self._what}.version")
 
+    def at_end(self) -> bool:
+        return self._pos == len(self._view)
+
     def finish(self) -> None:
         if self._pos != len(self._view):
             raise EnvelopeDecodeError("trailing bytes", field=self._what)
@@ -168,10 +181,12 @@ class PrekeyPart:
     one_time_prekey_id: int | None = None
     kem_prekey_id: int | None = None
     kem_ciphertext: bytes | None = None
+    mldsa_signature: bytes | None = attrs.field(default=None, repr=False)
     card: bytes = attrs.field(default=b"", repr=False)
 
     def to_bytes(self) -> bytes:
         present = (self.one_time_prekey_id is not None) | (self.kem_prekey_id is not None) << 1
+        present |= (self.mldsa_signature is not None) << 2
         out = self.identity_key + self.ephemeral_key + _u32(self.signed_prekey_id)
         out += bytes((present,))
         if self.one_time_prekey_id is not None:
@@ -179,7 +194,13 @@ class PrekeyPart:
         if self.kem_prekey_id is not None:
             assert self.kem_ciphertext is not None
             out += _u32(self.kem_prekey_id) + self.kem_ciphertext
+        if self.mldsa_signature is not None:
+            out += self.mldsa_signature
         return out + _opaque(self.card, 4)
+
+    def unsigned_bytes(self) -> bytes:
+        """The encoding without the ML-DSA-65 signature: what that signature covers."""
+        return attrs.evolve(self, mldsa_signature=None).to_bytes()
 
     @classmethod
     def read(cls, reader: Reader) -> PrekeyPart:
@@ -187,17 +208,19 @@ class PrekeyPart:
         ephemeral = reader.take(KEY_LEN, "ephemeral_key")
         spk_id = reader.uint(4, "signed_prekey_id")
         present = reader.uint(1, "present")
-        if present & ~0x03:
+        if present & ~0x07:
             raise EnvelopeDecodeError("unknown presence bits", field="envelope.present")
         opk_id = reader.uint(4, "one_time_prekey_id") if present & 1 else None
         kem_id = kem_ct = None
         if present & 2:
             kem_id = reader.uint(4, "kem_prekey_id")
             kem_ct = reader.take(MLKEM768_CIPHERTEXT_LEN, "kem_ciphertext")
+        signature = reader.take(MLDSA65_SIGNATURE_LEN, "mldsa_signature") if present & 4 else None
         card = reader.opaque(4, MAX_CARD_LEN, "card")
         return cls(
             identity_key=identity, ephemeral_key=ephemeral, signed_prekey_id=spk_id,
-            one_time_prekey_id=opk_id, kem_prekey_id=kem_id, kem_ciphertext=kem_ct, card=card,
+            one_time_prekey_id=opk_id, kem_prekey_id=kem_id, kem_ciphertext=kem_ct,
+            mldsa_signature=signature, card=card,
         )  # fmt: skip
 
 
@@ -259,9 +282,14 @@ def encode_bundle(bundle: PrekeyBundle) -> bytes:
     out = BUNDLE_MAGIC + bytes((WIRE_VERSION,)) + bundle.identity_key
     out += _u32(spk.id) + spk.public + spk.signature
     kem = bundle.kem_prekey
-    if kem is None:
-        return out + b"\x00"
-    return out + b"\x01" + _u32(kem.id) + kem.public + kem.signature
+    out += b"\x00" if kem is None else b"\x01" + _u32(kem.id) + kem.public + kem.signature
+    if spk.mldsa_signature is None:
+        return out
+    out += b"\x01" + spk.mldsa_signature
+    if kem is not None:
+        assert kem.mldsa_signature is not None  # an agent with ML-DSA signs every prekey
+        out += kem.mldsa_signature
+    return out
 
 
 def decode_bundle(data: bytes) -> PrekeyBundle:
@@ -284,18 +312,26 @@ def decode_bundle(data: bytes) -> PrekeyBundle:
             public=r.take(MLKEM768_PUBLIC_LEN, "kem"),
             signature=r.take(SIGNATURE_LEN, "kem_signature"),
         )
+    if not r.at_end():
+        if r.uint(1, "has_mldsa") != 1:
+            raise EnvelopeDecodeError("has_mldsa must be 1", field="bundle.has_mldsa")
+        spk = attrs.evolve(spk, mldsa_signature=r.take(MLDSA65_SIGNATURE_LEN, "spk_mldsa"))
+        if kem is not None:
+            signature = r.take(MLDSA65_SIGNATURE_LEN, "kem_mldsa")
+            kem = attrs.evolve(kem, mldsa_signature=signature)
     r.finish()
     return PrekeyBundle(identity_key=identity, signed_prekey=spk, kem_prekey=kem)
 
 
 def encode_kem_blob(prekey: KemPrekey) -> bytes:
     """A one-time PQ prekey as published in the ``mlkem768`` pool."""
-    return prekey.public + prekey.signature
+    return prekey.public + prekey.signature + (prekey.mldsa_signature or b"")
 
 
 def decode_kem_blob(prekey_id: int, data: bytes) -> KemPrekey:
     r = Reader(data, "kem_prekey")
     public = r.take(MLKEM768_PUBLIC_LEN, "public")
     signature = r.take(SIGNATURE_LEN, "signature")
+    mldsa = None if r.at_end() else r.take(MLDSA65_SIGNATURE_LEN, "mldsa_signature")
     r.finish()
-    return KemPrekey(id=prekey_id, public=public, signature=signature)
+    return KemPrekey(id=prekey_id, public=public, signature=signature, mldsa_signature=mldsa)

@@ -13,6 +13,12 @@ Rules of this file:
   and the encoded key (the label keeps these signatures apart from every other
   thing that key signs); the binding of the X25519 identity key to the agent is
   the signed agent card, which carries both keys.
+* Hybrid authentication (Sealwire addition): an agent whose card lists an
+  ML-DSA-65 key also signs every prekey with it (same labelled message), and,
+  as initiator, signs its initial message (:func:`initial_message_input`); a
+  peer whose card lists that key must present those signatures, so a quantum
+  attacker who can forge Ed25519 and solve X25519 still cannot pass off a
+  prekey or an initial message as that agent's.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import attrs
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA65PrivateKey, MLDSA65PublicKey
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey, MLKEM768PublicKey
 
 from sealwire.errors import RemoteProtocolError
@@ -28,6 +35,7 @@ from sealwire_signal._errors import BadSignatureError, EnvelopeDecodeError, sign
 
 __all__ = [
     "KEM_TYPE_MLKEM768",
+    "MLDSA65_SIGNATURE_LEN",
     "MLKEM768_CIPHERTEXT_LEN",
     "MLKEM768_PUBLIC_LEN",
     "PQXDH_INFO",
@@ -40,11 +48,13 @@ __all__ = [
     "SignedPrekey",
     "VerifiedBundle",
     "encode_kem",
+    "initial_message_input",
     "initiate",
     "kdf",
     "respond",
     "sign_kem_prekey",
     "sign_signed_prekey",
+    "verify_mldsa",
 ]
 
 X3DH_INFO = b"Sealwire_X3DH_CURVE25519_SHA-256"
@@ -53,9 +63,14 @@ KEM_TYPE_MLKEM768 = 0x0A
 """PQXDH §2.5 EncodeKEM type byte for ML-KEM-768 in this profile."""
 MLKEM768_PUBLIC_LEN = 1184
 MLKEM768_CIPHERTEXT_LEN = 1088
+MLDSA65_SIGNATURE_LEN = 3309
+"""FIPS 204 Table 2: an ML-DSA-65 signature."""
 _F = b"\xff" * KEY_LEN
 _SPK_LABEL = b"sealwire-signal/signed-prekey/v1\x00"
 _KEM_LABEL = b"sealwire-signal/kem-prekey/v1\x00"
+_INITIAL_LABEL = b"sealwire-signal/initial-message/v1\x00"
+
+SigningKey = Ed25519PrivateKey | MLDSA65PrivateKey
 
 
 def kdf(key_material: bytes, info: bytes) -> bytes:
@@ -68,21 +83,40 @@ def encode_kem(public: bytes) -> bytes:
     return bytes((KEM_TYPE_MLKEM768,)) + public
 
 
-def sign_signed_prekey(signing_key: Ed25519PrivateKey, public: bytes) -> bytes:
-    """Sig(IK, EncodeEC(SPK)) with the agent's Ed25519 key in XEdDSA's place."""
+def sign_signed_prekey(signing_key: SigningKey, public: bytes) -> bytes:
+    """Sig(IK, EncodeEC(SPK)) with the agent's Ed25519 key in XEdDSA's place (or its
+    ML-DSA-65 key, for the second signature of a hybrid-signed agent)."""
     return signing_key.sign(_SPK_LABEL + encode_ec(public))
 
 
-def sign_kem_prekey(signing_key: Ed25519PrivateKey, public: bytes) -> bytes:
-    """Sig(IK, EncodeKEM(PQPK)) with the agent's Ed25519 key in XEdDSA's place."""
+def sign_kem_prekey(signing_key: SigningKey, public: bytes) -> bytes:
+    """Sig(IK, EncodeKEM(PQPK)) with the agent's Ed25519 key in XEdDSA's place (or its
+    ML-DSA-65 key)."""
     return signing_key.sign(_KEM_LABEL + encode_kem(public))
 
 
-def _verify(key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:
+def initial_message_input(unsigned_part: bytes, sender_id: str, recipient_id: str) -> bytes:
+    """What an initiator with an ML-DSA-65 key signs: a label, both agent ids and the
+    initial message's fields (identity and ephemeral keys, prekey ids, the ML-KEM
+    ciphertext, its card) as :meth:`PrekeyPart.to_bytes` encodes them unsigned."""
+    ids = b"".join(
+        len(i.encode()).to_bytes(2, "big") + i.encode() for i in (sender_id, recipient_id)
+    )
+    return _INITIAL_LABEL + ids + unsigned_part
+
+
+def _verify(key: Ed25519PublicKey | MLDSA65PublicKey, signature: bytes, message: bytes) -> None:
     try:
         key.verify(signature, message)
     except InvalidSignature:
         raise BadSignatureError() from None
+
+
+def verify_mldsa(key: MLDSA65PublicKey, signature: bytes | None, message: bytes) -> None:
+    """An ML-DSA-65 signature that must be present and valid; BadSignatureError otherwise."""
+    if signature is None or len(signature) != MLDSA65_SIGNATURE_LEN:
+        raise BadSignatureError("missing or malformed ML-DSA-65 signature")
+    _verify(key, signature, message)
 
 
 @attrs.frozen
@@ -100,6 +134,7 @@ class SignedPrekey:
     id: int
     public: bytes
     signature: bytes
+    mldsa_signature: bytes | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -109,6 +144,7 @@ class KemPrekey:
     id: int
     public: bytes
     signature: bytes
+    mldsa_signature: bytes | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -128,15 +164,26 @@ class PrekeyBundle:
         self,
         signing_key: Ed25519PublicKey,
         *,
+        mldsa_key: MLDSA65PublicKey | None = None,
         one_time: OneTimePrekey | None = None,
         one_time_kem: KemPrekey | None = None,
     ) -> VerifiedBundle:
-        """Check every prekey signature (X3DH §3.3, PQXDH §3.3); BadSignatureError if any fails."""
+        """Check every prekey signature (X3DH §3.3, PQXDH §3.3); BadSignatureError if any fails.
+
+        With ``mldsa_key`` (the peer's card lists one), every signed prekey must also
+        carry a valid ML-DSA-65 signature by it.
+        """
         spk = self.signed_prekey
-        _verify(signing_key, spk.signature, _SPK_LABEL + encode_ec(spk.public))
+        message = _SPK_LABEL + encode_ec(spk.public)
+        _verify(signing_key, spk.signature, message)
+        if mldsa_key is not None:
+            verify_mldsa(mldsa_key, spk.mldsa_signature, message)
         for kem in (self.kem_prekey, one_time_kem):
             if kem is not None:
-                _verify(signing_key, kem.signature, _KEM_LABEL + encode_kem(kem.public))
+                message = _KEM_LABEL + encode_kem(kem.public)
+                _verify(signing_key, kem.signature, message)
+                if mldsa_key is not None:
+                    verify_mldsa(mldsa_key, kem.mldsa_signature, message)
         if one_time_kem is not None and self.kem_prekey is None:
             raise RemoteProtocolError("one-time PQ prekey without a last-resort PQ prekey")
         return VerifiedBundle(bundle=self, one_time=one_time, one_time_kem=one_time_kem)

@@ -36,8 +36,10 @@ from sealwire.binding import (
     CarrierBinding,
     Dispatcher,
     Negotiation,
+    Party,
     Property,
     SecureChannel,
+    SessionTerms,
     Shape,
 )
 from sealwire.errors import ConfigurationError
@@ -53,7 +55,7 @@ from sealwire_tls._certs import (
 )
 from sealwire_tls._channel import b64url
 from sealwire_tls._client import DEFAULT_TIMEOUT, TlsClient
-from sealwire_tls._pq import HYBRID_GROUP, PostQuantum, card_offers_hybrid, post_quantum_option
+from sealwire_tls._pq import HYBRID_GROUP, PostQuantum, post_quantum_option
 from sealwire_tls._pq_server import serve_pq_http
 from sealwire_tls._server import ENROLL_PATH, TlsServer
 
@@ -158,14 +160,21 @@ class TlsBinding(CarrierBinding):
             params["keyExchange"] = list(mode.groups)
         return params
 
-    def peer_properties(self, peer: VerifiedCard) -> frozenset[Property]:
-        """What a session with ``peer`` will have, given both configurations: the static
-        properties, plus ``post_quantum`` when our stack offers X25519MLKEM768 and the
-        peer's card lists it (the downgrade rule then refuses any classical connection)."""
-        properties = set(self.info.properties)
-        if self._pq is not PostQuantum.OFF and card_offers_hybrid(peer):
-            properties.add(Property.POST_QUANTUM)
-        return frozenset(properties)
+    @classmethod
+    def session_terms(cls, local: Party, peer: Party | None) -> SessionTerms:
+        """TLS 1.3 with the static properties, plus ``post_quantum`` when our stack offers
+        X25519MLKEM768 and the peer's card lists it (the downgrade rule then refuses any
+        classical connection); with no peer, what our configuration can give."""
+        mode = post_quantum_option(local.options.get("post_quantum"))
+        ours = mode is not PostQuantum.OFF or HYBRID_GROUP in _groups(local.params)
+        theirs = peer is None or HYBRID_GROUP in _groups(peer.params)
+        if not (ours and theirs):
+            return SessionTerms(properties=cls.info.properties, protocol="TLS 1.3")
+        return SessionTerms(
+            properties=cls.info.properties | {Property.POST_QUANTUM},
+            protocol="TLS 1.3",
+            suite=HYBRID_GROUP,
+        )
 
     @property
     def servers(self) -> tuple[TlsServer, ...]:
@@ -223,3 +232,9 @@ class TlsBinding(CarrierBinding):
     ) -> SecureChannel:
         """A channel of frames to the peer's HTTPS endpoint."""
         return await self._client.open(url, peer, negotiation)
+
+
+def _groups(params: Mapping[str, Any]) -> list[Any]:
+    """The key-exchange groups a card's ``tls`` parameters list (none: classical)."""
+    groups = params.get("keyExchange")
+    return groups if isinstance(groups, list) else []
