@@ -34,6 +34,7 @@ from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import TrustStore, verify_card
 from sealwire.plugins import BLOCK_ENV, Registry, blocked_from_env, load_registry
 from sealwire.policy import Policy, Situation
+from sealwire.scaffold import SHAPES, new_plugin
 
 __all__ = ["main"]
 
@@ -106,6 +107,24 @@ def cmd_store_migrate(args: argparse.Namespace, registry: Registry) -> int:
     moved = migrate_store(_home(args), target, registry)
     print(f"moved {moved} keys to the {target.backend} store; sealwire.toml now names it")
     return 0
+
+
+def cmd_plugin_new(args: argparse.Namespace, registry: Registry) -> int:
+    if args.name in registry.bindings:
+        raise ConfigurationError(f"a binding named {args.name!r} is already installed")
+    folder = new_plugin(args.name, shape=args.shape, into=Path(args.into))
+    print(f"wrote {folder}: pip install -e '{folder}[test]', then pytest in it (see its README)")
+    return 0
+
+
+def _add_plugin_command(sub: Any) -> None:
+    p = sub.add_parser("plugin", help="write a new plugin package")
+    psub = p.add_subparsers(dest="plugin_command", required=True, metavar="ACTION")
+    n = psub.add_parser("new", help="an installable plugin that passes the contract suite")
+    n.add_argument("name", help="the binding's name, e.g. my-binding")
+    n.add_argument("--shape", choices=SHAPES, default="session")
+    n.add_argument("--into", default=".", help="the folder to write sealwire-NAME in")
+    n.set_defaults(run=cmd_plugin_new)
 
 
 def _add_store_command(sub: Any) -> None:
@@ -325,6 +344,7 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
 
     sub.add_parser("card", help="print this agent's signed card").set_defaults(run=cmd_card)
     sub.add_parser("plugins", help="list plugins and bindings").set_defaults(run=cmd_plugins)
+    _add_plugin_command(sub)
 
     p = sub.add_parser("policy", help="binding policy")
     psub = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")

@@ -1,0 +1,58 @@
+"""``sealwire plugin new``: a working, installable plugin package to start from.
+
+:func:`new_plugin` writes ``sealwire-<name>/`` from the templates of one shape
+(``session``: a session binding on sealwire-noise's handshake core): a
+pyproject with the entry point, the implementation, the contract tests, a
+README and a CI workflow. The package passes Sealwire's contract suite as
+generated; its README says how to install, test and use it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sealwire.errors import ConfigurationError
+
+__all__ = ["SHAPES", "new_plugin"]
+
+SHAPES = ("session",)
+"""The shapes with a template (mailbox, group, transport and store are not yet)."""
+_TEMPLATES = Path(__file__).parent
+_NAME = re.compile(r"[a-z][a-z0-9]{0,30}(-[a-z0-9]{1,30}){0,3}")
+"""A binding name: lower-case words joined by hyphens (it names the distribution,
+the package and the card's binding URI)."""
+
+
+def new_plugin(name: str, *, shape: str, into: Path) -> Path:
+    """Write the package ``sealwire-<name>`` in ``into``; its folder. Refuses a bad
+    name, an unknown shape or an existing folder (nothing is overwritten)."""
+    if not _NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"plugin name {name!r}: use lower-case letters and digits, words joined by '-'"
+        )
+    if shape not in SHAPES:
+        raise ConfigurationError(f"no template for shape {shape!r} (have: {', '.join(SHAPES)})")
+    target = into / f"sealwire-{name}"
+    if target.exists():
+        raise ConfigurationError(f"{target} exists: choose another name or folder")
+    words = name.split("-")
+    values = {
+        "name": name,
+        "package": "sealwire_" + "_".join(words),
+        "Class": "".join(w.capitalize() for w in words),
+        "title": " ".join(w.capitalize() for w in words),
+    }
+    root = _TEMPLATES / shape
+    for template in sorted(root.rglob("*.tmpl")):
+        relative = template.relative_to(root).as_posix().removesuffix(".tmpl")
+        relative = relative.replace("@package@", values["package"])
+        if relative.startswith("github/"):  # kept without the dot in the wheel
+            relative = "." + relative
+        text = template.read_text()
+        for key, value in values.items():
+            text = text.replace("{{" + key + "}}", value)
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return target
