@@ -110,6 +110,7 @@ class Receiver:
         self.port = free_port()
         self.calls: list[tuple[str, dict[str, str], bytes]] = []
         self.status = 200
+        self.first_statuses: list[int] = []  # answered (in order) before ``status``
         self._listener: Any = None
 
     def url(self, host: str = "127.0.0.1", path: str = "/hook") -> str:
@@ -126,7 +127,8 @@ class Receiver:
                 break
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self.calls.append((scope["path"], headers, body))
-        await send({"type": "http.response.start", "status": self.status, "headers": []})
+        status = self.first_statuses.pop(0) if self.first_statuses else self.status
+        await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
     async def start(self) -> None:
@@ -359,6 +361,27 @@ async def test_delivery_is_retried_after_the_receiver_was_down(
         assert stats["failed"] == 0 and stats["dropped"] == 0
     finally:
         await down.stop()
+
+
+async def test_a_retry_keeps_the_notification_id(
+    serve: Callable[..., Any], receiver: Receiver
+) -> None:
+    """A 503 is retried; the repeat carries the same ``jti`` (a receiver de-duplicates)."""
+    receiver.first_statuses = [503]
+    caller: Caller = await serve(push=allowing(receiver, retry_base=0.05))
+    task_id = await caller.ask()
+    url = receiver.url()
+    await caller.result("CreateTaskPushNotificationConfig", {"taskId": task_id, "url": url})
+    await caller.answer(task_id)
+    stats = caller.agent.push.stats
+    await until(lambda: stats["delivered"] == stats["queued"] > 0, "every push delivered")
+    assert stats["retried"] == 1
+    card = caller.agent.card
+    ids = [verify_notification(h[SIGNATURE_HEADER.lower()], b, card.identity)["jti"]
+           for _, h, b in receiver.calls]  # fmt: skip
+    assert len(set(ids)) == len(ids) - 1  # one notification came twice: the refused one
+    again = [body for jti, (_, _, body) in zip(ids, receiver.calls, strict=True) if jti == ids[0]]
+    assert len(again) == 2 and again[0] == again[1]
 
 
 async def test_a_refusing_webhook_is_not_retried(

@@ -14,8 +14,9 @@ What a webhook call carries (see docs/push-notifications.md for the receiver's s
 * ``Sealwire-Notification-Signature``: a detached compact JWS (RFC 7515 Appendix F,
   ``<protected>..<signature>``) by the agent's Ed25519 key over the exact body bytes;
   the protected header holds ``alg`` ``EdDSA``, ``kid`` (the agent id, the same kid as
-  the card's own signature), ``iat`` (seconds), ``jti`` (one per notification, for
-  de-duplication) and ``aud`` (the webhook URL). :func:`verify_notification` checks one.
+  the card's own signature), ``iat`` (seconds, of this attempt), ``jti`` (one per
+  notification and webhook, kept across retries: receivers de-duplicate by it) and
+  ``aud`` (the webhook URL). :func:`verify_notification` checks one.
 
 Where a webhook may point (server-side request forgery, §13.2): ``https`` only unless
 :attr:`PushPolicy.allow_http`; never a loopback, private, shared, link-local,
@@ -328,6 +329,9 @@ class _Delivery:
     config: TaskPushNotificationConfig = field(repr=False)
     task_id: str
     body: bytes = field(repr=False)
+    nonce: str = field(factory=lambda: str(uuid.uuid4()))
+    """The signature's ``jti``: one per notification, the same on each of its retries,
+    so a receiver that got an attempt whose answer was lost drops the repeat."""
 
 
 def _shown(url: str) -> str:
@@ -477,7 +481,7 @@ class PushSender:
             "host": urlsplit(config.url).netloc,
             SIGNATURE_HEADER: sign_notification(
                 self.identity, delivery.body, audience=config.url,
-                now=int(time.time()), nonce=str(uuid.uuid4()),
+                now=int(time.time()), nonce=delivery.nonce,
             ),
         }  # fmt: skip
         if config.token:
