@@ -363,6 +363,20 @@ class TestPushNotificationConfigs:
         params = {"taskId": task["id"], "url": url}
         assert await a2a.error("CreateTaskPushNotificationConfig", params) == -32602
 
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            {"token": "a\r\nX-Injected: 1"},  # header injection
+            {"token": "t" * 4097},
+            {"authentication": {"scheme": "Bearer x", "credentials": "c"}},
+            {"authentication": {"scheme": "Bearer", "credentials": "c\nd"}},
+        ],
+    )
+    async def test_what_goes_in_headers_is_checked(self, a2a: A2A, extra: dict[str, Any]) -> None:
+        task = await a2a.send("x")
+        params = {"taskId": task["id"], "url": HOOK, **extra}
+        assert await a2a.error("CreateTaskPushNotificationConfig", params) == -32602
+
     async def test_a_webhook_in_send_message_is_checked(self, a2a: A2A) -> None:
         config = {"taskPushNotificationConfig": {"url": "https://10.0.0.1/a2a"}}
         params = {"message": message("x"), "configuration": config}

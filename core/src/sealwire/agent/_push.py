@@ -43,6 +43,7 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import socket
 import ssl
 import time
@@ -81,6 +82,7 @@ __all__ = [
     "PushSender",
     "WebhookRefusedError",
     "address_allowed",
+    "check_webhook",
     "check_webhook_url",
     "resolve_webhook",
     "sign_notification",
@@ -208,13 +210,43 @@ def _ip_literal(host: str) -> bool:
     return True
 
 
-def check_webhook_url(url: str, policy: PushPolicy) -> tuple[str, int]:
+MAX_PUSH_SECRET = 4096
+"""Characters of a config's token or credentials: they travel in one header line."""
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+"""An authentication scheme: an RFC 9110 §5.6.2 token (a header name's alphabet)."""
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+"""What a header value may hold here: visible ASCII and spaces (no CR, LF or NUL)."""
+
+
+def check_webhook(config: TaskPushNotificationConfig, policy: PushPolicy, field: str = "") -> None:
+    """InvalidParamsError unless ``config`` can be called: its URL (below), and a
+    token and authentication that fit in header lines."""
+    check_webhook_url(config.url, policy, field=f"{field}url")
+    secrets = [("token", config.token)]
+    if config.authentication is not None:
+        if not _TOKEN.fullmatch(config.authentication.scheme):
+            raise InvalidParamsError(
+                "authentication.scheme must be an HTTP auth scheme (a token)",
+                field=f"{field}authentication.scheme",
+            )
+        secrets.append(("authentication.credentials", config.authentication.credentials))
+    for name, value in secrets:
+        if value is not None and (
+            len(value) > MAX_PUSH_SECRET or not _HEADER_VALUE.fullmatch(value)
+        ):
+            raise InvalidParamsError(
+                f"{name} must be at most {MAX_PUSH_SECRET} printable ASCII characters",
+                field=f"{field}{name}",
+            )
+
+
+def check_webhook_url(url: str, policy: PushPolicy, *, field: str = "url") -> tuple[str, int]:
     """The URL's (host, port) if the policy lets it be called, before resolution:
     InvalidParamsError naming ``url`` otherwise. An IP literal is checked here; a
     host name is checked by :func:`resolve_webhook` at each call."""
 
     def refuse(message: str) -> InvalidParamsError:
-        return InvalidParamsError(message, field="url")
+        return InvalidParamsError(message, field=field)
 
     if len(url) > MAX_WEBHOOK_URL:
         raise refuse(f"a webhook URL has at most {MAX_WEBHOOK_URL} characters")

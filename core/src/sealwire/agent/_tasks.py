@@ -37,7 +37,7 @@ from typing import Any
 
 import attrs
 
-from sealwire.agent._push import MAX_PUSH_CONFIGS, PushSender, check_webhook_url
+from sealwire.agent._push import MAX_PUSH_CONFIGS, PushSender, check_webhook
 from sealwire.binding import PeerIdentity
 from sealwire.codec import (
     InvalidParamsError,
@@ -701,7 +701,8 @@ class TaskManager:
         config = params.configuration
         webhook = None if config is None else config.task_push_notification_config
         if webhook is not None:
-            check_webhook_url(webhook.url, self.check_push().policy)
+            field = "configuration.taskPushNotificationConfig."
+            check_webhook(webhook, self.check_push().policy, field)
             if webhook.id is not None:
                 check_task_id(webhook.id, "configuration.taskPushNotificationConfig.id")
         return webhook
@@ -721,7 +722,7 @@ class TaskManager:
         one of the caller's tasks; answers it with the id it has."""
         sender = self.check_push()
         run = self._load(config.task_id or "", peer.agent_id, "taskId")
-        check_webhook_url(config.url, sender.policy)
+        check_webhook(config, sender.policy)
         if config.id is not None:
             check_task_id(config.id, "id")
         self._add_webhook(run, config)
