@@ -111,6 +111,7 @@ class Receiver:
         self.calls: list[tuple[str, dict[str, str], bytes]] = []
         self.status = 200
         self.first_statuses: list[int] = []  # answered (in order) before ``status``
+        self.clients: set[tuple[str, int]] = set()  # the connections calls came on
         self._listener: Any = None
 
     def url(self, host: str = "127.0.0.1", path: str = "/hook") -> str:
@@ -127,6 +128,7 @@ class Receiver:
                 break
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self.calls.append((scope["path"], headers, body))
+        self.clients.add(tuple(scope["client"]))
         status = self.first_statuses.pop(0) if self.first_statuses else self.status
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
@@ -361,6 +363,24 @@ async def test_delivery_is_retried_after_the_receiver_was_down(
         assert stats["failed"] == 0 and stats["dropped"] == 0
     finally:
         await down.stop()
+
+
+async def test_webhook_connections_are_reused(
+    serve: Callable[..., Any], receiver: Receiver
+) -> None:
+    """Many notifications, a few connections: the sender's pool keeps them (the
+    answer is read to its end), at most one per worker."""
+    from sealwire.agent._push import PUSH_WORKERS
+
+    caller: Caller = await serve(push=allowing(receiver))
+    for n in range(6):
+        task_id = await caller.ask()
+        url = receiver.url()
+        await caller.result("CreateTaskPushNotificationConfig", {"taskId": task_id, "url": url})
+        await caller.answer(task_id, f"go{n}")
+    stats = caller.agent.push.stats
+    await until(lambda: stats["delivered"] == stats["queued"] >= 18, "every push delivered")
+    assert len(receiver.clients) <= PUSH_WORKERS < stats["delivered"]
 
 
 async def test_a_retry_keeps_the_notification_id(

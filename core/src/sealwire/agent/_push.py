@@ -124,6 +124,9 @@ how long a captured notification can be replayed (its ``jti`` de-duplicates insi
 MAX_SIGNATURE_HEADER = 4096
 """Characters of a signature header a receiver looks at (ours are about 400)."""
 
+MAX_WEBHOOK_ANSWER = 64 * 1024
+"""Bytes of a webhook's answer read (then ignored) so its connection can be reused."""
+
 _RETRIED_STATUSES = frozenset({408, 425, 429})
 """4xx answers worth another attempt (timeouts, too early, rate limited); other 4xx
 mean the webhook refuses this call, and repeating it would not change that."""
@@ -462,8 +465,12 @@ class PushSender:
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             context = ssl.create_default_context(cafile=self.policy.ca_file)
+            # Headers and body go out as separate writes: without TCP_NODELAY, Nagle's
+            # algorithm and the webhook's delayed ACK add ~40 ms to every call.
+            nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            transport = httpx.AsyncHTTPTransport(verify=context, socket_options=nodelay)
             self._client = httpx.AsyncClient(
-                verify=context,
+                transport=transport,
                 trust_env=False,  # a proxy from the environment would undo the pinning
                 follow_redirects=False,  # a redirect could point anywhere
                 timeout=self.policy.timeout,
@@ -527,6 +534,17 @@ class PushSender:
             "POST", url, content=delivery.body, headers=headers, extensions=extensions
         )
         response = await self._http().send(request, stream=True)
-        with contextlib.suppress(httpx.HTTPError):
-            await response.aclose()  # the answer's body is not read: only its status counts
+        try:
+            # only the status counts; a small answer is read to its end so that the
+            # connection is kept for the next call (a large one: the connection is cut)
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read > MAX_WEBHOOK_ANSWER:
+                    break
+        except httpx.HTTPError:
+            pass  # the status came: the call is answered whatever happens to the body
+        finally:
+            with contextlib.suppress(httpx.HTTPError):
+                await response.aclose()
         return response.status_code
