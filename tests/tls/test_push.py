@@ -112,6 +112,7 @@ class Receiver:
         self.status = 200
         self.first_statuses: list[int] = []  # answered (in order) before ``status``
         self.clients: set[tuple[str, int]] = set()  # the connections calls came on
+        self.hold: asyncio.Event | None = None  # set: calls wait for it before answering
         self._listener: Any = None
 
     def url(self, host: str = "127.0.0.1", path: str = "/hook") -> str:
@@ -129,6 +130,8 @@ class Receiver:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self.calls.append((scope["path"], headers, body))
         self.clients.add(tuple(scope["client"]))
+        if self.hold is not None:
+            await self.hold.wait()
         status = self.first_statuses.pop(0) if self.first_statuses else self.status
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
@@ -363,6 +366,25 @@ async def test_delivery_is_retried_after_the_receiver_was_down(
         assert stats["failed"] == 0 and stats["dropped"] == 0
     finally:
         await down.stop()
+
+
+async def test_a_webhook_that_does_not_answer_never_holds_the_task(
+    serve: Callable[..., Any], receiver: Receiver
+) -> None:
+    receiver.hold = asyncio.Event()
+    caller: Caller = await serve(push=allowing(receiver))
+    try:
+        task_id = await caller.ask()
+        url = receiver.url()
+        await caller.result("CreateTaskPushNotificationConfig", {"taskId": task_id, "url": url})
+        done = await caller.answer(task_id)  # answered while the webhook holds its calls
+        assert done["status"]["state"] == "TASK_STATE_COMPLETED"
+        await until(lambda: receiver.calls, "a call reaching the webhook")
+        assert caller.agent.push.stats["delivered"] == 0
+    finally:
+        receiver.hold.set()
+    stats = caller.agent.push.stats
+    await until(lambda: stats["delivered"] == stats["queued"], "every push delivered")
 
 
 async def test_webhook_connections_are_reused(
