@@ -440,6 +440,13 @@ async def test_a_refusing_webhook_is_not_retried(
     await until(lambda: stats["failed"] == stats["queued"] > 0, "every push given up")
     assert len(receiver.calls) == stats["queued"] and stats["retried"] == 0
     assert "HTTP 403" in caplog.text  # reported, never swallowed
+    assert "HTTP 403" in caller.agent.health()["push.delivery"]
+    receiver.status = 200  # the webhook takes calls again: healthy once one arrives
+    task_id = await caller.ask()
+    url = receiver.url()
+    await caller.result("CreateTaskPushNotificationConfig", {"taskId": task_id, "url": url})
+    await caller.answer(task_id)
+    await until(lambda: "push.delivery" not in caller.agent.health(), "push healthy again")
     assert "webhook-secret" not in caplog.text
 
 

@@ -121,7 +121,9 @@ class Agent:
         )
         self.trust = TrustStore(store, trust_mode)
         self.binding_options = dict(binding_options or {})
-        self.push = PushSender(identity, push if push is not None else PushPolicy())
+        self.push = PushSender(
+            identity, push if push is not None else PushPolicy(), report=self.report_health
+        )
         """Calls the webhooks of push-notification configs (A2A v1.0 §3.1.7); its
         ``policy`` says whether and where, its ``stats`` what became of each call."""
         self.tasks = TaskManager(store, push=self.push)
@@ -410,7 +412,9 @@ class Agent:
         restarted; healthy again once a delivery is handled), ``mailbox.store`` (the
         store failed to keep an opened message, which is left with the relay to
         deliver again, or to route, record or resume a kept one, which is tried
-        again; healthy again once a message is kept or a task recorded).
+        again; healthy again once a message is kept or a task recorded),
+        ``push.delivery`` (a push notification's webhook call was given up; healthy
+        again once one arrives).
         """
         return dict(self._health)
 

@@ -48,7 +48,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,6 +126,9 @@ MAX_SIGNATURE_HEADER = 4096
 
 MAX_WEBHOOK_ANSWER = 64 * 1024
 """Bytes of a webhook's answer read (then ignored) so its connection can be reused."""
+
+HEALTH_COMPONENT = "push.delivery"
+"""The component of :meth:`~sealwire.agent.Agent.health` push delivery reports as."""
 
 _RETRIED_STATUSES = frozenset({408, 425, 429})
 """4xx answers worth another attempt (timeouts, too early, rate limited); other 4xx
@@ -390,9 +393,17 @@ class PushSender:
     ``restarts`` (workers replaced after a crash).
     """
 
-    def __init__(self, identity: Identity, policy: PushPolicy) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        policy: PushPolicy,
+        report: Callable[[str, str | None], None] | None = None,
+    ) -> None:
         self.identity = identity
         self.policy = policy
+        self._report = report
+        """``report(component, problem)``: the agent's health (``push.delivery``
+        unhealthy once a notification is given up, healthy again once one arrives)."""
         self.stats: dict[str, int] = dict.fromkeys(
             ("queued", "delivered", "retried", "failed", "refused", "dropped", "restarts"), 0
         )
@@ -503,6 +514,8 @@ class PushSender:
             else:
                 if 200 <= status < 300:
                     self.stats["delivered"] += 1
+                    if self._report is not None:
+                        self._report(HEALTH_COMPONENT, None)
                     return
                 problem = f"HTTP {status}"
                 if 400 <= status < 500 and status not in _RETRIED_STATUSES:
@@ -511,6 +524,8 @@ class PushSender:
                      delivery.task_id, shown, attempt + 1, problem)  # fmt: skip
         self.stats["failed"] += 1
         log.warning("push for task %s to %s given up: %s", delivery.task_id, shown, problem)
+        if self._report is not None:
+            self._report(HEALTH_COMPONENT, f"a notification to {shown} was given up: {problem}")
 
     async def _post(self, delivery: _Delivery) -> int:
         config = delivery.config
