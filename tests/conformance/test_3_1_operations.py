@@ -356,6 +356,7 @@ class TestPushNotificationConfigs:
             "https://0.0.0.0/a2a",  # unspecified
             "https://[::ffff:127.0.0.1]/a2a",  # IPv4-mapped loopback
             "https://hooks.example/" + "x" * 2048,
+            "https://hooks.example:0/a2a",
         ],
     )
     async def test_a_webhook_that_could_reach_inside_is_refused(self, a2a: A2A, url: str) -> None:

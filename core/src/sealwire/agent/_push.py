@@ -269,6 +269,8 @@ def check_webhook_url(url: str, policy: PushPolicy, *, field: str = "url") -> tu
     host = parts.hostname
     if not host:
         raise refuse("a webhook URL needs a host")
+    if port == 0:
+        raise refuse("a webhook URL's port must not be 0")
     if _ip_literal(host) and not address_allowed(host, policy):
         raise refuse("a webhook URL must not name a loopback, private or local address")
     return host, port or (443 if parts.scheme == "https" else 80)
