@@ -69,7 +69,8 @@ async def test_the_same_request_gives_equivalent_answers(https: A2A) -> None:
         ("CancelTask", {"id": task["id"]}),
         ("ListTasks", {"pageSize": 0}),
         ("GetExtendedAgentCard", {}),
-        ("CreateTaskPushNotificationConfig", {"taskId": task["id"], "url": "https://x/h"}),
+        ("CreateTaskPushNotificationConfig", {"taskId": task["id"], "url": "https://10.0.0.1/"}),
+        ("GetTaskPushNotificationConfig", {"taskId": task["id"], "id": "no-such-config"}),
     ]:
         assert await https.error(method, params) == await rest.error(method, params)
     streamed = [await a2a_stream(x, "abc") for x in (https, rest)]

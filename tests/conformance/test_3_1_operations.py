@@ -256,21 +256,144 @@ class TestSubscribeToTask:
         assert [e["error"]["code"] for e in over] == [-32004]
 
 
+HOOK = "https://hooks.example/a2a"
+"""A webhook URL the configs name: a host name, checked when a call is made (none is
+made here: these tasks have ended when their configs are set)."""
+
+
 class TestPushNotificationConfigs:
-    """§3.1.7-3.1.10: not supported by this agent (its card says so): -32003."""
+    """§3.1.7-3.1.10: the card says push notifications are supported; configs are
+    created, read, listed and deleted for the caller's own tasks only."""
+
+    async def test_the_card_declares_push_notifications(self, a2a: A2A) -> None:
+        assert a2a.agent.card.card["capabilities"]["pushNotifications"] is True
+
+    async def test_create_get_list_delete(self, a2a: A2A) -> None:
+        task = await a2a.send("x")
+        params = {"taskId": task["id"], "id": "c1", "url": HOOK, "token": "tok",
+                  "authentication": {"scheme": "Bearer", "credentials": "secret"}}  # fmt: skip
+        created = await a2a.result("CreateTaskPushNotificationConfig", params)
+        assert created["id"] == "c1" and created["taskId"] == task["id"]
+        assert created["url"] == HOOK and created["token"] == "tok"
+        # the credentials are write-only: a secret never read back
+        assert created["authentication"] == {"scheme": "Bearer"}
+        got = await a2a.result("GetTaskPushNotificationConfig", {"taskId": task["id"], "id": "c1"})
+        assert got == created
+        other = await a2a.result(
+            "CreateTaskPushNotificationConfig", {"taskId": task["id"], "url": HOOK + "/2"}
+        )
+        assert other["id"] and other["id"] != "c1"  # the agent names a config left unnamed
+        listed = await a2a.result("ListTaskPushNotificationConfigs", {"taskId": task["id"]})
+        assert [c["id"] for c in listed["configs"]] == ["c1", other["id"]]
+        assert await a2a.result(
+            "DeleteTaskPushNotificationConfig", {"taskId": task["id"], "id": "c1"}
+        ) in (None, {})
+        listed = await a2a.result("ListTaskPushNotificationConfigs", {"taskId": task["id"]})
+        assert [c["id"] for c in listed["configs"]] == [other["id"]]
+
+    async def test_a_config_id_is_replaced_not_doubled(self, a2a: A2A) -> None:
+        task = await a2a.send("x")
+        for url in (HOOK, HOOK + "/new"):
+            params = {"taskId": task["id"], "id": "same", "url": url}
+            await a2a.result("CreateTaskPushNotificationConfig", params)
+        listed = await a2a.result("ListTaskPushNotificationConfigs", {"taskId": task["id"]})
+        assert [(c["id"], c["url"]) for c in listed["configs"]] == [("same", HOOK + "/new")]
+
+    async def test_delete_is_idempotent(self, a2a: A2A) -> None:
+        task = await a2a.send("x")
+        params = {"taskId": task["id"], "id": "never-made"}
+        for _ in range(2):
+            assert await a2a.result("DeleteTaskPushNotificationConfig", params) in (None, {})
+
+    async def test_list_pages(self, a2a: A2A) -> None:
+        task = await a2a.send("x")
+        for n in range(3):
+            params = {"taskId": task["id"], "id": f"c{n}", "url": HOOK}
+            await a2a.result("CreateTaskPushNotificationConfig", params)
+        first = await a2a.result(
+            "ListTaskPushNotificationConfigs", {"taskId": task["id"], "pageSize": 2}
+        )
+        assert [c["id"] for c in first["configs"]] == ["c0", "c1"]
+        rest = await a2a.result(
+            "ListTaskPushNotificationConfigs",
+            {"taskId": task["id"], "pageSize": 2, "pageToken": first["nextPageToken"]},
+        )
+        assert [c["id"] for c in rest["configs"]] == ["c2"]
+        assert not rest.get("nextPageToken")
 
     @pytest.mark.parametrize(
         ("method", "params"),
         [
-            ("CreateTaskPushNotificationConfig", {"taskId": "t", "url": "https://x/hook"}),
-            ("GetTaskPushNotificationConfig", {"taskId": "t", "id": "c"}),
-            ("ListTaskPushNotificationConfigs", {"taskId": "t"}),
-            ("DeleteTaskPushNotificationConfig", {"taskId": "t", "id": "c"}),
+            ("CreateTaskPushNotificationConfig", {"taskId": "no-such-task", "url": HOOK}),
+            ("GetTaskPushNotificationConfig", {"taskId": "no-such-task", "id": "c"}),
+            ("ListTaskPushNotificationConfigs", {"taskId": "no-such-task"}),
+            ("DeleteTaskPushNotificationConfig", {"taskId": "no-such-task", "id": "c"}),
         ],
     )
-    async def test_unsupported(self, a2a: A2A, method: str, params: dict[str, Any]) -> None:
-        assert not a2a.agent.card.card["capabilities"].get("pushNotifications")
-        assert await a2a.error(method, params) == -32003
+    async def test_an_unknown_task_is_not_found(
+        self, a2a: A2A, method: str, params: dict[str, Any]
+    ) -> None:
+        assert await a2a.error(method, params) == -32001
+
+    async def test_an_unknown_config_is_not_found(self, a2a: A2A) -> None:
+        task = await a2a.send("x")
+        params = {"taskId": task["id"], "id": "no-such-config"}
+        assert await a2a.error("GetTaskPushNotificationConfig", params) == -32001
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://hooks.example/a2a",  # https only
+            "ftp://hooks.example/a2a",
+            "https://user:pw@hooks.example/a2a",  # credentials go in authentication
+            "https:///a2a",
+            "https://127.0.0.1/a2a",  # loopback
+            "https://[::1]/a2a",
+            "https://10.1.2.3/a2a",  # private
+            "https://192.168.1.1/a2a",
+            "https://169.254.169.254/latest/meta-data",  # link-local (cloud metadata)
+            "https://224.0.0.1/a2a",  # multicast
+            "https://0.0.0.0/a2a",  # unspecified
+            "https://[::ffff:127.0.0.1]/a2a",  # IPv4-mapped loopback
+            "https://hooks.example/" + "x" * 2048,
+            "https://hooks.example:0/a2a",
+        ],
+    )
+    async def test_a_webhook_that_could_reach_inside_is_refused(self, a2a: A2A, url: str) -> None:
+        task = await a2a.send("x")
+        params = {"taskId": task["id"], "url": url}
+        assert await a2a.error("CreateTaskPushNotificationConfig", params) == -32602
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            {"token": "a\r\nX-Injected: 1"},  # header injection
+            {"token": "t" * 4097},
+            {"authentication": {"scheme": "Bearer x", "credentials": "c"}},
+            {"authentication": {"scheme": "Bearer", "credentials": "c\nd"}},
+        ],
+    )
+    async def test_what_goes_in_headers_is_checked(self, a2a: A2A, extra: dict[str, Any]) -> None:
+        task = await a2a.send("x")
+        params = {"taskId": task["id"], "url": HOOK, **extra}
+        assert await a2a.error("CreateTaskPushNotificationConfig", params) == -32602
+
+    async def test_a_webhook_in_send_message_is_checked(self, a2a: A2A) -> None:
+        config = {"taskPushNotificationConfig": {"url": "https://10.0.0.1/a2a"}}
+        params = {"message": message("x"), "configuration": config}
+        assert await a2a.error("SendMessage", params) == -32602
+
+    async def test_a_webhook_set_by_send_message_is_listed(self, a2a: A2A) -> None:
+        config = {"taskPushNotificationConfig": {"url": HOOK, "id": "from-send"}}
+        task = await a2a.send("x", configuration=config)
+        listed = await a2a.result("ListTaskPushNotificationConfigs", {"taskId": task["id"]})
+        assert [(c["id"], c["url"]) for c in listed["configs"]] == [("from-send", HOOK)]
+
+    @pytest.mark.parametrize("config_id", ["", "x" * 1025, "a\x00b"])
+    async def test_config_ids_are_checked(self, a2a: A2A, config_id: str) -> None:
+        task = await a2a.send("x")
+        params = {"taskId": task["id"], "id": config_id}
+        assert await a2a.error("GetTaskPushNotificationConfig", params) == -32602
 
 
 class TestGetExtendedAgentCard:

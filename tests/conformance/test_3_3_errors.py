@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from a2a_conformance import A2A
 
+from sealwire.agent import PushPolicy
+
 
 class TestJsonRpcErrors:
     """§9.5: the standard JSON-RPC codes."""
@@ -48,9 +50,17 @@ class TestA2AErrors:
         task = await a2a.send("x")
         assert await a2a.error("CancelTask", {"id": task["id"]}) == -32002
 
-    async def test_push_notification_not_supported(self, a2a: A2A) -> None:
-        params = {"taskId": "t", "url": "https://example.com/hook"}
-        assert await a2a.error("CreateTaskPushNotificationConfig", params) == -32003
+    async def test_push_notification_not_supported(
+        self, a2a: A2A, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # a policy that forbids calling out: -32003, with the policy's reason
+        task = await a2a.send("x")
+        policy = PushPolicy(enabled=False, reason="no calls out from here")
+        monkeypatch.setattr(a2a.agent.push, "policy", policy)
+        params = {"taskId": task["id"], "url": "https://example.com/hook"}
+        answer = await a2a.call("CreateTaskPushNotificationConfig", params)
+        assert answer["error"]["code"] == -32003
+        assert "no calls out from here" in answer["error"]["message"]
 
     async def test_unsupported_operation(self, a2a: A2A) -> None:
         task = await a2a.send("x")

@@ -143,6 +143,10 @@ class AgentConfig:
     store: StoreConfig = attrs.field(factory=StoreConfig)
     policy: PolicyConfig = attrs.field(factory=PolicyConfig)
     bindings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    push: Mapping[str, Any] = attrs.field(factory=dict)
+    """The ``[push]`` table: a :class:`~sealwire.agent.PushPolicy` (webhooks of push
+    notifications: ``enabled``, ``reason``, ``allow_networks``, ``ca_file`` relative
+    to the home...)."""
 
     @classmethod
     def from_toml(
@@ -154,7 +158,7 @@ class AgentConfig:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"{source} is not valid TOML: {exc}") from None
-        unknown = sorted(set(data) - {"agent", "policy", "bindings"})
+        unknown = sorted(set(data) - {"agent", "policy", "bindings", "push"})
         if unknown:
             raise ConfigurationError(f"{source}: unknown table {unknown[0]!r}")
         agent = data.get("agent", {})
@@ -186,6 +190,12 @@ class AgentConfig:
             isinstance(v, Mapping) for v in bindings.values()
         ):
             raise ConfigurationError(f"{source}: [bindings.<name>] must be tables")
+        push = data.get("push", {})
+        if not isinstance(push, Mapping):
+            raise ConfigurationError(f"{source}: [push] must be a table")
+        from sealwire.agent import PushPolicy
+
+        PushPolicy.from_mapping(push)  # checked now, built when the agent is opened
         store = StoreConfig()
         if "store" in agent:
             store = StoreConfig.from_mapping(agent["store"], source=source)
@@ -202,6 +212,7 @@ class AgentConfig:
             store=store,
             policy=PolicyConfig.from_mapping(data.get("policy", {})),
             bindings=dict(bindings),
+            push=dict(push),
         )
 
     def to_toml(self) -> str:
@@ -445,6 +456,11 @@ def open_agent(home: Path, registry: Registry | None = None, **agent_options: An
 
     registry = registry or load_registry()
     config, identity, store = open_home(home, registry)
+    from sealwire.agent import PushPolicy
+
+    push = dict(config.push)
+    if isinstance(push.get("ca_file"), str):
+        push["ca_file"] = str(home / push["ca_file"])
     relay = None
     if config.relay:
         from sealwire.relay import RelayClient
@@ -471,5 +487,5 @@ def open_agent(home: Path, registry: Registry | None = None, **agent_options: An
         trust_mode=config.trust,
         registry=registry,
         binding_options=config.bindings,
-        **agent_options,
+        **({"push": PushPolicy.from_mapping(push)} | agent_options),
     )

@@ -1,7 +1,28 @@
 """The agent and its A2A bus (ARCHITECTURE layer 9)."""
 
 from sealwire.agent._agent import Agent
+from sealwire.agent._push import (
+    SIGNATURE_HEADER,
+    TOKEN_HEADER,
+    PushPolicy,
+    PushSender,
+    WebhookRefusedError,
+    verify_notification,
+)
 from sealwire.agent._rpc import RpcConnection
 from sealwire.agent._tasks import Handler, TaskContext, TaskManager, agent_message
 
-__all__ = ["Agent", "Handler", "RpcConnection", "TaskContext", "TaskManager", "agent_message"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "TOKEN_HEADER",
+    "Agent",
+    "Handler",
+    "PushPolicy",
+    "PushSender",
+    "RpcConnection",
+    "TaskContext",
+    "TaskManager",
+    "WebhookRefusedError",
+    "agent_message",
+    "verify_notification",
+]

@@ -21,6 +21,7 @@ from sealwire import __version__
 from sealwire.agent._card import build_card
 from sealwire.agent._group import ANSWER_ROUTE, GroupReply, GroupRouter
 from sealwire.agent._mailbox import MailboxRouter
+from sealwire.agent._push import PushPolicy, PushSender
 from sealwire.agent._rpc import RpcConnection
 from sealwire.agent._session import (
     HELLO_TIMEOUT,
@@ -50,7 +51,6 @@ from sealwire.codec import (
     ExtendedAgentCardNotConfiguredError,
     InvalidAgentResponseError,
     Method,
-    PushNotificationNotSupportedError,
     Request,
     UnsupportedOperationError,
 )
@@ -108,6 +108,7 @@ class Agent:
         binding_options: Mapping[str, Mapping[str, Any]] | None = None,
         dispatcher: Dispatcher | None = None,
         card_base: Mapping[str, Any] | None = None,
+        push: PushPolicy | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -125,7 +126,12 @@ class Agent:
         )
         self.trust = TrustStore(store, trust_mode)
         self.binding_options = dict(binding_options or {})
-        self.tasks = TaskManager(store)
+        self.push = PushSender(
+            identity, push if push is not None else PushPolicy(), report=self.report_health
+        )
+        """Calls the webhooks of push-notification configs (A2A v1.0 §3.1.7); its
+        ``policy`` says whether and where, its ``stats`` what became of each call."""
+        self.tasks = TaskManager(store, push=self.push)
         self._dispatcher = dispatcher
         self._card_base = card_base
         self._card: VerifiedCard | None = None
@@ -166,6 +172,8 @@ class Agent:
         """
         if self._card is not None:
             return self._card
+        if self._dispatcher is None:  # else the dispatcher serves the push methods
+            self.push.start()
         urls = [
             await self._listen(url) if self._core_scheme(url) else url for url in self.listen_urls
         ]
@@ -214,6 +222,8 @@ class Agent:
                 relay_address=self.relay_address,
                 options=self.binding_options,
                 base=self._card_base,
+                # with a dispatcher of its own, the agent it fronts says (base card)
+                push_notifications=None if self._dispatcher else self.push.policy.enabled,
             )
         )
 
@@ -231,6 +241,7 @@ class Agent:
         for listener in self._listeners:
             await listener.close()
         await self.tasks.close()
+        await self.push.close()
         self._listeners.clear()
         self._connections.clear()
 
@@ -396,8 +407,15 @@ class Agent:
             if self.card.card.get("capabilities", {}).get("extendedAgentCard"):
                 raise ExtendedAgentCardNotConfiguredError("this agent has no extended card")
             raise UnsupportedOperationError("this agent's card declares no extended card")
-        elif "PUSH" in method.name:
-            raise PushNotificationNotSupportedError("push notifications are not supported")
+        elif method is Method.CREATE_TASK_PUSH_NOTIFICATION_CONFIG:
+            yield self.tasks.create_push_config(params, peer)
+        elif method is Method.GET_TASK_PUSH_NOTIFICATION_CONFIG:
+            yield self.tasks.get_push_config(params.task_id, params.id, peer)
+        elif method is Method.LIST_TASK_PUSH_NOTIFICATION_CONFIGS:
+            yield self.tasks.list_push_configs(params, peer)
+        elif method is Method.DELETE_TASK_PUSH_NOTIFICATION_CONFIG:
+            self.tasks.delete_push_config(params.task_id, params.id, peer)
+            yield None
         else:
             raise UnsupportedOperationError(f"{method.value} is not supported")
 
@@ -414,7 +432,9 @@ class Agent:
         restarted; healthy again once a delivery is handled), ``mailbox.store`` (the
         store failed to keep an opened message, which is left with the relay to
         deliver again, or to route, record or resume a kept one, which is tried
-        again; healthy again once a message is kept or a task recorded).
+        again; healthy again once a message is kept or a task recorded),
+        ``push.delivery`` (a push notification's webhook call was given up; healthy
+        again once one arrives).
         """
         return dict(self._health)
 

@@ -41,13 +41,15 @@ def build_card(
     options: Mapping[str, Mapping[str, Any]],
     skills: Sequence[Mapping[str, Any]] = (),
     base: Mapping[str, Any] | None = None,
+    push_notifications: bool | None = None,
 ) -> dict[str, Any]:
     """The signed card: one ``supportedInterfaces`` entry per binding and address,
     in preference order, and the identity extension with each binding's parameters.
 
     With ``base`` (another agent's card), its name, description, skills and
     other fields are kept, and only the interfaces, capabilities and
-    signature are Sealwire's."""
+    signature are Sealwire's. ``push_notifications`` is the card's
+    ``capabilities.pushNotifications`` (None: not stated, or the base card's)."""
     interfaces: list[dict[str, Any]] = []
     params: dict[str, Mapping[str, Any]] = {}
     for cls in bindings:
@@ -75,6 +77,8 @@ def build_card(
         "skills": [dict(s) for s in skills]
         or [{"id": "agent", "name": name, "description": description, "tags": ["sealwire"]}],
     }
+    if push_notifications is not None:
+        card["capabilities"]["pushNotifications"] = push_notifications
     if base is not None:  # an existing agent's own card (the sidecar): keep what it says
         kept = {k: v for k, v in base.items() if k not in _SEALWIRE_FIELDS}
         capabilities = {**base.get("capabilities", {}), **card["capabilities"]}

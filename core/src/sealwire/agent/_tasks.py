@@ -14,6 +14,11 @@ Rules of this file:
   to anyone else it does not exist (no existence oracle).
 * Every change of a task is written to the store before the event that
   announces it is delivered.
+* A task's push-notification configs (its webhooks, A2A v1.0 §3.1.7) are kept in
+  its record, so they survive a restart; each status and artifact update, once
+  written, is handed to the :class:`~sealwire.agent._push.PushSender`, which never
+  blocks the task. Only the task's owner sees or changes them; answers never show a
+  config's ``authentication.credentials`` (write-only, a secret).
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import attrs
 
+from sealwire.agent._push import MAX_PUSH_CONFIGS, PushSender, check_webhook
 from sealwire.binding import PeerIdentity
 from sealwire.codec import (
     InvalidParamsError,
+    PushNotificationNotSupportedError,
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
@@ -42,6 +50,9 @@ from sealwire.codec import (
 )
 from sealwire.model import (
     Artifact,
+    AuthenticationInfo,
+    ListTaskPushNotificationConfigsRequest,
+    ListTaskPushNotificationConfigsResponse,
     ListTasksRequest,
     ListTasksResponse,
     Message,
@@ -52,6 +63,7 @@ from sealwire.model import (
     StreamResponse,
     Task,
     TaskArtifactUpdateEvent,
+    TaskPushNotificationConfig,
     TaskState,
     TaskStatus,
     TaskStatusUpdateEvent,
@@ -204,6 +216,7 @@ class _TaskRun:
     updated: bool = False
     announced: bool = False  # the task went out before it settled (returnImmediately)
     inbox: asyncio.Queue[Message] = attrs.Factory(lambda: asyncio.Queue(MAX_FOLLOW_UPS))
+    push: tuple[TaskPushNotificationConfig, ...] = ()  # its webhooks, kept in its record
 
     @property
     def state(self) -> TaskState:
@@ -233,13 +246,13 @@ class _TaskRun:
         self.task = attrs.evolve(self.task, status=status, history=history)
         self.updated = self.updated or by_handler
         self.manager.save(self)
-        self._publish(
-            StreamResponse(
-                status_update=TaskStatusUpdateEvent(
-                    task_id=self.task.id, context_id=self.task.context_id, status=status
-                )
+        event = StreamResponse(
+            status_update=TaskStatusUpdateEvent(
+                task_id=self.task.id, context_id=self.task.context_id, status=status
             )
         )
+        self.manager.notify(self, event)
+        self._publish(event)
         if self.settled():
             self._publish(None)
 
@@ -260,17 +273,17 @@ class _TaskRun:
         self.task = attrs.evolve(self.task, artifacts=tuple(artifacts))
         self.updated = True
         self.manager.save(self)
-        self._publish(
-            StreamResponse(
-                artifact_update=TaskArtifactUpdateEvent(
-                    task_id=self.task.id,
-                    context_id=self.task.context_id,
-                    artifact=artifact,
-                    append=append,
-                    last_chunk=last_chunk,
-                )
+        event = StreamResponse(
+            artifact_update=TaskArtifactUpdateEvent(
+                task_id=self.task.id,
+                context_id=self.task.context_id,
+                artifact=artifact,
+                append=append,
+                last_chunk=last_chunk,
             )
         )
+        self.manager.notify(self, event)
+        self._publish(event)
 
     async def set_reply(self, message: Message | None) -> None:
         if self.updated:
@@ -367,14 +380,21 @@ def _cut_history(task: Task, history_length: int | None) -> Task:
 class TaskManager:
     """Runs handlers for incoming messages and answers the A2A task methods."""
 
-    def __init__(self, store: StateStore, handler: Handler | None = None) -> None:
+    def __init__(
+        self, store: StateStore, handler: Handler | None = None, *, push: PushSender | None = None
+    ) -> None:
         self.store = store
         self.handler = handler
+        self.push = push
+        """Calls the tasks' webhooks; None (or a policy that disables it): no push."""
         self._runs: dict[str, _TaskRun] = {}
 
     def save(self, run: _TaskRun, receipt: Receipt | None = None) -> None:
         """Write the task's record (with what ``receipt`` writes, in one transaction)."""
-        record = json.dumps({"owner": run.owner, "task": to_json(run.task)}).encode()
+        content: dict[str, Any] = {"owner": run.owner, "task": to_json(run.task)}
+        if run.push:
+            content["push"] = [to_json(config) for config in run.push]
+        record = json.dumps(content).encode()
         if receipt is None:
             self.store.put(TASKS_NAMESPACE, run.task.id, record)
             return
@@ -390,7 +410,12 @@ class TaskManager:
             if raw is not None:
                 record = json.loads(raw)
                 run = _TaskRun(
-                    manager=self, owner=record["owner"], task=from_json(Task, record["task"])
+                    manager=self,
+                    owner=record["owner"],
+                    task=from_json(Task, record["task"]),
+                    push=tuple(
+                        from_json(TaskPushNotificationConfig, c) for c in record.get("push", ())
+                    ),
                 )
         if run is None or run.owner != owner:
             raise TaskNotFoundError(f"task {task_id} not found")
@@ -413,6 +438,7 @@ class TaskManager:
         self, params: SendMessageRequest, peer: PeerIdentity, receipt: Receipt | None = None
     ) -> _TaskRun:
         message = params.message
+        webhook = self._webhook_of(params)
         if message.task_id:
             run = self._load(message.task_id, peer.agent_id, "message.taskId")
             if message.context_id not in (None, run.task.context_id):
@@ -421,6 +447,8 @@ class TaskManager:
                 )
             message = attrs.evolve(message, context_id=run.task.context_id)
             if run.state not in INTERRUPTED:
+                if webhook is not None:
+                    self._add_webhook(run, webhook)
                 return self._follow_up(run, message, receipt)
             run.task = attrs.evolve(run.task, history=(*run.task.history, message))
         else:
@@ -433,6 +461,8 @@ class TaskManager:
                 history=(message,),
             )
             run = _TaskRun(manager=self, owner=peer.agent_id, task=task)
+        if webhook is not None:
+            self._add_webhook(run, webhook)
         self.save(run, receipt)
         self._remember(run)
         queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
@@ -649,6 +679,100 @@ class TaskManager:
         async for event in self._drain(run, queue):
             yield event
 
+    # -- push notifications (spec §3.1.7-3.1.10) ------------------------------------------
+
+    def check_push(self) -> PushSender:
+        """The sender, or -32003 with the reason when this agent does not call webhooks."""
+        if self.push is None:
+            raise PushNotificationNotSupportedError("push notifications are not supported")
+        if not self.push.policy.enabled:
+            raise PushNotificationNotSupportedError(
+                f"push notifications are disabled: {self.push.policy.reason}"
+            )
+        return self.push
+
+    def notify(self, run: _TaskRun, event: StreamResponse) -> None:
+        """Hand a written update of ``run`` to its webhooks (never blocks)."""
+        if run.push and self.push is not None:
+            self.push.notify(run.task.id, run.push, event)
+
+    def _webhook_of(self, params: SendMessageRequest) -> TaskPushNotificationConfig | None:
+        """The webhook a ``SendMessage`` names in its configuration, checked."""
+        config = params.configuration
+        webhook = None if config is None else config.task_push_notification_config
+        if webhook is not None:
+            field = "configuration.taskPushNotificationConfig."
+            check_webhook(webhook, self.check_push().policy, field)
+            if webhook.id is not None:
+                check_task_id(webhook.id, "configuration.taskPushNotificationConfig.id")
+        return webhook
+
+    def _add_webhook(self, run: _TaskRun, config: TaskPushNotificationConfig) -> None:
+        """Add (or replace, by id) a webhook of ``run``; the caller saves the record."""
+        config = attrs.evolve(config, task_id=run.task.id, id=config.id or str(uuid.uuid4()))
+        kept = tuple(c for c in run.push if c.id != config.id)
+        if len(kept) >= MAX_PUSH_CONFIGS:
+            raise InvalidParamsError(f"a task has at most {MAX_PUSH_CONFIGS} webhooks")
+        run.push = (*kept, config)
+
+    def create_push_config(
+        self, config: TaskPushNotificationConfig, peer: PeerIdentity
+    ) -> TaskPushNotificationConfig:
+        """``CreateTaskPushNotificationConfig``: add (or replace, same id) a webhook of
+        one of the caller's tasks; answers it with the id it has."""
+        sender = self.check_push()
+        run = self._load(config.task_id or "", peer.agent_id, "taskId")
+        check_webhook(config, sender.policy)
+        if config.id is not None:
+            check_task_id(config.id, "id")
+        self._add_webhook(run, config)
+        self.save(run)
+        return _shown(run.push[-1])
+
+    def get_push_config(
+        self, task_id: str, config_id: str, peer: PeerIdentity
+    ) -> TaskPushNotificationConfig:
+        """``GetTaskPushNotificationConfig``; an unknown config is not found (-32001)."""
+        self.check_push()
+        run = self._load(task_id, peer.agent_id, "taskId")
+        check_task_id(config_id, "id")
+        for config in run.push:
+            if config.id == config_id:
+                return _shown(config)
+        raise TaskNotFoundError(f"task {task_id} has no push config {config_id}")
+
+    def list_push_configs(
+        self, request: ListTaskPushNotificationConfigsRequest, peer: PeerIdentity
+    ) -> ListTaskPushNotificationConfigsResponse:
+        """``ListTaskPushNotificationConfigs``: the task's webhooks, oldest first, in
+        pages of ``pageSize`` (0: all); ``nextPageToken`` resumes after a page."""
+        self.check_push()
+        run = self._load(request.task_id, peer.agent_id, "taskId")
+        if request.page_size < 0:
+            raise InvalidParamsError("pageSize must not be negative", field="pageSize")
+        start = 0
+        if request.page_token is not None:
+            if not request.page_token.isdigit() or len(request.page_token) > 4:
+                raise InvalidParamsError("invalid pageToken", field="pageToken")
+            start = int(request.page_token)
+        end = len(run.push) if request.page_size == 0 else start + request.page_size
+        page = run.push[start:end]
+        return ListTaskPushNotificationConfigsResponse(
+            configs=tuple(_shown(config) for config in page),
+            next_page_token=str(end) if end < len(run.push) else None,
+        )
+
+    def delete_push_config(self, task_id: str, config_id: str, peer: PeerIdentity) -> None:
+        """``DeleteTaskPushNotificationConfig``: idempotent (an unknown config id is
+        no error; an unknown task is)."""
+        self.check_push()
+        run = self._load(task_id, peer.agent_id, "taskId")
+        check_task_id(config_id, "id")
+        kept = tuple(config for config in run.push if config.id != config_id)
+        if kept != run.push:
+            run.push = kept
+            self.save(run)
+
     async def close(self) -> None:
         """Cancel running handlers (their tasks end CANCELED)."""
         workers = [r.worker for r in self._runs.values() if r.worker and not r.worker.done()]
@@ -657,3 +781,10 @@ class TaskManager:
         for worker in workers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await worker
+
+
+def _shown(config: TaskPushNotificationConfig) -> TaskPushNotificationConfig:
+    """A config as answers show it: without its authentication credentials."""
+    if config.authentication is None or config.authentication.credentials is None:
+        return config
+    return attrs.evolve(config, authentication=AuthenticationInfo(config.authentication.scheme))

@@ -8,6 +8,10 @@
   response (§9.4.2); service parameters (``A2A-Version``, ``A2A-Extensions``)
   are HTTP headers (§3.2.6).
 
+With ``grpc=True`` (and a2a-sdk's protos installed) it serves the ``GRPC``
+binding (§10) too: HTTP/2 POSTs to ``/lf.a2a.v1.A2AService/<Method>``
+(:mod:`sealwire.transport._grpc`).
+
 With ``rest=True`` the same dispatcher also serves the ``HTTP+JSON`` binding
 (§11) under ``path``: ``POST /message:send``, ``GET /tasks/{id}`` and the rest
 of §11.3, query parameters for GET and DELETE (§11.5), errors as
@@ -121,6 +125,7 @@ class A2AHttpApp:
         response_headers: ResponseHeaders | None = None,
         max_body: int = MAX_HTTP_BODY,
         rest: bool = False,
+        grpc: bool = False,
     ) -> None:
         self._dispatch = dispatch
         self._card = card
@@ -130,6 +135,7 @@ class A2AHttpApp:
         self._response_headers = response_headers
         self._max_body = max_body
         self._rest = rest
+        self._grpc = grpc
         self._rest_base = path.rstrip("/")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -146,6 +152,9 @@ class A2AHttpApp:
             await _json(send, 200, self._card())
             return
         headers = _headers(scope)
+        if self._grpc and method == "POST" and path.startswith("/lf.a2a.v1.A2AService/"):
+            await self._grpc_call(scope, headers, receive, send)
+            return
         route = self._routes.get((method, path))
         rest = self._rest_route(method, path) if self._rest else None
         if route is not None:
@@ -240,6 +249,18 @@ class A2AHttpApp:
         finally:
             await _aclose(results)
         await send({"type": "http.response.body", "body": b""})
+
+    async def _grpc_call(self, scope: Scope, headers: Headers, receive: Any, send: Any) -> None:
+        """The ``GRPC`` binding (§10, see :mod:`sealwire.transport._grpc`)."""
+        from sealwire.transport._grpc import serve_grpc
+
+        def extra(peer: PeerIdentity) -> Mapping[str, str]:
+            return self._response_headers(scope, headers, peer) if self._response_headers else {}
+
+        await serve_grpc(
+            scope, headers, receive, send, identify=self._identify, dispatch=self._dispatch,
+            extra_headers=extra, read_body=_read_body, first=_first, check_version=_check_version,
+        )  # fmt: skip
 
     # -- the HTTP+JSON (REST) binding -------------------------------------------------------
 
@@ -625,8 +646,11 @@ async def serve_http(
             await TCPServer(wrapped, loop, config, context, {}, reader, writer)
 
     server = await asyncio.start_server(
-        on_connection, sock=sock, ssl=ssl, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl else None
-    )
+        on_connection, sock=sock, ssl=ssl, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl else None,
+        # a connection cut at close waits this long for the peer's close_notify (asyncio's
+        # default, 30 s, held close() that long for a peer keeping its socket open)
+        ssl_shutdown_timeout=CLOSE_GRACE if ssl else None,
+    )  # fmt: skip
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     path = parts.path or ""

@@ -13,6 +13,7 @@ stacks (hypercorn, httpx): only what serves or calls HTTP pays for them.
 
 from __future__ import annotations
 
+from sealwire.transport._grpc import GRPC_PREFIX, grpc_available
 from sealwire.transport._http_client import MAX_HTTP_IN_FLIGHT, HttpChannel
 from sealwire.transport._http_server import (
     CARD_PATH,
@@ -29,6 +30,7 @@ from sealwire.transport._sse import SseDecoder, SseEvent, encode_sse
 
 __all__ = [
     "CARD_PATH",
+    "GRPC_PREFIX",
     "CLOSE_GRACE",
     "MAX_HTTP_BODY",
     "MAX_HTTP_HEADERS",
@@ -40,6 +42,7 @@ __all__ = [
     "SseDecoder",
     "SseEvent",
     "encode_sse",
+    "grpc_available",
     "serve_http",
     "tls_extension",
 ]

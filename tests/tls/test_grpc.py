@@ -1,0 +1,378 @@
+"""A2A v1.0 §10, the gRPC binding of :class:`~sealwire.transport.http.A2AHttpApp`
+(``grpc=True``): HTTP/2 with trailers on hypercorn, mutual TLS, an unmodified
+a2a-sdk gRPC client (grpcio), and answers equivalent to JSON-RPC's for the same
+requests to the same agent.
+
+The gRPC endpoint here has an ECDSA P-256 server certificate: grpcio's TLS
+(BoringSSL) does not offer Ed25519 signatures, so it cannot verify the TLS
+binding's own Ed25519 certificate (see the TLS README, "gRPC"); its client
+certificate is the caller's Ed25519 one, which BoringSSL signs with."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import ipaddress
+import json
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a_conformance import client_context, handler
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from ports import free_port
+
+from sealwire.agent import Agent, TaskContext
+from sealwire.binding import PeerIdentity
+from sealwire.errors import AuthenticationError
+from sealwire.identity import Identity
+from sealwire.store import MemoryStore
+from sealwire.transport._grpc import GRPC_PREFIX, frame, read_frames
+from sealwire.transport.http import A2AHttpApp, grpc_available, serve_http
+from sealwire_tls import self_signed_certificate
+from sealwire_tls.testing import tls_registry
+
+grpc = pytest.importorskip("grpc")
+pytestmark = pytest.mark.skipif(not grpc_available(), reason="a2a-sdk's protos are needed")
+
+
+def _ecdsa_certificate(folder: Path) -> tuple[bytes, Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "grpc endpoint")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    cert_path, key_path = folder / "grpc.pem", folder / "grpc.key"
+    cert_path.write_bytes(pem)
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return pem, cert_path, key_path
+
+
+class World:
+    """One agent; its TLS binding's endpoint (JSON-RPC) and a gRPC endpoint beside it,
+    both dispatching to it for the same caller."""
+
+    def __init__(self, agent: Agent, http: httpx.AsyncClient, grpc_url: str,
+                 channel: Any) -> None:  # fmt: skip
+        self.agent, self.http, self.grpc_url, self.channel = agent, http, grpc_url, channel
+        self.url = next(o.url for o in agent.card.offers if o.name == "tls") or ""
+        self._ids = 0
+
+    async def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._ids += 1
+        body = {"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}
+        answer = await self.http.post(self.url, json=body)
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def stub(self) -> Any:
+        from a2a.types import a2a_pb2_grpc
+
+        return a2a_pb2_grpc.A2AServiceStub(self.channel)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    gate = asyncio.Event()
+    caller = Identity.generate()
+    caller_pem = self_signed_certificate(caller).public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "caller.pem").write_bytes(caller_pem)
+    https = f"https://127.0.0.1:{free_port()}"
+    options = {"tls": {"url": https, "client_certificates": [str(tmp_path / "caller.pem")]}}
+    agent = Agent(Identity.generate(), MemoryStore(), name="served", listen=[https],
+                  registry=tls_registry(), binding_options=options)  # fmt: skip
+
+    async def serve(task: TaskContext) -> None:
+        await handler(gate, task)
+
+    agent.on_message(serve)
+    peer = PeerIdentity(agent_id=caller.agent_id, identity=caller.public)
+
+    async def identify(scope: Any, headers: Any) -> PeerIdentity:
+        chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain") or []
+        if not chain:
+            raise AuthenticationError("no client certificate")
+        presented = x509.load_pem_x509_certificate(chain[0].encode()).public_key()
+        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        if presented.public_bytes(*raw) != caller.public.signing_key.public_bytes(*raw):
+            raise AuthenticationError("not the caller")
+        return peer
+
+    server_pem, cert, key = _ecdsa_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=caller_pem.decode())
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    app = A2AHttpApp(agent.dispatch, lambda: agent.card.card, identify, grpc=True)
+    async with agent:
+        agent.trust.pin(caller.public)
+        listener = await serve_http(app, f"https://127.0.0.1:{free_port()}", ssl=context)
+        key_pem = caller_key(caller)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=server_pem, private_key=key_pem, certificate_chain=caller_pem
+        )
+        target = listener.url.split("://", 1)[1]
+        client = httpx.AsyncClient(verify=client_context(agent, caller, tmp_path), trust_env=False)
+        try:
+            # a channel of its own connections: closing it closes them (grpc-core
+            # otherwise shares connections between channels, past this test)
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            async with grpc.aio.secure_channel(target, credentials, options) as channel:
+                yield World(agent, client, listener.url, channel)
+        finally:
+            gate.set()
+            await client.aclose()
+            await listener.close()
+
+
+def caller_key(identity: Identity) -> bytes:
+    return identity.signing_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )  # fmt: skip
+
+
+def _message(text: str) -> dict[str, Any]:
+    return {"messageId": f"m-{text}", "role": "ROLE_USER", "parts": [{"text": text}]}
+
+
+def _same_shape(value: Any) -> Any:
+    """The answer with what differs per task (ids, timestamps) blanked."""
+    if isinstance(value, dict):
+        return {
+            k: "*" if k in {"id", "taskId", "contextId", "messageId", "artifactId", "timestamp"}
+            else _same_shape(v)
+            for k, v in value.items()
+        }  # fmt: skip
+    if isinstance(value, list):
+        return [_same_shape(v) for v in value]
+    return value
+
+
+def _status(error: Any) -> tuple[str, str | None]:
+    """(gRPC status name, ErrorInfo reason) of a failed call."""
+    from a2a.utils.grpc_status import status_from_call
+    from google.rpc import error_details_pb2
+
+    status = status_from_call(error)
+    reason = None
+    if status is not None:
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                assert info.domain == "a2a-protocol.org"
+                reason = info.reason
+    return error.code().name, reason
+
+
+async def test_transport_equivalence(world: World) -> None:
+    """The same requests over JSON-RPC and gRPC: the same answers (§5.1)."""
+    from a2a.types import a2a_pb2
+    from google.protobuf import json_format
+
+    stub = world.stub()
+    metadata = [("a2a-version", "1.0")]
+
+    async def call(name: str, params: dict[str, Any]) -> Any:
+        request = getattr(a2a_pb2, _REQUESTS[name])()
+        json_format.ParseDict(params, request)
+        return await getattr(stub, name)(request, metadata=metadata)
+
+    async def by_grpc(name: str, params: dict[str, Any]) -> Any:
+        return json_format.MessageToDict(await call(name, params))
+
+    for text in ("abc", "hi", "ask"):
+        params = {"message": _message(text)}
+        by_rpc = (await world.rpc("SendMessage", params))["result"]
+        assert _same_shape(by_rpc) == _same_shape(await by_grpc("SendMessage", params))
+    task = (await world.rpc("SendMessage", {"message": _message("xyz")}))["result"]["task"]
+    for name, params in [
+        ("GetTask", {"id": task["id"]}),
+        ("GetTask", {"id": task["id"], "historyLength": 1}),
+        ("ListTasks", {"pageSize": 2, "includeArtifacts": True}),
+        ("ListTasks", {"status": "TASK_STATE_INPUT_REQUIRED"}),
+        ("CreateTaskPushNotificationConfig",
+         {"taskId": task["id"], "id": "c", "url": "https://hooks.example/h", "token": "t"}),
+        ("GetTaskPushNotificationConfig", {"taskId": task["id"], "id": "c"}),
+        ("ListTaskPushNotificationConfigs", {"taskId": task["id"]}),
+    ]:  # fmt: skip
+        # equal as messages (proto3 JSON leaves out what JSON-RPC states, "" and 0)
+        answer = await call(name, params)
+        by_rpc = json_format.ParseDict((await world.rpc(name, params))["result"], type(answer)())
+        assert by_rpc == answer, name
+    deleted = await by_grpc("DeleteTaskPushNotificationConfig", {"taskId": task["id"], "id": "c"})
+    assert deleted == {}
+
+    errors = {
+        -32001: ("NOT_FOUND", "TASK_NOT_FOUND"),
+        -32002: ("FAILED_PRECONDITION", "TASK_NOT_CANCELABLE"),
+        -32004: ("FAILED_PRECONDITION", "UNSUPPORTED_OPERATION"),
+        -32602: ("INVALID_ARGUMENT", "INVALID_PARAMS"),
+    }
+    for name, params in [
+        ("GetTask", {"id": "no-such-task"}),
+        ("CancelTask", {"id": task["id"]}),
+        ("GetExtendedAgentCard", {}),
+        ("GetTask", {"id": "x" * 1025}),
+        ("GetTaskPushNotificationConfig", {"taskId": task["id"], "id": "no-such-config"}),
+        ("CreateTaskPushNotificationConfig", {"taskId": task["id"], "url": "https://10.0.0.1/"}),
+    ]:
+        code = (await world.rpc(name, params))["error"]["code"]
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await by_grpc(name, params)
+        assert _status(failed.value) == errors[code], name
+
+    # streams: the same events, in the same order
+    params = {"message": _message("abc")}
+    body = {"jsonrpc": "2.0", "id": 9, "method": "SendStreamingMessage", "params": params}
+    rpc_stream = await world.http.post(world.url, json=body)
+    blocks = [block for block in rpc_stream.text.split("\n\n") if block.strip()]
+    by_rpc_events = [json.loads(block.split("data: ", 1)[1])["result"] for block in blocks]
+    request = json_format.ParseDict(params, a2a_pb2.SendMessageRequest())
+    events = stub.SendStreamingMessage(request, metadata=metadata)
+    by_grpc_events = [json_format.MessageToDict(event) async for event in events]
+    assert _same_shape(by_rpc_events) == _same_shape(by_grpc_events)
+
+
+_REQUESTS = {
+    "SendMessage": "SendMessageRequest",
+    "GetTask": "GetTaskRequest",
+    "ListTasks": "ListTasksRequest",
+    "CancelTask": "CancelTaskRequest",
+    "GetExtendedAgentCard": "GetExtendedAgentCardRequest",
+    "CreateTaskPushNotificationConfig": "TaskPushNotificationConfig",
+    "GetTaskPushNotificationConfig": "GetTaskPushNotificationConfigRequest",
+    "ListTaskPushNotificationConfigs": "ListTaskPushNotificationConfigsRequest",
+    "DeleteTaskPushNotificationConfig": "DeleteTaskPushNotificationConfigRequest",
+}
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_an_unmodified_a2a_sdk_grpc_client(world: World, streaming: bool) -> None:
+    from a2a.client import ClientConfig, ClientFactory
+    from a2a.client.card_resolver import parse_agent_card
+    from a2a.helpers.proto_helpers import new_text_message
+    from a2a.types import (
+        CancelTaskRequest,
+        GetTaskPushNotificationConfigRequest,
+        GetTaskRequest,
+        ListTasksRequest,
+        Role,
+        SendMessageRequest,
+        SubscribeToTaskRequest,
+        TaskPushNotificationConfig,
+        TaskState,
+    )
+    from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
+
+    card = copy.deepcopy(dict(world.agent.card.card))
+    card["supportedInterfaces"] = [
+        {"url": world.grpc_url, "protocolBinding": "GRPC", "protocolVersion": "1.0"}
+    ]
+    config = ClientConfig(streaming=streaming, supported_protocol_bindings=["GRPC"],
+                          grpc_channel_factory=lambda url: world.channel)  # fmt: skip
+    client = ClientFactory(config).create(parse_agent_card(card))
+    request = SendMessageRequest(message=new_text_message("sdk", role=Role.ROLE_USER))
+    events = [event async for event in client.send_message(request)]
+    task_id = next(e.task.id for e in events if e.HasField("task"))
+    task = await client.get_task(GetTaskRequest(id=task_id))
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    assert task.artifacts[0].parts[0].text == "SDK"
+    page = await client.list_tasks(ListTasksRequest(page_size=1))
+    assert page.total_size == 1 and len(page.tasks) == 1
+    with pytest.raises(TaskNotCancelableError):
+        await client.cancel_task(CancelTaskRequest(id=task_id))
+    with pytest.raises(TaskNotFoundError):
+        await client.get_task(GetTaskRequest(id="no-such-task"))
+    if streaming:
+        with pytest.raises(TaskNotFoundError):
+            async for _ in client.subscribe(SubscribeToTaskRequest(id="no-such-task")):
+                pass
+    made = await client.create_task_push_notification_config(
+        TaskPushNotificationConfig(task_id=task_id, id="g", url="https://hooks.example/g")
+    )
+    assert made.id == "g"
+    got = await client.get_task_push_notification_config(
+        GetTaskPushNotificationConfigRequest(task_id=task_id, id="g")
+    )
+    assert got.url == "https://hooks.example/g"
+
+
+async def test_an_unknown_method_is_unimplemented(world: World) -> None:
+    unknown = world.channel.unary_unary(GRPC_PREFIX + "NoSuchMethod")
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await unknown(b"")
+    assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_compression_is_unimplemented(world: World) -> None:
+    from a2a.types import a2a_pb2
+
+    big = a2a_pb2.ListTasksRequest(context_id="c" * 4096)  # small ones go uncompressed
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await world.stub().ListTasks(big, compression=grpc.Compression.Gzip)
+    assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_service_parameters_are_metadata(world: World) -> None:
+    from a2a.types import a2a_pb2
+
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await world.stub().ListTasks(a2a_pb2.ListTasksRequest(), metadata=[("a2a-version", "2.0")])
+    assert _status(failed.value) == ("FAILED_PRECONDITION", "VERSION_NOT_SUPPORTED")
+
+
+async def test_invalid_params(world: World) -> None:
+    from a2a.types import a2a_pb2
+
+    no_parts = a2a_pb2.Message(message_id="m", role=a2a_pb2.ROLE_USER)  # §5.7
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await world.stub().SendMessage(a2a_pb2.SendMessageRequest(message=no_parts))
+    assert _status(failed.value) == ("INVALID_ARGUMENT", "INVALID_PARAMS")
+
+
+async def test_http_1_1_is_no_grpc(world: World, tmp_path: Path) -> None:
+    context = ssl.create_default_context(cafile=tmp_path / "grpc.pem")
+    context.load_cert_chain(tmp_path / "client-cert.pem", tmp_path / "client-key.pem")
+    async with httpx.AsyncClient(verify=context, trust_env=False) as http:
+        answer = await http.post(world.grpc_url + GRPC_PREFIX + "ListTasks", content=frame(b""),
+                                 headers={"content-type": "application/grpc"})  # fmt: skip
+    assert answer.status_code == 426
+
+
+def test_framing() -> None:
+    assert read_frames(frame(b"abc") + frame(b"")) == [b"abc", b""]
+    from sealwire.transport._grpc import _GrpcError
+
+    for broken in (b"\x00\x00", frame(b"abc")[:-1], b"\x01" + frame(b"x")[1:]):
+        with pytest.raises(_GrpcError):
+            read_frames(broken)
