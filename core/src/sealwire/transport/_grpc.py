@@ -52,6 +52,7 @@ from sealwire.codec import (
     to_json,
 )
 from sealwire.errors import AuthenticationError, PolicyError, SealwireError
+from sealwire.transport._responses import aclose_results, plain_response
 
 __all__ = [
     "GRPC_MEDIA_TYPE",
@@ -264,10 +265,9 @@ async def serve_grpc(
     check_version: Callable[[Mapping[str, str]], None],
 ) -> None:
     """Serve one gRPC call (``scope['path']`` under :data:`GRPC_PREFIX`) on HTTP/2."""
-    from sealwire.transport._http_server import _aclose, _plain
 
     if scope.get("http_version") != "2":
-        await _plain(send, 426, b"gRPC needs HTTP/2")
+        await plain_response(send, 426, b"gRPC needs HTTP/2")
         return
     started = False
     extra: Mapping[str, str] = {}
@@ -312,11 +312,11 @@ async def serve_grpc(
     try:
         answer = await first(results, request)
     except SealwireError as exc:
-        await _aclose(results)
+        await aclose_results(results)
         await end(_trailers("PERMISSION_DENIED", str(exc)[:300]))
         return
     if isinstance(answer, ErrorResponse):
-        await _aclose(results)
+        await aclose_results(results)
         await end(_error_trailers(answer))
         return
     await start()
@@ -334,5 +334,5 @@ async def serve_grpc(
         log.exception("gRPC stream for %s failed", request.method.value)
         trailers = _error_trailers(ErrorResponse.from_error(InternalRpcError("internal error"), 0))
     finally:
-        await _aclose(results)
+        await aclose_results(results)
     await end(trailers)

@@ -71,6 +71,7 @@ from sealwire.errors import (
     PolicyError,
     SealwireError,
 )
+from sealwire.transport._responses import aclose_results, plain_response, start_response
 from sealwire.transport._sse import encode_sse
 
 __all__ = [
@@ -147,7 +148,7 @@ class A2AHttpApp:
         method, path = scope["method"], scope["path"]
         if path == CARD_PATH:
             if method != "GET":
-                await _plain(send, 405, b"method not allowed")
+                await plain_response(send, 405, b"method not allowed")
                 return
             await _json(send, 200, self._card())
             return
@@ -162,9 +163,9 @@ class A2AHttpApp:
         elif rest is not None:
             await self._rest_call(scope, headers, receive, send, *rest)
         elif path != self.path:
-            await _plain(send, 404, b"not found")
+            await plain_response(send, 404, b"not found")
         elif method != "POST":
-            await _plain(send, 405, b"method not allowed")
+            await plain_response(send, 405, b"method not allowed")
         else:
             await self._post(scope, headers, receive, send)
 
@@ -173,7 +174,7 @@ class A2AHttpApp:
     ) -> None:
         body = await _read_body(receive, self._max_body)
         if body is None:
-            await _plain(send, 413, b"body too large")
+            await plain_response(send, 413, b"body too large")
             return
         try:
             status, answer = await route(scope, headers, body)
@@ -188,7 +189,7 @@ class A2AHttpApp:
                          else {})  # fmt: skip
         except SealwireError as exc:
             log.info("refused an HTTP caller: %s", exc)
-            await _plain(send, _refusal(exc), str(exc)[:300].encode())
+            await plain_response(send, _refusal(exc), str(exc)[:300].encode())
             return
         body = await _read_body(receive, self._max_body)
         try:
@@ -210,21 +211,21 @@ class A2AHttpApp:
             # refuses (a denied peer) gets 403, not a JSON-RPC error.
             first = await _first(results, request)
         except SealwireError as exc:
-            await _aclose(results)
+            await aclose_results(results)
             log.info("refused an HTTP caller: %s", exc)
-            await _plain(send, _refusal(exc), str(exc)[:300].encode())
+            await plain_response(send, _refusal(exc), str(exc)[:300].encode())
             return
         if request.method.streaming and isinstance(first, ErrorResponse):
             # As a2a-sdk's server does: a streaming method's error is an ``error``
             # event of an event stream, which SSE clients expect.
-            await _aclose(results)
-            await _start(send, 200, b"text/event-stream", {"cache-control": "no-cache", **extra})
+            await aclose_results(results)
+            await _start_event_stream(send, extra)
             await _event(send, encode(first), error=True)
             await send({"type": "http.response.body", "body": b""})
         elif request.method.streaming and isinstance(first, Response):
             await self._stream(send, request, first, results, extra)
         else:
-            await _aclose(results)
+            await aclose_results(results)
             await _json(send, 200, encode(first), extra)
 
     async def _stream(
@@ -235,7 +236,7 @@ class A2AHttpApp:
         results: AsyncIterator[Any],
         extra: Mapping[str, str],
     ) -> None:
-        await _start(send, 200, b"text/event-stream", {"cache-control": "no-cache", **extra})
+        await _start_event_stream(send, extra)
         try:
             await _event(send, encode(first))
             async for result in results:
@@ -247,7 +248,7 @@ class A2AHttpApp:
             error = InternalRpcError("internal error")
             await _event(send, encode(ErrorResponse.from_error(error, request.id)), error=True)
         finally:
-            await _aclose(results)
+            await aclose_results(results)
         await send({"type": "http.response.body", "body": b""})
 
     async def _grpc_call(self, scope: Scope, headers: Headers, receive: Any, send: Any) -> None:
@@ -290,7 +291,7 @@ class A2AHttpApp:
                          else {})  # fmt: skip
         except SealwireError as exc:
             log.info("refused an HTTP caller: %s", exc)
-            await _plain(send, _refusal(exc), str(exc)[:300].encode())
+            await plain_response(send, _refusal(exc), str(exc)[:300].encode())
             return
         body = await _read_body(receive, self._max_body)
         try:
@@ -309,18 +310,18 @@ class A2AHttpApp:
         try:
             first = await _first(results, request)
         except SealwireError as exc:
-            await _aclose(results)
+            await aclose_results(results)
             log.info("refused an HTTP caller: %s", exc)
-            await _plain(send, _refusal(exc), str(exc)[:300].encode())
+            await plain_response(send, _refusal(exc), str(exc)[:300].encode())
             return
         if isinstance(first, ErrorResponse):  # before any event: an HTTP error (§11.6)
-            await _aclose(results)
+            await aclose_results(results)
             await _rest_error(send, first, extra)
         elif not method.streaming:
-            await _aclose(results)
+            await aclose_results(results)
             await _json(send, 200, encode(first)["result"], extra, kind=REST_MEDIA_TYPE)
         else:
-            await _start(send, 200, b"text/event-stream", {"cache-control": "no-cache", **extra})
+            await _start_event_stream(send, extra)
             try:
                 await _event(send, encode(first)["result"])
                 async for result in results:
@@ -332,7 +333,7 @@ class A2AHttpApp:
                 payload = _rest_error_body(ErrorResponse.from_error(exc, 0))[1]
                 await _event(send, payload, error=True)
             finally:
-                await _aclose(results)
+                await aclose_results(results)
             await send({"type": "http.response.body", "body": b""})
 
 
@@ -438,13 +439,6 @@ async def _first(results: AsyncIterator[Any], request: Request) -> Response | Er
         return ErrorResponse.from_error(InternalRpcError("internal error"), request.id)
 
 
-async def _aclose(results: AsyncIterator[Any]) -> None:
-    """Close the handler's generator (a client gone mid-stream ends it)."""
-    aclose = getattr(results, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
 def _refusal(exc: SealwireError) -> int:
     if isinstance(exc, AuthenticationError | PolicyError):
         return 403
@@ -480,17 +474,6 @@ async def _read_body(receive: Any, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _start(send: Any, status: int, kind: bytes, extra: Mapping[str, str]) -> None:
-    headers = [(b"content-type", kind), (b"a2a-version", A2A_VERSION.encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-
-
-async def _plain(send: Any, status: int, body: bytes) -> None:
-    await _start(send, status, b"text/plain; charset=utf-8", {})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _json(
     send: Any,
     status: int,
@@ -499,7 +482,7 @@ async def _json(
     *,
     kind: bytes = b"application/json",
 ) -> None:
-    await _start(send, status, kind, extra or {})
+    await start_response(send, status, kind, extra or {})
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     await send({"type": "http.response.body", "body": data})
 
@@ -656,3 +639,7 @@ async def serve_http(
     path = parts.path or ""
     listener = HttpListener(f"{parts.scheme}://{shown}:{bound[1]}{path}", server, context)
     return listener
+
+
+async def _start_event_stream(send: Any, extra: Mapping[str, str]) -> None:
+    await start_response(send, 200, b"text/event-stream", {"cache-control": "no-cache", **extra})
