@@ -177,7 +177,9 @@ class TestListTasks:
 
     async def test_filters(self, a2a: A2A) -> None:
         done = await a2a.send("x", contextId="ctx-a")
+        await asyncio.sleep(0.005)  # timestamps have milliseconds: the next one is later
         asking = await a2a.send("ask", contextId="ctx-b")
+        assert asking["status"]["timestamp"] > done["status"]["timestamp"]
 
         async def ids(params: dict[str, Any]) -> list[str]:
             return [t["id"] for t in (await a2a.result("ListTasks", params))["tasks"]]
