@@ -62,6 +62,7 @@ from sealwire.codec import (
     Response,
     VersionNotSupportedError,
     encode,
+    loads,
     parse_request,
 )
 from sealwire.errors import (
@@ -392,8 +393,8 @@ def _rest_params(method: Method, scope: Scope, body: bytes) -> dict[str, Any]:
         if not body.strip():
             return {}
         try:
-            params = json.loads(body)
-        except (ValueError, RecursionError):
+            params = loads(body)  # strict UTF-8: json.loads alone lets encoded surrogates in
+        except JsonParseError:
             raise JsonParseError("the body is not JSON") from None
         if not isinstance(params, dict):
             raise InvalidRequestError("the body must be a JSON object")
