@@ -35,8 +35,12 @@ from sealwire_relay._sqlite_backend import SqliteBackend
 
 AGENTS = [Identity.generate().agent_id for _ in range(3)]
 FAST = settings(max_examples=150, deadline=None)
+# text as hostile clients send it: lone surrogates included (issue 18 item 3)
+texts = st.text(max_size=20) | st.builds(
+    lambda head, lone: head + lone, st.text(max_size=8), st.sampled_from(["\ud800", "\udfff"])
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
@@ -238,7 +242,7 @@ field_names = st.sampled_from(
      "agent_ids"]
 )  # fmt: skip
 bodies = st.dictionaries(
-    field_names, json_values | st.just(AGENTS[0]) | st.just("AAAA"), max_size=6
+    field_names, json_values | texts | st.just(AGENTS[0]) | st.just("AAAA"), max_size=6
 )
 
 
