@@ -355,3 +355,60 @@ def test_arbitrary_envelopes_give_messages_or_a2a_errors(envelope: dict[str, Any
 def test_arbitrary_bytes_give_requests_or_a2a_errors(data: bytes) -> None:
     with contextlib.suppress(A2AError):
         assert isinstance(parse_request(data), Request)
+
+
+# Text as hostile peers send it, lone surrogates included (issue 18 item 3).
+hostile_text = st.text(max_size=6) | st.builds(
+    lambda head, lone, tail: head + lone + tail,
+    st.text(max_size=3),
+    st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"]),
+    st.text(max_size=3),
+)
+hostile_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | hostile_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=10,
+)
+hostile_messages = st.fixed_dictionaries(
+    {"messageId": hostile_text, "role": st.just("ROLE_USER"),
+     "parts": st.lists(st.fixed_dictionaries({"text": hostile_text}), min_size=1, max_size=2)},
+    optional={"metadata": st.dictionaries(hostile_text, hostile_values, max_size=2),
+              "contextId": hostile_text},
+)  # fmt: skip
+hostile_envelopes = st.fixed_dictionaries(
+    {"jsonrpc": st.just("2.0"), "id": st.integers() | hostile_text},
+    optional={
+        "method": st.sampled_from(["SendMessage", "GetTask", "CancelTask"]) | hostile_text,
+        "params": st.fixed_dictionaries({"message": hostile_messages})
+        | st.fixed_dictionaries({"id": hostile_text})
+        | hostile_values,
+        "result": hostile_values,
+        "error": st.fixed_dictionaries(
+            {"code": st.integers(), "message": hostile_text}, optional={"data": hostile_values}
+        ),
+    },
+)
+
+
+def _writable(obj: Any) -> None:
+    json.dumps(obj, ensure_ascii=False).encode()  # UnicodeEncodeError if not text
+
+
+@settings(max_examples=300, deadline=None)
+@given(envelope=hostile_envelopes)
+def test_hostile_text_gives_a2a_errors_and_every_answer_is_writable(
+    envelope: dict[str, Any],
+) -> None:
+    """Whatever parses, and every error answer to what does not, can be written out."""
+    text = json.dumps(envelope)  # the surrogates travel as \\uXXXX escapes
+    try:
+        message = parse_message(text)
+    except A2AError as exc:
+        _writable(encode(ErrorResponse.from_error(exc, exc.request_id)))
+        return
+    if not isinstance(message, RawResponse):  # a raw result is typed (and checked) below
+        _writable(encode(message))
+        return
+    for method in Method:
+        with contextlib.suppress(InvalidAgentResponseError):
+            _writable(encode(parse_response(message, method)))

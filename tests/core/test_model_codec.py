@@ -385,3 +385,54 @@ def test_required_arrays_must_hold_an_element(cls: type, parts: dict[str, Any]) 
     with pytest.raises(InvalidParamsError) as info:
         from_json(cls, data)
     assert info.value.field == "parts"
+
+
+LONE_SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff"]
+
+
+def _strings(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], bool]]:
+    """Where strings are in a JSON value: (path, is an object key)."""
+    found: list[tuple[tuple[Any, ...], bool]] = []
+    if isinstance(value, str):
+        found.append((path, False))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found.append(((*path, key), True))
+            found.extend(_strings(item, (*path, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_strings(item, (*path, index)))
+    return found
+
+
+def _spoil(value: Any, path: tuple[Any, ...], is_key: bool, lone: str) -> Any:
+    """``value`` with a lone surrogate put into the string (or key) at ``path``."""
+    if len(path) == (1 if is_key else 0):
+        if is_key:
+            return {(k + lone if k == path[0] else k): v for k, v in value.items()}
+        return value + lone
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {k: (_spoil(v, rest, is_key, lone) if k == head else v) for k, v in value.items()}
+    return [(_spoil(v, rest, is_key, lone) if i == head else v) for i, v in enumerate(value)]
+
+
+@pytest.mark.parametrize("cls", MODEL_TYPES, ids=MODEL_IDS)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_lone_surrogate_anywhere_is_invalid_params(cls: type, data: st.DataObject) -> None:
+    """Issue 18 item 3: a valid object with one string made unwritable is refused, with
+    -32602 naming a field; whatever decodes can be written back as UTF-8."""
+    encoded = json.loads(json.dumps(to_json(data.draw(model_strategy(cls)))))
+    places = _strings(encoded)
+    if not places:
+        return
+    path, is_key = data.draw(st.sampled_from(places))
+    spoiled = _spoil(encoded, path, is_key, data.draw(st.sampled_from(LONE_SURROGATES)))
+    try:
+        obj = from_json(cls, spoiled)
+    except InvalidParamsError as exc:
+        assert exc.code == -32602 and exc.field
+        str(exc).encode()  # the error itself is writable
+    else:  # the spoiled string was one the decoder ignores (an unknown key)
+        json.dumps(to_json(obj), ensure_ascii=False).encode()

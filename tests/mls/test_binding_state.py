@@ -194,5 +194,5 @@ def test_a_leaf_lifetime_refusal_names_its_reason():
     with pytest.raises(MLSProtocolError, match="expired"):
         check_leaf_contents(leaf, now=now + KEY_PACKAGE_LIFETIME + 1)
     long = agent_key_package(Identity.generate(), now=now, lifetime=MAX_LIFETIME_SECONDS * 2)
-    with pytest.raises(MLSProtocolError, match="days, more than"):
+    with pytest.raises(MLSProtocolError, match="days, longer than this group's cap"):
         check_leaf_contents(long.key_package.leaf_node, now=now)

@@ -8,6 +8,7 @@ import hashlib
 import json
 
 import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,8 +35,12 @@ from sealwire_relay._sqlite_backend import SqliteBackend
 
 AGENTS = [Identity.generate().agent_id for _ in range(3)]
 FAST = settings(max_examples=150, deadline=None)
+# text as hostile clients send it: lone surrogates included (issue 18 item 3)
+texts = st.text(max_size=20) | st.builds(
+    lambda head, lone: head + lone, st.text(max_size=8), st.sampled_from(["\ud800", "\udfff"])
+)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
@@ -237,7 +242,7 @@ field_names = st.sampled_from(
      "agent_ids"]
 )  # fmt: skip
 bodies = st.dictionaries(
-    field_names, json_values | st.just(AGENTS[0]) | st.just("AAAA"), max_size=6
+    field_names, json_values | texts | st.just(AGENTS[0]) | st.just("AAAA"), max_size=6
 )
 
 
@@ -276,3 +281,39 @@ def test_hostile_requests_get_clean_errors(route: str, body: object, raw: bool) 
 
 
 RELAY_IDENTITY = Identity.generate()
+
+
+LONE_SURROGATE_BODIES = [
+    b'{"a":"\\ud800"}',  # an escape without its pair
+    b'{"\\udfff":1}',  # as a key
+    '{"a":["\ud800"]}'.encode("utf-8", "surrogatepass"),  # encoded in the bytes
+]
+
+
+@pytest.mark.parametrize("raw", LONE_SURROGATE_BODIES)
+def test_bodies_with_lone_surrogates_are_refused(raw: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_body(raw)
+    assert decode_body(b'{"a":"\\ud83d\\ude00"}') == {"a": "\U0001f600"}  # a pair is text
+
+
+def test_a_lone_surrogate_in_a_stored_id_is_a_400_not_a_500() -> None:
+    """Before, the SQLite write failed on it: the relay answered 500 with a traceback."""
+
+    async def run() -> None:
+        backend = SqliteBackend(":memory:")
+        await backend.start()
+        service = RelayService(backend=backend, public_url="http://relay", limits=RelayLimits(),
+                               peers={}, clock=lambda: 1.0)  # fmt: skip
+        app = RelayApp(service, RELAY_IDENTITY, random=lambda n: b"\x01" * n)
+        token = b"\x02" * 32
+        app.auth._sessions[hashlib.sha256(token).digest()] = (Principal(AGENTS[1]), 1e12)
+        headers = {"authorization": "Bearer " + b64e(token)}
+        body = '{"recipient":"' + AGENTS[0] + '","message_id":"m\\ud800","envelope":"AAAA"}'
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://relay") as http:
+            resp = await http.post("/v1/mailbox/send", content=body.encode(), headers=headers)
+        assert resp.status_code == 400, resp.text
+        await backend.close()
+
+    asyncio.run(run())

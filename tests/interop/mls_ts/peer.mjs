@@ -33,6 +33,7 @@ import {
   createGroup,
   decodeMlsMessage,
   defaultCapabilities,
+  defaultLifetime,
   emptyPskIndex,
   encodeMlsMessage,
   generateKeyPackage,
@@ -180,7 +181,11 @@ async function commit(options) {
 const commands = {
   async key_package({ identity, not_before, not_after }) {
     const credential = { credentialType: "basic", identity: unhex(identity) };
-    const lifetime = { notBefore: BigInt(not_before), notAfter: BigInt(not_after) };
+    // no lifetime given: the one ts-mls makes by default (0 .. 2**63 - 1, "unbounded")
+    const lifetime =
+      not_before === undefined
+        ? defaultLifetime
+        : { notBefore: BigInt(not_before), notAfter: BigInt(not_after) };
     keyPackage = await generateKeyPackage(credential, capabilities(), lifetime, [], impl);
     const message = { wireformat: "mls_key_package", keyPackage: keyPackage.publicPackage };
     return { key_package: encode(message) };

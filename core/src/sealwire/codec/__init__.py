@@ -41,7 +41,15 @@ from sealwire.codec._frame import (
     decode_frame,
     encode_frame,
 )
-from sealwire.codec._json import ALWAYS_WRITTEN, MAX_JSON_DEPTH, NON_EMPTY, from_json, to_json
+from sealwire.codec._json import (
+    ALWAYS_WRITTEN,
+    MAX_JSON_DEPTH,
+    NON_EMPTY,
+    from_json,
+    is_text,
+    json_is_text,
+    to_json,
+)
 from sealwire.codec._jsonrpc import (
     JSONRPC_VERSION,
     V03_ALIASES,
@@ -100,6 +108,8 @@ __all__ = [
     "encode",
     "encode_frame",
     "from_json",
+    "is_text",
+    "json_is_text",
     "loads",
     "parse_message",
     "parse_request",

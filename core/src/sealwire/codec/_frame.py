@@ -63,7 +63,8 @@ MAX_SERVICE_PARAMETERS = 64
 """Service parameters per frame; like an HTTP server's header limit."""
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)
-_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+# no controls, and no lone surrogate (not Unicode text: it could never be written back)
+_FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]*")
 
 
 class ServiceParameters(Mapping[str, str]):

@@ -42,7 +42,15 @@ import attrs
 from sealwire.codec._errors import A2AError, InvalidParamsError
 from sealwire.model import Artifact, ListTasksResponse, Message
 
-__all__ = ["ALWAYS_WRITTEN", "MAX_JSON_DEPTH", "NON_EMPTY", "from_json", "to_json"]
+__all__ = [
+    "ALWAYS_WRITTEN",
+    "MAX_JSON_DEPTH",
+    "NON_EMPTY",
+    "from_json",
+    "is_text",
+    "json_is_text",
+    "to_json",
+]
 
 T = TypeVar("T")
 
@@ -75,6 +83,41 @@ _TIMESTAMP = re.compile(
 )
 _INT_STRING = re.compile(r"-?[0-9]{1,10}", re.ASCII)
 _BASE64 = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}", re.ASCII)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NOT_TEXT = "lone surrogate: not Unicode text"
+"""Why a string holding a lone surrogate (``"\\ud800"``) is refused."""
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is Unicode text: no lone surrogate, so it encodes as UTF-8.
+
+    JSON lets a ``\\uD800`` escape through without its pair, and Python's
+    decoder keeps it as a lone surrogate that no encoder writes back out: such a
+    string is refused where it enters, not when an answer or a store write fails.
+    """
+    return value.isascii() or _SURROGATE.search(value) is None
+
+
+def json_is_text(value: Any) -> bool:
+    """Whether every string (and object key) in a decoded JSON value is :func:`is_text`.
+
+    Iterative, so any depth the JSON decoder produced is walked without recursion.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not is_text(item):
+                return False
+        elif isinstance(item, Mapping):
+            for key, inner in item.items():
+                if isinstance(key, str) and not is_text(key):
+                    return False
+                stack.append(inner)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return True
+
 
 Decoder = Callable[[Any, str], Any]
 Encoder = Callable[[Any], Any]
@@ -115,6 +158,8 @@ def _kind_name(value: Any) -> str:
 def _decode_str(value: Any, path: str) -> str:
     if not isinstance(value, str):
         _fail(path, f"expected a string, got {_kind_name(value)}")
+    if not is_text(value):
+        _fail(path, NOT_TEXT)
     return value
 
 
@@ -180,7 +225,11 @@ def _check_json(value: Any, depth: int) -> Any:
     """
     if depth > MAX_JSON_DEPTH:
         raise _JsonError("", f"JSON nested deeper than {MAX_JSON_DEPTH}")
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        if not is_text(value):
+            raise _JsonError("", NOT_TEXT)
+        return value
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -205,6 +254,8 @@ def _check_object(value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
     for key, item in value.items():
         if not isinstance(key, str):
             raise _JsonError("", "object keys must be strings")
+        if not is_text(key):
+            raise _JsonError("", f"object key: {NOT_TEXT}")
         try:
             copy[key] = _check_json(item, depth + 1)
         except _JsonError as exc:
@@ -279,6 +330,8 @@ def _map_codec(value_type: Any) -> tuple[Decoder, Encoder]:
         for key, item in value.items():
             if not isinstance(key, str):
                 _fail(path, "object keys must be strings")
+            if not is_text(key):
+                _fail(path, f"object key: {NOT_TEXT}")
             out[key] = decode_value(item, f"{path}.{key[:MAX_KEY_IN_PATH]}")
         return out
 

@@ -28,7 +28,7 @@ from sealwire.codec._errors import (
     MethodNotFoundError,
     RpcError,
 )
-from sealwire.codec._json import from_json, to_json
+from sealwire.codec._json import NOT_TEXT, from_json, is_text, json_is_text, to_json
 from sealwire.model import (
     AgentCard,
     CancelTaskRequest,
@@ -226,6 +226,8 @@ def _read_id(obj: Mapping[str, Any], error: type[A2AError]) -> RequestId | None:
     value = obj["id"]
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise error("id must be a string or an integer", field="id")
+    if isinstance(value, str) and not is_text(value):
+        raise error(f"id: {NOT_TEXT}", field="id")  # an id is echoed: never one unwritable
     return value
 
 
@@ -240,6 +242,8 @@ def _check_envelope(obj: Any, error: type[A2AError]) -> Mapping[str, Any]:
 def _safe_id(obj: Mapping[str, Any]) -> RequestId | None:
     value = obj.get("id")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    if isinstance(value, str) and not is_text(value):
         return None
     return value
 
@@ -311,7 +315,10 @@ def _parse_error(error: Any, request_id: RequestId | None) -> RpcError:
         raise InvalidAgentResponseError(
             "must be a string", field="error.message", request_id=request_id
         )
-    return RpcError(code=code, message=message, data=error.get("data"))
+    data = error.get("data")
+    if not is_text(message) or not json_is_text(data):
+        raise InvalidAgentResponseError(NOT_TEXT, field="error", request_id=request_id)
+    return RpcError(code=code, message=message, data=data)
 
 
 def parse_response(

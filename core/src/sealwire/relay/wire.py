@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import rfc8785
 
+from sealwire.codec import json_is_text
 from sealwire.errors import DecodeError
 from sealwire.identity import is_agent_id
 from sealwire.relay.errors import LimitExceeded
@@ -165,13 +166,21 @@ def b64d(value: object, field: str, *, max_bytes: int | None = None) -> bytes:
 
 
 def decode_body(raw: bytes) -> dict[str, Any]:
-    """A request or response body: a JSON object, else DecodeError."""
+    """A request or response body: a JSON object, else DecodeError.
+
+    Text is strict UTF-8 and holds no lone surrogate (``"\\ud800"``), which
+    no store or answer could write back: every string the relay reads is text.
+    """
     try:
-        value = json.loads(raw) if raw else {}
+        # decoded first: json.loads of bytes would let encoded surrogates through
+        text = raw.decode("utf-8") if raw else ""
+        value = json.loads(text) if text else {}
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise DecodeError("invalid JSON", field="body") from None
     if not isinstance(value, dict):
         raise DecodeError("expected a JSON object", field="body")
+    if "\\u" in text and not json_is_text(value):  # only an escape makes a lone surrogate
+        raise DecodeError("lone surrogate: not Unicode text", field="body")
     return value
 
 

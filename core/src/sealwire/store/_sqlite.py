@@ -89,7 +89,7 @@ def _schema_version(conn: sqlite3.Connection) -> int:
             raise StoreError("the file holds a database that is not a Sealwire store")
         return 0
     rows = conn.execute("SELECT version FROM sealwire_schema").fetchall()
-    if len(rows) != 1 or not isinstance(rows[0][0], int):
+    if len(rows) != 1 or type(rows[0][0]) is not int or rows[0][0] < 0:
         raise StoreError("the store's schema version is corrupt")
     return int(rows[0][0])
 
@@ -141,6 +141,15 @@ def _sqlite_errors() -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise StoreError(f"sqlite: {type(exc).__name__}: {exc}") from None
+    except UnicodeError:  # a damaged TEXT cell (the driver raises it on some builds)
+        raise StoreError("sqlite: a stored name is not UTF-8: the file is damaged") from None
+
+
+def _name(value: object, column: str) -> str:
+    """A name read back from the file: TEXT, else the file was written by something else."""
+    if not isinstance(value, str):
+        raise StoreError(f"a stored {column} is not text: the file is damaged")
+    return value
 
 
 def _create_private(path: Path) -> None:
@@ -294,11 +303,14 @@ class SqliteStore:
                 "SELECT key FROM kv WHERE namespace = ? AND key >= ? ORDER BY key",
                 (namespace, prefix),
             )
-            for (key,) in cursor:
-                if not key.startswith(prefix):
-                    break
-                found.append(key)
-            cursor.close()
+            try:
+                for (value,) in cursor:
+                    key = _name(value, "key")
+                    if not key.startswith(prefix):
+                        break
+                    found.append(key)
+            finally:
+                cursor.close()
         return found
 
     # -- the StateStore API ----------------------------------------------------------------
@@ -331,7 +343,7 @@ class SqliteStore:
     def namespaces(self) -> list[str]:
         with self._locked(), _sqlite_errors():
             rows = self._conn.execute("SELECT DISTINCT namespace FROM kv ORDER BY namespace")
-            return [str(row[0]) for row in rows]
+            return [_name(row[0], "namespace") for row in rows]
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:

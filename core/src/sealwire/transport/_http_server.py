@@ -62,6 +62,7 @@ from sealwire.codec import (
     Response,
     VersionNotSupportedError,
     encode,
+    loads,
     parse_request,
 )
 from sealwire.errors import (
@@ -78,6 +79,7 @@ __all__ = [
     "CARD_PATH",
     "CLOSE_GRACE",
     "MAX_HTTP_BODY",
+    "MAX_HTTP_DRAIN",
     "MAX_HTTP_HEADERS",
     "A2AHttpApp",
     "ExtraRoute",
@@ -93,6 +95,13 @@ MAX_HTTP_BODY = 16 * 1024 * 1024
 """The largest request body read: the frame limit of the other transports."""
 MAX_HTTP_HEADERS = 100
 """Headers looked at per request; hypercorn bounds their total size, this their count."""
+MAX_HTTP_DRAIN = 16 * 1024 * 1024
+"""Bytes of an unwanted request body (a refused caller's, one past ``max_body``) read
+and dropped before the answer goes out. Over HTTP/2 an answer that ends the stream
+before its body has arrived makes hypercorn fail the whole connection on the DATA
+frames still coming (a KeyError in its h2 protocol, logged as an unhandled error):
+the body is read first, as HTTP servers do. Past this the answer is not delayed
+further (the body limit itself: no more is read from a stranger than from a caller)."""
 CLOSE_GRACE = 1.0
 """Seconds connections get to finish when the listener closes, before being cancelled."""
 HANDSHAKE_TIMEOUT = 10.0
@@ -189,6 +198,7 @@ class A2AHttpApp:
                          else {})  # fmt: skip
         except SealwireError as exc:
             log.info("refused an HTTP caller: %s", exc)
+            await _drain(receive, MAX_HTTP_DRAIN)  # the body first, then the answer
             await plain_response(send, _refusal(exc), str(exc)[:300].encode())
             return
         body = await _read_body(receive, self._max_body)
@@ -291,6 +301,7 @@ class A2AHttpApp:
                          else {})  # fmt: skip
         except SealwireError as exc:
             log.info("refused an HTTP caller: %s", exc)
+            await _drain(receive, MAX_HTTP_DRAIN)  # the body first, then the answer
             await plain_response(send, _refusal(exc), str(exc)[:300].encode())
             return
         body = await _read_body(receive, self._max_body)
@@ -392,8 +403,8 @@ def _rest_params(method: Method, scope: Scope, body: bytes) -> dict[str, Any]:
         if not body.strip():
             return {}
         try:
-            params = json.loads(body)
-        except (ValueError, RecursionError):
+            params = loads(body)  # strict UTF-8: json.loads alone lets encoded surrogates in
+        except JsonParseError:
             raise JsonParseError("the body is not JSON") from None
         if not isinstance(params, dict):
             raise InvalidRequestError("the body must be a JSON object")
@@ -459,6 +470,7 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The request body; None when it is over ``limit`` (its rest is drained)."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -468,10 +480,23 @@ async def _read_body(receive: Any, limit: int) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body"):
+                await _drain(receive, MAX_HTTP_DRAIN)
             return None
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+async def _drain(receive: Any, limit: int) -> None:
+    """Read and drop the rest of a request body, at most about ``limit`` bytes
+    (:data:`MAX_HTTP_DRAIN` says why)."""
+    size = 0
+    while size <= limit:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            return
+        size += len(message.get("body", b""))
 
 
 async def _json(

@@ -54,7 +54,7 @@ from sealwire.binding import (
     Property,
     Shape,
 )
-from sealwire.errors import SealwireError, StateError, TrustError
+from sealwire.errors import ConfigurationError, SealwireError, StateError, TrustError
 from sealwire.identity import VerifiedCard, verify_card
 from sealwire.relay import (
     MAX_CARDS_PER_FETCH,
@@ -72,14 +72,20 @@ from sealwire_mls._external_join import (
     external_commit,
     note_admission,
 )
-from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
+from sealwire_mls._members import (
+    MAX_LIFETIME_CAP_DAYS,
+    Invite,
+    Roster,
+    decode_cards,
+    encode_cards,
+)
 from sealwire_mls._storage import GroupStorage, Keep
 from sealwire_mls.agents import agent_key_package, agent_suite, check_member
 from sealwire_mls.codec import decode_exact
 from sealwire_mls.errors import MLSAuthenticationError, MLSDecodeError, MLSProtocolError
 from sealwire_mls.framing import ContentType, PrivateMessage, PublicMessage, SenderType
 from sealwire_mls.group import ApplicationMessage, CommitApplied, Group
-from sealwire_mls.keypackage import KeyPackage, LeafNode
+from sealwire_mls.keypackage import MAX_LIFETIME_SECONDS, KeyPackage, LeafNode
 from sealwire_mls.proposals import Add, Commit
 from sealwire_mls.welcome import MLSMessage, Welcome
 
@@ -112,6 +118,25 @@ INVITE_RETRY_FIRST_SECONDS = 0.2
 """Tries (doubling from this delay, about 6 s in all) to put an invitation in a
 joiner's mailbox: the commit adding it is already in, so a passing failure must not
 leave it out."""
+LIFETIME_OPTION = "key_package_max_lifetime_days"
+"""The cap on a KeyPackage's total lifetime (RFC 9420 §7.2), in days, or ``"unbounded"``,
+of the groups this agent creates: part of the group's policy, carried to every joiner
+(plugins/mls/README.md)."""
+
+
+def lifetime_cap(options: Mapping[str, Any]) -> int | None:
+    """The KeyPackage lifetime cap in seconds (None: unbounded) of the binding options."""
+    value = options.get(LIFETIME_OPTION, MAX_LIFETIME_SECONDS // 86400)
+    if value == "unbounded":
+        return None
+    if type(value) is not int or not 1 <= value <= MAX_LIFETIME_CAP_DAYS:
+        raise ConfigurationError(
+            f"[bindings.mls] {LIFETIME_OPTION} is a number of days from 1 to "
+            f'{MAX_LIFETIME_CAP_DAYS}, or "unbounded"'
+        )
+    return value * 86400
+
+
 MAX_REJECTED = 256
 """Digests of log entries found invalid in the current epoch, remembered so that a
 committer can tell the relay which commit it supersedes; a flood of garbage past
@@ -141,6 +166,7 @@ class MlsBinding(GroupBinding):
     def __init__(self, context: Any) -> None:
         super().__init__(context)
         agent_suite(context.options)  # a bad cipher_suite option fails here, not in a group
+        self._max_lifetime = lifetime_cap(context.options)
         self._storage = GroupStorage(context.store)
         self._rosters: dict[bytes, Roster] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
@@ -264,7 +290,8 @@ class MlsBinding(GroupBinding):
         )  # fmt: skip
         await self._relay().set_group_members(group_id, [self._me])
         policy = bool(self.context.options.get("external_joins", False))
-        roster = Roster(group, {self._me: self.context.card.card}, external_joins=policy)
+        roster = Roster(group, {self._me: self.context.card.card}, external_joins=policy,
+                        max_lifetime=self._max_lifetime)  # fmt: skip
         self._storage.save(group_id, roster)
         self._rosters[group_id] = roster
 
@@ -369,6 +396,7 @@ class MlsBinding(GroupBinding):
         message, welcome = group.commit(
             os.urandom, add=[kp for _, kp in adds.values()], remove=removes,
             authenticated_data=encode_cards(cards) if cards else b"", now=self._now(),
+            max_lifetime=roster.max_lifetime,
         )  # fmt: skip
         leaves = roster.leaves()
         departing = {leaves[i] for i in removes if i in leaves}
@@ -402,6 +430,7 @@ class MlsBinding(GroupBinding):
         invite = Invite(
             group_id=group_id, seq=seq, relay=roster.relay or self._relay().url,
             welcome=welcome, external_joins=roster.external_joins,
+            max_lifetime=roster.max_lifetime,
         )  # fmt: skip
         lost = []
         for card in cards:  # the commit is in: every joiner is invited, whatever fails
@@ -463,6 +492,7 @@ class MlsBinding(GroupBinding):
             invite = Invite(
                 group_id=group_id, seq=seq, relay=relay.url,
                 group_info=roster.group.group_info(), external_joins=True,
+                max_lifetime=roster.max_lifetime,
             )  # fmt: skip
             await self._send_invite(card, invite)
 
@@ -487,7 +517,8 @@ class MlsBinding(GroupBinding):
         )  # fmt: skip
         if group.group_id != parsed.group_id:
             raise MLSProtocolError("the Welcome is for another group than the invitation says")
-        roster = Roster(group, {}, external_joins=parsed.external_joins, relay=relay)
+        roster = Roster(group, {}, external_joins=parsed.external_joins,
+                        max_lifetime=parsed.max_lifetime, relay=relay)  # fmt: skip
         await self.fetch_cards(roster)
         self._storage.save(group.group_id, roster, used_key_package=ref)
         self._rosters[group.group_id] = roster
@@ -516,7 +547,8 @@ class MlsBinding(GroupBinding):
     ) -> tuple[GroupMembershipChanged, int]:
         """Join by external commit from the invitation's GroupInfo; the commit's log position."""
         group, commit = external_commit(invite, self.context.identity, self._sig_priv, self._now())
-        roster = Roster(group, {}, external_joins=invite.external_joins, relay=relay)
+        roster = Roster(group, {}, external_joins=invite.external_joins,
+                        max_lifetime=invite.max_lifetime, relay=relay)  # fmt: skip
         own = group.member(group.leaf_index)
         assert own is not None  # our own leaf, just committed
         roster.admit(own, self.context.card.card, self.context.trust)
@@ -603,7 +635,9 @@ class MlsBinding(GroupBinding):
                 if epoch == group.epoch:  # invalid for this epoch: skipped, remembered
                     self._reject(group_id, message)
                 raise
-        result = group.process(message, now=self._now(), parsed=decoded)
+        result = group.process(
+            message, now=self._now(), max_lifetime=roster.max_lifetime, parsed=decoded
+        )
         if not isinstance(result, ApplicationMessage):
             self._storage.save_ratchets(group_id, group, keep=_bind(keep, None))
             return None
@@ -685,7 +719,7 @@ class MlsBinding(GroupBinding):
             except MLSDecodeError:  # not our format: the new members stay unverified
                 log.warning("a commit's authenticated data carries no cards")
         before = roster.leaves()
-        result = roster.group.process(message, now=self._now())
+        result = roster.group.process(message, now=self._now(), max_lifetime=roster.max_lifetime)
         if not isinstance(result, CommitApplied):
             self._storage.save(group_id, roster, keep=_bind(keep, None))  # a proposal, cached
             return None

@@ -31,7 +31,7 @@ from sealwire.identity import TrustStore, VerifiedCard, verify_card
 from sealwire_mls.agents import check_member
 from sealwire_mls.errors import MLSDecodeError
 from sealwire_mls.group import Group
-from sealwire_mls.keypackage import LeafNode
+from sealwire_mls.keypackage import MAX_LIFETIME_SECONDS, LeafNode
 
 __all__ = ["INVITE_VERSION", "MAX_INVITE_BYTES", "Invite", "Roster", "decode_cards", "encode_cards"]
 
@@ -41,6 +41,21 @@ INVITE_VERSION = 2
 MAX_INVITE_BYTES = 16 * 1024 * 1024
 # A relay's base URL, as an invitation names it: far above any real one.
 MAX_RELAY_URL_CHARS = 2048
+MAX_LIFETIME_CAP_DAYS = 36_500
+"""A group's finite KeyPackage lifetime cap is at most a century: a longer one admits
+what an unbounded one does (ts-mls's default runs to 2**63 - 1 s), and saying so is
+clearer."""
+
+
+def read_lifetime_cap(value: object) -> int | None:
+    """A group policy's KeyPackage lifetime cap in seconds (None: unbounded); ValueError."""
+    if value is None:
+        return None
+    if type(value) is not int or not 1 <= value <= MAX_LIFETIME_CAP_DAYS * 86400:
+        raise ValueError("expected a KeyPackage lifetime cap in seconds, or null")
+    return value
+
+
 """An invitation carries the Welcome and its ratchet tree (~180 bytes per member):
 this admits the largest groups a relay accepts and bounds what a hostile mailbox
 message makes us parse."""
@@ -91,6 +106,9 @@ class Invite:
     welcome: bytes = field(repr=False, default=b"")
     group_info: bytes = field(repr=False, default=b"")
     external_joins: bool = False
+    #: The group's cap on a KeyPackage's lifetime (seconds; None: unbounded), which
+    #: every member applies alike to the Adds it processes (RFC 9420 §7.2).
+    max_lifetime: int | None = MAX_LIFETIME_SECONDS
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -101,7 +119,10 @@ class Invite:
                 "relay": self.relay,
                 "welcome": _b64(self.welcome),
                 "groupInfo": _b64(self.group_info),
-                "policy": {"externalJoins": self.external_joins},
+                "policy": {
+                    "externalJoins": self.external_joins,
+                    "keyPackageMaxLifetime": self.max_lifetime,
+                },
             },
             separators=(",", ":"),
         ).encode()
@@ -126,6 +147,14 @@ class Invite:
         relay = value.get("relay", "")
         if not isinstance(relay, str) or len(relay) > MAX_RELAY_URL_CHARS:
             raise MLSDecodeError("expected the group relay's URL", field="invite.relay")
+        try:  # absent from older inviters' policies: the default cap
+            max_lifetime = read_lifetime_cap(
+                policy.get("keyPackageMaxLifetime", MAX_LIFETIME_SECONDS)
+            )
+        except ValueError:
+            raise MLSDecodeError(
+                "expected the group's KeyPackage lifetime cap", field="invite.policy"
+            ) from None
         return cls(
             group_id=_unb64(value.get("groupId"), "invite.groupId"),
             seq=seq,
@@ -133,6 +162,7 @@ class Invite:
             welcome=_unb64(value.get("welcome"), "invite.welcome"),
             group_info=_unb64(value.get("groupInfo"), "invite.groupInfo"),
             external_joins=policy["externalJoins"],
+            max_lifetime=max_lifetime,
         )
 
 
@@ -140,7 +170,8 @@ class Roster:
     """One group's MLS state and the verified cards of its members (mutable)."""
 
     __slots__ = (
-        "_leaves", "cards", "changed", "expected", "external_joins", "group", "relay", "verified"
+        "_leaves", "cards", "changed", "expected", "external_joins", "group", "max_lifetime",
+        "relay", "verified",
     )  # fmt: skip
 
     def __init__(
@@ -149,6 +180,7 @@ class Roster:
         cards: Mapping[str, Mapping[str, Any]],
         *,
         external_joins: bool = False,
+        max_lifetime: int | None = MAX_LIFETIME_SECONDS,
         expected: Mapping[str, Mapping[str, Any]] | None = None,
         relay: str | None = None,
     ) -> None:
@@ -158,6 +190,7 @@ class Roster:
         self.changed: set[str] = set()  # agent ids whose card was admitted since it was stored
         self.verified: dict[str, VerifiedCard] = {}
         self.external_joins = external_joins
+        self.max_lifetime = max_lifetime  # the group's KeyPackage lifetime cap (policy)
         # Cards of agents a member admitted to join by external commit, until they do.
         self.expected: dict[str, Mapping[str, Any]] = dict(expected or {})
         self._leaves: tuple[int, dict[int, str]] | None = None  # (epoch, leaves) cache
@@ -217,7 +250,9 @@ class Roster:
         stored on its own): the group's policy, the cards of agents expected to join, and
         the group's relay when it is not the home relay."""
         record: dict[str, Any] = {
-            "v": 2, "expected": self.expected, "policy": {"externalJoins": self.external_joins}
+            "v": 2, "expected": self.expected,
+            "policy": {"externalJoins": self.external_joins,
+                       "keyPackageMaxLifetime": self.max_lifetime},
         }  # fmt: skip
         if self.relay is not None:
             record["relay"] = self.relay
@@ -237,9 +272,13 @@ class Roster:
             relay = value.get("relay")
             if relay is not None and not isinstance(relay, str):
                 raise ValueError("unknown roster record")
+            cap = read_lifetime_cap(
+                value["policy"].get("keyPackageMaxLifetime", MAX_LIFETIME_SECONDS)
+            )
             return cls(
                 group, cards, expected=value["expected"],
-                external_joins=bool(value["policy"]["externalJoins"]), relay=relay,
+                external_joins=bool(value["policy"]["externalJoins"]), max_lifetime=cap,
+                relay=relay,
             )  # fmt: skip
         except (ValueError, KeyError, TypeError, RecursionError):
             raise MLSDecodeError("corrupt group roster", field="mls.roster") from None

@@ -22,6 +22,7 @@ from sealwire_mls.extensions import (
 from sealwire_mls.framing import ContentType, FramedContent, Sender, SenderType
 from sealwire_mls.group_state import Applied
 from sealwire_mls.keypackage import (
+    MAX_LIFETIME_SECONDS,
     GroupLeaves,
     LeafNodeSource,
     validate_key_package,
@@ -58,9 +59,11 @@ def apply_proposals(
     committer: int,
     *,
     now: int | None = None,
+    max_lifetime: int | None = MAX_LIFETIME_SECONDS,
 ) -> Applied:
     """Apply proposals to ``tree`` in §12.3 order after the §12.2 checks
-    (:mod:`sealwire_mls.validation`); ``now`` (UNIX seconds) checks lifetimes.
+    (:mod:`sealwire_mls.validation`); ``now`` (UNIX seconds) checks lifetimes,
+    of at most ``max_lifetime`` seconds (the group's cap; None: no cap).
 
     ``committer`` is the committer's leaf index (-1 for an external joiner).
     """
@@ -98,7 +101,7 @@ def apply_proposals(
     kps = tuple(p.key_package for _, p in by_type.get(Add, []))  # type: ignore[attr-defined]
     added = []
     for kp in kps:
-        validate_key_package(kp, suite, now=now)
+        validate_key_package(kp, suite, now=now, max_lifetime=max_lifetime)
         assert leaves is not None
         leaves.check(kp.leaf_node, required=needed)
         added.append(tree.add_leaf(kp.leaf_node))

@@ -57,6 +57,7 @@ from sealwire_mls.group_state import (
     psk_secret_for,
 )
 from sealwire_mls.keypackage import (
+    MAX_LIFETIME_SECONDS,
     KeyPackage,
     LeafNode,
 )
@@ -276,6 +277,7 @@ class Group(ExternalJoins, Proposing):
         remove: Iterable[int] = (),
         authenticated_data: bytes = b"",
         now: int | None = None,
+        max_lifetime: int | None = MAX_LIFETIME_SECONDS,
         psks: Iterable[PreSharedKeyID] = (),
         reinit: ReInit | None = None,
         path: bool = True,
@@ -298,7 +300,7 @@ class Group(ExternalJoins, Proposing):
         proposals: list[Proposal | ProposalRef] = [*references(by_ref), *by_value]
         resolved = [(s, p) for _, s, p in by_ref] + [(Sender.member(me), p) for p in by_value]
         tree = e.tree.copy()
-        applied = self._apply(tree, resolved, me, now=now)
+        applied = self._apply(tree, resolved, me, now=now, max_lifetime=max_lifetime)
         private, commit_secret, path_secret = drop_blank(e.private, tree), bytes(suite.Nh), None
         update_path = None
         if path or applied.path_required:
@@ -354,11 +356,17 @@ class Group(ExternalJoins, Proposing):
     # -- receiving -------------------------------------------------------------------
 
     def process(
-        self, data: bytes, *, now: int | None = None, parsed: MLSMessage | None = None
+        self,
+        data: bytes,
+        *,
+        now: int | None = None,
+        max_lifetime: int | None = MAX_LIFETIME_SECONDS,
+        parsed: MLSMessage | None = None,
     ) -> ApplicationMessage | ProposalReceived | CommitApplied | OwnMessage:
         """Process one MLSMessage (Public or PrivateMessage) of the current epoch.
 
-        ``now`` (UNIX seconds) enables the lifetime checks of added KeyPackages;
+        ``now`` (UNIX seconds) enables the lifetime checks of added KeyPackages,
+        whose span is at most ``max_lifetime`` (the group's cap; None: no cap);
         ``parsed`` is ``data`` already decoded by the caller (not decoded again).
         A message we sent ourselves (a delivery service's echo) gives
         :class:`OwnMessage` and changes nothing: our own commit still takes
@@ -391,7 +399,7 @@ class Group(ExternalJoins, Proposing):
             )  # fmt: skip
         if content.content_type is ContentType.PROPOSAL:
             return self._store_proposal(ac)
-        return self._process_commit(ac, now)
+        return self._process_commit(ac, now, max_lifetime)
 
     def _remember_sent(self, message: MLSMessage, kind: str) -> bytes:
         data = message.to_bytes()
@@ -411,7 +419,9 @@ class Group(ExternalJoins, Proposing):
             self._proposals.popitem(last=False)
         return ProposalReceived(sender=ac.content.sender, proposal=ac.content.content, ref=ref)
 
-    def _process_commit(self, ac: AuthenticatedContent, now: int | None) -> CommitApplied:
+    def _process_commit(
+        self, ac: AuthenticatedContent, now: int | None, max_lifetime: int | None
+    ) -> CommitApplied:
         """§12.4.2 on the receiving side: proposals, path, key schedule, confirmation tag."""
         e, sender, commit = self._epoch, ac.content.sender, ac.content.content
         if sender.sender_type is SenderType.NEW_MEMBER_COMMIT:
@@ -429,7 +439,7 @@ class Group(ExternalJoins, Proposing):
             else:
                 resolved.append((sender, item))
         tree = e.tree.copy()
-        applied = self._apply(tree, resolved, sender.index, now=now)
+        applied = self._apply(tree, resolved, sender.index, now=now, max_lifetime=max_lifetime)
         if commit.path is None and applied.path_required:
             raise MLSProtocolError("commit needs an UpdatePath")
         event = CommitApplied(
@@ -464,10 +474,13 @@ class Group(ExternalJoins, Proposing):
         committer: int,
         *,
         now: int | None = None,
+        max_lifetime: int | None = MAX_LIFETIME_SECONDS,
     ) -> Applied:
         """:func:`~sealwire_mls.applying.apply_proposals` in the current epoch."""
         e = self._epoch
-        return apply_proposals(self._suite, e.context, tree, proposals, committer, now=now)
+        return apply_proposals(
+            self._suite, e.context, tree, proposals, committer, now=now, max_lifetime=max_lifetime
+        )
 
     def _provisional(self, extensions: tuple[Any, ...]) -> Callable[[bytes], bytes]:
         return provisional_context(self._epoch.context, extensions)

@@ -45,9 +45,15 @@ __all__ = [
 
 #: RefHash label of a KeyPackageRef (§5.2).
 KEY_PACKAGE_REF_LABEL = b"MLS 1.0 KeyPackage Reference"
-#: The longest LeafNode lifetime Sealwire accepts (§7.2: "Applications MUST
-#: define a maximum total lifetime"): 90 days, so a leaked KeyPackage ages out.
+#: The longest LeafNode lifetime Sealwire accepts by default (§7.2: "Applications
+#: MUST define a maximum total lifetime"): 90 days, so a leaked KeyPackage ages out.
+#: A group's policy may choose another cap (the MLS binding's
+#: ``key_package_max_lifetime_days``), or none: peers' defaults differ (mls-rs makes
+#: KeyPackages of 365 days, ts-mls of 0 .. 2**63 - 1 seconds).
 MAX_LIFETIME_SECONDS = 90 * 24 * 3600
+#: A lifetime whose ``not_after`` is at least this is named unbounded in errors
+#: (ts-mls's default is 2**63 - 1): no date is meant, only "never expires".
+UNBOUNDED_NOT_AFTER = 2**62
 
 
 #: ``opaque HPKEPublicKey<V>`` (§5.1.1): the serialized KEM public key, as bytes.
@@ -211,12 +217,15 @@ class LeafNode:
         cs.verify_with_label(self.signature_key, b"LeafNodeTBS", tbs, self.signature)
 
 
-def check_leaf_contents(leaf: LeafNode, *, now: int | None = None) -> None:
+def check_leaf_contents(
+    leaf: LeafNode, *, now: int | None = None, max_lifetime: int | None = MAX_LIFETIME_SECONDS
+) -> None:
     """The §7.3 checks on a LeafNode's own fields, whatever its source.
 
     The credential type and every extension are listed in the capabilities,
     extension types do not repeat, and, when ``now`` is given, the lifetime
-    holds it and spans at most :data:`MAX_LIFETIME_SECONDS`.
+    holds it and spans at most ``max_lifetime`` seconds (the group's cap,
+    :data:`MAX_LIFETIME_SECONDS` by default; None: no cap, only the window).
     """
     if leaf.credential.credential_type not in leaf.capabilities.credentials:
         raise MLSProtocolError("credential type not listed in capabilities")
@@ -233,10 +242,16 @@ def check_leaf_contents(leaf: LeafNode, *, now: int | None = None) -> None:
         if now > lifetime.not_after:
             raise MLSProtocolError(f"leaf node expired {now - lifetime.not_after} s ago")
         span = lifetime.not_after - lifetime.not_before
-        if span > MAX_LIFETIME_SECONDS:
+        if max_lifetime is not None and span > max_lifetime:
+            spans = (
+                "is unbounded"
+                if lifetime.not_after >= UNBOUNDED_NOT_AFTER
+                else f"spans {span // 86400} days"
+            )
             raise MLSProtocolError(
-                f"leaf node lifetime spans {span // 86400} days, more than the "
-                f"{MAX_LIFETIME_SECONDS // 86400} days accepted (RFC 9420 §7.2)"
+                f"KeyPackage lifetime {spans}, longer than this group's cap of "
+                f"{max_lifetime // 86400} days (RFC 9420 §7.2; the MLS binding option "
+                "key_package_max_lifetime_days)"
             )
 
 
@@ -248,6 +263,7 @@ def validate_leaf_node(
     group_id: bytes | None = None,
     leaf_index: int | None = None,
     now: int | None = None,
+    max_lifetime: int | None = MAX_LIFETIME_SECONDS,
 ) -> None:
     """The per-node checks of §7.3 (group-wide ones: :class:`GroupLeaves`).
 
@@ -257,7 +273,7 @@ def validate_leaf_node(
     if leaf.leaf_node_source != source:
         raise MLSProtocolError(f"leaf_node_source is {leaf.leaf_node_source}, expected {source}")
     leaf.verify(cs, group_id, leaf_index)
-    check_leaf_contents(leaf, now=now)
+    check_leaf_contents(leaf, now=now, max_lifetime=max_lifetime)
 
 
 class GroupLeaves:
@@ -391,8 +407,15 @@ class KeyPackage:
         return cs.ref_hash(KEY_PACKAGE_REF_LABEL, self.to_bytes())
 
 
-def validate_key_package(kp: KeyPackage, cs: CipherSuite, *, now: int | None = None) -> None:
-    """KeyPackage validation (§10.1) against the group's cipher suite ``cs``.
+def validate_key_package(
+    kp: KeyPackage,
+    cs: CipherSuite,
+    *,
+    now: int | None = None,
+    max_lifetime: int | None = MAX_LIFETIME_SECONDS,
+) -> None:
+    """KeyPackage validation (§10.1) against the group's cipher suite ``cs``; the
+    leaf's lifetime is checked when ``now`` is given, against ``max_lifetime``.
 
     Raises :class:`MLSProtocolError` for a forbidden value and
     :class:`MLSAuthenticationError` for a bad signature.
@@ -400,7 +423,9 @@ def validate_key_package(kp: KeyPackage, cs: CipherSuite, *, now: int | None = N
     if kp.version != PROTOCOL_VERSION_MLS10 or kp.cipher_suite != cs.id:
         raise MLSProtocolError("KeyPackage version or cipher suite does not match the group")
     cs.verify_with_label(kp.leaf_node.signature_key, b"KeyPackageTBS", kp.tbs(), kp.signature)
-    validate_leaf_node(kp.leaf_node, cs, source=LeafNodeSource.KEY_PACKAGE, now=now)
+    validate_leaf_node(
+        kp.leaf_node, cs, source=LeafNodeSource.KEY_PACKAGE, now=now, max_lifetime=max_lifetime
+    )
     check_unique_extensions(kp.extensions)
     if kp.init_key == kp.leaf_node.encryption_key:
         raise MLSProtocolError("KeyPackage init_key equals the leaf encryption_key")
