@@ -4,7 +4,7 @@ sealwire-relay's pytest plugin)."""
 from __future__ import annotations
 
 from sealwire.testing.group_contract import GroupBindingContract
-from sealwire_mls._binding import MlsBinding
+from sealwire_mls import MlsBinding
 
 
 class TestMlsContract(GroupBindingContract):

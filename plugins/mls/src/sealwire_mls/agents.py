@@ -23,7 +23,7 @@ from sealwire_mls.credentials import Credential, CredentialType
 from sealwire_mls.crypto import PQ_CIPHER_SUITES, cipher_suite
 from sealwire_mls.errors import MLSLocalError
 from sealwire_mls.extensions import Capabilities
-from sealwire_mls.keypackage import KeyPackage, LeafNode, LeafNodeSource, Lifetime
+from sealwire_mls.keypackage import KeyPackage, LeafNode, build_key_package
 
 __all__ = [
     "AGENT_SUITES",
@@ -98,24 +98,20 @@ def agent_key_package(
     :data:`CLOCK_SKEW_SECONDS`) for ``lifetime`` seconds."""
     if suite_id not in AGENT_SUITES:
         raise MLSLocalError(f"cipher suite {suite_id} does not sign with Ed25519")
-    suite = cipher_suite(suite_id)
     signature_priv = identity.signing_key.private_bytes_raw()
-    encryption_priv, encryption_pub = suite.hpke_key_pair()
-    init_priv, init_pub = suite.hpke_key_pair()
-    leaf = LeafNode(
-        encryption_key=encryption_pub,
-        signature_key=identity.signing_key.public_key().public_bytes_raw(),
+    built = build_key_package(
+        suite_id=suite_id,
         credential=Credential.for_agent(identity.agent_id),
+        signature_priv=signature_priv,
+        not_before=max(0, now - CLOCK_SKEW_SECONDS),
+        not_after=now + lifetime,
         capabilities=Capabilities(
             cipher_suites=tuple(sorted(AGENT_SUITES)), credentials=(CredentialType.BASIC,)
         ),
-        leaf_node_source=LeafNodeSource.KEY_PACKAGE,
-        lifetime=Lifetime(max(0, now - CLOCK_SKEW_SECONDS), now + lifetime),
-    ).sign(suite, signature_priv)
-    key_package = KeyPackage(cipher_suite=suite_id, init_key=init_pub, leaf_node=leaf)
+    )
     return AgentKeyPackage(
-        key_package=key_package.sign(suite, signature_priv), init_priv=init_priv,
-        encryption_priv=encryption_priv, signature_priv=signature_priv,
+        key_package=built.key_package, init_priv=built.init_priv,
+        encryption_priv=built.encryption_priv, signature_priv=signature_priv,
     )  # fmt: skip
 
 

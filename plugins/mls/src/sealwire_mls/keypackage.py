@@ -16,7 +16,7 @@ from attrs import field, frozen
 
 from sealwire_mls.codec import Reader, Writer, encode_varint
 from sealwire_mls.credentials import Credential
-from sealwire_mls.crypto import CipherSuite
+from sealwire_mls.crypto import CipherSuite, cipher_suite
 from sealwire_mls.errors import MLSDecodeError, MLSLocalError, MLSProtocolError
 from sealwire_mls.extensions import (
     PROTOCOL_VERSION_MLS10,
@@ -34,10 +34,12 @@ __all__ = [
     "HPKEPublicKey",
     "MAX_LIFETIME_SECONDS",
     "KeyPackage",
+    "KeyPackageWithKeys",
     "LeafNode",
     "LeafNodeSource",
     "Lifetime",
     "SignaturePublicKey",
+    "build_key_package",
     "check_leaf_contents",
     "validate_key_package",
     "validate_leaf_node",
@@ -429,3 +431,56 @@ def validate_key_package(
     check_unique_extensions(kp.extensions)
     if kp.init_key == kp.leaf_node.encryption_key:
         raise MLSProtocolError("KeyPackage init_key equals the leaf encryption_key")
+
+
+@frozen(kw_only=True)
+class KeyPackageWithKeys:
+    """A KeyPackage and the private keys behind it (never in reprs): its ``init_priv``
+    opens the Welcome that adds it, its ``encryption_priv`` is the leaf's."""
+
+    key_package: KeyPackage
+    init_priv: bytes = field(repr=False)
+    encryption_priv: bytes = field(repr=False)
+
+
+def build_key_package(
+    *,
+    suite_id: int,
+    credential: Credential,
+    signature_priv: bytes,
+    not_before: int,
+    not_after: int,
+    capabilities: Capabilities | None = None,
+    extensions: tuple[Extension, ...] = (),
+) -> KeyPackageWithKeys:
+    """A fresh KeyPackage (RFC 9420 §10) of ``credential`` for cipher suite ``suite_id``.
+
+    New HPKE init and encryption key pairs are drawn; the leaf (valid from
+    ``not_before`` to ``not_after``, UNIX seconds) and the package are signed with
+    ``signature_priv``, the suite's signature key whose public half the leaf
+    carries. ``capabilities`` default to this suite and the credential's type. The
+    result passes :func:`validate_key_package` at a time inside its lifetime, if
+    its span is within the validator's cap.
+    """
+    suite = cipher_suite(suite_id)
+    if not 0 <= not_before < not_after <= UNBOUNDED_NOT_AFTER:
+        raise MLSLocalError("a KeyPackage lifetime needs not_before < not_after")
+    encryption_priv, encryption_pub = suite.hpke_key_pair()
+    init_priv, init_pub = suite.hpke_key_pair()
+    leaf = LeafNode(
+        encryption_key=encryption_pub,
+        signature_key=suite.signature_public_key(signature_priv),
+        credential=credential,
+        capabilities=capabilities
+        or Capabilities(cipher_suites=(suite_id,), credentials=(credential.credential_type,)),
+        leaf_node_source=LeafNodeSource.KEY_PACKAGE,
+        lifetime=Lifetime(not_before, not_after),
+    ).sign(suite, signature_priv)
+    package = KeyPackage(
+        cipher_suite=suite_id, init_key=init_pub, leaf_node=leaf, extensions=extensions
+    )
+    return KeyPackageWithKeys(
+        key_package=package.sign(suite, signature_priv),
+        init_priv=init_priv,
+        encryption_priv=encryption_priv,
+    )
