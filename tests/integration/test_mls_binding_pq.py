@@ -18,10 +18,12 @@ from ports import free_port
 from waiting import until
 
 from sealwire.agent import Agent, TaskContext
+from sealwire.binding import Party, Property
 from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import Identity
 from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
+from sealwire_mls import MlsBinding
 from sealwire_mls.agents import agent_suite
 from sealwire_mls.crypto import PQ_CIPHER_SUITES
 from sealwire_relay import RelayConfig, running_relay
@@ -122,3 +124,19 @@ def test_the_option_reads_names_and_ids() -> None:
     assert agent_suite({"cipher_suite": "MLS_128_MLKEM768_AES256GCM_SHA384_Ed25519"}) == 0xF0A6
     assert agent_suite({"cipher_suite": 3}) == 3
     assert agent_suite({"cipher_suite": MLDSA65}) == 0xF0AA
+
+
+@pytest.mark.parametrize(
+    ("suite", "post_quantum", "post_quantum_auth"),
+    [(None, False, False), (XWING, True, False), (MLDSA65, True, True)],
+)
+def test_the_policy_sees_the_suite_properties(
+    suite: str | None, post_quantum: bool, post_quantum_auth: bool
+) -> None:
+    """`require = ["post_quantum"]` is met by an MLS group on a post-quantum suite only."""
+    options = {} if suite is None else {"cipher_suite": suite}
+    terms = MlsBinding.session_terms(Party(options=options), None)
+    assert (Property.POST_QUANTUM in terms.properties) is post_quantum
+    assert (Property.POST_QUANTUM_AUTH in terms.properties) is post_quantum_auth
+    assert terms.protocol == "MLS 1.0"
+    assert terms.suite == (suite or "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519")

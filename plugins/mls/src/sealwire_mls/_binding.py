@@ -50,8 +50,10 @@ from sealwire.binding import (
     GroupMembershipChanged,
     GroupMessage,
     OpenedMessage,
+    Party,
     PeerIdentity,
     Property,
+    SessionTerms,
     Shape,
 )
 from sealwire.errors import ConfigurationError, SealwireError, StateError, TrustError
@@ -88,6 +90,7 @@ from sealwire_mls.agents import (
     check_member,
 )
 from sealwire_mls.codec import decode_exact
+from sealwire_mls.crypto import PQ_AUTH_CIPHER_SUITES, PQ_CIPHER_SUITES, cipher_suite
 from sealwire_mls.errors import MLSAuthenticationError, MLSDecodeError, MLSProtocolError
 from sealwire_mls.framing import ContentType, PrivateMessage, PublicMessage, SenderType
 from sealwire_mls.group import ApplicationMessage, CommitApplied, Group
@@ -168,6 +171,25 @@ class MlsBinding(GroupBinding):
         ),
         description="RFC 9420 MLS groups over the relay's ordered group log",
     )
+
+    @classmethod
+    def session_terms(cls, local: Party, peer: Party | None) -> SessionTerms:
+        """A group in this agent's cipher suite (its KeyPackages and the groups it creates
+        are; a member on another suite is refused, never added on a weaker one):
+        ``post_quantum`` when the suite's KEM is ML-KEM or X-Wing, ``post_quantum_auth``
+        when its signatures are ML-DSA."""
+        try:
+            suite = agent_suite({"cipher_suite": SUITE, **local.options})
+        except ConfigurationError:  # reported when the binding starts
+            return SessionTerms(properties=cls.info.properties)
+        properties = set(cls.info.properties)
+        if suite in PQ_CIPHER_SUITES.values():
+            properties.add(Property.POST_QUANTUM)
+        if suite in PQ_AUTH_CIPHER_SUITES:
+            properties.add(Property.POST_QUANTUM_AUTH)
+        return SessionTerms(
+            properties=frozenset(properties), protocol="MLS 1.0", suite=cipher_suite(suite).name
+        )
 
     def __init__(self, context: Any) -> None:
         super().__init__(context)
