@@ -46,7 +46,7 @@ from hypothesis import strategies as st
 
 from sealwire.errors import SealwireError
 from sealwire.identity import Identity
-from sealwire_mls.agents import AGENT_SUITES, agent_key_package
+from sealwire_mls.agents import agent_key_package, agent_suites
 from sealwire_mls.credentials import Credential, CredentialType
 from sealwire_mls.crypto import PQ_CIPHER_SUITES, cipher_suite
 from sealwire_mls.errors import (
@@ -171,14 +171,16 @@ def plain_key_package(suite_id: int) -> _PlainKeyPackage:
 
 class OurMember:
     """A member on our engine (``sealwire_mls.group.Group``), with a Sealwire agent's
-    KeyPackage (basic credential = agent id, Ed25519 identity key) where the suite
-    signs with Ed25519, else one with a fresh key of the suite's scheme."""
+    KeyPackage (basic credential = agent id, its Ed25519 or ML-DSA-65 identity key)
+    where the suite signs with one of those, else one with a fresh key of the suite's
+    scheme."""
 
     def __init__(self, suite: int = SUITE) -> None:
         self.suite = suite
+        identity = Identity.generate(post_quantum=True)
         self.kp: Any = (
-            agent_key_package(Identity.generate(), now=NOW, suite_id=suite)
-            if suite in AGENT_SUITES
+            agent_key_package(identity, now=NOW, suite_id=suite)
+            if suite in agent_suites(identity)
             else plain_key_package(suite)
         )
         self._group: Group | None = None

@@ -37,9 +37,12 @@ def card_of(identity: Identity) -> VerifiedCard:
     )
 
 
-@pytest.mark.parametrize("suite_id", [1, 3])
+MLDSA65_SUITE = 0xF0AA  # MLS_192_MLKEM768_AES256GCM_SHA384_MLDSA65
+
+
+@pytest.mark.parametrize("suite_id", [1, 3, MLDSA65_SUITE])
 def test_agents_form_a_group_and_check_each_other(suite_id: int) -> None:
-    alice, bob = Identity.generate(), Identity.generate()
+    alice, bob = Identity.generate(post_quantum=True), Identity.generate(post_quantum=True)
     a, b = (agent_key_package(i, now=NOW, suite_id=suite_id) for i in (alice, bob))
     validate_key_package(b.key_package, cipher_suite(suite_id), now=NOW)
     group = Group.create(
@@ -87,9 +90,34 @@ def test_a_leaf_that_is_not_the_card_agent_is_refused() -> None:
     )
 
 
-def test_only_ed25519_suites_use_the_identity_key() -> None:
+def test_only_suites_of_the_agent_keys_are_used() -> None:
     with pytest.raises(MLSLocalError):
-        agent_key_package(Identity.generate(), now=NOW, suite_id=2)
+        agent_key_package(Identity.generate(), now=NOW, suite_id=2)  # ECDSA P-256
+    with pytest.raises(MLSLocalError, match="ML-DSA-65"):  # a classical identity
+        agent_key_package(Identity.generate(), now=NOW, suite_id=MLDSA65_SUITE)
+    pq = Identity.generate(post_quantum=True)
+    leaf = agent_key_package(pq, now=NOW, suite_id=MLDSA65_SUITE).key_package.leaf_node
+    assert MLDSA65_SUITE in leaf.capabilities.cipher_suites
+    assert (
+        MLDSA65_SUITE
+        not in (
+            agent_key_package(Identity.generate(), now=NOW).key_package.leaf_node.capabilities
+        ).cipher_suites
+    )
+
+
+def test_an_ml_dsa_key_that_is_not_the_card_key_is_refused() -> None:
+    alice, mallory = Identity.generate(post_quantum=True), Identity.generate(post_quantum=True)
+    leaf = agent_key_package(mallory, now=NOW, suite_id=MLDSA65_SUITE).key_package.leaf_node
+    forged = attrs.evolve(leaf, credential=Credential.for_agent(alice.agent_id))
+    with pytest.raises(TrustError, match="signature key"):
+        check_member(forged, card_of(alice))
+    assert alice.mldsa_key is not None
+    check_credential_matches_card(  # Alice's own ML-DSA-65 key passes
+        Credential.for_agent(alice.agent_id),
+        alice.mldsa_key.public_key().public_bytes_raw(),
+        card_of(alice),
+    )
 
 
 def test_private_keys_stay_out_of_reprs() -> None:

@@ -50,8 +50,10 @@ from sealwire.binding import (
     GroupMembershipChanged,
     GroupMessage,
     OpenedMessage,
+    Party,
     PeerIdentity,
     Property,
+    SessionTerms,
     Shape,
 )
 from sealwire.errors import ConfigurationError, SealwireError, StateError, TrustError
@@ -80,8 +82,15 @@ from sealwire_mls._members import (
     encode_cards,
 )
 from sealwire_mls._storage import GroupStorage, Keep
-from sealwire_mls.agents import agent_key_package, agent_suite, check_member
+from sealwire_mls.agents import (
+    agent_key_package,
+    agent_signature_key,
+    agent_suite,
+    agent_suites,
+    check_member,
+)
 from sealwire_mls.codec import decode_exact
+from sealwire_mls.crypto import PQ_AUTH_CIPHER_SUITES, PQ_CIPHER_SUITES, cipher_suite
 from sealwire_mls.errors import MLSAuthenticationError, MLSDecodeError, MLSProtocolError
 from sealwire_mls.framing import ContentType, PrivateMessage, PublicMessage, SenderType
 from sealwire_mls.group import ApplicationMessage, CommitApplied, Group
@@ -97,8 +106,8 @@ log = logging.getLogger(__name__)
 
 SUITE = 1
 """MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519: its signature key is the agent's own.
-The default; the binding option ``cipher_suite`` picks another Ed25519 suite (a
-post-quantum one: see :func:`sealwire_mls.agents.agent_suite`)."""
+The default; the binding option ``cipher_suite`` picks another suite whose signature
+key is one of the agent's (a post-quantum one: see :func:`sealwire_mls.agents.agent_suite`)."""
 KEY_PACKAGE_TARGET = 8
 """KeyPackages kept in the relay's directory: enough for several invitations while
 the agent is offline, few enough that unused private keys stay a small set."""
@@ -163,9 +172,36 @@ class MlsBinding(GroupBinding):
         description="RFC 9420 MLS groups over the relay's ordered group log",
     )
 
+    @classmethod
+    def session_terms(cls, local: Party, peer: Party | None) -> SessionTerms:
+        """A group in this agent's cipher suite (its KeyPackages and the groups it creates
+        are; a member on another suite is refused, never added on a weaker one):
+        ``post_quantum`` when the suite's KEM is ML-KEM or X-Wing, ``post_quantum_auth``
+        when its signatures are ML-DSA."""
+        try:
+            suite = agent_suite({"cipher_suite": SUITE, **local.options})
+        except ConfigurationError:  # reported when the binding starts
+            return SessionTerms(properties=cls.info.properties)
+        properties = set(cls.info.properties)
+        if suite in PQ_CIPHER_SUITES.values():
+            properties.add(Property.POST_QUANTUM)
+        if suite in PQ_AUTH_CIPHER_SUITES:
+            properties.add(Property.POST_QUANTUM_AUTH)
+        return SessionTerms(
+            properties=frozenset(properties), protocol="MLS 1.0", suite=cipher_suite(suite).name
+        )
+
     def __init__(self, context: Any) -> None:
         super().__init__(context)
-        agent_suite(context.options)  # a bad cipher_suite option fails here, not in a group
+        suite = agent_suite({"cipher_suite": SUITE, **context.options})
+        if suite not in agent_suites(context.identity):  # fails here, not in a group
+            raise ConfigurationError(
+                f"[bindings.mls] cipher_suite {suite:#06x} signs with ML-DSA-65: this agent"
+                " has no ML-DSA-65 key (make its identity with sealwire init --post-quantum)"
+            )
+        # This agent's KeyPackages are all of its suite, so every group it is in is too:
+        # one signature key serves them all.
+        self._sig_priv = agent_signature_key(context.identity, suite)
         self._max_lifetime = lifetime_cap(context.options)
         self._storage = GroupStorage(context.store)
         self._rosters: dict[bytes, Roster] = {}
@@ -181,10 +217,6 @@ class MlsBinding(GroupBinding):
     @property
     def _me(self) -> str:
         return str(self.context.identity.agent_id)
-
-    @property
-    def _sig_priv(self) -> bytes:
-        return bytes(self.context.identity.signing_key.private_bytes_raw())
 
     def _now(self) -> int:
         return int(self.context.clock())

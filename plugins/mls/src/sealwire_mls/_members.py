@@ -1,10 +1,10 @@
 """Who is in a group, as the binding sees it: MLS leaves tied to signed agent cards.
 
-Each member's leaf carries a basic credential naming its agent id and the
-agent's Ed25519 identity key (:mod:`sealwire_mls.agents`). The binding keeps
-the members' signed cards beside the group state and trusts a leaf only once
-:func:`~sealwire_mls.agents.check_member` tied it to a card that verifies and
-passes the trust store. Cards come from two places:
+Each member's leaf carries a basic credential naming its agent id and one of the
+agent's identity keys (Ed25519, or ML-DSA-65 in an ML-DSA suite; see
+:mod:`sealwire_mls.agents`). The binding keeps the members' signed cards beside
+the group state and trusts a leaf only once :func:`~sealwire_mls.agents.check_member`
+tied it to a card that verifies and passes the trust store. Cards come from two places:
 
 * a commit that adds agents carries their cards in its ``authenticated_data``
   (signed by the committer with the commit; :func:`encode_cards`), so the
