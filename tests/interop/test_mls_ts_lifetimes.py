@@ -13,7 +13,6 @@ peers and members are the ones of ``test_mls_ts_interop.py`` (Node.js and
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +71,9 @@ def test_the_default_cap_refuses_ts_mls_defaults_and_says_why(ts_peer: Any) -> N
     unbounded = DefaultTsMember(ts_peer())
     with pytest.raises(MLSProtocolError, match="unbounded, longer than this group's cap of 90"):
         ours.add([unbounded.key_package()])
-    now = int(time.time())
-    yearly = DefaultTsMember(ts_peer(), lifetime=(now - 60, now - 60 + ONE_YEAR))
+    # Our side checks lifetimes at the harness's NOW (taken once, when the module was
+    # imported); ts-mls at its real clock, later: a span from NOW suits both.
+    yearly = DefaultTsMember(ts_peer(), lifetime=(harness.NOW - 60, harness.NOW - 60 + ONE_YEAR))
     with pytest.raises(MLSProtocolError, match=r"spans 365 days, longer than .* 90 days"):
         ours.add([yearly.key_package()])
     assert ours.group.epoch == 0  # nothing staged or applied
@@ -84,8 +84,7 @@ def test_a_group_policy_cap_adds_ts_mls_members(ts_peer: Any, cap: int | None) -
     """Under the cap its operator chose, our group adds ts-mls members made with ts-mls's
     default KeyPackages (or mls-rs's 365 days), and processes a ts-mls member adding
     another; every member agrees on the epoch, secrets and roster and reads all."""
-    now = int(time.time())
-    lifetime = None if cap is None else (now - 60, now - 60 + ONE_YEAR)
+    lifetime = None if cap is None else (harness.NOW - 60, harness.NOW - 60 + ONE_YEAR)
     fleet = harness.Fleet(CappedMember(cap))
     fleet.add(0, {1: DefaultTsMember(ts_peer(), lifetime), 2: CappedMember(cap)})
     fleet.add(1, {3: DefaultTsMember(ts_peer(), lifetime)})  # ts-mls commits, we process
