@@ -17,7 +17,7 @@ serves one inside a running event loop. Agents reach a relay through
 
 from __future__ import annotations
 
-from sealwire_relay._backend import RelayBackend
+from sealwire_relay._backend import GroupAccess, GroupAppend, RelayBackend, next_access
 from sealwire_relay._limits import RelayLimits
 from sealwire_relay._providers import BUILTIN_RELAY_BACKENDS, open_backend
 from sealwire_relay._server import (
@@ -31,12 +31,15 @@ from sealwire_relay._server import (
 
 __all__ = [
     "BUILTIN_RELAY_BACKENDS",
+    "GroupAccess",
+    "GroupAppend",
     "PeerRelay",
     "RelayBackend",
     "RelayConfig",
     "RelayLimits",
     "RunningRelay",
     "load_or_create_identity",
+    "next_access",
     "open_backend",
     "running_relay",
     "serve_relay",

@@ -751,10 +751,23 @@ class NatsBackend:
             except LimitExceeded as exc:
                 return exc
 
+        # A message twice in one batch is stored once and answered as a duplicate the
+        # second time (as in order); publishing both at once would count it twice
+        # against the mailbox's depth.
+        first: dict[tuple[str, str, str], int] = {}
+        for index, (m, d) in enumerate(enqueues):
+            first.setdefault((m, d.sender, d.message_id), index)
+        unique = sorted(set(first.values()))
+        answers: dict[int, bool | LimitExceeded] = {}
+        for i in range(0, len(unique), ACK_PARALLEL):
+            chunk_e = unique[i : i + ACK_PARALLEL]
+            results = await asyncio.gather(*(one(*enqueues[k]) for k in chunk_e))
+            answers.update(zip(chunk_e, results, strict=True))
         stored: list[bool | LimitExceeded] = []
-        for i in range(0, len(enqueues), ACK_PARALLEL):
-            chunk_e = enqueues[i : i + ACK_PARALLEL]
-            stored.extend(await asyncio.gather(*(one(m, d) for m, d in chunk_e)))
+        for index, (m, d) in enumerate(enqueues):
+            answer = answers[first[(m, d.sender, d.message_id)]]
+            repeated = first[(m, d.sender, d.message_id)] != index
+            stored.append(answer if not repeated or isinstance(answer, LimitExceeded) else False)
         return acked, stored
 
     # -- groups ------------------------------------------------------------------------
