@@ -83,3 +83,29 @@ def test_a_bad_name_or_an_existing_folder_is_refused(tmp_path: Path) -> None:
     new_plugin("fine", shape="session", into=tmp_path)
     with pytest.raises(ConfigurationError, match="exists"):
         new_plugin("fine", shape="session", into=tmp_path)
+
+
+def test_a_new_store_installs_passes_its_contract_and_keeps_an_agent(tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    assert uv is not None, "the test command installs uv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEALWIRE_", "VIRTUAL_ENV"))}
+    _run(sys.executable, "-m", "sealwire.cli", "plugin", "new", "folder-store", "--shape",
+         "store", "--into", tmp_path, cwd=tmp_path, env=env)  # fmt: skip
+    package = tmp_path / "sealwire-folder-store"
+    venv = tmp_path / "venv"
+    _run(uv, "venv", "-q", venv, "--python", sys.executable, cwd=tmp_path, env=env)
+    python, sealwire = venv / "bin" / "python", venv / "bin" / "sealwire"
+    editable = [f"{ROOT / 'core'}[testing]", f"{package}[test]"]
+    installs = [arg for path in editable for arg in ("-e", path)]
+    _run(uv, "pip", "install", "-q", "--python", python, *installs, cwd=tmp_path, env=env)
+
+    listed = _run(sealwire, "plugins", cwd=tmp_path, env=env).stdout
+    assert "plugin folder-store: sealwire-folder-store 0.1.0" in listed
+    tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package, env=env)
+    assert "21 passed" in tested.stdout
+
+    _run(sealwire, "--home", "agent", "init", "--name", "kept", "--store", "folder-store",
+         "--store-option", "folder=shared", cwd=tmp_path, env=env)  # fmt: skip
+    assert (tmp_path / "agent" / "shared" / "head").is_file()  # the state went to the folder
+    card = json.loads(_run(sealwire, "--home", "agent", "card", cwd=tmp_path, env=env).stdout)
+    assert card["name"] == "kept"

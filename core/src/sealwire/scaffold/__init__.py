@@ -1,10 +1,11 @@
 """``sealwire plugin new``: a working, installable plugin package to start from.
 
-:func:`new_plugin` writes ``sealwire-<name>/`` from the templates of one shape
-(``session``: a session binding on sealwire-noise's handshake core): a
-pyproject with the entry point, the implementation, the contract tests, a
-README and a CI workflow. The package passes Sealwire's contract suite as
-generated; its README says how to install, test and use it.
+:func:`new_plugin` writes ``sealwire-<name>/`` from the templates of one shape:
+``session``, a session binding on sealwire-noise's handshake core; ``store``, a
+state store behind core's ``ManagedStore`` keeping its secrets in a folder. Each
+has a pyproject with the entry point, the implementation, the contract tests, a
+README and a CI workflow, and passes Sealwire's contract suite as generated;
+its README says how to install, test and use it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from sealwire.errors import ConfigurationError
 
 __all__ = ["SHAPES", "new_plugin"]
 
-SHAPES = ("session",)
-"""The shapes with a template (mailbox, group, transport and store are not yet)."""
+SHAPES = ("session", "store")
+"""The shapes with a template (mailbox, group and transport are not yet)."""
 _TEMPLATES = Path(__file__).parent
 _NAME = re.compile(r"[a-z][a-z0-9]{0,30}(-[a-z0-9]{1,30}){0,3}")
 """A binding name: lower-case words joined by hyphens (it names the distribution,
@@ -31,7 +32,7 @@ def new_plugin(name: str, *, shape: str, into: Path) -> Path:
         raise ConfigurationError(
             f"plugin name {name!r}: use lower-case letters and digits, words joined by '-'"
         )
-    if shape not in SHAPES:
+    if shape not in SHAPES:  # (the folder "common" is not a shape)
         raise ConfigurationError(f"no template for shape {shape!r} (have: {', '.join(SHAPES)})")
     target = into / f"sealwire-{name}"
     if target.exists():
@@ -43,8 +44,12 @@ def new_plugin(name: str, *, shape: str, into: Path) -> Path:
         "Class": "".join(w.capitalize() for w in words),
         "title": " ".join(w.capitalize() for w in words),
     }
-    root = _TEMPLATES / shape
-    for template in sorted(root.rglob("*.tmpl")):
+    templates = [
+        (root, template)
+        for root in (_TEMPLATES / "common", _TEMPLATES / shape)
+        for template in sorted(root.rglob("*.tmpl"))
+    ]
+    for root, template in templates:
         relative = template.relative_to(root).as_posix().removesuffix(".tmpl")
         relative = relative.replace("@package@", values["package"])
         if relative.startswith("github/"):  # kept without the dot in the wheel
