@@ -39,6 +39,7 @@ __all__ = [
     "blocked_from_env",
     "build_manager",
     "imported_when_called",
+    "lazy_attributes",
     "load_registry",
 ]
 
@@ -62,6 +63,20 @@ def imported_when_called(module: str, name: str) -> Callable[..., Any]:
 
     call.__qualname__ = call.__name__ = name
     return call
+
+
+def lazy_attributes(package: str, modules: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__`` (PEP 562) exporting each name of ``modules`` from its
+    submodule (``{"name": "_submodule"}``), imported on first use: a plugin's package
+    then imports a heavy SDK only when a name that needs it is read."""
+
+    def getattr_(name: str) -> Any:
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+    return getattr_
 
 
 @attrs.frozen(kw_only=True)

@@ -79,6 +79,7 @@ __all__ = [
     "StoreTransaction",
     "StoreUnavailableError",
     "VALUE_FORMAT",
+    "cache_options",
     "check_name",
     "check_prefix",
     "check_value",
@@ -100,6 +101,18 @@ class StoreOption:
     name: str
     help: str
     required: bool = False
+
+
+def cache_options(default_cache: str) -> tuple[StoreOption, ...]:
+    """The options :func:`open_behind_cache` reads (``cache``, ``max_unflushed``), for a
+    store that opens through it; ``default_cache`` is its cache's file name."""
+    return (
+        StoreOption(name="cache", help=f"the local write-ahead cache (default {default_cache})"),
+        StoreOption(
+            name="max_unflushed",
+            help="commits kept only on this host before a flush (default 0: write-through)",
+        ),
+    )
 
 
 @attrs.frozen

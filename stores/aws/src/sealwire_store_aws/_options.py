@@ -3,7 +3,7 @@ registers when every process starts (the SDK is imported only to open the store)
 
 from __future__ import annotations
 
-from sealwire.store import StoreOption
+from sealwire.store import StoreOption, cache_options
 
 __all__ = ["DEFAULT_ATTEMPTS", "DEFAULT_BACKOFF", "DEFAULT_CACHE_FILE", "OPTIONS"]
 
@@ -19,11 +19,7 @@ OPTIONS = (
     StoreOption(name="region", required=True, help="AWS region, e.g. eu-west-1"),
     StoreOption(name="endpoint_url", help="another endpoint (a VPC endpoint, a test server)"),
     StoreOption(name="profile", help="a profile of ~/.aws/config (default: the usual chain)"),
-    StoreOption(name="cache", help=f"the local write-ahead cache (default {DEFAULT_CACHE_FILE})"),
-    StoreOption(
-        name="max_unflushed",
-        help="commits kept only on this host before a flush (default 0: write-through)",
-    ),
+    *cache_options(DEFAULT_CACHE_FILE),
     StoreOption(
         name="retries", help=f"calls per operation on throttling (default {DEFAULT_ATTEMPTS})"
     ),

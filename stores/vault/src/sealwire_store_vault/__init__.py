@@ -8,9 +8,9 @@ write-ahead cache in the agent's home.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from sealwire.plugins import lazy_attributes
 from sealwire_store_vault._options import DEFAULT_CACHE_FILE, OPTIONS
 
 if TYPE_CHECKING:
@@ -29,19 +29,15 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# Names that need the SDK, imported on first use (PEP 562): importing the package,
-# as the plugin loader does in every process, does not import the SDK.
-_NEEDS_SDK = {
-    "KEY_PATH_ENV": "_open",
-    "POLICY_TEMPLATE": "_vault",
-    "VaultSecretsBackend": "_vault",
-    "load_store_key": "_open",
-    "open_vault_store": "_open",
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _NEEDS_SDK.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+# Names that need the SDK, imported on first use: importing the package, as the
+# plugin loader does in every process, does not import the SDK.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "KEY_PATH_ENV": "_open",
+        "POLICY_TEMPLATE": "_vault",
+        "VaultSecretsBackend": "_vault",
+        "load_store_key": "_open",
+        "open_vault_store": "_open",
+    },
+)
