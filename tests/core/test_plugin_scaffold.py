@@ -31,20 +31,31 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.Comple
     return done
 
 
-def test_a_new_plugin_installs_passes_its_contract_and_carries_a_task(tmp_path: Path) -> None:
+def _generate_and_install(
+    tmp_path: Path, name: str, shape: str, *, beside: tuple[Path, ...] = ()
+) -> tuple[Path, Path, Path, dict[str, str]]:
+    """``sealwire plugin new``, then a fresh virtual environment with core, ``beside``
+    and the new package installed: the package's folder, its python and its sealwire
+    command, and the environment to run them in."""
     uv = shutil.which("uv")
     assert uv is not None, "the test command installs uv"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEALWIRE_", "VIRTUAL_ENV"))}
-    _run(sys.executable, "-m", "sealwire.cli", "plugin", "new", "my-binding", "--into", tmp_path,
-         cwd=tmp_path, env=env)  # fmt: skip
-    package = tmp_path / "sealwire-my-binding"
+    _run(sys.executable, "-m", "sealwire.cli", "plugin", "new", name, "--shape", shape,
+         "--into", tmp_path, cwd=tmp_path, env=env)  # fmt: skip
+    package = tmp_path / f"sealwire-{name}"
     venv = tmp_path / "venv"
     _run(uv, "venv", "-q", venv, "--python", sys.executable, cwd=tmp_path, env=env)
-    python, sealwire = venv / "bin" / "python", venv / "bin" / "sealwire"
-    editable = [f"{ROOT / 'core'}[testing]", ROOT / "plugins" / "noise", f"{package}[test]"]
+    python = venv / "bin" / "python"
+    editable = [f"{ROOT / 'core'}[testing]", *beside, f"{package}[test]"]
     installs = [arg for path in editable for arg in ("-e", path)]
     _run(uv, "pip", "install", "-q", "--python", python, *installs, cwd=tmp_path, env=env)
+    return package, python, venv / "bin" / "sealwire", env
 
+
+def test_a_new_plugin_installs_passes_its_contract_and_carries_a_task(tmp_path: Path) -> None:
+    package, python, sealwire, env = _generate_and_install(
+        tmp_path, "my-binding", "session", beside=(ROOT / "plugins" / "noise",)
+    )
     listed = _run(sealwire, "plugins", cwd=tmp_path, env=env).stdout
     assert "plugin my-binding: sealwire-my-binding 0.1.0" in listed
     tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package, env=env)
@@ -86,19 +97,7 @@ def test_a_bad_name_or_an_existing_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_new_store_installs_passes_its_contract_and_keeps_an_agent(tmp_path: Path) -> None:
-    uv = shutil.which("uv")
-    assert uv is not None, "the test command installs uv"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEALWIRE_", "VIRTUAL_ENV"))}
-    _run(sys.executable, "-m", "sealwire.cli", "plugin", "new", "folder-store", "--shape",
-         "store", "--into", tmp_path, cwd=tmp_path, env=env)  # fmt: skip
-    package = tmp_path / "sealwire-folder-store"
-    venv = tmp_path / "venv"
-    _run(uv, "venv", "-q", venv, "--python", sys.executable, cwd=tmp_path, env=env)
-    python, sealwire = venv / "bin" / "python", venv / "bin" / "sealwire"
-    editable = [f"{ROOT / 'core'}[testing]", f"{package}[test]"]
-    installs = [arg for path in editable for arg in ("-e", path)]
-    _run(uv, "pip", "install", "-q", "--python", python, *installs, cwd=tmp_path, env=env)
-
+    package, python, sealwire, env = _generate_and_install(tmp_path, "folder-store", "store")
     listed = _run(sealwire, "plugins", cwd=tmp_path, env=env).stdout
     assert "plugin folder-store: sealwire-folder-store 0.1.0" in listed
     tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package, env=env)

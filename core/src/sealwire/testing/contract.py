@@ -63,12 +63,13 @@ def make_party(
     listen: Sequence[str] = ("tcp://127.0.0.1:1",),
     options: Mapping[str, Any] | None = None,
     post_quantum: bool = False,
-    identity: Identity | None = None,
-    relay: RelayPort | None = None,
+    relay_for: Callable[[Identity], RelayPort] | None = None,
 ) -> Party:
     """A fresh agent offering only ``binding_class``, with an in-memory store (TOFU
-    trust); given a ``relay`` (its port for ``identity``), its card names the mailbox."""
-    identity = identity or Identity.generate(post_quantum=post_quantum)
+    trust); given ``relay_for`` (an agent's relay port, as the ``relay_port_for``
+    fixture), its binding has that port and its card names the mailbox."""
+    identity = Identity.generate(post_quantum=post_quantum)
+    relay = None if relay_for is None else relay_for(identity)
     opts = dict(options or {})
     card = verify_card(
         build_card(

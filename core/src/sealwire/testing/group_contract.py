@@ -50,12 +50,16 @@ class Member:
     """A party of the suite, with its relay port and how far it has read the log."""
 
     party: Party
-    port: RelayPort
     read: int = 0
 
     @property
     def binding(self) -> Any:
         return self.party.binding
+
+    @property
+    def port(self) -> RelayPort:
+        port: RelayPort = self.party.binding.context.relay
+        return port
 
     @property
     def agent_id(self) -> str:
@@ -72,14 +76,11 @@ class GroupBindingContract:
     @pytest.fixture
     def members(self, relay_port_for: PortFor) -> Callable[[], Any]:
         async def new_member() -> Member:
-            identity = Identity.generate()
-            port = relay_port_for(identity)
             party = make_party(
-                self.binding_class, identity=identity, relay=port, options=self.options,
-                listen=(),
-            )  # fmt: skip
+                self.binding_class, relay_for=relay_port_for, options=self.options, listen=()
+            )
             await party.binding.publish_key_packages()
-            return Member(party, port)
+            return Member(party)
 
         return new_member
 

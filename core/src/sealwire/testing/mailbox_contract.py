@@ -52,11 +52,9 @@ class MailboxBindingContract:
     @pytest.fixture
     def parties(self, relay_port_for: PortFor) -> Callable[[], Any]:
         async def new_party() -> Party:
-            identity = Identity.generate()
             party = make_party(
-                self.binding_class, identity=identity, relay=relay_port_for(identity),
-                options=self.options, listen=(),
-            )  # fmt: skip
+                self.binding_class, relay_for=relay_port_for, options=self.options, listen=()
+            )
             await party.binding.publish_prekeys()
             return party
 
