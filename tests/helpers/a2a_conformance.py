@@ -216,7 +216,7 @@ class Rest:
         code = _REST_CODES[info["reason"]]
         assert error["code"] == _REST_STATUS.get(code, 400)
         assert status in (None, error["code"])
-        return {"code": code, "message": error["message"]}
+        return {"code": code, "message": error["message"], "data": error["details"]}
 
 
 class Frames:
