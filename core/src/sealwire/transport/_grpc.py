@@ -299,6 +299,10 @@ async def serve_grpc(
     except SealwireError as exc:
         status = "PERMISSION_DENIED" if isinstance(exc, AuthenticationError | PolicyError) else (
             "UNAUTHENTICATED")  # fmt: skip
+        # The body first (dropped: a limit of 0 keeps none of it, and drains what the
+        # HTTP listener drains), then the answer: over HTTP/2 a body still arriving for
+        # a stream already ended brings the connection down.
+        await read_body(receive, 0)
         await end(_trailers(status, str(exc)[:300]))
         return
     body = await read_body(receive, MAX_GRPC_MESSAGE + _HEADER.size)
