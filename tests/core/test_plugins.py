@@ -236,7 +236,8 @@ def _sealwire(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         ("import no_such_module_anywhere\n", "failed to load: ModuleNotFoundError"),
         (
             "from sealwire import hookimpl\n\n@hookimpl\ndef sealwire_bindingz():\n    return []\n",
-            "sealwire_bindingz",
+            "implements 'sealwire_bindingz' (did you mean 'sealwire_bindings'?), which Sealwire"
+            " has no hook for (hooks: sealwire_bindings, sealwire_cli_commands,",
         ),
     ],
     ids=["import-error", "misspelled-hook"],
