@@ -170,6 +170,11 @@ def test_the_same_errors_come_through_open_home(registry: Registry, tmp_path: Pa
         assert str(caught.value).startswith(f"{path}: ") and expected in str(caught.value)
 
 
+def test_the_default_policy_needs_no_binding_installed() -> None:
+    bare = load_registry(load_entry_points=False)  # built-ins only: no binding at all
+    assert AgentConfig.from_toml(AgentConfig().to_toml(), registry=bare) == AgentConfig()
+
+
 def test_good_options_of_every_binding_are_accepted(registry: Registry) -> None:
     text = """
 [agent]

@@ -189,7 +189,10 @@ def check_names(config: AgentConfig, registry: Registry, *, source: str = CONFIG
         except ConfigurationError as exc:
             raise ConfigurationError(f"{source}: {exc}") from None
     policy = config.policy
-    named = [("policy.prefer", n) for n in policy.prefer]
+    # the default order names every binding Sealwire ships, loaded or not: only a
+    # configured one must name loaded bindings
+    prefer = policy.prefer if policy.prefer != PolicyConfig().prefer else ()
+    named = [("policy.prefer", n) for n in prefer]
     named += [("policy.deny_bindings", n) for n in sorted(policy.deny_bindings)]
     for peer, override in policy.peers.items():
         where = f"policy.peers.{peer}"
