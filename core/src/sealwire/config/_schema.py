@@ -51,6 +51,9 @@ DEFAULT_NAME = "sealwire-agent"
 DEFAULT_DESCRIPTION = "A Sealwire agent"
 MAX_URL_LENGTH = 2048
 """Longer than any listen or relay URL a person writes; bounds what a card repeats."""
+MAX_SHOWN = 80
+"""Characters of a bad value quoted in an error: enough to recognise it, and a long
+value does not make the one line unreadable."""
 RELAY_SCHEMES = ("http", "https")
 """A relay is an HTTP service (plain on loopback, TLS anywhere else)."""
 _NOT_IN_URL = frozenset("\"'<>\\`{}|^")
@@ -166,6 +169,11 @@ _KINDS = {
 }
 
 
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 3]}..."
+
+
 def _path(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
@@ -199,12 +207,12 @@ def _problem(error: Mapping[str, Any]) -> str:
         allowed = ", ".join(model.model_fields) if model is not None else "none"
         return f"unknown key {path} (allowed: {allowed})"
     if kind == "literal_error":
-        return f"{path} must be one of {ctx.get('expected', '?')}, not {error['input']!r}"
+        return f"{path} must be one of {ctx.get('expected', '?')}, not {_shown(error['input'])}"
     described = _description(loc)
     if kind in ("missing", "string_too_short") and described:
         return f"{path} must be set to {described}"
     if kind in _KINDS:
-        return f"{path} must be {_KINDS[kind]}, not {error['input']!r}"
+        return f"{path} must be {_KINDS[kind]}, not {_shown(error['input'])}"
     if kind == "value_error":
         return f"{path}: {ctx.get('error', error['msg'])}"
     if kind == "string_too_short":
