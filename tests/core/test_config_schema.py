@@ -427,3 +427,44 @@ def test_the_key_file_written_by_init_is_private(registry: Registry, tmp_path: P
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "store.key").stat().st_mode) == 0o600
+
+
+FULL = """
+[agent]
+name = "full"
+listen = ["tcp://127.0.0.1:0"]
+relay = "https://relay.example:8700"
+relay_id = "RELAY_ID"
+relay_ca = "relay-ca.pem"
+trust = "allowlist"
+
+[agent.store]
+backend = "sqlite"
+
+[bindings.noise]
+patterns = ["XX"]
+rekey_seconds = 30.5
+
+[push]
+enabled = false
+reason = "air-gapped"
+
+[policy]
+require = ["mutual_auth"]
+deny_bindings = ["dtls"]
+deny_peers = ["sw1nobody"]
+prefer = ["tls", "noise"]
+per_message_forward_secrecy = true
+
+[policy.peers.sw1peer]
+binding = "noise"
+require = ["forward_secrecy"]
+per_message_forward_secrecy = false
+"""
+"""Every table and key the writer writes, with values other than the defaults."""
+
+
+def test_a_full_configuration_round_trips_through_the_writer(registry: Registry) -> None:
+    text = FULL.replace("RELAY_ID", Identity.generate().agent_id)
+    config = AgentConfig.from_toml(text, registry=registry)
+    assert AgentConfig.from_toml(config.to_toml(), registry=registry) == config

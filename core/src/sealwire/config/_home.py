@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from sealwire.config._defaults import DEFAULT_DESCRIPTION
 from sealwire.config._model import (
     CONFIG_FILE,
     DEFAULT_STORE_BACKEND,
@@ -16,8 +17,6 @@ from sealwire.config._model import (
     StoreConfig,
     check_store,
 )
-from sealwire.config._schema import DEFAULT_DESCRIPTION
-from sealwire.config._write import with_store
 from sealwire.errors import ConfigurationError, StateError
 from sealwire.identity import Identity, TrustMode
 from sealwire.plugins import Registry, load_registry
@@ -206,6 +205,8 @@ def migrate_store(home: Path, target: StoreConfig, registry: Registry | None = N
             raise StateError(f"{home / STORE_FILE} exists: move it away to migrate back")
         if not isinstance(source, EnumerableStore):
             raise StoreError(f"the {config.store.backend} store cannot list its namespaces")
+        from sealwire.config._write import with_store
+
         path = home / CONFIG_FILE
         current = _config_text(home)
         text = (

@@ -8,11 +8,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
-import tomlkit
 
 from sealwire.binding import CarrierBinding
-from sealwire.config._schema import DEFAULT_DESCRIPTION, DEFAULT_NAME, validate_document
-from sealwire.config._write import plain, policy_table, store_table
+from sealwire.config._defaults import (
+    CONFIG_FILE,
+    DEFAULT_DESCRIPTION,
+    DEFAULT_NAME,
+    DEFAULT_STORE_BACKEND,
+    STORE_FILE,
+)
 from sealwire.errors import ConfigurationError
 from sealwire.identity import TrustMode
 from sealwire.plugins import Registry
@@ -30,9 +34,6 @@ __all__ = [
     "listen_schemes",
 ]
 
-CONFIG_FILE = "sealwire.toml"
-STORE_FILE = "state.db"
-DEFAULT_STORE_BACKEND = "sqlite"
 STORE_PACKAGES = {
     "aws": "sealwire-store-aws",
     "gcp": "sealwire-store-gcp",
@@ -91,6 +92,8 @@ class AgentConfig:
         :class:`ConfigurationError` naming ``source``, the key and what it allows. With
         ``registry``, every name is checked against the loaded plugins too
         (:func:`check_names`)."""
+        from sealwire.config._schema import validate_document  # pydantic: when a file is read
+
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -129,6 +132,10 @@ class AgentConfig:
 
     def to_toml(self) -> str:
         """The file, written by a TOML writer (tomlkit, :mod:`sealwire.config._write`)."""
+        import tomlkit  # when a file is written: reading needs only tomllib
+
+        from sealwire.config._write import plain, policy_table, store_table
+
         doc = tomlkit.document()
         agent = tomlkit.table()
         agent.add("name", self.name)

@@ -35,20 +35,17 @@ from pydantic import (
     model_validator,
 )
 
+from sealwire.config._defaults import DEFAULT_DESCRIPTION, DEFAULT_NAME
 from sealwire.errors import ConfigurationError
 from sealwire.identity import is_agent_id
 
 __all__ = [
-    "DEFAULT_DESCRIPTION",
-    "DEFAULT_NAME",
     "Document",
     "MAX_URL_LENGTH",
     "check_url",
     "validate_document",
 ]
 
-DEFAULT_NAME = "sealwire-agent"
-DEFAULT_DESCRIPTION = "A Sealwire agent"
 MAX_URL_LENGTH = 2048
 """Longer than any listen or relay URL a person writes; bounds what a card repeats."""
 MAX_SHOWN = 80
