@@ -468,3 +468,12 @@ def test_a_full_configuration_round_trips_through_the_writer(registry: Registry)
     text = FULL.replace("RELAY_ID", Identity.generate().agent_id)
     config = AgentConfig.from_toml(text, registry=registry)
     assert AgentConfig.from_toml(config.to_toml(), registry=registry) == config
+
+
+def test_a_name_that_is_not_utf8_is_refused_before_anything_is_made(
+    registry: Registry, tmp_path: Path
+) -> None:
+    name = b"bad \xff".decode("utf-8", "surrogateescape")  # as argv brings such bytes
+    with pytest.raises(ConfigurationError, match="is not UTF-8 text"):
+        init_home(tmp_path / "h", name=name, registry=registry)
+    assert not (tmp_path / "h").exists()

@@ -105,6 +105,19 @@ def read_config(home: Path, registry: Registry | None = None) -> AgentConfig:
     return AgentConfig.from_toml(text, source=str(home / CONFIG_FILE), registry=registry)
 
 
+def _checked(text: str, path: Path, registry: Registry) -> AgentConfig:
+    """The configuration ``text`` holds, when it is a file every command can read: UTF-8
+    (a command-line argument that was not UTF-8 comes as lone surrogates) and valid as
+    :meth:`AgentConfig.from_toml` reads it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{path}: a value (name, description, URL or option) is not UTF-8 text"
+        ) from None
+    return AgentConfig.from_toml(text, source=str(path), registry=registry)
+
+
 def _write_config(home: Path, text: str) -> None:
     """Replace ``sealwire.toml`` atomically (a crash leaves the old or the new file)."""
     path = home / CONFIG_FILE
@@ -154,7 +167,7 @@ def init_home(
             relay_ca=relay_ca,
             store=store or StoreConfig(),
         ).to_toml()
-        config = AgentConfig.from_toml(text, source=str(config_path), registry=registry)
+        config = _checked(text, config_path, registry)
     home.mkdir(parents=True, exist_ok=True)
     state = _open_state_store(home, config.store, _store_key(home, registry, create=True), registry)
     try:
@@ -215,7 +228,7 @@ def migrate_store(home: Path, target: StoreConfig, registry: Registry | None = N
             # the person's comments and keys kept
             else with_store(current, None if target.is_default else target.backend, target.options)
         )
-        AgentConfig.from_toml(text, source=str(path), registry=registry)  # before any copy
+        _checked(text, path, registry)  # before any copy
         key = _store_key(home, registry, create=False)
         destination = _open_state_store(home, target, key, registry)
         try:
