@@ -170,6 +170,13 @@ def test_the_same_errors_come_through_open_home(registry: Registry, tmp_path: Pa
         assert str(caught.value).startswith(f"{path}: ") and expected in str(caught.value)
 
 
+def test_a_scheme_served_only_by_a_denied_binding_is_refused(registry: Registry) -> None:
+    text = "[agent]\nlisten = ['https://127.0.0.1:0']\n\n[policy]\ndeny_bindings = ['tls']\n"
+    with pytest.raises(ConfigurationError, match="no transport or binding serves 'https'"):
+        AgentConfig.from_toml(text, registry=registry)
+    AgentConfig.from_toml(text.replace("'tls'", "'dtls'"), registry=registry)
+
+
 def test_the_default_policy_needs_no_binding_installed() -> None:
     bare = load_registry(load_entry_points=False)  # built-ins only: no binding at all
     assert AgentConfig.from_toml(AgentConfig().to_toml(), registry=bare) == AgentConfig()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -160,13 +160,13 @@ class AgentConfig:
         return tomlkit.dumps(doc)
 
 
-def listen_schemes(registry: Registry) -> list[str]:
+def listen_schemes(registry: Registry, denied: Collection[str] = ()) -> list[str]:
     """The URL schemes an agent can listen on: the transports' and those of the
     bindings that bring a carrier of their own (as :class:`~sealwire.agent.Agent` serves
-    them)."""
+    them), less those of the ``denied`` bindings (the agent does not run them)."""
     schemes = set(registry.transports)
-    for cls in registry.bindings.values():
-        if issubclass(cls, CarrierBinding):
+    for name, cls in registry.bindings.items():
+        if issubclass(cls, CarrierBinding) and name not in denied:
             schemes |= cls.info.schemes
     return sorted(schemes)
 
@@ -176,7 +176,7 @@ def check_names(config: AgentConfig, registry: Registry, *, source: str = CONFIG
     loaded plugins: listen URL schemes, ``[bindings.<name>]`` and each binding's options
     (:meth:`~sealwire.binding.Binding.check_options`), the bindings ``[policy]`` names and
     the store backend. The error lists the valid values."""
-    schemes = listen_schemes(registry)
+    schemes = listen_schemes(registry, config.policy.deny_bindings)
     for i, url in enumerate(config.listen):
         scheme = urlsplit(url).scheme
         if scheme not in schemes:
