@@ -266,15 +266,19 @@ class NoiseBinding(SessionBinding, DatagramBinding):
                 raise NoiseConfigurationError(
                     f'{where}.{name} must be true, false or "required", not {value!r}'
                 )
-        for name, kind in (
-            ("rekey_messages", int),
-            ("rekey_seconds", float),
-            ("datagram_rekey_after", int),
+        for name, what in (
+            ("rekey_messages", "integer"),
+            ("rekey_seconds", "number"),
+            ("datagram_rekey_after", "integer"),
         ):
             value = options.get(name, 1)
-            number = isinstance(value, int | float) if kind is float else isinstance(value, int)
-            if isinstance(value, bool) or not number or not value > 0:  # type: ignore[operator]
-                what = "integer" if kind is int else "number"
+            if what == "integer":
+                positive = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            else:
+                positive = (
+                    isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+                )
+            if not positive:
                 raise NoiseConfigurationError(
                     f"{where}.{name} must be a positive {what}, not {value!r}"
                 )
