@@ -5,6 +5,7 @@ the CLI's internals change)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -100,12 +101,12 @@ def sealwire(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 1, (done.stdout, done.stderr)
+def error_text(done: subprocess.CompletedProcess[str]) -> str:
+    """The error the command printed, whitespace normalised: it failed, with no traceback
+    (the CLI's own framing, exit code and line wrapping are the CLI's to choose)."""
+    assert done.returncode != 0, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
-    (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("sealwire: error: "), line
-    return line
+    return " ".join(done.stderr.split())
 
 
 def test_cli_names_with_quotes_and_backslashes_work_and_bad_listen_urls_are_refused(
@@ -116,14 +117,14 @@ def test_cli_names_with_quotes_and_backslashes_work_and_bad_listen_urls_are_refu
     assert made.returncode == 0, made.stderr
     card = sealwire(tmp_path, "--home", "a", "card")
     assert card.returncode == 0, card.stderr
-    assert '"name": "my \\"quoted\\" \\\\ agent"' in card.stdout
+    assert json.loads(card.stdout)["name"] == name
 
     injected = 'tcp://127.0.0.1:7000", "tcp://0.0.0.0:7001'
-    line = one_error_line(sealwire(tmp_path, "--home", "b", "init", "--listen", injected))
+    line = error_text(sealwire(tmp_path, "--home", "b", "init", "--listen", injected))
     assert f"agent.listen[0]: {injected!r} is not a URL" in line
     assert not (tmp_path / "b").exists()
 
-    line = one_error_line(sealwire(tmp_path, "--home", "c", "init", "--listen", "foo://bar:1"))
+    line = error_text(sealwire(tmp_path, "--home", "c", "init", "--listen", "foo://bar:1"))
     assert "agent.listen[0]: no transport or binding serves 'foo' (allowed schemes: " in line
     assert "tcp" in line and "https" in line
 
@@ -141,13 +142,13 @@ def test_cli_refuses_unknown_bindings_options_and_loose_key_files(tmp_path: Path
         ),
     ]:
         config.write_text(good + extra)
-        line = one_error_line(sealwire(tmp_path, "--home", "a", "card"))
+        line = error_text(sealwire(tmp_path, "--home", "a", "card"))
         assert f"{config.relative_to(tmp_path)}: " in line and expected in line, line
     config.write_text(good)
     key = tmp_path / "a" / "store.key"
     key.chmod(0o644)
-    line = one_error_line(sealwire(tmp_path, "--home", "a", "card"))
-    assert line.endswith(f"run 'chmod 600 {key.relative_to(tmp_path)}'"), line
+    line = error_text(sealwire(tmp_path, "--home", "a", "card"))
+    assert f"run 'chmod 600 {key.relative_to(tmp_path)}'" in line, line
 
 
 def test_cli_serve_refuses_a_plain_handler_and_names_a_taken_port(
@@ -156,15 +157,15 @@ def test_cli_serve_refuses_a_plain_handler_and_names_a_taken_port(
     (tmp_path / "handlers.py").write_text(HANDLERS)
     made = sealwire(tmp_path, "--home", "a", "init", "--listen", f"tcp://127.0.0.1:{taken}")
     assert made.returncode == 0, made.stderr
-    line = one_error_line(sealwire(tmp_path, "--home", "a", "serve", "--handler", "handlers:plain"))
+    line = error_text(sealwire(tmp_path, "--home", "a", "serve", "--handler", "handlers:plain"))
     assert "the message handler handlers.plain must be an async function" in line
-    line = one_error_line(sealwire(tmp_path, "--home", "a", "serve", "--handler", "handlers:good"))
-    assert line.endswith(f"cannot listen on tcp://127.0.0.1:{taken}: address already in use")
+    line = error_text(sealwire(tmp_path, "--home", "a", "serve", "--handler", "handlers:good"))
+    assert f"cannot listen on tcp://127.0.0.1:{taken}: address already in use" in line
 
 
 def test_cli_init_with_an_unreachable_relay_says_connection_refused(
     tmp_path: Path, closed: int
 ) -> None:
     url = f"http://127.0.0.1:{closed}"
-    line = one_error_line(sealwire(tmp_path, "--home", "a", "init", "--relay", url))
-    assert line == f"sealwire: error: relay {url} unreachable: connection refused"
+    line = error_text(sealwire(tmp_path, "--home", "a", "init", "--relay", url))
+    assert f"relay {url} unreachable: connection refused" in line
