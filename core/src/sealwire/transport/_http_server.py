@@ -72,6 +72,7 @@ from sealwire.errors import (
     DecodeError,
     PolicyError,
     SealwireError,
+    describe_cause,
 )
 from sealwire.transport._responses import aclose_results, plain_response, start_response
 from sealwire.transport._sse import encode_sse
@@ -607,7 +608,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {describe_cause(exc)}") from None
     sock.listen(128)
     sock.setblocking(False)
     return sock
