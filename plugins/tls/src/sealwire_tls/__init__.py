@@ -11,6 +11,10 @@
   calls over pyOpenSSL with X25519MLKEM768 (README, "Post-quantum TLS").
 * :func:`self_signed_certificate`, :func:`issue_certificate` - X.509
   certificates carrying an agent's Ed25519 signing key.
+* ``grpc = true``: A2A's gRPC binding on the same endpoint, with a second (ECDSA
+  P-256) certificate issued by the agent for clients without Ed25519;
+  :func:`grpc_root_pem` is the root such a client verifies it with,
+  :func:`check_agent_issued` how a Sealwire client accepts that leaf.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from sealwire_tls._certs import (
     DEFAULT_HOSTS,
     certificate_agent_id,
     certificate_key,
+    check_agent_issued,
+    ecdsa_certificate,
     fingerprint,
     issue_certificate,
+    issuer_certificate,
     key_files,
     load_ca,
     parse_certificate,
@@ -36,7 +43,14 @@ from sealwire_tls._channel import (
     NEGOTIATION_HEADER,
     channel_binding_data,
 )
-from sealwire_tls._client import TlsChannel, TlsClient, client_context, session_info
+from sealwire_tls._client import (
+    TlsChannel,
+    TlsClient,
+    check_server_certificate,
+    client_context,
+    session_info,
+)
+from sealwire_tls._grpc import grpc_root_pem
 from sealwire_tls._pq import (
     HYBRID_GROUP,
     PostQuantum,
@@ -66,10 +80,15 @@ __all__ = [
     "certificate_agent_id",
     "certificate_key",
     "channel_binding_data",
+    "check_agent_issued",
+    "check_server_certificate",
     "client_context",
+    "ecdsa_certificate",
     "fingerprint",
+    "grpc_root_pem",
     "hybrid_available",
     "issue_certificate",
+    "issuer_certificate",
     "key_files",
     "load_ca",
     "parse_certificate",

@@ -17,7 +17,9 @@ also serve HTTP/3 over QUIC on the same port, UDP, and call peers offering it;
 needs the ``http3`` extra, aioquic), ``timeout`` (seconds), ``post_quantum``
 (default false: Python's ``ssl``; ``"prefer"`` (or true): serve and call on
 pyOpenSSL with the OpenSSL of cryptography's wheel, X25519MLKEM768 first;
-``"require"``: that group alone - README, "Post-quantum TLS").
+``"require"``: that group alone - README, "Post-quantum TLS"), ``grpc`` (default
+false: also serve A2A's gRPC binding, with a second, ECDSA, certificate for clients
+without Ed25519, on pyOpenSSL - README, "gRPC"; needs ``sealwire[a2a]``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sealwire.binding import (
     BindingContext,
@@ -57,6 +60,7 @@ from sealwire_tls._certs import (
 )
 from sealwire_tls._channel import b64url
 from sealwire_tls._client import DEFAULT_TIMEOUT, TlsClient
+from sealwire_tls._grpc import grpc_chain, grpc_option
 from sealwire_tls._pq import HYBRID_GROUP, PostQuantum, post_quantum_option
 from sealwire_tls._pq_server import serve_pq_http
 from sealwire_tls._server import ENROLL_PATH, TlsServer
@@ -175,6 +179,10 @@ class TlsBinding(CarrierBinding):
         )
         self._enroll = bool(options.get("enroll", True))
         self._resumption = bool(options.get("resumption", False))
+        self._grpc: tuple[list[x509.Certificate], ec.EllipticCurvePrivateKey] | None = None
+        if grpc_option(options):
+            hosts = tuple(options.get("hosts", DEFAULT_HOSTS))
+            self._grpc = grpc_chain(context.identity, context.store, hosts)
         self._servers: list[TlsServer] = []
 
     @property
@@ -230,6 +238,7 @@ class TlsBinding(CarrierBinding):
         server = TlsServer(
             lambda: self.context, self._chain, binding_uri=self.info.uri, ca=self._ca,
             enroll=self._enroll, resumption=self._resumption, post_quantum=self._pq,
+            grpc=self._grpc,
         )  # fmt: skip
         self._servers.append(server)
         app = A2AHttpApp(
@@ -240,21 +249,26 @@ class TlsBinding(CarrierBinding):
             routes={("POST", ENROLL_PATH): server.enroll},
             response_headers=server.response_headers,
             rest=True,
+            grpc=self._grpc is not None,
         )
+        if not self._http3:
+            return await self._serve_tcp(app, url, server)
+        return await self._serve_both(app, url, server)
+
+    async def _serve_tcp(self, app: Any, url: str, server: TlsServer) -> Listener:
+        """HTTPS on pyOpenSSL when ``post_quantum`` or ``grpc`` needs it, else Python's ssl."""
         if server.pq_context is not None:
             context = server.pq_context
             pq: Listener = await serve_pq_http(app, url, lambda: context, mode=self._pq)
             return pq
-        if not self._http3:
-            listener: Listener = await serve_http(app, url, ssl=server.ssl)
-            return listener
-        return await self._serve_both(app, url, server)
+        listener: Listener = await serve_http(app, url, ssl=server.ssl)
+        return listener
 
     async def _serve_both(self, app: A2AHttpApp, url: str, server: TlsServer) -> Listener:
         """TCP first (port 0: a free one), then UDP on the port TCP got; Alt-Svc on TCP."""
         http3 = http3_module()
         alt = http3.AltSvc(app)
-        tcp = await serve_http(alt, url, ssl=server.ssl)
+        tcp = await self._serve_tcp(alt, url, server)
         parts = urlsplit(tcp.url)
         port = parts.port or 443
         try:

@@ -9,6 +9,12 @@ the agent id is the fingerprint of the certificate's key.
   Ed25519 signatures are deterministic, RFC 8032 §5.1.6).
 * :func:`issue_certificate` - issued by an operator's CA (any key type the
   ``cryptography`` package signs with).
+* :func:`issuer_certificate`, :func:`ecdsa_certificate` - the second server
+  certificate, for clients without Ed25519 signatures (grpcio's BoringSSL): an
+  ECDSA P-256 leaf issued by the agent's identity key, under the agent's issuing
+  certificate (self-signed, Ed25519, a CA of path length 0);
+  :func:`check_agent_issued` - a client's check of such a leaf against the
+  agent it expects.
 * :func:`key_files` - the PEM files Python's ``ssl`` needs, in a private
   (0700) temporary folder, removed as soon as they are loaded.
 """
@@ -25,12 +31,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 
-from sealwire.errors import ConfigurationError, DecodeError
+from sealwire.errors import ConfigurationError, DecodeError, TrustError
 from sealwire.identity import Identity, agent_id_for
 
 __all__ = [
@@ -42,8 +48,11 @@ __all__ = [
     "agent_name",
     "certificate_agent_id",
     "certificate_key",
+    "check_agent_issued",
+    "ecdsa_certificate",
     "fingerprint",
     "issue_certificate",
+    "issuer_certificate",
     "key_files",
     "load_ca",
     "load_certificates",
@@ -67,9 +76,14 @@ MAX_CERTIFICATE_SIZE = 16 * 1024
 """A certificate from a peer larger than this is refused before parsing."""
 
 
-def _serial(public: bytes) -> int:
-    # Positive, at most 20 octets (RFC 5280 §4.1.2.2), unique per key.
-    return int.from_bytes(hashlib.sha256(b"sealwire-tls-serial" + public).digest()[:16]) | 1
+ECDSA_UNIT = "ECDSA"
+"""The organizational unit naming an agent's ECDSA leaf (its subject differs from its
+issuer's, so no verifier takes it for self-issued, RFC 5280 §6.1)."""
+
+
+def _serial(public: bytes, label: bytes = b"sealwire-tls-serial") -> int:
+    # Positive, at most 20 octets (RFC 5280 §4.1.2.2), unique per key and kind.
+    return int.from_bytes(hashlib.sha256(label + public).digest()[:16]) | 1
 
 
 def _names(hosts: Sequence[str], agent_id: str) -> x509.SubjectAlternativeName:
@@ -138,6 +152,119 @@ def self_signed_certificate(
         .issuer_name(agent_name(identity.agent_id))
         .sign(identity.signing_key, None)
     )
+
+
+def issuer_certificate(identity: Identity) -> x509.Certificate:
+    """The agent's issuing certificate: self-signed with its Ed25519 identity key, the same
+    subject as :func:`self_signed_certificate`, deterministic as it is, and a CA of path
+    length 0 allowed only to sign certificates (RFC 5280 §4.2.1.9, §4.2.1.3: a key that
+    signs certificates must be certified as a CA, and verifiers such as BoringSSL check
+    it). It issues the agent's ECDSA leaf and is the root a gRPC client trusts."""
+    public = identity.signing_key.public_key()
+    name = agent_name(identity.agent_id)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(_serial(public.public_bytes_raw(), b"sealwire-tls-issuer"))
+        .not_valid_before(NOT_BEFORE)
+        .not_valid_after(NOT_AFTER)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(identity.signing_key, None)
+    )
+
+
+def ecdsa_certificate(
+    identity: Identity,
+    key: ec.EllipticCurvePrivateKey,
+    hosts: Sequence[str] = DEFAULT_HOSTS,
+    validity: tuple[datetime.datetime, datetime.datetime] = (NOT_BEFORE, NOT_AFTER),
+) -> x509.Certificate:
+    """The agent's ECDSA leaf: ``key``'s public half, the same names and end-entity
+    extensions as the agent's certificate, issued by :func:`issuer_certificate` (signed
+    with the identity key). Deterministic for the same identity, key and hosts."""
+    public = key.public_key()
+    raw = public.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Sealwire"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ECDSA_UNIT),
+            x509.NameAttribute(NameOID.COMMON_NAME, identity.agent_id),
+        ]
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(agent_name(identity.agent_id))
+        .public_key(public)
+        .serial_number(_serial(raw, b"sealwire-tls-ecdsa"))
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(_names(hosts, identity.agent_id), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(identity.signing_key.public_key()),
+            critical=False,
+        )
+    )
+    return with_end_entity_extensions(builder).sign(identity.signing_key, None)
+
+
+def check_agent_issued(
+    certificate: x509.Certificate,
+    agent_key: ed25519.Ed25519PublicKey,
+    at: datetime.datetime | None = None,
+) -> None:
+    """Accept a server's ECDSA leaf only as the agent of ``agent_key`` issues it: a P-256
+    key, issued under that agent's name and signed with that key (Ed25519), naming the
+    agent in its subjectAltName, not a CA, valid at ``at`` (default: now).
+    TrustError otherwise (an impostor, another agent's leaf, an expired one)."""
+    agent_id = agent_id_for(agent_key)
+    try:
+        key = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        raise TrustError("the server's certificate has an unreadable key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise TrustError("the server's certificate is neither Ed25519 nor ECDSA P-256")
+    if certificate.issuer != agent_name(agent_id):
+        raise TrustError("the server's ECDSA certificate is not issued by the peer's agent")
+    if certificate.signature_algorithm_oid != SignatureAlgorithmOID.ED25519:
+        raise TrustError("the server's ECDSA certificate is not signed by an agent key")
+    try:
+        agent_key.verify(certificate.signature, certificate.tbs_certificate_bytes)
+    except InvalidSignature:
+        raise TrustError("the server's ECDSA certificate is not signed by the peer's key") from None
+    now = at or datetime.datetime.now(datetime.UTC)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise TrustError("the server's ECDSA certificate is outside its validity period")
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except (x509.ExtensionNotFound, ValueError):
+        raise TrustError("the server's ECDSA certificate lacks its extensions") from None
+    if constraints.value.ca:
+        raise TrustError("the server's ECDSA certificate is a CA")
+    uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
+    if AGENT_URI_PREFIX + agent_id not in uris:
+        raise TrustError("the server's ECDSA certificate names another agent")
 
 
 def agent_name(agent_id: str) -> x509.Name:

@@ -7,6 +7,11 @@ Opening a channel to a peer's ``https://`` interface (module rules):
    key must be the signing key of the peer's verified card - the handshake's
    CertificateVerify proved the server holds it. That exact certificate is
    then the only trust anchor of the real connections (a pinned certificate).
+   A server holding a second, ECDSA, certificate (the ``grpc`` option) gives it
+   to clients without Ed25519 only; should a Sealwire client get it, the leaf is
+   accepted only as the peer's agent issues it (:func:`check_server_certificate`:
+   signed with the card's key, naming that agent, within its validity), and it is
+   the pinned certificate and the one the channel binding names.
 2. Enrol our certificate when the peer's card says it enrols (once per peer
    and process), so the server's OpenSSL can verify it.
 3. The channel: an ``httpx`` client (its connection pool is the peer's: the
@@ -38,11 +43,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
 from sealwire.binding import BindingContext, Negotiation, PeerIdentity, Property
-from sealwire.errors import AuthenticationError, RemoteProtocolError, TrustError
+from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError, TrustError
 from sealwire.identity import PublicIdentity, VerifiedCard
 from sealwire.transport import TransportError
 from sealwire.transport.http import HttpChannel
-from sealwire_tls._certs import certificate_key, fingerprint, key_files, parse_certificate
+from sealwire_tls._certs import (
+    certificate_key,
+    check_agent_issued,
+    fingerprint,
+    key_files,
+    parse_certificate,
+)
 from sealwire_tls._channel import (
     CARD_HEADER,
     CHANNEL_BINDING_HEADER,
@@ -68,7 +79,14 @@ from sealwire_tls._pq import (
 from sealwire_tls._pq_client import PqNetworkBackend, PqTransport, connect_tls
 from sealwire_tls._server import ENROLL_PATH
 
-__all__ = ["MAX_PINNED_SERVERS", "TlsChannel", "TlsClient", "client_context", "session_info"]
+__all__ = [
+    "MAX_PINNED_SERVERS",
+    "TlsChannel",
+    "TlsClient",
+    "check_server_certificate",
+    "client_context",
+    "session_info",
+]
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +182,20 @@ async def probe_pq(
         with contextlib.suppress(Exception):
             await stream.wait_closed()
     return der
+
+
+def check_server_certificate(der: bytes, peer: PublicIdentity) -> None:
+    """Module rule 1: the server's leaf holds the key of the peer's card (Ed25519), or is
+    an ECDSA leaf that agent issued (:func:`~sealwire_tls._certs.check_agent_issued`);
+    TrustError (DecodeError for a malformed certificate) otherwise."""
+    certificate = parse_certificate(der)
+    try:
+        found = certificate_key(certificate)
+    except DecodeError:
+        check_agent_issued(certificate, peer.signing_key)
+        return
+    if found.public_bytes_raw() != peer.signing_key.public_bytes_raw():
+        raise TrustError("the server's certificate is not the key of the peer's card")
 
 
 def _check_host(certificate: x509.Certificate, host: str) -> None:
@@ -278,9 +310,7 @@ class TlsClient:
                 server_der = await probe(host, port, self._ca, self._timeout)
             else:
                 server_der = await probe_pq(host, port, self._ca, self._timeout, on_session)
-            found = certificate_key(parse_certificate(server_der))
-            if found.public_bytes_raw() != peer.identity.signing_key.public_bytes_raw():
-                raise TrustError("the server's certificate is not the key of the peer's card")
+            check_server_certificate(server_der, peer.identity)
             if len(self._servers) >= MAX_PINNED_SERVERS:
                 self._servers.clear()
             self._servers[key] = server_der

@@ -28,6 +28,8 @@ to *set* the groups list; OpenSSL's ``SSL_CTX_set1_groups_list`` is bound by
 needs the ``SSL_CTX *`` that pyOpenSSL keeps in ``Context._context``. Only
 :func:`set_groups` touches it, and fails with a :class:`ConfigurationError`
 naming the cause if a pyOpenSSL release drops it (a test checks it).
+:func:`set_signature_algorithms` uses it the same way for
+``SSL_CTX_set1_sigalgs_list`` (the gRPC option's second certificate, README "gRPC").
 """
 
 from __future__ import annotations
@@ -36,16 +38,19 @@ import asyncio
 import contextlib
 import enum
 import functools
+import hashlib
 import logging
+import os
 import socket
 import ssl
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 from cryptography import x509
 from cryptography.hazmat.bindings.openssl.binding import Binding
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 
@@ -56,6 +61,7 @@ from sealwire.errors import (
     RemoteProtocolError,
 )
 from sealwire.transport import TransportError
+from sealwire_tls._certs import pem
 
 __all__ = [
     "HANDSHAKE_TIMEOUT",
@@ -63,6 +69,7 @@ __all__ = [
     "PQ_GROUPS",
     "PREFERRED_GROUPS",
     "REQUIRED_GROUPS",
+    "SERVER_SIGNATURE_ALGORITHMS",
     "PostQuantum",
     "TlsDowngradeError",
     "TlsHandshakeError",
@@ -74,6 +81,7 @@ __all__ = [
     "info_from_ssl_object",
     "post_quantum_option",
     "set_groups",
+    "set_signature_algorithms",
     "tls_context",
 ]
 
@@ -97,6 +105,18 @@ CLIENT_KEY_SHARES = 2
 """Key shares a client sends (OpenSSL's ``*`` marks): the hybrid and X25519, as
 OpenSSL's own default does, so a classical server needs no HelloRetryRequest
 (one round trip more) - 32 bytes more in the ClientHello."""
+SERVER_SIGNATURE_ALGORITHMS = (
+    "ed25519", "ed448", "ecdsa_secp256r1_sha256", "ecdsa_secp384r1_sha384",
+    "ecdsa_secp521r1_sha512", "rsa_pss_rsae_sha256", "rsa_pss_rsae_sha384",
+    "rsa_pss_rsae_sha512", "rsa_pss_pss_sha256", "rsa_pss_pss_sha384", "rsa_pss_pss_sha512",
+    "rsa_pkcs1_sha256", "rsa_pkcs1_sha384", "rsa_pkcs1_sha512",
+)  # fmt: skip
+"""A server with two certificates (Ed25519 and ECDSA P-256), in its order of preference:
+OpenSSL picks the certificate of the first algorithm both ends accept, and its default
+order puts ECDSA first - every client offering both would get the ECDSA chain. With
+Ed25519 first (and the server's order ruling), a client offering Ed25519 (Sealwire,
+OpenSSL, Go) gets the agent's Ed25519 certificate, one without it (grpcio's BoringSSL)
+the ECDSA chain. OpenSSL's default list otherwise, for client certificates too."""
 HANDSHAKE_TIMEOUT = 10.0
 """Seconds a TLS handshake may take before the connection is dropped (as core's
 HTTPS server allows Python's ``ssl``)."""
@@ -168,6 +188,19 @@ def set_groups(context: SSL.Context, groups: Sequence[str], *, key_shares: int =
         raise ConfigurationError(f"the linked OpenSSL refuses the groups {':'.join(groups)}")
 
 
+def set_signature_algorithms(context: SSL.Context, algorithms: Sequence[str]) -> None:
+    """``SSL_CTX_set1_sigalgs_list`` on a pyOpenSSL context, through ``Context._context``
+    as :func:`set_groups` (pyOpenSSL has no call for it)."""
+    handle = getattr(context, "_context", None)
+    if handle is None:
+        raise ConfigurationError("this pyOpenSSL keeps no SSL_CTX in Context._context")
+    if Binding.lib.SSL_CTX_set1_sigalgs_list(handle, ":".join(algorithms).encode()) != 1:
+        Binding.lib.ERR_clear_error()
+        raise ConfigurationError(
+            f"the linked OpenSSL refuses the signature algorithms {':'.join(algorithms)}"
+        )
+
+
 @functools.cache
 def hybrid_available() -> bool:
     """Whether cryptography's OpenSSL (through pyOpenSSL) has X25519MLKEM768."""
@@ -191,6 +224,9 @@ class TlsSessionInfo:
     cipher: str | None
     group: str | None
     alpn: str | None = None
+    certificate: bytes | None = None
+    """SHA-256 of the DER certificate this end presented (a server with two certificates
+    says which one the client got); None where the stack cannot say."""
 
     @property
     def post_quantum(self) -> bool | None:
@@ -215,12 +251,15 @@ STDLIB_STACK = f"Python ssl on {ssl.OPENSSL_VERSION}"
 
 def info_of(connection: SSL.Connection) -> TlsSessionInfo:
     alpn = connection.get_alpn_proto_negotiated()
+    own = connection.get_certificate(as_cryptography=True)
+    presented = None if own is None else hashlib.sha256(own.public_bytes(Encoding.DER)).digest()
     return TlsSessionInfo(
         stack=PYOPENSSL_STACK,
         version=connection.get_protocol_version_name(),
         cipher=connection.get_cipher_name(),
         group=connection.get_group_name(),
         alpn=alpn.decode("ascii", "replace") if alpn else None,
+        certificate=presented,
     )
 
 
@@ -270,23 +309,28 @@ def tls_context(
     verify: bool = True,
     require_certificate: bool = True,
     alpn: Sequence[str] = ("h2", "http/1.1"),
+    second: tuple[Sequence[x509.Certificate], ec.EllipticCurvePrivateKey] | None = None,
 ) -> SSL.Context:
     """A TLS 1.3-only pyOpenSSL context.
 
-    ``chain`` and ``key``: our certificate (optional for a client). ``anchors``
+    ``mode``: the groups (:attr:`PostQuantum.groups`); ``OFF`` is for a server only, with
+    the groups OpenSSL offers by default (the ``grpc`` option without ``post_quantum``).
+    ``chain`` and ``key``: our certificate (optional for a client). ``second``: a
+    server's ECDSA chain and key beside it, each chain in its own OpenSSL slot, chosen
+    by the client's signature algorithms (:data:`SERVER_SIGNATURE_ALGORITHMS`). ``anchors``
     (DER): the peer's certificate must chain to one (a pinned leaf is an anchor of
     its own, ``PARTIAL_CHAIN``); ``verify=False`` accepts any (the probe: the key
     is checked against the card afterwards). A server with ``require_certificate``
     false admits a client without a certificate. ``alpn``: a client's offer, a
     server's preference.
     """
-    if mode is PostQuantum.OFF:
-        raise ConfigurationError("a pyOpenSSL context is for the post_quantum option")
+    if mode is PostQuantum.OFF and not server:
+        raise ConfigurationError("a pyOpenSSL client context is for the post_quantum option")
     context = SSL.Context(SSL.TLS_METHOD)
     context.set_min_proto_version(SSL.TLS1_3_VERSION)
     context.set_max_proto_version(SSL.TLS1_3_VERSION)
     context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
-    if server:
+    if server and mode is not PostQuantum.OFF:
         set_groups(context, mode.groups)
     else:
         # A client offers the hybrid and classical groups in either mode and checks the
@@ -296,11 +340,14 @@ def tls_context(
     if chain:
         if key is None:
             raise ConfigurationError("a certificate needs its key")
-        context.use_certificate(chain[0])
-        for extra in chain[1:]:
-            context.add_extra_chain_cert(extra)
-        context.use_privatekey(key)
-        context.check_privatekey()
+        _use_chain(context, chain, key)
+    if second is not None:
+        if not server or not chain:
+            raise ConfigurationError("a second certificate is a server's, beside its first")
+        _use_chain(context, *second)
+        # The server's order of signature algorithms decides, Ed25519 first.
+        context.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
+        set_signature_algorithms(context, SERVER_SIGNATURE_ALGORITHMS)
     store = context.get_cert_store()
     if store is None:  # pragma: no cover - pyOpenSSL always makes one
         raise ConfigurationError("pyOpenSSL gave no certificate store")
@@ -320,6 +367,25 @@ def tls_context(
     else:
         context.set_alpn_protos(protocols)
     return context
+
+
+def _use_chain(
+    context: SSL.Context,
+    chain: Sequence[x509.Certificate],
+    key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey,
+) -> None:
+    """Our certificate chain in the OpenSSL slot of its key type, then the key.
+
+    ``SSL_CTX_use_certificate_chain_file`` keeps the chain with its slot (pyOpenSSL's
+    ``add_extra_chain_cert`` would give one chain to every slot); it reads a file, of
+    public certificates only, removed at once."""
+    with tempfile.TemporaryDirectory(prefix="sealwire-tls-") as folder:
+        path = os.path.join(folder, "chain.pem")
+        with open(path, "wb") as out:
+            out.write(pem(chain))
+        context.use_certificate_chain_file(path)
+    context.use_privatekey(key)
+    context.check_privatekey()
 
 
 def add_anchor(context: SSL.Context, der: bytes) -> None:

@@ -16,7 +16,11 @@ Who may call (module rules):
 4. Enrolment (``POST /.well-known/sealwire/enroll``, body ``{"card", "certificate"}``)
    adds a certificate as a trust anchor once its card verifies, passes the trust
    store, and names the certificate's key; the handshake then proves the key.
-5. With ``post_quantum`` (served on pyOpenSSL, :mod:`._pq_server`): a Sealwire
+5. With ``grpc`` (served on pyOpenSSL, :mod:`._pq_server`): a second chain, the
+   agent's ECDSA P-256 leaf under its issuing certificate, for clients that offer
+   no Ed25519 signature (grpcio); clients offering Ed25519 get the agent's own
+   certificate. The channel binding names the certificate the connection got.
+6. With ``post_quantum`` (served on pyOpenSSL, :mod:`._pq_server`): a Sealwire
    caller whose card lists X25519MLKEM768 and whose connection negotiated a
    classical group is refused (:class:`~sealwire_tls._pq.TlsDowngradeError`, 403).
 """
@@ -29,9 +33,11 @@ import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
@@ -79,6 +85,9 @@ ENROLL_PATH = "/.well-known/sealwire/enroll"
 STANDARD_BINDINGS = ("JSONRPC", "HTTP+JSON")
 """The standard A2A bindings the HTTPS endpoint serves beside Sealwire's own (spec
 §9 and §11), listed in the card at the endpoint's URL in this order."""
+GRPC_BINDING = "GRPC"
+"""The gRPC binding (spec §10), listed after them when the ``grpc`` option serves it, at
+the endpoint's origin (gRPC paths are ``/lf.a2a.v1.A2AService/<Method>`` from the root)."""
 SESSION_KEY = "sealwire_session"
 """Key of the connection's :class:`~sealwire_tls._pq.TlsSessionInfo` in the ASGI ``tls``
 extension (the pyOpenSSL stack puts it there: Python's ``ssl`` cannot name the group)."""
@@ -151,10 +160,12 @@ class TlsServer:
         enroll: bool = True,
         resumption: bool = False,
         post_quantum: PostQuantum = PostQuantum.OFF,
+        grpc: tuple[Sequence[x509.Certificate], ec.EllipticCurvePrivateKey] | None = None,
     ) -> None:
         self._current = current
         context = current()
         self.chain = tuple(chain)
+        self.grpc_chain = None if grpc is None else tuple(grpc[0])
         self.fingerprint = fingerprint(chain[0].public_bytes(Encoding.DER))
         self._uri = binding_uri
         self._enroll = enroll
@@ -171,11 +182,13 @@ class TlsServer:
         )
         self.post_quantum = post_quantum
         self.pq_context: SSL.Context | None = None
-        if post_quantum is not PostQuantum.OFF:
-            # The same rules on the pyOpenSSL stack (README: post-quantum TLS).
+        if post_quantum is not PostQuantum.OFF or grpc is not None:
+            # The same rules on the pyOpenSSL stack (README: post-quantum TLS; gRPC: the
+            # second certificate needs the order of signature algorithms set).
             self.pq_context = tls_context(
                 server=True, mode=post_quantum, chain=self.chain,
                 key=context.identity.signing_key, anchors=anchors, require_certificate=not enroll,
+                second=None if grpc is None else (self.grpc_chain or (), grpc[1]),
             )  # fmt: skip
         self._peers = _Lru()
         self._signatures = _Lru()
@@ -220,7 +233,8 @@ class TlsServer:
 
     def card(self) -> Mapping[str, Any]:
         """Our signed card with the standard ``JSONRPC`` and ``HTTP+JSON`` interfaces
-        added beside ours, at the same URL (re-signed)."""
+        added beside ours, at the same URL, and ``GRPC`` at its origin when served
+        (re-signed)."""
         card = self._binding.card
         if self._served is not None and self._served[0] is card:
             return self._served[1]
@@ -229,10 +243,14 @@ class TlsServer:
         ours = [i for i in interfaces if i.get("protocolBinding") == self._uri]
         for entry in ours:
             at = interfaces.index(entry) + 1
-            for standard in STANDARD_BINDINGS:
-                plain = {**entry, "protocolBinding": standard}
-                if plain not in interfaces:
-                    interfaces.insert(at, plain)
+            plain = [{**entry, "protocolBinding": standard} for standard in STANDARD_BINDINGS]
+            if self.grpc_chain is not None:
+                parts = urlsplit(str(entry.get("url", "")))
+                origin = f"{parts.scheme}://{parts.netloc}"
+                plain.append({**entry, "protocolBinding": GRPC_BINDING, "url": origin})
+            for added in plain:
+                if added not in interfaces:
+                    interfaces.insert(at, added)
                     at += 1
         data["supportedInterfaces"] = interfaces
         signed = sign_card(data, self._binding.identity)
@@ -291,14 +309,23 @@ class TlsServer:
             return {}
         http = http_version(str(scope.get("http_version", "1.1")))
         client = fingerprint(_client_certificate(scope))
-        key = (value, client, http)
+        server = self._presented(scope)
+        key = (value, client, http, server)
         signature = self._signatures.get(key)
         if signature is None:
             negotiation = parse_negotiation_header(value)
             self._check_incoming(negotiation.chosen, negotiation.responder_offers)
-            data = channel_binding_data(negotiation, self.fingerprint, client, http)
+            data = channel_binding_data(negotiation, server, client, http)
             signature = self._signatures.remember(key, b64url(self._binding.identity.sign(data)))
         return {CHANNEL_BINDING_HEADER: signature}
+
+    def _presented(self, scope: Mapping[str, Any]) -> bytes:
+        """SHA-256 of the certificate this connection got: the pyOpenSSL stack says which
+        (with ``grpc``, the ECDSA leaf or ours); elsewhere we have only ours."""
+        session = (scope.get("extensions", {}).get("tls") or {}).get(SESSION_KEY)
+        if isinstance(session, TlsSessionInfo) and session.certificate is not None:
+            return session.certificate
+        return self.fingerprint
 
     def _check_incoming(self, chosen: str, responder_offers: tuple[str, ...]) -> None:
         """``Policy.check_incoming``'s rules: our offers as our card has them, ours chosen."""
