@@ -1,88 +1,52 @@
-"""A2A v1.0 §10, the gRPC binding of :class:`~sealwire.transport.http.A2AHttpApp`
-(``grpc=True``): HTTP/2 with trailers on hypercorn, mutual TLS, an unmodified
-a2a-sdk gRPC client (grpcio), and answers equivalent to JSON-RPC's for the same
-requests to the same agent.
+"""A2A v1.0 §10, the gRPC binding on the TLS binding's endpoint (``grpc = true``):
+HTTP/2 with trailers on hypercorn, mutual TLS, an unmodified a2a-sdk gRPC client
+(grpcio) that picks ``GRPC`` from the served card, and answers equivalent to
+JSON-RPC's and HTTP+JSON's for the same requests to the same agent.
 
-The gRPC endpoint here has an ECDSA P-256 server certificate: grpcio's TLS
-(BoringSSL) does not offer Ed25519 signatures, so it cannot verify the TLS
-binding's own Ed25519 certificate (see the TLS README, "gRPC"); its client
-certificate is the caller's Ed25519 one, which BoringSSL signs with."""
+grpcio's TLS (BoringSSL) offers no Ed25519 signature, so the endpoint gives it its
+second certificate, an ECDSA P-256 leaf issued by the agent (the TLS README, "gRPC"):
+the client trusts the agent's issuing certificate (``sealwire_tls.grpc_root_pem``);
+its own client certificate is the caller's Ed25519 one, which BoringSSL signs with."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import datetime
-import ipaddress
 import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from a2a_conformance import client_context, handler
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from a2a_conformance import A2A, Rest, client_context, handler
+from cryptography.hazmat.primitives import serialization
 from ports import free_port
 
 from sealwire.agent import Agent, TaskContext
-from sealwire.binding import PeerIdentity
-from sealwire.errors import AuthenticationError
 from sealwire.identity import Identity
 from sealwire.store import MemoryStore
 from sealwire.transport._grpc import GRPC_PREFIX, frame, read_frames
-from sealwire.transport.http import A2AHttpApp, grpc_available, serve_http
-from sealwire_tls import self_signed_certificate
+from sealwire.transport.http import grpc_available
+from sealwire_tls import grpc_root_pem, self_signed_certificate
 from sealwire_tls.testing import tls_registry
 
 grpc = pytest.importorskip("grpc")
 pytestmark = pytest.mark.skipif(not grpc_available(), reason="a2a-sdk's protos are needed")
 
 
-def _ecdsa_certificate(folder: Path) -> tuple[bytes, Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "grpc endpoint")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_path, key_path = folder / "grpc.pem", folder / "grpc.key"
-    cert_path.write_bytes(pem)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return pem, cert_path, key_path
-
-
 class World:
-    """One agent; its TLS binding's endpoint (JSON-RPC) and a gRPC endpoint beside it,
-    both dispatching to it for the same caller."""
+    """One agent with the TLS binding, ``grpc = true``; an HTTPS client (JSON-RPC, REST)
+    and a gRPC channel to its one endpoint, both as the same pinned caller."""
 
-    def __init__(self, agent: Agent, http: httpx.AsyncClient, grpc_url: str,
-                 channel: Any) -> None:  # fmt: skip
-        self.agent, self.http, self.grpc_url, self.channel = agent, http, grpc_url, channel
+    def __init__(self, agent: Agent, http: httpx.AsyncClient, card: dict[str, Any],
+                 channel: Any, gate: asyncio.Event) -> None:  # fmt: skip
+        self.agent, self.http, self.card, self.channel = agent, http, card, channel
         self.url = next(o.url for o in agent.card.offers if o.name == "tls") or ""
+        self.grpc_url = _interface(card, "GRPC")
+        self.rest = A2A("rest", agent, Rest(http, self.url), gate)
         self._ids = 0
 
     async def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +63,13 @@ class World:
         return a2a_pb2_grpc.A2AServiceStub(self.channel)
 
 
+def _interface(card: dict[str, Any], binding: str) -> str:
+    urls = [i["url"] for i in card["supportedInterfaces"] if i["protocolBinding"] == binding]
+    assert len(urls) == 1, card["supportedInterfaces"]
+    url: str = urls[0]
+    return url
+
+
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     gate = asyncio.Event()
@@ -106,7 +77,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     caller_pem = self_signed_certificate(caller).public_bytes(serialization.Encoding.PEM)
     (tmp_path / "caller.pem").write_bytes(caller_pem)
     https = f"https://127.0.0.1:{free_port()}"
-    options = {"tls": {"url": https, "client_certificates": [str(tmp_path / "caller.pem")]}}
+    options = {"tls": {"url": https, "grpc": True,
+                       "client_certificates": [str(tmp_path / "caller.pem")]}}  # fmt: skip
     agent = Agent(Identity.generate(), MemoryStore(), name="served", listen=[https],
                   registry=tls_registry(), binding_options=options)  # fmt: skip
 
@@ -114,44 +86,25 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         await handler(gate, task)
 
     agent.on_message(serve)
-    peer = PeerIdentity(agent_id=caller.agent_id, identity=caller.public)
-
-    async def identify(scope: Any, headers: Any) -> PeerIdentity:
-        chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain") or []
-        if not chain:
-            raise AuthenticationError("no client certificate")
-        presented = x509.load_pem_x509_certificate(chain[0].encode()).public_key()
-        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        if presented.public_bytes(*raw) != caller.public.signing_key.public_bytes(*raw):
-            raise AuthenticationError("not the caller")
-        return peer
-
-    server_pem, cert, key = _ecdsa_certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata=caller_pem.decode())
-    context.set_alpn_protocols(["h2", "http/1.1"])
-    app = A2AHttpApp(agent.dispatch, lambda: agent.card.card, identify, grpc=True)
     async with agent:
-        agent.trust.pin(caller.public)
-        listener = await serve_http(app, f"https://127.0.0.1:{free_port()}", ssl=context)
-        key_pem = caller_key(caller)
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=server_pem, private_key=key_pem, certificate_chain=caller_pem
-        )
-        target = listener.url.split("://", 1)[1]
+        agent.trust.pin(caller.public)  # an external caller: pinned, it sends no card
         client = httpx.AsyncClient(verify=client_context(agent, caller, tmp_path), trust_env=False)
         try:
+            card = (await client.get(https + "/.well-known/agent-card.json")).json()
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=grpc_root_pem(agent.identity),
+                private_key=caller_key(caller),
+                certificate_chain=caller_pem,
+            )
+            target = urlsplit(_interface(card, "GRPC")).netloc
             # a channel of its own connections: closing it closes them (grpc-core
             # otherwise shares connections between channels, past this test)
             options = [("grpc.use_local_subchannel_pool", 1)]
             async with grpc.aio.secure_channel(target, credentials, options) as channel:
-                yield World(agent, client, listener.url, channel)
+                yield World(agent, client, card, channel, gate)
         finally:
             gate.set()
             await client.aclose()
-            await listener.close()
 
 
 def caller_key(identity: Identity) -> bytes:
@@ -194,8 +147,16 @@ def _status(error: Any) -> tuple[str, str | None]:
     return error.code().name, reason
 
 
+async def test_the_card_lists_grpc_beside_the_other_standard_bindings(world: World) -> None:
+    origin = "https://" + urlsplit(world.url).netloc
+    bindings = [(i["protocolBinding"], i["url"]) for i in world.card["supportedInterfaces"]]
+    for expected in [("JSONRPC", world.url), ("HTTP+JSON", world.url), ("GRPC", origin)]:
+        assert expected in bindings
+
+
 async def test_transport_equivalence(world: World) -> None:
-    """The same requests over JSON-RPC and gRPC: the same answers (§5.1)."""
+    """The same requests over JSON-RPC, HTTP+JSON and gRPC on the binding's one endpoint:
+    the same answers (§5.1)."""
     from a2a.types import a2a_pb2
     from google.protobuf import json_format
 
@@ -214,6 +175,7 @@ async def test_transport_equivalence(world: World) -> None:
         params = {"message": _message(text)}
         by_rpc = (await world.rpc("SendMessage", params))["result"]
         assert _same_shape(by_rpc) == _same_shape(await by_grpc("SendMessage", params))
+        assert _same_shape(by_rpc) == _same_shape(await world.rest.result("SendMessage", params))
     task = (await world.rpc("SendMessage", {"message": _message("xyz")}))["result"]["task"]
     for name, params in [
         ("GetTask", {"id": task["id"]}),
@@ -229,6 +191,8 @@ async def test_transport_equivalence(world: World) -> None:
         answer = await call(name, params)
         by_rpc = json_format.ParseDict((await world.rpc(name, params))["result"], type(answer)())
         assert by_rpc == answer, name
+        by_rest = json_format.ParseDict(await world.rest.result(name, params), type(answer)())
+        assert by_rest == answer, name
     deleted = await by_grpc("DeleteTaskPushNotificationConfig", {"taskId": task["id"], "id": "c"})
     assert deleted == {}
 
@@ -247,6 +211,8 @@ async def test_transport_equivalence(world: World) -> None:
         ("CreateTaskPushNotificationConfig", {"taskId": task["id"], "url": "https://10.0.0.1/"}),
     ]:
         code = (await world.rpc(name, params))["error"]["code"]
+        if name != "GetTask" or len(params["id"]) <= 1024:  # REST names the task in its path
+            assert await world.rest.error(name, params) == code, name
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await by_grpc(name, params)
         assert _status(failed.value) == errors[code], name
@@ -261,6 +227,8 @@ async def test_transport_equivalence(world: World) -> None:
     events = stub.SendStreamingMessage(request, metadata=metadata)
     by_grpc_events = [json_format.MessageToDict(event) async for event in events]
     assert _same_shape(by_rpc_events) == _same_shape(by_grpc_events)
+    by_rest_events = [e["result"] for e in await world.rest.stream("SendStreamingMessage", params)]
+    assert _same_shape(by_rpc_events) == _same_shape(by_rest_events)
 
 
 _REQUESTS = {
@@ -294,13 +262,16 @@ async def test_an_unmodified_a2a_sdk_grpc_client(world: World, streaming: bool) 
     )
     from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError
 
-    card = copy.deepcopy(dict(world.agent.card.card))
-    card["supportedInterfaces"] = [
-        {"url": world.grpc_url, "protocolBinding": "GRPC", "protocolVersion": "1.0"}
-    ]
+    asked: list[str] = []
+
+    def channel_for(url: str) -> Any:  # the application's part: credentials for the URL
+        asked.append(url)
+        return world.channel
+
+    # the card as served (JSONRPC, HTTP+JSON, GRPC and Sealwire's own), GRPC preferred
     config = ClientConfig(streaming=streaming, supported_protocol_bindings=["GRPC"],
-                          grpc_channel_factory=lambda url: world.channel)  # fmt: skip
-    client = ClientFactory(config).create(parse_agent_card(card))
+                          grpc_channel_factory=channel_for)  # fmt: skip
+    client = ClientFactory(config).create(parse_agent_card(copy.deepcopy(world.card)))
     request = SendMessageRequest(message=new_text_message("sdk", role=Role.ROLE_USER))
     events = [event async for event in client.send_message(request)]
     task_id = next(e.task.id for e in events if e.HasField("task"))
@@ -325,6 +296,7 @@ async def test_an_unmodified_a2a_sdk_grpc_client(world: World, streaming: bool) 
         GetTaskPushNotificationConfigRequest(task_id=task_id, id="g")
     )
     assert got.url == "https://hooks.example/g"
+    assert asked == [world.grpc_url]
 
 
 async def test_an_unknown_method_is_unimplemented(world: World) -> None:
@@ -369,7 +341,7 @@ async def test_invalid_params(world: World) -> None:
 
 
 async def test_http_1_1_is_no_grpc(world: World, tmp_path: Path) -> None:
-    context = ssl.create_default_context(cafile=tmp_path / "grpc.pem")
+    context = ssl.create_default_context(cafile=tmp_path / "server.pem")
     context.load_cert_chain(tmp_path / "client-cert.pem", tmp_path / "client-key.pem")
     async with httpx.AsyncClient(verify=context, trust_env=False) as http:
         answer = await http.post(world.grpc_url + GRPC_PREFIX + "ListTasks", content=frame(b""),
