@@ -222,3 +222,31 @@ async def test_an_impostor_ecdsa_server_is_refused(
 def test_grpc_refuses_resumption() -> None:
     with pytest.raises(ConfigurationError, match="resumption"):
         grpc_option({"grpc": True, "resumption": True})
+
+
+def test_grpc_needs_the_a2a_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sealwire_tls import _grpc
+
+    monkeypatch.setattr(_grpc, "grpc_available", lambda: False)
+    with pytest.raises(ConfigurationError, match=r"sealwire\[a2a\]"):
+        grpc_option({"grpc": True})
+    assert grpc_option({}) is False
+    with pytest.raises(ConfigurationError, match="true or false"):
+        grpc_option({"grpc": "yes"})
+
+
+async def test_grpc_beside_http3(agents: Callable[..., Agent]) -> None:
+    """``http3`` keeps serving QUIC (the Ed25519 certificate); TCP runs on the pyOpenSSL
+    stack with both certificates, and advertises HTTP/3."""
+    pytest.importorskip("aioquic")
+    server = agents("server", options={**GRPC, "http3": True})
+    client = agents("client", serve=False, options={"http3": True})
+    async with server, client:
+        task = await client.send_message(client.peer(server.card), "hello", situation=HTTP)
+        assert isinstance(task, Task) and task.status.state is TaskState.COMPLETED
+        host, port = _address(server)
+        chain = await asyncio.to_thread(_ecdsa_only_handshake, host, port)
+        check_agent_issued(chain[0], server.identity.signing_key.public_key())
+        assert await probe(host, port, None, 10) == _binding(server).certificate.public_bytes(
+            serialization.Encoding.DER
+        )
