@@ -32,7 +32,7 @@ from sealwire_tls import TlsBinding, check_agent_issued, grpc_root_pem, issuer_c
 from sealwire_tls._certs import ecdsa_certificate, pem
 from sealwire_tls._client import check_server_certificate, probe
 from sealwire_tls._grpc import GRPC_KEY, grpc_key, grpc_option
-from sealwire_tls._pq import set_signature_algorithms
+from sealwire_tls._pq import hybrid_available, set_signature_algorithms
 
 pytestmark = pytest.mark.skipif(not grpc_available(), reason="a2a-sdk's protos are needed")
 
@@ -131,14 +131,18 @@ def test_an_impostor_leaf_is_refused(case: str) -> None:
         check_server_certificate(leaf.public_bytes(serialization.Encoding.DER), identity.public)
 
 
+@pytest.mark.parametrize("post_quantum", [False, "prefer"])
 async def test_a_sealwire_peer_gets_the_ed25519_certificate(
-    agents: Callable[..., Agent],
+    agents: Callable[..., Agent], post_quantum: bool | str
 ) -> None:
     """Both choices on one endpoint: Ed25519 to a client offering it (the agent's own
     certificate, the channel binding verified on a real call), the ECDSA chain [leaf,
-    issuing certificate] to one without it."""
-    server = agents("server", options=GRPC)
-    client = agents("client", serve=False)
+    issuing certificate] to one without it; with post_quantum too (both ends)."""
+    if post_quantum and not hybrid_available():
+        pytest.skip("cryptography's OpenSSL has no X25519MLKEM768")
+    pq = {"post_quantum": post_quantum}
+    server = agents("server", options={**GRPC, **pq})
+    client = agents("client", serve=False, options=pq)
     async with server, client:
         host, port = _address(server)
         der = await probe(host, port, None, 10)
