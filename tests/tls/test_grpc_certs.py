@@ -254,3 +254,11 @@ async def test_grpc_beside_http3(agents: Callable[..., Agent]) -> None:
         assert await probe(host, port, None, 10) == _binding(server).certificate.public_bytes(
             serialization.Encoding.DER
         )
+
+
+def test_the_configuration_check_knows_grpc() -> None:
+    TlsBinding.check_options({"grpc": True})
+    with pytest.raises(ConfigurationError, match="true or false"):
+        TlsBinding.check_options({"grpc": "yes"})
+    with pytest.raises(ConfigurationError, match="resumption"):
+        TlsBinding.check_options({"grpc": True, "resumption": True})

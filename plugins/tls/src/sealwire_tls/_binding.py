@@ -121,6 +121,7 @@ class TlsBinding(CarrierBinding):
             "http3",
             "timeout",
             "post_quantum",
+            "grpc",
         }
     )
 
@@ -146,6 +147,7 @@ class TlsBinding(CarrierBinding):
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ConfigurationError(f"{where}.timeout must be a positive number of seconds")
         post_quantum_option(options.get("post_quantum"))
+        grpc_option(options)  # a flag; a2a-sdk's protos installed; not with resumption
         ca_key = options.get("ca_key")
         if isinstance(ca_key, str):
             require_private_file(Path(ca_key), "the TLS CA key")
