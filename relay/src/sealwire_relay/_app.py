@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from importlib.metadata import version
 from typing import Any
@@ -45,7 +46,7 @@ from urllib.parse import parse_qs
 from sealwire.asgi import Receive, Scope, Send, lifespan
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import Identity
-from sealwire.relay.errors import LimitExceeded, NotFoundError, error_to_wire
+from sealwire.relay.errors import LimitExceeded, NotFoundError, RelayAuthError, error_to_wire
 from sealwire.relay.wire import (
     CLIENT_NONCE_BYTES,
     b64d,
@@ -67,6 +68,8 @@ RELAY_VERSION = version("sealwire-relay")
 """This distribution's version, as the signed descriptor states it."""
 
 log = logging.getLogger("sealwire.relay")
+access_log = logging.getLogger("sealwire.relay.access")
+"""One INFO line per HTTP request: who, what, sizes, result, duration (never a body)."""
 
 Handler = Callable[[Principal, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -151,20 +154,21 @@ class RelayApp:
     # -- HTTP -----------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         path, method = scope["path"], scope["method"]
         if method == "GET" and path == "/metrics":
             await self._metrics(send)
             return
         route = path if path in self._routes or path in _OPEN_ROUTES else "other"
         body_in = [0]
+        caller: list[str] = []  # the authenticated agent (or peer relay), once known
         try:
-            status, answer = 200, await self._dispatch(scope, _counting(receive, body_in))
+            status, answer = 200, await self._dispatch(scope, _counting(receive, body_in), caller)
             result = "ok"
         except SealwireError as exc:
             status, answer = error_to_wire(exc)
             result = str(answer["error"]["code"])
-            if isinstance(exc, LimitExceeded):
-                self.metrics.inc("sealwire_relay_refusals_total", reason=exc.limit)
+            self._count_refusal(exc)
             if status == 429 and answer["error"].get("retry_after") is None:
                 answer["error"]["retry_after"] = DEFAULT_RETRY_AFTER_SECONDS
         except Exception:  # a bug: log it, answer 500 without details
@@ -180,9 +184,21 @@ class RelayApp:
             headers.append((b"retry-after", str(max(1, wait)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        elapsed = time.perf_counter() - started
         self.metrics.inc("sealwire_relay_requests_total", route=route, result=result)
         self.metrics.inc("sealwire_relay_request_bytes_total", body_in[0])
         self.metrics.inc("sealwire_relay_response_bytes_total", len(body))
+        self.metrics.observe("sealwire_relay_request_duration_seconds", elapsed, route=route)
+        if access_log.isEnabledFor(logging.INFO):
+            who = caller[0] if caller else _client_address(scope)
+            _log_request(who, f"{method} {route}", body_in[0], len(body), status, result, elapsed)
+
+    def _count_refusal(self, exc: SealwireError) -> None:
+        """Count a refusal by its reason: the limit's name, or the auth error's code."""
+        if isinstance(exc, LimitExceeded):
+            self.metrics.inc("sealwire_relay_refusals_total", reason=exc.limit)
+        elif isinstance(exc, RelayAuthError):
+            self.metrics.inc("sealwire_relay_refusals_total", reason=str(exc.code))
 
     async def _metrics(self, send: Send) -> None:
         await self.service.refresh_gauges()
@@ -191,7 +207,10 @@ class RelayApp:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _dispatch(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, caller: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Serve one HTTP request; the authenticated caller's id is appended to ``caller``."""
         path, method = scope["path"], scope["method"]
         now = self.service.clock()
         if path == "/v1/info" and method == "GET":
@@ -211,6 +230,8 @@ class RelayApp:
         if handler is None:
             raise NotFoundError(f"no route POST {path[:100]}")
         who = self.auth.principal(_header(scope, b"authorization"))
+        if caller is not None:
+            caller.append(who.agent_id)
         if not who.is_peer_relay:
             self.limiter.check(who.agent_id, now)
         return await handler(who, decode_body(await _read_body(receive)))
@@ -273,6 +294,7 @@ class RelayApp:
             else:
                 raise NotFoundError("no such WebSocket route")
         except SealwireError as exc:
+            self._count_refusal(exc)
             await _close_with(send, exc)
             return
         self._connections += 1
@@ -411,6 +433,37 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _client_key(scope: Scope) -> str:
+def _client_address(scope: Scope) -> str:
     client = scope.get("client")
-    return "ip:" + (str(client[0]) if client else "?")
+    return str(client[0]) if client else "?"
+
+
+def _client_key(scope: Scope) -> str:
+    return "ip:" + _client_address(scope)
+
+
+def _log_request(
+    who: str, what: str, size_in: int, size_out: int, status: int, result: str, elapsed: float
+) -> None:
+    """The access line: structured fields for JSON logs, the same facts in the text."""
+    ms = round(elapsed * 1000, 3)
+    access_log.info(
+        "%s %s %d %s in=%dB out=%dB %.1fms",
+        who,
+        what,
+        status,
+        result,
+        size_in,
+        size_out,
+        ms,
+        extra={
+            "who": who,
+            "method": what.partition(" ")[0],
+            "route": what.partition(" ")[2],
+            "status": status,
+            "result": result,
+            "bytes_in": size_in,
+            "bytes_out": size_out,
+            "duration_ms": ms,
+        },
+    )
