@@ -144,10 +144,8 @@ class RelayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
-        elif scope["type"] == "websocket" and scope["path"] == STREAM_PATH:
-            await self._stream(scope, receive, send)
         elif scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
+            await self._logged_websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
             await lifespan(receive, send)
 
@@ -276,6 +274,35 @@ class RelayApp:
 
     # -- WebSocket --------------------------------------------------------------
 
+    async def _logged_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a WebSocket; then one access line for the whole connection (its
+        frames are batches of envelopes: counted in messages and bytes, never read)."""
+        if not access_log.isEnabledFor(logging.INFO):
+            await self._serve_websocket(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen = _WebSocketTally()
+        try:
+            await self._serve_websocket(scope, seen.receive(receive), seen.send(send))
+        finally:
+            try:
+                who = self.auth.principal(_header(scope, b"authorization")).agent_id
+            except SealwireError:
+                who = _client_address(scope)
+            route = scope["path"] if scope["path"] in _WS_ROUTES else "other"
+            elapsed = time.perf_counter() - started
+            result = f"closed {seen.close_code}" if seen.close_code else "disconnected"
+            _log_request(
+                who, f"WS {route}", seen.bytes_in, seen.bytes_out, 101, result, elapsed,
+                messages=(seen.messages_in, seen.messages_out),
+            )  # fmt: skip
+
+    async def _serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == STREAM_PATH:
+            await self._stream(scope, receive, send)
+        else:
+            await self._websocket(scope, receive, send)
+
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
@@ -347,6 +374,7 @@ class RelayApp:
                     await wait_any([changed], WS_POLL_SECONDS)
 
 
+_WS_ROUTES = frozenset({STREAM_PATH, "/v1/mailbox/ws", "/v1/groups/ws"})
 _OPEN_ROUTES = frozenset({"/v1/info", "/v1/health", "/v1/auth/challenge", "/v1/auth/session"})
 
 
@@ -442,11 +470,49 @@ def _client_key(scope: Scope) -> str:
     return "ip:" + _client_address(scope)
 
 
+class _WebSocketTally:
+    """Counts of a WebSocket's messages and bytes each way, and its close code."""
+
+    def __init__(self) -> None:
+        self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
+        self.close_code: int | None = None
+
+    def receive(self, receive: Receive) -> Receive:
+        async def counted() -> MutableMapping[str, Any]:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                self.messages_in += 1
+                self.bytes_in += len(message.get("bytes") or b"") + len(message.get("text") or "")
+            return message
+
+        return counted
+
+    def send(self, send: Send) -> Send:
+        async def counted(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "websocket.send":
+                self.messages_out += 1
+                self.bytes_out += len(message.get("bytes") or b"") + len(message.get("text") or "")
+            elif message["type"] == "websocket.close":
+                self.close_code = int(message.get("code", 1000))
+            await send(message)
+
+        return counted
+
+
 def _log_request(
-    who: str, what: str, size_in: int, size_out: int, status: int, result: str, elapsed: float
+    who: str,
+    what: str,
+    size_in: int,
+    size_out: int,
+    status: int,
+    result: str,
+    elapsed: float,
+    *,
+    messages: tuple[int, int] | None = None,
 ) -> None:
     """The access line: structured fields for JSON logs, the same facts in the text."""
     ms = round(elapsed * 1000, 3)
+    counts = {} if messages is None else {"messages_in": messages[0], "messages_out": messages[1]}
     access_log.info(
         "%s %s %d %s in=%dB out=%dB %.1fms",
         who,
@@ -465,5 +531,6 @@ def _log_request(
             "bytes_in": size_in,
             "bytes_out": size_out,
             "duration_ms": ms,
+            **counts,
         },
     )
