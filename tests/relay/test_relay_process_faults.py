@@ -197,6 +197,23 @@ def test_bad_configuration_names_file_key_and_allowed(
         assert part in done.stderr
 
 
+def test_unusable_identity_path_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    config = tmp_path / "relay.toml"
+    config.write_text(f"[relay]\nport = {free_port()}\nidentity = 'not-a-folder/relay.key'\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "sealwire_relay", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=EXIT_SECONDS,
+    )
+    assert done.returncode == EXIT_CONFIGURATION
+    assert done.stderr == (
+        f"error: cannot read or create the relay's identity "
+        f"{tmp_path / 'not-a-folder' / 'relay.key'}: not a directory\n"
+    )
+
+
 async def test_json_log_lines(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
     port = free_port()
     config = tmp_path / "relay.toml"

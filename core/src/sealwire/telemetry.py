@@ -1,7 +1,8 @@
 """OpenTelemetry traces and metrics, when ``opentelemetry-api`` is installed
 (``pip install 'sealwire[otel]'``); nothing at all otherwise.
 
-This module is the only place Sealwire imports OpenTelemetry. Without the API,
+This module is the only place Sealwire imports OpenTelemetry, at the first span
+or count (importing Sealwire does not import it). Without the API,
 :func:`span` hands back one shared do-nothing context manager and :func:`count`
 returns at once: no object is made per call. With the API, spans and counters go
 to whatever SDK the application installs (an exporter of its choice); with the
@@ -26,20 +27,37 @@ directions) and agent ids; never keys, tokens or content.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["ENABLED", "count", "span"]
 
-try:
-    from opentelemetry import metrics as _metrics
-    from opentelemetry import trace as _trace
-except ImportError:  # the optional extra is not installed
-    _trace = None  # type: ignore[assignment]
-    _metrics = None  # type: ignore[assignment]
 
-ENABLED = _trace is not None
+def _installed() -> bool:
+    """Whether the API is installed, without importing it (that waits for the first span)."""
+    try:
+        return importlib.util.find_spec("opentelemetry.trace") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+ENABLED = _installed()
 """Whether the OpenTelemetry API is installed (spans and counters are recorded)."""
+
+_api: tuple[Any, Any] | None = None
+
+
+def _load() -> tuple[Any, Any]:
+    """The API's ``trace`` and ``metrics`` modules, imported at the first use: importing
+    Sealwire does not pay for OpenTelemetry's import."""
+    global _api
+    if _api is None:
+        from opentelemetry import metrics, trace
+
+        _api = (trace, metrics)
+    return _api
+
 
 INSTRUMENTATION = "sealwire"
 """The instrumentation scope's name, as exporters show it."""
@@ -60,26 +78,25 @@ def span(name: str, attributes: Mapping[str, str | int] | None = None) -> Any:
     An exception leaving the block is recorded on the span and marks it failed
     (the API's default), by its type and message, which never hold secrets.
     """
-    if _trace is None:
+    if not ENABLED:
         return _NO_SPAN
     return _started(name, attributes)
 
 
 @contextlib.contextmanager
 def _started(name: str, attributes: Mapping[str, str | int] | None) -> Iterator[Any]:
-    assert _trace is not None
-    tracer = _trace.get_tracer(INSTRUMENTATION)
+    tracer = _load()[0].get_tracer(INSTRUMENTATION)
     with tracer.start_as_current_span(name, attributes=dict(attributes or {})) as current:
         yield current
 
 
 def count(name: str, amount: int = 1, attributes: Mapping[str, str] | None = None) -> None:
     """Add ``amount`` to the counter ``name`` (one of :data:`COUNTERS`)."""
-    if _metrics is None:
+    if not ENABLED:
         return
     counter = _counters.get(name)
     if counter is None:
         unit, description = COUNTERS[name]
-        meter = _metrics.get_meter(INSTRUMENTATION)
+        meter = _load()[1].get_meter(INSTRUMENTATION)
         counter = _counters[name] = meter.create_counter(name, unit=unit, description=description)
     counter.add(amount, attributes=dict(attributes or {}))

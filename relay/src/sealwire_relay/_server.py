@@ -347,7 +347,14 @@ async def running_relay(
     ``providers`` (the built-in ones by default).
     """
     _check_tls_files(config)
-    identity = identity or load_or_create_identity(config.identity_path)
+    if identity is None:
+        try:
+            identity = load_or_create_identity(config.identity_path)
+        except OSError as exc:
+            reason = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+            raise ConfigurationError(
+                f"cannot read or create the relay's identity {config.identity_path}: {reason}"
+            ) from None
     # Listen first: a taken port is reported at once, not after the backend's wait.
     sock = _listen(config.host, config.port)
     try:
