@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from ports import free_port
 from testonly_binding import PlaintextTestPlugin
 
+from sealwire import telemetry
 from sealwire.agent import Agent, TaskContext
 from sealwire.identity import Identity
 from sealwire.plugins import load_registry
@@ -43,6 +44,7 @@ def _providers() -> None:
         provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
         trace.set_tracer_provider(provider)
         metrics.set_meter_provider(MeterProvider(metric_readers=[_READER]))
+    telemetry.refresh()
 
 
 @pytest.fixture
@@ -124,6 +126,17 @@ def test_without_the_api_nothing_is_made_per_call() -> None:
         "assert a is b\n"
         "with a: pass\n"
         "telemetry.count('sealwire.messages', 1, {'direction': 'out'})\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "ok\n", done.stderr
+
+
+def test_with_the_api_but_no_sdk_spans_are_the_shared_no_op() -> None:
+    code = (
+        "from sealwire import telemetry\n"
+        "assert telemetry.ENABLED\n"
+        "assert telemetry.span('x') is telemetry.span('y', {'k': 1})\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENABLED", "count", "span"]
+__all__ = ["ENABLED", "count", "refresh", "span"]
 
 
 def _installed() -> bool:
@@ -72,22 +73,55 @@ _NO_SPAN = contextlib.nullcontext()
 _counters: dict[str, Any] = {}
 
 
+PROVIDER_RECHECK_SECONDS = 1.0
+"""While no SDK's tracer provider is installed, whether one has been is asked again
+at most this often: the API's own no-op span costs about 14 µs and looking the
+provider up about 3 µs, too much to pay on every frame of an application that
+installs no SDK (a2a-sdk brings the API along). Spans start within this long of
+an SDK being installed, or at once after :func:`refresh`."""
+
+_tracer: Any = None
+_recheck_at = 0.0
+
+
+def refresh() -> None:
+    """Look for an installed tracer provider at the next span (after installing an SDK
+    while agents already run; otherwise spans start within a second anyway)."""
+    global _recheck_at
+    _recheck_at = 0.0
+
+
+def _current_tracer() -> Any:
+    """The installed SDK's tracer, or None while only the API's no-op is there."""
+    global _tracer, _recheck_at
+    if _tracer is not None:
+        return _tracer
+    now = time.monotonic()
+    if now < _recheck_at:
+        return None
+    _recheck_at = now + PROVIDER_RECHECK_SECONDS
+    trace = _load()[0]
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return None
+    # A provider, once installed, is never replaced (the API refuses a second one).
+    _tracer = provider.get_tracer(INSTRUMENTATION)
+    return _tracer
+
+
 def span(name: str, attributes: Mapping[str, str | int] | None = None) -> Any:
-    """A context manager timing ``name`` as a span (do-nothing without the API).
+    """A context manager timing ``name`` as a span (do-nothing without the API or
+    without an SDK installed).
 
     An exception leaving the block is recorded on the span and marks it failed
     (the API's default), by its type and message, which never hold secrets.
     """
     if not ENABLED:
         return _NO_SPAN
-    return _started(name, attributes)
-
-
-@contextlib.contextmanager
-def _started(name: str, attributes: Mapping[str, str | int] | None) -> Iterator[Any]:
-    tracer = _load()[0].get_tracer(INSTRUMENTATION)
-    with tracer.start_as_current_span(name, attributes=dict(attributes or {})) as current:
-        yield current
+    tracer = _current_tracer()
+    if tracer is None:
+        return _NO_SPAN
+    return tracer.start_as_current_span(name, attributes=dict(attributes or {}))
 
 
 def count(name: str, amount: int = 1, attributes: Mapping[str, str] | None = None) -> None:
