@@ -25,6 +25,7 @@ tests run a whole exchange at debug level and search the lines for them).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -66,6 +67,9 @@ _SECRET_NAME = re.compile(
     r"private|seed|plaintext|credential|credentials|authorization|cookie)(?:$|[_.\-])",
     re.IGNORECASE,
 )
+# Field names whose verdict (secret or not) is remembered: a process logs a few
+# dozen distinct names; the bound keeps a caller inventing names from growing it.
+MAX_CACHED_NAMES = 1024
 # Attributes every LogRecord has: anything else on a record came through ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
@@ -76,16 +80,16 @@ _RECORD_ATTRIBUTES = frozenset(
 _CHATTY_LIBRARIES = ("hpack", "httpcore", "websockets", "nats", "aiosqlite", "asyncio")
 
 
+@functools.lru_cache(maxsize=MAX_CACHED_NAMES)
 def _is_secret_name(name: str) -> bool:
     return _SECRET_NAME.search(name) is not None
 
 
-def _is_bytes(value: object) -> bool:
-    return isinstance(value, (bytes, bytearray, memoryview))
+_BYTES = (bytes, bytearray, memoryview)
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The structured fields a record carries (those passed as ``extra=``)."""
+    """The structured fields a record carries (those passed as ``extra=``), in order."""
     return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
 
 
@@ -96,17 +100,19 @@ class RedactionFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for name, value in extra_fields(record).items():
-            if _is_secret_name(name) or _is_bytes(value):
-                setattr(record, name, REDACTED)
-        if isinstance(record.args, Mapping):
+        fields = vars(record)
+        for name in fields.keys() - _RECORD_ATTRIBUTES:
+            if _is_secret_name(name) or isinstance(fields[name], _BYTES):
+                fields[name] = REDACTED
+        args = record.args
+        if isinstance(args, Mapping):
             record.args = {
-                k: REDACTED if _is_bytes(v) or _is_secret_name(str(k)) else v
-                for k, v in record.args.items()
+                k: REDACTED if isinstance(v, _BYTES) or _is_secret_name(str(k)) else v
+                for k, v in args.items()
             }
-        elif isinstance(record.args, tuple):
-            record.args = tuple(REDACTED if _is_bytes(a) else a for a in record.args)
-        if _is_bytes(record.msg):
+        elif args and any(isinstance(a, _BYTES) for a in args):
+            record.args = tuple(REDACTED if isinstance(a, _BYTES) else a for a in args)
+        if isinstance(record.msg, _BYTES):
             record.msg = REDACTED
         return True
 
