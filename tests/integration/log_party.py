@@ -145,6 +145,10 @@ async def alice(directory: Path, relay_url: str) -> None:
         (reply,) = await agent.send_to_group(group, group_text, timeout=ANSWER_SECONDS)
         for task in (online, offline, reply.result):
             answers.append(json.dumps(str(task)))
+        # The relay session's bearer token, a secret the test searches the logs for
+        # (read from the client's private state: there is no public way, on purpose).
+        token = relay._token or ""
+        (directory / "alice.token").write_text(token)
     await relay.close()
     print("done", flush=True)
     for answer in answers:

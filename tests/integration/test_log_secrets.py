@@ -5,7 +5,7 @@ sidecar in front of a plain a2a-sdk agent) and Alice (an agent), each its own
 process logging at debug level as JSON lines, do a full exchange: a request over
 Noise, one through the Signal mailbox, one to an MLS group. Then every line of
 every log is searched for the identities' private keys, the store key, the
-relay's key and the bearer tokens (raw, hex, base64, base64url) and for the
+relay's key and Alice's relay bearer token (hex, base64, base64url) and for the
 plaintext of the three requests.
 """
 
@@ -111,7 +111,10 @@ async def test_no_secret_or_plaintext_reaches_a_log_line(tmp_path: Path) -> None
     for party in ("alice", "bob"):
         secrets += _keys((tmp_path / f"{party}.identity").read_bytes())
     secrets.append((tmp_path / "relay.key").read_bytes())
-    needles = [form for secret in secrets for form in _forms(secret)] + [key_text]
+    token = (tmp_path / "alice.token").read_text()
+    assert token  # Alice was logged in to the relay
+    secrets.append(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    needles = [form for secret in secrets for form in _forms(secret)] + [key_text, token]
     needles += texts
 
     lines = 0
