@@ -105,7 +105,7 @@ MAX_BACKEND_START_SECONDS = 3600.0
 # listening), then the delay doubles up to the last: one log line per attempt.
 BACKEND_RETRY_FIRST_SECONDS = 0.5
 BACKEND_RETRY_MAX_SECONDS = 5.0
-MAX_PORT = 65535
+MAX_PORT = 65535  # TCP ports are 16-bit numbers; 0 asks the system for a free one
 
 # Exit codes of ``python -m sealwire_relay`` and ``sealwire relay serve``, the
 # same table as the CLI's: 0 ok, 1 failed, 2 usage, 3 unreachable (cannot listen,
