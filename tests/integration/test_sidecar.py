@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,36 @@ async def test_two_plain_a2a_agents_talk_through_two_sidecars() -> None:
             # An upstream's A2A error comes back to the SDK client with its own class.
             with pytest.raises(SdkTaskNotFound):
                 await client.get_task(GetTaskRequest(id="no-such-task"))
+
+
+async def test_one_access_line_per_request_each_way(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sealwire.sidecar.access")
+    secret_text = "the plaintext of alice's request"
+    async with (
+        upstream("alice") as url_a,
+        upstream("bob") as url_b,
+        Sidecar(url_b, _agent_factory) as bob_side,
+    ):
+        bob_card = dict(bob_side.agent.card.card)
+        async with (
+            Sidecar(url_a, _agent_factory, peers={"bob": bob_card}) as alice_side,
+            httpx.AsyncClient(trust_env=False) as http,
+        ):
+            client = await _sdk_client(http, f"{alice_side.local_url}/peers/bob")
+            message = new_text_message(secret_text, role=Role.ROLE_USER)
+            await _collect(client.send_message(SendMessageRequest(message=message)))
+            with pytest.raises(SdkTaskNotFound):
+                await client.get_task(GetTaskRequest(id="no-such-task"))
+    lines = [r for r in caplog.records if r.name == "sealwire.sidecar.access"]
+    by_way = {(r.direction, r.method, r.result) for r in lines}  # type: ignore[attr-defined]
+    assert ("out", "SendMessage", "ok") in by_way  # alice's upstream to bob, at alice's sidecar
+    assert ("in", "SendMessage", "ok") in by_way  # from alice, to bob's upstream
+    assert ("out", "GetTask", str(TaskNotFoundError.code)) in by_way
+    inbound = next(r for r in lines if r.direction == "in")  # type: ignore[attr-defined]
+    assert inbound.who == alice_side.agent.agent_id  # type: ignore[attr-defined]
+    assert inbound.bytes > len(secret_text)  # type: ignore[attr-defined]
+    assert inbound.duration_ms >= 0  # type: ignore[attr-defined]
+    assert secret_text not in caplog.text
 
 
 async def test_over_the_signal_mailbox_while_the_peer_is_down(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from importlib.metadata import version
 from typing import Any
@@ -45,7 +46,7 @@ from urllib.parse import parse_qs
 from sealwire.asgi import Receive, Scope, Send, lifespan
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import Identity
-from sealwire.relay.errors import LimitExceeded, NotFoundError, error_to_wire
+from sealwire.relay.errors import LimitExceeded, NotFoundError, RelayAuthError, error_to_wire
 from sealwire.relay.wire import (
     CLIENT_NONCE_BYTES,
     b64d,
@@ -67,6 +68,8 @@ RELAY_VERSION = version("sealwire-relay")
 """This distribution's version, as the signed descriptor states it."""
 
 log = logging.getLogger("sealwire.relay")
+access_log = logging.getLogger("sealwire.relay.access")
+"""One INFO line per HTTP request: who, what, sizes, result, duration (never a body)."""
 
 Handler = Callable[[Principal, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -141,30 +144,29 @@ class RelayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
-        elif scope["type"] == "websocket" and scope["path"] == STREAM_PATH:
-            await self._stream(scope, receive, send)
         elif scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
+            await self._logged_websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
             await lifespan(receive, send)
 
     # -- HTTP -----------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         path, method = scope["path"], scope["method"]
         if method == "GET" and path == "/metrics":
             await self._metrics(send)
             return
         route = path if path in self._routes or path in _OPEN_ROUTES else "other"
         body_in = [0]
+        caller: list[str] = []  # the authenticated agent (or peer relay), once known
         try:
-            status, answer = 200, await self._dispatch(scope, _counting(receive, body_in))
+            status, answer = 200, await self._dispatch(scope, _counting(receive, body_in), caller)
             result = "ok"
         except SealwireError as exc:
             status, answer = error_to_wire(exc)
             result = str(answer["error"]["code"])
-            if isinstance(exc, LimitExceeded):
-                self.metrics.inc("sealwire_relay_refusals_total", reason=exc.limit)
+            self._count_refusal(exc)
             if status == 429 and answer["error"].get("retry_after") is None:
                 answer["error"]["retry_after"] = DEFAULT_RETRY_AFTER_SECONDS
         except Exception:  # a bug: log it, answer 500 without details
@@ -180,9 +182,21 @@ class RelayApp:
             headers.append((b"retry-after", str(max(1, wait)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        elapsed = time.perf_counter() - started
         self.metrics.inc("sealwire_relay_requests_total", route=route, result=result)
         self.metrics.inc("sealwire_relay_request_bytes_total", body_in[0])
         self.metrics.inc("sealwire_relay_response_bytes_total", len(body))
+        self.metrics.observe("sealwire_relay_request_duration_seconds", elapsed, route=route)
+        if access_log.isEnabledFor(logging.INFO):
+            who = caller[0] if caller else _client_address(scope)
+            _log_request(who, f"{method} {route}", body_in[0], len(body), status, result, elapsed)
+
+    def _count_refusal(self, exc: SealwireError) -> None:
+        """Count a refusal by its reason: the limit's name, or the auth error's code."""
+        if isinstance(exc, LimitExceeded):
+            self.metrics.inc("sealwire_relay_refusals_total", reason=exc.limit)
+        elif isinstance(exc, RelayAuthError):
+            self.metrics.inc("sealwire_relay_refusals_total", reason=str(exc.code))
 
     async def _metrics(self, send: Send) -> None:
         await self.service.refresh_gauges()
@@ -191,7 +205,10 @@ class RelayApp:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _dispatch(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, caller: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Serve one HTTP request; the authenticated caller's id is appended to ``caller``."""
         path, method = scope["path"], scope["method"]
         now = self.service.clock()
         if path == "/v1/info" and method == "GET":
@@ -211,6 +228,8 @@ class RelayApp:
         if handler is None:
             raise NotFoundError(f"no route POST {path[:100]}")
         who = self.auth.principal(_header(scope, b"authorization"))
+        if caller is not None:
+            caller.append(who.agent_id)
         if not who.is_peer_relay:
             self.limiter.check(who.agent_id, now)
         return await handler(who, decode_body(await _read_body(receive)))
@@ -255,6 +274,35 @@ class RelayApp:
 
     # -- WebSocket --------------------------------------------------------------
 
+    async def _logged_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a WebSocket; then one access line for the whole connection (its
+        frames are batches of envelopes: counted in messages and bytes, never read)."""
+        if not access_log.isEnabledFor(logging.INFO):
+            await self._serve_websocket(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen = _WebSocketTally()
+        try:
+            await self._serve_websocket(scope, seen.receive(receive), seen.send(send))
+        finally:
+            try:
+                who = self.auth.principal(_header(scope, b"authorization")).agent_id
+            except SealwireError:
+                who = _client_address(scope)
+            route = scope["path"] if scope["path"] in _WS_ROUTES else "other"
+            elapsed = time.perf_counter() - started
+            result = f"closed {seen.close_code}" if seen.close_code else "disconnected"
+            _log_request(
+                who, f"WS {route}", seen.bytes_in, seen.bytes_out, 101, result, elapsed,
+                messages=(seen.messages_in, seen.messages_out),
+            )  # fmt: skip
+
+    async def _serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == STREAM_PATH:
+            await self._stream(scope, receive, send)
+        else:
+            await self._websocket(scope, receive, send)
+
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
@@ -273,6 +321,7 @@ class RelayApp:
             else:
                 raise NotFoundError("no such WebSocket route")
         except SealwireError as exc:
+            self._count_refusal(exc)
             await _close_with(send, exc)
             return
         self._connections += 1
@@ -325,6 +374,7 @@ class RelayApp:
                     await wait_any([changed], WS_POLL_SECONDS)
 
 
+_WS_ROUTES = frozenset({STREAM_PATH, "/v1/mailbox/ws", "/v1/groups/ws"})
 _OPEN_ROUTES = frozenset({"/v1/info", "/v1/health", "/v1/auth/challenge", "/v1/auth/session"})
 
 
@@ -411,6 +461,71 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _client_key(scope: Scope) -> str:
+def _client_address(scope: Scope) -> str:
     client = scope.get("client")
-    return "ip:" + (str(client[0]) if client else "?")
+    return str(client[0]) if client else "?"
+
+
+def _client_key(scope: Scope) -> str:
+    return "ip:" + _client_address(scope)
+
+
+class _WebSocketTally:
+    """Counts of a WebSocket's messages and bytes each way, and its close code."""
+
+    def __init__(self) -> None:
+        self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
+        self.close_code: int | None = None
+
+    def receive(self, receive: Receive) -> Receive:
+        async def counted() -> MutableMapping[str, Any]:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                self.messages_in += 1
+                self.bytes_in += len(message.get("bytes") or b"") + len(message.get("text") or "")
+            return message
+
+        return counted
+
+    def send(self, send: Send) -> Send:
+        async def counted(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "websocket.send":
+                self.messages_out += 1
+                self.bytes_out += len(message.get("bytes") or b"") + len(message.get("text") or "")
+            elif message["type"] == "websocket.close":
+                self.close_code = int(message.get("code", 1000))
+            await send(message)
+
+        return counted
+
+
+def _log_request(
+    who: str,
+    what: str,
+    size_in: int,
+    size_out: int,
+    status: int,
+    result: str,
+    elapsed: float,
+    *,
+    messages: tuple[int, int] | None = None,
+) -> None:
+    """The access line: structured fields for JSON logs, the same facts in the text."""
+    ms = round(elapsed * 1000, 3)
+    counts = {} if messages is None else {"messages_in": messages[0], "messages_out": messages[1]}
+    # Formatted here (the caller checked the level): a record without arguments
+    # costs the handler less, and every value is the relay's own.
+    access_log.info(
+        f"{who} {what} {status} {result} in={size_in}B out={size_out}B {ms:.1f}ms",
+        extra={
+            "who": who,
+            "method": what.partition(" ")[0],
+            "route": what.partition(" ")[2],
+            "status": status,
+            "result": result,
+            "bytes_in": size_in,
+            "bytes_out": size_out,
+            "duration_ms": ms,
+            **counts,
+        },
+    )

@@ -62,6 +62,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -79,6 +80,7 @@ from sealwire_relay._limits import DEDUPE_RETENTION_SECONDS
 
 try:
     import nats
+    import nats.aio.client
     import nats.errors
     from nats.js.api import DiscardPolicy, StorageType, StreamConfig
     from nats.js.errors import APIError, NotFoundError
@@ -86,6 +88,14 @@ except ImportError:  # pragma: no cover - the optional extra is not installed
     nats = None  # type: ignore[assignment]
 
 __all__ = ["NatsBackend"]
+
+log = logging.getLogger("sealwire.relay.nats")
+
+# One attempt to open a connection to a NATS server waits at most this (a host
+# that drops packets, rather than refusing); nats-py's own default.
+CONNECT_TIMEOUT_SECONDS = 5
+# After a drop, nats-py tries a server again every this many seconds (its default).
+RECONNECT_WAIT_SECONDS = 2
 
 # Acknowledgements (and card look-ups) are carried out this many at a time.
 ACK_PARALLEL = 32
@@ -164,6 +174,7 @@ class NatsBackend:
         self._slots: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._slot_depth: int | None = None
         self._records: dict[int, GroupAccess] = {}
+        self._last_error: str | None = None  # the client's last reported error, one line
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> NatsBackend:
@@ -187,16 +198,63 @@ class NatsBackend:
         )
 
     async def start(self) -> None:
+        """Connect and create the streams: one attempt, RelayUnavailable when NATS cannot
+        be reached (the relay retries, see ``backend_start_seconds``).
+
+        The first connection is made with nats-py's fewest retries (with its
+        defaults they last two minutes and each logs a traceback); once connected,
+        the client reconnects by itself for ever after a drop, and the relay's
+        health says so meanwhile.
+        """
         if self._nc is not None:
             return
+        where = ", ".join(_without_credentials(u) for u in self._servers)
+        nc = nats.aio.client.Client()
         try:
-            self._nc = await nats.connect(
-                servers=self._servers, connect_timeout=5, max_reconnect_attempts=-1
+            await nc.connect(
+                servers=self._servers,
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                # One attempt: each server tried twice in a row (nats-py's least),
+                # then NoServersError; its default is 60 tries 2 s apart.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
             )
-        except (OSError, nats.errors.Error) as exc:
-            where = ", ".join(_without_credentials(u) for u in self._servers)
-            raise RelayUnavailable(f"cannot reach NATS at {where}: {exc!r}") from None
-        self._js = self._nc.jetstream()
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
+            await _close_quietly(nc)
+            # NoServersError says only that every server failed: say how the last one did.
+            why = self._last_error if isinstance(exc, nats.errors.NoServersError) else None
+            self._last_error = None
+            raise RelayUnavailable(f"cannot reach NATS at {where}: {why or _reason(exc)}") from None
+        # From now on a drop is followed by reconnection attempts without end (the
+        # options nats-py reads at each drop).
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = RECONNECT_WAIT_SECONDS
+        self._nc, self._js = nc, nc.jetstream()
+        try:
+            await self._add_streams()
+        except (APIError, nats.errors.Error, TimeoutError) as exc:
+            await self.close()
+            raise RelayUnavailable(
+                f"NATS at {where} refused the relay's streams: {_reason(exc)}"
+            ) from None
+        log.info("connected to NATS at %s", where)
+
+    async def _on_error(self, exc: Exception) -> None:
+        # nats-py reports every failed (re)connection attempt here: one line, no traceback.
+        self._last_error = _reason(exc)
+        log.debug("NATS client error: %s", self._last_error)
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is not None:  # not a failed first attempt: a connection was lost
+            log.warning("NATS connection lost; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        log.warning("NATS connection restored")
+
+    async def _add_streams(self) -> None:
         streams = [
             (f"{self._s}_DIR", f"{self._p}.dir.>", 1, 0.0),
             (f"{self._s}_CARD", f"{self._p}.card.>", 1, 0.0),
@@ -910,3 +968,14 @@ def _without_credentials(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     host = rest.rpartition("@")[2]
     return f"{scheme}{sep}{host}" if sep else host
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in one line: the exception's text, else its type's name."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _close_quietly(nc: Any) -> None:
+    with contextlib.suppress(Exception):
+        await nc.close()

@@ -13,6 +13,7 @@ A configuration file is TOML with a ``[relay]`` table::
     tls_certificate = "cert.pem"            # both set: serve HTTPS and WSS (PEM files)
     tls_key = "key.pem"
     backend = "sqlite"                      # or "nats", or a plugin's backend
+    backend_start_seconds = 30.0            # keep trying an unreachable backend this long
 
     [relay.sqlite]
     path = "relay.sqlite3"
@@ -27,7 +28,8 @@ A configuration file is TOML with a ``[relay]`` table::
     relay_id = "sw1..."
     url = "http://127.0.0.1:8701"
 
-Relative paths are resolved against the file's folder.
+Relative paths are resolved against the file's folder. docs/relay.md lists every
+key with its default and limits; unknown keys are refused with the allowed ones.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import ssl
+import sys
 import time
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -49,6 +53,8 @@ import uvicorn
 from sealwire.components import RelayBackendProvider
 from sealwire.errors import ConfigurationError, SealwireError
 from sealwire.identity import Identity, is_agent_id
+from sealwire.logs import configure_logging
+from sealwire.relay.errors import RelayUnavailable
 from sealwire.relay.wire import STREAM_MAX_FRAME_BYTES
 from sealwire_relay._app import RelayApp
 from sealwire_relay._backend import RelayBackend
@@ -58,7 +64,19 @@ from sealwire_relay._providers import BUILTIN_RELAY_BACKENDS, open_backend
 from sealwire_relay._service import RelayService
 from sealwire_relay._supervisor import Supervisor
 
-__all__ = ["PeerRelay", "RelayConfig", "RunningRelay", "running_relay", "serve_relay"]
+__all__ = [
+    "EXIT_CONFIGURATION",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "CannotListen",
+    "PeerRelay",
+    "RelayConfig",
+    "RunningRelay",
+    "running_relay",
+    "serve_relay",
+]
 
 log = logging.getLogger("sealwire.relay")
 
@@ -76,8 +94,36 @@ STORAGE_PROBE_SECONDS = 2.0
 STORAGE_PROBE_TIMEOUT = 2.0
 
 
+# A backend that cannot be reached when the relay starts (NATS still booting,
+# a network not up yet) is tried again for this long, with backoff, before the
+# relay gives up: long enough for a server started beside it by systemd or
+# compose, short enough that a wrong URL is reported within a minute.
+DEFAULT_BACKEND_START_SECONDS = 30.0
+# No supervisor needs a relay to wait longer than an hour for its storage.
+MAX_BACKEND_START_SECONDS = 3600.0
+# The first retry after a failed start comes soon (a server a moment from
+# listening), then the delay doubles up to the last: one log line per attempt.
+BACKEND_RETRY_FIRST_SECONDS = 0.5
+BACKEND_RETRY_MAX_SECONDS = 5.0
+MAX_PORT = 65535  # TCP ports are 16-bit numbers; 0 asks the system for a free one
+
+# Exit codes of ``python -m sealwire_relay`` and ``sealwire relay serve``, the
+# same table as the CLI's: 0 ok, 1 failed, 2 usage, 3 unreachable (cannot listen,
+# storage unreachable), 4 configuration.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_CONFIGURATION = 4
+# Pending connections the kernel queues before the server accepts them (uvicorn's default).
+LISTEN_BACKLOG = 2048
+
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 """Listening addresses that name no host agents could dial."""
+
+
+class CannotListen(SealwireError):
+    """The relay cannot listen on its address (taken, not this host's, not allowed)."""
 
 
 @attrs.frozen
@@ -102,6 +148,7 @@ class RelayConfig:
     backend_options: Mapping[str, Any] = attrs.field(factory=dict)
     peers: tuple[PeerRelay, ...] = ()
     limits: RelayLimits = attrs.field(factory=RelayLimits)
+    backend_start_seconds: float = DEFAULT_BACKEND_START_SECONDS
 
     @property
     def url(self) -> str:
@@ -116,7 +163,10 @@ class RelayConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> RelayConfig:
-        """Read the ``[relay]`` table of a TOML file (see the module docstring)."""
+        """Read the ``[relay]`` table of a TOML file (see docs/relay.md for every key).
+
+        A ConfigurationError names the file, the key and what is allowed there.
+        """
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -124,68 +174,129 @@ class RelayConfig:
             raise ConfigurationError(f"cannot read relay configuration {path}: {exc}") from None
         table = data.get("relay", {})
         if not isinstance(table, dict):
-            raise ConfigurationError("[relay] must be a table")
-        return cls.from_mapping(table, base=path.parent)
+            raise ConfigurationError(f"{path}: [relay] must be a table")
+        try:
+            return cls.from_mapping(table, base=path.parent)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from None
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], *, base: Path = Path()) -> RelayConfig:
-        known = {
-            "host",
-            "port",
-            "public_url",
-            "identity",
-            "tls_certificate",
-            "tls_key",
-            "backend",
-            "sqlite",
-            "nats",
-            "limits",
-            "peers",
-        }
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ConfigurationError(f"unknown [relay] settings: {', '.join(unknown)}")
+        """The configuration of a ``[relay]`` table; relative paths are resolved against
+        ``base``. Unknown keys, wrong types and values out of range are refused."""
+        _only(table, RELAY_KEYS, "[relay]")
         certificate = _typed(table, "tls_certificate", str, "")
         key = _typed(table, "tls_key", str, "")
         if bool(certificate) != bool(key):
-            raise ConfigurationError("tls_certificate and tls_key go together: set both or neither")
-        host = _typed(table, "host", str, "127.0.0.1")
-        if host in WILDCARD_HOSTS and not _typed(table, "public_url", str, ""):
             raise ConfigurationError(
-                f"a relay listening on {host!r} needs public_url: the URL agents dial "
-                "(their logins sign it, and the relay accepts only its own)"
+                "[relay] tls_certificate and tls_key go together: set both or neither"
+            )
+        host = _typed(table, "host", str, "127.0.0.1")
+        public_url = _typed(table, "public_url", str, "")
+        if host in WILDCARD_HOSTS and not public_url:
+            raise ConfigurationError(
+                f"[relay] a relay listening on host {host!r} needs public_url: the URL agents "
+                "dial (their logins sign it, and the relay accepts only its own)"
+            )
+        if public_url and not public_url.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"[relay] public_url must start with http:// or https:// (got {public_url!r})"
+            )
+        port = _typed(table, "port", int, 8700)
+        if not 0 <= port <= MAX_PORT:
+            raise ConfigurationError(f"[relay] port must be in 0..{MAX_PORT} (got {port})")
+        wait = _typed(table, "backend_start_seconds", (int, float), DEFAULT_BACKEND_START_SECONDS)
+        if not 0 <= wait <= MAX_BACKEND_START_SECONDS:
+            raise ConfigurationError(
+                f"[relay] backend_start_seconds must be in 0..{MAX_BACKEND_START_SECONDS} "
+                f"(got {wait})"
             )
         backend = _typed(table, "backend", str, "sqlite")
-        options = dict(_typed(table, backend, dict, {})) if backend in ("sqlite", "nats") else {}
+        options: dict[str, Any] = {}
+        for name, allowed in BACKEND_KEYS.items():
+            section = _typed(table, name, dict, {})
+            _only(section, allowed, f"[relay.{name}]")
+            if name == backend:
+                options = dict(section)
         if backend == "sqlite":
-            options["path"] = str(base / options.get("path", "relay.sqlite3"))
+            options["path"] = str(base / _typed(options, "path", str, "relay.sqlite3"))
+        limits = _typed(table, "limits", dict, {})
+        _only(limits, frozenset(f.name for f in attrs.fields(RelayLimits)), "[relay.limits]")
         return cls(
             host=host,
-            port=_typed(table, "port", int, 8700),
-            public_url=_typed(table, "public_url", str, "") or None,
+            port=port,
+            public_url=public_url or None,
             identity_path=base / _typed(table, "identity", str, "relay-identity.key"),
             tls_certificate=base / certificate if certificate else None,
             tls_key=base / key if key else None,
             backend=backend,
             backend_options=options,
             peers=tuple(_peer(p) for p in _typed(table, "peers", list, [])),
-            limits=RelayLimits.from_mapping(_typed(table, "limits", dict, {})),
+            limits=RelayLimits.from_mapping(limits),
+            backend_start_seconds=float(wait),
         )
 
 
-def _typed(table: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
+RELAY_KEYS = frozenset(
+    {
+        "host",
+        "port",
+        "public_url",
+        "identity",
+        "tls_certificate",
+        "tls_key",
+        "backend",
+        "backend_start_seconds",
+        "sqlite",
+        "nats",
+        "limits",
+        "peers",
+    }
+)
+"""The keys of the ``[relay]`` table (docs/relay.md describes each)."""
+BACKEND_KEYS: Mapping[str, frozenset[str]] = {
+    "sqlite": frozenset({"path"}),
+    "nats": frozenset({"servers", "prefix", "shared", "replicas"}),
+}
+"""The keys of each built-in backend's table, ``[relay.sqlite]`` and ``[relay.nats]``."""
+PEER_KEYS = frozenset({"relay_id", "url"})
+
+
+def _only(table: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigurationError(
+            f"{where} has no key {', '.join(map(repr, unknown))} "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _typed(table: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
     value = table.get(name, default)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ConfigurationError(f"relay setting {name} must be of type {kind.__name__}")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wanted = " or ".join(_TOML_TYPES.get(k, k.__name__) for k in kinds)
+        raise ConfigurationError(f"relay setting {name} must be {wanted} (got {value!r})")
     return value
+
+
+_TOML_TYPES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    dict: "a table",
+    list: "an array",
+    bool: "true or false",
+}
 
 
 def _peer(value: object) -> PeerRelay:
     if not isinstance(value, dict) or not is_agent_id(value.get("relay_id")):
         raise ConfigurationError("each [[relay.peers]] needs a relay_id (an agent id) and a url")
+    _only(value, PEER_KEYS, "[[relay.peers]]")
     url = value.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigurationError("a peer relay's url must be http:// or https://")
+        raise ConfigurationError("[[relay.peers]] url must start with http:// or https://")
     return PeerRelay(value["relay_id"], url.rstrip("/"))
 
 
@@ -236,9 +347,22 @@ async def running_relay(
     ``providers`` (the built-in ones by default).
     """
     _check_tls_files(config)
-    identity = identity or load_or_create_identity(config.identity_path)
-    backend = backend or open_backend(config.backend, config.backend_options, providers)
-    await backend.start()
+    if identity is None:
+        try:
+            identity = load_or_create_identity(config.identity_path)
+        except OSError as exc:
+            reason = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+            raise ConfigurationError(
+                f"cannot read or create the relay's identity {config.identity_path}: {reason}"
+            ) from None
+    # Listen first: a taken port is reported at once, not after the backend's wait.
+    sock = _listen(config.host, config.port)
+    try:
+        backend = backend or open_backend(config.backend, config.backend_options, providers)
+        await _start_backend(backend, config)
+    except BaseException:
+        sock.close()
+        raise
     peers = {p.relay_id: p.url for p in config.peers}
     service = RelayService(
         backend=backend, public_url=config.url, limits=config.limits, peers=peers, clock=clock
@@ -254,8 +378,12 @@ async def running_relay(
             port=config.port,
             ws="websockets-sansio",
             lifespan="off",
+            # Uvicorn's lines go through the process's logging (sealwire.logs), not a
+            # configuration of its own; requests are logged by the app, one line each.
+            log_config=None,
             log_level="warning",
             access_log=False,
+            backlog=LISTEN_BACKLOG,
             ws_max_size=WS_MAX_CLIENT_MESSAGE,
             # What the relay carries is ciphertext: deflating it costs CPU and saves nothing.
             ws_per_message_deflate=False,
@@ -264,7 +392,7 @@ async def running_relay(
             ssl_keyfile=str(config.tls_key) if config.tls else None,
         )
     )
-    serving: asyncio.Task[None] = asyncio.create_task(server.serve())
+    serving: asyncio.Task[None] = asyncio.create_task(server.serve(sockets=[sock]))
     supervisor.start(STORAGE_TASK, _storage_probe(service, supervisor))
     for rid, url in peers.items():
         supervisor.start(f"forwarder:{rid}", _forwarder(service, identity, rid, url, supervisor))
@@ -272,7 +400,7 @@ async def running_relay(
         while not server.started:
             if serving.done():
                 serving.result()
-                raise ConfigurationError(f"relay could not listen on {config.host}:{config.port}")
+                raise CannotListen(f"cannot listen on {config.host}:{config.port}")
             await asyncio.sleep(0.01)
         yield RunningRelay(
             url=config.url,
@@ -285,7 +413,66 @@ async def running_relay(
         await supervisor.stop()
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
+        sock.close()
         await backend.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (uvicorn listens on it), else CannotListen
+    with one line naming the address and the reason."""
+    where = f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError):
+        raise CannotListen(f"cannot listen on {where}: unknown host {host!r}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.set_inheritable(True)
+    except OSError as exc:
+        sock.close()
+        reason = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+        raise CannotListen(f"cannot listen on {where}: {reason}") from None
+    return sock
+
+
+async def _start_backend(backend: RelayBackend, config: RelayConfig) -> None:
+    """Start ``backend``, trying again with backoff while it is unreachable, for at
+    most ``config.backend_start_seconds``: one log line per failed attempt."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + config.backend_start_seconds
+    delay = BACKEND_RETRY_FIRST_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await backend.start()
+        except RelayUnavailable as exc:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RelayUnavailable(
+                    f"relay storage ({config.backend}) unreachable after {attempt} "
+                    f"attempt(s) in {config.backend_start_seconds:g} s: {exc}"
+                ) from None
+            wait = min(delay, left)
+            log.warning(
+                "relay storage (%s) unreachable, attempt %d: %s; retrying in %.1f s",
+                config.backend,
+                attempt,
+                exc,
+                wait,
+            )
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, BACKEND_RETRY_MAX_SECONDS)
+        else:
+            if attempt > 1:
+                log.warning("relay storage (%s) reached at attempt %d", config.backend, attempt)
+            return
 
 
 def _check_tls_files(config: RelayConfig) -> None:
@@ -347,8 +534,23 @@ async def _serve_forever(config: RelayConfig, providers: Sequence[RelayBackendPr
 def serve_relay(
     config: RelayConfig, providers: Sequence[RelayBackendProvider] = BUILTIN_RELAY_BACKENDS
 ) -> int:
-    """Run the relay until interrupted (SIGINT/SIGTERM); the process exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
+    """Run the relay until interrupted (SIGINT/SIGTERM); the process exit code.
+
+    An expected failure is one line on standard error and its code, never a
+    traceback: :data:`EXIT_UNREACHABLE` when the address cannot be listened on or
+    the storage stays unreachable, :data:`EXIT_CONFIGURATION` for a configuration
+    the relay cannot run with (TLS files, a backend's options).
+    """
+    if not logging.getLogger().handlers:
+        configure_logging()
+    try:
         asyncio.run(_serve_forever(config, providers))
-    return 0
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except (CannotListen, RelayUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    return EXIT_OK

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
+import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,7 +33,7 @@ import httpx
 
 from sealwire.agent._rpc import RpcConnection
 from sealwire.binding import ChannelClosed, PeerIdentity
-from sealwire.codec import A2AError, InternalRpcError, Request, UnsupportedOperationError
+from sealwire.codec import A2AError, InternalRpcError, Request, UnsupportedOperationError, encode
 from sealwire.errors import AuthenticationError, ConfigurationError, SealwireError
 from sealwire.identity import VerifiedCard
 from sealwire.transport.http import CARD_PATH, A2AHttpApp, HttpChannel, HttpListener, serve_http
@@ -51,6 +54,10 @@ CARD_TIMEOUT = 10.0
 MAX_UPSTREAM_CHANNELS = 256
 """Upstream HTTP channels kept, one per calling peer (its id is a header of each);
 the least recently used one is closed beyond this, so callers cannot pile up clients."""
+
+access_log = logging.getLogger("sealwire.sidecar.access")
+"""One INFO line per A2A request the sidecar carries, either way: who, what, size,
+result, duration (never the request's content)."""
 
 AgentFactory = Callable[..., "Agent"]
 """Builds the sidecar's agent from ``dispatcher=`` and ``card_base=`` keyword arguments."""
@@ -161,7 +168,8 @@ class Sidecar:
     # -- inbound: a verified peer's request, to the upstream ----------------------------------
 
     def _forward(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
-        return _relay(self._upstream_conn(peer.agent_id), request, "the upstream")
+        results = _relay(self._upstream_conn(peer.agent_id), request, "the upstream")
+        return _logged(results, request, who=peer.agent_id, peer="upstream", direction="in")
 
     def _upstream_conn(self, agent_id: str) -> RpcConnection:
         conn = self._upstream_conns.get(agent_id)
@@ -210,6 +218,10 @@ class Sidecar:
             async for result in _relay(conn, request, f"peer {name}"):
                 yield result
 
+        def logged_call(request: Request, caller: PeerIdentity) -> AsyncIterator[Any]:
+            results = call(request, caller)
+            return _logged(results, request, who="upstream", peer=peer.agent_id, direction="out")
+
         def card() -> dict[str, Any]:
             # The peer's card, reachable here: its signature no longer applies, so it goes.
             local = {"url": f"{self.local_url}{PEERS_PREFIX}{name}", "protocolBinding": "JSONRPC",
@@ -217,7 +229,7 @@ class Sidecar:
             kept = {k: v for k, v in peer.card.items() if k != "signatures"}
             return {**kept, "supportedInterfaces": [local]}
 
-        return A2AHttpApp(call, card, self._local_caller)
+        return A2AHttpApp(logged_call, card, self._local_caller)
 
 
 async def _relay(conn: RpcConnection, request: Request, where: str) -> AsyncIterator[Any]:
@@ -231,6 +243,50 @@ async def _relay(conn: RpcConnection, request: Request, where: str) -> AsyncIter
     except ChannelClosed:
         # The caller always gets an answer, even when the far side went away.
         raise InternalRpcError(f"the connection to {where} closed") from None
+
+
+async def _logged(
+    results: AsyncIterator[Any], request: Request, *, who: str, peer: str, direction: str
+) -> AsyncIterator[Any]:
+    """Pass ``results`` on; then log the request's access line (see ``access_log``)."""
+    started = time.perf_counter()
+    outcome, events = "ok", 0
+    try:
+        async for item in results:
+            events += 1
+            yield item
+    except A2AError as exc:
+        outcome = str(exc.code)
+        raise
+    except GeneratorExit:
+        # The HTTP side takes a call's one result and closes: that is success. A
+        # stream closed early was left by its caller.
+        outcome = "ok" if events and not request.method.streaming else "closed"
+        raise
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    except Exception as exc:
+        outcome = type(exc).__name__
+        raise
+    finally:
+        if access_log.isEnabledFor(logging.INFO):
+            _log_request(request, who, peer, direction, outcome, events, started)
+
+
+def _log_request(
+    request: Request, who: str, peer: str, direction: str, outcome: str, events: int,
+    started: float,
+) -> None:  # fmt: skip
+    ms = round((time.perf_counter() - started) * 1000, 3)
+    size = len(json.dumps(encode(request), separators=(",", ":")).encode())
+    method = request.method.value
+    access_log.info(
+        "%s %s %s -> %s %dB %s %.1fms",
+        direction, method, who, peer, size, outcome, ms,
+        extra={"who": who, "peer": peer, "direction": direction, "method": method,
+               "bytes": size, "events": events, "result": outcome, "duration_ms": ms},
+    )  # fmt: skip
 
 
 def _close_soon(conn: RpcConnection) -> None:

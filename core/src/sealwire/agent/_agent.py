@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from sealwire import __version__
+from sealwire import __version__, telemetry
 from sealwire.agent._card import build_card
 from sealwire.agent._group import ANSWER_ROUTE, GroupReply, GroupRouter
 from sealwire.agent._mailbox import MailboxRouter
@@ -55,7 +55,14 @@ from sealwire.codec import (
     Request,
     UnsupportedOperationError,
 )
-from sealwire.errors import ConfigurationError, PolicyError, SealwireError, StateError, TrustError
+from sealwire.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    PolicyError,
+    SealwireError,
+    StateError,
+    TrustError,
+)
 from sealwire.identity import Identity, TrustMode, TrustStore, VerifiedCard, verify_card
 from sealwire.model import (
     CancelTaskRequest,
@@ -549,6 +556,17 @@ class Agent:
         return channel
 
     async def _handshake(
+        self, binding: Binding, peer: VerifiedCard, decision: Decision
+    ) -> SecureChannel:
+        attributes = {"sealwire.binding": decision.binding, "sealwire.peer": peer.agent_id}
+        with telemetry.span("sealwire.handshake", attributes):
+            try:
+                return await self._connect_binding(binding, peer, decision)
+            except (AuthenticationError, PolicyError) as exc:
+                telemetry.count("sealwire.refusals", 1, {"reason": type(exc).__name__})
+                raise
+
+    async def _connect_binding(
         self, binding: Binding, peer: VerifiedCard, decision: Decision
     ) -> SecureChannel:
         negotiation = decision.negotiation

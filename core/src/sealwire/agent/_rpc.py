@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from sealwire import telemetry
 from sealwire.binding import ChannelClosed, PeerIdentity, SecureChannel
 from sealwire.codec import (
     A2A_VERSION,
@@ -90,8 +91,14 @@ class RpcConnection:
             self._reader = asyncio.create_task(self._read_loop(), name="sealwire-rpc-reader")
 
     async def _send(self, frame: Frame) -> None:
+        data = encode_frame(frame)
         async with self._send_lock:
-            await self.channel.send(encode_frame(frame))
+            if telemetry.ENABLED:
+                with telemetry.span("sealwire.seal", {"sealwire.peer": self.peer.agent_id}):
+                    await self.channel.send(data)
+                _count_frame("out", len(data))
+            else:
+                await self.channel.send(data)
 
     async def call(self, method: Method, params: Any) -> Any:
         """Send a request and return its typed result; a peer's error raises its A2AError."""
@@ -133,6 +140,8 @@ class RpcConnection:
         try:
             while True:
                 data = await self.channel.receive()
+                if telemetry.ENABLED:
+                    _count_frame("in", len(data))
                 try:
                     frame = decode_frame(data)
                 except A2AError as exc:
@@ -264,3 +273,10 @@ class RpcConnection:
 
 
 _NOTHING: Any = object()
+
+
+def _count_frame(direction: str, size: int) -> None:
+    """Count one frame sent or received, and its bytes (OpenTelemetry, when installed)."""
+    attributes = {"direction": direction}
+    telemetry.count("sealwire.messages", 1, attributes)
+    telemetry.count("sealwire.bytes", size, attributes)

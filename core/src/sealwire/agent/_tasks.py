@@ -501,12 +501,19 @@ class TaskManager:
             if not run.state.is_terminal:
                 await run.set_state(TaskState.CANCELED, None, by_handler=False)
         except Exception as exc:
-            log.warning("handler failed for task %s: %s", run.task.id, type(exc).__name__)
+            # The operator gets the message and the traceback; the peer only the fact.
+            log.exception(
+                "handler failed for task %s: %s: %s",
+                run.task.id,
+                type(exc).__name__,
+                exc,
+                extra={"task_id": run.task.id},
+            )
             if run.reply is None and not run.state.is_terminal:
                 await run.set_state(
                     TaskState.FAILED,
                     agent_message(
-                        f"the agent failed: {type(exc).__name__}",
+                        "the agent failed to handle the request",
                         task_id=run.task.id,
                         context_id=run.task.context_id,
                     ),

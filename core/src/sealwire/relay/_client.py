@@ -24,6 +24,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from sealwire import telemetry
 from sealwire.errors import (
     ConfigurationError,
     DecodeError,
@@ -386,6 +387,18 @@ class RelayClient:
     # -- plumbing -------------------------------------------------------------------
 
     async def _post(self, path: str, body: Mapping[str, Any], token: str | None) -> dict[str, Any]:
+        if not telemetry.ENABLED:
+            return await self._post_once(path, body, token)
+        with telemetry.span("sealwire.relay.call", {"sealwire.relay.route": path}):
+            try:
+                return await self._post_once(path, body, token)
+            except RelayError as exc:
+                telemetry.count("sealwire.refusals", 1, {"reason": str(exc.code)})
+                raise
+
+    async def _post_once(
+        self, path: str, body: Mapping[str, Any], token: str | None
+    ) -> dict[str, Any]:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         try:
             resp = await self._http.post(self.url + path, json=body, headers=headers)
