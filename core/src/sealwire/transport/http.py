@@ -23,6 +23,8 @@ from sealwire.transport._http_server import (
     A2AHttpApp,
     ExtraRoute,
     HttpListener,
+    TlsConnection,
+    TlsLayer,
     serve_http,
     tls_extension,
 )
@@ -41,6 +43,8 @@ __all__ = [
     "HttpListener",
     "SseDecoder",
     "SseEvent",
+    "TlsConnection",
+    "TlsLayer",
     "encode_sse",
     "grpc_available",
     "serve_http",
