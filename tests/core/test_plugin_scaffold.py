@@ -31,25 +31,37 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.Comple
     return done
 
 
-def _generate_and_install(
-    tmp_path: Path, name: str, shape: str, *, beside: tuple[Path, ...] = ()
-) -> tuple[Path, Path, Path, dict[str, str]]:
-    """``sealwire plugin new``, then a fresh virtual environment with core, ``beside``
-    and the new package installed: the package's folder, its python and its sealwire
-    command, and the environment to run them in."""
+def _generate_and_install_all(
+    tmp_path: Path, plugins: list[tuple[str, str]], *, beside: tuple[Path | str, ...] = ()
+) -> tuple[list[Path], Path, Path, dict[str, str]]:
+    """``sealwire plugin new`` for each (name, shape), then one fresh virtual
+    environment with core, ``beside`` and the new packages installed: the packages'
+    folders, its python and its sealwire command, and the environment to run them in."""
     uv = shutil.which("uv")
     assert uv is not None, "the test command installs uv"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEALWIRE_", "VIRTUAL_ENV"))}
-    _run(sys.executable, "-m", "sealwire.cli", "plugin", "new", name, "--shape", shape,
-         "--into", tmp_path, cwd=tmp_path, env=env)  # fmt: skip
-    package = tmp_path / f"sealwire-{name}"
+    packages = []
+    for name, shape in plugins:
+        _run(sys.executable, "-m", "sealwire.cli", "plugin", "new", name, "--shape", shape,
+             "--into", tmp_path, cwd=tmp_path, env=env)  # fmt: skip
+        packages.append(tmp_path / f"sealwire-{name}")
     venv = tmp_path / "venv"
     _run(uv, "venv", "-q", venv, "--python", sys.executable, cwd=tmp_path, env=env)
     python = venv / "bin" / "python"
-    editable = [f"{ROOT / 'core'}[testing]", *beside, f"{package}[test]"]
+    editable = [f"{ROOT / 'core'}[testing]", *beside, *(f"{p}[test]" for p in packages)]
     installs = [arg for path in editable for arg in ("-e", path)]
     _run(uv, "pip", "install", "-q", "--python", python, *installs, cwd=tmp_path, env=env)
-    return package, python, venv / "bin" / "sealwire", env
+    return packages, python, venv / "bin" / "sealwire", env
+
+
+def _generate_and_install(
+    tmp_path: Path, name: str, shape: str, *, beside: tuple[Path | str, ...] = ()
+) -> tuple[Path, Path, Path, dict[str, str]]:
+    """:func:`_generate_and_install_all` for one package."""
+    packages, python, sealwire, env = _generate_and_install_all(
+        tmp_path, [(name, shape)], beside=beside
+    )
+    return packages[0], python, sealwire, env
 
 
 def test_a_new_plugin_installs_passes_its_contract_and_carries_a_task(tmp_path: Path) -> None:
@@ -108,3 +120,25 @@ def test_a_new_store_installs_passes_its_contract_and_keeps_an_agent(tmp_path: P
     assert (tmp_path / "agent" / "shared" / "head").is_file()  # the state went to the folder
     card = json.loads(_run(sealwire, "--home", "agent", "card", cwd=tmp_path, env=env).stdout)
     assert card["name"] == "kept"
+
+
+def test_new_mailbox_group_and_transport_plugins_install_and_pass_their_contracts(
+    tmp_path: Path,
+) -> None:
+    """One environment for the three: each package installs beside the others, is
+    listed, and passes its contract suite as generated (the mailbox and group suites
+    on sealwire-relay's loopback relay), with warnings as errors."""
+    shapes = [("my-mailbox", "mailbox"), ("my-group", "group"), ("my-link", "transport")]
+    packages, python, sealwire, env = _generate_and_install_all(
+        tmp_path, shapes, beside=(f"{ROOT / 'relay'}[testing]",)
+    )
+    listed = _run(sealwire, "plugins", cwd=tmp_path, env=env).stdout
+    for name, _shape in shapes:
+        assert f"plugin {name}: sealwire-{name} 0.1.0" in listed
+    assert "binding my-mailbox 0.1.0 (urn:sealwire:binding:my-mailbox:1, mailbox)" in listed
+    assert "binding my-group 0.1.0 (urn:sealwire:binding:my-group:1, group)" in listed
+    expected = {"my-mailbox": "9 passed", "my-group": "7 passed", "my-link": "8 passed"}
+    for package, (name, _shape) in zip(packages, shapes, strict=True):
+        tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
+                      cwd=package, env=env)  # fmt: skip
+        assert expected[name] in tested.stdout, tested.stdout

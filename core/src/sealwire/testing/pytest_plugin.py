@@ -17,4 +17,5 @@ pytest.register_assert_rewrite(
     "sealwire.testing.mailbox_contract",
     "sealwire.testing.managed_store_contract",
     "sealwire.testing.store_contract",
+    "sealwire.testing.transport_contract",
 )

@@ -42,8 +42,9 @@ hypercorn puts in the scope, so
 * a TLS stack other than Python's ``ssl`` cannot be used: ``serve`` only takes
   certificate files through its ``Config`` and wraps sockets with ``ssl`` itself, so
   pyOpenSSL's post-quantum groups (sealwire-tls) would need a second listener;
-* the TLS handshake and shutdown bounds (:data:`HANDSHAKE_TIMEOUT`, and a close not
-  held 30 s by a peer keeping its socket open) are not settable per listener.
+* the TLS shutdown bound is not settable (a close held 30 s, asyncio's default, by
+  a peer keeping its socket open; :data:`CLOSE_GRACE` here), nor can a connection's
+  socket be set up (``TCP_NODELAY`` on each accepted socket: see ``_no_delay``).
 
 Serving through a plaintext loopback hop (``serve`` behind a TLS proxy that passes
 the certificate by the hop's port) would meet all three with public calls only, at
