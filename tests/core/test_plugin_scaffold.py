@@ -1,6 +1,7 @@
 """`sealwire plugin new` end to end: the package it writes installs in a fresh
 virtual environment, `sealwire plugins` lists it, its contract tests pass, and
-`sealwire send` carries a task over it between two agent processes."""
+`sealwire send` carries a task over it between two agent processes (the session
+binding directly, the mailbox binding through a relay process)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -73,12 +76,29 @@ def test_a_new_plugin_installs_passes_its_contract_and_carries_a_task(tmp_path: 
     tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package, env=env)
     assert "6 passed" in tested.stdout
 
-    (tmp_path / "handler.py").write_text(HANDLER)
     url = f"tcp://127.0.0.1:{free_port()}"
-    for home, extra in (("server", ["--listen", url]), ("client", [])):
-        _run(sealwire, "--home", home, "init", "--name", home, *extra, cwd=tmp_path, env=env)
-        with (tmp_path / home / "sealwire.toml").open("a") as config:
-            config.write('prefer = ["my-binding"]\n')  # [policy] is the file's last table
+    _carry_a_task(tmp_path, sealwire, env, "my-binding", server_init=["--listen", url], prefer=True)
+
+
+def _carry_a_task(
+    tmp_path: Path,
+    sealwire: Path,
+    env: dict[str, str],
+    binding: str,
+    *,
+    init: list[str] | None = None,
+    server_init: list[str] | None = None,
+    prefer: bool = False,
+) -> None:
+    """Two agents (``init`` options for both, ``server_init`` for the server's), the server
+    serving: ``sealwire send --verbose`` completes a task over ``binding``."""
+    (tmp_path / "handler.py").write_text(HANDLER)
+    for home, extra in (("server", server_init or []), ("client", [])):
+        _run(sealwire, "--home", home, "init", "--name", home, *(init or []), *extra,
+             cwd=tmp_path, env=env)  # fmt: skip
+        if prefer:
+            with (tmp_path / home / "sealwire.toml").open("a") as config:
+                config.write(f'prefer = ["{binding}"]\n')  # [policy] is the file's last table
     card = tmp_path / "server-card.json"
     card.write_text(_run(sealwire, "--home", "server", "card", cwd=tmp_path, env=env).stdout)
     server = subprocess.Popen(
@@ -91,7 +111,7 @@ def test_a_new_plugin_installs_passes_its_contract_and_carries_a_task(tmp_path: 
                     cwd=tmp_path, env=env)  # fmt: skip
         task = json.loads(sent.stdout)
         assert task["status"]["state"] == "TASK_STATE_COMPLETED", sent.stdout
-        assert "# binding: my-binding" in sent.stderr
+        assert f"# binding: {binding}" in sent.stderr
     finally:
         server.terminate()
         server.communicate(timeout=20)
@@ -142,3 +162,39 @@ def test_new_mailbox_group_and_transport_plugins_install_and_pass_their_contract
         tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
                       cwd=package, env=env)  # fmt: skip
         assert expected[name] in tested.stdout, tested.stdout
+
+    # A task over the mailbox binding, between two agent processes and a relay process
+    # (the group binding is installed too: the policy must not take it for a pairwise call).
+    port = free_port()
+    (tmp_path / "relay.toml").write_text(
+        f'[relay]\nhost = "127.0.0.1"\nport = {port}\nidentity = "{tmp_path / "relay.key"}"\n'
+        f'backend = "sqlite"\n[relay.sqlite]\npath = "{tmp_path / "relay.sqlite3"}"\n'
+    )
+    relay_url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "relay.log").open("wb") as log:
+        relay = subprocess.Popen(
+            [python, "-m", "sealwire_relay", "--config", tmp_path / "relay.toml"],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_for_relay(relay_url, relay)
+        _carry_a_task(tmp_path, sealwire, env, "my-mailbox", init=["--relay", relay_url])
+    finally:
+        relay.terminate()
+        relay.wait(timeout=20)
+
+
+RELAY_START = 60.0
+"""Seconds a relay process may take to answer on a loaded 2-core machine."""
+
+
+def _wait_for_relay(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + RELAY_START
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/v1/info", timeout=2):
+                return
+        except OSError:
+            assert process.poll() is None, "the relay process exited"
+            assert time.monotonic() < deadline, "the relay did not answer"
+            time.sleep(0.05)  # polling a starting process: no event to wait for
