@@ -236,4 +236,4 @@ def test_hypercorns_private_connection_handler_is_imported_in_one_place() -> Non
         for path in (ROOT / folder).rglob("*.py")
         if private.search(path.read_text(encoding="utf-8"))
     )
-    assert users == ["core/src/sealwire/transport/_http_server.py"]
+    assert users == ["core/src/sealwire/transport/_http_listener.py"]
