@@ -157,7 +157,7 @@ def test_new_mailbox_group_and_transport_plugins_install_and_pass_their_contract
         assert f"plugin {name}: sealwire-{name} 0.1.0" in listed
     assert "binding my-mailbox 0.1.0 (urn:sealwire:binding:my-mailbox:1, mailbox)" in listed
     assert "binding my-group 0.1.0 (urn:sealwire:binding:my-group:1, group)" in listed
-    expected = {"my-mailbox": "9 passed", "my-group": "7 passed", "my-link": "8 passed"}
+    expected = {"my-mailbox": "10 passed", "my-group": "7 passed", "my-link": "8 passed"}
     for package, (name, _shape) in zip(packages, shapes, strict=True):
         tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
                       cwd=package, env=env)  # fmt: skip
