@@ -1,9 +1,11 @@
-"""The A2A v1.0 conformance suite's world: one agent, one caller, three transports
+"""The A2A v1.0 conformance suite's world: one agent, one caller, five transports
 (see ``tests/helpers/a2a_conformance.py`` for how each carries the requests)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,12 @@ from a2a_conformance import A2A, TRANSPORTS, Frames, Https, Rest, client_context
 from cryptography.hazmat.primitives import serialization
 from ports import free_port
 
+from sealwire.adapters import PEERS_PREFIX, Sidecar
 from sealwire.agent import Agent, TaskContext
 from sealwire.identity import Identity
 from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
+from sealwire.transport.http import serve_http
 from sealwire_relay import RelayConfig, running_relay
 from sealwire_tls import self_signed_certificate
 
@@ -46,7 +50,10 @@ async def a2a(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         try:
             async with served, caller:
                 served.trust.pin(ids[1].public)
-                if transport in ("https", "rest"):
+                if transport == "sidecar":
+                    async with _sidecar(served) as url, httpx.AsyncClient(trust_env=False) as http:
+                        yield A2A(transport, served, Https(http, url), gate)
+                elif transport in ("https", "rest"):
                     ctx = client_context(served, ids[1], tmp_path)
                     async with httpx.AsyncClient(verify=ctx, trust_env=False) as http:
                         url = next(o.url for o in served.card.offers if o.name == "tls") or ""
@@ -64,6 +71,31 @@ async def a2a(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         finally:
             for client in clients:
                 await client.close()
+
+
+@contextlib.asynccontextmanager
+async def _sidecar(served: Agent) -> AsyncIterator[str]:
+    """A sidecar (for an upstream that only serves its card) with ``served`` as its peer;
+    yields the local URL at which the upstream would call that peer."""
+    card = {"name": "upstream", "description": "calls peers through its sidecar",
+            "version": "1.0", "supportedInterfaces": [], "capabilities": {},
+            "defaultInputModes": ["text/plain"], "defaultOutputModes": ["text/plain"],
+            "skills": []}  # fmt: skip
+
+    async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": json.dumps(card).encode()})
+
+    def make_agent(**options: Any) -> Agent:
+        return Agent(Identity.generate(), MemoryStore(), name="sidecar", **options)
+
+    listener = await serve_http(upstream, "http://127.0.0.1:0")
+    try:
+        async with Sidecar(listener.url, make_agent, peers={"served": served.card.card}) as side:
+            yield f"{side.local_url}{PEERS_PREFIX}served"
+    finally:
+        await listener.close()
 
 
 class _relay:

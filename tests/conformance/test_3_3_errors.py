@@ -10,6 +10,9 @@ from a2a_conformance import A2A
 
 from sealwire.agent import PushPolicy
 
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+
 
 class TestJsonRpcErrors:
     """§9.5: the standard JSON-RPC codes."""
@@ -38,6 +41,30 @@ class TestJsonRpcErrors:
         bad = {"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": 5}]}}
         answer = await a2a.call("SendMessage", bad)
         assert "message.parts[0].text" in answer["error"]["message"]
+        # §9.5: and in a google.rpc.BadRequest of the error's details
+        (bad_request,) = [d for d in answer["error"]["data"] if d["@type"] == BAD_REQUEST]
+        assert [v["field"] for v in bad_request["fieldViolations"]] == [
+            "params.message.parts[0].text"
+        ]
+
+
+class TestErrorDetails:
+    """§9.5: an error's ``data`` is its details, each with an ``@type``; A2A's
+    ``google.rpc.ErrorInfo`` gives the §5.4 reason in the ``a2a-protocol.org`` domain."""
+
+    @pytest.mark.parametrize(
+        ("method", "params", "reason"),
+        [
+            ("GetTask", {"id": "no-such-task"}, "TASK_NOT_FOUND"),
+            ("NoSuchMethod", {}, "METHOD_NOT_FOUND"),
+            ("GetTask", {"id": 5}, "INVALID_PARAMS"),
+        ],
+    )
+    async def test_error_info(self, a2a: A2A, method: str, params: Any, reason: str) -> None:
+        data = (await a2a.call(method, params))["error"]["data"]
+        assert all(isinstance(d, dict) and isinstance(d.get("@type"), str) for d in data)
+        (info,) = [d for d in data if d["@type"] == ERROR_INFO]
+        assert (info["reason"], info["domain"]) == (reason, "a2a-protocol.org")
 
 
 class TestA2AErrors:

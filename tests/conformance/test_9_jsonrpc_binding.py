@@ -1,5 +1,6 @@
-"""A2A v1.0 §9, the JSON-RPC binding over HTTP (the TLS binding's endpoint only):
-streaming answers, errors of streaming methods, and an unmodified a2a-sdk client."""
+"""A2A v1.0 §9, the JSON-RPC binding over HTTP (the TLS binding's endpoint and a
+sidecar's local endpoint): streaming answers, errors of streaming methods, and an
+unmodified a2a-sdk client."""
 
 from __future__ import annotations
 
@@ -16,13 +17,20 @@ from sealwire.identity import Identity
 
 
 def test_every_transport_is_tried() -> None:
-    assert TRANSPORTS == ("https", "rest", "noise", "mailbox")
+    assert TRANSPORTS == ("https", "rest", "noise", "mailbox", "sidecar")
 
 
 @pytest.fixture
 def https(a2a: A2A) -> A2A:
     if a2a.name != "https":
-        pytest.skip("a case of the HTTP binding itself")
+        pytest.skip("a case of the TLS binding's endpoint itself")
+    return a2a
+
+
+@pytest.fixture
+def http(a2a: A2A) -> A2A:
+    if a2a.name not in ("https", "sidecar"):
+        pytest.skip("a case of the JSON-RPC binding over HTTP")
     return a2a
 
 
@@ -45,17 +53,17 @@ class TestStreamingOverHttp:
     """§9.4.2 / §9.4.6: streams are Server-Sent Events; so are their errors (as
     a2a-sdk's own server sends them: an ``error`` event holding the error response)."""
 
-    async def test_events(self, https: A2A) -> None:
-        events = await _events(https, "SendStreamingMessage", {"message": message("abc")})
+    async def test_events(self, http: A2A) -> None:
+        events = await _events(http, "SendStreamingMessage", {"message": message("abc")})
         assert {kind for kind, _ in events} == {"message"}
         assert all(data["id"] == 3 and "result" in data for _, data in events)
 
-    async def test_errors(self, https: A2A) -> None:
-        events = await _events(https, "SubscribeToTask", {"id": "no-such-task"})
+    async def test_errors(self, http: A2A) -> None:
+        events = await _events(http, "SubscribeToTask", {"id": "no-such-task"})
         assert [(kind, data["error"]["code"]) for kind, data in events] == [("error", -32001)]
 
 
-async def test_a2a_sdk_streaming_client_gets_the_error(https: A2A, tmp_path: Path) -> None:
+async def test_a2a_sdk_streaming_client_gets_the_error(http: A2A) -> None:
     """An unmodified a2a-sdk client (JSONRPC binding, from the served card) raises the
     error a streaming method answers with."""
     from a2a.client import ClientConfig, ClientFactory
@@ -63,7 +71,7 @@ async def test_a2a_sdk_streaming_client_gets_the_error(https: A2A, tmp_path: Pat
     from a2a.types import SubscribeToTaskRequest
     from a2a.utils.errors import TaskNotFoundError
 
-    carrier: Any = https._carrier
+    carrier: Any = http._carrier
     card = (await carrier.http.get(carrier.url + "/.well-known/agent-card.json")).json()
     config = ClientConfig(
         streaming=True, httpx_client=carrier.http, supported_protocol_bindings=["JSONRPC"]

@@ -25,7 +25,7 @@ from sealwire.binding import PeerIdentity
 from sealwire.codec import Request
 from sealwire.errors import AuthenticationError
 from sealwire.identity import Identity
-from sealwire.transport.http import A2AHttpApp, serve_http
+from sealwire.transport.http import GRPC_PREFIX, A2AHttpApp, grpc_available, serve_http
 
 RPC = {"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": "t"}}
 MAX_BODY = 4096
@@ -81,6 +81,32 @@ async def test_refusals_over_tcp_log_no_error(
         rest = await http.post(listener.url + "/message:send", content=b"x" * 200_000,
                                headers={"x-caller": "1"})  # fmt: skip
         assert rest.status_code == 400 and rest.http_version == version
+    _no_errors(caplog)
+
+
+async def test_grpc_refusals_log_no_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """gRPC on the same endpoint (HTTP/2 only): a refused call reads its body first too,
+    and ends with the PERMISSION_DENIED trailers on a connection that stays up."""
+    if not grpc_available():
+        pytest.skip("gRPC needs a2a-sdk's protos (sealwire[a2a])")
+    caplog.set_level(logging.INFO)
+    cert, key = make_certificate(tmp_path, "server")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    server_tls.set_alpn_protocols(["h2"])
+    app = A2AHttpApp(dispatch, lambda: {}, identify, grpc=True, max_body=MAX_BODY)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    async with (
+        await serve_http(app, "https://127.0.0.1:0", ssl=server_tls) as listener,
+        httpx.AsyncClient(verify=client_tls, http2=True, trust_env=False) as http,
+    ):
+        for size in BODY_SIZES:
+            for _ in range(REFUSALS_PER_CONNECTION):
+                answer = await http.post(listener.url + GRPC_PREFIX + "GetTask",
+                                         content=b"x" * size,
+                                         headers={"content-type": "application/grpc"})  # fmt: skip
+                assert answer.status_code == 200 and answer.http_version == "HTTP/2"
+                assert answer.headers["content-type"] == "application/grpc"
     _no_errors(caplog)
 
 

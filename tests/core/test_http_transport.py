@@ -87,7 +87,9 @@ async def test_card_unary_errors_and_routes(url: str) -> None:
         err = (await http.post(url, json=rpc("GetTask", {"id": "missing"}, 7))).json()
         assert err["id"] == 7 and err["error"]["code"] == -32001
         bug = (await http.post(url, json=rpc("GetTask", {"id": "boom"}))).json()
-        assert bug["error"] == {"code": -32603, "message": "internal error"}
+        assert bug["error"] == {"code": -32603, "message": "internal error", "data": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "INTERNAL_ERROR",
+             "domain": "a2a-protocol.org", "metadata": {}}]}  # fmt: skip
         old = await http.post(url, json=rpc("GetTask", {"id": "t"}), headers={"A2A-Version": "9.0"})
         assert old.json()["error"]["code"] == -32009 and old.json()["id"] == 1
         assert (await http.post(url + "/extra", content=b"abc")).json() == {"got": 3}

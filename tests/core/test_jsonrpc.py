@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealwire.codec import (
+    BAD_REQUEST_TYPE,
+    ERROR_INFO_TYPE,
     V03_ALIASES,
     A2AError,
     ContentTypeNotSupportedError,
@@ -34,6 +36,7 @@ from sealwire.codec import (
     UnsupportedOperationError,
     VersionNotSupportedError,
     encode,
+    error_reason,
     parse_message,
     parse_request,
     parse_response,
@@ -218,9 +221,11 @@ def test_errors_carry_the_request_id() -> None:
     assert info.value.request_id == "r9"
     assert isinstance(info.value, DecodeError)
     answer = ErrorResponse.from_error(info.value)
-    assert answer == ErrorResponse(
-        id="r9", error=RpcError(-32602, "params.id: required field is missing")
-    )
+    assert answer.id == "r9" and answer.error.code == -32602
+    assert answer.error.message == "params.id: required field is missing"
+    assert answer.error.data[1]["fieldViolations"] == [
+        {"field": "params.id", "description": "required field is missing"}
+    ]
     assert ErrorResponse.from_error(TaskNotFoundError(), 4).id == 4
 
 
@@ -301,19 +306,42 @@ A2A_ERRORS: list[tuple[type[A2AError], int]] = [
 @pytest.mark.parametrize(("cls", "code"), A2A_ERRORS)
 def test_error_codes_map_both_ways(cls: type[A2AError], code: int) -> None:
     assert cls.code == code
-    error = cls("it went wrong", data={"k": 1}).to_rpc_error()
-    assert error == RpcError(code, "it went wrong", {"k": 1})
+    error = cls("it went wrong", data={"k": "1"}).to_rpc_error()
+    info = {"@type": ERROR_INFO_TYPE, "reason": cls.reason, "domain": "a2a-protocol.org",
+            "metadata": {"k": "1"}}  # fmt: skip
+    assert error == RpcError(code, "it went wrong", [info])  # §9.5: details as a2a-sdk sends
     back = rpc_error_from(error)
-    assert type(back) is cls and back.message == "it went wrong" and back.data == {"k": 1}
-    assert type(rpc_error_from(code)) is cls
+    assert type(back) is cls and back.message == "it went wrong" and back.data == {"k": "1"}
+    assert type(rpc_error_from(code)) is cls and error_reason(code) == cls.reason
     assert cls().message  # every class has a default message
 
 
 def test_unknown_error_codes_keep_their_code() -> None:
     error = rpc_error_from(RpcError(-31999, "custom"))
-    assert type(error) is A2AError and error.code == -31999
-    assert error.to_rpc_error() == RpcError(-31999, "custom")
+    assert type(error) is A2AError and error.code == -31999 and error.reason == "UNKNOWN_ERROR"
+    assert error.to_rpc_error().code == -31999 and error.to_rpc_error().message == "custom"
     assert A2AError.code == -32603  # the instance's code did not leak into the class
+
+
+def test_a_named_field_travels_as_a_bad_request_violation() -> None:
+    sent = InvalidParamsError("must be a string", field="message.parts[0].text").to_rpc_error()
+    assert sent.message == "message.parts[0].text: must be a string"
+    assert sent.data[1] == {"@type": BAD_REQUEST_TYPE, "fieldViolations": [
+        {"field": "message.parts[0].text", "description": "must be a string"}]}  # fmt: skip
+    back = rpc_error_from(sent)  # as a relaying sidecar re-sends it: the same error object
+    assert back.field == "message.parts[0].text" and back.to_rpc_error() == sent
+
+
+def test_received_details_of_any_shape_are_ignored_not_trusted() -> None:
+    info = {"@type": ERROR_INFO_TYPE, "reason": "TASK_NOT_FOUND", "domain": "a2a-protocol.org"}
+    other_field = {"@type": BAD_REQUEST_TYPE, "fieldViolations": [{"field": "other"}]}
+    foreign = {**info, "domain": "evil.example", "metadata": {"k": "v"}}
+    for data in (None, "text", 3, {"k": "v"}, [1, "x", None], [{**info, "metadata": {"k": 1}}],
+                 [foreign], [other_field]):  # fmt: skip
+        error = rpc_error_from(RpcError(-32001, "task not found", data))
+        assert type(error) is TaskNotFoundError and error.data is None and error.field is None
+    a2a = rpc_error_from(RpcError(-31000, "custom", [{**info, "reason": "MINE", "metadata": {}}]))
+    assert a2a.reason == "MINE" and a2a.code == -31000
 
 
 json_values = st.recursive(

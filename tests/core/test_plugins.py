@@ -236,10 +236,16 @@ def _sealwire(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         ("import no_such_module_anywhere\n", "failed to load: ModuleNotFoundError"),
         (
             "from sealwire import hookimpl\n\n@hookimpl\ndef sealwire_bindingz():\n    return []\n",
-            "sealwire_bindingz",
+            "implements 'sealwire_bindingz' (did you mean 'sealwire_bindings'?), which Sealwire"
+            " has no hook for (hooks: sealwire_bindings, sealwire_cli_commands,",
+        ),
+        (
+            "from sealwire import hookimpl\n\n@hookimpl\ndef sealwire_bindings(extra):\n"
+            "    return []\n",
+            "Argument(s) {'extra'} are declared in the hookimpl but can not be found",
         ),
     ],
-    ids=["import-error", "misspelled-hook"],
+    ids=["import-error", "misspelled-hook", "wrong-signature"],
 )
 def test_a_broken_plugin_is_one_line_and_can_be_disabled(
     tmp_path: Path, source: str, problem: str

@@ -91,12 +91,20 @@ def test_file_round_trip_raw_and_limits(tmp_path: Path) -> None:
         StoreKey.from_file(tmp_path / "absent.key")
 
 
-def test_readable_key_file_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o602])
+def test_a_key_file_open_to_group_or_others_is_refused_with_the_chmod(
+    tmp_path: Path, mode: int
+) -> None:
     path = tmp_path / "store.key"
     path.write_bytes(StoreKey.generate().export_for_file())
-    path.chmod(0o644)
-    StoreKey.from_file(path)
-    assert "accessible to group or others" in caplog.text
+    path.chmod(mode)
+    with pytest.raises(ConfigurationError) as caught:
+        StoreKey.from_file(path)
+    assert f"run 'chmod 600 {path}'" in str(caught.value)
+    assert f"mode {mode:04o}" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    path.chmod(0o600)
+    StoreKey.from_file(path)  # accepted once private
 
 
 def test_resolve_order_env_then_file_then_providers(
@@ -105,6 +113,7 @@ def test_resolve_order_env_then_file_then_providers(
     env_key, file_key, provided = StoreKey.generate(), StoreKey.generate(), StoreKey.generate()
     path = tmp_path / "store.key"
     path.write_bytes(file_key.export_for_file())
+    path.chmod(0o600)
     calls: list[str] = []
 
     def none() -> StoreKey | None:

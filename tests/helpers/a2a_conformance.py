@@ -11,7 +11,9 @@ checks) over the transport the test is parametrised with:
   its answer turned back into a JSON-RPC response (codes from the ErrorInfo
   reason): a case that cannot be said in REST (no task id, a params array) is
   skipped there;
-* ``noise`` and ``mailbox`` - a Sealwire frame sent on a raw secure channel.
+* ``noise`` and ``mailbox`` - a Sealwire frame sent on a raw secure channel;
+* ``sidecar`` - POSTed in plain HTTP to a sidecar's local endpoint for the agent
+  (``/peers/<name>``), which carries it over its own agent's binding (Noise).
 
 Answers come back as JSON-RPC response objects (a stream as the list of them),
 so a case asserts the same thing whatever carried it: the bus is one.
@@ -36,7 +38,7 @@ from sealwire.identity import Identity
 from sealwire_tls import self_signed_certificate
 from sealwire_tls.testing import export_client_files
 
-TRANSPORTS = ("https", "rest", "noise", "mailbox")
+TRANSPORTS = ("https", "rest", "noise", "mailbox", "sidecar")
 ANSWER_TIMEOUT = 20.0
 """Seconds a transport may take to answer one request on a loaded machine."""
 TERMINAL = frozenset({"TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED",
@@ -214,7 +216,7 @@ class Rest:
         code = _REST_CODES[info["reason"]]
         assert error["code"] == _REST_STATUS.get(code, 400)
         assert status in (None, error["code"])
-        return {"code": code, "message": error["message"]}
+        return {"code": code, "message": error["message"], "data": error["details"]}
 
 
 class Frames:

@@ -358,6 +358,14 @@ async def test_invalid_params(world: World) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as failed:
         await world.stub().SendMessage(a2a_pb2.SendMessageRequest(message=no_parts))
     assert _status(failed.value) == ("INVALID_ARGUMENT", "INVALID_PARAMS")
+    from a2a.utils.grpc_status import status_from_call
+    from google.rpc import error_details_pb2
+
+    status = status_from_call(failed.value)
+    assert status is not None
+    bad = error_details_pb2.BadRequest()  # §9.5: the field at fault, as on JSON-RPC and REST
+    assert any(detail.Unpack(bad) for detail in status.details)
+    assert [v.field for v in bad.field_violations] == ["params.message.parts"]
 
 
 async def test_http_1_1_is_no_grpc(world: World, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sealwire.agent import Agent
+from sealwire.agent import Agent, TaskContext
 from sealwire.agent._rpc import RpcConnection
 from sealwire.binding import Negotiation, PeerIdentity, Property, SecureChannel
 from sealwire.codec import A2AError, Method
@@ -288,7 +288,11 @@ async def test_an_https_listen_url_is_offered_at_its_bound_port(
         Identity.generate(), MemoryStore(), name="server", listen=["https://127.0.0.1:0"],
         registry=tls_registry(),
     )  # fmt: skip
-    server.on_message(lambda task: task.reply("hi"))
+
+    async def reply(task: TaskContext) -> None:
+        await task.reply("hi")
+
+    server.on_message(reply)
     client = agents("client", serve=False)
     async with server, client:
         offer = server.card.offer("tls")

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 
-from sealwire.errors import DecodeError, StateError
+from sealwire.errors import ConfigurationError, DecodeError, StateError
 
 if TYPE_CHECKING:
     from sealwire.codec import Request
@@ -309,9 +309,27 @@ class Binding(abc.ABC):
     """Base of every binding. Subclasses set ``info`` and take a context."""
 
     info: ClassVar[BindingInfo]
+    option_names: ClassVar[frozenset[str]] = frozenset()
+    """The keys of ``[bindings.<name>]`` this binding reads: :meth:`check_options`
+    refuses any other (a misspelled option would otherwise be silently ignored)."""
 
     def __init__(self, context: BindingContext) -> None:
         self.context = context
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, object]) -> None:
+        """Check this binding's ``[bindings.<name>]`` table when the configuration is read.
+
+        :raises ConfigurationError: naming the key (``bindings.<name>.<key>``) and what
+            is allowed. The default refuses keys not in :attr:`option_names`; a binding
+            whose options take values to check extends it (calling this first).
+        """
+        unknown = sorted(set(options) - cls.option_names)
+        if unknown:
+            allowed = ", ".join(sorted(cls.option_names)) or "none: it takes no options"
+            raise ConfigurationError(
+                f"unknown key bindings.{cls.info.name}.{unknown[0]} (allowed: {allowed})"
+            )
 
     @classmethod
     def card_parameters(

@@ -18,6 +18,10 @@ class as ``code``.
 
 from __future__ import annotations
 
+import os
+import socket
+import ssl
+
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
@@ -30,7 +34,39 @@ __all__ = [
     "SealwireError",
     "StateError",
     "TrustError",
+    "describe_cause",
 ]
+
+MAX_CAUSE_DEPTH = 16
+"""Links of ``__cause__``/``__context__`` followed; real chains (httpx over httpcore over
+a socket error) are 3 to 5 deep, and a cycle must not loop."""
+
+
+def describe_cause(exc: BaseException) -> str:
+    """The underlying reason of a failed connect, listen or send, in words a person acts
+    on: ``connection refused``, ``address already in use``, ``name or service not known``,
+    ``TLS certificate verify failed: ...``, ``timed out``; found down ``exc``'s chain of
+    causes (an ``httpx.ConnectError`` wraps the socket's error). The exception's type
+    name when nothing better is found. Never a secret: OS and TLS reasons only."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and len(chain) < MAX_CAUSE_DEPTH and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    for link in chain:
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return f"TLS certificate verify failed: {link.verify_message}"
+    for link in chain:
+        if isinstance(link, socket.gaierror) and link.strerror:
+            return link.strerror[:1].lower() + link.strerror[1:]
+        if isinstance(link, TimeoutError) and not link.errno:
+            return "timed out"
+        if isinstance(link, OSError) and link.errno and link.errno > 0:
+            return os.strerror(link.errno)[:1].lower() + os.strerror(link.errno)[1:]
+    for link in chain:
+        if isinstance(link, ssl.SSLError):
+            return f"TLS failed: {link.reason or type(link).__name__}"
+    return type(exc).__name__
 
 
 class SealwireError(Exception):

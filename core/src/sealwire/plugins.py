@@ -9,6 +9,7 @@ kind with the same name are an error naming both plugins.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import os
@@ -160,7 +161,7 @@ def build_manager(
             try:
                 pm.register(module, name=ep.name)
             except pluggy.PluginValidationError as exc:  # a hook with a wrong signature
-                raise _plugin_error(ep.name, shipped, str(exc)) from exc
+                raise _plugin_error(ep.name, shipped, _one_line(str(exc))) from exc
             infos.append(
                 PluginInfo(
                     name=ep.name,
@@ -178,7 +179,8 @@ def build_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:  # a misspelled hook name
-        raise _plugin_error(pm.get_name(exc.plugin) or "?", shipped, str(exc)) from exc
+        name = pm.get_name(exc.plugin) or "?"
+        raise _plugin_error(name, shipped, _unknown_hooks(pm, exc)) from exc
     return pm, tuple(infos)
 
 
@@ -187,6 +189,33 @@ def _plugin_error(name: str, shipped: Mapping[str, str], problem: str) -> Config
     return ConfigurationError(
         f"plugin {name!r}{shipped.get(name, '')} {problem}"
         f" (start without it: --disable-plugin {name} or {BLOCK_ENV}={name})"
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> str:
+    """What :meth:`pluggy.PluginManager.check_pending` found: the plugin's hook names that
+    no Sealwire hook has, each with the closest real one, and the list of hooks."""
+    known = sorted(n for n in dir(hookspecs) if n.startswith(f"{ENTRY_POINT_GROUP}_"))
+    unknown = sorted(
+        caller.name
+        for caller in pm.hook.__dict__.values()
+        if isinstance(caller, pluggy.HookCaller)
+        and not caller.has_spec()
+        and any(impl.plugin is exc.plugin for impl in caller.get_hookimpls())
+    )
+    if not unknown:
+        return _one_line(str(exc))
+    guesses = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        guesses.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (
+        f"implements {', '.join(guesses)}, which Sealwire has no hook for"
+        f" (hooks: {', '.join(known)})"
     )
 
 

@@ -262,7 +262,9 @@ def _expect_keys(data: Any, allowed: set[str], where: str) -> None:
         raise ConfigurationError(f"{where}: expected a table")
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ConfigurationError(f"{where}: unknown key {unknown[0]!r}")
+        raise ConfigurationError(
+            f"unknown key {where}.{unknown[0]} (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def _flag(value: Any, where: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -54,7 +55,7 @@ from sealwire.codec import (
     Request,
     UnsupportedOperationError,
 )
-from sealwire.errors import PolicyError, SealwireError, StateError, TrustError
+from sealwire.errors import ConfigurationError, PolicyError, SealwireError, StateError, TrustError
 from sealwire.identity import Identity, TrustMode, TrustStore, VerifiedCard, verify_card
 from sealwire.model import (
     CancelTaskRequest,
@@ -152,7 +153,21 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def on_message(self, handler: Handler) -> Handler:
-        """Register the handler for incoming messages (usable as a decorator)."""
+        """Register the handler for incoming messages (usable as a decorator).
+
+        :raises ConfigurationError: naming the handler, when it is not an ``async def``
+            function (or an object whose ``__call__`` is one): a plain function would
+            fail on every task instead of now.
+        """
+        call = getattr(handler, "__call__", None)  # noqa: B004 - an object's async __call__
+        if not (inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)):
+            name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+            module = getattr(handler, "__module__", None)
+            where = f"{module}.{name}" if module else name
+            raise ConfigurationError(
+                f"the message handler {where} must be an async function "
+                "(async def handler(task): ...), called with each task"
+            )
         self.tasks.handler = handler
         return handler
 

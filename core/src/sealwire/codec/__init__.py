@@ -11,6 +11,9 @@
 from __future__ import annotations
 
 from sealwire.codec._errors import (
+    A2A_DOMAIN,
+    BAD_REQUEST_TYPE,
+    ERROR_INFO_TYPE,
     A2AError,
     ContentTypeNotSupportedError,
     ExtendedAgentCardNotConfiguredError,
@@ -27,6 +30,7 @@ from sealwire.codec._errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
     VersionNotSupportedError,
+    error_reason,
     rpc_error_from,
 )
 from sealwire.codec._frame import (
@@ -79,6 +83,9 @@ __all__ = [
     "MAX_SERVICE_PARAMETERS",
     "NON_EMPTY",
     "V03_ALIASES",
+    "A2A_DOMAIN",
+    "BAD_REQUEST_TYPE",
+    "ERROR_INFO_TYPE",
     "A2AError",
     "ContentTypeNotSupportedError",
     "ErrorResponse",
@@ -114,6 +121,7 @@ __all__ = [
     "parse_message",
     "parse_request",
     "parse_response",
+    "error_reason",
     "rpc_error_from",
     "to_json",
 ]

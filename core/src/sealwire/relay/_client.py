@@ -24,7 +24,13 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from sealwire.errors import ConfigurationError, DecodeError, LocalProtocolError, SealwireError
+from sealwire.errors import (
+    ConfigurationError,
+    DecodeError,
+    LocalProtocolError,
+    SealwireError,
+    describe_cause,
+)
 from sealwire.identity import Identity, PublicIdentity
 from sealwire.relay._stream import MailboxStream, StreamUnusable, _Unsupported
 from sealwire.relay.errors import (
@@ -100,7 +106,7 @@ def _tls_context(ca: str | None = None) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=ca)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigurationError(
-            f"cannot load the relay CA file {ca}: {type(exc).__name__}"
+            f"cannot load the relay CA file {ca}: {describe_cause(exc)}"
         ) from None
     # A pinned relay certificate need not be a CA's: accept a chain ending at it.
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
@@ -111,9 +117,10 @@ def _transport_error(url: str, exc: httpx.HTTPError) -> RelayError:
     """The typed error for a request to the relay at ``url`` that got no answer."""
     if _untrusted_certificate(exc):
         return RelayCertificateError(
-            f"relay {url}: its TLS certificate is not trusted (set the relay CA)"
+            f"relay {url}: its TLS certificate is not trusted ({describe_cause(exc)};"
+            " set the relay CA)"
         )
-    return RelayUnavailable(f"relay {url} unreachable: {type(exc).__name__}")
+    return RelayUnavailable(f"relay {url} unreachable: {describe_cause(exc)}")
 
 
 def _untrusted_certificate(exc: BaseException) -> bool:

@@ -34,7 +34,13 @@ from sealwire.store._base import (
     check_prefix,
     check_value,
 )
-from sealwire.store._keys import DEFAULT_KEY_ENV, STORE_KEY_SIZE, StoreKey, resolve_store_key
+from sealwire.store._keys import (
+    DEFAULT_KEY_ENV,
+    STORE_KEY_SIZE,
+    StoreKey,
+    require_private_file,
+    resolve_store_key,
+)
 from sealwire.store._managed import (
     CHUNK_MAX,
     HEAD_MAX,
@@ -88,6 +94,7 @@ __all__ = [
     "open_behind_cache",
     "open_store",
     "option_number",
+    "require_private_file",
     "resolve_store_key",
     "seal_value",
     "unseal_value",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import os
 import stat
 from collections.abc import Callable, Sequence
@@ -20,9 +19,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sealwire.errors import ConfigurationError, SealwireError
 
-__all__ = ["DEFAULT_KEY_ENV", "STORE_KEY_SIZE", "StoreKey", "resolve_store_key"]
+__all__ = [
+    "DEFAULT_KEY_ENV",
+    "STORE_KEY_SIZE",
+    "StoreKey",
+    "require_private_file",
+    "resolve_store_key",
+]
 
-log = logging.getLogger("sealwire.store")
 
 STORE_KEY_SIZE = 32
 """AES-256 key length in bytes."""
@@ -31,6 +35,30 @@ DEFAULT_KEY_ENV = "SEALWIRE_STORE_KEY"
 
 _MAX_KEY_FILE = 4096
 """A key file is a few dozen bytes; never read more than this from it."""
+
+
+LOOSE_MODE_BITS = stat.S_IRWXG | stat.S_IRWXO
+"""Any permission for group or others on a key file: refused (a key readable by
+another account is a key shared with it)."""
+
+
+def _loose_mode_error(path: Path, mode: int, what: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{what} {path} is accessible to group or others (mode {stat.S_IMODE(mode):04o}): "
+        f"run 'chmod 600 {path}'"
+    )
+
+
+def require_private_file(path: Path, what: str = "key file") -> None:
+    """:class:`ConfigurationError` with the ``chmod 600 PATH`` to run when ``path`` may be
+    read or written by group or others; nothing when it is private or absent (reading
+    it then fails with its own error)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & LOOSE_MODE_BITS:
+        raise _loose_mode_error(path, mode, what)
 
 
 def _parse_text(text: str) -> bytes:
@@ -92,7 +120,8 @@ class StoreKey:
     def from_file(cls, path: Path | str) -> StoreKey:
         """A key from a file written with :meth:`export_for_file` (or raw 32 bytes).
 
-        Logs a warning when group or others may read the file.
+        :raises ConfigurationError: when group or others may read or write the file
+            (with the ``chmod 600 PATH`` to run), or it holds no valid key.
         """
         path = Path(path)
         try:
@@ -101,8 +130,8 @@ class StoreKey:
                 data = f.read(_MAX_KEY_FILE + 1)
         except OSError as exc:
             raise ConfigurationError(f"cannot read store key file {path}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("store key file %s is accessible to group or others (chmod 600)", path)
+        if mode & LOOSE_MODE_BITS:
+            raise _loose_mode_error(path, mode, "store key file")
         if len(data) == STORE_KEY_SIZE:
             return cls.from_bytes(data)
         try:

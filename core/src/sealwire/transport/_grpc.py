@@ -49,6 +49,7 @@ from sealwire.codec import (
     Request,
     Response,
     parse_request,
+    rpc_error_from,
     to_json,
 )
 from sealwire.errors import AuthenticationError, PolicyError, SealwireError
@@ -80,26 +81,24 @@ STATUS_CODES: Mapping[str, int] = {
 }  # fmt: skip
 """The gRPC status codes this binding answers with (grpc/doc/statuscodes.md)."""
 
-_ERRORS: Mapping[int, tuple[str, str]] = {
-    -32001: ("NOT_FOUND", "TASK_NOT_FOUND"),
-    -32002: ("FAILED_PRECONDITION", "TASK_NOT_CANCELABLE"),
-    -32003: ("FAILED_PRECONDITION", "PUSH_NOTIFICATION_NOT_SUPPORTED"),
-    -32004: ("FAILED_PRECONDITION", "UNSUPPORTED_OPERATION"),
-    -32005: ("INVALID_ARGUMENT", "CONTENT_TYPE_NOT_SUPPORTED"),
-    -32006: ("INTERNAL", "INVALID_AGENT_RESPONSE"),
-    -32007: ("FAILED_PRECONDITION", "EXTENDED_AGENT_CARD_NOT_CONFIGURED"),
-    -32008: ("FAILED_PRECONDITION", "EXTENSION_SUPPORT_REQUIRED"),
-    -32009: ("FAILED_PRECONDITION", "VERSION_NOT_SUPPORTED"),
-    -32700: ("INVALID_ARGUMENT", "INVALID_REQUEST"),
-    -32600: ("INVALID_ARGUMENT", "INVALID_REQUEST"),
-    -32601: ("UNIMPLEMENTED", "METHOD_NOT_FOUND"),
-    -32602: ("INVALID_ARGUMENT", "INVALID_PARAMS"),
-    -32603: ("INTERNAL", "INTERNAL_ERROR"),
+_ERRORS: Mapping[int, str] = {
+    -32001: "NOT_FOUND",
+    -32002: "FAILED_PRECONDITION",
+    -32003: "FAILED_PRECONDITION",
+    -32004: "FAILED_PRECONDITION",
+    -32005: "INVALID_ARGUMENT",
+    -32006: "INTERNAL",
+    -32007: "FAILED_PRECONDITION",
+    -32008: "FAILED_PRECONDITION",
+    -32009: "FAILED_PRECONDITION",
+    -32700: "INVALID_ARGUMENT",
+    -32600: "INVALID_ARGUMENT",
+    -32601: "UNIMPLEMENTED",
+    -32602: "INVALID_ARGUMENT",
+    -32603: "INTERNAL",
 }
-"""§5.4 and §10.6: JSON-RPC code -> (gRPC status, ErrorInfo reason); an unknown
-method is UNIMPLEMENTED, as gRPC servers answer one."""
-ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
-A2A_DOMAIN = "a2a-protocol.org"
+"""§5.4 and §10.6: JSON-RPC code -> gRPC status (an unknown method is UNIMPLEMENTED, as
+gRPC servers answer one); the status details are the error's own (§9.5)."""
 
 _RESPONSES: Mapping[Method, str] = {
     Method.SEND_MESSAGE: "SendMessageResponse",
@@ -227,24 +226,30 @@ def _grpc_message(text: str) -> bytes:
 
 
 def _trailers(
-    status: str, message: str = "", reason: str | None = None
+    status: str, message: str = "", details: list[Any] | None = None
 ) -> list[tuple[bytes, bytes]]:
     trailers = [(b"grpc-status", str(STATUS_CODES[status]).encode())]
     if message:
         trailers.append((b"grpc-message", _grpc_message(message)))
     modules = _modules()
-    if reason is not None and modules is not None:
-        info = modules["details"].ErrorInfo(reason=reason, domain=A2A_DOMAIN)
+    if details and modules is not None:
         detail = modules["status"].Status(code=STATUS_CODES[status], message=message)
-        detail.details.add().Pack(info)
+        for item in details:  # §9.5 details in ProtoJSON: each an Any of its @type
+            try:
+                modules["json_format"].ParseDict(item, detail.details.add())
+            except modules["json_format"].ParseError:
+                del detail.details[-1]  # a detail of a type this side cannot encode
         encoded = base64.b64encode(detail.SerializeToString()).rstrip(b"=")
         trailers.append((b"grpc-status-details-bin", encoded))
     return trailers
 
 
 def _error_trailers(error: ErrorResponse) -> list[tuple[bytes, bytes]]:
-    status, reason = _ERRORS.get(error.error.code, ("INTERNAL", "INTERNAL_ERROR"))
-    return _trailers(status, error.error.message, reason)
+    status = _ERRORS.get(error.error.code, "INTERNAL")
+    details = error.error.data
+    if not isinstance(details, list):  # an error object made without its details
+        details = rpc_error_from(error.error).details()
+    return _trailers(status, error.error.message, details)
 
 
 Identify = Callable[[Mapping[str, Any], Mapping[str, str]], Awaitable[PeerIdentity]]
@@ -294,6 +299,10 @@ async def serve_grpc(
     except SealwireError as exc:
         status = "PERMISSION_DENIED" if isinstance(exc, AuthenticationError | PolicyError) else (
             "UNAUTHENTICATED")  # fmt: skip
+        # The body first (dropped: a limit of 0 keeps none of it, and drains what the
+        # HTTP listener drains), then the answer: over HTTP/2 a body still arriving for
+        # a stream already ended brings the connection down.
+        await read_body(receive, 0)
         await end(_trailers(status, str(exc)[:300]))
         return
     body = await read_body(receive, MAX_GRPC_MESSAGE + _HEADER.size)

@@ -49,7 +49,7 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
-from sealwire.errors import ConfigurationError
+from sealwire.errors import ConfigurationError, describe_cause
 
 __all__ = [
     "CLOSE_GRACE",
@@ -270,7 +270,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {describe_cause(exc)}") from None
     sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock

@@ -53,6 +53,7 @@ from sealwire.codec import (
     encode,
     loads,
     parse_request,
+    rpc_error_from,
 )
 from sealwire.errors import (
     AuthenticationError,
@@ -355,25 +356,24 @@ _REST_ROUTES: tuple[tuple[str, re.Pattern[str], Method], ...] = tuple(
 """§11.3: (HTTP method, path under the endpoint's, A2A method); ``:cancel`` and
 ``:subscribe`` are tried before ``GET /tasks/{id}`` takes a colon into an id."""
 
-_REST_ERRORS: dict[int, tuple[int, str, str]] = {
-    -32001: (404, "NOT_FOUND", "TASK_NOT_FOUND"),
-    -32002: (400, "FAILED_PRECONDITION", "TASK_NOT_CANCELABLE"),
-    -32003: (400, "FAILED_PRECONDITION", "PUSH_NOTIFICATION_NOT_SUPPORTED"),
-    -32004: (400, "FAILED_PRECONDITION", "UNSUPPORTED_OPERATION"),
-    -32005: (400, "INVALID_ARGUMENT", "CONTENT_TYPE_NOT_SUPPORTED"),
-    -32006: (500, "INTERNAL", "INVALID_AGENT_RESPONSE"),
-    -32007: (400, "FAILED_PRECONDITION", "EXTENDED_AGENT_CARD_NOT_CONFIGURED"),
-    -32008: (400, "FAILED_PRECONDITION", "EXTENSION_SUPPORT_REQUIRED"),
-    -32009: (400, "FAILED_PRECONDITION", "VERSION_NOT_SUPPORTED"),
-    -32700: (400, "INVALID_ARGUMENT", "INVALID_REQUEST"),
-    -32600: (400, "INVALID_ARGUMENT", "INVALID_REQUEST"),
-    -32601: (404, "NOT_FOUND", "METHOD_NOT_FOUND"),
-    -32602: (400, "INVALID_ARGUMENT", "INVALID_PARAMS"),
-    -32603: (500, "INTERNAL", "INTERNAL_ERROR"),
+_REST_ERRORS: dict[int, tuple[int, str]] = {
+    -32001: (404, "NOT_FOUND"),
+    -32002: (400, "FAILED_PRECONDITION"),
+    -32003: (400, "FAILED_PRECONDITION"),
+    -32004: (400, "FAILED_PRECONDITION"),
+    -32005: (400, "INVALID_ARGUMENT"),
+    -32006: (500, "INTERNAL"),
+    -32007: (400, "FAILED_PRECONDITION"),
+    -32008: (400, "FAILED_PRECONDITION"),
+    -32009: (400, "FAILED_PRECONDITION"),
+    -32700: (400, "INVALID_ARGUMENT"),
+    -32600: (400, "INVALID_ARGUMENT"),
+    -32601: (404, "NOT_FOUND"),
+    -32602: (400, "INVALID_ARGUMENT"),
+    -32603: (500, "INTERNAL"),
 }
-"""§5.4 and §11.6: JSON-RPC code -> (HTTP status, google.rpc status, ErrorInfo reason)."""
-ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
-A2A_DOMAIN = "a2a-protocol.org"
+"""§5.4 and §11.6: JSON-RPC code -> (HTTP status, google.rpc status); the details
+(``ErrorInfo`` reason, metadata, field violations) are the error's own (§9.5)."""
 
 
 def _rest_params(method: Method, scope: Scope, body: bytes) -> dict[str, Any]:
@@ -402,9 +402,11 @@ def _rest_params(method: Method, scope: Scope, body: bytes) -> dict[str, Any]:
 
 
 def _rest_error_body(error: ErrorResponse) -> tuple[int, dict[str, Any]]:
-    status, grpc, reason = _REST_ERRORS.get(error.error.code, (500, "INTERNAL", "INTERNAL_ERROR"))
-    info = {"@type": ERROR_INFO, "reason": reason, "domain": A2A_DOMAIN, "metadata": {}}
-    body = {"code": status, "status": grpc, "message": error.error.message, "details": [info]}
+    status, grpc = _REST_ERRORS.get(error.error.code, (500, "INTERNAL"))
+    details = error.error.data
+    if not isinstance(details, list):  # an error object made without its details
+        details = rpc_error_from(error.error).details()
+    body = {"code": status, "status": grpc, "message": error.error.message, "details": details}
     return status, {"error": body}
 
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from sealwire.errors import describe_cause
 from sealwire.transport._base import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_FRAME,
@@ -112,7 +113,7 @@ async def connect_tcp(
         ) from None
     except OSError as exc:
         raise TransportError(
-            f"cannot connect to {format_address('tcp', host, port)}: {type(exc).__name__}"
+            f"cannot connect to {format_address('tcp', host, port)}: {describe_cause(exc)}"
         ) from None
     return TcpStream(reader, writer, max_frame_size)
 
@@ -152,7 +153,7 @@ async def serve_tcp(
         server = await asyncio.start_server(listener._accept, host, port)
     except OSError as exc:
         raise TransportError(
-            f"cannot listen on {format_address('tcp', host, port)}: {type(exc).__name__}"
+            f"cannot listen on {format_address('tcp', host, port)}: {describe_cause(exc)}"
         ) from None
     listener._server = server
     bound = server.sockets[0].getsockname()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from sealwire.errors import describe_cause
 from sealwire.transport._base import (
     DEFAULT_MAX_DATAGRAM,
     DatagramEndpoint,
@@ -194,7 +195,7 @@ async def connect_udp(
         )
     except OSError as exc:
         raise TransportError(
-            f"cannot open {format_address('udp', host, port)}: {type(exc).__name__}"
+            f"cannot open {format_address('udp', host, port)}: {describe_cause(exc)}"
         ) from None
     peer = format_address("udp", host, port)
     endpoint = UdpEndpoint(transport, None, peer, max_datagram_size)
@@ -299,7 +300,7 @@ async def serve_udp(
         )
     except OSError as exc:
         raise TransportError(
-            f"cannot listen on {format_address('udp', host, port)}: {type(exc).__name__}"
+            f"cannot listen on {format_address('udp', host, port)}: {describe_cause(exc)}"
         ) from None
     bound = transport.get_extra_info("sockname")
     listener.url = format_address("udp", str(bound[0]), int(bound[1]))

@@ -19,7 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from sealwire.errors import DecodeError
+from sealwire.errors import DecodeError, describe_cause
 from sealwire.transport._base import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_FRAME,
@@ -115,7 +115,7 @@ async def connect_websocket(
     try:
         ws = await ws_connect(url, open_timeout=timeout, **options)
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-        raise TransportError(f"cannot connect to {url}: {type(exc).__name__}") from None
+        raise TransportError(f"cannot connect to {url}: {describe_cause(exc)}") from None
     return WebSocketStream(ws, max_frame_size, url.split(":", 1)[0])
 
 
@@ -169,7 +169,7 @@ async def serve_websocket(
         server = await ws_serve(listener._accept, host, port, **options)
     except OSError as exc:
         raise TransportError(
-            f"cannot listen on {format_address(scheme, host, port)}: {type(exc).__name__}"
+            f"cannot listen on {format_address(scheme, host, port)}: {describe_cause(exc)}"
         ) from None
     listener._server = server
     bound = next(iter(server.sockets)).getsockname()

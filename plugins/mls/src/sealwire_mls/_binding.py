@@ -171,6 +171,19 @@ class MlsBinding(GroupBinding):
         ),
         description="RFC 9420 MLS groups over the relay's ordered group log",
     )
+    option_names = frozenset({"cipher_suite", LIFETIME_OPTION, "external_joins"})
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, object]) -> None:
+        """Known keys; a suite an agent can use, a lifetime cap, a flag."""
+        super().check_options(options)
+        agent_suite(options)  # each names the option and the values allowed
+        lifetime_cap(options)
+        joins = options.get("external_joins", False)
+        if not isinstance(joins, bool):
+            raise ConfigurationError(
+                f"bindings.{cls.info.name}.external_joins must be true or false, not {joins!r}"
+            )
 
     @classmethod
     def session_terms(cls, local: Party, peer: Party | None) -> SessionTerms:

@@ -54,6 +54,7 @@ from sealwire_noise._session import (
     encode_first_frame,
     prologue,
 )
+from sealwire_noise._symmetric import _CIPHERS, _HASHES
 
 __all__ = [
     "BINDING_PATTERNS",
@@ -226,6 +227,61 @@ class NoiseBinding(SessionBinding, DatagramBinding):
         schemes=frozenset({"tcp", "ws", "wss", "udp"}),
         description="Noise Protocol Framework rev 34 (XX/IK, 25519, ChaChaPoly/AESGCM)",
     )
+    option_names = frozenset(
+        {
+            "patterns",
+            "suites",
+            "post_quantum",
+            "rekey_messages",
+            "rekey_seconds",
+            "datagram_rekey_after",
+            RATCHET_OPTION,
+        }
+    )
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, object]) -> None:
+        """Known keys; ``patterns`` among :data:`BINDING_PATTERNS`, ``suites`` among the
+        suites this binding runs, flags and positive numbers where they belong."""
+        super().check_options(options)
+        where = f"bindings.{cls.info.name}"
+        suites = tuple(f"{c}_{h}" for c in _CIPHERS for h in _HASHES)
+        for name, allowed in (("patterns", BINDING_PATTERNS), ("suites", suites)):
+            value = options.get(name)
+            if value is None:
+                continue
+            listed = ", ".join(allowed)
+            if not isinstance(value, list | tuple) or not value or len(value) > MAX_LISTED:
+                raise NoiseConfigurationError(
+                    f"{where}.{name} must be a non-empty list of: {listed}"
+                )
+            for item in value:
+                if item not in allowed:
+                    raise NoiseConfigurationError(
+                        f"{where}.{name}: {item!r} is not supported (allowed: {listed})"
+                    )
+        for name in ("post_quantum", RATCHET_OPTION):
+            value = options.get(name, False)
+            if not isinstance(value, bool) and value != "required":
+                raise NoiseConfigurationError(
+                    f'{where}.{name} must be true, false or "required", not {value!r}'
+                )
+        for name, what in (
+            ("rekey_messages", "integer"),
+            ("rekey_seconds", "number"),
+            ("datagram_rekey_after", "integer"),
+        ):
+            value = options.get(name, 1)
+            if what == "integer":
+                positive = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            else:
+                positive = (
+                    isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+                )
+            if not positive:
+                raise NoiseConfigurationError(
+                    f"{where}.{name} must be a positive {what}, not {value!r}"
+                )
 
     @classmethod
     def card_parameters(

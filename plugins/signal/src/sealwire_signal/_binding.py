@@ -143,6 +143,17 @@ class SignalBinding(MailboxBinding):
         ),
         description="Signal X3DH/PQXDH + Double Ratchet over a relay mailbox",
     )
+    option_names = frozenset({"header_encryption", "require_pq"})
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, object]) -> None:
+        """Known keys, each a flag (true or false)."""
+        super().check_options(options)
+        for name in sorted(cls.option_names & set(options)):
+            if not isinstance(options[name], bool):
+                raise ConfigurationError(
+                    f"bindings.{cls.info.name}.{name} must be true or false, not {options[name]!r}"
+                )
 
     @classmethod
     def card_parameters(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Mapping
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +45,7 @@ from sealwire.binding import (
 )
 from sealwire.errors import ConfigurationError
 from sealwire.identity import Identity, PublicIdentity, VerifiedCard
+from sealwire.store import require_private_file
 from sealwire.transport import Listener
 from sealwire.transport.http import A2AHttpApp, serve_http
 from sealwire_tls._certs import (
@@ -102,6 +104,47 @@ class TlsBinding(CarrierBinding):
         schemes=frozenset({"https"}),
         description="A2A JSON-RPC over HTTPS (HTTP/1.1, HTTP/2; HTTP/3 optional), mutual TLS 1.3",
     )
+    option_names = frozenset(
+        {
+            "url",
+            "hosts",
+            "ca_certificate",
+            "ca_key",
+            "client_certificates",
+            "enroll",
+            "resumption",
+            "http2",
+            "http3",
+            "timeout",
+            "post_quantum",
+        }
+    )
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, object]) -> None:
+        """Known keys; flags, lists of strings, a positive timeout, a post-quantum mode
+        this OpenSSL can serve; the CA key file private to its owner (``chmod 600``)."""
+        super().check_options(options)
+        where = f"bindings.{cls.info.name}"
+        for name in ("enroll", "resumption", "http2", "http3"):
+            if name in options and not isinstance(options[name], bool):
+                raise ConfigurationError(f"{where}.{name} must be true or false")
+        for name in ("hosts", "client_certificates"):
+            value = options.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigurationError(f"{where}.{name} must be a list of strings")
+        for name in ("url", "ca_certificate", "ca_key"):
+            if name in options and not isinstance(options[name], str):
+                raise ConfigurationError(f"{where}.{name} must be a string")
+        if ("ca_certificate" in options) != ("ca_key" in options):
+            raise ConfigurationError(f"{where}: ca_certificate and ca_key go together")
+        timeout = options.get("timeout", DEFAULT_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigurationError(f"{where}.timeout must be a positive number of seconds")
+        post_quantum_option(options.get("post_quantum"))
+        ca_key = options.get("ca_key")
+        if isinstance(ca_key, str):
+            require_private_file(Path(ca_key), "the TLS CA key")
 
     def __init__(self, context: BindingContext) -> None:
         super().__init__(context)

@@ -378,6 +378,19 @@ class DtlsBinding(SessionBinding, DatagramBinding):
         schemes=frozenset({"udp"}),
         description="DTLS 1.2 (RFC 6347), ECDHE + AEAD, certificates issued by agent keys",
     )
+    option_names = frozenset(
+        {"versions", "mtu", "max_message", "idle_timeout", "handshake_timeout"}
+    )
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, object]) -> None:
+        """Known keys; versions this OpenSSL runs, positive sizes and timeouts."""
+        super().check_options(options)
+        _versions(options.get("versions"))
+        _positive_int(options, "mtu", DEFAULT_MTU)
+        _positive_int(options, "max_message", DEFAULT_MAX_MESSAGE)
+        _positive_float(options, "idle_timeout", DEFAULT_IDLE_TIMEOUT)
+        _positive_float(options, "handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT)
 
     def __init__(self, context: BindingContext) -> None:
         super().__init__(context)
