@@ -341,16 +341,16 @@ async def test_an_idle_connection_closed_by_the_server_is_not_reused(
     """hypercorn closes a kept-alive connection after its keep-alive timeout; the next
     call opens a new one and succeeds (HTTP/1.1: the carrier reports the close as
     readable, and httpcore drops the connection)."""
-    from sealwire_tls._pq_server import PqHttpListener
+    from sealwire.transport.http import HttpListener
 
     server = agents("server", options={"post_quantum": "prefer"})
     client = agents("client", serve=False, options={"post_quantum": "prefer", "http2": False})
     async with server, client:
         peer = client.peer(server.card)
         await client.send_message(peer, "first", situation=HTTP)
-        listeners = [x for x in server._listeners if isinstance(x, PqHttpListener)]
-        assert len(listeners) == 1 and listeners[0]._streams
-        await until(lambda: not listeners[0]._streams, "the server closing the idle connection")
+        listeners = [x for x in server._listeners if isinstance(x, HttpListener)]
+        assert len(listeners) == 1 and listeners[0]._connections
+        await until(lambda: not listeners[0]._connections, "the server closing the idle connection")
         task = await client.send_message(peer, "second", situation=HTTP)
         assert isinstance(task, Task) and task.status.state is TaskState.COMPLETED
 

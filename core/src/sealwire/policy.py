@@ -336,6 +336,11 @@ def _default_rule(
     def live(c: Candidate) -> bool:
         return c.info.shape is Shape.SESSION and Property.HTTP_INTEROP not in c.info.properties
 
+    def mailbox(c: Candidate) -> bool:
+        # A pairwise call goes through a mailbox binding, never a group one (which is
+        # asynchronous too, as MLS is): a group binding has no pairwise path.
+        return c.info.shape is Shape.MAILBOX and Property.ASYNC in c.info.properties
+
     def datagram(c: Candidate) -> bool:
         return Property.DATAGRAM in c.info.properties and c.offer.url.startswith("udp://")
 
@@ -348,14 +353,14 @@ def _default_rule(
         ),
         (situation.datagram, datagram, "datagram traffic needs a datagram binding over UDP"),
         (
-            situation.online is False,
-            has(Property.ASYNC),
+            situation.online is False and not situation.group,
+            mailbox,
             "the peer is offline: an asynchronous (mailbox) binding reaches it",
         ),
         (not situation.group, live, "the peer is online: a live session binding"),
         (
             not situation.group,
-            has(Property.ASYNC),
+            mailbox,
             "no live session binding in common: an asynchronous binding works online too",
         ),
     ]

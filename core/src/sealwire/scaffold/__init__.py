@@ -1,8 +1,12 @@
 """``sealwire plugin new``: a working, installable plugin package to start from.
 
 :func:`new_plugin` writes ``sealwire-<name>/`` from the templates of one shape:
-``session``, a session binding on sealwire-noise's handshake core; ``store``, a
-state store behind core's ``ManagedStore`` keeping its secrets in a folder. Each
+``session``, a session binding on sealwire-noise's handshake core; ``mailbox``,
+a mailbox binding sealing each frame with HPKE to the peer's card key and
+signing it; ``group``, a group binding whose epochs are keyed by a secret the
+committer picks and seals to each member with HPKE; ``transport``, frames over
+Unix domain sockets; ``store``, a state store behind core's ``ManagedStore``
+keeping its secrets in a folder. Each
 has a pyproject with the entry point, the implementation, the contract tests, a
 README and a CI workflow, and passes Sealwire's contract suite as generated;
 its README says how to install, test and use it.
@@ -17,8 +21,8 @@ from sealwire.errors import ConfigurationError
 
 __all__ = ["SHAPES", "new_plugin"]
 
-SHAPES = ("session", "store")
-"""The shapes with a template (mailbox, group and transport are not yet)."""
+SHAPES = ("session", "mailbox", "group", "transport", "store")
+"""The shapes with a template (the CLI's ``--shape`` choices)."""
 _TEMPLATES = Path(__file__).parent
 _NAME = re.compile(r"[a-z][a-z0-9]{0,30}(-[a-z0-9]{1,30}){0,3}")
 """A binding name: lower-case words joined by hyphens (it names the distribution,

@@ -13,6 +13,9 @@ import pytest
 
 pytest.register_assert_rewrite(
     "sealwire.testing.contract",
+    "sealwire.testing.group_contract",
     "sealwire.testing.mailbox_contract",
+    "sealwire.testing.managed_store_contract",
     "sealwire.testing.store_contract",
+    "sealwire.testing.transport_contract",
 )

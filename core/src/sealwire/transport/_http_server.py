@@ -1,4 +1,4 @@
-"""The A2A v1.0 ``JSONRPC`` binding served over HTTP: an ASGI app and a hypercorn runner.
+"""The A2A v1.0 ``JSONRPC`` binding served over HTTP: the ASGI app.
 
 :class:`A2AHttpApp` (A2A v1.0 §9, "JSON-RPC 2.0 binding"):
 
@@ -23,30 +23,19 @@ reads the client certificate from the ASGI ``tls`` extension); a refusal is an
 HTTP 401/403 and never reaches the dispatcher. Hostile bodies get JSON-RPC
 errors with their codes; bodies are bounded.
 
-:func:`serve_http` runs an app on hypercorn (HTTP/1.1, and HTTP/2 when TLS
-negotiates ``h2``) and adds the ASGI TLS extension (``client_cert_chain`` in
-PEM, ``tls_version``) to each connection's scopes, which hypercorn alone does
-not.
+The listener that serves it (:func:`serve_http`, pluggable TLS) is in
+:mod:`sealwire.transport._http_listener`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
-import socket
-import ssl as ssl_module
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, cast
-from urllib.parse import parse_qsl, urlsplit
-
-from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.asyncio.worker_context import WorkerContext
-from hypercorn.config import Config
-from hypercorn.utils import wrap_app
+from typing import Any
+from urllib.parse import parse_qsl
 
 from sealwire.asgi import lifespan
 from sealwire.binding import PeerIdentity
@@ -68,26 +57,20 @@ from sealwire.codec import (
 )
 from sealwire.errors import (
     AuthenticationError,
-    ConfigurationError,
     DecodeError,
     PolicyError,
     SealwireError,
-    describe_cause,
 )
 from sealwire.transport._responses import aclose_results, plain_response, start_response
 from sealwire.transport._sse import encode_sse
 
 __all__ = [
     "CARD_PATH",
-    "CLOSE_GRACE",
     "MAX_HTTP_BODY",
     "MAX_HTTP_DRAIN",
     "MAX_HTTP_HEADERS",
     "A2AHttpApp",
     "ExtraRoute",
-    "HttpListener",
-    "serve_http",
-    "tls_extension",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,10 +87,6 @@ before its body has arrived makes hypercorn fail the whole connection on the DAT
 frames still coming (a KeyError in its h2 protocol, logged as an unhandled error):
 the body is read first, as HTTP servers do. Past this the answer is not delayed
 further (the body limit itself: no more is read from a stranger than from a caller)."""
-CLOSE_GRACE = 1.0
-"""Seconds connections get to finish when the listener closes, before being cancelled."""
-HANDSHAKE_TIMEOUT = 10.0
-"""Seconds a TLS handshake may take before the connection is dropped."""
 
 Scope = Mapping[str, Any]
 Headers = Mapping[str, str]
@@ -520,153 +499,6 @@ async def _event(send: Any, body: Mapping[str, Any], *, error: bool = False) -> 
     if error:  # the event type a2a-sdk's clients raise on
         data = b"event: error\n" + data
     await send({"type": "http.response.body", "body": data, "more_body": True})
-
-
-# -- running the app ------------------------------------------------------------------------
-
-
-def tls_extension(
-    client_der: bytes | None, tls_version: int | None, alpn: str | None
-) -> dict[str, Any]:
-    """The ASGI TLS extension (asgiref specs/tls.rst) of one connection: the client's
-    certificate (PEM, if it sent one), the TLS version number and the ALPN protocol."""
-    chain = [] if client_der is None else [ssl_module.DER_cert_to_PEM_cert(client_der)]
-    return {
-        "server_cert": None,
-        "client_cert_chain": chain,
-        "client_cert_name": None,
-        "client_cert_error": None,
-        "tls_version": tls_version,
-        "cipher_suite": None,
-        "alpn_protocol": alpn,
-    }
-
-
-def _tls_extension(ssl_object: Any) -> dict[str, Any]:
-    versions = {"TLSv1.3": 0x0304, "TLSv1.2": 0x0303}
-    return tls_extension(
-        ssl_object.getpeercert(binary_form=True),
-        versions.get(ssl_object.version() or ""),
-        ssl_object.selected_alpn_protocol(),
-    )
-
-
-class _WithTls:
-    """The app, with the connection's TLS extension added to each scope."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], tls: dict[str, Any] | None) -> None:
-        self._app = app
-        self._tls = tls
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self._tls is not None and scope["type"] == "http":
-            scope = {**scope, "extensions": {**scope.get("extensions", {}), "tls": self._tls}}
-        await self._app(scope, receive, send)
-
-
-class HttpListener:
-    """A running HTTP(S) server: its ``url`` and ``close()``."""
-
-    def __init__(self, url: str, server: asyncio.Server, context: WorkerContext) -> None:
-        self.url = url
-        self._server = server
-        self._context = context
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._closed = False
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        """Stop accepting, let connections finish for :data:`CLOSE_GRACE`, cancel the rest."""
-        if self._closed:
-            return
-        self._closed = True
-        self._server.close()
-        await self._context.terminated.set()
-        if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), CLOSE_GRACE)
-
-    async def __aenter__(self) -> HttpListener:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {describe_cause(exc)}") from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-async def serve_http(
-    app: Callable[..., Awaitable[None]],
-    url: str,
-    *,
-    ssl: ssl_module.SSLContext | None = None,
-) -> HttpListener:
-    """Serve ``app`` at ``url`` (``http://`` or, with ``ssl``, ``https://``; port 0: a free one).
-
-    With TLS, HTTP/2 is served when the client negotiates ``h2`` by ALPN: the
-    caller sets the context's ALPN protocols (``["h2", "http/1.1"]`` for both).
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or (parts.scheme == "https") != (ssl is not None):
-        raise ConfigurationError(f"serve_http needs an http:// URL, or https:// with TLS: {url}")
-    host = parts.hostname or "127.0.0.1"
-    sock = _bind(host, parts.port or 0)
-    config = Config()
-    config.graceful_timeout = CLOSE_GRACE
-    config.accesslog = None
-    config.errorlog = log
-    config.h11_max_incomplete_size = 64 * 1024
-    context = WorkerContext(None)
-    loop = asyncio.get_running_loop()
-    listener: HttpListener
-
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            listener._track(task)
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Headers and body go out as separate writes: without this, Nagle's algorithm
-            # and the peer's delayed ACK add ~40 ms to every answer.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ssl_object = writer.get_extra_info("ssl_object")
-        tls = None if ssl_object is None else _tls_extension(ssl_object)
-        wrapped = wrap_app(cast(Any, _WithTls(app, tls)), config.wsgi_max_body_size, "asgi")
-        # A peer closing uncleanly (TLS alerts, data after close_notify) ends only its own
-        # connection; it is no server error.
-        with contextlib.suppress(ssl_module.SSLError, OSError):
-            await TCPServer(wrapped, loop, config, context, {}, reader, writer)
-
-    server = await asyncio.start_server(
-        on_connection, sock=sock, ssl=ssl, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl else None,
-        # a connection cut at close waits this long for the peer's close_notify (asyncio's
-        # default, 30 s, held close() that long for a peer keeping its socket open)
-        ssl_shutdown_timeout=CLOSE_GRACE if ssl else None,
-    )  # fmt: skip
-    bound = sock.getsockname()
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    path = parts.path or ""
-    listener = HttpListener(f"{parts.scheme}://{shown}:{bound[1]}{path}", server, context)
-    return listener
 
 
 async def _start_event_stream(send: Any, extra: Mapping[str, str]) -> None:

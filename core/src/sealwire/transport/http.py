@@ -15,16 +15,20 @@ from __future__ import annotations
 
 from sealwire.transport._grpc import GRPC_PREFIX, grpc_available
 from sealwire.transport._http_client import MAX_HTTP_IN_FLIGHT, HttpChannel
+from sealwire.transport._http_listener import (
+    CLOSE_GRACE,
+    HttpListener,
+    TlsConnection,
+    TlsLayer,
+    serve_http,
+    tls_extension,
+)
 from sealwire.transport._http_server import (
     CARD_PATH,
-    CLOSE_GRACE,
     MAX_HTTP_BODY,
     MAX_HTTP_HEADERS,
     A2AHttpApp,
     ExtraRoute,
-    HttpListener,
-    serve_http,
-    tls_extension,
 )
 from sealwire.transport._sse import SseDecoder, SseEvent, encode_sse
 
@@ -41,6 +45,8 @@ __all__ = [
     "HttpListener",
     "SseDecoder",
     "SseEvent",
+    "TlsConnection",
+    "TlsLayer",
     "encode_sse",
     "grpc_available",
     "serve_http",
