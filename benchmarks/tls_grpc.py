@@ -37,6 +37,7 @@ import httpx
 from a2a.types import a2a_pb2, a2a_pb2_grpc
 from cryptography.hazmat.primitives import serialization
 
+from sealwire.agent import TaskContext
 from sealwire.identity import Identity
 from sealwire_tls import grpc_root_pem, pem, self_signed_certificate
 from sealwire_tls.testing import export_client_files, tls_agent
@@ -58,8 +59,12 @@ async def rates(seconds: float) -> list[tuple[str, float]]:
         allowed = {"client_certificates": [str(folder / "allowed.pem")]}
         plain = tls_agent("plain", options=allowed)
         served = tls_agent("grpc", options={**allowed, "grpc": True})
+
+        async def hello(task: TaskContext) -> None:
+            await task.reply("hello")
+
         for agent in (plain, served):
-            agent.on_message(lambda task: task.reply("hello"))
+            agent.on_message(hello)
         async with plain, served:
             for agent in (plain, served):
                 agent.trust.pin(caller.public)

@@ -48,6 +48,7 @@ import httpx
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
+from sealwire.agent import TaskContext
 from sealwire.identity import Identity
 from sealwire_tls._certs import key_files, pem, self_signed_certificate
 from sealwire_tls._pq import (
@@ -249,8 +250,12 @@ async def call_rates(seconds: float) -> dict[tuple[str, bool], float]:
         allowed = {"client_certificates": [str(folder / "allowed.pem")]}
         plain = tls_agent("classical", options=allowed)
         hybrid = tls_agent("pq", options={**allowed, "post_quantum": "require"})
+
+        async def hello(task: TaskContext) -> None:
+            await task.reply("hello")
+
         for agent in (plain, hybrid):
-            agent.on_message(lambda task: task.reply("hello"))
+            agent.on_message(hello)
         async with plain, hybrid:
             for agent in (plain, hybrid):
                 agent.trust.pin(caller.public)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,11 @@ async def a2a(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
         served = Agent(ids[0], MemoryStore(), name="served", listen=listen,
                        binding_options=options, **relays[0])  # fmt: skip
         caller = Agent(ids[1], MemoryStore(), name="caller", **relays[1])
-        bound: Callable[[TaskContext], Awaitable[None]] = lambda task: handler(gate, task)  # noqa: E731
-        served.on_message(bound)
+
+        @served.on_message
+        async def bound(task: TaskContext) -> None:
+            await handler(gate, task)
+
         try:
             async with served, caller:
                 served.trust.pin(ids[1].public)
