@@ -80,9 +80,7 @@ def test_explain_and_send_verbose_between_post_quantum_agents(tmp_path: Path) ->
     try:
         assert server.stdout is not None
         assert "is serving" in server.stdout.readline()
-        sent = sealwire(
-            "--home", "client", "send", str(server_card), "hi", cwd=tmp_path, env=env
-        )
+        sent = sealwire("--home", "client", "send", str(server_card), "hi", cwd=tmp_path, env=env)
         assert sent.returncode == 0, sent.stderr
         assert json.loads(sent.stdout)["status"]["state"] == "TASK_STATE_COMPLETED"
         assert "# via noise " in sent.stderr

@@ -100,9 +100,11 @@ def test_a_bad_name_or_an_existing_folder_is_refused(tmp_path: Path) -> None:
 def test_a_new_store_installs_passes_its_contract_and_keeps_an_agent(tmp_path: Path) -> None:
     package, python, sealwire, env = _generate_and_install(tmp_path, "folder-store", "store")
     listed = json.loads(_run(sealwire, "plugins", "--json", cwd=tmp_path, env=env).stdout)
-    assert {"name": "folder-store", "distribution": "sealwire-folder-store", "version": "0.1.0"} in (
-        listed["plugins"]
-    )
+    assert {
+        "name": "folder-store",
+        "distribution": "sealwire-folder-store",
+        "version": "0.1.0",
+    } in (listed["plugins"])
     tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package, env=env)
     assert "21 passed" in tested.stdout
 

@@ -43,6 +43,7 @@ def _epilog() -> str:
 @click.option(
     "--home",
     envvar="SEALWIRE_HOME",
+    show_envvar=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="The agent's home folder.  [default: .sealwire]",
 )
@@ -53,13 +54,21 @@ def _epilog() -> str:
     metavar="NAME",
     help=f"Do not load this plugin (repeatable; adds to ${BLOCK_ENV}).",
 )
-@click.option("--json", "as_json", is_flag=True, envvar="SEALWIRE_JSON", help="Print data as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="SEALWIRE_JSON",
+    show_envvar=True,
+    help="Print data as JSON.",
+)
 @click.option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default="warning",
     show_default=True,
     envvar="SEALWIRE_LOG_LEVEL",
+    show_envvar=True,
     help="Log level (logs go to stderr).",
 )
 @click.option(
@@ -68,12 +77,14 @@ def _epilog() -> str:
     default="console",
     show_default=True,
     envvar="SEALWIRE_LOG_FORMAT",
+    show_envvar=True,
     help="Log lines for people (console) or one JSON object each (json).",
 )
 @click.option(
     "--debug",
     is_flag=True,
     envvar="SEALWIRE_DEBUG",
+    show_envvar=True,
     help="Show the traceback of an error (never shown otherwise).",
 )
 @click.pass_context
