@@ -148,6 +148,38 @@ def test_hook_sealwire_cli_commands(capsys) -> None:
     cli = build_cli(registry)
     assert cli.main(["--home", "h", "hello", "world"], standalone_mode=False, obj=registry) is None
     assert seen == [("world", Path("h"))]
+    with pytest.raises(ValueError, match="needs a name"):
+        CliCommand(click.Command(None))
+    with pytest.raises(TypeError):
+        CliCommand(lambda: 0)  # type: ignore[arg-type]
+
+
+def test_a_plugin_commands_error_is_one_line_with_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @click.command()
+    @click.argument("what")
+    def fail(what: str) -> None:
+        """Fail as asked."""
+        raise (ConfigurationError if what == "config" else SealwireError)(f"{what} went wrong")
+
+    class Failing:
+        @hookimpl
+        def sealwire_cli_commands(self) -> Sequence[CliCommand]:
+            return [CliCommand(fail)]
+
+    import sealwire.cli
+
+    registry = registry_with(Failing())
+    monkeypatch.setattr(sealwire.cli, "load_registry", lambda **_kw: registry)
+    capsys.readouterr()
+    assert main(["fail", "other"]) == 1
+    assert capsys.readouterr().err == "sealwire: error: other went wrong\n"
+    assert main(["fail", "config", "--home", "h"]) == 4  # a global option after the command
+    assert capsys.readouterr().err == "sealwire: error: config went wrong\n"
+    assert main(["fail", "config", "--debug"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.endswith("sealwire: error: config went wrong\n")
 
 
 def test_every_hook_has_a_test_here() -> None:

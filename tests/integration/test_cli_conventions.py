@@ -125,6 +125,9 @@ def test_errors_are_one_line_and_debug_shows_the_traceback(homes: Path) -> None:
     invalid = run("card", "--home", "bad", cwd=homes)
     assert invalid.returncode == 4, invalid.stderr  # configuration
     assert "not valid TOML" in one_error_line(invalid)
+    unwritable = run("plugin", "new", "zed", "--into", "server.json/sub", cwd=homes)
+    assert unwritable.returncode == 1  # a file error is one line too
+    assert one_error_line(unwritable).startswith("sealwire: error: server.json/sub")
 
 
 def test_a_closed_stdout_exits_quietly(homes: Path) -> None:

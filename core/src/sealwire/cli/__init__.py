@@ -131,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     except KeyboardInterrupt:
         return int(ExitCode.INTERRUPTED)
-    except (SealwireError, TimeoutError) as exc:
+    except (SealwireError, TimeoutError, OSError) as exc:
+        # OSError: a file a command reads or writes (permissions, a full disk).
         if debug:
             traceback.print_exc()
         print(f"sealwire: error: {_one_line(exc)}", file=sys.stderr)
@@ -139,5 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
+    """The error as one line (a message over several lines is joined)."""
+    if isinstance(exc, OSError) and not isinstance(exc, SealwireError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__

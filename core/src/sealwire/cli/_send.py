@@ -48,6 +48,14 @@ DEFAULT_TASK_TIMEOUT = 60.0
 """Seconds a ``task`` command waits for the peer's answer (one request, no handler runs)."""
 
 
+FIRST_POLL_SECONDS = 0.25
+"""First pause before fetching again a task that a peer could not stream the end of."""
+
+MAX_POLL_SECONDS = 5.0
+"""Longest pause between two fetches of such a task: a request per 5 s is little load on
+the peer, and the answer is printed at most 5 s late."""
+
+
 @attrs.define
 class _Progress:
     """What is known of a send so far: enough to say how to fetch its answer later."""
@@ -68,7 +76,7 @@ def _situation_option(default: str) -> Callable[[Callable[..., Any]], Callable[.
 
 
 async def _connect(
-    agent: Agent, peer: VerifiedCard, situation: Situation | None
+    agent: Agent, peer: VerifiedCard, situation: Situation | None, *, quiet: bool
 ) -> tuple[RpcConnection, Decision]:
     """The connection and the decision it follows. ``None`` (auto) is the agent's own
     choice for a peer of unknown presence, with its fallback to the binding chosen for
@@ -86,7 +94,8 @@ async def _connect(
             raise exc from None
         if offline.binding == decision.binding:
             raise
-        note(f"# {decision.binding} cannot reach the peer ({exc}): trying {offline.binding}")
+        if not quiet:
+            note(f"# {decision.binding} cannot reach the peer ({exc}): trying {offline.binding}")
         return await agent.connect(peer, Situation(online=False)), offline
 
 
@@ -123,6 +132,10 @@ async def _stream(conn: RpcConnection, request: SendMessageRequest, progress: _P
     return int(ExitCode.FAILED if last in FAILED_STATES else ExitCode.OK)
 
 
+def _settled(task: Task) -> bool:
+    return task.status.state.is_terminal or task.status.state.is_interrupted
+
+
 async def _settle(conn: RpcConnection, request: SendMessageRequest, progress: _Progress) -> Any:
     """The task once it settles (or the peer's reply message): sent to return at once, so
     that its id is known while it runs, then followed until it settles."""
@@ -131,16 +144,22 @@ async def _settle(conn: RpcConnection, request: SendMessageRequest, progress: _P
         return response.message
     task: Task = response.task
     progress.task_id = task.id
-    if task.status.state.is_terminal or task.status.state.is_interrupted:
+    if _settled(task):
         return task
-    # A peer that cannot subscribe, or whose task settled meanwhile, answers with an
-    # A2A error: the task is then fetched as it is.
+    # A peer that cannot subscribe (an A2A server behind a sidecar may not), or whose
+    # task settled meanwhile, answers with an A2A error: the task is then fetched, and
+    # fetched again with a growing pause until it settles (``--timeout`` bounds it).
     with contextlib.suppress(A2AError):
-        async for _event in conn.stream(
-            Method.SUBSCRIBE_TO_TASK, SubscribeToTaskRequest(id=task.id)
-        ):
+        subscription = SubscribeToTaskRequest(id=task.id)
+        async for _event in conn.stream(Method.SUBSCRIBE_TO_TASK, subscription):
             pass
-    return await conn.call(Method.GET_TASK, GetTaskRequest(id=task.id))
+    pause = FIRST_POLL_SECONDS
+    while True:
+        task = await conn.call(Method.GET_TASK, GetTaskRequest(id=task.id))
+        if _settled(task):
+            return task
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, MAX_POLL_SECONDS)
 
 
 async def _send(
@@ -157,7 +176,7 @@ async def _send(
         async with agent:
             peer = agent.peer(card)
             with waiting(f"connecting to {peer.name or peer.identity.agent_id}"):
-                conn, decision = await _connect(agent, peer, situation)
+                conn, decision = await _connect(agent, peer, situation, quiet=quiet)
             if not quiet:
                 _describe(decision)
             if stream:
