@@ -97,10 +97,8 @@ def test_options_after_the_command_environment_and_json(homes: Path) -> None:
     "argv",
     [
         ["send", "client.json"],  # missing TEXT
-        ["send", "client.json", "hi", "--situation", "sometimes"],
-        ["card", "--no-such-option"],
-        ["no-such-command"],
-        ["--log-format", "xml", "card"],
+        ["send", "client.json", "hi", "--situation", "sometimes", "--no-such-option"],
+        ["card", "--log-format", "xml"],  # a global option's bad value, after the command
     ],
 )
 def test_usage_errors_exit_2_without_a_traceback(homes: Path, argv: list[str]) -> None:
@@ -115,7 +113,7 @@ def test_errors_are_one_line_and_debug_shows_the_traceback(homes: Path) -> None:
     assert (
         one_error_line(missing) == "sealwire: error: no agent in nobody: run 'sealwire init' first"
     )
-    debugged = run("card", "--home", "nobody", "--debug", cwd=homes)
+    debugged = run("card", "--home", "nobody", cwd=homes, SEALWIRE_DEBUG="1")  # as --debug
     assert debugged.returncode == 1
     assert "Traceback (most recent call last)" in debugged.stderr
     assert debugged.stderr.rstrip().endswith("run 'sealwire init' first")
@@ -156,9 +154,8 @@ def test_trust_list_shows_pins_allow_and_deny(homes: Path) -> None:
     assert listed["allowed"] == [other] and listed["denied"] == [other]
     table = run("--home", "client", "trust", "list", cwd=homes).stdout
     assert _agent_id(server_id) in table and other in table and "denied" in table
-    assert run("--home", "client", "trust", "forget", other, cwd=homes).returncode == 0
-    again = json.loads(run("--home", "client", "trust", "list", "--json", cwd=homes).stdout)
-    assert again["allowed"] == [] and again["denied"] == []
+    forgot = run("--home", "client", "trust", "forget", other, cwd=homes)
+    assert forgot.returncode == 0 and forgot.stdout == f"forget: {other}\n"
 
 
 def _agent_id(card: dict[str, object]) -> str:
@@ -183,11 +180,13 @@ def test_policy_explain_offline_does_not_say_online(homes: Path) -> None:
 def test_send_exit_codes_timeout_and_task_commands(homes: Path) -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "sealwire.cli", "serve", "--handler", "handler:handle",
-         "--home", "server"],
+         "--home", "server", "--json", "--log-format", "json"],
         cwd=homes, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert server.stdout is not None and "is serving" in server.stdout.readline()
+        assert server.stdout is not None
+        serving = json.loads(server.stdout.readline())["serving"]
+        assert serving["name"] == "server" and serving["offers"][0]["binding"] == "noise"
         sent = run("--home", "client", "send", "server.json", "hello", cwd=homes)
         assert sent.returncode == 0, sent.stderr
         assert json.loads(sent.stdout)["status"]["state"] == "TASK_STATE_COMPLETED"
@@ -226,6 +225,8 @@ def test_send_exit_codes_timeout_and_task_commands(homes: Path) -> None:
         server.terminate()
         _out, err = server.communicate(timeout=TIMEOUT)
     assert server.returncode == 0, err
+    logged = [json.loads(line) for line in err.splitlines()]  # --log-format json: all JSON
+    assert any(e["message"].startswith("handler failed for task") for e in logged), err
     nobody = run("--home", "client", "send", "server.json", "hello", "--timeout", "20", cwd=homes)
     assert nobody.returncode == 3, nobody.stderr  # unreachable, and no mailbox to fall back on
     assert "cannot connect" in one_error_line(nobody)
@@ -265,11 +266,14 @@ async def test_send_to_an_offline_peer_falls_back_to_its_mailbox(tmp_path: Path)
 
         reader = asyncio.create_task(read_stderr())
         try:
-            await until(lambda: any(b"# via signal" in line for line in said), "mailbox", 60)
+            await until(lambda: any(b"# via signal" in line for line in said), "mailbox", 45)
             bob = await cli.serve("bob")  # back online: reads his mailbox and answers
             try:
                 assert sender.stdout is not None
-                out = await asyncio.wait_for(sender.stdout.read(), 120)
+                try:  # within the test's own time limit, to say what was seen
+                    out = await asyncio.wait_for(sender.stdout.read(), 75)
+                except TimeoutError:
+                    raise AssertionError(f"no answer; send said {b''.join(said)!r}") from None
                 assert await sender.wait() == 0, b"".join(said)
             finally:
                 bob.terminate()

@@ -16,6 +16,8 @@ __all__ = ["LOG_FORMATS", "LOG_LEVELS", "build_cli"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("console", "json")
+DEFAULT_LOG_LEVEL = "warning"
+DEFAULT_LOG_FORMAT = "console"
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -65,20 +67,17 @@ def _epilog() -> str:
 @click.option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="warning",
-    show_default=True,
     envvar="SEALWIRE_LOG_LEVEL",
     show_envvar=True,
-    help="Log level (logs go to stderr).",
+    help=f"Log level (logs go to stderr).  [default: {DEFAULT_LOG_LEVEL}; `relay serve`: info]",
 )
 @click.option(
     "--log-format",
     type=click.Choice(LOG_FORMATS),
-    default="console",
-    show_default=True,
     envvar="SEALWIRE_LOG_FORMAT",
     show_envvar=True,
-    help="Log lines for people (console) or one JSON object each (json).",
+    help="Log lines for people (console) or one JSON object each (json).  "
+    f"[default: {DEFAULT_LOG_FORMAT}]",
 )
 @click.option(
     "--debug",
@@ -93,13 +92,16 @@ def cli(
     home: Path | None,
     disabled: tuple[str, ...],
     as_json: bool,
-    log_level: str,
-    log_format: str,
+    log_level: str | None,
+    log_format: str | None,
     debug: bool,
 ) -> None:
     registry = ctx.obj
     assert isinstance(registry, Registry)
-    configure_logging(log_level, log_format)
+    if log_level is not None or log_format is not None:
+        # Only when asked: a command that sets up its own logging (relay serve, at info)
+        # keeps it otherwise.
+        configure_logging(log_level or DEFAULT_LOG_LEVEL, log_format or DEFAULT_LOG_FORMAT)
     ctx.obj = CliState(
         home=home if home is not None else default_home(),
         json=as_json,

@@ -60,7 +60,7 @@ GLOBAL_OPTIONS_TABLE: tuple[tuple[str, ...], ...] = (
     (
         "`--log-level LEVEL`",
         "`SEALWIRE_LOG_LEVEL`",
-        "`debug`, `info`, `warning` (default), `error`; logs go to stderr",
+        "`debug`, `info`, `warning` (default; `relay serve`: info), `error`; logs go to stderr",
     ),
     (
         "`--log-format FORMAT`",
