@@ -232,10 +232,33 @@ def test_send_exit_codes_timeout_and_task_commands(homes: Path) -> None:
     assert "cannot connect" in one_error_line(nobody)
 
 
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within the grace period."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.communicate(), STOP_GRACE)
+    except TimeoutError:
+        process.kill()
+        await process.communicate()
+
+
+STOP_GRACE = 20.0
+"""Seconds a stopped agent may take to exit before it is killed (a loaded machine)."""
+
+
 @pytest.mark.slow
-async def test_send_to_an_offline_peer_falls_back_to_its_mailbox(tmp_path: Path) -> None:
+async def test_send_to_an_offline_peer_falls_back_to_its_mailbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No --situation: the live session cannot reach the peer, so the message waits in the
-    peer's mailbox at the relay; the peer starts later, answers, and send prints the task."""
+    peer's mailbox at the relay; the peer starts later, answers, and send prints the task.
+    Only ``send`` and Bob's ``serve`` are processes (the homes are made in this one)."""
+    from sealwire.cli import main
+    from sealwire.config import open_agent
+
+    monkeypatch.delenv("SEALWIRE_STORE_KEY", raising=False)
     (tmp_path / "handler.py").write_text(HANDLER)
     config = RelayConfig(
         port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
@@ -244,19 +267,23 @@ async def test_send_to_an_offline_peer_falls_back_to_its_mailbox(tmp_path: Path)
     cli = Cli(tmp_path)
     url = f"tcp://127.0.0.1:{free_port()}"
     async with running_relay(config) as relay:
-        await cli("--home", "bob", "init", "--name", "bob", "--relay", relay.url, "--listen", url)
-        await cli("--home", "alice", "init", "--name", "alice", "--relay", relay.url)
-        (tmp_path / "bob.json").write_text(await cli("--home", "bob", "card"))
-        # Bob serves once, to publish his prekeys at the relay, and stops.
-        bob = await cli.serve("bob")
-        bob.terminate()
-        await bob.communicate()
+        for name, extra in (("bob", ["--listen", url]), ("alice", [])):
+            argv = ["--home", str(tmp_path / name), "init", "--relay", relay.url, *extra]
+            assert await asyncio.to_thread(main, argv) == 0
+        # Bob starts once, to publish his prekeys at the relay, and stops: offline.
+        bob_agent = open_agent(tmp_path / "bob")
+        try:
+            async with bob_agent:
+                (tmp_path / "bob.json").write_text(json.dumps(dict(bob_agent.card.card)))
+        finally:
+            assert bob_agent.relay is not None
+            await bob_agent.relay.close()
+            bob_agent.store.close()
         sender = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sealwire.cli", "send", "bob.json", "hello", "--home", "alice",
             "--timeout", "120", cwd=tmp_path, env=cli.env, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        assert sender.stderr is not None
         said: list[bytes] = []
 
         async def read_stderr() -> None:
@@ -265,23 +292,20 @@ async def test_send_to_an_offline_peer_falls_back_to_its_mailbox(tmp_path: Path)
                 said.append(line)
 
         reader = asyncio.create_task(read_stderr())
+        bob = None
         try:
-            await until(lambda: any(b"# via signal" in line for line in said), "mailbox", 45)
+            await until(lambda: any(b"# via signal" in line for line in said), "mailbox", 60)
             bob = await cli.serve("bob")  # back online: reads his mailbox and answers
-            try:
-                assert sender.stdout is not None
-                try:  # within the test's own time limit, to say what was seen
-                    out = await asyncio.wait_for(sender.stdout.read(), 75)
-                except TimeoutError:
-                    raise AssertionError(f"no answer; send said {b''.join(said)!r}") from None
-                assert await sender.wait() == 0, b"".join(said)
-            finally:
-                bob.terminate()
-                await bob.communicate()
+            assert sender.stdout is not None
+            try:  # within the test's own time limit, to say what was seen
+                out = await asyncio.wait_for(sender.stdout.read(), 80)
+            except TimeoutError:
+                raise AssertionError(f"no answer; send said {b''.join(said)!r}") from None
+            assert await sender.wait() == 0, b"".join(said)
         finally:
-            if sender.returncode is None:
-                sender.kill()
-                await sender.wait()
+            if bob is not None:
+                await _stop(bob)
+            await _stop(sender)
             await reader
     task = json.loads(out)
     assert task["status"]["state"] == "TASK_STATE_COMPLETED"
