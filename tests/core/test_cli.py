@@ -61,10 +61,11 @@ def test_policy_explain_prints_the_decision(home: Path, tmp_path: Path, capsys) 
     main(["--home", str(other), "card"])
     card_file = tmp_path / "bob.json"
     card_file.write_text(capsys.readouterr().out)
-    code = main(["--home", str(home), "policy", "explain", str(card_file)])
+    code = main(["--home", str(home), "policy", "explain", str(card_file), "--json"])
     out, err = capsys.readouterr()
     if code == 0:
-        assert "binding:" in out and "reason:" in out
+        decision = json.loads(out)
+        assert decision["binding"] and decision["reason"] and decision["session"]
     else:  # no session binding installed in this environment
         assert err.startswith("sealwire: error: ") and err.count("\n") == 1
 
@@ -96,14 +97,15 @@ def test_tampered_card_is_refused(home: Path, tmp_path: Path, capsys) -> None:
 
 def test_console_script_runs() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sealwire.cli", "plugins"],
+        [sys.executable, "-m", "sealwire.cli", "plugins", "--json"],
         capture_output=True,
         text=True,
         env={**os.environ},
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "plugin builtins" in result.stdout
+    listed = json.loads(result.stdout)
+    assert {"name": "builtins", "distribution": "sealwire"}.items() <= listed["plugins"][-1].items()
 
 
 def test_relay_serve_runs_a_relay(tmp_path: Path) -> None:

@@ -62,11 +62,12 @@ def test_explain_and_send_verbose_between_post_quantum_agents(tmp_path: Path) ->
     assert json.loads(server_card.read_text())["supportedInterfaces"], "noise is offered"
 
     explained = sealwire(
-        "--home", "client", "policy", "explain", str(server_card), cwd=tmp_path, env=env
+        "--home", "client", "policy", "explain", str(server_card), "--json", cwd=tmp_path, env=env
     )
     assert explained.returncode == 0, explained.stderr
-    out = explained.stdout
-    assert "binding: noise" in out
+    decision = json.loads(explained.stdout)
+    out = "\n".join(decision["session"])
+    assert decision["binding"] == "noise"
     assert "protocol: Noise_IKhfs_25519+MLKEM768_ChaChaPoly_SHA256" in out
     assert "suite: 25519+MLKEM768_ChaChaPoly_SHA256" in out
     assert "key exchange: post-quantum" in out and "authentication: post-quantum" in out
@@ -79,12 +80,10 @@ def test_explain_and_send_verbose_between_post_quantum_agents(tmp_path: Path) ->
     try:
         assert server.stdout is not None
         assert "is serving" in server.stdout.readline()
-        sent = sealwire(
-            "--home", "client", "send", str(server_card), "hi", "--verbose", cwd=tmp_path, env=env
-        )
+        sent = sealwire("--home", "client", "send", str(server_card), "hi", cwd=tmp_path, env=env)
         assert sent.returncode == 0, sent.stderr
         assert json.loads(sent.stdout)["status"]["state"] == "TASK_STATE_COMPLETED"
-        assert "# binding: noise" in sent.stderr
+        assert "# via noise " in sent.stderr
         assert "# protocol: Noise_IKhfs_25519+MLKEM768_ChaChaPoly_SHA256" in sent.stderr
         assert "# key exchange: post-quantum" in sent.stderr
         assert "# authentication: post-quantum" in sent.stderr

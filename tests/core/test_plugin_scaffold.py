@@ -71,8 +71,10 @@ def test_a_new_plugin_installs_passes_its_contract_and_carries_a_task(tmp_path: 
     package, python, sealwire, env = _generate_and_install(
         tmp_path, "my-binding", "session", beside=(ROOT / "plugins" / "noise",)
     )
-    listed = _run(sealwire, "plugins", cwd=tmp_path, env=env).stdout
-    assert "plugin my-binding: sealwire-my-binding 0.1.0" in listed
+    listed = json.loads(_run(sealwire, "plugins", "--json", cwd=tmp_path, env=env).stdout)
+    assert {"name": "my-binding", "distribution": "sealwire-my-binding", "version": "0.1.0"} in (
+        listed["plugins"]
+    )
     tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package, env=env)
     assert "6 passed" in tested.stdout
 
@@ -91,7 +93,7 @@ def _carry_a_task(
     prefer: bool = False,
 ) -> None:
     """Two agents (``init`` options for both, ``server_init`` for the server's), the server
-    serving: ``sealwire send --verbose`` completes a task over ``binding``."""
+    serving: ``sealwire send`` completes a task over ``binding`` and says so."""
     (tmp_path / "handler.py").write_text(HANDLER)
     for home, extra in (("server", server_init or []), ("client", [])):
         _run(sealwire, "--home", home, "init", "--name", home, *(init or []), *extra,
@@ -107,11 +109,10 @@ def _carry_a_task(
     )  # fmt: skip
     try:
         assert server.stdout is not None and "is serving" in server.stdout.readline()
-        sent = _run(sealwire, "--home", "client", "send", card, "hi", "--verbose",
-                    cwd=tmp_path, env=env)  # fmt: skip
+        sent = _run(sealwire, "--home", "client", "send", card, "hi", cwd=tmp_path, env=env)
         task = json.loads(sent.stdout)
         assert task["status"]["state"] == "TASK_STATE_COMPLETED", sent.stdout
-        assert f"# binding: {binding}" in sent.stderr
+        assert f"# via {binding} " in sent.stderr
     finally:
         server.terminate()
         server.communicate(timeout=20)
@@ -130,8 +131,12 @@ def test_a_bad_name_or_an_existing_folder_is_refused(tmp_path: Path) -> None:
 
 def test_a_new_store_installs_passes_its_contract_and_keeps_an_agent(tmp_path: Path) -> None:
     package, python, sealwire, env = _generate_and_install(tmp_path, "folder-store", "store")
-    listed = _run(sealwire, "plugins", cwd=tmp_path, env=env).stdout
-    assert "plugin folder-store: sealwire-folder-store 0.1.0" in listed
+    listed = json.loads(_run(sealwire, "plugins", "--json", cwd=tmp_path, env=env).stdout)
+    assert {
+        "name": "folder-store",
+        "distribution": "sealwire-folder-store",
+        "version": "0.1.0",
+    } in (listed["plugins"])
     tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=package, env=env)
     assert "30 passed, 3 skipped" in tested.stdout  # state store and managed store suites
 

@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
+import click
 import pytest
 from testonly_binding import PlaintextTestBinding, PlaintextTestPlugin
 
 from sealwire import hookimpl, hookspecs
 from sealwire.binding import Binding
 from sealwire.cli import main
+from sealwire.cli.output import state
 from sealwire.components import (
     CliCommand,
     RelayBackendProvider,
@@ -128,26 +130,56 @@ def test_hook_sealwire_policy_rules() -> None:
 def test_hook_sealwire_cli_commands(capsys) -> None:
     seen = []
 
+    @click.command()
+    @click.argument("who")
+    def hello(who: str) -> None:
+        """Say hello."""
+        seen.append((who, state().home))
+
     class Hello:
         @hookimpl
         def sealwire_cli_commands(self) -> Sequence[CliCommand]:
-            return [
-                CliCommand(
-                    name="hello",
-                    help="say hello",
-                    configure=lambda p: p.add_argument("who"),
-                    run=lambda args: seen.append(args.who) or 0,
-                )
-            ]
+            return [CliCommand(hello)]
 
-    from sealwire import cli
+    from sealwire.cli._app import build_cli
 
     registry = registry_with(Hello())
-    assert "hello" in registry.cli_commands
-    parser = cli.build_parser(registry)
-    args = parser.parse_args(["hello", "world"])
-    assert args.run(args, registry) == 0
-    assert seen == ["world"]
+    assert registry.cli_commands["hello"].help == "Say hello."
+    cli = build_cli(registry)
+    assert cli.main(["--home", "h", "hello", "world"], standalone_mode=False, obj=registry) is None
+    assert seen == [("world", Path("h"))]
+    with pytest.raises(ValueError, match="needs a name"):
+        CliCommand(click.Command(None))
+    with pytest.raises(TypeError):
+        CliCommand(lambda: 0)  # type: ignore[arg-type]
+
+
+def test_a_plugin_commands_error_is_one_line_with_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @click.command()
+    @click.argument("what")
+    def fail(what: str) -> None:
+        """Fail as asked."""
+        raise (ConfigurationError if what == "config" else SealwireError)(f"{what} went wrong")
+
+    class Failing:
+        @hookimpl
+        def sealwire_cli_commands(self) -> Sequence[CliCommand]:
+            return [CliCommand(fail)]
+
+    import sealwire.cli
+
+    registry = registry_with(Failing())
+    monkeypatch.setattr(sealwire.cli, "load_registry", lambda **_kw: registry)
+    capsys.readouterr()
+    assert main(["fail", "other"]) == 1
+    assert capsys.readouterr().err == "sealwire: error: other went wrong\n"
+    assert main(["fail", "config", "--home", "h"]) == 4  # a global option after the command
+    assert capsys.readouterr().err == "sealwire: error: config went wrong\n"
+    assert main(["fail", "config", "--debug"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.endswith("sealwire: error: config went wrong\n")
 
 
 def test_every_hook_has_a_test_here() -> None:
@@ -179,7 +211,7 @@ def test_block_list_keeps_a_plugin_out(monkeypatch) -> None:
 def test_plugins_command_lists_bindings(capsys) -> None:
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "plugin builtins: sealwire" in out
+    assert "builtins" in out and "sealwire" in out and "binding" in out
 
 
 def test_core_never_imports_a_plugin() -> None:
@@ -252,16 +284,16 @@ def test_a_broken_plugin_is_one_line_and_can_be_disabled(
 ) -> None:
     _fake_distribution(tmp_path, "broken", source)
     refused = _sealwire(tmp_path, "plugins")
-    assert refused.returncode == 1
+    assert refused.returncode == 4  # a configuration error (docs/cli.md)
     (line,) = refused.stderr.strip().splitlines()
     assert "plugin 'broken' (from fake_broken 1.0)" in line and problem in line
     assert "--disable-plugin broken" in line and f"{BLOCK_ENV}=broken" in line
     helped = _sealwire(tmp_path, "--help")  # help still works, with the line on stderr
-    assert helped.returncode == 0 and "usage: sealwire" in helped.stdout
+    assert helped.returncode == 0 and "Usage: sealwire" in helped.stdout
     assert "--disable-plugin broken" in helped.stderr
     disabled = _sealwire(tmp_path, "--disable-plugin", "broken", "plugins")
     assert disabled.returncode == 0, disabled.stderr
-    assert "plugin builtins: sealwire" in disabled.stdout and "broken" not in disabled.stdout
+    assert "builtins" in disabled.stdout and "broken" not in disabled.stdout
 
 
 def _offering(cls: type) -> object:

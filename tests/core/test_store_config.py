@@ -107,12 +107,12 @@ def test_init_refuses_a_missing_option_before_creating_anything(
     registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home = tmp_path / "agent"
-    assert main(["--home", str(home), "init", "--store", "elsewhere"]) == 1
+    assert main(["--home", str(home), "init", "--store", "elsewhere"]) == 4  # configuration
     assert "needs option 'file'" in capsys.readouterr().err
     assert not home.exists()
-    assert main(["--home", str(home), "init", "--store", "aws"]) == 1
+    assert main(["--home", str(home), "init", "--store", "aws"]) == 4
     assert "pip install sealwire-store-aws" in capsys.readouterr().err
-    assert main(["--home", str(home), "init", "--store-option", "a=b"]) == 1
+    assert main(["--home", str(home), "init", "--store-option", "a=b"]) == 4
 
 
 def test_migrate_moves_the_state_and_back_verified(registry: Registry, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from sealwire.errors import DecodeError, TrustError
 from sealwire.identity import (
     TRUST_NAMESPACE,
     Identity,
+    TrustListing,
     TrustMode,
     TrustStore,
     VerifiedCard,
@@ -243,3 +244,23 @@ def test_refusal_leaves_the_store_unchanged(mode: TrustMode) -> None:
         with pytest.raises(TrustError):
             trust.check(card)
     assert backing.data == before
+
+
+@pytest.mark.parametrize("backing", [FakeStore, TransactionalFakeStore])
+def test_listing_shows_pins_allow_and_deny(backing: type[FakeStore]) -> None:
+    trust = store_for(TrustMode.ALLOWLIST, backing())
+    assert trust.listing() == TrustListing(
+        mode=TrustMode.ALLOWLIST, pinned=(), allowed=(), denied=()
+    )
+    carol = CAROL_CARD.identity.agent_id
+    trust.pin(BOB.public)
+    trust.allow(carol)
+    trust.allow(BOB.agent_id)
+    trust.deny(carol)
+    listing = trust.listing()
+    assert listing.mode is TrustMode.ALLOWLIST
+    assert listing.pinned == (BOB.public,)
+    assert listing.allowed == tuple(sorted([carol, BOB.agent_id]))
+    assert listing.denied == (carol,)
+    trust.forget(carol)
+    assert trust.listing().allowed == (BOB.agent_id,) and trust.listing().denied == ()

@@ -89,7 +89,7 @@ def test_send_to_nobody_fails_in_one_line(tmp_path: Path) -> None:
     sent = sealwire(
         "--home", "client", "send", "card.json", "hi", "--timeout", "5", cwd=tmp_path, env=env
     )
-    assert sent.returncode == 1
+    assert sent.returncode == 3  # unreachable (docs/cli.md)
     lines = [line for line in sent.stderr.splitlines() if not line.startswith("#")]
     assert len(lines) == 1 and lines[0].startswith("sealwire: error: ")
 

@@ -42,9 +42,12 @@ async def test_group_commands(tmp_path: Path) -> None:
         try:
             group = (await cli("--home", "alice", "group", "create")).strip()
             assert len(bytes.fromhex(group)) == 16
-            await cli("--home", "alice", "group", "add", group, "bob.json", "carol.json")
-            listed = json.loads(await cli("--home", "alice", "group", "list"))
-            assert listed == {"group": group, "members": sorted(ids.values())}
+            added = await cli("--home", "alice", "group", "add", group, "bob.json", "carol.json")
+            assert added.strip() == f"added {ids['bob']}, {ids['carol']} to {group}"
+            listed = json.loads(await cli("--home", "alice", "group", "list", "--json"))
+            assert listed == [{"group": group, "members": sorted(ids.values())}]
+            table = await cli("--home", "alice", "group", "list")  # a table for people
+            assert group in table and all(agent_id in table for agent_id in ids.values())
             out = await cli("--home", "alice", "group", "send", group, "hi", "--timeout", "20")
             replies = [json.loads(line) for line in out.splitlines()]
             assert sorted(r["agent"] for r in replies) == sorted([ids["bob"], ids["carol"]])
@@ -55,6 +58,9 @@ async def test_group_commands(tmp_path: Path) -> None:
             for server in servers:
                 server.terminate()
                 await server.wait()
-        await cli("--home", "alice", "group", "remove", group, ids["carol"])
-        listed = json.loads(await cli("--home", "alice", "group", "list"))
+        removed = await cli("--json", "--home", "alice", "group", "remove", group, ids["carol"])
+        assert json.loads(removed) == {"action": "remove", "group": group, "agents": [ids["carol"]]}
+        updated = await cli("--home", "alice", "group", "update", group)
+        assert updated.strip() == f"updated this agent's keys in {group}"
+        (listed,) = json.loads(await cli("--home", "alice", "group", "list", "--json"))
         assert listed["members"] == sorted([ids["alice"], ids["bob"]])

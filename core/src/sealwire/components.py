@@ -6,11 +6,11 @@ two components of one kind with the same name and names both plugins.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import click
 
 if TYPE_CHECKING:
     from sealwire.store import StoreKey
@@ -51,15 +51,30 @@ class RelayBackendProvider:
     open: Callable[[Mapping[str, Any]], Any]
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class CliCommand:
-    """A ``sealwire`` sub-command.
+    """A ``sealwire`` sub-command: a :class:`click.Command` (or :class:`click.Group`).
 
-    ``configure`` adds the command's arguments to its parser; ``run`` gets the
-    parsed arguments and returns the process exit code.
+    Its name and help are the click command's. It reads the global options
+    (``--home``, ``--json``, the loaded registry) through
+    :func:`sealwire.cli.output.state`, prints through the helpers there, and
+    raises :class:`sealwire.errors.SealwireError` for an expected failure: the
+    CLI prints it as one line and exits with the code its kind maps to.
     """
 
-    name: str
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+    command: click.Command = attrs.field(validator=attrs.validators.instance_of(click.Command))
+
+    @command.validator
+    def _named(self, _attribute: object, command: click.Command) -> None:
+        if not command.name:
+            raise ValueError("a CLI command needs a name")
+
+    @property
+    def name(self) -> str:
+        """The sub-command's name (``sealwire NAME ...``)."""
+        return self.command.name or ""
+
+    @property
+    def help(self) -> str:
+        """The one-line help shown in ``sealwire --help``."""
+        return self.command.get_short_help_str(limit=80)

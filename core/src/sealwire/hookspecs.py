@@ -132,9 +132,20 @@ def sealwire_policy_rules() -> Sequence[PolicyRule]:
 def sealwire_cli_commands() -> Sequence[CliCommand]:
     """Contribute ``sealwire`` sub-commands.
 
-    :return: :class:`sealwire.components.CliCommand` objects with unique names.
+    :return: :class:`sealwire.components.CliCommand` objects with unique names,
+        each wrapping a :class:`click.Command` or :class:`click.Group` (its
+        name and help are the command's). A command reads the global options
+        (``--home``, ``--json``) and the loaded registry through
+        :func:`sealwire.cli.output.state`, prints data through
+        :func:`sealwire.cli.output.emit` (JSON under ``--json``) and raises a
+        :class:`sealwire.errors.SealwireError` for an expected failure, which
+        the CLI prints as one line with its exit code (docs/cli.md).
 
-    Called when the CLI starts.
+    Called when the CLI starts; a plugin that fails to load still leaves
+    ``sealwire --help`` and ``--version`` working.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       ``CliCommand`` carries a ``click.Command`` (it was an argparse
+       ``configure``/``run`` pair).
     """

@@ -151,12 +151,27 @@ class Decision:
     def url(self) -> str:
         return self.candidate.offer.url
 
-    def explain(self) -> str:
-        """A human-readable account of the decision."""
+    def explain(self, situation: Situation | None = None) -> str:
+        """A human-readable account of the decision (in ``situation``, when given: the
+        reason then never claims a presence that the situation contradicts)."""
+        reason = self.reason
+        online_claim = "the peer is online: "
+        if (
+            situation is not None
+            and situation.online is not True
+            and reason.startswith(online_claim)
+        ):
+            presence = (
+                "the peer is offline, but no asynchronous binding is in common"
+                if situation.online is False
+                else "the peer's presence is unknown"
+            )
+            reason = f"{presence}: {reason.removeprefix(online_claim)}"
         lines = [
+            *([f"situation: {situation.describe()}"] if situation is not None else []),
             f"binding: {self.binding} ({self.candidate.offer.uri})",
             f"url: {self.url}",
-            f"reason: {self.reason}",
+            f"reason: {reason}",
             *self.session_description(),
         ]
         lines += [f"not chosen: {uri}: {why}" for uri, why in self.rejected]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
+import click
+
 import sealwire
+from sealwire.cli.output import state
 from sealwire.components import CliCommand, RelayBackendProvider
 from sealwire_relay._providers import BUILTIN_RELAY_BACKENDS
 
@@ -18,27 +20,29 @@ def sealwire_relay_backends() -> Sequence[RelayBackendProvider]:
     return list(BUILTIN_RELAY_BACKENDS)
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="relay_command", required=True, metavar="ACTION")
-    serve = sub.add_parser("serve", help="run a relay (embedded SQLite unless configured)")
-    serve.add_argument("--config", help="relay TOML file (default: 127.0.0.1:8700, SQLite)")
+@click.group()
+def relay() -> None:
+    """The delivery service for offline agents and groups."""
 
 
-def _run(args: argparse.Namespace) -> int:
+@relay.command()
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="Relay TOML file (default: 127.0.0.1:8700, SQLite).",
+)
+def serve(config: str | None) -> None:
+    """Run a relay (embedded SQLite unless configured) until SIGINT/SIGTERM."""
     # The CLI, not the server, loads the plugins: the server is handed its providers.
-    from sealwire.plugins import load_registry
     from sealwire_relay._server import RelayConfig, serve_relay
 
-    config = RelayConfig.from_toml(args.config) if args.config else RelayConfig()
-    return serve_relay(config, list(load_registry().relay_backends.values()))
+    relay_config = RelayConfig.from_toml(config) if config else RelayConfig()
+    code = serve_relay(relay_config, list(state().registry.relay_backends.values()))
+    if code:
+        raise click.exceptions.Exit(code)
 
 
-RELAY_COMMAND = CliCommand(
-    name="relay",
-    help="the delivery service for offline agents and groups",
-    configure=_configure,
-    run=_run,
-)
+RELAY_COMMAND = CliCommand(relay)
 
 
 @sealwire.hookimpl

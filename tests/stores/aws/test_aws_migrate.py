@@ -117,5 +117,5 @@ def test_a_missing_option_is_named_when_the_file_is_read(tmp_path: Path, capsys)
     home = tmp_path / "agent"
     home.mkdir()
     (home / "sealwire.toml").write_text("[agent.store]\nbackend = 'aws'\nprefix = 'p'\n")
-    assert main(["--home", str(home), "card"]) == 1
+    assert main(["--home", str(home), "card"]) == 4
     assert "store backend 'aws' needs option 'region'" in capsys.readouterr().err

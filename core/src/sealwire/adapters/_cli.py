@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -31,37 +31,56 @@ def parse_peers(items: list[str], read_card: Callable[[str], Any]) -> dict[str, 
 
 
 def run_sidecar(
-    args: argparse.Namespace, home: Path, registry: Registry, read_card: Callable[[str], Any]
-) -> int:
-    """Serve until SIGINT/SIGTERM; print the agent id, its bindings and the local URLs."""
-    peers = parse_peers(args.peer, read_card)
+    *,
+    upstream: str,
+    peers: list[str],
+    local: str,
+    home: Path,
+    registry: Registry,
+    read_card: Callable[[str], Any],
+    as_json: bool = False,
+) -> None:
+    """Serve until SIGINT/SIGTERM; print the agent id, its bindings and the local URLs
+    (one JSON line with ``as_json``)."""
     sidecar = Sidecar(
-        args.upstream,
+        upstream,
         lambda **options: open_agent(home, registry, **options),
-        peers=peers,
-        local=args.local,
+        peers=parse_peers(peers, read_card),
+        local=local,
     )
-    asyncio.run(_serve(sidecar))
-    return 0
+    asyncio.run(_serve(sidecar, as_json=as_json))
 
 
-async def _serve(sidecar: Sidecar) -> None:
+async def _serve(sidecar: Sidecar, *, as_json: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with sidecar:
-            agent = sidecar.agent
-            print(f"sidecar {agent.agent_id} for {sidecar.upstream}", flush=True)
-            for offer in agent.card.offers:
-                print(f"  {offer.name}: {offer.url}", flush=True)
-            print(f"  card: {sidecar.local_url}/.well-known/agent-card.json", flush=True)
-            for name in sidecar.peer_names:
-                print(f"  peer {name}: {sidecar.local_url}{PEERS_PREFIX}{name}", flush=True)
+            _started(sidecar, as_json=as_json)
             await stop.wait()
     finally:
         if sidecar.started:  # the home's relay client and store outlive the agent
             if sidecar.agent.relay is not None:
                 await sidecar.agent.relay.close()
             sidecar.agent.store.close()
+
+
+def _started(sidecar: Sidecar, *, as_json: bool) -> None:
+    """The lines a supervisor waits for: the agent, its bindings and the local URLs."""
+    agent = sidecar.agent
+    card_url = f"{sidecar.local_url}/.well-known/agent-card.json"
+    peers = {name: f"{sidecar.local_url}{PEERS_PREFIX}{name}" for name in sidecar.peer_names}
+    if as_json:
+        offers = [{"binding": o.name, "url": o.url} for o in agent.card.offers]
+        sidecar_line = {"agent_id": agent.agent_id, "upstream": sidecar.upstream,
+                        "offers": offers, "card": card_url, "peers": peers}  # fmt: skip
+        print(json.dumps({"sidecar": sidecar_line}), flush=True)
+        return
+    print(f"sidecar {agent.agent_id} for {sidecar.upstream}", flush=True)
+    for offer in agent.card.offers:
+        print(f"  {offer.name}: {offer.url}", flush=True)
+    print(f"  card: {card_url}", flush=True)
+    for name, url in peers.items():
+        print(f"  peer {name}: {url}", flush=True)

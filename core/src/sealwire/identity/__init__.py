@@ -37,6 +37,7 @@ from sealwire.identity._keys import (
 from sealwire.identity._trust import (
     MAX_CHECKED_IDENTITIES,
     TRUST_NAMESPACE,
+    TrustListing,
     TrustMode,
     TrustStore,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Identity",
     "OfferedBinding",
     "PublicIdentity",
+    "TrustListing",
     "TrustMode",
     "TrustStore",
     "VerifiedCard",

@@ -27,11 +27,19 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+import attrs
+
 from sealwire.errors import DecodeError, TrustError
 from sealwire.identity._card import VerifiedCard
 from sealwire.identity._keys import PublicIdentity, is_agent_id
 
-__all__ = ["MAX_CHECKED_IDENTITIES", "TRUST_NAMESPACE", "TrustMode", "TrustStore"]
+__all__ = [
+    "MAX_CHECKED_IDENTITIES",
+    "TRUST_NAMESPACE",
+    "TrustListing",
+    "TrustMode",
+    "TrustStore",
+]
 
 TRUST_NAMESPACE = "trust"
 _PIN_FORMAT_VERSION = 1
@@ -48,6 +56,17 @@ class TrustMode(enum.Enum):
     PINNED = "pinned"
     ALLOWLIST = "allowlist"
     TOFU = "tofu"
+
+
+@attrs.frozen(kw_only=True)
+class TrustListing:
+    """What a trust store holds (for ``sealwire trust list``): the pinned identities,
+    the allowed and the denied agent ids, each sorted by agent id."""
+
+    mode: TrustMode
+    pinned: tuple[PublicIdentity, ...]
+    allowed: tuple[str, ...]
+    denied: tuple[str, ...]
 
 
 class _KeyValue(Protocol):
@@ -168,6 +187,22 @@ class TrustStore:
     def pinned(self, agent_id: str) -> PublicIdentity | None:
         """The keys pinned for ``agent_id``, or None."""
         return self._load_pin(self._store, _checked_id(agent_id))
+
+    def listing(self) -> TrustListing:
+        """Every pin, allow and deny entry, read in one transaction when the store has them."""
+        with self._atomic() as kv:
+            pin_keys = sorted(kv.keys(TRUST_NAMESPACE, "pin/"))
+            pinned = [self._load_pin(kv, key.removeprefix("pin/")) for key in pin_keys]
+            allowed = sorted(
+                key.removeprefix("allow/") for key in kv.keys(TRUST_NAMESPACE, "allow/")
+            )
+            denied = sorted(key.removeprefix("deny/") for key in kv.keys(TRUST_NAMESPACE, "deny/"))
+        return TrustListing(
+            mode=self.mode,
+            pinned=tuple(identity for identity in pinned if identity is not None),
+            allowed=tuple(allowed),
+            denied=tuple(denied),
+        )
 
     def is_denied(self, agent_id: str) -> bool:
         """Whether ``agent_id`` is on the deny list."""
