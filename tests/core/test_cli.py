@@ -37,6 +37,14 @@ def home(tmp_path: Path, monkeypatch) -> Path:
     return path
 
 
+def test_init_says_which_peers_it_admits(tmp_path: Path, capsys) -> None:
+    assert main(["--home", str(tmp_path / "a"), "init"]) == 0
+    assert "trust: tofu (trust on first use)" in capsys.readouterr().out
+    assert main(["--home", str(tmp_path / "b"), "init", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["trust"][0].startswith("trust: tofu") and shown["agent_id"].startswith("sw1")
+
+
 def test_init_creates_home_with_private_key_file(home: Path, capsys) -> None:
     assert (home / "state.db").exists() and (home / "sealwire.toml").exists()
     assert oct((home / "store.key").stat().st_mode & 0o777) == "0o600"

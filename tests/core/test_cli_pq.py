@@ -1,9 +1,9 @@
-"""`sealwire policy explain` and `sealwire send --verbose` with post-quantum agents (issue 20).
+"""`sealwire policy explain` and `sealwire send` with post-quantum agents (issue 20).
 
 Two agents made with `init --post-quantum`, each with the Noise ML-KEM hybrid on and
 `require = ["post_quantum", "post_quantum_auth"]`: the policy picks Noise (it used to
 refuse it: "lacks required properties: post_quantum"), explains the hybrid protocol,
-and a real `serve` / `send --verbose` pair of processes talks over it and says so. A
+and a real `serve` / `send` pair of processes talks over it and says so. A
 third agent without the hybrid is refused with the reason.
 """
 

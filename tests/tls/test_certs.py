@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import stat
 from pathlib import Path
@@ -25,6 +26,7 @@ from sealwire_tls import (
     certificate_agent_id,
     certificate_key,
     fingerprint,
+    grpc_root_pem,
     key_files,
     parse_certificate,
     self_signed_certificate,
@@ -145,3 +147,18 @@ def test_cli_exports_the_certificate_and_key(
     assert main(["--home", str(home), "tls", "cert", "--key"]) == 2  # a key is never printed
     assert main(["--home", str(home), "tls", "cert"]) == 0
     assert "BEGIN CERTIFICATE" in capsys.readouterr().out
+
+
+def test_cli_exports_the_grpc_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    identity = init_home(home, name="cli-agent")
+    capsys.readouterr()
+    assert main(["--home", str(home), "tls", "grpc-root"]) == 0
+    assert capsys.readouterr().out.encode() == grpc_root_pem(identity)
+    assert (
+        main(["--home", str(home), "--json", "tls", "grpc-root", "--out", str(tmp_path / "r")]) == 0
+    )
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"agent_id": identity.agent_id, "root": str(tmp_path / "r")}
+    root = x509.load_pem_x509_certificate((tmp_path / "r").read_bytes())
+    assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

@@ -15,7 +15,7 @@ import click
 from sealwire.agent import Agent, Handler
 from sealwire.cli._common import close_agent, home, local_card, until_signalled
 from sealwire.cli.output import emit, state
-from sealwire.config import StoreConfig, init_home, open_agent
+from sealwire.config import StoreConfig, describe_trust, init_home, open_agent, read_config
 from sealwire.errors import ConfigurationError
 
 __all__ = ["COMMANDS", "store_choice", "store_options"]
@@ -105,13 +105,15 @@ def init(
         store=store_choice(store, store_option),
         registry=registry,
     )
+    trust = describe_trust(read_config(home(), registry))
     data = {
         "agent_id": identity.agent_id,
         "home": str(home()),
         "relay": None if descriptor is None else {"id": descriptor.relay_id, "url": relay},
+        "trust": trust,
     }
     lines.append(f"created agent {identity.agent_id} in {home()}")
-    emit(data, lines)
+    emit(data, lines + trust)
 
 
 @click.command()

@@ -219,7 +219,6 @@ def _later_command(peer_card: str, task_id: str) -> str:
 @click.option(
     "--quiet", "-q", is_flag=True, help="Do not print the binding, protocol and suite used."
 )
-@click.option("--verbose", is_flag=True, hidden=True, help="(The default now; kept for scripts.)")
 def send(
     peer_card: str,
     text: str,
@@ -227,7 +226,6 @@ def send(
     stream: bool,
     timeout: float,
     quiet: bool,
-    verbose: bool,
 ) -> None:
     """Send TEXT to the peer of PEER_CARD (a signed card file, or - for stdin) and print
     the task (A2A JSON) once it settles.

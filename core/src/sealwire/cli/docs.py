@@ -107,7 +107,7 @@ traceback. Here by what the line says:
 JSON_SHAPES: tuple[tuple[str, ...], ...] = (
     (
         "`init`",
-        '`{"agent_id", "home", "relay": null or {"id", "url"}}`',
+        '`{"agent_id", "home", "relay": null or {"id", "url"}, "trust": [..lines]}`',
     ),
     (
         "`card`",
@@ -187,6 +187,10 @@ JSON_SHAPES: tuple[tuple[str, ...], ...] = (
     (
         "`tls cert`",
         '`{"agent_id", "sha256", "pinnedpubkey", "cert"?, "key"?, "pem"?}`',
+    ),
+    (
+        "`tls grpc-root`",
+        '`{"agent_id", "root"?, "pem"?}`',
     ),
 )
 """Each command that prints data, and the shape of its ``--json`` output."""

@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-import logging
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,32 +184,9 @@ def waiting(text: str) -> Iterator[None]:
         yield
 
 
-def _configure_logging(level: str, fmt: str) -> None:
-    """Logging for this process: ``level`` names a level, ``fmt`` is ``console`` or ``json``.
-
-    Stands in for ``sealwire.logs.configure_logging`` (same signature) until that
-    module is merged; the call site is :func:`configure_logging` below.
-    """
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
-
-
 def configure_logging(level: str, fmt: str) -> None:
-    """The one call site of the logging configuration (``--log-level``, ``--log-format``)."""
-    _configure_logging(level, fmt)
+    """The one call site of the logging configuration (``--log-level``, ``--log-format``):
+    :func:`sealwire.logs.configure_logging`, with its redaction guard."""
+    from sealwire.logs import configure_logging as configure
+
+    configure(level, fmt)

@@ -3,6 +3,8 @@
 Prints the certificate chain as PEM, or with ``--out DIR`` writes
 ``DIR/cert.pem`` (and with ``--key`` ``DIR/key.pem``, mode 0600), then its
 SHA-256 fingerprint and the public-key pin curl takes as ``--pinnedpubkey``.
+``sealwire tls grpc-root`` prints the root a gRPC client verifies the endpoint
+with when ``[bindings.tls] grpc = true``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sealwire.components import CliCommand
 from sealwire.config import open_home
 from sealwire_tls._binding import agent_certificate_chain
 from sealwire_tls._certs import fingerprint, pem, private_key_pem, spki_sha256
+from sealwire_tls._grpc import grpc_root_pem
 
 __all__ = ["tls_command"]
 
@@ -79,6 +82,28 @@ def cert(out: Path | None, key: bool, host: tuple[str, ...]) -> None:
         note(f"agent: {identity.agent_id}")
         note(f"sha256 fingerprint: {digest}")
         note(f"curl --pinnedpubkey sha256//{pin}")
+
+
+@tls.command("grpc-root")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
+def grpc_root(out: Path | None) -> None:
+    """Export the root certificate gRPC clients verify this agent's endpoint with.
+
+    With [bindings.tls] grpc = true the endpoint presents clients without Ed25519
+    (grpcio) an ECDSA certificate issued by this agent's identity; pass this PEM as
+    grpc.ssl_channel_credentials(root_certificates=...). It holds public keys only.
+    """
+    _config, identity, store = open_home(state().home, state().registry)
+    store.close()
+    root = grpc_root_pem(identity)
+    data = {"agent_id": identity.agent_id}
+    if out is not None:
+        _write(out, root, 0o644)
+        emit({**data, "root": str(out)}, [f"wrote {out}"])
+    elif state().json:
+        emit({**data, "pem": root.decode()})
+    else:
+        sys.stdout.write(root.decode())
 
 
 def tls_command() -> CliCommand:
