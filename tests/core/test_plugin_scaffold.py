@@ -157,11 +157,13 @@ def test_new_mailbox_group_and_transport_plugins_install_and_pass_their_contract
     packages, python, sealwire, env = _generate_and_install_all(
         tmp_path, shapes, beside=(f"{ROOT / 'relay'}[testing]",)
     )
-    listed = _run(sealwire, "plugins", cwd=tmp_path, env=env).stdout
+    listed = json.loads(_run(sealwire, "plugins", "--json", cwd=tmp_path, env=env).stdout)
+    plugins = {(p["name"], p["distribution"], p["version"]) for p in listed["plugins"]}
     for name, _shape in shapes:
-        assert f"plugin {name}: sealwire-{name} 0.1.0" in listed
-    assert "binding my-mailbox 0.1.0 (urn:sealwire:binding:my-mailbox:1, mailbox)" in listed
-    assert "binding my-group 0.1.0 (urn:sealwire:binding:my-group:1, group)" in listed
+        assert (name, f"sealwire-{name}", "0.1.0") in plugins
+    bindings = {(b["name"], b["version"], b["uri"], b["shape"]) for b in listed["bindings"]}
+    assert ("my-mailbox", "0.1.0", "urn:sealwire:binding:my-mailbox:1", "mailbox") in bindings
+    assert ("my-group", "0.1.0", "urn:sealwire:binding:my-group:1", "group") in bindings
     expected = {"my-mailbox": "10 passed", "my-group": "7 passed", "my-link": "8 passed"}
     for package, (name, _shape) in zip(packages, shapes, strict=True):
         tested = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",

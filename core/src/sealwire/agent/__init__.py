@@ -1,6 +1,6 @@
 """The agent and its A2A bus (ARCHITECTURE layer 9)."""
 
-from sealwire.agent._agent import Agent
+from sealwire.agent._agent import Agent, Route
 from sealwire.agent._push import (
     SIGNATURE_HEADER,
     TOKEN_HEADER,
@@ -19,6 +19,7 @@ __all__ = [
     "Handler",
     "PushPolicy",
     "PushSender",
+    "Route",
     "RpcConnection",
     "TaskContext",
     "TaskManager",

@@ -84,12 +84,23 @@ from sealwire.relay import RelayPort
 from sealwire.store import StateStore
 from sealwire.transport import DatagramEndpoint, FrameStream, TransportError
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "Route"]
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 15.0
 """Seconds a handshake may take before the connection is dropped."""
+
+
+@attrs.frozen(eq=False)
+class Route:
+    """How :meth:`Agent.route` reached a peer: the ``connection``, the ``decision`` it
+    follows and, when the live binding could not reach the peer and the call fell back
+    to the offline one, that binding's decision and the error (``unreachable``)."""
+
+    connection: RpcConnection
+    decision: Decision
+    unreachable: tuple[Decision, TransportError] | None = None
 
 
 class Agent:
@@ -503,10 +514,21 @@ class Agent:
         the live binding cannot reach it, the call falls back to the binding the
         policy picks for an offline peer (a mailbox), if there is one.
         """
+        return (await self.route(peer, situation, binding=binding)).connection
+
+    async def route(
+        self,
+        peer: VerifiedCard,
+        situation: Situation | None = None,
+        *,
+        binding: str | None = None,
+    ) -> Route:
+        """As :meth:`connect`, saying which decision the connection follows and, after a
+        fallback, which binding could not reach the peer and why."""
         decision = self.explain(peer, situation, binding=binding)
         try:
-            return await self._connect(peer, decision)
-        except TransportError:
+            return Route(connection=await self._connect(peer, decision), decision=decision)
+        except TransportError as exc:
             if situation is not None or binding is not None:
                 raise
             try:
@@ -517,7 +539,8 @@ class Agent:
                 raise
             log.info("peer %s unreachable over %s: using %s", peer.identity.agent_id,
                      decision.binding, offline.binding)  # fmt: skip
-            return await self._connect(peer, offline)
+            connection = await self._connect(peer, offline)
+            return Route(connection=connection, decision=offline, unreachable=(decision, exc))
 
     async def _connect(self, peer: VerifiedCard, decision: Decision) -> RpcConnection:
         key = (peer.identity.agent_id, decision.binding)

@@ -17,7 +17,6 @@ from sealwire.cli._common import SITUATIONS, close_agent, home, read_card
 from sealwire.cli.output import ExitCode, emit, note, state, waiting
 from sealwire.codec import A2AError, Method, to_json
 from sealwire.config import open_agent
-from sealwire.errors import PolicyError
 from sealwire.identity import VerifiedCard
 from sealwire.model import (
     GetTaskRequest,
@@ -31,7 +30,6 @@ from sealwire.model import (
     TaskState,
 )
 from sealwire.policy import Decision, Situation
-from sealwire.transport import TransportError
 
 __all__ = ["COMMANDS", "FAILED_STATES"]
 
@@ -78,25 +76,13 @@ def _situation_option(default: str) -> Callable[[Callable[..., Any]], Callable[.
 async def _connect(
     agent: Agent, peer: VerifiedCard, situation: Situation | None, *, quiet: bool
 ) -> tuple[RpcConnection, Decision]:
-    """The connection and the decision it follows. ``None`` (auto) is the agent's own
-    choice for a peer of unknown presence, with its fallback to the binding chosen for
-    an offline peer (a mailbox) when the live one cannot reach it, as
-    :meth:`sealwire.agent.Agent.connect` does; here the fallback is told to the user."""
-    decision = agent.explain(peer, situation)
-    if situation is not None:
-        return await agent.connect(peer, situation), decision
-    try:
-        return await agent.connect(peer, Situation()), decision
-    except TransportError as exc:
-        try:
-            offline = agent.explain(peer, Situation(online=False))
-        except PolicyError:
-            raise exc from None
-        if offline.binding == decision.binding:
-            raise
-        if not quiet:
-            note(f"# {decision.binding} cannot reach the peer ({exc}): trying {offline.binding}")
-        return await agent.connect(peer, Situation(online=False)), offline
+    """The connection and the decision it follows (``None``, auto: the agent's own
+    choice, with its fallback to the peer's mailbox, which is told to the user)."""
+    route = await agent.route(peer, situation)
+    if route.unreachable is not None and not quiet:
+        live, exc = route.unreachable
+        note(f"# {live.binding} cannot reach the peer ({exc}): trying {route.decision.binding}")
+    return route.connection, route.decision
 
 
 def _describe(decision: Decision) -> None:
