@@ -131,6 +131,15 @@ def test_default_table(situation: Situation, expected: str, url_prefix: str) -> 
     assert decision.negotiation.responder_offers == tuple(o.uri for o in PEER.offers)
 
 
+@pytest.mark.parametrize(
+    "situation", [Situation(), Situation(online=True), Situation(online=False)]
+)
+def test_a_tls_only_peer_is_reached_without_saying_http(situation: Situation) -> None:
+    """A peer that offers only an HTTP-interoperable binding needs no --situation http."""
+    decision = Policy(PolicyConfig(), ALL).decide(card(Tls), situation, LOCAL)
+    assert decision.binding == "tls" and "HTTP-interoperable" in decision.reason
+
+
 def test_required_property_filters_and_says_why() -> None:
     config = PolicyConfig(require=frozenset({P.POST_COMPROMISE_SECURITY}))
     decision = Policy(config, ALL).decide(PEER, Situation(online=True), LOCAL)

@@ -378,6 +378,12 @@ def _default_rule(
             mailbox,
             "no live session binding in common: an asynchronous binding works online too",
         ),
+        (
+            not situation.group,
+            has(Property.HTTP_INTEROP),
+            "no live session or mailbox binding in common: an HTTP-interoperable one reaches "
+            "the peer too",
+        ),
     ]
     for applies, test, why in table:
         if not applies:
