@@ -40,7 +40,7 @@ def grpc_option(options: Mapping[str, Any]) -> bool:
         return False
     if not grpc_available():
         raise ConfigurationError(
-            "bindings.tls: grpc = true needs a2a-sdk's protos: install sealwire[a2a]"
+            "bindings.tls: grpc = true needs a2a-sdk's protos: install sealwire-tls[grpc]"
         )
     if options.get("resumption", False):
         raise ConfigurationError(
