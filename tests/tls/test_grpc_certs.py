@@ -232,7 +232,7 @@ def test_grpc_needs_the_a2a_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from sealwire_tls import _grpc
 
     monkeypatch.setattr(_grpc, "grpc_available", lambda: False)
-    with pytest.raises(ConfigurationError, match=r"sealwire\[a2a\]"):
+    with pytest.raises(ConfigurationError, match=r"sealwire-tls\[grpc\]"):
         grpc_option({"grpc": True})
     assert grpc_option({}) is False
     with pytest.raises(ConfigurationError, match="true or false"):
