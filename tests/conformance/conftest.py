@@ -14,7 +14,6 @@ import httpx
 import pytest
 from a2a_conformance import A2A, TRANSPORTS, Frames, Https, Rest, client_context, handler
 from cryptography.hazmat.primitives import serialization
-from ports import free_port
 
 from sealwire.adapters import PEERS_PREFIX, Sidecar
 from sealwire.agent import Agent, TaskContext
@@ -34,9 +33,8 @@ async def a2a(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     ids = Identity.generate(), Identity.generate()
     allowed = tmp_path / "caller.pem"
     allowed.write_bytes(self_signed_certificate(ids[1]).public_bytes(serialization.Encoding.PEM))
-    https = f"https://127.0.0.1:{free_port()}"
-    listen = ["tcp://127.0.0.1:0", https]
-    options = {"tls": {"url": https, "client_certificates": [str(allowed)]}}
+    listen = ["tcp://127.0.0.1:0", "https://127.0.0.1:0"]  # port 0: no race for a port
+    options = {"tls": {"client_certificates": [str(allowed)]}}
     async with _relay(tmp_path, transport == "mailbox") as relay_url:
         clients = [RelayClient(relay_url, i) for i in ids] if relay_url else []
         relays: list[dict[str, Any]] = [
@@ -106,7 +104,7 @@ class _relay:
 
     def __init__(self, tmp_path: Path, wanted: bool) -> None:
         self._config = RelayConfig(
-            port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+            port=0, identity_path=tmp_path / "relay.key", backend="sqlite",
             backend_options={"path": str(tmp_path / "relay.sqlite3")},
         ) if wanted else None  # fmt: skip
         self._running: Any = None

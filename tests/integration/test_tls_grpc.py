@@ -23,7 +23,6 @@ import httpx
 import pytest
 from a2a_conformance import A2A, Rest, client_context, handler
 from cryptography.hazmat.primitives import serialization
-from ports import free_port
 
 from sealwire.agent import Agent, TaskContext
 from sealwire.identity import Identity
@@ -76,10 +75,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     caller = Identity.generate()
     caller_pem = self_signed_certificate(caller).public_bytes(serialization.Encoding.PEM)
     (tmp_path / "caller.pem").write_bytes(caller_pem)
-    https = f"https://127.0.0.1:{free_port()}"
-    options = {"tls": {"url": https, "grpc": True,
+    options = {"tls": {"grpc": True,
                        "client_certificates": [str(tmp_path / "caller.pem")]}}  # fmt: skip
-    agent = Agent(Identity.generate(), MemoryStore(), name="served", listen=[https],
+    agent = Agent(Identity.generate(), MemoryStore(), name="served", listen=["https://127.0.0.1:0"],
                   registry=tls_registry(), binding_options=options)  # fmt: skip
 
     async def serve(task: TaskContext) -> None:
@@ -89,6 +87,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with agent:
         agent.trust.pin(caller.public)  # an external caller: pinned, it sends no card
         client = httpx.AsyncClient(verify=client_context(agent, caller, tmp_path), trust_env=False)
+        https = next(o.url for o in agent.card.offers if o.name == "tls")
         try:
             card = (await client.get(https + "/.well-known/agent-card.json")).json()
             credentials = grpc.ssl_channel_credentials(

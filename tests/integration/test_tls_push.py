@@ -216,14 +216,14 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     async def make(**kwargs: Any) -> Caller:
         identity = kwargs.pop("identity", None) or Identity.generate()
         store = kwargs.pop("store", None)
-        https = f"https://127.0.0.1:{kwargs.pop('port', None) or free_port()}"
+        https = f"https://127.0.0.1:{kwargs.pop('port', 0)}"
         agent = Agent(
             identity,
             store if store is not None else SqliteStore.open(":memory:", StoreKey.generate()),
             name="served",
             listen=[https],
             registry=tls_registry(),
-            binding_options={"tls": {"url": https, "client_certificates": [str(allowed)]}},
+            binding_options={"tls": {"client_certificates": [str(allowed)]}},
             **kwargs,
         )
         agent.on_message(handler)

@@ -83,3 +83,24 @@ async def test_an_orphan_slot_is_freed_when_the_mailbox_is_full(
 def test_bad_shared_or_replicas_options_are_configuration_errors(options: dict) -> None:
     with pytest.raises(ConfigurationError):
         NatsBackend.from_options(options)
+
+
+async def test_a_publish_no_stream_answers_is_sent_again_until_one_does(
+    pair: tuple[NatsBackend, NatsBackend],
+) -> None:
+    # The slot stream is gone and the other process is about to create it (its
+    # first enqueue does): a's publish gets "no responders", which stored nothing;
+    # it is sent again, not reported as the relay being unavailable.
+    a, b = pair
+    assert await a.enqueue("box", _delivery(0), max_depth=DEPTH)
+    await a._js.delete_stream(f"{a._s}_SLOT")
+
+    async def later() -> bool:
+        await asyncio.sleep(0.2)
+        return await b.enqueue("box", _delivery(2), max_depth=DEPTH)
+
+    assert await asyncio.gather(a.enqueue("box", _delivery(1), max_depth=DEPTH), later()) == [
+        True,
+        True,
+    ]
+    assert {d.message_id for d in await a.fetch("box", 10)} == {"m0", "m1", "m2"}

@@ -83,7 +83,7 @@ try:
     import nats.aio.client
     import nats.errors
     from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-    from nats.js.errors import APIError, NotFoundError
+    from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 except ImportError:  # pragma: no cover - the optional extra is not installed
     nats = None  # type: ignore[assignment]
 
@@ -134,6 +134,9 @@ SLOT_AT = "Sw-Slot-At"  # when the slot was taken (wall clock of the relay proce
 # JetStream's answer to a publish beyond max_msgs_per_subject with
 # discard_new_per_subject ("maximum messages per subject exceeded").
 SUBJECT_FULL = 10077
+# A publish that no stream received ("no responders": a stream being created or
+# moving to a new leader) stored nothing; it is sent again after these pauses.
+NO_STREAM_RETRY_SECONDS = (0.05, 0.1, 0.2, 0.4, 0.8)
 # Access records read (immutable, by sequence number) kept in memory: one lookup
 # saved per append; a miss costs one request.
 MAX_ACCESS_CACHE = 10_000
@@ -278,9 +281,9 @@ class NatsBackend:
                 await self._js.update_stream(config)
 
     async def close(self) -> None:
-        if self._nc is not None:
-            await self._nc.close()
-            self._nc = self._js = None
+        nc, self._nc, self._js = self._nc, None, None  # first: a closing is no lost connection
+        if nc is not None:
+            await nc.close()
 
     # -- primitives -----------------------------------------------------------------
 
@@ -313,6 +316,17 @@ class NatsBackend:
         except NotFoundError:
             return None
 
+    async def _publish(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> Any:
+        """JetStream publish, sent again while no stream answers (nothing was stored)."""
+        for pause in NO_STREAM_RETRY_SECONDS:
+            try:
+                return await self._js.publish(subject, data, headers=headers)
+            except NoStreamResponseError:
+                await asyncio.sleep(pause)
+        return await self._js.publish(subject, data, headers=headers)
+
     async def _put_new(
         self, subject: str, data: bytes, headers: dict[str, str] | None = None
     ) -> bool:
@@ -324,7 +338,7 @@ class NatsBackend:
     ) -> int | None:
         """Publish if the subject's last sequence is ``expect``; the new sequence or None."""
         try:
-            ack = await self._js.publish(
+            ack = await self._publish(
                 subject, data, headers={EXPECT: str(expect), **(headers or {})}
             )
         except APIError as exc:
@@ -401,7 +415,7 @@ class NatsBackend:
                     subject = self._dir("o", agent_id, b, b64e(pool.encode()), b64e(kid.encode()))
                     await self._put_new(subject, blob)
             record = {"bundle": b64e(bundle), "pools": sorted(pools)}
-            await self._js.publish(self._dir("b", agent_id, b), json.dumps(record).encode())
+            await self._publish(self._dir("b", agent_id, b), json.dumps(record).encode())
 
     async def fetch_prekeys(self, agent_id: str, binding: str) -> FetchedPrekeys | None:
         stream, b = f"{self._s}_DIR", b64e(binding.encode())
@@ -466,7 +480,7 @@ class NatsBackend:
                 info = await self._js.stream_info(stream)
                 if int(info.state.messages or 0) >= max_count:
                     raise LimitExceeded("cards", f"the card directory holds {max_count} cards")
-            await self._js.publish(subject, card_json)
+            await self._publish(subject, card_json)
 
     async def get_cards(self, agent_ids: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -548,7 +562,7 @@ class NatsBackend:
     async def _take_slot(self, mailbox: str, subject: str) -> int | None:
         """Publish a slot for the message on ``subject``; its sequence, None when full."""
         try:
-            ack = await self._js.publish(
+            ack = await self._publish(
                 self._slot(mailbox), subject.encode(), headers={SLOT_AT: repr(time.time())}
             )
         except APIError as exc:
@@ -655,7 +669,7 @@ class NatsBackend:
         """Publish unless the subject holds a message or the id is a recent duplicate;
         the new sequence, or None for a duplicate."""
         try:
-            ack = await self._js.publish(subject, data, headers={EXPECT: "0", **headers})
+            ack = await self._publish(subject, data, headers={EXPECT: "0", **headers})
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 return None
@@ -767,7 +781,7 @@ class NatsBackend:
             return 0 if last is None else await delete(int(last.seq), False)
 
         _, deleted = await asyncio.gather(
-            self._js.publish(self._tomb(mailbox, mid, sender), b""), delete(seq, cached)
+            self._publish(self._tomb(mailbox, mid, sender), b""), delete(seq, cached)
         )
         if deleted and self._shared and slot is not None:
             # The message is gone: free its slot (a crash right here leaves an
@@ -903,7 +917,7 @@ class NatsBackend:
                 fresh: int | None = None
                 if attrs.evolve(new, commit_seq=None) != attrs.evolve(access, commit_seq=None):
                     stored = attrs.evolve(new, commit_seq=None)
-                    ack = await self._js.publish(self._g("a", group_id), stored.to_json())
+                    ack = await self._publish(self._g("a", group_id), stored.to_json())
                     fresh = record_seq = int(ack.seq)
                     self._records[record_seq] = stored
                 commit_seq = "" if access.commit_seq is None else str(access.commit_seq)

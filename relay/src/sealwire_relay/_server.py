@@ -344,7 +344,8 @@ async def running_relay(
     """Serve a relay in the running event loop for the duration of the block.
 
     The backend is ``backend`` if given, else the one ``config`` names among
-    ``providers`` (the built-in ones by default).
+    ``providers`` (the built-in ones by default). Port 0 listens on a free port,
+    which the yielded relay's ``url`` names (unless ``public_url`` is set).
     """
     _check_tls_files(config)
     if identity is None:
@@ -357,6 +358,8 @@ async def running_relay(
             ) from None
     # Listen first: a taken port is reported at once, not after the backend's wait.
     sock = _listen(config.host, config.port)
+    if config.port == 0:  # the system chose one: the URL names it
+        config = attrs.evolve(config, port=int(sock.getsockname()[1]))
     try:
         backend = backend or open_backend(config.backend, config.backend_options, providers)
         await _start_backend(backend, config)
