@@ -132,8 +132,10 @@ class TrustStore:
             )
         if pinned is None and self.mode is TrustMode.PINNED:
             raise TrustError(f"agent {agent_id} is not pinned (trust mode PINNED)")
-        allowed = kv.get(TRUST_NAMESPACE, f"allow/{agent_id}") is not None
-        if self.mode is TrustMode.ALLOWLIST and not allowed:
+        if (
+            self.mode is TrustMode.ALLOWLIST
+            and kv.get(TRUST_NAMESPACE, f"allow/{agent_id}") is None
+        ):
             raise TrustError(f"agent {agent_id} is not on the allow-list")
         return pinned is None and self.mode is TrustMode.TOFU
 
