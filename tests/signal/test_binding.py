@@ -23,6 +23,7 @@ from sealwire_signal import (
     UnknownPrekeyError,
     card_digest,
     decode_session,
+    encode_session,
 )
 from sealwire_signal._binding import SESSION_NAMESPACE, SignalBinding
 from sealwire_signal._prekeys import (
@@ -729,3 +730,31 @@ async def test_v1_sessions_load_and_are_rewritten_as_v2(world, tmp_path, he):
     assert (await bob.binding.open(await seal(alice, bob, b"after"))).frame == b"after"
     alice.store.close()
     bob.store.close()
+
+
+async def test_an_unchanged_archived_session_is_not_rewritten(world):
+    directory, clock = world
+    alice = make_agent(directory, clock, store=RecordingStore())
+    bob = make_agent(directory, clock, store=RecordingStore())
+    await alice.binding.publish_prekeys()
+    await bob.binding.publish_prekeys()
+    to_bob, to_alice = await seal(alice, bob, b"a1"), await seal(bob, alice, b"b1")
+    assert (await bob.binding.open(to_bob)).frame == b"a1"
+    assert (await alice.binding.open(to_alice)).frame == b"b1"  # each side archives one
+    # Both now send on the session Bob accepted: Bob's current and archived swap, once.
+    assert (await bob.binding.open(await seal(alice, bob, b"a"))).frame == b"a"
+    assert (await alice.binding.open(await seal(bob, alice, b"b"))).frame == b"b"
+    for agent, peer in ((alice, bob), (bob, alice)):
+        assert agent.store.get(SESSION_NAMESPACE, f"{peer.identity.agent_id}/archived")
+        agent.store.puts.clear()
+    for i in range(3):
+        assert (await bob.binding.open(await seal(alice, bob, b"a%d" % i))).frame == b"a%d" % i
+        assert (await alice.binding.open(await seal(bob, alice, b"b%d" % i))).frame == b"b%d" % i
+    for agent, peer in ((alice, bob), (bob, alice)):
+        peer_id = peer.identity.agent_id
+        archived = agent.store.get(SESSION_NAMESPACE, f"{peer_id}/archived")
+        keys = [key for _, key, _ in agent.store.puts]
+        assert keys == [f"{peer_id}/current"] * 6  # the archived one stays as it was
+        agent = agent.restart()  # and reads back as it was
+        entry = agent.binding._load(peer_id)
+        assert encode_session(entry.archived) == archived

@@ -84,7 +84,12 @@ from sealwire_signal._session import (
     seal_frame,
     start_session,
 )
-from sealwire_signal._state_codec import card_digest, decode_session, encode_session
+from sealwire_signal._state_codec import (
+    card_digest,
+    decode_session,
+    encode_session,
+    is_current_record,
+)
 from sealwire_signal._wire import Envelope, decode_bundle, decode_kem_blob, encode_bundle
 from sealwire_signal._x3dh import (
     OneTimePrekey,
@@ -119,12 +124,14 @@ log = logging.getLogger(__name__)
 @attrs.frozen(kw_only=True)
 class _Peer:
     """A peer's sessions; ``stored_cards`` are the card digests whose card keys the
-    store holds for this peer (those its v2 session records name)."""
+    store holds for this peer (those its v2 session records name), ``stored_archived``
+    the archived session the store holds as a v2 record (None: unknown or none)."""
 
     current: Session
     archived: Session | None
     card: VerifiedCard
     stored_cards: frozenset[bytes] = frozenset()
+    stored_archived: Session | None = None
 
 
 class SignalBinding(MailboxBinding):
@@ -445,7 +452,10 @@ class SignalBinding(MailboxBinding):
         old = store.get(SESSION_NAMESPACE, f"{peer_id}/archived")
         archived = None if old is None else decode_session(old, stored_card)
         card = verify_card(json.loads(current.peer_card))
-        entry = _Peer(current=current, archived=archived, card=card, stored_cards=frozenset(named))
+        entry = _Peer(
+            current=current, archived=archived, card=card, stored_cards=frozenset(named),
+            stored_archived=archived if is_current_record(old) else None,
+        )  # fmt: skip
         self._cache(peer_id, entry)
         return entry
 
@@ -480,7 +490,7 @@ class SignalBinding(MailboxBinding):
             tx.put(SESSION_NAMESPACE, f"{peer_id}/current", encode_session(entry.current))
             if entry.archived is None:
                 tx.delete(SESSION_NAMESPACE, f"{peer_id}/archived")
-            else:
+            elif entry.archived is not entry.stored_archived:  # else unchanged: not rewritten
                 tx.put(SESSION_NAMESPACE, f"{peer_id}/archived", encode_session(entry.archived))
             if used is not None:
                 self._prekeys.delete_used(tx, *used)
@@ -489,7 +499,8 @@ class SignalBinding(MailboxBinding):
                 tx.put(SESSION_NAMESPACE, f"{peer_id}/bases", bases)
             if cards.keys() != entry.stored_cards:
                 _store_cards(tx, peer_id, cards)
-        self._cache(peer_id, attrs.evolve(entry, stored_cards=frozenset(cards)))
+        stored = attrs.evolve(entry, stored_cards=frozenset(cards), stored_archived=entry.archived)
+        self._cache(peer_id, stored)
 
     def _base_seen(self, peer_id: str, base_key: bytes) -> bool:
         bases = self.context.store.get(SESSION_NAMESPACE, f"{peer_id}/bases") or b""

@@ -71,6 +71,7 @@ __all__ = [
     "decode_session",
     "encode_prekey",
     "encode_session",
+    "is_current_record",
 ]
 
 STATE_VERSION = 1
@@ -174,6 +175,12 @@ def decode_session(data: bytes, cards: CardLookup) -> Session:
         if data[:1] == b"{":
             return _decode_session_v1(data)
         return _decode_session_v2(data, cards)
+
+
+def is_current_record(data: bytes | None) -> bool:
+    """Whether ``data`` claims to be a session record of this release's format
+    (a record to rewrite otherwise); says nothing of its validity."""
+    return data is not None and data[:5] == SESSION_MAGIC + bytes((SESSION_VERSION,))
 
 
 def _decode_session_v2(data: bytes, cards: CardLookup) -> Session:
