@@ -36,6 +36,7 @@ migrations in order (``MIGRATIONS[(format, v)]`` turns version ``v`` into
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -89,6 +90,11 @@ MAX_RECORD_LEN = 1 << 20
 """A session holds at most MAX_SKIPPED_KEYS skipped keys (~200 KiB as JSON, ~100 KiB
 binary) and a pending part of at most MAX_CARD_LEN plus ~4.5 KiB; 1 MiB bounds it."""
 
+CARD_DIGEST_CACHE = 64
+"""Cards whose digest is remembered: hashing a card (~1.4 KiB, ~10 KiB with an ML-DSA key)
+on every commit costs as much as encoding the rest of the record; 64 covers the peers an
+agent talks with at once and holds at most 4 MiB of cards (MAX_CARD_LEN each)."""
+
 CardLookup = Callable[[bytes], bytes | None]
 """The peer card stored under a SHA-256 digest, or None: how a v2 record gets its card."""
 
@@ -116,8 +122,10 @@ class StoredPrekey:
     mldsa_signature: bytes | None = None
 
 
+@functools.lru_cache(maxsize=CARD_DIGEST_CACHE)
 def card_digest(card: bytes) -> bytes:
-    """The SHA-256 of a signed card as a v2 session record names it."""
+    """The SHA-256 of a signed card as a v2 session record names it (remembered for the
+    last CARD_DIGEST_CACHE cards: every commit names its card)."""
     return hashlib.sha256(card).digest()
 
 
