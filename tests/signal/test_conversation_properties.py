@@ -27,6 +27,7 @@ from sealwire_signal import (
     DuplicateMessageError,
     Envelope,
     accept_session,
+    card_digest,
     decode_session,
     encode_session,
     open_envelope,
@@ -43,9 +44,11 @@ class Disk:
     def __init__(self, path):
         self._store = SqliteStore.open(path, StoreKey.generate())
 
-    def put(self, key: str, value: bytes) -> None:
+    def put(self, key: str, value: bytes, card: bytes) -> None:
+        """A session record and the peer card it names, in one transaction."""
         with self._store.transaction() as tx:
             tx.put(NAMESPACE, key, value)
+            tx.put(NAMESPACE, f"card/{card_digest(card).hex()}", card)
 
     def get(self, key: str) -> bytes | None:
         return self._store.get(NAMESPACE, key)
@@ -63,11 +66,14 @@ class Party:
     def session(self):
         if self.memory is None:
             raw = self.disk.get("peer")
-            self.memory = None if raw is None else decode_session(raw)
+            self.memory = None if raw is None else decode_session(raw, self._card)
         return self.memory
 
+    def _card(self, digest: bytes) -> bytes | None:
+        return self.disk.get(f"card/{digest.hex()}")
+
     def commit(self, session) -> None:
-        self.disk.put("peer", encode_session(session))
+        self.disk.put("peer", encode_session(session), session.peer_card)
         self.memory = session
 
 

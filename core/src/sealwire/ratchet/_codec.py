@@ -8,7 +8,8 @@ holds secrets (root, chain and message keys, the private ratchet key): it goes
 only into the agent's encrypted store.
 
 The field names are those of the Signal plugin's stored sessions
-(``sealwire-signal/session`` version 1), which embed this record unchanged.
+(``sealwire-signal/session`` version 1), which embed this record unchanged
+(its version 2 records hold the binary form below).
 :func:`state_to_bytes` / :func:`state_from_bytes` are a compact binary form of
 the same state, for a protocol that commits it on every message.
 """

@@ -41,6 +41,7 @@ from sealwire_signal._session import (
 )
 from sealwire_signal._state_codec import (
     StoredPrekey,
+    card_digest,
     decode_prekey,
     decode_session,
     encode_prekey,
@@ -94,6 +95,7 @@ __all__ = [
     "VerifiedBundle",
     "WeakKeyError",
     "accept_session",
+    "card_digest",
     "decode_bundle",
     "decode_prekey",
     "decode_session",

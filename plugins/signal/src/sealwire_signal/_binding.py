@@ -21,6 +21,9 @@ and relay client. Rules of this file:
   sides may start a session at once); whichever decrypts becomes current.
   Base keys of accepted initial messages are remembered, so a replayed
   initial message cannot start a second session (X3DH §4.2).
+* A session record names its peer's card by SHA-256; the card is stored once
+  (``{peer}/card/{sha256 hex}``), written and deleted in the transaction that
+  adds or drops the last session referring to it.
 """
 
 from __future__ import annotations
@@ -81,7 +84,12 @@ from sealwire_signal._session import (
     seal_frame,
     start_session,
 )
-from sealwire_signal._state_codec import decode_session, encode_session
+from sealwire_signal._state_codec import (
+    card_digest,
+    decode_session,
+    encode_session,
+    is_current_record,
+)
 from sealwire_signal._wire import Envelope, decode_bundle, decode_kem_blob, encode_bundle
 from sealwire_signal._x3dh import (
     OneTimePrekey,
@@ -115,9 +123,15 @@ log = logging.getLogger(__name__)
 
 @attrs.frozen(kw_only=True)
 class _Peer:
+    """A peer's sessions; ``stored_cards`` are the card digests whose card keys the
+    store holds for this peer (those its v2 session records name), ``stored_archived``
+    the archived session the store holds as a v2 record (None: unknown or none)."""
+
     current: Session
     archived: Session | None
     card: VerifiedCard
+    stored_cards: frozenset[bytes] = frozenset()
+    stored_archived: Session | None = None
 
 
 class SignalBinding(MailboxBinding):
@@ -331,7 +345,8 @@ class SignalBinding(MailboxBinding):
             now=now, rng=self._rng,
         )  # fmt: skip
         archived = entry.current if entry is not None else None
-        accepted = _Peer(current=session, archived=archived, card=card)
+        stored = entry.stored_cards if entry is not None else frozenset()
+        accepted = _Peer(current=session, archived=archived, card=card, stored_cards=stored)
         opened = self._opened(env, accepted, frame)
         self._commit(accepted, used=(part.one_time_prekey_id, part.kem_prekey_id),
                      keep=keep, opened=opened)  # fmt: skip
@@ -427,12 +442,20 @@ class SignalBinding(MailboxBinding):
         raw = store.get(SESSION_NAMESPACE, f"{peer_id}/current")
         if raw is None:
             return None
-        current = decode_session(raw)
+        named: set[bytes] = set()  # the digests v2 records name (a v1 record embeds its card)
+
+        def stored_card(digest: bytes) -> bytes | None:
+            named.add(digest)
+            return store.get(SESSION_NAMESPACE, _card_key(peer_id, digest))
+
+        current = decode_session(raw, stored_card)
         old = store.get(SESSION_NAMESPACE, f"{peer_id}/archived")
+        archived = None if old is None else decode_session(old, stored_card)
         card = verify_card(json.loads(current.peer_card))
         entry = _Peer(
-            current=current, archived=None if old is None else decode_session(old), card=card
-        )
+            current=current, archived=archived, card=card, stored_cards=frozenset(named),
+            stored_archived=archived if is_current_record(old) else None,
+        )  # fmt: skip
         self._cache(peer_id, entry)
         return entry
 
@@ -452,22 +475,32 @@ class SignalBinding(MailboxBinding):
     ) -> None:
         """Write the peer's sessions (and, for an accepted initial message, delete the used
         one-time prekeys and remember its base key) in one transaction, with what the
-        caller's ``keep`` writes for the opened message."""
+        caller's ``keep`` writes for the opened message. The peer cards the sessions
+        name are written only when that set changes, and cards no session names any
+        more are deleted, in the same transaction."""
         peer_id = entry.current.peer_id
+        cards = {
+            card_digest(s.peer_card): s.peer_card
+            for s in (entry.current, entry.archived)
+            if s is not None
+        }
         with self.context.store.transaction() as tx:
             if keep is not None and opened is not None:
                 keep(tx, opened)
             tx.put(SESSION_NAMESPACE, f"{peer_id}/current", encode_session(entry.current))
             if entry.archived is None:
                 tx.delete(SESSION_NAMESPACE, f"{peer_id}/archived")
-            else:
+            elif entry.archived is not entry.stored_archived:  # else unchanged: not rewritten
                 tx.put(SESSION_NAMESPACE, f"{peer_id}/archived", encode_session(entry.archived))
             if used is not None:
                 self._prekeys.delete_used(tx, *used)
                 bases = tx.get(SESSION_NAMESPACE, f"{peer_id}/bases") or b""
                 bases = (bases + entry.current.base_key)[-MAX_REMEMBERED_BASE_KEYS * _KEY_LEN :]
                 tx.put(SESSION_NAMESPACE, f"{peer_id}/bases", bases)
-        self._cache(peer_id, entry)
+            if cards.keys() != entry.stored_cards:
+                _store_cards(tx, peer_id, cards)
+        stored = attrs.evolve(entry, stored_cards=frozenset(cards), stored_archived=entry.archived)
+        self._cache(peer_id, stored)
 
     def _base_seen(self, peer_id: str, base_key: bytes) -> bool:
         bases = self.context.store.get(SESSION_NAMESPACE, f"{peer_id}/bases") or b""
@@ -475,6 +508,21 @@ class SignalBinding(MailboxBinding):
             hmac.compare_digest(bases[i : i + _KEY_LEN], base_key)
             for i in range(0, len(bases), _KEY_LEN)
         )
+
+
+def _card_key(peer_id: str, digest: bytes) -> str:
+    return f"{peer_id}/card/{digest.hex()}"
+
+
+def _store_cards(tx: StoreTransaction, peer_id: str, cards: Mapping[bytes, bytes]) -> None:
+    """Make the peer's stored cards exactly ``cards`` (digest -> card): at most two, the
+    current and the archived session's, whatever an earlier state left."""
+    wanted = {_card_key(peer_id, digest): card for digest, card in cards.items()}
+    present = set(tx.keys(SESSION_NAMESPACE, f"{peer_id}/card/"))
+    for key in present - wanted.keys():
+        tx.delete(SESSION_NAMESPACE, key)
+    for key in wanted.keys() - present:
+        tx.put(SESSION_NAMESPACE, key, wanted[key])
 
 
 def _offers_pqxdh(card: VerifiedCard) -> bool:

@@ -1,44 +1,102 @@
 """Versioned serialization of sessions and prekeys for the agent's store.
 
-Records are compact JSON objects ``{"format": ..., "v": N, ...}`` with bytes in
-unpadded URL-safe base64. The store encrypts them at rest; this module still
-decodes them as untrusted input (a corrupted file must give EnvelopeDecodeError,
-never a crash). Reading an older version runs the registered migrations in
-order (``MIGRATIONS[(format, v)]`` turns version ``v`` into ``v + 1``); a newer
-version than :data:`STATE_VERSION` is refused.
+The store encrypts records at rest; this module still decodes them as untrusted
+input (a corrupted file must give EnvelopeDecodeError naming the field, never a
+crash), and a newer version than this release writes is refused
+(UnsupportedVersionError).
+
+Sessions, version 2 (:data:`SESSION_VERSION`), are binary, written on every
+message. Integers big-endian, ``opaque16<x>``/``opaque32<x>`` a length then the
+bytes::
+
+    struct {
+        uint8  magic[4] = "SWSS";
+        uint8  version = 2;
+        uint8  flags;                 // bit 0: pending present
+        opaque16 local_id;            // UTF-8, <= 256 bytes
+        opaque16 peer_id;             // UTF-8, <= 256 bytes
+        uint8  peer_identity_key[32];
+        uint8  associated_data[66];   // X3DH AD
+        uint8  base_key[32];          // EK_A
+        uint8  peer_card_sha256[32];  // the card itself is stored apart, once
+        opaque32 pending;             // when bit 0: _wire.PrekeyPart
+        opaque32 ratchet;             // sealwire.ratchet.state_to_bytes
+    } SessionRecord;
+
+The peer's signed card is not in the record: the caller stores it once per
+distinct card and hands :func:`decode_session` a lookup by SHA-256, whose
+answer must hash to the digest the record names.
+
+Version 1 sessions, and prekeys (version 1), are compact JSON objects
+``{"format": ..., "v": N, ...}`` with bytes in unpadded URL-safe base64 (a v1
+session embeds its card). Reading an older JSON version runs the registered
+migrations in order (``MIGRATIONS[(format, v)]`` turns version ``v`` into
+``v + 1``); a v1 session is read as is and written back as version 2.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from sealwire.ratchet import RecordFields, b64_field, state_from_record, state_to_record
+from sealwire.errors import LocalProtocolError
+from sealwire.ratchet import (
+    RecordFields,
+    b64_field,
+    state_from_bytes,
+    state_from_record,
+    state_to_bytes,
+)
 from sealwire_signal._crypto import KEY_LEN
 from sealwire_signal._errors import EnvelopeDecodeError, UnsupportedVersionError, signal_errors
 from sealwire_signal._session import Session
-from sealwire_signal._wire import PrekeyPart, Reader
+from sealwire_signal._wire import MAX_ID_LEN, PrekeyPart, Reader
 
 __all__ = [
+    "CARD_DIGEST_LEN",
     "MIGRATIONS",
     "PREKEY_FORMAT",
     "SESSION_FORMAT",
+    "SESSION_MAGIC",
+    "SESSION_VERSION",
     "STATE_VERSION",
+    "CardLookup",
     "StoredPrekey",
+    "card_digest",
     "decode_prekey",
     "decode_session",
     "encode_prekey",
     "encode_session",
+    "is_current_record",
 ]
 
 STATE_VERSION = 1
+"""The version of the JSON records: prekeys, and sessions as written before version 2."""
+SESSION_VERSION = 2
+"""The version of the session records this release writes (binary, see above)."""
 SESSION_FORMAT = "sealwire-signal/session"
 PREKEY_FORMAT = "sealwire-signal/prekey"
+SESSION_MAGIC = b"SWSS"
+CARD_DIGEST_LEN = 32
+_FLAG_PENDING = 0x01
+_ASSOCIATED_DATA_LEN = 2 * (1 + KEY_LEN)
+"""X3DH AD: the encoded identity keys of both sides (0x05 || 32 bytes each)."""
 MAX_RECORD_LEN = 1 << 20
-"""A session holds at most MAX_SKIPPED_KEYS skipped keys (~200 KiB as JSON); 1 MiB bounds it."""
+"""A session holds at most MAX_SKIPPED_KEYS skipped keys (~200 KiB as JSON, ~100 KiB
+binary) and a pending part of at most MAX_CARD_LEN plus ~4.5 KiB; 1 MiB bounds it."""
+
+CARD_DIGEST_CACHE = 64
+"""Cards whose digest is remembered: hashing a card (~1.4 KiB, ~10 KiB with an ML-DSA key)
+on every commit costs as much as encoding the rest of the record; 64 covers the peers an
+agent talks with at once and holds at most 4 MiB of cards (MAX_CARD_LEN each)."""
+
+CardLookup = Callable[[bytes], bytes | None]
+"""The peer card stored under a SHA-256 digest, or None: how a v2 record gets its card."""
 
 Record = dict[str, Any]
 MIGRATIONS: dict[tuple[str, int], Callable[[Record], Record]] = {}
@@ -62,6 +120,13 @@ class StoredPrekey:
     last_resort: bool = False
     retired: float | None = None
     mldsa_signature: bytes | None = None
+
+
+@functools.lru_cache(maxsize=CARD_DIGEST_CACHE)
+def card_digest(card: bytes) -> bytes:
+    """The SHA-256 of a signed card as a v2 session record names it (remembered for the
+    last CARD_DIGEST_CACHE cards: every commit names its card)."""
+    return hashlib.sha256(card).digest()
 
 
 def _load(data: bytes, fmt: str) -> Record:
@@ -91,25 +156,79 @@ def _dump(record: Record) -> bytes:
 
 
 def encode_session(session: Session) -> bytes:
-    """Serialize a session (format :data:`SESSION_FORMAT`, version :data:`STATE_VERSION`)."""
-    pending = None if session.pending is None else session.pending.to_bytes()
-    return _dump({
-        "format": SESSION_FORMAT, "v": STATE_VERSION, "local": session.local_id,
-        "peer": session.peer_id, "peer_ik": b64_field(session.peer_identity_key),
-        "ad": b64_field(session.associated_data), "base": b64_field(session.base_key),
-        "pending": None if pending is None else b64_field(pending),
-        "card": b64_field(session.peer_card),
-        "ratchet": state_to_record(session.ratchet),
-    })  # fmt: skip
+    """Serialize a session (format :data:`SESSION_MAGIC`, version :data:`SESSION_VERSION`),
+    naming its peer card by :func:`card_digest`: the caller stores the card itself."""
+    flags = 0 if session.pending is None else _FLAG_PENDING
+    parts = [
+        SESSION_MAGIC, bytes((SESSION_VERSION, flags)),
+        _opaque16(session.local_id.encode()), _opaque16(session.peer_id.encode()),
+        session.peer_identity_key, session.associated_data, session.base_key,
+        card_digest(session.peer_card),
+    ]  # fmt: skip
+    if session.pending is not None:
+        parts.append(_opaque32(session.pending.to_bytes()))
+    parts.append(_opaque32(state_to_bytes(session.ratchet)))
+    return b"".join(parts)
 
 
-def decode_session(data: bytes) -> Session:
-    """Read a stored session (migrating older versions); EnvelopeDecodeError if corrupt."""
-    with signal_errors():  # the ratchet record's errors, as this plugin's
-        return _decode_session(data)
+def decode_session(data: bytes, cards: CardLookup) -> Session:
+    """Read a stored session (a v2 record, or an older JSON one); EnvelopeDecodeError
+    naming the field if corrupt, UnsupportedVersionError if newer than this release.
+
+    ``cards`` finds the peer card a v2 record names by its SHA-256 (a v1 record
+    embeds its card and does not call it); a missing card, or one that does not
+    hash to the digest, is an EnvelopeDecodeError.
+    """
+    with signal_errors():  # the ratchet codec's errors, as this plugin's
+        if data[:1] == b"{":
+            return _decode_session_v1(data)
+        return _decode_session_v2(data, cards)
 
 
-def _decode_session(data: bytes) -> Session:
+def is_current_record(data: bytes | None) -> bool:
+    """Whether ``data`` claims to be a session record of this release's format
+    (a record to rewrite otherwise); says nothing of its validity."""
+    return data is not None and data[:5] == SESSION_MAGIC + bytes((SESSION_VERSION,))
+
+
+def _decode_session_v2(data: bytes, cards: CardLookup) -> Session:
+    if len(data) > MAX_RECORD_LEN:
+        raise EnvelopeDecodeError("record too large", field="session")
+    r = Reader(data, "session")
+    if r.take(len(SESSION_MAGIC), "magic") != SESSION_MAGIC:
+        raise EnvelopeDecodeError("wrong record format", field="session.magic")
+    version = r.uint(1, "version")
+    if version > SESSION_VERSION:
+        raise UnsupportedVersionError(f"state version {version}", field="session.version")
+    if version != SESSION_VERSION:  # binary records start at version 2
+        raise EnvelopeDecodeError(f"no binary version {version}", field="session.version")
+    flags = r.uint(1, "flags")
+    if flags & ~_FLAG_PENDING:
+        raise EnvelopeDecodeError("unknown flags", field="session.flags")
+    local_id, peer_id = r.text("local_id"), r.text("peer_id")
+    peer_ik = r.take(KEY_LEN, "peer_identity_key")
+    ad = r.take(_ASSOCIATED_DATA_LEN, "associated_data")
+    base_key = r.take(KEY_LEN, "base_key")
+    digest = r.take(CARD_DIGEST_LEN, "peer_card")
+    pending = None
+    if flags & _FLAG_PENDING:
+        part = Reader(r.opaque(4, MAX_RECORD_LEN, "pending"), "session.pending")
+        pending = PrekeyPart.read(part)
+        part.finish()
+    ratchet = state_from_bytes(r.opaque(4, MAX_RECORD_LEN, "ratchet"))
+    r.finish()
+    card = cards(digest)
+    if card is None:
+        raise EnvelopeDecodeError("the stored card is missing", field="session.peer_card")
+    if card_digest(card) != digest:
+        raise EnvelopeDecodeError("the stored card does not match", field="session.peer_card")
+    return Session(
+        local_id=local_id, peer_id=peer_id, peer_identity_key=peer_ik, associated_data=ad,
+        base_key=base_key, ratchet=ratchet, pending=pending, peer_card=card,
+    )  # fmt: skip
+
+
+def _decode_session_v1(data: bytes) -> Session:
     f = RecordFields(_load(data, SESSION_FORMAT), "session")
     pending_raw = f.optional_raw("pending")
     pending = None
@@ -119,10 +238,21 @@ def _decode_session(data: bytes) -> Session:
         reader.finish()
     return Session(
         local_id=f.text("local"), peer_id=f.text("peer"),
-        peer_identity_key=f.raw("peer_ik", KEY_LEN), associated_data=f.raw("ad", 66),
+        peer_identity_key=f.raw("peer_ik", KEY_LEN),
+        associated_data=f.raw("ad", _ASSOCIATED_DATA_LEN),
         base_key=f.raw("base", KEY_LEN), ratchet=state_from_record(f.record.get("ratchet")),
         pending=pending, peer_card=f.raw("card"),
     )  # fmt: skip
+
+
+def _opaque16(data: bytes) -> bytes:
+    if len(data) > MAX_ID_LEN:  # what the reader refuses is never written
+        raise LocalProtocolError(f"agent id longer than {MAX_ID_LEN} bytes")
+    return len(data).to_bytes(2, "big") + data
+
+
+def _opaque32(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
 
 
 def encode_prekey(prekey: StoredPrekey) -> bytes:
