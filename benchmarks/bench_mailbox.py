@@ -12,7 +12,8 @@ Measured in one process, in the same run:
   read back only after a restart), so that step is gone;
 * for scale, end to end: requests a second from one agent to another over the
   signal mailbox binding through an in-process relay (SQLite backend), one at a
-  time and ``--concurrency`` at once.
+  time and ``--concurrency`` at once, and the process CPU per call of the latter
+  (issue 14's goal: 1.2 ms).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ async def _echo(task: TaskContext) -> None:
     await task.complete("ok")
 
 
-async def end_to_end(requests: int, concurrency: int) -> tuple[float, float]:
+async def end_to_end(requests: int, concurrency: int) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         config = RelayConfig(
             port=free_port(), identity_path=Path(tmp) / "relay.key", backend="sqlite",
@@ -81,18 +82,20 @@ async def end_to_end(requests: int, concurrency: int) -> tuple[float, float]:
                 for _ in range(requests):
                     await agents[0].send_message(peer, "one")
                 sequential = requests / (time.perf_counter() - start)
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 for _ in range(requests // concurrency):
                     await asyncio.gather(
                         *(agents[0].send_message(peer, "many") for _ in range(concurrency))
                     )
-                parallel = (requests // concurrency * concurrency) / (time.perf_counter() - start)
+                calls = requests // concurrency * concurrency
+                parallel = calls / (time.perf_counter() - start)
+                cpu_ms = (time.process_time() - cpu) * 1000 / calls
             finally:
                 for agent in agents:
                     await agent.stop()
                 for client in clients:
                     await client.close()
-    return sequential, parallel
+    return sequential, parallel, cpu_ms
 
 
 def main() -> None:
@@ -122,10 +125,11 @@ def main() -> None:
     old = rate(lambda: read_kept_frame(kept_frame("signal", opened)), args.seconds)
     print(f"hand-on, before (JSON record + card verified again): {1e6 / old:8.1f} us/message")
     print("hand-on, now (OpenedMessage in memory):                 0.0 us/message")
-    sequential, parallel = asyncio.run(end_to_end(args.requests, args.concurrency))
+    sequential, parallel, cpu_ms = asyncio.run(end_to_end(args.requests, args.concurrency))
     print(f"end to end over signal + relay, one at a time: {sequential:8.1f} requests/s")
     at_once = f"{args.concurrency} at once:"
     print(f"end to end over signal + relay, {at_once:13} {parallel:8.1f} requests/s")
+    print(f"CPU per call, {at_once} {cpu_ms:.2f} ms (caller, relay and answerer in one process)")
 
 
 if __name__ == "__main__":
