@@ -251,7 +251,14 @@ class HttpListener:
                 connection.close()
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            # Bounded too: hypercorn swallows a cancellation that lands while it closes
+            # the socket, and its connection may then wait on an app that never ends.
+            if pending:
+                _done, stuck = await asyncio.wait(pending, timeout=CLOSE_GRACE)
+                for task in stuck:
+                    task.add_done_callback(_retrieve)
+                if stuck:
+                    log.warning("%d HTTP connection(s) did not end when cancelled", len(stuck))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), CLOSE_GRACE)
 
@@ -260,6 +267,12 @@ class HttpListener:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Fetch a left-behind connection's outcome when it ends (no "never retrieved")."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _bind(host: str, port: int) -> socket.socket:
