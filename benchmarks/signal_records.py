@@ -8,8 +8,8 @@ in-memory prekey directory; their stores note every transactional write. In
 the same run, for the initiator's session while it still carries the initial
 message part ("pending") and for a session after replies ("steady"):
 
-* encode + decode of one record, v1 (the released JSON writer, kept here only
-  for the comparison, and today's reader of v1 records) and v2; µs, best of
+* encode + decode of one record, v1 (the released JSON writer, kept in
+  ``tests/helpers/signal_v1.py``, and today's reader of v1 records) and v2; µs, best of
   ROUNDS slices of about ``--seconds``;
 * the record's size, and the bytes one commit writes to the store: v1 is the
   session record as the released version wrote it on every message; v2 is what
@@ -23,40 +23,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sealwire.agent._card import build_card
 from sealwire.binding import BindingContext, Negotiation
 from sealwire.identity import Identity, TrustMode, TrustStore, verify_card
-from sealwire.ratchet import DHKeyPair, b64_field, state_to_record
+from sealwire.ratchet import DHKeyPair
 from sealwire.relay import FetchedPrekeys, mailbox_address
 from sealwire.store import MemoryStore, StoreTransaction
 from sealwire_signal import Session, card_digest, decode_session, encode_session
 from sealwire_signal._binding import SESSION_NAMESPACE, SignalBinding
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "helpers"))
+from signal_v1 import encode_v1
 
 ROUNDS = 5
 """Slices per figure, the best one kept: enough for one quiet slice on a shared machine."""
 BATCH = 50
 """Encode+decode pairs per timed step: amortises the clock read."""
 RELAY = "https://relay.bench"
-
-
-def encode_v1(session: Session) -> bytes:
-    """The released session writer (format version 1): JSON, base64, the card inside."""
-    pending = None if session.pending is None else session.pending.to_bytes()
-    return json.dumps({
-        "format": "sealwire-signal/session", "v": 1, "local": session.local_id,
-        "peer": session.peer_id, "peer_ik": b64_field(session.peer_identity_key),
-        "ad": b64_field(session.associated_data), "base": b64_field(session.base_key),
-        "pending": None if pending is None else b64_field(pending),
-        "card": b64_field(session.peer_card),
-        "ratchet": state_to_record(session.ratchet),
-    }, separators=(",", ":")).encode()  # fmt: skip
 
 
 class _Directory:

@@ -7,13 +7,13 @@ from contextlib import contextmanager
 
 import attrs
 import pytest
+from signal_v1 import encode_v1
 
 import sealwire_signal.plugin as signal_plugin
 from sealwire.agent._card import build_card
 from sealwire.binding import BindingContext, Negotiation
 from sealwire.errors import RemoteProtocolError, SealwireError, TrustError
 from sealwire.identity import Identity, TrustMode, TrustStore, verify_card
-from sealwire.ratchet import b64_field, state_to_record
 from sealwire.relay import FetchedPrekeys, mailbox_address
 from sealwire.store import MemoryStore, SqliteStore, StoreKey
 from sealwire_signal import (
@@ -665,20 +665,6 @@ async def test_a_tampered_or_missing_stored_card_is_a_decode_error(world):
     assert caught.value.field == "session.peer_card"
 
 
-def _encode_v1(session) -> bytes:
-    """The session writer of format version 1 (JSON, the card embedded), as released:
-    kept here only, to make real v1 records."""
-    pending = None if session.pending is None else session.pending.to_bytes()
-    return json.dumps({
-        "format": "sealwire-signal/session", "v": 1, "local": session.local_id,
-        "peer": session.peer_id, "peer_ik": b64_field(session.peer_identity_key),
-        "ad": b64_field(session.associated_data), "base": b64_field(session.base_key),
-        "pending": None if pending is None else b64_field(pending),
-        "card": b64_field(session.peer_card),
-        "ratchet": state_to_record(session.ratchet),
-    }, separators=(",", ":")).encode()  # fmt: skip
-
-
 def _downgrade_to_v1(agent: Agent, peer: Agent) -> None:
     """Rewrite the agent's sessions with ``peer`` as the released version wrote them:
     v1 records, no card keys."""
@@ -691,7 +677,7 @@ def _downgrade_to_v1(agent: Agent, peer: Agent) -> None:
         if raw is not None:
             session = agent.binding._load(peer_id)
             stored = session.current if slot == "current" else session.archived
-            agent.store.put(SESSION_NAMESPACE, f"{peer_id}/{slot}", _encode_v1(stored))
+            agent.store.put(SESSION_NAMESPACE, f"{peer_id}/{slot}", encode_v1(stored))
 
 
 @pytest.mark.parametrize("he", [False, True])

@@ -11,8 +11,9 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from signal_v1 import encode_v1
 
-from sealwire.ratchet import b64_field, state_to_bytes, state_to_record
+from sealwire.ratchet import state_to_bytes
 from sealwire_signal import (
     Envelope,
     EnvelopeDecodeError,
@@ -33,20 +34,6 @@ from sealwire_signal import (
 FIXTURE = Path(__file__).parent / "fixtures" / "session_v1.json"
 ALICE_CARD = b'{"name":"alice","signature":"' + b"s" * 2400 + b'"}'
 BOB_CARD = b'{"name":"bob","signature":"' + b"t" * 2400 + b'"}'
-
-
-def encode_v1(session) -> bytes:
-    """The session writer of format version 1 (JSON, the card embedded), as released:
-    kept here only, to make real v1 records."""
-    pending = None if session.pending is None else session.pending.to_bytes()
-    return json.dumps({
-        "format": "sealwire-signal/session", "v": 1, "local": session.local_id,
-        "peer": session.peer_id, "peer_ik": b64_field(session.peer_identity_key),
-        "ad": b64_field(session.associated_data), "base": b64_field(session.base_key),
-        "pending": None if pending is None else b64_field(pending),
-        "card": b64_field(session.peer_card),
-        "ratchet": state_to_record(session.ratchet),
-    }, separators=(",", ":")).encode()  # fmt: skip
 
 
 def cards_of(*sessions):
