@@ -145,9 +145,12 @@ def world():
     return directory, clock
 
 
-async def _pair(world, **options):
+async def _pair(world, make_store=None, **options):
+    """Alice and Bob with published prekeys; ``make_store()`` gives each its own store."""
     directory, clock = world
-    alice, bob = make_agent(directory, clock, **options), make_agent(directory, clock, **options)
+    alice, bob = (
+        make_agent(directory, clock, store=make_store and make_store(), **options) for _ in range(2)
+    )
     await alice.binding.publish_prekeys()
     await bob.binding.publish_prekeys()
     return alice, bob
@@ -602,11 +605,7 @@ def _named_card_keys(agent: Agent, peer: Agent) -> set[str]:
 
 
 async def test_the_peer_card_is_stored_once_not_with_every_message(world):
-    directory, clock = world
-    alice = make_agent(directory, clock, store=RecordingStore())
-    bob = make_agent(directory, clock, store=RecordingStore())
-    await alice.binding.publish_prekeys()
-    await bob.binding.publish_prekeys()
+    alice, bob = await _pair(world, make_store=RecordingStore)
     for i in range(3):
         assert (await bob.binding.open(await seal(alice, bob, b"a%d" % i))).frame == b"a%d" % i
         assert (await alice.binding.open(await seal(bob, alice, b"b%d" % i))).frame == b"b%d" % i
@@ -719,11 +718,7 @@ async def test_v1_sessions_load_and_are_rewritten_as_v2(world, tmp_path, he):
 
 
 async def test_an_unchanged_archived_session_is_not_rewritten(world):
-    directory, clock = world
-    alice = make_agent(directory, clock, store=RecordingStore())
-    bob = make_agent(directory, clock, store=RecordingStore())
-    await alice.binding.publish_prekeys()
-    await bob.binding.publish_prekeys()
+    alice, bob = await _pair(world, make_store=RecordingStore)
     to_bob, to_alice = await seal(alice, bob, b"a1"), await seal(bob, alice, b"b1")
     assert (await bob.binding.open(to_bob)).frame == b"a1"
     assert (await alice.binding.open(to_alice)).frame == b"b1"  # each side archives one
