@@ -55,7 +55,7 @@ from sealwire.ratchet import (
 from sealwire_signal._crypto import KEY_LEN
 from sealwire_signal._errors import EnvelopeDecodeError, UnsupportedVersionError, signal_errors
 from sealwire_signal._session import Session
-from sealwire_signal._wire import MAX_ID_LEN, PrekeyPart, Reader
+from sealwire_signal._wire import MAX_ID_LEN, PrekeyPart, Reader, opaque
 
 __all__ = [
     "CARD_DIGEST_LEN",
@@ -161,13 +161,13 @@ def encode_session(session: Session) -> bytes:
     flags = 0 if session.pending is None else _FLAG_PENDING
     parts = [
         SESSION_MAGIC, bytes((SESSION_VERSION, flags)),
-        _opaque16(session.local_id.encode()), _opaque16(session.peer_id.encode()),
+        _agent_id(session.local_id), _agent_id(session.peer_id),
         session.peer_identity_key, session.associated_data, session.base_key,
         card_digest(session.peer_card),
     ]  # fmt: skip
     if session.pending is not None:
-        parts.append(_opaque32(session.pending.to_bytes()))
-    parts.append(_opaque32(state_to_bytes(session.ratchet)))
+        parts.append(opaque(session.pending.to_bytes(), 4))
+    parts.append(opaque(state_to_bytes(session.ratchet), 4))
     return b"".join(parts)
 
 
@@ -245,14 +245,11 @@ def _decode_session_v1(data: bytes) -> Session:
     )  # fmt: skip
 
 
-def _opaque16(data: bytes) -> bytes:
+def _agent_id(agent_id: str) -> bytes:
+    data = agent_id.encode()
     if len(data) > MAX_ID_LEN:  # what the reader refuses is never written
         raise LocalProtocolError(f"agent id longer than {MAX_ID_LEN} bytes")
-    return len(data).to_bytes(2, "big") + data
-
-
-def _opaque32(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
+    return opaque(data, 2)
 
 
 def encode_prekey(prekey: StoredPrekey) -> bytes:

@@ -94,6 +94,7 @@ __all__ = [
     "decode_kem_blob",
     "encode_bundle",
     "encode_kem_blob",
+    "opaque",
 ]
 
 ENVELOPE_MAGIC = b"SWSE"
@@ -163,7 +164,8 @@ class Reader:
             raise EnvelopeDecodeError("trailing bytes", field=self._what)
 
 
-def _opaque(data: bytes, size: int) -> bytes:
+def opaque(data: bytes, size: int) -> bytes:
+    """``data`` after its length in ``size`` bytes, big-endian (what Reader.opaque reads)."""
     return len(data).to_bytes(size, "big") + data
 
 
@@ -196,7 +198,7 @@ class PrekeyPart:
             out += _u32(self.kem_prekey_id) + self.kem_ciphertext
         if self.mldsa_signature is not None:
             out += self.mldsa_signature
-        return out + _opaque(self.card, 4)
+        return out + opaque(self.card, 4)
 
     def unsigned_bytes(self) -> bytes:
         """The encoding without the ML-DSA-65 signature: what that signature covers."""
@@ -241,14 +243,14 @@ class Envelope:
         """The bytes before ``header``: authenticated as part of the ratchet's AD."""
         kind = KIND_PREKEY if self.prekey is not None else KIND_MESSAGE
         out = ENVELOPE_MAGIC + bytes((WIRE_VERSION, kind, int(self.header_encryption)))
-        out += _opaque(self.sender_id.encode(), 2) + _opaque(self.recipient_id.encode(), 2)
-        out += self.message_id + _opaque(self.negotiation, 2)
+        out += opaque(self.sender_id.encode(), 2) + opaque(self.recipient_id.encode(), 2)
+        out += self.message_id + opaque(self.negotiation, 2)
         if self.prekey is not None:
             out += self.prekey.to_bytes()
         return out
 
     def to_bytes(self) -> bytes:
-        return self.associated_prefix() + _opaque(self.header, 2) + _opaque(self.ciphertext, 4)
+        return self.associated_prefix() + opaque(self.header, 2) + opaque(self.ciphertext, 4)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Envelope:
