@@ -3,7 +3,7 @@
 Run, pinned to one core: ``taskset -c 0 uv run python benchmarks/bench_tls.py [--seconds 2.0]``
 
 One process, one event loop: a Sealwire agent serves A2A over HTTPS on
-loopback (hypercorn) and an external client (an ``httpx`` client holding a
+loopback (core's listener, on h11 and h2) and an external client (an ``httpx`` client holding a
 pinned client certificate, as a2a-sdk would) calls it, so every figure
 includes both ends' work. Rates are per second of this process's CPU time
 (``time.process_time``, user and system, so the loopback's kernel work
@@ -60,6 +60,12 @@ try:
     import uvicorn
 except ImportError:  # only the server-stack comparison needs it
     uvicorn = None  # type: ignore[assignment]
+
+try:
+    import hypercorn.asyncio
+    import hypercorn.config
+except ImportError:  # a dev dependency: only the server-stack comparison needs it
+    hypercorn = None  # type: ignore[assignment]
 
 try:
     from sealwire_tls.http3 import Http3Transport
@@ -427,7 +433,7 @@ def server_side(seconds: float) -> None:
         plain_ctx.set_alpn_protocols(["h2", "http/1.1"])
 
         @contextlib.asynccontextmanager
-        async def hypercorn() -> AsyncIterator[str]:
+        async def core_listener() -> AsyncIterator[str]:
             listener = await serve_http(trivial_app, "https://127.0.0.1:0", ssl=plain_ctx)
             yield listener.url + "/"
             await listener.close()
@@ -436,21 +442,31 @@ def server_side(seconds: float) -> None:
         resuming = servers.enter_context(ServerThread(the_agent(True)))
         peer = servers.enter_context(ServerThread(echo(2)))
         quiet = servers.enter_context(ServerThread(echo(0)))
-        plain = servers.enter_context(ServerThread(hypercorn))
+        plain = servers.enter_context(ServerThread(core_listener))
         cases: dict[str, tuple[ServerThread, Callable[[], Awaitable[None]]]] = {
-            "agent (hypercorn + A2A app), HTTP/1.1": (
+            "agent (core listener + A2A app), HTTP/1.1": (
                 agent, fresh_call("HTTP/1.1", tcp_client(ctx, False), agent.url)),
-            "agent (hypercorn + A2A app), HTTP/2": (
+            "agent (core listener + A2A app), HTTP/2": (
                 agent, fresh_call("HTTP/2", tcp_client(ctx, True), agent.url)),
             "agent, resumption on (1 ticket), HTTP/1.1": (
                 resuming, fresh_call("HTTP/1.1", tcp_client(ctx, False), resuming.url)),
             "stdlib echo server (2 tickets)": (peer, echo_call(ctx, int(peer.url))),
             "stdlib, no tickets": (quiet, echo_call(ctx, int(quiet.url))),
-            "hypercorn, trivial app, HTTP/1.1": (
+            "core listener (h11, h2), trivial app, HTTP/1.1": (
                 plain, fresh_call("HTTP/1.1", tcp_client(ctx, False), plain.url)),
-            "hypercorn, trivial app, HTTP/2": (
+            "core listener (h11, h2), trivial app, HTTP/2": (
                 plain, fresh_call("HTTP/2", tcp_client(ctx, True), plain.url)),
         }  # fmt: skip
+        if hypercorn is not None:
+            hc = servers.enter_context(
+                ServerThread(lambda: hypercorn_server(agent_identity, server_cert, allowed))
+            )
+            cases["hypercorn, trivial app, HTTP/1.1"] = (
+                hc,
+                fresh_call("HTTP/1.1", tcp_client(ctx, False), hc.url),
+            )
+            cases["hypercorn, trivial app, HTTP/2"] = (
+                hc, fresh_call("HTTP/2", tcp_client(ctx, True), hc.url))  # fmt: skip
         if uvicorn is not None:
             uv = servers.enter_context(
                 ServerThread(lambda: uvicorn_server(agent_identity, server_cert, allowed))
@@ -511,6 +527,52 @@ async def uvicorn_server(identity: Identity, certificate: Any, allowed: Path) ->
     yield f"https://127.0.0.1:{port}/"
     server.should_exit = True
     await task
+
+
+@contextlib.asynccontextmanager
+async def hypercorn_server(
+    identity: Identity, certificate: Any, allowed: Path
+) -> AsyncIterator[str]:
+    """hypercorn (public ``serve``) serving the trivial app, client certificates
+    required, no tickets: the ASGI server core's listener replaced."""
+    assert hypercorn is not None
+
+    class NoTickets(hypercorn.config.Config):
+        def create_ssl_context(self) -> ssl.SSLContext | None:
+            context = super().create_ssl_context()
+            if context is not None:
+                context.num_tickets = 0
+            return context
+
+    port = free_port()
+    stop = asyncio.Event()
+    with key_files(identity, [certificate]) as (cert_file, key_file):
+        config = NoTickets()
+        config.bind = [f"127.0.0.1:{port}"]
+        config.certfile, config.keyfile, config.ca_certs = cert_file, key_file, str(allowed)
+        config.verify_mode = ssl.CERT_REQUIRED
+        config.accesslog = config.errorlog = None
+        context = config.create_ssl_context()  # reads the files while they exist
+    config.create_ssl_context = lambda: context  # type: ignore[method-assign]
+    task = asyncio.create_task(
+        hypercorn.asyncio.serve(trivial_app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    )
+    await wait_listening(port)
+    yield f"https://127.0.0.1:{port}/"
+    stop.set()
+    await task
+
+
+async def wait_listening(port: int) -> None:
+    for _ in range(500):
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        writer.close()
+        return
+    raise TimeoutError(f"nothing listens on port {port}")
 
 
 def main() -> None:

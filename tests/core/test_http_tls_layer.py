@@ -8,7 +8,6 @@ ALPN, so HTTP/1.1 and HTTP/2 both run over it with httpx as the client."""
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -224,16 +223,3 @@ async def test_ssl_and_a_tls_layer_together_are_refused(
         await serve_http(_app, "https://127.0.0.1:0/", ssl=server_context, tls_layer=layer)
     with pytest.raises(ConfigurationError):
         await serve_http(_app, "http://127.0.0.1:0/", tls_layer=layer)
-
-
-def test_hypercorns_private_connection_handler_is_imported_in_one_place() -> None:
-    """Only core's listener imports hypercorn's internals (its docstring says why);
-    every other distribution serves HTTP through it."""
-    private = re.compile(r"hypercorn\.asyncio\.(tcp_server|worker_context|run)\b")
-    users = sorted(
-        str(path.relative_to(ROOT))
-        for folder in ("core/src", "relay/src", "plugins", "stores")
-        for path in (ROOT / folder).rglob("*.py")
-        if private.search(path.read_text(encoding="utf-8"))
-    )
-    assert users == ["core/src/sealwire/transport/_http_listener.py"]

@@ -81,6 +81,29 @@ def test_what_a_distribution_imports_it_declares(dist: Path) -> None:
                 assert provided & declared, f"{path.name} imports {name}: not declared"
 
 
+@pytest.mark.parametrize("dist", DISTRIBUTIONS, ids=IDS)
+def test_no_private_module_or_name_of_another_package_is_imported(dist: Path) -> None:
+    """Third-party packages are used through their public API (issue 16, item 2):
+    no ``pkg._module`` and no ``from pkg import _name``."""
+    (package,) = (dist / "src").iterdir()
+    found = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                modules, names = [alias.name for alias in node.names], []
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules, names = [node.module], [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                if module.split(".")[0].startswith("sealwire") or module == "__future__":
+                    continue
+                parts = [*module.split("."), *names]
+                if any(part.startswith("_") for part in parts):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {'.'.join(parts)}")
+    assert found == []
+
+
 STORE_SDKS = ("boto3", "botocore", "google.cloud", "google.api_core", "hvac")
 
 

@@ -1,34 +1,20 @@
 """The HTTP(S) listener the A2A app (:mod:`sealwire.transport._http_server`) runs on.
 
-:func:`serve_http` runs an app on hypercorn (HTTP/1.1, and HTTP/2 when TLS
-negotiates ``h2``) and adds the ASGI TLS extension (``client_cert_chain`` in
-PEM, ``tls_version``) to each connection's scopes, which hypercorn alone does
-not. TLS is Python's ``ssl`` (an ``ssl.SSLContext``), or a :class:`TlsLayer` a
-plugin brings (sealwire-tls runs pyOpenSSL for X25519MLKEM768, which Python's
-``ssl`` cannot negotiate): the listener, its sockets, its close sequence and the
-HTTP stack are the same for both.
+:func:`serve_http` serves an ASGI app over HTTP/1.1 (:mod:`._http1`, on h11) and,
+when TLS negotiates ``h2`` by ALPN, HTTP/2 (:mod:`._http2`, on h2). Each scope
+carries the ASGI TLS extension (``client_cert_chain`` in PEM, ``tls_version``,
+``alpn_protocol``): the TLS binding authenticates callers by that certificate. TLS
+is Python's ``ssl`` (an ``ssl.SSLContext``), or a :class:`TlsLayer` a plugin brings
+(sealwire-tls runs pyOpenSSL for X25519MLKEM768, which Python's ``ssl`` cannot
+negotiate): the listener, its sockets, its close sequence and the HTTP stack are
+the same for both.
 
-Why hypercorn's connection handler (``hypercorn.asyncio.tcp_server.TCPServer``,
-not exported by ``hypercorn.asyncio``) and not its public ``hypercorn.asyncio.serve``
-(hypercorn 0.18): ``serve`` owns the accept loop and hands the app only what
-hypercorn puts in the scope, so
-
-* the client's certificate cannot reach the app: hypercorn does not implement the
-  ASGI TLS extension (pgjones/hypercorn#62 and #324, open), and the TLS binding
-  authenticates callers by that certificate;
-* a TLS stack other than Python's ``ssl`` cannot be used: ``serve`` only takes
-  certificate files through its ``Config`` and wraps sockets with ``ssl`` itself, so
-  pyOpenSSL's post-quantum groups (sealwire-tls) would need a second listener;
-* the TLS shutdown bound is not settable (a close held 30 s, asyncio's default, by
-  a peer keeping its socket open; :data:`CLOSE_GRACE` here), nor can a connection's
-  socket be set up (``TCP_NODELAY`` on each accepted socket: see ``_no_delay``).
-
-Serving through a plaintext loopback hop (``serve`` behind a TLS proxy that passes
-the certificate by the hop's port) would meet all three with public calls only, at
-the cost of a second socket and a copy of every byte per connection; it is not worth
-it. ``TCPServer(app, loop, config, context, state, reader, writer)`` is therefore
-used in one place, in :func:`serve_http`, and pinned by sealwire's ``hypercorn``
-requirement.
+Why a server of our own on h11 and h2 (the sans-I/O HTTP libraries hypercorn and
+httpx are built on) rather than an ASGI server: none hands the app the client's
+certificate (hypercorn, uvicorn and daphne implement no ASGI TLS extension), none
+takes a TLS stack other than Python's ``ssl``, and the per-connection work is what
+a new mutual-TLS connection costs (``benchmarks/bench_tls.py`` prints it beside
+hypercorn and uvicorn serving a trivial app).
 """
 
 from __future__ import annotations
@@ -38,18 +24,14 @@ import contextlib
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-# Not exported by hypercorn.asyncio: the module docstring says why, and what public
-# hypercorn.asyncio.serve cannot do for this listener.
-from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.asyncio.worker_context import WorkerContext
-from hypercorn.config import Config
-from hypercorn.utils import wrap_app
-
 from sealwire.errors import ConfigurationError, describe_cause
+from sealwire.transport._http1 import Http1Connection
+from sealwire.transport._http2 import Http2Connection
+from sealwire.transport._http_stream import App, ByteReader, ByteWriter
 
 __all__ = [
     "CLOSE_GRACE",
@@ -61,8 +43,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("sealwire.transport._http_server")
-"""The logger the listener had when it lived beside the app: hypercorn's errors keep
-their logger name (operators' filters) though the code moved."""
+"""The logger the listener had when it lived beside the app (operators' filters)."""
 
 CLOSE_GRACE = 1.0
 """Seconds connections get to finish when the listener closes, before being cancelled."""
@@ -70,10 +51,6 @@ HANDSHAKE_TIMEOUT = 10.0
 """Seconds a TLS handshake may take before the connection is dropped."""
 LISTEN_BACKLOG = 128
 """Connections the kernel queues before they are accepted."""
-MAX_INCOMPLETE_REQUEST = 64 * 1024
-"""Bytes of an HTTP/1.1 request head hypercorn buffers before refusing it."""
-READ_CHUNK = 64 * 1024
-"""Bytes asked of a :class:`TlsConnection` per read (hypercorn's own read size)."""
 
 
 def tls_extension(
@@ -100,19 +77,6 @@ def _tls_extension(ssl_object: Any) -> dict[str, Any]:
         versions.get(ssl_object.version() or ""),
         ssl_object.selected_alpn_protocol(),
     )
-
-
-class _WithTls:
-    """The app, with the connection's TLS extension added to each scope."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], tls: Mapping[str, Any] | None) -> None:
-        self._app = app
-        self._tls = tls
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self._tls is not None and scope["type"] == "http":
-            scope = {**scope, "extensions": {**scope.get("extensions", {}), "tls": self._tls}}
-        await self._app(scope, receive, send)
 
 
 class TlsConnection(Protocol):
@@ -168,105 +132,92 @@ class TlsLayer(Protocol):
         ...
 
 
-class _LayerReader:
-    """A :class:`TlsConnection`'s plaintext as hypercorn reads a StreamReader."""
-
-    def __init__(self, connection: TlsConnection) -> None:
-        self._connection = connection
-        self._done = False
-
-    def at_eof(self) -> bool:
-        return self._done
-
-    async def read(self, size: int = READ_CHUNK) -> bytes:
-        try:
-            data = await self._connection.read(size)
-        except OSError:
-            self._done = True
-            raise
-        if not data:
-            self._done = True
-        return data
-
-
-class _LayerWriter:
-    """A :class:`TlsConnection`'s plaintext as hypercorn writes a StreamWriter."""
-
-    def __init__(self, connection: TlsConnection) -> None:
-        self._connection = connection
-
-    def write(self, data: bytes) -> None:
-        self._connection.write(data)
-
-    async def drain(self) -> None:
-        await self._connection.drain()
-
-    def write_eof(self) -> None:
-        raise NotImplementedError("TLS has close_notify, sent on close")
-
-    def close(self) -> None:
-        self._connection.close()
-
-    async def wait_closed(self) -> None:
-        await self._connection.wait_closed()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._connection.get_extra_info(name, default)
-
-
 class HttpListener:
     """A running HTTP(S) server: its ``url`` and ``close()``."""
 
-    def __init__(self, url: str, server: asyncio.Server, context: WorkerContext) -> None:
-        self.url = url
-        self._server = server
-        self._context = context
+    def __init__(self, app: App) -> None:
+        self.url = ""
+        self._app = app
+        self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._connections: set[TlsConnection] = set()
+        self._connections: set[Http1Connection | Http2Connection] = set()
         self._closed = False
 
-    def _track(self, task: asyncio.Task[Any], connection: TlsConnection | None = None) -> None:
+    async def serve(
+        self, reader: ByteReader, writer: ByteWriter, tls: Mapping[str, Any] | None, transport: Any
+    ) -> None:
+        """Serve one accepted connection (in its own task) until it ends."""
+        if self._closed:
+            writer.close()
+            return
+        task = asyncio.current_task()
+        if task is not None and task not in self._tasks:
+            self._track(task)
+        scope = {
+            "scheme": "http" if tls is None else "https",
+            "client": _address(transport.get_extra_info("peername")),
+            "server": _address(transport.get_extra_info("sockname")),
+            "extensions": {"http.response.trailers": {}, **({} if tls is None else {"tls": tls})},
+        }
+        connection: Http1Connection | Http2Connection
+        if tls is not None and tls.get("alpn_protocol") == "h2":
+            connection = Http2Connection(self._app, reader, writer, scope)
+        else:
+            connection = Http1Connection(self._app, reader, writer, scope)
+        self._connections.add(connection)
+        try:
+            # A peer closing uncleanly (TLS alerts, a bad record) ends only its own
+            # connection; it is no server error.
+            with contextlib.suppress(ssl_module.SSLError, OSError):
+                await connection.run()
+        finally:
+            self._connections.discard(connection)
+
+    def start(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run ``coroutine`` (a connection's TLS handshake, then :meth:`serve`) as a task
+        :meth:`close` waits for."""
+        self._track(asyncio.get_running_loop().create_task(coroutine))
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
-        if connection is not None:
-            self._connections.add(connection)
-
-        def done(finished: asyncio.Task[Any]) -> None:
-            self._tasks.discard(finished)
-            if connection is not None:
-                self._connections.discard(connection)
-
-        task.add_done_callback(done)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Stop accepting, let connections finish for :data:`CLOSE_GRACE`, close and
-        cancel the rest."""
+        """Stop accepting, let connections finish for :data:`CLOSE_GRACE`, cancel the rest."""
         if self._closed:
             return
         self._closed = True
-        self._server.close()
-        await self._context.terminated.set()
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections):
+            connection.shutdown()
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
-            for connection in list(self._connections):
-                connection.close()
             for task in pending:
                 task.cancel()
-            # Bounded too: hypercorn swallows a cancellation that lands while it closes
-            # the socket, and its connection may then wait on an app that never ends.
+            # Bounded too: an app that ignores its cancellation must not hold close().
             if pending:
                 _done, stuck = await asyncio.wait(pending, timeout=CLOSE_GRACE)
                 for task in stuck:
                     task.add_done_callback(_retrieve)
                 if stuck:
                     log.warning("%d HTTP connection(s) did not end when cancelled", len(stuck))
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), CLOSE_GRACE)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_GRACE)
 
     async def __aenter__(self) -> HttpListener:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    """An ASGI ``client``/``server``: host and port (an IPv6 address's flow and scope dropped)."""
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -297,7 +248,7 @@ def _no_delay(sock: socket.socket | None) -> None:
 
 
 async def serve_http(
-    app: Callable[..., Awaitable[None]],
+    app: Callable[..., Any],
     url: str,
     *,
     ssl: ssl_module.SSLContext | None = None,
@@ -308,8 +259,7 @@ async def serve_http(
 
     With TLS, HTTP/2 is served when the client negotiates ``h2`` by ALPN: the
     caller sets the ALPN protocols (``["h2", "http/1.1"]`` for both) on its context
-    (or in its layer, whose ``get_extra_info("ssl_object")`` must then give an object
-    with ``selected_alpn_protocol()``, as hypercorn asks).
+    (or in its layer, whose connections name it in their TLS extension).
     """
     parts = urlsplit(url)
     secure = ssl is not None or tls_layer is not None
@@ -323,40 +273,26 @@ async def serve_http(
         )
     host = parts.hostname or "127.0.0.1"
     sock = _bind(host, parts.port or 0)
-    config = Config()
-    config.graceful_timeout = CLOSE_GRACE
-    config.accesslog = None
-    config.errorlog = log
-    config.h11_max_incomplete_size = MAX_INCOMPLETE_REQUEST
-    context = WorkerContext(None)
     loop = asyncio.get_running_loop()
-    listener: HttpListener
-
-    async def serve_connection(tls: Mapping[str, Any] | None, reader: Any, writer: Any) -> None:
-        wrapped = wrap_app(cast(Any, _WithTls(app, tls)), config.wsgi_max_body_size, "asgi")
-        # A peer closing uncleanly (TLS alerts, data after close_notify, a bad record)
-        # ends only its own connection; it is no server error.
-        with contextlib.suppress(ssl_module.SSLError, OSError):
-            await TCPServer(wrapped, loop, config, context, {}, reader, writer)
+    listener = HttpListener(app)
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            listener._track(task)
         _no_delay(writer.get_extra_info("socket"))
         ssl_object = writer.get_extra_info("ssl_object")
         tls = None if ssl_object is None else _tls_extension(ssl_object)
-        await serve_connection(tls, reader, writer)
+        # Python 3.11's start_server logs a handler task that ends cancelled as an error
+        # ("Exception in callback"): a connection cancelled at close ends here quietly.
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener.serve(reader, writer, tls, writer)
 
     async def on_layered(connection: TlsConnection) -> None:
         _no_delay(connection.get_extra_info("socket"))
         tls = await connection.secure()
         if tls is not None:
-            await serve_connection(tls, _LayerReader(connection), _LayerWriter(connection))
+            await listener.serve(connection, connection, tls, connection)
 
-    server: asyncio.Server
     if tls_layer is None:
-        server = await asyncio.start_server(
+        listener._server = await asyncio.start_server(
             on_connection, sock=sock, ssl=ssl,
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl else None,
             # a connection cut at close waits this long for the peer's close_notify
@@ -368,11 +304,10 @@ async def serve_http(
         layer = tls_layer
 
         def opened(connection: TlsConnection) -> None:
-            listener._track(loop.create_task(on_layered(connection)), connection)
+            listener.start(on_layered(connection))
 
-        server = await loop.create_server(lambda: layer.accept(opened), sock=sock)
+        listener._server = await loop.create_server(lambda: layer.accept(opened), sock=sock)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    path = parts.path or ""
-    listener = HttpListener(f"{parts.scheme}://{shown}:{bound[1]}{path}", server, context)
+    listener.url = f"{parts.scheme}://{shown}:{bound[1]}{parts.path or ''}"
     return listener
