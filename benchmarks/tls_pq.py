@@ -12,7 +12,7 @@ anchor, as the TLS binding does), TLS 1.3, in the same run:
   sockets or the event loop. Bytes on the wire are the TLS records each way
   (TCP/IP headers not counted), the session tickets OpenSSL's server sends
   after the handshake included (pyOpenSSL cannot turn them off).
-* **A2A call**: a new connection and one ``SendMessage`` to an agent (hypercorn,
+* **A2A call**: a new connection and one ``SendMessage`` to an agent (core's listener,
   the A2A app, the caller's certificate checked and pinned), an external
   ``httpx`` caller: the default stack against ``post_quantum = "require"``,
   HTTP/1.1 and HTTP/2 - what a call on a new connection costs both ends.

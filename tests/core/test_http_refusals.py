@@ -2,9 +2,9 @@
 
 The app answered 403 (no client certificate) or 413 (body over the limit)
 before reading the request body. Over HTTP/2 the body's DATA frames then
-arrived for a stream hypercorn had already closed: a ``KeyError`` in its h2
-protocol ended the whole connection (every other request on it) and surfaced as
-an unhandled exception. Now the body is read (and dropped) first; each version
+arrived for a stream the server (hypercorn, then) had already closed: a ``KeyError``
+in its h2 protocol ended the whole connection (every other request on it) and
+surfaced as an unhandled exception. Now the body is read (and dropped) first; each version
 answers every refused request on one connection, and nothing is logged at ERROR.
 """
 

@@ -19,10 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tls_certs import make_certificate
 
 import sealwire.transport._http1 as http1
-from sealwire.transport.http import HttpListener, serve_http
+from sealwire.transport.http import HttpListener, request_scope, serve_http
 
 BIG = 3 * 1024 * 1024  # past the stream (1 MiB) and connection (4 MiB over two streams) windows
 
@@ -279,3 +281,19 @@ async def test_close_lets_a_request_finish_and_closes_idle_connections(
         assert await asyncio.wait_for(reader.read(), 2) == b""
     finally:
         writer.close()
+
+
+_NAMES = st.sampled_from([b":method", b":path", b":authority", b":scheme", b"host", b"x-a"])
+_HEADERS = st.lists(st.tuples(_NAMES | st.binary(max_size=12), st.binary(max_size=40)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_HEADERS)
+def test_request_scope_of_arbitrary_headers(headers: list[tuple[bytes, bytes]]) -> None:
+    """Hostile HTTP/2 or HTTP/3 header lists give a scope or None, never an exception."""
+    base = {"scheme": "https", "extensions": {"tls": {"alpn_protocol": "h3"}}}
+    scope = request_scope(headers, base, "3")
+    if scope is not None:
+        assert scope["http_version"] == "3" and scope["raw_path"].startswith(b"/")
+        assert scope["extensions"]["tls"]["alpn_protocol"] == "h3"
+        assert all(not name.startswith(b":") for name, _ in scope["headers"])

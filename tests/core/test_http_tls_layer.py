@@ -1,6 +1,6 @@
 """Core's HTTPS listener with a pluggable TLS layer (``serve_http(..., tls_layer=...)``),
 the public parameter sealwire-tls's post-quantum server supplies instead of keeping a
-copy of the listener; and hypercorn's private connection handler used in one place only.
+copy of the listener.
 
 The layer here is real TLS: Python's ``ssl`` over memory BIOs, mutual certificates,
 ALPN, so HTTP/1.1 and HTTP/2 both run over it with httpx as the client."""

@@ -1,4 +1,4 @@
-"""A2A JSON-RPC over plain HTTP on loopback: the ASGI app, hypercorn, the client channel, SSE."""
+"""A2A JSON-RPC over plain HTTP on loopback: the ASGI app, the listener, the client channel, SSE."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A2A v1.0 §10, the gRPC binding on the TLS binding's endpoint (``grpc = true``):
-HTTP/2 with trailers on hypercorn, mutual TLS, an unmodified a2a-sdk gRPC client
+HTTP/2 with trailers on core's listener, mutual TLS, an unmodified a2a-sdk gRPC client
 (grpcio) that picks ``GRPC`` from the served card, and answers equivalent to
 JSON-RPC's and HTTP+JSON's for the same requests to the same agent.
 

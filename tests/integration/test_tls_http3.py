@@ -18,8 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import sealwire_tls._client as tls_client
 from sealwire.agent import Agent
@@ -29,7 +27,6 @@ from sealwire.identity import Identity
 from sealwire.model import Task, TaskState
 from sealwire.policy import Situation
 from sealwire_tls import TlsBinding, pem, self_signed_certificate
-from sealwire_tls._http3 import request_scope
 from sealwire_tls._quic import request_client_certificate
 from sealwire_tls.http3 import Http3Transport, alt_svc, check_private_api, serve_http3
 from sealwire_tls.testing import tls_agent
@@ -335,21 +332,6 @@ async def test_http3_without_aioquic_is_a_configuration_error(
             pass
     await agent.stop()
     assert TlsBinding.card_parameters(Identity.generate().public, {}).get("http3") is None
-
-
-_NAMES = st.sampled_from([b":method", b":path", b":authority", b":scheme", b"host", b"x-a"])
-_HEADERS = st.lists(st.tuples(_NAMES | st.binary(max_size=12), st.binary(max_size=40)), max_size=12)
-
-
-@settings(max_examples=300, deadline=None)
-@given(_HEADERS)
-def test_request_scope_of_arbitrary_headers(headers: list[tuple[bytes, bytes]]) -> None:
-    """Hostile first HEADERS give a scope or None, never an exception."""
-    scope = request_scope(headers, ("127.0.0.1", 1), ("127.0.0.1", 2), {"alpn_protocol": "h3"})
-    if scope is not None:
-        assert scope["http_version"] == "3" and scope["raw_path"].startswith(b"/")
-        assert scope["extensions"]["tls"]["alpn_protocol"] == "h3"
-        assert all(not name.startswith(b":") for name, _ in scope["headers"])
 
 
 async def test_garbage_datagrams_do_not_hurt_the_server(

@@ -338,7 +338,7 @@ def _client_hello() -> bytes:
 async def test_an_idle_connection_closed_by_the_server_is_not_reused(
     agents: Callable[..., Agent],
 ) -> None:
-    """hypercorn closes a kept-alive connection after its keep-alive timeout; the next
+    """The server closes a kept-alive connection after its keep-alive timeout; the next
     call opens a new one and succeeds (HTTP/1.1: the carrier reports the close as
     readable, and httpcore drops the connection)."""
     from sealwire.transport.http import HttpListener

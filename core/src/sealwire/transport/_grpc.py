@@ -1,4 +1,4 @@
-"""The A2A v1.0 ``GRPC`` binding (§10) on the HTTPS endpoint, over hypercorn's HTTP/2.
+"""The A2A v1.0 ``GRPC`` binding (§10) on the HTTPS endpoint, over core's HTTP/2 server.
 
 gRPC is HTTP/2 with a fixed shape (the gRPC "PROTOCOL-HTTP2" document): a POST to
 ``/lf.a2a.v1.A2AService/<Method>`` with ``content-type: application/grpc`` whose
@@ -6,7 +6,7 @@ body is length-prefixed protobuf messages (one byte "compressed", four bytes
 big-endian length, the message); the answer is HTTP 200 with the same framing,
 then HTTP/2 trailers holding ``grpc-status``, ``grpc-message`` and, for errors,
 ``grpc-status-details-bin`` (a ``google.rpc.Status`` whose details hold the
-``google.rpc.ErrorInfo`` of §10.6, reason and domain as in §5.4). hypercorn
+``google.rpc.ErrorInfo`` of §10.6, reason and domain as in §5.4). The listener
 sends trailers (the ASGI ``http.response.trailers`` extension) when the client
 says ``te: trailers``, which gRPC clients do, so the same app, port and mutual
 TLS serve gRPC beside JSON-RPC and HTTP+JSON; grpcio's own server could not share

@@ -79,14 +79,15 @@ CARD_PATH = "/.well-known/agent-card.json"
 MAX_HTTP_BODY = 16 * 1024 * 1024
 """The largest request body read: the frame limit of the other transports."""
 MAX_HTTP_HEADERS = 100
-"""Headers looked at per request; hypercorn bounds their total size, this their count."""
+"""Headers looked at per request; the listener bounds their total size, this their count."""
 MAX_HTTP_DRAIN = 16 * 1024 * 1024
 """Bytes of an unwanted request body (a refused caller's, one past ``max_body``) read
-and dropped before the answer goes out. Over HTTP/2 an answer that ends the stream
-before its body has arrived makes hypercorn fail the whole connection on the DATA
-frames still coming (a KeyError in its h2 protocol, logged as an unhandled error):
-the body is read first, as HTTP servers do. Past this the answer is not delayed
-further (the body limit itself: no more is read from a stranger than from a caller)."""
+and dropped before the answer goes out. A client still sending when its answer
+arrives may see its connection reset before it reads the answer (HTTP/1.1), and
+hypercorn, the server this app ran on before, failed the whole HTTP/2 connection on
+the DATA frames still coming: the body is read first, as HTTP servers do. Past this
+the answer is not delayed further (the body limit itself: no more is read from a
+stranger than from a caller)."""
 
 Scope = Mapping[str, Any]
 Headers = Mapping[str, str]

@@ -1,11 +1,13 @@
 """The A2A ``JSONRPC`` binding over HTTP (A2A v1.0 §9), for bindings that carry it.
 
 A separate module from :mod:`sealwire.transport` because it imports the HTTP
-stacks (hypercorn, httpx): only what serves or calls HTTP pays for them.
+stacks (h11, h2, httpx): only what serves or calls HTTP pays for them.
 
 * :class:`A2AHttpApp` - the ASGI app (agent card, JSON-RPC POST, Server-Sent
-  Events), and :func:`serve_http` - it on hypercorn, HTTP/1.1 and HTTP/2 (TLS
-  client certificates reach the app as the ASGI ``tls`` extension);
+  Events), and :func:`serve_http` - it on core's own HTTP/1.1 (h11) and HTTP/2
+  (h2) server (TLS client certificates reach the app as the ASGI ``tls``
+  extension); :func:`request_scope` - the ASGI scope of an HTTP/2 or HTTP/3
+  request, for a plugin serving another HTTP version (sealwire-tls's HTTP/3);
 * :class:`HttpChannel` - a client as a channel of frames, so the agent's RPC
   layer runs over HTTP unchanged;
 * :class:`SseDecoder` and :func:`encode_sse` - Server-Sent Events.
@@ -30,6 +32,7 @@ from sealwire.transport._http_server import (
     A2AHttpApp,
     ExtraRoute,
 )
+from sealwire.transport._http_stream import request_scope
 from sealwire.transport._sse import SseDecoder, SseEvent, encode_sse
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "TlsLayer",
     "encode_sse",
     "grpc_available",
+    "request_scope",
     "serve_http",
     "tls_extension",
 ]

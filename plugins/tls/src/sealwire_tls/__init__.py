@@ -1,7 +1,7 @@
 """A2A JSON-RPC over HTTPS for Sealwire: mutual TLS 1.3 with certificates from identities.
 
 * :class:`TlsBinding` - ``urn:sealwire:binding:tls:1``: serves the A2A
-  ``JSONRPC`` binding on hypercorn (HTTP/1.1 and HTTP/2) and, with
+  ``JSONRPC`` binding on core's HTTPS listener (HTTP/1.1 and HTTP/2) and, with
   ``http3 = true``, over QUIC (HTTP/3, :mod:`sealwire_tls.http3`, the ``http3``
   extra); calls peers with ``httpx``; client certificates required; the
   policy's decision bound to the session by a signed channel binding

@@ -1,7 +1,7 @@
 """``urn:sealwire:binding:tls:1``: the A2A JSONRPC binding over HTTPS with mutual TLS 1.3.
 
 A binding with a carrier of its own: :meth:`TlsBinding.serve` runs the A2A
-HTTP endpoint on hypercorn for an ``https://`` listen URL, and
+HTTP endpoint on core's HTTPS listener for an ``https://`` listen URL, and
 :meth:`TlsBinding.connect` returns an HTTP channel to a peer's ``https://``
 interface; the stream handshake methods do not apply. README.md defines the
 binding (A2A v1.0 §12).

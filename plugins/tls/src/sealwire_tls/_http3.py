@@ -33,7 +33,6 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
 from aioquic.asyncio.server import QuicServer, serve
@@ -58,6 +57,7 @@ from sealwire.transport.http import (
     CLOSE_GRACE,
     MAX_HTTP_BODY,
     MAX_HTTP_HEADERS,
+    request_scope,
     tls_extension,
 )
 from sealwire_tls._quic import (
@@ -74,7 +74,6 @@ __all__ = [
     "DualListener",
     "Http3Listener",
     "alt_svc",
-    "request_scope",
     "serve_http3",
 ]
 
@@ -87,7 +86,6 @@ BAD_CERTIFICATE = QuicErrorCode.CRYPTO_ERROR + AlertDescription.bad_certificate
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 Admit = Callable[[bytes | None], bool]
-_SKIPPED_REQUEST_HEADERS = frozenset({b"connection", b"keep-alive", b"transfer-encoding"})
 
 
 def alt_svc(port: int) -> str:
@@ -115,48 +113,6 @@ class AltSvc:
             await send(message)
 
         await self._app(scope, receive, send_with_alt_svc)
-
-
-def request_scope(
-    headers: Sequence[tuple[bytes, bytes]],
-    client: tuple[str, int] | None,
-    server: tuple[str, int],
-    tls: dict[str, Any],
-) -> dict[str, Any] | None:
-    """The ASGI HTTP scope of a request's first HEADERS (hostile input), None if unusable.
-
-    aioquic already checked the pseudo-headers (RFC 9114 §4.3.1); ``:authority``
-    becomes ``host`` as HTTP/1.1 and HTTP/2 servers present it.
-    """
-    pseudo: dict[bytes, bytes] = {}
-    plain: list[tuple[bytes, bytes]] = []
-    for name, value in headers[: MAX_HTTP_HEADERS + 8]:  # + the pseudo-headers
-        if name.startswith(b":"):
-            pseudo[name] = value
-        elif name not in _SKIPPED_REQUEST_HEADERS:
-            plain.append((name, value))
-    raw_path = pseudo.get(b":path", b"")
-    path, _, query = raw_path.partition(b"?")
-    method = pseudo.get(b":method", b"")
-    if not path.startswith(b"/") or not method.isalpha() or not method.isascii():
-        return None
-    if b":authority" in pseudo and not any(n == b"host" for n, _ in plain):
-        plain.insert(0, (b"host", pseudo[b":authority"]))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "3",
-        "method": method.decode("ascii").upper(),
-        "scheme": "https",
-        "path": unquote(path.decode("latin-1")),
-        "raw_path": path,
-        "query_string": query,
-        "root_path": "",
-        "headers": plain,
-        "client": client,
-        "server": server,
-        "extensions": {"tls": tls},
-    }
 
 
 class _RequestStream:
@@ -195,7 +151,7 @@ class _RequestStream:
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.ended:
-            return  # the client is gone (as hypercorn does: no error for the app)
+            return  # the client is gone (as over TCP: no error for the app)
         if message["type"] == "http.response.start":
             headers = [(b":status", str(message["status"]).encode())]
             headers += [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", [])]
@@ -299,7 +255,14 @@ class _ServerProtocol(QuicConnectionProtocol):
                 stream.feed(event.data, event.stream_ended)
 
     def _start(self, event: HeadersReceived) -> _RequestStream | None:
-        scope = request_scope(event.headers, self._client, self._listener.address, self._tls)
+        base = {
+            "scheme": "https",
+            "client": self._client,
+            "server": self._listener.address,
+            "extensions": {"tls": self._tls},
+        }
+        # aioquic already checked the pseudo-headers (RFC 9114 §4.3.1)
+        scope = request_scope(event.headers[: MAX_HTTP_HEADERS + 8], base, "3")
         stream = _RequestStream(self, event.stream_id, self._listener.max_body)
         if scope is None:
             self._reject(event.stream_id)

@@ -414,7 +414,7 @@ def _reasons(exc: SSL.Error) -> str:
 
 
 class SslObject:
-    """What asyncio's ``ssl_object`` offers that hypercorn and httpcore read, for one
+    """What asyncio's ``ssl_object`` offers that httpcore reads, for one
     pyOpenSSL connection; ``info`` adds the negotiated group."""
 
     def __init__(self, connection: SSL.Connection) -> None:
