@@ -1,14 +1,7 @@
-"""Loopback ports for tests that start servers."""
+"""Loopback ports for tests that start servers (core's :func:`sealwire.testing.ports.free_port`)."""
 
 from __future__ import annotations
 
-import socket
+from sealwire.testing.ports import free_port
 
 __all__ = ["free_port"]
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (another process may take it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

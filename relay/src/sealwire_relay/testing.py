@@ -8,7 +8,6 @@ ports and relay are closed after the test.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -24,16 +23,10 @@ except ImportError:  # pytest runs in this environment for something else: no fi
 __all__ = ["relay_port_for"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def relay_port_for(tmp_path: Path) -> AsyncIterator[Callable[[Identity], RelayPort]]:
     """A factory of relay ports, one per agent identity, at one loopback relay."""
     config = RelayConfig(
-        host="127.0.0.1", port=_free_port(), identity_path=tmp_path / "relay.key",
+        host="127.0.0.1", port=0, identity_path=tmp_path / "relay.key",
         backend="sqlite", backend_options={"path": str(tmp_path / "relay.sqlite3")},
     )  # fmt: skip
     clients: list[RelayClient] = []

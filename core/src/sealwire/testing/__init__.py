@@ -8,5 +8,6 @@ contract suites, one per shape of plugin.
 * :mod:`~sealwire.testing.store_contract`: state stores, and
   :mod:`~sealwire.testing.managed_store_contract` for stores built on
   ``ManagedStore`` against their manager (with its :mod:`~sealwire.testing.fault_proxy`
-  and :mod:`~sealwire.testing.store_writer` process).
+  and :mod:`~sealwire.testing.store_writer` process);
+* :mod:`~sealwire.testing.ports`: loopback ports no other socket takes meanwhile.
 """

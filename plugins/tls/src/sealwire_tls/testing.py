@@ -1,6 +1,7 @@
 """Helpers for tests of the TLS binding (this repository's and users'): not for production.
 
-* :func:`free_port` - a loopback TCP port that was free a moment ago.
+* :func:`free_port` - a loopback TCP port outside the kernel's ephemeral range
+  (core's :func:`sealwire.testing.ports.free_port`).
 * :func:`tls_agent` - an :class:`~sealwire.agent.Agent` serving A2A over HTTPS on
   loopback, its card naming that URL.
 * :func:`export_client_files` - an external client's certificate and key as PEM
@@ -11,7 +12,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,18 +22,11 @@ from sealwire.agent import Agent
 from sealwire.identity import Identity, TrustMode
 from sealwire.plugins import Registry, load_registry
 from sealwire.store import MemoryStore
+from sealwire.testing.ports import free_port
 from sealwire_tls import plugin
 from sealwire_tls._certs import pem, private_key_pem, self_signed_certificate
 
 __all__ = ["export_client_files", "free_port", "tls_agent", "tls_registry"]
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (another process may take it: loopback tests only)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def tls_registry() -> Registry:
