@@ -94,7 +94,7 @@ class Http1Connection:
             while not self._closing:
                 try:
                     async with asyncio.timeout(KEEP_ALIVE_TIMEOUT):
-                        event = await self._next_event()
+                        event = await self.next_event()
                 except TimeoutError:
                     break
                 except h11.RemoteProtocolError as exc:
@@ -113,7 +113,8 @@ class Http1Connection:
         finally:
             self._writer.close()
 
-    async def _next_event(self) -> Any:
+    async def next_event(self) -> Any:
+        """h11's next event, reading the socket as it needs. :raises OSError:"""
         while True:
             event = self._h11.next_event()
             if event is not h11.NEED_DATA:
@@ -171,10 +172,6 @@ class Http1Connection:
     @property
     def h11(self) -> h11.Connection:
         return self._h11
-
-    async def next_event(self) -> Any:
-        """h11's next event, reading the socket as it needs. :raises OSError:"""
-        return await self._next_event()
 
     async def wait_for_close(self) -> None:
         """Return when the client closes; what it sends meanwhile (a pipelined request)
@@ -272,6 +269,8 @@ class _Cycle:
                 data += self._end([(bytes(k), bytes(v)) for k, v in message.get("headers", ())])
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        if not data:
+            return
         try:
             await self._connection.write(data)
         except OSError:
