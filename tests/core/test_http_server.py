@@ -44,6 +44,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/fail":
         raise RuntimeError("the app failed before answering")
     headers = [(b"content-type", b"application/octet-stream")]
+    if path == "/no-trailers":  # trailers promised, never sent: the server ends the answer
+        await send({"type": "http.response.start", "status": 200, "headers": headers,
+                    "trailers": True})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"body", "more_body": False})
+        return
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     if path == "/cut":
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
@@ -209,6 +214,8 @@ async def test_a_failing_app_over_http2_gets_500_or_its_stream_reset(
         assert (await client.get(listener.url + "/fail")).status_code == 500
         with pytest.raises(httpx.RemoteProtocolError):
             await client.get(listener.url + "/cut")
+        unfinished = await client.get(listener.url + "/no-trailers")
+        assert unfinished.content == b"body"
         ok = await client.get(listener.url + "/ok")  # the connection itself serves on
         assert ok.status_code == 200 and ok.http_version == "HTTP/2"
     assert [r.getMessage() for r in caplog.records] == ["HTTP/2 request failed"] * 2

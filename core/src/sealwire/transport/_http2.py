@@ -171,8 +171,9 @@ class Http2Connection:
             stream.answer_500()
         elif failed:  # a half-sent answer must not look complete
             self.reset(stream, h2.errors.ErrorCodes.INTERNAL_ERROR)
-        elif not stream.complete:
-            await stream.send({"type": "http.response.body", "body": b""})
+        elif not stream.complete:  # the app returned without ending its answer (or trailers)
+            stream.completed()
+            await self.send_data(stream, b"", end=True)
         if not stream.client_ended:  # the answer came before the whole body (RFC 9113 §8.1)
             self.reset(stream, h2.errors.ErrorCodes.NO_ERROR)
         self.consumed(stream.stream_id, stream.discard())
@@ -269,7 +270,8 @@ class _Stream:
         self.gone = True
         self._changed.set()
 
-    def _completed(self) -> None:
+    def completed(self) -> None:
+        """The answer is ending: nothing more is sent on this stream."""
         self.complete = True
         self._changed.set()  # a receive waiting after the body: http.disconnect
 
@@ -327,13 +329,13 @@ class _Stream:
                     return
             if body or end:
                 if end:
-                    self._completed()
+                    self.completed()
                 await self._connection.send_data(self, body, end)
         elif kind == "http.response.trailers":
             if not self.head_sent:
                 self._send_head(end=False)
             if not message.get("more_trailers", False):
-                self._completed()
+                self.completed()
                 trailers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", ())]
                 self._connection.send_headers(self, trailers, end=True)
         else:
@@ -350,5 +352,5 @@ class _Stream:
             headers.append((b"date", http_date()))
         self.head_sent = True
         if end:
-            self._completed()
+            self.completed()
         self._connection.send_headers(self, headers, end)
