@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -40,6 +39,7 @@ from sealwire.codec import A2A_VERSION, Frame, Response, encode_frame
 from sealwire.identity import Identity
 from sealwire.relay import RelayClient, RelayUnavailable
 from sealwire.store import MemoryStore
+from sealwire.testing.ports import free_port
 from sealwire_mls.agents import agent_key_package
 from sealwire_mls.group import Group
 from sealwire_mls.welcome import MLSMessage
@@ -56,12 +56,6 @@ LIMITS = RelayLimits(rate_per_second=1e9, rate_burst=10**9, max_message_bytes=8 
 # Members added per commit: the whole group in one, since every member processes every
 # later commit (a hundred per commit makes the setup of N = 1,000 take half an hour).
 ADD_BATCH = 1_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _agent(url: str, name: str, stack: contextlib.AsyncExitStack) -> Agent:

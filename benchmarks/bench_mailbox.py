@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from sealwire.binding import OpenedMessage, PeerIdentity
 from sealwire.identity import Identity
 from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
+from sealwire.testing.ports import free_port
 from sealwire_relay import RelayConfig, running_relay
 
 FRAME = b'{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{}}' + b" " * 200
@@ -47,12 +47,6 @@ def rate(step: Callable[[], object], seconds: float) -> float:
             step()
         count += 20
     return count / elapsed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _echo(task: TaskContext) -> None:

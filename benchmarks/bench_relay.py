@@ -44,15 +44,10 @@ import websockets
 from sealwire.identity import Identity
 from sealwire.relay import RelayClient
 from sealwire.relay.wire import delivery_from_json
+from sealwire.testing.ports import free_port
 from sealwire_relay import RelayConfig, RelayLimits, running_relay
 
 FETCH_BATCH = 100
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

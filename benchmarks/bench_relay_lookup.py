@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import tempfile
 import time
@@ -25,16 +24,11 @@ from pathlib import Path
 
 from sealwire.identity import Identity
 from sealwire.relay import RelayClient
+from sealwire.testing.ports import free_port
 from sealwire_relay import RelayConfig, running_relay
 
 BUNDLE_BYTES = 1_700
 """About a PQXDH bundle (signed prekey, ML-KEM prekey, signatures)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ms(samples: list[float]) -> str:
