@@ -44,11 +44,15 @@ async def watched(nats_url: str) -> AsyncIterator[tuple[NatsBackend, Watch, str]
     watch = Watch()
     nc: Any = await nats.connect(nats_url)
 
-    async def seen(msg: Any) -> None:
-        watch.subjects.append(msg.subject)
+    watched_prefixes = ("$JS.API.", f"{prefix.lower()}.")
 
-    await nc.subscribe("$JS.API.>", cb=seen)
-    await nc.subscribe(f"{prefix.lower()}.>", cb=seen)
+    async def seen(msg: Any) -> None:
+        if msg.subject.startswith(watched_prefixes):
+            watch.subjects.append(msg.subject)
+
+    # One subscription: nats-py runs each subscription's callbacks in a task of its own,
+    # so with two the marker (_settle) could be seen before earlier API requests were.
+    await nc.subscribe(">", cb=seen)
     await nc.flush()
     try:
         yield backend, watch, prefix
