@@ -365,7 +365,8 @@ async def test_a_member_whose_card_does_not_match_its_leaf_stays_unverified(rela
     relay.cards[mallory.agent_id] = dict(mallory.card.card)  # the true card, published later
     with pytest.raises(TrustError):  # not looked up again so soon
         await bob.binding.process(GROUP, await mallory.binding.seal(GROUP, b"hi"))
-    bob.binding.processor.card_misses.clear()  # the retry time has passed: fetched, tied to the leaf
+    # the retry time has passed: fetched, tied to the leaf
+    bob.binding.processor.card_misses.clear()
     assert await bob.binding.process(GROUP, await mallory.binding.seal(GROUP, b"hi"))
 
 
