@@ -34,7 +34,8 @@ from sealwire.agent._session import (
     send_hello,
     send_hello_datagram,
 )
-from sealwire.agent._tasks import Handler, Receipt, TaskManager, agent_message
+from sealwire.agent._task_run import Handler, agent_message
+from sealwire.agent._tasks import Receipt, TaskManager
 from sealwire.binding import (
     Binding,
     BindingContext,
