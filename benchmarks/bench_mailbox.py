@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sealwire.agent import Agent, TaskContext
-from sealwire.agent._mailbox import kept_frame, read_kept_frame
+from sealwire.agent._kept_records import kept_frame, read_kept_frame
 from sealwire.binding import OpenedMessage, PeerIdentity
 from sealwire.identity import Identity
 from sealwire.relay import RelayClient

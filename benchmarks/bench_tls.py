@@ -50,7 +50,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 
 from sealwire.agent import Agent
-from sealwire.agent._tasks import TaskContext
+from sealwire.agent._task_run import TaskContext
 from sealwire.identity import Identity
 from sealwire.transport.http import serve_http
 from sealwire_tls import key_files, pem, self_signed_certificate

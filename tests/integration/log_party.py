@@ -147,7 +147,7 @@ async def alice(directory: Path, relay_url: str) -> None:
             answers.append(json.dumps(str(task)))
         # The relay session's bearer token, a secret the test searches the logs for
         # (read from the client's private state: there is no public way, on purpose).
-        token = relay._token or ""
+        token = relay._session.token or ""
         (directory / "alice.token").write_text(token)
     await relay.close()
     print("done", flush=True)

@@ -135,7 +135,7 @@ async def test_no_commit_wedges_the_group(agents: Agents) -> None:
     old_commit = [e for e in await alice.relay.fetch_group_log(group, 0, 100)][-1].message
     # Carol signs a commit, then is removed: she may still append (the relay lets the
     # members of the epoch before the latest commit read and commit).
-    stale_state = _mls(carol)._roster(group).group
+    stale_state = _mls(carol).registry.roster(group).group
     signed_by_carol, _ = stale_state.commit(os.urandom)
     stale_state.discard_pending_commit()
     await alice.remove_from_group(group, [carol.agent_id])

@@ -66,7 +66,7 @@ async def start(tmp_path: Any) -> AsyncIterator[Any]:
 
 def _suite_of(agent: Agent, group: bytes) -> int:
     binding: Any = agent._bindings["mls"]
-    return int(binding._roster(group).group.context.cipher_suite)
+    return int(binding.registry.roster(group).group.context.cipher_suite)
 
 
 async def test_agents_talk_in_an_xwing_group(start: Any) -> None:
@@ -99,7 +99,7 @@ async def test_post_quantum_agents_talk_in_an_ml_dsa_group(start: Any) -> None:
     await until(lambda: group in bob.groups(), "Bob's join")
     assert _suite_of(alice, group) == _suite_of(bob, group) == PQ_CIPHER_SUITES[MLDSA65]
     binding: Any = bob._bindings["mls"]
-    members = binding._roster(group).group.members
+    members = binding.registry.roster(group).group.members
     mldsa_keys = {alice.identity.mldsa_key.public_key().public_bytes_raw(),
                   bob.identity.mldsa_key.public_key().public_bytes_raw()}  # fmt: skip
     assert {leaf.signature_key for _, leaf in members} == mldsa_keys

@@ -64,13 +64,13 @@ async def test_an_agent_refuses_another_relay_on_its_relays_url(
         client = agent.relay
         assert isinstance(client, RelayClient)
         posted: list[str] = []
-        real_post = client._post
+        real_post = client._session.post
 
         async def recording(path: str, body: Any, token: str | None) -> dict[str, Any]:
             posted.append(path)
             return await real_post(path, body, token)
 
-        monkeypatch.setattr(client, "_post", recording)
+        monkeypatch.setattr(client._session, "post", recording)
         try:
             with pytest.raises(RelayIdentityError, match="not the configured") as refused:
                 await client.count_key_packages()

@@ -90,7 +90,7 @@ async def test_killing_one_node_loses_nothing_acknowledged(
             for i in range(MESSAGES):
                 if len(acknowledged) == KILL_AFTER:
                     # The mailbox stream's leader: the node whose loss matters most.
-                    info = await backend._js.stream_info("CL_MBOX")
+                    info = await backend.streams.js.stream_info("CL_MBOX")
                     victim = procs[int(info.cluster.leader.removeprefix("node"))]
                     victim.send_signal(signal.SIGKILL)
                     victim.wait(timeout=10)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 import sealwire_tls._client as tls_client
 from sealwire.agent import Agent
-from sealwire.agent._tasks import TaskContext
+from sealwire.agent._task_run import TaskContext
 from sealwire.errors import ConfigurationError, InternalError, TrustError
 from sealwire.identity import Identity
 from sealwire.model import Task, TaskState

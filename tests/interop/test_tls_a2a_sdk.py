@@ -21,7 +21,7 @@ from a2a.helpers.proto_helpers import new_text_message
 from a2a.types import Role, SendMessageRequest
 from a2a.types import TaskState as SdkTaskState
 
-from sealwire.agent._tasks import TaskContext
+from sealwire.agent._task_run import TaskContext
 from sealwire.identity import Identity
 from sealwire_tls import pem, self_signed_certificate
 from sealwire_tls.testing import export_client_files, tls_agent

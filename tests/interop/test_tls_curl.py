@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from curl_runner import curl
 
-from sealwire.agent._tasks import TaskContext
+from sealwire.agent._task_run import TaskContext
 from sealwire.identity import Identity
 from sealwire_tls import pem, self_signed_certificate
 from sealwire_tls.testing import export_client_files, tls_agent

@@ -346,14 +346,14 @@ async def test_a_member_whose_card_does_not_match_its_leaf_stays_unverified(rela
     alice, bob, _ = await _trio(relay)
     mallory = Member(relay, "mallory")
     await mallory.binding.publish_key_packages()
-    import sealwire_mls._binding as binding_module
+    import sealwire_mls._committing as committing_module
 
-    real = binding_module.encode_cards
-    binding_module.encode_cards = lambda cards: real([dict(bob.card.card)])  # a lie
+    real = committing_module.encode_cards
+    committing_module.encode_cards = lambda cards: real([dict(bob.card.card)])  # a lie
     try:
         await alice.binding.add_members(GROUP, [mallory.card])
     finally:
-        binding_module.encode_cards = real
+        committing_module.encode_cards = real
     commit = relay.logs[GROUP][-1][2]
     event = await bob.binding.process(GROUP, commit)
     assert mallory.agent_id in event.added
@@ -365,7 +365,8 @@ async def test_a_member_whose_card_does_not_match_its_leaf_stays_unverified(rela
     relay.cards[mallory.agent_id] = dict(mallory.card.card)  # the true card, published later
     with pytest.raises(TrustError):  # not looked up again so soon
         await bob.binding.process(GROUP, await mallory.binding.seal(GROUP, b"hi"))
-    bob.binding._card_misses.clear()  # the retry time has passed: fetched, tied to the leaf
+    # the retry time has passed: fetched, tied to the leaf
+    bob.binding.processor.card_misses.clear()
     assert await bob.binding.process(GROUP, await mallory.binding.seal(GROUP, b"hi"))
 
 
@@ -408,8 +409,8 @@ async def test_invalid_commits_are_skipped_and_superseded(relay):
     start = len(relay.logs[GROUP])
     old_commit = relay.logs[GROUP][-1][2]  # the commit that added bob and carol
     # Carol's commit, made (and signed) by her before she is removed, offered later.
-    forged, _ = carol.binding._roster(GROUP).group.commit(os.urandom)
-    carol.binding._roster(GROUP).group.discard_pending_commit()
+    forged, _ = carol.binding.registry.roster(GROUP).group.commit(os.urandom)
+    carol.binding.registry.roster(GROUP).group.discard_pending_commit()
     await alice.binding.remove_members(GROUP, [carol.agent_id])
     await bob.catch_up(GROUP, start)
     await carol.catch_up(GROUP, start)

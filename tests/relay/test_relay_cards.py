@@ -159,11 +159,11 @@ async def test_card_size_and_count_limits(small: RunningRelay, signed_card: Sign
 
 async def _client_answering(answer: object) -> RelayClient:
     client = RelayClient("http://relay.invalid", Identity.generate())
-    await client._http.aclose()
-    client._http = httpx.AsyncClient(
+    await client._session.http.aclose()
+    client._session.http = httpx.AsyncClient(
         transport=httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
     )
-    client._token = "session"
+    client._session.token = "session"
     return client
 
 

@@ -21,7 +21,7 @@ async def _raw_group_ws(
     relay: RunningRelay, client: RelayClient, group_id: bytes, after: str
 ) -> websockets.ClientConnection:
     await client.fetch()  # logs in
-    token = client._token
+    token = client._session.token
     url = relay.url.replace("http", "ws") + f"/v1/groups/ws?group_id={b64e(group_id)}&after={after}"
     return await websockets.connect(url, additional_headers={"authorization": f"Bearer {token}"})
 

@@ -72,8 +72,8 @@ async def _settle(backend: NatsBackend, watch: Watch, mark: int, prefix: str) ->
     """Everything the backend sent since ``mark``: a marker published on the backend's
     own connection reaches the watcher after every earlier request of it."""
     marker = f"{prefix.lower()}.marker.{len(watch.subjects)}"
-    await backend._nc.publish(marker, b"")
-    await backend._nc.flush()
+    await backend.streams.nc.publish(marker, b"")
+    await backend.streams.nc.flush()
     await until(lambda: marker in watch.subjects, "the marker")
     seen = watch.since(mark)
     return seen[: seen.index(marker)]
@@ -143,7 +143,7 @@ async def test_an_acknowledged_id_stays_a_duplicate_beyond_the_duplicate_window(
 ) -> None:
     """Past JetStream's Nats-Msg-Id window, the relay's own record (P_ACKS) decides."""
     backend, _, prefix = watched
-    js = backend._js
+    js = backend.streams.js
     info = await js.stream_info(f"{prefix}_MBOX")
     await js.update_stream(_with_duplicate_window(info.config, SHORT_WINDOW_SECONDS))
     assert await backend.enqueue("box", _delivery(1), max_depth=10)

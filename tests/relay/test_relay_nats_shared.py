@@ -13,7 +13,8 @@ import pytest
 
 from sealwire.errors import ConfigurationError
 from sealwire.relay import Delivery, LimitExceeded
-from sealwire_relay._nats_backend import SLOT_AT, NatsBackend
+from sealwire_relay._nats_backend import NatsBackend
+from sealwire_relay._nats_slots import SLOT_AT
 
 DEPTH = 3
 _prefixes = itertools.count(1)
@@ -67,8 +68,10 @@ async def test_an_orphan_slot_is_freed_when_the_mailbox_is_full(
     # Two slots taken by a relay process that died before publishing the messages
     # (long ago), as _take_slot would: the mailbox looks full.
     for i in (1, 2):
-        await a._js.publish(
-            a._slot("box"), a._mb("box", f"orphan{i}", "sw1x").encode(), headers={SLOT_AT: "0"}
+        await a.streams.js.publish(
+            a.mailboxes.slots.subject("box"),
+            a.mailboxes.subject("box", f"orphan{i}", "sw1x").encode(),
+            headers={SLOT_AT: "0"},
         )
     assert await a.enqueue("box", _delivery(3), max_depth=DEPTH)  # orphans freed
     assert await a.enqueue("box", _delivery(4), max_depth=DEPTH)
@@ -93,7 +96,7 @@ async def test_a_publish_no_stream_answers_is_sent_again_until_one_does(
     # it is sent again, not reported as the relay being unavailable.
     a, b = pair
     assert await a.enqueue("box", _delivery(0), max_depth=DEPTH)
-    await a._js.delete_stream(f"{a._s}_SLOT")
+    await a.streams.js.delete_stream(a.streams.stream("SLOT"))
 
     async def later() -> bool:
         await asyncio.sleep(0.2)

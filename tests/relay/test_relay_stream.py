@@ -40,7 +40,7 @@ async def _take(stream: AsyncIterator[Delivery], n: int) -> list[Delivery]:
 
 async def _raw(client: RelayClient) -> Any:
     """A bare WebSocket on the stream, authenticated as ``client``'s agent."""
-    token = await client._authenticate(None)
+    token = await client._session.authenticate(None)
     ws = await websockets.connect(
         client.url.replace("http", "ws") + STREAM_PATH,
         additional_headers={"authorization": f"Bearer {token}"},

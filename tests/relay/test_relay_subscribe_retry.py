@@ -22,7 +22,7 @@ async def test_subscription_survives_429_and_unavailable_while_authenticating(
     clients: Callable[..., RelayClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob = clients(), clients()
-    real = alice._authenticate
+    real = alice._session.authenticate
     failures: list[Exception] = [
         LimitExceeded("rate", "too many requests", retry_after=0.01),
         RelayUnavailable("relay unreachable"),
@@ -34,7 +34,7 @@ async def test_subscription_survives_429_and_unavailable_while_authenticating(
             raise failures.pop(0)
         return await real(stale)
 
-    monkeypatch.setattr(alice, "_authenticate", flaky)
+    monkeypatch.setattr(alice._session, "authenticate", flaky)
     subscription = alice.subscribe()
     try:
         await bob.send(alice.agent_id, "m1", b"payload")

@@ -20,7 +20,7 @@ from sealwire.config import AgentConfig, init_home, open_agent
 from sealwire.errors import ConfigurationError
 from sealwire.identity import Identity
 from sealwire.relay import RelayCertificateError, RelayClient, fetch_descriptor
-from sealwire.relay._client import _tls_context
+from sealwire.relay._transport import tls_context
 from sealwire_relay import RelayConfig, running_relay
 
 TIMEOUT = 20
@@ -119,7 +119,7 @@ async def test_other_relays_are_checked_against_the_system_store_not_our_relay_c
     (tmp_path / "peer").mkdir()
     peer_cert, peer_key = make_certificate(tmp_path / "peer", "peer")
     monkeypatch.setenv("SSL_CERT_FILE", str(peer_cert))  # the "system store"
-    _tls_context.cache_clear()
+    tls_context.cache_clear()
     try:
         async with (
             running_relay(_config(tmp_path, home_cert, home_key)) as home,
@@ -129,4 +129,4 @@ async def test_other_relays_are_checked_against_the_system_store_not_our_relay_c
             assert await client.count_key_packages() == 0
             assert await client.at(peer.url).fetch_cards([client.agent_id]) == {}
     finally:
-        _tls_context.cache_clear()
+        tls_context.cache_clear()

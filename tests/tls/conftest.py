@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sealwire.agent import Agent
-from sealwire.agent._tasks import TaskContext
+from sealwire.agent._task_run import TaskContext
 from sealwire_tls.testing import tls_agent
 
 

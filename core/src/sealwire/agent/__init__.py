@@ -10,7 +10,8 @@ from sealwire.agent._push import (
     verify_notification,
 )
 from sealwire.agent._rpc import RpcConnection
-from sealwire.agent._tasks import Handler, TaskContext, TaskManager, agent_message
+from sealwire.agent._task_run import Handler, TaskContext, agent_message
+from sealwire.agent._tasks import TaskManager
 
 __all__ = [
     "SIGNATURE_HEADER",

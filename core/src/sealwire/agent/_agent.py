@@ -3,6 +3,10 @@
 An agent has an identity, a store, the loaded plugins and a policy. It serves
 incoming A2A requests through one handler, and sends, streams, gets and
 cancels tasks at peers over whatever binding the policy picks for each.
+
+This module builds, starts and stops the agent and keeps its connections; the
+sessions it opens and accepts are made in :mod:`sealwire.agent._handshake`, the
+requests it serves answered in :mod:`sealwire.agent._dispatch`.
 """
 
 from __future__ import annotations
@@ -13,50 +17,39 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
-from sealwire import __version__, telemetry
+from sealwire import __version__
 from sealwire.agent._card import build_card
+from sealwire.agent._dispatch import serve_with_tasks
 from sealwire.agent._group import ANSWER_ROUTE, GroupReply, GroupRouter
+from sealwire.agent._handshake import accept_session, open_session, session_binding
+from sealwire.agent._health import HealthBoard
 from sealwire.agent._mailbox import MailboxRouter
 from sealwire.agent._push import PushPolicy, PushSender
 from sealwire.agent._rpc import RpcConnection
-from sealwire.agent._session import (
-    HELLO_TIMEOUT,
-    HelloCookies,
-    accept_message,
-    parse_hello,
-    read_hello,
-    refuse_message,
-    send_hello,
-    send_hello_datagram,
-)
-from sealwire.agent._tasks import Handler, Receipt, TaskManager, agent_message
+from sealwire.agent._session import HelloCookies
+from sealwire.agent._task_run import Handler, agent_message
+from sealwire.agent._tasks import Receipt, TaskManager
 from sealwire.binding import (
     Binding,
     BindingContext,
     CarrierBinding,
-    DatagramBinding,
     Dispatcher,
     GroupBinding,
     MailboxBinding,
-    Negotiation,
     PeerIdentity,
     SecureChannel,
-    SessionBinding,
 )
 from sealwire.codec import (
-    ExtendedAgentCardNotConfiguredError,
     InvalidAgentResponseError,
     Method,
     Request,
-    UnsupportedOperationError,
 )
 from sealwire.errors import (
-    AuthenticationError,
     ConfigurationError,
     PolicyError,
     SealwireError,
@@ -87,9 +80,6 @@ from sealwire.transport import DatagramEndpoint, FrameStream, TransportError
 __all__ = ["Agent", "Route"]
 
 log = logging.getLogger(__name__)
-
-HANDSHAKE_TIMEOUT = 15.0
-"""Seconds a handshake may take before the connection is dropped."""
 
 
 @attrs.frozen(eq=False)
@@ -162,7 +152,7 @@ class Agent:
         self._cookies = HelloCookies()
         self._mailbox: MailboxRouter | None = None
         self._groups: GroupRouter | None = None
-        self._health: dict[str, str] = {}
+        self._health = HealthBoard()
 
     @property
     def agent_id(self) -> str:
@@ -310,18 +300,6 @@ class Agent:
         self._listeners.append(listener)
         return str(listener.url)
 
-    def _session_binding(
-        self, negotiation: Negotiation, *, datagram: bool
-    ) -> SessionBinding | DatagramBinding:
-        cls = self.policy.check_incoming(negotiation, self.card)
-        binding = self._bindings.get(cls.info.name)
-        if datagram and isinstance(binding, DatagramBinding):
-            return binding
-        if not datagram and isinstance(binding, SessionBinding):
-            return binding
-        carrier = "datagrams" if datagram else "streams"
-        raise PolicyError(f"binding {cls.info.name} does not serve sessions over {carrier}")
-
     async def _accept_stream(self, stream: FrameStream) -> None:
         await self._accept(stream, datagram=False)
 
@@ -329,40 +307,17 @@ class Agent:
         await self._accept(endpoint, datagram=True)
 
     async def _accept(self, carrier: FrameStream | DatagramEndpoint, *, datagram: bool) -> None:
-        """Read the hello, check it against our card and policy, answer, then handshake.
-
-        Over datagrams a hello without a valid cookie for its source address is
-        answered with one, and its endpoint closed at once (see ``_session``).
-        """
-        try:
-            if datagram:
-                first = await asyncio.wait_for(carrier.receive(), HELLO_TIMEOUT)
-                negotiation = parse_hello(first)
-                if not self._cookies.valid(first, carrier.peer_address):
-                    await carrier.send(self._cookies.issue(carrier.peer_address))
-                    await carrier.close()
-                    return
-            else:
-                negotiation = await read_hello(carrier)
-            try:
-                binding = self._session_binding(negotiation, datagram=datagram)
-            except PolicyError as exc:
-                await carrier.send(refuse_message(str(exc)))
-                raise
-            await carrier.send(accept_message())
-            handshake = (
-                cast(DatagramBinding, binding).respond_datagram(
-                    cast(DatagramEndpoint, carrier), negotiation
-                )
-                if datagram
-                else cast(SessionBinding, binding).respond(cast(FrameStream, carrier), negotiation)
-            )
-            channel = await asyncio.wait_for(handshake, HANDSHAKE_TIMEOUT)
-        except (SealwireError, TimeoutError) as exc:
-            log.info("refused an incoming session: %s", exc)
-            await carrier.close()
-            return
-        await self._serve_channel(channel)
+        """Accept a session (see :func:`accept_session`), then serve it."""
+        channel = await accept_session(
+            carrier,
+            datagram=datagram,
+            cookies=self._cookies,
+            binding_for=lambda negotiation: session_binding(
+                self.policy, self._bindings, self.card, negotiation, datagram=datagram
+            ),
+        )
+        if channel is not None:
+            await self._serve_channel(channel)
 
     async def _serve_channel(self, channel: SecureChannel) -> None:
         try:
@@ -419,38 +374,9 @@ class Agent:
             async for result in self._dispatcher(request, peer):
                 yield result
             return
-        params = request.params
-        method = request.method
-        if method is Method.SEND_MESSAGE:
-            yield await self.tasks.send(params, peer, receipt=receipt)
-        elif method is Method.SEND_STREAMING_MESSAGE:
-            async for event in self.tasks.stream(params, peer, receipt=receipt):
-                yield event
-        elif method is Method.GET_TASK:
-            yield self.tasks.get(params.id, peer, params.history_length)
-        elif method is Method.LIST_TASKS:
-            yield self.tasks.list(params, peer)
-        elif method is Method.CANCEL_TASK:
-            yield await self.tasks.cancel(params.id, peer)
-        elif method is Method.SUBSCRIBE_TO_TASK:
-            async for event in self.tasks.subscribe(params.id, peer):
-                yield event
-        elif method is Method.GET_EXTENDED_AGENT_CARD:
-            # spec §3.3.4: -32007 only when the card declares an extended card
-            if self.card.card.get("capabilities", {}).get("extendedAgentCard"):
-                raise ExtendedAgentCardNotConfiguredError("this agent has no extended card")
-            raise UnsupportedOperationError("this agent's card declares no extended card")
-        elif method is Method.CREATE_TASK_PUSH_NOTIFICATION_CONFIG:
-            yield self.tasks.create_push_config(params, peer)
-        elif method is Method.GET_TASK_PUSH_NOTIFICATION_CONFIG:
-            yield self.tasks.get_push_config(params.task_id, params.id, peer)
-        elif method is Method.LIST_TASK_PUSH_NOTIFICATION_CONFIGS:
-            yield self.tasks.list_push_configs(params, peer)
-        elif method is Method.DELETE_TASK_PUSH_NOTIFICATION_CONFIG:
-            self.tasks.delete_push_config(params.task_id, params.id, peer)
-            yield None
-        else:
-            raise UnsupportedOperationError(f"{method.value} is not supported")
+        served = serve_with_tasks(self.tasks, lambda: self.card, request, peer, receipt=receipt)
+        async for result in served:
+            yield result
 
     async def resume_task(self, task_id: str, peer: PeerIdentity) -> SendMessageResponse:
         """The answer owed for a task created before a restart (see TaskManager.resume)."""
@@ -469,16 +395,11 @@ class Agent:
         ``push.delivery`` (a push notification's webhook call was given up; healthy
         again once one arrives).
         """
-        return dict(self._health)
+        return self._health.problems()
 
     def report_health(self, component: str, problem: str | None) -> None:
         """Mark ``component`` unhealthy for ``problem``, or healthy again with ``None``."""
-        if problem is None:
-            if self._health.pop(component, None) is not None:
-                log.info("%s is healthy again", component)
-        elif self._health.get(component) != problem:
-            self._health[component] = problem
-            log.warning("%s is unhealthy: %s", component, problem)
+        self._health.report(component, problem)
 
     # -- calling peers -----------------------------------------------------------------------
 
@@ -570,57 +491,13 @@ class Agent:
             if self._mailbox is None:
                 raise StateError("a mailbox binding needs a relay: configure one")
             return self._mailbox.channel(peer, decision)
-        channel = await self._handshake(binding, peer, decision)
+        channel = await open_session(self.registry, binding, peer, decision)
         try:  # what the handshake negotiated must give what the policy requires
             self.policy.check_session(peer.identity.agent_id, channel.properties)
         except PolicyError:
             await channel.close()
             raise
         return channel
-
-    async def _handshake(
-        self, binding: Binding, peer: VerifiedCard, decision: Decision
-    ) -> SecureChannel:
-        attributes = {"sealwire.binding": decision.binding, "sealwire.peer": peer.agent_id}
-        with telemetry.span("sealwire.handshake", attributes):
-            try:
-                return await self._connect_binding(binding, peer, decision)
-            except (AuthenticationError, PolicyError) as exc:
-                telemetry.count("sealwire.refusals", 1, {"reason": type(exc).__name__})
-                raise
-
-    async def _connect_binding(
-        self, binding: Binding, peer: VerifiedCard, decision: Decision
-    ) -> SecureChannel:
-        negotiation = decision.negotiation
-        if isinstance(binding, CarrierBinding):
-            if urlsplit(decision.url).scheme not in binding.info.schemes:
-                raise PolicyError(f"binding {decision.binding} does not carry {decision.url}")
-            return await binding.connect(decision.url, peer, negotiation)
-        provider = self.registry.transport(urlsplit(decision.url).scheme)
-        if provider.datagram:
-            if not isinstance(binding, DatagramBinding):
-                raise PolicyError(f"binding {decision.binding} does not run over datagrams")
-            endpoint = await provider.connect(decision.url)
-            try:
-                await send_hello_datagram(endpoint, negotiation)
-                return await asyncio.wait_for(
-                    binding.initiate_datagram(endpoint, peer, negotiation), HANDSHAKE_TIMEOUT
-                )
-            except BaseException:
-                await endpoint.close()
-                raise
-        if not isinstance(binding, SessionBinding):
-            raise PolicyError(f"binding {decision.binding} cannot carry calls to one peer")
-        stream = await provider.connect(decision.url)
-        try:
-            await send_hello(stream, negotiation)
-            return await asyncio.wait_for(
-                binding.initiate(stream, peer, negotiation), HANDSHAKE_TIMEOUT
-            )
-        except BaseException:
-            await stream.close()
-            raise
 
     async def send_message(
         self,

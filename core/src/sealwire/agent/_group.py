@@ -69,7 +69,7 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sealwire.agent._mailbox import kept_frame, read_kept_frame
+from sealwire.agent._kept_records import kept_frame, read_kept_frame
 from sealwire.binding import (
     GroupBinding,
     GroupEvent,

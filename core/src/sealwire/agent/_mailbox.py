@@ -1,7 +1,8 @@
 """Calls over mailbox bindings: each frame sealed on its own and carried by the relay.
 
-A :class:`MailboxChannel` looks like any other secure channel to the RPC
-layer: ``send`` seals a frame for the peer and hands it to the relay,
+A :class:`~sealwire.agent._mailbox_channel.MailboxChannel` looks like any other
+secure channel to the RPC layer: ``send`` seals a frame for the peer and hands it
+to the relay,
 ``receive`` yields the response frames the router opened from this agent's
 mailbox. One channel per (peer, binding); a first message from a new peer
 creates one.
@@ -36,24 +37,22 @@ acknowledged and dropped.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import hashlib
 import json
 import logging
 import sqlite3
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from sealwire.agent._kept_records import kept_frame, owed_answer, read_kept_frame
+from sealwire.agent._mailbox_channel import MailboxChannel
 from sealwire.binding import (
-    ChannelClosed,
     MailboxBinding,
     Negotiation,
     OpenedMessage,
     PeerIdentity,
-    Property,
 )
 from sealwire.codec import (
     A2A_VERSION,
@@ -85,7 +84,6 @@ from sealwire.relay import (
     RelayError,
     RelayPort,
     unwrap,
-    wrap,
 )
 from sealwire.store import StoreError, StoreTransaction
 
@@ -94,7 +92,7 @@ if TYPE_CHECKING:
     from sealwire.policy import Decision
     from sealwire.relay import Delivery
 
-__all__ = ["MailboxChannel", "MailboxRouter", "Route", "kept_frame", "read_kept_frame"]
+__all__ = ["MailboxRouter", "Route"]
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +103,6 @@ ANSWERS_NAMESPACE = "mailbox.answers"
 READER_COMPONENT = "mailbox.reader"
 STORE_COMPONENT = "mailbox.store"
 
-MAX_CHANNEL_BACKLOG = 1024
-"""Response frames waiting for a slow RPC reader; beyond it the frame stays in the
-store's inbox (handed on after a restart)."""
 MAX_SERVED_REQUESTS = 64
 """Requests from the mailbox served at once, so peers cannot make us run unbounded
 handler tasks; more wait for a slot."""
@@ -154,72 +149,6 @@ def _answer_id(key: str, index: int | None = None) -> str:
     after a restart, so the relay stores an answer sent twice once."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:40]
     return f"answer-{digest}" if index is None else f"answer-{digest}-{index}"
-
-
-class MailboxChannel:
-    """A secure channel to one peer over a mailbox binding and the relay."""
-
-    def __init__(
-        self,
-        router: MailboxRouter,
-        binding: MailboxBinding,
-        peer: VerifiedCard,
-        negotiation: Negotiation,
-        address: str,
-    ) -> None:
-        self._router = router
-        self._binding = binding
-        self._card = peer
-        self._negotiation = negotiation
-        self._address = address
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_CHANNEL_BACKLOG)
-        self._closed = False
-
-    @property
-    def peer(self) -> PeerIdentity:
-        return PeerIdentity(
-            agent_id=self._card.identity.agent_id, identity=self._card.identity, card=self._card
-        )
-
-    @property
-    def properties(self) -> frozenset[Property]:
-        return self._binding.info.properties
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def binding(self) -> MailboxBinding:
-        return self._binding
-
-    @property
-    def card(self) -> VerifiedCard:
-        """The peer's verified card."""
-        return self._card
-
-    async def send(self, frame: bytes, *, message_id: str | None = None) -> None:
-        """Seal ``frame`` and hand it to the relay (under ``message_id``, a fresh one if
-        not given: a retry with the same id is stored once)."""
-        if self._closed:
-            raise ChannelClosed("mailbox channel closed")
-        envelope = await self._binding.seal(self._card, frame, self._negotiation)
-        await self._router.relay.send(
-            self._address, message_id or str(uuid.uuid4()), wrap(self._binding.info.name, envelope)
-        )
-
-    async def receive(self) -> bytes:
-        frame = await self.queue.get()
-        if frame is None:
-            raise ChannelClosed("mailbox channel closed")
-        return frame
-
-    async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait(None)
-            self._router.forget(self)
 
 
 class MailboxRouter:
@@ -288,7 +217,12 @@ class MailboxRouter:
         channel = self.channels.get(key)
         if channel is None:
             channel = MailboxChannel(
-                self, self.bindings[decision.binding], peer, decision.negotiation, decision.url
+                self.relay,
+                self.bindings[decision.binding],
+                peer,
+                decision.negotiation,
+                decision.url,
+                on_close=self.forget,
             )
             self.channels[key] = channel
         return channel
@@ -308,7 +242,9 @@ class MailboxRouter:
             initiator_offers=tuple(o.uri for o in self.host.card.offers),
             responder_offers=tuple(o.uri for o in peer.offers),
         )
-        channel = MailboxChannel(self, binding, peer, negotiation, offer.url)
+        channel = MailboxChannel(
+            self.relay, binding, peer, negotiation, offer.url, on_close=self.forget
+        )
         self.channels[key] = channel
         self.host.serve_incoming(channel, binding.info.name)
         return channel
@@ -538,7 +474,7 @@ class MailboxRouter:
 
         def receipt(tx: StoreTransaction, task_id: str) -> None:
             tx.delete(INBOX_NAMESPACE, key)
-            tx.put(ANSWERS_NAMESPACE, key, _owed(binding, peer, request, task_id))
+            tx.put(ANSWERS_NAMESPACE, key, owed_answer(binding, peer, request, task_id))
             recorded.append(task_id)
 
         streaming = request.method.streaming
@@ -682,46 +618,3 @@ _NOTHING: Any = object()
 
 def _internal_error(request_id: int | str) -> ErrorResponse:
     return ErrorResponse(id=request_id, error=InternalRpcError("internal error").to_rpc_error())
-
-
-def _owed(binding: str, peer: PeerIdentity, request: Request, task_id: str) -> bytes:
-    """The record of an answer owed: to whom, over which binding, for which request."""
-    assert peer.card is not None  # _hand_on checked it
-    return json.dumps(
-        {
-            "binding": binding,
-            "card": dict(peer.card.card),
-            "method": request.method.value,
-            "request_id": request.id,
-            "task": task_id,
-        }
-    ).encode()
-
-
-def kept_frame(binding: str, opened: OpenedMessage, **extra: Any) -> bytes:
-    """An opened frame as the store keeps it until it is handed on: the binding's name,
-    the sender's signed card, the frame and its id (and ``extra`` fields)."""
-    card = opened.sender.card
-    if card is None:
-        raise SealwireError(f"binding {binding} must name the sender's card")
-    return json.dumps(
-        {
-            **extra,
-            "binding": binding,
-            "card": dict(card.card),
-            "frame": base64.b64encode(opened.frame).decode(),
-            "id": opened.message_id,
-        }
-    ).encode()
-
-
-def read_kept_frame(raw: bytes) -> tuple[dict[str, Any], OpenedMessage]:
-    """The record :func:`kept_frame` wrote and the frame in it, its sender's card verified
-    again; SealwireError, KeyError, TypeError or ValueError when it is damaged."""
-    record = json.loads(raw)
-    if not isinstance(record, dict):
-        raise ValueError("not a kept frame")
-    card = verify_card(record["card"])
-    sender = PeerIdentity(agent_id=card.identity.agent_id, identity=card.identity, card=card)
-    frame = base64.b64decode(record["frame"])
-    return record, OpenedMessage(sender=sender, frame=frame, message_id=str(record.get("id", "")))

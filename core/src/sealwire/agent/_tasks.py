@@ -1,6 +1,8 @@
 """The serving side of A2A tasks: lifecycle, handlers, events, persistence.
 
-Rules of this file:
+Rules of the serving side (this module, the task manager, and the task runs,
+records and listings of :mod:`sealwire.agent._task_run`,
+:mod:`sealwire.agent._task_records` and :mod:`sealwire.agent._task_listing`):
 
 * A task moves SUBMITTED -> WORKING -> a terminal state (COMPLETED, FAILED,
   CANCELED, REJECTED) or an interrupted one (INPUT_REQUIRED, AUTH_REQUIRED);
@@ -24,20 +26,33 @@ Rules of this file:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import datetime
-import json
 import logging
-import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 
 from sealwire.agent._push import MAX_PUSH_CONFIGS, PushSender, check_webhook
+from sealwire.agent._task_listing import (
+    DEFAULT_PAGE_SIZE,
+    check_list_request,
+    cut_history,
+    page_token,
+    read_page_token,
+    sort_key,
+    to_instant,
+)
+from sealwire.agent._task_records import TASKS_NAMESPACE, TaskRecord, check_task_id
+from sealwire.agent._task_run import (
+    INTERRUPTED,
+    Handler,
+    TaskContext,
+    TaskRun,
+    agent_message,
+    now,
+)
 from sealwire.binding import PeerIdentity
 from sealwire.codec import (
     InvalidParamsError,
@@ -45,85 +60,33 @@ from sealwire.codec import (
     TaskNotCancelableError,
     TaskNotFoundError,
     UnsupportedOperationError,
-    from_json,
-    to_json,
 )
 from sealwire.model import (
-    Artifact,
     AuthenticationInfo,
     ListTaskPushNotificationConfigsRequest,
     ListTaskPushNotificationConfigsResponse,
     ListTasksRequest,
     ListTasksResponse,
     Message,
-    Part,
-    Role,
     SendMessageRequest,
     SendMessageResponse,
     StreamResponse,
     Task,
-    TaskArtifactUpdateEvent,
     TaskPushNotificationConfig,
     TaskState,
     TaskStatus,
-    TaskStatusUpdateEvent,
 )
 from sealwire.store import StateStore, StoreTransaction
 
-__all__ = ["Handler", "Receipt", "TaskContext", "TaskManager", "agent_message"]
+__all__ = ["Receipt", "TaskManager"]
 
 log = logging.getLogger(__name__)
 
-TASKS_NAMESPACE = "a2a.tasks"
 MAX_LIVE_TASKS = 10_000
 """Tasks kept in memory with their subscribers; older finished ones are read from the store."""
 MAX_SUBSCRIBER_BACKLOG = 1024
 """Events queued for one slow subscriber before it is dropped."""
 
-MAX_TASK_ID_LENGTH = 1024
-"""Characters in a task id a caller may name: the store's key limit (longer ones are
-not ours, and must fail as invalid params before reaching the store)."""
-DEFAULT_PAGE_SIZE = 50
-"""Tasks in a ListTasks page when the caller names no ``pageSize`` (spec §3.1.4)."""
-MAX_PAGE_SIZE = 100
-"""The largest ``pageSize`` a caller may ask for (spec §3.1.4: 1 to 100)."""
-MAX_FOLLOW_UPS = 64
-"""Follow-up messages queued for a running handler that has not read them: past
-this, more are refused rather than held in memory without end."""
-MAX_PAGE_TOKEN = 2 * MAX_TASK_ID_LENGTH
-"""Characters of a ``pageToken`` looked at: ours encode a timestamp and a task id."""
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-INTERRUPTED = frozenset({TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED})
-
-
-def _now() -> str:
-    return (
-        datetime.datetime.now(datetime.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
-
-
-def agent_message(
-    content: str | Sequence[Part] | Message,
-    *,
-    task_id: str | None = None,
-    context_id: str | None = None,
-    role: Role = Role.AGENT,
-) -> Message:
-    """A message from this agent: text, parts, or a message passed through."""
-    if isinstance(content, Message):
-        return content
-    parts = (Part.from_text(content),) if isinstance(content, str) else tuple(content)
-    return Message(
-        message_id=str(uuid.uuid4()), role=role, parts=parts, task_id=task_id, context_id=context_id
-    )
-
-
-Handler = Callable[["TaskContext"], Awaitable[None]]
-"""Serves an incoming message: reports progress and results through the context."""
 
 Receipt = Callable[[StoreTransaction, str], None]
 """Written with the first record of the task a request creates or resumes: called
@@ -131,230 +94,6 @@ as ``receipt(tx, task_id)`` inside that store transaction. The mailbox router
 passes one that deletes the request's inbox entry and records the answer it
 owes, so a crash either leaves the request to serve again or the task to answer
 for, never neither and never both."""
-
-
-class TaskContext:
-    """What a handler sees of the task it serves, and how it reports on it."""
-
-    def __init__(self, run: _TaskRun, message: Message, peer: PeerIdentity) -> None:
-        self._run = run
-        self.message = message
-        """The message that started or resumed the task."""
-        self.peer = peer
-        """The verified identity of the agent that sent it."""
-
-    @property
-    def task(self) -> Task:
-        return self._run.task
-
-    @property
-    def task_id(self) -> str:
-        return self._run.task.id
-
-    @property
-    def context_id(self) -> str:
-        return self._run.task.context_id
-
-    def _message(self, content: str | Sequence[Part] | Message | None) -> Message | None:
-        if content is None:
-            return None
-        return agent_message(content, task_id=self.task_id, context_id=self.context_id)
-
-    async def next_message(self) -> Message:
-        """The next follow-up message the caller sent to this task while it is open
-        (``SendMessage`` naming its id); waits for one."""
-        return await self._run.inbox.get()
-
-    async def working(self, message: str | Sequence[Part] | Message | None = None) -> None:
-        """Report progress (state WORKING)."""
-        await self._run.set_state(TaskState.WORKING, self._message(message))
-
-    async def artifact(
-        self,
-        parts: Sequence[Part] | str,
-        *,
-        name: str | None = None,
-        artifact_id: str | None = None,
-        append: bool = False,
-        last_chunk: bool = True,
-    ) -> str:
-        """Publish an artifact (or a chunk of one); returns its id."""
-        if isinstance(parts, str):
-            parts = (Part.from_text(parts),)
-        artifact = Artifact(
-            artifact_id=artifact_id or str(uuid.uuid4()), parts=tuple(parts), name=name
-        )
-        await self._run.add_artifact(artifact, append=append, last_chunk=last_chunk)
-        return artifact.artifact_id
-
-    async def complete(self, message: str | Sequence[Part] | Message | None = None) -> None:
-        await self._run.set_state(TaskState.COMPLETED, self._message(message))
-
-    async def fail(self, message: str | Sequence[Part] | Message | None = None) -> None:
-        await self._run.set_state(TaskState.FAILED, self._message(message))
-
-    async def reject(self, message: str | Sequence[Part] | Message | None = None) -> None:
-        await self._run.set_state(TaskState.REJECTED, self._message(message))
-
-    async def require_input(self, message: str | Sequence[Part] | Message) -> None:
-        """Pause the task until the caller sends another message to it."""
-        await self._run.set_state(TaskState.INPUT_REQUIRED, self._message(message))
-
-    async def reply(self, message: str | Sequence[Part] | Message) -> None:
-        """Answer with a message instead of a task (only before any task update)."""
-        await self._run.set_reply(self._message(message))
-
-
-@attrs.define
-class _TaskRun:
-    manager: TaskManager
-    owner: str
-    task: Task
-    reply: Message | None = None
-    worker: asyncio.Task[None] | None = None
-    subscribers: list[asyncio.Queue[StreamResponse | None]] = attrs.Factory(list)
-    updated: bool = False
-    announced: bool = False  # the task went out before it settled (returnImmediately)
-    inbox: asyncio.Queue[Message] = attrs.Factory(lambda: asyncio.Queue(MAX_FOLLOW_UPS))
-    push: tuple[TaskPushNotificationConfig, ...] = ()  # its webhooks, kept in its record
-
-    @property
-    def state(self) -> TaskState:
-        return self.task.status.state
-
-    def settled(self) -> bool:
-        return self.reply is not None or self.state.is_terminal or self.state in INTERRUPTED
-
-    def finished(self) -> bool:
-        """Settled and its worker done: it may be forgotten (the store keeps it)."""
-        return self.settled() and self.worker is not None and self.worker.done()
-
-    def _publish(self, event: StreamResponse | None) -> None:
-        for queue in list(self.subscribers):
-            try:
-                queue.put_nowait(event)
-            except asyncio.QueueFull:
-                self.subscribers.remove(queue)
-
-    async def set_state(
-        self, state: TaskState, message: Message | None, *, by_handler: bool = True
-    ) -> None:
-        if self.state.is_terminal:
-            raise TaskNotCancelableError(f"task {self.task.id} is already {self.state.name}")
-        history = self.task.history + ((message,) if message is not None else ())
-        status = TaskStatus(state=state, message=message, timestamp=_now())
-        self.task = attrs.evolve(self.task, status=status, history=history)
-        self.updated = self.updated or by_handler
-        self.manager.save(self)
-        event = StreamResponse(
-            status_update=TaskStatusUpdateEvent(
-                task_id=self.task.id, context_id=self.task.context_id, status=status
-            )
-        )
-        self.manager.notify(self, event)
-        self._publish(event)
-        if self.settled():
-            self._publish(None)
-
-    async def add_artifact(self, artifact: Artifact, *, append: bool, last_chunk: bool) -> None:
-        if self.state.is_terminal:
-            raise TaskNotCancelableError(f"task {self.task.id} is already {self.state.name}")
-        artifacts = list(self.task.artifacts)
-        index = next(
-            (i for i, a in enumerate(artifacts) if a.artifact_id == artifact.artifact_id), None
-        )
-        if index is not None and append:
-            old = artifacts[index]
-            artifacts[index] = attrs.evolve(old, parts=old.parts + artifact.parts)
-        elif index is not None:
-            artifacts[index] = artifact
-        else:
-            artifacts.append(artifact)
-        self.task = attrs.evolve(self.task, artifacts=tuple(artifacts))
-        self.updated = True
-        self.manager.save(self)
-        event = StreamResponse(
-            artifact_update=TaskArtifactUpdateEvent(
-                task_id=self.task.id,
-                context_id=self.task.context_id,
-                artifact=artifact,
-                append=append,
-                last_chunk=last_chunk,
-            )
-        )
-        self.manager.notify(self, event)
-        self._publish(event)
-
-    async def set_reply(self, message: Message | None) -> None:
-        if self.updated:
-            raise InvalidParamsError("a handler cannot reply with a message after task updates")
-        self.reply = message
-        self._publish(StreamResponse(message=message))
-        self._publish(None)
-
-
-def check_task_id(task_id: str, field: str = "id") -> None:
-    """Raise InvalidParamsError unless ``task_id`` could name a task: 1 to
-    :data:`MAX_TASK_ID_LENGTH` characters of UTF-8 text without control characters."""
-    if not task_id:
-        raise InvalidParamsError("a task id must not be empty", field=field)
-    if len(task_id) > MAX_TASK_ID_LENGTH:
-        raise InvalidParamsError(
-            f"a task id has at most {MAX_TASK_ID_LENGTH} characters", field=field
-        )
-    if _CONTROL.search(task_id):
-        raise InvalidParamsError("a task id must not hold control characters", field=field)
-    try:
-        task_id.encode()
-    except UnicodeEncodeError:
-        raise InvalidParamsError("a task id must be UTF-8 text", field=field) from None
-
-
-def _instant(timestamp: str) -> datetime.datetime:
-    """An RFC 3339 timestamp (already checked by the codec) as an aware datetime."""
-    text = timestamp.replace("z", "Z").replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:  # Python reads at most microseconds: cut nanoseconds
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
-    return datetime.datetime.fromisoformat(text)
-
-
-def _sort_key(task: Task) -> tuple[datetime.datetime, str]:
-    """Most recently updated first (then by id, so the order is total)."""
-    if task.status.timestamp is None:
-        return (datetime.datetime.min.replace(tzinfo=datetime.UTC), task.id)
-    return (_instant(task.status.timestamp), task.id)
-
-
-def _page_token(key: tuple[datetime.datetime, str]) -> str:
-    """The opaque token resuming a listing after the task whose sort key is ``key``."""
-    raw = json.dumps([key[0].isoformat(), key[1]], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def _read_page_token(token: str) -> tuple[datetime.datetime, str]:
-    bad = InvalidParamsError("invalid pageToken", field="pageToken")
-    if len(token) > MAX_PAGE_TOKEN:
-        raise bad
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        when, task_id = json.loads(raw)
-        instant = datetime.datetime.fromisoformat(when)
-    except (binascii.Error, ValueError, TypeError, RecursionError):
-        raise bad from None
-    if not isinstance(task_id, str) or instant.tzinfo is None:
-        raise bad
-    return instant, task_id
-
-
-def _check_list_request(request: ListTasksRequest) -> None:
-    if request.page_size is not None and not 1 <= request.page_size <= MAX_PAGE_SIZE:
-        raise InvalidParamsError(
-            f"pageSize must be between 1 and {MAX_PAGE_SIZE}", field="pageSize"
-        )
-    if request.history_length is not None and request.history_length < 0:
-        raise InvalidParamsError("historyLength must not be negative", field="historyLength")
 
 
 def _plain_working(event: StreamResponse) -> bool:
@@ -367,16 +106,6 @@ def _plain_working(event: StreamResponse) -> bool:
     )
 
 
-def _cut_history(task: Task, history_length: int | None) -> Task:
-    """The task with only its last ``history_length`` messages (all when ``None``)."""
-    if history_length is None:
-        return task
-    if history_length < 0:
-        raise InvalidParamsError("historyLength must not be negative")
-    kept = task.history[max(0, len(task.history) - history_length) :] if history_length else ()
-    return attrs.evolve(task, history=kept)
-
-
 class TaskManager:
     """Runs handlers for incoming messages and answers the A2A task methods."""
 
@@ -387,14 +116,11 @@ class TaskManager:
         self.handler = handler
         self.push = push
         """Calls the tasks' webhooks; None (or a policy that disables it): no push."""
-        self._runs: dict[str, _TaskRun] = {}
+        self._runs: dict[str, TaskRun] = {}
 
-    def save(self, run: _TaskRun, receipt: Receipt | None = None) -> None:
+    def save(self, run: TaskRun, receipt: Receipt | None = None) -> None:
         """Write the task's record (with what ``receipt`` writes, in one transaction)."""
-        content: dict[str, Any] = {"owner": run.owner, "task": to_json(run.task)}
-        if run.push:
-            content["push"] = [to_json(config) for config in run.push]
-        record = json.dumps(content).encode()
+        record = TaskRecord(owner=run.owner, task=run.task, push=run.push).to_bytes()
         if receipt is None:
             self.store.put(TASKS_NAMESPACE, run.task.id, record)
             return
@@ -402,26 +128,19 @@ class TaskManager:
             tx.put(TASKS_NAMESPACE, run.task.id, record)
             receipt(tx, run.task.id)
 
-    def _load(self, task_id: str, owner: str, field: str = "id") -> _TaskRun:
+    def _load(self, task_id: str, owner: str, field: str = "id") -> TaskRun:
         check_task_id(task_id, field)
         run = self._runs.get(task_id)
         if run is None:
             raw = self.store.get(TASKS_NAMESPACE, task_id)
             if raw is not None:
-                record = json.loads(raw)
-                run = _TaskRun(
-                    manager=self,
-                    owner=record["owner"],
-                    task=from_json(Task, record["task"]),
-                    push=tuple(
-                        from_json(TaskPushNotificationConfig, c) for c in record.get("push", ())
-                    ),
-                )
+                record = TaskRecord.from_bytes(raw)
+                run = TaskRun(manager=self, owner=record.owner, task=record.task, push=record.push)
         if run is None or run.owner != owner:
             raise TaskNotFoundError(f"task {task_id} not found")
         return run
 
-    def _remember(self, run: _TaskRun) -> None:
+    def _remember(self, run: TaskRun) -> None:
         """Keep ``run`` in memory, forgetting the oldest finished task past the bound.
 
         The scan stops at the first finished task from the oldest end (no copy of
@@ -436,7 +155,7 @@ class TaskManager:
 
     def _start(
         self, params: SendMessageRequest, peer: PeerIdentity, receipt: Receipt | None = None
-    ) -> _TaskRun:
+    ) -> TaskRun:
         message = params.message
         webhook = self._webhook_of(params)
         if message.task_id:
@@ -457,10 +176,10 @@ class TaskManager:
             task = Task(
                 id=task_id,
                 context_id=context_id,
-                status=TaskStatus(state=TaskState.SUBMITTED, timestamp=_now()),
+                status=TaskStatus(state=TaskState.SUBMITTED, timestamp=now()),
                 history=(message,),
             )
-            run = _TaskRun(manager=self, owner=peer.agent_id, task=task)
+            run = TaskRun(manager=self, owner=peer.agent_id, task=task)
         if webhook is not None:
             self._add_webhook(run, webhook)
         self.save(run, receipt)
@@ -470,7 +189,7 @@ class TaskManager:
         run.worker = asyncio.create_task(self._work(run, message, peer))
         return run
 
-    def _follow_up(self, run: _TaskRun, message: Message, receipt: Receipt | None) -> _TaskRun:
+    def _follow_up(self, run: TaskRun, message: Message, receipt: Receipt | None) -> TaskRun:
         """A message to a task still open: into its history and its handler's inbox."""
         if run.state.is_terminal or run.worker is None or run.worker.done():
             raise UnsupportedOperationError(
@@ -485,7 +204,7 @@ class TaskManager:
         run.subscribers.append(queue)
         return run
 
-    async def _work(self, run: _TaskRun, message: Message, peer: PeerIdentity) -> None:
+    async def _work(self, run: TaskRun, message: Message, peer: PeerIdentity) -> None:
         context = TaskContext(run, message, peer)
         try:
             if self.handler is None:
@@ -540,7 +259,7 @@ class TaskManager:
         if run.reply is not None:
             return SendMessageResponse(message=run.reply)
         history = config.history_length if config is not None else None
-        return SendMessageResponse(task=_cut_history(run.task, history))
+        return SendMessageResponse(task=cut_history(run.task, history))
 
     async def stream(
         self, params: SendMessageRequest, peer: PeerIdentity, *, receipt: Receipt | None = None
@@ -571,7 +290,7 @@ class TaskManager:
                 yield event
 
     async def _drain(
-        self, run: _TaskRun, queue: asyncio.Queue[StreamResponse | None]
+        self, run: TaskRun, queue: asyncio.Queue[StreamResponse | None]
     ) -> AsyncIterator[StreamResponse]:
         try:
             while (event := await queue.get()) is not None:
@@ -617,18 +336,18 @@ class TaskManager:
 
     def get(self, task_id: str, peer: PeerIdentity, history_length: int | None = None) -> Task:
         """``GetTask``: the task as it is now, history cut to ``history_length``."""
-        return _cut_history(self._load(task_id, peer.agent_id).task, history_length)
+        return cut_history(self._load(task_id, peer.agent_id).task, history_length)
 
     def list(self, request: ListTasksRequest, peer: PeerIdentity) -> ListTasksResponse:
         """``ListTasks`` (spec §3.1.4): a page of this peer's tasks, most recently
         updated first, filtered by context, state and last update; ``nextPageToken``
         resumes after the page's last task, ``totalSize`` counts every match."""
-        _check_list_request(request)
-        after = None if request.page_token is None else _read_page_token(request.page_token)
+        check_list_request(request)
+        after = None if request.page_token is None else read_page_token(request.page_token)
         since = (
             None
             if request.status_timestamp_after is None
-            else _instant(request.status_timestamp_after)
+            else to_instant(request.status_timestamp_after)
         )
         matches: list[tuple[tuple[datetime.datetime, str], Task]] = []
         for task_id in self.store.keys(TASKS_NAMESPACE):
@@ -638,7 +357,7 @@ class TaskManager:
                     continue
                 if request.status is not None and task.status.state is not request.status:
                     continue
-                key = _sort_key(task)
+                key = sort_key(task)
                 if since is not None and (task.status.timestamp is None or key[0] < since):
                     continue
                 matches.append((key, task))
@@ -651,10 +370,10 @@ class TaskManager:
         for _, task in page:
             if not request.include_artifacts:
                 task = attrs.evolve(task, artifacts=())
-            tasks.append(_cut_history(task, request.history_length))
+            tasks.append(cut_history(task, request.history_length))
         return ListTasksResponse(
             tasks=tuple(tasks),
-            next_page_token=_page_token(page[-1][0]) if more and page else "",
+            next_page_token=page_token(page[-1][0]) if more and page else "",
             page_size=size,
             total_size=len(matches),
         )
@@ -698,7 +417,7 @@ class TaskManager:
             )
         return self.push
 
-    def notify(self, run: _TaskRun, event: StreamResponse) -> None:
+    def notify(self, run: TaskRun, event: StreamResponse) -> None:
         """Hand a written update of ``run`` to its webhooks (never blocks)."""
         if run.push and self.push is not None:
             self.push.notify(run.task.id, run.push, event)
@@ -714,7 +433,7 @@ class TaskManager:
                 check_task_id(webhook.id, "configuration.taskPushNotificationConfig.id")
         return webhook
 
-    def _add_webhook(self, run: _TaskRun, config: TaskPushNotificationConfig) -> None:
+    def _add_webhook(self, run: TaskRun, config: TaskPushNotificationConfig) -> None:
         """Add (or replace, by id) a webhook of ``run``; the caller saves the record."""
         config = attrs.evolve(config, task_id=run.task.id, id=config.id or str(uuid.uuid4()))
         kept = tuple(c for c in run.push if c.id != config.id)

@@ -1,0 +1,59 @@
+"""The records the mailbox router keeps in the store: an opened frame until it is
+handed on (:func:`kept_frame`, read back by :func:`read_kept_frame`), and an answer
+owed to a peer for a request being served (:func:`owed_answer`)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from sealwire.binding import OpenedMessage, PeerIdentity
+from sealwire.codec import Request
+from sealwire.errors import SealwireError
+from sealwire.identity import verify_card
+
+__all__ = ["kept_frame", "owed_answer", "read_kept_frame"]
+
+
+def owed_answer(binding: str, peer: PeerIdentity, request: Request, task_id: str) -> bytes:
+    """The record of an answer owed: to whom, over which binding, for which request."""
+    assert peer.card is not None  # the mailbox router checked it
+    return json.dumps(
+        {
+            "binding": binding,
+            "card": dict(peer.card.card),
+            "method": request.method.value,
+            "request_id": request.id,
+            "task": task_id,
+        }
+    ).encode()
+
+
+def kept_frame(binding: str, opened: OpenedMessage, **extra: Any) -> bytes:
+    """An opened frame as the store keeps it until it is handed on: the binding's name,
+    the sender's signed card, the frame and its id (and ``extra`` fields)."""
+    card = opened.sender.card
+    if card is None:
+        raise SealwireError(f"binding {binding} must name the sender's card")
+    return json.dumps(
+        {
+            **extra,
+            "binding": binding,
+            "card": dict(card.card),
+            "frame": base64.b64encode(opened.frame).decode(),
+            "id": opened.message_id,
+        }
+    ).encode()
+
+
+def read_kept_frame(raw: bytes) -> tuple[dict[str, Any], OpenedMessage]:
+    """The record :func:`kept_frame` wrote and the frame in it, its sender's card verified
+    again; SealwireError, KeyError, TypeError or ValueError when it is damaged."""
+    record = json.loads(raw)
+    if not isinstance(record, dict):
+        raise ValueError("not a kept frame")
+    card = verify_card(record["card"])
+    sender = PeerIdentity(agent_id=card.identity.agent_id, identity=card.identity, card=card)
+    frame = base64.b64decode(record["frame"])
+    return record, OpenedMessage(sender=sender, frame=frame, message_id=str(record.get("id", "")))

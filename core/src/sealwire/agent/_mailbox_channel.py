@@ -1,0 +1,95 @@
+"""A secure channel to one peer over a mailbox binding: each frame sent sealed as a
+relay message, each frame received handed in by the mailbox router."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+
+from sealwire.binding import (
+    ChannelClosed,
+    MailboxBinding,
+    Negotiation,
+    PeerIdentity,
+    Property,
+)
+from sealwire.identity import VerifiedCard
+from sealwire.relay import RelayPort, wrap
+
+__all__ = ["MAX_CHANNEL_BACKLOG", "MailboxChannel"]
+
+MAX_CHANNEL_BACKLOG = 1024
+"""Response frames waiting for a slow RPC reader; beyond it the frame stays in the
+store's inbox (handed on after a restart)."""
+
+
+class MailboxChannel:
+    """A secure channel to one peer over a mailbox binding and the relay; ``on_close``
+    is called once when it closes."""
+
+    def __init__(
+        self,
+        relay: RelayPort,
+        binding: MailboxBinding,
+        peer: VerifiedCard,
+        negotiation: Negotiation,
+        address: str,
+        *,
+        on_close: Callable[[MailboxChannel], None],
+    ) -> None:
+        self._relay = relay
+        self._on_close = on_close
+        self._binding = binding
+        self._card = peer
+        self._negotiation = negotiation
+        self._address = address
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_CHANNEL_BACKLOG)
+        self._closed = False
+
+    @property
+    def peer(self) -> PeerIdentity:
+        return PeerIdentity(
+            agent_id=self._card.identity.agent_id, identity=self._card.identity, card=self._card
+        )
+
+    @property
+    def properties(self) -> frozenset[Property]:
+        return self._binding.info.properties
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def binding(self) -> MailboxBinding:
+        return self._binding
+
+    @property
+    def card(self) -> VerifiedCard:
+        """The peer's verified card."""
+        return self._card
+
+    async def send(self, frame: bytes, *, message_id: str | None = None) -> None:
+        """Seal ``frame`` and hand it to the relay (under ``message_id``, a fresh one if
+        not given: a retry with the same id is stored once)."""
+        if self._closed:
+            raise ChannelClosed("mailbox channel closed")
+        envelope = await self._binding.seal(self._card, frame, self._negotiation)
+        await self._relay.send(
+            self._address, message_id or str(uuid.uuid4()), wrap(self._binding.info.name, envelope)
+        )
+
+    async def receive(self) -> bytes:
+        frame = await self.queue.get()
+        if frame is None:
+            raise ChannelClosed("mailbox channel closed")
+        return frame
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)
+            self._on_close(self)
