@@ -1,7 +1,7 @@
 """The NATS backend in few round trips (issue 14), seen from the server's side.
 
-A second NATS connection subscribes to ``$JS.API.>`` and to the relay's
-subjects, so the test sees every JetStream request and publish the backend
+A second NATS connection subscribes to everything and keeps ``$JS.API.>`` and the
+relay's subjects, so the test sees every JetStream request and publish the backend
 makes: an enqueue is one publish (and one read of the acknowledgement record,
 at the same time), a fetch creates no consumer, an ack does not read the
 message again.
