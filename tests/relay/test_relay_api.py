@@ -206,7 +206,7 @@ async def test_a_member_cannot_rewrite_the_list_without_a_commit(clients: NewCli
     await alice.set_group_members(gid, everyone)
     for epoch in (None, 0, 1):
         with pytest.raises(ForbiddenError):
-            await bob._call(  # the wire request, with and without an epoch
+            await bob._session.call(  # the wire request, with and without an epoch
                 "/v1/groups/members",
                 {"group_id": "bG9ja291dA", "members": [bob.agent_id], "epoch": epoch},
             )

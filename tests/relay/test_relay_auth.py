@@ -136,7 +136,7 @@ async def test_own_mailbox_and_prekeys_only(clients: NewClient) -> None:
     got = await alice.fetch_prekeys(alice.agent_id, "signal")
     assert got.bundle == b"alice's"
     with pytest.raises(ForbiddenError):  # only peer relays may deliver
-        await mallory._call("/v1/federation/deliver", {"items": []})
+        await mallory._session.call("/v1/federation/deliver", {"items": []})
 
 
 async def test_client_checks_the_relay_identity(relay: RunningRelay) -> None:
