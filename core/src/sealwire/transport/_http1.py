@@ -12,51 +12,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import functools
 import logging
-import time
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import h11
 
-from sealwire.transport._http_stream import ASGI_VERSION, App, ByteReader, ByteWriter
+from sealwire.transport._http_stream import (
+    ASGI_VERSION,
+    KEEP_ALIVE_TIMEOUT,
+    READ_CHUNK,
+    App,
+    ByteReader,
+    ByteWriter,
+    http_date,
+)
 
-__all__ = [
-    "KEEP_ALIVE_TIMEOUT",
-    "MAX_INCOMPLETE_REQUEST",
-    "READ_CHUNK",
-    "Http1Connection",
-    "http_date",
-]
+__all__ = ["MAX_INCOMPLETE_REQUEST", "Http1Connection"]
 
 log = logging.getLogger("sealwire.transport._http_server")
 
 MAX_INCOMPLETE_REQUEST = 64 * 1024
 """Bytes of a request head buffered before it is refused (431)."""
-KEEP_ALIVE_TIMEOUT = 5.0
-"""Seconds an idle connection may take to send a whole request head before it is
-closed (hypercorn's and uvicorn's default: clients' pools expect about this)."""
-READ_CHUNK = 64 * 1024
-"""Bytes asked of the socket per read."""
 REFUSAL_LINGER = 1.0
 """Seconds a refused request's sender may go on sending (read and dropped) before the close."""
 MAX_REFUSAL_DRAIN = 1024 * 1024
 """Bytes of a refused request read and dropped before the close."""
 
 _NO_BODY_STATUSES = frozenset({204, 304})
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def http_date() -> bytes:
-    """The ``Date`` header's value (RFC 9110 §6.6.1), formatted once per second."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode("ascii"))
-    return _date_cache[1]
 
 
 @functools.cache

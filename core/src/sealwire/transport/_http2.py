@@ -22,8 +22,15 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from sealwire.transport._http1 import KEEP_ALIVE_TIMEOUT, READ_CHUNK, http_date
-from sealwire.transport._http_stream import App, ByteReader, ByteWriter, request_scope
+from sealwire.transport._http_stream import (
+    KEEP_ALIVE_TIMEOUT,
+    READ_CHUNK,
+    App,
+    ByteReader,
+    ByteWriter,
+    http_date,
+    request_scope,
+)
 
 __all__ = ["CONNECTION_WINDOW", "MAX_CONCURRENT_STREAMS", "STREAM_WINDOW", "Http2Connection"]
 

@@ -144,7 +144,7 @@ class HttpListener:
         self._closed = False
 
     async def serve(
-        self, reader: ByteReader, writer: ByteWriter, tls: Mapping[str, Any] | None, transport: Any
+        self, reader: ByteReader, writer: ByteWriter, tls: Mapping[str, Any] | None
     ) -> None:
         """Serve one accepted connection (in its own task) until it ends."""
         if self._closed:
@@ -155,8 +155,8 @@ class HttpListener:
             self._track(task)
         scope = {
             "scheme": "http" if tls is None else "https",
-            "client": _address(transport.get_extra_info("peername")),
-            "server": _address(transport.get_extra_info("sockname")),
+            "client": _address(writer.get_extra_info("peername")),
+            "server": _address(writer.get_extra_info("sockname")),
             "extensions": {"http.response.trailers": {}, **({} if tls is None else {"tls": tls})},
         }
         connection: Http1Connection | Http2Connection
@@ -283,13 +283,13 @@ async def serve_http(
         # Python 3.11's start_server logs a handler task that ends cancelled as an error
         # ("Exception in callback"): a connection cancelled at close ends here quietly.
         with contextlib.suppress(asyncio.CancelledError):
-            await listener.serve(reader, writer, tls, writer)
+            await listener.serve(reader, writer, tls)
 
     async def on_layered(connection: TlsConnection) -> None:
         _no_delay(connection.get_extra_info("socket"))
         tls = await connection.secure()
         if tls is not None:
-            await listener.serve(connection, connection, tls, connection)
+            await listener.serve(connection, connection, tls)
 
     if tls_layer is None:
         listener._server = await asyncio.start_server(

@@ -3,15 +3,35 @@
 A connection reads and writes plaintext through two small protocols, met both by
 asyncio's ``StreamReader``/``StreamWriter`` (Python's ``ssl``, or no TLS) and by a
 plugin's :class:`~sealwire.transport.http.TlsConnection` (its own TLS stack).
+Both versions also share their read size, keep-alive bound, ``Date`` header and the
+scope of a request given as a header list (HTTP/2, and sealwire-tls's HTTP/3).
 """
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-__all__ = ["ASGI_VERSION", "App", "ByteReader", "ByteWriter", "request_scope"]
+__all__ = [
+    "ASGI_VERSION",
+    "KEEP_ALIVE_TIMEOUT",
+    "READ_CHUNK",
+    "App",
+    "ByteReader",
+    "ByteWriter",
+    "http_date",
+    "request_scope",
+]
+
+KEEP_ALIVE_TIMEOUT = 5.0
+"""Seconds an idle connection may take to send a whole request head (HTTP/1.1) or a
+new request (HTTP/2) before it is closed (hypercorn's and uvicorn's default: clients'
+pools expect about this)."""
+READ_CHUNK = 64 * 1024
+"""Bytes asked of the socket per read."""
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 """An ASGI 3 application."""
@@ -35,6 +55,22 @@ class ByteWriter(Protocol):
     def close(self) -> None:
         """Close the connection (a TLS close_notify first, where there is TLS)."""
         ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The transport's extra info (``peername``, ``sockname``, ``socket``)."""
+        ...
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The ``Date`` header's value (RFC 9110 §6.6.1), formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True).encode("ascii"))
+    return _date_cache[1]
 
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
