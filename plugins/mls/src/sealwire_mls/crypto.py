@@ -48,6 +48,7 @@ __all__ = [
     "PQ_SUITE_BASE",
     "SUPPORTED_CIPHER_SUITES",
     "CipherSuite",
+    "VERIFY_CHUNK",
     "PendingVerification",
     "cipher_suite",
     "shutdown_verify_pool",
@@ -250,56 +251,87 @@ def shutdown_verify_pool() -> None:
     _POOL.shutdown()
 
 
-class PendingVerification:
-    """A batch of signature checks under way (from :meth:`CipherSuite.start_verify_many`)."""
+VERIFY_CHUNK = 1024
+"""Signatures per job sent to a worker once a batch is spread: about 0.1 s of Ed25519,
+so a batch still being read (a joiner decoding a 10,000-leaf tree) keeps the workers
+busy meanwhile and the last job leaves a core idle only briefly; shipping costs about
+1 % of verifying."""
 
-    def __init__(
-        self, suite: CipherSuite, pending: list[tuple[bytes, tuple[bytes, bytes, bytes]]]
-    ) -> None:
+
+class PendingVerification:
+    """A batch of signature checks under way (from :meth:`CipherSuite.start_verify_many`
+    or :meth:`CipherSuite.verify_batch`).
+
+    Signatures are :meth:`add`-ed one by one. Once the batch holds
+    :data:`PARALLEL_VERIFY_MIN` and worker processes run, it goes to them in jobs of
+    :data:`VERIFY_CHUNK` as it grows, so the caller goes on reading (or checking)
+    meanwhile; otherwise it is verified here, in :meth:`wait`.
+    """
+
+    def __init__(self, suite: CipherSuite) -> None:
         self._suite = suite
-        self._digests = [seen for seen, _ in pending]
-        self._jobs = [job for _, job in pending]
-        self._chunks: list[list[tuple[bytes, bytes, bytes]]] = []
-        self._futures: list[Future[list[int]]] = []
+        self._digests: list[bytes] = []
+        self._queued: list[tuple[bytes, bytes, bytes]] = []
+        # Jobs sent to the workers (None: the pool broke, verify the job here).
+        self._jobs: list[tuple[list[tuple[bytes, bytes, bytes]], Future[list[int]] | None]] = []
         self._executor: ProcessPoolExecutor | None = None
-        workers = _POOL.workers() if len(self._jobs) >= PARALLEL_VERIFY_MIN else 0
-        if workers > 0:
-            share = -(-len(self._jobs) // workers)
-            self._chunks = [self._jobs[i : i + share] for i in range(0, len(self._jobs), share)]
+        self._spread = _POOL.workers() > 0
+
+    @property
+    def _futures(self) -> list[Future[list[int]]]:
+        return [future for _, future in self._jobs if future is not None]
+
+    def add(self, public_key: bytes, label: bytes, content: bytes, signature: bytes) -> None:
+        """One more VerifyWithLabel(public_key, label, content, signature) in the batch
+        (skipped if this process saw it verified before)."""
+        seen, job = self._suite._verification_job(public_key, label, content, signature)
+        if job is None:
+            return
+        self._digests.append(seen)
+        self._queued.append(job)
+        if (
+            self._spread
+            and len(self._queued) >= VERIFY_CHUNK
+            and (self._jobs or len(self._digests) >= PARALLEL_VERIFY_MIN)
+        ):
+            self._send()
+
+    def _send(self) -> None:
+        chunk, self._queued = self._queued, []
+        if self._executor is None:
             self._executor = _POOL.executor()
-            if self._executor is None:  # stopped meanwhile
-                self._chunks = []
-                return
-            try:
-                for chunk in self._chunks:
-                    self._futures.append(
-                        self._executor.submit(_verify_chunk, suite._signer.name, chunk)
-                    )
-            except (BrokenProcessPool, RuntimeError, OSError):
-                _POOL.drop(self._executor)
+        if self._executor is None:  # stopped meanwhile
+            self._spread = False
+            self._jobs.append((chunk, None))
+            return
+        try:
+            future = self._executor.submit(_verify_chunk, self._suite._signer.name, chunk)
+        except (BrokenProcessPool, RuntimeError, OSError):
+            _POOL.drop(self._executor)
+            self._spread, future = False, None
+        self._jobs.append((chunk, future))
 
     def wait(self) -> None:
         """Finish the checks; :class:`MLSAuthenticationError` if any signature failed."""
+        if self._queued and self._spread and len(self._digests) >= PARALLEL_VERIFY_MIN:
+            self._send()
         try:
-            if not self._chunks:
-                failed = self._suite._verify_here(self._jobs)
-            else:
-                failed = False
-                for i, chunk in enumerate(self._chunks):
-                    if failed:
-                        break
-                    failed = self._chunk_failed(i, chunk)
+            failed = any(self._job_failed(chunk, future) for chunk, future in self._jobs) or (
+                self._suite._verify_here(self._queued)
+            )
         finally:
             self.cancel()
         if failed:
             raise MLSAuthenticationError()
         self._suite._remember_verified(self._digests)
 
-    def _chunk_failed(self, i: int, chunk: list[tuple[bytes, bytes, bytes]]) -> bool:
-        if i >= len(self._futures):  # never submitted: the pool broke
+    def _job_failed(
+        self, chunk: list[tuple[bytes, bytes, bytes]], future: Future[list[int]] | None
+    ) -> bool:
+        if future is None:  # never sent: the pool broke
             return self._suite._verify_here(chunk)
         try:
-            return bool(self._futures[i].result())
+            return bool(future.result())
         except (BrokenProcessPool, CancelledError, OSError):  # cancelled: the pool was dropped
             assert self._executor is not None
             _POOL.drop(self._executor)
@@ -307,12 +339,9 @@ class PendingVerification:
 
     def cancel(self) -> None:
         """Drop the checks not yet started (when the caller gives up on the batch)."""
-        for future in self._futures:
-            future.cancel()
-
-
-class _NotVerified(Exception):
-    """A miss in the verified-signature cache (the cache's loader raises it: nothing stored)."""
+        for _, future in self._jobs:
+            if future is not None:
+                future.cancel()
 
 
 VERIFIED_CACHE_SIZE = 4096
@@ -433,21 +462,11 @@ class CipherSuite:
         self, signature_pub: bytes, label: bytes, content: bytes, signature: bytes
     ) -> None:
         """VerifyWithLabel (§5.1.2); raises :class:`MLSAuthenticationError` on failure."""
-        public, signature = bytes(signature_pub), bytes(signature)
-        signed = self._sign_content(label, content)
-        seen = hashlib.sha256(
-            len(public).to_bytes(2, "big") + public + len(signature).to_bytes(2, "big")
-            + signature + signed
-        ).digest()  # fmt: skip
-
-        def verify(_: bytes) -> None:
-            try:
-                key = self._sig_public.get(public, self._signer.load_public)
-            except MLSDecodeError:
-                raise MLSAuthenticationError() from None
-            self._signer.verify(key, signature, signed)
-
-        self._verified.get(seen, verify)
+        seen, job = self._verification_job(signature_pub, label, content, signature)
+        if job is not None:
+            if self._verify_here([job]):
+                raise MLSAuthenticationError()
+            self._remember_verified([seen])
 
     def verify_many_with_label(self, items: Sequence[tuple[bytes, bytes, bytes, bytes]]) -> None:
         """VerifyWithLabel over a batch of ``(signature_pub, label, content, signature)``.
@@ -459,31 +478,40 @@ class CipherSuite:
     def start_verify_many(
         self, items: Sequence[tuple[bytes, bytes, bytes, bytes]]
     ) -> PendingVerification:
-        """Start VerifyWithLabel over a batch; its :meth:`PendingVerification.wait` raises
+        """Start VerifyWithLabel over a batch of ``(signature_pub, label, content,
+        signature)``; its :meth:`PendingVerification.wait` raises
         :class:`MLSAuthenticationError` if any fails.
 
         Signatures seen verified before are skipped. A batch of at least
-        :data:`PARALLEL_VERIFY_MIN` others goes to worker processes (one per
-        core) at once, so the caller runs its other checks meanwhile; a
-        smaller one is verified here, in :meth:`PendingVerification.wait`.
+        :data:`PARALLEL_VERIFY_MIN` others goes to worker processes (when
+        :func:`start_verify_pool` started them), so the caller runs its other
+        checks meanwhile; a smaller one is verified here, in
+        :meth:`PendingVerification.wait`.
         """
-        pending: list[tuple[bytes, tuple[bytes, bytes, bytes]]] = []
+        pending = self.verify_batch()
+        for item in items:
+            pending.add(*item)
+        return pending
 
-        def missing(_: bytes) -> None:
-            raise _NotVerified
+    def verify_batch(self) -> PendingVerification:
+        """An empty batch of signature checks, to :meth:`PendingVerification.add` to
+        while its items are still being read."""
+        return PendingVerification(self)
 
-        for public_key, label, content, sig in items:
-            public, signature = bytes(public_key), bytes(sig)
-            signed = self._sign_content(label, content)
-            seen = hashlib.sha256(
-                len(public).to_bytes(2, "big") + public + len(signature).to_bytes(2, "big")
-                + signature + signed
-            ).digest()  # fmt: skip
-            try:
-                self._verified.get(seen, missing)
-            except _NotVerified:
-                pending.append((seen, (public, signature, signed)))
-        return PendingVerification(self, pending)
+    def _verification_job(
+        self, public_key: bytes, label: bytes, content: bytes, sig: bytes
+    ) -> tuple[bytes, tuple[bytes, bytes, bytes] | None]:
+        """(digest, (public key, signature, signed bytes)), or (digest, None) if this
+        process saw that signature verified before."""
+        public, signature = bytes(public_key), bytes(sig)
+        signed = self._sign_content(label, content)
+        seen = hashlib.sha256(
+            len(public).to_bytes(2, "big") + public + len(signature).to_bytes(2, "big")
+            + signature + signed
+        ).digest()  # fmt: skip
+        if self._verified.contains(seen):
+            return seen, None
+        return seen, (public, signature, signed)
 
     def _verify_here(self, jobs: Sequence[tuple[bytes, bytes, bytes]]) -> bool:
         """Verify ``jobs`` (public key, signature, signed bytes) in this process; any failed?"""
