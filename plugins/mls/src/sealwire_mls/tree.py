@@ -23,10 +23,11 @@ from attrs import frozen
 
 from sealwire_mls import tree_math as tm
 from sealwire_mls.codec import Reader, Writer, decode_exact, encode_varint
-from sealwire_mls.crypto import CipherSuite, PendingVerification
+from sealwire_mls.crypto import CipherSuite
 from sealwire_mls.errors import MLSDecodeError, MLSLocalError, MLSProtocolError
 from sealwire_mls.extensions import Extension, ExtensionType, RequiredCapabilities
 from sealwire_mls.keypackage import LeafNode, LeafNodeSource, check_leaf_contents
+from sealwire_mls.signatures import PendingVerification
 
 __all__ = [
     "MAX_LEAVES",
