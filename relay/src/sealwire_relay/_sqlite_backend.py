@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,11 @@ from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
 from sealwire_relay._backend import GroupAccess, GroupAppend, next_access
 from sealwire_relay._limits import DEDUPE_RETENTION_SECONDS
 
-__all__ = ["SqliteBackend"]
+__all__ = ["CommitListener", "SqliteBackend"]
+
+# Called right after a commit that stored deliveries (see SqliteBackend.follow_commits):
+# the backend's writer epoch, then the (mailbox, delivery) pairs stored, in order.
+CommitListener = Callable[[int, Sequence[tuple[str, Delivery]]], None]
 
 # Version 1 gained the ``cards`` table later: an additive table (and a count in
 # ``meta`` that defaults to 0) is created by the schema script on an older file,
@@ -74,6 +78,12 @@ class SqliteBackend:
         self._path = str(path)
         self._db: sqlite3.Connection | None = None
         self._acks = 0
+        # Bumped whenever a transaction finds that another connection (another
+        # relay process sharing the file) wrote since this one last looked: what
+        # this process knows of the file in memory holds within one epoch only.
+        self._epoch = 0
+        self._data_version: int | None = None
+        self._listeners: list[CommitListener] = []
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SqliteBackend:
@@ -110,6 +120,13 @@ class SqliteBackend:
             raise ConfigurationError("relay backend not started")
         db.execute("BEGIN IMMEDIATE")
         try:
+            # Changes when another connection committed since this one's previous
+            # look (never for this connection's own commits): one cheap statement
+            # per transaction, not per message.
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._data_version = version
+                self._epoch += 1
             yield db
         except BaseException:
             db.execute("ROLLBACK")
@@ -295,6 +312,18 @@ class SqliteBackend:
     async def fetch_after(
         self, mailbox: str, after: tuple[str, str] | None, limit: int
     ) -> list[Delivery]:
+        return self.read_after(mailbox, after, limit)[0]
+
+    def read_after(
+        self, mailbox: str, after: tuple[str, str] | None, limit: int
+    ) -> tuple[list[Delivery], int]:
+        """:meth:`fetch_after`, synchronously, with the writer epoch it read in.
+
+        With :meth:`follow_commits`, a reader knows it has seen every delivery
+        of the mailbox: those committed before this call are in its answer, and
+        those committed after reach the listeners, in commit order, with the
+        same epoch as long as no other connection wrote to the file.
+        """
         with self._tx() as db:
             start = None
             if after is not None:
@@ -309,10 +338,18 @@ class SqliteBackend:
                 " WHERE mailbox=? AND acked_at IS NULL AND id>? ORDER BY id LIMIT ?",
                 (mailbox, start[0] if start else 0, limit),
             ).fetchall()
-        return [
+        deliveries = [
             Delivery(message_id=r[0], sender=r[1], envelope=bytes(r[2]), received_at=r[3])
             for r in rows
         ]
+        return deliveries, self._epoch
+
+    def follow_commits(self, listener: CommitListener) -> None:
+        """Call ``listener(epoch, stored)`` after each commit that stored deliveries,
+        synchronously, before anything else runs on the event loop: listeners see
+        this connection's commits in commit order. A changed epoch means another
+        connection wrote in between: what the listener was told may have gaps."""
+        self._listeners.append(listener)
 
     async def commit_mailbox_batch(
         self,
@@ -374,6 +411,11 @@ class SqliteBackend:
                     "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?",
                     ((newest or 0) - DEDUPE_RETENTION_SECONDS,),
                 )
+        if self._listeners:
+            fresh = [e for e, s in zip(enqueues, stored, strict=True) if s is True]
+            if fresh:
+                for listener in self._listeners:
+                    listener(self._epoch, fresh)
         return acked, stored
 
     # -- groups ---------------------------------------------------------------

@@ -50,8 +50,8 @@ import asyncio
 import collections
 import json
 import logging
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -113,6 +113,78 @@ class StreamHost(Protocol):
     limiter: RateLimiter
     metrics: Metrics
     _connections: int
+
+
+@runtime_checkable
+class CommitFeed(Protocol):
+    """A backend that tells which deliveries each of its commits stored, in commit
+    order (:class:`sealwire_relay._sqlite_backend.SqliteBackend`): its stream
+    connections are then pushed from memory."""
+
+    def follow_commits(
+        self, listener: Callable[[int, Sequence[tuple[str, Delivery]]], None]
+    ) -> None: ...
+
+    def read_after(
+        self, mailbox: str, after: tuple[str, str] | None, limit: int
+    ) -> tuple[list[Delivery], int]: ...
+
+
+class _Sink:
+    """What a pusher that has read its mailbox up to its end is handed of later commits."""
+
+    __slots__ = ("broken", "epoch", "queue", "session")
+
+    def __init__(self, session: _Session, epoch: int) -> None:
+        self.session = session
+        self.epoch = epoch  # the backend's writer epoch of the read this follows
+        self.queue: list[Delivery] = []
+        # Set when the hand-off cannot be proven complete and in order (another
+        # writer, or more than the window holds): the pusher reads storage again.
+        self.broken = False
+
+
+class MailboxFeed:
+    """Hands the deliveries a commit stored to the pushers of their mailbox.
+
+    A pusher reads its mailbox from storage (on (re)subscription, after a
+    poll, after its window filled, or whenever the hand-off broke); when that
+    read reached the end of the mailbox, it follows the commits from there:
+    every later commit of this backend comes here right after it committed,
+    in commit order, so the pusher sends on what it is handed instead of
+    reading back what was just written. Nothing is acknowledged or dropped on
+    the strength of it: the mailbox in storage stays the truth.
+    """
+
+    def __init__(self) -> None:
+        self._sinks: dict[str, list[_Sink]] = {}
+
+    def follow(self, mailbox: str, session: _Session, epoch: int) -> _Sink:
+        sink = _Sink(session, epoch)
+        self._sinks.setdefault(mailbox, []).append(sink)
+        return sink
+
+    def leave(self, mailbox: str, sink: _Sink) -> None:
+        sinks = self._sinks.get(mailbox)
+        if sinks is not None and sink in sinks:
+            sinks.remove(sink)
+            if not sinks:
+                del self._sinks[mailbox]
+
+    def committed(self, epoch: int, stored: Sequence[tuple[str, Delivery]]) -> None:
+        if not self._sinks:
+            return
+        for mailbox, delivery in stored:
+            for sink in self._sinks.get(mailbox, ()):
+                if sink.broken:
+                    continue
+                if sink.epoch != epoch or (
+                    len(sink.queue) + len(sink.session.pushed) >= STREAM_WINDOW
+                ):
+                    sink.broken = True
+                    sink.queue.clear()
+                else:
+                    sink.queue.append(delivery)
 
 
 class _FramingError(Exception):
@@ -182,6 +254,11 @@ class StreamEndpoint:
     def __init__(self, app: StreamHost) -> None:
         self.app = app
         self.committer = MailboxCommitter(app)
+        backend = app.service.backend
+        self.feed: MailboxFeed | None = None
+        if isinstance(backend, CommitFeed):
+            self.feed = MailboxFeed()
+            backend.follow_commits(self.feed.committed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -225,6 +302,7 @@ class _Session:
     def __init__(self, endpoint: StreamEndpoint, who: Principal, send: Send) -> None:
         self.app = endpoint.app
         self.committer = endpoint.committer
+        self.feed = endpoint.feed
         self.who = who
         self._send = send
         self.inflight = asyncio.Semaphore(STREAM_INFLIGHT_FRAMES)
@@ -235,6 +313,8 @@ class _Session:
         self.pushed: dict[tuple[str, str], None] = {}
         self.last: tuple[str, str] | None = None
         self.acked = asyncio.Event()
+        # Following the mailbox's commits (see MailboxFeed), when the pusher does.
+        self.sink: _Sink | None = None
 
     async def run(self, receive: Receive) -> None:
         try:
@@ -436,31 +516,66 @@ class _Session:
     async def _push(self) -> None:
         service, mailbox = self.app.service, self.who.agent_id
         loop = asyncio.get_running_loop()
+        self.sink = None
         with service.notifier.watching(mailbox) as changed:
-            while True:
-                changed.clear()
-                self.acked.clear()
-                started = loop.time()
-                room = STREAM_WINDOW - len(self.pushed)
-                if room > 0:
-                    try:
-                        batch = await service.backend.fetch_after(mailbox, self.last, room)
-                    except SealwireError as exc:  # storage unreachable: try again on the poll
-                        log.warning("relay stream cannot read mailbox: %s", exc)
-                        batch = []
-                    fresh = [d for d in batch if (d.sender, d.message_id) not in self.pushed]
-                    if batch:
-                        self.last = (batch[-1].sender, batch[-1].message_id)
+            try:
+                while True:
+                    changed.clear()
+                    self.acked.clear()
+                    started = loop.time()
+                    fresh = await self._next_deliveries()
+                    if fresh:
+                        self.last = (fresh[-1].sender, fresh[-1].message_id)
+                        fresh = [d for d in fresh if (d.sender, d.message_id) not in self.pushed]
                     for data in _deliver_frames(fresh):
                         await self._send({"type": "websocket.send", "bytes": data})
                     for d in fresh:
                         self.pushed[(d.sender, d.message_id)] = None
-                # An ack only makes room: with room left, only new mail needs a read
-                # (one event to wait on costs no task per wake).
-                full = len(self.pushed) >= STREAM_WINDOW
-                await wait_any([changed, self.acked] if full else [changed], STREAM_POLL_SECONDS)
-                if loop.time() - started >= STREAM_POLL_SECONDS:
-                    await self._resync()
+                    if self.sink is not None and (self.sink.queue or self.sink.broken):
+                        continue  # handed over (or broken) while those were sent
+                    # An ack only makes room: with room left, only new mail needs a read
+                    # (one event to wait on costs no task per wake).
+                    full = len(self.pushed) >= STREAM_WINDOW
+                    wake = [changed, self.acked] if full else [changed]
+                    await wait_any(wake, STREAM_POLL_SECONDS)
+                    if loop.time() - started >= STREAM_POLL_SECONDS:
+                        await self._resync()
+                        if self.sink is not None:  # read storage again: another process's mail
+                            self.sink.broken = True
+            finally:
+                self._leave_feed()
+
+    async def _next_deliveries(self) -> list[Delivery]:
+        """What to push next, oldest first: what the commits handed over since the
+        last call, or else (the hand-off broken, or not following yet) a read of
+        the mailbox after the last delivery pushed, within the window."""
+        sink = self.sink
+        if sink is not None and not sink.broken:
+            handed, sink.queue = sink.queue, []
+            return handed
+        self._leave_feed()
+        room = STREAM_WINDOW - len(self.pushed)
+        if room <= 0:
+            return []
+        backend, mailbox = self.app.service.backend, self.who.agent_id
+        try:
+            if self.feed is not None and isinstance(backend, CommitFeed):
+                # Read and follow in one step (nothing runs between them): a commit
+                # is either in this read or handed over afterwards.
+                batch, epoch = backend.read_after(mailbox, self.last, room)
+                if len(batch) < room:  # the read reached the end of the mailbox
+                    self.sink = self.feed.follow(mailbox, self, epoch)
+                return batch
+            return await backend.fetch_after(mailbox, self.last, room)
+        except SealwireError as exc:  # storage unreachable: try again on the poll
+            log.warning("relay stream cannot read mailbox: %s", exc)
+            return []
+
+    def _leave_feed(self) -> None:
+        if self.sink is not None:
+            assert self.feed is not None
+            self.feed.leave(self.who.agent_id, self.sink)
+            self.sink = None
 
     async def _resync(self) -> None:
         """Forget pushed messages acknowledged elsewhere (HTTP, another connection)."""
