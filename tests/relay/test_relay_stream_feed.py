@@ -15,7 +15,7 @@ from relay_process import RelayProcess
 from waiting import until
 
 from sealwire.identity import Identity
-from sealwire.relay import Delivery, RelayClient, RelayUnavailable
+from sealwire.relay import Delivery, LimitExceeded, RelayClient, RelayUnavailable
 from sealwire_relay import RelayConfig, RelayLimits, running_relay
 from sealwire_relay._sqlite_backend import SqliteBackend
 from sealwire_relay._stream import STREAM_WINDOW
@@ -200,3 +200,43 @@ async def test_pushed_from_memory_then_sigkill_redelivers_in_order_only_the_unac
             assert await a.fetch() == []
     finally:
         proc.kill()
+
+
+def _delivery(sender: str, message_id: str) -> Delivery:
+    return Delivery(message_id=message_id, sender=sender, envelope=b"e", received_at=1.0)
+
+
+async def test_depths_are_kept_between_commits_and_exact_with_another_writer(
+    tmp_path: Path,
+) -> None:
+    """A commit reads a mailbox's depth from memory (no SELECT) while this connection
+    is the file's only writer; a write by another connection (another relay process)
+    makes it read the depth from the file again, so the limit stays exact."""
+    path = tmp_path / "shared.sqlite3"
+    ours, theirs = SqliteBackend(path), SqliteBackend(path)
+    await ours.start()
+    await theirs.start()
+    statements: list[str] = []
+    assert ours._db is not None
+    ours._db.set_trace_callback(statements.append)
+    try:
+        assert await ours.enqueue("bob", _delivery("alice", "m1"), max_depth=3)
+        statements.clear()
+        assert await ours.enqueue("bob", _delivery("alice", "m2"), max_depth=3)
+        assert not [s for s in statements if "FROM depths" in s]  # known: not read
+        # Another process stores one: bob's mailbox is full (3) ...
+        assert await theirs.enqueue("bob", _delivery("carol", "m3"), max_depth=3)
+        with pytest.raises(LimitExceeded):
+            await ours.enqueue("bob", _delivery("alice", "m4"), max_depth=3)
+        # ... until it acknowledges one there.
+        assert await theirs.ack("bob", [("carol", "m3")]) == 1
+        assert await ours.enqueue("bob", _delivery("alice", "m4"), max_depth=3)
+        with pytest.raises(LimitExceeded):
+            await ours.enqueue("bob", _delivery("alice", "m5"), max_depth=3)
+        # Acks through this connection's own HTTP path keep it exact as well.
+        assert await ours.ack("bob", [("alice", "m1")]) == 1
+        assert await ours.enqueue("bob", _delivery("alice", "m5"), max_depth=3)
+        assert len(await theirs.fetch("bob", 10)) == 3
+    finally:
+        await ours.close()
+        await theirs.close()

@@ -36,6 +36,9 @@ CommitListener = Callable[[int, Sequence[tuple[str, Delivery]]], None]
 SCHEMA_VERSION = 1
 # Acknowledged ids older than the retention are pruned once per this many acks.
 PRUNE_EVERY_ACKS = 1_000
+# Mailbox depths kept in memory between commits (a few bytes each): the active
+# mailboxes of a busy relay fit; past it the cache starts again (reads refill it).
+MAX_CACHED_DEPTHS = 100_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,6 +87,10 @@ class SqliteBackend:
         self._epoch = 0
         self._data_version: int | None = None
         self._listeners: list[CommitListener] = []
+        # ``depths`` rows as this connection last committed them: exact within
+        # one writer epoch (nobody else wrote), so a commit reads a mailbox's
+        # depth from here instead of SELECTing it; emptied when the epoch changes.
+        self._depths: dict[str, int] = {}
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SqliteBackend:
@@ -127,6 +134,7 @@ class SqliteBackend:
             if version != self._data_version:
                 self._data_version = version
                 self._epoch += 1
+                self._depths.clear()
             yield db
         except BaseException:
             db.execute("ROLLBACK")
@@ -299,6 +307,7 @@ class SqliteBackend:
                 "UPDATE depths SET pending = max(0, pending - ?) WHERE mailbox=?",
                 (removed, mailbox),
             )
+            self._depths.pop(mailbox, None)
             self._acks += len(keys)
             if self._acks >= PRUNE_EVERY_ACKS:
                 self._acks = 0
@@ -360,15 +369,21 @@ class SqliteBackend:
     ) -> tuple[list[bool], list[bool | LimitExceeded]]:
         # One transaction for the whole batch: one commit (one WAL append) where
         # one per message would cost a commit each.
+        known = self._depths
         with self._tx() as db:
+            # This batch's depths, into ``known`` once committed (a rollback
+            # leaves ``known`` as the file is).
             depths: dict[str, int] = {}
 
             def depth(mailbox: str) -> int:
                 if mailbox not in depths:
-                    row = db.execute(
-                        "SELECT pending FROM depths WHERE mailbox=?", (mailbox,)
-                    ).fetchone()
-                    depths[mailbox] = row[0] if row else 0
+                    cached = known.get(mailbox)
+                    if cached is None:
+                        row = db.execute(
+                            "SELECT pending FROM depths WHERE mailbox=?", (mailbox,)
+                        ).fetchone()
+                        cached = row[0] if row else 0
+                    depths[mailbox] = cached
                 return depths[mailbox]
 
             acked: list[bool] = []
@@ -402,7 +417,9 @@ class SqliteBackend:
                 )
                 depths[mailbox] += cur.rowcount
                 stored.append(cur.rowcount > 0)
-            db.executemany("INSERT OR REPLACE INTO depths VALUES (?, ?)", depths.items())
+            changed = [(m, n) for m, n in depths.items() if known.get(m) != n]
+            if changed:
+                db.executemany("INSERT OR REPLACE INTO depths VALUES (?, ?)", changed)
             self._acks += len(acks)
             if acks and self._acks >= PRUNE_EVERY_ACKS:
                 self._acks = 0
@@ -411,6 +428,9 @@ class SqliteBackend:
                     "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?",
                     ((newest or 0) - DEDUPE_RETENTION_SECONDS,),
                 )
+        if len(known) + len(depths) > MAX_CACHED_DEPTHS:
+            known.clear()
+        known.update(depths)
         if self._listeners:
             fresh = [e for e, s in zip(enqueues, stored, strict=True) if s is True]
             if fresh:
