@@ -113,6 +113,32 @@ async def test_a_write_by_another_connection_is_read_from_storage_in_order(
             await other.close()
 
 
+async def test_another_connection_s_write_alone_is_pushed_by_the_poll(tmp_path: Path) -> None:
+    """With no local commit after it, another process's message reaches a pusher that
+    follows the commits by the poll (STREAM_POLL_SECONDS), which reads storage."""
+    async with running_relay(_config(tmp_path)) as relay:
+        other = SqliteBackend(tmp_path / "relay.sqlite3")
+        await other.start()
+        alice = RelayClient(relay.url, Identity.generate())
+        bob = RelayClient(relay.url, Identity.generate())
+        try:
+            assert await bob.open_stream()
+            inbox = alice.subscribe()
+            await bob.send(alice.agent_id, "first", b"1")
+            first = await _next(inbox)
+            foreign = Delivery(message_id="foreign", sender=bob.agent_id, envelope=b"f",
+                               received_at=first.received_at)  # fmt: skip
+            assert await other.enqueue(alice.agent_id, foreign, max_depth=100)
+            assert (await _next(inbox)).message_id == "foreign"
+            await alice.ack([first, foreign])
+            await until(lambda: not alice._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
+            await inbox.aclose()
+        finally:
+            await alice.close()
+            await bob.close()
+            await other.close()
+
+
 async def test_a_full_window_falls_back_to_storage_and_loses_nothing(tmp_path: Path) -> None:
     n = STREAM_WINDOW + 100
     config = _config(tmp_path, limits=RelayLimits(max_mailbox_depth=2 * n))

@@ -553,11 +553,17 @@ class _Session:
         loop = asyncio.get_running_loop()
         self.sink = None
         with service.notifier.watching(mailbox) as changed:
+            # The poll: one timer per STREAM_POLL_SECONDS, not a timeout per wake.
+            poll = _Poll(loop, changed)
             try:
                 while True:
                     changed.clear()
                     self.acked.clear()
-                    started = loop.time()
+                    if poll.due:
+                        poll.again()
+                        await self._resync()
+                        if self.sink is not None:  # read storage again: another process's mail
+                            self.sink.broken = True
                     fresh = await self._next_deliveries()
                     if fresh:
                         self.last = (fresh[-1].sender, fresh[-1].message_id)
@@ -568,16 +574,14 @@ class _Session:
                         self.pushed[(d.sender, d.message_id)] = None
                     if self.sink is not None and (self.sink.queue or self.sink.broken):
                         continue  # handed over (or broken) while those were sent
-                    # An ack only makes room: with room left, only new mail needs a read
-                    # (one event to wait on costs no task per wake).
-                    full = len(self.pushed) >= STREAM_WINDOW
-                    wake = [changed, self.acked] if full else [changed]
-                    await wait_any(wake, STREAM_POLL_SECONDS)
-                    if loop.time() - started >= STREAM_POLL_SECONDS:
-                        await self._resync()
-                        if self.sink is not None:  # read storage again: another process's mail
-                            self.sink.broken = True
+                    # An ack only makes room: with room left, only new mail (or the
+                    # poll) needs a wake, and one event to wait on costs no task.
+                    if len(self.pushed) >= STREAM_WINDOW:
+                        await wait_any([changed, self.acked], STREAM_POLL_SECONDS)
+                    else:
+                        await changed.wait()
             finally:
+                poll.stop()
                 self._leave_feed()
 
     async def _next_deliveries(self) -> list[Delivery]:
@@ -617,6 +621,27 @@ class _Session:
         pending = await self.app.service.backend.fetch(self.who.agent_id, STREAM_WINDOW)
         keys = {(d.sender, d.message_id) for d in pending}
         self.pushed = {k: None for k in self.pushed if k in keys}
+
+
+class _Poll:
+    """Sets ``wake`` and :attr:`due` every :data:`STREAM_POLL_SECONDS`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+        self._loop, self._wake = loop, wake
+        self.due = False
+        self._timer = loop.call_later(STREAM_POLL_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        self.due = True
+        self._wake.set()
+
+    def again(self) -> None:
+        self.due = False
+        self._timer.cancel()
+        self._timer = self._loop.call_later(STREAM_POLL_SECONDS, self._tick)
+
+    def stop(self) -> None:
+        self._timer.cancel()
 
 
 def _deliver_frames(deliveries: list[Delivery]) -> Iterator[bytes]:
