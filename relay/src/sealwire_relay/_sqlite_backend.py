@@ -77,6 +77,10 @@ DROP INDEX IF EXISTS one_commit_per_epoch;
 class SqliteBackend:
     """Relay storage in one SQLite file (``path``; ``:memory:`` for tests)."""
 
+    # Every operation runs to completion on the event loop (nothing else runs
+    # meanwhile): the stream's committer gathers work before a commit instead.
+    commits_on_loop = True
+
     def __init__(self, path: str | Path) -> None:
         self._path = str(path)
         self._db: sqlite3.Connection | None = None

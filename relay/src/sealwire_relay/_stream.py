@@ -100,13 +100,14 @@ STREAM_POLL_SECONDS = 2.0
 # One commit takes at most this many sends and acks together: bounds the time
 # one transaction holds the database (and the event loop, on SQLite).
 MAX_COMMIT_ITEMS = 2048
-# Turns of the event loop a commit waits at most for more work to join it. A
-# SQLite commit runs on the loop, so nothing can queue while it runs: the sends and
-# acks of frames already received (on every connection) queue during these turns
-# instead, a frame read in one turn reaching the queue two turns later (its
-# connection's task, then its answer's). A turn costs microseconds, a commit (one
-# transaction) a hundred or more: at 16 calls in flight a commit carries ~3.6 items
-# where it carried ~1.5 (benchmarks/bench_mailbox.py).
+# Turns of the event loop a commit waits at most for more work to join it, on a
+# backend that commits on the loop (SQLite). Nothing can queue while such a
+# commit runs: the sends and acks of frames already received (on every
+# connection) queue during these turns instead, a frame read in one turn reaching
+# the queue two turns later (its connection's task, then its answer's). A turn
+# costs microseconds, a commit (one transaction) a hundred or more: at 16 calls
+# in flight a commit carries ~3.6 items where it carried ~1.5
+# (benchmarks/bench_mailbox.py).
 GATHER_TURNS = 8
 # ... and it stops waiting after this many turns in a row brought nothing (one
 # idle turn proves nothing: the frame may be two turns from the queue).
@@ -222,14 +223,18 @@ class MailboxCommitter:
 
     Whatever is queued when a commit starts goes into it (up to
     :data:`MAX_COMMIT_ITEMS`); each caller is answered once its part is
-    committed. No commit is ever skipped or deferred: the first caller starts
-    a drain, which runs until the queue is empty.
+    committed. No commit is ever skipped: the first caller starts a drain,
+    which runs until the queue is empty. On a backend that commits on the event
+    loop (SQLite: ``commits_on_loop``) nothing can queue while a commit runs,
+    so each commit first gathers for a few turns of the loop (:meth:`_gather`);
+    on another (NATS) work queues while a commit awaits its storage.
     """
 
     def __init__(self, app: StreamHost) -> None:
         self._app = app
         self._queue: collections.deque[_Job] = collections.deque()
         self._drain: asyncio.Task[None] | None = None
+        self._gathers = bool(getattr(app.service.backend, "commits_on_loop", False))
 
     async def commit(
         self, acks: list[tuple[str, str, str]], enqueues: list[tuple[str, Delivery]]
@@ -242,7 +247,8 @@ class MailboxCommitter:
 
     async def _run(self) -> None:
         while self._queue:
-            await self._gather()
+            if self._gathers:
+                await self._gather()
             jobs: list[_Job] = []
             size = 0
             while self._queue and (not jobs or size < MAX_COMMIT_ITEMS):
