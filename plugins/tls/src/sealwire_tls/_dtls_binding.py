@@ -85,7 +85,7 @@ from sealwire_tls._dtls_certs import (
     check_dtls_certificate,
     dtls_certificate,
 )
-from sealwire_tls._pq import PYOPENSSL_STACK, TlsSessionInfo
+from sealwire_tls._pq_session import PYOPENSSL_STACK, TlsSessionInfo
 
 __all__ = [
     "CONFIRM_RETRY",
