@@ -68,14 +68,14 @@ EXTRAS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("extra", EXTRAS)
-@pytest.mark.parametrize("message_id", ["a/0011", "\u00e9\"\\\n", ""])
+@pytest.mark.parametrize("message_id", ["a/0011", '\u00e9"\\\n', ""])
 def test_a_kept_frame_is_the_bytes_written_before(extra: dict[str, Any], message_id: str) -> None:
     card = _card()
     opened = OpenedMessage(sender=_peer(card), frame=b"\x00\xff{}" * 7, message_id=message_id)
     for _ in range(2):  # the card's text remembered the second time
         raw = kept_frame("signal", opened, **extra)
         assert raw == _kept_before("signal", opened, **extra)
-    record, back = read_kept_frame(raw)
+    _record, back = read_kept_frame(raw)
     assert back.frame == opened.frame and back.sender.agent_id == card.agent_id
 
 

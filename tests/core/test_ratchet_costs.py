@@ -10,6 +10,8 @@ import pytest
 
 from sealwire.ratchet import (
     DHKeyPair,
+    _chain,
+    _crypto,
     decrypt,
     encrypt,
     init_alice,
@@ -17,7 +19,6 @@ from sealwire.ratchet import (
     state_from_bytes,
     state_to_bytes,
 )
-from sealwire.ratchet import _chain, _crypto
 
 AD = b"associated data"
 
@@ -34,7 +35,9 @@ BOB_RECORD = bytes.fromhex(
     "5c5fa4c54800000001bf99a5fcbf093768f2d955bdb88b00eb00b9c33c308f785cb0ac44562bd6c7"
     "ce4122750a00000000"
 )
-M0_HEADER = bytes.fromhex("fecbbbb01f5ef30ad565000e1d52a331f13a5bd520e3e2482972e75c5fa4c5480000000000000000")
+M0_HEADER = bytes.fromhex(
+    "fecbbbb01f5ef30ad565000e1d52a331f13a5bd520e3e2482972e75c5fa4c5480000000000000000"
+)
 M0_CIPHERTEXT = bytes.fromhex("f422059c5262b4d189bbc4c7d3b0b271783d")
 
 

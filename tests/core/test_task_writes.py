@@ -136,5 +136,8 @@ async def test_a_write_before_the_worker_runs_makes_its_working_step_write_again
     assert run.worker is not None
     await run.worker
     assert store.states == [
-        TaskState.WORKING, TaskState.SUBMITTED, TaskState.WORKING, TaskState.COMPLETED
+        TaskState.WORKING,
+        TaskState.SUBMITTED,
+        TaskState.WORKING,
+        TaskState.COMPLETED,
     ]

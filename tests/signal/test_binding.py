@@ -9,6 +9,7 @@ import attrs
 import pytest
 from signal_v1 import encode_v1
 
+import sealwire_signal._binding as signal_binding
 import sealwire_signal.plugin as signal_plugin
 from sealwire.agent._card import build_card
 from sealwire.binding import BindingContext, Negotiation
@@ -739,3 +740,48 @@ async def test_an_unchanged_archived_session_is_not_rewritten(world):
         agent = agent.restart()  # and reads back as it was
         entry = agent.binding._load(peer_id)
         assert encode_session(entry.archived) == archived
+
+
+# -- per-message work (issue 14) ------------------------------------------------------------
+
+
+def _count_transcripts(monkeypatch):
+    built = []
+    real = Negotiation.transcript
+
+    def counting(self):
+        built.append(self)
+        return real(self)
+
+    monkeypatch.setattr(Negotiation, "transcript", counting)
+    signal_binding._transcript.cache_clear()
+    return built
+
+
+async def test_a_channel_builds_its_transcript_once_not_per_message(
+    world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = await _pair(world)
+    built = _count_transcripts(monkeypatch)
+    chosen = negotiation(alice, bob)
+    sealed = [await alice.binding.seal(bob.card, b"m%d" % i, chosen) for i in range(5)]
+    assert len(built) == 1
+    built.clear()
+    for i, raw in enumerate(sealed):  # the recipient checks each against both cards
+        opened = await bob.binding.open(raw)
+        assert opened.frame == b"m%d" % i
+    assert len(built) == 1
+    # an equal negotiation (another object, same value) is the same transcript
+    built.clear()
+    await alice.binding.seal(bob.card, b"again", negotiation(alice, bob))
+    assert built == []
+
+
+async def test_a_remembered_transcript_still_refuses_a_downgraded_one(world) -> None:
+    alice, bob = await _pair(world)
+    fine = await alice.binding.seal(bob.card, b"ok", negotiation(alice, bob))
+    await bob.binding.open(fine)
+    downgraded = attrs.evolve(negotiation(alice, bob), initiator_offers=())
+    raw = await alice.binding.seal(bob.card, b"x", downgraded)
+    with pytest.raises(RemoteProtocolError):
+        await bob.binding.open(raw)

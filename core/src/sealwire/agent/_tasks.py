@@ -118,7 +118,9 @@ class TaskManager:
         """Calls the tasks' webhooks; None (or a policy that disables it): no push."""
         self._runs: dict[str, TaskRun] = {}
 
-    def save(self, run: TaskRun, receipt: Receipt | None = None, *, task: Task | None = None) -> None:
+    def save(
+        self, run: TaskRun, receipt: Receipt | None = None, *, task: Task | None = None
+    ) -> None:
         """Write the task's record (with what ``receipt`` writes, in one transaction);
         ``task``: the task to write instead of ``run.task`` (a state it is about to take)."""
         if task is None:

@@ -64,7 +64,10 @@ class DHKeyPair:
     def exchange(self, peer_public: bytes | X25519PublicKey) -> bytes:
         """DH(self, peer): the X25519 shared secret; an all-zero result is rejected.
         ``peer_public``: raw bytes, or the key already loaded (:func:`x25519_public`)."""
-        peer = peer_public if isinstance(peer_public, X25519PublicKey) else x25519_public(peer_public)
+        if isinstance(peer_public, X25519PublicKey):
+            peer = peer_public
+        else:
+            peer = x25519_public(peer_public)
         try:
             return self.private.exchange(peer)
         except ValueError:
