@@ -118,3 +118,50 @@ def test_the_stored_scalar_is_the_loaded_one_without_asking_the_key() -> None:
     assert pair.raw is raw or pair.raw == raw
     assert "raw" not in repr(pair) or raw.hex() not in repr(pair)
     assert DHKeyPair.from_private_key(pair.private).private_bytes_for_storage() == raw
+
+
+def test_a_message_step_carries_every_other_field_of_the_state() -> None:
+    import attrs
+
+    from sealwire.ratchet import RatchetState
+
+    rng = random.Random(3).randbytes
+    state = RatchetState(
+        dhs=DHKeyPair.generate(rng), dhr=rng(32), rk=rng(32), cks=rng(32), ckr=rng(32),
+        ns=1, nr=2, pn=3, skipped={(rng(32), 4): (rng(32), 5.0)}, previous=(rng(32),),
+        header_encryption=True, hks=rng(32), hkr=rng(32), nhks=rng(32), nhkr=rng(32),
+    )  # fmt: skip
+    cks, ckr = rng(32), rng(32)
+    stepped = _chain.with_chains(state, cks=cks, ns=7, ckr=ckr, nr=8)
+    assert stepped == attrs.evolve(state, cks=cks, ns=7, ckr=ckr, nr=8)
+    changed = {"cks", "ns", "ckr", "nr"}
+    for field in attrs.fields(RatchetState):  # a field added later must be carried too
+        if field.name not in changed:
+            assert getattr(stepped, field.name) is getattr(state, field.name), field.name
+
+
+def test_sending_and_receiving_a_message_steps_the_state_in_one_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import attrs
+
+    rng = random.Random(5).randbytes
+    secret = rng(32)
+    bob_pair = DHKeyPair.generate(rng)
+    alice = init_alice(secret, bob_pair.public, rng)
+    bob = init_bob(secret, bob_pair)
+    alice, header, ciphertext = encrypt(alice, b"first", AD, rng)
+    bob, _ = decrypt(bob, header, ciphertext, AD, now=0.0, rng=rng)
+    evolved: list[object] = []
+    real = attrs.evolve
+
+    def counting(inst: object, **changes: object) -> object:
+        evolved.append(type(inst))
+        return real(inst, **changes)
+
+    monkeypatch.setattr(attrs, "evolve", counting)
+    for i in range(3):  # one sending chain: no DH step
+        alice, header, ciphertext = encrypt(alice, b"m%d" % i, AD, rng)
+        bob, plaintext = decrypt(bob, header, ciphertext, AD, now=0.0, rng=rng)
+        assert plaintext == b"m%d" % i
+    assert evolved == []

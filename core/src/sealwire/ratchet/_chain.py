@@ -60,6 +60,7 @@ __all__ = [
     "receive_message",
     "skip_message_keys",
     "take_skipped",
+    "with_chains",
 ]
 
 MAX_SKIP = 1000
@@ -142,6 +143,19 @@ class RatchetState:
     def receiving_chain_id(self) -> bytes | None:
         """What skipped keys of the current receiving chain are filed under."""
         return self.hkr if self.header_encryption else self.dhr
+
+
+def with_chains(
+    state: RatchetState, *, cks: bytes | None, ns: int, ckr: bytes | None, nr: int
+) -> RatchetState:
+    """``state`` with its chain keys and counters replaced, every other field carried:
+    one construction for a message's step (``attrs.evolve`` walks the fields each time)."""
+    return RatchetState(
+        dhs=state.dhs, dhr=state.dhr, rk=state.rk, cks=cks, ckr=ckr, ns=ns, nr=nr,
+        pn=state.pn, skipped=state.skipped, previous=state.previous,
+        header_encryption=state.header_encryption, hks=state.hks, hkr=state.hkr,
+        nhks=state.nhks, nhkr=state.nhkr,
+    )  # fmt: skip
 
 
 def kdf_rk(rk: bytes, dh_out: bytes, info: bytes, length: int) -> tuple[bytes, ...]:
@@ -247,4 +261,4 @@ def receive_message(
         raise MessageDecryptError()
     ckr, mk = kdf_ck(state.ckr)
     plaintext = aead_decrypt(mk, ciphertext, ad)
-    return attrs.evolve(state, ckr=ckr, nr=state.nr + 1), plaintext
+    return with_chains(state, cks=state.cks, ns=state.ns, ckr=ckr, nr=state.nr + 1), plaintext
