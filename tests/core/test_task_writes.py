@@ -141,3 +141,33 @@ async def test_a_write_before_the_worker_runs_makes_its_working_step_write_again
         TaskState.WORKING,
         TaskState.COMPLETED,
     ]
+
+
+async def test_a_task_without_follow_ups_makes_no_inbox_and_one_with_them_gets_them() -> None:
+    store = CountingStore()
+    agent, peer = _agent(store)
+    release = asyncio.Event()
+    got: list[str] = []
+
+    async def handler(task: TaskContext) -> None:
+        if task.message.parts[0].text == "wait":
+            got.append((await task.next_message()).parts[0].text or "")
+        await release.wait()
+        await task.complete("done")
+
+    agent.on_message(handler)
+    release.set()
+    plain = agent.tasks._start(SendMessageRequest(message=_request("x").params.message), peer)
+    assert plain.worker is not None
+    await plain.worker
+    assert plain.follow_ups is None  # no queue made for a task nobody followed up
+    release.clear()
+    run = agent.tasks._start(SendMessageRequest(message=_request("wait").params.message), peer)
+    follow = Message(
+        message_id=uuid.uuid4().hex, role=Role.USER, parts=(Part(text="more"),), task_id=run.task.id
+    )
+    agent.tasks._start(SendMessageRequest(message=follow), peer)
+    release.set()
+    assert run.worker is not None
+    await run.worker
+    assert got == ["more"]

@@ -167,11 +167,20 @@ class TaskRun:
     subscribers: list[asyncio.Queue[StreamResponse | None]] = attrs.Factory(list)
     updated: bool = False
     announced: bool = False  # the task went out before it settled (returnImmediately)
-    inbox: asyncio.Queue[Message] = attrs.Factory(lambda: asyncio.Queue(MAX_FOLLOW_UPS))
+    follow_ups: asyncio.Queue[Message] | None = None
+    """Follow-up messages for its handler: made with the first one or the first wait
+    for one (most tasks never see one, and a queue costs an Event to make)."""
     push: tuple[TaskPushNotificationConfig, ...] = ()  # its webhooks, kept in its record
     ahead: Task | None = None
     """What the store holds already when the task's first record was written in the state
     its worker takes first (WORKING, no message): that step then only announces it."""
+
+    @property
+    def inbox(self) -> asyncio.Queue[Message]:
+        """Follow-up messages sent to the task while it is open, for its handler."""
+        if self.follow_ups is None:
+            self.follow_ups = asyncio.Queue(MAX_FOLLOW_UPS)
+        return self.follow_ups
 
     @property
     def state(self) -> TaskState:
