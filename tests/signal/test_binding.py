@@ -785,3 +785,33 @@ async def test_a_remembered_transcript_still_refuses_a_downgraded_one(world) -> 
     raw = await alice.binding.seal(bob.card, b"x", downgraded)
     with pytest.raises(RemoteProtocolError):
         await bob.binding.open(raw)
+
+
+async def test_a_commit_deletes_no_archived_record_the_store_is_known_not_to_hold(
+    world, monkeypatch
+):
+    from sealwire.store import _base
+
+    alice, bob = await _pair(world)
+    deleted = []
+    real = _base._MemoryTransaction.delete
+
+    def spying(self, namespace, key):
+        deleted.append((namespace, key))
+        return real(self, namespace, key)
+
+    monkeypatch.setattr(_base._MemoryTransaction, "delete", spying)
+    for i in range(3):  # the first commit of each side may delete: nothing known yet
+        await bob.binding.open(await seal(alice, bob, b"m%d" % i))
+        await alice.binding.open(await seal(bob, alice, b"r%d" % i))
+    archived = [key for ns, key in deleted if ns == SESSION_NAMESPACE and key.endswith("/archived")]
+    assert len(archived) <= 2
+    deleted.clear()
+    for agent in (alice, bob):  # after a restart too: the load saw none stored
+        agent.binding._peers.clear()
+    await bob.binding.open(await seal(alice, bob, b"after"))
+    await alice.binding.open(await seal(bob, alice, b"again"))
+    assert [key for _, key in deleted if key.endswith("/archived")] == []
+    # and an archived session, once there, is written and read as before
+    bob = bob.restart()
+    assert (await bob.binding.open(await seal(alice, bob, b"still"))).frame == b"still"

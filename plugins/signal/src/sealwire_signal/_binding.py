@@ -126,13 +126,16 @@ log = logging.getLogger(__name__)
 class _Peer:
     """A peer's sessions; ``stored_cards`` are the card digests whose card keys the
     store holds for this peer (those its v2 session records name), ``stored_archived``
-    the archived session the store holds as a v2 record (None: unknown or none)."""
+    the archived session the store holds as a v2 record (None: unknown or none),
+    ``archived_absent`` whether the store is known to hold no archived record (so a
+    commit without one has nothing to delete)."""
 
     current: Session
     archived: Session | None
     card: VerifiedCard
     stored_cards: frozenset[bytes] = frozenset()
     stored_archived: Session | None = None
+    archived_absent: bool = False
 
 
 class SignalBinding(MailboxBinding):
@@ -462,6 +465,7 @@ class SignalBinding(MailboxBinding):
         entry = _Peer(
             current=current, archived=archived, card=card, stored_cards=frozenset(named),
             stored_archived=archived if is_current_record(old) else None,
+            archived_absent=old is None,
         )  # fmt: skip
         self._cache(peer_id, entry)
         return entry
@@ -496,7 +500,8 @@ class SignalBinding(MailboxBinding):
                 keep(tx, opened)
             tx.put(SESSION_NAMESPACE, f"{peer_id}/current", encode_session(entry.current))
             if entry.archived is None:
-                tx.delete(SESSION_NAMESPACE, f"{peer_id}/archived")
+                if not entry.archived_absent:  # else none stored: nothing to delete
+                    tx.delete(SESSION_NAMESPACE, f"{peer_id}/archived")
             elif entry.archived is not entry.stored_archived:  # else unchanged: not rewritten
                 tx.put(SESSION_NAMESPACE, f"{peer_id}/archived", encode_session(entry.archived))
             if used is not None:
@@ -509,6 +514,7 @@ class SignalBinding(MailboxBinding):
         stored = _Peer(
             current=entry.current, archived=entry.archived, card=entry.card,
             stored_cards=frozenset(cards), stored_archived=entry.archived,
+            archived_absent=entry.archived is None,
         )  # fmt: skip
         self._cache(peer_id, stored)
 
@@ -554,7 +560,7 @@ def _replaced(entry: _Peer, current: Session, archived: Session | None) -> _Peer
     """``entry`` with new sessions (one construction, not an evolve per message)."""
     return _Peer(
         current=current, archived=archived, card=entry.card, stored_cards=entry.stored_cards,
-        stored_archived=entry.stored_archived,
+        stored_archived=entry.stored_archived, archived_absent=entry.archived_absent,
     )  # fmt: skip
 
 
