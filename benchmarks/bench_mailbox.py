@@ -1,6 +1,7 @@
 """Mailbox receive path: what handing an opened message on costs, before and after.
 
-Run: ``uv run python benchmarks/bench_mailbox.py [--seconds S] [--requests N]``.
+Run: ``uv run python benchmarks/bench_mailbox.py [--seconds S] [--requests N]``
+(``--agents-only``: the last figure alone, the two agents' CPU per call).
 
 Measured in one process, in the same run:
 
