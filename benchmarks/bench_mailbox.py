@@ -15,6 +15,9 @@ Measured in one process, in the same run:
   signal mailbox binding through an in-process relay (SQLite backend), one at a
   time and ``--concurrency`` at once, and the process CPU per call of the latter
   (issue 14's goal: 1.2 ms);
+* the relay's SQLite work in that concurrent phase: transactions and statements
+  per message (the relay's figure that the machine's load does not blur), and
+  the sends and acks one commit carries;
 * the agents' side alone: the same calls through a relay kept in memory in the
   same process (:class:`MemoryRelay`: mailboxes and prekey pools as dicts, no
   sockets, no SQLite), so the CPU per call is the two agents' work only (seal,
@@ -39,6 +42,7 @@ from sealwire.relay import Delivery, FetchedPrekeys, RelayClient, mailbox_addres
 from sealwire.store import MemoryStore
 from sealwire.testing.ports import free_port
 from sealwire_relay import RelayConfig, running_relay
+from sealwire_relay._sqlite_backend import SqliteBackend
 
 FRAME = b'{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{}}' + b" " * 200
 
@@ -59,13 +63,59 @@ async def _echo(task: TaskContext) -> None:
     await task.complete("ok")
 
 
-async def end_to_end(requests: int, concurrency: int) -> tuple[float, float, float]:
+class SqliteCounts:
+    """The relay's SQLite statements, transactions, mailbox commits and their items,
+    counted while :attr:`on`."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.statements = self.transactions = self.commits = self.items = self.messages = 0
+
+    def summary(self) -> str:
+        n = max(self.messages, 1)
+        return (
+            f"relay SQLite per message: {self.transactions / n:.2f} transactions,"
+            f" {self.statements / n:.2f} statements; {self.items / max(self.commits, 1):.2f}"
+            " sends and acks per commit"
+        )
+
+
+class CountingSqlite(SqliteBackend):
+    """The relay's SQLite backend, feeding a :class:`SqliteCounts`."""
+
+    def __init__(self, path: Path, counts: SqliteCounts) -> None:
+        super().__init__(path)
+        self.counts = counts
+
+    async def start(self) -> None:
+        await super().start()
+        assert self._db is not None
+        self._db.set_trace_callback(self._trace)
+
+    def _trace(self, sql: str) -> None:
+        if self.counts.on:
+            self.counts.statements += 1
+            self.counts.transactions += sql.startswith("BEGIN")
+
+    async def commit_mailbox_batch(self, acks, enqueues, *, max_depth):  # type: ignore[no-untyped-def]
+        if self.counts.on:
+            self.counts.commits += 1
+            self.counts.items += len(acks) + len(enqueues)
+            self.counts.messages += len(enqueues)
+        return await super().commit_mailbox_batch(acks, enqueues, max_depth=max_depth)
+
+
+async def end_to_end(
+    requests: int, concurrency: int, counts: SqliteCounts | None = None
+) -> tuple[float, float, float]:
+    counts = counts or SqliteCounts()
     with tempfile.TemporaryDirectory() as tmp:
         config = RelayConfig(
             port=free_port(), identity_path=Path(tmp) / "relay.key", backend="sqlite",
             backend_options={"path": str(Path(tmp) / "relay.sqlite3")},
         )  # fmt: skip
-        async with running_relay(config) as relay:
+        backend = CountingSqlite(Path(tmp) / "relay.sqlite3", counts)
+        async with running_relay(config, backend=backend) as relay:
             ids = [Identity.generate(), Identity.generate()]
             clients = [RelayClient(relay.url, i) for i in ids]
             agents = [
@@ -83,10 +133,12 @@ async def end_to_end(requests: int, concurrency: int) -> tuple[float, float, flo
                     await agents[0].send_message(peer, "one")
                 sequential = requests / (time.perf_counter() - start)
                 start, cpu = time.perf_counter(), time.process_time()
+                counts.on = True
                 for _ in range(requests // concurrency):
                     await asyncio.gather(
                         *(agents[0].send_message(peer, "many") for _ in range(concurrency))
                     )
+                counts.on = False
                 calls = requests // concurrency * concurrency
                 parallel = calls / (time.perf_counter() - start)
                 cpu_ms = (time.process_time() - cpu) * 1000 / calls
@@ -240,11 +292,13 @@ def main() -> None:
     old = rate(lambda: read_kept_frame(kept_frame("signal", opened)), args.seconds)
     print(f"hand-on, before (JSON record + card verified again): {1e6 / old:8.1f} us/message")
     print("hand-on, now (OpenedMessage in memory):                 0.0 us/message")
-    sequential, parallel, cpu_ms = asyncio.run(end_to_end(args.requests, args.concurrency))
+    counts = SqliteCounts()
+    sequential, parallel, cpu_ms = asyncio.run(end_to_end(args.requests, args.concurrency, counts))
     print(f"end to end over signal + relay, one at a time: {sequential:8.1f} requests/s")
     at_once = f"{args.concurrency} at once:"
     print(f"end to end over signal + relay, {at_once:13} {parallel:8.1f} requests/s")
     print(f"CPU per call, {at_once} {cpu_ms:.2f} ms (caller, relay and answerer in one process)")
+    print(f"{at_once} {counts.summary()}")
     agents_ms = asyncio.run(agents_only(args.requests, args.concurrency))
     print(f"CPU per call, {at_once} {agents_ms:.2f} ms (the two agents alone: relay in memory)")
 

@@ -14,7 +14,7 @@ AES-128-GCM, SHA-256, Ed25519), the median over ``--repeat`` runs of:
   the GroupInfo), as a fresh joiner (signatures this process verified are
   forgotten first): ``join 1c`` with every leaf signature checked in this
   process, ``join`` with them spread over worker processes (one per core,
-  :func:`sealwire_mls.crypto.start_verify_pool`; ``pool start`` is their
+  :func:`sealwire_mls.signatures.start_verify_pool`; ``pool start`` is their
   start-up, paid once per process);
   ``floor``: the same number of Ed25519 key loads + verifications, one core,
   in the same run (the join's floor on one core), and ``1c/floor``,
@@ -46,6 +46,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import sealwire_mls.crypto as mls_crypto
+import sealwire_mls.signatures as signatures
 from sealwire_mls.credentials import Credential, CredentialType
 from sealwire_mls.crypto import cipher_suite
 from sealwire_mls.extensions import Capabilities
@@ -119,7 +120,7 @@ def hpke_count(commit: bytes) -> int:
 
 def _fresh_joiner() -> None:
     """Forget the signatures this process saw verified (a joiner is another process)."""
-    mls_crypto.cipher_suite(SUITE)._verified._data.clear()
+    mls_crypto.cipher_suite(SUITE).signature_checks.forget()
 
 
 def join_ms(
@@ -136,15 +137,15 @@ def join_ms(
         Group.join(body, person[0], init_priv=person[1], encryption_priv=person[2],
                    signature_priv=person[3])  # fmt: skip
 
-    spread_min = mls_crypto.PARALLEL_VERIFY_MIN
+    spread_min = signatures.PARALLEL_VERIFY_MIN
     out = {"join1c": median_ms(join, repeat)}  # no pool: every signature checked here
     try:
-        out["start"] = median_ms(mls_crypto.start_verify_pool, 1)
-        mls_crypto.PARALLEL_VERIFY_MIN = 1  # spread whatever the size
+        out["start"] = median_ms(signatures.start_verify_pool, 1)
+        signatures.PARALLEL_VERIFY_MIN = 1  # spread whatever the size
         out["join"] = median_ms(join, repeat)
     finally:
-        mls_crypto.PARALLEL_VERIFY_MIN = spread_min
-        mls_crypto.shutdown_verify_pool()
+        signatures.PARALLEL_VERIFY_MIN = spread_min
+        signatures.shutdown_verify_pool()
     return out
 
 

@@ -16,7 +16,7 @@ anchor, as the TLS binding does), TLS 1.3, in the same run:
   the A2A app, the caller's certificate checked and pinned), an external
   ``httpx`` caller: the default stack against ``post_quantum = "require"``,
   HTTP/1.1 and HTTP/2 - what a call on a new connection costs both ends.
-* **loopback**: the binding's own carrier (:class:`sealwire_tls._pq.TlsStream`
+* **loopback**: the binding's own carrier (:class:`sealwire_tls._pq_stream.TlsStream`
   both ends, asyncio, loopback TCP): connect, handshake, close_notify, as
   each new connection of the binding pays it. The last row is the same on
   Python's ``ssl`` and asyncio's own TLS (what the binding runs without
@@ -57,11 +57,11 @@ from sealwire_tls._pq import (
     PREFERRED_GROUPS,
     WHEEL_OPENSSL,
     PostQuantum,
-    TlsStream,
     set_groups,
     tls_context,
 )
 from sealwire_tls._pq_client import PqNetworkBackend, PqTransport, connect_tls
+from sealwire_tls._pq_stream import TlsStream
 from sealwire_tls.testing import export_client_files, tls_agent
 
 MAX_FLIGHTS = 16

@@ -64,12 +64,12 @@ async def test_every_member_is_reported_with_a_result_or_an_error(agents: Agents
     await alice.add_to_group(group, [a.card for a in (bob, carol, dave, erin)])
     await until(lambda: all(group in a.groups() for a in (bob, carol, dave, erin)), "the joins")
     await carol.stop()  # Carol will not answer
-    real_seal = dave._groups._seal_answer
+    real_seal = dave._groups.answers.seal
 
     def wrong_key(group_id, request, requester, key, frame):  # Dave seals with a wrong key
         return real_seal(group_id, request, requester, bytes(32), frame)
 
-    dave._groups._seal_answer = wrong_key
+    dave._groups.answers.seal = wrong_key
     replies = await alice.send_to_group(group, "report", timeout=SHORT)
     by_id = {r.agent_id: r for r in replies}
     assert sorted(by_id) == sorted(a.agent_id for a in (bob, carol, dave, erin))

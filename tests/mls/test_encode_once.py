@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-import sealwire_mls.framing as framing
+import sealwire_mls.content as content_module
+import sealwire_mls.private_message as private_message
 from sealwire_mls.codec import Reader
 from sealwire_mls.framing import FramedContent
 from sealwire_mls.welcome import MLSMessage
@@ -18,13 +19,15 @@ from sealwire_mls.welcome import MLSMessage
 def content_encodings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the FramedContent bodies encoded (one entry per encoding)."""
     calls: list[int] = []
-    real = framing.encode_content_body
+    real = content_module.encode_content_body
 
     def counting(w: Any, content_type: Any, content: Any) -> None:
         calls.append(content_type)
         real(w, content_type, content)
 
-    monkeypatch.setattr(framing, "encode_content_body", counting)
+    # FramedContent encodes its body in sealwire_mls.content, a PrivateMessage its own
+    monkeypatch.setattr(content_module, "encode_content_body", counting)
+    monkeypatch.setattr(private_message, "encode_content_body", counting)
     return calls
 
 

@@ -8,12 +8,15 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 
-import sealwire_mls.crypto as crypto
+import sealwire_mls.signatures as signatures
 from sealwire_mls.crypto import cipher_suite
-from sealwire_mls.errors import MLSAuthenticationError
+from sealwire_mls.errors import MLSAuthenticationError, MLSDecodeError
 from sealwire_mls.group import Group
+from sealwire_mls.keypackage import LeafNode
+from sealwire_mls.tree import RatchetTree
 from sealwire_mls.welcome import MLSMessage
 
 BATCH = 12
@@ -22,12 +25,12 @@ BATCH = 12
 @pytest.fixture
 def spread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Two worker processes; batches of 4 or more go to them. Stopped afterwards."""
-    monkeypatch.setattr(crypto, "PARALLEL_VERIFY_MIN", 4)
-    crypto.start_verify_pool(2)
+    monkeypatch.setattr(signatures, "PARALLEL_VERIFY_MIN", 4)
+    signatures.start_verify_pool(2)
     try:
         yield
     finally:
-        crypto.shutdown_verify_pool()
+        signatures.shutdown_verify_pool()
 
 
 def _signed(suite_id: int, n: int) -> list[tuple[bytes, bytes, bytes, bytes]]:
@@ -60,7 +63,7 @@ def test_a_spread_batch_accepts_good_and_rejects_any_bad_signature(
     with pytest.raises(MLSAuthenticationError):
         suite.verify_many_with_label(broken_key)
     suite.verify_many_with_label(items)
-    assert crypto._POOL.workers() == 2  # the workers did run
+    assert signatures.POOL.workers() == 2  # the workers did run
 
 
 def test_a_join_verifies_the_leaves_over_the_workers(spread: None, member: Any) -> None:
@@ -75,23 +78,23 @@ def test_a_join_verifies_the_leaves_over_the_workers(spread: None, member: Any) 
     assert welcome is not None
     last = people[-1]
     suite = cipher_suite(1)
-    suite._verified._data.clear()  # the creator's process saw these signatures verified
+    suite.signature_checks.forget()  # the creator's process saw these signatures verified
     joined = Group.join(
         MLSMessage.from_bytes(welcome).body, last.key_package, init_priv=last.init_priv,
         encryption_priv=last.encryption_priv, signature_priv=last.signature_priv,
     )  # fmt: skip
     assert joined.epoch_authenticator() == alice.epoch_authenticator()
-    assert crypto._POOL.workers() == 2
+    assert signatures.POOL.workers() == 2
 
 
 def test_without_a_started_pool_a_large_batch_is_verified_here(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(crypto, "PARALLEL_VERIFY_MIN", 4)
+    monkeypatch.setattr(signatures, "PARALLEL_VERIFY_MIN", 4)
     suite = cipher_suite(1)
     items = _signed(1, BATCH)
     pending = suite.start_verify_many(items)
-    assert crypto._POOL.executor() is None and pending._futures == []
+    assert signatures.POOL.executor() is None and pending._futures == []
     pending.wait()
     pub, label, content, sig = items[3]
     with pytest.raises(MLSAuthenticationError):
@@ -99,7 +102,7 @@ def test_without_a_started_pool_a_large_batch_is_verified_here(
 
 
 def test_a_killed_worker_leaves_the_batch_to_this_process(spread: None) -> None:
-    executor = crypto._POOL.executor()
+    executor = signatures.POOL.executor()
     assert executor is not None
     for pid in list(executor._processes):  # kill -9 the workers
         os.kill(pid, signal.SIGKILL)
@@ -109,4 +112,78 @@ def test_a_killed_worker_leaves_the_batch_to_this_process(spread: None) -> None:
     pub, label, content, sig = items[-1]
     with pytest.raises(MLSAuthenticationError):
         suite.verify_many_with_label([*items[:-1], (pub, label, content + b"!", sig)])
-    assert crypto._POOL.workers() == 0  # the broken pool was dropped
+    assert signatures.POOL.workers() == 0  # the broken pool was dropped
+
+
+def _tree_of_a_group(member: Any) -> tuple[Group, bytes]:
+    people = [member(1, b"m%d" % i) for i in range(BATCH)]
+    first = people[0]
+    alice = Group.create(
+        1, b"g", first.leaf, encryption_priv=first.encryption_priv,
+        signature_priv=first.signature_priv, random=os.urandom,
+    )  # fmt: skip
+    alice.commit(os.urandom, add=[p.key_package for p in people[1:]])
+    alice.merge_pending_commit()
+    cipher_suite(1).signature_checks.forget()  # as a joiner, which saw none verified
+    return alice, alice.ratchet_tree().to_bytes()
+
+
+def test_a_joiners_tree_sends_its_leaf_checks_out_while_it_is_being_decoded(
+    spread: None, member: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(signatures, "VERIFY_CHUNK", 2)
+    alice, data = _tree_of_a_group(member)
+    suite = cipher_suite(1)
+    sent_during_decode: list[int] = []
+    real_add = signatures.PendingVerification.add
+
+    def add(self: signatures.PendingVerification, *item: bytes) -> None:
+        real_add(self, *item)
+        sent_during_decode.append(len(self._futures))
+
+    monkeypatch.setattr(signatures.PendingVerification, "add", add)
+    tree, checks = RatchetTree.decode_checking_leaves(suite, data, alice.group_id)
+    assert sent_during_decode[-1] > 1  # jobs went to the workers before the last leaf was read
+    tree.validate(alice.group_id, leaf_signatures=checks)
+    assert tree.tree_hash() == alice.ratchet_tree().tree_hash()
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_a_tampered_leaf_fails_the_checks_started_while_decoding(
+    request: pytest.FixtureRequest, member: Any, pool: bool
+) -> None:
+    if pool:
+        request.getfixturevalue("spread")
+    # Leaves under blank parents: no parent hash covers them, only their signatures.
+    leaves = [member(1, b"m%d" % i).leaf for i in range(BATCH)]
+    leaves[-1] = attrs.evolve(leaves[-1], signature=leaves[-1].signature[::-1])
+    nodes: list[LeafNode | None] = []
+    for leaf in leaves:
+        nodes += [leaf, None]
+    data = RatchetTree.from_nodes(cipher_suite(1), nodes[:-1]).to_bytes()
+    cipher_suite(1).signature_checks.forget()
+    tree, checks = RatchetTree.decode_checking_leaves(cipher_suite(1), data, b"g")
+    with pytest.raises(MLSAuthenticationError):
+        tree.validate(b"g", leaf_signatures=checks)
+    tree, checks = RatchetTree.decode_checking_leaves(
+        cipher_suite(1), RatchetTree.from_nodes(cipher_suite(1), nodes[:-3]).to_bytes(), b"g"
+    )
+    tree.validate(b"g", leaf_signatures=checks)  # without the tampered leaf
+
+
+def test_a_tree_that_fails_to_decode_cancels_the_checks_it_started(
+    spread: None, member: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(signatures, "VERIFY_CHUNK", 2)
+    alice, data = _tree_of_a_group(member)
+    cancelled: list[int] = []
+    real_cancel = signatures.PendingVerification.cancel
+
+    def cancel(self: signatures.PendingVerification) -> None:
+        cancelled.append(len(self._futures))
+        real_cancel(self)
+
+    monkeypatch.setattr(signatures.PendingVerification, "cancel", cancel)
+    with pytest.raises(MLSDecodeError):  # a trailing byte, read after every leaf
+        RatchetTree.decode_checking_leaves(cipher_suite(1), data + b"\x00", alice.group_id)
+    assert len(cancelled) == 1 and cancelled[0] > 1  # jobs had gone out, and were dropped

@@ -44,7 +44,7 @@ from sealwire_tls.testing import export_client_files
 HTTP = Situation(external_http=True)
 RPC = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {
     "messageId": "m1", "role": "ROLE_USER", "parts": [{"text": "pq"}]}}}  # fmt: skip
-PQ_LOGGERS = ("sealwire_tls._pq", "sealwire_tls._pq_server")
+PQ_LOGGERS = ("sealwire_tls._pq_session", "sealwire_tls._pq_server")
 
 pytestmark = pytest.mark.skipif(
     not hybrid_available(), reason="cryptography's OpenSSL has no X25519MLKEM768"
@@ -268,7 +268,7 @@ async def test_the_server_refuses_a_caller_whose_card_offers_the_hybrid_over_x25
     agents: Callable[..., Agent],
 ) -> None:
     from sealwire.binding import PeerIdentity
-    from sealwire_tls._pq import TlsSessionInfo
+    from sealwire_tls._pq_session import TlsSessionInfo
     from sealwire_tls._server import SESSION_KEY
 
     server = agents("server", options={"post_quantum": "prefer"})
@@ -358,8 +358,9 @@ async def test_an_idle_connection_closed_by_the_server_is_not_reused(
 async def test_the_carrier_reports_a_peer_close_and_ends_reads() -> None:
     """TlsStream on loopback: idle and open is not readable; once the server closed,
     it is (httpcore's test for reusing a connection), a read ends, a write is dropped."""
-    from sealwire_tls._pq import PostQuantum, TlsStream, tls_context
+    from sealwire_tls._pq import PostQuantum, tls_context
     from sealwire_tls._pq_client import connect_tls
+    from sealwire_tls._pq_stream import TlsStream
 
     server_id = Identity.generate()
     certificate = self_signed_certificate(server_id)

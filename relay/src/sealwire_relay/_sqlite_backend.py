@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,11 @@ from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
 from sealwire_relay._backend import GroupAccess, GroupAppend, next_access
 from sealwire_relay._limits import DEDUPE_RETENTION_SECONDS
 
-__all__ = ["SqliteBackend"]
+__all__ = ["CommitListener", "SqliteBackend"]
+
+# Called right after a commit that stored deliveries (see SqliteBackend.follow_commits):
+# the backend's writer epoch, then the (mailbox, delivery) pairs stored, in order.
+CommitListener = Callable[[int, Sequence[tuple[str, Delivery]]], None]
 
 # Version 1 gained the ``cards`` table later: an additive table (and a count in
 # ``meta`` that defaults to 0) is created by the schema script on an older file,
@@ -32,6 +36,9 @@ __all__ = ["SqliteBackend"]
 SCHEMA_VERSION = 1
 # Acknowledged ids older than the retention are pruned once per this many acks.
 PRUNE_EVERY_ACKS = 1_000
+# Mailbox depths kept in memory between commits (a few bytes each): the active
+# mailboxes of a busy relay fit; past it the cache starts again (reads refill it).
+MAX_CACHED_DEPTHS = 100_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,10 +77,24 @@ DROP INDEX IF EXISTS one_commit_per_epoch;
 class SqliteBackend:
     """Relay storage in one SQLite file (``path``; ``:memory:`` for tests)."""
 
+    # Every operation runs to completion on the event loop (nothing else runs
+    # meanwhile): the stream's committer gathers work before a commit instead.
+    commits_on_loop = True
+
     def __init__(self, path: str | Path) -> None:
         self._path = str(path)
         self._db: sqlite3.Connection | None = None
         self._acks = 0
+        # Bumped whenever a transaction finds that another connection (another
+        # relay process sharing the file) wrote since this one last looked: what
+        # this process knows of the file in memory holds within one epoch only.
+        self._epoch = 0
+        self._data_version: int | None = None
+        self._listeners: list[CommitListener] = []
+        # ``depths`` rows as this connection last committed them: exact within
+        # one writer epoch (nobody else wrote), so a commit reads a mailbox's
+        # depth from here instead of SELECTing it; emptied when the epoch changes.
+        self._depths: dict[str, int] = {}
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SqliteBackend:
@@ -110,6 +131,14 @@ class SqliteBackend:
             raise ConfigurationError("relay backend not started")
         db.execute("BEGIN IMMEDIATE")
         try:
+            # Changes when another connection committed since this one's previous
+            # look (never for this connection's own commits): one cheap statement
+            # per transaction, not per message.
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._data_version = version
+                self._epoch += 1
+                self._depths.clear()
             yield db
         except BaseException:
             db.execute("ROLLBACK")
@@ -282,6 +311,7 @@ class SqliteBackend:
                 "UPDATE depths SET pending = max(0, pending - ?) WHERE mailbox=?",
                 (removed, mailbox),
             )
+            self._depths.pop(mailbox, None)
             self._acks += len(keys)
             if self._acks >= PRUNE_EVERY_ACKS:
                 self._acks = 0
@@ -295,6 +325,18 @@ class SqliteBackend:
     async def fetch_after(
         self, mailbox: str, after: tuple[str, str] | None, limit: int
     ) -> list[Delivery]:
+        return self.read_after(mailbox, after, limit)[0]
+
+    def read_after(
+        self, mailbox: str, after: tuple[str, str] | None, limit: int
+    ) -> tuple[list[Delivery], int]:
+        """:meth:`fetch_after`, synchronously, with the writer epoch it read in.
+
+        With :meth:`follow_commits`, a reader knows it has seen every delivery
+        of the mailbox: those committed before this call are in its answer, and
+        those committed after reach the listeners, in commit order, with the
+        same epoch as long as no other connection wrote to the file.
+        """
         with self._tx() as db:
             start = None
             if after is not None:
@@ -309,10 +351,18 @@ class SqliteBackend:
                 " WHERE mailbox=? AND acked_at IS NULL AND id>? ORDER BY id LIMIT ?",
                 (mailbox, start[0] if start else 0, limit),
             ).fetchall()
-        return [
+        deliveries = [
             Delivery(message_id=r[0], sender=r[1], envelope=bytes(r[2]), received_at=r[3])
             for r in rows
         ]
+        return deliveries, self._epoch
+
+    def follow_commits(self, listener: CommitListener) -> None:
+        """Call ``listener(epoch, stored)`` after each commit that stored deliveries,
+        synchronously, before anything else runs on the event loop: listeners see
+        this connection's commits in commit order. A changed epoch means another
+        connection wrote in between: what the listener was told may have gaps."""
+        self._listeners.append(listener)
 
     async def commit_mailbox_batch(
         self,
@@ -323,15 +373,21 @@ class SqliteBackend:
     ) -> tuple[list[bool], list[bool | LimitExceeded]]:
         # One transaction for the whole batch: one commit (one WAL append) where
         # one per message would cost a commit each.
+        known = self._depths
         with self._tx() as db:
+            # This batch's depths, into ``known`` once committed (a rollback
+            # leaves ``known`` as the file is).
             depths: dict[str, int] = {}
 
             def depth(mailbox: str) -> int:
                 if mailbox not in depths:
-                    row = db.execute(
-                        "SELECT pending FROM depths WHERE mailbox=?", (mailbox,)
-                    ).fetchone()
-                    depths[mailbox] = row[0] if row else 0
+                    cached = known.get(mailbox)
+                    if cached is None:
+                        row = db.execute(
+                            "SELECT pending FROM depths WHERE mailbox=?", (mailbox,)
+                        ).fetchone()
+                        cached = row[0] if row else 0
+                    depths[mailbox] = cached
                 return depths[mailbox]
 
             acked: list[bool] = []
@@ -365,7 +421,9 @@ class SqliteBackend:
                 )
                 depths[mailbox] += cur.rowcount
                 stored.append(cur.rowcount > 0)
-            db.executemany("INSERT OR REPLACE INTO depths VALUES (?, ?)", depths.items())
+            changed = [(m, n) for m, n in depths.items() if known.get(m) != n]
+            if changed:
+                db.executemany("INSERT OR REPLACE INTO depths VALUES (?, ?)", changed)
             self._acks += len(acks)
             if acks and self._acks >= PRUNE_EVERY_ACKS:
                 self._acks = 0
@@ -374,6 +432,14 @@ class SqliteBackend:
                     "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?",
                     ((newest or 0) - DEDUPE_RETENTION_SECONDS,),
                 )
+        if len(known) + len(depths) > MAX_CACHED_DEPTHS:
+            known.clear()
+        known.update(depths)
+        if self._listeners:
+            fresh = [e for e, s in zip(enqueues, stored, strict=True) if s is True]
+            if fresh:
+                for listener in self._listeners:
+                    listener(self._epoch, fresh)
         return acked, stored
 
     # -- groups ---------------------------------------------------------------

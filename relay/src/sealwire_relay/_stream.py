@@ -39,9 +39,17 @@ each from the agent's rate limiter (the HTTP one: a frame costs what a request
 does) and are answered ``limit_exceeded`` with ``retry_after`` beyond it; an ack
 frame beyond it waits for its token (the connection is not read meanwhile).
 
-Commits are grouped: the :class:`MailboxCommitter` takes whatever sends and
-acks are queued (from every connection), commits them in one backend batch
-(one SQLite transaction), then answers each.
+Commits are grouped: the :class:`MailboxCommitter` lets the event loop turn a
+few times while that brings more work (:data:`GATHER_TURNS`), takes whatever
+sends and acks are queued (from every connection), commits them in one backend
+batch (one SQLite transaction), then answers each; a batch that fails answers
+every one of its senders with the error (nothing is acknowledged).
+
+Pushes come from memory where the backend allows (SQLite, :class:`MailboxFeed`):
+once a pusher has read its mailbox to the end, each later commit hands it what
+it stored, in commit order, instead of the pusher reading it back; storage is
+read on (re)subscription, after a poll, when the window fills, and when another
+connection wrote to the file.
 """
 
 from __future__ import annotations
@@ -50,8 +58,8 @@ import asyncio
 import collections
 import json
 import logging
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -92,6 +100,18 @@ STREAM_POLL_SECONDS = 2.0
 # One commit takes at most this many sends and acks together: bounds the time
 # one transaction holds the database (and the event loop, on SQLite).
 MAX_COMMIT_ITEMS = 2048
+# Turns of the event loop a commit waits at most for more work to join it, on a
+# backend that commits on the loop (SQLite). Nothing can queue while such a
+# commit runs: the sends and acks of frames already received (on every
+# connection) queue during these turns instead, a frame read in one turn reaching
+# the queue two turns later (its connection's task, then its answer's). A turn
+# costs microseconds, a commit (one transaction) a hundred or more: at 16 calls
+# in flight a commit carries ~3.6 items where it carried ~1.5
+# (benchmarks/bench_mailbox.py).
+GATHER_TURNS = 8
+# ... and it stops waiting after this many turns in a row brought nothing (one
+# idle turn proves nothing: the frame may be two turns from the queue).
+GATHER_IDLE_TURNS = 3
 # Request ids are JSON integers the client picks; this keeps them exact in any
 # JSON implementation (IEEE doubles).
 MAX_REQUEST_ID = 2**53 - 1
@@ -115,6 +135,78 @@ class StreamHost(Protocol):
     _connections: int
 
 
+@runtime_checkable
+class CommitFeed(Protocol):
+    """A backend that tells which deliveries each of its commits stored, in commit
+    order (:class:`sealwire_relay._sqlite_backend.SqliteBackend`): its stream
+    connections are then pushed from memory."""
+
+    def follow_commits(
+        self, listener: Callable[[int, Sequence[tuple[str, Delivery]]], None]
+    ) -> None: ...
+
+    def read_after(
+        self, mailbox: str, after: tuple[str, str] | None, limit: int
+    ) -> tuple[list[Delivery], int]: ...
+
+
+class _Sink:
+    """What a pusher that has read its mailbox up to its end is handed of later commits."""
+
+    __slots__ = ("broken", "epoch", "queue", "session")
+
+    def __init__(self, session: _Session, epoch: int) -> None:
+        self.session = session
+        self.epoch = epoch  # the backend's writer epoch of the read this follows
+        self.queue: list[Delivery] = []
+        # Set when the hand-off cannot be proven complete and in order (another
+        # writer, or more than the window holds): the pusher reads storage again.
+        self.broken = False
+
+
+class MailboxFeed:
+    """Hands the deliveries a commit stored to the pushers of their mailbox.
+
+    A pusher reads its mailbox from storage (on (re)subscription, after a
+    poll, after its window filled, or whenever the hand-off broke); when that
+    read reached the end of the mailbox, it follows the commits from there:
+    every later commit of this backend comes here right after it committed,
+    in commit order, so the pusher sends on what it is handed instead of
+    reading back what was just written. Nothing is acknowledged or dropped on
+    the strength of it: the mailbox in storage stays the truth.
+    """
+
+    def __init__(self) -> None:
+        self._sinks: dict[str, list[_Sink]] = {}
+
+    def follow(self, mailbox: str, session: _Session, epoch: int) -> _Sink:
+        sink = _Sink(session, epoch)
+        self._sinks.setdefault(mailbox, []).append(sink)
+        return sink
+
+    def leave(self, mailbox: str, sink: _Sink) -> None:
+        sinks = self._sinks.get(mailbox)
+        if sinks is not None and sink in sinks:
+            sinks.remove(sink)
+            if not sinks:
+                del self._sinks[mailbox]
+
+    def committed(self, epoch: int, stored: Sequence[tuple[str, Delivery]]) -> None:
+        if not self._sinks:
+            return
+        for mailbox, delivery in stored:
+            for sink in self._sinks.get(mailbox, ()):
+                if sink.broken:
+                    continue
+                if sink.epoch != epoch or (
+                    len(sink.queue) + len(sink.session.pushed) >= STREAM_WINDOW
+                ):
+                    sink.broken = True
+                    sink.queue.clear()
+                else:
+                    sink.queue.append(delivery)
+
+
 class _FramingError(Exception):
     """A frame that is not the stream protocol: the connection is closed."""
 
@@ -131,14 +223,18 @@ class MailboxCommitter:
 
     Whatever is queued when a commit starts goes into it (up to
     :data:`MAX_COMMIT_ITEMS`); each caller is answered once its part is
-    committed. No commit is ever skipped or deferred: the first caller starts
-    a drain, which runs until the queue is empty.
+    committed. No commit is ever skipped: the first caller starts a drain,
+    which runs until the queue is empty. On a backend that commits on the event
+    loop (SQLite: ``commits_on_loop``) nothing can queue while a commit runs,
+    so each commit first gathers for a few turns of the loop (:meth:`_gather`);
+    on another (NATS) work queues while a commit awaits its storage.
     """
 
     def __init__(self, app: StreamHost) -> None:
         self._app = app
         self._queue: collections.deque[_Job] = collections.deque()
         self._drain: asyncio.Task[None] | None = None
+        self._gathers = bool(getattr(app.service.backend, "commits_on_loop", False))
 
     async def commit(
         self, acks: list[tuple[str, str, str]], enqueues: list[tuple[str, Delivery]]
@@ -151,6 +247,8 @@ class MailboxCommitter:
 
     async def _run(self) -> None:
         while self._queue:
+            if self._gathers:
+                await self._gather()
             jobs: list[_Job] = []
             size = 0
             while self._queue and (not jobs or size < MAX_COMMIT_ITEMS):
@@ -175,6 +273,21 @@ class MailboxCommitter:
                 if not job.done.done():
                     job.done.set_result(part)
 
+    async def _gather(self) -> None:
+        """Let the event loop turn while that brings more work for this commit: a frame
+        already received, on any connection, reaches the queue a few turns later."""
+        queued, idle = self._size(), 0
+        for _ in range(GATHER_TURNS):
+            if queued >= MAX_COMMIT_ITEMS or idle >= GATHER_IDLE_TURNS:
+                return
+            await asyncio.sleep(0)
+            now = self._size()
+            idle = idle + 1 if now == queued else 0
+            queued = now
+
+    def _size(self) -> int:
+        return sum(len(job.acks) + len(job.enqueues) for job in self._queue)
+
 
 class StreamEndpoint:
     """The ASGI handler of ``WS /v1/stream`` for one :class:`RelayApp`."""
@@ -182,6 +295,11 @@ class StreamEndpoint:
     def __init__(self, app: StreamHost) -> None:
         self.app = app
         self.committer = MailboxCommitter(app)
+        backend = app.service.backend
+        self.feed: MailboxFeed | None = None
+        if isinstance(backend, CommitFeed):
+            self.feed = MailboxFeed()
+            backend.follow_commits(self.feed.committed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -225,6 +343,7 @@ class _Session:
     def __init__(self, endpoint: StreamEndpoint, who: Principal, send: Send) -> None:
         self.app = endpoint.app
         self.committer = endpoint.committer
+        self.feed = endpoint.feed
         self.who = who
         self._send = send
         self.inflight = asyncio.Semaphore(STREAM_INFLIGHT_FRAMES)
@@ -235,6 +354,8 @@ class _Session:
         self.pushed: dict[tuple[str, str], None] = {}
         self.last: tuple[str, str] | None = None
         self.acked = asyncio.Event()
+        # Following the mailbox's commits (see MailboxFeed), when the pusher does.
+        self.sink: _Sink | None = None
 
     async def run(self, receive: Receive) -> None:
         try:
@@ -436,37 +557,97 @@ class _Session:
     async def _push(self) -> None:
         service, mailbox = self.app.service, self.who.agent_id
         loop = asyncio.get_running_loop()
+        self.sink = None
         with service.notifier.watching(mailbox) as changed:
-            while True:
-                changed.clear()
-                self.acked.clear()
-                started = loop.time()
-                room = STREAM_WINDOW - len(self.pushed)
-                if room > 0:
-                    try:
-                        batch = await service.backend.fetch_after(mailbox, self.last, room)
-                    except SealwireError as exc:  # storage unreachable: try again on the poll
-                        log.warning("relay stream cannot read mailbox: %s", exc)
-                        batch = []
-                    fresh = [d for d in batch if (d.sender, d.message_id) not in self.pushed]
-                    if batch:
-                        self.last = (batch[-1].sender, batch[-1].message_id)
+            # The poll: one timer per STREAM_POLL_SECONDS, not a timeout per wake.
+            poll = _Poll(loop, changed)
+            try:
+                while True:
+                    changed.clear()
+                    self.acked.clear()
+                    if poll.due:
+                        poll.again()
+                        await self._resync()
+                        if self.sink is not None:  # read storage again: another process's mail
+                            self.sink.broken = True
+                    fresh = await self._next_deliveries()
+                    if fresh:
+                        self.last = (fresh[-1].sender, fresh[-1].message_id)
+                        fresh = [d for d in fresh if (d.sender, d.message_id) not in self.pushed]
                     for data in _deliver_frames(fresh):
                         await self._send({"type": "websocket.send", "bytes": data})
                     for d in fresh:
                         self.pushed[(d.sender, d.message_id)] = None
-                # An ack only makes room: with room left, only new mail needs a read
-                # (one event to wait on costs no task per wake).
-                full = len(self.pushed) >= STREAM_WINDOW
-                await wait_any([changed, self.acked] if full else [changed], STREAM_POLL_SECONDS)
-                if loop.time() - started >= STREAM_POLL_SECONDS:
-                    await self._resync()
+                    if self.sink is not None and (self.sink.queue or self.sink.broken):
+                        continue  # handed over (or broken) while those were sent
+                    # An ack only makes room: with room left, only new mail (or the
+                    # poll) needs a wake, and one event to wait on costs no task.
+                    if len(self.pushed) >= STREAM_WINDOW:
+                        await wait_any([changed, self.acked], STREAM_POLL_SECONDS)
+                    else:
+                        await changed.wait()
+            finally:
+                poll.stop()
+                self._leave_feed()
+
+    async def _next_deliveries(self) -> list[Delivery]:
+        """What to push next, oldest first: what the commits handed over since the
+        last call, or else (the hand-off broken, or not following yet) a read of
+        the mailbox after the last delivery pushed, within the window."""
+        sink = self.sink
+        if sink is not None and not sink.broken:
+            handed, sink.queue = sink.queue, []
+            return handed
+        self._leave_feed()
+        room = STREAM_WINDOW - len(self.pushed)
+        if room <= 0:
+            return []
+        backend, mailbox = self.app.service.backend, self.who.agent_id
+        try:
+            if self.feed is not None and isinstance(backend, CommitFeed):
+                # Read and follow in one step (nothing runs between them): a commit
+                # is either in this read or handed over afterwards.
+                batch, epoch = backend.read_after(mailbox, self.last, room)
+                if len(batch) < room:  # the read reached the end of the mailbox
+                    self.sink = self.feed.follow(mailbox, self, epoch)
+                return batch
+            return await backend.fetch_after(mailbox, self.last, room)
+        except SealwireError as exc:  # storage unreachable: try again on the poll
+            log.warning("relay stream cannot read mailbox: %s", exc)
+            return []
+
+    def _leave_feed(self) -> None:
+        if self.sink is not None:
+            assert self.feed is not None
+            self.feed.leave(self.who.agent_id, self.sink)
+            self.sink = None
 
     async def _resync(self) -> None:
         """Forget pushed messages acknowledged elsewhere (HTTP, another connection)."""
         pending = await self.app.service.backend.fetch(self.who.agent_id, STREAM_WINDOW)
         keys = {(d.sender, d.message_id) for d in pending}
         self.pushed = {k: None for k in self.pushed if k in keys}
+
+
+class _Poll:
+    """Sets ``wake`` and :attr:`due` every :data:`STREAM_POLL_SECONDS`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+        self._loop, self._wake = loop, wake
+        self.due = False
+        self._timer = loop.call_later(STREAM_POLL_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        self.due = True
+        self._wake.set()
+
+    def again(self) -> None:
+        self.due = False
+        self._timer.cancel()
+        self._timer = self._loop.call_later(STREAM_POLL_SECONDS, self._tick)
+
+    def stop(self) -> None:
+        self._timer.cancel()
 
 
 def _deliver_frames(deliveries: list[Delivery]) -> Iterator[bytes]:

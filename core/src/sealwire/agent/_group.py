@@ -26,7 +26,8 @@ one epoch, so an answer crossing a commit could not be opened; each answer
 would consume a generation of the answerer's ratchet that the other members
 never see (a member answering more than the engine's forward window between
 two of its own log messages would make those unreadable); and the requester
-would store its group state once per answer. No pairwise fallback is needed.
+would store its group state once per answer. No pairwise fallback is needed. Both ends of an
+answer are in :mod:`._group_answers`.
 
 One writer per log: the binding appends (its ``post`` seals and appends under
 its lock, as its commits); this router never writes to the log.
@@ -56,19 +57,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
-import os
 import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-import attrs
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from sealwire.agent._group_answers import AnswerHost, GroupAnswers, GroupReply, answer_key
 from sealwire.agent._kept_records import kept_frame, read_kept_frame
 from sealwire.binding import (
     GroupBinding,
@@ -84,25 +79,18 @@ from sealwire.codec import (
     Frame,
     InternalRpcError,
     Method,
-    RawResponse,
     Request,
     Response,
     decode_frame,
     encode_frame,
-    parse_response,
-    rpc_error_from,
 )
 from sealwire.errors import (
-    AuthenticationError,
-    DecodeError,
     InternalError,
     SealwireError,
     StateError,
 )
-from sealwire.identity import Identity, VerifiedCard, verify_card
-from sealwire.model import Message, SendMessageRequest, SendMessageResponse, Task
+from sealwire.model import Message, SendMessageRequest
 from sealwire.relay import LimitExceeded, RelayPort, RelayUnavailable, wrap
-from sealwire.relay.wire import b64d, b64e
 
 if TYPE_CHECKING:
     from sealwire.relay import GroupLogEntry
@@ -114,15 +102,6 @@ log = logging.getLogger(__name__)
 
 ANSWER_ROUTE = "sealwire.group-answer"
 """Mailbox route of answers to group requests (a name no binding takes)."""
-ANSWER_LABEL = "sealwire group answer v1"
-"""Exporter label of the answer key (RFC 9420 §8.5: one label per application use)."""
-ANSWER_DOMAIN = b"sealwire-group-answer/1\x00"
-"""Prefix of what an answerer signs and of the associated data: nothing else it
-signs with its identity key can be taken for an answer."""
-ANSWER_KEY_BYTES = 32
-"""AES-256-GCM."""
-ANSWER_NONCE_BYTES = 12
-"""AES-GCM's nonce; random, and one key seals at most one answer per member."""
 ANSWER_SEND_ATTEMPTS = 6
 """Tries to deliver an answer to the requester's mailbox before giving up (logged)."""
 ANSWER_RETRY_FIRST_SECONDS = 0.2
@@ -136,9 +115,6 @@ READER_RETRY_FIRST_SECONDS = 0.2
 READER_RETRY_MAX_SECONDS = 30.0
 """Backoff of a group reader resubscribing after a failure (doubling): quick after a
 blip, one try per half minute against a relay that keeps refusing."""
-MAX_VERIFIED_CARDS = 4096
-"""Answerers' cards kept verified (a card seen again costs a dictionary look-up
-instead of a signature check; forgetting one only costs that check again)."""
 CURSOR_NAMESPACE = "group.log"
 INBOX_NAMESPACE = "group.inbox"
 """Frames opened from a group log, kept with the binding's new state until handed on."""
@@ -149,59 +125,14 @@ DEFAULT_REPLY_TIMEOUT = 30.0
 """Seconds :meth:`GroupRouter.send_message` waits for the members' answers."""
 
 
-class GroupHost(Protocol):
+class GroupHost(AnswerHost, Protocol):
     """What the group router needs of its agent."""
-
-    @property
-    def agent_id(self) -> str: ...
-
-    @property
-    def identity(self) -> Identity:
-        """Signs this agent's answers to group requests."""
-
-    @property
-    def card(self) -> VerifiedCard:
-        """Travels with this agent's answers, for the requester to verify."""
 
     @property
     def store(self) -> StateStore: ...
 
     def dispatch(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
         """Serve one A2A request from a verified peer."""
-
-    def check_peer(self, peer: PeerIdentity) -> None:
-        """Raise if configuration or the trust store refuses ``peer``."""
-
-
-@attrs.frozen(kw_only=True)
-class GroupReply:
-    """One member's answer to a request sent to a group.
-
-    ``result`` is the task or message it answered; ``error`` the A2A error it
-    answered or, when its answer did not come (in time) or could not be
-    opened, an error saying so.
-    """
-
-    agent_id: str
-    result: Task | Message | None = None
-    error: A2AError | None = None
-
-
-class _Replies:
-    def __init__(self, method: Method, expected: Sequence[str], key: bytes) -> None:
-        self.method = method
-        self.expected = set(expected)
-        self.key = key
-        self.got: dict[str, GroupReply] = {}
-        self.done = asyncio.Event()
-        if not self.expected:
-            self.done.set()
-
-    def add(self, reply: GroupReply) -> None:
-        if reply.agent_id in self.expected and reply.agent_id not in self.got:
-            self.got[reply.agent_id] = reply
-            if len(self.got) == len(self.expected):
-                self.done.set()
 
 
 class GroupRouter:
@@ -218,8 +149,7 @@ class GroupRouter:
         self._followed: dict[bytes, GroupBinding] = {}
         self._readers: dict[bytes, asyncio.Task[None]] = {}
         self._serving: set[asyncio.Task[None]] = set()
-        self._waiting: dict[str, _Replies] = {}
-        self._cards: OrderedDict[bytes, VerifiedCard] = OrderedDict()
+        self.answers = GroupAnswers(host)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -431,7 +361,7 @@ class GroupRouter:
             log.warning("too many group requests in flight: refusing %s", request.id)
             return
         # Now, in the request's epoch (see the module docstring).
-        key = binding.export_secret(group_id, ANSWER_LABEL, _context(request), ANSWER_KEY_BYTES)
+        key = answer_key(binding, group_id, request)
         task = asyncio.create_task(self._serve(group_id, binding, request, peer, key))
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
@@ -458,7 +388,7 @@ class GroupRouter:
                 id=request.id, error=InternalRpcError("internal error").to_rpc_error()
             )
         frame = Frame(service_parameters={"A2A-Version": A2A_VERSION}, message=answer)
-        payload = self._seal_answer(group_id, request, peer.agent_id, key, encode_frame(frame))
+        payload = self.answers.seal(group_id, request, peer.agent_id, key, encode_frame(frame))
         address = _mailbox_of(peer, binding)
         message_id = "group-answer/" + uuid.uuid4().hex  # one id for every retry
         delay = ANSWER_RETRY_FIRST_SECONDS
@@ -482,87 +412,9 @@ class GroupRouter:
 
     # -- answers ----------------------------------------------------------------------------------
 
-    def _seal_answer(
-        self, group_id: bytes, request: Request, requester: str, key: bytes, frame: bytes
-    ) -> bytes:
-        me = self.host.agent_id
-        nonce = os.urandom(ANSWER_NONCE_BYTES)
-        header = _answer_header(group_id, str(request.id), requester, me, nonce)
-        box = AESGCM(key).encrypt(nonce, frame, header)
-        signature = self.host.identity.sign(header + _field(box))
-        answer = {
-            "group": b64e(group_id), "request": str(request.id), "to": requester,
-            "card": dict(self.host.card.card), "nonce": b64e(nonce), "box": b64e(box),
-            "sig": b64e(signature),
-        }  # fmt: skip
-        return json.dumps(answer).encode()
-
     async def on_answer(self, payload: bytes) -> None:
-        """An answer to one of our group requests, from the mailbox. One that names no
-        call of ours (late, or forged) is logged and dropped; one that is ours becomes
-        that member's reply, a result or an error."""
-        try:
-            fields = json.loads(payload)
-            if not isinstance(fields, dict):
-                raise DecodeError("expected an object", field="answer")
-            request_id = str(fields["request"])
-            waiting = self._waiting.get(request_id)
-            if waiting is None:
-                log.info("an answer to group request %s, which waits no more", request_id)
-                return
-            card = self._verified(fields["card"])
-            answerer = card.identity.agent_id
-            if answerer not in waiting.expected:
-                raise AuthenticationError("an answer from an agent that was not asked")
-            group_id = b64d(fields["group"], "group")
-            nonce, box = b64d(fields["nonce"], "nonce"), b64d(fields["box"], "box")
-            header = _answer_header(group_id, request_id, self.host.agent_id, answerer, nonce)
-            card.identity.verify(b64d(fields["sig"], "sig"), header + _field(box))
-        except (SealwireError, KeyError, TypeError, ValueError) as exc:
-            log.warning("dropping an answer nobody can be held to: %s", type(exc).__name__)
-            return
-        peer = PeerIdentity(agent_id=answerer, identity=card.identity, card=card)
-        waiting.add(self._open_answer(waiting, peer, request_id, header, nonce, box))
-
-    def _open_answer(
-        self,
-        waiting: _Replies,
-        peer: PeerIdentity,
-        request_id: str,
-        header: bytes,
-        nonce: bytes,
-        box: bytes,
-    ) -> GroupReply:
-        """The reply of an authenticated answerer: its answer, or why it is refused."""
-        try:
-            self.host.check_peer(peer)
-            frame = decode_frame(AESGCM(waiting.key).decrypt(nonce, box, header))
-        except InvalidTag:
-            error = InternalRpcError("the member's answer could not be opened")
-            return GroupReply(agent_id=peer.agent_id, error=error)
-        except SealwireError as exc:
-            error = InternalRpcError(f"the member's answer is refused: {type(exc).__name__}")
-            return GroupReply(agent_id=peer.agent_id, error=error)
-        message = frame.message
-        if not isinstance(message, (Response, RawResponse, ErrorResponse)):
-            error = InternalRpcError("the member answered with something else than a response")
-            return GroupReply(agent_id=peer.agent_id, error=error)
-        if str(message.id) != request_id:
-            error = InternalRpcError("the member's answer is for another request")
-            return GroupReply(agent_id=peer.agent_id, error=error)
-        return _reply(peer.agent_id, message, waiting.method)
-
-    def _verified(self, card: object) -> VerifiedCard:
-        if not isinstance(card, dict):
-            raise DecodeError("expected a card", field="card")
-        digest = hashlib.sha256(json.dumps(card, sort_keys=True).encode()).digest()
-        verified = self._cards.get(digest)
-        if verified is None:
-            verified = verify_card(card)
-            if len(self._cards) >= MAX_VERIFIED_CARDS:
-                self._cards.popitem(last=False)
-            self._cards[digest] = verified
-        return verified
+        """An answer to one of our group requests, from the mailbox (:class:`GroupAnswers`)."""
+        await self.answers.on_answer(payload)
 
     # -- calling the group ----------------------------------------------------------------------
 
@@ -586,52 +438,19 @@ class GroupRouter:
             log.warning("posting a request to group %s failed: %s", group_id.hex()[:16], exc)
             error = InternalRpcError(f"the request could not be posted: {type(exc).__name__}")
             return [GroupReply(agent_id=m, error=error) for m in others]
-        key = binding.export_secret(group_id, ANSWER_LABEL, _context(request), ANSWER_KEY_BYTES)
-        waiting = _Replies(Method.SEND_MESSAGE, others, key)
-        self._waiting[str(request.id)] = waiting
-        try:
-            with contextlib.suppress(TimeoutError):  # the missing answers are reported below
-                await asyncio.wait_for(waiting.done.wait(), timeout)
-        finally:
-            self._waiting.pop(str(request.id), None)
+        key = answer_key(binding, group_id, request)
+        awaiting = self.answers.awaiting(str(request.id), Method.SEND_MESSAGE, others, key)
+        with awaiting as waiting, contextlib.suppress(TimeoutError):
+            # a timeout ends the wait: the missing answers are reported below
+            await asyncio.wait_for(waiting.done.wait(), timeout)
         late = InternalRpcError(f"no answer within {timeout:g} s")
         return [waiting.got.get(m) or GroupReply(agent_id=m, error=late) for m in others]
-
-
-def _context(request: Request) -> bytes:
-    return str(request.id).encode()
-
-
-def _field(value: bytes) -> bytes:
-    return len(value).to_bytes(4, "big") + value
-
-
-def _answer_header(
-    group_id: bytes, request_id: str, requester: str, answerer: str, nonce: bytes
-) -> bytes:
-    """What binds an answer to its group, request and both ends (associated data and,
-    with the ciphertext, what the answerer signs)."""
-    fields = (group_id, request_id.encode(), requester.encode(), answerer.encode(), nonce)
-    return ANSWER_DOMAIN + b"".join(_field(f) for f in fields)
 
 
 def _mailbox_of(peer: PeerIdentity, binding: GroupBinding) -> str:
     """Where ``peer`` takes its mail: what its card offers for the group binding."""
     offer = peer.card.offer(binding.info.name) if peer.card is not None else None
     return offer.url if offer is not None and offer.url else peer.agent_id
-
-
-def _reply(
-    agent_id: str, message: Response | RawResponse | ErrorResponse, method: Method
-) -> GroupReply:
-    try:
-        typed = parse_response(message, method)
-    except A2AError as exc:
-        return GroupReply(agent_id=agent_id, error=exc)
-    if isinstance(typed, ErrorResponse):
-        return GroupReply(agent_id=agent_id, error=rpc_error_from(typed.error))
-    result: SendMessageResponse = typed.result
-    return GroupReply(agent_id=agent_id, result=result.task or result.message)
 
 
 def _cursor(binding: GroupBinding, after: int) -> bytes:

@@ -41,17 +41,10 @@ from sealwire.store._keys import (
     require_private_file,
     resolve_store_key,
 )
-from sealwire.store._managed import (
-    CHUNK_MAX,
-    HEAD_MAX,
-    INLINE_MAX,
-    MAX_REBASES,
-    CallCounter,
-    LostRace,
-    ManagedStore,
-    SecretsBackend,
-)
+from sealwire.store._managed import MAX_REBASES, ManagedStore
 from sealwire.store._managed_open import location_options, open_behind_cache, option_number
+from sealwire.store._manifest import CHUNK_MAX, HEAD_MAX, INLINE_MAX
+from sealwire.store._secrets import CallCounter, LostRace, SecretsBackend
 from sealwire.store._sqlite import SCHEMA_VERSION, VALUE_FORMAT, SqliteStore
 from sealwire.store._sqlite import seal as seal_value
 from sealwire.store._sqlite import unseal as unseal_value

@@ -35,18 +35,14 @@ Rules of this file (sans-I/O: the manager is a :class:`SecretsBackend`):
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
+import functools
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Protocol, Self
-
-import attrs
+from typing import Self
 
 from sealwire.errors import AuthenticationError, StateError
 from sealwire.store._base import (
@@ -58,127 +54,29 @@ from sealwire.store._base import (
     check_value,
 )
 from sealwire.store._keys import StoreKey
+from sealwire.store._managed_cache import HostCache, JournalEntry, Writes
+from sealwire.store._manifest import (
+    EMPTY_HEAD,
+    INLINE_MAX,
+    Head,
+    Key,
+    ManifestSeal,
+    blob_name,
+    changed_keys,
+    chunks_of,
+    conflicts,
+)
+from sealwire.store._secrets import CallCounter, LostRace, SecretsBackend
 from sealwire.store._sqlite import SqliteStore
 from sealwire.store._sqlite import seal as seal_value
-from sealwire.store._sqlite import unseal as unseal_value
 
-__all__ = [
-    "CHUNK_MAX",
-    "HEAD_MAX",
-    "INLINE_MAX",
-    "MAX_REBASES",
-    "CallCounter",
-    "LostRace",
-    "ManagedStore",
-    "SecretsBackend",
-]
+__all__ = ["MAX_REBASES", "ManagedStore"]
 
 log = logging.getLogger("sealwire.store.managed")
-
-INLINE_MAX = 1024
-"""Bytes of a value kept inside the manifest. A ratchet state (a few hundred bytes)
-stays inline, so a ratchet step is one head write; a group state (kilobytes) is
-written once as a blob instead of being rewritten with every head."""
-
-HEAD_MAX = 60 * 1024
-"""Bytes of one head or blob secret: below the 64 KiB a secret value may hold in
-AWS Secrets Manager (65,536) and GCP Secret Manager (65,536), with room to spare."""
-
-CHUNK_MAX = HEAD_MAX
-"""Bytes of one blob secret (a longer sealed value is split into several)."""
 
 MAX_REBASES = 8
 """Lost races one commit retries on a newer head before giving up with a conflict:
 enough for a few writers on disjoint keys, a bound against a livelock."""
-
-MANIFEST_VERSION = 1
-_HEAD_NS = "\x00sealwire-head"  # the AAD of the manifest: NUL is in no user namespace
-_CACHE_NS = "cache"
-_JOURNAL_NS = "journal"
-_INLINE_HEAD = b"I"
-_BLOB_HEAD = b"R"
-
-Key = tuple[str, str]
-
-
-class LostRace(Exception):
-    """The manager's head is no longer the version a compare-and-set expected."""
-
-
-class SecretsBackend(Protocol):
-    """What a secrets manager offers the engine; every call may raise a StoreError."""
-
-    def read_head(self) -> tuple[str, bytes] | None:
-        """The current head's version id and content, or None when there is none."""
-        ...
-
-    def write_head(self, base: str | None, content: bytes, token: str) -> str:
-        """Make ``content`` the head if the current head is still ``base``.
-
-        ``token`` names the new version (retries of one attempt reuse it).
-        :returns: the new version id. :raises LostRace: the head is not ``base``.
-        """
-        ...
-
-    def write_blob(self, name: str, content: bytes) -> None: ...
-    def read_blob(self, name: str) -> bytes: ...
-    def delete_blob(self, name: str) -> None: ...
-    def close(self) -> None: ...
-
-
-@attrs.define
-class CallCounter:
-    """Calls and bytes sent to the manager, by kind (for the benchmark and the docs)."""
-
-    calls: dict[str, int] = attrs.field(factory=dict)
-    bytes_sent: int = 0
-    bytes_received: int = 0
-
-    def count(self, kind: str, sent: int = 0, received: int = 0) -> None:
-        self.calls[kind] = self.calls.get(kind, 0) + 1
-        self.bytes_sent += sent
-        self.bytes_received += received
-
-    @property
-    def total(self) -> int:
-        return sum(self.calls.values())
-
-
-# An entry of the manifest: the value itself (inline) or the names of its blobs.
-Entry = tuple[str, bytes | tuple[str, ...]]
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: object) -> bytes:
-    if not isinstance(text, str):
-        raise StoreError("the manager's state is malformed")
-    return base64.b64decode(text, validate=True)
-
-
-@attrs.frozen
-class _Head:
-    version: str | None
-    generation: int
-    entries: Mapping[Key, Entry]
-    values: Mapping[Key, bytes]
-    content: bytes = b""
-    """The head secret's content, exactly as in the manager."""
-    commit: str = ""
-    """The id of the commit (or flushed journal) that wrote this head."""
-    manifest_blobs: tuple[str, ...] = ()
-
-    def blobs(self) -> set[str]:
-        names = set(self.manifest_blobs)
-        for kind, ref in self.entries.values():
-            if isinstance(ref, tuple) and kind == "r":
-                names.update(ref)
-        return names
-
-
-_EMPTY = _Head(version=None, generation=0, entries={}, values={})
 
 
 class _Txn:
@@ -250,16 +148,17 @@ class ManagedStore:
         self._backend = backend
         self._key = key
         self._label = label
-        self._cache = cache
+        self._seal = ManifestSeal(key, label)
+        self._cache = HostCache(cache)
         self._max_unflushed = max_unflushed
         self.counter = counter or CallCounter()
         self._lock = threading.RLock()
         self._txn_owner: int | None = None
         self._closed = False
         self._failed: StoreError | None = None
-        self._head = _EMPTY
-        self._overlay: dict[Key, bytes | None] = {}
-        self._journal: list[tuple[dict[Key, bytes | None], set[Key], set[Key]]] = []
+        self._head = EMPTY_HEAD
+        self._overlay: Writes = {}
+        self._journal: list[JournalEntry] = []
         self._blob_cache: dict[str, bytes] = {}
         self._journal_id = ""
 
@@ -295,133 +194,56 @@ class ManagedStore:
             raise
         return store
 
-    # -- the manifest, sealed ---------------------------------------------------------------
+    # -- reading and committing -----------------------------------------------------------
 
-    def _encode(
-        self, entries: Mapping[Key, Entry], generation: int, commit: str
-    ) -> tuple[bytes, list[bytes]]:
-        """The head content and the blobs it needs besides the values' own."""
-        rows: list[list[object]] = []
-        for (ns, key), (_kind, ref) in sorted(entries.items()):
-            if isinstance(ref, bytes):
-                rows.append([ns, key, "i", _b64(ref)])
-            else:
-                rows.append([ns, key, "r", list(ref)])
-        manifest = json.dumps(
-            {"v": MANIFEST_VERSION, "g": generation, "c": commit, "e": rows},
-            separators=(",", ":"),
-        ).encode()
-        sealed = seal_value(self._key, _HEAD_NS, self._label, manifest)
-        if len(sealed) + 1 <= HEAD_MAX:
-            return _INLINE_HEAD + sealed, []
-        chunks = [sealed[i : i + CHUNK_MAX] for i in range(0, len(sealed), CHUNK_MAX)]
-        names = [_blob_name(c) for c in chunks]
-        return _BLOB_HEAD + json.dumps(names).encode(), chunks
-
-    def _decode(self, version: str, content: bytes, known: dict[str, bytes]) -> _Head:
-        """The head ``content``; blobs come from ``known`` or the manager (and join ``known``)."""
-        manifest_blobs: tuple[str, ...] = ()
-        if content[:1] == _BLOB_HEAD:
-            manifest_blobs = tuple(str(n) for n in json.loads(content[1:]))
-            sealed = b"".join(self._read_blob(n, known) for n in manifest_blobs)
-        elif content[:1] == _INLINE_HEAD:
-            sealed = content[1:]
-        else:
-            raise StoreError("the manager's head is not a Sealwire state")
-        try:
-            manifest = json.loads(unseal_value(self._key, _HEAD_NS, self._label, sealed))
-        except AuthenticationError:
-            raise AuthenticationError(
-                "the manager's head failed authentication: a wrong store key, or a value "
-                "changed behind the agent's back"
-            ) from None
-        if manifest.get("v") != MANIFEST_VERSION:
-            raise StoreError(f"manifest version {manifest.get('v')!r} is not supported")
-        entries: dict[Key, Entry] = {}
-        values: dict[Key, bytes] = {}
-        for ns, key, kind, ref in manifest["e"]:
-            if kind == "i":
-                value = _unb64(ref)
-                entries[(ns, key)] = ("i", value)
-            else:
-                names = tuple(ref)
-                entries[(ns, key)] = ("r", names)
-                blob = b"".join(self._read_blob(n, known) for n in names)
-                value = unseal_value(self._key, ns, key, blob)
-            values[(ns, key)] = value
-        return _Head(
-            version=version,
-            generation=int(manifest["g"]),
-            entries=entries,
-            values=values,
-            content=content,
-            commit=str(manifest.get("c", "")),
-            manifest_blobs=manifest_blobs,
+    def _decode(self, version: str, content: bytes) -> Head:
+        """The head ``content``; blobs come from the blob cache or the manager (and join it)."""
+        return self._seal.decode(
+            version, content, functools.partial(self._read_blob, known=self._blob_cache)
         )
 
     def _read_blob(self, name: str, known: dict[str, bytes]) -> bytes:
         if name in known:
             return known[name]
         content = self._backend.read_blob(name)
-        if _blob_name(content) != name:
+        if blob_name(content) != name:
             raise AuthenticationError("a blob in the manager does not match its name")
         known[name] = content
         return content
 
-    # -- the local cache ------------------------------------------------------------------
-
-    def _snapshot(self) -> tuple[str | None, int, bytes, dict[str, bytes]]:
-        raw = self._cache.get(_CACHE_NS, "snapshot")
-        if raw is None:
-            return None, 0, b"", {}
-        record = json.loads(raw)
-        blobs = {n: _unb64(b) for n, b in record["blobs"].items()}
-        return record["version"], int(record["generation"]), _unb64(record["head"]), blobs
-
     def _load_journal(self) -> None:
-        for name in self._cache.keys(_JOURNAL_NS):
-            raw = self._cache.get(_JOURNAL_NS, name)
-            if raw is None:
-                continue
-            record = json.loads(raw)
-            self._journal_id = self._journal_id or str(record["id"])
-            writes: dict[Key, bytes | None] = {
-                (ns, k): None if v is None else _unb64(v) for ns, k, v in record["w"]
-            }
-            self._journal.append(
-                (writes, {(ns, k) for ns, k in record["r"]}, {(ns, p) for ns, p in record["p"]})
-            )
-            self._overlay.update(writes)
-
-    # -- reading and committing -----------------------------------------------------------
+        for journal_id, entry in self._cache.journal():
+            self._journal_id = self._journal_id or journal_id
+            self._journal.append(entry)
+            self._overlay.update(entry[0])
 
     def _load_snapshot(self) -> None:
         """Start from the head the cache holds (no call: its blobs are cached too)."""
-        version, _generation, content, blobs = self._snapshot()
+        version, _generation, content, blobs = self._cache.snapshot()
         self._blob_cache = dict(blobs)
         if version is not None:
-            self._head = self._decode(version, content, self._blob_cache)
+            self._head = self._decode(version, content)
 
     def _refresh(self) -> set[Key]:
         """Adopt the manager's current head; the keys that changed since ours."""
         current = self._backend.read_head()
         if current is None:
-            head = _EMPTY
+            head = EMPTY_HEAD
         elif current[0] == self._head.version:
             return set()
         else:
-            head = self._decode(current[0], current[1], self._blob_cache)
+            head = self._decode(current[0], current[1])
         if head.generation < self._head.generation:
             raise StoreConflictError(
                 f"the manager's state (generation {head.generation}) is older than one this "
                 f"host saw ({self._head.generation}): rolled back behind the agent's back; "
                 "restore the newest version before going on"
             )
-        changed = _changed(self._head, head)
+        changed = changed_keys(self._head, head)
         self._adopt(head)
         return changed
 
-    def _adopt(self, head: _Head, *, flushed: bool = False) -> None:
+    def _adopt(self, head: Head, *, flushed: bool = False) -> None:
         """Make ``head`` this handle's view and, unless a journal waits (the snapshot is
         its base then), the cache's snapshot. ``flushed``: the journal is in ``head``;
         it is dropped in the same local transaction as the snapshot is written."""
@@ -430,17 +252,7 @@ class ManagedStore:
         self._blob_cache = {n: b for n, b in self._blob_cache.items() if n in wanted}
         if self._journal and not flushed:
             return
-        record = {
-            "version": head.version,
-            "generation": head.generation,
-            "head": _b64(head.content),
-            "blobs": {n: _b64(b) for n, b in self._blob_cache.items()},
-        }
-        with self._cache.transaction() as txn:
-            if flushed:
-                for name in txn.keys(_JOURNAL_NS):
-                    txn.delete(_JOURNAL_NS, name)
-            txn.put(_CACHE_NS, "snapshot", json.dumps(record).encode())
+        self._cache.save_snapshot(head, self._blob_cache, drop_journal=flushed)
         if flushed:
             self._journal = []
             self._overlay = {}
@@ -460,7 +272,7 @@ class ManagedStore:
                     found.add(key)
         return sorted(found)
 
-    def _commit(self, writes: dict[Key, bytes | None], reads: set[Key], ranges: set[Key]) -> None:
+    def _commit(self, writes: Writes, reads: set[Key], ranges: set[Key]) -> None:
         if self._failed is not None:
             raise self._failed
         if not writes:
@@ -468,16 +280,9 @@ class ManagedStore:
         if self._max_unflushed == 0:
             self._push(writes, reads, ranges)
             return
-        seq = len(self._cache.keys(_JOURNAL_NS)) + 1
         if not self._journal:
             self._journal_id = str(uuid.uuid4())  # names the head its flush will write
-        record = {
-            "id": self._journal_id,
-            "w": [[ns, k, None if v is None else _b64(v)] for (ns, k), v in writes.items()],
-            "r": [list(k) for k in sorted(reads)],
-            "p": [list(k) for k in sorted(ranges)],
-        }
-        self._cache.put(_JOURNAL_NS, f"{seq:012d}", json.dumps(record).encode())
+        self._cache.append(self._journal_id, (writes, reads, ranges))
         self._journal.append((writes, reads, ranges))
         self._overlay.update(writes)
         if len(self._journal) > self._max_unflushed:
@@ -492,7 +297,7 @@ class ManagedStore:
         with self._lock:
             if not self._journal:
                 return
-            writes: dict[Key, bytes | None] = {}
+            writes: Writes = {}
             reads: set[Key] = set()
             ranges: set[Key] = set()
             for w, r, p in self._journal:
@@ -507,7 +312,7 @@ class ManagedStore:
 
     def _push(
         self,
-        writes: dict[Key, bytes | None],
+        writes: Writes,
         reads: set[Key],
         ranges: set[Key],
         *,
@@ -519,9 +324,9 @@ class ManagedStore:
         for (ns, key), value in writes.items():
             if value is not None and len(value) > INLINE_MAX:
                 sealed = seal_value(self._key, ns, key, value)
-                chunks = [sealed[i : i + CHUNK_MAX] for i in range(0, len(sealed), CHUNK_MAX)]
-                own[(ns, key)] = tuple(_blob_name(c) for c in chunks)
-                new_blobs.update((_blob_name(c), c) for c in chunks)
+                chunks = chunks_of(sealed)
+                own[(ns, key)] = tuple(blob_name(c) for c in chunks)
+                new_blobs.update((blob_name(c), c) for c in chunks)
         for name, content in new_blobs.items():
             self._backend.write_blob(name, content)
         committed = False
@@ -539,9 +344,9 @@ class ManagedStore:
                         entries[k] = ("r", own[k]) if k in own else ("i", value)
                         values[k] = value
                 generation = base.generation + 1
-                content, manifest_blobs = self._encode(entries, generation, commit)
+                content, manifest_blobs = self._seal.encode(entries, generation, commit)
                 for chunk in manifest_blobs:
-                    self._backend.write_blob(_blob_name(chunk), chunk)
+                    self._backend.write_blob(blob_name(chunk), chunk)
                 token = str(uuid.uuid4())
                 try:
                     version = self._backend.write_head(base.version, content, token)
@@ -552,23 +357,23 @@ class ManagedStore:
                         committed = True
                         self._adopt(self._head, flushed=flushing)
                         break
-                    if _conflicts(changed, set(writes) | reads, ranges):
+                    if conflicts(changed, set(writes) | reads, ranges):
                         raise StoreConflictError(
                             "another writer changed this agent's state first; nothing was "
                             "committed (read again and retry)"
                         ) from None
                     continue
-                new_head = _Head(
+                new_head = Head(
                     version=version,
                     generation=generation,
                     entries=entries,
                     values=values,
                     content=content,
                     commit=commit,
-                    manifest_blobs=tuple(_blob_name(c) for c in manifest_blobs),
+                    manifest_blobs=tuple(blob_name(c) for c in manifest_blobs),
                 )
                 self._blob_cache.update(new_blobs)
-                self._blob_cache.update((_blob_name(c), c) for c in manifest_blobs)
+                self._blob_cache.update((blob_name(c), c) for c in manifest_blobs)
                 dropped = base.blobs() - new_head.blobs()
                 self._adopt(new_head, flushed=flushing)
                 committed = True
@@ -667,20 +472,3 @@ class ManagedStore:
 
     def __repr__(self) -> str:
         return f"<ManagedStore {self._label!r} closed={self._closed}>"
-
-
-def _blob_name(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
-
-
-def _changed(old: _Head, new: _Head) -> set[Key]:
-    keys = set(old.entries) | set(new.entries)
-    return {k for k in keys if old.entries.get(k) != new.entries.get(k)}
-
-
-def _conflicts(changed: set[Key], touched: set[Key], ranges: set[Key]) -> bool:
-    if changed & touched:
-        return True
-    return any(
-        ns == rns and key.startswith(prefix) for ns, key in changed for rns, prefix in ranges
-    )

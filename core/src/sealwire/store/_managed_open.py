@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl
 
 from sealwire.errors import ConfigurationError
 from sealwire.store._keys import StoreKey
-from sealwire.store._managed import CallCounter, ManagedStore, SecretsBackend
+from sealwire.store._managed import ManagedStore
+from sealwire.store._secrets import CallCounter, SecretsBackend
 from sealwire.store._sqlite import SqliteStore
 
 __all__ = ["location_options", "open_behind_cache", "option_number"]

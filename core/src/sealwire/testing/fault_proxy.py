@@ -2,8 +2,10 @@
 
 It forwards every request (any method) to ``upstream`` unless a fault is
 queued: ``fail(status, body, times)`` makes the next ``times`` requests get
-``status`` and ``body`` (``times=-1``: every request until ``clear()``).
-Every request is counted in ``requests``.
+``status`` and ``body`` (``times=-1``: every request until ``clear()``);
+``lose_answer(status, body, after)`` lets one request reach ``upstream`` and
+answers it with ``status`` and ``body`` instead (the server acted, its answer
+was lost). Every request is counted in ``requests``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class FaultProxy:
         self._content_type = content_type
         self._faults: list[tuple[int, bytes]] = []
         self._forever: tuple[int, bytes] | None = None
+        self._lost: tuple[int, int, bytes] | None = None  # (request number, status, body)
         self._lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -36,6 +39,7 @@ class FaultProxy:
                 with proxy._lock:
                     proxy.requests += 1
                     fault = proxy._forever or (proxy._faults.pop(0) if proxy._faults else None)
+                    lost = proxy._lost if proxy._lost and proxy._lost[0] == proxy.requests else None
                 if fault is not None:
                     self._answer(fault[0], fault[1], {"Content-Type": proxy._content_type})
                     return
@@ -51,6 +55,9 @@ class FaultProxy:
                 except urllib.error.HTTPError as err:
                     status, data, headers = err.code, err.read(), err.headers
                     err.close()
+                if lost is not None:
+                    self._answer(lost[1], lost[2], {"Content-Type": proxy._content_type})
+                    return
                 keep = {n: headers[n] for n in ("Content-Type", "x-amzn-RequestId") if headers[n]}
                 self._answer(status, data, keep)
 
@@ -80,10 +87,17 @@ class FaultProxy:
             else:
                 self._faults.extend([(status, body)] * times)
 
+    def lose_answer(self, status: int, body: bytes, after: int = 0) -> None:
+        """Forward the request ``after`` requests from now, then answer it with
+        ``status`` and ``body``: the server acted on it, the client hears a failure."""
+        with self._lock:
+            self._lost = (self.requests + after + 1, status, body)
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
             self._forever = None
+            self._lost = None
 
     def close(self) -> None:
         self._server.shutdown()

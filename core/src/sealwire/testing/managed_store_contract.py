@@ -5,8 +5,9 @@
 manager (a :class:`~sealwire.store.SecretsBackend` behind ``ManagedStore``) must do
 against its real server or emulator: two hosts racing on one agent, a head changed
 or rolled back behind the agent's back, batched commits and a conflict found at a
-flush, throttling and outages answered with a bounded retry, and a writer process
-killed with SIGKILL at random moments (nothing reported lost, nothing replayed).
+flush, throttling and outages answered with a bounded retry, a request the manager
+carried out whose answer was lost, and a writer process killed with SIGKILL at
+random moments (nothing reported lost, nothing replayed).
 
 A store's tests subclass it with a few lines::
 
@@ -68,6 +69,7 @@ from sealwire.errors import AuthenticationError
 from sealwire.store import (
     ManagedStore,
     StoreConflictError,
+    StoreError,
     StoreKey,
     StoreThrottledError,
     StoreUnavailableError,
@@ -352,6 +354,39 @@ class ManagedStoreContract:
             faults.clear()
             store.refresh()
             assert store.get("ns", "k") == b"v"
+
+    def test_a_request_carried_out_whose_answer_was_lost_breaks_nothing(
+        self, faults: FaultProxy, prefix: str, tmp_path: Path
+    ) -> None:
+        """Each request of a commit in turn reaches the manager, and its answer is lost
+        (an outage, to the store, which retries): the commit is there or reported
+        failed, never half there, and the store goes on, on this host and another."""
+        status, body = self.fault_answer("unavailable")
+        options = {"url": faults.url, "retries": str(UNAVAILABLE_RETRIES)}
+        with self.open_at(prefix, tmp_path, **options) as store:
+            store.put("ns", "k", b"first")
+            before = faults.requests
+            store.put("ns", "k", b"second")
+            requests = faults.requests - before
+        assert requests >= 1
+        previous = b"second"
+        for lost in range(requests):
+            value = f"answer {lost} lost".encode()
+            with self.open_at(prefix, tmp_path, **options) as store:
+                faults.lose_answer(status, body, after=lost)
+                try:
+                    store.put("ns", "k", value)
+                    reported = True
+                except StoreError:
+                    reported = False
+                faults.clear()
+                store.refresh()
+                found = store.get("ns", "k")
+                assert found == value if reported else found in (value, previous), (lost, found)
+                previous = f"after {lost}".encode()
+                store.put("ns", "k", previous)  # and it goes on
+            with self.open_at(prefix, tmp_path, cache="witness.db") as witness:
+                assert witness.get("ns", "k") == previous
 
     def test_an_unreachable_manager_is_a_typed_error(self, prefix: str, tmp_path: Path) -> None:
         if not self.fault_injection:

@@ -13,22 +13,14 @@ are cached per suite in bounded LRU maps so a repeated key is not reloaded.
 from __future__ import annotations
 
 import functools
-import hashlib
-import multiprocessing
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from attrs import field, frozen
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hpke as _rust_hpke
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from sealwire_mls.codec import Writer
 from sealwire_mls.errors import (
@@ -38,24 +30,22 @@ from sealwire_mls.errors import (
     MLSProtocolError,
 )
 from sealwire_mls.hpke import AEAD_EXPORT_ONLY, HPKESuite, KeyCache, hpke_suite
+from sealwire_mls.signatures import (
+    LABEL_PREFIX,
+    PendingVerification,
+    SignatureChecks,
+    Signer,
+    sign_content,
+)
 
 __all__ = [
-    "LABEL_PREFIX",
-    "MAX_VERIFY_WORKERS",
-    "PARALLEL_VERIFY_MIN",
     "PQ_AUTH_CIPHER_SUITES",
     "PQ_CIPHER_SUITES",
     "PQ_SUITE_BASE",
     "SUPPORTED_CIPHER_SUITES",
     "CipherSuite",
-    "PendingVerification",
     "cipher_suite",
-    "shutdown_verify_pool",
-    "start_verify_pool",
 ]
-
-#: Every MLS label is prefixed with the protocol version string (§5.1.3, §8).
-LABEL_PREFIX = b"MLS 1.0 "
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "SHA256": hashes.SHA256,
@@ -65,267 +55,13 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 _AEAD_CLASSES: dict[int, Any] = {0x0001: AESGCM, 0x0002: AESGCM, 0x0003: ChaCha20Poly1305}
 
 
-#: ML-DSA signature schemes (draft-ietf-tls-mldsa: pure ML-DSA, empty context): the
-#: private key is the 32-byte FIPS 204 seed ``xi``, the public key and signature raw.
-_MLDSA: dict[str, tuple[Any, Any]] = {
-    "mldsa44": (mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey),
-    "mldsa65": (mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey),
-    "mldsa87": (mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey),
-}
-
-
-class _Signer:
-    """One TLS SignatureScheme as MLS uses it (§5.1.2): raw EdDSA keys, ECDSA
-    private scalars (big-endian), uncompressed points and DER signatures; ML-DSA
-    seeds, raw public keys and signatures."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        curves: dict[str, tuple[ec.EllipticCurve, hashes.HashAlgorithm, int]] = {
-            "ecdsa_secp256r1_sha256": (ec.SECP256R1(), hashes.SHA256(), 32),
-            "ecdsa_secp384r1_sha384": (ec.SECP384R1(), hashes.SHA384(), 48),
-            "ecdsa_secp521r1_sha512": (ec.SECP521R1(), hashes.SHA512(), 66),
-        }
-        self._ecdsa = curves.get(name)
-        self._eddsa: Any = {"ed25519": ed25519, "ed448": ed448}.get(name)
-        self._mldsa = _MLDSA.get(name)
-
-    def _eddsa_classes(self) -> tuple[Any, Any]:
-        if self._mldsa is not None:
-            return self._mldsa
-        mod = self._eddsa
-        if mod is ed25519:
-            return ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey
-        return ed448.Ed448PrivateKey, ed448.Ed448PublicKey
-
-    def load_private(self, data: bytes) -> Any:
-        try:
-            if self._ecdsa is not None:
-                return ec.derive_private_key(int.from_bytes(data, "big"), self._ecdsa[0])
-            if self._mldsa is not None:
-                return self._mldsa[0].from_seed_bytes(bytes(data))
-            return self._eddsa_classes()[0].from_private_bytes(data)
-        except ValueError:
-            raise MLSDecodeError("invalid signature private key", field="signature_key") from None
-
-    def load_public(self, data: bytes) -> Any:
-        try:
-            if self._ecdsa is not None:
-                return ec.EllipticCurvePublicKey.from_encoded_point(self._ecdsa[0], data)
-            return self._eddsa_classes()[1].from_public_bytes(data)
-        except ValueError:
-            raise MLSDecodeError("invalid signature public key", field="signature_key") from None
-
-    def private_bytes(self, key: Any) -> bytes:
-        if self._ecdsa is not None:
-            return int(key.private_numbers().private_value).to_bytes(self._ecdsa[2], "big")
-        return bytes(key.private_bytes_raw())
-
-    def public_bytes(self, key: Any) -> bytes:
-        if self._ecdsa is not None:
-            return bytes(key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
-        return bytes(key.public_bytes_raw())
-
-    def generate(self) -> Any:
-        if self._ecdsa is not None:
-            return ec.generate_private_key(self._ecdsa[0])
-        return self._eddsa_classes()[0].generate()
-
-    def sign(self, key: Any, data: bytes) -> bytes:
-        if self._ecdsa is not None:
-            return bytes(key.sign(data, ec.ECDSA(self._ecdsa[1])))
-        return bytes(key.sign(data))
-
-    def verify(self, key: Any, signature: bytes, data: bytes) -> None:
-        try:
-            if self._ecdsa is not None:
-                key.verify(signature, data, ec.ECDSA(self._ecdsa[1]))
-            else:
-                key.verify(signature, data)
-        except (InvalidSignature, ValueError):
-            raise MLSAuthenticationError() from None
-
-
-PARALLEL_VERIFY_MIN = 2048
-"""Signatures (not already verified) in one batch before it is spread over worker
-processes, once :func:`start_verify_pool` started them. cryptography's ``verify``
-holds the GIL (threads do not help: measured cpu/wall 0.54 with two threads on two
-cores), so other cores are reached by processes; shipping a signature costs about
-1 % of verifying it, but a batch below this many (a few hundred ms of Ed25519 on
-one core) gains less than the IPC and scheduling jitter on a loaded machine."""
-
-MAX_VERIFY_WORKERS = 8
-"""Worker processes at most (the calling process meanwhile runs the join's other
-checks): past a few cores a 10,000-leaf join is bound by its decoding, not by
-signatures."""
-
-
-def _verify_chunk(scheme: str, items: Sequence[tuple[bytes, bytes, bytes]]) -> list[int]:
-    """In a worker: the indices in ``items`` (public key, signature, signed bytes) that fail."""
-    signer = _Signer(scheme)
-    bad = []
-    for i, (public, signature, signed) in enumerate(items):
-        try:
-            signer.verify(signer.load_public(public), signature, signed)
-        except (MLSAuthenticationError, MLSDecodeError):
-            bad.append(i)
-    return bad
-
-
-class _VerifyPool:
-    """The worker processes batches of signatures are spread over: off until
-    :func:`start_verify_pool`.
-
-    Opt-in because it is not free and not always a win: workers are *spawned*
-    (fresh interpreters, safe beside threads unlike fork), which re-imports the
-    program's ``__main__`` (it must keep its work under ``if __name__ ==
-    "__main__":``) and costs 0.3-2.5 s of start-up; on a machine whose cores are
-    busy with other work they only compete (see benchmarks/bench_mls.py). A
-    process that joins large groups on idle cores (a fleet) starts it once. A
-    broken pool is dropped and its batches verified in this process.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._executor: ProcessPoolExecutor | None = None
-        self._workers = 0
-
-    def workers(self) -> int:
-        """Worker processes running (0: verify in this process)."""
-        return self._workers if self._executor is not None else 0
-
-    def start(self, workers: int | None) -> None:
-        if workers is None:
-            try:
-                cores = len(os.sched_getaffinity(0))
-            except AttributeError:  # not on Linux
-                cores = os.cpu_count() or 1
-            workers = 0 if cores < 2 else cores
-        workers = min(workers, MAX_VERIFY_WORKERS)
-        self.shutdown()
-        if workers < 1:
-            return
-        executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-        )
-        # Pay the start-up now, not in the first join: one empty chunk per worker.
-        warm = [executor.submit(_verify_chunk, "ed25519", []) for _ in range(workers)]
-        for future in warm:
-            future.result()
-        with self._lock:
-            self._executor, self._workers = executor, workers
-
-    def executor(self) -> ProcessPoolExecutor | None:
-        with self._lock:
-            return self._executor
-
-    def drop(self, broken: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._executor is broken:
-                self._executor = None
-        broken.shutdown(wait=False, cancel_futures=True)
-
-    def shutdown(self) -> None:
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-
-
-_POOL = _VerifyPool()
-
-
-def start_verify_pool(workers: int | None = None) -> None:
-    """Start worker processes that large batches of signature checks (a join's
-    leaves) are spread over; ``workers`` defaults to one per core (none on one core).
-
-    Call it once, from the program's ``if __name__ == "__main__":`` block
-    (workers are spawned and re-import ``__main__``); it returns once they run.
-    """
-    _POOL.start(workers)
-
-
-def shutdown_verify_pool() -> None:
-    """Stop the worker processes; signatures are verified in this process again."""
-    _POOL.shutdown()
-
-
-class PendingVerification:
-    """A batch of signature checks under way (from :meth:`CipherSuite.start_verify_many`)."""
-
-    def __init__(
-        self, suite: CipherSuite, pending: list[tuple[bytes, tuple[bytes, bytes, bytes]]]
-    ) -> None:
-        self._suite = suite
-        self._digests = [seen for seen, _ in pending]
-        self._jobs = [job for _, job in pending]
-        self._chunks: list[list[tuple[bytes, bytes, bytes]]] = []
-        self._futures: list[Future[list[int]]] = []
-        self._executor: ProcessPoolExecutor | None = None
-        workers = _POOL.workers() if len(self._jobs) >= PARALLEL_VERIFY_MIN else 0
-        if workers > 0:
-            share = -(-len(self._jobs) // workers)
-            self._chunks = [self._jobs[i : i + share] for i in range(0, len(self._jobs), share)]
-            self._executor = _POOL.executor()
-            if self._executor is None:  # stopped meanwhile
-                self._chunks = []
-                return
-            try:
-                for chunk in self._chunks:
-                    self._futures.append(
-                        self._executor.submit(_verify_chunk, suite._signer.name, chunk)
-                    )
-            except (BrokenProcessPool, RuntimeError, OSError):
-                _POOL.drop(self._executor)
-
-    def wait(self) -> None:
-        """Finish the checks; :class:`MLSAuthenticationError` if any signature failed."""
-        try:
-            if not self._chunks:
-                failed = self._suite._verify_here(self._jobs)
-            else:
-                failed = False
-                for i, chunk in enumerate(self._chunks):
-                    if failed:
-                        break
-                    failed = self._chunk_failed(i, chunk)
-        finally:
-            self.cancel()
-        if failed:
-            raise MLSAuthenticationError()
-        self._suite._remember_verified(self._digests)
-
-    def _chunk_failed(self, i: int, chunk: list[tuple[bytes, bytes, bytes]]) -> bool:
-        if i >= len(self._futures):  # never submitted: the pool broke
-            return self._suite._verify_here(chunk)
-        try:
-            return bool(self._futures[i].result())
-        except (BrokenProcessPool, CancelledError, OSError):  # cancelled: the pool was dropped
-            assert self._executor is not None
-            _POOL.drop(self._executor)
-            return self._suite._verify_here(chunk)
-
-    def cancel(self) -> None:
-        """Drop the checks not yet started (when the caller gives up on the batch)."""
-        for future in self._futures:
-            future.cancel()
-
-
-class _NotVerified(Exception):
-    """A miss in the verified-signature cache (the cache's loader raises it: nothing stored)."""
-
-
-VERIFIED_CACHE_SIZE = 4096
-"""Signatures remembered as verified (32-byte digests): a few thousand messages of
-the groups of one process in flight at once, about 200 KiB."""
-
-
 @frozen(kw_only=True)
 class CipherSuite:
     """One MLS cipher suite (RFC 9420 §5.1, registry §17.1); get it with :func:`cipher_suite`.
 
     ``Nh`` is the hash / KDF output length, ``Nk`` and ``Nn`` the AEAD key
-    and nonce lengths.
+    and nonce lengths; ``signature_checks`` its VerifyWithLabel, which remembers the
+    signatures this process verified.
     """
 
     id: int
@@ -342,16 +78,9 @@ class CipherSuite:
     # cryptography's own single-shot base-mode HPKE, where it covers the suite:
     # it opens ~2.5x faster than the HPKESuite built from primitives.
     _fast_hpke: Any = field(default=None, repr=False, eq=False)
-    _signer: _Signer = field(repr=False, eq=False)
+    _signer: Signer = field(repr=False, eq=False)
     _sig_private: KeyCache[bytes, Any] = field(factory=KeyCache, repr=False, eq=False)
-    _sig_public: KeyCache[bytes, Any] = field(factory=KeyCache, repr=False, eq=False)
-    # Digests of (public key, signature, signed content) that verified: the members
-    # of one group run in one process (a fleet) verify each message's signature
-    # once, not once per member. Only successes are kept; verification is a pure
-    # function of these bytes, so a hit is exactly a verification done before.
-    _verified: KeyCache[bytes, None] = field(
-        factory=lambda: KeyCache(VERIFIED_CACHE_SIZE), repr=False, eq=False
-    )
+    signature_checks: SignatureChecks = field(repr=False, eq=False)
 
     # -- hash, MAC, KDF (§5.1) -------------------------------------------
 
@@ -419,35 +148,16 @@ class CipherSuite:
 
     # -- signatures (§5.1.2) -------------------------------------------------
 
-    @staticmethod
-    def _sign_content(label: bytes, content: bytes) -> bytes:
-        # struct { opaque label<V> = "MLS 1.0 " + Label; opaque content<V>; } SignContent;
-        return Writer().opaque(LABEL_PREFIX + label).opaque(content).getvalue()
-
     def sign_with_label(self, signature_priv: bytes, label: bytes, content: bytes) -> bytes:
         """SignWithLabel(SignatureKey, Label, Content) (§5.1.2)."""
         key = self._sig_private.get(bytes(signature_priv), self._signer.load_private)
-        return self._signer.sign(key, self._sign_content(label, content))
+        return self._signer.sign(key, sign_content(label, content))
 
     def verify_with_label(
         self, signature_pub: bytes, label: bytes, content: bytes, signature: bytes
     ) -> None:
         """VerifyWithLabel (§5.1.2); raises :class:`MLSAuthenticationError` on failure."""
-        public, signature = bytes(signature_pub), bytes(signature)
-        signed = self._sign_content(label, content)
-        seen = hashlib.sha256(
-            len(public).to_bytes(2, "big") + public + len(signature).to_bytes(2, "big")
-            + signature + signed
-        ).digest()  # fmt: skip
-
-        def verify(_: bytes) -> None:
-            try:
-                key = self._sig_public.get(public, self._signer.load_public)
-            except MLSDecodeError:
-                raise MLSAuthenticationError() from None
-            self._signer.verify(key, signature, signed)
-
-        self._verified.get(seen, verify)
+        self.signature_checks.verify_with_label(signature_pub, label, content, signature)
 
     def verify_many_with_label(self, items: Sequence[tuple[bytes, bytes, bytes, bytes]]) -> None:
         """VerifyWithLabel over a batch of ``(signature_pub, label, content, signature)``.
@@ -459,45 +169,25 @@ class CipherSuite:
     def start_verify_many(
         self, items: Sequence[tuple[bytes, bytes, bytes, bytes]]
     ) -> PendingVerification:
-        """Start VerifyWithLabel over a batch; its :meth:`PendingVerification.wait` raises
+        """Start VerifyWithLabel over a batch of ``(signature_pub, label, content,
+        signature)``; its :meth:`PendingVerification.wait` raises
         :class:`MLSAuthenticationError` if any fails.
 
         Signatures seen verified before are skipped. A batch of at least
-        :data:`PARALLEL_VERIFY_MIN` others goes to worker processes (one per
-        core) at once, so the caller runs its other checks meanwhile; a
-        smaller one is verified here, in :meth:`PendingVerification.wait`.
+        :data:`~sealwire_mls.signatures.PARALLEL_VERIFY_MIN` others goes to worker
+        processes (when :func:`~sealwire_mls.signatures.start_verify_pool` started
+        them), so the caller runs its other checks meanwhile; a smaller one is
+        verified here, in :meth:`PendingVerification.wait`.
         """
-        pending: list[tuple[bytes, tuple[bytes, bytes, bytes]]] = []
+        pending = self.verify_batch()
+        for item in items:
+            pending.add(*item)
+        return pending
 
-        def missing(_: bytes) -> None:
-            raise _NotVerified
-
-        for public_key, label, content, sig in items:
-            public, signature = bytes(public_key), bytes(sig)
-            signed = self._sign_content(label, content)
-            seen = hashlib.sha256(
-                len(public).to_bytes(2, "big") + public + len(signature).to_bytes(2, "big")
-                + signature + signed
-            ).digest()  # fmt: skip
-            try:
-                self._verified.get(seen, missing)
-            except _NotVerified:
-                pending.append((seen, (public, signature, signed)))
-        return PendingVerification(self, pending)
-
-    def _verify_here(self, jobs: Sequence[tuple[bytes, bytes, bytes]]) -> bool:
-        """Verify ``jobs`` (public key, signature, signed bytes) in this process; any failed?"""
-        for public, signature, signed in jobs:
-            try:
-                key = self._sig_public.get(public, self._signer.load_public)
-                self._signer.verify(key, signature, signed)
-            except (MLSAuthenticationError, MLSDecodeError):
-                return True
-        return False
-
-    def _remember_verified(self, digests: Sequence[bytes]) -> None:
-        for seen in digests:
-            self._verified.get(seen, lambda _: None)
+    def verify_batch(self) -> PendingVerification:
+        """An empty batch of signature checks, to :meth:`PendingVerification.add` to
+        while its items are still being read."""
+        return self.signature_checks.batch()
 
     def signature_key_pair(self) -> tuple[bytes, bytes]:
         """A fresh signature key pair, serialized (private, public)."""
@@ -641,6 +331,7 @@ def _rust_suite(kem: int, kdf: int, aead: int) -> Any:
 def _build(suite_id: int) -> CipherSuite:
     name, kem, kdf, aead, hash_name, scheme = _REGISTRY[suite_id]
     hpke = hpke_suite(kem, kdf, aead)
+    signer = Signer(scheme)
     assert aead != AEAD_EXPORT_ONLY
     return CipherSuite(
         id=suite_id,
@@ -655,7 +346,8 @@ def _build(suite_id: int) -> CipherSuite:
         signature_scheme=scheme,
         hpke=hpke,
         fast_hpke=_rust_suite(kem, kdf, aead),
-        signer=_Signer(scheme),
+        signer=signer,
+        signature_checks=SignatureChecks(signer),
     )
 
 

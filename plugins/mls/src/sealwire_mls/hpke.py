@@ -82,6 +82,13 @@ class KeyCache(Generic[K, V]):
         self._data.move_to_end(key)
         return value
 
+    def contains(self, key: K) -> bool:
+        """Whether ``key`` is cached (a hit counts as a use)."""
+        if key not in self._data:
+            return False
+        self._data.move_to_end(key)
+        return True
+
     def __repr__(self) -> str:
         return f"KeyCache(<{len(self._data)} entries>)"
 

@@ -23,10 +23,11 @@ from attrs import frozen
 
 from sealwire_mls import tree_math as tm
 from sealwire_mls.codec import Reader, Writer, decode_exact, encode_varint
-from sealwire_mls.crypto import CipherSuite, PendingVerification
+from sealwire_mls.crypto import CipherSuite
 from sealwire_mls.errors import MLSDecodeError, MLSLocalError, MLSProtocolError
 from sealwire_mls.extensions import Extension, ExtensionType, RequiredCapabilities
 from sealwire_mls.keypackage import LeafNode, LeafNodeSource, check_leaf_contents
+from sealwire_mls.signatures import PendingVerification
 
 __all__ = [
     "MAX_LEAVES",
@@ -165,6 +166,34 @@ class RatchetTree:
         """Decode a serialized ``optional<Node> ratchet_tree<V>``."""
         nodes = decode_exact(data, lambda r: r.vector(lambda r2: r2.optional(decode_node)))
         return cls.from_nodes(cs, nodes)
+
+    @classmethod
+    def decode_checking_leaves(
+        cls, cs: CipherSuite, data: bytes, group_id: bytes
+    ) -> tuple[RatchetTree, PendingVerification]:
+        """:meth:`decode` a joiner's tree, starting each leaf's signature check (§7.3)
+        as the leaf is read: with worker processes running, a large tree's checks run
+        on them while the rest is decoded. Hand the checks to :meth:`validate`."""
+        checks = cs.verify_batch()
+        nodes: list[Node | None] = []
+
+        def node(r: Reader) -> Node | None:
+            read = r.optional(decode_node)
+            if isinstance(read, LeafNode):
+                leaf_index = len(nodes) >> 1  # a leaf at an odd index: from_nodes rejects it
+                checks.add(
+                    read.signature_key, b"LeafNodeTBS", read.tbs(group_id, leaf_index),
+                    read.signature,
+                )  # fmt: skip
+            nodes.append(read)
+            return read
+
+        try:
+            decode_exact(data, lambda r: r.vector(node))
+            return cls.from_nodes(cs, nodes), checks
+        except BaseException:
+            checks.cancel()
+            raise
 
     def encode(self, w: Writer) -> None:
         """Write ``optional<Node> ratchet_tree<V>`` without trailing blanks."""
@@ -492,6 +521,7 @@ class RatchetTree:
         *,
         now: int | None = None,
         required: RequiredCapabilities | None = None,
+        leaf_signatures: PendingVerification | None = None,
     ) -> None:
         """The checks a joiner runs on a received tree (§7.3, §7.9.2, §12.4.3.1).
 
@@ -499,13 +529,14 @@ class RatchetTree:
         lifetime (when ``now`` is given), credential types supported by all,
         ``required`` capabilities, parent-hash validity of every parent and
         every leaf's signature. The caller compares :meth:`tree_hash` with
-        the GroupContext.
+        the GroupContext. ``leaf_signatures``: these leaves' checks with this
+        ``group_id``, already started by :meth:`decode_checking_leaves`.
         """
-        if not any(True for _ in self.leaves()):
-            raise MLSProtocolError("tree has no members")
         # A large batch of leaf signatures runs in worker processes meanwhile.
-        signatures = self._start_leaf_signatures(group_id)
+        signatures = leaf_signatures or self._start_leaf_signatures(group_id)
         try:
+            if not any(True for _ in self.leaves()):
+                raise MLSProtocolError("tree has no members")
             self._check_unmerged()
             self._check_unique_keys()
             self._check_leaves(now, required)

@@ -316,12 +316,22 @@ def verified_tree(
 ) -> RatchetTree:
     """The group's ratchet tree, once a joiner checked it and the GroupInfo (§12.4.3.1):
     the signer's signature, the tree's validity (§7.9.2) and its hash."""
-    tree = ratchet_tree or tree_from_group_info(suite, info)
+    group_id = info.group_context.group_id
+    if ratchet_tree is not None:
+        tree, leaf_signatures = ratchet_tree, None
+    else:
+        ext = _ratchet_tree_extension(info)
+        tree, leaf_signatures = RatchetTree.decode_checking_leaves(
+            suite, ext.extension_data, group_id
+        )
     signer = tree.leaf(info.signer)
     if signer is None:
+        if leaf_signatures is not None:
+            leaf_signatures.cancel()
         raise MLSProtocolError("GroupInfo signer is a blank leaf")
+    # The tree first: it finishes (or cancels) the leaf checks already under way.
+    tree.validate(group_id, leaf_signatures=leaf_signatures)
     info.verify(suite, signer.signature_key)
-    tree.validate(info.group_context.group_id)
     if tree.tree_hash() != info.group_context.tree_hash:
         raise MLSProtocolError("ratchet tree does not match the GroupContext tree hash")
     return tree
@@ -329,10 +339,14 @@ def verified_tree(
 
 def tree_from_group_info(suite: CipherSuite, info: GroupInfo) -> RatchetTree:
     """The ratchet tree carried in the GroupInfo's ``ratchet_tree`` extension (§12.4.3.3)."""
+    return RatchetTree.from_extension(suite, _ratchet_tree_extension(info))
+
+
+def _ratchet_tree_extension(info: GroupInfo) -> Extension:
     ext = find_extension(info.extensions, ExtensionType.RATCHET_TREE)
     if ext is None:
         raise MLSProtocolError("no ratchet tree in the GroupInfo and none given")
-    return RatchetTree.from_extension(suite, ext)
+    return ext
 
 
 def joiner_private_keys(

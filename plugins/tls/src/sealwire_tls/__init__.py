@@ -51,13 +51,8 @@ from sealwire_tls._client import (
     session_info,
 )
 from sealwire_tls._grpc import grpc_root_pem
-from sealwire_tls._pq import (
-    HYBRID_GROUP,
-    PostQuantum,
-    TlsDowngradeError,
-    TlsSessionInfo,
-    hybrid_available,
-)
+from sealwire_tls._pq import HYBRID_GROUP, PostQuantum, TlsDowngradeError, hybrid_available
+from sealwire_tls._pq_session import TlsSessionInfo
 from sealwire_tls._server import ENROLL_PATH, MAX_ENROLLED, TlsServer, server_context
 
 __all__ = [

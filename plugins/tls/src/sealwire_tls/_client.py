@@ -68,15 +68,13 @@ from sealwire_tls._pq import (
     PostQuantum,
     TlsDowngradeError,
     TlsHandshakeError,
-    TlsSessionInfo,
     card_offers_hybrid,
     card_requires_hybrid,
-    check_group,
-    info_from_ssl_object,
-    peer_certificate_der,
     tls_context,
 )
 from sealwire_tls._pq_client import PqNetworkBackend, PqTransport, connect_tls
+from sealwire_tls._pq_session import TlsSessionInfo, check_group, info_from_ssl_object
+from sealwire_tls._pq_stream import peer_certificate_der
 from sealwire_tls._server import ENROLL_PATH
 
 __all__ = [

@@ -3,12 +3,12 @@
 httpx asks httpcore for connections, and httpcore asks a *network backend* for
 a TCP stream and then for TLS on it (``start_tls``), reading ALPN from the
 stream's ``ssl_object``. :class:`PqNetworkBackend` is such a backend whose
-streams are :class:`~sealwire_tls._pq.TlsStream` s: the TLS is pyOpenSSL on
+streams are :class:`~sealwire_tls._pq_stream.TlsStream` s: the TLS is pyOpenSSL on
 cryptography's OpenSSL (the ``ssl.SSLContext`` httpcore passes is not used),
 so HTTP/1.1 and HTTP/2 (ALPN ``h2``) run over the hybrid key exchange with
 httpcore's own connection pool. :class:`PqTransport` is the httpx transport
 over that pool. Each handshake's session goes to ``on_session``, which
-applies the downgrade rule (:func:`~sealwire_tls._pq.check_group`) before
+applies the downgrade rule (:func:`~sealwire_tls._pq_session.check_group`) before
 any request is written.
 """
 
@@ -25,7 +25,8 @@ import httpx
 from OpenSSL import SSL
 
 from sealwire.transport import TransportError
-from sealwire_tls._pq import TlsSessionInfo, TlsStream
+from sealwire_tls._pq_session import TlsSessionInfo
+from sealwire_tls._pq_stream import TlsStream
 
 __all__ = ["PqNetworkBackend", "PqTransport", "connect_tls"]
 

@@ -3,14 +3,14 @@
 Python's ``ssl`` has no ML-KEM group, so core's listener
 (:func:`sealwire.transport.http.serve_http`) is given a TLS layer of ours
 (:class:`PqTlsLayer`, core's public :class:`~sealwire.transport.http.TlsLayer`):
-each accepted connection is a :class:`~sealwire_tls._pq.TlsStream` (the
-handshake runs first, bounded by :data:`~sealwire_tls._pq.HANDSHAKE_TIMEOUT`),
+each accepted connection is a :class:`~sealwire_tls._pq_stream.TlsStream` (the
+handshake runs first, bounded by :data:`~sealwire_tls._pq_stream.HANDSHAKE_TIMEOUT`),
 and core serves HTTP/1.1 and HTTP/2 (ALPN ``h2``) on its plaintext exactly as on
 Python's ``ssl``, with the same sockets, bounds and close sequence.
 
 Each connection's session (version, suite, group, ALPN) is logged at debug
 and put in the ASGI ``tls`` extension beside the client certificate, under
-``sealwire_session`` (a :class:`~sealwire_tls._pq.TlsSessionInfo`), where
+``sealwire_session`` (a :class:`~sealwire_tls._pq_session.TlsSessionInfo`), where
 :meth:`TlsServer.identify <sealwire_tls._server.TlsServer.identify>` applies the
 downgrade rule to Sealwire callers.
 """
@@ -30,12 +30,9 @@ from sealwire.transport.http import (
     serve_http,
     tls_extension,
 )
-from sealwire_tls._pq import (
-    PostQuantum,
-    TlsDowngradeError,
-    TlsStream,
-    check_group,
-)
+from sealwire_tls._pq import PostQuantum, TlsDowngradeError
+from sealwire_tls._pq_session import check_group
+from sealwire_tls._pq_stream import TlsStream
 from sealwire_tls._server import SESSION_KEY
 
 __all__ = ["PqTlsLayer", "serve_pq_http"]

@@ -65,11 +65,11 @@ from sealwire_tls._channel import (
 from sealwire_tls._pq import (
     PostQuantum,
     TlsDowngradeError,
-    TlsSessionInfo,
     add_anchor,
     card_offers_hybrid,
     tls_context,
 )
+from sealwire_tls._pq_session import TlsSessionInfo
 
 __all__ = [
     "ENROLL_PATH",
@@ -89,7 +89,7 @@ GRPC_BINDING = "GRPC"
 """The gRPC binding (spec §10), listed after them when the ``grpc`` option serves it, at
 the endpoint's origin (gRPC paths are ``/lf.a2a.v1.A2AService/<Method>`` from the root)."""
 SESSION_KEY = "sealwire_session"
-"""Key of the connection's :class:`~sealwire_tls._pq.TlsSessionInfo` in the ASGI ``tls``
+"""Key of the connection's :class:`~sealwire_tls._pq_session.TlsSessionInfo` in the ASGI ``tls``
 extension (the pyOpenSSL stack puts it there: Python's ``ssl`` cannot name the group)."""
 TLS_NAMESPACE = "tls"
 MAX_ENROLLED = 4096

@@ -246,8 +246,12 @@ class GcpSecretsBackend:
                     ),
                 )
             except (gexc.Aborted, gexc.FailedPrecondition, gexc.Conflict):
-                self._destroy(version)
-                raise LostRace() from None
+                # A stale etag: another writer won, or our own update landed and its
+                # answer was lost (the retry then carries the etag it replaced). Only
+                # a version that is not current may be destroyed.
+                if self._current_version() != version:
+                    self._destroy(version)
+                    raise LostRace() from None
             if base is not None:
                 self._destroy(base)  # superseded: no longer billed as an active version
             return version
@@ -255,6 +259,12 @@ class GcpSecretsBackend:
             raise LostRace() from None  # the head secret was deleted meanwhile
         except gexc.GoogleAPICallError as exc:
             raise StoreError(f"secretmanager write head: {type(exc).__name__}") from None
+
+    def _current_version(self) -> str | None:
+        secret = self._call(
+            "get_secret", 0, lambda c: c.get_secret(name=self.head_name, timeout=REQUEST_TIMEOUT)
+        )
+        return secret.annotations.get(CURRENT_ANNOTATION) or None
 
     def _destroy(self, version: str) -> None:
         # an old version left enabled costs money, not correctness

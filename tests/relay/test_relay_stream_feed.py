@@ -1,0 +1,268 @@
+"""The stream's push from memory (``MailboxFeed``): a pusher that has read its mailbox
+to the end is handed what later commits store instead of reading it back, in commit
+order; storage is read again on (re)subscription, when another writer shares the
+file, when the window is full, and after a SIGKILL of the relay process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from relay_process import RelayProcess
+from waiting import until
+
+from sealwire.identity import Identity
+from sealwire.relay import Delivery, LimitExceeded, RelayClient, RelayUnavailable
+from sealwire_relay import RelayConfig, RelayLimits, running_relay
+from sealwire_relay._sqlite_backend import SqliteBackend
+from sealwire_relay._stream import STREAM_WINDOW
+
+TIMEOUT = 20
+# The statement a pusher reads its mailbox with (after its last pushed delivery).
+READ_AFTER_SQL = "acked_at IS NULL AND id>"
+
+
+class _CountingBackend(SqliteBackend):
+    """SQLite, counting the pushers' reads of the mailbox."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.reads = 0
+
+    async def start(self) -> None:
+        await super().start()
+        assert self._db is not None
+
+        def trace(sql: str) -> None:
+            if READ_AFTER_SQL in sql:
+                self.reads += 1
+
+        self._db.set_trace_callback(trace)
+
+
+def _config(tmp_path: Path, **kwargs: Any) -> RelayConfig:
+    return RelayConfig(
+        host="127.0.0.1", port=0, identity_path=tmp_path / "relay.key",
+        backend="sqlite", backend_options={"path": str(tmp_path / "relay.sqlite3")}, **kwargs,
+    )  # fmt: skip
+
+
+async def _next(inbox: AsyncIterator[Delivery]) -> Delivery:
+    return await asyncio.wait_for(anext(inbox), TIMEOUT)
+
+
+async def test_a_subscribed_mailbox_is_pushed_from_memory_in_order(tmp_path: Path) -> None:
+    backend = _CountingBackend(tmp_path / "relay.sqlite3")
+    n = 40
+    async with running_relay(_config(tmp_path), backend=backend) as relay:
+        alice = RelayClient(relay.url, Identity.generate())
+        bob = RelayClient(relay.url, Identity.generate())
+        try:
+            assert await bob.open_stream()
+            inbox = alice.subscribe()
+            await bob.send(alice.agent_id, "m0", b"0")
+            got = [await _next(inbox)]  # the pusher has read the mailbox to its end
+            reads = backend.reads
+            for i in range(1, n):  # one at a time: each is its own commit
+                await bob.send(alice.agent_id, f"m{i}", b"%d" % i)
+                got.append(await _next(inbox))
+            await alice.ack(got)
+            assert [d.message_id for d in got] == [f"m{i}" for i in range(n)]
+            assert [d.envelope for d in got] == [b"%d" % i for i in range(n)]
+            # Handed over by the commits, not read back (a poll may read once or twice).
+            assert backend.reads - reads < n // 4
+            await until(lambda: not alice._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
+            await inbox.aclose()
+            assert await alice.fetch() == []
+        finally:
+            await alice.close()
+            await bob.close()
+
+
+async def test_a_write_by_another_connection_is_read_from_storage_in_order(
+    tmp_path: Path,
+) -> None:
+    """Another relay process sharing the SQLite file (here: another connection) stores a
+    message: the next local commit sees it and the pusher reads storage again, so
+    both come in the order they were stored."""
+    async with running_relay(_config(tmp_path)) as relay:
+        other = SqliteBackend(tmp_path / "relay.sqlite3")
+        await other.start()
+        alice = RelayClient(relay.url, Identity.generate())
+        bob = RelayClient(relay.url, Identity.generate())
+        try:
+            assert await bob.open_stream()
+            inbox = alice.subscribe()
+            await bob.send(alice.agent_id, "first", b"1")
+            first = await _next(inbox)  # following the commits from here
+            foreign = Delivery(message_id="foreign", sender=bob.agent_id, envelope=b"f",
+                               received_at=first.received_at)  # fmt: skip
+            assert await other.enqueue(alice.agent_id, foreign, max_depth=100)
+            await bob.send(alice.agent_id, "local", b"2")
+            got = [first, await _next(inbox), await _next(inbox)]
+            assert [d.message_id for d in got] == ["first", "foreign", "local"]
+            await alice.ack(got)
+            await until(lambda: not alice._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
+            await inbox.aclose()
+        finally:
+            await alice.close()
+            await bob.close()
+            await other.close()
+
+
+async def test_another_connection_s_write_alone_is_pushed_by_the_poll(tmp_path: Path) -> None:
+    """With no local commit after it, another process's message reaches a pusher that
+    follows the commits by the poll (STREAM_POLL_SECONDS), which reads storage."""
+    async with running_relay(_config(tmp_path)) as relay:
+        other = SqliteBackend(tmp_path / "relay.sqlite3")
+        await other.start()
+        alice = RelayClient(relay.url, Identity.generate())
+        bob = RelayClient(relay.url, Identity.generate())
+        try:
+            assert await bob.open_stream()
+            inbox = alice.subscribe()
+            await bob.send(alice.agent_id, "first", b"1")
+            first = await _next(inbox)
+            foreign = Delivery(message_id="foreign", sender=bob.agent_id, envelope=b"f",
+                               received_at=first.received_at)  # fmt: skip
+            assert await other.enqueue(alice.agent_id, foreign, max_depth=100)
+            assert (await _next(inbox)).message_id == "foreign"
+            await alice.ack([first, foreign])
+            await until(lambda: not alice._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
+            await inbox.aclose()
+        finally:
+            await alice.close()
+            await bob.close()
+            await other.close()
+
+
+async def test_a_full_window_falls_back_to_storage_and_loses_nothing(tmp_path: Path) -> None:
+    n = STREAM_WINDOW + 100
+    config = _config(tmp_path, limits=RelayLimits(max_mailbox_depth=2 * n))
+    async with running_relay(config) as relay:
+        alice = RelayClient(relay.url, Identity.generate())
+        bob = RelayClient(relay.url, Identity.generate())
+        try:
+            assert await bob.open_stream()
+            inbox = alice.subscribe()
+            await bob.send(alice.agent_id, "m0", b"0")
+            got = [await _next(inbox)]
+            await alice.ack(got)
+            # More than the window while following: the hand-off stops at the window.
+            await asyncio.gather(
+                *(bob.send(alice.agent_id, f"m{i}", b"%d" % i) for i in range(1, n))
+            )
+            while len(got) < n:
+                got.append(await _next(inbox))
+                await alice.ack(got[-1:])
+            assert sorted(d.message_id for d in got) == sorted(f"m{i}" for i in range(n))
+            await until(lambda: not alice._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
+            await inbox.aclose()
+            assert await alice.fetch() == []
+        finally:
+            await alice.close()
+            await bob.close()
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite"])  # the push from memory is SQLite's
+async def test_pushed_from_memory_then_sigkill_redelivers_in_order_only_the_unacked(
+    make_config: Callable[..., RelayConfig], tmp_path: Path
+) -> None:
+    """One sender, one at a time (so the commit order is m0, m1, ...); the relay is
+    killed with SIGKILL while messages are being committed and pushed. Every message
+    arrives; on each connection in commit order; again only if it came before the
+    kill (unacknowledged then); and the mailbox ends empty."""
+    config = make_config("feedkill")
+    proc = RelayProcess.for_config(config, tmp_path)
+    await asyncio.to_thread(proc.start)
+    n, kill_after = 120, 40
+    alice, bob = Identity.generate(), Identity.generate()
+    try:
+        async with RelayClient(config.url, alice) as a, RelayClient(config.url, bob) as b:
+            assert await b.open_stream()
+            inbox = a.subscribe()
+            confirmed = 0  # m0 .. m(confirmed - 1) are stored
+
+            async def send_all() -> None:
+                nonlocal confirmed
+                while confirmed < n:
+                    try:
+                        await b.send(alice.agent_id, f"m{confirmed}", b"x")
+                    except RelayUnavailable:
+                        await asyncio.sleep(0.05)  # the relay is restarting: retry the same
+                        continue
+                    confirmed += 1
+
+            sending = asyncio.ensure_future(send_all())
+            got: list[int] = []
+            before_kill: set[int] = set()
+            killed = False
+            try:
+                while len(set(got)) < n:
+                    d = await _next(inbox)
+                    got.append(int(d.message_id[1:]))
+                    await a.ack([d])
+                    if not killed and len(got) >= kill_after:
+                        before_kill = set(got)
+                        proc.kill()
+                        killed = True
+                        await asyncio.to_thread(proc.start)
+                await asyncio.wait_for(sending, TIMEOUT)
+            finally:
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
+            assert set(got) == set(range(n))
+            repeated = [i for k, i in enumerate(got) if i in got[:k]]
+            assert set(repeated) <= before_kill  # at least once: only what was in flight
+            # In commit order, except where the new connection starts again from
+            # the oldest unacknowledged message.
+            restarts = sum(1 for k in range(1, len(got)) if got[k] <= got[k - 1])
+            assert restarts <= 1
+            await until(lambda: not a._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
+            await inbox.aclose()
+            assert await a.fetch() == []
+    finally:
+        proc.kill()
+
+
+def _delivery(sender: str, message_id: str) -> Delivery:
+    return Delivery(message_id=message_id, sender=sender, envelope=b"e", received_at=1.0)
+
+
+async def test_depths_are_kept_between_commits_and_exact_with_another_writer(
+    tmp_path: Path,
+) -> None:
+    """A commit reads a mailbox's depth from memory (no SELECT) while this connection
+    is the file's only writer; a write by another connection (another relay process)
+    makes it read the depth from the file again, so the limit stays exact."""
+    path = tmp_path / "shared.sqlite3"
+    ours, theirs = SqliteBackend(path), SqliteBackend(path)
+    await ours.start()
+    await theirs.start()
+    statements: list[str] = []
+    assert ours._db is not None
+    ours._db.set_trace_callback(statements.append)
+    try:
+        assert await ours.enqueue("bob", _delivery("alice", "m1"), max_depth=3)
+        statements.clear()
+        assert await ours.enqueue("bob", _delivery("alice", "m2"), max_depth=3)
+        assert not [s for s in statements if "FROM depths" in s]  # known: not read
+        # Another process stores one: bob's mailbox is full (3) ...
+        assert await theirs.enqueue("bob", _delivery("carol", "m3"), max_depth=3)
+        with pytest.raises(LimitExceeded):
+            await ours.enqueue("bob", _delivery("alice", "m4"), max_depth=3)
+        # ... until it acknowledges one there.
+        assert await theirs.ack("bob", [("carol", "m3")]) == 1
+        assert await ours.enqueue("bob", _delivery("alice", "m4"), max_depth=3)
+        with pytest.raises(LimitExceeded):
+            await ours.enqueue("bob", _delivery("alice", "m5"), max_depth=3)
+        # Acks through this connection's own HTTP path keep it exact as well.
+        assert await ours.ack("bob", [("alice", "m1")]) == 1
+        assert await ours.enqueue("bob", _delivery("alice", "m5"), max_depth=3)
+        assert len(await theirs.fetch("bob", 10)) == 3
+    finally:
+        await ours.close()
+        await theirs.close()
