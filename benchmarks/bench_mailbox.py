@@ -1,6 +1,7 @@
 """Mailbox receive path: what handing an opened message on costs, before and after.
 
-Run: ``uv run python benchmarks/bench_mailbox.py [--seconds S] [--requests N]``.
+Run: ``uv run python benchmarks/bench_mailbox.py [--seconds S] [--requests N]``
+(``--agents-only``: the last figure alone, the two agents' CPU per call).
 
 Measured in one process, in the same run:
 
@@ -16,7 +17,11 @@ Measured in one process, in the same run:
   (issue 14's goal: 1.2 ms);
 * the relay's SQLite work in that concurrent phase: transactions and statements
   per message (the relay's figure that the machine's load does not blur), and
-  the sends and acks one commit carries.
+  the sends and acks one commit carries;
+* the agents' side alone: the same calls through a relay kept in memory in the
+  same process (:class:`MemoryRelay`: mailboxes and prekey pools as dicts, no
+  sockets, no SQLite), so the CPU per call is the two agents' work only (seal,
+  open, commit, route, tasks), ``--concurrency`` at once.
 """
 
 from __future__ import annotations
@@ -25,14 +30,15 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sealwire.agent import Agent, TaskContext
 from sealwire.agent._kept_records import kept_frame, read_kept_frame
 from sealwire.binding import OpenedMessage, PeerIdentity
 from sealwire.identity import Identity
-from sealwire.relay import RelayClient
+from sealwire.relay import Delivery, FetchedPrekeys, RelayClient, mailbox_address
 from sealwire.store import MemoryStore
 from sealwire.testing.ports import free_port
 from sealwire_relay import RelayConfig, running_relay
@@ -144,12 +150,127 @@ async def end_to_end(
     return sequential, parallel, cpu_ms
 
 
+class MemoryRelay:
+    """The mailbox and prekey calls of a relay, in memory, for the agents of one process:
+    what the agents' side costs without a relay's own work. Not a relay: it checks
+    nothing and keeps nothing beyond the run."""
+
+    URL = "https://memory.relay"
+
+    def __init__(self, agent_id: str, world: dict[str, Any]) -> None:
+        self.agent_id = agent_id
+        self._world = world  # shared: mailboxes, bundles, pools
+        world["mailboxes"].setdefault(agent_id, asyncio.Queue())
+
+    @property
+    def url(self) -> str:
+        return self.URL
+
+    @property
+    def mailbox_address(self) -> str:
+        return mailbox_address(self.URL, self.agent_id)
+
+    def at(self, url: str) -> MemoryRelay:
+        return self
+
+    def signed_in_at(self, url: str) -> MemoryRelay:
+        return self
+
+    async def close(self) -> None:
+        return None
+
+    async def publish_prekeys(
+        self, binding: str, bundle: bytes, one_time: Mapping[str, Mapping[str, bytes]]
+    ) -> None:
+        key = (self.agent_id, binding)
+        self._world["bundles"][key] = bundle
+        pools = self._world["pools"].setdefault(key, {})
+        for pool, keys in one_time.items():
+            pools.setdefault(pool, {}).update(keys)
+
+    async def fetch_prekeys(self, agent_id: str, binding: str) -> FetchedPrekeys:
+        key = (agent_id, binding)
+        taken: dict[str, tuple[str, bytes] | None] = {}
+        for pool, keys in self._world["pools"].get(key, {}).items():
+            first = next(iter(keys), None)
+            taken[pool] = None if first is None else (first, keys.pop(first))
+        return FetchedPrekeys(self._world["bundles"][key], taken)
+
+    async def count_prekeys(self, binding: str) -> Mapping[str, int]:
+        pools = self._world["pools"].get((self.agent_id, binding), {})
+        return {pool: len(keys) for pool, keys in pools.items()}
+
+    async def publish_key_package(self, key_package_id: str, key_package: bytes) -> None:
+        return None
+
+    async def count_key_packages(self) -> int:
+        return 1_000_000  # never asks for more
+
+    async def publish_card(self, card: Mapping[str, Any]) -> None:
+        return None
+
+    async def send(self, recipient: str, message_id: str, envelope: bytes) -> None:
+        agent_id = recipient.rsplit("/", 1)[-1]
+        delivery = Delivery(
+            message_id=message_id, sender=self.agent_id, envelope=envelope,
+            received_at=time.time(),
+        )  # fmt: skip
+        self._world["mailboxes"][agent_id].put_nowait(delivery)
+
+    async def fetch(self, *, limit: int = 100) -> list[Delivery]:
+        return []
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        return None
+
+    async def subscribe(self) -> AsyncIterator[Delivery]:
+        queue = self._world["mailboxes"][self.agent_id]
+        while True:
+            yield await queue.get()
+
+
+async def agents_only(requests: int, concurrency: int) -> float:
+    """CPU per call (ms), ``concurrency`` at once, through :class:`MemoryRelay`."""
+    world: dict[str, Any] = {"mailboxes": {}, "bundles": {}, "pools": {}}
+    ids = [Identity.generate(), Identity.generate()]
+    relays = [MemoryRelay(i.agent_id, world) for i in ids]
+    agents = [
+        Agent(i, MemoryStore(), relay=r, relay_address=r.mailbox_address)  # type: ignore[arg-type]
+        for i, r in zip(ids, relays, strict=True)
+    ]
+    agents[1].on_message(_echo)
+    try:
+        for agent in agents:
+            await agent.start()
+        peer = agents[0].peer(agents[1].card)
+        await agents[0].send_message(peer, "warm up")
+        cpu = time.process_time()
+        for _ in range(requests // concurrency):
+            await asyncio.gather(
+                *(agents[0].send_message(peer, "many") for _ in range(concurrency))
+            )
+        calls = requests // concurrency * concurrency
+        return (time.process_time() - cpu) * 1000 / calls
+    finally:
+        for agent in agents:
+            await agent.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--agents-only", action="store_true", help="measure only the agents' side (relay in memory)"
+    )
     args = parser.parse_args()
+    if args.agents_only:
+        agents_ms = asyncio.run(agents_only(args.requests, args.concurrency))
+        print(
+            f"CPU per call, {args.concurrency} at once: {agents_ms:.2f} ms (the two agents alone)"
+        )
+        return
 
     async def card_of_an_agent() -> OpenedMessage:
         identity = Identity.generate()
@@ -178,6 +299,8 @@ def main() -> None:
     print(f"end to end over signal + relay, {at_once:13} {parallel:8.1f} requests/s")
     print(f"CPU per call, {at_once} {cpu_ms:.2f} ms (caller, relay and answerer in one process)")
     print(f"{at_once} {counts.summary()}")
+    agents_ms = asyncio.run(agents_only(args.requests, args.concurrency))
+    print(f"CPU per call, {at_once} {agents_ms:.2f} ms (the two agents alone: relay in memory)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import attrs
 import pytest
 from signal_v1 import encode_v1
 
+import sealwire_signal._binding as signal_binding
 import sealwire_signal.plugin as signal_plugin
 from sealwire.agent._card import build_card
 from sealwire.binding import BindingContext, Negotiation
@@ -739,3 +740,78 @@ async def test_an_unchanged_archived_session_is_not_rewritten(world):
         agent = agent.restart()  # and reads back as it was
         entry = agent.binding._load(peer_id)
         assert encode_session(entry.archived) == archived
+
+
+# -- per-message work (issue 14) ------------------------------------------------------------
+
+
+def _count_transcripts(monkeypatch):
+    built = []
+    real = Negotiation.transcript
+
+    def counting(self):
+        built.append(self)
+        return real(self)
+
+    monkeypatch.setattr(Negotiation, "transcript", counting)
+    signal_binding._transcript.cache_clear()
+    return built
+
+
+async def test_a_channel_builds_its_transcript_once_not_per_message(
+    world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = await _pair(world)
+    built = _count_transcripts(monkeypatch)
+    chosen = negotiation(alice, bob)
+    sealed = [await alice.binding.seal(bob.card, b"m%d" % i, chosen) for i in range(5)]
+    assert len(built) == 1
+    built.clear()
+    for i, raw in enumerate(sealed):  # the recipient checks each against both cards
+        opened = await bob.binding.open(raw)
+        assert opened.frame == b"m%d" % i
+    assert len(built) == 1
+    # an equal negotiation (another object, same value) is the same transcript
+    built.clear()
+    await alice.binding.seal(bob.card, b"again", negotiation(alice, bob))
+    assert built == []
+
+
+async def test_a_remembered_transcript_still_refuses_a_downgraded_one(world) -> None:
+    alice, bob = await _pair(world)
+    fine = await alice.binding.seal(bob.card, b"ok", negotiation(alice, bob))
+    await bob.binding.open(fine)
+    downgraded = attrs.evolve(negotiation(alice, bob), initiator_offers=())
+    raw = await alice.binding.seal(bob.card, b"x", downgraded)
+    with pytest.raises(RemoteProtocolError):
+        await bob.binding.open(raw)
+
+
+async def test_a_commit_deletes_no_archived_record_the_store_is_known_not_to_hold(
+    world, monkeypatch
+):
+    from sealwire.store import _base
+
+    alice, bob = await _pair(world)
+    deleted = []
+    real = _base._MemoryTransaction.delete
+
+    def spying(self, namespace, key):
+        deleted.append((namespace, key))
+        return real(self, namespace, key)
+
+    monkeypatch.setattr(_base._MemoryTransaction, "delete", spying)
+    for i in range(3):  # the first commit of each side may delete: nothing known yet
+        await bob.binding.open(await seal(alice, bob, b"m%d" % i))
+        await alice.binding.open(await seal(bob, alice, b"r%d" % i))
+    archived = [key for ns, key in deleted if ns == SESSION_NAMESPACE and key.endswith("/archived")]
+    assert len(archived) <= 2
+    deleted.clear()
+    for agent in (alice, bob):  # after a restart too: the load saw none stored
+        agent.binding._peers.clear()
+    await bob.binding.open(await seal(alice, bob, b"after"))
+    await alice.binding.open(await seal(bob, alice, b"again"))
+    assert [key for _, key in deleted if key.endswith("/archived")] == []
+    # and an archived session, once there, is written and read as before
+    bob = bob.restart()
+    assert (await bob.binding.open(await seal(alice, bob, b"still"))).frame == b"still"

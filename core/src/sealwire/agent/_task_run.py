@@ -167,8 +167,20 @@ class TaskRun:
     subscribers: list[asyncio.Queue[StreamResponse | None]] = attrs.Factory(list)
     updated: bool = False
     announced: bool = False  # the task went out before it settled (returnImmediately)
-    inbox: asyncio.Queue[Message] = attrs.Factory(lambda: asyncio.Queue(MAX_FOLLOW_UPS))
+    follow_ups: asyncio.Queue[Message] | None = None
+    """Follow-up messages for its handler: made with the first one or the first wait
+    for one (most tasks never see one, and a queue costs an Event to make)."""
     push: tuple[TaskPushNotificationConfig, ...] = ()  # its webhooks, kept in its record
+    ahead: Task | None = None
+    """What the store holds already when the task's first record was written in the state
+    its worker takes first (WORKING, no message): that step then only announces it."""
+
+    @property
+    def inbox(self) -> asyncio.Queue[Message]:
+        """Follow-up messages sent to the task while it is open, for its handler."""
+        if self.follow_ups is None:
+            self.follow_ups = asyncio.Queue(MAX_FOLLOW_UPS)
+        return self.follow_ups
 
     @property
     def state(self) -> TaskState:
@@ -193,11 +205,22 @@ class TaskRun:
     ) -> None:
         if self.state.is_terminal:
             raise TaskNotCancelableError(f"task {self.task.id} is already {self.state.name}")
-        history = self.task.history + ((message,) if message is not None else ())
-        status = TaskStatus(state=state, message=message, timestamp=now())
-        self.task = attrs.evolve(self.task, status=status, history=history)
+        ahead, self.ahead = self.ahead, None
+        if (
+            ahead is not None
+            and message is None
+            and state is ahead.status.state
+            and ahead.history is self.task.history
+            and ahead.artifacts is self.task.artifacts
+        ):  # written already (nothing changed the task since): announced only
+            status = ahead.status
+            self.task = ahead
+        else:
+            history = self.task.history + ((message,) if message is not None else ())
+            status = TaskStatus(state=state, message=message, timestamp=now())
+            self.task = attrs.evolve(self.task, status=status, history=history)
+            self.manager.save(self)
         self.updated = self.updated or by_handler
-        self.manager.save(self)
         event = StreamResponse(
             status_update=TaskStatusUpdateEvent(
                 task_id=self.task.id, context_id=self.task.context_id, status=status

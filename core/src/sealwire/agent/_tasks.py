@@ -118,15 +118,20 @@ class TaskManager:
         """Calls the tasks' webhooks; None (or a policy that disables it): no push."""
         self._runs: dict[str, TaskRun] = {}
 
-    def save(self, run: TaskRun, receipt: Receipt | None = None) -> None:
-        """Write the task's record (with what ``receipt`` writes, in one transaction)."""
-        record = TaskRecord(owner=run.owner, task=run.task, push=run.push).to_bytes()
+    def save(
+        self, run: TaskRun, receipt: Receipt | None = None, *, task: Task | None = None
+    ) -> None:
+        """Write the task's record (with what ``receipt`` writes, in one transaction);
+        ``task``: the task to write instead of ``run.task`` (a state it is about to take)."""
+        if task is None:
+            task, run.ahead = run.task, None  # the store follows memory again
+        record = TaskRecord(owner=run.owner, task=task, push=run.push).to_bytes()
         if receipt is None:
-            self.store.put(TASKS_NAMESPACE, run.task.id, record)
+            self.store.put(TASKS_NAMESPACE, task.id, record)
             return
         with self.store.transaction() as tx:
-            tx.put(TASKS_NAMESPACE, run.task.id, record)
-            receipt(tx, run.task.id)
+            tx.put(TASKS_NAMESPACE, task.id, record)
+            receipt(tx, task.id)
 
     def _load(self, task_id: str, owner: str, field: str = "id") -> TaskRun:
         check_task_id(task_id, field)
@@ -182,7 +187,13 @@ class TaskManager:
             run = TaskRun(manager=self, owner=peer.agent_id, task=task)
         if webhook is not None:
             self._add_webhook(run, webhook)
-        self.save(run, receipt)
+        if self.handler is None:
+            self.save(run, receipt)
+        else:
+            # Its worker's first step is WORKING: the first record holds that state
+            # already (a restart resumes SUBMITTED and WORKING alike), one write fewer.
+            run.ahead = _working(run.task)
+            self.save(run, receipt, task=run.ahead)
         self._remember(run)
         queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
         run.subscribers.append(queue)
@@ -507,6 +518,11 @@ class TaskManager:
         for worker in workers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await worker
+
+
+def _working(task: Task) -> Task:
+    """``task`` as its worker's first step makes it: WORKING, saying nothing more."""
+    return attrs.evolve(task, status=TaskStatus(state=TaskState.WORKING, timestamp=now()))
 
 
 def _shown(config: TaskPushNotificationConfig) -> TaskPushNotificationConfig:

@@ -338,15 +338,38 @@ def _map_codec(value_type: Any) -> tuple[Decoder, Encoder]:
     return decode, lambda items: {key: encode_value(item) for key, item in items.items()}
 
 
+def _as_is(value: Any) -> Any:
+    """The encoder of a value whose JSON is itself (strings, booleans, integers)."""
+    return value
+
+
+def _model_codec(tp: type) -> tuple[Decoder, Encoder]:
+    """A model class's plan, looked up once (at first use: plans may name each other)."""
+    found: list[_Plan] = []
+
+    def plan() -> _Plan:
+        if not found:
+            found.append(_plan(tp))
+        return found[0]
+
+    def decode(value: Any, path: str) -> Any:
+        return (found[0] if found else plan()).decode(value, path)
+
+    def encode(value: Any) -> dict[str, Any]:
+        return (found[0] if found else plan()).encode(value)
+
+    return decode, encode
+
+
 def _codec_for(tp: Any) -> tuple[Decoder, Encoder]:
     """Decoder and encoder for one (non-optional) type hint."""
     origin = typing.get_origin(tp)
     if tp is str:
-        return _decode_str, lambda v: v
+        return _decode_str, _as_is
     if tp is bool:
-        return _decode_bool, lambda v: v
+        return _decode_bool, _as_is
     if tp is int:
-        return _decode_int32, lambda v: v
+        return _decode_int32, _as_is
     if tp is bytes:
         return _decode_bytes, lambda v: base64.b64encode(v).decode("ascii")
     if tp is Any:
@@ -354,7 +377,7 @@ def _codec_for(tp: Any) -> tuple[Decoder, Encoder]:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _enum_codec(tp)
     if isinstance(tp, type) and attrs.has(tp):
-        return (lambda v, p: _plan(tp).decode(v, p)), (lambda v: _plan(tp).encode(v))
+        return _model_codec(tp)
     if origin is tuple:
         return _tuple_codec(typing.get_args(tp)[0])
     if origin is Mapping:
@@ -403,7 +426,7 @@ class _Plan:
             decode: Decoder
             encode: Encoder
             if f.metadata.get("json") == "timestamp":
-                decode, encode = _decode_timestamp, (lambda v: v)
+                decode, encode = _decode_timestamp, _as_is
             else:
                 decode, encode = _codec_for(tp)
             default = f.default
@@ -431,14 +454,29 @@ class _Plan:
         }
         self.required = [f for f in self.fields if f.required]
         self.fills = [f for f in self.fields if f.fill]
+        # what encode walks: (attribute, JSON name, encoder or None when the value is its
+        # own JSON, written whatever its value, default is None, default)
+        self._encoding = tuple(
+            (
+                f.name,
+                f.json_name,
+                None if f.encode is _as_is else f.encode,
+                f.required or f.always,
+                f.default is None,
+                f.default,
+            )
+            for f in self.fields
+        )
+        # the fields whose value is a plain string: taken as is when it is ASCII text
+        self._plain_str = frozenset(f.name for f in self.fields if f.decode is _decode_str)
 
     def encode(self, obj: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in self.fields:
-            value = getattr(obj, f.name)
-            if not (f.required or f.always) and (value is None or value == f.default):
-                continue
-            out[f.json_name] = f.encode(value)
+        for name, key, encode, always, none_default, default in self._encoding:
+            value = getattr(obj, name)
+            if not always and (value is None or (not none_default and value == default)):
+                continue  # absent, or at its default (a None default: only None is)
+            out[key] = value if encode is None else encode(value)
         return out
 
     def decode(self, data: Any, path: str) -> Any:
@@ -446,14 +484,18 @@ class _Plan:
             _fail(path or "$", f"expected an object, got {_kind_name(data)}")
         kwargs: dict[str, Any] = {}
         prefix = f"{path}." if path else ""
+        by_key, plain_str = self.by_key, self._plain_str
         # walk the keys present (usually far fewer than the fields declared)
         for key, value in data.items():
-            f = self.by_key.get(key)
+            f = by_key.get(key)
             if f is None or value is None:
                 continue  # unknown fields are ignored; null means absent
             if key != f.json_name and data.get(f.json_name) is not None:
                 continue  # the camelCase name wins over the proto name
-            kwargs[f.name] = f.decode(value, prefix + f.json_name)
+            if type(value) is str and f.name in plain_str and value.isascii():
+                kwargs[f.name] = value  # what _decode_str returns, without a path built
+            else:
+                kwargs[f.name] = f.decode(value, prefix + f.json_name)
         for f in self.required:
             if f.name not in kwargs:
                 _fail(prefix + f.json_name, "required field is missing")

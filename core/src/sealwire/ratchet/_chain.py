@@ -24,7 +24,14 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sealwire.ratchet._crypto import KEY_LEN, DHKeyPair, Rng, hkdf_sha256, hmac_sha256
+from sealwire.ratchet._crypto import (
+    KEY_LEN,
+    DHKeyPair,
+    Rng,
+    hkdf_sha256,
+    hmac_sha256_pair,
+    x25519_public,
+)
 from sealwire.ratchet._errors import (
     MessageDecryptError,
     RatchetDecodeError,
@@ -53,6 +60,7 @@ __all__ = [
     "receive_message",
     "skip_message_keys",
     "take_skipped",
+    "with_chains",
 ]
 
 MAX_SKIP = 1000
@@ -137,6 +145,19 @@ class RatchetState:
         return self.hkr if self.header_encryption else self.dhr
 
 
+def with_chains(
+    state: RatchetState, *, cks: bytes | None, ns: int, ckr: bytes | None, nr: int
+) -> RatchetState:
+    """``state`` with its chain keys and counters replaced, every other field carried:
+    one construction for a message's step (``attrs.evolve`` walks the fields each time)."""
+    return RatchetState(
+        dhs=state.dhs, dhr=state.dhr, rk=state.rk, cks=cks, ckr=ckr, ns=ns, nr=nr,
+        pn=state.pn, skipped=state.skipped, previous=state.previous,
+        header_encryption=state.header_encryption, hks=state.hks, hkr=state.hkr,
+        nhks=state.nhks, nhkr=state.nhkr,
+    )  # fmt: skip
+
+
 def kdf_rk(rk: bytes, dh_out: bytes, info: bytes, length: int) -> tuple[bytes, ...]:
     """KDF_RK (§5.2), or KDF_RK_HE (§4.2) when ``length`` is 96: split into 32-byte keys."""
     out = hkdf_sha256(dh_out, salt=rk, info=info, length=length)
@@ -145,7 +166,7 @@ def kdf_rk(rk: bytes, dh_out: bytes, info: bytes, length: int) -> tuple[bytes, .
 
 def kdf_ck(ck: bytes) -> tuple[bytes, bytes]:
     """KDF_CK (§5.2): (next chain key, message key)."""
-    return hmac_sha256(ck, b"\x02"), hmac_sha256(ck, b"\x01")
+    return hmac_sha256_pair(ck, b"\x02", b"\x01")
 
 
 def concat(ad: bytes, header: bytes) -> bytes:
@@ -213,17 +234,18 @@ def _remember_chain(state: RatchetState) -> tuple[bytes, ...]:
 def dh_ratchet(state: RatchetState, dh: bytes, rng: Rng) -> RatchetState:
     """DHRatchet (§3.5), or DHRatchetHE (§4.3) for a header-encryption state."""
     previous = _remember_chain(state)
+    peer = x25519_public(dh)  # loaded once for both exchanges
     if not state.header_encryption:
-        rk, ckr = kdf_rk(state.rk, state.dhs.exchange(dh), ROOT_INFO, 64)
+        rk, ckr = kdf_rk(state.rk, state.dhs.exchange(peer), ROOT_INFO, 64)
         dhs = DHKeyPair.generate(rng)
-        rk, cks = kdf_rk(rk, dhs.exchange(dh), ROOT_INFO, 64)
+        rk, cks = kdf_rk(rk, dhs.exchange(peer), ROOT_INFO, 64)
         return attrs.evolve(
             state, pn=state.ns, ns=0, nr=0, dhr=dh, rk=rk, ckr=ckr, dhs=dhs, cks=cks,
             previous=previous,
         )  # fmt: skip
-    rk, ckr, nhkr = kdf_rk(state.rk, state.dhs.exchange(dh), ROOT_HE_INFO, 96)
+    rk, ckr, nhkr = kdf_rk(state.rk, state.dhs.exchange(peer), ROOT_HE_INFO, 96)
     dhs = DHKeyPair.generate(rng)
-    rk, cks, nhks = kdf_rk(rk, dhs.exchange(dh), ROOT_HE_INFO, 96)
+    rk, cks, nhks = kdf_rk(rk, dhs.exchange(peer), ROOT_HE_INFO, 96)
     return attrs.evolve(
         state, pn=state.ns, ns=0, nr=0, dhr=dh, rk=rk, ckr=ckr, dhs=dhs, cks=cks,
         hks=state.nhks, hkr=state.nhkr, nhks=nhks, nhkr=nhkr, previous=previous,
@@ -239,4 +261,4 @@ def receive_message(
         raise MessageDecryptError()
     ckr, mk = kdf_ck(state.ckr)
     plaintext = aead_decrypt(mk, ciphertext, ad)
-    return attrs.evolve(state, ckr=ckr, nr=state.nr + 1), plaintext
+    return with_chains(state, cks=state.cks, ns=state.ns, ckr=ckr, nr=state.nr + 1), plaintext

@@ -21,6 +21,7 @@ __all__ = [
     "Rng",
     "hkdf_sha256",
     "hmac_sha256",
+    "hmac_sha256_pair",
     "x25519_public",
 ]
 
@@ -39,6 +40,9 @@ class DHKeyPair:
 
     private: X25519PrivateKey = attrs.field(repr=False)
     public: bytes
+    raw: bytes | None = attrs.field(default=None, repr=False, eq=False)
+    """The private scalar as loaded (None: read from ``private`` when stored): a state
+    committed on every message writes it without asking the key object again."""
 
     @classmethod
     def generate(cls, rng: Rng) -> DHKeyPair:
@@ -51,22 +55,27 @@ class DHKeyPair:
             private = X25519PrivateKey.from_private_bytes(raw)
         except ValueError:
             raise RatchetDecodeError("invalid X25519 private key", field="private") from None
-        return cls.from_private_key(private)
+        return cls(private, private.public_key().public_bytes_raw(), bytes(raw))
 
     @classmethod
     def from_private_key(cls, private: X25519PrivateKey) -> DHKeyPair:
         return cls(private, private.public_key().public_bytes_raw())
 
-    def exchange(self, peer_public: bytes) -> bytes:
-        """DH(self, peer): the X25519 shared secret; an all-zero result is rejected."""
+    def exchange(self, peer_public: bytes | X25519PublicKey) -> bytes:
+        """DH(self, peer): the X25519 shared secret; an all-zero result is rejected.
+        ``peer_public``: raw bytes, or the key already loaded (:func:`x25519_public`)."""
+        if isinstance(peer_public, X25519PublicKey):
+            peer = peer_public
+        else:
+            peer = x25519_public(peer_public)
         try:
-            return self.private.exchange(x25519_public(peer_public))
+            return self.private.exchange(peer)
         except ValueError:
             raise WeakKeyError() from None
 
     def private_bytes_for_storage(self) -> bytes:
         """The raw private scalar, for the encrypted state store only."""
-        return self.private.private_bytes_raw()
+        return self.private.private_bytes_raw() if self.raw is None else self.raw
 
 
 def x25519_public(raw: bytes) -> X25519PublicKey:
@@ -85,3 +94,12 @@ def hmac_sha256(key: bytes, data: bytes) -> bytes:
     mac = hmac.HMAC(key, _SHA256)
     mac.update(data)
     return mac.finalize()
+
+
+def hmac_sha256_pair(key: bytes, first: bytes, second: bytes) -> tuple[bytes, bytes]:
+    """(HMAC(key, first), HMAC(key, second)): the key is set up once, its state copied."""
+    mac = hmac.HMAC(key, _SHA256)
+    other = mac.copy()
+    mac.update(first)
+    other.update(second)
+    return mac.finalize(), other.finalize()

@@ -28,6 +28,7 @@ from sealwire.ratchet._chain import (
     receive_message,
     skip_message_keys,
     take_skipped,
+    with_chains,
 )
 from sealwire.ratchet._crypto import DHKeyPair, Rng
 from sealwire.ratchet._errors import (
@@ -98,7 +99,8 @@ def encrypt(
     else:
         wire_header = header.to_bytes()
     ciphertext = aead_encrypt(mk, plaintext, concat(ad, wire_header))
-    return attrs.evolve(state, cks=cks, ns=state.ns + 1), wire_header, ciphertext
+    stepped = with_chains(state, cks=cks, ns=state.ns + 1, ckr=state.ckr, nr=state.nr)
+    return stepped, wire_header, ciphertext
 
 
 def decrypt(

@@ -28,6 +28,7 @@ and relay client. Rules of this file:
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -125,13 +126,16 @@ log = logging.getLogger(__name__)
 class _Peer:
     """A peer's sessions; ``stored_cards`` are the card digests whose card keys the
     store holds for this peer (those its v2 session records name), ``stored_archived``
-    the archived session the store holds as a v2 record (None: unknown or none)."""
+    the archived session the store holds as a v2 record (None: unknown or none),
+    ``archived_absent`` whether the store is known to hold no archived record (so a
+    commit without one has nothing to delete)."""
 
     current: Session
     archived: Session | None
     card: VerifiedCard
     stored_cards: frozenset[bytes] = frozenset()
     stored_archived: Session | None = None
+    archived_absent: bool = False
 
 
 class SignalBinding(MailboxBinding):
@@ -222,6 +226,8 @@ class SignalBinding(MailboxBinding):
             mldsa_key=context.identity.mldsa_key,
         )  # fmt: skip
         self._peers: OrderedDict[str, _Peer] = OrderedDict()
+        self._expected = _CardPairMemo(MAX_CACHED_PEERS)
+        """Transcripts an envelope must carry, by (sender's card, our card)."""
         self._accepts_since_publish = 0
         self._published_at: float | None = None
 
@@ -277,10 +283,9 @@ class SignalBinding(MailboxBinding):
                     mldsa_key=self.context.identity.mldsa_key,
                 )  # fmt: skip
                 entry = _Peer(current=session, archived=None, card=peer)
-        session, envelope = seal_frame(
-            entry.current, frame, negotiation=negotiation.transcript(), rng=self._rng
-        )
-        self._commit(attrs.evolve(entry, current=session))
+        transcript = _transcript(negotiation)
+        session, envelope = seal_frame(entry.current, frame, negotiation=transcript, rng=self._rng)
+        self._commit(_replaced(entry, session, entry.archived))
         return envelope.to_bytes()
 
     async def open(
@@ -367,9 +372,9 @@ class SignalBinding(MailboxBinding):
                 first_error = first_error or exc
                 continue
             if index == 0:
-                updated = attrs.evolve(entry, current=opened)
+                updated = _replaced(entry, opened, entry.archived)
             else:  # the archived session decrypted: it becomes current
-                updated = attrs.evolve(entry, current=opened, archived=entry.current)
+                updated = _replaced(entry, opened, entry.current)
             message = self._opened(env, updated, frame)
             self._commit(updated, keep=keep, opened=message)
             return message
@@ -391,11 +396,16 @@ class SignalBinding(MailboxBinding):
         return card
 
     def _check_negotiation(self, env: Envelope, sender: VerifiedCard) -> None:
-        expected = Negotiation(
-            chosen=self.info.uri,
-            initiator_offers=tuple(o.uri for o in sender.offers),
-            responder_offers=tuple(o.uri for o in self.context.card.offers),
-        ).transcript()
+        ours = self.context.card
+
+        def expected_transcript() -> bytes:
+            return Negotiation(
+                chosen=self.info.uri,
+                initiator_offers=tuple(o.uri for o in sender.offers),
+                responder_offers=tuple(o.uri for o in ours.offers),
+            ).transcript()
+
+        expected = self._expected.get(sender, ours, expected_transcript)
         if not hmac.compare_digest(expected, env.negotiation):
             raise RemoteProtocolError("negotiation transcript does not match the cards")
 
@@ -455,6 +465,7 @@ class SignalBinding(MailboxBinding):
         entry = _Peer(
             current=current, archived=archived, card=card, stored_cards=frozenset(named),
             stored_archived=archived if is_current_record(old) else None,
+            archived_absent=old is None,
         )  # fmt: skip
         self._cache(peer_id, entry)
         return entry
@@ -489,7 +500,8 @@ class SignalBinding(MailboxBinding):
                 keep(tx, opened)
             tx.put(SESSION_NAMESPACE, f"{peer_id}/current", encode_session(entry.current))
             if entry.archived is None:
-                tx.delete(SESSION_NAMESPACE, f"{peer_id}/archived")
+                if not entry.archived_absent:  # else none stored: nothing to delete
+                    tx.delete(SESSION_NAMESPACE, f"{peer_id}/archived")
             elif entry.archived is not entry.stored_archived:  # else unchanged: not rewritten
                 tx.put(SESSION_NAMESPACE, f"{peer_id}/archived", encode_session(entry.archived))
             if used is not None:
@@ -499,7 +511,11 @@ class SignalBinding(MailboxBinding):
                 tx.put(SESSION_NAMESPACE, f"{peer_id}/bases", bases)
             if cards.keys() != entry.stored_cards:
                 _store_cards(tx, peer_id, cards)
-        stored = attrs.evolve(entry, stored_cards=frozenset(cards), stored_archived=entry.archived)
+        stored = _Peer(
+            current=entry.current, archived=entry.archived, card=entry.card,
+            stored_cards=frozenset(cards), stored_archived=entry.archived,
+            archived_absent=entry.archived is None,
+        )  # fmt: skip
         self._cache(peer_id, stored)
 
     def _base_seen(self, peer_id: str, base_key: bytes) -> bool:
@@ -508,6 +524,44 @@ class SignalBinding(MailboxBinding):
             hmac.compare_digest(bases[i : i + _KEY_LEN], base_key)
             for i in range(0, len(bases), _KEY_LEN)
         )
+
+
+@functools.lru_cache(maxsize=MAX_CACHED_PEERS)
+def _transcript(negotiation: Negotiation) -> bytes:
+    """The transcript every envelope of a channel carries: built once per negotiation
+    (a frozen value), not once a message."""
+    return negotiation.transcript()
+
+
+class _CardPairMemo:
+    """Bytes derived from two frozen cards, remembered by the cards' identity (cards are
+    not hashable; an entry holds its cards, so their ids cannot name other objects
+    meanwhile), the newest ``bound`` pairs kept."""
+
+    def __init__(self, bound: int) -> None:
+        self._bound = bound
+        self._entries: OrderedDict[tuple[int, int], tuple[VerifiedCard, VerifiedCard, bytes]]
+        self._entries = OrderedDict()
+
+    def get(self, first: VerifiedCard, second: VerifiedCard, derive: Callable[[], bytes]) -> bytes:
+        key = (id(first), id(second))
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is first and hit[1] is second:
+            self._entries.move_to_end(key)
+            return hit[2]
+        value = derive()
+        self._entries[key] = (first, second, value)
+        while len(self._entries) > self._bound:
+            self._entries.popitem(last=False)
+        return value
+
+
+def _replaced(entry: _Peer, current: Session, archived: Session | None) -> _Peer:
+    """``entry`` with new sessions (one construction, not an evolve per message)."""
+    return _Peer(
+        current=current, archived=archived, card=entry.card, stored_cards=entry.stored_cards,
+        stored_archived=entry.stored_archived, archived_absent=entry.archived_absent,
+    )  # fmt: skip
 
 
 def _card_key(peer_id: str, digest: bytes) -> str:

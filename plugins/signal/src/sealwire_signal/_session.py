@@ -80,15 +80,30 @@ def seal_frame(
     session: Session, frame: bytes, *, negotiation: bytes, rng: Rng
 ) -> tuple[Session, Envelope]:
     """Encrypt one frame; commit the returned session before sending the envelope."""
+    message_id = rng(MESSAGE_ID_LEN)
+    he = session.ratchet.header_encryption
     draft = Envelope(
-        sender_id=session.local_id, recipient_id=session.peer_id,
-        message_id=rng(MESSAGE_ID_LEN), negotiation=negotiation, prekey=session.pending,
-        header_encryption=session.ratchet.header_encryption, header=b"", ciphertext=b"",
+        sender_id=session.local_id, recipient_id=session.peer_id, message_id=message_id,
+        negotiation=negotiation, prekey=session.pending, header_encryption=he, header=b"",
+        ciphertext=b"",
     )  # fmt: skip
     ad = session.associated_data + draft.associated_prefix()
     ratchet, header, ciphertext = _ratchet.encrypt(session.ratchet, frame, ad, rng)
-    envelope = attrs.evolve(draft, header=header, ciphertext=ciphertext)
-    return attrs.evolve(session, ratchet=ratchet), envelope
+    envelope = Envelope(
+        sender_id=session.local_id, recipient_id=session.peer_id, message_id=message_id,
+        negotiation=negotiation, prekey=session.pending, header_encryption=he, header=header,
+        ciphertext=ciphertext,
+    )  # fmt: skip
+    return _stepped(session, ratchet, session.pending), envelope
+
+
+def _stepped(session: Session, ratchet: RatchetState, pending: PrekeyPart | None) -> Session:
+    """``session`` with its ratchet stepped (one construction, not an evolve per message)."""
+    return Session(
+        local_id=session.local_id, peer_id=session.peer_id,
+        peer_identity_key=session.peer_identity_key, associated_data=session.associated_data,
+        base_key=session.base_key, ratchet=ratchet, pending=pending, peer_card=session.peer_card,
+    )  # fmt: skip
 
 
 def open_envelope(
@@ -104,7 +119,7 @@ def open_envelope(
         session.ratchet, envelope.header, envelope.ciphertext, ad, now=now, rng=rng
     )
     # The first reply proves the peer holds the session: stop sending the initial part.
-    return attrs.evolve(session, ratchet=ratchet, pending=None), frame
+    return _stepped(session, ratchet, None), frame
 
 
 def accept_session(
