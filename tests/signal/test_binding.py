@@ -770,7 +770,7 @@ async def test_a_channel_builds_its_transcript_once_not_per_message(
     for i, raw in enumerate(sealed):  # the recipient checks each against both cards
         opened = await bob.binding.open(raw)
         assert opened.frame == b"m%d" % i
-    assert len(built) == 1
+    assert len(built) <= 1  # once, or none: in one process it is the sender's negotiation
     # an equal negotiation (another object, same value) is the same transcript
     built.clear()
     await alice.binding.seal(bob.card, b"again", negotiation(alice, bob))

@@ -1,12 +1,11 @@
 """The Signal binding's per-message work (issue 14): session records are the same bytes
-as before (an agent restarts across versions), the remembered card pairs are bounded.
-The transcripts built once per channel and per pair of cards: test_binding.py."""
+as before (an agent restarts across versions). The transcripts built once per
+negotiation: test_binding.py."""
 
 from __future__ import annotations
 
 import pytest
 
-import sealwire_signal._binding as signal_binding
 from sealwire_signal import decode_session, encode_session
 
 CARD = b'{"name":"fixed card","signatures":[]}'
@@ -53,14 +52,3 @@ def test_a_session_record_written_before_loads_and_is_written_the_same(record: b
     session = decode_session(record, lambda digest: CARD)
     assert session.local_id == "local-agent" and session.peer_id == "peer-agent"
     assert encode_session(session) == record
-
-
-def test_the_remembered_card_pairs_are_bounded() -> None:
-    memo = signal_binding._CardPairMemo(2)
-    cards = [object() for _ in range(4)]
-    for card in cards:
-        memo.get(card, card, lambda: b"x")  # type: ignore[arg-type]
-    assert len(memo._entries) == 2
-    derived: list[int] = []
-    assert memo.get(cards[-1], cards[-1], lambda: derived.append(1) or b"y") == b"x"  # type: ignore[arg-type]
-    assert derived == []

@@ -226,8 +226,6 @@ class SignalBinding(MailboxBinding):
             mldsa_key=context.identity.mldsa_key,
         )  # fmt: skip
         self._peers: OrderedDict[str, _Peer] = OrderedDict()
-        self._expected = _CardPairMemo(MAX_CACHED_PEERS)
-        """Transcripts an envelope must carry, by (sender's card, our card)."""
         self._accepts_since_publish = 0
         self._published_at: float | None = None
 
@@ -396,16 +394,13 @@ class SignalBinding(MailboxBinding):
         return card
 
     def _check_negotiation(self, env: Envelope, sender: VerifiedCard) -> None:
-        ours = self.context.card
-
-        def expected_transcript() -> bytes:
-            return Negotiation(
+        expected = _transcript(
+            Negotiation(
                 chosen=self.info.uri,
                 initiator_offers=tuple(o.uri for o in sender.offers),
-                responder_offers=tuple(o.uri for o in ours.offers),
-            ).transcript()
-
-        expected = self._expected.get(sender, ours, expected_transcript)
+                responder_offers=tuple(o.uri for o in self.context.card.offers),
+            )
+        )
         if not hmac.compare_digest(expected, env.negotiation):
             raise RemoteProtocolError("negotiation transcript does not match the cards")
 
@@ -528,32 +523,9 @@ class SignalBinding(MailboxBinding):
 
 @functools.lru_cache(maxsize=MAX_CACHED_PEERS)
 def _transcript(negotiation: Negotiation) -> bytes:
-    """The transcript every envelope of a channel carries: built once per negotiation
-    (a frozen value), not once a message."""
+    """The transcript every envelope of a channel carries, and its recipient checks:
+    built once per negotiation (a frozen value), not once a message."""
     return negotiation.transcript()
-
-
-class _CardPairMemo:
-    """Bytes derived from two frozen cards, remembered by the cards' identity (cards are
-    not hashable; an entry holds its cards, so their ids cannot name other objects
-    meanwhile), the newest ``bound`` pairs kept."""
-
-    def __init__(self, bound: int) -> None:
-        self._bound = bound
-        self._entries: OrderedDict[tuple[int, int], tuple[VerifiedCard, VerifiedCard, bytes]]
-        self._entries = OrderedDict()
-
-    def get(self, first: VerifiedCard, second: VerifiedCard, derive: Callable[[], bytes]) -> bytes:
-        key = (id(first), id(second))
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] is first and hit[1] is second:
-            self._entries.move_to_end(key)
-            return hit[2]
-        value = derive()
-        self._entries[key] = (first, second, value)
-        while len(self._entries) > self._bound:
-            self._entries.popitem(last=False)
-        return value
 
 
 def _replaced(entry: _Peer, current: Session, archived: Session | None) -> _Peer:
