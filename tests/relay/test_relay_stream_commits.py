@@ -20,6 +20,7 @@ from sealwire.relay.errors import RelayUnavailable
 from sealwire.relay.wire import STREAM_PATH, b64e
 from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
 from sealwire_relay._sqlite_backend import SqliteBackend
+from sealwire_relay._stream import MailboxCommitter
 
 TIMEOUT = 20
 
@@ -105,6 +106,30 @@ async def test_a_frame_arriving_while_a_commit_gathers_joins_it(
         assert backend.commits == [2]
     finally:
         await _close(clients, [first, second])
+
+
+async def test_one_call_at_a_time_stops_waiting_for_work_that_does_not_come(
+    recorded: tuple[RunningRelay, _RecordingBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay, backend = recorded
+    gathered: list[bool] = []
+    real = MailboxCommitter._gather
+
+    async def counting(self: MailboxCommitter) -> bool:
+        gathered.append(await real(self))
+        return gathered[-1]
+
+    monkeypatch.setattr(MailboxCommitter, "_gather", counting)
+    clients, (first,) = await _agents(relay.url, 1)
+    owner = clients[0].agent_id
+    try:
+        for i in range(3):  # one at a time: the first gathering brings nothing
+            await first.send(_send(i, owner, f"m{i}"))
+            assert (await _results(first))[0] == {"id": i, "duplicate": False}
+        assert gathered == [False]  # the later lone commits did not wait
+        assert backend.commits == [1, 1, 1]
+    finally:
+        await _close(clients, [first])
 
 
 async def test_a_failed_batch_acknowledges_nothing_to_any_of_its_senders(

@@ -235,6 +235,10 @@ class MailboxCommitter:
         self._queue: collections.deque[_Job] = collections.deque()
         self._drain: asyncio.Task[None] | None = None
         self._gathers = bool(getattr(app.service.backend, "commits_on_loop", False))
+        # Whether the last gathering brought more work: when it did not, a lone job
+        # (one call at a time) commits at once instead of waiting turns for nothing;
+        # more than one job queued (load) starts gathering again.
+        self._gathering_helps = True
 
     async def commit(
         self, acks: list[tuple[str, str, str]], enqueues: list[tuple[str, Delivery]]
@@ -247,8 +251,8 @@ class MailboxCommitter:
 
     async def _run(self) -> None:
         while self._queue:
-            if self._gathers:
-                await self._gather()
+            if self._gathers and (self._gathering_helps or len(self._queue) > 1):
+                self._gathering_helps = await self._gather()
             jobs: list[_Job] = []
             size = 0
             while self._queue and (not jobs or size < MAX_COMMIT_ITEMS):
@@ -273,17 +277,20 @@ class MailboxCommitter:
                 if not job.done.done():
                     job.done.set_result(part)
 
-    async def _gather(self) -> None:
-        """Let the event loop turn while that brings more work for this commit: a frame
-        already received, on any connection, reaches the queue a few turns later."""
-        queued, idle = self._size(), 0
+    async def _gather(self) -> bool:
+        """Let the event loop turn while that brings more work for this commit (a frame
+        already received, on any connection, reaches the queue a few turns later);
+        whether it brought any."""
+        start = queued = self._size()
+        idle = 0
         for _ in range(GATHER_TURNS):
             if queued >= MAX_COMMIT_ITEMS or idle >= GATHER_IDLE_TURNS:
-                return
+                break
             await asyncio.sleep(0)
             now = self._size()
             idle = idle + 1 if now == queued else 0
             queued = now
+        return queued > start
 
     def _size(self) -> int:
         return sum(len(job.acks) + len(job.enqueues) for job in self._queue)
