@@ -533,7 +533,9 @@ class RatchetTree:
         ``group_id``, already started by :meth:`decode_checking_leaves`.
         """
         # A large batch of leaf signatures runs in worker processes meanwhile.
-        signatures = leaf_signatures or self._start_leaf_signatures(group_id)
+        signatures = (
+            self._start_leaf_signatures(group_id) if leaf_signatures is None else leaf_signatures
+        )
         try:
             if not any(True for _ in self.leaves()):
                 raise MLSProtocolError("tree has no members")
