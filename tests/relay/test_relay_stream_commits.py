@@ -20,7 +20,7 @@ from sealwire.relay.errors import RelayUnavailable
 from sealwire.relay.wire import STREAM_PATH, b64e
 from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
 from sealwire_relay._sqlite_backend import SqliteBackend
-from sealwire_relay._stream import MailboxCommitter
+from sealwire_relay._stream_commits import MailboxCommitter
 
 TIMEOUT = 20
 

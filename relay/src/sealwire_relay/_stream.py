@@ -55,13 +55,10 @@ connection wrote to the file.
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
-
-import attrs
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from sealwire.asgi import Receive, Scope, Send
 from sealwire.errors import DecodeError, SealwireError
@@ -81,8 +78,10 @@ from sealwire_relay._auth import Authenticator, Principal
 from sealwire_relay._limits import RateLimiter
 from sealwire_relay._metrics import Metrics
 from sealwire_relay._service import MAX_ACK_IDS, RelayService, wait_any
+from sealwire_relay._stream_commits import MailboxCommitter
+from sealwire_relay._stream_feed import CommitFeed, MailboxFeed, Sink
 
-__all__ = ["STREAM_PATH", "MailboxCommitter", "StreamEndpoint", "StreamHost"]
+__all__ = ["STREAM_PATH", "StreamEndpoint", "StreamHost"]
 
 log = logging.getLogger("sealwire.relay")
 
@@ -97,21 +96,6 @@ STREAM_INFLIGHT_FRAMES = 8
 # relay process sharing the backend is pushed too, and acks made elsewhere
 # (HTTP, another connection) free the window.
 STREAM_POLL_SECONDS = 2.0
-# One commit takes at most this many sends and acks together: bounds the time
-# one transaction holds the database (and the event loop, on SQLite).
-MAX_COMMIT_ITEMS = 2048
-# Turns of the event loop a commit waits at most for more work to join it, on a
-# backend that commits on the loop (SQLite). Nothing can queue while such a
-# commit runs: the sends and acks of frames already received (on every
-# connection) queue during these turns instead, a frame read in one turn reaching
-# the queue two turns later (its connection's task, then its answer's). A turn
-# costs microseconds, a commit (one transaction) a hundred or more: at 16 calls
-# in flight a commit carries ~3.6 items where it carried ~1.5
-# (benchmarks/bench_mailbox.py).
-GATHER_TURNS = 8
-# ... and it stops waiting after this many turns in a row brought nothing (one
-# idle turn proves nothing: the frame may be two turns from the queue).
-GATHER_IDLE_TURNS = 3
 # Request ids are JSON integers the client picks; this keeps them exact in any
 # JSON implementation (IEEE doubles).
 MAX_REQUEST_ID = 2**53 - 1
@@ -119,8 +103,6 @@ MAX_REQUEST_ID = 2**53 - 1
 FRAME_OVERHEAD_BYTES = 1024
 # Close code of a framing error (4000 + 400, as a refusal at connect).
 FRAMING_ERROR_CODE = 4400
-
-Answer = tuple[list[bool], list[bool | LimitExceeded]]
 
 
 class StreamHost(Protocol):
@@ -135,165 +117,8 @@ class StreamHost(Protocol):
     _connections: int
 
 
-@runtime_checkable
-class CommitFeed(Protocol):
-    """A backend that tells which deliveries each of its commits stored, in commit
-    order (:class:`sealwire_relay._sqlite_backend.SqliteBackend`): its stream
-    connections are then pushed from memory."""
-
-    def follow_commits(
-        self, listener: Callable[[int, Sequence[tuple[str, Delivery]]], None]
-    ) -> None: ...
-
-    def read_after(
-        self, mailbox: str, after: tuple[str, str] | None, limit: int
-    ) -> tuple[list[Delivery], int]: ...
-
-
-class _Sink:
-    """What a pusher that has read its mailbox up to its end is handed of later commits."""
-
-    __slots__ = ("broken", "epoch", "queue", "session")
-
-    def __init__(self, session: _Session, epoch: int) -> None:
-        self.session = session
-        self.epoch = epoch  # the backend's writer epoch of the read this follows
-        self.queue: list[Delivery] = []
-        # Set when the hand-off cannot be proven complete and in order (another
-        # writer, or more than the window holds): the pusher reads storage again.
-        self.broken = False
-
-
-class MailboxFeed:
-    """Hands the deliveries a commit stored to the pushers of their mailbox.
-
-    A pusher reads its mailbox from storage (on (re)subscription, after a
-    poll, after its window filled, or whenever the hand-off broke); when that
-    read reached the end of the mailbox, it follows the commits from there:
-    every later commit of this backend comes here right after it committed,
-    in commit order, so the pusher sends on what it is handed instead of
-    reading back what was just written. Nothing is acknowledged or dropped on
-    the strength of it: the mailbox in storage stays the truth.
-    """
-
-    def __init__(self) -> None:
-        self._sinks: dict[str, list[_Sink]] = {}
-
-    def follow(self, mailbox: str, session: _Session, epoch: int) -> _Sink:
-        sink = _Sink(session, epoch)
-        self._sinks.setdefault(mailbox, []).append(sink)
-        return sink
-
-    def leave(self, mailbox: str, sink: _Sink) -> None:
-        sinks = self._sinks.get(mailbox)
-        if sinks is not None and sink in sinks:
-            sinks.remove(sink)
-            if not sinks:
-                del self._sinks[mailbox]
-
-    def committed(self, epoch: int, stored: Sequence[tuple[str, Delivery]]) -> None:
-        if not self._sinks:
-            return
-        for mailbox, delivery in stored:
-            for sink in self._sinks.get(mailbox, ()):
-                if sink.broken:
-                    continue
-                if sink.epoch != epoch or (
-                    len(sink.queue) + len(sink.session.pushed) >= STREAM_WINDOW
-                ):
-                    sink.broken = True
-                    sink.queue.clear()
-                else:
-                    sink.queue.append(delivery)
-
-
 class _FramingError(Exception):
     """A frame that is not the stream protocol: the connection is closed."""
-
-
-@attrs.define
-class _Job:
-    acks: list[tuple[str, str, str]]
-    enqueues: list[tuple[str, Delivery]]
-    done: asyncio.Future[Answer]
-
-
-class MailboxCommitter:
-    """Groups the sends and acks of every stream into few backend commits.
-
-    Whatever is queued when a commit starts goes into it (up to
-    :data:`MAX_COMMIT_ITEMS`); each caller is answered once its part is
-    committed. No commit is ever skipped: the first caller starts a drain,
-    which runs until the queue is empty. On a backend that commits on the event
-    loop (SQLite: ``commits_on_loop``) nothing can queue while a commit runs,
-    so each commit first gathers for a few turns of the loop (:meth:`_gather`);
-    on another (NATS) work queues while a commit awaits its storage.
-    """
-
-    def __init__(self, app: StreamHost) -> None:
-        self._app = app
-        self._queue: collections.deque[_Job] = collections.deque()
-        self._drain: asyncio.Task[None] | None = None
-        self._gathers = bool(getattr(app.service.backend, "commits_on_loop", False))
-        # Whether the last gathering brought more work: when it did not, a lone job
-        # (one call at a time) commits at once instead of waiting turns for nothing;
-        # more than one job queued (load) starts gathering again.
-        self._gathering_helps = True
-
-    async def commit(
-        self, acks: list[tuple[str, str, str]], enqueues: list[tuple[str, Delivery]]
-    ) -> Answer:
-        job = _Job(acks, enqueues, asyncio.get_running_loop().create_future())
-        self._queue.append(job)
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._run(), name="sealwire-relay-commit")
-        return await job.done
-
-    async def _run(self) -> None:
-        while self._queue:
-            if self._gathers and (self._gathering_helps or len(self._queue) > 1):
-                self._gathering_helps = await self._gather()
-            jobs: list[_Job] = []
-            size = 0
-            while self._queue and (not jobs or size < MAX_COMMIT_ITEMS):
-                job = self._queue.popleft()
-                jobs.append(job)
-                size += len(job.acks) + len(job.enqueues)
-            acks = [a for j in jobs for a in j.acks]
-            enqueues = [e for j in jobs for e in j.enqueues]
-            try:
-                acked, stored = await self._app.service.commit_mailbox_batch(acks, enqueues)
-            except Exception as exc:
-                if not isinstance(exc, SealwireError):
-                    log.exception("relay stream commit failed")
-                for job in jobs:
-                    if not job.done.done():
-                        job.done.set_exception(exc)
-                continue
-            a = e = 0
-            for job in jobs:
-                part = (acked[a : a + len(job.acks)], stored[e : e + len(job.enqueues)])
-                a, e = a + len(job.acks), e + len(job.enqueues)
-                if not job.done.done():
-                    job.done.set_result(part)
-
-    async def _gather(self) -> bool:
-        """Let the event loop turn while that brings more work for this commit (a frame
-        already received, on any connection, reaches the queue a few turns later);
-        whether it brought any."""
-        start = queued = self._size()
-        idle = 0
-        for _ in range(GATHER_TURNS):
-            if queued >= MAX_COMMIT_ITEMS or idle >= GATHER_IDLE_TURNS:
-                break
-            await asyncio.sleep(0)
-            now = self._size()
-            idle = idle + 1 if now == queued else 0
-            queued = now
-        return queued > start
-
-    def _size(self) -> int:
-        return sum(len(job.acks) + len(job.enqueues) for job in self._queue)
 
 
 class StreamEndpoint:
@@ -301,11 +126,11 @@ class StreamEndpoint:
 
     def __init__(self, app: StreamHost) -> None:
         self.app = app
-        self.committer = MailboxCommitter(app)
+        self.committer = MailboxCommitter(app.service)
         backend = app.service.backend
         self.feed: MailboxFeed | None = None
         if isinstance(backend, CommitFeed):
-            self.feed = MailboxFeed()
+            self.feed = MailboxFeed(STREAM_WINDOW)
             backend.follow_commits(self.feed.committed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -362,7 +187,7 @@ class _Session:
         self.last: tuple[str, str] | None = None
         self.acked = asyncio.Event()
         # Following the mailbox's commits (see MailboxFeed), when the pusher does.
-        self.sink: _Sink | None = None
+        self.sink: Sink | None = None
 
     async def run(self, receive: Receive) -> None:
         try:

@@ -23,7 +23,7 @@ from sealwire.errors import DecodeError, LocalProtocolError
 from sealwire.identity import Identity
 from sealwire.relay._descriptor import RelayDescriptor, fetch_descriptor, verify_descriptor
 from sealwire.relay._session import RelaySession
-from sealwire.relay._stream import MailboxStream, StreamUnusable, _Unsupported
+from sealwire.relay._stream import MailboxStream, StreamUnsupported, StreamUnusable
 from sealwire.relay._transport import DEFAULT_TIMEOUT_SECONDS, check_base_url, tls_context
 from sealwire.relay._websocket import follow, open_websocket
 from sealwire.relay.errors import RelayError
@@ -377,7 +377,7 @@ class RelayClient:
         try:
             async for delivery in self._stream_started().deliveries():
                 yield delivery
-        except _Unsupported:
+        except StreamUnsupported:
             pass
         async for delivery in follow(
             self._session, self._tls, "/v1/mailbox/ws", delivery_from_json, lambda d: None

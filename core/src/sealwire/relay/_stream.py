@@ -47,7 +47,7 @@ from sealwire.relay.wire import (
     stream_frame,
 )
 
-__all__ = ["MailboxStream", "StreamUnusable"]
+__all__ = ["MailboxStream", "StreamUnsupported", "StreamUnusable"]
 
 log = logging.getLogger("sealwire.relay")
 
@@ -78,7 +78,7 @@ class StreamUnusable(Exception):
     """The stream cannot carry this request now: send it over HTTP instead."""
 
 
-class _Unsupported(Exception):
+class StreamUnsupported(Exception):
     """The relay has no stream (an older relay, or a proxy refusing WebSockets)."""
 
 
@@ -187,12 +187,12 @@ class MailboxStream:
     # -- the subscription -------------------------------------------------------------
 
     async def deliveries(self) -> AsyncGenerator[Delivery, None]:
-        """The mailbox's deliveries; raises _Unsupported (use the push WebSocket) or
+        """The mailbox's deliveries; raises StreamUnsupported (use the push WebSocket) or
         the relay's refusal. One subscription at a time."""
         if self._subscribed:
-            raise _Unsupported("already subscribed on this stream")
+            raise StreamUnsupported("already subscribed on this stream")
         if self.unsupported:
-            raise _Unsupported("the relay has no stream")
+            raise StreamUnsupported("the relay has no stream")
         if self.failure is not None:
             raise self.failure
         self._subscribed = True
@@ -261,7 +261,7 @@ class MailboxStream:
         self._lost()
         if failure is None:
             self.unsupported = True
-            self._tell_subscriber(_Unsupported("the relay has no stream"))
+            self._tell_subscriber(StreamUnsupported("the relay has no stream"))
         else:
             self.failure = failure
             self._tell_subscriber(failure)
