@@ -113,24 +113,17 @@ class EnumerableStore(StateStore, Protocol):
 
 def check_name(name: str, what: str) -> str:
     """A namespace or key: a non-empty str of bounded length, valid UTF-8, no NUL."""
-    # every store call checks its names: the common case first (ASCII encodes as UTF-8)
-    if (
-        type(name) is str
-        and name.isascii()
-        and 0 < len(name) <= MAX_NAME_LENGTH
-        and "\x00" not in name
-    ):
-        return name
     if not isinstance(name, str):
         raise StoreError(f"{what} must be a str, not {type(name).__name__}")
     if not name or len(name) > MAX_NAME_LENGTH:
         raise StoreError(f"{what} must have 1 to {MAX_NAME_LENGTH} characters")
     if "\x00" in name:
         raise StoreError(f"{what} must not contain NUL")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise StoreError(f"{what} must be encodable as UTF-8") from None
+    if not name.isascii():  # every store call checks its names: ASCII needs no encoding
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise StoreError(f"{what} must be encodable as UTF-8") from None
     return name
 
 
