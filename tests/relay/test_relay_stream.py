@@ -109,6 +109,30 @@ async def test_a_dropped_stream_redelivers_only_the_unacknowledged(
         await bob.close()
 
 
+async def test_a_new_subscription_right_after_closing_one_stays_on_the_stream(
+    clients: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a subscription ends its stream subscription at once, so the next one
+    (an agent's mailbox reader resubscribing after a backoff) is served by the stream
+    too, not by the older push WebSocket."""
+    from sealwire.relay import _client
+
+    def no_fallback(*args: object) -> object:
+        raise AssertionError("fell back to the push WebSocket")
+
+    monkeypatch.setattr(_client, "follow", no_fallback)
+    alice, bob = clients(), clients()
+    for i in range(3):
+        await bob.send(alice.agent_id, f"m{i}", b"x")
+    for round_ in range(3):
+        inbox = alice.subscribe()
+        (got,) = await _take(inbox, 1)
+        assert got.message_id == f"m{round_}"
+        await alice.ack([got])
+        await inbox.aclose()
+    assert alice.streaming
+
+
 async def test_hostile_frames_get_typed_errors_and_the_connection_keeps_serving(
     clients: NewClient,
 ) -> None:

@@ -374,15 +374,20 @@ class RelayClient:
         return self._subscribe()
 
     async def _subscribe(self) -> AsyncGenerator[Delivery, None]:
+        # aclosing: the inner subscription ends with this one, not when it is collected
+        # (until then the stream would count it and refuse the next subscription).
         try:
-            async for delivery in self._stream_started().deliveries():
-                yield delivery
+            async with contextlib.aclosing(self._stream_started().deliveries()) as stream:
+                async for delivery in stream:
+                    yield delivery
         except StreamUnsupported:
             pass
-        async for delivery in follow(
+        pushed = follow(
             self._session, self._tls, "/v1/mailbox/ws", delivery_from_json, lambda d: None
-        ):
-            yield delivery
+        )
+        async with contextlib.aclosing(pushed):
+            async for delivery in pushed:
+                yield delivery
 
     async def federation_deliver(self, items: Sequence[Mapping[str, Any]]) -> list[object]:
         """Relay to relay: hand the home relay messages accepted for its agents.

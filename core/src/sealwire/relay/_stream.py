@@ -100,7 +100,12 @@ class MailboxStream:
         self._acks_sent: dict[int, list[tuple[str, str]]] = {}
         self._acks_done = asyncio.Event()
         self._subscribed = False
-        self._sub_sent = False
+        # Each subscription's number, and the one the relay was last told of (None:
+        # none). A subscription closed and another opened before the writer ran must
+        # still reach the relay as "unsub" then "sub", so that it pushes again what the
+        # closed one dropped.
+        self._subscription = 0
+        self._sub_sent: int | None = None
         self._deliveries: asyncio.Queue[Delivery | BaseException] = asyncio.Queue(
             MAX_QUEUED_DELIVERIES
         )
@@ -196,6 +201,7 @@ class MailboxStream:
         if self.failure is not None:
             raise self.failure
         self._subscribed = True
+        self._subscription += 1
         self._kick.set()
         try:
             while True:
@@ -271,7 +277,7 @@ class MailboxStream:
         are sent again, the subscription starts again on the next connection."""
         self._ready.clear()
         self._ws = None
-        self._sub_sent = False
+        self._sub_sent = None
         self._outbox.clear()
         for answer in self._waiting.values():
             if not answer.done():
@@ -326,9 +332,13 @@ class MailboxStream:
                     blobs.append(envelope)
                     size += len(text) + len(envelope) + 1
                 await ws.send(stream_frame('{"t":"send","items":[' + ",".join(parts) + "]", blobs))
-            if self._subscribed != self._sub_sent:
-                self._sub_sent = self._subscribed
-                await ws.send('{"t":"sub"}' if self._subscribed else '{"t":"unsub"}')
+            wanted = self._subscription if self._subscribed else None
+            if wanted != self._sub_sent:
+                told, self._sub_sent = self._sub_sent, wanted
+                if told is not None:
+                    await ws.send('{"t":"unsub"}')
+                if wanted is not None:
+                    await ws.send('{"t":"sub"}')
 
     async def _read(self, ws: ClientConnection) -> None:
         async for raw in ws:
@@ -339,7 +349,7 @@ class MailboxStream:
                     raise DecodeError("expected deliveries and their envelopes", field="t")
                 for item, blob in zip(items, blobs, strict=True):
                     delivery = _delivery(item, blob)
-                    if self._subscribed and self._sub_sent:
+                    if self._subscribed and self._sub_sent == self._subscription:
                         await self._deliveries.put(delivery)
                 continue
             frame = decode_body(raw.encode())
