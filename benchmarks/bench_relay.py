@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,7 @@ import httpx
 import websockets
 
 from sealwire.identity import Identity
-from sealwire.relay import RelayClient
-from sealwire.relay.wire import delivery_from_json
+from sealwire.relay import Delivery, RelayClient
 from sealwire.testing.ports import free_port
 from sealwire_relay import RelayConfig, RelayLimits, running_relay
 
@@ -278,8 +277,8 @@ async def one_way(
         if stream:
             assert await sender.open_stream() and await receiver.open_stream()
             inbox = receiver.subscribe()
-        else:  # today's agent path: the push WebSocket, an HTTP request per send and ack
-            inbox = receiver._stream("/v1/mailbox/ws", delivery_from_json, lambda d: None)
+        else:  # a client that holds no socket: an HTTP request per send, fetch and ack
+            inbox = _polled(receiver)
         numbers = iter(range(n))
 
         async def send() -> None:  # one of ``in_flight`` senders, each one send at a time
@@ -310,6 +309,17 @@ async def one_way(
         await receiver.close()
 
 
+async def _polled(client: RelayClient) -> AsyncIterator[Delivery]:
+    """The mailbox read by fetching over HTTP (each delivery is acknowledged before
+    the next fetch, so none comes twice)."""
+    while True:
+        batch = await client.fetch(limit=100)
+        for delivery in batch:
+            yield delivery
+        if not batch:
+            await asyncio.sleep(0.002)
+
+
 async def stream_main(n: int, concurrency: int, signal: bool) -> None:
     """One-way mailbox traffic, relay on SQLite in its own process."""
     print(f"one-way mailbox traffic, {n} messages, relay on SQLite (its own process)")
@@ -319,7 +329,7 @@ async def stream_main(n: int, concurrency: int, signal: bool) -> None:
             floor = await echo_floor(size, n)
             print(f"{size // 1024:2d} KiB  floor: websockets echo     {floor:8.0f}")
             runs = [
-                (f"HTTP, {concurrency} in flight", False, concurrency, False),
+                (f"HTTP fetch, {concurrency} in flight", False, concurrency, False),
                 (f"stream, {STREAM_IN_FLIGHT} in flight", True, STREAM_IN_FLIGHT, False),
             ]
             if signal and size == STREAM_SIZES[0]:
@@ -379,7 +389,6 @@ async def bench_nats_backend(
     mailbox is drained with fetch(100) + ack, as the relay would. ``shared``:
     the mode for several relay processes on one prefix (the server keeps the depth).
     """
-    from sealwire.relay import Delivery
     from sealwire_relay._nats_backend import NatsBackend
 
     payload = os.urandom(size)
