@@ -30,12 +30,20 @@ __all__ = ["CommitListener", "SqliteBackend"]
 # the backend's writer epoch, then the (mailbox, delivery) pairs stored, in order.
 CommitListener = Callable[[int, Sequence[tuple[str, Delivery]]], None]
 
-# Version 1 gained the ``cards`` table later: an additive table (and a count in
-# ``meta`` that defaults to 0) is created by the schema script on an older file,
-# and older code ignores it, so the version did not change.
+# Version 1 gained the ``cards`` table and the ``messages_acked`` index later:
+# additive (a table, a count in ``meta`` that defaults to 0, an index), created by
+# the schema script on an older file and ignored by older code, so the version did
+# not change.
 SCHEMA_VERSION = 1
 # Acknowledged ids older than the retention are pruned once per this many acks.
 PRUNE_EVERY_ACKS = 1_000
+# The prune's two statements, each by an index (a relay keeps a week of acknowledged
+# ids: a scan of them per prune would grow with the traffic): the newest message by
+# rowid (its arrival stands for now: never later than the newest arrival, so the
+# prune only ever keeps more), then the acknowledged older than the retention by
+# the partial index ``messages_acked``.
+NEWEST_ARRIVAL = "SELECT received_at FROM messages ORDER BY id DESC LIMIT 1"
+PRUNE_ACKED = "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?"
 # Mailbox depths kept in memory between commits (a few bytes each): the active
 # mailboxes of a busy relay fit; past it the cache starts again (reads refill it).
 MAX_CACHED_DEPTHS = 100_000
@@ -56,6 +64,7 @@ CREATE TABLE IF NOT EXISTS messages (
     envelope BLOB, received_at REAL, acked_at REAL,
     UNIQUE (mailbox, sender, message_id));
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (mailbox, acked_at, id);
+CREATE INDEX IF NOT EXISTS messages_acked ON messages (acked_at) WHERE acked_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS depths (mailbox TEXT PRIMARY KEY, pending INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (group_id BLOB PRIMARY KEY, members TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS group_log (
@@ -144,6 +153,16 @@ class SqliteBackend:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def _count_acks(self, db: sqlite3.Connection, acks: int) -> None:
+        """Count acknowledgements; every PRUNE_EVERY_ACKS, forget the acknowledged ids
+        older than the retention (before the newest message's arrival)."""
+        self._acks += acks
+        if self._acks >= PRUNE_EVERY_ACKS:
+            self._acks = 0
+            row = db.execute(NEWEST_ARRIVAL).fetchone()
+            if row is not None:
+                db.execute(PRUNE_ACKED, (row[0] - DEDUPE_RETENTION_SECONDS,))
 
     # -- prekey directory ---------------------------------------------------
 
@@ -312,14 +331,7 @@ class SqliteBackend:
                 (removed, mailbox),
             )
             self._depths.pop(mailbox, None)
-            self._acks += len(keys)
-            if self._acks >= PRUNE_EVERY_ACKS:
-                self._acks = 0
-                newest = db.execute("SELECT max(received_at) FROM messages").fetchone()[0]
-                db.execute(
-                    "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?",
-                    ((newest or 0) - DEDUPE_RETENTION_SECONDS,),
-                )
+            self._count_acks(db, len(keys))
             return removed
 
     async def fetch_after(
@@ -424,14 +436,7 @@ class SqliteBackend:
             changed = [(m, n) for m, n in depths.items() if known.get(m) != n]
             if changed:
                 db.executemany("INSERT OR REPLACE INTO depths VALUES (?, ?)", changed)
-            self._acks += len(acks)
-            if acks and self._acks >= PRUNE_EVERY_ACKS:
-                self._acks = 0
-                newest = db.execute("SELECT max(received_at) FROM messages").fetchone()[0]
-                db.execute(
-                    "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?",
-                    ((newest or 0) - DEDUPE_RETENTION_SECONDS,),
-                )
+            self._count_acks(db, len(acks))
         if len(known) + len(depths) > MAX_CACHED_DEPTHS:
             known.clear()
         known.update(depths)
