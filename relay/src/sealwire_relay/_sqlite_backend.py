@@ -5,6 +5,8 @@ thread (no await inside), so operations are atomic with respect to each other
 in this process, and ``BEGIN IMMEDIATE`` makes them atomic against another
 process sharing the file. WAL with ``synchronous=NORMAL`` survives the relay
 being killed: a committed transaction is in the WAL before the answer is sent.
+The WAL is checkpointed in a worker thread, not by the commits
+(:mod:`sealwire_relay._sqlite_checkpoints`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sealwire.relay.errors import LimitExceeded, NotFoundError
 from sealwire.relay.wire import Delivery, FetchedPrekeys, GroupLogEntry
 from sealwire_relay._backend import GroupAccess, GroupAppend, next_access
 from sealwire_relay._limits import DEDUPE_RETENTION_SECONDS
+from sealwire_relay._sqlite_checkpoints import WalCheckpointer
 
 __all__ = ["CommitListener", "SqliteBackend"]
 
@@ -104,6 +107,7 @@ class SqliteBackend:
         # one writer epoch (nobody else wrote), so a commit reads a mailbox's
         # depth from here instead of SELECTing it; emptied when the epoch changes.
         self._depths: dict[str, int] = {}
+        self._checkpoints: WalCheckpointer | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SqliteBackend:
@@ -117,9 +121,11 @@ class SqliteBackend:
         if self._db is not None:
             return
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
+        wal = db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"  # not in memory
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
+        if wal:  # checkpoints off the event loop (see _sqlite_checkpoints)
+            db.execute("PRAGMA wal_autocheckpoint=0")
         db.executescript(_SCHEMA)
         row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
@@ -127,8 +133,14 @@ class SqliteBackend:
         elif int(row[0]) != SCHEMA_VERSION:
             raise ConfigurationError(f"relay database schema {row[0]} is not {SCHEMA_VERSION}")
         self._db = db
+        if wal:
+            self._checkpoints = WalCheckpointer(self._path)
+            self._checkpoints.start()
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            await self._checkpoints.close()
+            self._checkpoints = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -153,6 +165,8 @@ class SqliteBackend:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if self._checkpoints is not None:
+            self._checkpoints.committed(db)
 
     def _count_acks(self, db: sqlite3.Connection, acks: int) -> None:
         """Count acknowledgements; every PRUNE_EVERY_ACKS, forget the acknowledged ids
