@@ -9,6 +9,7 @@ import attrs
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
+from signal_binding_world import Clock, Directory
 
 from sealwire_signal import (
     DHKeyPair,
@@ -78,3 +79,9 @@ class Kit:
 @pytest.fixture(scope="session")
 def kit() -> Kit:
     return Kit(seeded_rng=seeded_rng, make_agent=make_agent)
+
+
+@pytest.fixture
+def world() -> tuple[Directory, Clock]:
+    """An empty prekey directory and a clock the test moves (see ``signal_binding_world``)."""
+    return Directory(), Clock()

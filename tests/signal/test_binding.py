@@ -1,31 +1,31 @@
-"""SignalBinding end to end between two agents through an in-memory fake relay directory."""
+"""SignalBinding end to end between two agents through an in-memory fake relay directory:
+sessions, prekeys, negotiation and per-message work. Post-quantum parts are in
+test_binding_pq.py, stored session records in test_binding_records.py."""
 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
 import attrs
 import pytest
-from signal_v1 import encode_v1
+from signal_binding_world import (
+    OTHER_RELAY,
+    RELAY,
+    Clock,
+    Directory,
+    make_agent,
+    negotiation,
+    pair,
+    seal,
+)
 
 import sealwire_signal._binding as signal_binding
 import sealwire_signal.plugin as signal_plugin
-from sealwire.agent._card import build_card
-from sealwire.binding import BindingContext, Negotiation
+from sealwire.binding import Negotiation
 from sealwire.errors import RemoteProtocolError, SealwireError, TrustError
-from sealwire.identity import Identity, TrustMode, TrustStore, verify_card
-from sealwire.relay import FetchedPrekeys, mailbox_address
-from sealwire.store import MemoryStore, SqliteStore, StoreKey
-from sealwire_signal import (
-    DuplicateMessageError,
-    Envelope,
-    EnvelopeDecodeError,
-    UnknownPrekeyError,
-    card_digest,
-    decode_session,
-    encode_session,
-)
+from sealwire.identity import Identity, TrustMode, TrustStore
+from sealwire.store import SqliteStore, StoreKey
+from sealwire_signal import DuplicateMessageError, Envelope, UnknownPrekeyError
 from sealwire_signal._binding import SESSION_NAMESPACE, SignalBinding
 from sealwire_signal._prekeys import (
     KEM_ONE_TIME_BATCH,
@@ -34,127 +34,6 @@ from sealwire_signal._prekeys import (
     SIGNED_PREKEY_GRACE,
     SIGNED_PREKEY_ROTATION,
 )
-
-RELAY = "https://relay.test"
-OTHER_RELAY = "https://other-relay.test"
-DAY = 24 * 3600.0
-
-
-class Directory:
-    """The relay's prekey directory, in memory: one-time keys are handed out once."""
-
-    def __init__(self) -> None:
-        self.bundles: dict[tuple[str, str], bytes] = {}
-        self.pools: dict[tuple[str, str], dict[str, dict[str, bytes]]] = {}
-
-
-class FakeRelayClient:
-    """The three prekey calls of ``sealwire.relay.RelayClient``, for one agent, and ``at``:
-    the directory of another relay among ``relays`` (by URL)."""
-
-    def __init__(
-        self,
-        directory: Directory,
-        agent_id: str,
-        *,
-        url: str = RELAY,
-        relays: dict[str, Directory] | None = None,
-    ) -> None:
-        self.directory, self.agent_id = directory, agent_id
-        self.url, self.relays = url, relays or {}
-
-    def at(self, url: str) -> FakeRelayClient:
-        if url == self.url:
-            return self
-        return FakeRelayClient(self.relays[url], "lookup", url=url, relays=self.relays)
-
-    async def publish_prekeys(self, binding, bundle, one_time) -> None:
-        key = (self.agent_id, binding)
-        self.directory.bundles[key] = bundle
-        pools = self.directory.pools.setdefault(key, {})
-        for pool, keys in one_time.items():
-            pools.setdefault(pool, {}).update(keys)
-
-    async def fetch_prekeys(self, agent_id, binding) -> FetchedPrekeys:
-        key = (agent_id, binding)
-        taken = {}
-        for pool, keys in self.directory.pools.get(key, {}).items():
-            first = next(iter(keys), None)
-            taken[pool] = None if first is None else (first, keys.pop(first))
-        return FetchedPrekeys(self.directory.bundles[key], taken)
-
-    async def count_prekeys(self, binding):
-        pools = self.directory.pools.get((self.agent_id, binding), {})
-        return {pool: len(keys) for pool, keys in pools.items()}
-
-
-@attrs.define
-class Clock:
-    now: float = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@attrs.define
-class Agent:
-    identity: Identity
-    card: object
-    store: object
-    binding: SignalBinding
-    context: BindingContext
-
-    def restart(self) -> Agent:
-        return attrs.evolve(self, binding=SignalBinding(self.context))
-
-
-def make_agent(
-    directory, clock, *, store=None, options=None, home=RELAY, relays=None, identity=None,
-    description="test agent",
-) -> Agent:  # fmt: skip
-    identity = identity or Identity.generate()
-    opts = dict(options or {})
-    card = verify_card(build_card(
-        identity, name="agent", description=description, version="0",
-        bindings=[SignalBinding], listen_urls=(), options={"signal": opts},
-        relay_address=mailbox_address(home, identity.agent_id),
-    ))  # fmt: skip
-    store = store if store is not None else MemoryStore()
-    relay = FakeRelayClient(directory, identity.agent_id, url=home, relays=relays)
-    context = BindingContext(
-        identity=identity, card=card, store=store, trust=TrustStore(store, TrustMode.TOFU),
-        relay=relay, clock=clock, options=opts,
-    )  # fmt: skip
-    return Agent(identity, card, store, SignalBinding(context), context)
-
-
-def negotiation(sender: Agent, recipient: Agent) -> Negotiation:
-    return Negotiation(
-        chosen=SignalBinding.info.uri,
-        initiator_offers=tuple(o.uri for o in sender.card.offers),
-        responder_offers=tuple(o.uri for o in recipient.card.offers),
-    )
-
-
-async def seal(sender: Agent, recipient: Agent, frame: bytes) -> bytes:
-    return await sender.binding.seal(recipient.card, frame, negotiation(sender, recipient))
-
-
-@pytest.fixture
-def world():
-    directory, clock = Directory(), Clock()
-    return directory, clock
-
-
-async def _pair(world, make_store=None, **options):
-    """Alice and Bob with published prekeys; ``make_store()`` gives each its own store."""
-    directory, clock = world
-    alice, bob = (
-        make_agent(directory, clock, store=make_store and make_store(), **options) for _ in range(2)
-    )
-    await alice.binding.publish_prekeys()
-    await bob.binding.publish_prekeys()
-    return alice, bob
 
 
 async def test_prekeys_of_a_peer_homed_on_another_relay_are_fetched_there():
@@ -179,7 +58,7 @@ async def test_prekeys_of_a_peer_homed_on_another_relay_are_fetched_there():
 
 @pytest.mark.parametrize("he", [False, True])
 async def test_conversation_both_ways(world, he):
-    alice, bob = await _pair(world, options={"header_encryption": he})
+    alice, bob = await pair(world, options={"header_encryption": he})
     for i in range(3):
         opened = await bob.binding.open(await seal(alice, bob, b"task %d" % i))
         assert opened.frame == b"task %d" % i
@@ -196,7 +75,7 @@ async def test_conversation_both_ways(world, he):
 
 async def test_one_time_prekeys_are_handed_out_once_and_deleted(world):
     directory, _ = world
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     key = (bob.identity.agent_id, "signal")
     assert len(directory.pools[key]["x25519"]) == ONE_TIME_BATCH
     assert len(directory.pools[key]["mlkem768"]) == KEM_ONE_TIME_BATCH
@@ -210,7 +89,7 @@ async def test_one_time_prekeys_are_handed_out_once_and_deleted(world):
 
 
 async def test_replays_are_rejected(world):
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     first = await seal(alice, bob, b"one")
     second = await seal(alice, bob, b"two")
     await bob.binding.open(first)
@@ -226,7 +105,7 @@ async def test_replays_are_rejected(world):
 
 async def test_tampering_and_wrong_recipient_leave_state_unchanged(world):
     _, clock = world
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     carol = make_agent(world[0], clock)
     await bob.binding.open(await seal(alice, bob, b"one"))
     raw = bytearray(await seal(alice, bob, b"two"))
@@ -240,7 +119,7 @@ async def test_tampering_and_wrong_recipient_leave_state_unchanged(world):
 
 
 async def test_downgraded_negotiation_is_refused(world):
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     honest = negotiation(alice, bob)
     for bad in (attrs.evolve(honest, initiator_offers=()),
                 attrs.evolve(honest, chosen="urn:sealwire:binding:other:1")):  # fmt: skip
@@ -251,7 +130,7 @@ async def test_downgraded_negotiation_is_refused(world):
 
 async def test_an_impostor_card_is_refused(world):
     directory, clock = world
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     mallory = make_agent(directory, clock)
     raw = await seal(mallory, bob, b"I am alice")
     env = Envelope.from_bytes(raw)
@@ -283,7 +162,7 @@ async def test_restart_from_a_sqlite_store(world, tmp_path):
 
 async def test_replenish_rotation_and_grace(world):
     directory, clock = world
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     pools = directory.pools[(bob.identity.agent_id, "signal")]
     for _ in range(ONE_TIME_BATCH - 10):
         await alice.binding.context.relay.fetch_prekeys(bob.identity.agent_id, "signal")
@@ -310,7 +189,7 @@ async def test_replenish_rotation_and_grace(world):
 
 
 async def test_simultaneous_first_messages_converge(world):
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     to_bob, to_alice = await seal(alice, bob, b"a1"), await seal(bob, alice, b"b1")
     assert (await bob.binding.open(to_bob)).frame == b"a1"
     assert (await alice.binding.open(to_alice)).frame == b"b1"
@@ -320,7 +199,7 @@ async def test_simultaneous_first_messages_converge(world):
 
 
 async def test_pq_is_required_by_default(world):
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     raw = await seal(alice, bob, b"x")
     env = Envelope.from_bytes(raw)
     stripped = attrs.evolve(
@@ -351,7 +230,7 @@ async def test_open_tops_the_pools_up_when_due(world):
     from sealwire_signal._binding import REPUBLISH_INTERVAL
 
     directory, clock = world
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     pools = directory.pools[(bob.identity.agent_id, "signal")]
     for _ in range(ONE_TIME_BATCH - 5):
         await alice.binding.context.relay.fetch_prekeys(bob.identity.agent_id, "signal")
@@ -363,7 +242,7 @@ async def test_open_tops_the_pools_up_when_due(world):
 
 
 async def test_what_keep_writes_commits_with_the_state_or_not_at_all(world):
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     for raw in (await seal(alice, bob, b"initial"), await seal(alice, bob, b"second")):
 
         def failing_keep(tx, opened):
@@ -381,365 +260,6 @@ async def test_what_keep_writes_commits_with_the_state_or_not_at_all(world):
 
         opened = await bob.binding.open(raw, keep=keep)
         assert bob.store.get("inbox", opened.message_id) == opened.frame
-
-
-# -- post-quantum: properties from the cards, downgrades, hybrid signatures (issue 20) ----
-
-PQ_IDS = [Identity.generate(post_quantum=True) for _ in range(2)]  # ML-DSA keygen: once
-
-
-async def _pq_pair(world, **options):
-    directory, clock = world
-    alice = make_agent(directory, clock, identity=PQ_IDS[0], **options)
-    bob = make_agent(directory, clock, identity=PQ_IDS[1], **options)
-    await alice.binding.publish_prekeys()
-    await bob.binding.publish_prekeys()
-    return alice, bob
-
-
-def _party(agent: Agent, *, local: bool):
-    from sealwire.binding import Party
-
-    offer = agent.card.offer("signal")
-    options = agent.context.options if local else {}
-    return Party(identity=agent.card.identity, params=offer.params, options=options)
-
-
-def test_session_terms_from_both_cards(world):
-    from sealwire.binding import Party, Property
-
-    directory, clock = world
-    a, b = make_agent(directory, clock), make_agent(directory, clock)
-    terms = SignalBinding.session_terms(_party(a, local=True), _party(b, local=False))
-    assert Property.POST_QUANTUM in terms.properties and "PQXDH" in terms.protocol
-    assert Property.POST_QUANTUM_AUTH not in terms.properties
-    legacy = Party(identity=b.card.identity, params={"keyAgreement": "X3DH-X25519-SHA256"})
-    classical = SignalBinding.session_terms(_party(a, local=True), legacy)
-    assert Property.POST_QUANTUM not in classical.properties and "X3DH" in classical.protocol
-    pa = make_agent(directory, clock, identity=PQ_IDS[0])
-    pb = make_agent(directory, clock, identity=PQ_IDS[1])
-    both = SignalBinding.session_terms(_party(pa, local=True), _party(pb, local=False))
-    assert Property.POST_QUANTUM_AUTH in both.properties
-    assert Property.POST_QUANTUM not in SignalBinding.info.properties  # not static any more
-
-
-async def test_hybrid_signed_agents_sign_prekeys_and_initial_messages(world):
-    from sealwire_signal._wire import decode_bundle
-
-    directory, _ = world
-    alice, bob = await _pq_pair(world)
-    bundle = decode_bundle(directory.bundles[(bob.identity.agent_id, "signal")])
-    assert bundle.signed_prekey.mldsa_signature is not None
-    assert bundle.kem_prekey is not None and bundle.kem_prekey.mldsa_signature is not None
-    raw = await seal(alice, bob, b"hybrid")
-    assert Envelope.from_bytes(raw).prekey.mldsa_signature is not None
-    assert (await bob.binding.open(raw)).frame == b"hybrid"
-    assert (await alice.binding.open(await seal(bob, alice, b"back"))).frame == b"back"
-
-
-def _rewrite_bundle(directory, agent, edit):
-    from sealwire_signal._wire import decode_bundle, encode_bundle
-
-    key = (agent.identity.agent_id, "signal")
-    directory.bundles[key] = encode_bundle(edit(decode_bundle(directory.bundles[key])))
-
-
-async def test_bundle_without_ml_dsa_signatures_is_refused(world):
-    from sealwire_signal import BadSignatureError
-
-    directory, _ = world
-    alice, bob = await _pq_pair(world)
-    _rewrite_bundle(directory, bob, lambda b: attrs.evolve(
-        b, signed_prekey=attrs.evolve(b.signed_prekey, mldsa_signature=None),
-        kem_prekey=attrs.evolve(b.kem_prekey, mldsa_signature=None),
-    ))  # fmt: skip
-    with pytest.raises(BadSignatureError):
-        await seal(alice, bob, b"x")
-
-
-async def test_ml_dsa_signature_over_another_prekey_is_refused(world):
-    from sealwire_signal import BadSignatureError
-
-    directory, _ = world
-    alice, bob = await _pq_pair(world)
-    # The KEM prekey's ML-DSA signature put on the signed prekey: valid, other bytes.
-    _rewrite_bundle(directory, bob, lambda b: attrs.evolve(
-        b, signed_prekey=attrs.evolve(
-            b.signed_prekey, mldsa_signature=b.kem_prekey.mldsa_signature
-        ),
-    ))  # fmt: skip
-    with pytest.raises(BadSignatureError):
-        await seal(alice, bob, b"x")
-
-
-async def test_initial_message_without_or_with_a_foreign_ml_dsa_signature_is_refused(world):
-    from sealwire_signal import BadSignatureError
-
-    alice, bob = await _pq_pair(world)
-    raw = await seal(alice, bob, b"first")
-    env = Envelope.from_bytes(raw)
-    stripped = attrs.evolve(env, prekey=attrs.evolve(env.prekey, mldsa_signature=None))
-    with pytest.raises(BadSignatureError):
-        await bob.binding.open(stripped.to_bytes())
-    directory, clock = world
-    carol = make_agent(directory, clock, identity=PQ_IDS[0])  # Alice's keys, a new session
-    other = Envelope.from_bytes(await seal(carol, bob, b"other"))
-    foreign = attrs.evolve(
-        env, prekey=attrs.evolve(env.prekey, mldsa_signature=other.prekey.mldsa_signature)
-    )
-    with pytest.raises(BadSignatureError):
-        await bob.binding.open(foreign.to_bytes())
-    assert (await bob.binding.open(raw)).frame == b"first"  # nothing was changed
-
-
-async def test_bundle_without_pq_prekey_is_a_downgrade_when_both_cards_offer_pqxdh(world):
-    from sealwire_signal._errors import DowngradeError
-
-    directory, _ = world
-    alice, bob = await _pair(world, options={"require_pq": False})
-    _rewrite_bundle(directory, bob, lambda b: attrs.evolve(b, kem_prekey=None))
-    directory.pools[(bob.identity.agent_id, "signal")].pop("mlkem768")
-    with pytest.raises(DowngradeError):
-        await seal(alice, bob, b"x")
-
-
-async def test_initial_message_without_pq_part_is_a_downgrade_when_both_offer_pqxdh(world):
-    from sealwire_signal._errors import DowngradeError
-
-    alice, bob = await _pair(world, options={"require_pq": False})
-    raw = await seal(alice, bob, b"x")
-    env = Envelope.from_bytes(raw)
-    stripped = attrs.evolve(
-        env, prekey=attrs.evolve(env.prekey, kem_prekey_id=None, kem_ciphertext=None)
-    )
-    with pytest.raises(DowngradeError):
-        await bob.binding.open(stripped.to_bytes())
-    assert (await bob.binding.open(raw)).frame == b"x"
-
-
-@pytest.mark.parametrize("change", ["truncated", "oversized", "flipped"])
-async def test_bad_ml_kem_ciphertext_in_the_initial_message(world, change):
-    alice, bob = await _pair(world)
-    raw = await seal(alice, bob, b"x")
-    env = Envelope.from_bytes(raw)
-    ct = env.prekey.kem_ciphertext
-    bad_ct = {
-        "truncated": ct[:-1], "oversized": ct + b"\x00", "flipped": bytes([ct[0] ^ 1]) + ct[1:]
-    }[change]  # fmt: skip
-    bad = attrs.evolve(env, prekey=attrs.evolve(env.prekey, kem_ciphertext=bad_ct)).to_bytes()
-    with pytest.raises(SealwireError):
-        await bob.binding.open(bad)
-    assert (await bob.binding.open(raw)).frame == b"x"  # state unchanged by the failure
-
-
-@pytest.mark.parametrize("change", ["truncated", "oversized"])
-async def test_bad_ml_kem_keys_in_the_directory(world, change):
-    from sealwire_signal._wire import decode_bundle
-
-    directory, _ = world
-    alice, bob = await _pair(world)
-    key = (bob.identity.agent_id, "signal")
-    pool = directory.pools[key]["mlkem768"]
-    first = next(iter(pool))
-    pool[first] = pool[first][:-1] if change == "truncated" else pool[first] + b"\x00"
-    with pytest.raises(SealwireError):
-        await seal(alice, bob, b"x")
-    raw_bundle = directory.bundles[key]
-    at = raw_bundle.index(decode_bundle(raw_bundle).kem_prekey.public)
-    cut = raw_bundle[: at + 100] if change == "truncated" else raw_bundle + b"\x00"
-    with pytest.raises(SealwireError):
-        decode_bundle(cut)
-
-
-# -- stored session records: v2, the peer card stored once, v1 upgrade (issue 14) ---------
-
-
-class _RecordingTransaction:
-    def __init__(self, tx, puts) -> None:
-        self._tx, self._puts = tx, puts
-
-    def get(self, namespace, key):
-        return self._tx.get(namespace, key)
-
-    def put(self, namespace, key, value):
-        self._puts.append((namespace, key, len(value)))
-        self._tx.put(namespace, key, value)
-
-    def delete(self, namespace, key):
-        return self._tx.delete(namespace, key)
-
-    def keys(self, namespace, prefix=""):
-        return self._tx.keys(namespace, prefix)
-
-
-class RecordingStore(MemoryStore):
-    """A MemoryStore that notes every transactional put: (namespace, key, value length)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.puts: list[tuple[str, str, int]] = []
-
-    @contextmanager
-    def transaction(self):
-        with super().transaction() as tx:
-            yield _RecordingTransaction(tx, self.puts)
-
-
-def _card_keys(agent: Agent, peer: Agent) -> list[str]:
-    return agent.store.keys(SESSION_NAMESPACE, f"{peer.identity.agent_id}/card/")
-
-
-def _named_card_keys(agent: Agent, peer: Agent) -> set[str]:
-    """The card keys the peer's stored session records name."""
-    peer_id = peer.identity.agent_id
-    named = set()
-
-    def lookup(digest):
-        named.add(f"{peer_id}/card/{digest.hex()}")
-        return agent.store.get(SESSION_NAMESPACE, f"{peer_id}/card/{digest.hex()}")
-
-    for slot in ("current", "archived"):
-        raw = agent.store.get(SESSION_NAMESPACE, f"{peer_id}/{slot}")
-        if raw is not None:
-            decode_session(raw, lookup)
-    return named
-
-
-async def test_the_peer_card_is_stored_once_not_with_every_message(world):
-    alice, bob = await _pair(world, make_store=RecordingStore)
-    for i in range(3):
-        assert (await bob.binding.open(await seal(alice, bob, b"a%d" % i))).frame == b"a%d" % i
-        assert (await alice.binding.open(await seal(bob, alice, b"b%d" % i))).frame == b"b%d" % i
-    for agent, peer in ((alice, bob), (bob, alice)):
-        peer_id = peer.identity.agent_id
-        card_puts = [key for ns, key, _ in agent.store.puts if key.startswith(f"{peer_id}/card/")]
-        assert len(card_puts) == 1  # with the first commit, never again
-        assert _card_keys(agent, peer) == card_puts
-        sessions = [n for ns, key, n in agent.store.puts if key == f"{peer_id}/current"]
-        assert len(sessions) == 6 and max(sessions[2:]) < 1024  # no card inside
-        raw = agent.store.get(SESSION_NAMESPACE, f"{peer_id}/current")
-        assert raw.startswith(b"SWSS\x02")
-        card = agent.store.get(SESSION_NAMESPACE, card_puts[0])
-        assert card == json.dumps(dict(peer.card.card), separators=(",", ":")).encode()
-    bob = bob.restart()  # the card is found again by its digest
-    assert (await bob.binding.open(await seal(alice, bob, b"after"))).frame == b"after"
-
-
-async def test_cards_of_a_rekeyed_peer_are_deleted_with_their_last_session(world):
-    directory, clock = world
-    alice, bob = await _pair(world)
-    seen = set()
-    for generation in range(5):
-        assert (await alice.binding.open(await seal(bob, alice, b"hi %d" % generation))).frame
-        reply = await seal(alice, bob, b"re %d" % generation)
-        assert (await bob.binding.open(reply)).frame == b"re %d" % generation
-        keys = _card_keys(alice, bob)
-        assert set(keys) == _named_card_keys(alice, bob)
-        assert len(keys) == min(generation + 1, 2)  # the current and the archived session's
-        seen.update(keys)
-        assert alice.store.keys(SESSION_NAMESPACE, bob.identity.agent_id) == sorted(
-            [f"{bob.identity.agent_id}/{slot}" for slot in ("bases", "current")]
-            + ([f"{bob.identity.agent_id}/archived"] if generation else [])
-            + keys
-        )
-        # Bob loses his state and comes back with a newly signed card (same identity):
-        # his next message starts a new session, and Alice archives the previous one.
-        bob = make_agent(directory, clock, identity=bob.identity,
-                         description=f"test agent, generation {generation + 1}")  # fmt: skip
-        await bob.binding.publish_prekeys()
-    assert len(seen) == 5  # each generation's card was stored, and all but two are gone
-
-
-async def test_a_tampered_or_missing_stored_card_is_a_decode_error(world):
-    alice, bob = await _pair(world)
-    await bob.binding.open(await seal(alice, bob, b"hi"))
-    (key,) = _card_keys(bob, alice)
-    card = bob.store.get(SESSION_NAMESPACE, key)
-    bob.store.put(SESSION_NAMESPACE, key, card.replace(b"test agent", b"test agenT"))
-    with pytest.raises(EnvelopeDecodeError) as caught:
-        await bob.restart().binding.open(await seal(alice, bob, b"tampered"))
-    assert caught.value.field == "session.peer_card"
-    bob.store.delete(SESSION_NAMESPACE, key)
-    with pytest.raises(EnvelopeDecodeError) as caught:
-        await bob.restart().binding.open(await seal(alice, bob, b"missing"))
-    assert caught.value.field == "session.peer_card"
-
-
-def _downgrade_to_v1(agent: Agent, peer: Agent) -> None:
-    """Rewrite the agent's sessions with ``peer`` as the released version wrote them:
-    v1 records, no card keys."""
-    peer_id = peer.identity.agent_id
-    with agent.store.transaction() as tx:
-        for key in tx.keys(SESSION_NAMESPACE, f"{peer_id}/card/"):
-            tx.delete(SESSION_NAMESPACE, key)
-    for slot in ("current", "archived"):
-        raw = agent.store.get(SESSION_NAMESPACE, f"{peer_id}/{slot}")
-        if raw is not None:
-            session = agent.binding._load(peer_id)
-            stored = session.current if slot == "current" else session.archived
-            agent.store.put(SESSION_NAMESPACE, f"{peer_id}/{slot}", encode_v1(stored))
-
-
-@pytest.mark.parametrize("he", [False, True])
-async def test_v1_sessions_load_and_are_rewritten_as_v2(world, tmp_path, he):
-    directory, clock = world
-    key = StoreKey.generate()
-    alice = make_agent(directory, clock, options={"header_encryption": he},
-                       store=SqliteStore.open(tmp_path / "alice.db", key))  # fmt: skip
-    bob = make_agent(directory, clock, store=SqliteStore.open(tmp_path / "bob.db", key))
-    await alice.binding.publish_prekeys()
-    await bob.binding.publish_prekeys()
-    # Both start at once: each side has a current and an archived session.
-    to_bob, to_alice = await seal(alice, bob, b"a1"), await seal(bob, alice, b"b1")
-    assert (await bob.binding.open(to_bob)).frame == b"a1"
-    assert (await alice.binding.open(to_alice)).frame == b"b1"
-    in_flight = await seal(alice, bob, b"sent before the upgrade")
-    for agent, peer in ((alice, bob), (bob, alice)):
-        _downgrade_to_v1(agent, peer)
-        assert agent.store.get(SESSION_NAMESPACE, f"{peer.identity.agent_id}/current")[:1] == b"{"
-        assert _card_keys(agent, peer) == []
-    alice, bob = alice.restart(), bob.restart()  # the upgraded release reads the v1 records
-    assert (await bob.binding.open(in_flight)).frame == b"sent before the upgrade"
-    for i in range(2):
-        assert (await bob.binding.open(await seal(alice, bob, b"a%d" % i))).frame == b"a%d" % i
-        assert (await alice.binding.open(await seal(bob, alice, b"b%d" % i))).frame == b"b%d" % i
-    for agent, peer in ((alice, bob), (bob, alice)):
-        peer_id = peer.identity.agent_id
-        for slot in ("current", "archived"):
-            raw = agent.store.get(SESSION_NAMESPACE, f"{peer_id}/{slot}")
-            assert raw is None or raw.startswith(b"SWSS\x02")
-        keys = _card_keys(agent, peer)
-        assert set(keys) == _named_card_keys(agent, peer) and len(keys) == 1
-        card = json.dumps(dict(peer.card.card), separators=(",", ":")).encode()
-        assert keys == [f"{peer_id}/card/{card_digest(card).hex()}"]
-    alice, bob = alice.restart(), bob.restart()
-    assert (await bob.binding.open(await seal(alice, bob, b"after"))).frame == b"after"
-    alice.store.close()
-    bob.store.close()
-
-
-async def test_an_unchanged_archived_session_is_not_rewritten(world):
-    alice, bob = await _pair(world, make_store=RecordingStore)
-    to_bob, to_alice = await seal(alice, bob, b"a1"), await seal(bob, alice, b"b1")
-    assert (await bob.binding.open(to_bob)).frame == b"a1"
-    assert (await alice.binding.open(to_alice)).frame == b"b1"  # each side archives one
-    # Both now send on the session Bob accepted: Bob's current and archived swap, once.
-    assert (await bob.binding.open(await seal(alice, bob, b"a"))).frame == b"a"
-    assert (await alice.binding.open(await seal(bob, alice, b"b"))).frame == b"b"
-    for agent, peer in ((alice, bob), (bob, alice)):
-        assert agent.store.get(SESSION_NAMESPACE, f"{peer.identity.agent_id}/archived")
-        agent.store.puts.clear()
-    for i in range(3):
-        assert (await bob.binding.open(await seal(alice, bob, b"a%d" % i))).frame == b"a%d" % i
-        assert (await alice.binding.open(await seal(bob, alice, b"b%d" % i))).frame == b"b%d" % i
-    for agent, peer in ((alice, bob), (bob, alice)):
-        peer_id = peer.identity.agent_id
-        archived = agent.store.get(SESSION_NAMESPACE, f"{peer_id}/archived")
-        keys = [key for _, key, _ in agent.store.puts]
-        assert keys == [f"{peer_id}/current"] * 6  # the archived one stays as it was
-        agent = agent.restart()  # and reads back as it was
-        entry = agent.binding._load(peer_id)
-        assert encode_session(entry.archived) == archived
 
 
 # -- per-message work (issue 14) ------------------------------------------------------------
@@ -761,7 +281,7 @@ def _count_transcripts(monkeypatch):
 async def test_a_channel_builds_its_transcript_once_not_per_message(
     world, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     built = _count_transcripts(monkeypatch)
     chosen = negotiation(alice, bob)
     sealed = [await alice.binding.seal(bob.card, b"m%d" % i, chosen) for i in range(5)]
@@ -778,7 +298,7 @@ async def test_a_channel_builds_its_transcript_once_not_per_message(
 
 
 async def test_a_remembered_transcript_still_refuses_a_downgraded_one(world) -> None:
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     fine = await alice.binding.seal(bob.card, b"ok", negotiation(alice, bob))
     await bob.binding.open(fine)
     downgraded = attrs.evolve(negotiation(alice, bob), initiator_offers=())
@@ -792,7 +312,7 @@ async def test_a_commit_deletes_no_archived_record_the_store_is_known_not_to_hol
 ):
     from sealwire.store import _base
 
-    alice, bob = await _pair(world)
+    alice, bob = await pair(world)
     deleted = []
     real = _base._MemoryTransaction.delete
 

@@ -4,14 +4,14 @@ An agent has an identity, a store, the loaded plugins and a policy. It serves
 incoming A2A requests through one handler, and sends, streams, gets and
 cancels tasks at peers over whatever binding the policy picks for each.
 
-This module builds, starts and stops the agent and keeps its connections; the
-sessions it opens and accepts are made in :mod:`sealwire.agent._handshake`, the
-requests it serves answered in :mod:`sealwire.agent._dispatch`.
+This module builds, starts and stops the agent; its listeners and connections are
+kept by :mod:`sealwire.agent._connections`, the sessions it opens and accepts made
+in :mod:`sealwire.agent._handshake`, the requests it serves answered in
+:mod:`sealwire.agent._dispatch`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -24,38 +24,26 @@ import attrs
 
 from sealwire import __version__
 from sealwire.agent._card import build_card
+from sealwire.agent._connections import PeerConnections, Route
 from sealwire.agent._dispatch import serve_with_tasks
 from sealwire.agent._group import ANSWER_ROUTE, GroupReply, GroupRouter
-from sealwire.agent._handshake import accept_session, open_session, session_binding
 from sealwire.agent._health import HealthBoard
 from sealwire.agent._mailbox import MailboxRouter
 from sealwire.agent._push import PushPolicy, PushSender
 from sealwire.agent._rpc import RpcConnection
-from sealwire.agent._session import HelloCookies
 from sealwire.agent._task_run import Handler, agent_message
 from sealwire.agent._tasks import Receipt, TaskManager
 from sealwire.binding import (
     Binding,
     BindingContext,
-    CarrierBinding,
     Dispatcher,
     GroupBinding,
     MailboxBinding,
     PeerIdentity,
     SecureChannel,
 )
-from sealwire.codec import (
-    InvalidAgentResponseError,
-    Method,
-    Request,
-)
-from sealwire.errors import (
-    ConfigurationError,
-    PolicyError,
-    SealwireError,
-    StateError,
-    TrustError,
-)
+from sealwire.codec import InvalidAgentResponseError, Method, Request
+from sealwire.errors import ConfigurationError, PolicyError, SealwireError, StateError, TrustError
 from sealwire.identity import Identity, TrustMode, TrustStore, VerifiedCard, verify_card
 from sealwire.model import (
     CancelTaskRequest,
@@ -75,22 +63,11 @@ from sealwire.plugins import Registry, load_registry
 from sealwire.policy import Decision, Policy, PolicyConfig, Situation
 from sealwire.relay import RelayPort
 from sealwire.store import StateStore
-from sealwire.transport import DatagramEndpoint, FrameStream, TransportError
+from sealwire.transport import TransportError
 
 __all__ = ["Agent", "Route"]
 
 log = logging.getLogger(__name__)
-
-
-@attrs.frozen(eq=False)
-class Route:
-    """How :meth:`Agent.route` reached a peer: the ``connection``, the ``decision`` it
-    follows and, when the live binding could not reach the peer and the call fell back
-    to the offline one, that binding's decision and the error (``unreachable``)."""
-
-    connection: RpcConnection
-    decision: Decision
-    unreachable: tuple[Decision, TransportError] | None = None
 
 
 class Agent:
@@ -145,11 +122,14 @@ class Agent:
         self._card_base = card_base
         self._card: VerifiedCard | None = None
         self._bindings: dict[str, Binding] = {}
-        self._listeners: list[Any] = []
-        self._connections: dict[tuple[str, str], RpcConnection] = {}
-        self._connecting: dict[tuple[str, str], asyncio.Lock] = {}
-        self._served: set[RpcConnection] = set()
-        self._cookies = HelloCookies()
+        self._peer_connections = PeerConnections(
+            registry=self.registry,
+            policy=self.policy,
+            bindings=self._bindings,
+            card=lambda: self.card,
+            check_peer=self.check_peer,
+            dispatch=self.dispatch,
+        )
         self._mailbox: MailboxRouter | None = None
         self._groups: GroupRouter | None = None
         self._health = HealthBoard()
@@ -157,6 +137,11 @@ class Agent:
     @property
     def agent_id(self) -> str:
         return self.identity.agent_id
+
+    @property
+    def _listeners(self) -> list[Any]:
+        """The open listeners (tests reach them)."""
+        return self._peer_connections.listeners
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -197,9 +182,9 @@ class Agent:
             return self._card
         if self._dispatcher is None:  # else the dispatcher serves the push methods
             self.push.start()
-        urls = [
-            await self._listen(url) if self._core_scheme(url) else url for url in self.listen_urls
-        ]
+        connections = self._peer_connections
+        urls = [await connections.listen(url) if self._core_scheme(url) else url
+                for url in self.listen_urls]  # fmt: skip
         offers = self.policy.local_offers()
         self._card = self._sign_card(offers, urls)
         context = BindingContext(
@@ -212,9 +197,8 @@ class Agent:
         for cls in offers:
             options = self.binding_options.get(cls.info.name, {})
             self._bindings[cls.info.name] = cls(attrs.evolve(context, options=options))
-        served = [
-            await self._serve_by_binding(url) if not self._core_scheme(url) else url for url in urls
-        ]
+        served = [await connections.serve_by_binding(url) if not self._core_scheme(url) else url
+                  for url in urls]  # fmt: skip
         if served != urls:
             self._card = self._sign_card(offers, served)
             for binding in self._bindings.values():
@@ -223,6 +207,7 @@ class Agent:
         groups = {n: b for n, b in self._bindings.items() if isinstance(b, GroupBinding)}
         if (mailboxes or groups) and self.relay is not None:
             self._mailbox = MailboxRouter(self, self.relay, mailboxes)
+            self._peer_connections.mailbox = self._mailbox
         if groups and self._mailbox is not None and self.relay is not None:
             self._groups = GroupRouter(self, self.relay, groups)
             for name in groups:  # invitations arrive through the mailbox
@@ -259,14 +244,10 @@ class Agent:
             await self._mailbox.stop()
         if self._groups is not None:
             await self._groups.stop()
-        for conn in [*self._connections.values(), *self._served]:
-            await conn.close()
-        for listener in self._listeners:
-            await listener.close()
+        await self._peer_connections.close()
         await self.tasks.close()
         await self.push.close()
-        self._listeners.clear()
-        self._connections.clear()
+        self._peer_connections.clear()
 
     async def __aenter__(self) -> Agent:
         await self.start()
@@ -277,62 +258,6 @@ class Agent:
 
     # -- serving -----------------------------------------------------------------------------
 
-    async def _listen(self, url: str) -> str:
-        provider = self.registry.transport(urlsplit(url).scheme)
-        handler = self._accept_datagram if provider.datagram else self._accept_stream
-        listener = await provider.serve(url, handler)
-        self._listeners.append(listener)
-        return str(listener.url)
-
-    def _carrier_binding(self, url: str) -> CarrierBinding | None:
-        """The binding that brings its own carrier for ``url``'s scheme, if one does."""
-        scheme = urlsplit(url).scheme
-        for binding in self._bindings.values():
-            if isinstance(binding, CarrierBinding) and scheme in binding.info.schemes:
-                return binding
-        return None
-
-    async def _serve_by_binding(self, url: str) -> str:
-        binding = self._carrier_binding(url)
-        if binding is None:
-            raise StateError(f"no transport or binding serves {url}")
-        listener = await binding.serve(url, self._dispatch_checked)
-        self._listeners.append(listener)
-        return str(listener.url)
-
-    async def _accept_stream(self, stream: FrameStream) -> None:
-        await self._accept(stream, datagram=False)
-
-    async def _accept_datagram(self, endpoint: DatagramEndpoint) -> None:
-        await self._accept(endpoint, datagram=True)
-
-    async def _accept(self, carrier: FrameStream | DatagramEndpoint, *, datagram: bool) -> None:
-        """Accept a session (see :func:`accept_session`), then serve it."""
-        channel = await accept_session(
-            carrier,
-            datagram=datagram,
-            cookies=self._cookies,
-            binding_for=lambda negotiation: session_binding(
-                self.policy, self._bindings, self.card, negotiation, datagram=datagram
-            ),
-        )
-        if channel is not None:
-            await self._serve_channel(channel)
-
-    async def _serve_channel(self, channel: SecureChannel) -> None:
-        try:
-            self.check_peer(channel.peer)
-            self.policy.check_session(channel.peer.agent_id, channel.properties)
-        except SealwireError as exc:
-            log.info("refused peer %s: %s", channel.peer.agent_id, exc)
-            await channel.close()
-            return
-        conn = RpcConnection(channel, self.dispatch)
-        self._served.add(conn)
-        conn.start()
-        await conn.closed.wait()
-        self._served.discard(conn)
-
     def serve_incoming(self, channel: SecureChannel, binding: str) -> None:
         """Serve a channel the peer opened (a first mailbox message); calls to that peer
         over ``binding`` reuse it."""
@@ -341,10 +266,7 @@ class Agent:
         except SealwireError as exc:
             log.info("refused peer %s: %s", channel.peer.agent_id, exc)
             return
-        key = (channel.peer.agent_id, binding)
-        conn = RpcConnection(channel, self.dispatch, on_close=functools.partial(self._forget, key))
-        self._connections[key] = conn
-        conn.start()
+        self._peer_connections.adopt(channel, binding)
 
     def check_peer(self, peer: PeerIdentity) -> None:
         """Raise TrustError when configuration denies ``peer`` or the trust store refuses it."""
@@ -352,13 +274,6 @@ class Agent:
             raise TrustError(f"peer {peer.agent_id} is denied by configuration")
         if peer.card is not None:
             self.trust.check(peer.card)
-
-    async def _dispatch_checked(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
-        """:meth:`dispatch` for a binding serving on its own carrier: the peer it
-        verified is checked against the configuration and trust store first."""
-        self.check_peer(peer)
-        async for result in self.dispatch(request, peer):
-            yield result
 
     async def dispatch(
         self, request: Request, peer: PeerIdentity, *, receipt: Receipt | None = None
@@ -448,7 +363,8 @@ class Agent:
         fallback, which binding could not reach the peer and why."""
         decision = self.explain(peer, situation, binding=binding)
         try:
-            return Route(connection=await self._connect(peer, decision), decision=decision)
+            connection = await self._peer_connections.connect(peer, decision)
+            return Route(connection=connection, decision=decision)
         except TransportError as exc:
             if situation is not None or binding is not None:
                 raise
@@ -460,44 +376,12 @@ class Agent:
                 raise
             log.info("peer %s unreachable over %s: using %s", peer.identity.agent_id,
                      decision.binding, offline.binding)  # fmt: skip
-            connection = await self._connect(peer, offline)
+            connection = await self._peer_connections.connect(peer, offline)
             return Route(connection=connection, decision=offline, unreachable=(decision, exc))
 
-    async def _connect(self, peer: VerifiedCard, decision: Decision) -> RpcConnection:
-        key = (peer.identity.agent_id, decision.binding)
-        lock = self._connecting.setdefault(key, asyncio.Lock())
-        async with lock:
-            conn = self._connections.get(key)
-            if conn is not None and not conn.closed.is_set():
-                return conn
-            channel = await self._open_channel(peer, decision)
-            if channel.peer.agent_id != peer.identity.agent_id:
-                await channel.close()
-                raise TrustError("the peer that answered is not the agent named by its card")
-            conn = RpcConnection(
-                channel, self.dispatch, on_close=functools.partial(self._forget, key)
-            )
-            self._connections[key] = conn
-            conn.start()
-            return conn
-
-    def _forget(self, key: tuple[str, str], conn: RpcConnection) -> None:
-        if self._connections.get(key) is conn:
-            del self._connections[key]
-
     async def _open_channel(self, peer: VerifiedCard, decision: Decision) -> SecureChannel:
-        binding = self._bindings[decision.binding]
-        if isinstance(binding, MailboxBinding):
-            if self._mailbox is None:
-                raise StateError("a mailbox binding needs a relay: configure one")
-            return self._mailbox.channel(peer, decision)
-        channel = await open_session(self.registry, binding, peer, decision)
-        try:  # what the handshake negotiated must give what the policy requires
-            self.policy.check_session(peer.identity.agent_id, channel.properties)
-        except PolicyError:
-            await channel.close()
-            raise
-        return channel
+        """A new channel to ``peer``, not kept for reuse (the conformance tests' frames)."""
+        return await self._peer_connections.open_channel(peer, decision)
 
     async def send_message(
         self,
