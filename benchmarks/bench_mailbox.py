@@ -1,7 +1,9 @@
 """Mailbox receive path: what handing an opened message on costs, before and after.
 
 Run: ``uv run python benchmarks/bench_mailbox.py [--seconds S] [--requests N]``
-(``--agents-only``: the last figure alone, the two agents' CPU per call).
+(``--agents-only``: the last figure alone, the two agents' CPU per call;
+``--sqlite-stores``: the end-to-end figures alone, both agents keeping their
+state in encrypted SQLite files, every commit synced, as a real agent does).
 
 Measured in one process, in the same run:
 
@@ -39,7 +41,7 @@ from sealwire.agent._kept_records import kept_frame, read_kept_frame
 from sealwire.binding import OpenedMessage, PeerIdentity
 from sealwire.identity import Identity
 from sealwire.relay import Delivery, FetchedPrekeys, RelayClient, mailbox_address
-from sealwire.store import MemoryStore
+from sealwire.store import MemoryStore, SqliteStore, StateStore, StoreKey
 from sealwire.testing.ports import free_port
 from sealwire_relay import RelayConfig, running_relay
 from sealwire_relay._sqlite_backend import SqliteBackend
@@ -106,10 +108,18 @@ class CountingSqlite(SqliteBackend):
 
 
 async def end_to_end(
-    requests: int, concurrency: int, counts: SqliteCounts | None = None
+    requests: int, concurrency: int, counts: SqliteCounts | None = None, *, sqlite: bool = False
 ) -> tuple[float, float, float]:
+    """(calls/s one at a time, calls/s ``concurrency`` at once, CPU ms per call of the
+    latter); ``sqlite``: both agents keep their state in encrypted SQLite files."""
     counts = counts or SqliteCounts()
     with tempfile.TemporaryDirectory() as tmp:
+
+        def store(k: int) -> StateStore:
+            if not sqlite:
+                return MemoryStore()
+            return SqliteStore.open(Path(tmp) / f"agent{k}.sqlite3", StoreKey.generate())
+
         config = RelayConfig(
             port=free_port(), identity_path=Path(tmp) / "relay.key", backend="sqlite",
             backend_options={"path": str(Path(tmp) / "relay.sqlite3")},
@@ -119,8 +129,8 @@ async def end_to_end(
             ids = [Identity.generate(), Identity.generate()]
             clients = [RelayClient(relay.url, i) for i in ids]
             agents = [
-                Agent(i, MemoryStore(), relay=c, relay_address=c.mailbox_address)
-                for i, c in zip(ids, clients, strict=True)
+                Agent(i, store(k), relay=c, relay_address=c.mailbox_address)
+                for k, (i, c) in enumerate(zip(ids, clients, strict=True))
             ]
             agents[1].on_message(_echo)
             try:
@@ -145,6 +155,7 @@ async def end_to_end(
             finally:
                 for agent in agents:
                     await agent.stop()
+                    agent.store.close()
                 for client in clients:
                     await client.close()
     return sequential, parallel, cpu_ms
@@ -264,7 +275,21 @@ def main() -> None:
     parser.add_argument(
         "--agents-only", action="store_true", help="measure only the agents' side (relay in memory)"
     )
+    parser.add_argument(
+        "--sqlite-stores",
+        action="store_true",
+        help="the end-to-end figures alone, both agents on encrypted SQLite files",
+    )
     args = parser.parse_args()
+    if args.sqlite_stores:
+        sequential, parallel, cpu_ms = asyncio.run(
+            end_to_end(args.requests, args.concurrency, sqlite=True)
+        )
+        print("both agents on encrypted SQLite files (each commit synced), over signal + relay:")
+        print(f"  one at a time: {sequential:8.1f} calls/s")
+        at_once = f"{args.concurrency} at once:"
+        print(f"  {at_once:14} {parallel:8.1f} calls/s, CPU {cpu_ms:.2f} ms per call")
+        return
     if args.agents_only:
         agents_ms = asyncio.run(agents_only(args.requests, args.concurrency))
         print(

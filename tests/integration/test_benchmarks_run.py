@@ -39,15 +39,21 @@ TINY = {
 }
 
 
+RUNS = [
+    *((name, args) for name, args in sorted(TINY.items())),
+    ("bench_mailbox", ["--sqlite-stores", "--requests", "32"]),
+]
+
+
 def test_every_benchmark_is_listed() -> None:
     found = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
     assert found - {"bench_signal"} == set(TINY)
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
-def test_the_benchmark_runs_and_prints_figures(name: str) -> None:
+@pytest.mark.parametrize(("name", "args"), RUNS, ids=[" ".join([n, *a[:1]]) for n, a in RUNS])
+def test_the_benchmark_runs_and_prints_figures(name: str, args: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *TINY[name]],
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=170,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
