@@ -183,8 +183,10 @@ class Agent:
         if self._dispatcher is None:  # else the dispatcher serves the push methods
             self.push.start()
         connections = self._peer_connections
-        urls = [await connections.listen(url) if self._core_scheme(url) else url
-                for url in self.listen_urls]  # fmt: skip
+        urls = [
+            await connections.listen(url) if self._core_scheme(url) else url
+            for url in self.listen_urls
+        ]
         offers = self.policy.local_offers()
         self._card = self._sign_card(offers, urls)
         context = BindingContext(
@@ -197,8 +199,10 @@ class Agent:
         for cls in offers:
             options = self.binding_options.get(cls.info.name, {})
             self._bindings[cls.info.name] = cls(attrs.evolve(context, options=options))
-        served = [await connections.serve_by_binding(url) if not self._core_scheme(url) else url
-                  for url in urls]  # fmt: skip
+        served = [
+            await connections.serve_by_binding(url) if not self._core_scheme(url) else url
+            for url in urls
+        ]
         if served != urls:
             self._card = self._sign_card(offers, served)
             for binding in self._bindings.values():
