@@ -12,6 +12,7 @@ in :mod:`sealwire.agent._handshake`, the requests it serves answered in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -294,8 +295,9 @@ class Agent:
                 yield result
             return
         served = serve_with_tasks(self.tasks, lambda: self.card, request, peer, receipt=receipt)
-        async for result in served:
-            yield result
+        async with contextlib.aclosing(served):  # a caller that leaves closes it now
+            async for result in served:
+                yield result
 
     async def resume_task(self, task_id: str, peer: PeerIdentity) -> SendMessageResponse:
         """The answer owed for a task created before a restart (see TaskManager.resume)."""

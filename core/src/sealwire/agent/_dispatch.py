@@ -3,7 +3,8 @@ mapped to the :class:`~sealwire.agent._tasks.TaskManager` call that answers it."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from sealwire.agent._tasks import Receipt, TaskManager
@@ -26,7 +27,7 @@ async def serve_with_tasks(
     peer: PeerIdentity,
     *,
     receipt: Receipt | None = None,
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Serve ``request`` from the verified ``peer`` with ``tasks`` (yields one result, or
     a stream); ``card`` gives the agent's card (asked for GetExtendedAgentCard only).
     ``receipt`` is written in the
@@ -36,8 +37,10 @@ async def serve_with_tasks(
     if method is Method.SEND_MESSAGE:
         yield await tasks.send(params, peer, receipt=receipt)
     elif method is Method.SEND_STREAMING_MESSAGE:
-        async for event in tasks.stream(params, peer, receipt=receipt):
-            yield event
+        # aclosing: a caller that leaves the stream unsubscribes it now, not when collected
+        async with contextlib.aclosing(tasks.stream(params, peer, receipt=receipt)) as events:
+            async for event in events:
+                yield event
     elif method is Method.GET_TASK:
         yield tasks.get(params.id, peer, params.history_length)
     elif method is Method.LIST_TASKS:
@@ -45,8 +48,9 @@ async def serve_with_tasks(
     elif method is Method.CANCEL_TASK:
         yield await tasks.cancel(params.id, peer)
     elif method is Method.SUBSCRIBE_TO_TASK:
-        async for event in tasks.subscribe(params.id, peer):
-            yield event
+        async with contextlib.aclosing(tasks.subscribe(params.id, peer)) as events:
+            async for event in events:
+                yield event
     elif method is Method.GET_EXTENDED_AGENT_CARD:
         # spec §3.3.4: -32007 only when the card declares an extended card
         if card().card.get("capabilities", {}).get("extendedAgentCard"):

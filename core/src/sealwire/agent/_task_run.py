@@ -193,6 +193,11 @@ class TaskRun:
         """Settled and its worker done: it may be forgotten (the store keeps it)."""
         return self.settled() and self.worker is not None and self.worker.done()
 
+    def unsubscribe(self, queue: asyncio.Queue[StreamResponse | None]) -> None:
+        """Stop publishing to ``queue`` (whether or not it was still subscribed)."""
+        if queue in self.subscribers:
+            self.subscribers.remove(queue)
+
     def _publish(self, event: StreamResponse | None) -> None:
         for queue in list(self.subscribers):
             try:

@@ -30,7 +30,7 @@ import contextlib
 import datetime
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 import attrs
 
@@ -265,8 +265,7 @@ class TaskManager:
             elif not run.settled():
                 run.announced = True
         finally:
-            with contextlib.suppress(ValueError):
-                run.subscribers.remove(queue)
+            run.unsubscribe(queue)
         if run.reply is not None:
             return SendMessageResponse(message=run.reply)
         history = config.history_length if config is not None else None
@@ -274,41 +273,32 @@ class TaskManager:
 
     async def stream(
         self, params: SendMessageRequest, peer: PeerIdentity, *, receipt: Receipt | None = None
-    ) -> AsyncIterator[StreamResponse]:
+    ) -> AsyncGenerator[StreamResponse, None]:
         """``SendStreamingMessage``: the task, then every event until it settles.
         ``receipt`` is written with the task's first record."""
         run = self._start(params, peer, receipt)
         submitted = run.task  # the worker has not run yet: this is the task as created
         queue = run.subscribers[-1]
-        held: list[StreamResponse] = []
-        first = await queue.get()
-        if first is not None and _plain_working(first):
-            # the handler may yet answer with a message: then the stream is that
-            # message alone (spec §3.1.2), so the task waits for the next event
-            held.append(first)
+        try:  # however the caller leaves (at any yield, or cancelled), it unsubscribes
+            held: list[StreamResponse] = []
             first = await queue.get()
-        if first is not None and first.message is not None:
-            yield first  # the handler answered with a message: no task
-            with contextlib.suppress(ValueError):
-                run.subscribers.remove(queue)
-            return
-        yield StreamResponse(task=submitted)
-        for event in held:
-            yield event
-        if first is not None:
-            yield first
-            async for event in self._drain(run, queue):
+            if first is not None and _plain_working(first):
+                # the handler may yet answer with a message: then the stream is that
+                # message alone (spec §3.1.2), so the task waits for the next event
+                held.append(first)
+                first = await queue.get()
+            if first is not None and first.message is not None:
+                yield first  # the handler answered with a message: no task
+                return
+            yield StreamResponse(task=submitted)
+            for event in held:
                 yield event
-
-    async def _drain(
-        self, run: TaskRun, queue: asyncio.Queue[StreamResponse | None]
-    ) -> AsyncIterator[StreamResponse]:
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
+            if first is not None:
+                yield first
+                while (later := await queue.get()) is not None:
+                    yield later
         finally:
-            with contextlib.suppress(ValueError):
-                run.subscribers.remove(queue)
+            run.unsubscribe(queue)
 
     async def resume(self, task_id: str, peer: PeerIdentity) -> SendMessageResponse:
         """The answer to the request that created (or resumed) ``task_id`` before a restart.
@@ -330,8 +320,7 @@ class TaskManager:
                 while await queue.get() is not None:
                     pass
             finally:
-                with contextlib.suppress(ValueError):
-                    run.subscribers.remove(queue)
+                run.unsubscribe(queue)
         elif not run.settled():  # its handler is running in this process
             queue = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
             run.subscribers.append(queue)
@@ -339,8 +328,7 @@ class TaskManager:
                 while not run.settled() and await queue.get() is not None:
                     pass
             finally:
-                with contextlib.suppress(ValueError):
-                    run.subscribers.remove(queue)
+                run.unsubscribe(queue)
         if run.reply is not None:
             return SendMessageResponse(message=run.reply)
         return SendMessageResponse(task=run.task)
@@ -402,7 +390,9 @@ class TaskManager:
             await run.set_state(TaskState.CANCELED, None)
         return run.task
 
-    async def subscribe(self, task_id: str, peer: PeerIdentity) -> AsyncIterator[StreamResponse]:
+    async def subscribe(
+        self, task_id: str, peer: PeerIdentity
+    ) -> AsyncGenerator[StreamResponse, None]:
         """``SubscribeToTask``: the task now, then its events until it settles."""
         run = self._load(task_id, peer.agent_id)
         if run.state.is_terminal:
@@ -412,9 +402,12 @@ class TaskManager:
             return
         queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
         run.subscribers.append(queue)
-        yield StreamResponse(task=run.task)
-        async for event in self._drain(run, queue):
-            yield event
+        try:  # however the caller leaves (at any yield, or cancelled), it unsubscribes
+            yield StreamResponse(task=run.task)
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            run.unsubscribe(queue)
 
     # -- push notifications (spec §3.1.7-3.1.10) ------------------------------------------
 
