@@ -40,6 +40,8 @@ __all__ = [
 MAX_FOLLOW_UPS = 64
 """Follow-up messages queued for a running handler that has not read them: past
 this, more are refused rather than held in memory without end."""
+MAX_SUBSCRIBER_BACKLOG = 1024
+"""Events queued for one slow subscriber before it is dropped."""
 
 INTERRUPTED = frozenset({TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED})
 
@@ -193,6 +195,12 @@ class TaskRun:
         """Settled and its worker done: it may be forgotten (the store keeps it)."""
         return self.settled() and self.worker is not None and self.worker.done()
 
+    def subscribe(self) -> asyncio.Queue[StreamResponse | None]:
+        """A new queue the task publishes its events to (``None`` once it settles)."""
+        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
+        self.subscribers.append(queue)
+        return queue
+
     def unsubscribe(self, queue: asyncio.Queue[StreamResponse | None]) -> None:
         """Stop publishing to ``queue`` (whether or not it was still subscribed)."""
         if queue in self.subscribers:
@@ -203,7 +211,7 @@ class TaskRun:
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
-                self.subscribers.remove(queue)
+                self.unsubscribe(queue)
 
     async def set_state(
         self, state: TaskState, message: Message | None, *, by_handler: bool = True

@@ -84,8 +84,6 @@ log = logging.getLogger(__name__)
 
 MAX_LIVE_TASKS = 10_000
 """Tasks kept in memory with their subscribers; older finished ones are read from the store."""
-MAX_SUBSCRIBER_BACKLOG = 1024
-"""Events queued for one slow subscriber before it is dropped."""
 
 
 Receipt = Callable[[StoreTransaction, str], None]
@@ -195,8 +193,7 @@ class TaskManager:
             run.ahead = _working(run.task)
             self.save(run, receipt, task=run.ahead)
         self._remember(run)
-        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
-        run.subscribers.append(queue)
+        run.subscribe()
         run.worker = asyncio.create_task(self._work(run, message, peer))
         return run
 
@@ -211,8 +208,7 @@ class TaskManager:
         run.task = attrs.evolve(run.task, history=(*run.task.history, message))
         self.save(run, receipt)
         run.inbox.put_nowait(message)
-        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
-        run.subscribers.append(queue)
+        run.subscribe()
         return run
 
     async def _work(self, run: TaskRun, message: Message, peer: PeerIdentity) -> None:
@@ -312,8 +308,7 @@ class TaskManager:
         if not run.settled() and (run.worker is None or run.worker.done()):
             if not run.task.history:
                 raise TaskNotFoundError(f"task {task_id} has no message to resume")
-            queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
-            run.subscribers.append(queue)
+            queue = run.subscribe()
             self._remember(run)
             run.worker = asyncio.create_task(self._work(run, run.task.history[-1], peer))
             try:
@@ -322,8 +317,7 @@ class TaskManager:
             finally:
                 run.unsubscribe(queue)
         elif not run.settled():  # its handler is running in this process
-            queue = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
-            run.subscribers.append(queue)
+            queue = run.subscribe()
             try:
                 while not run.settled() and await queue.get() is not None:
                     pass
@@ -400,8 +394,7 @@ class TaskManager:
         if run.settled():  # interrupted: the stream ends there, as a sent one does
             yield StreamResponse(task=run.task)
             return
-        queue: asyncio.Queue[StreamResponse | None] = asyncio.Queue(MAX_SUBSCRIBER_BACKLOG)
-        run.subscribers.append(queue)
+        queue = run.subscribe()
         try:  # however the caller leaves (at any yield, or cancelled), it unsubscribes
             yield StreamResponse(task=run.task)
             while (event := await queue.get()) is not None:

@@ -382,10 +382,9 @@ class RelayClient:
                     yield delivery
         except StreamUnsupported:
             pass
-        pushed = follow(
-            self._session, self._tls, "/v1/mailbox/ws", delivery_from_json, lambda d: None
-        )
-        async with contextlib.aclosing(pushed):
+        async with contextlib.aclosing(
+            follow(self._session, self._tls, "/v1/mailbox/ws", delivery_from_json, lambda d: None)
+        ) as pushed:
             async for delivery in pushed:
                 yield delivery
 
