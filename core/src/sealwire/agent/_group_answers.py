@@ -19,6 +19,7 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from sealwire.agent._kept_records import json_with_card
 from sealwire.binding import GroupBinding, PeerIdentity
 from sealwire.codec import (
     A2AError,
@@ -142,10 +143,9 @@ class GroupAnswers:
         signature = self.host.identity.sign(header + _field(box))
         answer = {
             "group": b64e(group_id), "request": str(request.id), "to": requester,
-            "card": dict(self.host.card.card), "nonce": b64e(nonce), "box": b64e(box),
-            "sig": b64e(signature),
+            "nonce": b64e(nonce), "box": b64e(box), "sig": b64e(signature),
         }  # fmt: skip
-        return json.dumps(answer).encode()
+        return json_with_card(self.host.card, answer)
 
     @contextlib.contextmanager
     def awaiting(

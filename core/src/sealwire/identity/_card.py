@@ -22,6 +22,8 @@ a way to pass a card off with a key a quantum attacker could forge for.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import types
 from collections.abc import Mapping
@@ -230,6 +232,12 @@ class VerifiedCard:
     def agent_id(self) -> str:
         """The verified agent id."""
         return self.identity.agent_id
+
+    @functools.cached_property
+    def json_bytes(self) -> bytes:
+        """The card as compact JSON (UTF-8), encoded once: records that carry the card
+        (kept frames, answers, session records) embed these bytes."""
+        return json.dumps(dict(self.card), separators=(",", ":")).encode()
 
     @property
     def hybrid_signed(self) -> bool:

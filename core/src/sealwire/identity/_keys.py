@@ -18,6 +18,7 @@ Storage format, version 1 (all raw key encodings, RFC 8032 / RFC 7748 / FIPS 204
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -120,6 +121,11 @@ class PublicIdentity:
 
     def raw(self) -> tuple[bytes, bytes, bytes | None, bytes | None]:
         """The raw encodings of the four keys (None where absent)."""
+        return self._raw
+
+    @functools.cached_property
+    def _raw(self) -> tuple[bytes, bytes, bytes | None, bytes | None]:
+        # Encoded once: a trust check compares the pinned keys at every message.
         return (
             self.signing_key.public_bytes_raw(),
             self.agreement_key.public_bytes_raw(),

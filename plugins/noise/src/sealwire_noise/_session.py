@@ -137,7 +137,7 @@ class Session:
     def write(self) -> bytes:
         payload: bytes | Callable[[bytes], bytes] = b""
         if self._index == self._my_card_at:
-            card = json.dumps(dict(self.context.card.card), separators=(",", ":")).encode()
+            card = self.context.card.json_bytes
             mldsa = self.context.identity.mldsa_key
             if mldsa is None:
                 payload = card

@@ -232,7 +232,7 @@ class SignalBinding(MailboxBinding):
     @property
     def _local_card(self) -> bytes:
         """Our signed card as sent in initial messages (core may re-sign it after start)."""
-        return _card_bytes(self.context.card)
+        return self.context.card.json_bytes
 
     # -- MailboxBinding -----------------------------------------------------------------
 
@@ -277,7 +277,7 @@ class SignalBinding(MailboxBinding):
                 session = start_session(
                     local_id=self._agent_id, peer_id=peer.agent_id, identity=self._identity,
                     peer=verified, rng=self._rng, header_encryption=self._header_encryption,
-                    local_card=self._local_card, peer_card=_card_bytes(peer),
+                    local_card=self._local_card, peer_card=peer.json_bytes,
                     mldsa_key=self.context.identity.mldsa_key,
                 )  # fmt: skip
                 entry = _Peer(current=session, archived=None, card=peer)
@@ -558,10 +558,6 @@ def _offers_pqxdh(card: VerifiedCard) -> bool:
 
 def _has_base(entry: _Peer, base_key: bytes) -> bool:
     return any(s is not None and s.base_key == base_key for s in (entry.current, entry.archived))
-
-
-def _card_bytes(card: VerifiedCard) -> bytes:
-    return json.dumps(dict(card.card), separators=(",", ":")).encode()
 
 
 def _pool_id(text: str) -> int:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -339,9 +338,7 @@ class TlsClient:
                 trust_env=False,
             )
         headers = {
-            CARD_HEADER: b64url(
-                json.dumps(dict(context.card.card), separators=(",", ":")).encode()
-            ),
+            CARD_HEADER: b64url(context.card.json_bytes),
             NEGOTIATION_HEADER: negotiation_header(negotiation),
         }
         check = channel_check(
