@@ -1,12 +1,13 @@
 """Relay benchmark: enqueue and fetch throughput and latency, SQLite and NATS JetStream.
 
 Run: ``uv run python benchmarks/bench_relay.py [--messages N] [--size BYTES]
-[--concurrency C] [--backends sqlite,nats]``.
+[--concurrency C] [--backends sqlite,nats] [--stream [--signal]]``.
 
 ``--stream`` measures mailbox traffic one way instead (see :func:`stream_main`):
 client -> relay -> client, sent, delivered and acknowledged, over the relay
 stream and over HTTP, beside a bare ``websockets`` echo floor measured in the
-same run.
+same run; with ``--signal`` also sealed and opened with Signal, the sessions in
+memory and then in encrypted SQLite files (see :class:`SignalPair`).
 
 For each backend, in one run: a relay served by uvicorn on loopback in this
 process; one sender enqueues N sealed messages of ``size`` bytes one after
@@ -43,6 +44,7 @@ import websockets
 
 from sealwire.identity import Identity
 from sealwire.relay import Delivery, RelayClient
+from sealwire.store import SqliteStore, StoreKey
 from sealwire.testing.ports import free_port
 from sealwire_relay import RelayConfig, RelayLimits, running_relay
 
@@ -129,6 +131,9 @@ async def bench_backend(config: RelayConfig, n: int, size: int, concurrency: int
 STREAM_IN_FLIGHT = 1024
 # Message sizes of the one-way runs (and of the floor).
 STREAM_SIZES = (1024, 16 * 1024)
+# Where the Signal rows keep sessions and opened frames (the binding's and the
+# mailbox router's namespaces).
+SESSIONS, INBOX = "signal.sessions", "agent.inbox"
 
 ECHO_SERVER = """
 import asyncio, sys
@@ -226,18 +231,35 @@ async def echo_floor(size: int, n: int) -> float:
 
 class SignalPair:
     """Alice seals to Bob with the Signal envelope core (PQXDH then the Double
-    Ratchet, sessions kept in memory as an in-memory agent store would)."""
+    Ratchet, sessions kept in memory as an in-memory agent store would).
 
-    def __init__(self) -> None:
+    With ``files`` (a folder), each agent keeps its session in an encrypted
+    SQLite file (WAL, synchronous=FULL) as the Signal binding and the mailbox
+    router do: Alice commits her session before the envelope leaves; Bob
+    commits his session and the opened frame in one transaction before the
+    frame is handed on, and deletes the kept frame once it was (one commit
+    each, none grouped).
+    """
+
+    def __init__(self, files: Path | None = None) -> None:
         from bench_signal import _ours_agent
 
         from sealwire_signal import (
             Envelope,
             accept_session,
+            encode_session,
             open_envelope,
             seal_frame,
             start_session,
         )
+
+        self._encode = encode_session
+        self._stores: tuple[SqliteStore, SqliteStore] | None = None
+        if files is not None:
+            self._stores = (
+                SqliteStore.open(files / "alice.sqlite3", StoreKey.generate()),
+                SqliteStore.open(files / "bob.sqlite3", StoreKey.generate()),
+            )
 
         self._seal, self._open, self._decode = seal_frame, open_envelope, Envelope.from_bytes
         rng = os.urandom
@@ -254,22 +276,35 @@ class SignalPair:
 
     def seal(self, frame: bytes) -> bytes:
         self.a, env = self._seal(self.a, frame, negotiation=b"n" * 80, rng=os.urandom)
+        if self._stores is not None:
+            self._stores[0].put(SESSIONS, "b/current", self._encode(self.a))
         return bytes(env.to_bytes())
 
-    def open(self, raw: bytes) -> bytes:
+    def open(self, message_id: str, raw: bytes) -> bytes:
         self.b, frame = self._open(self.b, self._decode(raw), now=0.0, rng=os.urandom)
+        if self._stores is not None:
+            with self._stores[1].transaction() as tx:
+                tx.put(SESSIONS, "a/current", self._encode(self.b))
+                tx.put(INBOX, message_id, frame)
         return bytes(frame)
+
+    def handed_on(self, message_id: str) -> None:
+        if self._stores is not None:
+            self._stores[1].delete(INBOX, message_id)
+
+    def close(self) -> None:
+        for store in self._stores or ():
+            store.close()
 
 
 async def one_way(
-    url: str, size: int, n: int, *, stream: bool, in_flight: int, signal: bool = False
+    url: str, size: int, n: int, *, stream: bool, in_flight: int, pair: SignalPair | None = None
 ) -> float:
     """Messages/s from the first send to the last acknowledgement confirmed:
     one sender keeping ``in_flight`` sends going, one receiver acknowledging each
-    delivery as it comes (as the mailbox router does)."""
+    delivery as it comes (as the mailbox router does); ``pair`` seals and opens."""
     sender = RelayClient(url, Identity.generate())
     receiver = RelayClient(url, Identity.generate())
-    pair = SignalPair() if signal else None
     frame = os.urandom(size)
     try:
         await asyncio.gather(sender.fetch(limit=1), receiver.fetch(limit=1))  # authenticated
@@ -290,7 +325,8 @@ async def one_way(
             got = 0
             async for delivery in inbox:
                 if pair is not None:
-                    pair.open(delivery.envelope)
+                    pair.open(delivery.message_id, delivery.envelope)
+                    pair.handed_on(delivery.message_id)
                 await receiver.ack([delivery])
                 got += 1
                 if got == n:
@@ -323,25 +359,32 @@ async def _polled(client: RelayClient) -> AsyncIterator[Delivery]:
 async def stream_main(n: int, concurrency: int, signal: bool) -> None:
     """One-way mailbox traffic, relay on SQLite in its own process."""
     print(f"one-way mailbox traffic, {n} messages, relay on SQLite (its own process)")
-    print(f"{'':32s} {'msg/s':>8s}  {'of floor':>8s}")
+    print(f"{'':36s} {'msg/s':>8s}  {'of floor':>8s}")
     with tempfile.TemporaryDirectory() as tmp:
         for size in STREAM_SIZES:
             floor = await echo_floor(size, n)
-            print(f"{size // 1024:2d} KiB  floor: websockets echo     {floor:8.0f}")
+            print(f"{size // 1024:2d} KiB  {'floor: websockets echo':28s} {floor:8.0f}")
             runs = [
-                (f"HTTP fetch, {concurrency} in flight", False, concurrency, False),
-                (f"stream, {STREAM_IN_FLIGHT} in flight", True, STREAM_IN_FLIGHT, False),
+                (f"HTTP fetch, {concurrency} in flight", False, concurrency, None),
+                (f"stream, {STREAM_IN_FLIGHT} in flight", True, STREAM_IN_FLIGHT, None),
             ]
-            if signal and size == STREAM_SIZES[0]:
-                runs.append(("stream + Signal seal/open", True, STREAM_IN_FLIGHT, True))
-            for k, (name, stream, in_flight, sealed) in enumerate(runs):
+            if signal:
+                runs.append(("stream + Signal seal/open", True, STREAM_IN_FLIGHT, "memory"))
+                runs.append(("  + sessions in SQLite files", True, STREAM_IN_FLIGHT, "files"))
+            for k, (name, stream, in_flight, sessions) in enumerate(runs):
                 path = Path(tmp) / f"{size}-{k}"
                 path.mkdir()
-                with relay_process(path, n) as url:
-                    rate = await one_way(
-                        url, size, n, stream=stream, in_flight=in_flight, signal=sealed
-                    )
-                print(f"{size // 1024:2d} KiB  {name:26s} {rate:8.0f}  {rate / floor:8.2f}")
+                pair = None
+                if sessions is not None:
+                    pair = SignalPair(path if sessions == "files" else None)
+                try:
+                    with relay_process(path, n) as url:
+                        rate = await one_way(url, size, n, stream=stream, in_flight=in_flight,
+                                             pair=pair)  # fmt: skip
+                finally:
+                    if pair is not None:
+                        pair.close()
+                print(f"{size // 1024:2d} KiB  {name:28s} {rate:8.0f}  {rate / floor:8.2f}")
 
 
 async def bench_nats_floor(url: str, n: int, size: int, concurrency: int) -> None:

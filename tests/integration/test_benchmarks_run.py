@@ -42,6 +42,7 @@ TINY = {
 RUNS = [
     *((name, args) for name, args in sorted(TINY.items())),
     ("bench_mailbox", ["--sqlite-stores", "--requests", "32"]),
+    ("bench_relay", ["--stream", "--signal", "--messages", "100"]),
 ]
 
 
