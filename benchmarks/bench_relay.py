@@ -81,7 +81,10 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {p50 * 1e3:7.2f} ms  p95 {p95 * 1e3:7.2f} ms  p99 {p99 * 1e3:7.2f} ms"
 
 
-async def bench_backend(config: RelayConfig, n: int, size: int, concurrency: int) -> None:
+async def bench_backend(
+    config: RelayConfig, n: int, size: int, concurrency: int
+) -> dict[str, float]:
+    """The relay's figures on ``config``'s backend, printed and returned by name."""
     payload = os.urandom(size)
     async with running_relay(config) as relay:
         recipient = RelayClient(relay.url, Identity.generate())
@@ -123,6 +126,11 @@ async def bench_backend(config: RelayConfig, n: int, size: int, concurrency: int
         assert drained == 2 * n, f"drained {drained} of {2 * n}"
         for client in (recipient, *senders):
             await client.close()
+    return {
+        "enqueue, 1 sender": sequential,
+        f"enqueue, {concurrency} senders": parallel,
+        f"fetch+ack (x{FETCH_BATCH})": rate,
+    }
 
 
 # -- one-way mailbox traffic: the stream, HTTP, and a bare WebSocket floor -------------
@@ -474,6 +482,7 @@ async def main() -> None:
     limits = RelayLimits(
         rate_per_second=1e9, rate_burst=10**9, max_mailbox_depth=10 * args.messages
     )
+    figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends.split(","):
             print(f"{backend}: {args.messages} messages of {args.size} bytes")
@@ -487,7 +496,9 @@ async def main() -> None:
                         backend_options=options,
                         limits=limits,
                     )
-                    await bench_backend(config, args.messages, args.size, args.concurrency)
+                    figures[backend] = await bench_backend(
+                        config, args.messages, args.size, args.concurrency
+                    )
                     await bench_nats_backend(url, args.messages, args.size, args.concurrency)
                     await bench_nats_backend(
                         url, args.messages, args.size, args.concurrency, shared=True
@@ -501,7 +512,13 @@ async def main() -> None:
                     backend_options={"path": str(Path(tmp) / f"{backend}.sqlite3")},
                     limits=limits,
                 )
-                await bench_backend(config, args.messages, args.size, args.concurrency)
+                figures[backend] = await bench_backend(
+                    config, args.messages, args.size, args.concurrency
+                )
+    if "sqlite" in figures and "nats" in figures:
+        print("nats relay / sqlite relay (goal: at least 0.5 on every figure)")
+        for name, sqlite in figures["sqlite"].items():
+            print(f"  {name:22s} {figures['nats'][name] / sqlite:8.2f}")
 
 
 if __name__ == "__main__":
