@@ -48,8 +48,8 @@ FETCH_AFTER_MAX = 1024
 # Depth counts are kept for this many mailboxes (recounted from the stream after).
 MAX_DEPTH_CACHE = 100_000
 MSG_ID = "Nats-Msg-Id"
-# Rounds of direct gets a fetch makes (1, then 2 at once while the mailbox's messages
-# are dense) before it reads on through a consumer (NatsMailboxes._pending).
+# Rounds of direct gets a fetch makes (1, 2 then 4 at once while the mailbox's
+# messages are dense) before it reads on through a consumer (NatsMailboxes._pending).
 DIRECT_ROUNDS = 2
 
 
