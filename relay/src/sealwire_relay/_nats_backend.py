@@ -19,12 +19,11 @@ Layout (``P`` is the configured prefix, default ``SW``; tokens are base64url):
   relay's own record of acknowledged ids, stream ``P_ACKS`` (a tombstone per
   message, kept :data:`DEDUPE_RETENTION_SECONDS`), says so: it is read by a
   direct get at the same time as the publish, and a copy it condemns is deleted
-  again. An ack purges each message by its own subject (not by a sequence: a
-  server that lost its last writes in a crash numbers messages again), all at
-  once, then writes the tombstones of those removed. A fetch reads the first
-  messages by direct gets ("first message at or after sequence s", a few in
-  flight at once) and a backlog through one ephemeral consumer (see
-  :mod:`sealwire_relay._nats_mailboxes`).
+  again. An ack deletes by the stream sequence this process saw when it stored
+  or fetched the message (no re-read; one look-up by subject otherwise) and
+  writes the tombstone at the same time. A fetch uses direct gets, no
+  consumer: windows of "first message at or after sequence s" requests in
+  flight at once (see :mod:`sealwire_relay._nats_mailboxes`).
 * stream ``P_GRP``: ``p.g.l.<group>`` the log, ``p.g.a.<group>`` the group's
   access records (:class:`GroupAccess`, immutable, one per change). Creating a
   group publishes its first record with ``Nats-Expected-Last-Subject-Sequence:

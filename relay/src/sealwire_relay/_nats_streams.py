@@ -48,13 +48,6 @@ MAX_REPLICAS = 5
 # A publish that no stream received ("no responders": a stream being created or
 # moving to a new leader) stored nothing; it is sent again after these pauses.
 NO_STREAM_RETRY_SECONDS = (0.05, 0.1, 0.2, 0.4, 0.8)
-NO_RESPONDERS = "503"  # the status of a publish no stream received
-# Statuses that end a consumer's batch with nothing wrong: no message (left), or
-# the pull's own expiry.
-NO_MORE_MESSAGES = frozenset({"404", "408"})
-# An ephemeral consumer of a scan that was not deleted (its delete is not awaited)
-# is removed by the server after this many seconds idle.
-SCAN_CONSUMER_IDLE_SECONDS = 30
 
 
 def nats_installed() -> bool:
@@ -79,7 +72,6 @@ class NatsStreams:
         self.nc: Any = None
         self.js: Any = None
         self._last_error: str | None = None  # the client's last reported error, one line
-        self.connections = 0  # reconnections so far (what was learnt before may be stale)
 
     def stream(self, kind: str) -> str:
         """The name of the stream of ``kind`` (``DIR``, ``MBOX``...): ``P_<KIND>``."""
@@ -144,7 +136,6 @@ class NatsStreams:
             log.warning("NATS connection lost; reconnecting")
 
     async def _on_reconnected(self) -> None:
-        self.connections += 1
         log.warning("NATS connection restored")
 
     async def _add_streams(self) -> None:
@@ -269,123 +260,6 @@ class NatsStreams:
         if error.get("code") == 404 or error.get("err_code") in NO_SUCH_MESSAGE:
             return False
         raise RelayUnavailable(f"NATS refused a delete: {error.get('err_code')}")
-
-    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
-        """JetStream publishes sent at once, each acknowledged by the server once
-        stored. One that no stream received is sent again after a pause (as
-        :meth:`publish`); any other failure is RelayUnavailable."""
-        waiting = dict(enumerate(messages))
-        for pause in (*NO_STREAM_RETRY_SECONDS, None):
-            answers = await self.at_once(
-                [(i, subject, data) for i, (subject, data) in waiting.items()]
-            )
-            again = {}
-            for i, msg in answers.items():
-                status = (msg.headers or {}).get("Status")
-                if status == NO_RESPONDERS:
-                    again[i] = waiting[i]
-                    continue
-                reply = json.loads(msg.data) if msg.data else {}
-                if status is not None or "error" in reply:
-                    code = (reply.get("error") or {}).get("err_code", status)
-                    raise RelayUnavailable(f"NATS refused a publish: {code}")
-            if not again:
-                return
-            if pause is None:
-                raise RelayUnavailable("no JetStream stream received a publish")
-            await asyncio.sleep(pause)
-            waiting = again
-
-    async def purge_subjects(self, stream: str, subjects: Sequence[str]) -> list[int]:
-        """Delete the messages on each of ``subjects`` (literal), one purge request
-        each, all sent at once; how many each removed."""
-        api = f"$JS.API.STREAM.PURGE.{stream}"
-        requests = [(i, api, json.dumps({"filter": s}).encode()) for i, s in enumerate(subjects)]
-        answers = await self.at_once(requests)
-        removed = []
-        for i in range(len(subjects)):
-            reply = json.loads(answers[i].data or b"{}")
-            if "error" in reply or not reply.get("success"):
-                code = (reply.get("error") or {}).get("err_code")
-                raise RelayUnavailable(f"NATS refused a purge: {code}")
-            removed.append(int(reply.get("purged", 0)))
-        return removed
-
-    async def at_once(self, requests: Sequence[tuple[int, str, bytes]]) -> dict[int, Any]:
-        """Send ``(key, subject, data)`` requests at once and read every answer on one
-        inbox (in nats-py a request of its own costs about three times as much):
-        the answers by key; TimeoutError when one is missing after
-        :data:`API_TIMEOUT_SECONDS`."""
-        if not requests:
-            return {}
-        answers: dict[int, Any] = {}
-        keys = {key for key, _, _ in requests}
-        all_in = asyncio.Event()
-
-        async def answer(msg: Any) -> None:
-            key = int(msg.subject.rpartition(".")[2])
-            if key in keys and key not in answers:
-                answers[key] = msg
-                if len(answers) == len(keys):
-                    all_in.set()
-
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(f"{inbox}.*", cb=answer)
-        try:
-            for key, subject, data in requests:
-                await self.nc.publish(subject, data, reply=f"{inbox}.{key}")
-            await asyncio.wait_for(all_in.wait(), API_TIMEOUT_SECONDS)
-        finally:
-            await sub.unsubscribe()
-        return answers
-
-    async def scan(self, stream: str, subject: str, start: int, limit: int) -> list[Any]:
-        """The first ``limit`` messages on ``subject`` at or after sequence ``start``,
-        oldest first, through one ephemeral consumer (memory, one replica, no acks):
-        a request to create it, one to pull the batch, which comes in one go.
-
-        Complete for the range it covers: every message on ``subject`` between
-        ``start`` and the last one returned is in the list. The consumer is deleted
-        without waiting (it expires by itself after :data:`SCAN_CONSUMER_IDLE_SECONDS`).
-        """
-        config = {
-            "stream_name": stream,
-            "config": {
-                "deliver_policy": "by_start_sequence", "opt_start_seq": max(start, 1),
-                "ack_policy": "none", "filter_subject": subject, "mem_storage": True,
-                "num_replicas": 1, "inactive_threshold": SCAN_CONSUMER_IDLE_SECONDS * 10**9,
-            },
-        }  # fmt: skip
-        reply = await self.nc.request(
-            f"$JS.API.CONSUMER.CREATE.{stream}", json.dumps(config).encode(),
-            timeout=API_TIMEOUT_SECONDS,
-        )  # fmt: skip
-        created = json.loads(reply.data)
-        if "error" in created:
-            raise RelayUnavailable(f"NATS refused a consumer: {created['error'].get('err_code')}")
-        name = created["name"]
-        found: list[Any] = []
-        ended: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-
-        async def take(msg: Any) -> None:  # called in order, as the batch comes
-            status = (msg.headers or {}).get("Status")
-            if status is None:
-                found.append(msg)
-            if (status is not None or len(found) == limit) and not ended.done():
-                ended.set_result(status)
-
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox, cb=take)
-        try:
-            pull = json.dumps({"batch": limit, "no_wait": True}).encode()
-            await self.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", pull, reply=inbox)
-            status = await asyncio.wait_for(ended, API_TIMEOUT_SECONDS)
-        finally:
-            await sub.unsubscribe()
-            await self.nc.publish(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", b"")
-        if status is not None and status not in NO_MORE_MESSAGES:
-            raise RelayUnavailable(f"NATS ended a consumer's batch: {status}")
-        return found[:limit]
 
     async def take(self, stream: str, subject: str) -> Any:
         """Delete and return the first message on ``subject`` (wildcards allowed) or None."""
