@@ -5,8 +5,6 @@ certificate, and the ``receiver`` and ``serve`` fixtures (tests/integration/conf
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -16,11 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from a2a_conformance import client_context
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from ports import free_port
+from tls_certs import make_certificate
 
 from sealwire.agent import Agent, PushPolicy, TaskContext
 from sealwire.identity import Identity
@@ -47,41 +43,11 @@ async def handler(task: TaskContext) -> None:
 # -- the webhook receiver ---------------------------------------------------------------------
 
 
-def _receiver_certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost (a CA for itself)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "webhook receiver")])
-    now = datetime.datetime.now(datetime.UTC)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "hook.pem", folder / "hook.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 class Receiver:
     """A webhook receiver: an HTTPS server on loopback recording each call."""
 
     def __init__(self, folder: Path) -> None:
-        self.cert, self.key = _receiver_certificate(folder)
+        self.cert, self.key = make_certificate(folder, "hook", dns_names=["localhost"])
         self.port = free_port()
         self.calls: list[tuple[str, dict[str, str], bytes]] = []
         self.status = 200

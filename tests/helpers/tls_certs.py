@@ -1,9 +1,11 @@
-"""A self-signed certificate for 127.0.0.1, made in the test (no files in the repository)."""
+"""A self-signed certificate for 127.0.0.1 (and, if asked, host names), made in the test
+(no files in the repository)."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -15,11 +17,16 @@ from cryptography.x509.oid import NameOID
 VALIDITY = datetime.timedelta(days=1)
 
 
-def make_certificate(folder: Path, name: str = "relay") -> tuple[Path, Path]:
-    """Write ``name``.pem (a self-signed certificate for 127.0.0.1) and ``name``.key."""
+def make_certificate(
+    folder: Path, name: str = "relay", *, dns_names: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """Write ``name``.pem (a self-signed certificate, a CA for itself, for 127.0.0.1 and
+    ``dns_names``) and ``name``.key."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"sealwire test {name}")])
     now = datetime.datetime.now(datetime.UTC)
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -28,10 +35,7 @@ def make_certificate(folder: Path, name: str = "relay") -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
