@@ -176,13 +176,24 @@ async def test_no_commit_wedges_the_group(agents: Agents) -> None:
 
 
 class Faulty:
-    """A relay port whose group log subscriptions first fail as told, then work."""
+    """A relay port whose group log subscriptions (``faults``) and card lookups
+    (``card_faults``) first fail as told, then work; ``card_lookups`` lists the agent
+    ids of every card lookup asked for."""
 
-    def __init__(self, real: RelayClient, faults: list[Exception]) -> None:
-        self._real, self.faults = real, faults
+    def __init__(
+        self, real: RelayClient, faults: list[Exception], card_faults: list[Exception] = []
+    ) -> None:
+        self._real, self.faults, self.card_faults = real, faults, card_faults
+        self.card_lookups: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+    async def fetch_cards(self, agent_ids: list[str]) -> dict[str, Any]:
+        self.card_lookups += agent_ids
+        if self.card_faults:
+            raise self.card_faults.pop(0)
+        return await self._real.fetch_cards(agent_ids)
 
     def subscribe_group(self, group_id: bytes, after: int = 0) -> AsyncIterator[GroupLogEntry]:
         if self.faults:
@@ -228,6 +239,39 @@ async def test_only_an_authenticated_removal_ends_membership(agents: Agents) -> 
     assert reply.error is None
     await alice.remove_from_group(group, [bob.agent_id])
     await until(lambda: group not in bob.groups(), "Bob leaving on his removal")
+
+
+async def test_a_card_not_fetched_yet_delays_a_message_and_loses_none(agents: Agents) -> None:
+    """A joiner looks up no card at its join, only the card of a member whose message
+    comes. While that lookup fails (the relay down, limiting), the log entry is read
+    again later from the stored position; it is not skipped, and the request it
+    carries is answered."""
+    alice, carol = await agents.start("alice"), await agents.start("carol")
+    group = await alice.create_group()
+    bob_identity = Identity.generate()
+    real = RelayClient(agents.url, bob_identity)
+    agents.stack.push_async_callback(real.close)
+    card_faults: list[Exception] = []
+    port = Faulty(real, [], card_faults)
+    bob = Agent(
+        bob_identity, MemoryStore(), name="bob", relay=port, relay_address=real.mailbox_address
+    )
+
+    async def handler(task: TaskContext) -> None:
+        await task.complete(f"bob: {task.message.parts[0].text}")
+
+    bob.on_message(handler)
+    await bob.start()
+    agents.stack.push_async_callback(bob.stop)
+    await alice.add_to_group(group, [bob.card, carol.card])
+    await until(lambda: group in bob.groups() and group in carol.groups(), "the joins")
+    assert port.card_lookups == []
+    card_faults += [RelayUnavailable("relay down"), LimitExceeded("rate", "slow down")]
+    await _all_answer(alice, group, [bob, carol], "there?")
+    assert not card_faults and port.card_lookups == [alice.agent_id] * 3
+    assert bob._groups.reader_failures.get(group) == 2
+    await _all_answer(alice, group, [bob, carol], "again")
+    assert port.card_lookups == [alice.agent_id] * 3  # known now; Carol's never asked for
 
 
 async def test_a_relay_killed_and_restarted_ends_no_membership(

@@ -42,7 +42,9 @@ Membership ends only by MLS proof: the reader of a group leaves it only when
 the binding processes a commit that removes this agent. Any other failure
 (rate limit, relay down, a refusal) is logged and the reader resubscribes
 from its stored position with backoff (honouring ``retry_after``);
-:attr:`GroupRouter.reader_failures` counts them per group.
+:attr:`GroupRouter.reader_failures` counts them per group. An entry the binding
+could not process for such a passing cause (a member's card that could not be
+fetched yet) is read again that way, never skipped.
 
 JSON-RPC ids of group requests are ``<agent id>/<random>``. The log position
 of each group is kept in the store (namespace ``group.log``), written in the
@@ -311,6 +313,8 @@ class GroupRouter:
         if not (entry.kind == "application" and entry.sender == self.host.agent_id):
             try:
                 event = await binding.process(group_id, entry.message, keep=keep)
+            except (RelayUnavailable, LimitExceeded):
+                raise  # passing, not the entry's fault: read again from the stored position
             except SealwireError as exc:
                 log.info("skipping group entry %d: %s", entry.seq, type(exc).__name__)
             except Exception:  # a binding bug must not stop the group's log for good

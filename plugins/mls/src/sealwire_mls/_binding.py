@@ -25,10 +25,10 @@ Rules of the binding (this module and the ones it composes):
 * Welcome messages travel through the joiner's relay mailbox as an
   :class:`~sealwire_mls._members.Invite`; KeyPackages go to the relay's
   directory, one use each, and are replenished after every join.
-* Members' cards: a commit adding agents carries theirs; a joiner fetches the
-  others from the relay's card directory (each agent publishes its own card
-  with its KeyPackages), and a message from a member whose card is still
-  unknown fetches that one first.
+* Members' cards: a commit adding agents carries theirs; a joiner fetches each
+  other member's card from the relay's card directory (each agent publishes its
+  own card with its KeyPackages) when that member's first message comes, not
+  at the join: joining a group of N costs no N card lookups and verifications.
 
 The binding composes the groups held in memory (:mod:`sealwire_mls._group_registry`),
 the committer (:mod:`sealwire_mls._committing`, with :mod:`sealwire_mls._invitations`)
@@ -294,12 +294,6 @@ class MlsBinding(GroupBinding):
     async def update(self, group_id: bytes) -> None:
         await self.committer.commit(group_id, update=True)
 
-    async def fetch_cards(self, roster: Roster, agent_ids: Sequence[str] | None = None) -> None:
-        """Fetch the cards of ``agent_ids`` (default: every member whose card the roster
-        lacks) from the group's relay (see :meth:`GroupRegistry.fetch_cards`): every
-        member publishes its card there when it joins (see :meth:`_sign_in`)."""
-        await self.registry.fetch_cards(roster, agent_ids)
-
     async def admit_external(self, group_id: bytes, card: VerifiedCard) -> None:
         """Let the agent of ``card`` join by external commit, if the group's policy
         allows it (:mod:`sealwire_mls._external_join`)."""
@@ -341,7 +335,6 @@ class MlsBinding(GroupBinding):
             raise MLSProtocolError("the Welcome is for another group than the invitation says")
         roster = Roster(group, {}, external_joins=parsed.external_joins,
                         max_lifetime=parsed.max_lifetime, relay=relay)  # fmt: skip
-        await self.fetch_cards(roster)
         self._storage.save(group.group_id, roster, used_key_package=ref)
         self.registry.hold(group.group_id, roster)
         try:  # joined whatever happens here: the directory is topped up again later
@@ -374,7 +367,6 @@ class MlsBinding(GroupBinding):
         own = group.member(group.leaf_index)
         assert own is not None  # our own leaf, just committed
         roster.admit(own, self.context.card.card, self.context.trust)
-        await self.fetch_cards(roster)
         try:
             seq = await self.registry.port_of(roster).append_commit(
                 group.group_id, group.epoch - 1, commit, members=list(roster.agent_ids())

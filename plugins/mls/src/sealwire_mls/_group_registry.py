@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
 from typing import Any
 
 from sealwire.errors import StateError
-from sealwire.relay import MAX_CARDS_PER_FETCH, RelayPort
+from sealwire.relay import RelayPort
 from sealwire_mls._members import Roster
 from sealwire_mls._storage import GroupStorage
 
@@ -57,18 +56,15 @@ class GroupRegistry:
         """This agent's port at the relay holding the group's log."""
         return self.port_of(self.roster(group_id))
 
-    async def fetch_cards(self, roster: Roster, agent_ids: Sequence[str] | None = None) -> None:
-        """Fetch from the card directory of the group's relay the cards of ``agent_ids``
-        (default: every member whose card the roster lacks) and tie them to their leaves.
+    async def fetch_card(self, roster: Roster, agent_id: str) -> None:
+        """Fetch the card of member ``agent_id`` from the card directory of the group's
+        relay and tie it to its leaf (a card that fails leaves the member unverified).
 
         A member is known here by its agent id alone (the leaf's credential),
         which names no home relay: every member publishes its card at the
         group's relay when it joins."""
-        relay = self.port_of(roster)
-        wanted = roster.unknown() if agent_ids is None else list(agent_ids)
-        for start in range(0, len(wanted), MAX_CARDS_PER_FETCH):
-            batch = wanted[start : start + MAX_CARDS_PER_FETCH]
-            roster.admit_fetched(await relay.fetch_cards(batch), self._context.trust)
+        cards = await self.port_of(roster).fetch_cards([agent_id])
+        roster.admit_fetched(cards, self._context.trust)
 
     # -- groups ---------------------------------------------------------------------------
 

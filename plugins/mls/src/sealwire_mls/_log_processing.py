@@ -141,10 +141,9 @@ class GroupLogProcessor:
         now = asyncio.get_running_loop().time()
         if self.card_misses.get(agent_id, 0.0) > now:
             return None  # asked lately and not found: an unverified member's messages
-        try:
-            await self._groups.fetch_cards(roster, [agent_id])
-        except SealwireError as exc:  # the relay is unreachable: the message is dropped
-            log.warning("cannot fetch the card of %s: %s", agent_id, type(exc).__name__)
+        # A relay that cannot answer now (RelayUnavailable, LimitExceeded) raises through
+        # process(): the group is read again from the store and the entry retried later.
+        await self._groups.fetch_card(roster, agent_id)
         peer = roster.peer(leaf_index)
         if peer is None:
             if len(self.card_misses) >= MAX_CARD_MISSES:

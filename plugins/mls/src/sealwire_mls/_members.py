@@ -226,10 +226,6 @@ class Roster:
         self.verified[verified.identity.agent_id] = verified
         return verified
 
-    def unknown(self) -> list[str]:
-        """Members whose cards this roster does not hold."""
-        return sorted(set(self.leaves().values()) - set(self.cards))
-
     def admit_fetched(self, cards: Mapping[str, Mapping[str, Any]], trust: TrustStore) -> None:
         """Tie members' leaves to the cards fetched for them; a card that fails leaves
         its member unverified (its messages are refused), logged."""
