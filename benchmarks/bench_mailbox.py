@@ -23,18 +23,26 @@ Measured in one process, in the same run:
 * the agents' side alone: the same calls through a relay kept in memory in the
   same process (:class:`MemoryRelay`: mailboxes and prekey pools as dicts, no
   sockets, no SQLite), so the CPU per call is the two agents' work only (seal,
-  open, commit, route, tasks), ``--concurrency`` at once.
+  open, commit, route, tasks), ``--concurrency`` at once;
+* as deployed: the same calls with the relay in a process of its own
+  (``python -m sealwire_relay`` on SQLite), the two agents in this one: calls/s
+  ``--concurrency`` at once, and the CPU per call of both processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench_relay import process_cpu, relay_process
 
 from sealwire.agent import Agent, TaskContext
 from sealwire.agent._kept_records import kept_frame, read_kept_frame
@@ -108,10 +116,17 @@ class CountingSqlite(SqliteBackend):
 
 
 async def end_to_end(
-    requests: int, concurrency: int, counts: SqliteCounts | None = None, *, sqlite: bool = False
+    requests: int,
+    concurrency: int,
+    counts: SqliteCounts | None = None,
+    *,
+    sqlite: bool = False,
+    relay: tuple[str, int] | None = None,
 ) -> tuple[float, float, float]:
     """(calls/s one at a time, calls/s ``concurrency`` at once, CPU ms per call of the
-    latter); ``sqlite``: both agents keep their state in encrypted SQLite files."""
+    latter); ``sqlite``: both agents keep their state in encrypted SQLite files;
+    ``relay``: the URL and pid of a relay in a process of its own (its CPU is counted
+    too), else one runs in this process."""
     counts = counts or SqliteCounts()
     with tempfile.TemporaryDirectory() as tmp:
 
@@ -120,14 +135,21 @@ async def end_to_end(
                 return MemoryStore()
             return SqliteStore.open(Path(tmp) / f"agent{k}.sqlite3", StoreKey.generate())
 
-        config = RelayConfig(
-            port=free_port(), identity_path=Path(tmp) / "relay.key", backend="sqlite",
-            backend_options={"path": str(Path(tmp) / "relay.sqlite3")},
-        )  # fmt: skip
-        backend = CountingSqlite(Path(tmp) / "relay.sqlite3", counts)
-        async with running_relay(config, backend=backend) as relay:
+        async with contextlib.AsyncExitStack() as stack:
+            relay_cpu: Callable[[], float]
+            if relay is None:
+                config = RelayConfig(
+                    port=free_port(), identity_path=Path(tmp) / "relay.key", backend="sqlite",
+                    backend_options={"path": str(Path(tmp) / "relay.sqlite3")},
+                )  # fmt: skip
+                backend = CountingSqlite(Path(tmp) / "relay.sqlite3", counts)
+                running = await stack.enter_async_context(running_relay(config, backend=backend))
+                url, relay_cpu = running.url, lambda: 0.0  # in this process's CPU already
+            else:
+                url, pid = relay
+                relay_cpu = functools.partial(process_cpu, pid)
             ids = [Identity.generate(), Identity.generate()]
-            clients = [RelayClient(relay.url, i) for i in ids]
+            clients = [RelayClient(url, i) for i in ids]
             agents = [
                 Agent(i, store(k), relay=c, relay_address=c.mailbox_address)
                 for k, (i, c) in enumerate(zip(ids, clients, strict=True))
@@ -142,7 +164,7 @@ async def end_to_end(
                 for _ in range(requests):
                     await agents[0].send_message(peer, "one")
                 sequential = requests / (time.perf_counter() - start)
-                start, cpu = time.perf_counter(), time.process_time()
+                start, cpu = time.perf_counter(), time.process_time() + relay_cpu()
                 counts.on = True
                 for _ in range(requests // concurrency):
                     await asyncio.gather(
@@ -151,7 +173,7 @@ async def end_to_end(
                 counts.on = False
                 calls = requests // concurrency * concurrency
                 parallel = calls / (time.perf_counter() - start)
-                cpu_ms = (time.process_time() - cpu) * 1000 / calls
+                cpu_ms = (time.process_time() + relay_cpu() - cpu) * 1000 / calls
             finally:
                 for agent in agents:
                     await agent.stop()
@@ -326,6 +348,12 @@ def main() -> None:
     print(f"{at_once} {counts.summary()}")
     agents_ms = asyncio.run(agents_only(args.requests, args.concurrency))
     print(f"CPU per call, {at_once} {agents_ms:.2f} ms (the two agents alone: relay in memory)")
+    with tempfile.TemporaryDirectory() as tmp, relay_process(Path(tmp), args.requests) as relay:
+        _, parallel, cpu_ms = asyncio.run(end_to_end(args.requests, args.concurrency, relay=relay))
+    print(
+        f"relay in its own process (as deployed; {os.cpu_count()} CPUs), {at_once} "
+        f"{parallel:8.1f} requests/s, CPU {cpu_ms:.2f} ms per call (both processes)"
+    )
 
 
 if __name__ == "__main__":

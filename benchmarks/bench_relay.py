@@ -184,8 +184,8 @@ def _wait_tcp(port: int) -> None:
 
 
 @contextmanager
-def relay_process(tmp: Path, n: int) -> Iterator[str]:
-    """``python -m sealwire_relay`` on SQLite in a process of its own; its URL."""
+def relay_process(tmp: Path, n: int) -> Iterator[tuple[str, int]]:
+    """``python -m sealwire_relay`` on SQLite in a process of its own; its URL and pid."""
     port = free_port()
     config = tmp / "relay.toml"
     config.write_text(
@@ -205,10 +205,17 @@ def relay_process(tmp: Path, n: int) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(url, proc)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def echo_floor(size: int, n: int) -> float:
@@ -372,7 +379,7 @@ async def stream_main(n: int, concurrency: int, signal: bool) -> None:
         for size in STREAM_SIZES:
             floor = await echo_floor(size, n)
             print(f"{size // 1024:2d} KiB  {'floor: websockets echo':28s} {floor:8.0f}")
-            runs = [
+            runs: list[tuple[str, bool, int, str | None]] = [
                 (f"HTTP fetch, {concurrency} in flight", False, concurrency, None),
                 (f"stream, {STREAM_IN_FLIGHT} in flight", True, STREAM_IN_FLIGHT, None),
             ]
@@ -386,7 +393,7 @@ async def stream_main(n: int, concurrency: int, signal: bool) -> None:
                 if sessions is not None:
                     pair = SignalPair(path if sessions == "files" else None)
                 try:
-                    with relay_process(path, n) as url:
+                    with relay_process(path, n) as (url, _pid):
                         rate = await one_way(url, size, n, stream=stream, in_flight=in_flight,
                                              pair=pair)  # fmt: skip
                 finally:
