@@ -548,7 +548,10 @@ class GroupBinding(Binding):
         :meth:`MailboxBinding.open`): the agent writes its log position and the
         opened frame there, so a crash between processing and handling loses
         nothing. A message that changes nothing (one of a past epoch) does not
-        call it. If it raises, nothing is committed.
+        call it. If it raises, nothing is committed: the agent skips the message,
+        unless the error is :class:`~sealwire.relay.RelayUnavailable` or
+        :class:`~sealwire.relay.LimitExceeded` (a lookup the relay could not answer
+        now), when it reads the message again later.
         """
 
     @abc.abstractmethod
