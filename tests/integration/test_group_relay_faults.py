@@ -181,9 +181,13 @@ class Faulty:
     ids of every card lookup asked for."""
 
     def __init__(
-        self, real: RelayClient, faults: list[Exception], card_faults: list[Exception] = []
+        self,
+        real: RelayClient,
+        faults: list[Exception],
+        card_faults: list[Exception] | None = None,
     ) -> None:
-        self._real, self.faults, self.card_faults = real, faults, card_faults
+        self._real, self.faults = real, faults
+        self.card_faults = [] if card_faults is None else card_faults
         self.card_lookups: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
