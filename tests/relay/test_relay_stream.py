@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 import websockets
+import websockets.asyncio.client
 from ports import free_port
 from relay_process import RelayProcess
 from waiting import until
@@ -22,6 +23,7 @@ from waiting import until
 from sealwire.asgi import Receive, Scope, Send
 from sealwire.identity import Identity
 from sealwire.relay import Delivery, LimitExceeded, RelayClient, RelayUnavailable
+from sealwire.relay import _stream as client_stream
 from sealwire.relay.wire import STREAM_MAX_BATCH, STREAM_PATH, b64e, stream_frame
 from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
 from sealwire_relay import _app as relay_app
@@ -83,6 +85,43 @@ async def test_pipelined_sends_deliveries_and_acks(clients: NewClient) -> None:
     await alice.ack(got)
     await inbox.aclose()
     assert await alice.fetch() == []  # fetch waits for the stream's acks first
+
+
+async def test_acks_are_held_and_coalesced_then_sent_when_many_or_flushed(
+    clients: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acks are off every caller's path: the stream holds them (here for a minute)
+    so that those of several deliveries share one frame and one relay commit; a
+    quarter of the relay's window sends them at once, and so does a flush."""
+    monkeypatch.setattr(client_stream, "ACK_LINGER_SECONDS", 60.0)
+    frames: list[list[Any]] = []
+    real_send = websockets.asyncio.client.ClientConnection.send
+
+    async def counted(ws: Any, message: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(message, str) and message.startswith('{"t":"ack"'):
+            frames.append(json.loads(message)["acks"])
+        await real_send(ws, message, *args, **kwargs)
+
+    monkeypatch.setattr(websockets.asyncio.client.ClientConnection, "send", counted)
+    alice, bob = clients(), clients()
+    assert await alice.open_stream() and await bob.open_stream()
+    held = client_stream.ACK_FRAME_ITEMS
+    n = held + 6
+    await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"x") for i in range(n)))
+    inbox = alice.subscribe()
+    got = await _take(inbox, n)
+    for delivery in got[:10]:  # one at a time, as a mailbox reader does
+        await alice.ack([delivery])
+    await asyncio.sleep(0.2)
+    assert frames == []  # held
+    for delivery in got[10:held]:
+        await alice.ack([delivery])
+    await until(lambda: len(frames) == 1, "the held acks sent together")
+    assert [key[1] for key in frames[0]] == [d.message_id for d in got[:held]]
+    await alice.ack(got[held:])
+    await inbox.aclose()
+    assert await alice.fetch() == []  # a fetch flushes the stream's acks first
+    assert [len(f) for f in frames] == [held, n - held]
 
 
 async def test_a_dropped_stream_redelivers_only_the_unacknowledged(

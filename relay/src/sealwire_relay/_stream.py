@@ -184,6 +184,10 @@ class _Session:
         self.pusher: asyncio.Task[None] | None = None
         # Deliveries pushed on this connection and not acknowledged, oldest first.
         self.pushed: dict[tuple[str, str], None] = {}
+        # Acks being committed, and those committed since the pusher's last read
+        # began: a read that ran beside their commit may still hold them.
+        self.acking: set[tuple[str, str]] = set()
+        self.acked_since_read: set[tuple[str, str]] = set()
         self.last: tuple[str, str] | None = None
         self.acked = asyncio.Event()
         # Following the mailbox's commits (see MailboxFeed), when the pusher does.
@@ -361,9 +365,14 @@ class _Session:
 
     async def _answer_acks(self, ack_id: int, keys: list[tuple[str, str]]) -> None:
         mailbox = self.who.agent_id
+        self.acking.update(keys)
         try:
-            acked, _ = await self.committer.commit([(mailbox, s, m) for s, m in keys], [])
+            try:
+                acked, _ = await self.committer.commit([(mailbox, s, m) for s, m in keys], [])
+            finally:
+                self.acking.difference_update(keys)
             unknown = [key for key, done in zip(keys, acked, strict=True) if not done]
+            self.acked_since_read.update(keys)
             for key in keys:
                 self.pushed.pop(key, None)  # the window moves on
             self.acked.set()
@@ -402,10 +411,16 @@ class _Session:
                         await self._resync()
                         if self.sink is not None:  # read storage again: another process's mail
                             self.sink.broken = True
+                    self.acked_since_read = set()
                     fresh = await self._next_deliveries()
                     if fresh:
                         self.last = (fresh[-1].sender, fresh[-1].message_id)
-                        fresh = [d for d in fresh if (d.sender, d.message_id) not in self.pushed]
+                        gone = self.acking | self.acked_since_read
+                        fresh = [
+                            d for d in fresh
+                            if (key := (d.sender, d.message_id)) not in self.pushed
+                            and key not in gone
+                        ]  # fmt: skip
                     for data in _deliver_frames(fresh):
                         await self._send({"type": "websocket.send", "bytes": data})
                     for d in fresh:

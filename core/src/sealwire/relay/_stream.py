@@ -8,8 +8,11 @@ the deliveries of its mailbox, batched both ways:
   concurrent sends are pipelined and share frames and relay commits. A result
   "ok" means the relay committed the message.
 * an acknowledgement is queued and returns at once; acks are coalesced into
-  frames, kept until the relay confirms them and sent again after a
-  reconnect (an ack is idempotent). :meth:`MailboxStream.flush` waits for them.
+  frames (held up to ``ACK_LINGER_SECONDS``, or until ``ACK_FRAME_ITEMS`` are
+  queued: they are off every caller's path, and each frame and each relay commit
+  then carries several), kept until the relay confirms them and sent again after
+  a reconnect (an ack is idempotent). :meth:`MailboxStream.flush` sends them at
+  once and waits for them.
 * deliveries are pushed once subscribed, at most a window ahead of the acks;
   after a reconnect (or a new subscription) the unacknowledged come again.
 
@@ -59,6 +62,12 @@ READY_TIMEOUT_SECONDS = 10.0
 # Sends queued or waiting for their result; more wait for room (the caller's
 # own concurrency is bounded by this, not by memory).
 MAX_PENDING_SENDS = 4096
+# Acks are held at most this long before they are sent, so that those of the
+# deliveries handled meanwhile share their frame (and the relay's commit) ...
+ACK_LINGER_SECONDS = 0.005
+# ... or until this many are queued: a quarter of the relay's delivery window
+# (STREAM_WINDOW, 256), which a lingering ack must never fill.
+ACK_FRAME_ITEMS = 64
 # Deliveries received and not yet taken by the subscriber; beyond it the reader
 # stops reading (the relay's window keeps it far below in practice).
 MAX_QUEUED_DELIVERIES = 1024
@@ -99,6 +108,8 @@ class MailboxStream:
         self._acks: dict[tuple[str, str], None] = {}  # not sent on this connection
         self._acks_sent: dict[int, list[tuple[str, str]]] = {}
         self._acks_done = asyncio.Event()
+        self._acks_due = False  # the queued acks go with the writer's next frame
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._subscribed = False
         # Each subscription's number, and the one the relay was last told of (None:
         # none). A subscription closed and another opened before the writer ran must
@@ -137,6 +148,9 @@ class MailboxStream:
         return self.connected
 
     async def close(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         if self._keeper is not None:
             self._keeper.cancel()
             await asyncio.gather(self._keeper, return_exceptions=True)
@@ -176,11 +190,25 @@ class MailboxStream:
         for key in keys:
             self._acks[key] = None
         self._acks_done.clear()
+        if len(self._acks) >= ACK_FRAME_ITEMS:
+            self._send_acks()
+        elif self._ack_timer is None and self._acks:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(ACK_LINGER_SECONDS, self._send_acks)
+
+    def _send_acks(self) -> None:
+        """Have the writer send the queued acks now."""
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        self._acks_due = True
         self._kick.set()
 
     async def flush(self, timeout: float) -> list[tuple[str, str]]:
-        """Wait up to ``timeout`` for the relay to confirm every queued ack; the keys
-        still unconfirmed then (taken out of the stream: the caller acks them)."""
+        """Send the queued acks and wait up to ``timeout`` for the relay to confirm them
+        all; the keys still unconfirmed then (taken out of the stream: the caller acks
+        them)."""
+        self._send_acks()
         if self._acks or self._acks_sent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._acks_done.wait(), timeout)
@@ -292,6 +320,7 @@ class MailboxStream:
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._ready.set()
+        self._acks_due = True  # those of the lost connection, again
         self._kick.set()
         writer = asyncio.create_task(self._write(ws))
         reader = asyncio.create_task(self._read(ws))
@@ -311,7 +340,9 @@ class MailboxStream:
             await self._kick.wait()
             self._kick.clear()
             # Acks first: a subscription sent after them starts from what they left.
-            while self._acks:
+            subscribing = (self._subscription if self._subscribed else None) != self._sub_sent
+            due, self._acks_due = self._acks_due or subscribing, False
+            while self._acks and due:
                 keys = list(itertools.islice(self._acks, STREAM_MAX_BATCH))
                 for key in keys:
                     del self._acks[key]
