@@ -31,7 +31,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bench_relay import _wait_http, free_port, nats_server, one_way
+from bench_relay import _wait_http, nats_server, one_way
+
+from sealwire.testing.ports import free_port
 
 IN_FLIGHT = 256
 """Sends each pair keeps going (the stream pipelines them)."""
@@ -63,16 +65,39 @@ def relay(directory: Path, backend: str, options: str, messages: int) -> Iterato
         proc.wait(timeout=10)
 
 
+def _cpu_by_command() -> dict[str, float]:
+    """CPU seconds used so far by this process (``clients``) and by each kind of its
+    child processes (``relays``, ``nats-server``), from Linux ``/proc``."""
+    used = {"clients": time.process_time(), "relays": 0.0, "nats-server": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command, _, rest = (entry / "stat").read_text().partition(") ")
+        except OSError:  # gone meanwhile
+            continue
+        fields = rest.split()
+        if int(fields[1]) != os.getpid():
+            continue
+        kind = "nats-server" if command.endswith("(nats-server") else "relays"
+        used[kind] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
 async def throughput(urls: list[str], pairs: int, messages: int, size: int) -> float:
-    """Messages/s of ``pairs`` one-way pairs at once, pair i through ``urls[i % len]``."""
-    start = time.perf_counter()
+    """Messages/s of ``pairs`` one-way pairs at once, pair i through ``urls[i % len]``;
+    prints the CPUs each kind of process kept busy meanwhile."""
+    before, start = _cpu_by_command(), time.perf_counter()
     await asyncio.gather(
         *(
             one_way(urls[i % len(urls)], size, messages, stream=True, in_flight=IN_FLIGHT)
             for i in range(pairs)
         )
     )
-    return pairs * messages / (time.perf_counter() - start)
+    elapsed, after = time.perf_counter() - start, _cpu_by_command()
+    busy = ", ".join(f"{kind} {(after[kind] - before[kind]) / elapsed:.2f}" for kind in after)
+    print(f"  CPUs busy: {busy}")
+    return pairs * messages / elapsed
 
 
 async def main_async(pairs: int, messages: int, size: int) -> None:
