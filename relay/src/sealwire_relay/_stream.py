@@ -372,7 +372,7 @@ class _Session:
             finally:
                 self.acking.difference_update(keys)
             unknown = [key for key, done in zip(keys, acked, strict=True) if not done]
-            self.acked_since_read.update(keys)
+            self.acked_since_read.update(set(keys).difference(unknown))
             for key in keys:
                 self.pushed.pop(key, None)  # the window moves on
             self.acked.set()
