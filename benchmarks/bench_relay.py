@@ -141,7 +141,7 @@ STREAM_IN_FLIGHT = 1024
 STREAM_SIZES = (1024, 16 * 1024)
 # Where the Signal rows keep sessions and opened frames (the binding's and the
 # mailbox router's namespaces).
-SESSIONS, INBOX = "signal.sessions", "agent.inbox"
+SESSIONS, INBOX = "signal.sessions", "mailbox.inbox"
 
 ECHO_SERVER = """
 import asyncio, sys

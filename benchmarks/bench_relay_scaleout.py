@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bench_relay import _wait_http, nats_server, one_way
+from bench_relay import _wait_http, nats_server, one_way, process_cpu
 
 from sealwire.testing.ports import free_port
 
@@ -76,11 +77,11 @@ def _cpu_by_command() -> dict[str, float]:
             command, _, rest = (entry / "stat").read_text().partition(") ")
         except OSError:  # gone meanwhile
             continue
-        fields = rest.split()
-        if int(fields[1]) != os.getpid():
+        if int(rest.split()[1]) != os.getpid():
             continue
         kind = "nats-server" if command.endswith("(nats-server") else "relays"
-        used[kind] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with contextlib.suppress(OSError):  # gone meanwhile
+            used[kind] += process_cpu(int(entry.name))
     return used
 
 

@@ -148,9 +148,7 @@ class MailboxStream:
         return self.connected
 
     async def close(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
+        self._cancel_ack_timer()
         if self._keeper is not None:
             self._keeper.cancel()
             await asyncio.gather(self._keeper, return_exceptions=True)
@@ -198,11 +196,14 @@ class MailboxStream:
 
     def _send_acks(self) -> None:
         """Have the writer send the queued acks now."""
+        self._cancel_ack_timer()
+        self._acks_due = True
+        self._kick.set()
+
+    def _cancel_ack_timer(self) -> None:
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
-        self._acks_due = True
-        self._kick.set()
 
     async def flush(self, timeout: float) -> list[tuple[str, str]]:
         """Send the queued acks and wait up to ``timeout`` for the relay to confirm them
