@@ -38,7 +38,7 @@ import functools
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +256,7 @@ class MemoryRelay:
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         return None
 
-    async def subscribe(self) -> AsyncIterator[Delivery]:
+    async def subscribe(self) -> AsyncGenerator[Delivery, None]:
         queue = self._world["mailboxes"][self.agent_id]
         while True:
             yield await queue.get()

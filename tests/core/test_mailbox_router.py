@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import pytest
@@ -79,7 +79,7 @@ class _Relay:
         )
         self._arrived.set()
 
-    async def subscribe(self) -> AsyncIterator[Delivery]:
+    async def subscribe(self) -> AsyncGenerator[Delivery, None]:
         self.subscriptions += 1
         if self.failures:
             failure = self.failures.pop(0)

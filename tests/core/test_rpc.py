@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from async_generators import left_to_the_collector
 from testonly_binding import PlaintextChannel
 
 from sealwire.agent import RpcConnection
@@ -74,6 +75,16 @@ async def test_errors_keep_their_code_and_hide_internals(pair) -> None:
     with pytest.raises(InternalRpcError) as crash:
         await left.call(Method.GET_TASK, GetTaskRequest(id="crash"))
     assert "secret" not in str(crash.value)
+
+
+async def test_a_call_closes_its_request_stream_itself(pair) -> None:
+    """The request's generator ends with the call, not later by the garbage collector
+    (whose finalizer would hand each call's close to the event loop as a task)."""
+    left, _right = pair
+    with left_to_the_collector() as dropped:
+        for i in range(3):
+            assert (await left.call(Method.GET_TASK, GetTaskRequest(id=f"t{i}"))).id == f"t{i}"
+    assert dropped == []
 
 
 async def test_both_sides_can_call(pair) -> None:

@@ -58,7 +58,7 @@ from sealwire.relay.wire import (
 )
 from sealwire_relay._auth import Authenticator, Principal
 from sealwire_relay._limits import RateLimiter
-from sealwire_relay._service import RelayService, acked_key, group_key, wait_any
+from sealwire_relay._service import Poll, RelayService, acked_key, group_key
 from sealwire_relay._stream import STREAM_PATH, StreamEndpoint
 from sealwire_relay._supervisor import Supervisor
 
@@ -336,7 +336,10 @@ class RelayApp:
         service, mailbox = self.service, who.agent_id
         sent: set[tuple[str, str]] = set()
         # Acks wake it too: they make room in the window it re-reads from the start.
-        with service.notifier.watching(mailbox, acked_key(mailbox)) as changed:
+        with (
+            service.notifier.watching(mailbox, acked_key(mailbox)) as changed,
+            Poll(changed, WS_POLL_SECONDS),
+        ):
             while True:
                 changed.clear()
                 batch = await service.backend.fetch(mailbox, WS_WINDOW)
@@ -346,7 +349,7 @@ class RelayApp:
                         sent.add((d.sender, d.message_id))
                         text = json.dumps(delivery_to_json(d))
                         await send({"type": "websocket.send", "text": text})
-                await wait_any([changed], WS_POLL_SECONDS)
+                await changed.wait()
 
     async def _group_pusher(self, who: Principal, scope: Scope, send: Send) -> Awaitable[None]:
         query = parse_qs(scope.get("query_string", b"").decode("ascii", "replace"))
@@ -363,7 +366,10 @@ class RelayApp:
         too, which catches a change made by another relay process.
         """
         service = self.service
-        with service.notifier.watching(group_key(group_id)) as changed:
+        with (
+            service.notifier.watching(group_key(group_id)) as changed,
+            Poll(changed, WS_POLL_SECONDS),
+        ):
             while True:
                 changed.clear()
                 entries = await service.group_tail(who, group_id, after, WS_WINDOW)
@@ -371,7 +377,7 @@ class RelayApp:
                     await send({"type": "websocket.send", "text": text})
                     after = seq
                 if len(entries) < WS_WINDOW:
-                    await wait_any([changed], WS_POLL_SECONDS)
+                    await changed.wait()
 
 
 _WS_ROUTES = frozenset({STREAM_PATH, "/v1/mailbox/ws", "/v1/groups/ws"})

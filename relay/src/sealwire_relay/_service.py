@@ -51,7 +51,7 @@ from sealwire_relay._backend import GroupAppend, RelayBackend
 from sealwire_relay._limits import RateLimiter, RelayLimits
 from sealwire_relay._metrics import Metrics
 
-__all__ = ["Notifier", "RelayService", "outbox_name"]
+__all__ = ["Notifier", "Poll", "RelayService", "outbox_name"]
 
 log = logging.getLogger("sealwire.relay")
 
@@ -108,6 +108,28 @@ class Notifier:
                 watchers.discard(event)
                 if not watchers:
                     self._watchers.pop(key, None)
+
+
+class Poll:
+    """Sets ``wake`` (and :attr:`due`) every ``seconds`` while it runs: a watcher that
+    also polls needs one timer per period, not a timeout for every wait."""
+
+    def __init__(self, wake: asyncio.Event, seconds: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake, self._seconds = wake, seconds
+        self.due = False
+        self._timer = self._loop.call_later(seconds, self._tick)
+
+    def __enter__(self) -> Poll:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def _tick(self) -> None:
+        self.due = True
+        self._wake.set()
+        self._timer = self._loop.call_later(self._seconds, self._tick)
 
 
 async def wait_any(events: Sequence[asyncio.Event], timeout: float) -> None:

@@ -77,7 +77,7 @@ from sealwire.relay.wire import (
 from sealwire_relay._auth import Authenticator, Principal
 from sealwire_relay._limits import RateLimiter
 from sealwire_relay._metrics import Metrics
-from sealwire_relay._service import MAX_ACK_IDS, RelayService, wait_any
+from sealwire_relay._service import MAX_ACK_IDS, Poll, RelayService, wait_any
 from sealwire_relay._stream_commits import MailboxCommitter
 from sealwire_relay._stream_feed import CommitFeed, MailboxFeed, Sink
 
@@ -397,17 +397,17 @@ class _Session:
 
     async def _push(self) -> None:
         service, mailbox = self.app.service, self.who.agent_id
-        loop = asyncio.get_running_loop()
         self.sink = None
-        with service.notifier.watching(mailbox) as changed:
-            # The poll: one timer per STREAM_POLL_SECONDS, not a timeout per wake.
-            poll = _Poll(loop, changed)
+        with (
+            service.notifier.watching(mailbox) as changed,
+            Poll(changed, STREAM_POLL_SECONDS) as poll,
+        ):
             try:
                 while True:
                     changed.clear()
                     self.acked.clear()
                     if poll.due:
-                        poll.again()
+                        poll.due = False
                         await self._resync()
                         if self.sink is not None:  # read storage again: another process's mail
                             self.sink.broken = True
@@ -434,7 +434,6 @@ class _Session:
                     else:
                         await changed.wait()
             finally:
-                poll.stop()
                 self._leave_feed()
 
     async def _next_deliveries(self) -> list[Delivery]:
@@ -474,27 +473,6 @@ class _Session:
         pending = await self.app.service.backend.fetch(self.who.agent_id, STREAM_WINDOW)
         keys = {(d.sender, d.message_id) for d in pending}
         self.pushed = {k: None for k in self.pushed if k in keys}
-
-
-class _Poll:
-    """Sets ``wake`` and :attr:`due` every :data:`STREAM_POLL_SECONDS`."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
-        self._loop, self._wake = loop, wake
-        self.due = False
-        self._timer = loop.call_later(STREAM_POLL_SECONDS, self._tick)
-
-    def _tick(self) -> None:
-        self.due = True
-        self._wake.set()
-
-    def again(self) -> None:
-        self.due = False
-        self._timer.cancel()
-        self._timer = self._loop.call_later(STREAM_POLL_SECONDS, self._tick)
-
-    def stop(self) -> None:
-        self._timer.cancel()
 
 
 def _deliver_frames(deliveries: list[Delivery]) -> Iterator[bytes]:

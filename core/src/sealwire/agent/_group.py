@@ -277,12 +277,16 @@ class GroupRouter:
         while True:
             try:
                 relay = binding.group_relay(group_id) or self.relay
-                async for entry in relay.subscribe_group(group_id, self._position(group_id)):
-                    delay = READER_RETRY_FIRST_SECONDS
-                    if not await self._entry(group_id, binding, entry):
-                        log.info("removed from group %s by a commit", group_id.hex()[:16])
-                        self._leave(group_id)
-                        return
+                # Closed as the loop is left (its WebSocket with it), before a retry
+                # opens another, not whenever the garbage collector gets to it.
+                entries = relay.subscribe_group(group_id, self._position(group_id))
+                async with contextlib.aclosing(entries):
+                    async for entry in entries:
+                        delay = READER_RETRY_FIRST_SECONDS
+                        if not await self._entry(group_id, binding, entry):
+                            log.info("removed from group %s by a commit", group_id.hex()[:16])
+                            self._leave(group_id)
+                            return
                 raise InternalError("the group log stream ended")
             except asyncio.CancelledError:
                 raise

@@ -280,7 +280,7 @@ class MailboxRouter:
         delay = RETRY_FIRST_SECONDS
         while True:
             resubscribe_at: float | None = None
-            subscription = aiter(self.relay.subscribe())
+            subscription = self.relay.subscribe()
             try:
                 while True:
                     await self._room.wait()
@@ -304,10 +304,8 @@ class MailboxRouter:
             except StopAsyncIteration:
                 return
             finally:
-                close = getattr(subscription, "aclose", None)
-                if close is not None:
-                    with contextlib.suppress(Exception):
-                        await close()
+                with contextlib.suppress(Exception):
+                    await subscription.aclose()
 
     async def _receive(self, delivery: Delivery) -> BaseException | None:
         """Open, keep and acknowledge one delivery, then hand it on. Returns the error

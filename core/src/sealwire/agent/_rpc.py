@@ -13,7 +13,7 @@ import contextlib
 import functools
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sealwire import telemetry
@@ -102,15 +102,18 @@ class RpcConnection:
 
     async def call(self, method: Method, params: Any) -> Any:
         """Send a request and return its typed result; a peer's error raises its A2AError."""
-        async for result in self._request(method, params):
-            return result
+        # Closed here, not left to the garbage collector (whose finalizer would hand
+        # the generator's close to the event loop as one more task, for every call).
+        async with contextlib.aclosing(self._request(method, params)) as results:
+            async for result in results:
+                return result
         raise InternalRpcError("the peer closed the stream without a result")
 
     def stream(self, method: Method, params: Any) -> AsyncIterator[Any]:
         """Send a streaming request and yield each typed event."""
         return self._request(method, params)
 
-    async def _request(self, method: Method, params: Any) -> AsyncIterator[Any]:
+    async def _request(self, method: Method, params: Any) -> AsyncGenerator[Any, None]:
         if self.closed.is_set():
             raise ChannelClosed("connection closed")
         request_id = next(self._ids)

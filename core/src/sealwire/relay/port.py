@@ -23,7 +23,7 @@ link: it must be accepted while the peer's relay is down.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from sealwire.errors import DecodeError
@@ -151,8 +151,9 @@ class RelayPort(Protocol):
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Remove delivered messages from the mailbox (by sender and message id)."""
 
-    def subscribe(self) -> AsyncIterator[Delivery]:
-        """Deliveries as they arrive; after a reconnect the unacknowledged come again."""
+    def subscribe(self) -> AsyncGenerator[Delivery, None]:
+        """Deliveries as they arrive; after a reconnect the unacknowledged come again
+        (``aclose`` ends the subscription)."""
 
     # -- groups -------------------------------------------------------------------------------
 
@@ -198,8 +199,11 @@ class RelayPort(Protocol):
     ) -> list[GroupLogEntry]:
         """Log entries with a sequence number above ``after``, in order."""
 
-    def subscribe_group(self, group_id: bytes, after: int = 0) -> AsyncIterator[GroupLogEntry]:
-        """The group's log entries after ``after``, then new ones as they are appended."""
+    def subscribe_group(
+        self, group_id: bytes, after: int = 0
+    ) -> AsyncGenerator[GroupLogEntry, None]:
+        """The group's log entries after ``after``, then new ones as they are appended
+        (``aclose`` ends the subscription and its connection)."""
 
 
 def peer_directory(relay: RelayPort, peer: VerifiedCard, binding: str) -> RelayDirectory:
