@@ -134,7 +134,7 @@ class Poll:
 
 async def wait_any(events: Sequence[asyncio.Event], timeout: float) -> None:
     """Until one of ``events`` is set, or ``timeout`` seconds (a poll) have passed."""
-    if len(events) == 1:  # a group post wakes every member's socket: no task per wake
+    if len(events) == 1:  # one event to wait on needs no task of its own
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await events[0].wait()
