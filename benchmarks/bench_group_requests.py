@@ -17,7 +17,11 @@ from one client (the floor a per-member answer pays in relay round trips).
 
 Fan-out (for the group of 100 if measured, else the largest): K messages
 posted to the log, the time until every member has processed every one:
-messages/s delivered to every member, and process CPU per delivered copy.
+messages/s delivered to every member, and process CPU per delivered copy; the
+messages posted by one member, then by every member in turn (each member's
+secret tree then holds a ratchet per sender: what a busy group costs), after a
+round of one message each, not timed (each member's first message: its card
+looked up by the others, its leaf's secrets derived).
 """
 
 from __future__ import annotations
@@ -159,25 +163,28 @@ def _mls_open_us(frame: bytes, k: int) -> float:
     return (time.process_time() - cpu) * 1e6 / k
 
 
-async def _fanout(group: bytes, agents: list[Agent], k: int) -> tuple[float, float]:
-    """K messages posted to the log; (messages/s to every member, CPU ms per copy)."""
-    binding = agents[0]._groups.binding(group)  # type: ignore[union-attr]
+async def _fanout(
+    group: bytes, agents: list[Agent], k: int, *, senders: int = 1
+) -> tuple[float, float]:
+    """K messages posted to the log by the first ``senders`` members in turn; (messages/s
+    to every member, CPU ms per copy)."""
+    bindings = [a._groups.binding(group) for a in agents[:senders]]  # type: ignore[union-attr]
     # A response frame: every member opens it, and none answers (only requests are).
     note = Response(id="fan-out", result=agent_message("x" * 200))
     frame = encode_frame(Frame(service_parameters={"A2A-Version": A2A_VERSION}, message=note))
-    readers = agents[1:]
     cpu, start = time.process_time(), time.perf_counter()
     last = 0
-    for _ in range(k):
-        last, _epoch = await binding.post(group, frame)
+    for i in range(k):
+        last, _epoch = await bindings[i % senders].post(group, frame)
     await _wait(
-        lambda: all(a._groups._position(group) >= last for a in readers),  # type: ignore[union-attr]
+        lambda: all(a._groups._position(group) >= last for a in agents),  # type: ignore[union-attr]
         "the fan-out",
         120,
     )
     elapsed, used = time.perf_counter() - start, time.process_time() - cpu
-    copies = k * len(readers)
-    return copies / elapsed / len(readers), used * 1000 / copies
+    readers = len(agents) - 1  # every member but the message's sender
+    copies = k * readers
+    return copies / elapsed / readers, used * 1000 / copies
 
 
 async def main_async(sizes: list[int], repeat: int, fanout: int) -> None:
@@ -210,13 +217,18 @@ async def main_async(sizes: list[int], repeat: int, fanout: int) -> None:
                         await stack.aclose()
                 if fanout_group is not None and fanout:
                     group, agents = fanout_group
-                    rate, cpu_ms = await _fanout(group, agents, fanout)
                     floor = _mls_open_us(b"x" * 400, 200)
-                    print(f"fan-out, group of {len(agents)}: {fanout} messages, "
-                          f"{rate:.0f} messages/s to every member, "
-                          f"{cpu_ms * 1000:.0f} us CPU per delivered copy; "
-                          f"floor (one MLS open, same run) {floor:.0f} us: "
-                          f"{cpu_ms * 1000 / floor:.1f} x")  # fmt: skip
+                    for senders in (1, len(agents)):
+                        if senders > 1:  # not timed: each one's first message (its card
+                            # looked up by every member, its leaf's secrets derived)
+                            await _fanout(group, agents, senders, senders=senders)
+                        rate, cpu_ms = await _fanout(group, agents, fanout, senders=senders)
+                        who = "one member" if senders == 1 else "every member in turn"
+                        print(f"fan-out, group of {len(agents)}: {fanout} messages from {who}, "
+                              f"{rate:.0f} messages/s to every member, "
+                              f"{cpu_ms * 1000:.0f} us CPU per delivered copy; "
+                              f"floor (one MLS open, same run) {floor:.0f} us: "
+                              f"{cpu_ms * 1000 / floor:.1f} x")  # fmt: skip
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ TINY = {
     "bench_mailbox": ["--seconds", "0.2", "--requests", "50"],
     "bench_mls": ["--sizes", "10,100", "--repeat", "1"],
     "bench_mls_pq": ["--sizes", "10", "--repeat", "1"],
+    "bench_mls_state": ["--senders", "10", "--messages", "20"],
     "bench_noise": ["--seconds", "0.1"],
     "bench_push": ["--tasks", "50"],
     "bench_relay": ["--messages", "200"],

@@ -18,7 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sealwire.identity import Identity
+from sealwire.store import MemoryStore
 from sealwire_mls._members import Invite, Roster, decode_cards, encode_cards
+from sealwire_mls._storage import NS_EPOCH, NS_RATCHETS, GroupStorage
 from sealwire_mls.agents import agent_key_package
 from sealwire_mls.errors import MLSDecodeError, MLSProtocolError
 from sealwire_mls.group import Group
@@ -196,3 +198,88 @@ def test_a_leaf_lifetime_refusal_names_its_reason():
     long = agent_key_package(Identity.generate(), now=now, lifetime=MAX_LIFETIME_SECONDS * 2)
     with pytest.raises(MLSProtocolError, match="days, longer than this group's cap"):
         check_leaf_contents(long.key_package.leaf_node, now=now)
+
+
+class _Writes(MemoryStore):
+    """A store that records the keys each transaction put or deleted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[str, str, str]] = []
+
+    @contextlib.contextmanager
+    def transaction(self):  # type: ignore[no-untyped-def]
+        with super().transaction() as tx:
+            put, delete = tx.put, tx.delete
+
+            def record_put(namespace: str, key: str, value: bytes) -> None:
+                self.writes.append(("put", namespace, key))
+                put(namespace, key, value)
+
+            def record_delete(namespace: str, key: str) -> bool:
+                self.writes.append(("delete", namespace, key))
+                return delete(namespace, key)
+
+            tx.put, tx.delete = record_put, record_delete  # type: ignore[method-assign]
+            yield tx
+
+
+def test_a_message_writes_its_senders_ratchets_alone_and_they_load_again(make_group):
+    """Each leaf's ratchets are a record of their own: once many members have sent, a
+    message still writes one record (not every sender's), a reload gets them all back
+    (a replay is refused, the next message opens), and the next epoch deletes them."""
+    groups, people = make_group([b"reader"] + [b"s%d" % i for i in range(6)])
+    reader, senders = groups[0], groups[1:]
+    store = _Writes()
+    storage = GroupStorage(store)
+    roster = Roster(reader, {})
+    storage.save(b"g", roster)
+    key = b"g".hex()
+    for k, sender in enumerate(senders):  # each sender's first message derives its leaf
+        assert reader.process(sender.encrypt(b"first %d" % k, os.urandom)).data == b"first %d" % k
+        storage.save_ratchets(b"g", reader)
+    leaf = senders[3].leaf_index
+    store.writes.clear()
+    replayed = senders[3].encrypt(b"again", os.urandom)
+    assert reader.process(replayed).data == b"again"
+    storage.save_ratchets(b"g", reader)
+    assert store.writes == [("put", NS_RATCHETS, f"{key}/{leaf}")]
+
+    loaded = GroupStorage(store).load(b"g", people[0].signature_priv)
+    assert loaded is not None
+    again = loaded[0].group
+    with pytest.raises(MLSProtocolError):  # its key is gone from the stored ratchet too
+        again.process(replayed)
+    for k, sender in enumerate(senders):
+        assert again.process(sender.encrypt(b"next %d" % k, os.urandom)).data == b"next %d" % k
+
+    commit, _ = senders[0].commit(os.urandom)
+    senders[0].merge_pending_commit()
+    reader.process(commit)
+    storage.save(b"g", Roster(reader, {}))
+    assert store.keys(NS_RATCHETS) == [key]  # the past epoch's ratchets deleted
+
+
+def test_ratchets_stored_in_the_group_blob_load_and_move_to_their_records(make_group):
+    """A store written before leaves had records (the ratchets inside the RatchetsBlob)
+    loads; the next message writes every ratchet as its leaf's record and the blob
+    without them, so no older ratchet secret stays behind."""
+    groups, people = make_group([b"reader", b"a", b"b"])
+    reader = groups[0]
+    for sender in groups[1:]:
+        reader.process(sender.encrypt(b"hi", os.urandom))
+    store = MemoryStore()
+    epoch, ratchets = dump_group(reader)  # the older layout: every ratchet in the blob
+    store.put(NS_EPOCH, b"g".hex(), epoch)
+    store.put(NS_RATCHETS, b"g".hex(), ratchets)
+    loaded = GroupStorage(store).load(b"g", people[0].signature_priv)
+    assert loaded is not None
+    group = loaded[0].group
+    assert group.process(groups[1].encrypt(b"more", os.urandom)).data == b"more"
+    GroupStorage(store).save_ratchets(b"g", group)
+    leaves = {f"{b'g'.hex()}/{g.leaf_index}" for g in groups[1:]}
+    assert set(store.keys(NS_RATCHETS)) == {b"g".hex()} | leaves
+    assert len(store.get(NS_RATCHETS, b"g".hex()) or b"") < len(ratchets)  # none left in it
+    again = GroupStorage(store).load(b"g", people[0].signature_priv)
+    assert again is not None
+    assert again[0].group.process(groups[2].encrypt(b"ok", os.urandom)).data == b"ok"

@@ -3,7 +3,8 @@
 Namespaces, each keyed by the group id in hex (KeyPackages by their ref):
 
 * ``mls.epoch`` - the epoch blob (:mod:`sealwire_mls.persistence`);
-* ``mls.ratchets`` - the secret tree's ratchets, rewritten with every message;
+* ``mls.ratchets`` - the secret tree: its node secrets under the group id, and each
+  leaf's hash ratchets under ``<group>/<leaf index>`` (a message writes its sender's);
 * ``mls.cards`` - each member's signed card (JSON), keyed ``<group>/<agent id>``:
   a membership change writes the cards that came and deletes those that went;
 * ``mls.roster`` - the group's policy and the cards of agents expected to join;
@@ -31,11 +32,13 @@ from sealwire_mls.group import CommitApplied, Group
 from sealwire_mls.keypackage import KeyPackage
 from sealwire_mls.persistence import (
     STATE_VERSION,
+    SecretTreeRecords,
     StateFormatError,
-    dump_group,
+    dump_epoch,
     dump_pending,
-    dump_ratchets,
+    dump_secret_tree,
     load_group,
+    secret_tree_stored,
 )
 
 __all__ = ["GroupStorage", "Keep"]
@@ -74,8 +77,10 @@ class GroupStorage:
             return None
         pending_raw = self.store.get(NS_PENDING, key)
         pending = _decode_pending(pending_raw) if pending_raw is not None else None
+        leaves = [self.store.get(NS_RATCHETS, k) for k in self.store.keys(NS_RATCHETS, f"{key}/")]
         group = load_group(
             epoch, self.store.get(NS_RATCHETS, key), signature_priv=signature_priv,
+            leaf_ratchets=[blob for blob in leaves if blob is not None],
             pending=(pending[1], pending[2]) if pending is not None else None,
         )  # fmt: skip
         cards = {}
@@ -99,7 +104,8 @@ class GroupStorage:
     ) -> None:
         """The group's new epoch, its cards, no pending commit (one transaction)."""
         key = group_id.hex()
-        epoch, ratchets = dump_group(roster.group)
+        epoch = dump_epoch(roster.group)
+        tree = dump_secret_tree(roster.group, whole=True)
         # Cards (~1.2 KB per member) are written when they come and deleted when they go.
         stored, stored_policy = self._written.get(group_id) or (
             frozenset(k.split("/", 1)[1] for k in self.store.keys(NS_CARDS, f"{key}/")),
@@ -108,7 +114,10 @@ class GroupStorage:
         policy = roster.policy_json()
         with self.store.transaction() as tx:
             tx.put(NS_EPOCH, key, epoch)
-            tx.put(NS_RATCHETS, key, ratchets)
+            # The records of the leaves of the epoch left behind go (forward secrecy).
+            for stale in set(tx.keys(NS_RATCHETS, f"{key}/")) - _leaf_keys(key, tree):
+                tx.delete(NS_RATCHETS, stale)
+            _put_tree(tx, key, tree)
             for agent_id in (set(roster.cards) - stored) | (roster.changed & set(roster.cards)):
                 tx.put(NS_CARDS, f"{key}/{agent_id}", json.dumps(roster.cards[agent_id]).encode())
             for agent_id in stored - set(roster.cards):
@@ -120,6 +129,7 @@ class GroupStorage:
                 tx.delete(NS_KEY_PACKAGES, used_key_package)
             if keep is not None:
                 keep(tx)
+        secret_tree_stored(roster.group, tree)
         roster.changed.clear()
         self._remember(group_id, (frozenset(roster.cards), policy))
 
@@ -129,11 +139,13 @@ class GroupStorage:
         self._written[group_id] = written
 
     def save_ratchets(self, group_id: bytes, group: Group, *, keep: Keep | None = None) -> None:
-        ratchets = dump_ratchets(group)
+        """What a message changed in the group's secret tree (with ``keep``, one transaction)."""
+        tree = dump_secret_tree(group)
         with self.store.transaction() as tx:
-            tx.put(NS_RATCHETS, group_id.hex(), ratchets)
+            _put_tree(tx, group_id.hex(), tree)
             if keep is not None:
                 keep(tx)
+        secret_tree_stored(group, tree)
 
     def save_pending(self, group_id: bytes, group: Group, message: bytes) -> None:
         staged = dump_pending(group)
@@ -180,6 +192,17 @@ class GroupStorage:
 
             return ref.hex(), decode_exact(raw, read, "keypackage")
         return None
+
+
+def _leaf_keys(key: str, tree: SecretTreeRecords) -> set[str]:
+    return {f"{key}/{leaf}" for leaf in tree.leaves}
+
+
+def _put_tree(tx: StoreTransaction, key: str, tree: SecretTreeRecords) -> None:
+    if tree.nodes is not None:
+        tx.put(NS_RATCHETS, key, tree.nodes)
+    for leaf, blob in tree.leaves.items():
+        tx.put(NS_RATCHETS, f"{key}/{leaf}", blob)
 
 
 def _decode_pending(raw: bytes) -> tuple[bytes, bytes, CommitApplied]:

@@ -5,8 +5,10 @@ group in two parts so that the common case stays cheap:
 
 * the *epoch* blob (GroupContext, ratchet tree, TreeKEM private keys, epoch
   secrets, transcript hashes, resumption PSKs) changes only with a commit;
-* the *ratchets* blob (the §9 secret tree's remaining node secrets and hash
-  ratchets) changes with every message sent or received.
+* the §9 secret tree changes with every message sent or received: its remaining
+  node secrets are one *ratchets* blob, written again when they change (a sender's
+  first message of the epoch), and each leaf's hash ratchets are a record of their
+  own (*LeafRatchets*), so that a message writes its sender's record alone.
 
 Both start with :data:`STATE_VERSION`; a blob of an unknown version is refused
 (:class:`StateFormatError`) rather than guessed at. The signature key is not
@@ -35,11 +37,13 @@ Layouts (TLS presentation language, :mod:`sealwire_mls.codec`)::
     struct {
         uint16 version; uint64 epoch;
         NodeKey nodes<V>; RatchetState ratchets<V>;
-    } RatchetsBlob;
+    } RatchetsBlob;                    /* ratchets empty when the leaves have records */
+    struct { uint16 version; uint64 epoch; RatchetState ratchets<V>; } LeafRatchets;
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -59,10 +63,13 @@ __all__ = [
     "STATE_VERSION",
     "StateFormatError",
     "decode_epoch",
+    "SecretTreeRecords",
+    "dump_epoch",
     "dump_group",
-    "dump_ratchets",
+    "dump_secret_tree",
     "encode_epoch",
     "load_group",
+    "secret_tree_stored",
 ]
 
 STATE_VERSION = 1
@@ -164,58 +171,122 @@ def _exact(data: bytes, read: Any, field: str) -> Any:
         raise StateFormatError("corrupt group state", field=field) from None
 
 
-# -- the ratchets blob ---------------------------------------------------------------------
+# -- the secret tree ------------------------------------------------------------------------
 
 
-def dump_ratchets(group: Group) -> bytes:
-    """The RatchetsBlob of ``group``'s current epoch (rewritten with every message)."""
-    return _dump_ratchets(group.epoch, group._epoch.secret_tree)
+@attrs.frozen
+class SecretTreeRecords:
+    """What to store of a group's secret tree (:func:`dump_secret_tree`)."""
+
+    nodes: bytes | None = attrs.field(repr=False)
+    """The RatchetsBlob of its node secrets alone (no ratchets); None: unchanged."""
+    leaves: Mapping[int, bytes] = attrs.field(repr=False)
+    """Each leaf's LeafRatchets blob, for the leaves whose ratchets changed."""
 
 
-def _dump_ratchets(epoch: int, tree: SecretTree) -> bytes:
+def dump_secret_tree(group: Group, *, whole: bool = False) -> SecretTreeRecords:
+    """The records of ``group``'s secret tree that changed since they were last stored
+    (:func:`secret_tree_stored`), or all of them when ``whole``.
+
+    A message changes one sender's ratchets: its record alone is written again, not
+    every ratchet of the epoch (once N members have sent, that would be O(N) bytes and
+    work for each message, O(N^2) for a round of them).
+    """
+    tree = group._epoch.secret_tree
+    nodes_changed, leaves = tree.unsaved()
+    if whole:
+        nodes_changed, leaves = True, frozenset(leaf for leaf, _ in tree._ratchets)
+    nodes = _dump_ratchets(group.epoch, tree, ratchets=False) if nodes_changed else None
+    records = {}
+    for leaf in leaves:  # the leaves' own ratchets, not a walk over every leaf's
+        items = [
+            ((leaf, kind), state)
+            for kind in RatchetType
+            if (state := tree._ratchets.get((leaf, kind))) is not None
+        ]
+        records[leaf] = _dump_leaf(group.epoch, items)
+    return SecretTreeRecords(nodes=nodes, leaves=records)
+
+
+def secret_tree_stored(group: Group, records: SecretTreeRecords) -> None:
+    """``records`` (of :func:`dump_secret_tree`) are committed to the store."""
+    group._epoch.secret_tree.saved(records.nodes is not None, records.leaves)
+
+
+def _ratchet_state(w: Writer, item: tuple[tuple[int, RatchetType], _Ratchet]) -> None:
+    (leaf, kind), state = item
+    w.uint32(leaf).uint8(_RATCHET_TYPES[kind]).uint32(state.generation).opaque(state.secret)
+    w.vector(state.skipped, lambda w2, s: w2.uint32(s[0]).opaque(s[1]).opaque(s[2]))
+
+
+def _read_ratchet_state(r: Reader) -> tuple[tuple[int, RatchetType], _Ratchet]:
+    leaf, kind = r.uint32("ratchet.leaf"), _RATCHET_BY_CODE[r.uint8("ratchet.type")]
+    generation, secret = r.uint32("ratchet.generation"), r.opaque("ratchet.secret")
+    skipped = r.vector(
+        lambda r2: (r2.uint32("skipped"), r2.opaque("skipped"), r2.opaque("skipped")),
+        "ratchet.skipped",
+    )
+    return (leaf, kind), _Ratchet(generation, secret, tuple(skipped))
+
+
+def _by_leaf(item: tuple[tuple[int, RatchetType], _Ratchet]) -> tuple[int, bytes]:
+    return item[0][0], item[0][1].value
+
+
+def _dump_ratchets(epoch: int, tree: SecretTree, *, ratchets: bool = True) -> bytes:
     w = Writer().uint16(STATE_VERSION).uint64(epoch)
     _node_keys(w, tree._nodes)
-
-    def ratchet(w2: Writer, item: tuple[tuple[int, RatchetType], _Ratchet]) -> None:
-        (leaf, kind), state = item
-        w2.uint32(leaf).uint8(_RATCHET_TYPES[kind]).uint32(state.generation).opaque(state.secret)
-        w2.vector(state.skipped, lambda w3, s: w3.uint32(s[0]).opaque(s[1]).opaque(s[2]))
-
-    w.vector(sorted(tree._ratchets.items(), key=lambda kv: (kv[0][0], kv[0][1].value)), ratchet)
+    w.vector(sorted(tree._ratchets.items(), key=_by_leaf) if ratchets else (), _ratchet_state)
     return w.getvalue()
 
 
-def _load_ratchets(data: bytes, suite: CipherSuite, n_leaves: int) -> tuple[int, SecretTree]:
+def _dump_leaf(epoch: int, items: list[tuple[tuple[int, RatchetType], _Ratchet]]) -> bytes:
+    w = Writer().uint16(STATE_VERSION).uint64(epoch)
+    w.vector(sorted(items, key=_by_leaf), _ratchet_state)
+    return w.getvalue()
+
+
+def _load_ratchets(
+    data: bytes, leaves: Iterable[bytes], suite: CipherSuite, n_leaves: int
+) -> tuple[int, SecretTree]:
     def read(r: Reader) -> tuple[int, SecretTree]:
         _check_version(r)
         epoch = r.uint64("ratchets.epoch")
         tree = SecretTree(suite, b"", n_leaves)
         tree._nodes = _read_node_keys(r, "ratchets.nodes")
-
-        def ratchet(r2: Reader) -> tuple[tuple[int, RatchetType], _Ratchet]:
-            leaf, kind = r2.uint32("ratchet.leaf"), _RATCHET_BY_CODE[r2.uint8("ratchet.type")]
-            generation, secret = r2.uint32("ratchet.generation"), r2.opaque("ratchet.secret")
-            skipped = r2.vector(
-                lambda r3: (r3.uint32("skipped"), r3.opaque("skipped"), r3.opaque("skipped")),
-                "ratchet.skipped",
-            )
-            return (leaf, kind), _Ratchet(generation, secret, tuple(skipped))
-
-        tree._ratchets = dict(r.vector(ratchet, "ratchets.ratchets"))
+        tree._ratchets = dict(r.vector(_read_ratchet_state, "ratchets.ratchets"))
         return epoch, tree
 
-    result: tuple[int, SecretTree] = _exact(data, read, "RatchetsBlob")
-    return result
+    def read_leaf(r: Reader) -> tuple[int, list[tuple[tuple[int, RatchetType], _Ratchet]]]:
+        _check_version(r)
+        return r.uint64("ratchets.epoch"), r.vector(_read_ratchet_state, "ratchets.leaf")
+
+    epoch, tree = _exact(data, read, "RatchetsBlob")
+    # Ratchets kept in the RatchetsBlob itself (as a whole group is dumped, and as every
+    # message stored them before they had records of their own) are written again as
+    # records of their leaves, and the blob without them, at the next store.
+    tree.saved(not tree._ratchets, ())
+    tree._changed_leaves.update(leaf for leaf, _ in tree._ratchets)
+    for blob in leaves:
+        leaf_epoch, items = _exact(blob, read_leaf, "LeafRatchets")
+        if leaf_epoch != epoch:
+            raise StateFormatError("ratchets of another epoch", field="ratchets.epoch")
+        tree._ratchets.update(items)
+    return epoch, tree
 
 
 # -- a whole group -------------------------------------------------------------------------
 
 
 def dump_group(group: Group) -> tuple[bytes, bytes]:
-    """(EpochBlob, RatchetsBlob) of ``group``'s current epoch."""
+    """(EpochBlob, RatchetsBlob) of ``group``'s current epoch, its ratchets in the latter."""
+    return dump_epoch(group), _dump_ratchets(group.epoch, group._epoch.secret_tree)
+
+
+def dump_epoch(group: Group) -> bytes:
+    """The EpochBlob of ``group``'s current epoch."""
     epoch: EpochState = group._epoch
-    blob = encode_epoch(group._suite, epoch, dict(group._resumption), active=group.active)
-    return blob, _dump_ratchets(group.epoch, epoch.secret_tree)
+    return encode_epoch(group._suite, epoch, dict(group._resumption), active=group.active)
 
 
 def dump_pending(group: Group) -> tuple[bytes, CommitApplied] | None:
@@ -233,12 +304,17 @@ def load_group(
     ratchets_blob: bytes | None,
     *,
     signature_priv: bytes,
+    leaf_ratchets: Iterable[bytes] = (),
     pending: tuple[bytes, CommitApplied] | None = None,
 ) -> Group:
-    """The group stored by :func:`dump_group` (and a staged commit, if one was stored)."""
+    """The group stored by :func:`dump_group`, or by :func:`dump_epoch` and
+    :func:`dump_secret_tree` (``ratchets_blob`` its nodes, ``leaf_ratchets`` its leaves'
+    records), and a staged commit, if one was stored."""
     suite, epoch, resumption, active = decode_epoch(epoch_blob)
     if ratchets_blob is not None:
-        ratchet_epoch, tree = _load_ratchets(ratchets_blob, suite, epoch.tree.n_leaves)
+        ratchet_epoch, tree = _load_ratchets(
+            ratchets_blob, leaf_ratchets, suite, epoch.tree.n_leaves
+        )
         if ratchet_epoch != epoch.context.epoch:
             raise StateFormatError("ratchets of another epoch", field="ratchets.epoch")
         epoch = attrs.evolve(epoch, secret_tree=tree)

@@ -16,7 +16,7 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from attrs import field, frozen
 
@@ -80,7 +80,7 @@ class StagedKey:
 class SecretTree:
     """The §9 secret tree of one epoch (mutable; changes are staged then committed)."""
 
-    __slots__ = ("_n_leaves", "_nodes", "_ratchets", "_suite")
+    __slots__ = ("_changed_leaves", "_n_leaves", "_nodes", "_nodes_changed", "_ratchets", "_suite")
 
     def __init__(self, suite: CipherSuite, encryption_secret: bytes, n_leaves: int) -> None:
         if n_leaves < 1:
@@ -89,6 +89,9 @@ class SecretTree:
         self._n_leaves = n_leaves
         self._nodes: dict[int, bytes] = {tree_math.root(n_leaves): encryption_secret}
         self._ratchets: dict[tuple[int, RatchetType], _Ratchet] = {}
+        # What changed since the state was last stored (see unsaved / saved).
+        self._nodes_changed = True
+        self._changed_leaves: set[int] = set()
 
     def __repr__(self) -> str:
         return f"SecretTree(n_leaves={self._n_leaves}, <secrets redacted>)"
@@ -213,11 +216,27 @@ class SecretTree:
 
     def commit(self, staged: StagedKey) -> None:
         """Apply a staged lookup: the used key and consumed node secrets are deleted."""
+        if staged._removed_nodes or staged._added_nodes:
+            self._nodes_changed = True
         for node in staged._removed_nodes:
             self._nodes.pop(node, None)
         self._nodes.update(staged._added_nodes)
         for leaf, rtype, ratchet in staged._ratchets:
             self._ratchets[(leaf, rtype)] = ratchet
+            self._changed_leaves.add(leaf)
+
+    # -- what to store -------------------------------------------------------
+
+    def unsaved(self) -> tuple[bool, frozenset[int]]:
+        """Whether the node secrets changed, and the leaves whose ratchets did, since
+        :meth:`saved` (a new tree: its nodes, and no leaf yet)."""
+        return self._nodes_changed, frozenset(self._changed_leaves)
+
+    def saved(self, nodes: bool, leaves: Iterable[int]) -> None:
+        """The node secrets (when ``nodes``) and ``leaves``' ratchets are stored as they are."""
+        if nodes:
+            self._nodes_changed = False
+        self._changed_leaves.difference_update(leaves)
 
     def key_nonce(self, leaf: int, rtype: RatchetType, generation: int) -> tuple[bytes, bytes]:
         """Receive-side lookup committed at once: (key, nonce) for ``generation``."""
