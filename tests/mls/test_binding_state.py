@@ -24,7 +24,13 @@ from sealwire_mls._storage import NS_EPOCH, NS_RATCHETS, GroupStorage
 from sealwire_mls.agents import agent_key_package
 from sealwire_mls.errors import MLSDecodeError, MLSProtocolError
 from sealwire_mls.group import Group
-from sealwire_mls.persistence import STATE_VERSION, StateFormatError, dump_group, load_group
+from sealwire_mls.persistence import (
+    STATE_VERSION,
+    StateFormatError,
+    dump_group,
+    dump_secret_tree,
+    load_group,
+)
 from sealwire_mls.welcome import MLSMessage
 
 NOW = 1_800_000_000
@@ -88,8 +94,13 @@ def test_other_versions_and_corruption_are_refused():
 def test_any_damage_to_a_stored_group_gives_state_format_errors_only(data):
     _, bob, sig = _STATE
     epoch, ratchets = dump_group(bob)
-    which = data.draw(st.sampled_from(["epoch", "ratchets"]))
-    blob = bytearray(epoch if which == "epoch" else ratchets)
+    tree = dump_secret_tree(bob, whole=True)  # the nodes, and each leaf's own record
+    assert tree.nodes is not None and tree.leaves
+    leaf = next(iter(tree.leaves.values()))
+    which = data.draw(st.sampled_from(["epoch", "ratchets", "nodes", "leaf"]))
+    blob = bytearray(
+        {"epoch": epoch, "ratchets": ratchets, "nodes": tree.nodes, "leaf": leaf}[which]
+    )
     cut = data.draw(st.integers(0, len(blob)))
     flip = data.draw(st.integers(0, len(blob) - 1))
     blob[flip] ^= data.draw(st.integers(1, 255))
@@ -97,13 +108,23 @@ def test_any_damage_to_a_stored_group_gives_state_format_errors_only(data):
     try:
         if which == "epoch":
             load_group(damaged, ratchets, signature_priv=sig)
-        else:
+        elif which == "ratchets":
             load_group(epoch, damaged, signature_priv=sig)
+        elif which == "nodes":
+            load_group(epoch, damaged, leaf_ratchets=[leaf], signature_priv=sig)
+        else:
+            load_group(epoch, tree.nodes, leaf_ratchets=[damaged], signature_priv=sig)
     except StateFormatError:
         pass
 
 
-_STATE = _pair()
+def _after_a_message() -> tuple[Group, Group, bytes]:
+    alice, bob, sig = _pair()
+    bob.process(alice.encrypt(b"hello", os.urandom))  # a leaf's ratchets to store
+    return alice, bob, sig
+
+
+_STATE = _after_a_message()
 
 
 def test_invitations_round_trip():

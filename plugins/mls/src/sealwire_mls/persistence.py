@@ -61,9 +61,9 @@ from sealwire_mls.treekem import TreeKEMPrivate
 
 __all__ = [
     "STATE_VERSION",
+    "SecretTreeRecords",
     "StateFormatError",
     "decode_epoch",
-    "SecretTreeRecords",
     "dump_epoch",
     "dump_group",
     "dump_secret_tree",
@@ -262,11 +262,13 @@ def _load_ratchets(
         return r.uint64("ratchets.epoch"), r.vector(_read_ratchet_state, "ratchets.leaf")
 
     epoch, tree = _exact(data, read, "RatchetsBlob")
-    # Ratchets kept in the RatchetsBlob itself (as a whole group is dumped, and as every
-    # message stored them before they had records of their own) are written again as
-    # records of their leaves, and the blob without them, at the next store.
-    tree.saved(not tree._ratchets, ())
-    tree._changed_leaves.update(leaf for leaf, _ in tree._ratchets)
+    if tree._ratchets:
+        # Ratchets inside the RatchetsBlob (a whole group dumped, or a store from before
+        # leaves had records): the next store writes them as their leaves' records, and
+        # the blob again without them, so that no older ratchet secret is left in it.
+        tree._changed_leaves.update(leaf for leaf, _ in tree._ratchets)
+    else:
+        tree.saved(True, ())
     for blob in leaves:
         leaf_epoch, items = _exact(blob, read_leaf, "LeafRatchets")
         if leaf_epoch != epoch:
