@@ -75,6 +75,10 @@ async def follow(
     """
     delay = RECONNECT_FIRST_SECONDS
     stale: str | None = None
+    # Set when the consumer closes the generator at a yield: a connection failing as it
+    # closes then ends it quietly, instead of being a reason to connect again (the
+    # consumer's close would wait for ever) or an error replacing the close.
+    closed = False
     while True:
         wait = delay
         try:
@@ -94,12 +98,18 @@ async def follow(
                 async for raw in ws:
                     item = parse(decode_body(raw if isinstance(raw, bytes) else raw.encode()))
                     seen(item)
-                    yield item
+                    try:
+                        yield item
+                    except GeneratorExit:
+                        closed = True
+                        raise
         except _AuthFailed as failed:
             refused = failed.error
             if isinstance(refused, LimitExceeded) and refused.retry_after is not None:
                 wait = min(max(delay, refused.retry_after), MAX_RETRY_AFTER_SECONDS)
         except ConnectionClosed as exc:
+            if closed:
+                return
             code = exc.rcvd.code if exc.rcvd is not None else None
             if code == 4000 + RelayAuthError.status:
                 stale = token
@@ -112,7 +122,8 @@ async def follow(
             ):
                 raise _close_error(code, exc.rcvd.reason) from None
         except (RelayUnavailable, OSError, InvalidStatus, WebSocketException, TimeoutError):
-            pass
+            if closed:
+                return
         await asyncio.sleep(wait)
         delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
