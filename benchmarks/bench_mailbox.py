@@ -151,7 +151,7 @@ async def end_to_end(
             ids = [Identity.generate(), Identity.generate()]
             clients = [RelayClient(url, i) for i in ids]
             agents = [
-                Agent(i, store(k), relay=c, relay_address=c.mailbox_address)
+                Agent(i, store(k), relay=c)
                 for k, (i, c) in enumerate(zip(ids, clients, strict=True))
             ]
             agents[1].on_message(_echo)
@@ -268,7 +268,7 @@ async def agents_only(requests: int, concurrency: int) -> float:
     ids = [Identity.generate(), Identity.generate()]
     relays = [MemoryRelay(i.agent_id, world) for i in ids]
     agents = [
-        Agent(i, MemoryStore(), relay=r, relay_address=r.mailbox_address)  # type: ignore[arg-type]
+        Agent(i, MemoryStore(), relay=r)  # type: ignore[arg-type]
         for i, r in zip(ids, relays, strict=True)
     ]
     agents[1].on_message(_echo)
@@ -327,9 +327,7 @@ def main() -> None:
                 backend_options={"path": str(Path(tmp) / "relay.sqlite3")},
             )  # fmt: skip
             async with running_relay(config) as relay, RelayClient(relay.url, identity) as client:
-                agent = Agent(
-                    identity, MemoryStore(), relay=client, relay_address=client.mailbox_address
-                )
+                agent = Agent(identity, MemoryStore(), relay=client)
                 card = await agent.start()
                 await agent.stop()
         sender = PeerIdentity(agent_id=identity.agent_id, identity=card.identity, card=card)

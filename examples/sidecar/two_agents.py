@@ -118,7 +118,7 @@ async def main() -> int:
                     client = RelayClient(relay.url, identity)
                     relays.append(client)
                     return Agent(identity, store, name="sidecar", listen=["tcp://127.0.0.1:0"],
-                                 relay=client, relay_address=client.mailbox_address,
+                                 relay=client,
                                  **options)  # type: ignore[arg-type]  # fmt: skip
 
                 return make

@@ -37,9 +37,7 @@ async def a2a(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
     options = {"tls": {"client_certificates": [str(allowed)]}}
     async with _relay(tmp_path, transport == "mailbox") as relay_url:
         clients = [RelayClient(relay_url, i) for i in ids] if relay_url else []
-        relays: list[dict[str, Any]] = [
-            {"relay": c, "relay_address": c.mailbox_address} for c in clients
-        ] or [{}, {}]
+        relays: list[dict[str, Any]] = [{"relay": c} for c in clients] or [{}, {}]
         served = Agent(ids[0], MemoryStore(), name="served", listen=listen,
                        binding_options=options, **relays[0])  # fmt: skip
         caller = Agent(ids[1], MemoryStore(), name="caller", **relays[1])

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from sealwire.agent import Agent
 from sealwire.config import AgentConfig, init_home, open_agent, open_home
 from sealwire.errors import ConfigurationError, SealwireError, StateError
 from sealwire.identity import Identity, TrustMode
-from sealwire.store import StoreKey
+from sealwire.relay import RelayClient
+from sealwire.store import MemoryStore, StoreKey
 
 
 def test_config_round_trip_and_defaults() -> None:
@@ -58,8 +60,20 @@ def test_open_agent_uses_the_configured_relay(tmp_path: Path, monkeypatch) -> No
     identity = init_home(tmp_path, name="r", relay="http://127.0.0.1:9", relay_id=relay_id)
     agent = open_agent(tmp_path)
     assert agent.relay is not None
-    assert agent.relay_address is not None and agent.relay_address.endswith(identity.agent_id)
+    assert agent.relay_address == "http://127.0.0.1:9/v1/mailboxes/" + identity.agent_id
     agent.store.close()
+
+
+def test_an_agent_offers_its_mailbox_on_its_relay_by_default() -> None:
+    """Given only a relay, the card's mailbox address is the relay's for this agent;
+    an address given (a public URL in front of the relay) is kept."""
+    identity = Identity.generate()
+    relay = RelayClient("http://127.0.0.1:9", identity)
+    assert Agent(identity, MemoryStore(), relay=relay).relay_address == relay.mailbox_address
+    public = "https://relay.example/v1/mailboxes/" + identity.agent_id
+    kept = Agent(identity, MemoryStore(), relay=relay, relay_address=public)
+    assert kept.relay_address == public
+    assert Agent(identity, MemoryStore()).relay_address is None
 
 
 def test_missing_home(tmp_path: Path) -> None:

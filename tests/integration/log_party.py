@@ -108,8 +108,7 @@ async def bob(directory: Path, relay_url: str) -> None:
 
     def make_agent(**kwargs: Any) -> Agent:
         return Agent(
-            identity, store, name="bob", listen=["tcp://127.0.0.1:0"], relay=relay,
-            relay_address=relay.mailbox_address, **kwargs,
+            identity, store, name="bob", listen=["tcp://127.0.0.1:0"], relay=relay, **kwargs,
         )  # fmt: skip
 
     url, server, serving = await _upstream()
@@ -130,7 +129,6 @@ async def alice(directory: Path, relay_url: str) -> None:
     relay = RelayClient(relay_url, identity)
     agent = Agent(
         identity, store, name="alice", listen=["tcp://127.0.0.1:0"], relay=relay,
-        relay_address=relay.mailbox_address,
     )  # fmt: skip
     answers: list[str] = []
     async with agent:

@@ -37,9 +37,7 @@ async def main() -> None:
     else:
         identity = Identity.from_storage_bytes(raw)
     relay = RelayClient(url, identity)
-    agent = Agent(
-        identity, store, name="receiver", relay=relay, relay_address=relay.mailbox_address
-    )
+    agent = Agent(identity, store, name="receiver", relay=relay)
 
     @agent.on_message
     async def handle(task: TaskContext) -> None:

@@ -82,7 +82,6 @@ async def test_a_throttled_manager_delays_a_delivery_and_loses_nothing(
             stores[name],
             name=name,
             relay=relays[name],
-            relay_address=relays[name].mailbox_address,
         )
         for name in ids
     }

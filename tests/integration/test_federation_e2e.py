@@ -82,7 +82,6 @@ class Home:
         (once ``go`` is set, if given)."""
         agent = Agent(
             self.identity, self.store, name=self.name, relay=self.relay,
-            relay_address=self.relay.mailbox_address,
         )  # fmt: skip
 
         @agent.on_message

@@ -39,8 +39,7 @@ async def start(tmp_path) -> AsyncIterator:
             client = RelayClient(relay.url, identity)
             stack.push_async_callback(client.close)
             agent = Agent(
-                identity, MemoryStore(), name=name, relay=client,
-                relay_address=client.mailbox_address, binding_options={"mls": options},
+                identity, MemoryStore(), name=name, relay=client, binding_options={"mls": options},
             )  # fmt: skip
 
             async def handler(task: TaskContext) -> None:

@@ -44,7 +44,7 @@ class Fleet:
         self.stack.push_async_callback(relay.close)
         agent = Agent(
             identity, store or MemoryStore(), name=name, relay=relay,
-            relay_address=relay.mailbox_address, binding_options={"mls": mls_options},
+            binding_options={"mls": mls_options},
         )  # fmt: skip
 
         async def handler(task: TaskContext) -> None:

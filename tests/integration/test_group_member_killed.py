@@ -65,9 +65,7 @@ async def _agent(url: str, name: str, stack: contextlib.AsyncExitStack) -> Agent
     identity = Identity.generate()
     relay = RelayClient(url, identity)
     stack.push_async_callback(relay.close)
-    agent = Agent(
-        identity, MemoryStore(), name=name, relay=relay, relay_address=relay.mailbox_address
-    )
+    agent = Agent(identity, MemoryStore(), name=name, relay=relay)
 
     async def handler(task: TaskContext) -> None:
         await task.complete(f"{name}: {task.message.parts[0].text}")

@@ -43,7 +43,6 @@ class Agents:
             self.stack.push_async_callback(client.close)
         agent = Agent(
             identity, MemoryStore(), name=name, relay=client,
-            relay_address=client.mailbox_address,
         )  # fmt: skip
 
         async def handler(task: TaskContext) -> None:
@@ -223,9 +222,7 @@ async def test_only_an_authenticated_removal_ends_membership(agents: Agents) -> 
     agents.stack.push_async_callback(real.close)
     faults: list[Exception] = []
     port = Faulty(real, faults)
-    bob = Agent(
-        bob_identity, MemoryStore(), name="bob", relay=port, relay_address=real.mailbox_address
-    )
+    bob = Agent(bob_identity, MemoryStore(), name="bob", relay=port)
 
     async def handler(task: TaskContext) -> None:
         await task.complete("bob: here")
@@ -262,9 +259,7 @@ async def test_a_card_not_fetched_yet_delays_a_message_and_loses_none(agents: Ag
     agents.stack.push_async_callback(real.close)
     card_faults: list[Exception] = []
     port = Faulty(real, [], card_faults)
-    bob = Agent(
-        bob_identity, MemoryStore(), name="bob", relay=port, relay_address=real.mailbox_address
-    )
+    bob = Agent(bob_identity, MemoryStore(), name="bob", relay=port)
 
     async def handler(task: TaskContext) -> None:
         await task.complete(f"bob: {task.message.parts[0].text}")

@@ -31,9 +31,7 @@ class Agents:
         identity = Identity.generate()
         relay = RelayClient(self.url, identity)
         self.stack.push_async_callback(relay.close)
-        agent = Agent(
-            identity, MemoryStore(), name=name, relay=relay, relay_address=relay.mailbox_address
-        )
+        agent = Agent(identity, MemoryStore(), name=name, relay=relay)
 
         async def handler(task: TaskContext) -> None:
             if name == "bob":

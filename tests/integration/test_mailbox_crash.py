@@ -107,7 +107,6 @@ async def test_receiver_killed_repeatedly_every_request_answered_exactly_once(
     sender_relay = RelayClient(relay_url, sender_id)
     sender = Agent(
         sender_id, MemoryStore(), name="sender", relay=sender_relay,
-        relay_address=sender_relay.mailbox_address,
     )  # fmt: skip
     calls: list[asyncio.Future[Task | object]] = []
     try:

@@ -63,7 +63,6 @@ class _Pair:
             self.relays.append(relay)
             agent = Agent(
                 identity, MemoryStore(), name=name, relay=relay,
-                relay_address=relay.mailbox_address,
             )  # fmt: skip
             agent.on_message(self._handler(name))
             self.agents[name] = agent

@@ -47,10 +47,7 @@ async def test_live_messages_are_not_read_back_from_the_store(
     async with running_relay(config) as relay:
         ids = [Identity.generate(), Identity.generate()]
         clients = [RelayClient(relay.url, i) for i in ids]
-        agents = [
-            Agent(i, MemoryStore(), relay=c, relay_address=c.mailbox_address)
-            for i, c in zip(ids, clients, strict=True)
-        ]
+        agents = [Agent(i, MemoryStore(), relay=c) for i, c in zip(ids, clients, strict=True)]
         for agent in agents:
             agent.on_message(_echo)
         try:

@@ -134,7 +134,7 @@ class _FailingStore:
 
 
 def _agent(identity: Identity, store: StateStore, relay: RelayClient, name: str) -> Agent:
-    return Agent(identity, store, name=name, relay=relay, relay_address=relay.mailbox_address)
+    return Agent(identity, store, name=name, relay=relay)
 
 
 async def _store_fails_then_recovers(

@@ -72,10 +72,8 @@ async def test_a_redelivered_message_reaches_the_application_once(tmp_path: Path
         alice_id, bob_id = Identity.generate(), Identity.generate()
         alice_relay = RelayClient(relay.url, alice_id)
         bob_relay = LosesItsFirstAcks(relay.url, bob_id)
-        alice = Agent(alice_id, MemoryStore(), name="alice", relay=alice_relay,
-                      relay_address=alice_relay.mailbox_address)  # fmt: skip
-        bob = Agent(bob_id, MemoryStore(), name="bob", relay=bob_relay,
-                    relay_address=bob_relay.mailbox_address)  # fmt: skip
+        alice = Agent(alice_id, MemoryStore(), name="alice", relay=alice_relay)  # fmt: skip
+        bob = Agent(bob_id, MemoryStore(), name="bob", relay=bob_relay)  # fmt: skip
         bob.on_message(handler)
         try:
             async with alice, bob:

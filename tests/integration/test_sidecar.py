@@ -198,7 +198,7 @@ async def test_over_the_signal_mailbox_while_the_peer_is_down(tmp_path: Path) ->
             relay = RelayClient(relay_url, identity)
             clients.append(relay)
             return Agent(identity, store, name="sidecar", listen=["tcp://127.0.0.1:0"],
-                         relay=relay, relay_address=relay.mailbox_address,
+                         relay=relay,
                          **kwargs)  # type: ignore[arg-type]  # fmt: skip
 
         return make

@@ -28,7 +28,7 @@ async def _handler(task: TaskContext) -> None:
 
 
 def _agent(identity: Identity, store: MemoryStore, relay: RelayClient, name: str) -> Agent:
-    agent = Agent(identity, store, name=name, relay=relay, relay_address=relay.mailbox_address)
+    agent = Agent(identity, store, name=name, relay=relay)
     agent.on_message(_handler)
     return agent
 

@@ -77,6 +77,11 @@ class Agent:
     Use it as an async context manager: ``start()`` opens the listeners (and the
     relay mailbox, if configured) and signs the card naming them; ``stop()``
     closes everything.
+
+    Given a ``relay`` (a :class:`~sealwire.relay.RelayPort`, such as
+    :class:`~sealwire.relay.RelayClient`), the card offers the mailbox and group
+    bindings at ``relay_address``: by default the relay's mailbox address of this
+    agent (``relay.mailbox_address``).
     """
 
     def __init__(
@@ -103,6 +108,8 @@ class Agent:
         self.description = description
         self.listen_urls = tuple(listen)
         self.relay = relay
+        if relay_address is None and relay is not None:
+            relay_address = relay.mailbox_address
         self.relay_address = relay_address
         self.registry = registry if registry is not None else load_registry()
         self.policy = Policy(

@@ -301,7 +301,6 @@ def open_agent(home: Path, registry: Registry | None = None, **agent_options: An
         description=config.description,
         listen=config.listen,
         relay=relay,
-        relay_address=relay_address(config, identity),
         policy=config.policy,
         trust_mode=config.trust,
         registry=registry,
