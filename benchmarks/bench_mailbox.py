@@ -26,7 +26,12 @@ Measured in one process, in the same run:
   open, commit, route, tasks), ``--concurrency`` at once;
 * as deployed: the same calls with the relay in a process of its own
   (``python -m sealwire_relay`` on SQLite), the two agents in this one: calls/s
-  ``--concurrency`` at once, and the CPU per call of both processes.
+  ``--concurrency`` at once, and the CPU per call of both processes;
+* the floor beside it: the CPU of a bare ``websockets`` round trip between two
+  processes (``--concurrency`` at once on one connection), and the floor of a
+  call on this stack, the two agents alone plus the four round trips a call
+  takes at least (its request and its answer each sent to the relay and
+  delivered), with the deployed call's ratio to it.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench_relay import process_cpu, relay_process
+from bench_relay import process_cpu, relay_process, round_trip_floor
 
 from sealwire.agent import Agent, TaskContext
 from sealwire.agent._kept_records import kept_frame, read_kept_frame
@@ -54,6 +59,9 @@ from sealwire.testing.ports import free_port
 from sealwire_relay import RelayConfig, running_relay
 from sealwire_relay._sqlite_backend import SqliteBackend
 
+# Round trips over a socket a mailbox call takes at least: the request and its answer
+# are each sent to the relay (send, result) and delivered (deliver, ack).
+HOPS_PER_CALL = 4
 FRAME = b'{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{}}' + b" " * 200
 
 
@@ -351,6 +359,16 @@ def main() -> None:
     print(
         f"relay in its own process (as deployed; {os.cpu_count()} CPUs), {at_once} "
         f"{parallel:8.1f} requests/s, CPU {cpu_ms:.2f} ms per call (both processes)"
+    )
+    hop_us = asyncio.run(round_trip_floor(1024, 4 * args.requests, args.concurrency))
+    print(
+        f"floor: a bare websockets round trip of 1 KiB between two processes, {at_once} "
+        f"{hop_us:.0f} us CPU (both)"
+    )
+    floor_ms = agents_ms + HOPS_PER_CALL * hop_us / 1000
+    print(
+        f"floor of a call: the two agents alone + {HOPS_PER_CALL} such round trips = "
+        f"{floor_ms:.2f} ms CPU; as deployed {cpu_ms / floor_ms:.1f}x of it"
     )
 
 

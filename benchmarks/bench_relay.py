@@ -218,15 +218,24 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def echo_floor(size: int, n: int) -> float:
-    """Messages/s of a bare ``websockets`` echo between two processes: ``n`` messages
-    of ``size`` bytes sent back to back while their echoes are read."""
+@contextmanager
+def echo_server() -> Iterator[tuple[str, int]]:
+    """A bare ``websockets`` echo server in a process of its own; its URL and pid."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(port)])
     try:
-        await asyncio.to_thread(_wait_tcp, port)
+        _wait_tcp(port)
+        yield f"ws://127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def echo_floor(size: int, n: int) -> float:
+    """Messages/s of a bare ``websockets`` echo between two processes: ``n`` messages
+    of ``size`` bytes sent back to back while their echoes are read."""
+    with echo_server() as (url, _):
         payload = os.urandom(size)
-        url = f"ws://127.0.0.1:{port}"
         async with websockets.connect(url, max_size=None, compression=None) as ws:
 
             async def read() -> None:
@@ -239,9 +248,35 @@ async def echo_floor(size: int, n: int) -> float:
                 await ws.send(payload)
             await reader
             return n / (time.perf_counter() - start)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+
+
+async def round_trip_floor(size: int, n: int, in_flight: int) -> float:
+    """CPU microseconds (both processes) per round trip of a bare ``websockets`` echo
+    between two processes: ``n`` messages of ``size`` bytes, ``in_flight`` at once on
+    one connection, each sent when an earlier one's echo came back. One hop out and
+    back on this stack with no work on either side: the floor of a request over a
+    socket and its answer."""
+    with echo_server() as (url, pid):
+        payload = os.urandom(size)
+        async with websockets.connect(url, max_size=None, compression=None) as ws:
+            echoes: asyncio.Queue[None] = asyncio.Queue()
+
+            async def read() -> None:
+                async for _ in ws:
+                    echoes.put_nowait(None)
+
+            reader = asyncio.create_task(read())
+            cpu, server = time.process_time(), process_cpu(pid)
+            for _ in range(in_flight):
+                await ws.send(payload)
+            for _ in range(n - in_flight):
+                await echoes.get()
+                await ws.send(payload)
+            for _ in range(in_flight):
+                await echoes.get()
+            used = time.process_time() - cpu + process_cpu(pid) - server
+            reader.cancel()
+            return used / n * 1e6
 
 
 class SignalPair:
