@@ -21,7 +21,10 @@ messages/s delivered to every member, and process CPU per delivered copy; the
 messages posted by one member, then by every member in turn (each member's
 secret tree then holds a ratchet per sender: what a busy group costs), after a
 round of one message each, not timed (each member's first message: its card
-looked up by the others, its leaf's secrets derived).
+looked up by the others, its leaf's secrets derived). Then the same fan-out as
+deployed, the relay in a process of its own (``python -m sealwire_relay`` on
+SQLite): the members' CPU per delivered copy (this process) and the relay's,
+apart.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from bench_relay import process_cpu, relay_process
 
 from sealwire.agent import Agent, TaskContext, agent_message
 from sealwire.codec import A2A_VERSION, Frame, Response, encode_frame
@@ -217,16 +222,49 @@ async def main_async(sizes: list[int], repeat: int, fanout: int) -> None:
                     group, agents = fanout_group
                     floor = _mls_open_us(b"x" * 400, 200)
                     for senders in (1, len(agents)):
-                        if senders > 1:  # not timed: each one's first message (its card
-                            # looked up by every member, its leaf's secrets derived)
-                            await _fanout(group, agents, senders, senders=senders)
-                        rate, cpu_ms = await _fanout(group, agents, fanout, senders=senders)
-                        who = "one member" if senders == 1 else "every member in turn"
-                        print(f"fan-out, group of {len(agents)}: {fanout} messages from {who}, "
-                              f"{rate:.0f} messages/s to every member, "
+                        rate, cpu_ms = await _timed_fanout(group, agents, fanout, senders)
+                        print(f"fan-out, group of {len(agents)}: {fanout} messages from "
+                              f"{_who(senders)}, {rate:.0f} messages/s to every member, "
                               f"{cpu_ms * 1000:.0f} us CPU per delivered copy; "
                               f"floor (one MLS open, same run) {floor:.0f} us: "
                               f"{cpu_ms * 1000 / floor:.1f} x")  # fmt: skip
+    if fanout_group is not None and fanout:
+        await deployed_fanout(len(fanout_group[1]), fanout, floor)
+
+
+async def _timed_fanout(
+    group: bytes, agents: list[Agent], k: int, senders: int
+) -> tuple[float, float]:
+    """:func:`_fanout` from ``senders`` members, after a round not timed of one message
+    from each: its first (its card looked up by every member, its leaf's secrets
+    derived)."""
+    await _fanout(group, agents, senders, senders=senders)
+    return await _fanout(group, agents, k, senders=senders)
+
+
+def _who(senders: int) -> str:
+    return "one member" if senders == 1 else "every member in turn"
+
+
+async def deployed_fanout(n: int, k: int, floor: float) -> None:
+    """The fan-out again with the relay in a process of its own, as deployed: the
+    members' CPU per delivered copy (this process) and the relay's, apart."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        relay_process(Path(tmp), k * n, max_message_bytes=LIMITS.max_message_bytes) as (url, pid),
+    ):
+        async with contextlib.AsyncExitStack() as stack:
+            group, agents = await _group(url, n, stack)
+            for senders in (1, n):
+                await _fanout(group, agents, senders, senders=senders)  # as _timed_fanout
+                relay_cpu = process_cpu(pid)
+                rate, cpu_ms = await _fanout(group, agents, k, senders=senders)
+                relay_us = (process_cpu(pid) - relay_cpu) * 1e6 / (k * (n - 1))
+                print(f"fan-out as deployed (relay in its own process, {os.cpu_count()} CPUs), "
+                      f"group of {n}: {k} messages from {_who(senders)}, {rate:.0f} messages/s "
+                      f"to every member, {cpu_ms * 1000:.0f} us CPU per delivered copy in the "
+                      f"members' process ({cpu_ms * 1000 / floor:.1f} x the floor) + "
+                      f"{relay_us:.0f} us in the relay's")  # fmt: skip
 
 
 def main() -> None:

@@ -184,8 +184,11 @@ def _wait_tcp(port: int) -> None:
 
 
 @contextmanager
-def relay_process(tmp: Path, n: int) -> Iterator[tuple[str, int]]:
-    """``python -m sealwire_relay`` on SQLite in a process of its own; its URL and pid."""
+def relay_process(
+    tmp: Path, n: int, *, max_message_bytes: int = 256 * 1024
+) -> Iterator[tuple[str, int]]:
+    """``python -m sealwire_relay`` on SQLite in a process of its own, no rate limit,
+    room for ``n`` messages per mailbox many times over; its URL and pid."""
     port = free_port()
     config = tmp / "relay.toml"
     config.write_text(
@@ -195,7 +198,7 @@ def relay_process(tmp: Path, n: int) -> Iterator[tuple[str, int]]:
         'backend = "sqlite"\n'
         f'[relay.sqlite]\npath = "{tmp / "relay.sqlite3"}"\n'
         f"[relay.limits]\nrate_per_second = 1e9\nrate_burst = 1000000000\n"
-        f"max_mailbox_depth = {20 * n}\n"
+        f"max_mailbox_depth = {20 * n}\nmax_message_bytes = {max_message_bytes}\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "sealwire_relay", "--config", str(config)],

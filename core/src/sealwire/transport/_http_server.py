@@ -173,7 +173,11 @@ class A2AHttpApp:
             status, answer = _refusal(exc), {"error": str(exc)[:300]}
         await _json(send, status, answer)
 
-    async def _post(self, scope: Scope, headers: Headers, receive: Any, send: Any) -> None:
+    async def _admit(
+        self, scope: Scope, headers: Headers, receive: Any, send: Any
+    ) -> tuple[PeerIdentity, dict[str, str], bytes | None] | None:
+        """The caller, the headers its answers carry, and its request's body (None when
+        over the limit); None when the caller was refused (and answered so)."""
         try:
             peer = await self._identify(scope, headers)
             extra = dict(self._response_headers(scope, headers, peer) if self._response_headers
@@ -182,8 +186,29 @@ class A2AHttpApp:
             log.info("refused an HTTP caller: %s", exc)
             await _drain(receive, MAX_HTTP_DRAIN)  # the body first, then the answer
             await plain_response(send, _refusal(exc), str(exc)[:300].encode())
+            return None
+        return peer, extra, await _read_body(receive, self._max_body)
+
+    async def _results(
+        self, request: Request, peer: PeerIdentity, send: Any
+    ) -> tuple[AsyncIterator[Any], Any] | None:
+        """The dispatcher's results and the first of them, which decides the answer's
+        status; None when the dispatcher refused the caller (a denied peer: answered
+        403, not a JSON-RPC error)."""
+        results = self._dispatch(request, peer)
+        try:
+            return results, await _first(results, request)
+        except SealwireError as exc:
+            await aclose_results(results)
+            log.info("refused an HTTP caller: %s", exc)
+            await plain_response(send, _refusal(exc), str(exc)[:300].encode())
+            return None
+
+    async def _post(self, scope: Scope, headers: Headers, receive: Any, send: Any) -> None:
+        admitted = await self._admit(scope, headers, receive, send)
+        if admitted is None:
             return
-        body = await _read_body(receive, self._max_body)
+        peer, extra, body = admitted
         try:
             if body is None:
                 raise InvalidRequestError("request body too large")
@@ -197,16 +222,10 @@ class A2AHttpApp:
         except A2AError as exc:
             await _json(send, 200, encode(ErrorResponse.from_error(exc, request.id)), extra)
             return
-        results = self._dispatch(request, peer)
-        try:
-            # The first result decides the answer's status: a caller the dispatcher
-            # refuses (a denied peer) gets 403, not a JSON-RPC error.
-            first = await _first(results, request)
-        except SealwireError as exc:
-            await aclose_results(results)
-            log.info("refused an HTTP caller: %s", exc)
-            await plain_response(send, _refusal(exc), str(exc)[:300].encode())
+        answered = await self._results(request, peer, send)
+        if answered is None:
             return
+        results, first = answered
         if request.method.streaming and isinstance(first, ErrorResponse):
             # As a2a-sdk's server does: a streaming method's error is an ``error``
             # event of an event stream, which SSE clients expect.
@@ -277,16 +296,10 @@ class A2AHttpApp:
         method: Method,
         path_params: dict[str, str],
     ) -> None:
-        try:
-            peer = await self._identify(scope, headers)
-            extra = dict(self._response_headers(scope, headers, peer) if self._response_headers
-                         else {})  # fmt: skip
-        except SealwireError as exc:
-            log.info("refused an HTTP caller: %s", exc)
-            await _drain(receive, MAX_HTTP_DRAIN)  # the body first, then the answer
-            await plain_response(send, _refusal(exc), str(exc)[:300].encode())
+        admitted = await self._admit(scope, headers, receive, send)
+        if admitted is None:
             return
-        body = await _read_body(receive, self._max_body)
+        peer, extra, body = admitted
         try:
             if body is None:
                 raise InvalidRequestError("request body too large")
@@ -299,14 +312,10 @@ class A2AHttpApp:
             error = ErrorResponse.from_error(exc, 0)
             await _rest_error(send, error, extra)
             return
-        results = self._dispatch(request, peer)
-        try:
-            first = await _first(results, request)
-        except SealwireError as exc:
-            await aclose_results(results)
-            log.info("refused an HTTP caller: %s", exc)
-            await plain_response(send, _refusal(exc), str(exc)[:300].encode())
+        answered = await self._results(request, peer, send)
+        if answered is None:
             return
+        results, first = answered
         if isinstance(first, ErrorResponse):  # before any event: an HTTP error (§11.6)
             await aclose_results(results)
             await _rest_error(send, first, extra)
