@@ -118,6 +118,34 @@ async def test_fetch_and_ack_without_consumers_or_rereads(
     assert not await backend.enqueue("box", _delivery(5), max_depth=10)  # acked: a duplicate
 
 
+async def test_a_push_reads_on_after_the_last_message_it_read(
+    watched: tuple[NatsBackend, Watch, str],
+) -> None:
+    """fetch_after a message this process read starts at that message's stream sequence,
+    acknowledged or not: the messages before it are not read again (a stream's push
+    read only what it had not pushed)."""
+    backend, watch, prefix = watched
+    for i in range(BACKLOG):
+        await backend.enqueue("box", _delivery(i), max_depth=10 * BACKLOG)
+    first = await backend.fetch_after("box", None, BACKLOG)
+    assert [d.message_id for d in first] == [f"m{i}" for i in range(BACKLOG)]
+    last = (first[-1].sender, first[-1].message_id)
+    assert await backend.ack("box", [last]) == 1  # acknowledged: still where to read on from
+    for i in range(BACKLOG, BACKLOG + 3):
+        await backend.enqueue("box", _delivery(i), max_depth=10 * BACKLOG)
+    mark = await _quiet(backend, watch, prefix)
+    later = await backend.fetch_after("box", last, BACKLOG)
+    assert [d.message_id for d in later] == [f"m{i}" for i in range(BACKLOG, BACKLOG + 3)]
+    seen = await _settle(backend, watch, mark, prefix)
+    reads = [s for s in seen if ".DIRECT.GET." in s and f"{prefix}_MBOX" in s]
+    assert 3 <= len(reads) < 10  # the three new ones (and the end), not the hundred before
+    # A message that ended none of its reads (read by another relay process, say): the
+    # pending messages up to it are read again and skipped.
+    assert [d.message_id for d in await backend.fetch_after("box", ("sw1sender", "m97"), 2)] == [
+        "m98", "m100"
+    ]  # fmt: skip
+
+
 async def test_depth_is_exact_under_concurrent_enqueues(
     watched: tuple[NatsBackend, Watch, str],
 ) -> None:

@@ -72,6 +72,9 @@ class NatsMailboxes:
         self.slots = NatsSlots(streams)
         self._depth: dict[str, int] = {}
         self._floor: dict[str, int] = {}
+        # The sequence of the last message of each read (what a stream's push names
+        # next as the message to read on from).
+        self._positions: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._seqs: OrderedDict[tuple[str, str, str], int] = OrderedDict()
 
     def subject(self, mailbox: str, *tokens: str) -> str:
@@ -209,8 +212,9 @@ class NatsMailboxes:
             raise
         return None if ack.duplicate else int(ack.seq)
 
-    async def _pending(self, mailbox: str, subject: str, limit: int) -> list[_Msg]:
-        """The first ``limit`` messages on ``subject`` (oldest first), by direct gets.
+    async def _pending(self, subject: str, start: int, limit: int) -> list[_Msg]:
+        """The first ``limit`` messages on ``subject`` from sequence ``start`` on (oldest
+        first), by direct gets.
 
         A round asks, at once, for the first message at or after each of ``w``
         consecutive sequence numbers: together the answers are exactly the
@@ -221,7 +225,6 @@ class NatsMailboxes:
         comes in about 7 round trips, without a consumer.
         """
         stream = self._streams.stream("MBOX")
-        start = self._floor.get(mailbox, 1)
         found: list[_Msg] = []
         window = 1
         while len(found) < limit:
@@ -242,12 +245,21 @@ class NatsMailboxes:
         return found
 
     async def fetch(self, mailbox: str, limit: int) -> list[Delivery]:
+        return await self._read(mailbox, None, limit)
+
+    async def _read(self, mailbox: str, start: int | None, limit: int) -> list[Delivery]:
+        """The first ``limit`` pending messages from sequence ``start`` on (None: from the
+        first pending one)."""
         async with self._streams.io():
-            msgs = await self._pending(mailbox, self.subject(mailbox, ">"), limit)
-            if msgs and len(self._floor) < MAX_DEPTH_CACHE:
-                # Messages are only ever deleted below the first pending one, so
-                # later scans of this mailbox may start there.
-                self._floor[mailbox] = msgs[0].seq
+            subject = self.subject(mailbox, ">")
+            if start is not None:
+                msgs = await self._pending(subject, start, limit)
+            else:
+                msgs = await self._pending(subject, self._floor.get(mailbox, 1), limit)
+                if msgs and len(self._floor) < MAX_DEPTH_CACHE:
+                    # Messages are only ever deleted below the first pending one, so
+                    # later scans of this mailbox may start there.
+                    self._floor[mailbox] = msgs[0].seq
         out = []
         for msg in msgs:
             _, _, mid, sender = msg.subject.rsplit(".", 3)
@@ -264,6 +276,12 @@ class NatsMailboxes:
                     received_at=float(msg.headers.get("Sw-At", 0.0)),
                 )
             )
+        if msgs:
+            key = (mailbox, out[-1].sender, out[-1].message_id)
+            self._positions[key] = msgs[-1].seq
+            self._positions.move_to_end(key)
+            while len(self._positions) > MAX_DEPTH_CACHE:
+                self._positions.popitem(last=False)
         return out
 
     async def ack(self, mailbox: str, keys: Sequence[tuple[str, str]]) -> int:
@@ -318,8 +336,14 @@ class NatsMailboxes:
     async def fetch_after(
         self, mailbox: str, after: tuple[str, str] | None, limit: int
     ) -> list[Delivery]:
-        # On top of fetch: the pending messages up to ``after`` are read again and
-        # skipped (the stream's window bounds how many that is).
+        # Messages are in the order of their stream sequences: those after a message
+        # this process read last are those after its sequence, whether it is still
+        # pending or not.
+        seq = None if after is None else self._positions.get((mailbox, *after))
+        if seq is not None:
+            return await self._read(mailbox, seq + 1, limit)
+        # Else the pending messages up to ``after`` are read again and skipped (the
+        # stream's window bounds how many that is).
         found = await self.fetch(mailbox, min(limit + FETCH_AFTER_SLACK, FETCH_AFTER_MAX))
         if after is not None:
             keys = [(d.sender, d.message_id) for d in found]
