@@ -46,6 +46,7 @@ import random
 import re
 import socket
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -112,6 +113,9 @@ PUSH_TIMEOUT = 10.0
 """Seconds a webhook call may take (§4.3.3 recommends 10 to 30)."""
 RESOLVE_TIMEOUT = 5.0
 """Seconds a webhook host's name resolution may take before the attempt fails."""
+MAX_LOOKUPS = 16
+"""Name lookups under way at once (past their timeout too: a hung lookup cannot be
+stopped); beyond it an attempt fails at once, as if its lookup had timed out."""
 MAX_ATTEMPTS = 6
 """Calls per notification (the first and five retries) before it is given up."""
 RETRY_BASE = 0.5
@@ -296,11 +300,8 @@ async def resolve_webhook(url: str, policy: PushPolicy) -> ResolvedWebhook:
         raise WebhookRefusedError(exc.message) from None
     if _ip_literal(host):
         return ResolvedWebhook(url, host, port, host)
-    loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT
-        )
+        infos = await asyncio.wait_for(_getaddrinfo(host, port), RESOLVE_TIMEOUT)
     except TimeoutError:
         raise OSError(f"resolving {host} timed out") from None
     addresses = [str(info[4][0]) for info in infos]
@@ -312,6 +313,42 @@ async def resolve_webhook(url: str, policy: PushPolicy) -> ResolvedWebhook:
                 f"webhook host {host} resolves to a loopback, private or local address"
             )
     return ResolvedWebhook(url, host, port, addresses[0])
+
+
+_lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
+
+
+async def _getaddrinfo(host: str, port: int) -> list[Any]:
+    """``getaddrinfo`` in a daemon thread of its own, not the event loop's executor: a
+    lookup that hangs (a resolver that does not answer) is left behind at the timeout
+    and holds up neither the loop's end (which waits for its executor's threads, for
+    ever in Python 3.11) nor the process's exit."""
+    if not _lookups.acquire(blocking=False):
+        raise OSError(f"resolving {host}: {MAX_LOOKUPS} lookups under way already")
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[list[Any]] = loop.create_future()
+
+    def settle(result: list[Any] | None, error: BaseException | None) -> None:
+        if answer.done():  # timed out meanwhile
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result or [])
+
+    def lookup() -> None:
+        try:
+            result: list[Any] | None = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            error: BaseException | None = None
+        except Exception as exc:
+            result, error = None, exc
+        finally:
+            _lookups.release()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=lookup, name="sealwire-webhook-lookup", daemon=True).start()
+    return await answer
 
 
 # -- signatures -------------------------------------------------------------------------------
