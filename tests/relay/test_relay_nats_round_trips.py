@@ -144,6 +144,12 @@ async def test_a_push_reads_on_after_the_last_message_it_read(
     assert [d.message_id for d in await backend.fetch_after("box", ("sw1sender", "m97"), 2)] == [
         "m98", "m100"
     ]  # fmt: skip
+    # ... and the next push reads on after the last one handed out (m100), not the last read.
+    mark = await _quiet(backend, watch, prefix)
+    rest = await backend.fetch_after("box", ("sw1sender", "m100"), BACKLOG)
+    assert [d.message_id for d in rest] == ["m101", "m102"]
+    seen = await _settle(backend, watch, mark, prefix)
+    assert len([s for s in seen if ".DIRECT.GET." in s and f"{prefix}_MBOX" in s]) < 10
 
 
 async def test_depth_is_exact_under_concurrent_enqueues(

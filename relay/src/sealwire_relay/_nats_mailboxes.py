@@ -72,9 +72,9 @@ class NatsMailboxes:
         self.slots = NatsSlots(streams)
         self._depth: dict[str, int] = {}
         self._floor: dict[str, int] = {}
-        # The sequence of the last message of each read (what a stream's push names
-        # next as the message to read on from).
-        self._positions: OrderedDict[tuple[str, str, str], int] = OrderedDict()
+        # Per mailbox, the last message of the last read and its sequence: what a
+        # stream's push names next as the message to read on from.
+        self._positions: dict[str, tuple[tuple[str, str], int]] = {}
         self._seqs: OrderedDict[tuple[str, str, str], int] = OrderedDict()
 
     def subject(self, mailbox: str, *tokens: str) -> str:
@@ -276,12 +276,8 @@ class NatsMailboxes:
                     received_at=float(msg.headers.get("Sw-At", 0.0)),
                 )
             )
-        if msgs:
-            key = (mailbox, out[-1].sender, out[-1].message_id)
-            self._positions[key] = msgs[-1].seq
-            self._positions.move_to_end(key)
-            while len(self._positions) > MAX_DEPTH_CACHE:
-                self._positions.popitem(last=False)
+        if msgs and (mailbox in self._positions or len(self._positions) < MAX_DEPTH_CACHE):
+            self._positions[mailbox] = ((out[-1].sender, out[-1].message_id), msgs[-1].seq)
         return out
 
     async def ack(self, mailbox: str, keys: Sequence[tuple[str, str]]) -> int:
@@ -339,8 +335,8 @@ class NatsMailboxes:
         # Messages are in the order of their stream sequences: those after a message
         # this process read last are those after its sequence, whether it is still
         # pending or not.
-        seq = None if after is None else self._positions.get((mailbox, *after))
-        if seq is not None:
+        last, seq = self._positions.get(mailbox, (None, 0))
+        if after is not None and after == last:
             return await self._read(mailbox, seq + 1, limit)
         # Else the pending messages up to ``after`` are read again and skipped (the
         # stream's window bounds how many that is).
@@ -349,7 +345,13 @@ class NatsMailboxes:
             keys = [(d.sender, d.message_id) for d in found]
             if after in keys:
                 found = found[keys.index(after) + 1 :]
-        return found[:limit]
+        found = found[:limit]
+        if found:  # where the next push reads on from: the last one handed out
+            key = (found[-1].sender, found[-1].message_id)
+            handed = self._seqs.get((mailbox, *key))
+            if handed is not None:
+                self._positions[mailbox] = (key, handed)
+        return found
 
     async def commit_mailbox_batch(
         self,
