@@ -18,7 +18,8 @@ from push_webhook import Caller, Receiver, allowing
 from waiting import until
 
 from sealwire.agent import SIGNATURE_HEADER, TOKEN_HEADER, PushPolicy, verify_notification
-from sealwire.agent._push import MAX_PUSH_QUEUE, PushSender, sign_notification
+from sealwire.agent._push import MAX_PUSH_QUEUE, PushSender
+from sealwire.agent._push_signatures import sign_notification
 from sealwire.errors import AuthenticationError
 from sealwire.identity import Identity, verify_card
 from sealwire.model import StreamResponse, TaskPushNotificationConfig, TaskState, TaskStatus

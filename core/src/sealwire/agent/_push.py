@@ -16,7 +16,7 @@ What a webhook call carries (see docs/push-notifications.md for the receiver's s
   the protected header holds ``alg`` ``EdDSA``, ``kid`` (the agent id, the same kid as
   the card's own signature), ``iat`` (seconds, of this attempt), ``jti`` (one per
   notification and webhook, kept across retries: receivers de-duplicate by it) and
-  ``aud`` (the webhook URL). :func:`verify_notification` checks one.
+  ``aud`` (the webhook URL). :mod:`sealwire.agent._push_signatures` signs and checks it.
 
 Where a webhook may point (server-side request forgery, §13.2): ``https`` only unless
 :attr:`PushPolicy.allow_http`; never a loopback, private, shared, link-local,
@@ -58,26 +58,17 @@ import httpx
 from attrs import field, frozen
 from attrs.validators import ge, gt, instance_of, optional
 
+from sealwire.agent._push_signatures import SIGNATURE_HEADER, sign_notification
 from sealwire.codec import InvalidParamsError, to_json
-from sealwire.errors import AuthenticationError, ConfigurationError, DecodeError, PolicyError
-from sealwire.identity import Identity, PublicIdentity
-from sealwire.identity._jws import (
-    JWS_ALG,
-    JWS_TYP,
-    b64url_encode,
-    parse_protected_header,
-    sign_detached,
-    verify_detached,
-)
+from sealwire.errors import ConfigurationError, PolicyError
+from sealwire.identity import Identity
 from sealwire.model import StreamResponse, TaskPushNotificationConfig
 
 __all__ = [
-    "MAX_NOTIFICATION_AGE",
     "MAX_PUSH_CONFIGS",
     "MAX_PUSH_QUEUE",
     "MAX_WEBHOOK_URL",
     "PUSH_MEDIA_TYPE",
-    "SIGNATURE_HEADER",
     "TOKEN_HEADER",
     "PushPolicy",
     "PushSender",
@@ -86,8 +77,6 @@ __all__ = [
     "check_webhook",
     "check_webhook_url",
     "resolve_webhook",
-    "sign_notification",
-    "verify_notification",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,8 +85,6 @@ PUSH_MEDIA_TYPE = "application/a2a+json"
 """§4.3.3: the media type of a webhook call's body."""
 TOKEN_HEADER = "X-A2A-Notification-Token"
 """The header carrying the config's ``token``: a2a-sdk's spelling (its receivers read it)."""
-SIGNATURE_HEADER = "Sealwire-Notification-Signature"
-"""The header carrying the agent's detached JWS over the body."""
 
 MAX_WEBHOOK_URL = 2048
 """Characters in a webhook URL: what common HTTP stacks accept in a request line."""
@@ -122,11 +109,6 @@ RETRY_BASE = 0.5
 """Seconds before the first retry; each next one waits twice as long (with jitter)."""
 RETRY_CAP = 30.0
 """The longest wait between two attempts, in seconds."""
-MAX_NOTIFICATION_AGE = 300
-"""Seconds a receiver accepts a notification's ``iat`` away from its own clock: bounds
-how long a captured notification can be replayed (its ``jti`` de-duplicates inside)."""
-MAX_SIGNATURE_HEADER = 4096
-"""Characters of a signature header a receiver looks at (ours are about 400)."""
 
 MAX_WEBHOOK_ANSWER = 64 * 1024
 """Bytes of a webhook's answer read (then ignored) so its connection can be reused."""
@@ -349,53 +331,6 @@ async def _getaddrinfo(host: str, port: int) -> list[Any]:
 
     threading.Thread(target=lookup, name="sealwire-webhook-lookup", daemon=True).start()
     return await answer
-
-
-# -- signatures -------------------------------------------------------------------------------
-
-
-def sign_notification(
-    identity: Identity, body: bytes, *, audience: str, now: int, nonce: str
-) -> str:
-    """The detached compact JWS (``<protected>..<signature>``) over ``body``."""
-    header = {"alg": JWS_ALG, "typ": JWS_TYP, "kid": identity.agent_id, "iat": now,
-              "jti": nonce, "aud": audience}  # fmt: skip
-    protected = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
-    return f"{protected}..{sign_detached(identity.signing_key, protected, body)}"
-
-
-def verify_notification(
-    signature: str,
-    body: bytes,
-    sender: PublicIdentity,
-    *,
-    audience: str | None = None,
-    now: float | None = None,
-    max_age: float = MAX_NOTIFICATION_AGE,
-) -> Mapping[str, Any]:
-    """Check a webhook call's signature header against the agent that should have sent
-    it (the ``identity`` of its verified card); returns the protected header (its
-    ``jti`` de-duplicates). :class:`DecodeError` for a malformed header,
-    :class:`AuthenticationError` for a signature that does not verify, another
-    signer, another webhook (``audience``) or an ``iat`` more than ``max_age`` away."""
-    if len(signature) > MAX_SIGNATURE_HEADER:
-        raise DecodeError("notification signature too long", field=SIGNATURE_HEADER)
-    protected, dot, rest = signature.partition(".")
-    payload, dot2, sig = rest.partition(".")
-    if not (dot and dot2) or payload:
-        raise DecodeError("not a detached compact JWS", field=SIGNATURE_HEADER)
-    header = parse_protected_header(protected)
-    if header.get("alg") != JWS_ALG or header.get("kid") != sender.agent_id:
-        raise AuthenticationError("the notification is not signed by the expected agent")
-    if not verify_detached(sender.signing_key, protected, body, sig):
-        raise AuthenticationError("the notification's signature does not verify")
-    if audience is not None and header.get("aud") != audience:
-        raise AuthenticationError("the notification was signed for another webhook")
-    issued = header.get("iat")
-    clock = time.time() if now is None else now
-    if not isinstance(issued, int) or abs(clock - issued) > max_age:
-        raise AuthenticationError("the notification is too old or from the future")
-    return header
 
 
 # -- delivery ---------------------------------------------------------------------------------
