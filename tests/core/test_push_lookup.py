@@ -34,6 +34,9 @@ def hung_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     monkeypatch.setattr(_push, "RESOLVE_TIMEOUT", 0.2)
     yield release
     release.set()
+    for thread in threading.enumerate():  # the next test starts with no lookup left over
+        if thread.name == "sealwire-webhook-lookup":
+            thread.join(HUNG_SECONDS)
 
 
 def test_a_hung_lookup_fails_the_attempt_and_the_loop_ends_without_it(

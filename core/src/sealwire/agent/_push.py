@@ -305,7 +305,8 @@ async def _getaddrinfo(host: str, port: int) -> list[Any]:
     lookup that hangs (a resolver that does not answer) is left behind at the timeout
     and holds up neither the loop's end (which waits for its executor's threads, for
     ever in Python 3.11) nor the process's exit."""
-    if not _lookups.acquire(blocking=False):
+    places = _lookups  # the lookup gives its place back to the bound it took it from
+    if not places.acquire(blocking=False):
         raise OSError(f"resolving {host}: {MAX_LOOKUPS} lookups under way already")
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[list[Any]] = loop.create_future()
@@ -325,7 +326,7 @@ async def _getaddrinfo(host: str, port: int) -> list[Any]:
         except Exception as exc:
             result, error = None, exc
         finally:
-            _lookups.release()
+            places.release()
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
             loop.call_soon_threadsafe(settle, result, error)
 
