@@ -46,7 +46,6 @@ import random
 import re
 import socket
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -63,6 +62,7 @@ from sealwire.codec import InvalidParamsError, to_json
 from sealwire.errors import ConfigurationError, PolicyError
 from sealwire.identity import Identity
 from sealwire.model import StreamResponse, TaskPushNotificationConfig
+from sealwire.transport import TransportError, resolve
 
 __all__ = [
     "MAX_PUSH_CONFIGS",
@@ -98,11 +98,6 @@ PUSH_WORKERS = 4
 """Concurrent webhook calls: a slow or retried webhook holds one worker, not all."""
 PUSH_TIMEOUT = 10.0
 """Seconds a webhook call may take (§4.3.3 recommends 10 to 30)."""
-RESOLVE_TIMEOUT = 5.0
-"""Seconds a webhook host's name resolution may take before the attempt fails."""
-MAX_LOOKUPS = 16
-"""Name lookups under way at once (past their timeout too: a hung lookup cannot be
-stopped); beyond it an attempt fails at once, as if its lookup had timed out."""
 MAX_ATTEMPTS = 6
 """Calls per notification (the first and five retries) before it is given up."""
 RETRY_BASE = 0.5
@@ -275,63 +270,20 @@ class ResolvedWebhook:
 async def resolve_webhook(url: str, policy: PushPolicy) -> ResolvedWebhook:
     """Resolve the webhook's host and check every address it names; the first one is
     the address the call goes to. :class:`WebhookRefusedError` when the policy
-    refuses the URL or any of its addresses; OSError when resolution fails."""
+    refuses the URL or any of its addresses; TransportError when resolution fails."""
     try:
         host, port = check_webhook_url(url, policy)
     except InvalidParamsError as exc:
         raise WebhookRefusedError(exc.message) from None
     if _ip_literal(host):
         return ResolvedWebhook(url, host, port, host)
-    try:
-        infos = await asyncio.wait_for(_getaddrinfo(host, port), RESOLVE_TIMEOUT)
-    except TimeoutError:
-        raise OSError(f"resolving {host} timed out") from None
-    addresses = [str(info[4][0]) for info in infos]
-    if not addresses:
-        raise OSError(f"{host} has no address")
+    addresses = [str(sockaddr[0]) for _, sockaddr in await resolve(host, port)]
     for address in addresses:
         if not address_allowed(address, policy):
             raise WebhookRefusedError(
                 f"webhook host {host} resolves to a loopback, private or local address"
             )
     return ResolvedWebhook(url, host, port, addresses[0])
-
-
-_lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
-
-
-async def _getaddrinfo(host: str, port: int) -> list[Any]:
-    """``getaddrinfo`` in a daemon thread of its own, not the event loop's executor: a
-    lookup that hangs (a resolver that does not answer) is left behind at the timeout
-    and holds up neither the loop's end (which waits for its executor's threads, for
-    ever in Python 3.11) nor the process's exit."""
-    places = _lookups  # the lookup gives its place back to the bound it took it from
-    if not places.acquire(blocking=False):
-        raise OSError(f"resolving {host}: {MAX_LOOKUPS} lookups under way already")
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[list[Any]] = loop.create_future()
-
-    def settle(result: list[Any] | None, error: BaseException | None) -> None:
-        if answer.done():  # timed out meanwhile
-            return
-        if error is not None:
-            answer.set_exception(error)
-        else:
-            answer.set_result(result or [])
-
-    def lookup() -> None:
-        try:
-            result: list[Any] | None = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            error: BaseException | None = None
-        except Exception as exc:
-            result, error = None, exc
-        finally:
-            places.release()
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=lookup, name="sealwire-webhook-lookup", daemon=True).start()
-    return await answer
 
 
 # -- delivery ---------------------------------------------------------------------------------
@@ -484,7 +436,7 @@ class PushSender:
                 self.stats["refused"] += 1
                 log.warning("push for task %s to %s refused: %s", delivery.task_id, shown, exc)
                 return
-            except (httpx.HTTPError, OSError, ssl.SSLError) as exc:
+            except (httpx.HTTPError, OSError, ssl.SSLError, TransportError) as exc:
                 problem = type(exc).__name__
             else:
                 if 200 <= status < 300:

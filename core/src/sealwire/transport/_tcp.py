@@ -18,6 +18,7 @@ from sealwire.transport._base import (
     format_address,
 )
 from sealwire.transport._framing import encode_frame, read_frame
+from sealwire.transport._resolve import Address, resolve
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "TcpListener", "TcpStream", "connect_tcp", "serve_tcp"]
 
@@ -102,11 +103,12 @@ async def connect_tcp(
     max_frame_size: int = DEFAULT_MAX_FRAME,
     timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> TcpStream:
-    """Open a TCP connection; :class:`TransportError` when it fails or times out."""
+    """Open a TCP connection to the first of ``host``'s addresses that answers;
+    :class:`TransportError` when it fails or times out."""
     check_limit(max_frame_size, "max_frame_size")
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await _open(await resolve(host, port, timeout=timeout))
     except TimeoutError:
         raise TransportError(
             f"connecting to {format_address('tcp', host, port)} timed out"
@@ -116,6 +118,19 @@ async def connect_tcp(
             f"cannot connect to {format_address('tcp', host, port)}: {describe_cause(exc)}"
         ) from None
     return TcpStream(reader, writer, max_frame_size)
+
+
+async def _open(
+    addresses: list[Address],
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    failure: OSError | None = None
+    for family, sockaddr in addresses:
+        try:
+            return await asyncio.open_connection(sockaddr[0], sockaddr[1], family=family)
+        except OSError as exc:
+            failure = exc
+    assert failure is not None  # resolve() returns one address at least
+    raise failure
 
 
 class TcpListener(StreamListenerBase):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -27,6 +28,7 @@ from sealwire.transport._base import (
     format_address,
     run_handler,
 )
+from sealwire.transport._resolve import resolve
 
 __all__ = ["UdpEndpoint", "UdpListener", "connect_udp", "serve_udp"]
 
@@ -189,9 +191,10 @@ async def connect_udp(
     without a datagram from the peer."""
     check_limit(max_datagram_size, "max_datagram_size")
     loop = asyncio.get_running_loop()
+    family, sockaddr = (await resolve(host, port, kind=socket.SOCK_DGRAM))[0]
     try:
         transport, protocol = await loop.create_datagram_endpoint(
-            _ClientProtocol, remote_addr=(host, port)
+            _ClientProtocol, remote_addr=sockaddr, family=family
         )
     except OSError as exc:
         raise TransportError(

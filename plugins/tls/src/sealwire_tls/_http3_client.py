@@ -37,6 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from sealwire.errors import TrustError
+from sealwire.transport import TransportError, resolve
 from sealwire.transport.http import MAX_HTTP_BODY, MAX_HTTP_HEADERS
 from sealwire_tls._quic import peer_certificate_der, quic_configuration
 
@@ -217,7 +218,7 @@ class Http3Transport(httpx.AsyncBaseTransport):
             timeout = timeouts.get("connect", self._timeout)
             try:
                 protocol = await asyncio.wait_for(self._connect(), timeout)
-            except (OSError, ConnectionError, TimeoutError) as exc:
+            except (OSError, TimeoutError, TransportError) as exc:
                 await self._drop()
                 raise httpx.ConnectError(
                     f"HTTP/3 connection to {self._host}:{self._port} failed: {type(exc).__name__}"
@@ -231,8 +232,7 @@ class Http3Transport(httpx.AsyncBaseTransport):
 
     async def _connect(self) -> _ClientProtocol:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_DGRAM)
-        family, _type, _proto, _name, address = infos[0]
+        family, address = (await resolve(self._host, self._port, kind=socket.SOCK_DGRAM))[0]
         configuration = quic_configuration(
             self._chain, self._key, is_client=True, server_name=_server_name(self._host)
         )
