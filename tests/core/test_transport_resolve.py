@@ -118,6 +118,14 @@ async def test_a_failed_lookup_is_a_transport_error(monkeypatch: pytest.MonkeyPa
         await connect("tcp://agent.example:80")
 
 
+async def test_a_name_that_is_not_a_host_name_is_a_transport_error() -> None:
+    label = "a" * 64  # one over DNS's limit: IDNA refuses to encode it
+    with pytest.raises(TransportError, match="not a valid host name"):
+        await resolve(f"{label}.example", 80)
+    with pytest.raises(TransportError, match="not a valid host name"):
+        await connect(f"tcp://{label}.example:80")
+
+
 async def test_tcp_and_udp_dial_a_name() -> None:
     port = free_port()
 

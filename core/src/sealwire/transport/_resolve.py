@@ -44,7 +44,7 @@ async def resolve(
     :raises TransportError: the lookup failed, timed out, found no address, or
         :data:`MAX_LOOKUPS` lookups are under way already.
     """
-    with contextlib.suppress(socket.gaierror):
+    with contextlib.suppress(socket.gaierror, UnicodeError):
         return _addresses(socket.getaddrinfo(host, port, type=kind, flags=socket.AI_NUMERICHOST))
     try:
         infos = await asyncio.wait_for(
@@ -54,6 +54,8 @@ async def resolve(
         raise TransportError(f"resolving {host} timed out") from None
     except OSError as exc:
         raise TransportError(f"cannot resolve {host}: {exc.strerror or exc}") from None
+    except UnicodeError:  # not a host name IDNA can encode (a label over 63 characters)
+        raise TransportError(f"cannot resolve {host}: not a valid host name") from None
     addresses = _addresses(infos)
     if not addresses:
         raise TransportError(f"{host} has no address")
