@@ -10,6 +10,7 @@ from sealwire.transport import (
     FrameStream,
     Listener,
     TransportClosed,
+    TransportError,
     connect,
     connect_datagram,
     serve,
@@ -49,6 +50,17 @@ async def test_datagram_urls_are_checked(url: str) -> None:
         await connect_datagram(url)
     with pytest.raises(ConfigurationError):
         await serve_datagram(url, echo)
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "ws", "udp"])
+async def test_a_host_name_that_cannot_be_encoded_is_a_transport_error(scheme: str) -> None:
+    """A label over 63 characters (a peer's card may name anything): IDNA refuses it."""
+    url = f"{scheme}://{'a' * 64}.example:80/"
+    with pytest.raises(TransportError, match="not a valid host name"):
+        if scheme == "udp":
+            await connect_datagram(url)
+        else:
+            await connect(url, timeout=5)
 
 
 async def test_wss_needs_an_ssl_context() -> None:

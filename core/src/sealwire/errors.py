@@ -66,6 +66,8 @@ def describe_cause(exc: BaseException) -> str:
     for link in chain:
         if isinstance(link, ssl.SSLError):
             return f"TLS failed: {link.reason or type(link).__name__}"
+        if isinstance(link, UnicodeError):  # IDNA refused the host (a label over 63 characters)
+            return "not a valid host name"
     return type(exc).__name__
 
 

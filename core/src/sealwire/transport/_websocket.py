@@ -114,7 +114,8 @@ async def connect_websocket(
         options["ssl"] = ssl
     try:
         ws = await ws_connect(url, open_timeout=timeout, **options)
-    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError, UnicodeError) as exc:
+        # UnicodeError: a host name IDNA cannot encode (a label over 63 characters)
         raise TransportError(f"cannot connect to {url}: {describe_cause(exc)}") from None
     return WebSocketStream(ws, max_frame_size, url.split(":", 1)[0])
 
