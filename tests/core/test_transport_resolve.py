@@ -16,7 +16,15 @@ import pytest
 
 from sealwire.agent._push import PushPolicy, resolve_webhook
 from sealwire.testing.ports import free_port
-from sealwire.transport import TransportError, _resolve, connect, connect_datagram, resolve, serve
+from sealwire.transport import (
+    TransportError,
+    _resolve,
+    connect,
+    connect_datagram,
+    connect_first,
+    resolve,
+    serve,
+)
 
 # On failure the event loop's end waits for the hung lookup this long.
 HUNG_SECONDS = 10.0
@@ -142,3 +150,25 @@ async def test_tcp_and_udp_dial_a_name() -> None:
         await listener.close()
     endpoint = await connect_datagram(f"udp://localhost:{port}")
     await endpoint.close()
+
+
+async def test_connect_first_tries_each_address_in_turn() -> None:
+    port, refused = free_port(), free_port()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+
+    async def dial(address: str, port: int, family: socket.AddressFamily) -> int:
+        _reader, writer = await asyncio.open_connection(address, port, family=family)
+        writer.close()
+        return port
+
+    try:
+        v4 = socket.AF_INET
+        both = [(v4, ("127.0.0.1", refused)), (v4, ("127.0.0.1", port))]
+        assert await connect_first(both, dial) == port
+        with pytest.raises(ConnectionRefusedError):
+            await connect_first([(v4, ("127.0.0.1", refused))], dial)
+        with pytest.raises(TransportError, match="no address"):
+            await connect_first([], dial)
+    finally:
+        server.close()
+        await server.wait_closed()

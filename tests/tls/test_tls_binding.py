@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import httpx
@@ -25,6 +26,8 @@ from sealwire.identity import Identity, verify_card
 from sealwire.model import Message, Part, Role, SendMessageRequest, Task, TaskState
 from sealwire.policy import PolicyConfig, Situation
 from sealwire.store import MemoryStore
+from sealwire.testing.ports import free_port
+from sealwire.transport import TransportError
 from sealwire_tls import (
     CHANNEL_BINDING_HEADER,
     TlsBinding,
@@ -330,3 +333,23 @@ async def test_reconnecting_reuses_the_tls_context(
             finally:
                 await channel.close()
     assert len(made) == 1
+
+
+async def test_a_server_named_by_host_name_is_probed_through_the_lookup(
+    agents: Callable[..., Agent],
+) -> None:
+    """The probe (the certificate a client pins) looks a name up with
+    ``sealwire.transport.resolve`` and dials the addresses it gives in turn."""
+    from sealwire_tls import _client
+
+    server = agents("server")
+    async with server:
+        offer = server.card.offer("tls")
+        assert offer is not None
+        port = urlsplit(offer.url).port
+        assert port is not None
+        der = await _client.probe("localhost", port, None, 5.0)
+        expected = self_signed_certificate(server.identity).public_bytes(serialization.Encoding.DER)
+        assert der == expected
+        with pytest.raises(TransportError, match="cannot reach"):
+            await _client.probe("localhost", free_port(), None, 5.0)

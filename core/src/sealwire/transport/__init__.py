@@ -22,7 +22,7 @@ from sealwire.transport._base import (
 from sealwire.transport._dial import connect, connect_datagram, serve, serve_datagram
 from sealwire.transport._framing import FrameDecoder, encode_frame
 from sealwire.transport._memory import memory_datagram_pair, memory_pair
-from sealwire.transport._resolve import MAX_LOOKUPS, RESOLVE_TIMEOUT, resolve
+from sealwire.transport._resolve import MAX_LOOKUPS, RESOLVE_TIMEOUT, connect_first, resolve
 from sealwire.transport._tcp import DEFAULT_MAX_CONNECTIONS
 from sealwire.transport._udp import UDP_CLIENT_IDLE_SECONDS, UDP_IDLE_SECONDS, UDP_MAX_PEERS
 
@@ -45,6 +45,7 @@ __all__ = [
     "TransportError",
     "connect",
     "connect_datagram",
+    "connect_first",
     "encode_frame",
     "memory_datagram_pair",
     "memory_pair",

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import socket
 import threading
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from sealwire.transport._base import TransportError
 
-__all__ = ["MAX_LOOKUPS", "RESOLVE_TIMEOUT", "resolve"]
+__all__ = ["MAX_LOOKUPS", "RESOLVE_TIMEOUT", "connect_first", "resolve"]
 
 RESOLVE_TIMEOUT = 5.0
 """Seconds a name lookup may take before the caller is told it failed."""
@@ -28,6 +29,7 @@ stopped); beyond it a lookup fails at once, as if it had timed out."""
 _lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
 
 Address = tuple[socket.AddressFamily, Any]
+T = TypeVar("T")
 
 
 async def resolve(
@@ -60,6 +62,22 @@ async def resolve(
     if not addresses:
         raise TransportError(f"{host} has no address")
     return addresses
+
+
+async def connect_first(
+    addresses: list[Address], connect: Callable[[str, int, socket.AddressFamily], Awaitable[T]]
+) -> T:
+    """``connect(address, port, family)`` to each of :func:`resolve`'s ``addresses`` in
+    turn: what the first that succeeds returns; the last one's OSError if none does."""
+    failure: OSError | None = None
+    for family, sockaddr in addresses:
+        try:
+            return await connect(sockaddr[0], sockaddr[1], family)
+        except OSError as exc:
+            failure = exc
+    if failure is None:
+        raise TransportError("no address to connect to")
+    raise failure
 
 
 def _addresses(infos: list[Any]) -> list[Address]:

@@ -18,7 +18,7 @@ from sealwire.transport._base import (
     format_address,
 )
 from sealwire.transport._framing import encode_frame, read_frame
-from sealwire.transport._resolve import Address, resolve
+from sealwire.transport._resolve import connect_first, resolve
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "TcpListener", "TcpStream", "connect_tcp", "serve_tcp"]
 
@@ -108,7 +108,10 @@ async def connect_tcp(
     check_limit(max_frame_size, "max_frame_size")
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await _open(await resolve(host, port, timeout=timeout))
+            addresses = await resolve(host, port, timeout=timeout)
+            reader, writer = await connect_first(
+                addresses, lambda a, p, f: asyncio.open_connection(a, p, family=f)
+            )
     except TimeoutError:
         raise TransportError(
             f"connecting to {format_address('tcp', host, port)} timed out"
@@ -118,19 +121,6 @@ async def connect_tcp(
             f"cannot connect to {format_address('tcp', host, port)}: {describe_cause(exc)}"
         ) from None
     return TcpStream(reader, writer, max_frame_size)
-
-
-async def _open(
-    addresses: list[Address],
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    failure: OSError | None = None
-    for family, sockaddr in addresses:
-        try:
-            return await asyncio.open_connection(sockaddr[0], sockaddr[1], family=family)
-        except OSError as exc:
-            failure = exc
-    assert failure is not None  # resolve() returns one address at least
-    raise failure
 
 
 class TcpListener(StreamListenerBase):

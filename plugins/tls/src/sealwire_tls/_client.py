@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,7 +45,7 @@ from OpenSSL import SSL
 from sealwire.binding import BindingContext, Negotiation, PeerIdentity, Property
 from sealwire.errors import AuthenticationError, DecodeError, RemoteProtocolError, TrustError
 from sealwire.identity import PublicIdentity, VerifiedCard
-from sealwire.transport import TransportError
+from sealwire.transport import TransportError, connect_first, resolve
 from sealwire.transport.http import HttpChannel
 from sealwire_tls._certs import (
     certificate_key,
@@ -131,11 +132,17 @@ def _probe_context(ca: x509.Certificate | None) -> ssl.SSLContext:
 
 async def probe(host: str, port: int, ca: x509.Certificate | None, timeout: float) -> bytes:
     """The server's certificate (DER) from one TLS 1.3 handshake; TransportError if unreachable."""
-    try:
-        _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=_probe_context(ca), server_hostname=host),
-            timeout,
+    context = _probe_context(ca)
+
+    async def dial(address: str, port: int, family: socket.AddressFamily) -> asyncio.StreamWriter:
+        _reader, writer = await asyncio.open_connection(
+            address, port, family=family, ssl=context, server_hostname=host
         )
+        return writer
+
+    try:
+        async with asyncio.timeout(timeout):
+            writer = await connect_first(await resolve(host, port, timeout=timeout), dial)
     except ssl.SSLError as exc:
         raise TrustError(f"TLS handshake with {host}:{port} failed: {exc.reason}") from None
     except (OSError, TimeoutError) as exc:

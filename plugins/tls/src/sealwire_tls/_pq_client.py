@@ -24,7 +24,7 @@ import httpcore
 import httpx
 from OpenSSL import SSL
 
-from sealwire.transport import TransportError
+from sealwire.transport import TransportError, connect_first, resolve
 from sealwire_tls._pq_session import TlsSessionInfo
 from sealwire_tls._pq_stream import TlsStream
 
@@ -74,8 +74,12 @@ async def connect_tls(
     connection.set_connect_state()
     try:
         async with asyncio.timeout(timeout):
-            _transport, stream = await loop.create_connection(
-                lambda: TlsStream(connection), host, port
+            addresses = await resolve(host, port, timeout=timeout)
+            _transport, stream = await connect_first(
+                addresses,
+                lambda a, p, f: loop.create_connection(
+                    lambda: TlsStream(connection), a, p, family=f
+                ),
             )
     except TimeoutError:
         raise TransportError(f"cannot reach {host}:{port}: timeout") from None
