@@ -323,6 +323,28 @@ def test_malformed_sealwire_interface_is_decode_error() -> None:
     assert info.value.field == "supportedInterfaces[0].protocolBinding"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "tcp://[::1:7000",  # urlsplit: Invalid IPv6 URL
+        "tcp://alice:99999",  # port out of range
+        "tcp://\x00alice:7000",  # reaches the resolver as it is
+        "tcp://ali ce:7000",
+        "https://alice/a2a\n",
+        "alice:7000",  # no host
+        "/a2a",
+    ],
+)
+def test_a_sealwire_offer_at_a_malformed_url_is_decode_error(url: str) -> None:
+    """The URL a peer's card offers is what this agent dials: a hostile card must not
+    bring a ValueError (or a control character) into the dial."""
+    card = make_card()
+    card["supportedInterfaces"][0]["url"] = url
+    with pytest.raises(DecodeError) as info:
+        verify_card(sign_card(card, ALICE))
+    assert info.value.field == "supportedInterfaces[0].url"
+
+
 def test_too_many_signatures() -> None:
     entry = SIGNED["signatures"][0]
     card = {**SIGNED, "signatures": [entry] * (MAX_CARD_SIGNATURES + 1)}

@@ -35,6 +35,9 @@ async def echo(conn: FrameStream | DatagramEndpoint) -> None:
         "tcp://127.0.0.1",
         "tcp://h:99999",
         "not a url",
+        "tcp://[::1:1",
+        "tcp://\x00bad:1",
+        "ws://\x00bad:1/",
     ],
 )
 async def test_stream_urls_are_checked(url: str) -> None:

@@ -28,6 +28,7 @@ import re
 import types
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from attrs import field, frozen
 
@@ -318,6 +319,7 @@ def _offers(card: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[Offered
         url = interface.get("url")
         if not isinstance(url, str) or not url:
             raise DecodeError("missing", field=f"{path}.url")
+        _check_offer_url(url, f"{path}.url")
         binding_params = bindings.get(uri, {})
         if not isinstance(binding_params, Mapping):
             raise DecodeError("expected an object", field=f"{_PARAMS_PATH}.bindings.{uri}")
@@ -331,6 +333,25 @@ def _offers(card: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[Offered
             )
         )
     return tuple(offers)
+
+
+# What a URL may not hold anywhere (RFC 3986 §2: whitespace and controls are never
+# URL characters); a host with one would reach the resolver as it is.
+_NOT_IN_URLS = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _check_offer_url(url: str, path: str) -> None:
+    """A binding offer's URL (what this agent will dial): absolute, with a host and a port
+    in range, and no whitespace or control character; DecodeError otherwise."""
+    if _NOT_IN_URLS.search(url):
+        raise DecodeError("a URL holds no whitespace or control character", field=path)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing it checks its range
+    except ValueError:
+        raise DecodeError("malformed URL", field=path) from None
+    if not parts.scheme or not parts.hostname:
+        raise DecodeError("not an absolute URL with a host", field=path)
 
 
 def _preferred_url(card: Mapping[str, Any]) -> str | None:

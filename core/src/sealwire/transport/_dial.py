@@ -43,6 +43,8 @@ def _host_port(url: str, schemes: tuple[str, ...], *, server: bool) -> tuple[str
     host = parts.hostname
     if not host:
         raise ConfigurationError(f"transport URL {url!r} has no host")
+    if any(c <= " " or c == "\x7f" for c in host):  # would reach the resolver as it is
+        raise ConfigurationError(f"malformed transport URL {url!r}: a space or control character")
     if port is None:
         if parts.scheme == "ws" and not server:
             port = 80
