@@ -68,10 +68,20 @@ class SecretManagerFixture:
         class Handler(http.server.BaseHTTPRequestHandler):
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                raw = self.rfile.read(length) if length else b""
+                if len(raw) < length:
+                    # The client went away before its body came (a writer killed between
+                    # the request's head and its body): the service applies nothing. Read
+                    # as an empty body, a PATCH of ``annotations`` used to wipe them.
+                    self.close_connection = True
+                    return
                 url = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(url.query).items()}
                 try:
+                    try:
+                        body = json.loads(raw) if raw else {}
+                    except ValueError:
+                        raise _Error(400, "INVALID_ARGUMENT", "malformed JSON body") from None
                     with fixture._lock:
                         fixture.requests += 1
                         status, answer = 200, fixture.route(self.command, url.path, query, body)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,34 @@ def test_refused_credentials_get_one_fresh_client_then_a_typed_error(
         with pytest.raises(StoreCredentialsError):
             store.put("ns", "k", b"w")
         assert fault_proxy.requests - before == 2
+
+
+def test_the_stand_in_applies_nothing_of_a_request_whose_body_never_came(
+    gcp_url: str, prefix: str
+) -> None:
+    """A writer killed between a PATCH's head and its body (the kill -9 test does that
+    at random): Secret Manager applies nothing. The stand-in read the missing body as
+    ``{}`` and wiped the head's annotations, so the store found no current head."""
+    client = make_client(endpoint=gcp_url, anonymous=True)
+    head = f"projects/test/secrets/{prefix}-head"
+    try:
+        client.create_secret(
+            parent="projects/test",
+            secret_id=f"{prefix}-head",
+            secret={"replication": {"automatic": {}}, "annotations": {CURRENT_ANNOTATION: "1"}},
+        )
+        host, port = gcp_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as cut:
+            cut.sendall(
+                f"PATCH /v1/{head}?updateMask=annotations HTTP/1.1\r\nHost: {host}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 120\r\n\r\n".encode()
+            )
+        with socket.create_connection((host, int(port))) as garbled:  # a body, not JSON
+            garbled.sendall(
+                f"PATCH /v1/{head}?updateMask=annotations HTTP/1.1\r\nHost: {host}\r\n"
+                "Content-Length: 3\r\nConnection: close\r\n\r\n{x!".encode()
+            )
+            assert garbled.recv(1024).split(b"\r\n", 1)[0].split()[1] == b"400"
+        assert dict(client.get_secret(name=head).annotations) == {CURRENT_ANNOTATION: "1"}
+    finally:
+        client.transport.close()
