@@ -36,6 +36,9 @@ class FaultProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length) if length else None
+                if body is not None and len(body) < length:
+                    self.close_connection = True  # the client left mid-body: forward nothing
+                    return
                 with proxy._lock:
                     proxy.requests += 1
                     fault = proxy._forever or (proxy._faults.pop(0) if proxy._faults else None)
