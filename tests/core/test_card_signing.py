@@ -331,8 +331,8 @@ def test_malformed_sealwire_interface_is_decode_error() -> None:
         "tcp://\x00alice:7000",  # reaches the resolver as it is
         "tcp://ali ce:7000",
         "https://alice/a2a\n",
-        "alice:7000",  # no host
-        "/a2a",
+        "tcp://:7000",  # no host
+        "//[::1",
     ],
 )
 def test_a_sealwire_offer_at_a_malformed_url_is_decode_error(url: str) -> None:

@@ -341,17 +341,21 @@ _NOT_IN_URLS = re.compile(r"[\x00-\x20\x7f]")
 
 
 def _check_offer_url(url: str, path: str) -> None:
-    """A binding offer's URL (what this agent will dial): absolute, with a host and a port
-    in range, and no whitespace or control character; DecodeError otherwise."""
+    """A binding offer's URL (what this agent may dial): no whitespace or control
+    character; one with an authority (``//``) parses, names a host and a port in range.
+    An address without one is kept (a mailbox offer may name a bare agent id).
+    DecodeError otherwise."""
     if _NOT_IN_URLS.search(url):
         raise DecodeError("a URL holds no whitespace or control character", field=path)
+    if "//" not in url:
+        return
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing it checks its range
     except ValueError:
         raise DecodeError("malformed URL", field=path) from None
-    if not parts.scheme or not parts.hostname:
-        raise DecodeError("not an absolute URL with a host", field=path)
+    if not parts.hostname:
+        raise DecodeError("a URL with no host", field=path)
 
 
 def _preferred_url(card: Mapping[str, Any]) -> str | None:
