@@ -176,3 +176,31 @@ async def test_stale_card_is_refused_as_downgrade() -> None:
         with pytest.raises(PolicyError, match="refused"):
             await send_hello(stream, tampered)
         await stream.close()
+
+
+async def test_a_card_naming_a_new_address_gets_a_connection_there() -> None:
+    """Connections are kept per peer, binding and URL: a peer's new card (it moved to
+    another listener, or another home relay) is dialled at its new address, not
+    answered over the connection to the old one; the old one is still reused for the
+    card that names it."""
+    identity = Identity.generate()
+    before, after = (
+        Agent(
+            identity, MemoryStore(), name="server", listen=["tcp://127.0.0.1:0"], registry=REGISTRY
+        )
+        for _ in range(2)
+    )
+    after.on_message(handler)
+    client = make_agent("client", [])
+    async with before, after, client:
+        old, new = client.peer(before.card.card), client.peer(after.card.card)
+        assert old.agent_id == new.agent_id and old.offers[0].url != new.offers[0].url
+        first = await client.connect(old)
+        moved = await client.connect(new)
+        assert moved is not first
+        assert await client.connect(old) is first and await client.connect(new) is moved
+        task = await client.send_message(new, "hello world")
+        assert task.status.state is TaskState.COMPLETED
+        assert (await client.get_task(new, task.id)).id == task.id
+        with pytest.raises(TaskNotFoundError):  # the old address is another process
+            await client.get_task(old, task.id)

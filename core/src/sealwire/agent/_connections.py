@@ -40,6 +40,9 @@ __all__ = ["PeerConnections", "Route"]
 
 log = logging.getLogger(__name__)
 
+# A connection's key: the peer's agent id, the binding, the URL it was dialled at.
+_Key = tuple[str, str, str | None]
+
 
 @attrs.frozen(eq=False)
 class Route:
@@ -79,8 +82,10 @@ class PeerConnections:
         self._card = card
         self._check_peer = check_peer
         self._dispatch = dispatch
-        self._connections: dict[tuple[str, str], RpcConnection] = {}
-        self._connecting: dict[tuple[str, str], asyncio.Lock] = {}
+        # By (peer, binding, URL dialled); None: a channel the peer opened (adopted),
+        # good for calls to any of its addresses.
+        self._connections: dict[_Key, RpcConnection] = {}
+        self._connecting: dict[_Key, asyncio.Lock] = {}
         self._served: set[RpcConnection] = set()
         self._cookies = HelloCookies()
 
@@ -158,7 +163,7 @@ class PeerConnections:
 
     def adopt(self, channel: SecureChannel, binding: str) -> None:
         """Serve a channel the (checked) peer opened; calls to it over ``binding`` reuse it."""
-        key = (channel.peer.agent_id, binding)
+        key = (channel.peer.agent_id, binding, None)
         conn = RpcConnection(channel, self._dispatch, on_close=functools.partial(self._forget, key))
         self._connections[key] = conn
         conn.start()
@@ -173,13 +178,16 @@ class PeerConnections:
     # -- calling peers -----------------------------------------------------------------------
 
     async def connect(self, peer: VerifiedCard, decision: Decision) -> RpcConnection:
-        """The connection to ``peer`` over the decision's binding: the open one, or new."""
-        key = (peer.identity.agent_id, decision.binding)
+        """The connection to ``peer`` over the decision's binding at the decision's URL: the
+        open one (or one the peer opened), or new. A card that names a new address
+        (another home relay, another listener) gets a connection there."""
+        key = (peer.identity.agent_id, decision.binding, decision.url)
         lock = self._connecting.setdefault(key, asyncio.Lock())
         async with lock:
-            conn = self._connections.get(key)
-            if conn is not None and not conn.closed.is_set():
-                return conn
+            for found in (key, (*key[:2], None)):
+                conn = self._connections.get(found)
+                if conn is not None and not conn.closed.is_set():
+                    return conn
             channel = await self.open_channel(peer, decision)
             if channel.peer.agent_id != peer.identity.agent_id:
                 await channel.close()
@@ -191,7 +199,7 @@ class PeerConnections:
             conn.start()
             return conn
 
-    def _forget(self, key: tuple[str, str], conn: RpcConnection) -> None:
+    def _forget(self, key: _Key, conn: RpcConnection) -> None:
         if self._connections.get(key) is conn:
             del self._connections[key]
 
