@@ -276,9 +276,14 @@ class NatsMailboxes:
                     received_at=float(msg.headers.get("Sw-At", 0.0)),
                 )
             )
-        if msgs and (mailbox in self._positions or len(self._positions) < MAX_DEPTH_CACHE):
-            self._positions[mailbox] = ((out[-1].sender, out[-1].message_id), msgs[-1].seq)
+        if msgs:
+            self._read_up_to(mailbox, (out[-1].sender, out[-1].message_id), msgs[-1].seq)
         return out
+
+    def _read_up_to(self, mailbox: str, last: tuple[str, str], seq: int) -> None:
+        """Where the next push of ``mailbox`` reads on from: after ``last``, at ``seq``."""
+        if mailbox in self._positions or len(self._positions) < MAX_DEPTH_CACHE:
+            self._positions[mailbox] = (last, seq)
 
     async def ack(self, mailbox: str, keys: Sequence[tuple[str, str]]) -> int:
         removed = 0
@@ -350,7 +355,7 @@ class NatsMailboxes:
             key = (found[-1].sender, found[-1].message_id)
             handed = self._seqs.get((mailbox, *key))
             if handed is not None:
-                self._positions[mailbox] = (key, handed)
+                self._read_up_to(mailbox, key, handed)
         return found
 
     async def commit_mailbox_batch(
