@@ -8,6 +8,7 @@ import json
 
 import attrs
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from signal_binding_world import (
     OTHER_RELAY,
     RELAY,
@@ -335,3 +336,50 @@ async def test_a_commit_deletes_no_archived_record_the_store_is_known_not_to_hol
     # and an archived session, once there, is written and read as before
     bob = bob.restart()
     assert (await bob.binding.open(await seal(alice, bob, b"still"))).frame == b"still"
+
+
+async def test_a_newer_card_of_the_peer_is_kept_with_its_session(world):
+    """Bob moves his mailbox to another relay (same keys, a new card): the card Alice
+    seals to from then on is kept with the session, so Bob's answers name it too (the
+    agent answers at the address the sender's card names), also after a restart."""
+    directory, clock = world
+    alice, bob = await pair(world)
+    await bob.binding.open(await seal(alice, bob, b"at the first relay"))
+    await alice.binding.open(await seal(bob, alice, b"answered there"))
+    moved = make_agent(directory, clock, identity=bob.identity, store=bob.store, home=OTHER_RELAY)
+    assert moved.card.card != bob.card.card
+    raw = await seal(alice, moved, b"at the new relay")
+    assert Envelope.from_bytes(raw).prekey is None  # the same session, no new agreement
+    assert (await moved.binding.open(raw)).frame == b"at the new relay"
+    for receiver in (alice, alice.restart()):
+        opened = await receiver.binding.open(await seal(moved, alice, b"answer"))
+        assert opened.sender.card.card == moved.card.card
+
+
+async def test_a_card_with_another_agreement_key_starts_a_new_session(world):
+    """Bob's new card names a new X25519 key (same signing key, same agent id). Trust
+    refuses it while his old keys are pinned, and nothing changes; once the pin is
+    forgotten, Alice starts a new session on the prekeys he published with the new key."""
+    directory, clock = world
+    alice, bob = await pair(world)
+    await bob.binding.open(await seal(alice, bob, b"old key"))
+    await alice.binding.open(await seal(bob, alice, b"answer"))
+    rotated = Identity(
+        signing_key=bob.identity.signing_key, agreement_key=X25519PrivateKey.generate()
+    )
+    renewed = make_agent(directory, clock, identity=rotated, store=bob.store)
+    await renewed.binding.publish_prekeys()
+    before = _records(alice.store)
+    with pytest.raises(TrustError, match="pinned"):
+        await seal(alice, renewed, b"new key")
+    assert _records(alice.store) == before
+    alice.context.trust.forget(bob.identity.agent_id)
+    raw = await seal(alice, renewed, b"new key")
+    assert Envelope.from_bytes(raw).prekey is not None  # a new X3DH on the new key
+    assert (await renewed.binding.open(raw)).frame == b"new key"
+    opened = await alice.binding.open(await seal(renewed, alice, b"answer"))
+    assert opened.sender.card.card == renewed.card.card
+
+
+def _records(store) -> dict[str, bytes | None]:
+    return {key: store.get(SESSION_NAMESPACE, key) for key in store.keys(SESSION_NAMESPACE)}

@@ -2,8 +2,9 @@
 
 Its listeners (core transports, and bindings that serve a carrier of their own) and
 the sessions peers open on them, each served until it closes; the connections the
-agent opens to call peers, one per peer and binding, reused while open; and the
-channels peers open through the mailbox, which calls to them reuse.
+agent opens to call peers, one per peer, binding and address dialled, reused while
+open (over a mailbox, one per peer and binding, sending where the peer's newest card
+says); and the channels peers open through the mailbox, which calls to them reuse.
 """
 
 from __future__ import annotations
@@ -180,7 +181,10 @@ class PeerConnections:
     async def connect(self, peer: VerifiedCard, decision: Decision) -> RpcConnection:
         """The connection to ``peer`` over the decision's binding at the decision's URL: the
         open one (or one the peer opened), or new. A card that names a new address
-        (another home relay, another listener) gets a connection there."""
+        (another listener) gets a connection there; over a mailbox binding the one
+        connection per peer follows the peer's newest card (another home relay)."""
+        if isinstance(self.bindings[decision.binding], MailboxBinding):
+            return self._mailbox_connection(peer, decision)
         key = (peer.identity.agent_id, decision.binding, decision.url)
         lock = self._connecting.setdefault(key, asyncio.Lock())
         async with lock:
@@ -198,6 +202,23 @@ class PeerConnections:
             self._connections[key] = conn
             conn.start()
             return conn
+
+    def _mailbox_connection(self, peer: VerifiedCard, decision: Decision) -> RpcConnection:
+        """The connection over the mailbox router's one channel to ``peer`` and the
+        binding (the router routes every answer from the peer to that channel): made
+        to send to the decision's address, whichever card it was opened with."""
+        if self.mailbox is None:
+            raise StateError("a mailbox binding needs a relay: configure one")
+        channel = self.mailbox.channel(peer, decision)
+        key = (peer.identity.agent_id, decision.binding, None)
+        conn = self._connections.get(key)
+        if conn is None or conn.closed.is_set() or conn.channel is not channel:
+            conn = RpcConnection(
+                channel, self._dispatch, on_close=functools.partial(self._forget, key)
+            )
+            self._connections[key] = conn
+            conn.start()
+        return conn
 
     def _forget(self, key: _Key, conn: RpcConnection) -> None:
         if self._connections.get(key) is conn:

@@ -212,7 +212,8 @@ class MailboxRouter:
                 del self.channels[key]
 
     def channel(self, peer: VerifiedCard, decision: Decision) -> MailboxChannel:
-        """The channel to ``peer`` over the binding ``decision`` names."""
+        """The channel to ``peer`` over the binding ``decision`` names, sending to the
+        decision's address (it follows the card given last)."""
         key = (peer.identity.agent_id, decision.binding)
         channel = self.channels.get(key)
         if channel is None:
@@ -225,12 +226,17 @@ class MailboxRouter:
                 on_close=self.forget,
             )
             self.channels[key] = channel
+        else:
+            channel.follow(peer, decision.negotiation, decision.url)
         return channel
 
     def _incoming_channel(self, binding: MailboxBinding, peer: VerifiedCard) -> MailboxChannel:
+        """The channel to answer ``peer`` on: at the address of the card its message
+        came with (a peer's messages reach us in the order it sent them, so the last
+        card seen is its current one)."""
         key = (peer.identity.agent_id, binding.info.name)
         channel = self.channels.get(key)
-        if channel is not None:
+        if channel is not None and (channel.card is peer or channel.card.card == peer.card):
             return channel
         offer = peer.offer(binding.info.name)
         if offer is None:
@@ -242,6 +248,9 @@ class MailboxRouter:
             initiator_offers=tuple(o.uri for o in self.host.card.offers),
             responder_offers=tuple(o.uri for o in peer.offers),
         )
+        if channel is not None:
+            channel.follow(peer, negotiation, offer.url)
+            return channel
         channel = MailboxChannel(
             self.relay, binding, peer, negotiation, offer.url, on_close=self.forget
         )

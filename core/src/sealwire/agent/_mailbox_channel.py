@@ -68,17 +68,26 @@ class MailboxChannel:
 
     @property
     def card(self) -> VerifiedCard:
-        """The peer's verified card."""
+        """The peer's verified card (the one given last)."""
         return self._card
+
+    def follow(self, peer: VerifiedCard, negotiation: Negotiation, address: str) -> None:
+        """Send to ``address`` from now on, under ``peer``'s card and ``negotiation``: the
+        peer's newer card (it moved its mailbox to another home relay). Frames already
+        sent stay where they went; answers come back to this channel wherever sent."""
+        if peer.identity.agent_id != self._card.identity.agent_id:
+            raise ValueError("a mailbox channel follows its own peer's cards only")
+        self._card, self._negotiation, self._address = peer, negotiation, address
 
     async def send(self, frame: bytes, *, message_id: str | None = None) -> None:
         """Seal ``frame`` and hand it to the relay (under ``message_id``, a fresh one if
         not given: a retry with the same id is stored once)."""
         if self._closed:
             raise ChannelClosed("mailbox channel closed")
+        address = self._address  # the card and address of one moment, if it follows meanwhile
         envelope = await self._binding.seal(self._card, frame, self._negotiation)
         await self._relay.send(
-            self._address, message_id or str(uuid.uuid4()), wrap(self._binding.info.name, envelope)
+            address, message_id or str(uuid.uuid4()), wrap(self._binding.info.name, envelope)
         )
 
     async def receive(self) -> bytes:

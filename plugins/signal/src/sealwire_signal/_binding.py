@@ -10,7 +10,10 @@ and relay client. Rules of this file:
   card.
 * A peer's identity comes from its signed agent card: the card passed to
   ``seal``, or the card carried in an initial message, whose X25519 key must
-  be the IK the message uses and whose agent must pass the trust store.
+  be the IK the message uses and whose agent must pass the trust store. A newer
+  card given to ``seal`` (the peer moved its mailbox) becomes its session's card,
+  so opened messages name it; one naming another agreement key starts a new
+  session (once trust, which pins keys, lets it pass).
 * The negotiation transcript is in every envelope's authenticated prefix;
   ``open`` rebuilds it from both cards and refuses any other (downgrade).
 * Both cards offer PQXDH (``keyAgreement``): the session must be PQXDH, a
@@ -267,24 +270,55 @@ class SignalBinding(MailboxBinding):
             log.warning("signal: publishing prekeys failed: %s", type(exc).__name__)
 
     async def seal(self, peer: VerifiedCard, frame: bytes, negotiation: Negotiation) -> bytes:
-        """Seal ``frame`` for ``peer``; a first message runs X3DH/PQXDH on fetched prekeys."""
+        """Seal ``frame`` for ``peer``; a first message runs X3DH/PQXDH on fetched prekeys.
+        A newer card of the peer (another home relay) is kept with its session from now
+        on; one that names another agreement key starts a new session."""
         entry = self._load(peer.agent_id)
+        if entry is not None and entry.card is not peer and entry.card.card != peer.card:
+            entry = self._under_card(entry, peer)
         if entry is None:
-            self.context.trust.check(peer)
-            verified = await self._fetch_bundle(peer)
-            entry = self._load(peer.agent_id)  # another task may have started one meanwhile
-            if entry is None:
-                session = start_session(
-                    local_id=self._agent_id, peer_id=peer.agent_id, identity=self._identity,
-                    peer=verified, rng=self._rng, header_encryption=self._header_encryption,
-                    local_card=self._local_card, peer_card=peer.json_bytes,
-                    mldsa_key=self.context.identity.mldsa_key,
-                )  # fmt: skip
-                entry = _Peer(current=session, archived=None, card=peer)
+            entry = await self._start(peer)
         transcript = _transcript(negotiation)
         session, envelope = seal_frame(entry.current, frame, negotiation=transcript, rng=self._rng)
         self._commit(_replaced(entry, session, entry.archived))
         return envelope.to_bytes()
+
+    def _under_card(self, entry: _Peer, peer: VerifiedCard) -> _Peer | None:
+        """``entry`` with ``peer`` as the card of its current session, so what the peer
+        sends back names it too; None if the card names another agreement key than the
+        session's (trust must pass it first)."""
+        self.context.trust.check(peer)
+        key = peer.identity.agreement_key.public_bytes_raw()
+        if not hmac.compare_digest(key, entry.current.peer_identity_key):
+            return None
+        current = attrs.evolve(entry.current, peer_card=peer.json_bytes)
+        return _Peer(
+            current=current, archived=entry.archived, card=peer, stored_cards=entry.stored_cards,
+            stored_archived=entry.stored_archived, archived_absent=entry.archived_absent,
+        )  # fmt: skip
+
+    async def _start(self, peer: VerifiedCard) -> _Peer:
+        """A new session on prekeys fetched at the peer's home relay; a session with an
+        older agreement key of the peer becomes the archived one."""
+        self.context.trust.check(peer)
+        verified = await self._fetch_bundle(peer)
+        entry = self._load(peer.agent_id)  # another task may have started one meanwhile
+        if entry is not None:
+            started = entry if entry.card is peer else self._under_card(entry, peer)
+            if started is not None:
+                return started
+        session = start_session(
+            local_id=self._agent_id, peer_id=peer.agent_id, identity=self._identity,
+            peer=verified, rng=self._rng, header_encryption=self._header_encryption,
+            local_card=self._local_card, peer_card=peer.json_bytes,
+            mldsa_key=self.context.identity.mldsa_key,
+        )  # fmt: skip
+        if entry is None:
+            return _Peer(current=session, archived=None, card=peer)
+        return _Peer(
+            current=session, archived=entry.current, card=peer, stored_cards=entry.stored_cards,
+            archived_absent=entry.archived_absent,
+        )  # fmt: skip
 
     async def open(
         self,
