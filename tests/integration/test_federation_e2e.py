@@ -289,10 +289,14 @@ async def test_a_peer_that_moves_its_mailbox_is_reached_at_its_new_home(
     relays: dict[str, RelayProcess],
 ) -> None:
     """Bob moves his mailbox from relay B to relay C (same identity and store, a new card).
-    Alice, who called him at B and answered him there, is given his new card: her calls
-    go to C, and so do her answers to his requests (they were sent to B, where nobody
-    reads his mailbox any more, until she restarted)."""
-    alice_home, bob_home = homes = _homes(relays, ("alice", "a"), ("bob", "b"))
+    Alice, who called him at B, is given his new card: her calls go to C. Carol, who
+    called him at B and is never given it, learns it from his next message (its
+    envelope carries it): her answer goes to C, and so does her next call, made with
+    her stale copy of his old card. Until then both sent to B, where nobody reads his
+    mailbox any more."""
+    alice_home, bob_home, carol_home = homes = _homes(
+        relays, ("alice", "a"), ("bob", "b"), ("carol", "c")
+    )
     identity = bob_home.identity
     moved = Home("bob", identity, bob_home.store, RelayClient(relays["c"].url, identity))
 
@@ -301,16 +305,19 @@ async def test_a_peer_that_moves_its_mailbox_is_reached_at_its_new_home(
         return str(task.status.message.parts[0].text)
 
     try:
-        async with alice_home.agent() as alice:
+        async with alice_home.agent() as alice, carol_home.agent() as carol:
             async with bob_home.agent() as bob:
                 old_card = bob.card
-                assert await call(alice, old_card, "at b") == "bob did at b"
+                for sender in (alice, carol):
+                    assert await call(sender, old_card, "at b") == "bob did at b"
                 assert await call(bob, alice.card, "from b") == "alice did from b"
             async with moved.agent() as bob:
                 assert bob.card.card != old_card.card
                 for text in ("at c", "at c again"):  # his answer names the new card too
                     assert await call(alice, bob.card, text) == f"bob did {text}"
                 assert await call(bob, alice.card, "from c") == "alice did from c"
+                assert await call(bob, carol.card, "from c") == "carol did from c"
+                assert await call(carol, old_card, "stale") == "bob did stale"
     finally:
         await moved.relay.close()
         await _close(homes)

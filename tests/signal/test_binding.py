@@ -5,6 +5,7 @@ test_binding_pq.py, stored session records in test_binding_records.py."""
 from __future__ import annotations
 
 import json
+import os
 
 import attrs
 import pytest
@@ -26,7 +27,7 @@ from sealwire.binding import Negotiation
 from sealwire.errors import RemoteProtocolError, SealwireError, TrustError
 from sealwire.identity import Identity, TrustMode, TrustStore
 from sealwire.store import SqliteStore, StoreKey
-from sealwire_signal import DuplicateMessageError, Envelope, UnknownPrekeyError
+from sealwire_signal import DuplicateMessageError, Envelope, UnknownPrekeyError, card_digest
 from sealwire_signal._binding import SESSION_NAMESPACE, SignalBinding
 from sealwire_signal._prekeys import (
     KEM_ONE_TIME_BATCH,
@@ -35,6 +36,7 @@ from sealwire_signal._prekeys import (
     SIGNED_PREKEY_GRACE,
     SIGNED_PREKEY_ROTATION,
 )
+from sealwire_signal._session import seal_frame
 
 
 async def test_prekeys_of_a_peer_homed_on_another_relay_are_fetched_there():
@@ -383,3 +385,59 @@ async def test_a_card_with_another_agreement_key_starts_a_new_session(world):
 
 def _records(store) -> dict[str, bytes | None]:
     return {key: store.get(SESSION_NAMESPACE, key) for key in store.keys(SESSION_NAMESPACE)}
+
+
+async def test_a_peer_that_moved_tells_the_peers_it_holds_sessions_with(world):
+    """Bob moves his mailbox (a new card, same keys and store) and writes to Alice, who
+    was never given his new card: his messages carry it until one of hers says she
+    holds it, and the messages she opens name it from the first (the agent answers
+    where the card says); she keeps it across a restart."""
+    directory, clock = world
+    alice, bob = await pair(world)
+    await bob.binding.open(await seal(alice, bob, b"hello"))
+    raw = await seal(bob, alice, b"answer")
+    assert not Envelope.from_bytes(raw).card  # she holds his card: none sent
+    await alice.binding.open(raw)
+    moved = make_agent(directory, clock, identity=bob.identity, store=bob.store, home=OTHER_RELAY)
+    for text in (b"moved", b"again"):
+        raw = await seal(moved, alice, text)
+        assert Envelope.from_bytes(raw).card == moved.card.json_bytes
+        assert (await alice.binding.open(raw)).sender.card.card == moved.card.card
+    alice = alice.restart()
+    assert alice.binding._load(bob.identity.agent_id).card.card == moved.card.card
+    raw = await seal(alice, moved, b"held")
+    assert Envelope.from_bytes(raw).known_card == card_digest(moved.card.json_bytes)
+    await moved.binding.open(raw)
+    for sender in (moved, moved.restart()):
+        raw = await seal(sender, alice, b"told")
+        assert not Envelope.from_bytes(raw).card
+        assert (await alice.binding.open(raw)).sender.card.card == moved.card.card
+
+
+async def test_a_carried_card_must_be_the_senders_own_with_the_sessions_key(world):
+    """A message carrying another agent's card, or a card of the sender naming another
+    X25519 key than the session's, is refused and changes nothing."""
+    directory, clock = world
+    alice, bob = await pair(world)
+    await bob.binding.open(await seal(alice, bob, b"hello"))
+    await alice.binding.open(await seal(bob, alice, b"answer"))
+    mallory = make_agent(directory, clock)
+    rotated = Identity(
+        signing_key=bob.identity.signing_key, agreement_key=X25519PrivateKey.generate()
+    )
+    renewed = make_agent(directory, clock, identity=rotated)
+    session = bob.binding._load(alice.identity.agent_id).current
+    transcript = negotiation(bob, alice).transcript()
+    before = _records(alice.store)
+    for card, refusal in (
+        (mallory.card, "not the sender's"),
+        (renewed.card, "another identity key"),
+    ):
+        if card is renewed.card:
+            alice.context.trust.forget(bob.identity.agent_id)  # trust lets the new key pass
+        _, env = seal_frame(
+            session, b"x", negotiation=transcript, rng=os.urandom, card=card.json_bytes
+        )
+        with pytest.raises(TrustError, match=refusal):
+            await alice.binding.open(env.to_bytes())
+        assert _records(alice.store) == before

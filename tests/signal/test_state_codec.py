@@ -145,7 +145,7 @@ def test_v2_header_checks_name_the_field(kit):
     cases = {
         b"SWSX" + record[4:]: "session.magic",
         record[:4] + b"\x01" + record[5:]: "session.version",
-        record[:5] + b"\x02" + record[6:]: "session.flags",
+        record[:5] + b"\x04" + record[6:]: "session.flags",
         record + b"\x00": "session",
         record[:-1]: "session.ratchet",
         record[:at] + b"\xff\xff\xff\xff" + record[at + 4 :]: "session.ratchet",

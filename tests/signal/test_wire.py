@@ -41,13 +41,16 @@ prekey_parts = st.builds(
 @st.composite
 def envelopes(draw):
     he = draw(st.booleans())
+    prekey = draw(st.none() | prekey_parts)
+    card = b"" if prekey is not None else draw(st.just(b"") | st.binary(min_size=1, max_size=200))
     return Envelope(
         sender_id=draw(ids), recipient_id=draw(ids),
         message_id=draw(st.binary(min_size=16, max_size=16)),
-        negotiation=draw(st.binary(max_size=300)), prekey=draw(st.none() | prekey_parts),
+        negotiation=draw(st.binary(max_size=300)), prekey=prekey,
         header_encryption=he,
         header=draw(st.binary(min_size=68 if he else 40, max_size=68 if he else 40)),
         ciphertext=draw(st.binary(max_size=300)),
+        known_card=draw(st.none() | st.binary(min_size=32, max_size=32)), card=card,
     )  # fmt: skip
 
 
@@ -102,6 +105,29 @@ def test_header_fields_are_checked(offset, value, error):
     raw[offset] = value
     with pytest.raises(error):
         Envelope.from_bytes(bytes(raw))
+
+
+def test_the_card_fields_are_checked():
+    """A card only beside a message of an established session (an initial message's
+    part carries one) and never empty; a known card is 32 bytes, then the card."""
+    with_card = attrs.evolve(_sample(), known_card=bytes(range(32)), card=b'{"card": 1}')
+    raw = with_card.to_bytes()
+    assert raw[6] == 0x06 and Envelope.from_bytes(raw) == with_card
+    part = PrekeyPart(identity_key=bytes(32), ephemeral_key=bytes(32), signed_prekey_id=1)
+    initial = bytearray(attrs.evolve(_sample(), prekey=part).to_bytes())
+    initial[6] |= 0x02
+    with pytest.raises(EnvelopeDecodeError, match="initial message"):
+        Envelope.from_bytes(bytes(initial))
+    plain = _sample().to_bytes()
+    at = plain.index(b"\x00\x01n") + 3  # after the negotiation
+    empty = bytearray(plain[:at] + bytes(4) + plain[at:])
+    empty[6] |= 0x02
+    with pytest.raises(EnvelopeDecodeError, match="empty card"):
+        Envelope.from_bytes(bytes(empty))
+    short = bytearray(plain[:at] + bytes(31))
+    short[6] |= 0x04
+    with pytest.raises(EnvelopeDecodeError, match="known_card"):
+        Envelope.from_bytes(bytes(short))
 
 
 def test_bounds_and_utf8():

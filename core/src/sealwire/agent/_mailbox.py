@@ -213,7 +213,8 @@ class MailboxRouter:
 
     def channel(self, peer: VerifiedCard, decision: Decision) -> MailboxChannel:
         """The channel to ``peer`` over the binding ``decision`` names, sending to the
-        decision's address (it follows the card given last)."""
+        decision's address unless ``peer`` is a card of the peer the channel replaced
+        (see :meth:`MailboxChannel.follow`)."""
         key = (peer.identity.agent_id, decision.binding)
         channel = self.channels.get(key)
         if channel is None:
@@ -231,9 +232,9 @@ class MailboxRouter:
         return channel
 
     def _incoming_channel(self, binding: MailboxBinding, peer: VerifiedCard) -> MailboxChannel:
-        """The channel to answer ``peer`` on: at the address of the card its message
-        came with (a peer's messages reach us in the order it sent them, so the last
-        card seen is its current one)."""
+        """The channel to answer ``peer`` on: at the address of the card the binding
+        names for its message (a peer's messages reach us in the order it sent them,
+        so that card is its current one)."""
         key = (peer.identity.agent_id, binding.info.name)
         channel = self.channels.get(key)
         if channel is not None and (channel.card is peer or channel.card.card == peer.card):
@@ -249,7 +250,7 @@ class MailboxRouter:
             responder_offers=tuple(o.uri for o in peer.offers),
         )
         if channel is not None:
-            channel.follow(peer, negotiation, offer.url)
+            channel.follow(peer, negotiation, offer.url, from_peer=True)
             return channel
         channel = MailboxChannel(
             self.relay, binding, peer, negotiation, offer.url, on_close=self.forget

@@ -4,6 +4,7 @@ relay message, each frame received handed in by the mailbox router."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,9 @@ __all__ = ["MAX_CHANNEL_BACKLOG", "MailboxChannel"]
 MAX_CHANNEL_BACKLOG = 1024
 """Response frames waiting for a slow RPC reader; beyond it the frame stays in the
 store's inbox (handed on after a restart)."""
+MAX_REPLACED_CARDS = 8
+"""Cards of the peer a channel remembers it replaced: a caller handing one of them again
+(a stale copy of the card) does not send the channel back to the old address."""
 
 
 class MailboxChannel:
@@ -47,6 +51,7 @@ class MailboxChannel:
         self._address = address
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_CHANNEL_BACKLOG)
         self._closed = False
+        self._replaced: collections.deque[bytes] = collections.deque(maxlen=MAX_REPLACED_CARDS)
 
     @property
     def peer(self) -> PeerIdentity:
@@ -71,12 +76,24 @@ class MailboxChannel:
         """The peer's verified card (the one given last)."""
         return self._card
 
-    def follow(self, peer: VerifiedCard, negotiation: Negotiation, address: str) -> None:
-        """Send to ``address`` from now on, under ``peer``'s card and ``negotiation``: the
-        peer's newer card (it moved its mailbox to another home relay). Frames already
-        sent stay where they went; answers come back to this channel wherever sent."""
+    def follow(
+        self,
+        peer: VerifiedCard,
+        negotiation: Negotiation,
+        address: str,
+        *,
+        from_peer: bool = False,
+    ) -> None:
+        """Send to ``address`` from now on, under ``peer``'s card and ``negotiation``, if
+        it is a newer card of the peer (it moved its mailbox to another home relay): not
+        one this channel replaced, unless it came with the peer's own message
+        (``from_peer``: the peer's word, in the order it wrote). Frames already sent
+        stay where they went; answers come back to this channel wherever sent."""
         if peer.identity.agent_id != self._card.identity.agent_id:
             raise ValueError("a mailbox channel follows its own peer's cards only")
+        if peer.card == self._card.card or (not from_peer and peer.json_bytes in self._replaced):
+            return
+        self._replaced.append(self._card.json_bytes)
         self._card, self._negotiation, self._address = peer, negotiation, address
 
     async def send(self, frame: bytes, *, message_id: str | None = None) -> None:

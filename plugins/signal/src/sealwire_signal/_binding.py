@@ -278,8 +278,12 @@ class SignalBinding(MailboxBinding):
             entry = self._under_card(entry, peer)
         if entry is None:
             entry = await self._start(peer)
-        transcript = _transcript(negotiation)
-        session, envelope = seal_frame(entry.current, frame, negotiation=transcript, rng=self._rng)
+        own, current = self._local_card, entry.current
+        tell = current.pending is None and current.peer_holds != card_digest(own)
+        session, envelope = seal_frame(
+            current, frame, negotiation=_transcript(negotiation), rng=self._rng,
+            known_card=card_digest(current.peer_card), card=own if tell else b"",
+        )  # fmt: skip
         self._commit(_replaced(entry, session, entry.archived))
         return envelope.to_bytes()
 
@@ -292,10 +296,7 @@ class SignalBinding(MailboxBinding):
         if not hmac.compare_digest(key, entry.current.peer_identity_key):
             return None
         current = attrs.evolve(entry.current, peer_card=peer.json_bytes)
-        return _Peer(
-            current=current, archived=entry.archived, card=peer, stored_cards=entry.stored_cards,
-            stored_archived=entry.stored_archived, archived_absent=entry.archived_absent,
-        )  # fmt: skip
+        return _replaced(entry, current, entry.archived, card=peer)
 
     async def _start(self, peer: VerifiedCard) -> _Peer:
         """A new session on prekeys fetched at the peer's home relay; a session with an
@@ -393,7 +394,10 @@ class SignalBinding(MailboxBinding):
     def _open_existing(
         self, entry: _Peer, env: Envelope, now: float, keep: _Keep | None
     ) -> OpenedMessage:
-        self._check_negotiation(env, entry.card)
+        """Open a message of a session we hold. A card it carries (the peer moved its
+        mailbox) becomes the session's card once the message decrypts under it."""
+        card = entry.card if env.card in (b"", entry.card.json_bytes) else self._carried_card(env)
+        self._check_negotiation(env, card)
         first_error: Exception | None = None
         for index, session in enumerate((entry.current, entry.archived)):
             if session is None:
@@ -403,22 +407,29 @@ class SignalBinding(MailboxBinding):
             except (AuthenticationError, RemoteProtocolError, DecodeError) as exc:
                 first_error = first_error or exc
                 continue
-            if index == 0:
-                updated = _replaced(entry, opened, entry.archived)
-            else:  # the archived session decrypted: it becomes current
-                updated = _replaced(entry, opened, entry.current)
+            if card is not entry.card:
+                key = card.identity.agreement_key.public_bytes_raw()
+                if not hmac.compare_digest(key, session.peer_identity_key):
+                    raise TrustError("the card a message carries names another identity key")
+                opened = attrs.evolve(opened, peer_card=card.json_bytes)
+            archived = entry.current if index else entry.archived  # one that decrypts is current
+            updated = _replaced(entry, opened, archived, card=card)
             message = self._opened(env, updated, frame)
             self._commit(updated, keep=keep, opened=message)
             return message
         assert first_error is not None
         raise first_error
 
+    def _carried_card(self, env: Envelope) -> VerifiedCard:
+        """The card a message carries: the sender's, signed, and trusted."""
+        card = _parse_card(env.card)
+        if card.agent_id != env.sender_id:
+            raise TrustError("the card a message carries is not the sender's")
+        self.context.trust.check(card)
+        return card
+
     def _sender_card(self, raw: bytes, sender_id: str, identity_key: bytes) -> VerifiedCard:
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise EnvelopeDecodeError("sender card is not JSON", field="envelope.card") from None
-        card = verify_card(data)
+        card = _parse_card(raw)
         if card.agent_id != sender_id:
             raise TrustError("the initial message's card is not the sender's")
         self.context.trust.check(card)
@@ -562,11 +573,28 @@ def _transcript(negotiation: Negotiation) -> bytes:
     return negotiation.transcript()
 
 
-def _replaced(entry: _Peer, current: Session, archived: Session | None) -> _Peer:
-    """``entry`` with new sessions (one construction, not an evolve per message)."""
+def _parse_card(raw: bytes) -> VerifiedCard:
+    """A card as a message carries it (JSON), its signatures verified."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise EnvelopeDecodeError("sender card is not JSON", field="envelope.card") from None
+    return verify_card(data)
+
+
+def _replaced(
+    entry: _Peer,
+    current: Session,
+    archived: Session | None,
+    *,
+    card: VerifiedCard | None = None,
+) -> _Peer:
+    """``entry`` with new sessions, and a new card if given (one construction, not an
+    evolve per message)."""
     return _Peer(
-        current=current, archived=archived, card=entry.card, stored_cards=entry.stored_cards,
-        stored_archived=entry.stored_archived, archived_absent=entry.archived_absent,
+        current=current, archived=archived, card=entry.card if card is None else card,
+        stored_cards=entry.stored_cards, stored_archived=entry.stored_archived,
+        archived_absent=entry.archived_absent,
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.mlkem import MLKEM768PrivateKey
 from sealwire.errors import RemoteProtocolError
 from sealwire.ratchet import DHKeyPair, RatchetState, Rng
 from sealwire_signal import _ratchet
-from sealwire_signal._wire import MESSAGE_ID_LEN, Envelope, PrekeyPart
+from sealwire_signal._wire import MESSAGE_ID_LEN, Envelope, PrekeyPart, card_digest
 from sealwire_signal._x3dh import VerifiedBundle, initial_message_input, initiate, respond
 
 __all__ = ["Session", "accept_session", "open_envelope", "seal_frame", "start_session"]
@@ -34,6 +34,9 @@ class Session:
     ``pending`` is set on the initiator's side until the first reply.
     ``peer_card`` is the peer's signed agent card (JSON bytes) the session was
     made with: from ``seal``'s argument, or from the initial message.
+    ``peer_holds`` is the SHA-256 of our card as the peer holds it (the card of our
+    initial message, or what the peer's last message said; None: never said): while
+    it is not our card's, our card goes with every message.
     """
 
     local_id: str
@@ -44,6 +47,7 @@ class Session:
     ratchet: RatchetState
     pending: PrekeyPart | None = None
     peer_card: bytes = attrs.field(default=b"", repr=False)
+    peer_holds: bytes | None = None
 
 
 def start_session(
@@ -73,36 +77,50 @@ def start_session(
         local_id=local_id, peer_id=peer_id, peer_identity_key=peer.bundle.identity_key,
         associated_data=init.shared.associated_data, base_key=init.ephemeral_key,
         ratchet=ratchet, pending=pending, peer_card=peer_card,
+        peer_holds=card_digest(local_card) if local_card else None,
     )  # fmt: skip
 
 
 def seal_frame(
-    session: Session, frame: bytes, *, negotiation: bytes, rng: Rng
+    session: Session,
+    frame: bytes,
+    *,
+    negotiation: bytes,
+    rng: Rng,
+    known_card: bytes | None = None,
+    card: bytes = b"",
 ) -> tuple[Session, Envelope]:
-    """Encrypt one frame; commit the returned session before sending the envelope."""
+    """Encrypt one frame; commit the returned session before sending the envelope.
+    ``known_card`` and ``card`` go in the envelope as its fields say (``card`` only once
+    the initial part, which carries the card, is no longer sent)."""
+    if card and session.pending is not None:
+        raise ValueError("the initial part carries the card")
     message_id = rng(MESSAGE_ID_LEN)
     he = session.ratchet.header_encryption
     draft = Envelope(
         sender_id=session.local_id, recipient_id=session.peer_id, message_id=message_id,
         negotiation=negotiation, prekey=session.pending, header_encryption=he, header=b"",
-        ciphertext=b"",
+        ciphertext=b"", known_card=known_card, card=card,
     )  # fmt: skip
     ad = session.associated_data + draft.associated_prefix()
     ratchet, header, ciphertext = _ratchet.encrypt(session.ratchet, frame, ad, rng)
     envelope = Envelope(
         sender_id=session.local_id, recipient_id=session.peer_id, message_id=message_id,
         negotiation=negotiation, prekey=session.pending, header_encryption=he, header=header,
-        ciphertext=ciphertext,
+        ciphertext=ciphertext, known_card=known_card, card=card,
     )  # fmt: skip
-    return _stepped(session, ratchet, session.pending), envelope
+    return _stepped(session, ratchet, session.pending, session.peer_holds), envelope
 
 
-def _stepped(session: Session, ratchet: RatchetState, pending: PrekeyPart | None) -> Session:
+def _stepped(
+    session: Session, ratchet: RatchetState, pending: PrekeyPart | None, peer_holds: bytes | None
+) -> Session:
     """``session`` with its ratchet stepped (one construction, not an evolve per message)."""
     return Session(
         local_id=session.local_id, peer_id=session.peer_id,
         peer_identity_key=session.peer_identity_key, associated_data=session.associated_data,
         base_key=session.base_key, ratchet=ratchet, pending=pending, peer_card=session.peer_card,
+        peer_holds=peer_holds,
     )  # fmt: skip
 
 
@@ -119,7 +137,8 @@ def open_envelope(
         session.ratchet, envelope.header, envelope.ciphertext, ad, now=now, rng=rng
     )
     # The first reply proves the peer holds the session: stop sending the initial part.
-    return _stepped(session, ratchet, None), frame
+    holds = session.peer_holds if envelope.known_card is None else envelope.known_card
+    return _stepped(session, ratchet, None, holds), frame
 
 
 def accept_session(

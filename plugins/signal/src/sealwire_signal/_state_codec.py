@@ -12,13 +12,14 @@ bytes::
     struct {
         uint8  magic[4] = "SWSS";
         uint8  version = 2;
-        uint8  flags;                 // bit 0: pending present
+        uint8  flags;                 // bit 0: pending present, bit 1: peer_holds present
         opaque16 local_id;            // UTF-8, <= 256 bytes
         opaque16 peer_id;             // UTF-8, <= 256 bytes
         uint8  peer_identity_key[32];
         uint8  associated_data[66];   // X3DH AD
         uint8  base_key[32];          // EK_A
         uint8  peer_card_sha256[32];  // the card itself is stored apart, once
+        uint8  peer_holds[32];        // when bit 1: SHA-256 of our card as the peer holds it
         opaque32 pending;             // when bit 0: _wire.PrekeyPart
         opaque32 ratchet;             // sealwire.ratchet.state_to_bytes
     } SessionRecord;
@@ -36,8 +37,6 @@ migrations in order (``MIGRATIONS[(format, v)]`` turns version ``v`` into
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -55,7 +54,14 @@ from sealwire.ratchet import (
 from sealwire_signal._crypto import KEY_LEN
 from sealwire_signal._errors import EnvelopeDecodeError, UnsupportedVersionError, signal_errors
 from sealwire_signal._session import Session
-from sealwire_signal._wire import MAX_ID_LEN, PrekeyPart, Reader, opaque
+from sealwire_signal._wire import (
+    CARD_DIGEST_LEN,
+    MAX_ID_LEN,
+    PrekeyPart,
+    Reader,
+    card_digest,
+    opaque,
+)
 
 __all__ = [
     "CARD_DIGEST_LEN",
@@ -82,18 +88,13 @@ SESSION_VERSION = 2
 SESSION_FORMAT = "sealwire-signal/session"
 PREKEY_FORMAT = "sealwire-signal/prekey"
 SESSION_MAGIC = b"SWSS"
-CARD_DIGEST_LEN = 32
 _FLAG_PENDING = 0x01
+_FLAG_PEER_HOLDS = 0x02
 _ASSOCIATED_DATA_LEN = 2 * (1 + KEY_LEN)
 """X3DH AD: the encoded identity keys of both sides (0x05 || 32 bytes each)."""
 MAX_RECORD_LEN = 1 << 20
 """A session holds at most MAX_SKIPPED_KEYS skipped keys (~200 KiB as JSON, ~100 KiB
 binary) and a pending part of at most MAX_CARD_LEN plus ~4.5 KiB; 1 MiB bounds it."""
-
-CARD_DIGEST_CACHE = 64
-"""Cards whose digest is remembered: hashing a card (~1.4 KiB, ~10 KiB with an ML-DSA key)
-on every commit costs as much as encoding the rest of the record; 64 covers the peers an
-agent talks with at once and holds at most 4 MiB of cards (MAX_CARD_LEN each)."""
 
 CardLookup = Callable[[bytes], bytes | None]
 """The peer card stored under a SHA-256 digest, or None: how a v2 record gets its card."""
@@ -120,13 +121,6 @@ class StoredPrekey:
     last_resort: bool = False
     retired: float | None = None
     mldsa_signature: bytes | None = None
-
-
-@functools.lru_cache(maxsize=CARD_DIGEST_CACHE)
-def card_digest(card: bytes) -> bytes:
-    """The SHA-256 of a signed card as a v2 session record names it (remembered for the
-    last CARD_DIGEST_CACHE cards: every commit names its card)."""
-    return hashlib.sha256(card).digest()
 
 
 def _load(data: bytes, fmt: str) -> Record:
@@ -159,12 +153,15 @@ def encode_session(session: Session) -> bytes:
     """Serialize a session (format :data:`SESSION_MAGIC`, version :data:`SESSION_VERSION`),
     naming its peer card by :func:`card_digest`: the caller stores the card itself."""
     flags = 0 if session.pending is None else _FLAG_PENDING
+    flags |= 0 if session.peer_holds is None else _FLAG_PEER_HOLDS
     parts = [
         SESSION_MAGIC, bytes((SESSION_VERSION, flags)),
         _agent_id(session.local_id), _agent_id(session.peer_id),
         session.peer_identity_key, session.associated_data, session.base_key,
         card_digest(session.peer_card),
     ]  # fmt: skip
+    if session.peer_holds is not None:
+        parts.append(session.peer_holds)
     if session.pending is not None:
         parts.append(opaque(session.pending.to_bytes(), 4))
     parts.append(opaque(state_to_bytes(session.ratchet), 4))
@@ -203,13 +200,14 @@ def _decode_session_v2(data: bytes, cards: CardLookup) -> Session:
     if version != SESSION_VERSION:  # binary records start at version 2
         raise EnvelopeDecodeError(f"no binary version {version}", field="session.version")
     flags = r.uint(1, "flags")
-    if flags & ~_FLAG_PENDING:
+    if flags & ~(_FLAG_PENDING | _FLAG_PEER_HOLDS):
         raise EnvelopeDecodeError("unknown flags", field="session.flags")
     local_id, peer_id = r.text("local_id"), r.text("peer_id")
     peer_ik = r.take(KEY_LEN, "peer_identity_key")
     ad = r.take(_ASSOCIATED_DATA_LEN, "associated_data")
     base_key = r.take(KEY_LEN, "base_key")
     digest = r.take(CARD_DIGEST_LEN, "peer_card")
+    holds = r.take(CARD_DIGEST_LEN, "peer_holds") if flags & _FLAG_PEER_HOLDS else None
     pending = None
     if flags & _FLAG_PENDING:
         part = Reader(r.opaque(4, MAX_RECORD_LEN, "pending"), "session.pending")
@@ -224,7 +222,7 @@ def _decode_session_v2(data: bytes, cards: CardLookup) -> Session:
         raise EnvelopeDecodeError("the stored card does not match", field="session.peer_card")
     return Session(
         local_id=local_id, peer_id=peer_id, peer_identity_key=peer_ik, associated_data=ad,
-        base_key=base_key, ratchet=ratchet, pending=pending, peer_card=card,
+        base_key=base_key, ratchet=ratchet, pending=pending, peer_card=card, peer_holds=holds,
     )  # fmt: skip
 
 

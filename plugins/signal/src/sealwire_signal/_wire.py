@@ -13,11 +13,16 @@ Envelope (``magic "SWSE"``)::
         uint8  magic[4] = "SWSE";
         uint8  version = 1;
         uint8  kind;                  // 1 prekey message, 2 message
-        uint8  flags;                 // bit 0: header encryption (Double Ratchet §4)
+        uint8  flags;                 // bit 0: header encryption (Double Ratchet §4),
+                                      // bit 1: card follows, bit 2: known_card follows
         opaque16 sender_id;           // agent id, UTF-8, <= 256 bytes
         opaque16 recipient_id;        // agent id, UTF-8, <= 256 bytes
         uint8  message_id[16];        // random, unique per sender
         opaque16 negotiation;         // sealwire.binding.Negotiation.transcript(), <= 4096
+        uint8  known_card[32];        // when bit 2: SHA-256 of the recipient's signed card
+                                      // as the sender holds it
+        opaque32 card;                // when bit 1 (kind 2 only), not empty: the sender's
+                                      // signed card, when the recipient holds another
         PrekeyPart prekey;            // only when kind == 1
         opaque16 header;              // 40 bytes, or 68 when encrypted
         opaque32 ciphertext;          // <= MAX_CIPHERTEXT
@@ -39,7 +44,9 @@ Envelope (``magic "SWSE"``)::
     } PrekeyPart;
 
 Everything before ``header`` is the envelope's *associated prefix*: it goes
-into the ratchet's associated data, so the AEAD authenticates it.
+into the ratchet's associated data, so the AEAD authenticates it. ``known_card``
+and ``card`` let a peer that moved its mailbox (a new card, naming another home
+relay) tell the peers it has sessions with, whose answers go where its card says.
 
 Bundle (``magic "SWSB"``)::
 
@@ -63,6 +70,9 @@ entry's id is the decimal prekey id.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+
 import attrs
 
 from sealwire_signal._crypto import KEY_LEN
@@ -78,6 +88,8 @@ from sealwire_signal._x3dh import (
 
 __all__ = [
     "BUNDLE_MAGIC",
+    "CARD_DIGEST_LEN",
+    "card_digest",
     "ENVELOPE_MAGIC",
     "KIND_MESSAGE",
     "KIND_PREKEY",
@@ -103,6 +115,15 @@ WIRE_VERSION = 1
 KIND_PREKEY = 1
 KIND_MESSAGE = 2
 FLAG_HEADER_ENCRYPTION = 0x01
+FLAG_CARD = 0x02
+FLAG_KNOWN_CARD = 0x04
+_FLAGS = FLAG_HEADER_ENCRYPTION | FLAG_CARD | FLAG_KNOWN_CARD
+CARD_DIGEST_LEN = 32
+"""SHA-256: how an envelope (``known_card``) and a session record name a card."""
+CARD_DIGEST_CACHE = 64
+"""Cards whose digest is remembered: hashing a card (~1.4 KiB, ~10 KiB with an ML-DSA key)
+on every message costs as much as encoding the rest of the session record; 64 covers the
+peers an agent talks with at once and holds at most 4 MiB of cards (MAX_CARD_LEN each)."""
 MESSAGE_ID_LEN = 16
 SIGNATURE_LEN = 64
 MAX_ID_LEN = 256
@@ -162,6 +183,12 @@ class Reader:
     def finish(self) -> None:
         if self._pos != len(self._view):
             raise EnvelopeDecodeError("trailing bytes", field=self._what)
+
+
+@functools.lru_cache(maxsize=CARD_DIGEST_CACHE)
+def card_digest(card: bytes) -> bytes:
+    """The SHA-256 of a signed card, as envelopes and session records name it."""
+    return hashlib.sha256(card).digest()
 
 
 def opaque(data: bytes, size: int) -> bytes:
@@ -238,13 +265,23 @@ class Envelope:
     header_encryption: bool
     header: bytes
     ciphertext: bytes = attrs.field(repr=False)
+    known_card: bytes | None = None
+    """The SHA-256 of the recipient's card as the sender holds it (None: not said)."""
+    card: bytes = attrs.field(default=b"", repr=False)
+    """The sender's signed card (JSON), sent while the recipient holds another one."""
 
     def associated_prefix(self) -> bytes:
         """The bytes before ``header``: authenticated as part of the ratchet's AD."""
         kind = KIND_PREKEY if self.prekey is not None else KIND_MESSAGE
-        out = ENVELOPE_MAGIC + bytes((WIRE_VERSION, kind, int(self.header_encryption)))
+        flags = int(self.header_encryption) | (FLAG_CARD if self.card else 0)
+        flags |= FLAG_KNOWN_CARD if self.known_card is not None else 0
+        out = ENVELOPE_MAGIC + bytes((WIRE_VERSION, kind, flags))
         out += opaque(self.sender_id.encode(), 2) + opaque(self.recipient_id.encode(), 2)
         out += self.message_id + opaque(self.negotiation, 2)
+        if self.known_card is not None:
+            out += self.known_card
+        if self.card:
+            out += opaque(self.card, 4)
         if self.prekey is not None:
             out += self.prekey.to_bytes()
         return out
@@ -260,11 +297,17 @@ class Envelope:
         kind, flags = r.uint(1, "kind"), r.uint(1, "flags")
         if kind not in (KIND_PREKEY, KIND_MESSAGE):
             raise EnvelopeDecodeError("unknown kind", field="envelope.kind")
-        if flags & ~FLAG_HEADER_ENCRYPTION:
+        if flags & ~_FLAGS:
             raise EnvelopeDecodeError("unknown flags", field="envelope.flags")
+        if flags & FLAG_CARD and kind == KIND_PREKEY:  # its prekey part carries the card
+            raise EnvelopeDecodeError("a card beside an initial message", field="envelope.flags")
         sender, recipient = r.text("sender_id"), r.text("recipient_id")
         message_id = r.take(MESSAGE_ID_LEN, "message_id")
         negotiation = r.opaque(2, MAX_NEGOTIATION_LEN, "negotiation")
+        known = r.take(CARD_DIGEST_LEN, "known_card") if flags & FLAG_KNOWN_CARD else None
+        card = r.opaque(4, MAX_CARD_LEN, "card") if flags & FLAG_CARD else b""
+        if flags & FLAG_CARD and not card:
+            raise EnvelopeDecodeError("empty card", field="envelope.card")
         prekey = PrekeyPart.read(r) if kind == KIND_PREKEY else None
         header = r.opaque(2, max(_HEADER_LENS), "header")
         if len(header) != _HEADER_LENS[flags & FLAG_HEADER_ENCRYPTION]:
@@ -273,8 +316,9 @@ class Envelope:
         r.finish()
         return cls(
             sender_id=sender, recipient_id=recipient, message_id=message_id,
-            negotiation=negotiation, prekey=prekey, header_encryption=bool(flags),
-            header=header, ciphertext=ciphertext,
+            negotiation=negotiation, prekey=prekey,
+            header_encryption=bool(flags & FLAG_HEADER_ENCRYPTION), header=header,
+            ciphertext=ciphertext, known_card=known, card=card,
         )  # fmt: skip
 
 
