@@ -7,7 +7,8 @@ import asyncio
 import collections
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sealwire.binding import (
     ChannelClosed,
@@ -51,7 +52,9 @@ class MailboxChannel:
         self._address = address
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_CHANNEL_BACKLOG)
         self._closed = False
-        self._replaced: collections.deque[bytes] = collections.deque(maxlen=MAX_REPLACED_CARDS)
+        self._replaced: collections.deque[Mapping[str, Any]] = collections.deque(
+            maxlen=MAX_REPLACED_CARDS
+        )
 
     @property
     def peer(self) -> PeerIdentity:
@@ -91,9 +94,9 @@ class MailboxChannel:
         stay where they went; answers come back to this channel wherever sent."""
         if peer.identity.agent_id != self._card.identity.agent_id:
             raise ValueError("a mailbox channel follows its own peer's cards only")
-        if peer.card == self._card.card or (not from_peer and peer.json_bytes in self._replaced):
+        if peer.card == self._card.card or (not from_peer and peer.card in self._replaced):
             return
-        self._replaced.append(self._card.json_bytes)
+        self._replaced.append(self._card.card)
         self._card, self._negotiation, self._address = peer, negotiation, address
 
     async def send(self, frame: bytes, *, message_id: str | None = None) -> None:
