@@ -291,9 +291,9 @@ async def test_a_peer_that_moves_its_mailbox_is_reached_at_its_new_home(
     """Bob moves his mailbox from relay B to relay C (same identity and store, a new card).
     Alice, who called him at B, is given his new card: her calls go to C. Carol, who
     called him at B and is never given it, learns it from his next message (its
-    envelope carries it): her answer goes to C, and so does her next call, made with
-    her stale copy of his old card. Until then both sent to B, where nobody reads his
-    mailbox any more."""
+    envelope carries it): her answer goes to C, and so do her next calls, made with her
+    stale copy of his old card, also after she restarts. Until then both sent to B,
+    where nobody reads his mailbox any more."""
     alice_home, bob_home, carol_home = homes = _homes(
         relays, ("alice", "a"), ("bob", "b"), ("carol", "c")
     )
@@ -318,6 +318,8 @@ async def test_a_peer_that_moves_its_mailbox_is_reached_at_its_new_home(
                 assert await call(bob, alice.card, "from c") == "alice did from c"
                 assert await call(bob, carol.card, "from c") == "carol did from c"
                 assert await call(carol, old_card, "stale") == "bob did stale"
+        async with carol_home.agent() as carol, moved.agent() as bob:  # both restarted
+            assert await call(carol, old_card, "stale again") == "bob did stale again"
     finally:
         await moved.relay.close()
         await _close(homes)

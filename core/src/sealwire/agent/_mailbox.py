@@ -46,8 +46,13 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from sealwire.agent._kept_records import kept_frame, owed_answer, read_kept_frame
-from sealwire.agent._mailbox_channel import MailboxChannel
+from sealwire.agent._kept_records import (
+    json_with_card,
+    kept_frame,
+    owed_answer,
+    read_kept_frame,
+)
+from sealwire.agent._mailbox_channel import MAX_REPLACED_CARDS, MailboxChannel
 from sealwire.binding import (
     MailboxBinding,
     Negotiation,
@@ -100,6 +105,10 @@ INBOX_NAMESPACE = "mailbox.inbox"
 """Opened frames not yet handed on (requests: not yet recorded as a task)."""
 ANSWERS_NAMESPACE = "mailbox.answers"
 """Answers owed for tasks that mailbox requests created, until the relay accepts them."""
+CARDS_NAMESPACE = "mailbox.cards"
+"""Per peer and binding, once a peer's card changed: the card its channel follows and
+the fingerprints of those it replaced (a stale copy handed to a call after a restart is
+still known as one)."""
 READER_COMPONENT = "mailbox.reader"
 STORE_COMPONENT = "mailbox.store"
 
@@ -218,17 +227,10 @@ class MailboxRouter:
         key = (peer.identity.agent_id, decision.binding)
         channel = self.channels.get(key)
         if channel is None:
-            channel = MailboxChannel(
-                self.relay,
-                self.bindings[decision.binding],
-                peer,
-                decision.negotiation,
-                decision.url,
-                on_close=self.forget,
-            )
-            self.channels[key] = channel
-        else:
-            channel.follow(peer, decision.negotiation, decision.url)
+            binding = self.bindings[decision.binding]
+            channel = self._new_channel(binding, peer, decision.negotiation, decision.url)
+        elif channel.follow(peer, decision.negotiation, decision.url):
+            self._remember(channel)
         return channel
 
     def _incoming_channel(self, binding: MailboxBinding, peer: VerifiedCard) -> MailboxChannel:
@@ -239,6 +241,18 @@ class MailboxRouter:
         channel = self.channels.get(key)
         if channel is not None and (channel.card is peer or channel.card.card == peer.card):
             return channel
+        negotiation, address = self._answer_route(binding, peer)
+        if channel is not None:
+            if channel.follow(peer, negotiation, address, from_peer=True):
+                self._remember(channel)
+            return channel
+        channel = self._new_channel(binding, peer, negotiation, address, from_peer=True)
+        self.host.serve_incoming(channel, binding.info.name)
+        return channel
+
+    def _answer_route(self, binding: MailboxBinding, peer: VerifiedCard) -> tuple[Negotiation, str]:
+        """The negotiation and address to write to ``peer`` over ``binding`` at (the
+        mailbox its card offers)."""
         offer = peer.offer(binding.info.name)
         if offer is None:
             raise PolicyError(
@@ -249,15 +263,67 @@ class MailboxRouter:
             initiator_offers=tuple(o.uri for o in self.host.card.offers),
             responder_offers=tuple(o.uri for o in peer.offers),
         )
-        if channel is not None:
-            channel.follow(peer, negotiation, offer.url, from_peer=True)
-            return channel
-        channel = MailboxChannel(
-            self.relay, binding, peer, negotiation, offer.url, on_close=self.forget
-        )
-        self.channels[key] = channel
-        self.host.serve_incoming(channel, binding.info.name)
+        return negotiation, offer.url
+
+    def _new_channel(
+        self,
+        binding: MailboxBinding,
+        peer: VerifiedCard,
+        negotiation: Negotiation,
+        address: str,
+        *,
+        from_peer: bool = False,
+    ) -> MailboxChannel:
+        """A channel to ``peer``, starting from the card the last one followed (kept in
+        the store), so that a stale copy of the peer's card is known after a restart."""
+        name = binding.info.name
+        followed = self._followed(name, peer)
+        if followed is None:
+            channel = MailboxChannel(
+                self.relay, binding, peer, negotiation, address, on_close=self.forget
+            )
+        else:
+            card, replaced = followed
+            channel = MailboxChannel(
+                self.relay, binding, card, *self._answer_route(binding, card),
+                on_close=self.forget, replaced=replaced,
+            )  # fmt: skip
+            if channel.follow(peer, negotiation, address, from_peer=from_peer):
+                self._remember(channel)
+        self.channels[(peer.identity.agent_id, name)] = channel
         return channel
+
+    def _followed(
+        self, binding: str, peer: VerifiedCard
+    ) -> tuple[VerifiedCard, list[bytes]] | None:
+        """The card a channel to ``peer`` last followed and the fingerprints of the cards
+        it replaced, as kept in the store; None if none is kept (or it is unreadable)."""
+        try:
+            raw = self.host.store.get(CARDS_NAMESPACE, f"{peer.identity.agent_id}/{binding}")
+            if raw is None:
+                return None
+            record = json.loads(raw)
+            card = verify_card(record["card"])
+            if card.identity != peer.identity or card.offer(binding) is None:
+                raise ValueError("a card of another identity, or without the binding")
+            replaced = [bytes.fromhex(h) for h in record["replaced"][-MAX_REPLACED_CARDS:]]
+        except _LOCAL as exc:
+            log.warning("cannot read the cards followed of a peer: %s", _describe(exc))
+            return None
+        except (SealwireError, KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring damaged cards followed of a peer: %s", type(exc).__name__)
+            return None
+        return card, replaced
+
+    def _remember(self, channel: MailboxChannel) -> None:
+        """Keep the card ``channel`` follows now and the ones it replaced (a failure to
+        keep them costs only that knowledge after a restart)."""
+        key = f"{channel.card.identity.agent_id}/{channel.binding.info.name}"
+        record = json_with_card(channel.card, {"replaced": [h.hex() for h in channel.replaced]})
+        try:
+            self.host.store.put(CARDS_NAMESPACE, key, record)
+        except _LOCAL as exc:
+            log.warning("cannot keep the card followed of a peer: %s", _describe(exc))
 
     # -- the reader and its supervisor ----------------------------------------------------------
 

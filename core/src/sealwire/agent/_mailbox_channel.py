@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from sealwire.binding import (
     ChannelClosed,
@@ -17,10 +17,10 @@ from sealwire.binding import (
     PeerIdentity,
     Property,
 )
-from sealwire.identity import VerifiedCard
+from sealwire.identity import VerifiedCard, canonical_card_bytes
 from sealwire.relay import RelayPort, wrap
 
-__all__ = ["MAX_CHANNEL_BACKLOG", "MailboxChannel"]
+__all__ = ["MAX_CHANNEL_BACKLOG", "MAX_REPLACED_CARDS", "MailboxChannel", "card_fingerprint"]
 
 MAX_CHANNEL_BACKLOG = 1024
 """Response frames waiting for a slow RPC reader; beyond it the frame stays in the
@@ -28,6 +28,12 @@ store's inbox (handed on after a restart)."""
 MAX_REPLACED_CARDS = 8
 """Cards of the peer a channel remembers it replaced: a caller handing one of them again
 (a stale copy of the card) does not send the channel back to the old address."""
+
+
+def card_fingerprint(card: VerifiedCard) -> bytes:
+    """The SHA-256 of what the card's signatures cover: one card, whatever the order of
+    its keys or its signatures."""
+    return hashlib.sha256(canonical_card_bytes(card.card)).digest()
 
 
 class MailboxChannel:
@@ -43,6 +49,7 @@ class MailboxChannel:
         address: str,
         *,
         on_close: Callable[[MailboxChannel], None],
+        replaced: Iterable[bytes] = (),
     ) -> None:
         self._relay = relay
         self._on_close = on_close
@@ -52,9 +59,7 @@ class MailboxChannel:
         self._address = address
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(MAX_CHANNEL_BACKLOG)
         self._closed = False
-        self._replaced: collections.deque[Mapping[str, Any]] = collections.deque(
-            maxlen=MAX_REPLACED_CARDS
-        )
+        self._replaced = collections.deque(replaced, maxlen=MAX_REPLACED_CARDS)
 
     @property
     def peer(self) -> PeerIdentity:
@@ -79,6 +84,11 @@ class MailboxChannel:
         """The peer's verified card (the one given last)."""
         return self._card
 
+    @property
+    def replaced(self) -> tuple[bytes, ...]:
+        """The fingerprints (:func:`card_fingerprint`) of the cards it replaced, oldest first."""
+        return tuple(self._replaced)
+
     def follow(
         self,
         peer: VerifiedCard,
@@ -86,18 +96,27 @@ class MailboxChannel:
         address: str,
         *,
         from_peer: bool = False,
-    ) -> None:
+    ) -> bool:
         """Send to ``address`` from now on, under ``peer``'s card and ``negotiation``, if
         it is a newer card of the peer (it moved its mailbox to another home relay): not
         one this channel replaced, unless it came with the peer's own message
         (``from_peer``: the peer's word, in the order it wrote). Frames already sent
-        stay where they went; answers come back to this channel wherever sent."""
+        stay where they went; answers come back to this channel wherever sent. True if
+        it follows the card now."""
         if peer.identity.agent_id != self._card.identity.agent_id:
             raise ValueError("a mailbox channel follows its own peer's cards only")
-        if peer.card == self._card.card or (not from_peer and peer.card in self._replaced):
-            return
-        self._replaced.append(self._card.card)
+        if peer.card == self._card.card:
+            return False
+        fingerprint, current = card_fingerprint(peer), card_fingerprint(self._card)
+        if fingerprint == current:  # the same card, signed again
+            return False
+        if fingerprint in self._replaced:
+            if not from_peer:
+                return False
+            self._replaced.remove(fingerprint)
+        self._replaced.append(current)
         self._card, self._negotiation, self._address = peer, negotiation, address
+        return True
 
     async def send(self, frame: bytes, *, message_id: str | None = None) -> None:
         """Seal ``frame`` and hand it to the relay (under ``message_id``, a fresh one if
