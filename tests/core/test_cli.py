@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sealwire.cli import main
+from sealwire.config import open_agent
 from sealwire.identity import verify_card
 
 
@@ -148,3 +149,28 @@ def test_relay_serve_runs_a_relay(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=15)
+
+
+@pytest.mark.parametrize("push", [None, "\n[push]\nenabled = false\n"])
+async def test_the_card_printed_is_the_card_the_agent_serves(
+    tmp_path: Path, monkeypatch, capsys, push: str | None
+) -> None:
+    """`sealwire card` prints what the running agent presents (it said
+    ``pushNotifications`` nowhere: a peer holding the printed card held another card
+    than the agent's own, and took the agent's for a new one)."""
+    monkeypatch.delenv("SEALWIRE_STORE_KEY", raising=False)
+    path = tmp_path / "bob"
+    assert main(["--home", str(path), "init", "--name", "bob"]) == 0
+    if push is not None:
+        config = path / "sealwire.toml"
+        config.write_text(config.read_text() + push)
+    capsys.readouterr()
+    assert main(["--home", str(path), "card"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    agent = open_agent(path)
+    try:
+        served = await agent.start()
+        await agent.stop()
+    finally:
+        agent.store.close()
+    assert printed == dict(served.card)

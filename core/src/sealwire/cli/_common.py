@@ -14,7 +14,7 @@ from sealwire import __version__
 from sealwire.agent import Agent
 from sealwire.agent._card import build_card
 from sealwire.cli.output import state
-from sealwire.config import AgentConfig, open_home, relay_address
+from sealwire.config import AgentConfig, open_home, push_policy, relay_address
 from sealwire.errors import SealwireError
 from sealwire.plugins import Registry
 from sealwire.policy import Policy, Situation
@@ -73,6 +73,7 @@ def local_card(home: Path, registry: Registry) -> dict[str, Any]:
         listen_urls=config.listen,
         relay_address=relay_address(config, identity),
         options=config.bindings,
+        push_notifications=push_policy(config, home).enabled,
     )
 
 

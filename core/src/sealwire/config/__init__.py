@@ -45,6 +45,7 @@ from sealwire.config._home import (
     migrate_store,
     open_agent,
     open_home,
+    push_policy,
     read_config,
     relay_address,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "migrate_store",
     "open_agent",
     "open_home",
+    "push_policy",
     "read_config",
     "relay_address",
 ]

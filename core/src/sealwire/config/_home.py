@@ -31,7 +31,7 @@ from sealwire.store import (
 )
 
 if TYPE_CHECKING:
-    from sealwire.agent import Agent
+    from sealwire.agent import Agent, PushPolicy
 
 __all__ = [
     "HOME_ENV",
@@ -42,6 +42,7 @@ __all__ = [
     "migrate_store",
     "open_agent",
     "open_home",
+    "push_policy",
     "read_config",
     "relay_address",
 ]
@@ -275,11 +276,6 @@ def open_agent(home: Path, registry: Registry | None = None, **agent_options: An
 
     registry = registry or load_registry()
     config, identity, store = open_home(home, registry)
-    from sealwire.agent import PushPolicy
-
-    push = dict(config.push)
-    if isinstance(push.get("ca_file"), str):
-        push["ca_file"] = str(home / push["ca_file"])
     relay = None
     if config.relay:
         from sealwire.relay import RelayClient
@@ -305,8 +301,19 @@ def open_agent(home: Path, registry: Registry | None = None, **agent_options: An
         trust_mode=config.trust,
         registry=registry,
         binding_options=config.bindings,
-        **({"push": PushPolicy.from_mapping(push)} | agent_options),
+        **({"push": push_policy(config, home)} | agent_options),
     )
+
+
+def push_policy(config: AgentConfig, home: Path) -> PushPolicy:
+    """The push-notification policy of ``[agent.push]`` (a relative ``ca_file`` is in
+    the home)."""
+    from sealwire.agent import PushPolicy
+
+    push = dict(config.push)
+    if isinstance(push.get("ca_file"), str):
+        push["ca_file"] = str(home / push["ca_file"])
+    return PushPolicy.from_mapping(push)
 
 
 def describe_trust(config: AgentConfig) -> list[str]:
