@@ -120,3 +120,18 @@ async def test_the_router_knows_a_stale_card_after_a_restart(
     with caplog.at_level(logging.WARNING):
         channel = _router(store, relay).channel(at_b, _decision(at_b))
     assert channel.card is at_b and "damaged" in caplog.text
+
+
+def test_a_card_kept_from_before_a_restart_does_not_send_answers_back() -> None:
+    """An answer owed, or a frame kept, from before a restart names the card the peer had
+    then: answered where the channel now writes, unless that card is new to it. A live
+    message's card is the peer's word: followed even back to a card it replaced."""
+    store, bob = MemoryStore(), Identity.generate()
+    at_b, at_c = _card(bob, "https://b.test"), _card(bob, "https://c.test")
+    before = _router(store, _Relay())
+    before.channel(at_b, _decision(at_b))
+    before.channel(at_c, _decision(at_c))
+    after = _router(store, _Relay())
+    binding = after.bindings["signal"]
+    assert after._incoming_channel(binding, at_b, live=False).card.card == at_c.card
+    assert after._incoming_channel(binding, at_b).card.card == at_b.card  # he moved back

@@ -233,20 +233,23 @@ class MailboxRouter:
             self._remember(channel)
         return channel
 
-    def _incoming_channel(self, binding: MailboxBinding, peer: VerifiedCard) -> MailboxChannel:
+    def _incoming_channel(
+        self, binding: MailboxBinding, peer: VerifiedCard, *, live: bool = True
+    ) -> MailboxChannel:
         """The channel to answer ``peer`` on: at the address of the card the binding
-        names for its message (a peer's messages reach us in the order it sent them,
-        so that card is its current one)."""
+        names for its message, when it is ``live`` (a peer's messages reach us in the
+        order it sent them, so that card is its current one); a card kept from before
+        a restart is followed only if it is not one the channel replaced since."""
         key = (peer.identity.agent_id, binding.info.name)
         channel = self.channels.get(key)
         if channel is not None and (channel.card is peer or channel.card.card == peer.card):
             return channel
         negotiation, address = self._answer_route(binding, peer)
         if channel is not None:
-            if channel.follow(peer, negotiation, address, from_peer=True):
+            if channel.follow(peer, negotiation, address, from_peer=live):
                 self._remember(channel)
             return channel
-        channel = self._new_channel(binding, peer, negotiation, address, from_peer=True)
+        channel = self._new_channel(binding, peer, negotiation, address, from_peer=live)
         self.host.serve_incoming(channel, binding.info.name)
         return channel
 
@@ -304,8 +307,10 @@ class MailboxRouter:
                 return None
             record = json.loads(raw)
             card = verify_card(record["card"])
-            if card.identity != peer.identity or card.offer(binding) is None:
-                raise ValueError("a card of another identity, or without the binding")
+            if card.identity != peer.identity:
+                return None  # kept for the peer's earlier keys
+            if card.offer(binding) is None:
+                raise ValueError("a card without the binding")
             replaced = [bytes.fromhex(h) for h in record["replaced"][-MAX_REPLACED_CARDS:]]
         except _LOCAL as exc:
             log.warning("cannot read the cards followed of a peer: %s", _describe(exc))
@@ -416,7 +421,7 @@ class MailboxRouter:
             self.host.report_health(STORE_COMPONENT, f"binding failed: {type(exc).__name__}")
             return exc
         self.host.report_health(STORE_COMPONENT, None)
-        self._hand_on(opened.message_id, binding, opened)  # kept: safe before the ack
+        self._hand_on(opened.message_id, binding, opened, live=True)  # kept: safe before the ack
         await self._ack(delivery)
         return None
 
@@ -472,17 +477,20 @@ class MailboxRouter:
             log.warning("dropping a damaged kept mailbox message: %s", type(exc).__name__)
             self._forget_kept(INBOX_NAMESPACE, key)
             return
-        self._hand_on(key, binding, opened)
+        self._hand_on(key, binding, opened, live=False)
 
-    def _hand_on(self, key: str, binding: MailboxBinding, opened: OpenedMessage) -> None:
+    def _hand_on(
+        self, key: str, binding: MailboxBinding, opened: OpenedMessage, *, live: bool
+    ) -> None:
         """Route an opened frame kept under ``key``: a request is served, a response goes
-        to the channel's pending call."""
+        to the channel's pending call. ``live``: opened now, not kept from before a
+        restart (see :meth:`_incoming_channel`)."""
         peer = opened.sender
         try:
             if peer.card is None:
                 raise DecodeError("the binding named no card for the sender", field="sender")
             self.host.check_peer(peer)
-            channel = self._incoming_channel(binding, peer.card)
+            channel = self._incoming_channel(binding, peer.card, live=live)
             try:
                 frame = decode_frame(opened.frame)
             except A2AError as exc:
@@ -625,7 +633,7 @@ class MailboxRouter:
         peer = PeerIdentity(agent_id=card.identity.agent_id, identity=card.identity, card=card)
         final: Response | ErrorResponse
         try:
-            channel = self._incoming_channel(binding, card)
+            channel = self._incoming_channel(binding, card, live=False)
             answer = await self.host.resume_task(task_id, peer)
             result: SendMessageResponse | StreamResponse = answer
             if method.streaming:
@@ -662,7 +670,7 @@ class MailboxRouter:
         while True:
             try:
                 if channel.closed:  # its connection closed meanwhile: answer on a new one
-                    channel = self._incoming_channel(channel.binding, channel.card)
+                    channel = self._incoming_channel(channel.binding, channel.card, live=False)
                 await channel.send(data, message_id=message_id)
                 return
             except SealwireError as exc:
