@@ -414,6 +414,25 @@ async def test_a_peer_that_moved_tells_the_peers_it_holds_sessions_with(world):
         assert (await alice.binding.open(raw)).sender.card.card == moved.card.card
 
 
+async def test_a_peer_that_moves_back_before_an_answer_tells_that_too(world):
+    """Bob moves, writes, and moves back to his first card before Alice answers: what
+    she last said she holds is his first card, but she will have read the other one
+    first, so his card goes with the next message too."""
+    directory, clock = world
+    alice, bob = await pair(world)
+    await bob.binding.open(await seal(alice, bob, b"hello"))
+    await alice.binding.open(await seal(bob, alice, b"answer"))
+    moved = make_agent(directory, clock, identity=bob.identity, store=bob.store, home=OTHER_RELAY)
+    away = await seal(moved, alice, b"moved")
+    back = make_agent(directory, clock, identity=bob.identity, store=bob.store)
+    assert back.card.card == bob.card.card
+    home = await seal(back, alice, b"back")
+    assert Envelope.from_bytes(home).card == back.card.json_bytes
+    for raw in (away, home):
+        opened = await alice.binding.open(raw)
+    assert opened.sender.card.card == bob.card.card
+
+
 async def test_a_carried_card_must_be_the_senders_own_with_the_sessions_key(world):
     """A message carrying another agent's card, or a card of the sender naming another
     X25519 key than the session's, is refused and changes nothing."""

@@ -35,8 +35,9 @@ class Session:
     ``peer_card`` is the peer's signed agent card (JSON bytes) the session was
     made with: from ``seal``'s argument, or from the initial message.
     ``peer_holds`` is the SHA-256 of our card as the peer holds it (the card of our
-    initial message, or what the peer's last message said; None: never said): while
-    it is not our card's, our card goes with every message.
+    initial message, or what the peer's last message said; None: unknown, never said
+    or said before we sent a card): while it is not our card's, our card goes with
+    every message.
     """
 
     local_id: str
@@ -92,7 +93,8 @@ def seal_frame(
 ) -> tuple[Session, Envelope]:
     """Encrypt one frame; commit the returned session before sending the envelope.
     ``known_card`` and ``card`` go in the envelope as its fields say (``card`` only once
-    the initial part, which carries the card, is no longer sent)."""
+    the initial part, which carries the card, is no longer sent). Once a card is sent,
+    which card the peer holds is unknown until its next message says."""
     if card and session.pending is not None:
         raise ValueError("the initial part carries the card")
     message_id = rng(MESSAGE_ID_LEN)
@@ -109,7 +111,8 @@ def seal_frame(
         negotiation=negotiation, prekey=session.pending, header_encryption=he, header=header,
         ciphertext=ciphertext, known_card=known_card, card=card,
     )  # fmt: skip
-    return _stepped(session, ratchet, session.pending, session.peer_holds), envelope
+    holds = None if card else session.peer_holds
+    return _stepped(session, ratchet, session.pending, holds), envelope
 
 
 def _stepped(
