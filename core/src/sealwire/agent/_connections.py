@@ -164,10 +164,7 @@ class PeerConnections:
 
     def adopt(self, channel: SecureChannel, binding: str) -> None:
         """Serve a channel the (checked) peer opened; calls to it over ``binding`` reuse it."""
-        key = (channel.peer.agent_id, binding, None)
-        conn = RpcConnection(channel, self._dispatch, on_close=functools.partial(self._forget, key))
-        self._connections[key] = conn
-        conn.start()
+        self._keep((channel.peer.agent_id, binding, None), channel)
 
     async def _dispatch_checked(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
         """``dispatch`` for a binding serving on its own carrier: the peer it verified is
@@ -196,29 +193,30 @@ class PeerConnections:
             if channel.peer.agent_id != peer.identity.agent_id:
                 await channel.close()
                 raise TrustError("the peer that answered is not the agent named by its card")
-            conn = RpcConnection(
-                channel, self._dispatch, on_close=functools.partial(self._forget, key)
-            )
-            self._connections[key] = conn
-            conn.start()
-            return conn
+            return self._keep(key, channel)
 
     def _mailbox_connection(self, peer: VerifiedCard, decision: Decision) -> RpcConnection:
         """The connection over the mailbox router's one channel to ``peer`` and the
         binding (the router routes every answer from the peer to that channel): made
         to send to the decision's address, whichever card it was opened with."""
-        if self.mailbox is None:
-            raise StateError("a mailbox binding needs a relay: configure one")
-        channel = self.mailbox.channel(peer, decision)
+        channel = self._router().channel(peer, decision)
         key = (peer.identity.agent_id, decision.binding, None)
         conn = self._connections.get(key)
         if conn is None or conn.closed.is_set() or conn.channel is not channel:
-            conn = RpcConnection(
-                channel, self._dispatch, on_close=functools.partial(self._forget, key)
-            )
-            self._connections[key] = conn
-            conn.start()
+            conn = self._keep(key, channel)
         return conn
+
+    def _keep(self, key: _Key, channel: SecureChannel) -> RpcConnection:
+        """A connection over ``channel``, started, kept under ``key`` until it closes."""
+        conn = RpcConnection(channel, self._dispatch, on_close=functools.partial(self._forget, key))
+        self._connections[key] = conn
+        conn.start()
+        return conn
+
+    def _router(self) -> MailboxRouter:
+        if self.mailbox is None:
+            raise StateError("a mailbox binding needs a relay: configure one")
+        return self.mailbox
 
     def _forget(self, key: _Key, conn: RpcConnection) -> None:
         if self._connections.get(key) is conn:
@@ -228,9 +226,7 @@ class PeerConnections:
         """A new channel to ``peer`` over the decision's binding (a mailbox or a session)."""
         binding = self.bindings[decision.binding]
         if isinstance(binding, MailboxBinding):
-            if self.mailbox is None:
-                raise StateError("a mailbox binding needs a relay: configure one")
-            return self.mailbox.channel(peer, decision)
+            return self._router().channel(peer, decision)
         channel = await open_session(self.registry, binding, peer, decision)
         try:  # what the handshake negotiated must give what the policy requires
             self.policy.check_session(peer.identity.agent_id, channel.properties)
