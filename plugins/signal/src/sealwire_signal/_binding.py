@@ -292,8 +292,7 @@ class SignalBinding(MailboxBinding):
         sends back names it too; None if the card names another agreement key than the
         session's (trust must pass it first)."""
         self.context.trust.check(peer)
-        key = peer.identity.agreement_key.public_bytes_raw()
-        if not hmac.compare_digest(key, entry.current.peer_identity_key):
+        if not _names_key(peer, entry.current.peer_identity_key):
             return None
         current = attrs.evolve(entry.current, peer_card=peer.json_bytes)
         return _replaced(entry, current, entry.archived, card=peer)
@@ -364,7 +363,9 @@ class SignalBinding(MailboxBinding):
         assert part is not None
         if self._base_seen(env.sender_id, part.ephemeral_key):
             raise DuplicateMessageError("replayed initial message")
-        card = self._sender_card(part.card, env.sender_id, part.identity_key)
+        card = self._sender_card(part.card, env.sender_id)
+        if not _names_key(card, part.identity_key):
+            raise TrustError("the initial message's identity key is not the card's")
         self._check_negotiation(env, card)
         if self._require_pq and part.kem_prekey_id is None:
             raise RemoteProtocolError("PQXDH required: the initial message has no PQ part")
@@ -396,7 +397,9 @@ class SignalBinding(MailboxBinding):
     ) -> OpenedMessage:
         """Open a message of a session we hold. A card it carries (the peer moved its
         mailbox) becomes the session's card once the message decrypts under it."""
-        card = entry.card if env.card in (b"", entry.card.json_bytes) else self._carried_card(env)
+        card = entry.card
+        if env.card not in (b"", entry.card.json_bytes):
+            card = self._sender_card(env.card, env.sender_id)
         self._check_negotiation(env, card)
         first_error: Exception | None = None
         for index, session in enumerate((entry.current, entry.archived)):
@@ -408,8 +411,7 @@ class SignalBinding(MailboxBinding):
                 first_error = first_error or exc
                 continue
             if card is not entry.card:
-                key = card.identity.agreement_key.public_bytes_raw()
-                if not hmac.compare_digest(key, session.peer_identity_key):
+                if not _names_key(card, session.peer_identity_key):
                     raise TrustError("the card a message carries names another identity key")
                 opened = attrs.evolve(opened, peer_card=card.json_bytes)
             archived = entry.current if index else entry.archived  # one that decrypts is current
@@ -420,22 +422,17 @@ class SignalBinding(MailboxBinding):
         assert first_error is not None
         raise first_error
 
-    def _carried_card(self, env: Envelope) -> VerifiedCard:
-        """The card a message carries: the sender's, signed, and trusted."""
-        card = _parse_card(env.card)
-        if card.agent_id != env.sender_id:
+    def _sender_card(self, raw: bytes, sender_id: str) -> VerifiedCard:
+        """The card a message carries (in its initial part, or after a move): JSON,
+        signed, the sender's, and trusted."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise EnvelopeDecodeError("sender card is not JSON", field="envelope.card") from None
+        card = verify_card(data)
+        if card.agent_id != sender_id:
             raise TrustError("the card a message carries is not the sender's")
         self.context.trust.check(card)
-        return card
-
-    def _sender_card(self, raw: bytes, sender_id: str, identity_key: bytes) -> VerifiedCard:
-        card = _parse_card(raw)
-        if card.agent_id != sender_id:
-            raise TrustError("the initial message's card is not the sender's")
-        self.context.trust.check(card)
-        expected = card.identity.agreement_key.public_bytes_raw()
-        if not hmac.compare_digest(expected, identity_key):
-            raise TrustError("the initial message's identity key is not the card's")
         return card
 
     def _check_negotiation(self, env: Envelope, sender: VerifiedCard) -> None:
@@ -573,13 +570,9 @@ def _transcript(negotiation: Negotiation) -> bytes:
     return negotiation.transcript()
 
 
-def _parse_card(raw: bytes) -> VerifiedCard:
-    """A card as a message carries it (JSON), its signatures verified."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise EnvelopeDecodeError("sender card is not JSON", field="envelope.card") from None
-    return verify_card(data)
+def _names_key(card: VerifiedCard, key: bytes) -> bool:
+    """Whether ``card``'s X25519 agreement key is ``key`` (compared in constant time)."""
+    return hmac.compare_digest(card.identity.agreement_key.public_bytes_raw(), key)
 
 
 def _replaced(
