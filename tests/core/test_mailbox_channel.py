@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from sealwire.agent._card import build_card
-from sealwire.agent._mailbox import CARDS_NAMESPACE, MailboxRouter
 from sealwire.agent._mailbox_channel import MailboxChannel
+from sealwire.agent._mailbox_channels import CARDS_NAMESPACE, MailboxChannels
 from sealwire.binding import Negotiation
 from sealwire.identity import Identity, VerifiedCard, verify_card
 from sealwire.relay import mailbox_address
@@ -91,8 +91,9 @@ class _Host:
         pass
 
 
-def _router(store: MemoryStore, relay: _Relay) -> MailboxRouter:
-    return MailboxRouter(_Host(store), relay, {"signal": _Binding()})  # type: ignore[arg-type, dict-item]
+def _channels(store: MemoryStore, relay: _Relay) -> MailboxChannels:
+    """The channels of a mailbox router on ``store`` (a new one: as after a restart)."""
+    return MailboxChannels(_Host(store), relay, {"signal": _Binding()})  # type: ignore[arg-type, dict-item]
 
 
 def _decision(card: VerifiedCard) -> Any:
@@ -107,18 +108,18 @@ async def test_the_router_knows_a_stale_card_after_a_restart(
     damaged record costs only that knowledge."""
     store, relay, bob = MemoryStore(), _Relay(), Identity.generate()
     at_b, at_c = _card(bob, "https://b.test"), _card(bob, "https://c.test")
-    before = _router(store, relay)
-    before.channel(at_b, _decision(at_b))
+    before = _channels(store, relay)
+    before.for_call(at_b, _decision(at_b))
     assert not store.keys(CARDS_NAMESPACE)  # nothing kept until a card changes
-    before.channel(at_c, _decision(at_c))
-    after = _router(store, relay)  # a restart: a new router on the same store
-    channel = after.channel(at_b, _decision(at_b))
+    before.for_call(at_c, _decision(at_c))
+    after = _channels(store, relay)  # a restart: new channels on the same store
+    channel = after.for_call(at_b, _decision(at_b))
     await channel.send(b"frame")
     assert channel.card.card == at_c.card and relay.sent == [_address(at_c)]
     (key,) = store.keys(CARDS_NAMESPACE)
     store.put(CARDS_NAMESPACE, key, b'{"card": {"name": "forged"}, "replaced": []}')
     with caplog.at_level(logging.WARNING):
-        channel = _router(store, relay).channel(at_b, _decision(at_b))
+        channel = _channels(store, relay).for_call(at_b, _decision(at_b))
     assert channel.card is at_b and "damaged" in caplog.text
 
 
@@ -128,10 +129,10 @@ def test_a_card_kept_from_before_a_restart_does_not_send_answers_back() -> None:
     message's card is the peer's word: followed even back to a card it replaced."""
     store, bob = MemoryStore(), Identity.generate()
     at_b, at_c = _card(bob, "https://b.test"), _card(bob, "https://c.test")
-    before = _router(store, _Relay())
-    before.channel(at_b, _decision(at_b))
-    before.channel(at_c, _decision(at_c))
-    after = _router(store, _Relay())
-    binding = after.bindings["signal"]
-    assert after._incoming_channel(binding, at_b, live=False).card.card == at_c.card
-    assert after._incoming_channel(binding, at_b).card.card == at_b.card  # he moved back
+    before = _channels(store, _Relay())
+    before.for_call(at_b, _decision(at_b))
+    before.for_call(at_c, _decision(at_c))
+    after = _channels(store, _Relay())
+    binding: Any = _Binding()
+    assert after.for_answer(binding, at_b, live=False).card.card == at_c.card
+    assert after.for_answer(binding, at_b).card.card == at_b.card  # he moved back

@@ -199,7 +199,7 @@ class PeerConnections:
         """The connection over the mailbox router's one channel to ``peer`` and the
         binding (the router routes every answer from the peer to that channel): made
         to send to the decision's address, whichever card it was opened with."""
-        channel = self._router().channel(peer, decision)
+        channel = self._router().channels.for_call(peer, decision)
         key = (peer.identity.agent_id, decision.binding, None)
         conn = self._connections.get(key)
         if conn is None or conn.closed.is_set() or conn.channel is not channel:
@@ -226,7 +226,7 @@ class PeerConnections:
         """A new channel to ``peer`` over the decision's binding (a mailbox or a session)."""
         binding = self.bindings[decision.binding]
         if isinstance(binding, MailboxBinding):
-            return self._router().channel(peer, decision)
+            return self._router().channels.for_call(peer, decision)
         channel = await open_session(self.registry, binding, peer, decision)
         try:  # what the handshake negotiated must give what the policy requires
             self.policy.check_session(peer.identity.agent_id, channel.properties)

@@ -42,20 +42,14 @@ import functools
 import hashlib
 import json
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from sealwire.agent._kept_records import (
-    json_with_card,
-    kept_frame,
-    owed_answer,
-    read_kept_frame,
-)
-from sealwire.agent._mailbox_channel import MAX_REPLACED_CARDS, MailboxChannel
+from sealwire.agent._kept_records import kept_frame, owed_answer, read_kept_frame
+from sealwire.agent._mailbox_channel import MailboxChannel
+from sealwire.agent._mailbox_channels import LOCAL_FAILURES, MailboxChannels, describe_failure
 from sealwire.binding import (
     MailboxBinding,
-    Negotiation,
     OpenedMessage,
     PeerIdentity,
 )
@@ -80,7 +74,7 @@ from sealwire.errors import (
     ProtocolError,
     SealwireError,
 )
-from sealwire.identity import VerifiedCard, verify_card
+from sealwire.identity import verify_card
 from sealwire.model import SendMessageResponse, StreamResponse
 from sealwire.relay import (
     ForbiddenError,
@@ -90,11 +84,10 @@ from sealwire.relay import (
     RelayPort,
     unwrap,
 )
-from sealwire.store import StoreError, StoreTransaction
+from sealwire.store import StoreTransaction
 
 if TYPE_CHECKING:
     from sealwire.agent._host import RouterHost
-    from sealwire.policy import Decision
     from sealwire.relay import Delivery
 
 __all__ = ["MailboxRouter", "Route"]
@@ -105,10 +98,6 @@ INBOX_NAMESPACE = "mailbox.inbox"
 """Opened frames not yet handed on (requests: not yet recorded as a task)."""
 ANSWERS_NAMESPACE = "mailbox.answers"
 """Answers owed for tasks that mailbox requests created, until the relay accepts them."""
-CARDS_NAMESPACE = "mailbox.cards"
-"""Per peer and binding, once a peer's card changed: the card its channel follows and
-the fingerprints of those it replaced (a stale copy handed to a call after a restart is
-still known as one)."""
 READER_COMPONENT = "mailbox.reader"
 STORE_COMPONENT = "mailbox.store"
 
@@ -126,23 +115,15 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 """A relay's ``retry_after`` is honoured up to this; a larger one is a relay's mistake
 (or a hostile relay) and must not park the reader for hours."""
 
-MAX_PROBLEM_CHARS = 200
-"""Characters of an error's message kept in a health report."""
-
 Route = Callable[[bytes], Awaitable[None]]
 """A consumer of the payloads of one binding name (a group invitation)."""
 
 _DROP = (DecodeError, AuthenticationError, ProtocolError, PolicyError)
 """Failures of the envelope itself (malformed, forged, replayed, not for us, refused by
 policy): acknowledged and dropped, as delivering it again cannot help."""
-_LOCAL = (StoreError, OSError, sqlite3.Error)
+_LOCAL = LOCAL_FAILURES
 """Failures of this agent (a full disk): never acknowledged, the relay keeps it."""
-
-
-def _describe(exc: BaseException) -> str:
-    """A store failure for logs and health: its class and message (a store's messages
-    name the failure and a path, never a value), bounded."""
-    return f"{type(exc).__name__}: {exc}"[:MAX_PROBLEM_CHARS]
+_describe = describe_failure
 
 
 def _backoff(delay: float, exc: BaseException | None = None) -> float:
@@ -169,7 +150,8 @@ class MailboxRouter:
         self.host = host
         self.relay = relay
         self.bindings = bindings
-        self.channels: dict[tuple[str, str], MailboxChannel] = {}
+        self.channels = MailboxChannels(host, relay, bindings)
+        """Its channels to peers: one per peer and binding."""
         self._routes: dict[str, Route] = {}
         self._supervisor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -207,128 +189,12 @@ class MailboxRouter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._supervisor = None
-        for channel in list(self.channels.values()):
-            await channel.close()
+        await self.channels.close()
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def forget(self, channel: MailboxChannel) -> None:
-        for key, value in list(self.channels.items()):
-            if value is channel:
-                del self.channels[key]
-
-    def channel(self, peer: VerifiedCard, decision: Decision) -> MailboxChannel:
-        """The channel to ``peer`` over the binding ``decision`` names, sending to the
-        decision's address unless ``peer`` is a card of the peer the channel replaced
-        (see :meth:`MailboxChannel.follow`)."""
-        key = (peer.identity.agent_id, decision.binding)
-        channel = self.channels.get(key)
-        if channel is None:
-            binding = self.bindings[decision.binding]
-            channel = self._new_channel(binding, peer, decision.negotiation, decision.url)
-        elif channel.follow(peer, decision.negotiation, decision.url):
-            self._remember(channel)
-        return channel
-
-    def _incoming_channel(
-        self, binding: MailboxBinding, peer: VerifiedCard, *, live: bool = True
-    ) -> MailboxChannel:
-        """The channel to answer ``peer`` on: at the address of the card the binding
-        names for its message, when it is ``live`` (a peer's messages reach us in the
-        order it sent them, so that card is its current one); a card kept from before
-        a restart is followed only if it is not one the channel replaced since."""
-        key = (peer.identity.agent_id, binding.info.name)
-        channel = self.channels.get(key)
-        if channel is not None and (channel.card is peer or channel.card.card == peer.card):
-            return channel
-        negotiation, address = self._answer_route(binding, peer)
-        if channel is not None:
-            if channel.follow(peer, negotiation, address, from_peer=live):
-                self._remember(channel)
-            return channel
-        channel = self._new_channel(binding, peer, negotiation, address, from_peer=live)
-        self.host.serve_incoming(channel, binding.info.name)
-        return channel
-
-    def _answer_route(self, binding: MailboxBinding, peer: VerifiedCard) -> tuple[Negotiation, str]:
-        """The negotiation and address to write to ``peer`` over ``binding`` at (the
-        mailbox its card offers)."""
-        offer = peer.offer(binding.info.name)
-        if offer is None:
-            raise PolicyError(
-                f"peer {peer.identity.agent_id} offers no {binding.info.name} mailbox to answer to"
-            )
-        negotiation = Negotiation(
-            chosen=offer.uri,
-            initiator_offers=tuple(o.uri for o in self.host.card.offers),
-            responder_offers=tuple(o.uri for o in peer.offers),
-        )
-        return negotiation, offer.url
-
-    def _new_channel(
-        self,
-        binding: MailboxBinding,
-        peer: VerifiedCard,
-        negotiation: Negotiation,
-        address: str,
-        *,
-        from_peer: bool = False,
-    ) -> MailboxChannel:
-        """A channel to ``peer``, starting from the card the last one followed (kept in
-        the store), so that a stale copy of the peer's card is known after a restart."""
-        name = binding.info.name
-        followed = self._followed(name, peer)
-        if followed is None:
-            channel = MailboxChannel(
-                self.relay, binding, peer, negotiation, address, on_close=self.forget
-            )
-        else:
-            card, replaced = followed
-            channel = MailboxChannel(
-                self.relay, binding, card, *self._answer_route(binding, card),
-                on_close=self.forget, replaced=replaced,
-            )  # fmt: skip
-            if channel.follow(peer, negotiation, address, from_peer=from_peer):
-                self._remember(channel)
-        self.channels[(peer.identity.agent_id, name)] = channel
-        return channel
-
-    def _followed(
-        self, binding: str, peer: VerifiedCard
-    ) -> tuple[VerifiedCard, list[bytes]] | None:
-        """The card a channel to ``peer`` last followed and the fingerprints of the cards
-        it replaced, as kept in the store; None if none is kept (or it is unreadable)."""
-        try:
-            raw = self.host.store.get(CARDS_NAMESPACE, f"{peer.identity.agent_id}/{binding}")
-            if raw is None:
-                return None
-            record = json.loads(raw)
-            card = verify_card(record["card"])
-            if card.identity != peer.identity:
-                return None  # kept for the peer's earlier keys
-            if card.offer(binding) is None:
-                raise ValueError("a card without the binding")
-            replaced = [bytes.fromhex(h) for h in record["replaced"][-MAX_REPLACED_CARDS:]]
-        except _LOCAL as exc:
-            log.warning("cannot read the cards followed of a peer: %s", _describe(exc))
-            return None
-        except (SealwireError, KeyError, TypeError, ValueError) as exc:
-            log.warning("ignoring damaged cards followed of a peer: %s", type(exc).__name__)
-            return None
-        return card, replaced
-
-    def _remember(self, channel: MailboxChannel) -> None:
-        """Keep the card ``channel`` follows now and the ones it replaced (a failure to
-        keep them costs only that knowledge after a restart)."""
-        key = f"{channel.card.identity.agent_id}/{channel.binding.info.name}"
-        record = json_with_card(channel.card, {"replaced": [h.hex() for h in channel.replaced]})
-        try:
-            self.host.store.put(CARDS_NAMESPACE, key, record)
-        except _LOCAL as exc:
-            log.warning("cannot keep the card followed of a peer: %s", _describe(exc))
 
     # -- the reader and its supervisor ----------------------------------------------------------
 
@@ -490,7 +356,7 @@ class MailboxRouter:
             if peer.card is None:
                 raise DecodeError("the binding named no card for the sender", field="sender")
             self.host.check_peer(peer)
-            channel = self._incoming_channel(binding, peer.card, live=live)
+            channel = self.channels.for_answer(binding, peer.card, live=live)
             try:
                 frame = decode_frame(opened.frame)
             except A2AError as exc:
@@ -633,7 +499,7 @@ class MailboxRouter:
         peer = PeerIdentity(agent_id=card.identity.agent_id, identity=card.identity, card=card)
         final: Response | ErrorResponse
         try:
-            channel = self._incoming_channel(binding, card, live=False)
+            channel = self.channels.for_answer(binding, card, live=False)
             answer = await self.host.resume_task(task_id, peer)
             result: SendMessageResponse | StreamResponse = answer
             if method.streaming:
@@ -670,7 +536,7 @@ class MailboxRouter:
         while True:
             try:
                 if channel.closed:  # its connection closed meanwhile: answer on a new one
-                    channel = self._incoming_channel(channel.binding, channel.card, live=False)
+                    channel = self.channels.for_answer(channel.binding, channel.card, live=False)
                 await channel.send(data, message_id=message_id)
                 return
             except SealwireError as exc:
