@@ -63,3 +63,65 @@ async def test_task_to_an_offline_peer_and_back(tmp_path):
         finally:
             await bob_relay.close()
             await alice_relay.close()
+
+
+class _GatedRelayClient(RelayClient):
+    """A relay client whose next ``gate`` sends wait until that many are under way at
+    once (or ``GATE_SECONDS`` passed): ``together`` says whether they were."""
+
+    GATE_SECONDS = 5.0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.gate = 0
+        self.together: bool | None = None
+        self._inside = 0
+        self._full = asyncio.Event()
+
+    async def send(self, recipient: str, message_id: str, envelope: bytes) -> None:
+        if self.gate:
+            self._inside += 1
+            if self._inside == self.gate:
+                self._full.set()
+            try:
+                await asyncio.wait_for(self._full.wait(), self.GATE_SECONDS)
+                self.together = True
+            except TimeoutError:
+                self.together = False
+            finally:
+                self._inside -= 1
+                if not self._inside:
+                    self.gate = 0
+        await super().send(recipient, message_id, envelope)
+
+
+@pytest.mark.slow
+async def test_calls_in_flight_to_one_peer_reach_the_relay_together(tmp_path):
+    """Two calls at once over one mailbox connection are both handed to the relay
+    before either is committed (they share its frames and commits), rather than the
+    second waiting for the first's commit."""
+    config = RelayConfig(
+        port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+        backend_options={"path": str(tmp_path / "relay.sqlite3")},
+    )  # fmt: skip
+    async with running_relay(config) as relay:
+        bob_id, alice_id = Identity.generate(), Identity.generate()
+        bob_relay = RelayClient(relay.url, bob_id)
+        alice_relay = _GatedRelayClient(relay.url, alice_id)
+        try:
+            async with (
+                _agent(bob_id, MemoryStore(), bob_relay, "bob") as bob,
+                _agent(alice_id, MemoryStore(), alice_relay, "alice") as alice,
+            ):
+                peer = alice.peer(bob.card)
+                await asyncio.wait_for(alice.send_message(peer, "first"), TIMEOUT)
+                alice_relay.gate = 2
+                tasks = await asyncio.wait_for(
+                    asyncio.gather(alice.send_message(peer, "a"), alice.send_message(peer, "b")),
+                    TIMEOUT,
+                )
+                assert [t.status.message.parts[0].text for t in tasks] == ["done: A", "done: B"]
+                assert alice_relay.together is True
+        finally:
+            await bob_relay.close()
+            await alice_relay.close()

@@ -203,12 +203,19 @@ class PeerConnections:
         key = (peer.identity.agent_id, decision.binding, None)
         conn = self._connections.get(key)
         if conn is None or conn.closed.is_set() or conn.channel is not channel:
-            conn = self._keep(key, channel)
+            # Calls in flight each seal and hand on their frame at once (the channel
+            # keeps their order): they share the relay's frames and commits.
+            conn = self._keep(key, channel, concurrent_sends=True)
         return conn
 
-    def _keep(self, key: _Key, channel: SecureChannel) -> RpcConnection:
+    def _keep(
+        self, key: _Key, channel: SecureChannel, *, concurrent_sends: bool = False
+    ) -> RpcConnection:
         """A connection over ``channel``, started, kept under ``key`` until it closes."""
-        conn = RpcConnection(channel, self._dispatch, on_close=functools.partial(self._forget, key))
+        forget = functools.partial(self._forget, key)
+        conn = RpcConnection(
+            channel, self._dispatch, on_close=forget, concurrent_sends=concurrent_sends
+        )
         self._connections[key] = conn
         conn.start()
         return conn

@@ -120,7 +120,8 @@ class MailboxChannel:
 
     async def send(self, frame: bytes, *, message_id: str | None = None) -> None:
         """Seal ``frame`` and hand it to the relay (under ``message_id``, a fresh one if
-        not given: a retry with the same id is stored once)."""
+        not given: a retry with the same id is stored once). Sends may run at once:
+        each frame is sealed on its own and stored by its own id."""
         if self._closed:
             raise ChannelClosed("mailbox channel closed")
         address = self._address  # the card and address of one moment, if it follows meanwhile

@@ -62,7 +62,14 @@ class _Stream:
 
 
 class RpcConnection:
-    """Requests, responses and streams over one :class:`SecureChannel`."""
+    """Requests, responses and streams over one :class:`SecureChannel`.
+
+    Its frames are sent one at a time (a send waits for the one before it), unless
+    ``concurrent_sends``: the channel takes sends made at once (a mailbox channel,
+    where a send lasts until the relay has committed the message: one at a time,
+    calls in flight would each wait for the relay in turn instead of sharing its
+    frames and commits).
+    """
 
     def __init__(
         self,
@@ -70,6 +77,7 @@ class RpcConnection:
         dispatcher: Dispatcher | None,
         *,
         on_close: Callable[[RpcConnection], Awaitable[None] | None] | None = None,
+        concurrent_sends: bool = False,
     ) -> None:
         self.channel = channel
         self._dispatcher = dispatcher
@@ -78,7 +86,9 @@ class RpcConnection:
         self._pending: dict[int | str, _Stream] = {}
         self._inbound: dict[int | str, asyncio.Task[None]] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._send_lock = asyncio.Lock()
+        self._send_lock: contextlib.AbstractAsyncContextManager[Any] = (
+            contextlib.nullcontext() if concurrent_sends else asyncio.Lock()
+        )
         self.closed = asyncio.Event()
 
     @property
