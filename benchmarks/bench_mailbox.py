@@ -15,8 +15,9 @@ Measured in one process, in the same run:
   read back only after a restart), so that step is gone;
 * for scale, end to end: requests a second from one agent to another over the
   signal mailbox binding through an in-process relay (SQLite backend), one at a
-  time and ``--concurrency`` at once, and the process CPU per call of the latter
-  (issue 14's goal: 1.2 ms);
+  time and ``--concurrency`` at once (that many callers, each making its next call
+  once its last is answered: :func:`in_flight`), and the process CPU per call of
+  the latter (issue 14's goal: 1.2 ms);
 * the relay's SQLite work in that concurrent phase: transactions and statements
   per message (the relay's figure that the machine's load does not blur), and
   the sends and acks one commit carries;
@@ -52,7 +53,7 @@ from bench_relay import process_cpu, relay_process, round_trip_floor
 from sealwire.agent import Agent, TaskContext
 from sealwire.agent._kept_records import kept_frame, read_kept_frame
 from sealwire.binding import OpenedMessage, PeerIdentity
-from sealwire.identity import Identity
+from sealwire.identity import Identity, VerifiedCard
 from sealwire.relay import Delivery, FetchedPrekeys, RelayClient, mailbox_address
 from sealwire.store import MemoryStore, SqliteStore, StateStore, StoreKey
 from sealwire.testing.ports import free_port
@@ -75,6 +76,18 @@ def rate(step: Callable[[], object], seconds: float) -> float:
             step()
         count += 20
     return count / elapsed
+
+
+async def in_flight(agent: Agent, peer: VerifiedCard, rounds: int, concurrency: int) -> None:
+    """``rounds * concurrency`` calls from ``agent`` to ``peer``, ``concurrency`` in flight
+    all along: each of ``concurrency`` callers makes its next call once its last is
+    answered (waves of ``concurrency`` calls at once would drain between waves)."""
+
+    async def caller() -> None:
+        for _ in range(rounds):
+            await agent.send_message(peer, "many")
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
 
 
 async def _echo(task: TaskContext) -> None:
@@ -174,10 +187,7 @@ async def end_to_end(
                 sequential = requests / (time.perf_counter() - start)
                 start, cpu = time.perf_counter(), time.process_time() + relay_cpu()
                 counts.on = True
-                for _ in range(requests // concurrency):
-                    await asyncio.gather(
-                        *(agents[0].send_message(peer, "many") for _ in range(concurrency))
-                    )
+                await in_flight(agents[0], peer, requests // concurrency, concurrency)
                 counts.on = False
                 calls = requests // concurrency * concurrency
                 parallel = calls / (time.perf_counter() - start)
@@ -286,10 +296,7 @@ async def agents_only(requests: int, concurrency: int) -> float:
         peer = agents[0].peer(agents[1].card)
         await agents[0].send_message(peer, "warm up")
         cpu = time.process_time()
-        for _ in range(requests // concurrency):
-            await asyncio.gather(
-                *(agents[0].send_message(peer, "many") for _ in range(concurrency))
-            )
+        await in_flight(agents[0], peer, requests // concurrency, concurrency)
         calls = requests // concurrency * concurrency
         return (time.process_time() - cpu) * 1000 / calls
     finally:
