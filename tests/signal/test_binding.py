@@ -4,6 +4,7 @@ test_binding_pq.py, stored session records in test_binding_records.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 
@@ -199,6 +200,27 @@ async def test_simultaneous_first_messages_converge(world):
     for i in range(3):
         assert (await bob.binding.open(await seal(alice, bob, b"a%d" % i))).frame == b"a%d" % i
         assert (await alice.binding.open(await seal(bob, alice, b"b%d" % i))).frame == b"b%d" % i
+
+
+async def test_first_messages_sealed_at_once_fetch_the_prekeys_once(world):
+    """Seals to a peer with no session yet, made at once (calls in flight), share one
+    fetch of its prekeys and the session it starts: each fetch would take one of the
+    peer's one-time prekeys, and the relay limits fetches of one agent's prekeys."""
+    alice, bob = await pair(world)
+    relay, fetched = alice.context.relay, []
+    fetch = relay.fetch_prekeys
+
+    async def slow_fetch(agent_id, binding):
+        fetched.append(agent_id)
+        await asyncio.sleep(0.01)  # the others seal meanwhile
+        return await fetch(agent_id, binding)
+
+    relay.fetch_prekeys = slow_fetch
+    frames = [b"m%d" % i for i in range(4)]
+    envelopes = await asyncio.gather(*(seal(alice, bob, f) for f in frames))
+    assert fetched == [bob.identity.agent_id]
+    assert [(await bob.binding.open(e)).frame for e in envelopes] == frames
+    assert (await alice.binding.open(await seal(bob, alice, b"back"))).frame == b"back"
 
 
 async def test_pq_is_required_by_default(world):

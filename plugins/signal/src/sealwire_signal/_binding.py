@@ -31,6 +31,7 @@ and relay client. Rules of this file:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import json
@@ -229,6 +230,7 @@ class SignalBinding(MailboxBinding):
             mldsa_key=context.identity.mldsa_key,
         )  # fmt: skip
         self._peers: OrderedDict[str, _Peer] = OrderedDict()
+        self._fetching: dict[tuple[str, bytes], asyncio.Future[VerifiedBundle]] = {}
         self._accepts_since_publish = 0
         self._published_at: float | None = None
 
@@ -301,7 +303,7 @@ class SignalBinding(MailboxBinding):
         """A new session on prekeys fetched at the peer's home relay; a session with an
         older agreement key of the peer becomes the archived one."""
         self.context.trust.check(peer)
-        verified = await self._fetch_bundle(peer)
+        verified = await self._shared_fetch(peer)
         entry = self._load(peer.agent_id)  # another task may have started one meanwhile
         if entry is not None:
             started = entry if entry.card is peer else self._under_card(entry, peer)
@@ -447,6 +449,25 @@ class SignalBinding(MailboxBinding):
             raise RemoteProtocolError("negotiation transcript does not match the cards")
 
     # -- sending -------------------------------------------------------------------------
+
+    async def _shared_fetch(self, peer: VerifiedCard) -> VerifiedBundle:
+        """:meth:`_fetch_bundle`, once for the seals that need the same bundle at the same
+        time (calls in flight to a new peer): each fetch would take one of the peer's
+        one-time prekeys, and the relay limits fetches of one agent's prekeys. The
+        first seal to resume starts the session, the others find it."""
+        key = (peer.agent_id, peer.identity.agreement_key.public_bytes_raw())
+        fetch = self._fetching.get(key)
+        if fetch is None:
+            fetch = asyncio.ensure_future(self._fetch_bundle(peer))
+            self._fetching[key] = fetch
+            fetch.add_done_callback(functools.partial(self._fetched, key))
+        return await asyncio.shield(fetch)  # a waiter cancelled leaves it to the others
+
+    def _fetched(self, key: tuple[str, bytes], fetch: asyncio.Future[VerifiedBundle]) -> None:
+        if self._fetching.get(key) is fetch:
+            del self._fetching[key]
+        if not fetch.cancelled():
+            fetch.exception()  # retrieved here too: every waiter may have been cancelled
 
     async def _fetch_bundle(self, peer: VerifiedCard) -> VerifiedBundle:
         """The peer's bundle from its home relay (the one its card's mailbox address
