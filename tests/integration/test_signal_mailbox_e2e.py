@@ -97,9 +97,9 @@ class _GatedRelayClient(RelayClient):
 
 @pytest.mark.slow
 async def test_calls_in_flight_to_one_peer_reach_the_relay_together(tmp_path):
-    """Two calls at once over one mailbox connection are both handed to the relay
-    before either is committed (they share its frames and commits), rather than the
-    second waiting for the first's commit."""
+    """Two calls at once over one mailbox connection, the first to the peer, are both
+    handed to the relay before either is committed (they share its frames and
+    commits), rather than the second waiting for the first's commit."""
     config = RelayConfig(
         port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
         backend_options={"path": str(tmp_path / "relay.sqlite3")},
@@ -114,8 +114,7 @@ async def test_calls_in_flight_to_one_peer_reach_the_relay_together(tmp_path):
                 _agent(alice_id, MemoryStore(), alice_relay, "alice") as alice,
             ):
                 peer = alice.peer(bob.card)
-                await asyncio.wait_for(alice.send_message(peer, "first"), TIMEOUT)
-                alice_relay.gate = 2
+                alice_relay.gate = 2  # the first two calls: both start the session
                 tasks = await asyncio.wait_for(
                     asyncio.gather(alice.send_message(peer, "a"), alice.send_message(peer, "b")),
                     TIMEOUT,
