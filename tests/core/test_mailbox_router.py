@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from waiting import until
 
 from sealwire.agent._mailbox import READER_COMPONENT, MailboxRouter
+from sealwire.agent._mailbox_homes import previous_homes
 from sealwire.binding import PeerIdentity, SecureChannel
 from sealwire.codec import Request
 from sealwire.relay import Delivery, LimitExceeded, RelayUnavailable, wrap
@@ -65,7 +67,10 @@ class _Relay:
     then what arrives. ``failures`` are raised by the next subscriptions, one each;
     ``ack_failures`` by the next acknowledgements."""
 
+    url = "https://relay.test"
+
     def __init__(self) -> None:
+        self.others: dict[str, _Relay] = {}
         self.pending: list[Delivery] = []
         self.acked: list[str] = []
         self.subscriptions = 0
@@ -95,6 +100,13 @@ class _Relay:
             self._arrived.clear()
             await self._arrived.wait()
 
+    def signed_in_at(self, url: str) -> _Relay:
+        """The mailbox at another relay (one this agent left)."""
+        if url not in self.others:
+            self.others[url] = _Relay()
+            self.others[url].url = url
+        return self.others[url]
+
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         if self.ack_failures:
             raise self.ack_failures.pop(0)
@@ -122,6 +134,24 @@ async def test_a_route_gets_its_payloads_and_they_are_acknowledged(router: Any) 
     router.relay.put("w1", wrap("mls", b"welcome"))
     await until(lambda: router.relay.acked == ["w1"], "the acknowledgement")
     assert got == [b"welcome"]
+
+
+async def test_the_mailbox_at_a_relay_the_agent_left_is_read_and_acknowledged_there(
+    router: Any,
+) -> None:
+    got: list[bytes] = []
+
+    async def invitation(payload: bytes) -> None:
+        got.append(payload)
+
+    router.route("mls", invitation)
+    previous_homes(router.host.store, "https://left.test", time.time())  # homed there before
+    await router.start()
+    left = router.relay.signed_in_at("https://left.test")
+    left.put("old", wrap("mls", b"sent to the old card"))
+    router.relay.put("new", wrap("mls", b"sent to the new one"))
+    await until(lambda: left.acked == ["old"] and router.relay.acked == ["new"], "both acks")
+    assert sorted(got) == [b"sent to the new one", b"sent to the old card"]
 
 
 async def test_supervisor_restarts_a_reader_that_ends_or_fails_and_reports_it(

@@ -323,3 +323,33 @@ async def test_a_peer_that_moves_its_mailbox_is_reached_at_its_new_home(
     finally:
         await moved.relay.close()
         await _close(homes)
+
+
+@pytest.mark.slow
+async def test_a_peer_that_never_heard_of_the_move_reaches_the_moved_agent(
+    relays: dict[str, RelayProcess],
+) -> None:
+    """Bob moves his mailbox from relay B to relay C. Dave holds Bob's card of B and
+    never heard from him: he calls him there. Bob still reads his mailbox at B (a
+    relay he left a week ago or less), answers through C with his new card, and
+    Dave's next calls go to C, also once B is gone. Before, Dave's calls waited at
+    B, where nobody read Bob's mailbox any more."""
+    bob_home, dave_home = homes = _homes(relays, ("bob", "b"), ("dave", "a"))
+    identity = bob_home.identity
+    moved = Home("bob", identity, bob_home.store, RelayClient(relays["c"].url, identity))
+
+    async def call(card: Any, text: str) -> str:
+        task = await asyncio.wait_for(dave.send_message(dave.peer(card), text), TIMEOUT)
+        return str(task.status.message.parts[0].text)
+
+    try:
+        async with bob_home.agent() as bob:
+            old_card = bob.card  # his prekeys published at B; Dave is given this card
+        async with dave_home.agent() as dave, moved.agent() as bob:
+            assert bob.card.card != old_card.card
+            assert await call(old_card, "at b") == "bob did at b"
+            relays["b"].kill()
+            assert await call(old_card, "b is gone") == "bob did b is gone"
+    finally:
+        await moved.relay.close()
+        await _close(homes)

@@ -31,7 +31,9 @@ The reader never stops for good: a relay error is retried with backoff
 error) is left with the relay and fetched again by subscribing anew, and a
 supervisor restarts the reader whatever ends it, reporting it in the agent's
 health. Only a delivery whose envelope is malformed, forged or replayed is
-acknowledged and dropped.
+acknowledged and dropped. The mailbox at a relay the agent left (it moved) is
+read too, for a while (:mod:`sealwire.agent._mailbox_homes`), its failures only
+logged.
 """
 
 from __future__ import annotations
@@ -42,12 +44,14 @@ import functools
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from sealwire.agent._kept_records import kept_frame, owed_answer, read_kept_frame
 from sealwire.agent._mailbox_channel import MailboxChannel
 from sealwire.agent._mailbox_channels import LOCAL_FAILURES, MailboxChannels, describe_failure
+from sealwire.agent._mailbox_homes import previous_homes
 from sealwire.binding import (
     MailboxBinding,
     OpenedMessage,
@@ -111,6 +115,9 @@ RETRY_FIRST_SECONDS = 0.05
 """First delay before retrying a relay call or a store write that failed."""
 RETRY_MAX_SECONDS = 5.0
 """Longest delay between retries: a relay or disk back in service is noticed within it."""
+LEFT_RELAY_RETRY_MAX_SECONDS = 300.0
+"""Longest delay between restarts of the reader at a relay the agent left: it may be
+gone for good, and is then worth a warning now and then, not every few seconds."""
 MAX_RETRY_AFTER_SECONDS = 60.0
 """A relay's ``retry_after`` is honoured up to this; a larger one is a relay's mistake
 (or a hostile relay) and must not park the reader for hours."""
@@ -153,7 +160,7 @@ class MailboxRouter:
         self.channels = MailboxChannels(host, relay, bindings)
         """Its channels to peers: one per peer and binding."""
         self._routes: dict[str, Route] = {}
-        self._supervisor: asyncio.Task[None] | None = None
+        self._readers: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_SERVED_REQUESTS)
         self._waiting = 0
@@ -179,16 +186,26 @@ class MailboxRouter:
             self._spawn(self._answer_owed(key))
         for key in store.keys(INBOX_NAMESPACE):
             self._hand_on_kept(key)
-        self._supervisor = asyncio.create_task(self._supervise(), name="sealwire-mailbox")
+        readers: list[tuple[RelayPort, str | None]] = [(self.relay, READER_COMPONENT)]
+        for url in previous_homes(store, self.relay.url, time.time()):
+            try:
+                readers.append((self.relay.signed_in_at(url), None))
+            except SealwireError as exc:
+                log.warning("cannot read the mailbox at %s, a relay this agent left: %s",
+                            url[:200], exc)  # fmt: skip
+        self._readers = [
+            asyncio.create_task(self._supervise(relay, component), name="sealwire-mailbox")
+            for relay, component in readers
+        ]
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._supervisor, *self._tasks) if t is not None]
+        tasks = [*self._readers, *self._tasks]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._supervisor = None
+        self._readers = []
         await self.channels.close()
 
     def _spawn(self, work: Awaitable[None]) -> None:
@@ -198,12 +215,14 @@ class MailboxRouter:
 
     # -- the reader and its supervisor ----------------------------------------------------------
 
-    async def _supervise(self) -> None:
-        """Run the reader for ever: whatever ends it, report it and start it again."""
+    async def _supervise(self, relay: RelayPort, component: str | None) -> None:
+        """Run the reader of the mailbox at ``relay`` for ever: whatever ends it, report it
+        (in the health ``component``, if any: a relay this agent left has none) and start
+        it again."""
         delay = RETRY_FIRST_SECONDS
         while True:
             try:
-                await self._read()
+                await self._read(relay, component)
                 problem = "the relay ended the mailbox subscription"
                 exc: BaseException | None = None
             except asyncio.CancelledError:
@@ -213,13 +232,15 @@ class MailboxRouter:
                 if not isinstance(error, SealwireError):
                     log.exception("mailbox reader failed")
             self.restarts += 1
-            self.host.report_health(READER_COMPONENT, problem)
+            if component is not None:
+                self.host.report_health(component, problem)
             wait = _backoff(delay, exc)
-            log.warning("%s; restarting it in %.2f s", problem, wait)
+            log.warning("%s (%s); restarting it in %.2f s", problem, relay.url[:200], wait)
             await asyncio.sleep(wait)
-            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            longest = RETRY_MAX_SECONDS if component is not None else LEFT_RELAY_RETRY_MAX_SECONDS
+            delay = min(delay * 2, longest)
 
-    async def _read(self) -> None:
+    async def _read(self, relay: RelayPort, component: str | None) -> None:
         """Handle deliveries as the relay pushes them. A delivery left unacknowledged (the
         store failed) comes again when we subscribe anew, after a backoff; the others
         pushed meanwhile are handled as usual."""
@@ -227,7 +248,7 @@ class MailboxRouter:
         delay = RETRY_FIRST_SECONDS
         while True:
             resubscribe_at: float | None = None
-            subscription = self.relay.subscribe()
+            subscription = relay.subscribe()
             try:
                 while True:
                     await self._room.wait()
@@ -241,10 +262,11 @@ class MailboxRouter:
                             )
                         except TimeoutError:
                             break
-                    failure = await self._receive(delivery)
+                    failure = await self._receive(delivery, relay)
                     if failure is None:
                         delay = RETRY_FIRST_SECONDS
-                        self.host.report_health(READER_COMPONENT, None)
+                        if component is not None:
+                            self.host.report_health(component, None)
                     elif resubscribe_at is None:
                         resubscribe_at = loop.time() + _backoff(delay, failure)
                         delay = min(delay * 2, RETRY_MAX_SECONDS)
@@ -254,21 +276,21 @@ class MailboxRouter:
                 with contextlib.suppress(Exception):
                     await subscription.aclose()
 
-    async def _receive(self, delivery: Delivery) -> BaseException | None:
-        """Open, keep and acknowledge one delivery, then hand it on. Returns the error
-        that left it unacknowledged (to be fetched again), or ``None``."""
+    async def _receive(self, delivery: Delivery, relay: RelayPort) -> BaseException | None:
+        """Open, keep and acknowledge (at ``relay``) one delivery, then hand it on. Returns
+        the error that left it unacknowledged (to be fetched again), or ``None``."""
         try:
             name, envelope = unwrap(delivery.envelope)
             route = self._routes.get(name)
             if route is not None:
-                return await self._to_route(route, envelope, delivery)
+                return await self._to_route(route, envelope, delivery, relay)
             binding = self.bindings.get(name)
             if binding is None:
                 raise DecodeError(f"no mailbox binding {name!r}", field="mailbox.binding")
             opened = await binding.open(envelope, keep=functools.partial(self._keep, name))
         except _DROP as exc:
             log.info("dropping mailbox message %s: %s", delivery.message_id[:64], exc)
-            await self._ack(delivery)
+            await self._ack(delivery, relay)
             return None
         except _LOCAL as exc:
             problem = f"cannot keep an opened message: {_describe(exc)}"
@@ -288,11 +310,11 @@ class MailboxRouter:
             return exc
         self.host.report_health(STORE_COMPONENT, None)
         self._hand_on(opened.message_id, binding, opened, live=True)  # kept: safe before the ack
-        await self._ack(delivery)
+        await self._ack(delivery, relay)
         return None
 
     async def _to_route(
-        self, route: Route, payload: bytes, delivery: Delivery
+        self, route: Route, payload: bytes, delivery: Delivery, relay: RelayPort
     ) -> BaseException | None:
         """A payload for another consumer: acknowledged once handled, or when it refused
         it for good (any SealwireError but a store or relay failure, which are retried)."""
@@ -304,15 +326,15 @@ class MailboxRouter:
             return exc
         except SealwireError as exc:
             log.info("dropping mailbox message %s: %s", delivery.message_id[:64], exc)
-        await self._ack(delivery)
+        await self._ack(delivery, relay)
         return None
 
-    async def _ack(self, delivery: Delivery) -> None:
-        """Acknowledge ``delivery``, retrying any relay failure with backoff."""
+    async def _ack(self, delivery: Delivery, relay: RelayPort) -> None:
+        """Acknowledge ``delivery`` at ``relay``, retrying any relay failure with backoff."""
         delay = RETRY_FIRST_SECONDS
         while True:
             try:
-                await self.relay.ack([delivery])
+                await relay.ack([delivery])
                 return
             except RelayError as exc:
                 wait = _backoff(delay, exc)
