@@ -307,7 +307,7 @@ async def agents_only(requests: int, concurrency: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=1600)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
         "--agents-only", action="store_true", help="measure only the agents' side (relay in memory)"
