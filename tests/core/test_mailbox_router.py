@@ -123,13 +123,19 @@ async def router() -> Any:
     await made.stop()
 
 
-async def test_a_route_gets_its_payloads_and_they_are_acknowledged(router: Any) -> None:
+def _routed(router: MailboxRouter) -> list[bytes]:
+    """The payloads the router hands to a route registered for "mls", as they come."""
     got: list[bytes] = []
 
     async def invitation(payload: bytes) -> None:
         got.append(payload)
 
     router.route("mls", invitation)
+    return got
+
+
+async def test_a_route_gets_its_payloads_and_they_are_acknowledged(router: Any) -> None:
+    got = _routed(router)
     await router.start()
     router.relay.put("w1", wrap("mls", b"welcome"))
     await until(lambda: router.relay.acked == ["w1"], "the acknowledgement")
@@ -139,12 +145,7 @@ async def test_a_route_gets_its_payloads_and_they_are_acknowledged(router: Any) 
 async def test_the_mailbox_at_a_relay_the_agent_left_is_read_and_acknowledged_there(
     router: Any,
 ) -> None:
-    got: list[bytes] = []
-
-    async def invitation(payload: bytes) -> None:
-        got.append(payload)
-
-    router.route("mls", invitation)
+    got = _routed(router)
     previous_homes(router.host.store, "https://left.test", time.time())  # homed there before
     await router.start()
     left = router.relay.signed_in_at("https://left.test")
@@ -157,12 +158,7 @@ async def test_the_mailbox_at_a_relay_the_agent_left_is_read_and_acknowledged_th
 async def test_supervisor_restarts_a_reader_that_ends_or_fails_and_reports_it(
     router: Any,
 ) -> None:
-    got: list[bytes] = []
-
-    async def invitation(payload: bytes) -> None:
-        got.append(payload)
-
-    router.route("mls", invitation)
+    got = _routed(router)
     router.relay.failures = [None, RelayUnavailable("down"), RuntimeError("a bug")]
     router.relay.put("w1", wrap("mls", b"welcome"))
     await router.start()
