@@ -203,8 +203,8 @@ class PeerConnections:
         key = (peer.identity.agent_id, decision.binding, None)
         conn = self._connections.get(key)
         if conn is None or conn.closed.is_set() or conn.channel is not channel:
-            # Calls in flight each seal and hand on their frame at once (the channel
-            # keeps their order): they share the relay's frames and commits.
+            # Calls in flight seal and hand on their frames at once (each sealed on
+            # its own): they share the relay's frames and commits.
             conn = self._keep(key, channel, concurrent_sends=True)
         return conn
 
