@@ -31,7 +31,6 @@ and relay client. Rules of this file:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hmac
 import json
@@ -64,9 +63,10 @@ from sealwire.errors import (
     TrustError,
 )
 from sealwire.identity import PublicIdentity, VerifiedCard, verify_card
-from sealwire.relay import RelayPort, peer_directory
+from sealwire.relay import RelayPort
 from sealwire.store import StoreTransaction
-from sealwire_signal._crypto import DHKeyPair
+from sealwire_signal._bundles import PeerBundles
+from sealwire_signal._crypto import KEY_LEN, DHKeyPair
 from sealwire_signal._errors import (
     DowngradeError,
     DuplicateMessageError,
@@ -95,10 +95,8 @@ from sealwire_signal._state_codec import (
     encode_session,
     is_current_record,
 )
-from sealwire_signal._wire import Envelope, decode_bundle, decode_kem_blob, encode_bundle
+from sealwire_signal._wire import Envelope, encode_bundle
 from sealwire_signal._x3dh import (
-    OneTimePrekey,
-    VerifiedBundle,
     initial_message_input,
     verify_mldsa,
 )
@@ -121,7 +119,6 @@ REPUBLISH_AFTER_ACCEPTS = 10
 """Initial messages accepted (each may use a one-time prekey) before the pools are checked."""
 REPUBLISH_INTERVAL = 6 * 3600.0
 """Seconds between prekey checks even without traffic, so rotation happens on schedule."""
-_KEY_LEN = 32
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +227,7 @@ class SignalBinding(MailboxBinding):
             mldsa_key=context.identity.mldsa_key,
         )  # fmt: skip
         self._peers: OrderedDict[str, _Peer] = OrderedDict()
-        self._fetching: dict[tuple[str, bytes], asyncio.Future[VerifiedBundle]] = {}
+        self._bundles = PeerBundles(self.info.name)
         self._accepts_since_publish = 0
         self._published_at: float | None = None
 
@@ -303,7 +300,12 @@ class SignalBinding(MailboxBinding):
         """A new session on prekeys fetched at the peer's home relay; a session with an
         older agreement key of the peer becomes the archived one."""
         self.context.trust.check(peer)
-        verified = await self._shared_fetch(peer)
+        verified = await self._bundles.fetch(self._relay(), peer)
+        if verified.kem_prekey is None:
+            self._refuse_without_pq(
+                peer, required="the peer offers no PQ prekey (PQXDH required)",
+                downgrade="both cards offer PQXDH; the peer's bundle has no PQ prekey",
+            )  # fmt: skip
         entry = self._load(peer.agent_id)  # another task may have started one meanwhile
         if entry is not None:
             started = entry if entry.card is peer else self._under_card(entry, peer)
@@ -369,10 +371,11 @@ class SignalBinding(MailboxBinding):
         if not _names_key(card, part.identity_key):
             raise TrustError("the initial message's identity key is not the card's")
         self._check_negotiation(env, card)
-        if self._require_pq and part.kem_prekey_id is None:
-            raise RemoteProtocolError("PQXDH required: the initial message has no PQ part")
-        if part.kem_prekey_id is None and _offers_pqxdh(card) and _offers_pqxdh(self.context.card):
-            raise DowngradeError("both cards offer PQXDH; the initial message is plain X3DH")
+        if part.kem_prekey_id is None:
+            self._refuse_without_pq(
+                card, required="PQXDH required: the initial message has no PQ part",
+                downgrade="both cards offer PQXDH; the initial message is plain X3DH",
+            )  # fmt: skip
         if card.identity.mldsa_key is not None:  # the card lists it: the message is signed
             signed = initial_message_input(part.unsigned_bytes(), env.sender_id, env.recipient_id)
             verify_mldsa(card.identity.mldsa_key, part.mldsa_signature, signed)
@@ -450,49 +453,14 @@ class SignalBinding(MailboxBinding):
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _shared_fetch(self, peer: VerifiedCard) -> VerifiedBundle:
-        """:meth:`_fetch_bundle`, once for the seals that need the same bundle at the same
-        time (calls in flight to a new peer): each fetch would take one of the peer's
-        one-time prekeys, and the relay limits fetches of one agent's prekeys. The
-        first seal to resume starts the session, the others find it."""
-        key = (peer.agent_id, peer.identity.agreement_key.public_bytes_raw())
-        fetch = self._fetching.get(key)
-        if fetch is None:
-            fetch = asyncio.ensure_future(self._fetch_bundle(peer))
-            self._fetching[key] = fetch
-            fetch.add_done_callback(functools.partial(self._fetched, key))
-        return await asyncio.shield(fetch)  # a waiter cancelled leaves it to the others
-
-    def _fetched(self, key: tuple[str, bytes], fetch: asyncio.Future[VerifiedBundle]) -> None:
-        if self._fetching.get(key) is fetch:
-            del self._fetching[key]
-        if not fetch.cancelled():
-            fetch.exception()  # retrieved here too: every waiter may have been cancelled
-
-    async def _fetch_bundle(self, peer: VerifiedCard) -> VerifiedBundle:
-        """The peer's bundle from its home relay (the one its card's mailbox address
-        names), checked against the card: the relay vouches for nothing."""
-        directory = peer_directory(self._relay(), peer, self.info.name)
-        fetched = await directory.fetch_prekeys(peer.agent_id, self.info.name)
-        bundle = decode_bundle(fetched.bundle)
-        expected = peer.identity.agreement_key.public_bytes_raw()
-        if not hmac.compare_digest(expected, bundle.identity_key):
-            raise TrustError("the prekey bundle's identity key is not the card's")
-        one_time = fetched.one_time.get(POOL_X25519)
-        kem = fetched.one_time.get(POOL_KEM)
-        verified = bundle.verify(
-            peer.identity.signing_key,
-            mldsa_key=peer.identity.mldsa_key,
-            one_time=None if one_time is None else OneTimePrekey(
-                _pool_id(one_time[0]), _x25519_blob(one_time[1])
-            ),
-            one_time_kem=None if kem is None else decode_kem_blob(_pool_id(kem[0]), kem[1]),
-        )  # fmt: skip
-        if self._require_pq and verified.kem_prekey is None:
-            raise RemoteProtocolError("the peer offers no PQ prekey (PQXDH required)")
-        if verified.kem_prekey is None and _offers_pqxdh(peer) and _offers_pqxdh(self.context.card):
-            raise DowngradeError("both cards offer PQXDH; the peer's bundle has no PQ prekey")
-        return verified
+    def _refuse_without_pq(self, peer: VerifiedCard, *, required: str, downgrade: str) -> None:
+        """A first exchange with ``peer`` without PQXDH is refused when PQXDH is required
+        (RemoteProtocolError ``required``), or offered by both cards (DowngradeError
+        ``downgrade``)."""
+        if self._require_pq:
+            raise RemoteProtocolError(required)
+        if _offers_pqxdh(peer) and _offers_pqxdh(self.context.card):
+            raise DowngradeError(downgrade)
 
     def _relay(self) -> RelayPort:
         if self.context.relay is None:
@@ -565,7 +533,7 @@ class SignalBinding(MailboxBinding):
             if used is not None:
                 self._prekeys.delete_used(tx, *used)
                 bases = tx.get(SESSION_NAMESPACE, f"{peer_id}/bases") or b""
-                bases = (bases + entry.current.base_key)[-MAX_REMEMBERED_BASE_KEYS * _KEY_LEN :]
+                bases = (bases + entry.current.base_key)[-MAX_REMEMBERED_BASE_KEYS * KEY_LEN :]
                 tx.put(SESSION_NAMESPACE, f"{peer_id}/bases", bases)
             if cards.keys() != entry.stored_cards:
                 _store_cards(tx, peer_id, cards)
@@ -579,8 +547,8 @@ class SignalBinding(MailboxBinding):
     def _base_seen(self, peer_id: str, base_key: bytes) -> bool:
         bases = self.context.store.get(SESSION_NAMESPACE, f"{peer_id}/bases") or b""
         return any(
-            hmac.compare_digest(bases[i : i + _KEY_LEN], base_key)
-            for i in range(0, len(bases), _KEY_LEN)
+            hmac.compare_digest(bases[i : i + KEY_LEN], base_key)
+            for i in range(0, len(bases), KEY_LEN)
         )
 
 
@@ -634,15 +602,3 @@ def _offers_pqxdh(card: VerifiedCard) -> bool:
 
 def _has_base(entry: _Peer, base_key: bytes) -> bool:
     return any(s is not None and s.base_key == base_key for s in (entry.current, entry.archived))
-
-
-def _pool_id(text: str) -> int:
-    if not text.isdigit() or len(text) > 10 or int(text) > 0xFFFF_FFFF:
-        raise EnvelopeDecodeError("one-time prekey id is not a uint32", field="one_time.id")
-    return int(text)
-
-
-def _x25519_blob(blob: bytes) -> bytes:
-    if len(blob) != _KEY_LEN:
-        raise EnvelopeDecodeError("one-time prekey is not 32 bytes", field="one_time.key")
-    return blob
