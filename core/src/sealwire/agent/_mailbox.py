@@ -128,9 +128,6 @@ Route = Callable[[bytes], Awaitable[None]]
 _DROP = (DecodeError, AuthenticationError, ProtocolError, PolicyError)
 """Failures of the envelope itself (malformed, forged, replayed, not for us, refused by
 policy): acknowledged and dropped, as delivering it again cannot help."""
-_LOCAL = LOCAL_FAILURES
-"""Failures of this agent (a full disk): never acknowledged, the relay keeps it."""
-_describe = describe_failure
 
 
 def _backoff(delay: float, exc: BaseException | None = None) -> float:
@@ -292,8 +289,8 @@ class MailboxRouter:
             log.info("dropping mailbox message %s: %s", delivery.message_id[:64], exc)
             await self._ack(delivery, relay)
             return None
-        except _LOCAL as exc:
-            problem = f"cannot keep an opened message: {_describe(exc)}"
+        except LOCAL_FAILURES as exc:
+            problem = f"cannot keep an opened message: {describe_failure(exc)}"
             log.warning("mailbox message %s left with the relay: %s", delivery.message_id[:64],
                         problem)  # fmt: skip
             self.host.report_health(STORE_COMPONENT, problem)
@@ -320,7 +317,7 @@ class MailboxRouter:
         it for good (any SealwireError but a store or relay failure, which are retried)."""
         try:
             await route(payload)
-        except (*_LOCAL, RelayError) as exc:
+        except (*LOCAL_FAILURES, RelayError) as exc:
             log.info("mailbox message %s for a route: %s", delivery.message_id[:64],
                      type(exc).__name__)  # fmt: skip
             return exc
@@ -356,9 +353,9 @@ class MailboxRouter:
                 return
             record, opened = read_kept_frame(raw)
             binding = self.bindings[record["binding"]]
-        except _LOCAL as exc:
+        except LOCAL_FAILURES as exc:
             log.warning("cannot read a kept mailbox message: %s", type(exc).__name__)
-            self.host.report_health(STORE_COMPONENT, f"cannot read: {_describe(exc)}")
+            self.host.report_health(STORE_COMPONENT, f"cannot read: {describe_failure(exc)}")
             self._spawn(self._hand_on_later(key))
             return
         except (SealwireError, KeyError, TypeError, ValueError) as exc:
@@ -386,8 +383,8 @@ class MailboxRouter:
                     raise
                 self._spawn(self._refuse(channel, key, exc.request_id, exc))
                 return
-        except _LOCAL as exc:  # checking the sender needs the store: kept, tried again
-            self.host.report_health(STORE_COMPONENT, f"cannot route: {_describe(exc)}")
+        except LOCAL_FAILURES as exc:  # checking the sender needs the store: kept, tried again
+            self.host.report_health(STORE_COMPONENT, f"cannot route: {describe_failure(exc)}")
             self._spawn(self._hand_on_later(key))
             return
         except SealwireError as exc:
@@ -416,9 +413,9 @@ class MailboxRouter:
     def _forget_kept(self, namespace: str, key: str) -> None:
         try:
             self.host.store.delete(namespace, key)
-        except _LOCAL as exc:  # kept: handled again after a restart (answers are idempotent)
+        except LOCAL_FAILURES as exc:  # kept: handled again after a restart (idempotent)
             log.warning("cannot delete a kept mailbox record: %s", type(exc).__name__)
-            self.host.report_health(STORE_COMPONENT, f"cannot delete: {_describe(exc)}")
+            self.host.report_health(STORE_COMPONENT, f"cannot delete: {describe_failure(exc)}")
 
     # -- serving requests -------------------------------------------------------------------------
 
@@ -463,10 +460,10 @@ class MailboxRouter:
             final = Response(id=request.id, result=previous)
         except A2AError as exc:
             final = ErrorResponse(id=request.id, error=exc.to_rpc_error())
-        except _LOCAL as exc:
+        except LOCAL_FAILURES as exc:
             if not (recorded and self._owes(key)):
                 # Not recorded: the request stays in the inbox and is served again.
-                self.host.report_health(STORE_COMPONENT, f"cannot record: {_describe(exc)}")
+                self.host.report_health(STORE_COMPONENT, f"cannot record: {describe_failure(exc)}")
                 self._spawn(self._hand_on_later(key))
                 return
             log.warning("store failed serving %s: %s", request.method.value, type(exc).__name__)
@@ -482,7 +479,7 @@ class MailboxRouter:
     def _owes(self, key: str) -> bool:
         try:
             return self.host.store.get(ANSWERS_NAMESPACE, key) is not None
-        except _LOCAL:
+        except LOCAL_FAILURES:
             return False
 
     async def _hand_on_later(self, key: str) -> None:
@@ -511,7 +508,7 @@ class MailboxRouter:
             task_id = str(record["task"])
             if not isinstance(request_id, int | str):
                 raise TypeError("request id")
-        except _LOCAL as exc:
+        except LOCAL_FAILURES as exc:
             log.warning("cannot read an owed mailbox answer: %s", type(exc).__name__)
             return
         except (SealwireError, KeyError, TypeError, ValueError) as exc:
@@ -529,9 +526,10 @@ class MailboxRouter:
             final = Response(id=request_id, result=result)
         except A2AError as exc:
             final = ErrorResponse(id=request_id, error=exc.to_rpc_error())
-        except _LOCAL as exc:  # kept: answered at the next start
-            log.warning("cannot answer %s after a restart: %s", peer.agent_id, _describe(exc))
-            self.host.report_health(STORE_COMPONENT, f"cannot resume: {_describe(exc)}")
+        except LOCAL_FAILURES as exc:  # kept: answered at the next start
+            problem = describe_failure(exc)
+            log.warning("cannot answer %s after a restart: %s", peer.agent_id, problem)
+            self.host.report_health(STORE_COMPONENT, f"cannot resume: {problem}")
             return
         except SealwireError as exc:
             log.info("cannot answer %s after a restart: %s", peer.agent_id, type(exc).__name__)
@@ -563,7 +561,8 @@ class MailboxRouter:
                 return
             except SealwireError as exc:
                 if _permanent(exc):
-                    log.warning("cannot answer %s: %s", channel.peer.agent_id, _describe(exc))
+                    problem = describe_failure(exc)
+                    log.warning("cannot answer %s: %s", channel.peer.agent_id, problem)
                     return
                 wait = _backoff(delay, exc)
                 log.info("sending an answer failed (%s): again in %.2f s",
