@@ -110,6 +110,12 @@ async def _close(homes: list[Home]) -> None:
         await home.relay.close()
 
 
+async def _call(sender: Agent, card: Any, text: str) -> str:
+    """``sender`` sends ``text`` to the agent of ``card``; the text of its answer."""
+    task = await asyncio.wait_for(sender.send_message(sender.peer(card), text), TIMEOUT)
+    return str(task.status.message.parts[0].text)
+
+
 async def _mailbox(client: RelayClient) -> list[str]:
     """Message ids waiting in the client's mailbox (fetched, not acknowledged)."""
     return [d.message_id for d in await client.fetch(limit=500)]
@@ -300,26 +306,22 @@ async def test_a_peer_that_moves_its_mailbox_is_reached_at_its_new_home(
     identity = bob_home.identity
     moved = Home("bob", identity, bob_home.store, RelayClient(relays["c"].url, identity))
 
-    async def call(sender: Agent, card: Any, text: str) -> str:
-        task = await asyncio.wait_for(sender.send_message(sender.peer(card), text), TIMEOUT)
-        return str(task.status.message.parts[0].text)
-
     try:
         async with alice_home.agent() as alice, carol_home.agent() as carol:
             async with bob_home.agent() as bob:
                 old_card = bob.card
                 for sender in (alice, carol):
-                    assert await call(sender, old_card, "at b") == "bob did at b"
-                assert await call(bob, alice.card, "from b") == "alice did from b"
+                    assert await _call(sender, old_card, "at b") == "bob did at b"
+                assert await _call(bob, alice.card, "from b") == "alice did from b"
             async with moved.agent() as bob:
                 assert bob.card.card != old_card.card
                 for text in ("at c", "at c again"):  # his answer names the new card too
-                    assert await call(alice, bob.card, text) == f"bob did {text}"
-                assert await call(bob, alice.card, "from c") == "alice did from c"
-                assert await call(bob, carol.card, "from c") == "carol did from c"
-                assert await call(carol, old_card, "stale") == "bob did stale"
+                    assert await _call(alice, bob.card, text) == f"bob did {text}"
+                assert await _call(bob, alice.card, "from c") == "alice did from c"
+                assert await _call(bob, carol.card, "from c") == "carol did from c"
+                assert await _call(carol, old_card, "stale") == "bob did stale"
         async with carol_home.agent() as carol, moved.agent() as bob:  # both restarted
-            assert await call(carol, old_card, "stale again") == "bob did stale again"
+            assert await _call(carol, old_card, "stale again") == "bob did stale again"
     finally:
         await moved.relay.close()
         await _close(homes)
@@ -338,18 +340,14 @@ async def test_a_peer_that_never_heard_of_the_move_reaches_the_moved_agent(
     identity = bob_home.identity
     moved = Home("bob", identity, bob_home.store, RelayClient(relays["c"].url, identity))
 
-    async def call(card: Any, text: str) -> str:
-        task = await asyncio.wait_for(dave.send_message(dave.peer(card), text), TIMEOUT)
-        return str(task.status.message.parts[0].text)
-
     try:
         async with bob_home.agent() as bob:
             old_card = bob.card  # his prekeys published at B; Dave is given this card
         async with dave_home.agent() as dave, moved.agent() as bob:
             assert bob.card.card != old_card.card
-            assert await call(old_card, "at b") == "bob did at b"
+            assert await _call(dave, old_card, "at b") == "bob did at b"
             relays["b"].kill()
-            assert await call(old_card, "b is gone") == "bob did b is gone"
+            assert await _call(dave, old_card, "b is gone") == "bob did b is gone"
     finally:
         await moved.relay.close()
         await _close(homes)
