@@ -15,75 +15,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from crashing import CrashingReceiver, keys_left, stored_tasks
 from ports import free_port
 from waiting import until
 
 from sealwire.agent import Agent
-from sealwire.codec import from_json
 from sealwire.identity import Identity
 from sealwire.model import Task, TaskState
 from sealwire.relay import RelayClient
-from sealwire.store import MemoryStore, SqliteStore, StoreKey
+from sealwire.store import MemoryStore
 from sealwire_relay import RelayConfig, running_relay
 
 REQUESTS = 30
 KILLS = 6
 TIMEOUT = 90
 """Seconds for every request to be answered once the kills are over."""
-MAX_KILL_DELAY = 0.6
-"""A kill by time lands this long at most after the receiver is ready: while it serves."""
-SCRIPT = Path(__file__).with_name("mailbox_crash_agent.py")
-
-
-class _Receiver:
-    """The receiving agent's process: started, killed with SIGKILL, started again."""
-
-    def __init__(self, directory: Path, relay_url: str) -> None:
-        self.store = directory / "receiver.db"
-        self.card_file = directory / "receiver-card.json"
-        self.relay_url = relay_url
-        self.key = StoreKey.generate()
-        self.handling: list[str] = []
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self.runs = 0
-
-    async def start(self) -> None:
-        self.runs += 1
-        self._ready = asyncio.Event()
-        env = {**os.environ, "SEALWIRE_STORE_KEY": self.key.export_for_file().decode().strip()}
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(SCRIPT), str(self.store), self.relay_url, str(self.card_file),
-            str(self.runs), stdout=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
-        self._reader = asyncio.create_task(self._read(self._proc))
-        await asyncio.wait_for(self._ready.wait(), 60)
-
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
-        async for raw in proc.stdout:
-            line = raw.decode().strip()
-            if line == "ready":
-                self._ready.set()
-            elif line.startswith("handling "):
-                self.handling.append(line.removeprefix("handling "))
-
-    async def kill(self) -> None:
-        if self._proc is not None:
-            if self._proc.returncode is None:
-                self._proc.kill()
-            await self._proc.wait()
-            assert self._reader is not None
-            await self._reader
-            self._proc = None
 
 
 @pytest.fixture
@@ -101,7 +52,7 @@ async def test_receiver_killed_repeatedly_every_request_answered_exactly_once(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="sealwire.agent._rpc")
     rng = random.Random(1505)
-    receiver = _Receiver(tmp_path, relay_url)
+    receiver = CrashingReceiver(tmp_path, relay_url, handler_seconds=0.02)
     await receiver.start()
     sender_id = Identity.generate()
     sender_relay = RelayClient(relay_url, sender_id)
@@ -114,18 +65,7 @@ async def test_receiver_killed_repeatedly_every_request_answered_exactly_once(
         peer = sender.peer(json.loads(receiver.card_file.read_text()))
         texts = [f"request {i}" for i in range(REQUESTS)]
         calls = [asyncio.ensure_future(sender.send_message(peer, text)) for text in texts]
-        for kill in range(KILLS):
-            if kill % 2 == 0:  # a kill at a random time while the receiver serves
-                await asyncio.sleep(rng.uniform(0.0, MAX_KILL_DELAY))
-            else:  # a kill as a handler starts: its task recorded, its answer not sent
-                seen = len(receiver.handling)
-                await until(
-                    lambda s=seen: len(receiver.handling) > s or all(c.done() for c in calls),
-                    "a handler starting",
-                    60,
-                )
-            await receiver.kill()
-            await receiver.start()
+        await receiver.kill_while_serving(KILLS, rng, calls)
         answers = await asyncio.wait_for(asyncio.gather(*calls), TIMEOUT)
         for text, answer in zip(texts, answers, strict=True):
             assert isinstance(answer, Task)
@@ -135,7 +75,7 @@ async def test_receiver_killed_repeatedly_every_request_answered_exactly_once(
         # An answer reaches the sender before the receiver drops its "answer owed"
         # record: the last kill must come after that, or the record stays (and the
         # answer would be sent again at the next start, as it must).
-        await until(lambda: not _left(receiver, "mailbox.answers"), "answers recorded sent", 60)
+        await until(lambda: not keys_left(receiver, "mailbox.answers"), "answers recorded sent", 60)
     finally:
         for call in calls:
             call.cancel()
@@ -146,24 +86,8 @@ async def test_receiver_killed_repeatedly_every_request_answered_exactly_once(
     # no second answer reached the sender
     assert not [r for r in caplog.records if "unknown request id" in r.getMessage()]
     # one task per request, each answered; nothing left to hand on or to answer
-    store = SqliteStore.open(receiver.store, receiver.key)
-    try:
-        tasks = [
-            from_json(Task, json.loads(store.get("a2a.tasks", key) or b"{}")["task"])
-            for key in store.keys("a2a.tasks")
-        ]
-        assert sorted(t.history[0].parts[0].text for t in tasks) == sorted(texts)
-        assert all(t.status.state is TaskState.COMPLETED for t in tasks)
-        assert store.keys("mailbox.inbox") == []
-        assert store.keys("mailbox.answers") == []
-    finally:
-        store.close()
-
-
-def _left(receiver: _Receiver, namespace: str) -> list[str]:
-    """The keys in ``namespace`` of the receiver's store, read while it runs."""
-    store = SqliteStore.open(receiver.store, receiver.key)
-    try:
-        return store.keys(namespace)
-    finally:
-        store.close()
+    tasks = stored_tasks(receiver)
+    assert sorted(t.history[0].parts[0].text for t in tasks) == sorted(texts)
+    assert all(t.status.state is TaskState.COMPLETED for t in tasks)
+    assert keys_left(receiver, "mailbox.inbox") == []
+    assert keys_left(receiver, "mailbox.answers") == []

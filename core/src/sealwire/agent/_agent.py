@@ -27,7 +27,8 @@ from sealwire import __version__
 from sealwire.agent._card import build_card
 from sealwire.agent._connections import PeerConnections, Route
 from sealwire.agent._dispatch import serve_with_tasks
-from sealwire.agent._group import ANSWER_ROUTE, GroupReply, GroupRouter
+from sealwire.agent._group import GroupReply, GroupRouter
+from sealwire.agent._group_answers import ANSWER_ROUTE
 from sealwire.agent._health import HealthBoard
 from sealwire.agent._mailbox import MailboxRouter
 from sealwire.agent._push import PushPolicy, PushSender

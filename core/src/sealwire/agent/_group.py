@@ -38,6 +38,16 @@ not be posted, the answer could not be opened or its sender is not trusted, no
 answer in time). An answerer that cannot deliver its answer retries with
 backoff and logs a warning; its requester sees that member's timeout.
 
+A member killed while it serves a request still answers it once, as the
+mailbox router does (:mod:`._mailbox`): the request stays in the inbox until
+the transaction that records the task it creates, which records the answer
+owed instead (namespace ``group.answers``, with the answer key: the group may
+be in a later epoch after the restart); that record goes once the relay took
+the answer, sent under a message id made from the request's inbox key, so an
+answer sent again after a crash is stored once. A restart answers every owed
+task (running its handler again if the crash interrupted it) and serves every
+request still in the inbox.
+
 Membership ends only by MLS proof: the reader of a group leaves it only when
 the binding processes a commit that removes this agent. Any other failure
 (rate limit, relay down, a refusal) is logged and the reader resubscribes
@@ -52,21 +62,29 @@ same transaction as the binding's new state together with the frame opened
 (namespace ``group.inbox``, until it is handed on, replayed after a restart).
 Invitations (an MLS Welcome) arrive through the agent's mailbox and are
 handed to the binding's ``join``; answers arrive there too, under the route
-:data:`ANSWER_ROUTE`.
+:data:`~._group_answers.ANSWER_ROUTE`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sealwire.agent._group_answers import AnswerHost, GroupAnswers, GroupReply, answer_key
-from sealwire.agent._kept_records import kept_frame, read_kept_frame
+from sealwire.agent._host import RouterHost
+from sealwire.agent._kept_records import (
+    kept_frame,
+    owed_answer,
+    read_kept_frame,
+    read_owed_answer,
+)
+from sealwire.agent._mailbox_channels import LOCAL_FAILURES, describe_failure
 from sealwire.binding import (
     GroupBinding,
     GroupEvent,
@@ -92,23 +110,17 @@ from sealwire.errors import (
     StateError,
 )
 from sealwire.model import Message, SendMessageRequest
-from sealwire.relay import LimitExceeded, RelayPort, RelayUnavailable, wrap
+from sealwire.relay import LimitExceeded, RelayPort, RelayUnavailable
+from sealwire.relay.wire import b64d, b64e
 
 if TYPE_CHECKING:
     from sealwire.relay import GroupLogEntry
-    from sealwire.store import StateStore, StoreTransaction
+    from sealwire.store import StoreTransaction
 
-__all__ = ["ANSWER_ROUTE", "GroupHost", "GroupReply", "GroupRouter"]
+__all__ = ["GroupHost", "GroupReply", "GroupRouter"]
 
 log = logging.getLogger(__name__)
 
-ANSWER_ROUTE = "sealwire.group-answer"
-"""Mailbox route of answers to group requests (a name no binding takes)."""
-ANSWER_SEND_ATTEMPTS = 6
-"""Tries to deliver an answer to the requester's mailbox before giving up (logged)."""
-ANSWER_RETRY_FIRST_SECONDS = 0.2
-ANSWER_RETRY_MAX_SECONDS = 5.0
-"""Backoff between those tries (doubling): about 15 s in all, inside a call's timeout."""
 INVITE_ATTEMPTS = 5
 INVITE_RETRY_FIRST_SECONDS = 0.2
 """Tries (doubling from this delay) to join from an invitation when the relay fails
@@ -119,7 +131,12 @@ READER_RETRY_MAX_SECONDS = 30.0
 blip, one try per half minute against a relay that keeps refusing."""
 CURSOR_NAMESPACE = "group.log"
 INBOX_NAMESPACE = "group.inbox"
-"""Frames opened from a group log, kept with the binding's new state until handed on."""
+"""Frames opened from a group log, kept with the binding's new state until handed on
+(a request: until the task it creates is recorded, or else until it is answered)."""
+ANSWERS_NAMESPACE = "group.answers"
+"""Answers owed for tasks that group requests created, until the relay accepts them."""
+KEPT_RETRY_SECONDS = 5.0
+"""A kept request the store failed to record is served again after this long."""
 MAX_SERVED_REQUESTS = 64
 """Group requests this agent serves at once; more are refused (and logged), so a
 chatty group cannot make us run unbounded handler tasks."""
@@ -127,14 +144,8 @@ DEFAULT_REPLY_TIMEOUT = 30.0
 """Seconds :meth:`GroupRouter.send_message` waits for the members' answers."""
 
 
-class GroupHost(AnswerHost, Protocol):
-    """What the group router needs of its agent."""
-
-    @property
-    def store(self) -> StateStore: ...
-
-    def dispatch(self, request: Request, peer: PeerIdentity) -> AsyncIterator[Any]:
-        """Serve one A2A request from a verified peer."""
+class GroupHost(AnswerHost, RouterHost, Protocol):
+    """What the group router needs of its agent: what the routers and the answers do."""
 
 
 class GroupRouter:
@@ -147,11 +158,10 @@ class GroupRouter:
         self.relay = relay
         self.bindings = bindings
         self.reader_failures: dict[bytes, int] = {}
-        self.undelivered_answers = 0
         self._followed: dict[bytes, GroupBinding] = {}
         self._readers: dict[bytes, asyncio.Task[None]] = {}
         self._serving: set[asyncio.Task[None]] = set()
-        self.answers = GroupAnswers(host)
+        self.answers = GroupAnswers(host, relay)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -326,51 +336,71 @@ class GroupRouter:
         if not kept:
             self._save_cursor(group_id, binding, entry.seq)
         if isinstance(event, GroupMessage):
-            self._on_frame(group_id, binding, event)
-            self.host.store.delete(INBOX_NAMESPACE, _inbox_key(group_id, entry.seq))
+            self._on_frame(binding, event, _inbox_key(group_id, entry.seq))
         elif isinstance(event, GroupMembershipChanged):
             return self.host.agent_id not in event.removed
         return True
 
     def _replay(self) -> None:
-        """Hand on the frames opened before a restart and not handed on then."""
+        """After a restart: answer the tasks owed, hand on the frames kept."""
+        for key in self.host.store.keys(ANSWERS_NAMESPACE):
+            self._spawn(self._answer_owed(key))
         for key in self.host.store.keys(INBOX_NAMESPACE):
-            raw = self.host.store.get(INBOX_NAMESPACE, key)
-            try:
-                record, opened = read_kept_frame(raw or b"")
-                binding = self.bindings[record["binding"]]
-                event = GroupMessage(
-                    group_id=bytes.fromhex(record["group"]), epoch=int(record["epoch"]),
-                    message=opened,
-                )  # fmt: skip
-            except (SealwireError, KeyError, TypeError, ValueError) as exc:
-                log.warning("cannot route a stored group frame: %s", type(exc).__name__)
-            else:
-                self._on_frame(event.group_id, binding, event)
-            self.host.store.delete(INBOX_NAMESPACE, key)
+            self._hand_on_kept(key)
 
-    def _on_frame(self, group_id: bytes, binding: GroupBinding, event: GroupMessage) -> None:
-        peer = event.message.sender
+    def _hand_on_kept(self, key: str) -> None:
+        """Hand on a frame opened before a restart (or that the store failed to record)."""
+        try:
+            raw = self.host.store.get(INBOX_NAMESPACE, key)
+            if raw is None:
+                return
+            record, opened = read_kept_frame(raw)
+            binding = self.bindings[record["binding"]]
+            event = GroupMessage(
+                group_id=bytes.fromhex(record["group"]), epoch=int(record["epoch"]),
+                message=opened,
+            )  # fmt: skip
+        except LOCAL_FAILURES as exc:
+            log.warning("cannot read a stored group frame: %s", describe_failure(exc))
+            self._spawn(self._hand_on_later(key))
+        except (SealwireError, KeyError, TypeError, ValueError) as exc:
+            log.warning("cannot route a stored group frame: %s", type(exc).__name__)
+            self.host.store.delete(INBOX_NAMESPACE, key)
+        else:
+            self._on_frame(binding, event, key)
+
+    async def _hand_on_later(self, key: str) -> None:
+        await asyncio.sleep(KEPT_RETRY_SECONDS)
+        self._hand_on_kept(key)
+
+    def _on_frame(self, binding: GroupBinding, event: GroupMessage, key: str) -> None:
+        """Serve the request kept under ``key`` (its record goes once recorded or
+        answered), or drop the frame and its record."""
+        group_id, peer = event.group_id, event.message.sender
         try:
             frame = decode_frame(event.message.frame)
             self.host.check_peer(peer)
         except SealwireError as exc:
             log.info("dropping a group frame from %s: %s", peer.agent_id, type(exc).__name__)
+            self.host.store.delete(INBOX_NAMESPACE, key)
             return
         request = frame.message
         if not isinstance(request, Request):
             log.info("dropping a group frame from %s: not a request", peer.agent_id)
-            return
-        if binding.epoch(group_id) != event.epoch:
+        elif binding.epoch(group_id) != event.epoch:
             # Replayed after a restart in a later epoch: the answer key is gone with it.
             log.warning("cannot answer group request %s of a past epoch", request.id)
-            return
-        if len(self._serving) >= MAX_SERVED_REQUESTS:
+        elif len(self._serving) >= MAX_SERVED_REQUESTS:
             log.warning("too many group requests in flight: refusing %s", request.id)
+        else:
+            # Now, in the request's epoch (see the module docstring).
+            sealing_key = answer_key(binding, group_id, request)
+            self._spawn(self._serve(group_id, binding, request, peer, sealing_key, key))
             return
-        # Now, in the request's epoch (see the module docstring).
-        key = answer_key(binding, group_id, request)
-        task = asyncio.create_task(self._serve(group_id, binding, request, peer, key))
+        self.host.store.delete(INBOX_NAMESPACE, key)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 
@@ -380,43 +410,85 @@ class GroupRouter:
         binding: GroupBinding,
         request: Request,
         peer: PeerIdentity,
-        key: bytes,
+        sealing_key: bytes,
+        inbox_key: str,
     ) -> None:
+        """Serve ``request`` (kept under ``inbox_key``) and send its answer."""
+        recorded = False
+
+        def receipt(tx: StoreTransaction, task_id: str) -> None:
+            nonlocal recorded
+            tx.delete(INBOX_NAMESPACE, inbox_key)
+            owed = owed_answer(
+                binding.info.name, peer, request, task_id,
+                group=group_id.hex(), key=b64e(sealing_key),
+            )  # fmt: skip
+            tx.put(ANSWERS_NAMESPACE, inbox_key, owed)
+            recorded = True
+
         answer: Response | ErrorResponse
         try:
-            results = [result async for result in self.host.dispatch(request, peer)]
+            results = [r async for r in self.host.dispatch(request, peer, receipt=receipt)]
             if not results:
                 raise InternalRpcError("the handler produced no result")
             answer = Response(id=request.id, result=results[-1])
         except A2AError as exc:
             answer = ErrorResponse(id=request.id, error=exc.to_rpc_error())
+        except LOCAL_FAILURES as exc:
+            if not recorded:  # the request stays in the inbox and is served again
+                log.warning("cannot record group request %s: %s", request.id,
+                            describe_failure(exc))  # fmt: skip
+                self._spawn(self._hand_on_later(inbox_key))
+                return
+            log.warning("store failed serving group request %s: %s", request.id,
+                        describe_failure(exc))  # fmt: skip
+            answer = ErrorResponse(
+                id=request.id, error=InternalRpcError("internal error").to_rpc_error()
+            )
         except Exception:
             log.exception("handler for a group request failed")
             answer = ErrorResponse(
                 id=request.id, error=InternalRpcError("internal error").to_rpc_error()
             )
-        frame = Frame(service_parameters={"A2A-Version": A2A_VERSION}, message=answer)
-        payload = self.answers.seal(group_id, request, peer.agent_id, key, encode_frame(frame))
-        address = _mailbox_of(peer, binding)
-        message_id = "group-answer/" + uuid.uuid4().hex  # one id for every retry
-        delay = ANSWER_RETRY_FIRST_SECONDS
-        for attempt in range(1, ANSWER_SEND_ATTEMPTS + 1):
-            try:
-                await self.relay.send(address, message_id, wrap(ANSWER_ROUTE, payload))
+        await self.answers.send(group_id, binding, peer, answer, sealing_key, _answer_id(inbox_key))
+        self.host.store.delete(ANSWERS_NAMESPACE if recorded else INBOX_NAMESPACE, inbox_key)
+
+    async def _answer_owed(self, inbox_key: str) -> None:
+        """After a restart: answer a task a group request created before it."""
+        try:
+            raw = self.host.store.get(ANSWERS_NAMESPACE, inbox_key)
+            if raw is None:
                 return
-            except SealwireError as exc:
-                if attempt == ANSWER_SEND_ATTEMPTS:
-                    self.undelivered_answers += 1
-                    log.warning(
-                        "answer to group request %s undelivered after %d tries: %s",
-                        request.id, attempt, type(exc).__name__,
-                    )  # fmt: skip
-                    return
-                wait = delay
-                if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
-                    wait = max(wait, exc.retry_after)
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, ANSWER_RETRY_MAX_SECONDS)
+            owed = read_owed_answer(raw)
+            binding = self.bindings[owed.binding]
+            group_id = bytes.fromhex(owed.record["group"])
+            sealing_key = b64d(owed.record["key"], "key")
+        except LOCAL_FAILURES as exc:
+            log.warning("cannot read an owed group answer: %s", describe_failure(exc))
+            return
+        except (SealwireError, KeyError, TypeError, ValueError) as exc:
+            log.warning("dropping a damaged owed group answer: %s", type(exc).__name__)
+            self.host.store.delete(ANSWERS_NAMESPACE, inbox_key)
+            return
+        answer: Response | ErrorResponse
+        try:
+            resumed = await self.host.resume_task(owed.task_id, owed.peer)
+            answer = Response(id=owed.request_id, result=owed.result(resumed))
+        except A2AError as exc:
+            answer = ErrorResponse(id=owed.request_id, error=exc.to_rpc_error())
+        except LOCAL_FAILURES as exc:  # kept: answered at the next start
+            log.warning("cannot answer group request %s after a restart: %s",
+                        owed.request_id, describe_failure(exc))  # fmt: skip
+            return
+        except SealwireError as exc:
+            log.info("cannot answer group request %s after a restart: %s",
+                     owed.request_id, type(exc).__name__)  # fmt: skip
+            self.host.store.delete(ANSWERS_NAMESPACE, inbox_key)
+            return
+        await self.answers.send(
+            group_id, binding, owed.peer, answer, sealing_key, _answer_id(inbox_key)
+        )
+        self.host.store.delete(ANSWERS_NAMESPACE, inbox_key)
 
     # -- answers ----------------------------------------------------------------------------------
 
@@ -455,18 +527,17 @@ class GroupRouter:
         return [waiting.got.get(m) or GroupReply(agent_id=m, error=late) for m in others]
 
 
-def _mailbox_of(peer: PeerIdentity, binding: GroupBinding) -> str:
-    """Where ``peer`` takes its mail: what its card offers for the group binding."""
-    offer = peer.card.offer(binding.info.name) if peer.card is not None else None
-    return offer.url if offer is not None and offer.url else peer.agent_id
-
-
 def _cursor(binding: GroupBinding, after: int) -> bytes:
     return json.dumps({"binding": binding.info.name, "after": after}).encode()
 
 
 def _inbox_key(group_id: bytes, seq: int) -> str:
     return f"{group_id.hex()}.{seq:020d}"
+
+
+def _answer_id(inbox_key: str) -> str:
+    """The relay message id of the answer to the request kept under ``inbox_key``."""
+    return "group-answer/" + hashlib.sha256(inbox_key.encode()).hexdigest()[:40]
 
 
 def _record(binding: GroupBinding, event: GroupMessage) -> bytes:

@@ -1,7 +1,8 @@
 """Answers to group requests, both ends (the protection is in :mod:`._group`'s
-docstring): the answerer seals its answer under the request's epoch key and signs
-it; the requester gathers the answers of the members it asked, checks who wrote
-each, opens it and turns it into that member's :class:`GroupReply`."""
+docstring): the answerer seals its answer under the request's epoch key, signs it
+and sends it to the requester's mailbox; the requester gathers the answers of the
+members it asked, checks who wrote each, opens it and turns it into that member's
+:class:`GroupReply`."""
 
 from __future__ import annotations
 
@@ -22,23 +23,28 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sealwire.agent._kept_records import json_with_card
 from sealwire.binding import GroupBinding, PeerIdentity
 from sealwire.codec import (
+    A2A_VERSION,
     A2AError,
     ErrorResponse,
+    Frame,
     InternalRpcError,
     Method,
     RawResponse,
     Request,
     Response,
     decode_frame,
+    encode_frame,
     parse_response,
     rpc_error_from,
 )
 from sealwire.errors import AuthenticationError, DecodeError, SealwireError
 from sealwire.identity import Identity, VerifiedCard, verify_card
 from sealwire.model import Message, SendMessageResponse, Task
+from sealwire.relay import LimitExceeded, RelayPort, wrap
 from sealwire.relay.wire import b64d, b64e
 
 __all__ = [
+    "ANSWER_ROUTE",
     "ANSWER_DOMAIN",
     "ANSWER_KEY_BYTES",
     "ANSWER_LABEL",
@@ -53,6 +59,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+ANSWER_ROUTE = "sealwire.group-answer"
+"""Mailbox route of answers to group requests (a name no binding takes)."""
+ANSWER_SEND_ATTEMPTS = 6
+"""Tries to deliver an answer to the requester's mailbox before giving up (logged)."""
+ANSWER_RETRY_FIRST_SECONDS = 0.2
+ANSWER_RETRY_MAX_SECONDS = 5.0
+"""Backoff between those tries (doubling): about 15 s in all, inside a call's timeout."""
 ANSWER_LABEL = "sealwire group answer v1"
 """Exporter label of the answer key (RFC 9420 §8.5: one label per application use)."""
 ANSWER_DOMAIN = b"sealwire-group-answer/1\x00"
@@ -127,25 +140,64 @@ def answer_key(binding: GroupBinding, group_id: bytes, request: Request) -> byte
 class GroupAnswers:
     """This agent's answers to others' group requests, and the answers to its own."""
 
-    def __init__(self, host: AnswerHost) -> None:
+    def __init__(self, host: AnswerHost, relay: RelayPort) -> None:
         self.host = host
+        self.relay = relay
+        self.undelivered = 0
+        """Answers given up after ANSWER_SEND_ATTEMPTS (each logged)."""
         self._waiting: dict[str, Replies] = {}
         self._cards: OrderedDict[bytes, VerifiedCard] = OrderedDict()
 
     def seal(
-        self, group_id: bytes, request: Request, requester: str, key: bytes, frame: bytes
+        self, group_id: bytes, request_id: str, requester: str, key: bytes, frame: bytes
     ) -> bytes:
-        """This agent's answer ``frame`` to ``request``, sealed and signed for ``requester``."""
+        """This agent's answer ``frame`` to request ``request_id``, sealed and signed for
+        ``requester``."""
         me = self.host.agent_id
         nonce = os.urandom(ANSWER_NONCE_BYTES)
-        header = _answer_header(group_id, str(request.id), requester, me, nonce)
+        header = _answer_header(group_id, request_id, requester, me, nonce)
         box = AESGCM(key).encrypt(nonce, frame, header)
         signature = self.host.identity.sign(header + _field(box))
         answer = {
-            "group": b64e(group_id), "request": str(request.id), "to": requester,
+            "group": b64e(group_id), "request": request_id, "to": requester,
             "nonce": b64e(nonce), "box": b64e(box), "sig": b64e(signature),
         }  # fmt: skip
         return json_with_card(self.host.card, answer)
+
+    async def send(
+        self,
+        group_id: bytes,
+        binding: GroupBinding,
+        requester: PeerIdentity,
+        answer: Response | ErrorResponse,
+        key: bytes,
+        message_id: str,
+    ) -> None:
+        """Seal ``answer`` with ``key`` and send it to ``requester``'s mailbox under
+        ``message_id`` (the same for every try, so the relay stores it once), retrying
+        relay failures with backoff; given up (logged, counted) after
+        ANSWER_SEND_ATTEMPTS."""
+        frame = Frame(service_parameters={"A2A-Version": A2A_VERSION}, message=answer)
+        payload = self.seal(group_id, str(answer.id), requester.agent_id, key, encode_frame(frame))
+        address = _mailbox_of(requester, binding)
+        delay = ANSWER_RETRY_FIRST_SECONDS
+        for attempt in range(1, ANSWER_SEND_ATTEMPTS + 1):
+            try:
+                await self.relay.send(address, message_id, wrap(ANSWER_ROUTE, payload))
+                return
+            except SealwireError as exc:
+                if attempt == ANSWER_SEND_ATTEMPTS:
+                    self.undelivered += 1
+                    log.warning(
+                        "answer to group request %s undelivered after %d tries: %s",
+                        answer.id, attempt, type(exc).__name__,
+                    )  # fmt: skip
+                    return
+                wait = delay
+                if isinstance(exc, LimitExceeded) and exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, ANSWER_RETRY_MAX_SECONDS)
 
     @contextlib.contextmanager
     def awaiting(
@@ -225,6 +277,12 @@ class GroupAnswers:
                 self._cards.popitem(last=False)
             self._cards[digest] = verified
         return verified
+
+
+def _mailbox_of(peer: PeerIdentity, binding: GroupBinding) -> str:
+    """Where ``peer`` takes its mail: what its card offers for the group binding."""
+    offer = peer.card.offer(binding.info.name) if peer.card is not None else None
+    return offer.url if offer is not None and offer.url else peer.agent_id
 
 
 def _context(request: Request) -> bytes:

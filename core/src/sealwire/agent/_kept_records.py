@@ -1,6 +1,7 @@
-"""The records the mailbox router keeps in the store: an opened frame until it is
+"""The records the mailbox and group routers keep in the store: an opened frame until it is
 handed on (:func:`kept_frame`, read back by :func:`read_kept_frame`), and an answer
-owed to a peer for a request being served (:func:`owed_answer`)."""
+owed to a peer for a request being served (:func:`owed_answer`, read back by
+:func:`read_owed_answer`)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,72 @@ import base64
 import json
 from typing import Any
 
+import attrs
+
 from sealwire.binding import OpenedMessage, PeerIdentity
-from sealwire.codec import Request
+from sealwire.codec import Method, Request
 from sealwire.errors import SealwireError
 from sealwire.identity import VerifiedCard, verify_card
+from sealwire.model import SendMessageResponse, StreamResponse
 
-__all__ = ["json_with_card", "kept_frame", "owed_answer", "read_kept_frame"]
+__all__ = [
+    "OwedAnswer",
+    "json_with_card",
+    "kept_frame",
+    "owed_answer",
+    "read_kept_frame",
+    "read_owed_answer",
+]
 
 
-def owed_answer(binding: str, peer: PeerIdentity, request: Request, task_id: str) -> bytes:
-    """The record of an answer owed: to whom, over which binding, for which request."""
-    assert peer.card is not None  # the mailbox router checked it
+def owed_answer(
+    binding: str, peer: PeerIdentity, request: Request, task_id: str, **extra: Any
+) -> bytes:
+    """The record of an answer owed: to whom, over which binding, for which request and
+    task (and ``extra`` fields)."""
+    assert peer.card is not None  # the routers checked it
     fields = {"binding": binding, "method": request.method.value, "request_id": request.id}
-    return json_with_card(peer.card, {**fields, "task": task_id})
+    return json_with_card(peer.card, {**extra, **fields, "task": task_id})
+
+
+@attrs.frozen(kw_only=True)
+class OwedAnswer:
+    """An answer owed, as :func:`owed_answer` recorded it (``record``: every field)."""
+
+    card: VerifiedCard
+    binding: str
+    method: Method
+    request_id: int | str
+    task_id: str
+    record: dict[str, Any] = attrs.field(repr=False)
+
+    @property
+    def peer(self) -> PeerIdentity:
+        """The peer the answer is owed to."""
+        identity = self.card.identity
+        return PeerIdentity(agent_id=identity.agent_id, identity=identity, card=self.card)
+
+    def result(self, answer: SendMessageResponse) -> SendMessageResponse | StreamResponse:
+        """The result to answer with, given the resumed task's ``answer``."""
+        if self.method.streaming:
+            return StreamResponse(task=answer.task, message=answer.message)
+        return answer
+
+
+def read_owed_answer(raw: bytes) -> OwedAnswer:
+    """The record :func:`owed_answer` wrote, its peer's card verified again;
+    SealwireError, KeyError, TypeError or ValueError when it is damaged."""
+    record = json.loads(raw)
+    if not isinstance(record, dict):
+        raise ValueError("not an owed answer")
+    request_id = record["request_id"]
+    if not isinstance(request_id, int | str):
+        raise TypeError("request id")
+    return OwedAnswer(
+        card=verify_card(record["card"]), binding=str(record["binding"]),
+        method=Method(record["method"]), request_id=request_id, task_id=str(record["task"]),
+        record=record,
+    )  # fmt: skip
 
 
 def kept_frame(binding: str, opened: OpenedMessage, **extra: Any) -> bytes:

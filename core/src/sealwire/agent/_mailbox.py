@@ -42,13 +42,17 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from sealwire.agent._kept_records import kept_frame, owed_answer, read_kept_frame
+from sealwire.agent._kept_records import (
+    kept_frame,
+    owed_answer,
+    read_kept_frame,
+    read_owed_answer,
+)
 from sealwire.agent._mailbox_channel import MailboxChannel
 from sealwire.agent._mailbox_channels import LOCAL_FAILURES, MailboxChannels, describe_failure
 from sealwire.agent._mailbox_homes import previous_homes
@@ -64,7 +68,6 @@ from sealwire.codec import (
     ErrorResponse,
     Frame,
     InternalRpcError,
-    Method,
     Request,
     Response,
     VersionNotSupportedError,
@@ -78,8 +81,6 @@ from sealwire.errors import (
     ProtocolError,
     SealwireError,
 )
-from sealwire.identity import verify_card
-from sealwire.model import SendMessageResponse, StreamResponse
 from sealwire.relay import (
     ForbiddenError,
     LimitExceeded,
@@ -500,14 +501,8 @@ class MailboxRouter:
             raw = self.host.store.get(ANSWERS_NAMESPACE, key)
             if raw is None:
                 return
-            record = json.loads(raw)
-            card = verify_card(record["card"])
-            binding = self.bindings[record["binding"]]
-            method = Method(record["method"])
-            request_id = record["request_id"]
-            task_id = str(record["task"])
-            if not isinstance(request_id, int | str):
-                raise TypeError("request id")
+            owed = read_owed_answer(raw)
+            binding = self.bindings[owed.binding]
         except LOCAL_FAILURES as exc:
             log.warning("cannot read an owed mailbox answer: %s", type(exc).__name__)
             return
@@ -515,17 +510,14 @@ class MailboxRouter:
             log.warning("dropping a damaged owed mailbox answer: %s", type(exc).__name__)
             self._forget_kept(ANSWERS_NAMESPACE, key)
             return
-        peer = PeerIdentity(agent_id=card.identity.agent_id, identity=card.identity, card=card)
+        peer = owed.peer
         final: Response | ErrorResponse
         try:
-            channel = self.channels.for_answer(binding, card, live=False)
-            answer = await self.host.resume_task(task_id, peer)
-            result: SendMessageResponse | StreamResponse = answer
-            if method.streaming:
-                result = StreamResponse(task=answer.task, message=answer.message)
-            final = Response(id=request_id, result=result)
+            channel = self.channels.for_answer(binding, owed.card, live=False)
+            answer = await self.host.resume_task(owed.task_id, peer)
+            final = Response(id=owed.request_id, result=owed.result(answer))
         except A2AError as exc:
-            final = ErrorResponse(id=request_id, error=exc.to_rpc_error())
+            final = ErrorResponse(id=owed.request_id, error=exc.to_rpc_error())
         except LOCAL_FAILURES as exc:  # kept: answered at the next start
             problem = describe_failure(exc)
             log.warning("cannot answer %s after a restart: %s", peer.agent_id, problem)
@@ -535,7 +527,8 @@ class MailboxRouter:
             log.info("cannot answer %s after a restart: %s", peer.agent_id, type(exc).__name__)
             self._forget_kept(ANSWERS_NAMESPACE, key)
             return
-        await self._send(channel, _answer_id(key), final, "end" if method.streaming else None)
+        stream = "end" if owed.method.streaming else None
+        await self._send(channel, _answer_id(key), final, stream)
         self._forget_kept(ANSWERS_NAMESPACE, key)
 
     async def _send(

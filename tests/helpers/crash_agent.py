@@ -1,7 +1,7 @@
-"""Receiving agent for the SIGKILL test of the mailbox path (run by
-test_mailbox_crash.py, not by pytest).
+"""Receiving agent for the SIGKILL tests of the mailbox and group paths (run by
+:class:`crashing.CrashingReceiver`, not by pytest).
 
-Usage: ``python mailbox_crash_agent.py STORE RELAY_URL CARD_OUT SEED`` with the
+Usage: ``python crash_agent.py STORE RELAY_URL CARD_OUT SEED HANDLER_SECONDS`` with the
 store key in $SEALWIRE_STORE_KEY. The identity lives in the store, so every run
 is the same agent. Prints ``ready`` once serving, ``handling TEXT`` as its
 handler starts on a request, and answers ``answer to TEXT``.
@@ -21,13 +21,11 @@ from sealwire.relay import RelayClient
 from sealwire.store import SqliteStore, StoreKey
 
 IDENTITY = ("test.identity", "self")
-MAX_HANDLER_SECONDS = 0.02
-"""The handler takes up to this long, so that kills land between receiving a request,
-recording its task, handling it and sending the answer."""
 
 
 async def main() -> None:
     path, url, card_out, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    max_handler_seconds = float(sys.argv[5])
     rng = random.Random(seed)
     store = SqliteStore.open(path, StoreKey.from_env())
     raw = store.get(*IDENTITY)
@@ -43,7 +41,7 @@ async def main() -> None:
     async def handle(task: TaskContext) -> None:
         text = task.message.parts[0].text or ""
         print(f"handling {text}", flush=True)
-        await asyncio.sleep(rng.random() * MAX_HANDLER_SECONDS)
+        await asyncio.sleep(rng.random() * max_handler_seconds)
         await task.complete(f"answer to {text}")
 
     card = await agent.start()
