@@ -32,6 +32,7 @@ from sealwire_relay._backend import GroupAppend
 from sealwire_relay._limits import RelayLimits
 from sealwire_relay._service import RelayService
 from sealwire_relay._sqlite_backend import SqliteBackend
+from sealwire_relay._stream import _delivery_header
 
 AGENTS = [Identity.generate().agent_id for _ in range(3)]
 FAST = settings(max_examples=150, deadline=None)
@@ -71,6 +72,16 @@ def test_decode_body_gives_an_object_or_decode_error(raw: bytes) -> None:
 def test_delivery_json_round_trip(mid: str, sender: str, envelope: bytes, at: float) -> None:
     d = Delivery(message_id=mid, sender=sender, envelope=envelope, received_at=at)
     assert delivery_from_json(json.loads(json.dumps(delivery_to_json(d)))) == d
+
+
+@FAST
+@given(
+    texts, st.sampled_from(AGENTS), st.floats(min_value=0, max_value=2e18) | st.integers(0, 2**40)
+)
+def test_a_pushed_delivery_header_is_what_json_writes(mid: str, sender: str, at: float) -> None:
+    d = Delivery(message_id=mid, sender=sender, envelope=b"", received_at=at)
+    fields = {"message_id": mid, "sender": sender, "received_at": float(at)}
+    assert _delivery_header(d) == json.dumps(fields, separators=(",", ":"))
 
 
 @FAST
