@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sealwire.errors import DecodeError, SealwireError
 from sealwire.identity import Identity
 from sealwire.relay import Delivery, GroupLogEntry, LimitExceeded
+from sealwire.relay._stream import _send_item
 from sealwire.relay.errors import EpochConflictError, error_from_wire, error_to_wire
 from sealwire.relay.wire import (
     b64d,
@@ -82,6 +83,13 @@ def test_a_pushed_delivery_header_is_what_json_writes(mid: str, sender: str, at:
     d = Delivery(message_id=mid, sender=sender, envelope=b"", received_at=at)
     fields = {"message_id": mid, "sender": sender, "received_at": float(at)}
     assert _delivery_header(d) == json.dumps(fields, separators=(",", ":"))
+
+
+@FAST
+@given(st.integers(0, 2**63), texts, texts)
+def test_a_streamed_send_item_is_what_json_writes(rid: int, recipient: str, mid: str) -> None:
+    fields = {"id": rid, "recipient": recipient, "message_id": mid}
+    assert _send_item(rid, recipient, mid) == json.dumps(fields, separators=(",", ":"))
 
 
 @FAST
