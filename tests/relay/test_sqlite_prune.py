@@ -1,7 +1,8 @@
 """The SQLite backend forgets acknowledged ids once they are older than the retention,
 keeps the younger ones (a late retry of them is still a duplicate), and finds both
 through indexes: a relay keeps a week of acknowledged ids, and a prune that scanned
-them would block its event loop longer as its traffic grew."""
+them would block its event loop longer as its traffic grew. Nor does a mailbox's read
+go through them: its index holds only the messages that wait."""
 
 from __future__ import annotations
 
@@ -73,3 +74,28 @@ async def test_the_prune_reads_through_indexes_not_the_whole_table(tmp_path: Pat
         # first one taken (LIMIT 1).
         newest = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + NEWEST_ARRIVAL)]
         assert newest == ["SCAN messages"]
+
+
+async def test_a_mailbox_is_read_through_the_index_of_what_waits(tmp_path: Path) -> None:
+    path = tmp_path / "relay.sqlite3"
+    with sqlite3.connect(path) as db:  # a file made by older code: the index it had
+        db.executescript(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, mailbox TEXT,"
+            " sender TEXT, message_id TEXT, envelope BLOB, received_at REAL, acked_at REAL,"
+            " UNIQUE (mailbox, sender, message_id));"
+            "CREATE INDEX messages_pending ON messages (mailbox, acked_at, id);"
+        )
+    backend = SqliteBackend(path)
+    await backend.start()
+    await backend.close()
+    with sqlite3.connect(path) as db:
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "messages_waiting" in indexes and "messages_pending" not in indexes
+        for where in ("", " AND id>?"):
+            query = (
+                "SELECT message_id, sender, envelope, received_at FROM messages"
+                f" WHERE mailbox=? AND acked_at IS NULL{where} ORDER BY id LIMIT ?"
+            )
+            args = ("box", 1, 10) if where else ("box", 10)
+            (plan,) = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + query, args)]
+            assert plan.startswith("SEARCH messages USING INDEX messages_waiting (mailbox=?")

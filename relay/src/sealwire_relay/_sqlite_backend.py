@@ -36,7 +36,11 @@ CommitListener = Callable[[int, Sequence[tuple[str, Delivery]]], None]
 # Version 1 gained the ``cards`` table and the ``messages_acked`` index later:
 # additive (a table, a count in ``meta`` that defaults to 0, an index), created by
 # the schema script on an older file and ignored by older code, so the version did
-# not change.
+# not change. So did the partial index ``messages_waiting`` (the pending messages of
+# a mailbox in arrival order), which replaced ``messages_pending`` (every message,
+# acknowledged or not, by mailbox and ``acked_at``): an acknowledgement now only
+# removes an entry instead of moving it, and the index holds only what waits, not
+# a week of acknowledged ids (older code builds its index again).
 SCHEMA_VERSION = 1
 # Acknowledged ids older than the retention are pruned once per this many acks.
 PRUNE_EVERY_ACKS = 1_000
@@ -66,7 +70,8 @@ CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT, mailbox TEXT, sender TEXT, message_id TEXT,
     envelope BLOB, received_at REAL, acked_at REAL,
     UNIQUE (mailbox, sender, message_id));
-CREATE INDEX IF NOT EXISTS messages_pending ON messages (mailbox, acked_at, id);
+DROP INDEX IF EXISTS messages_pending;
+CREATE INDEX IF NOT EXISTS messages_waiting ON messages (mailbox, id) WHERE acked_at IS NULL;
 CREATE INDEX IF NOT EXISTS messages_acked ON messages (acked_at) WHERE acked_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS depths (mailbox TEXT PRIMARY KEY, pending INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS groups (group_id BLOB PRIMARY KEY, members TEXT NOT NULL);
