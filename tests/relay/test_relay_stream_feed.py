@@ -1,7 +1,8 @@
 """The stream's push from memory (``MailboxFeed``): a pusher that has read its mailbox
 to the end is handed what later commits store instead of reading it back, in commit
-order; storage is read again on (re)subscription, when another writer shares the
-file, when the window is full, and after a SIGKILL of the relay process."""
+order, even past its window; storage is read again on (re)subscription, when another
+writer shares the file, when more waits than the feed may hold, and after a SIGKILL
+of the relay process."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from waiting import until
 
 from sealwire.identity import Identity
 from sealwire.relay import Delivery, LimitExceeded, RelayClient, RelayUnavailable
-from sealwire_relay import RelayConfig, RelayLimits, running_relay
+from sealwire_relay import RelayConfig, RelayLimits, _stream, running_relay
 from sealwire_relay._sqlite_backend import SqliteBackend
 from sealwire_relay._stream import STREAM_WINDOW
+from sealwire_relay._stream_feed import MailboxFeed
 
 TIMEOUT = 20
 # The statement a pusher reads its mailbox with (after its last pushed delivery).
@@ -139,32 +141,54 @@ async def test_another_connection_s_write_alone_is_pushed_by_the_poll(tmp_path: 
             await other.close()
 
 
-async def test_a_full_window_falls_back_to_storage_and_loses_nothing(tmp_path: Path) -> None:
-    n = STREAM_WINDOW + 100
-    config = _config(tmp_path, limits=RelayLimits(max_mailbox_depth=2 * n))
-    async with running_relay(config) as relay:
-        alice = RelayClient(relay.url, Identity.generate())
-        bob = RelayClient(relay.url, Identity.generate())
-        try:
-            assert await bob.open_stream()
-            inbox = alice.subscribe()
-            await bob.send(alice.agent_id, "m0", b"0")
-            got = [await _next(inbox)]
-            await alice.ack(got)
-            # More than the window while following: the hand-off stops at the window.
-            await asyncio.gather(
-                *(bob.send(alice.agent_id, f"m{i}", b"%d" % i) for i in range(1, n))
-            )
-            while len(got) < n:
-                got.append(await _next(inbox))
-                await alice.ack(got[-1:])
-            assert sorted(d.message_id for d in got) == sorted(f"m{i}" for i in range(n))
-            await until(lambda: not alice._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
-            await inbox.aclose()
-            assert await alice.fetch() == []
-        finally:
-            await alice.close()
-            await bob.close()
+async def _burst_past_the_window(relay_url: str, backend: _CountingBackend) -> int:
+    """More than the window sent at once to a mailbox followed by its pusher, received
+    and acknowledged one by one; the pusher's reads of storage meanwhile."""
+    n = STREAM_WINDOW * 3
+    alice = RelayClient(relay_url, Identity.generate())
+    bob = RelayClient(relay_url, Identity.generate())
+    try:
+        assert await bob.open_stream()
+        inbox = alice.subscribe()
+        await bob.send(alice.agent_id, "m0", b"0")
+        got = [await _next(inbox)]  # the pusher has read the mailbox to its end
+        await alice.ack(got)
+        reads = backend.reads
+        await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"%d" % i) for i in range(1, n)))
+        while len(got) < n:
+            got.append(await _next(inbox))
+            await alice.ack(got[-1:])
+        assert sorted(d.message_id for d in got) == sorted(f"m{i}" for i in range(n))
+        assert len({d.message_id for d in got}) == n
+        await until(lambda: not alice._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
+        await inbox.aclose()
+        assert await alice.fetch() == []
+        return backend.reads - reads
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+def _limits(n: int) -> RelayLimits:
+    return RelayLimits(max_mailbox_depth=2 * n, rate_per_second=1e6, rate_burst=10**6)
+
+
+async def test_a_burst_past_the_window_is_pushed_from_memory(tmp_path: Path) -> None:
+    backend = _CountingBackend(tmp_path / "relay.sqlite3")
+    config = _config(tmp_path, limits=_limits(STREAM_WINDOW * 3))
+    async with running_relay(config, backend=backend) as relay:
+        # The commits queue what the window has no room for yet (a poll may read).
+        assert await _burst_past_the_window(relay.url, backend) <= 2
+
+
+async def test_more_than_the_feed_holds_is_read_from_storage_and_nothing_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_stream, "FEED_SINK_BYTES", 16)  # a few deliveries' envelopes
+    backend = _CountingBackend(tmp_path / "relay.sqlite3")
+    config = _config(tmp_path, limits=_limits(STREAM_WINDOW * 3))
+    async with running_relay(config, backend=backend) as relay:
+        assert await _burst_past_the_window(relay.url, backend) > 2
 
 
 @pytest.mark.parametrize("backend_name", ["sqlite"])  # the push from memory is SQLite's
@@ -266,3 +290,27 @@ async def test_depths_are_kept_between_commits_and_exact_with_another_writer(
     finally:
         await ours.close()
         await theirs.close()
+
+
+def test_the_feed_holds_at_most_its_bounds_and_gives_back_what_is_taken() -> None:
+    feed = MailboxFeed(sink_bytes=10, total_bytes=15)
+    a, b = feed.follow("a", epoch=1), feed.follow("b", epoch=1)
+    four = [
+        Delivery(message_id=f"m{i}", sender="s", envelope=b"1234", received_at=0.0)
+        for i in range(4)
+    ]
+    feed.committed(1, [("a", four[0]), ("a", four[1]), ("b", four[2])])
+    assert feed.queued_bytes == 12 and not a.broken and not b.broken
+    feed.committed(1, [("a", four[3])])  # 16 in all: past the total, a breaks
+    assert a.broken and a.queue == [] and feed.queued_bytes == 4
+    assert feed.take(b, 5) == [four[2]] and feed.queued_bytes == 0
+    feed.committed(1, [("b", d) for d in four[:2]])
+    feed.committed(1, [("b", four[2])])  # 12 for one sink: past its own bound
+    assert b.broken and feed.queued_bytes == 0
+    c = feed.follow("c", epoch=1)
+    feed.committed(2, [("c", four[0])])  # another writer's commit: the order is unproven
+    assert c.broken
+    d = feed.follow("d", epoch=2)
+    feed.committed(2, [("d", four[0]), ("d", four[1])])
+    feed.leave("d", d)
+    assert feed.queued_bytes == 0

@@ -47,9 +47,10 @@ every one of its senders with the error (nothing is acknowledged).
 
 Pushes come from memory where the backend allows (SQLite, :class:`MailboxFeed`):
 once a pusher has read its mailbox to the end, each later commit hands it what
-it stored, in commit order, instead of the pusher reading it back; storage is
-read on (re)subscription, after a poll, when the window fills, and when another
-connection wrote to the file.
+it stored, in commit order, instead of the pusher reading it back (and it takes
+what its window has room for); storage is read on (re)subscription, after a
+poll, when more waits than the feed may hold, and when another connection wrote
+to the file.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ log = logging.getLogger("sealwire.relay")
 # enough to keep a consumer busy for a round trip at thousands of messages per
 # second, while a client that stops acknowledging gets no more than this.
 STREAM_WINDOW = 256
+# What a commit hands a pusher may run ahead of its window (see MailboxFeed): at most
+# this many envelope bytes per connection (a commit's batch of 1 KiB messages several
+# times over), and in all connections together; past either, the pusher reads storage.
+FEED_SINK_BYTES = 4 * 1024 * 1024
+FEED_TOTAL_BYTES = 64 * 1024 * 1024
 # Frames of one connection waiting for their commit; beyond it the relay stops
 # reading the connection. 8 x STREAM_MAX_BATCH messages is a few commits' worth.
 STREAM_INFLIGHT_FRAMES = 8
@@ -131,7 +137,7 @@ class StreamEndpoint:
         backend = app.service.backend
         self.feed: MailboxFeed | None = None
         if isinstance(backend, CommitFeed):
-            self.feed = MailboxFeed(STREAM_WINDOW)
+            self.feed = MailboxFeed(sink_bytes=FEED_SINK_BYTES, total_bytes=FEED_TOTAL_BYTES)
             backend.follow_commits(self.feed.committed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -426,11 +432,12 @@ class _Session:
                         await self._send({"type": "websocket.send", "bytes": data})
                     for d in fresh:
                         self.pushed[(d.sender, d.message_id)] = None
-                    if self.sink is not None and (self.sink.queue or self.sink.broken):
+                    room = len(self.pushed) < STREAM_WINDOW
+                    if self.sink is not None and (self.sink.broken or (self.sink.queue and room)):
                         continue  # handed over (or broken) while those were sent
                     # An ack only makes room: with room left, only new mail (or the
                     # poll) needs a wake, and one event to wait on costs no task.
-                    if len(self.pushed) >= STREAM_WINDOW:
+                    if not room:
                         await wait_any([changed, self.acked], STREAM_POLL_SECONDS)
                     else:
                         await changed.wait()
@@ -440,13 +447,13 @@ class _Session:
     async def _next_deliveries(self) -> list[Delivery]:
         """What to push next, oldest first: what the commits handed over since the
         last call, or else (the hand-off broken, or not following yet) a read of
-        the mailbox after the last delivery pushed, within the window."""
+        the mailbox after the last delivery pushed; within the window."""
+        room = STREAM_WINDOW - len(self.pushed)
         sink = self.sink
         if sink is not None and not sink.broken:
-            handed, sink.queue = sink.queue, []
-            return handed
+            assert self.feed is not None
+            return self.feed.take(sink, room) if room > 0 else []
         self._leave_feed()
-        room = STREAM_WINDOW - len(self.pushed)
         if room <= 0:
             return []
         backend, mailbox = self.app.service.backend, self.who.agent_id
@@ -456,7 +463,7 @@ class _Session:
                 # is either in this read or handed over afterwards.
                 batch, epoch = backend.read_after(mailbox, self.last, room)
                 if len(batch) < room:  # the read reached the end of the mailbox
-                    self.sink = self.feed.follow(mailbox, self, epoch)
+                    self.sink = self.feed.follow(mailbox, epoch)
                 return batch
             return await backend.fetch_after(mailbox, self.last, room)
         except SealwireError as exc:  # storage unreachable: try again on the poll

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from sealwire.relay.wire import Delivery
 
-__all__ = ["CommitFeed", "MailboxFeed", "Pusher", "Sink"]
+__all__ = ["CommitFeed", "MailboxFeed", "Sink"]
 
 
 @runtime_checkable
@@ -26,24 +26,17 @@ class CommitFeed(Protocol):
     ) -> tuple[list[Delivery], int]: ...
 
 
-class Pusher(Protocol):
-    """What the feed needs of a pusher: the deliveries it has pushed and not yet had
-    acknowledged (its window)."""
-
-    pushed: dict[tuple[str, str], None]
-
-
 class Sink:
     """What a pusher that has read its mailbox up to its end is handed of later commits."""
 
-    __slots__ = ("broken", "epoch", "queue", "session")
+    __slots__ = ("broken", "epoch", "queue", "queued_bytes")
 
-    def __init__(self, session: Pusher, epoch: int) -> None:
-        self.session = session
+    def __init__(self, epoch: int) -> None:
         self.epoch = epoch  # the backend's writer epoch of the read this follows
-        self.queue: list[Delivery] = []
+        self.queue: list[Delivery] = []  # handed over, not yet taken by the pusher
+        self.queued_bytes = 0  # the envelopes' bytes in ``queue``
         # Set when the hand-off cannot be proven complete and in order (another
-        # writer, or more than the window holds): the pusher reads storage again.
+        # writer, or more than the queue may hold): the pusher reads storage again.
         self.broken = False
 
 
@@ -51,20 +44,33 @@ class MailboxFeed:
     """Hands the deliveries a commit stored to the pushers of their mailbox.
 
     A pusher reads its mailbox from storage (on (re)subscription, after a
-    poll, after its window filled, or whenever the hand-off broke); when that
-    read reached the end of the mailbox, it follows the commits from there:
-    every later commit of this backend comes here right after it committed,
-    in commit order, so the pusher sends on what it is handed instead of
-    reading back what was just written. Nothing is acknowledged or dropped on
-    the strength of it: the mailbox in storage stays the truth.
+    poll, or whenever the hand-off broke); when that read reached the end of the
+    mailbox, it follows the commits from there: every later commit of this
+    backend comes here right after it committed, in commit order, so the pusher
+    sends on what it is handed instead of reading back what was just written.
+    Nothing is acknowledged or dropped on the strength of it: the mailbox in
+    storage stays the truth.
+
+    The pusher takes from its queue what its window has room for; the queue may
+    run ahead of the window (a commit stores up to a batch at once), up to
+    ``sink_bytes`` of envelopes, and all queues together up to ``total_bytes``:
+    past either, the sink breaks and its pusher reads storage again, so a
+    consumer that stops acknowledging holds no more memory than that.
     """
 
-    def __init__(self, window: int) -> None:
-        self._window = window  # deliveries a pusher may have unacknowledged
+    def __init__(self, *, sink_bytes: int, total_bytes: int) -> None:
+        self._sink_bytes = sink_bytes
+        self._total_bytes = total_bytes
+        self._queued_bytes = 0  # in every sink's queue
         self._sinks: dict[str, list[Sink]] = {}
 
-    def follow(self, mailbox: str, session: Pusher, epoch: int) -> Sink:
-        sink = Sink(session, epoch)
+    @property
+    def queued_bytes(self) -> int:
+        """The envelopes' bytes held in every sink's queue."""
+        return self._queued_bytes
+
+    def follow(self, mailbox: str, epoch: int) -> Sink:
+        sink = Sink(epoch)
         self._sinks.setdefault(mailbox, []).append(sink)
         return sink
 
@@ -74,6 +80,18 @@ class MailboxFeed:
             sinks.remove(sink)
             if not sinks:
                 del self._sinks[mailbox]
+        self._break(sink)
+
+    def take(self, sink: Sink, limit: int) -> list[Delivery]:
+        """The oldest ``limit`` deliveries of ``sink``'s queue, taken out of it."""
+        if limit >= len(sink.queue):
+            taken, sink.queue = sink.queue, []
+        else:
+            taken, sink.queue = sink.queue[:limit], sink.queue[limit:]
+        size = sum(len(d.envelope) for d in taken)
+        sink.queued_bytes -= size
+        self._queued_bytes -= size
+        return taken
 
     def committed(self, epoch: int, stored: Sequence[tuple[str, Delivery]]) -> None:
         if not self._sinks:
@@ -82,10 +100,20 @@ class MailboxFeed:
             for sink in self._sinks.get(mailbox, ()):
                 if sink.broken:
                     continue
-                if sink.epoch != epoch or (
-                    len(sink.queue) + len(sink.session.pushed) >= self._window
+                size = len(delivery.envelope)
+                if (
+                    sink.epoch != epoch
+                    or sink.queued_bytes + size > self._sink_bytes
+                    or self._queued_bytes + size > self._total_bytes
                 ):
-                    sink.broken = True
-                    sink.queue.clear()
+                    self._break(sink)
                 else:
                     sink.queue.append(delivery)
+                    sink.queued_bytes += size
+                    self._queued_bytes += size
+
+    def _break(self, sink: Sink) -> None:
+        sink.broken = True
+        sink.queue.clear()
+        self._queued_bytes -= sink.queued_bytes
+        sink.queued_bytes = 0
