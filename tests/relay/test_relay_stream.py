@@ -27,10 +27,11 @@ from sealwire.relay import _stream as client_stream
 from sealwire.relay.wire import STREAM_MAX_BATCH, STREAM_PATH, b64e, stream_frame
 from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
 from sealwire_relay import _app as relay_app
+from sealwire_relay import _stream as relay_stream
 from sealwire_relay._app import RelayApp
 from sealwire_relay._service import RelayService
 from sealwire_relay._sqlite_backend import SqliteBackend
-from sealwire_relay._stream import STREAM_INFLIGHT_FRAMES
+from sealwire_relay._stream import STREAM_INFLIGHT_FRAMES, STREAM_WINDOW
 
 NewClient = Callable[..., RelayClient]
 TIMEOUT = 20
@@ -66,11 +67,11 @@ def _item(rid: int, to: str, mid: str, data: bytes) -> dict[str, Any]:
 async def test_pipelined_sends_deliveries_and_acks(clients: NewClient) -> None:
     alice, bob = clients(), clients()
     assert await alice.open_stream() and await bob.open_stream()
-    n = 600  # more than the window and than a batch: several frames, commits and windows
+    n = 2 * STREAM_WINDOW + 88  # more than the window and than a batch: several of each
     await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"%d" % i) for i in range(n)))
     await bob.send(alice.agent_id, "m0", b"0")  # a retry: stored once
     inbox = alice.subscribe()
-    window = await _take(inbox, 256)  # the relay pushes a window ahead of the acks ...
+    window = await _take(inbox, STREAM_WINDOW)  # the relay pushes a window ahead of the acks ...
     late = asyncio.ensure_future(anext(inbox))
     await asyncio.sleep(0.2)  # (only to show that nothing more comes)
     assert not late.done()
@@ -85,6 +86,28 @@ async def test_pipelined_sends_deliveries_and_acks(clients: NewClient) -> None:
     await alice.ack(got)
     await inbox.aclose()
     assert await alice.fetch() == []  # fetch waits for the stream's acks first
+
+
+async def test_the_window_counts_envelope_bytes_too(
+    clients: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_stream, "STREAM_WINDOW_BYTES", 3000)
+    alice, bob = clients(), clients()
+    assert await alice.open_stream() and await bob.open_stream()
+    n = 10
+    await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"%04d" % i * 250) for i in range(n)))
+    inbox = alice.subscribe()
+    window = await _take(inbox, 3)  # 3 x 1000 bytes fill it ...
+    late = asyncio.ensure_future(anext(inbox))
+    await asyncio.sleep(0.2)  # (only to show that nothing more comes)
+    assert not late.done()
+    await alice.ack(window)  # ... until they are acknowledged
+    got = [*window, await asyncio.wait_for(late, TIMEOUT)]
+    while len(got) < n:
+        got.append(await asyncio.wait_for(anext(inbox), TIMEOUT))
+        await alice.ack(got[-1:])
+    assert sorted(d.message_id for d in got) == [f"m{i}" for i in range(n)]
+    await inbox.aclose()
 
 
 async def test_acks_are_held_and_coalesced_then_sent_when_many_or_flushed(

@@ -20,7 +20,7 @@ from sealwire.relay import Delivery, LimitExceeded, RelayClient, RelayUnavailabl
 from sealwire_relay import RelayConfig, RelayLimits, _stream, running_relay
 from sealwire_relay._sqlite_backend import SqliteBackend
 from sealwire_relay._stream import STREAM_WINDOW
-from sealwire_relay._stream_feed import MailboxFeed
+from sealwire_relay._stream_feed import MailboxFeed, PushWindow
 
 TIMEOUT = 20
 # The statement a pusher reads its mailbox with (after its last pushed delivery).
@@ -303,7 +303,7 @@ def test_the_feed_holds_at_most_its_bounds_and_gives_back_what_is_taken() -> Non
     assert feed.queued_bytes == 12 and not a.broken and not b.broken
     feed.committed(1, [("a", four[3])])  # 16 in all: past the total, a breaks
     assert a.broken and a.queue == [] and feed.queued_bytes == 4
-    assert feed.take(b, 5) == [four[2]] and feed.queued_bytes == 0
+    assert feed.take(b, PushWindow(5, 100)) == [four[2]] and feed.queued_bytes == 0
     feed.committed(1, [("b", d) for d in four[:2]])
     feed.committed(1, [("b", four[2])])  # 12 for one sink: past its own bound
     assert b.broken and feed.queued_bytes == 0

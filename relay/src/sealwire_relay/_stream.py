@@ -31,12 +31,13 @@ A frame that is not a JSON object with a known ``t`` is a framing error: the
 relay closes the connection with 4400 (``bad_request``). Other connections are
 never affected.
 
-Flow control: at most :data:`STREAM_WINDOW` deliveries are pushed ahead of the
-client's acks; at most :data:`STREAM_INFLIGHT_FRAMES` frames of one connection
-wait for their commit, after which the relay stops reading it (TCP then slows
-the client down, nothing is buffered without bound); send frames take a token
-each from the agent's rate limiter (the HTTP one: a frame costs what a request
-does) and are answered ``limit_exceeded`` with ``retry_after`` beyond it; an ack
+Flow control: at most :data:`STREAM_WINDOW` deliveries and
+:data:`STREAM_WINDOW_BYTES` of envelopes are pushed ahead of the client's acks; at
+most :data:`STREAM_INFLIGHT_FRAMES` frames of one connection wait for their commit,
+after which the relay stops reading it (TCP then slows the client down, nothing is
+buffered without bound); send frames take a token each from the agent's rate
+limiter (the HTTP one: a frame costs what a request does) and are answered
+``limit_exceeded`` with ``retry_after`` beyond it; an ack
 frame beyond it waits for its token (the connection is not read meanwhile).
 
 Commits are grouped: the :class:`MailboxCommitter` lets the event loop turn a
@@ -81,16 +82,19 @@ from sealwire_relay._limits import RateLimiter
 from sealwire_relay._metrics import Metrics
 from sealwire_relay._service import MAX_ACK_IDS, Poll, RelayService, wait_any
 from sealwire_relay._stream_commits import MailboxCommitter
-from sealwire_relay._stream_feed import CommitFeed, MailboxFeed, Sink
+from sealwire_relay._stream_feed import CommitFeed, MailboxFeed, PushWindow, Sink
 
 __all__ = ["STREAM_PATH", "StreamEndpoint", "StreamHost"]
 
 log = logging.getLogger("sealwire.relay")
 
-# Deliveries pushed ahead of the client's acks (as WS_WINDOW for /v1/mailbox/ws):
-# enough to keep a consumer busy for a round trip at thousands of messages per
-# second, while a client that stops acknowledging gets no more than this.
-STREAM_WINDOW = 256
+# Deliveries pushed ahead of the client's acks: enough to keep a consumer busy for
+# the round trip of its coalesced acks (a few milliseconds, and their commit) at tens
+# of thousands of messages per second, while a client that stops acknowledging gets
+# no more than this; and envelope bytes, which keeps that at what 256 deliveries of
+# the largest default message (256 KiB) were.
+STREAM_WINDOW = 1024
+STREAM_WINDOW_BYTES = 64 * 1024 * 1024
 # What a commit hands a pusher may run ahead of its window (see MailboxFeed): at most
 # this many envelope bytes per connection (a commit's batch of 1 KiB messages several
 # times over), and in all connections together; past either, the pusher reads storage.
@@ -190,7 +194,7 @@ class _Session:
         self.ack_tasks: set[asyncio.Task[None]] = set()
         self.pusher: asyncio.Task[None] | None = None
         # Deliveries pushed on this connection and not acknowledged, oldest first.
-        self.pushed: dict[tuple[str, str], None] = {}
+        self.pushed = PushWindow(STREAM_WINDOW, STREAM_WINDOW_BYTES)
         # Acks being committed, and those committed since the pusher's last read
         # began: a read that ran beside their commit may still hold them.
         self.acking: set[tuple[str, str]] = set()
@@ -381,7 +385,7 @@ class _Session:
             unknown = [key for key, done in zip(keys, acked, strict=True) if not done]
             self.acked_since_read.update(set(keys).difference(unknown))
             for key in keys:
-                self.pushed.pop(key, None)  # the window moves on
+                self.pushed.remove(key)  # the window moves on
             self.acked.set()
             removed = len(keys) - len(unknown)
             answer: dict[str, Any] = {"t": "acked", "id": ack_id, "removed": removed}
@@ -431,8 +435,8 @@ class _Session:
                     for data in _deliver_frames(fresh):
                         await self._send({"type": "websocket.send", "bytes": data})
                     for d in fresh:
-                        self.pushed[(d.sender, d.message_id)] = None
-                    room = len(self.pushed) < STREAM_WINDOW
+                        self.pushed.add(d)
+                    room = not self.pushed.full
                     if self.sink is not None and (self.sink.broken or (self.sink.queue and room)):
                         continue  # handed over (or broken) while those were sent
                     # An ack only makes room: with room left, only new mail (or the
@@ -448,13 +452,13 @@ class _Session:
         """What to push next, oldest first: what the commits handed over since the
         last call, or else (the hand-off broken, or not following yet) a read of
         the mailbox after the last delivery pushed; within the window."""
-        room = STREAM_WINDOW - len(self.pushed)
         sink = self.sink
         if sink is not None and not sink.broken:
             assert self.feed is not None
-            return self.feed.take(sink, room) if room > 0 else []
+            return self.feed.take(sink, self.pushed)
         self._leave_feed()
-        if room <= 0:
+        room = self.pushed.room()
+        if self.pushed.full:
             return []
         backend, mailbox = self.app.service.backend, self.who.agent_id
         try:
@@ -462,10 +466,12 @@ class _Session:
                 # Read and follow in one step (nothing runs between them): a commit
                 # is either in this read or handed over afterwards.
                 batch, epoch = backend.read_after(mailbox, self.last, room)
-                if len(batch) < room:  # the read reached the end of the mailbox
+                n = self.pushed.fit(batch)
+                if len(batch) < room and n == len(batch):  # the end of the mailbox
                     self.sink = self.feed.follow(mailbox, epoch)
-                return batch
-            return await backend.fetch_after(mailbox, self.last, room)
+                return batch[:n]
+            batch = await backend.fetch_after(mailbox, self.last, room)
+            return batch[: self.pushed.fit(batch)]
         except SealwireError as exc:  # storage unreachable: try again on the poll
             log.warning("relay stream cannot read mailbox: %s", exc)
             return []
@@ -479,8 +485,7 @@ class _Session:
     async def _resync(self) -> None:
         """Forget pushed messages acknowledged elsewhere (HTTP, another connection)."""
         pending = await self.app.service.backend.fetch(self.who.agent_id, STREAM_WINDOW)
-        keys = {(d.sender, d.message_id) for d in pending}
-        self.pushed = {k: None for k in self.pushed if k in keys}
+        self.pushed.keep({(d.sender, d.message_id) for d in pending})
 
 
 def _deliver_frames(deliveries: list[Delivery]) -> Iterator[bytes]:

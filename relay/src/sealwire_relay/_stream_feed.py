@@ -1,5 +1,7 @@
-"""The stream's push from memory: the deliveries each backend commit stored, handed
-to the pushers following their mailbox, in commit order."""
+"""The stream's push: the window of deliveries a connection has been pushed and not
+acknowledged (:class:`PushWindow`), and the push from memory (:class:`MailboxFeed`):
+the deliveries each backend commit stored, handed to the pushers following their
+mailbox, in commit order."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 from sealwire.relay.wire import Delivery
 
-__all__ = ["CommitFeed", "MailboxFeed", "Sink"]
+__all__ = ["CommitFeed", "MailboxFeed", "PushWindow", "Sink", "fitting"]
 
 
 @runtime_checkable
@@ -24,6 +26,71 @@ class CommitFeed(Protocol):
     def read_after(
         self, mailbox: str, after: tuple[str, str] | None, limit: int
     ) -> tuple[list[Delivery], int]: ...
+
+
+def fitting(deliveries: Sequence[Delivery], count: int, size: int) -> int:
+    """How many of ``deliveries``, from the first, fit in ``count`` deliveries and
+    ``size`` envelope bytes; with room for any, at least the first (a delivery larger
+    than the whole room goes alone)."""
+    if count <= 0 or size <= 0:
+        return 0
+    n = total = 0
+    for d in deliveries[:count]:
+        total += len(d.envelope)
+        if n and total > size:
+            break
+        n += 1
+    return n
+
+
+class PushWindow:
+    """What one connection has been pushed and not yet acknowledged, oldest first: at
+    most ``count`` deliveries and (but for one larger delivery alone) ``size`` bytes
+    of envelopes. A client that stops acknowledging gets no more than that."""
+
+    __slots__ = ("_count", "_pushed", "_size", "bytes")
+
+    def __init__(self, count: int, size: int) -> None:
+        self._count = count
+        self._size = size
+        self._pushed: dict[tuple[str, str], int] = {}  # (sender, message id): size
+        self.bytes = 0
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._pushed
+
+    def __len__(self) -> int:
+        return len(self._pushed)
+
+    @property
+    def full(self) -> bool:
+        return len(self._pushed) >= self._count or self.bytes >= self._size
+
+    def fit(self, deliveries: Sequence[Delivery]) -> int:
+        """How many of ``deliveries``, from the first, the window has room for."""
+        return fitting(deliveries, self._count - len(self._pushed), self._size - self.bytes)
+
+    def room(self) -> int:
+        """How many more deliveries the window may take, by count."""
+        return max(0, self._count - len(self._pushed))
+
+    def add(self, delivery: Delivery) -> None:
+        key = (delivery.sender, delivery.message_id)
+        if key not in self._pushed:
+            self._pushed[key] = len(delivery.envelope)
+            self.bytes += len(delivery.envelope)
+
+    def remove(self, key: tuple[str, str]) -> None:
+        self.bytes -= self._pushed.pop(key, 0)
+
+    def keep(self, keys: set[tuple[str, str]]) -> None:
+        """Forget every delivery but those of ``keys``."""
+        for key in [k for k in self._pushed if k not in keys]:
+            self.remove(key)
+
+    def clear(self) -> None:
+        self._pushed.clear()
+        self.bytes = 0
 
 
 class Sink:
@@ -82,12 +149,14 @@ class MailboxFeed:
                 del self._sinks[mailbox]
         self._break(sink)
 
-    def take(self, sink: Sink, limit: int) -> list[Delivery]:
-        """The oldest ``limit`` deliveries of ``sink``'s queue, taken out of it."""
-        if limit >= len(sink.queue):
+    def take(self, sink: Sink, window: PushWindow) -> list[Delivery]:
+        """The oldest deliveries of ``sink``'s queue that ``window`` has room for,
+        taken out of it."""
+        n = window.fit(sink.queue)
+        if n >= len(sink.queue):
             taken, sink.queue = sink.queue, []
         else:
-            taken, sink.queue = sink.queue[:limit], sink.queue[limit:]
+            taken, sink.queue = sink.queue[:n], sink.queue[n:]
         size = sum(len(d.envelope) for d in taken)
         sink.queued_bytes -= size
         self._queued_bytes -= size

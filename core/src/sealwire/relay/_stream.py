@@ -66,12 +66,12 @@ MAX_PENDING_SENDS = 4096
 # Acks are held at most this long before they are sent, so that those of the
 # deliveries handled meanwhile share their frame (and the relay's commit) ...
 ACK_LINGER_SECONDS = 0.005
-# ... or until this many are queued: a quarter of the relay's delivery window
-# (STREAM_WINDOW, 256), which a lingering ack must never fill.
+# ... or until this many are queued: far below the relay's delivery window
+# (STREAM_WINDOW, 1024 deliveries), which a lingering ack must never fill.
 ACK_FRAME_ITEMS = 64
 # Deliveries received and not yet taken by the subscriber; beyond it the reader
-# stops reading (the relay's window keeps it far below in practice).
-MAX_QUEUED_DELIVERIES = 1024
+# stops reading (the relay's window keeps it below).
+MAX_QUEUED_DELIVERIES = 2048
 # A frame's framing around its items (room kept under STREAM_MAX_FRAME_BYTES).
 FRAME_OVERHEAD_BYTES = 1024
 # Close codes (4000 + HTTP status) after which connecting again would not help
