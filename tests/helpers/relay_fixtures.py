@@ -98,6 +98,18 @@ def make_config(
 
 
 @pytest.fixture
+async def sqlite_relay_url(tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of a relay on SQLite in this process (the tests whose point is not the
+    backend: one is enough)."""
+    config = RelayConfig(
+        port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
+        backend_options={"path": str(tmp_path / "relay.sqlite3")},
+    )  # fmt: skip
+    async with running_relay(config) as running:
+        yield running.url
+
+
+@pytest.fixture
 async def relay(make_config: Callable[..., RelayConfig]) -> AsyncIterator[RunningRelay]:
     async with running_relay(make_config()) as running:
         yield running

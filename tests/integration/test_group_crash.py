@@ -14,13 +14,11 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from crashing import CrashingReceiver, keys_left, stored_tasks
-from ports import free_port
 from waiting import until
 
 from sealwire.agent import Agent
@@ -28,7 +26,6 @@ from sealwire.identity import Identity
 from sealwire.model import TaskState
 from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
-from sealwire_relay import RelayConfig, running_relay
 
 REQUESTS = 24
 SPACING = 0.25
@@ -40,27 +37,17 @@ TIMEOUT = 120
 """Seconds each request waits for the member's answer, the kills included."""
 
 
-@pytest.fixture
-async def relay_url(tmp_path: Path) -> AsyncIterator[str]:
-    config = RelayConfig(
-        port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
-        backend_options={"path": str(tmp_path / "relay.sqlite3")},
-    )  # fmt: skip
-    async with running_relay(config) as relay:
-        yield relay.url
-
-
 async def test_member_killed_repeatedly_every_group_request_answered_exactly_once(
     tmp_path: Path,
-    relay_url: str,
+    sqlite_relay_url: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="sealwire.agent._group_answers")
     rng = random.Random(1506)
-    member = CrashingReceiver(tmp_path, relay_url, handler_seconds=HANDLER_SECONDS)
+    member = CrashingReceiver(tmp_path, sqlite_relay_url, handler_seconds=HANDLER_SECONDS)
     await member.start()
     asker_id = Identity.generate()
-    asker_relay = RelayClient(relay_url, asker_id)
+    asker_relay = RelayClient(sqlite_relay_url, asker_id)
     asker = Agent(asker_id, MemoryStore(), name="asker", relay=asker_relay)
     calls: list[asyncio.Future[Any]] = []
     try:

@@ -16,12 +16,10 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from crashing import CrashingReceiver, keys_left, stored_tasks
-from ports import free_port
 from waiting import until
 
 from sealwire.agent import Agent
@@ -29,7 +27,6 @@ from sealwire.identity import Identity
 from sealwire.model import Task, TaskState
 from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
-from sealwire_relay import RelayConfig, running_relay
 
 REQUESTS = 30
 KILLS = 6
@@ -37,25 +34,15 @@ TIMEOUT = 90
 """Seconds for every request to be answered once the kills are over."""
 
 
-@pytest.fixture
-async def relay_url(tmp_path: Path) -> AsyncIterator[str]:
-    config = RelayConfig(
-        port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
-        backend_options={"path": str(tmp_path / "relay.sqlite3")},
-    )  # fmt: skip
-    async with running_relay(config) as relay:
-        yield relay.url
-
-
 async def test_receiver_killed_repeatedly_every_request_answered_exactly_once(
-    tmp_path: Path, relay_url: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sqlite_relay_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="sealwire.agent._rpc")
     rng = random.Random(1505)
-    receiver = CrashingReceiver(tmp_path, relay_url, handler_seconds=0.02)
+    receiver = CrashingReceiver(tmp_path, sqlite_relay_url, handler_seconds=0.02)
     await receiver.start()
     sender_id = Identity.generate()
-    sender_relay = RelayClient(relay_url, sender_id)
+    sender_relay = RelayClient(sqlite_relay_url, sender_id)
     sender = Agent(
         sender_id, MemoryStore(), name="sender", relay=sender_relay,
     )  # fmt: skip

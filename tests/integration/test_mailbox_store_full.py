@@ -18,12 +18,11 @@ import logging
 import os
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from ports import free_port
 from waiting import until
 
 from sealwire.agent import Agent, TaskContext
@@ -31,7 +30,6 @@ from sealwire.identity import TRUST_NAMESPACE, Identity
 from sealwire.model import Task, TaskState
 from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore, SqliteStore, StateStore, StoreKey, StoreTransaction
-from sealwire_relay import RelayConfig, running_relay
 
 TIMEOUT = 60
 """Seconds for the answer once space returns (the router retries at most every 5 s)."""
@@ -43,16 +41,6 @@ FILL_CHUNK = 4096
 
 async def _handler(task: TaskContext) -> None:
     await task.complete(f"answer to {task.message.parts[0].text}")
-
-
-@pytest.fixture
-async def relay_url(tmp_path: Path) -> AsyncIterator[str]:
-    config = RelayConfig(
-        port=free_port(), identity_path=tmp_path / "relay.key", backend="sqlite",
-        backend_options={"path": str(tmp_path / "relay.sqlite3")},
-    )  # fmt: skip
-    async with running_relay(config) as relay:
-        yield relay.url
 
 
 @contextlib.contextmanager
@@ -138,7 +126,7 @@ def _agent(identity: Identity, store: StateStore, relay: RelayClient, name: str)
 
 
 async def _store_fails_then_recovers(
-    relay_url: str,
+    sqlite_relay_url: str,
     store: StateStore,
     caplog: pytest.LogCaptureFixture,
     fail: object,
@@ -146,7 +134,7 @@ async def _store_fails_then_recovers(
 ) -> None:
     caplog.set_level(logging.INFO, logger="sealwire.agent._mailbox")
     ids = {name: Identity.generate() for name in ("sender", "receiver")}
-    relays = {name: RelayClient(relay_url, identity) for name, identity in ids.items()}
+    relays = {name: RelayClient(sqlite_relay_url, identity) for name, identity in ids.items()}
     stores: dict[str, StateStore] = {"sender": MemoryStore(), "receiver": store}
     agents = {name: _agent(ids[name], stores[name], relays[name], name) for name in ids}
     agents["receiver"].on_message(_handler)
@@ -188,14 +176,14 @@ async def _store_fails_then_recovers(
 
 
 async def test_disk_full_while_keeping_is_not_acknowledged(
-    tmp_path: Path, relay_url: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sqlite_relay_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with _tmpfs(tmp_path / "small") as small:
         store = SqliteStore.open(small / "receiver.db", StoreKey.generate())
         fillers: list[Path] = []
         try:
             await _store_fails_then_recovers(
-                relay_url,
+                sqlite_relay_url,
                 store,
                 caplog,
                 fail=lambda: fillers.append(_fill(small)),
@@ -206,7 +194,7 @@ async def test_disk_full_while_keeping_is_not_acknowledged(
 
 
 async def test_sqlite_full_error_while_keeping_is_not_acknowledged(
-    tmp_path: Path, relay_url: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sqlite_relay_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = _FailingStore(SqliteStore.open(tmp_path / "receiver.db", StoreKey.generate()))
 
@@ -217,7 +205,7 @@ async def test_sqlite_full_error_while_keeping_is_not_acknowledged(
         store.full = False
 
     try:
-        await _store_fails_then_recovers(relay_url, store, caplog, fail, recover)
+        await _store_fails_then_recovers(sqlite_relay_url, store, caplog, fail, recover)
     finally:
         store.close()
 
@@ -228,7 +216,7 @@ async def test_sqlite_full_error_while_keeping_is_not_acknowledged(
     ids=["checking-the-sender", "recording-the-task"],
 )
 async def test_store_error_after_keeping_hands_the_request_on_again(
-    tmp_path: Path, relay_url: str, failing: str, problem: str
+    tmp_path: Path, sqlite_relay_url: str, failing: str, problem: str
 ) -> None:
     """The request is kept (its envelope opened and acknowledged) but a later
     step fails: the trust store's check of the sender (a read, after the keeping
@@ -236,7 +224,7 @@ async def test_store_error_after_keeping_hands_the_request_on_again(
     inbox, the agent reports it, and it is handed on again: answered once, one task."""
     store = _FailingStore(SqliteStore.open(tmp_path / "receiver.db", StoreKey.generate()))
     ids = {name: Identity.generate() for name in ("sender", "receiver")}
-    relays = {name: RelayClient(relay_url, identity) for name, identity in ids.items()}
+    relays = {name: RelayClient(sqlite_relay_url, identity) for name, identity in ids.items()}
     sender = _agent(ids["sender"], MemoryStore(), relays["sender"], "sender")
     receiver = _agent(ids["receiver"], store, relays["receiver"], "receiver")
     receiver.on_message(_handler)
