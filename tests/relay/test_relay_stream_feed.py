@@ -314,3 +314,23 @@ def test_the_feed_holds_at_most_its_bounds_and_gives_back_what_is_taken() -> Non
     feed.committed(2, [("d", four[0]), ("d", four[1])])
     feed.leave("d", d)
     assert feed.queued_bytes == 0
+
+
+def test_the_push_window_counts_deliveries_and_bytes_and_lets_a_large_one_alone() -> None:
+    def d(i: int, size: int) -> Delivery:
+        return Delivery(message_id=f"m{i}", sender="s", envelope=b"x" * size, received_at=0.0)
+
+    window = PushWindow(3, 10)
+    assert window.fit([d(0, 4), d(1, 4), d(2, 4)]) == 2  # 12 bytes: the third waits
+    assert window.fit([d(0, 50), d(1, 1)]) == 1  # larger than the room: alone
+    window.add(d(0, 4))
+    window.add(d(0, 4))  # pushed again: counted once
+    window.add(d(1, 4))
+    assert window.bytes == 8 and not window.full and window.room() == 1
+    assert window.fit([d(2, 4)]) == 0  # no room for its bytes: it waits
+    assert window.fit([d(2, 2), d(3, 1)]) == 1  # room for one more, by count
+    window.add(d(2, 2))
+    assert window.full and window.fit([d(3, 1)]) == 0
+    window.remove(("s", "m0"))
+    window.keep({("s", "m2")})
+    assert window.bytes == 2 and ("s", "m2") in window and ("s", "m1") not in window

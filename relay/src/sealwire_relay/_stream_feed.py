@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 from sealwire.relay.wire import Delivery
 
-__all__ = ["CommitFeed", "MailboxFeed", "PushWindow", "Sink", "fitting"]
+__all__ = ["CommitFeed", "MailboxFeed", "PushWindow", "Sink"]
 
 
 @runtime_checkable
@@ -26,21 +26,6 @@ class CommitFeed(Protocol):
     def read_after(
         self, mailbox: str, after: tuple[str, str] | None, limit: int
     ) -> tuple[list[Delivery], int]: ...
-
-
-def fitting(deliveries: Sequence[Delivery], count: int, size: int) -> int:
-    """How many of ``deliveries``, from the first, fit in ``count`` deliveries and
-    ``size`` envelope bytes; with room for any, at least the first (a delivery larger
-    than the whole room goes alone)."""
-    if count <= 0 or size <= 0:
-        return 0
-    n = total = 0
-    for d in deliveries[:count]:
-        total += len(d.envelope)
-        if n and total > size:
-            break
-        n += 1
-    return n
 
 
 class PushWindow:
@@ -59,16 +44,21 @@ class PushWindow:
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._pushed
 
-    def __len__(self) -> int:
-        return len(self._pushed)
-
     @property
     def full(self) -> bool:
         return len(self._pushed) >= self._count or self.bytes >= self._size
 
     def fit(self, deliveries: Sequence[Delivery]) -> int:
-        """How many of ``deliveries``, from the first, the window has room for."""
-        return fitting(deliveries, self._count - len(self._pushed), self._size - self.bytes)
+        """How many of ``deliveries``, from the first, the window has room for (into an
+        empty window at least one: a delivery larger than the window goes alone)."""
+        count, size = self._count - len(self._pushed), self._size - self.bytes
+        n = total = 0
+        for d in deliveries[: max(count, 0)]:
+            total += len(d.envelope)
+            if total > size and (n or self._pushed):
+                break
+            n += 1
+        return n
 
     def room(self) -> int:
         """How many more deliveries the window may take, by count."""
