@@ -7,7 +7,9 @@ Run: ``uv run python benchmarks/bench_relay.py [--messages N] [--size BYTES]
 client -> relay -> client, sent, delivered and acknowledged, over the relay
 stream and over HTTP, beside a bare ``websockets`` echo floor measured in the
 same run; with ``--signal`` also sealed and opened with Signal, the sessions in
-memory and then in encrypted SQLite files (see :class:`SignalPair`).
+memory and then in encrypted SQLite files (see :class:`SignalPair`). Beside each
+figure, the CPU per message of the clients' process (sender and recipient, with
+Signal's work) and of the relay's.
 
 For each backend, in one run: a relay served by uvicorn on loopback in this
 process; one sender enqueues N sealed messages of ``size`` bytes one after
@@ -422,7 +424,7 @@ async def stream_main(n: int, concurrency: int, signal: bool) -> None:
     median of STREAM_RUNS runs (a fresh relay each), the floor's too."""
     print(f"one-way mailbox traffic, {n} messages ({min(n, HTTP_MESSAGES)} over HTTP), "
           f"relay on SQLite (its own process), median of {STREAM_RUNS} runs")  # fmt: skip
-    print(f"{'':36s} {'msg/s':>8s}  {'of floor':>8s}")
+    print(f"{'':36s} {'msg/s':>8s}  {'of floor':>8s}  {'CPU us/msg: clients':>19s}  {'relay':>5s}")
     with tempfile.TemporaryDirectory() as tmp:
         for size in STREAM_SIZES:
             floor = statistics.median([await echo_floor(size, n) for _ in range(STREAM_RUNS)])
@@ -436,7 +438,7 @@ async def stream_main(n: int, concurrency: int, signal: bool) -> None:
                 runs.append(("  + sessions in SQLite files", True, STREAM_IN_FLIGHT, "files"))
             for k, (name, stream, in_flight, sessions) in enumerate(runs):
                 count = n if stream else min(n, HTTP_MESSAGES)
-                rates = []
+                rates, clients, relays = [], [], []
                 for run in range(STREAM_RUNS if stream else 1):
                     path = Path(tmp) / f"{size}-{k}-{run}"
                     path.mkdir()
@@ -444,14 +446,19 @@ async def stream_main(n: int, concurrency: int, signal: bool) -> None:
                     if sessions is not None:
                         pair = SignalPair(path if sessions == "files" else None)
                     try:
-                        with relay_process(path, count) as (url, _pid):
+                        with relay_process(path, count) as (url, pid):
+                            cpu, relay_cpu = time.process_time(), process_cpu(pid)
                             rates.append(await one_way(url, size, count, stream=stream,
                                                        in_flight=in_flight, pair=pair))  # fmt: skip
+                            clients.append((time.process_time() - cpu) * 1e6 / count)
+                            relays.append((process_cpu(pid) - relay_cpu) * 1e6 / count)
                     finally:
                         if pair is not None:
                             pair.close()
                 rate = statistics.median(rates)
-                print(f"{size // 1024:2d} KiB  {name:28s} {rate:8.0f}  {rate / floor:8.2f}")
+                print(f"{size // 1024:2d} KiB  {name:28s} {rate:8.0f}  {rate / floor:8.2f}  "
+                      f"{statistics.median(clients):19.1f}  "
+                      f"{statistics.median(relays):5.1f}")  # fmt: skip
 
 
 async def bench_nats_floor(url: str, n: int, size: int, concurrency: int) -> None:
