@@ -110,6 +110,34 @@ async def test_the_window_counts_envelope_bytes_too(
     await inbox.aclose()
 
 
+async def test_what_the_window_has_no_bytes_for_waits_for_acks(
+    clients: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handed over by a commit while the pusher follows the mailbox: three deliveries
+    fit in the window's bytes, the fourth waits (the pusher neither spins nor skips
+    it) until acks make room."""
+    monkeypatch.setattr(relay_stream, "STREAM_WINDOW_BYTES", 3500)
+    alice, bob = clients(), clients()
+    assert await alice.open_stream() and await bob.open_stream()
+    inbox = alice.subscribe()
+    await bob.send(alice.agent_id, "first", b"x")
+    got = [await asyncio.wait_for(anext(inbox), TIMEOUT)]  # the pusher follows the commits
+    await alice.ack(got)
+    n = 10
+    await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"%04d" % i * 250) for i in range(n)))
+    window = await _take(inbox, 3)
+    late = asyncio.ensure_future(anext(inbox))
+    await asyncio.sleep(0.2)  # (only to show that nothing more comes)
+    assert not late.done()
+    await alice.ack(window)
+    got = [*window, await asyncio.wait_for(late, TIMEOUT)]
+    while len(got) < n:
+        got.append(await asyncio.wait_for(anext(inbox), TIMEOUT))
+        await alice.ack(got[-1:])
+    assert sorted(d.message_id for d in got) == [f"m{i}" for i in range(n)]
+    await inbox.aclose()
+
+
 async def test_acks_are_held_and_coalesced_then_sent_when_many_or_flushed(
     clients: NewClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

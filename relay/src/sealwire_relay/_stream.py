@@ -94,7 +94,7 @@ log = logging.getLogger("sealwire.relay")
 # no more than this; and envelope bytes, which keeps that at what 256 deliveries of
 # the largest default message (256 KiB) were.
 STREAM_WINDOW = 1024
-STREAM_WINDOW_BYTES = 64 * 1024 * 1024
+STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 # What a commit hands a pusher may run ahead of its window (see MailboxFeed): at most
 # this many envelope bytes per connection (a commit's batch of 1 KiB messages several
 # times over), and in all connections together; past either, the pusher reads storage.
@@ -423,7 +423,7 @@ class _Session:
                         if self.sink is not None:  # read storage again: another process's mail
                             self.sink.broken = True
                     self.acked_since_read = set()
-                    fresh = await self._next_deliveries()
+                    fresh, blocked = await self._next_deliveries()
                     if fresh:
                         self.last = (fresh[-1].sender, fresh[-1].message_id)
                         gone = self.acking | self.acked_since_read
@@ -436,45 +436,47 @@ class _Session:
                         await self._send({"type": "websocket.send", "bytes": data})
                     for d in fresh:
                         self.pushed.add(d)
-                    room = not self.pushed.full
-                    if self.sink is not None and (self.sink.broken or (self.sink.queue and room)):
-                        continue  # handed over (or broken) while those were sent
-                    # An ack only makes room: with room left, only new mail (or the
-                    # poll) needs a wake, and one event to wait on costs no task.
-                    if not room:
+                    if blocked:  # more waits than the window has room for: acks make room
                         await wait_any([changed, self.acked], STREAM_POLL_SECONDS)
-                    else:
+                    elif self.sink is not None and (self.sink.broken or self.sink.queue):
+                        continue  # handed over (or broken) while those were sent
+                    else:  # only new mail (or the poll) brings more: one event, no task
                         await changed.wait()
             finally:
                 self._leave_feed()
 
-    async def _next_deliveries(self) -> list[Delivery]:
-        """What to push next, oldest first: what the commits handed over since the
-        last call, or else (the hand-off broken, or not following yet) a read of
-        the mailbox after the last delivery pushed; within the window."""
-        sink = self.sink
+    async def _next_deliveries(self) -> tuple[list[Delivery], bool]:
+        """What to push next, oldest first, within the window: what the commits handed
+        over since the last call, or else (the hand-off broken, or not following yet)
+        a read of the mailbox after the last delivery pushed. And whether more waits
+        than the window has room for (then only acks let the push go on)."""
+        sink, window = self.sink, self.pushed
         if sink is not None and not sink.broken:
             assert self.feed is not None
-            return self.feed.take(sink, self.pushed)
+            taken = self.feed.take(sink, window)
+            return taken, bool(sink.queue)
         self._leave_feed()
-        room = self.pushed.room()
-        if self.pushed.full:
-            return []
+        room = window.room()
+        if room == 0:
+            return [], True
         backend, mailbox = self.app.service.backend, self.who.agent_id
         try:
             if self.feed is not None and isinstance(backend, CommitFeed):
                 # Read and follow in one step (nothing runs between them): a commit
                 # is either in this read or handed over afterwards.
                 batch, epoch = backend.read_after(mailbox, self.last, room)
-                n = self.pushed.fit(batch)
-                if len(batch) < room and n == len(batch):  # the end of the mailbox
-                    self.sink = self.feed.follow(mailbox, epoch)
-                return batch[:n]
-            batch = await backend.fetch_after(mailbox, self.last, room)
-            return batch[: self.pushed.fit(batch)]
+            else:
+                batch, epoch = await backend.fetch_after(mailbox, self.last, room), None
         except SealwireError as exc:  # storage unreachable: try again on the poll
             log.warning("relay stream cannot read mailbox: %s", exc)
-            return []
+            return [], False
+        n = window.fit(batch)
+        if n < len(batch) or len(batch) == room:  # the window is full: more may wait
+            return batch[:n], True
+        if epoch is not None:  # the read reached the end of the mailbox: follow from it
+            assert self.feed is not None
+            self.sink = self.feed.follow(mailbox, epoch)
+        return batch, False
 
     def _leave_feed(self) -> None:
         if self.sink is not None:

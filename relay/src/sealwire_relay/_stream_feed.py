@@ -44,10 +44,6 @@ class PushWindow:
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._pushed
 
-    @property
-    def full(self) -> bool:
-        return len(self._pushed) >= self._count or self.bytes >= self._size
-
     def fit(self, deliveries: Sequence[Delivery]) -> int:
         """How many of ``deliveries``, from the first, the window has room for (into an
         empty window at least one: a delivery larger than the window goes alone)."""
