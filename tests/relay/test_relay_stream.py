@@ -41,6 +41,23 @@ async def _take(stream: AsyncIterator[Delivery], n: int) -> list[Delivery]:
     return [await asyncio.wait_for(anext(stream), TIMEOUT) for _ in range(n)]
 
 
+async def _held_back_until_acked(
+    client: RelayClient, inbox: AsyncIterator[Delivery], held: int, n: int
+) -> list[Delivery]:
+    """The first ``held`` of ``n`` deliveries come, then nothing (the relay's window is
+    full) until they are acknowledged; then the rest, each acknowledged as it comes."""
+    window = await _take(inbox, held)
+    late = asyncio.ensure_future(anext(inbox))
+    await asyncio.sleep(0.2)  # (only to show that nothing more comes)
+    assert not late.done()
+    await client.ack(window)
+    got = [*window, await asyncio.wait_for(late, TIMEOUT)]
+    while len(got) < n:
+        got.append(await asyncio.wait_for(anext(inbox), TIMEOUT))
+        await client.ack(got[-1:])
+    return got
+
+
 async def _raw(client: RelayClient) -> Any:
     """A bare WebSocket on the stream, authenticated as ``client``'s agent."""
     token = await client._session.authenticate(None)
@@ -71,15 +88,8 @@ async def test_pipelined_sends_deliveries_and_acks(clients: NewClient) -> None:
     await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"%d" % i) for i in range(n)))
     await bob.send(alice.agent_id, "m0", b"0")  # a retry: stored once
     inbox = alice.subscribe()
-    window = await _take(inbox, STREAM_WINDOW)  # the relay pushes a window ahead of the acks ...
-    late = asyncio.ensure_future(anext(inbox))
-    await asyncio.sleep(0.2)  # (only to show that nothing more comes)
-    assert not late.done()
-    await alice.ack(window)  # ... and moves on with them
-    got = [*window, await asyncio.wait_for(late, TIMEOUT)]
-    for _ in range(n - len(got)):
-        got.append(await asyncio.wait_for(anext(inbox), TIMEOUT))
-        await alice.ack(got[-1:])
+    # The relay pushes a window ahead of the acks, and moves on with them.
+    got = await _held_back_until_acked(alice, inbox, STREAM_WINDOW, n)
     assert sorted(d.message_id for d in got) == sorted(f"m{i}" for i in range(n))
     assert all(d.envelope == d.message_id[1:].encode() for d in got)
     assert alice.streaming and bob.streaming
@@ -97,15 +107,7 @@ async def test_the_window_counts_envelope_bytes_too(
     n = 10
     await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"%04d" % i * 250) for i in range(n)))
     inbox = alice.subscribe()
-    window = await _take(inbox, 3)  # 3 x 1000 bytes fill it ...
-    late = asyncio.ensure_future(anext(inbox))
-    await asyncio.sleep(0.2)  # (only to show that nothing more comes)
-    assert not late.done()
-    await alice.ack(window)  # ... until they are acknowledged
-    got = [*window, await asyncio.wait_for(late, TIMEOUT)]
-    while len(got) < n:
-        got.append(await asyncio.wait_for(anext(inbox), TIMEOUT))
-        await alice.ack(got[-1:])
+    got = await _held_back_until_acked(alice, inbox, 3, n)  # 3 x 1000 bytes fill it
     assert sorted(d.message_id for d in got) == [f"m{i}" for i in range(n)]
     await inbox.aclose()
 
@@ -125,15 +127,7 @@ async def test_what_the_window_has_no_bytes_for_waits_for_acks(
     await alice.ack(got)
     n = 10
     await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"%04d" % i * 250) for i in range(n)))
-    window = await _take(inbox, 3)
-    late = asyncio.ensure_future(anext(inbox))
-    await asyncio.sleep(0.2)  # (only to show that nothing more comes)
-    assert not late.done()
-    await alice.ack(window)
-    got = [*window, await asyncio.wait_for(late, TIMEOUT)]
-    while len(got) < n:
-        got.append(await asyncio.wait_for(anext(inbox), TIMEOUT))
-        await alice.ack(got[-1:])
+    got = await _held_back_until_acked(alice, inbox, 3, n)
     assert sorted(d.message_id for d in got) == [f"m{i}" for i in range(n)]
     await inbox.aclose()
 
