@@ -326,7 +326,8 @@ def test_the_push_window_counts_deliveries_and_bytes_and_lets_a_large_one_alone(
     window.add(d(0, 4))
     window.add(d(0, 4))  # pushed again: counted once
     window.add(d(1, 4))
-    assert window.bytes == 8 and window.room() == 1
+    # Room for one more by count, none by the bytes of the average delivery (4 of 2 left).
+    assert window.bytes == 8 and window.room() == 0
     assert window.fit([d(2, 4)]) == 0  # no room for its bytes: it waits
     assert window.fit([d(2, 2), d(3, 1)]) == 1  # room for one more, by count
     window.add(d(2, 2))
@@ -334,3 +335,20 @@ def test_the_push_window_counts_deliveries_and_bytes_and_lets_a_large_one_alone(
     window.remove(("s", "m0"))
     window.keep({("s", "m2")})
     assert window.bytes == 2 and ("s", "m2") in window and ("s", "m1") not in window
+
+
+def test_the_push_window_room_counts_the_bytes_of_a_typical_delivery() -> None:
+    def d(i: int, size: int) -> Delivery:
+        return Delivery(message_id=f"m{i}", sender="s", envelope=b"x" * size, received_at=0.0)
+
+    window = PushWindow(1024, 64_000)
+    assert window.room() == 1024  # no size known yet: by count
+    for i in range(16):
+        window.add(d(i, 1000))
+    assert window.room() == 48  # 48,000 bytes left, 1,000 a delivery
+    for i in range(16):
+        window.remove(("s", f"m{i}"))
+    assert window.room() == 64  # empty: by the size of the last one added
+    window.add(d(99, 100_000))
+    window.remove(("s", "m99"))
+    assert window.room() == 1  # larger than the window: one goes alone, never none

@@ -33,12 +33,13 @@ class PushWindow:
     most ``count`` deliveries and (but for one larger delivery alone) ``size`` bytes
     of envelopes. A client that stops acknowledging gets no more than that."""
 
-    __slots__ = ("_count", "_pushed", "_size", "bytes")
+    __slots__ = ("_count", "_last_size", "_pushed", "_size", "bytes")
 
     def __init__(self, count: int, size: int) -> None:
         self._count = count
         self._size = size
         self._pushed: dict[tuple[str, str], int] = {}  # (sender, message id): size
+        self._last_size = 0  # of the last delivery added
         self.bytes = 0
 
     def __contains__(self, key: tuple[str, str]) -> bool:
@@ -57,11 +58,20 @@ class PushWindow:
         return n
 
     def room(self) -> int:
-        """How many more deliveries the window may take, by count."""
-        return max(0, self._count - len(self._pushed))
+        """How many more deliveries the window may take: by count, and by bytes as many
+        as would fit of the average size of those it holds (or of the last one added;
+        into an empty window at least one). A read of storage asks for no more than
+        that: where the bytes bind (16 KiB envelopes fill 4 MiB before 1,024 do), a read
+        of what the count allows was read again, and mostly dropped, after each few acks."""
+        count = self._count - len(self._pushed)
+        size = self.bytes / len(self._pushed) if self._pushed else self._last_size
+        if size and count > 0:
+            count = min(count, int((self._size - self.bytes) / size) or int(not self._pushed))
+        return max(0, count)
 
     def add(self, delivery: Delivery) -> None:
         key = (delivery.sender, delivery.message_id)
+        self._last_size = len(delivery.envelope)
         if key not in self._pushed:
             self._pushed[key] = len(delivery.envelope)
             self.bytes += len(delivery.envelope)
