@@ -29,7 +29,8 @@ from sealwire.errors import RemoteProtocolError, SealwireError, TrustError
 from sealwire.identity import Identity, TrustMode, TrustStore
 from sealwire.store import SqliteStore, StoreKey
 from sealwire_signal import DuplicateMessageError, Envelope, UnknownPrekeyError, card_digest
-from sealwire_signal._binding import SESSION_NAMESPACE, SignalBinding
+from sealwire_signal._binding import SignalBinding
+from sealwire_signal._peer_sessions import SESSION_NAMESPACE
 from sealwire_signal._prekeys import (
     KEM_ONE_TIME_BATCH,
     NAMESPACE,
@@ -353,7 +354,7 @@ async def test_a_commit_deletes_no_archived_record_the_store_is_known_not_to_hol
     assert len(archived) <= 2
     deleted.clear()
     for agent in (alice, bob):  # after a restart too: the load saw none stored
-        agent.binding._peers.clear()
+        agent.binding._sessions.forget_decoded()
     await bob.binding.open(await seal(alice, bob, b"after"))
     await alice.binding.open(await seal(bob, alice, b"again"))
     assert [key for _, key in deleted if key.endswith("/archived")] == []
@@ -426,7 +427,7 @@ async def test_a_peer_that_moved_tells_the_peers_it_holds_sessions_with(world):
         assert Envelope.from_bytes(raw).card == moved.card.json_bytes
         assert (await alice.binding.open(raw)).sender.card.card == moved.card.card
     alice = alice.restart()
-    assert alice.binding._load(bob.identity.agent_id).card.card == moved.card.card
+    assert alice.binding._sessions.load(bob.identity.agent_id).card.card == moved.card.card
     raw = await seal(alice, moved, b"held")
     assert Envelope.from_bytes(raw).known_card == card_digest(moved.card.json_bytes)
     await moved.binding.open(raw)
@@ -467,7 +468,7 @@ async def test_a_carried_card_must_be_the_senders_own_with_the_sessions_key(worl
         signing_key=bob.identity.signing_key, agreement_key=X25519PrivateKey.generate()
     )
     renewed = make_agent(directory, clock, identity=rotated)
-    session = bob.binding._load(alice.identity.agent_id).current
+    session = bob.binding._sessions.load(alice.identity.agent_id).current
     transcript = negotiation(bob, alice).transcript()
     before = _records(alice.store)
     for card, refusal in (

@@ -12,7 +12,7 @@ from signal_v1 import encode_v1
 
 from sealwire.store import MemoryStore, SqliteStore, StoreKey
 from sealwire_signal import EnvelopeDecodeError, card_digest, decode_session, encode_session
-from sealwire_signal._binding import SESSION_NAMESPACE
+from sealwire_signal._peer_sessions import SESSION_NAMESPACE
 
 
 class _RecordingTransaction:
@@ -136,7 +136,7 @@ def _downgrade_to_v1(agent: Agent, peer: Agent) -> None:
     for slot in ("current", "archived"):
         raw = agent.store.get(SESSION_NAMESPACE, f"{peer_id}/{slot}")
         if raw is not None:
-            session = agent.binding._load(peer_id)
+            session = agent.binding._sessions.load(peer_id)
             stored = session.current if slot == "current" else session.archived
             agent.store.put(SESSION_NAMESPACE, f"{peer_id}/{slot}", encode_v1(stored))
 
@@ -199,5 +199,5 @@ async def test_an_unchanged_archived_session_is_not_rewritten(world):
         keys = [key for _, key, _ in agent.store.puts]
         assert keys == [f"{peer_id}/current"] * 6  # the archived one stays as it was
         agent = agent.restart()  # and reads back as it was
-        entry = agent.binding._load(peer_id)
+        entry = agent.binding._sessions.load(peer_id)
         assert encode_session(entry.archived) == archived

@@ -24,9 +24,7 @@ and relay client. Rules of this file:
   sides may start a session at once); whichever decrypts becomes current.
   Base keys of accepted initial messages are remembered, so a replayed
   initial message cannot start a second session (X3DH §4.2).
-* A session record names its peer's card by SHA-256; the card is stored once
-  (``{peer}/card/{sha256 hex}``), written and deleted in the transaction that
-  adds or drops the last session referring to it.
+* The sessions and the peer cards they name are kept as ``_peer_sessions`` says.
 """
 
 from __future__ import annotations
@@ -36,8 +34,7 @@ import hmac
 import json
 import logging
 import os
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib.metadata import version
 from typing import Any
 
@@ -64,15 +61,15 @@ from sealwire.errors import (
 )
 from sealwire.identity import PublicIdentity, VerifiedCard, verify_card
 from sealwire.relay import RelayPort
-from sealwire.store import StoreTransaction
 from sealwire_signal._bundles import PeerBundles
-from sealwire_signal._crypto import KEY_LEN, DHKeyPair
+from sealwire_signal._crypto import DHKeyPair
 from sealwire_signal._errors import (
     DowngradeError,
     DuplicateMessageError,
     EnvelopeDecodeError,
     NoSessionError,
 )
+from sealwire_signal._peer_sessions import MAX_CACHED_PEERS, Keep, PeerSessions, SessionStore
 from sealwire_signal._prekeys import (
     KEM_ONE_TIME_BATCH,
     KEM_ONE_TIME_LOW_WATER,
@@ -83,60 +80,29 @@ from sealwire_signal._prekeys import (
     PrekeyStore,
 )
 from sealwire_signal._session import (
-    Session,
     accept_session,
     open_envelope,
     seal_frame,
     start_session,
 )
-from sealwire_signal._state_codec import (
-    card_digest,
-    decode_session,
-    encode_session,
-    is_current_record,
-)
+from sealwire_signal._state_codec import card_digest
 from sealwire_signal._wire import Envelope, encode_bundle
 from sealwire_signal._x3dh import (
     initial_message_input,
     verify_mldsa,
 )
 
-_Keep = Callable[[StoreTransaction, OpenedMessage], None]
-"""What the agent writes with an opened message's state (see MailboxBinding.open)."""
-
-__all__ = ["KEY_AGREEMENT_PQXDH", "SESSION_NAMESPACE", "SignalBinding"]
+__all__ = ["KEY_AGREEMENT_PQXDH", "SignalBinding"]
 
 KEY_AGREEMENT_PQXDH = "PQXDH-X25519-SHA256-ML-KEM-768"
 """The card's ``keyAgreement``: this agent publishes ML-KEM-768 prekeys (PQXDH)."""
 
-SESSION_NAMESPACE = "signal.sessions"
-MAX_CACHED_PEERS = 1024
-"""Peers whose decoded sessions stay in memory (decoding reloads keys: a scalar mult each)."""
-MAX_REMEMBERED_BASE_KEYS = 256
-"""Base keys of accepted initial messages kept per peer; older ones are also covered by
-signed-prekey rotation (a replay naming a deleted prekey fails)."""
 REPUBLISH_AFTER_ACCEPTS = 10
 """Initial messages accepted (each may use a one-time prekey) before the pools are checked."""
 REPUBLISH_INTERVAL = 6 * 3600.0
 """Seconds between prekey checks even without traffic, so rotation happens on schedule."""
 
 log = logging.getLogger(__name__)
-
-
-@attrs.frozen(kw_only=True)
-class _Peer:
-    """A peer's sessions; ``stored_cards`` are the card digests whose card keys the
-    store holds for this peer (those its v2 session records name), ``stored_archived``
-    the archived session the store holds as a v2 record (None: unknown or none),
-    ``archived_absent`` whether the store is known to hold no archived record (so a
-    commit without one has nothing to delete)."""
-
-    current: Session
-    archived: Session | None
-    card: VerifiedCard
-    stored_cards: frozenset[bytes] = frozenset()
-    stored_archived: Session | None = None
-    archived_absent: bool = False
 
 
 class SignalBinding(MailboxBinding):
@@ -226,7 +192,7 @@ class SignalBinding(MailboxBinding):
             context.store, context.identity.signing_key, self._identity, self._rng,
             mldsa_key=context.identity.mldsa_key,
         )  # fmt: skip
-        self._peers: OrderedDict[str, _Peer] = OrderedDict()
+        self._sessions = SessionStore(context.store, self._prekeys)
         self._bundles = PeerBundles(self.info.name)
         self._accepts_since_publish = 0
         self._published_at: float | None = None
@@ -272,7 +238,7 @@ class SignalBinding(MailboxBinding):
         """Seal ``frame`` for ``peer``; a first message runs X3DH/PQXDH on fetched prekeys.
         A newer card of the peer (another home relay) is kept with its session from now
         on; one that names another agreement key starts a new session."""
-        entry = self._load(peer.agent_id)
+        entry = self._sessions.load(peer.agent_id)
         if entry is not None and entry.card is not peer and entry.card.card != peer.card:
             entry = self._under_card(entry, peer)
         if entry is None:
@@ -283,10 +249,10 @@ class SignalBinding(MailboxBinding):
             current, frame, negotiation=_transcript(negotiation), rng=self._rng,
             known_card=card_digest(current.peer_card), card=own if tell else b"",
         )  # fmt: skip
-        self._commit(_replaced(entry, session, entry.archived))
+        self._sessions.commit(entry.replaced(session, entry.archived))
         return envelope.to_bytes()
 
-    def _under_card(self, entry: _Peer, peer: VerifiedCard) -> _Peer | None:
+    def _under_card(self, entry: PeerSessions, peer: VerifiedCard) -> PeerSessions | None:
         """``entry`` with ``peer`` as the card of its current session, so what the peer
         sends back names it too; None if the card names another agreement key than the
         session's (trust must pass it first)."""
@@ -294,9 +260,9 @@ class SignalBinding(MailboxBinding):
         if not _names_key(peer, entry.current.peer_identity_key):
             return None
         current = attrs.evolve(entry.current, peer_card=peer.json_bytes)
-        return _replaced(entry, current, entry.archived, card=peer)
+        return entry.replaced(current, entry.archived, card=peer)
 
-    async def _start(self, peer: VerifiedCard) -> _Peer:
+    async def _start(self, peer: VerifiedCard) -> PeerSessions:
         """A new session on prekeys fetched at the peer's home relay; a session with an
         older agreement key of the peer becomes the archived one."""
         self.context.trust.check(peer)
@@ -306,7 +272,7 @@ class SignalBinding(MailboxBinding):
                 peer, required="the peer offers no PQ prekey (PQXDH required)",
                 downgrade="both cards offer PQXDH; the peer's bundle has no PQ prekey",
             )  # fmt: skip
-        entry = self._load(peer.agent_id)  # another task may have started one meanwhile
+        entry = self._sessions.load(peer.agent_id)  # another task may have started one meanwhile
         if entry is not None:
             started = entry if entry.card is peer else self._under_card(entry, peer)
             if started is not None:
@@ -318,8 +284,8 @@ class SignalBinding(MailboxBinding):
             mldsa_key=self.context.identity.mldsa_key,
         )  # fmt: skip
         if entry is None:
-            return _Peer(current=session, archived=None, card=peer)
-        return _Peer(
+            return PeerSessions(current=session, archived=None, card=peer)
+        return PeerSessions(
             current=session, archived=entry.current, card=peer, stored_cards=entry.stored_cards,
             archived_absent=entry.archived_absent,
         )  # fmt: skip
@@ -328,7 +294,7 @@ class SignalBinding(MailboxBinding):
         self,
         envelope: bytes,
         *,
-        keep: Callable[[StoreTransaction, OpenedMessage], None] | None = None,
+        keep: Keep | None = None,
     ) -> OpenedMessage:
         """Open an envelope; the session's new state is committed (with what ``keep``
         writes, in one transaction) before the frame returns."""
@@ -337,10 +303,10 @@ class SignalBinding(MailboxBinding):
             raise RemoteProtocolError("envelope is addressed to another agent")
         if self.context.trust.is_denied(env.sender_id):
             raise TrustError(f"agent {env.sender_id} is denied")
-        entry = self._load(env.sender_id)
+        entry = self._sessions.load(env.sender_id)
         now = self.context.clock()
         part = env.prekey
-        if part is not None and not (entry and _has_base(entry, part.ephemeral_key)):
+        if part is not None and not (entry and entry.has_base(part.ephemeral_key)):
             opened = self._accept(env, entry, now, keep)
         elif entry is None:
             raise NoSessionError(f"no session with {env.sender_id}")
@@ -352,7 +318,7 @@ class SignalBinding(MailboxBinding):
     # -- receiving ---------------------------------------------------------------------------
 
     @staticmethod
-    def _opened(env: Envelope, entry: _Peer, frame: bytes) -> OpenedMessage:
+    def _opened(env: Envelope, entry: PeerSessions, frame: bytes) -> OpenedMessage:
         card = entry.card
         return OpenedMessage(
             sender=PeerIdentity(agent_id=card.agent_id, identity=card.identity, card=card),
@@ -361,11 +327,11 @@ class SignalBinding(MailboxBinding):
         )
 
     def _accept(
-        self, env: Envelope, entry: _Peer | None, now: float, keep: _Keep | None
+        self, env: Envelope, entry: PeerSessions | None, now: float, keep: Keep | None
     ) -> OpenedMessage:
         part = env.prekey
         assert part is not None
-        if self._base_seen(env.sender_id, part.ephemeral_key):
+        if self._sessions.base_seen(env.sender_id, part.ephemeral_key):
             raise DuplicateMessageError("replayed initial message")
         card = self._sender_card(part.card, env.sender_id)
         if not _names_key(card, part.identity_key):
@@ -390,15 +356,15 @@ class SignalBinding(MailboxBinding):
         )  # fmt: skip
         archived = entry.current if entry is not None else None
         stored = entry.stored_cards if entry is not None else frozenset()
-        accepted = _Peer(current=session, archived=archived, card=card, stored_cards=stored)
+        accepted = PeerSessions(current=session, archived=archived, card=card, stored_cards=stored)
         opened = self._opened(env, accepted, frame)
-        self._commit(accepted, used=(part.one_time_prekey_id, part.kem_prekey_id),
+        self._sessions.commit(accepted, used=(part.one_time_prekey_id, part.kem_prekey_id),
                      keep=keep, opened=opened)  # fmt: skip
         self._accepts_since_publish += 1
         return opened
 
     def _open_existing(
-        self, entry: _Peer, env: Envelope, now: float, keep: _Keep | None
+        self, entry: PeerSessions, env: Envelope, now: float, keep: Keep | None
     ) -> OpenedMessage:
         """Open a message of a session we hold. A card it carries (the peer moved its
         mailbox) becomes the session's card once the message decrypts under it."""
@@ -420,9 +386,9 @@ class SignalBinding(MailboxBinding):
                     raise TrustError("the card a message carries names another identity key")
                 opened = attrs.evolve(opened, peer_card=card.json_bytes)
             archived = entry.current if index else entry.archived  # one that decrypts is current
-            updated = _replaced(entry, opened, archived, card=card)
+            updated = entry.replaced(opened, archived, card=card)
             message = self._opened(env, updated, frame)
-            self._commit(updated, keep=keep, opened=message)
+            self._sessions.commit(updated, keep=keep, opened=message)
             return message
         assert first_error is not None
         raise first_error
@@ -467,90 +433,6 @@ class SignalBinding(MailboxBinding):
             raise ConfigurationError("the signal binding needs a relay (prekeys and mailboxes)")
         return self.context.relay
 
-    # -- the store -----------------------------------------------------------------------
-
-    def _load(self, peer_id: str) -> _Peer | None:
-        cached = self._peers.get(peer_id)
-        if cached is not None:
-            self._peers.move_to_end(peer_id)
-            return cached
-        store = self.context.store
-        raw = store.get(SESSION_NAMESPACE, f"{peer_id}/current")
-        if raw is None:
-            return None
-        named: set[bytes] = set()  # the digests v2 records name (a v1 record embeds its card)
-
-        def stored_card(digest: bytes) -> bytes | None:
-            named.add(digest)
-            return store.get(SESSION_NAMESPACE, _card_key(peer_id, digest))
-
-        current = decode_session(raw, stored_card)
-        old = store.get(SESSION_NAMESPACE, f"{peer_id}/archived")
-        archived = None if old is None else decode_session(old, stored_card)
-        card = verify_card(json.loads(current.peer_card))
-        entry = _Peer(
-            current=current, archived=archived, card=card, stored_cards=frozenset(named),
-            stored_archived=archived if is_current_record(old) else None,
-            archived_absent=old is None,
-        )  # fmt: skip
-        self._cache(peer_id, entry)
-        return entry
-
-    def _cache(self, peer_id: str, entry: _Peer) -> None:
-        self._peers[peer_id] = entry
-        self._peers.move_to_end(peer_id)
-        while len(self._peers) > MAX_CACHED_PEERS:
-            self._peers.popitem(last=False)
-
-    def _commit(
-        self,
-        entry: _Peer,
-        used: tuple[int | None, int | None] | None = None,
-        *,
-        keep: _Keep | None = None,
-        opened: OpenedMessage | None = None,
-    ) -> None:
-        """Write the peer's sessions (and, for an accepted initial message, delete the used
-        one-time prekeys and remember its base key) in one transaction, with what the
-        caller's ``keep`` writes for the opened message. The peer cards the sessions
-        name are written only when that set changes, and cards no session names any
-        more are deleted, in the same transaction."""
-        peer_id = entry.current.peer_id
-        cards = {
-            card_digest(s.peer_card): s.peer_card
-            for s in (entry.current, entry.archived)
-            if s is not None
-        }
-        with self.context.store.transaction() as tx:
-            if keep is not None and opened is not None:
-                keep(tx, opened)
-            tx.put(SESSION_NAMESPACE, f"{peer_id}/current", encode_session(entry.current))
-            if entry.archived is None:
-                if not entry.archived_absent:  # else none stored: nothing to delete
-                    tx.delete(SESSION_NAMESPACE, f"{peer_id}/archived")
-            elif entry.archived is not entry.stored_archived:  # else unchanged: not rewritten
-                tx.put(SESSION_NAMESPACE, f"{peer_id}/archived", encode_session(entry.archived))
-            if used is not None:
-                self._prekeys.delete_used(tx, *used)
-                bases = tx.get(SESSION_NAMESPACE, f"{peer_id}/bases") or b""
-                bases = (bases + entry.current.base_key)[-MAX_REMEMBERED_BASE_KEYS * KEY_LEN :]
-                tx.put(SESSION_NAMESPACE, f"{peer_id}/bases", bases)
-            if cards.keys() != entry.stored_cards:
-                _store_cards(tx, peer_id, cards)
-        stored = _Peer(
-            current=entry.current, archived=entry.archived, card=entry.card,
-            stored_cards=frozenset(cards), stored_archived=entry.archived,
-            archived_absent=entry.archived is None,
-        )  # fmt: skip
-        self._cache(peer_id, stored)
-
-    def _base_seen(self, peer_id: str, base_key: bytes) -> bool:
-        bases = self.context.store.get(SESSION_NAMESPACE, f"{peer_id}/bases") or b""
-        return any(
-            hmac.compare_digest(bases[i : i + KEY_LEN], base_key)
-            for i in range(0, len(bases), KEY_LEN)
-        )
-
 
 @functools.lru_cache(maxsize=MAX_CACHED_PEERS)
 def _transcript(negotiation: Negotiation) -> bytes:
@@ -564,41 +446,6 @@ def _names_key(card: VerifiedCard, key: bytes) -> bool:
     return hmac.compare_digest(card.identity.agreement_key.public_bytes_raw(), key)
 
 
-def _replaced(
-    entry: _Peer,
-    current: Session,
-    archived: Session | None,
-    *,
-    card: VerifiedCard | None = None,
-) -> _Peer:
-    """``entry`` with new sessions, and a new card if given (one construction, not an
-    evolve per message)."""
-    return _Peer(
-        current=current, archived=archived, card=entry.card if card is None else card,
-        stored_cards=entry.stored_cards, stored_archived=entry.stored_archived,
-        archived_absent=entry.archived_absent,
-    )  # fmt: skip
-
-
-def _card_key(peer_id: str, digest: bytes) -> str:
-    return f"{peer_id}/card/{digest.hex()}"
-
-
-def _store_cards(tx: StoreTransaction, peer_id: str, cards: Mapping[bytes, bytes]) -> None:
-    """Make the peer's stored cards exactly ``cards`` (digest -> card): at most two, the
-    current and the archived session's, whatever an earlier state left."""
-    wanted = {_card_key(peer_id, digest): card for digest, card in cards.items()}
-    present = set(tx.keys(SESSION_NAMESPACE, f"{peer_id}/card/"))
-    for key in present - wanted.keys():
-        tx.delete(SESSION_NAMESPACE, key)
-    for key in wanted.keys() - present:
-        tx.put(SESSION_NAMESPACE, key, wanted[key])
-
-
 def _offers_pqxdh(card: VerifiedCard) -> bool:
     offer = card.offer(SignalBinding.info.name)
     return offer is not None and offer.params.get("keyAgreement") == KEY_AGREEMENT_PQXDH
-
-
-def _has_base(entry: _Peer, base_key: bytes) -> bool:
-    return any(s is not None and s.base_key == base_key for s in (entry.current, entry.archived))
