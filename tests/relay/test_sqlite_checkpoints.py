@@ -59,7 +59,7 @@ async def test_the_wal_stays_bounded_by_checkpoints_off_the_loop(
     try:
         await _store(backend, 200)  # 10,000 messages, 40 MiB of envelopes, no idle turn
         written = 200 * BATCH * len(ENVELOPE)
-        # The WAL starts over once it passed RESET_AFTER_FRAMES and the writer finished
+        # The WAL starts over once it passed RESET_AFTER_BYTES and the writer finished
         # the worker's checkpoint: its file stays far below what was written (without
         # that, a checkpoint beside a busy writer never lets it start over).
         assert _wal_bytes(path) < written * 3 / 4  # about 12 MiB here; 57 MiB without

