@@ -2,7 +2,7 @@
 WAL with checkpoints of its own, commits synced at checkpoints (NORMAL), and deleted
 content zeroed only where that costs no extra write (secure_delete FAST: Debian's
 build defaults to ON, which rewrote every freed page of an acknowledged envelope);
-8 KiB pages in a new file, a file's own page size kept."""
+4 KiB pages in a new file, a file's own page size kept."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ async def test_the_connection_settings(tmp_path: Path) -> None:
         assert db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
         assert db.execute("PRAGMA synchronous").fetchone() == (SYNCHRONOUS_NORMAL,)
         assert db.execute("PRAGMA secure_delete").fetchone() == (SECURE_DELETE_FAST,)
-        assert db.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,) == (8192,)
+        assert db.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,) == (4096,)
     finally:
         await backend.close()
 
@@ -38,7 +38,7 @@ async def test_a_file_made_with_other_pages_keeps_them_and_its_messages(
 ) -> None:
     path = tmp_path / "relay.sqlite3"
     with monkeypatch.context() as patched:
-        patched.setattr(_sqlite_backend, "PAGE_SIZE", 4096)  # as a relay before 8 KiB pages
+        patched.setattr(_sqlite_backend, "PAGE_SIZE", 8192)
         old = SqliteBackend(path)
         await old.start()
         message = Delivery(message_id="m", sender="s", envelope=b"x" * 20_000, received_at=1.0)
@@ -48,7 +48,7 @@ async def test_a_file_made_with_other_pages_keeps_them_and_its_messages(
     await backend.start()
     try:
         assert backend._db is not None
-        assert backend._db.execute("PRAGMA page_size").fetchone() == (4096,)
+        assert backend._db.execute("PRAGMA page_size").fetchone() == (8192,)
         assert await backend.fetch("bob", 10) == [message]
     finally:
         await backend.close()

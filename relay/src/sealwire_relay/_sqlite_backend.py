@@ -51,10 +51,12 @@ PRUNE_EVERY_ACKS = 1_000
 # the partial index ``messages_acked``.
 NEWEST_ARRIVAL = "SELECT received_at FROM messages ORDER BY id DESC LIMIT 1"
 PRUNE_ACKED = "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?"
-# The page size of a new file (an existing one keeps its own). A 16 KiB envelope
-# takes two overflow pages instead of four: fewer WAL frames to write and
-# checkpoint (SQLite CPU per 16 KiB message about a fifth less; 1 KiB the same).
-PAGE_SIZE = 8192
+# The page size of a new file (an existing one keeps its own), whatever the build's
+# default. Larger pages cut the frames of large envelopes (8 KiB: 16 KiB envelopes
+# 0.8-0.97 and 64 KiB 0.7 of the CPU) but rewrite and split leaf pages holding
+# envelopes inline: 4 KiB ones, common sealed A2A frames, cost 1.8-2.2 times as much
+# (benchmarks/bench_relay_sqlite.py).
+PAGE_SIZE = 4096
 # Mailbox depths kept in memory between commits (a few bytes each): the active
 # mailboxes of a busy relay fit; past it the cache starts again (reads refill it).
 MAX_CACHED_DEPTHS = 100_000
