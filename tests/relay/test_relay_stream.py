@@ -171,6 +171,53 @@ async def test_a_window_full_by_bytes_reads_storage_for_what_fits_only(
     assert sum(read[1:]) <= n + len(read)
 
 
+async def test_acks_made_over_http_free_the_window_at_the_next_poll(
+    relay: RunningRelay, clients: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_stream, "STREAM_WINDOW", 3)
+    monkeypatch.setattr(relay_stream, "STREAM_POLL_SECONDS", 0.2)
+    identity = Identity.generate()
+    alice, over_http, bob = clients(identity), clients(identity), clients()
+    assert await alice.open_stream() and await bob.open_stream()
+    await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"x") for i in range(6)))
+    inbox = alice.subscribe()
+    window = await _take(inbox, 3)
+    await over_http.ack(window)  # not on the stream: its window stays full
+    rest = await _take(inbox, 3)  # the poll saw the window held up and read the mailbox
+    assert sorted(d.message_id for d in window + rest) == [f"m{i}" for i in range(6)]
+    await inbox.aclose()
+
+
+async def test_a_window_that_acks_move_is_not_read_again_at_each_poll(
+    relay: RunningRelay, clients: NewClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll reads the whole window back from storage only when no ack moved it
+    since the poll before (acks made elsewhere may hold it up): one read per
+    connection and poll would grow with a fleet's backlogs."""
+    monkeypatch.setattr(relay_stream, "STREAM_WINDOW", 5)
+    monkeypatch.setattr(relay_stream, "STREAM_POLL_SECONDS", 0.2)
+    backend, reads = relay.service.backend, []
+    fetch = backend.fetch
+
+    async def counted(mailbox: str, limit: int) -> list[Delivery]:
+        reads.append(mailbox)
+        return await fetch(mailbox, limit)
+
+    monkeypatch.setattr(backend, "fetch", counted)
+    alice, bob = clients(), clients()
+    assert await alice.open_stream() and await bob.open_stream()
+    n = 60
+    await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"x") for i in range(n)))
+    inbox = alice.subscribe()
+    started = time.monotonic()
+    for _ in range(n):  # acked one at a time, a few every poll
+        await alice.ack(await _take(inbox, 1))
+        await asyncio.sleep(0.02)
+    assert time.monotonic() - started > 4 * 0.2  # polls came
+    assert reads.count(alice.agent_id) <= 1
+    await inbox.aclose()
+
+
 async def test_acks_are_held_and_coalesced_then_sent_when_many_or_flushed(
     clients: NewClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

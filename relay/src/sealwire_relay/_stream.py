@@ -105,7 +105,7 @@ FEED_TOTAL_BYTES = 64 * 1024 * 1024
 STREAM_INFLIGHT_FRAMES = 8
 # The pusher re-reads storage at least this often: a message stored by another
 # relay process sharing the backend is pushed too, and acks made elsewhere
-# (HTTP, another connection) free the window.
+# (HTTP, another connection) free a window no ack on the connection moved since.
 STREAM_POLL_SECONDS = 2.0
 # Request ids are JSON integers the client picks; this keeps them exact in any
 # JSON implementation (IEEE doubles).
@@ -201,6 +201,7 @@ class _Session:
         self.acked_since_read: set[tuple[str, str]] = set()
         self.last: tuple[str, str] | None = None
         self.acked = asyncio.Event()
+        self.acked_since_poll = False
         # Following the mailbox's commits (see MailboxFeed), when the pusher does.
         self.sink: Sink | None = None
 
@@ -387,6 +388,7 @@ class _Session:
             for key in keys:
                 self.pushed.remove(key)  # the window moves on
             self.acked.set()
+            self.acked_since_poll = True
             removed = len(keys) - len(unknown)
             answer: dict[str, Any] = {"t": "acked", "id": ack_id, "removed": removed}
             if unknown:
@@ -419,7 +421,12 @@ class _Session:
                     self.acked.clear()
                     if poll.due:
                         poll.due = False
-                        await self._resync()
+                        # Only a window that no ack moved since the last poll may be
+                        # held up by acks made elsewhere: a read of the whole window
+                        # per connection and poll would grow with the fleet.
+                        if self.pushed and not self.acked_since_poll:
+                            await self._resync()
+                        self.acked_since_poll = False
                         if self.sink is not None:  # read storage again: another process's mail
                             self.sink.broken = True
                     self.acked_since_read = set()

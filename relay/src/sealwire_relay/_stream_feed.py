@@ -45,6 +45,9 @@ class PushWindow:
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._pushed
 
+    def __len__(self) -> int:
+        return len(self._pushed)
+
     def fit(self, deliveries: Sequence[Delivery]) -> int:
         """How many of ``deliveries``, from the first, the window has room for (into an
         empty window at least one: a delivery larger than the window goes alone)."""
