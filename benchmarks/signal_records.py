@@ -38,7 +38,8 @@ from sealwire.ratchet import DHKeyPair
 from sealwire.relay import FetchedPrekeys, mailbox_address
 from sealwire.store import MemoryStore, StoreTransaction
 from sealwire_signal import Session, card_digest, decode_session, encode_session
-from sealwire_signal._binding import SESSION_NAMESPACE, SignalBinding
+from sealwire_signal._binding import SignalBinding
+from sealwire_signal._peer_sessions import SESSION_NAMESPACE
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "helpers"))
 from signal_v1 import encode_v1
@@ -149,14 +150,14 @@ async def sessions(pq: bool) -> dict[str, tuple[Session, int]]:
     to_bob = Negotiation(chosen=uri, initiator_offers=(uri,), responder_offers=(uri,))
     store: Any = alice.context.store
     envelope = await alice.seal(bob.context.card, b"x" * 256, to_bob)  # the first message
-    first = (alice._load(bob._agent_id).current, store.written[-1])  # type: ignore[union-attr]
+    first = (alice._sessions.load(bob._agent_id).current, store.written[-1])  # type: ignore[union-attr]
     envelope = await alice.seal(bob.context.card, b"x" * 256, to_bob)  # still pending
-    pending = (alice._load(bob._agent_id).current, store.written[-1])  # type: ignore[union-attr]
+    pending = (alice._sessions.load(bob._agent_id).current, store.written[-1])  # type: ignore[union-attr]
     await bob.open(envelope)
     for _ in range(3):
         await alice.open(await bob.seal(alice.context.card, b"y" * 256, to_bob))
         await bob.open(await alice.seal(bob.context.card, b"x" * 256, to_bob))
-    steady = (alice._load(bob._agent_id).current, store.written[-1])  # type: ignore[union-attr]
+    steady = (alice._sessions.load(bob._agent_id).current, store.written[-1])  # type: ignore[union-attr]
     print(f"card: {len(first[0].peer_card)} bytes; first commit with a peer writes "
           f"{first[1]} session bytes (the card once)\n")  # fmt: skip
     return {"pending": pending, "steady": steady}

@@ -26,6 +26,7 @@ TINY = {
     "bench_relay": ["--messages", "200"],
     "bench_relay_lookup": ["--lookups", "20", "--fresh", "3"],
     "bench_relay_scaleout": ["--pairs", "2", "--messages", "200"],
+    "bench_relay_sqlite": ["--messages", "256", "--batch", "64", "--page-sizes", "8192"],
     "bench_sessions": ["--counts", "10"],
     "bench_store": ["--n", "50"],
     "bench_tasks": ["--tasks", "200", "--window", "50"],
