@@ -525,6 +525,42 @@ async def test_the_push_websocket_refills_its_window_when_acked(
         await stream.aclose()
 
 
+async def test_the_push_websocket_reads_on_and_reads_its_window_back_only_when_full(
+    relay_without_stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New mail is read on from the last delivery pushed; the window is read back (to
+    forget what the acks removed) only once it is full. It was read back at every
+    wake, each ack's included."""
+    monkeypatch.setattr(relay_app, "WS_WINDOW", 5)
+    monkeypatch.setattr(relay_app, "WS_POLL_SECONDS", 3600.0)
+    window_reads = []
+    fetch = SqliteBackend.fetch
+
+    async def counted(self: SqliteBackend, mailbox: str, limit: int) -> list[Delivery]:
+        window_reads.append(limit)
+        return await fetch(self, mailbox, limit)
+
+    monkeypatch.setattr(SqliteBackend, "fetch", counted)
+    async with (
+        RelayClient(relay_without_stream, Identity.generate()) as alice,
+        RelayClient(relay_without_stream, Identity.generate()) as bob,
+    ):
+        stream = alice.subscribe()
+        got = []
+        for n in range(4):  # the window never fills: acked as they come
+            await bob.send(alice.agent_id, f"m{n}", b"x")
+            got += await _take(stream, 1)
+            await alice.ack(got[-1:])
+        assert window_reads == []
+        for n in range(4, 12):  # a backlog: the window fills, and acks make room
+            await bob.send(alice.agent_id, f"m{n}", b"x")
+        while len(got) < 12:
+            got += await _take(stream, 1)
+            await alice.ack(got[-1:])
+        assert [d.message_id for d in got] == [f"m{n}" for n in range(12)]
+        await stream.aclose()
+
+
 class _GatedBackend(SqliteBackend):
     """SQLite whose first mailbox commit waits for ``gate``; records each commit's size."""
 

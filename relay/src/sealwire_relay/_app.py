@@ -58,7 +58,7 @@ from sealwire.relay.wire import (
 )
 from sealwire_relay._auth import Authenticator, Principal
 from sealwire_relay._limits import RateLimiter
-from sealwire_relay._service import Poll, RelayService, acked_key, group_key
+from sealwire_relay._service import Poll, RelayService, acked_key, group_key, wait_any
 from sealwire_relay._stream import STREAM_PATH, StreamEndpoint
 from sealwire_relay._supervisor import Supervisor
 
@@ -333,23 +333,37 @@ class RelayApp:
             self.metrics.set("sealwire_relay_websockets_open", self._connections)
 
     async def _push_mailbox(self, who: Principal, send: Send) -> None:
-        service, mailbox = self.service, who.agent_id
-        sent: set[tuple[str, str]] = set()
-        # Acks wake it too: they make room in the window it re-reads from the start.
+        """Push the mailbox at most WS_WINDOW deliveries ahead of the acks (made over
+        HTTP): new mail is read on from the last delivery pushed, and the window is read
+        back, to forget what was acknowledged, only when it is full and an ack came, or
+        at a poll (not at every wake: that read grew with the window)."""
+        service, mailbox, backend = self.service, who.agent_id, self.service.backend
+        sent: dict[tuple[str, str], None] = {}  # pushed, not known to be acknowledged
+        last: tuple[str, str] | None = None
         with (
-            service.notifier.watching(mailbox, acked_key(mailbox)) as changed,
-            Poll(changed, WS_POLL_SECONDS),
+            service.notifier.watching(mailbox) as mail,
+            service.notifier.watching(acked_key(mailbox)) as acked,
+            Poll(mail, WS_POLL_SECONDS) as poll,
         ):
             while True:
-                changed.clear()
-                batch = await service.backend.fetch(mailbox, WS_WINDOW)
-                sent &= {(d.sender, d.message_id) for d in batch}  # forget the acknowledged
-                for d in batch:
-                    if (d.sender, d.message_id) not in sent:
-                        sent.add((d.sender, d.message_id))
+                mail.clear()
+                if poll.due or (acked.is_set() and len(sent) >= WS_WINDOW):
+                    poll.due = False
+                    acked.clear()
+                    pending = await backend.fetch(mailbox, WS_WINDOW)
+                    keys = {(d.sender, d.message_id) for d in pending}
+                    sent = {key: None for key in sent if key in keys}
+                room = WS_WINDOW - len(sent)
+                for d in await backend.fetch_after(mailbox, last, room) if room else ():
+                    last = (d.sender, d.message_id)
+                    if last not in sent:
+                        sent[last] = None
                         text = json.dumps(delivery_to_json(d))
                         await send({"type": "websocket.send", "text": text})
-                await changed.wait()
+                if len(sent) >= WS_WINDOW:  # full: an ack (or the poll) makes room
+                    await wait_any([mail, acked], WS_POLL_SECONDS)
+                else:
+                    await mail.wait()
 
     async def _group_pusher(self, who: Principal, scope: Scope, send: Send) -> Awaitable[None]:
         query = parse_qs(scope.get("query_string", b"").decode("ascii", "replace"))
