@@ -335,8 +335,8 @@ class RelayApp:
     async def _push_mailbox(self, who: Principal, send: Send) -> None:
         """Push the mailbox at most WS_WINDOW deliveries ahead of the acks (made over
         HTTP): new mail is read on from the last delivery pushed, and the window is read
-        back, to forget what was acknowledged, only when it is full and an ack came, or
-        at a poll (not at every wake: that read grew with the window)."""
+        back, to forget what was acknowledged, only when it is full and an ack or the
+        poll came (not at every wake: that read grew with the window)."""
         service, mailbox, backend = self.service, who.agent_id, self.service.backend
         sent: dict[tuple[str, str], None] = {}  # pushed, not known to be acknowledged
         last: tuple[str, str] | None = None
@@ -347,12 +347,13 @@ class RelayApp:
         ):
             while True:
                 mail.clear()
-                if poll.due or (acked.is_set() and len(sent) >= WS_WINDOW):
-                    poll.due = False
+                # Acks (made here or, seen at the poll, elsewhere) matter once it is full.
+                if len(sent) >= WS_WINDOW and (poll.due or acked.is_set()):
                     acked.clear()
                     pending = await backend.fetch(mailbox, WS_WINDOW)
                     keys = {(d.sender, d.message_id) for d in pending}
                     sent = {key: None for key in sent if key in keys}
+                poll.due = False
                 room = WS_WINDOW - len(sent)
                 for d in await backend.fetch_after(mailbox, last, room) if room else ():
                     last = (d.sender, d.message_id)
