@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
-__all__ = ["until"]
+__all__ = ["next_items", "until"]
+
+T = TypeVar("T")
 
 
 async def until(predicate: Callable[[], object], what: str, timeout: float = 20.0) -> None:
@@ -16,3 +19,8 @@ async def until(predicate: Callable[[], object], what: str, timeout: float = 20.
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def next_items(items: AsyncIterator[T], n: int, timeout: float = 20.0) -> list[T]:
+    """The next ``n`` items of ``items``, each within ``timeout`` seconds."""
+    return [await asyncio.wait_for(anext(items), timeout) for _ in range(n)]

@@ -1,6 +1,6 @@
 """The relay stream (``WS /v1/stream``): batched, pipelined sends, acks and deliveries,
-on both backends (see conftest.py); hostile frames; SIGKILL of a relay process mid-batch;
-the fall back to HTTP."""
+on both backends (see conftest.py); hostile frames; SIGKILL of a relay process mid-batch.
+The fall backs (HTTP, the push WebSocket): test_relay_stream_fallbacks.py."""
 
 from __future__ import annotations
 
@@ -18,15 +18,13 @@ import websockets
 import websockets.asyncio.client
 from ports import free_port
 from relay_process import RelayProcess
-from waiting import until
+from waiting import next_items, until
 
-from sealwire.asgi import Receive, Scope, Send
 from sealwire.identity import Identity
 from sealwire.relay import Delivery, LimitExceeded, RelayClient, RelayUnavailable
 from sealwire.relay import _stream as client_stream
 from sealwire.relay.wire import STREAM_MAX_BATCH, STREAM_PATH, b64e, stream_frame
 from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
-from sealwire_relay import _app as relay_app
 from sealwire_relay import _stream as relay_stream
 from sealwire_relay._app import RelayApp
 from sealwire_relay._service import RelayService
@@ -37,16 +35,12 @@ NewClient = Callable[..., RelayClient]
 TIMEOUT = 20
 
 
-async def _take(stream: AsyncIterator[Delivery], n: int) -> list[Delivery]:
-    return [await asyncio.wait_for(anext(stream), TIMEOUT) for _ in range(n)]
-
-
 async def _held_back_until_acked(
     client: RelayClient, inbox: AsyncIterator[Delivery], held: int, n: int
 ) -> list[Delivery]:
     """The first ``held`` of ``n`` deliveries come, then nothing (the relay's window is
     full) until they are acknowledged; then the rest, each acknowledged as it comes."""
-    window = await _take(inbox, held)
+    window = await next_items(inbox, held)
     late = asyncio.ensure_future(anext(inbox))
     await asyncio.sleep(0.2)  # (only to show that nothing more comes)
     assert not late.done()
@@ -168,9 +162,9 @@ async def test_acks_made_over_http_free_the_window_at_the_next_poll(
     assert await alice.open_stream() and await bob.open_stream()
     await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"x") for i in range(6)))
     inbox = alice.subscribe()
-    window = await _take(inbox, 3)
+    window = await next_items(inbox, 3)
     await over_http.ack(window)  # not on the stream: its window stays full
-    rest = await _take(inbox, 3)  # the poll saw the window held up and read the mailbox
+    rest = await next_items(inbox, 3)  # the poll saw the window held up and read the mailbox
     assert sorted(d.message_id for d in window + rest) == [f"m{i}" for i in range(6)]
     await inbox.aclose()
 
@@ -198,7 +192,7 @@ async def test_a_window_that_acks_move_is_not_read_again_at_each_poll(
     inbox = alice.subscribe()
     started = time.monotonic()
     for _ in range(n):  # acked one at a time, a few every poll
-        await alice.ack(await _take(inbox, 1))
+        await alice.ack(await next_items(inbox, 1))
         await asyncio.sleep(0.02)
     assert time.monotonic() - started > 5 * 0.2  # polls came (each read the window before)
     assert reads.count(alice.agent_id) <= 2  # (a loaded machine may stall past a poll)
@@ -227,7 +221,7 @@ async def test_acks_are_held_and_coalesced_then_sent_when_many_or_flushed(
     n = held + 6
     await asyncio.gather(*(bob.send(alice.agent_id, f"m{i}", b"x") for i in range(n)))
     inbox = alice.subscribe()
-    got = await _take(inbox, n)
+    got = await next_items(inbox, n)
     for delivery in got[:10]:  # one at a time, as a mailbox reader does
         await alice.ack([delivery])
     await asyncio.sleep(0.2)
@@ -253,11 +247,11 @@ async def test_a_dropped_stream_redelivers_only_the_unacknowledged(
         for i in range(10):
             await bob.send(alice.agent_id, f"m{i}", b"x")
         inbox = alice.subscribe()
-        got = await _take(inbox, 10)
+        got = await next_items(inbox, 10)
         await alice.ack(got[:4])
         await until(lambda: not alice._mailbox_stream._acks_sent, "acks confirmed")  # type: ignore[union-attr]
     async with running_relay(config):  # the stream reconnects and subscribes again
-        again = await _take(inbox, 6)
+        again = await next_items(inbox, 6)
         assert [d.message_id for d in again] == [f"m{i}" for i in range(4, 10)]
         await alice.ack(again)
         await inbox.aclose()
@@ -283,7 +277,7 @@ async def test_a_new_subscription_right_after_closing_one_stays_on_the_stream(
         await bob.send(alice.agent_id, f"m{i}", b"x")
     for round_ in range(3):
         inbox = alice.subscribe()
-        (got,) = await _take(inbox, 1)
+        (got,) = await next_items(inbox, 1)
         assert got.message_id == f"m{round_}"
         await alice.ack([got])
         await inbox.aclose()
@@ -437,128 +431,6 @@ async def test_sigkill_mid_batch_loses_nothing_acknowledged(
             assert len(stored) == len(set(stored))  # and nothing twice
     finally:
         proc.kill()
-
-
-class _Front:
-    """A front of a relay refusing some WebSocket paths (as a proxy, or an older relay)."""
-
-    def __init__(self, app: RelayApp, refused: Callable[[str], bool]) -> None:
-        self.app, self.refused = app, refused
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and self.refused(scope["path"]):
-            await receive()
-            await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
-            return
-        await self.app(scope, receive, send)
-
-
-@pytest.fixture
-async def http_only_relay(tmp_path: Path) -> AsyncIterator[str]:
-    async for url in _fronted_relay(tmp_path, lambda path: True):
-        yield url
-
-
-@pytest.fixture
-async def relay_without_stream(tmp_path: Path) -> AsyncIterator[str]:
-    """A relay as one without the stream route: only the push WebSocket."""
-    async for url in _fronted_relay(tmp_path, lambda path: path == STREAM_PATH):
-        yield url
-
-
-async def _fronted_relay(tmp_path: Path, refused: Callable[[str], bool]) -> AsyncIterator[str]:
-    backend = SqliteBackend(tmp_path / "fronted.sqlite3")
-    await backend.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    service = RelayService(
-        backend=backend, public_url=url, limits=RelayLimits(), peers={}, clock=time.time
-    )
-    app = RelayApp(service, Identity.generate(), random=os.urandom)
-    server = uvicorn.Server(
-        uvicorn.Config(_Front(app, refused), host="127.0.0.1", port=port, lifespan="off",
-                       log_level="warning", ws="websockets-sansio", timeout_graceful_shutdown=1)
-    )  # fmt: skip
-    task = asyncio.create_task(server.serve())
-    await until(lambda: server.started, "the HTTP-only relay")
-    yield url
-    server.should_exit = True
-    await task
-    await backend.close()
-
-
-async def test_falls_back_to_http_when_the_stream_cannot_be_opened(
-    http_only_relay: str,
-) -> None:
-    async with (
-        RelayClient(http_only_relay, Identity.generate()) as alice,
-        RelayClient(http_only_relay, Identity.generate()) as bob,
-    ):
-        # Refused at the upgrade (HTTP 403): no stream, at once rather than after a timeout.
-        assert not await asyncio.wait_for(bob.open_stream(timeout=3600), TIMEOUT)
-        await bob.send(alice.agent_id, "m1", b"over HTTP")
-        assert not bob.streaming
-        (got,) = await alice.fetch()
-        assert got.envelope == b"over HTTP"
-        await alice.ack([got])
-        assert await alice.fetch() == []
-
-
-async def test_the_push_websocket_refills_its_window_when_acked(
-    relay_without_stream: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An ack over HTTP wakes the push WebSocket whose window was full (not its poll)."""
-    monkeypatch.setattr(relay_app, "WS_WINDOW", 2)
-    monkeypatch.setattr(relay_app, "WS_POLL_SECONDS", 3600.0)
-    async with (
-        RelayClient(relay_without_stream, Identity.generate()) as alice,
-        RelayClient(relay_without_stream, Identity.generate()) as bob,
-    ):
-        for n in range(3):
-            await bob.send(alice.agent_id, f"m{n}", b"x")
-        stream = alice.subscribe()
-        first = await _take(stream, 2)
-        assert not alice.streaming
-        await alice.ack(first)
-        (third,) = await _take(stream, 1)
-        assert third.message_id == "m2"
-        await stream.aclose()
-
-
-async def test_the_push_websocket_reads_on_and_reads_its_window_back_only_when_full(
-    relay_without_stream: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """New mail is read on from the last delivery pushed; the window is read back (to
-    forget what the acks removed) only once it is full. It was read back at every
-    wake, each ack's included."""
-    monkeypatch.setattr(relay_app, "WS_WINDOW", 5)
-    monkeypatch.setattr(relay_app, "WS_POLL_SECONDS", 3600.0)
-    window_reads = []
-    fetch = SqliteBackend.fetch
-
-    async def counted(self: SqliteBackend, mailbox: str, limit: int) -> list[Delivery]:
-        window_reads.append(limit)
-        return await fetch(self, mailbox, limit)
-
-    monkeypatch.setattr(SqliteBackend, "fetch", counted)
-    async with (
-        RelayClient(relay_without_stream, Identity.generate()) as alice,
-        RelayClient(relay_without_stream, Identity.generate()) as bob,
-    ):
-        stream = alice.subscribe()
-        got = []
-        for n in range(4):  # the window never fills: acked as they come
-            await bob.send(alice.agent_id, f"m{n}", b"x")
-            got += await _take(stream, 1)
-            await alice.ack(got[-1:])
-        assert window_reads == []
-        for n in range(4, 12):  # a backlog: the window fills, and acks make room
-            await bob.send(alice.agent_id, f"m{n}", b"x")
-        while len(got) < 12:
-            got += await _take(stream, 1)
-            await alice.ack(got[-1:])
-        assert [d.message_id for d in got] == [f"m{n}" for n in range(12)]
-        await stream.aclose()
 
 
 class _GatedBackend(SqliteBackend):
