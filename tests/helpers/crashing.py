@@ -15,7 +15,7 @@ from pathlib import Path
 from waiting import until
 
 from sealwire.codec import from_json
-from sealwire.model import Task
+from sealwire.model import Task, TaskState
 from sealwire.store import SqliteStore, StoreKey
 
 SCRIPT = Path(__file__).with_name("crash_agent.py")
@@ -110,3 +110,13 @@ def stored_tasks(receiver: CrashingReceiver) -> list[Task]:
         ]
     finally:
         store.close()
+
+
+def assert_each_served_once(receiver: CrashingReceiver, texts: Sequence[str], router: str) -> None:
+    """The (stopped) receiver holds one completed task per request text, and its
+    ``router`` (``mailbox`` or ``group``) has nothing left to hand on or to answer."""
+    tasks = stored_tasks(receiver)
+    assert sorted(t.history[0].parts[0].text for t in tasks) == sorted(texts)
+    assert all(t.status.state is TaskState.COMPLETED for t in tasks)
+    assert keys_left(receiver, f"{router}.inbox") == []
+    assert keys_left(receiver, f"{router}.answers") == []

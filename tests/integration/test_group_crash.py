@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crashing import CrashingReceiver, keys_left, stored_tasks
+from crashing import CrashingReceiver, assert_each_served_once, keys_left
 from waiting import until
 
 from sealwire.agent import Agent
 from sealwire.identity import Identity
-from sealwire.model import TaskState
 from sealwire.relay import RelayClient
 from sealwire.store import MemoryStore
 
@@ -82,8 +81,4 @@ async def test_member_killed_repeatedly_every_group_request_answered_exactly_onc
         await member.kill()
     # no second answer reached the asker
     assert not [r for r in caplog.records if "waits no more" in r.getMessage()]
-    tasks = stored_tasks(member)
-    assert sorted(t.history[0].parts[0].text for t in tasks) == sorted(texts)
-    assert all(t.status.state is TaskState.COMPLETED for t in tasks)
-    assert keys_left(member, "group.inbox") == []
-    assert keys_left(member, "group.answers") == []
+    assert_each_served_once(member, texts, "group")

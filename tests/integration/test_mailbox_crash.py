@@ -19,7 +19,7 @@ import random
 from pathlib import Path
 
 import pytest
-from crashing import CrashingReceiver, keys_left, stored_tasks
+from crashing import CrashingReceiver, assert_each_served_once, keys_left
 from waiting import until
 
 from sealwire.agent import Agent
@@ -73,8 +73,4 @@ async def test_receiver_killed_repeatedly_every_request_answered_exactly_once(
     # no second answer reached the sender
     assert not [r for r in caplog.records if "unknown request id" in r.getMessage()]
     # one task per request, each answered; nothing left to hand on or to answer
-    tasks = stored_tasks(receiver)
-    assert sorted(t.history[0].parts[0].text for t in tasks) == sorted(texts)
-    assert all(t.status.state is TaskState.COMPLETED for t in tasks)
-    assert keys_left(receiver, "mailbox.inbox") == []
-    assert keys_left(receiver, "mailbox.answers") == []
+    assert_each_served_once(receiver, texts, "mailbox")
