@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import websockets
 import websockets.asyncio.client
-from ports import free_port
+from loopback_relay import serving_relay_app
 from relay_process import RelayProcess
 from waiting import next_items, until
 
@@ -26,8 +25,6 @@ from sealwire.relay import _stream as client_stream
 from sealwire.relay.wire import STREAM_MAX_BATCH, STREAM_PATH, b64e, stream_frame
 from sealwire_relay import RelayConfig, RelayLimits, RunningRelay, running_relay
 from sealwire_relay import _stream as relay_stream
-from sealwire_relay._app import RelayApp
-from sealwire_relay._service import RelayService
 from sealwire_relay._sqlite_backend import SqliteBackend
 from sealwire_relay._stream import STREAM_INFLIGHT_FRAMES, STREAM_WINDOW
 
@@ -451,21 +448,12 @@ class _GatedBackend(SqliteBackend):
 async def test_commits_are_grouped_and_a_fast_sender_is_not_read(tmp_path: Path) -> None:
     backend = _GatedBackend(tmp_path / "gated.sqlite3")
     await backend.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    service = RelayService(
-        backend=backend, public_url=url, limits=RelayLimits(), peers={}, clock=time.time
-    )
-    app = RelayApp(service, Identity.generate(), random=os.urandom)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-                       ws="websockets-sansio", timeout_graceful_shutdown=1)
-    )  # fmt: skip
-    serving = asyncio.create_task(server.serve())
-    await until(lambda: server.started, "the relay")
     frames = 3 * STREAM_INFLIGHT_FRAMES
     try:
-        async with RelayClient(url, Identity.generate()) as bob:
+        async with (
+            serving_relay_app(backend) as (url, app),
+            RelayClient(url, Identity.generate()) as bob,
+        ):
             ws = await _raw(bob)
             try:
                 for rid in range(frames):  # one item each, as fast as the socket takes them
@@ -494,6 +482,4 @@ async def test_commits_are_grouped_and_a_fast_sender_is_not_read(tmp_path: Path)
             finally:
                 await ws.close()
     finally:
-        server.should_exit = True
-        await serving
         await backend.close()

@@ -5,24 +5,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import uvicorn
-from ports import free_port
-from waiting import next_items, until
+from loopback_relay import serving_relay_app
+from waiting import next_items
 
 from sealwire.asgi import Receive, Scope, Send
 from sealwire.identity import Identity
 from sealwire.relay import Delivery, RelayClient
 from sealwire.relay.wire import STREAM_PATH
-from sealwire_relay import RelayLimits
 from sealwire_relay import _app as relay_app
 from sealwire_relay._app import RelayApp
-from sealwire_relay._service import RelayService
 from sealwire_relay._sqlite_backend import SqliteBackend
 
 TIMEOUT = 20
@@ -58,22 +53,11 @@ async def relay_without_stream(tmp_path: Path) -> AsyncIterator[str]:
 async def _fronted_relay(tmp_path: Path, refused: Callable[[str], bool]) -> AsyncIterator[str]:
     backend = SqliteBackend(tmp_path / "fronted.sqlite3")
     await backend.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    service = RelayService(
-        backend=backend, public_url=url, limits=RelayLimits(), peers={}, clock=time.time
-    )
-    app = RelayApp(service, Identity.generate(), random=os.urandom)
-    server = uvicorn.Server(
-        uvicorn.Config(_Front(app, refused), host="127.0.0.1", port=port, lifespan="off",
-                       log_level="warning", ws="websockets-sansio", timeout_graceful_shutdown=1)
-    )  # fmt: skip
-    task = asyncio.create_task(server.serve())
-    await until(lambda: server.started, "the HTTP-only relay")
-    yield url
-    server.should_exit = True
-    await task
-    await backend.close()
+    try:
+        async with serving_relay_app(backend, lambda app: _Front(app, refused)) as (url, _):
+            yield url
+    finally:
+        await backend.close()
 
 
 async def test_falls_back_to_http_when_the_stream_cannot_be_opened(
