@@ -91,8 +91,8 @@ log = logging.getLogger("sealwire.relay")
 # Deliveries pushed ahead of the client's acks: enough to keep a consumer busy for
 # the round trip of its coalesced acks (a few milliseconds, and their commit) at tens
 # of thousands of messages per second, while a client that stops acknowledging gets
-# no more than this; and envelope bytes, which keeps that at what 256 deliveries of
-# the largest default message (256 KiB) were.
+# no more than this; and envelope bytes, which bound what such a client holds of the
+# relay's memory in flight (16 deliveries of the largest default message, 256 KiB).
 STREAM_WINDOW = 1024
 STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 # What a commit hands a pusher may run ahead of its window (see MailboxFeed): at most
